@@ -1,0 +1,152 @@
+"""The training pipeline on a tiny generated data set: read, split, train, export, load, predict."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training import data as datasets
+from training import evaluate, train
+from training.runtime import display_name, load
+
+CLASSES = ["cats", "dogs", "striped_zebras"]
+FORMATS = ["jpg", "png", "bmp", "gif", "webp", "jpeg"]
+
+
+def texture(name: str, height: int, width: int) -> np.ndarray:
+    """Each class has its own look: flat red, a blue checkerboard, black-and-white stripes."""
+    rows, cols = np.mgrid[0:height, 0:width]
+    if name == "cats":
+        return np.zeros((height, width, 3)) + (200, 40, 40)
+    if name == "dogs":
+        return ((rows // 5 + cols // 5) % 2)[..., None] * (40, 40, 200) + 20
+    return np.repeat((255 * (cols // 4 % 2))[..., None], 3, axis=2)
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    """Twelve noisy photos of each class, in every format the reader takes."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data"
+    for name in CLASSES:
+        (root / name).mkdir(parents=True)
+        for i in range(12):
+            ext = FORMATS[i % len(FORMATS)]
+            noise = rng.normal(0, 12, (30 + i, 40, 3))
+            pixels = np.clip(texture(name, 30 + i, 40) + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.{ext}")
+    (root / "cats" / "notes.txt").write_text("not a photo, ignored")
+    return root
+
+
+def test_discover_reads_any_class_names_in_sorted_order(tiny_data):
+    data = datasets.discover(tiny_data)
+
+    assert data.classes == ["cats", "dogs", "striped_zebras"]
+    assert data.counts() == {"cats": 12, "dogs": 12, "striped_zebras": 12}
+    assert "cats/notes.txt" not in data.files
+
+
+def test_discover_refuses_a_folder_the_model_does_not_know(tiny_data):
+    with pytest.raises(ValueError, match="not classes of the model"):
+        datasets.discover(tiny_data, classes=["cats", "dogs"])
+
+
+def test_validation_split_is_stratified_and_seeded(tiny_data):
+    data = datasets.discover(tiny_data)
+
+    train_a, val_a = datasets.split(data, 0.34, seed=7)
+    train_b, val_b = datasets.split(data, 0.34, seed=7)
+    _, val_c = datasets.split(data, 0.34, seed=8)
+
+    assert list(val_a) == list(val_b)
+    assert list(val_a) != list(val_c)
+    assert not set(train_a) & set(val_a)
+    assert sorted(np.bincount(data.labels[val_a]).tolist()) == [4, 4, 4]
+
+
+def test_class_weights_give_every_class_the_same_total_weight():
+    labels = np.array([0] * 30 + [1] * 10 + [2] * 20)
+
+    weights = datasets.class_weights(labels, 3)
+
+    totals = [weights[k] * (labels == k).sum() for k in range(3)]
+    assert np.allclose(totals, totals[0])
+    assert weights[1] > weights[2] > weights[0]
+
+
+def test_augmentation_changes_photos_but_keeps_their_shape_and_range(tiny_data):
+    data = datasets.discover(tiny_data)
+    pixels = datasets.load_pixels(data, 32)
+    onehot = np.eye(3, dtype=np.float32)[data.labels]
+
+    augmented = next(iter(datasets.pipeline(pixels, onehot, 36, training=True, seed=1)))[0].numpy()
+    plain = next(iter(datasets.pipeline(pixels, onehot, 36)))[0].numpy()
+
+    assert augmented.shape == plain.shape == (36, 32, 32, 3)
+    assert augmented.min() >= 0 and augmented.max() <= 255
+    assert np.array_equal(plain, pixels.astype(np.float32))
+    assert not np.allclose(np.sort(augmented.ravel()), np.sort(plain.ravel()))
+
+
+def train_tiny(data_dir, out, *extra, size=32):
+    return train.train(train.parse_args([
+        "--data", str(data_dir), "--out", str(out), "--image-size", str(size), "--batch-size", "8",
+        "--val-fraction", "0.34", "--seed", "3", *extra,
+    ]))
+
+
+@pytest.mark.slow
+def test_mobilenet_learns_and_exports_a_folder_that_loads_and_predicts(tiny_data, tmp_path):
+    folder = train_tiny(tiny_data, tmp_path / "model", "--head-epochs", "12", "--head-lr", "0.03",
+                        "--finetune-epochs", "1", "--finetune-lr", "1e-6",
+                        "--finetune-from", "block_16_expand", size=64)
+
+    for name in ["model.keras", "labels.json", "config.json", "metrics.json", "embeddings.npz",
+                 "training_curves.png", "confusion_validation.png", "MODEL_CARD.md"]:
+        assert (folder / name).is_file(), name
+    labels = json.loads((folder / "labels.json").read_text())
+    assert labels[2] == {"slug": "striped_zebras", "name": "Striped Zebras"}
+    assert json.loads((folder / "metrics.json").read_text())["validation"]["n"] == 12
+    cache = np.load(folder / "embeddings.npz")
+    assert cache["embeddings"].shape == (36, 1280) and cache["embeddings"].dtype == np.float16
+    assert cache["files"][0] == "cats/0.jpg"
+
+    classifier = load(folder)
+    probs = classifier.classify(tiny_data / "dogs" / "1.png")
+    assert classifier.slugs == ["cats", "dogs", "striped_zebras"]
+    assert probs.shape == (3,) and np.isclose(probs.sum(), 1.0)
+    metrics, _, _ = evaluate.evaluate(classifier, tiny_data)
+    assert metrics["top1"] >= 0.9
+    assert "| validation | 12 |" in (folder / "MODEL_CARD.md").read_text()
+
+
+@pytest.mark.slow
+def test_simple_cnn_training_is_reproducible_with_the_same_seed(tiny_data, tmp_path):
+    runs = [train_tiny(tiny_data, tmp_path / f"cnn{i}", "--arch", "simple-cnn", "--epochs", "3")
+            for i in range(2)]
+
+    first, second = (load(folder) for folder in runs)
+    data = datasets.discover(tiny_data)
+    pixels = datasets.load_pixels(data, 32)
+    assert np.array_equal(first.predict_pixels(pixels), second.predict_pixels(pixels))
+
+
+@pytest.mark.slow
+def test_serving_sees_exactly_the_pixels_that_training_saw(tiny_data, tmp_path):
+    folder = train_tiny(tiny_data, tmp_path / "model", "--arch", "simple-cnn", "--epochs", "1")
+    classifier = load(folder)
+    data = datasets.discover(tiny_data)
+    onehot = np.eye(3, dtype=np.float32)[data.labels]
+
+    batches = datasets.pipeline(datasets.load_pixels(data, 32), onehot, 8)
+    from_training = np.concatenate([classifier.model(x, training=False) for x, _ in batches])
+    from_serving = np.stack([classifier.classify(tiny_data / f) for f in data.files])
+
+    assert np.allclose(from_training, from_serving, atol=1e-6)
+
+
+def test_display_names_read_like_words():
+    assert display_name("kue_putri_salju") == "Kue Putri Salju"
+    assert display_name("cats") == "Cats"

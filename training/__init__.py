@@ -1,0 +1,1 @@
+"""Training pipeline: plain Keras/TensorFlow, no Django."""

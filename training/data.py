@@ -1,0 +1,149 @@
+"""Reading a class-per-folder data set, the validation split, class weights and tf.data pipelines."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from sklearn.model_selection import train_test_split
+from tqdm import tqdm
+
+from training.preprocess import IMAGE_SUFFIXES, load_image
+
+
+@dataclass
+class Dataset:
+    """Photos of a `<class>/<file>` folder: relative paths, integer labels and the class slugs."""
+
+    root: Path
+    files: list[str]
+    labels: np.ndarray
+    classes: list[str]
+
+    def counts(self) -> dict[str, int]:
+        counted = Counter(self.labels.tolist())
+        return {name: counted.get(i, 0) for i, name in enumerate(self.classes)}
+
+
+def discover(root: str | Path, classes: list[str] | None = None) -> Dataset:
+    """List the photos under `root/<class>/`, classes sorted by name unless given.
+
+    Passing `classes` (a model's labels) maps folders onto that model's indices; a folder the model
+    does not know is an error, since its photos could never be right.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder not found: {root}")
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if classes is None:
+        classes = folders
+    unknown = sorted(set(folders) - set(classes))
+    if unknown:
+        raise ValueError(f"folders {unknown} are not classes of the model ({classes})")
+    index = {name: i for i, name in enumerate(classes)}
+    files, labels = [], []
+    for name in folders:
+        for path in sorted((root / name).iterdir()):
+            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+                files.append(f"{name}/{path.name}")
+                labels.append(index[name])
+    if not files:
+        raise ValueError(f"no images found under {root}/<class>/")
+    return Dataset(root=root, files=files, labels=np.array(labels, dtype=np.int64), classes=classes)
+
+
+def split(data: Dataset, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified, seeded train/validation indices carved from one training folder."""
+    indices = np.arange(len(data.files))
+    if val_fraction <= 0:
+        return indices, indices[:0]
+    n_val = max(int(round(len(indices) * val_fraction)), len(data.classes))
+    train_idx, val_idx = train_test_split(
+        indices, test_size=n_val, stratify=data.labels, random_state=seed
+    )
+    return np.sort(train_idx), np.sort(val_idx)
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    """Balanced weights, n / (k * count), so every class carries the same total weight."""
+    counts = np.bincount(labels, minlength=num_classes)
+    present = counts > 0
+    weights = np.zeros(num_classes)
+    weights[present] = len(labels) / (present.sum() * counts[present])
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def load_pixels(data: Dataset, size: int, indices: np.ndarray | None = None) -> np.ndarray:
+    """Decode the photos with the shared preprocessing into one uint8 array (N, size, size, 3)."""
+    indices = np.arange(len(data.files)) if indices is None else indices
+    pixels = np.empty((len(indices), size, size, 3), dtype=np.uint8)
+    for row, i in enumerate(tqdm(indices, desc=f"decode {data.root.name}", unit="img")):
+        pixels[row] = load_image(data.root / data.files[i], size)
+    return pixels
+
+
+def augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Honest augmentation of one photo: what changes between two photos of the same cake.
+
+    Geometry is one affine warp (reflect-padded): horizontal and vertical flips (cakes seen from
+    above have no up or down), rotation up to 20 degrees, a random crop keeping 60-100% of the
+    side (zoom in) and a small shift. Then lighting and colour jitter, hue included, because the
+    same cake is made in several colours (pandan-green or white serabi, red or green klepon).
+    Every draw is stateless, keyed on `seed`, so a run is reproducible with parallel maps.
+    """
+    def uniform(i: int, low: float, high: float) -> tf.Tensor:
+        return tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(seed, i),
+                                           low, high)
+
+    height = tf.cast(tf.shape(image)[0], tf.float32)
+    width = tf.cast(tf.shape(image)[1], tf.float32)
+    flip_x = tf.where(uniform(0, 0.0, 1.0) < 0.5, -1.0, 1.0)
+    flip_y = tf.where(uniform(1, 0.0, 1.0) < 0.5, -1.0, 1.0)
+    angle = uniform(2, -1.0, 1.0) * (20.0 * np.pi / 180.0)
+    scale = uniform(3, 0.6, 1.0)  # the side of the crop, as a fraction of the photo
+    room = (1.0 - scale) / 2.0 + 0.05
+    shift_x = uniform(4, -1.0, 1.0) * room * width
+    shift_y = uniform(5, -1.0, 1.0) * room * height
+    # The warp maps each output pixel to an input pixel: input = centre + shift + M (out - centre).
+    cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
+    m00, m01, m10, m11 = cos * flip_x, -sin * flip_y, sin * flip_x, cos * flip_y
+    cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+    transform = tf.stack([m00, m01, cx + shift_x - m00 * cx - m01 * cy,
+                          m10, m11, cy + shift_y - m10 * cx - m11 * cy, 0.0, 0.0])
+    image = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None], transforms=transform[None],
+        output_shape=tf.shape(image)[:2], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="REFLECT",
+    )[0]
+
+    def key(i: int) -> tf.Tensor:
+        return tf.random.experimental.stateless_fold_in(seed, i)
+
+    image = image / 255.0
+    image = tf.image.stateless_random_brightness(image, 0.15, key(6))
+    image = tf.image.stateless_random_contrast(image, 0.75, 1.25, key(7))
+    image = tf.clip_by_value(image, 0.0, 1.0)
+    image = tf.image.stateless_random_saturation(image, 0.6, 1.4, key(8))
+    image = tf.image.stateless_random_hue(image, 0.08, key(9))
+    return tf.clip_by_value(image, 0.0, 1.0) * 255.0
+
+
+def pipeline(
+    pixels: np.ndarray, labels: np.ndarray, batch_size: int, *, training: bool = False, seed: int = 0
+) -> tf.data.Dataset:
+    """A tf.data pipeline over decoded pixels: cached; shuffled and augmented when training."""
+    ds = tf.data.Dataset.from_tensor_slices((pixels, labels)).cache()
+    if training:
+        ds = ds.shuffle(len(pixels), seed=seed, reshuffle_each_iteration=True)
+        # One fresh seed per photo per epoch, from a seeded stream: reproducible in parallel.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda item, s: (augment(tf.cast(item[0], tf.float32), s), item[1]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    else:
+        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

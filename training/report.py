@@ -1,0 +1,139 @@
+"""Metrics (scikit-learn), plots (matplotlib) and the model card of an exported model folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import (  # noqa: E402
+    accuracy_score,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+
+
+def metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
+    """Top-1, macro F1, per-class precision/recall/F1 and the confusion matrix, JSON-ready."""
+    labels = list(range(len(classes)))
+    y_pred = probs.argmax(axis=1)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    top3 = np.argsort(-probs, axis=1)[:, :3]
+    return {
+        "n": int(len(y_true)),
+        "top1": float(accuracy_score(y_true, y_pred)),
+        "top3": float(np.mean([t in row for t, row in zip(y_true, top3)])),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "per_class": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(classes)
+        },
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def text_report(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> str:
+    return classification_report(
+        y_true, probs.argmax(axis=1), labels=list(range(len(classes))), target_names=classes,
+        digits=3, zero_division=0,
+    )
+
+
+def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path, title: str) -> None:
+    cm = np.asarray(matrix)
+    size = max(4.0, 0.7 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for (i, j), value in np.ndenumerate(cm):
+        ax.text(j, i, str(value), ha="center", va="center",
+                color="white" if value > cm.max() / 2 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_history(phases: list[dict], path: Path) -> None:
+    """Loss and accuracy per epoch, training vs validation, phases joined end to end."""
+    joined: dict[str, list[float]] = {}
+    boundaries = []
+    for phase in phases:
+        for key, values in phase["history"].items():
+            joined.setdefault(key, []).extend(values)
+        boundaries.append(len(joined.get("loss", [])))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+            if key in joined:
+                epochs = range(1, len(joined[key]) + 1)
+                ax.plot(epochs, joined[key], style, label=key)
+        for b in boundaries[:-1]:
+            ax.axvline(b + 0.5, color="grey", linewidth=0.8)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend()
+    fig.suptitle(" | ".join(p["name"] for p in phases))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def model_card(folder: Path) -> str:
+    """MODEL_CARD.md from the folder's config.json and metrics.json, so figures are never retyped."""
+    config = json.loads((folder / "config.json").read_text())
+    results = json.loads((folder / "metrics.json").read_text())
+    lines = [
+        f"# Model card: {folder.name}",
+        "",
+        f"- Architecture: `{config['arch']}` at {config['image_size']} px, "
+        f"{config['parameters']:,} parameters"
+        + (" (ImageNet-pretrained MobileNetV2 backbone, Apache-2.0 weights, fine-tuned)"
+           if config["arch"] == "mobilenet_v2" else " (trained from scratch)")
+        + ".",
+        f"- Classes ({len(config['classes'])}): " + ", ".join(f"`{c}`" for c in config["classes"]),
+        f"- Training data: `{config['data']}`, {config['n_train']} photos for training and "
+        f"{config['n_val']} for validation (stratified, seed {config['seed']}); "
+        f"per class: {config['class_counts']}.",
+        f"- Trained in {config['train_seconds']:.0f} s on {config['machine']}.",
+        f"- Reproduce: `{config['command']}`",
+        "",
+        "## Figures",
+        "",
+        "| split | n | top-1 | top-3 | macro F1 | lowest recall |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, m in results.items():
+        worst = min(m["per_class"].items(), key=lambda kv: kv[1]["recall"])
+        lines.append(
+            f"| {name} | {m['n']} | {m['top1']:.3f} | {m['top3']:.3f} | {m['macro_f1']:.3f} | "
+            f"{worst[0]} {worst[1]['recall']:.2f} |"
+        )
+    for name, m in results.items():
+        lines += ["", f"### Per class, {name}", "", "| class | precision | recall | F1 | n |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for cls, v in m["per_class"].items():
+            lines.append(f"| {cls} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | "
+                         f"{v['support']} |")
+    notes = folder / "NOTES.md"
+    if notes.is_file():
+        lines += ["", notes.read_text().strip()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,68 @@
+"""A trained model folder, loaded for inference: the code path of the worker, evaluation and benches."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import keras
+import numpy as np
+
+from training.preprocess import load_image
+
+MODEL_FILE = "model.keras"
+LABELS_FILE = "labels.json"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+EMBEDDINGS_FILE = "embeddings.npz"
+
+
+@dataclass(frozen=True)
+class Label:
+    slug: str
+    name: str
+
+
+def display_name(slug: str) -> str:
+    """`kue_putri_salju` -> "Kue Putri Salju"; a human can override it in labels.json."""
+    return " ".join(part.capitalize() for part in slug.replace("-", "_").split("_") if part)
+
+
+@dataclass
+class Classifier:
+    """A model folder in memory: the network, its labels and the input size it was trained at."""
+
+    folder: Path
+    model: keras.Model
+    labels: list[Label]
+    image_size: int
+
+    @property
+    def slugs(self) -> list[str]:
+        return [label.slug for label in self.labels]
+
+    def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, classes) for a uint8 batch made by `preprocess.load_image`."""
+        out = self.model(np.asarray(pixels, dtype=np.float32), training=False)
+        return np.asarray(out, dtype=np.float64)
+
+    def classify(self, source: str | Path | BinaryIO) -> np.ndarray:
+        """Class probabilities for one photo (a path or an open binary file)."""
+        return self.predict_pixels(load_image(source, self.image_size)[None])[0]
+
+
+def read_json(folder: Path, name: str) -> dict | list:
+    return json.loads((folder / name).read_text())
+
+
+def load(folder: str | Path) -> Classifier:
+    """Load an exported model folder (see `train.export`)."""
+    folder = Path(folder)
+    if not (folder / MODEL_FILE).is_file():
+        raise FileNotFoundError(f"no {MODEL_FILE} in {folder}")
+    model = keras.saving.load_model(folder / MODEL_FILE, compile=False)
+    labels = [Label(**item) for item in read_json(folder, LABELS_FILE)]
+    image_size = int(model.input_shape[1])
+    return Classifier(folder=folder, model=model, labels=labels, image_size=image_size)

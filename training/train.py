@@ -1,0 +1,209 @@
+"""Train a classifier on a `<class>/<file>` folder and export a model folder.
+
+    python -m training.train --data DIR --out models/NAME [--arch mobilenet_v2|simple-cnn] [...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from training import data as datasets  # noqa: E402
+from training import model as networks  # noqa: E402
+from training import report  # noqa: E402
+from training.runtime import (  # noqa: E402
+    CONFIG_FILE,
+    EMBEDDINGS_FILE,
+    LABELS_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    display_name,
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="training folder: <class>/<image files>")
+    p.add_argument("--out", required=True, help="model folder to write (e.g. models/kue-v1)")
+    p.add_argument("--arch", choices=networks.ARCHITECTURES, default="mobilenet_v2")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="input pixels (default 224 for mobilenet_v2, 128 for simple-cnn)")
+    p.add_argument("--val-fraction", type=float, default=0.15)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--head-epochs", type=int, default=15, help="frozen backbone, head only")
+    p.add_argument("--head-lr", type=float, default=1e-3)
+    p.add_argument("--finetune-epochs", type=int, default=20, help="top blocks unfrozen")
+    p.add_argument("--finetune-lr", type=float, default=1e-4)
+    p.add_argument("--finetune-from", default="block_12_expand",
+                   help="first backbone layer to unfreeze when fine-tuning")
+    p.add_argument("--epochs", type=int, default=60, help="simple-cnn epochs")
+    p.add_argument("--lr", type=float, default=1e-3, help="simple-cnn learning rate")
+    p.add_argument("--patience", type=int, default=5, help="early stopping on validation loss")
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="cap steps per epoch (smoke tests)")
+    p.add_argument("--weights", default=str(networks.MOBILENET_V2_NO_TOP),
+                   help="ImageNet no-top weights file for mobilenet_v2")
+    args = p.parse_args(argv)
+    if args.image_size is None:
+        args.image_size = 224 if args.arch == "mobilenet_v2" else 128
+    if not 0 < args.val_fraction < 1:
+        p.error("--val-fraction must be between 0 and 1: early stopping needs a validation split")
+    return args
+
+
+def fit_phase(model, name, train_ds, val_ds, epochs, lr, class_weight, args) -> dict:
+    """One phase of training with early stopping and the best validation checkpoint restored."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
+        metrics=["accuracy"],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        best = Path(tmp) / "best.weights.h5"
+        callbacks = [
+            keras.callbacks.ModelCheckpoint(best, monitor="val_loss", save_best_only=True,
+                                            save_weights_only=True),
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience),
+        ]
+        print(f"\n== {name}: up to {epochs} epochs, lr {lr}", flush=True)
+        started = time.perf_counter()
+        history = model.fit(
+            train_ds, validation_data=val_ds, epochs=epochs, class_weight=class_weight,
+            callbacks=callbacks, steps_per_epoch=args.max_steps,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+        model.load_weights(best)
+    losses = history.history["val_loss"]
+    return {
+        "name": name,
+        "epochs_run": len(losses),
+        "best_epoch": int(np.argmin(losses)) + 1,
+        "seconds": round(time.perf_counter() - started, 1),
+        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+    }
+
+
+def embed(model: keras.Model, pixels: np.ndarray, batch_size: int) -> np.ndarray:
+    """Pooled backbone features of un-augmented photos, float16 (the head-refit cache)."""
+    features = networks.embedder(model)
+    out = [
+        np.asarray(features(pixels[i:i + batch_size].astype(np.float32), training=False))
+        for i in tqdm(range(0, len(pixels), batch_size), desc="embed", unit="batch")
+    ]
+    return np.concatenate(out).astype(np.float16)
+
+
+def predict(model: keras.Model, pixels: np.ndarray, batch_size: int) -> np.ndarray:
+    return np.concatenate([
+        np.asarray(model(pixels[i:i + batch_size].astype(np.float32), training=False))
+        for i in range(0, len(pixels), batch_size)
+    ])
+
+
+def train(args: argparse.Namespace) -> Path:
+    started = time.perf_counter()
+    keras.utils.set_random_seed(args.seed)
+    tf.config.experimental.enable_op_determinism()
+
+    data = datasets.discover(args.data)
+    classes, k = data.classes, len(data.classes)
+    train_idx, val_idx = datasets.split(data, args.val_fraction, args.seed)
+    pixels = datasets.load_pixels(data, args.image_size)
+    onehot = np.eye(k, dtype=np.float32)[data.labels]
+    train_ds = datasets.pipeline(pixels[train_idx], onehot[train_idx], args.batch_size,
+                                 training=True, seed=args.seed)
+    val_ds = datasets.pipeline(pixels[val_idx], onehot[val_idx], args.batch_size)
+    weights = datasets.class_weights(data.labels[train_idx], k)
+    print(f"{len(data.files)} photos, {k} classes, {len(train_idx)} train / {len(val_idx)} val; "
+          f"class weights {', '.join(f'{c}={w:.2f}' for c, w in zip(classes, weights.values()))}")
+
+    model = networks.build(args.arch, k, args.image_size, args.dropout,
+                           weights=args.weights if args.arch == "mobilenet_v2" else None)
+    phases = []
+    if args.arch == "mobilenet_v2":
+        networks.freeze_backbone(model)
+        phases.append(fit_phase(model, "head (frozen backbone)", train_ds, val_ds,
+                                args.head_epochs, args.head_lr, weights, args))
+        n = networks.unfreeze_top(model, args.finetune_from)
+        phases.append(fit_phase(model, f"fine-tune ({n} layers from {args.finetune_from})",
+                                train_ds, val_ds, args.finetune_epochs, args.finetune_lr,
+                                weights, args))
+    else:
+        phases.append(fit_phase(model, "from scratch", train_ds, val_ds, args.epochs, args.lr,
+                                weights, args))
+    train_seconds = time.perf_counter() - started
+
+    val_probs = predict(model, pixels[val_idx], args.batch_size)
+    print(report.text_report(data.labels[val_idx], val_probs, classes))
+    config = {
+        "arch": args.arch,
+        "image_size": args.image_size,
+        "classes": classes,
+        "parameters": int(model.count_params()),
+        "data": str(args.data),
+        "class_counts": data.counts(),
+        "n_train": int(len(train_idx)),
+        "n_val": int(len(val_idx)),
+        "val_files": [data.files[i] for i in val_idx],
+        "seed": args.seed,
+        "options": {k_: v for k_, v in vars(args).items() if k_ not in ("data", "out")},
+        "phases": [{k_: v for k_, v in p.items() if k_ != "history"} for p in phases],
+        "train_seconds": round(train_seconds, 1),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        "command": "python -m training.train " + shlex.join(sys.argv[1:] or []),
+    }
+    out = export(Path(args.out), model, config, phases,
+                 {"validation": report.metrics(data.labels[val_idx], val_probs, classes)},
+                 embed(model, pixels, args.batch_size), data)
+    print(f"exported {out} in {time.perf_counter() - started:.0f} s")
+    return out
+
+
+def export(out: Path, model: keras.Model, config: dict, phases: list[dict], results: dict,
+           embeddings: np.ndarray, data: datasets.Dataset) -> Path:
+    """Write the model folder: model, labels, config, metrics, plots, embeddings and card."""
+    out.mkdir(parents=True, exist_ok=True)
+    # An uncompiled copy: the optimizer's state would more than double the file and serves no one.
+    serving = networks.build(config["arch"], len(config["classes"]), config["image_size"],
+                             config["options"]["dropout"], weights=None)
+    serving.set_weights(model.get_weights())
+    serving.save(out / MODEL_FILE)
+    labels = [{"slug": c, "name": display_name(c)} for c in config["classes"]]
+    (out / LABELS_FILE).write_text(json.dumps(labels, indent=2) + "\n")
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    (out / METRICS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+    (out / "history.json").write_text(json.dumps(phases) + "\n")
+    np.savez_compressed(out / EMBEDDINGS_FILE, embeddings=embeddings, labels=data.labels,
+                        files=np.array(data.files), classes=np.array(config["classes"]))
+    report.plot_history(phases, out / "training_curves.png")
+    for name, m in results.items():
+        report.plot_confusion(m["confusion_matrix"], config["classes"],
+                              out / f"confusion_{name}.png", f"{out.name}: {name}")
+    (out / "MODEL_CARD.md").write_text(report.model_card(out))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
