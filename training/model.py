@@ -47,7 +47,7 @@ def simple_cnn_backbone(image_size: int) -> keras.Model:
     """Four conv / batch-norm / pooling blocks with dropout: the usual from-scratch baseline."""
     inputs = keras.Input((image_size, image_size, 3))
     x = inputs
-    for filters in (32, 64, 128, 256):
+    for filters in (16, 32, 64, 128):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
         x = keras.layers.BatchNormalization()(x)
         x = keras.layers.ReLU()(x)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import keras
 import numpy as np
 
 from training.preprocess import load_image
+
+if TYPE_CHECKING:
+    import keras
 
 MODEL_FILE = "model.keras"
 LABELS_FILE = "labels.json"
@@ -58,7 +61,13 @@ def read_json(folder: Path, name: str) -> dict | list:
 
 
 def load(folder: str | Path) -> Classifier:
-    """Load an exported model folder (see `train.export`)."""
+    """Load an exported model folder (see `train.export`).
+
+    TensorFlow is imported here, not at module level, so the web process never pays for it.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
     folder = Path(folder)
     if not (folder / MODEL_FILE).is_file():
         raise FileNotFoundError(f"no {MODEL_FILE} in {folder}")

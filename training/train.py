@@ -47,13 +47,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--head-epochs", type=int, default=15, help="frozen backbone, head only")
     p.add_argument("--head-lr", type=float, default=1e-3)
-    p.add_argument("--finetune-epochs", type=int, default=20, help="top blocks unfrozen")
+    p.add_argument("--finetune-epochs", type=int, default=25, help="top blocks unfrozen")
     p.add_argument("--finetune-lr", type=float, default=1e-4)
-    p.add_argument("--finetune-from", default="block_12_expand",
+    p.add_argument("--finetune-from", default="block_9_expand",
                    help="first backbone layer to unfreeze when fine-tuning")
     p.add_argument("--epochs", type=int, default=60, help="simple-cnn epochs")
     p.add_argument("--lr", type=float, default=1e-3, help="simple-cnn learning rate")
-    p.add_argument("--patience", type=int, default=5, help="early stopping on validation loss")
+    p.add_argument("--patience", type=int, default=6, help="early stopping on validation loss")
     p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--max-steps", type=int, default=None,

@@ -1,0 +1,53 @@
+"""Accuracy of the model the product serves, through the worker's preprocessing and runtime.
+
+    python -m bench.accuracy [--data ../shared/data/kue-indonesia/test] [--model DIR] [--baseline DIR]
+
+Prints a per-class table for each model and ends with one line
+`RESULT top1=<float> macro_f1=<float> n=<int>` for the served model (plus `baseline_*` keys when a
+baseline folder, e.g. a simple-cnn trained by the same pipeline, is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from training.evaluate import evaluate, per_class_table  # noqa: E402
+from training.runtime import load  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "kue-indonesia" / "test"
+DEFAULT_MODEL = ROOT / "models" / "kue-mobilenetv2"
+
+
+def measure(folder: str | Path, data: str | Path) -> dict:
+    started = time.perf_counter()
+    classifier = load(folder)
+    m, _, _ = evaluate(classifier, data)
+    print(f"\n{Path(folder).name} ({time.perf_counter() - started:.1f} s)")
+    print(per_class_table(m))
+    return m
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.accuracy", description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="<class>/<file> folder")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="model folder the product serves")
+    p.add_argument("--baseline", help="a second model folder to compare in the same run")
+    args = p.parse_args(argv)
+    served = measure(args.model, args.data)
+    result = {"top1": f"{served['top1']:.4f}", "macro_f1": f"{served['macro_f1']:.4f}",
+              "n": served["n"]}
+    if args.baseline:
+        base = measure(args.baseline, args.data)
+        result |= {"baseline_top1": f"{base['top1']:.4f}",
+                   "baseline_macro_f1": f"{base['macro_f1']:.4f}"}
+    print("\nRESULT " + " ".join(f"{k}={v}" for k, v in result.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""The model the repository ships: it loads offline and recognises real cake photos."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.runtime import load
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "models" / "kue-mobilenetv2"
+PHOTOS = Path(__file__).resolve().parent / "photos"
+SAMPLES = sorted(PHOTOS.glob("*/*.jpg"))
+KUE = ["kue_dadar_gulung", "kue_kastengel", "kue_klepon", "kue_lapis", "kue_lumpur",
+       "kue_putri_salju", "kue_risoles", "kue_serabi"]
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return load(SHIPPED)
+
+
+def test_it_knows_the_eight_cakes_by_slug_and_display_name(classifier):
+    assert classifier.slugs == KUE
+    assert classifier.labels[5].name == "Kue Putri Salju"
+    assert classifier.image_size == 224
+
+
+def test_every_class_has_sample_photos():
+    assert sorted({p.parent.name for p in SAMPLES}) == KUE
+
+
+@pytest.mark.parametrize("photo", SAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_it_recognises_the_sample_photo(classifier, photo):
+    probs = classifier.classify(photo)
+
+    assert np.isclose(probs.sum(), 1.0)
+    assert classifier.slugs[int(probs.argmax())] == photo.parent.name
+
+
+def test_its_folder_records_the_benchmark_and_a_head_refit_cache(classifier):
+    metrics = json.loads((SHIPPED / "metrics.json").read_text())
+    config = json.loads((SHIPPED / "config.json").read_text())
+    cache = np.load(SHIPPED / "embeddings.npz")
+
+    assert metrics["test"]["n"] == 162
+    assert set(metrics["test"]["per_class"]) == set(KUE)
+    assert cache["embeddings"].dtype == np.float16
+    assert cache["embeddings"].shape == (sum(config["class_counts"].values()), 1280)
+    assert np.bincount(cache["labels"]).tolist() == [config["class_counts"][k] for k in KUE]
