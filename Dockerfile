@@ -1,0 +1,14 @@
+# The one image of the site: web (gunicorn) and worker (celery) run it with different commands.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    CAKESITE_VAR_DIR=/app/var MEDIA_ROOT=/app/var/media
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+RUN DEBUG=1 python manage.py collectstatic --noinput \
+    && useradd --create-home cakesite && mkdir -p /app/var && chown -R cakesite /app/var
+USER cakesite
+EXPOSE 8000
+CMD ["gunicorn", "cakesite.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]

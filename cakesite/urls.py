@@ -1,0 +1,11 @@
+"""Project URLs: the site, accounts (django.contrib.auth) and the admin. Media is served by views
+that check ownership, never as public files."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("classifier.urls")),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+]

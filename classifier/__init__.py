@@ -1,0 +1,1 @@
+"""The Django app: what users store and see."""

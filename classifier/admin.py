@@ -1,0 +1,70 @@
+"""The Django admin: every model with useful lists and filters; activation as an explicit action."""
+
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from classifier import services
+from classifier.models import ModelVersion, Photo, Prediction
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["name", "is_active", "test_top1", "test_macro_f1", "classes", "created"]
+    list_filter = ["is_active", "created"]
+    search_fields = ["name", "path"]
+    readonly_fields = ["is_active", "created"]
+    actions = ["activate"]
+
+    @admin.display(description="test top-1")
+    def test_top1(self, obj: ModelVersion) -> str:
+        value = obj.metrics.get("test", {}).get("top1")
+        return "-" if value is None else f"{value:.1%}"
+
+    @admin.display(description="test macro F1")
+    def test_macro_f1(self, obj: ModelVersion) -> str:
+        value = obj.metrics.get("test", {}).get("macro_f1")
+        return "-" if value is None else f"{value:.3f}"
+
+    @admin.display(description="classes")
+    def classes(self, obj: ModelVersion) -> int:
+        return len(obj.labels)
+
+    @admin.action(description="Activate the selected version (exactly one)")
+    def activate(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
+            return
+        version = services.model_version_activate(queryset.get())
+        self.message_user(request, f"{version.name} is now the active model.", messages.SUCCESS)
+
+
+class PredictionInline(admin.TabularInline):
+    model = Prediction
+    extra = 0
+    fields = ["model_version", "label", "confidence", "inference_ms", "created"]
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(Photo)
+class PhotoAdmin(admin.ModelAdmin):
+    list_display = ["id", "preview", "owner", "status", "width", "height", "created"]
+    list_filter = ["status", "created", "image_format"]
+    search_fields = ["owner__username", "sha256", "original_name"]
+    readonly_fields = ["preview", "sha256", "width", "height", "image_format", "created", "updated"]
+    raw_id_fields = ["owner"]
+    inlines = [PredictionInline]
+
+    @admin.display(description="photo")
+    def preview(self, obj: Photo) -> str:
+        if not obj.pk:
+            return "-"
+        return format_html('<img src="/photos/{}/thumbnail/" alt="" style="max-height:60px">', obj.pk)
+
+
+@admin.register(Prediction)
+class PredictionAdmin(admin.ModelAdmin):
+    list_display = ["id", "photo", "label", "confidence", "model_version", "inference_ms", "created"]
+    list_filter = ["label", "model_version", "created"]
+    search_fields = ["photo__owner__username", "label"]
+    raw_id_fields = ["photo"]

@@ -1,0 +1,96 @@
+"""What users store and see: photos, predictions, and the model versions that made them."""
+
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+
+def photo_upload_to(instance: "Photo", filename: str) -> str:
+    """A generated name: nothing of the user's file name reaches the disk."""
+    return f"photos/{uuid.uuid4().hex}.{instance.image_format}"
+
+
+def thumbnail_upload_to(instance: "Photo", filename: str) -> str:
+    return f"thumbnails/{uuid.uuid4().hex}.jpg"
+
+
+class ModelVersion(models.Model):
+    """A trained model folder the worker can serve; exactly one is active."""
+
+    name = models.CharField(max_length=100, unique=True)
+    path = models.CharField(max_length=500, help_text="model folder, relative to MODELS_DIR or absolute")
+    labels = models.JSONField(help_text='[{"slug": ..., "name": ...}] in the model\'s output order')
+    metrics = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_active"], condition=Q(is_active=True),
+                                    name="one_active_model_version"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name + (" (active)" if self.is_active else "")
+
+    @property
+    def folder(self) -> Path:
+        return Path(settings.MODELS_DIR) / self.path
+
+    def display_name(self, slug: str) -> str:
+        return next((item["name"] for item in self.labels if item["slug"] == slug), slug)
+
+
+class Photo(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        PROCESSING = "processing"
+        DONE = "done"
+        FAILED = "failed"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="photos")
+    image = models.ImageField(upload_to=photo_upload_to, width_field="width", height_field="height")
+    thumbnail = models.ImageField(upload_to=thumbnail_upload_to, blank=True)
+    image_format = models.CharField(max_length=8)
+    original_name = models.CharField(max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=12, choices=Status, default=Status.QUEUED, db_index=True)
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"photo {self.pk} of {self.owner}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("photo-detail", args=[self.pk])
+
+
+class Prediction(models.Model):
+    photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="predictions")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
+    label = models.CharField(max_length=100, db_index=True)
+    confidence = models.FloatField()
+    probabilities = models.JSONField(help_text="{slug: probability} for every class")
+    inference_ms = models.FloatField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            # A redelivered task never records a second prediction for the same photo and model.
+            models.UniqueConstraint(fields=["photo", "model_version"], name="one_prediction_per_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.confidence:.0%}) for photo {self.photo_id}"

@@ -1,0 +1,58 @@
+"""Reads: what a user may see, filtered and ordered. Views and the API call these."""
+
+from __future__ import annotations
+
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.shortcuts import get_object_or_404
+
+from classifier.models import ModelVersion, Photo, Prediction
+
+
+def latest_predictions() -> QuerySet[Prediction]:
+    return Prediction.objects.select_related("model_version").order_by("-created", "-id")
+
+
+def photos_for_user(user, *, label: str | None = None, status: str | None = None) -> QuerySet[Photo]:
+    """The user's photos (everyone's for staff), newest first, each with its latest prediction.
+
+    `label` filters on the label of the latest prediction, the one the user sees.
+    """
+    photos = Photo.objects.all() if user.is_staff else Photo.objects.filter(owner=user)
+    latest = Prediction.objects.filter(photo=OuterRef("pk")).order_by("-created", "-id")
+    photos = photos.annotate(latest_label=Subquery(latest.values("label")[:1]))
+    if label:
+        photos = photos.filter(latest_label=label)
+    if status:
+        photos = photos.filter(status=status)
+    return photos.select_related("owner").prefetch_related(
+        Prefetch("predictions", queryset=latest_predictions(), to_attr="prediction_list")
+    )
+
+
+def photo_for_user(user, pk: int) -> Photo:
+    """One photo the user may see, or 404: another user's photo is indistinguishable from none."""
+    return get_object_or_404(photos_for_user(user), pk=pk)
+
+
+def latest_prediction(photo: Photo) -> Prediction | None:
+    predictions = getattr(photo, "prediction_list", None)
+    if predictions is None:
+        return latest_predictions().filter(photo=photo).first()
+    return predictions[0] if predictions else None
+
+
+def top_k(prediction: Prediction, k: int = 3) -> list[dict]:
+    """The k most probable classes with display names, most probable first."""
+    ranked = sorted(prediction.probabilities.items(), key=lambda kv: kv[1], reverse=True)[:k]
+    return [{"slug": slug, "name": prediction.model_version.display_name(slug), "probability": p}
+            for slug, p in ranked]
+
+
+def active_version() -> ModelVersion | None:
+    return ModelVersion.objects.filter(is_active=True).first()
+
+
+def known_labels() -> list[dict]:
+    """The active model's classes, for filters and forms."""
+    version = active_version()
+    return version.labels if version else []

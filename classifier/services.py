@@ -1,0 +1,180 @@
+"""Writes: one verb each, transactions here. Views, the API and tasks call these and nothing lower."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from classifier.models import ModelVersion, Photo, Prediction
+from training.preprocess import to_rgb
+from training.runtime import CONFIG_FILE, LABELS_FILE, METRICS_FILE
+
+log = logging.getLogger(__name__)
+
+# Pillow format name -> the extension we store under; what a browser can also show.
+ALLOWED_FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "WEBP": "webp"}
+
+
+def validate_image(upload: UploadedFile) -> tuple[str, str]:
+    """Check an upload is a whole image we accept; return (format extension, sha256).
+
+    Refuses, with a message a user can act on: an empty or too large file, anything Pillow cannot
+    identify, formats we do not take, decompression bombs, and truncated or corrupt data (the
+    whole image is decoded once here, so a bad file never reaches the queue).
+    """
+    if upload.size == 0:
+        raise ValidationError("The file is empty.", code="empty")
+    if upload.size > settings.MAX_UPLOAD_BYTES:
+        limit = settings.MAX_UPLOAD_BYTES // (1024 * 1024)
+        raise ValidationError(f"The file is larger than {limit} MB.", code="too_large")
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    upload.seek(0)
+    try:
+        with Image.open(upload) as img:
+            fmt = img.format
+            if fmt not in ALLOWED_FORMATS:
+                raise ValidationError(
+                    f"{fmt or 'This'} images are not supported; send JPEG, PNG, GIF, BMP or WebP.",
+                    code="format",
+                )
+            if img.width * img.height > settings.MAX_IMAGE_PIXELS:
+                raise ValidationError(
+                    f"The image is {img.width}x{img.height} pixels; at most "
+                    f"{settings.MAX_IMAGE_PIXELS // 1_000_000} megapixels are accepted.",
+                    code="too_many_pixels",
+                )
+            img.load()
+    except ValidationError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ValidationError("The image is too large to decode safely.", code="bomb") from exc
+    except (UnidentifiedImageError, SyntaxError) as exc:
+        raise ValidationError("The file is not an image we can read.", code="not_image") from exc
+    except OSError as exc:
+        raise ValidationError("The image is truncated or corrupt.", code="corrupt") from exc
+    finally:
+        upload.seek(0)
+    return ALLOWED_FORMATS[fmt], digest.hexdigest()
+
+
+THUMBNAIL_SIZE = 320
+
+
+def make_thumbnail(upload: UploadedFile) -> ContentFile:
+    """A small upright JPEG for galleries (transparency on white)."""
+    with Image.open(upload) as img:
+        img.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+        img = to_rgb(ImageOps.exif_transpose(img))
+        img.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+        buffer = io.BytesIO()
+        img.save(buffer, "JPEG", quality=85)
+    upload.seek(0)
+    return ContentFile(buffer.getvalue())
+
+
+def photo_create(*, owner, upload: UploadedFile) -> Photo:
+    """Store a validated photo as `queued` and enqueue its classification once committed."""
+    from classifier import tasks
+
+    extension, sha256 = validate_image(upload)
+    with transaction.atomic():
+        photo = Photo(owner=owner, image_format=extension, sha256=sha256,
+                      original_name=Path(upload.name or "").name[:255])
+        thumbnail = make_thumbnail(upload)
+        try:
+            photo.image.save("upload", upload, save=False)
+            photo.thumbnail.save("thumbnail", thumbnail, save=False)
+            photo.save()
+        except Exception:
+            # Leave no orphan file behind a row that was never written.
+            photo.image.delete(save=False)
+            photo.thumbnail.delete(save=False)
+            raise
+        transaction.on_commit(lambda: tasks.classify_photo.delay(photo.pk))
+    return photo
+
+
+def photo_start(photo: Photo) -> None:
+    Photo.objects.filter(pk=photo.pk).update(status=Photo.Status.PROCESSING, error="")
+
+
+def photo_mark_done(photo: Photo) -> None:
+    Photo.objects.filter(pk=photo.pk).update(status=Photo.Status.DONE, error="")
+
+
+def photo_fail(photo: Photo, reason: str) -> None:
+    Photo.objects.filter(pk=photo.pk).update(status=Photo.Status.FAILED, error=reason[:2000])
+
+
+def photo_retry(photo: Photo) -> None:
+    """Queue a failed photo again."""
+    from classifier import tasks
+
+    if photo.status != Photo.Status.FAILED:
+        raise ValidationError("Only a failed photo can be retried.", code="not_failed")
+    with transaction.atomic():
+        Photo.objects.filter(pk=photo.pk).update(status=Photo.Status.QUEUED, error="")
+        transaction.on_commit(lambda: tasks.classify_photo.delay(photo.pk))
+
+
+def photo_delete(photo: Photo) -> None:
+    """Delete the row, then its files once the deletion is committed."""
+    files = [photo.image, photo.thumbnail]
+    with transaction.atomic():
+        photo.delete()
+        transaction.on_commit(lambda: [f.delete(save=False) for f in files if f])
+
+
+def prediction_record(*, photo: Photo, version: ModelVersion, probabilities: dict[str, float],
+                      label: str, confidence: float, inference_ms: float) -> Prediction:
+    """Store the prediction of `version` for `photo` (at most one) and mark the photo done."""
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                prediction, _ = Prediction.objects.get_or_create(
+                    photo=photo, model_version=version,
+                    defaults={"label": label, "confidence": confidence,
+                              "probabilities": probabilities, "inference_ms": inference_ms},
+                )
+        except IntegrityError:  # a concurrent delivery of the same task won the race
+            prediction = Prediction.objects.get(photo=photo, model_version=version)
+        photo_mark_done(photo)
+    return prediction
+
+
+def model_version_register(*, name: str, path: str | Path, activate: bool = False) -> ModelVersion:
+    """Register an exported model folder (labels and metrics read from it) as a version."""
+    folder = Path(settings.MODELS_DIR) / path
+    labels = json.loads((folder / LABELS_FILE).read_text())
+    metrics = json.loads((folder / METRICS_FILE).read_text()) if (folder / METRICS_FILE).exists() else {}
+    if not (folder / CONFIG_FILE).exists():
+        raise ValidationError(f"{folder} is not an exported model folder", code="not_model")
+    with transaction.atomic():
+        version = ModelVersion.objects.create(name=name, path=str(path), labels=labels, metrics=metrics)
+        if activate:
+            model_version_activate(version)
+    return version
+
+
+def model_version_activate(version: ModelVersion) -> ModelVersion:
+    """Make `version` the one active version, atomically; workers pick it up on their next task."""
+    with transaction.atomic():
+        ModelVersion.objects.select_for_update().filter(is_active=True).exclude(pk=version.pk).update(
+            is_active=False
+        )
+        ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+    version.refresh_from_db()
+    log.info("model version %s is now active", version.name)
+    return version

@@ -1,0 +1,63 @@
+"""Celery tasks: thin. They take ids, re-fetch, and are safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
+
+from classifier import inference, services
+from classifier.models import ModelVersion, Photo
+from training.preprocess import ImageDecodeError
+
+log = logging.getLogger(__name__)
+
+
+@worker_process_init.connect
+def load_model_at_process_start(**_kwargs) -> None:
+    """Each worker process loads the active model once, before its first task."""
+    from django.db import connections
+
+    connections.close_all()  # never share the parent's database connections across a fork
+    inference.warm_up()
+
+
+@shared_task(bind=True, max_retries=3, default_retry_delay=5, acks_late=True)
+def classify_photo(self, photo_id: int) -> str:
+    """Classify a photo with the active model and record the prediction (once per version)."""
+    photo = Photo.objects.filter(pk=photo_id).first()
+    if photo is None:
+        return "gone"  # deleted before the worker got to it: nothing to do
+    try:
+        version = inference.active_version()
+    except ModelVersion.DoesNotExist:
+        services.photo_fail(photo, "No model is active yet; an administrator must activate one.")
+        return "no model"
+    if photo.predictions.filter(model_version=version).exists():
+        services.photo_mark_done(photo)
+        return "already done"
+    services.photo_start(photo)
+    try:
+        with photo.image.open("rb") as source:
+            result = inference.classify(version, source)
+    except (ImageDecodeError, FileNotFoundError) as exc:
+        log.warning("photo %s cannot be classified: %s", photo_id, exc)
+        services.photo_fail(photo, f"The photo could not be read: {exc}")
+        return "failed"
+    except SoftTimeLimitExceeded:
+        services.photo_fail(photo, "Classification took too long.")
+        return "failed"
+    except Exception as exc:
+        if self.request.retries < self.max_retries:
+            log.exception("classifying photo %s failed; retrying", photo_id)
+            raise self.retry(exc=exc) from exc
+        log.exception("classifying photo %s failed for good", photo_id)
+        services.photo_fail(photo, "Classification failed; please retry later.")
+        return "failed"
+    services.prediction_record(
+        photo=photo, version=version, probabilities=result.probabilities, label=result.label,
+        confidence=result.confidence, inference_ms=result.inference_ms,
+    )
+    return result.label

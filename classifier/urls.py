@@ -1,0 +1,18 @@
+"""Website URLs of the classifier app."""
+
+from django.urls import path
+
+from classifier import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("signup/", views.signup, name="signup"),
+    path("upload/", views.upload, name="upload"),
+    path("photos/", views.gallery, name="gallery"),
+    path("photos/status/", views.photo_status, name="photo-status"),
+    path("photos/<int:pk>/", views.photo_detail, name="photo-detail"),
+    path("photos/<int:pk>/image/", views.photo_image, {"kind": "image"}, name="photo-image"),
+    path("photos/<int:pk>/thumbnail/", views.photo_image, {"kind": "thumbnail"}, name="photo-thumbnail"),
+    path("photos/<int:pk>/retry/", views.photo_retry, name="photo-retry"),
+    path("photos/<int:pk>/delete/", views.photo_delete, name="photo-delete"),
+]

@@ -1,0 +1,143 @@
+"""Website views: thin. Parse the request, call a service or selector, render."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.views.decorators.http import require_GET, require_POST
+
+from classifier import selectors, services
+from classifier.forms import GalleryFilterForm, SignUpForm, UploadForm
+from classifier.models import Photo
+
+PAGE_SIZE = 24
+CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "bmp": "image/bmp",
+                 "webp": "image/webp"}
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "classifier/home.html", {"labels": selectors.known_labels()})
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user)
+        messages.success(request, f"Welcome, {user.username}. Upload a cake photo to start.")
+        return redirect("upload")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+def upload(request: HttpRequest) -> HttpResponse:
+    form = UploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        created, failed = [], []
+        for upload in form.cleaned_data["photos"]:
+            try:
+                created.append(services.photo_create(owner=request.user, upload=upload))
+            except ValidationError as exc:
+                failed.append(f"{upload.name}: {' '.join(exc.messages)}")
+        for error in failed:
+            messages.error(request, error)
+        if created:
+            messages.success(request, f"{len(created)} photo{'s' if len(created) > 1 else ''} "
+                                      "uploaded; classification is under way.")
+            return redirect(created[0] if len(created) == 1 else "gallery")
+        form.add_error("photos", "None of the files could be stored.")
+    return render(request, "classifier/upload.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@login_required
+def gallery(request: HttpRequest) -> HttpResponse:
+    filters = GalleryFilterForm(request.GET or None, labels=selectors.known_labels())
+    label = status = None
+    if filters.is_valid():
+        label = filters.cleaned_data["label"] or None
+        status = filters.cleaned_data["status"] or None
+    photos = selectors.photos_for_user(request.user, label=label, status=status)
+    page = Paginator(photos, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "classifier/gallery.html", {
+        "page": page, "cards": [card(photo) for photo in page], "filters": filters,
+        "query": query.urlencode(),
+    })
+
+
+@login_required
+def photo_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    photo = selectors.photo_for_user(request.user, pk)
+    return render(request, "classifier/photo_detail.html", {"card": card(photo)})
+
+
+@login_required
+@require_GET
+def photo_image(request: HttpRequest, pk: int, kind: str) -> FileResponse:
+    """The photo or its thumbnail, to its owner (and staff) only: media is never public."""
+    photo = selectors.photo_for_user(request.user, pk)
+    if kind == "thumbnail" and photo.thumbnail:
+        field, content_type = photo.thumbnail, "image/jpeg"
+    else:
+        field, content_type = photo.image, CONTENT_TYPES[photo.image_format]
+    response = FileResponse(field.open("rb"), content_type=content_type)
+    response["Cache-Control"] = "private, max-age=86400"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@login_required
+@require_GET
+def photo_status(request: HttpRequest) -> JsonResponse:
+    """Status of some of the user's photos with their rendered result, for the pages to poll."""
+    try:
+        ids = [int(i) for i in request.GET.get("ids", "").split(",") if i][:100]
+    except ValueError:
+        return JsonResponse({"error": "ids must be comma-separated integers"}, status=400)
+    template = "classifier/_card.html" if request.GET.get("view") == "card" else "classifier/_result.html"
+    photos = selectors.photos_for_user(request.user).filter(pk__in=ids)
+    return JsonResponse({"photos": [
+        {"id": photo.pk, "status": photo.status,
+         "html": render_to_string(template, {"card": card(photo)}, request=request)}
+        for photo in photos
+    ]})
+
+
+@login_required
+@require_POST
+def photo_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    photo = selectors.photo_for_user(request.user, pk)
+    try:
+        services.photo_retry(photo)
+        messages.success(request, "The photo is queued again.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect(photo)
+
+
+@login_required
+@require_POST
+def photo_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    photo = selectors.photo_for_user(request.user, pk)
+    services.photo_delete(photo)
+    messages.success(request, "The photo is deleted.")
+    return redirect("gallery")
+
+
+def card(photo: Photo) -> dict:
+    """What the templates show of a photo: the photo, its status and its latest prediction."""
+    prediction = selectors.latest_prediction(photo)
+    return {
+        "photo": photo,
+        "pending": photo.status in (Photo.Status.QUEUED, Photo.Status.PROCESSING),
+        "prediction": prediction,
+        "label_name": prediction.model_version.display_name(prediction.label) if prediction else "",
+        "top": selectors.top_k(prediction) if prediction else [],
+    }

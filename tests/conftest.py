@@ -1,0 +1,60 @@
+"""Shared fixtures: users, photo files, private media, and the broker boundary."""
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+
+PHOTOS = Path(__file__).resolve().parent / "photos"
+
+
+def services_required() -> bool:
+    """In CI (REQUIRE_SERVICES=1) a test that needs Redis or PostgreSQL fails instead of skipping."""
+    return os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+@pytest.fixture(autouse=True)
+def private_media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user("budi", password="klepon-hijau-2026")
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user("admin", password="serabi-solo-2026", is_staff=True)
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    """The broker boundary: the ids of photos whose classification was enqueued on commit."""
+    from classifier import tasks
+
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.classify_photo, "delay", lambda photo_id: sent.append(photo_id))
+    return sent
+
+
+def sample_photo(cls: str = "kue_lapis") -> Path:
+    return sorted((PHOTOS / cls).glob("*.jpg"))[0]
+
+
+def upload_of(path: Path, name: str | None = None, content_type: str = "image/jpeg") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name or path.name, path.read_bytes(), content_type=content_type)
+
+
+def png_bytes(size=(40, 30), colour=(200, 40, 40)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, "PNG")
+    return buf.getvalue()

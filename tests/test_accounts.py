@@ -1,0 +1,64 @@
+"""Signing up, logging in and out, changing the password: django.contrib.auth with our pages."""
+
+import pytest
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+
+def test_signing_up_logs_the_new_user_in_and_shows_their_name(client, django_user_model):
+    response = client.post(reverse("signup"), {
+        "username": "citra", "password1": "onde-onde-wijen-9", "password2": "onde-onde-wijen-9",
+    }, follow=True)
+
+    assert response.status_code == 200
+    assert django_user_model.objects.filter(username="citra").exists()
+    assert "Signed in as <strong>citra</strong>" in response.content.decode()
+
+
+def test_signing_up_with_a_weak_password_is_refused_with_a_reason(client, django_user_model):
+    response = client.post(reverse("signup"), {
+        "username": "dewi", "password1": "12345678", "password2": "12345678",
+    })
+
+    assert response.status_code == 200
+    assert "too common" in response.content.decode()
+    assert not django_user_model.objects.filter(username="dewi").exists()
+
+
+def test_logging_in_and_out(client, user):
+    response = client.post(reverse("login"), {"username": "ayu", "password": "kue-lapis-2026"}, follow=True)
+    assert "Signed in as <strong>ayu</strong>" in response.content.decode()
+
+    response = client.post(reverse("logout"), follow=True)
+    assert "Signed in as" not in response.content.decode()
+    assert 'href="/accounts/login/"' in response.content.decode()
+    assert client.get(reverse("gallery")).status_code == 302
+
+
+def test_a_wrong_password_does_not_log_in(client, user):
+    response = client.post(reverse("login"), {"username": "ayu", "password": "wrong"})
+
+    assert response.status_code == 200
+    assert "Please enter a correct username and password" in response.content.decode()
+
+
+def test_changing_the_password(client, user):
+    client.force_login(user)
+
+    response = client.post(reverse("password_change"), {
+        "old_password": "kue-lapis-2026",
+        "new_password1": "putri-salju-77x",
+        "new_password2": "putri-salju-77x",
+    }, follow=True)
+
+    assert "Password changed" in response.content.decode()
+    user.refresh_from_db()
+    assert user.check_password("putri-salju-77x")
+
+
+def test_pages_for_members_send_visitors_to_the_login_page(client):
+    for name in ["upload", "gallery"]:
+        response = client.get(reverse(name))
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))

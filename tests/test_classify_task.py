@@ -1,0 +1,108 @@
+"""The classification task with the real shipped model: records once, fails visibly, follows activation."""
+
+import shutil
+
+import numpy as np
+import pytest
+from django.conf import settings as django_settings
+from django.core.files.base import ContentFile
+
+from classifier import services, tasks
+from classifier.models import ModelVersion, Photo, Prediction
+from tests.conftest import png_bytes, sample_photo, upload_of
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def photo(user, enqueued):
+    return services.photo_create(owner=user, upload=upload_of(sample_photo("kue_risoles")))
+
+
+def test_it_classifies_a_photo_and_records_the_prediction(photo):
+    assert tasks.classify_photo(photo.pk) == "kue_risoles"
+
+    photo.refresh_from_db()
+    prediction = photo.predictions.get()
+    assert photo.status == "done"
+    assert prediction.label == "kue_risoles"
+    assert prediction.model_version == ModelVersion.objects.get(is_active=True)
+    assert set(prediction.probabilities) == {item["slug"] for item in prediction.model_version.labels}
+    assert np.isclose(sum(prediction.probabilities.values()), 1.0, atol=1e-4)
+    assert prediction.confidence == pytest.approx(max(prediction.probabilities.values()), abs=1e-5)
+    assert prediction.inference_ms > 0
+
+
+def test_a_redelivered_task_never_makes_a_second_prediction(photo):
+    tasks.classify_photo(photo.pk)
+
+    assert tasks.classify_photo(photo.pk) == "already done"
+    assert Prediction.objects.filter(photo=photo).count() == 1
+
+
+def test_a_photo_deleted_before_the_worker_ran_is_skipped(photo):
+    Photo.objects.filter(pk=photo.pk).delete()
+
+    assert tasks.classify_photo(photo.pk) == "gone"
+
+
+def test_an_unreadable_stored_file_marks_the_photo_failed_with_a_reason(photo):
+    with open(photo.image.path, "wb") as f:
+        f.write(b"garbage that is no longer a jpeg")
+
+    assert tasks.classify_photo(photo.pk) == "failed"
+
+    photo.refresh_from_db()
+    assert photo.status == "failed"
+    assert photo.error.startswith("The photo could not be read")
+    assert not photo.predictions.exists()
+
+
+def test_with_no_active_model_the_photo_fails_and_says_why(photo):
+    ModelVersion.objects.update(is_active=False)
+
+    tasks.classify_photo(photo.pk)
+
+    photo.refresh_from_db()
+    assert photo.status == "failed" and "No model is active" in photo.error
+
+
+def test_a_newly_activated_version_is_used_without_a_restart(photo, settings, tmp_path):
+    shipped = ModelVersion.objects.get(is_active=True)
+    tasks.classify_photo(photo.pk)
+    settings.MODELS_DIR = tmp_path
+    shutil.copytree(django_settings.BASE_DIR / "models" / shipped.path, tmp_path / "copy")
+    shutil.copytree(django_settings.BASE_DIR / "models" / shipped.path, tmp_path / shipped.path)
+    newer = services.model_version_register(name="copy", path="copy", activate=True)
+
+    tasks.classify_photo(photo.pk)
+
+    assert list(photo.predictions.values_list("model_version__name", flat=True)) == ["copy", shipped.name]
+    assert ModelVersion.objects.filter(is_active=True).get() == newer
+
+
+def test_activation_keeps_exactly_one_active_version(settings):
+    shipped = ModelVersion.objects.get(is_active=True)
+    other = ModelVersion.objects.create(name="other", path="other", labels=shipped.labels)
+
+    services.model_version_activate(other)
+    assert list(ModelVersion.objects.filter(is_active=True)) == [other]
+    services.model_version_activate(shipped)
+    assert list(ModelVersion.objects.filter(is_active=True)) == [shipped]
+
+
+def test_thumbnails_are_small_upright_jpegs(photo):
+    from PIL import Image
+
+    with Image.open(photo.thumbnail.path) as thumb:
+        assert thumb.format == "JPEG" and max(thumb.size) <= 320
+
+
+def test_a_photo_with_a_missing_file_fails_instead_of_hanging(user):
+    photo = Photo(owner=user, image_format="png", sha256="0" * 64)
+    photo.image.save("x", ContentFile(png_bytes()), save=False)
+    photo.width, photo.height = 40, 30
+    photo.save()
+    photo.image.storage.delete(photo.image.name)
+
+    assert tasks.classify_photo(photo.pk) == "failed"

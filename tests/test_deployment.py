@@ -1,0 +1,63 @@
+"""The deployment files: docker-compose runs what the repository has, and production settings are safe."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_has_web_worker_redis_and_postgres_with_healthchecks():
+    services = compose()["services"]
+
+    assert set(services) == {"web", "worker", "redis", "postgres"}
+    assert all("healthcheck" in service for service in services.values())
+    for name in ("web", "worker"):
+        assert services[name]["build"] == "."
+        assert services[name]["environment"]["DATABASE_URL"].startswith("postgres://")
+        assert services[name]["environment"]["CELERY_BROKER_URL"].startswith("redis://redis:")
+        assert {"media:/app/var/media", "models:/app/models"} <= set(services[name]["volumes"])
+
+
+def test_the_commands_compose_runs_exist_in_the_repository():
+    services = compose()["services"]
+    web, worker = services["web"]["command"], services["worker"]["command"]
+
+    assert "gunicorn cakesite.wsgi:application" in web and "manage.py migrate" in web
+    assert worker.startswith("celery -A cakesite worker")
+    assert (ROOT / "manage.py").is_file() and (ROOT / "Dockerfile").is_file()
+    assert "COPY requirements.txt" in (ROOT / "Dockerfile").read_text()
+    code = "import cakesite.wsgi, cakesite.celery; print(cakesite.wsgi.application, cakesite.celery.app.main)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "DJANGO_SETTINGS_MODULE": "cakesite.settings"}, check=True)
+    assert "WSGIHandler" in out.stdout and "cakesite" in out.stdout
+    assert "gunicorn" in (ROOT / "requirements.txt").read_text()
+
+
+def test_production_settings_pass_the_deployment_checklist(tmp_path):
+    env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "x" * 50 + "-production-secret-for-the-check",
+           "ALLOWED_HOSTS": "cakes.example.org", "CAKESITE_VAR_DIR": str(tmp_path)}
+
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                            cwd=ROOT, env=env, capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    env.update(DEBUG="0", CAKESITE_VAR_DIR=str(tmp_path))
+
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env,
+                            capture_output=True, text=True)
+
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr

@@ -1,0 +1,168 @@
+"""Seeing photos: own photos only (staff: all), 404 for anything else, gallery filters and polling."""
+
+from pathlib import Path
+
+import pytest
+from django.core.files.base import ContentFile
+from django.urls import reverse
+
+from classifier import services
+from classifier.models import ModelVersion, Photo
+from tests.conftest import png_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+def make_photo(owner, status="queued", label=None, confidence=0.9) -> Photo:
+    photo = Photo(owner=owner, image_format="png", sha256="0" * 64, status=status)
+    photo.image.save("x", ContentFile(png_bytes()), save=False)
+    photo.thumbnail.save("t", ContentFile(png_bytes((10, 10))), save=False)
+    photo.width, photo.height = 40, 30
+    photo.save()
+    if label:
+        version = ModelVersion.objects.get(is_active=True)
+        probs = {item["slug"]: (confidence if item["slug"] == label else 0.01) for item in version.labels}
+        services.prediction_record(photo=photo, version=version, probabilities=probs, label=label,
+                                   confidence=confidence, inference_ms=5.0)
+        photo.refresh_from_db()
+    return photo
+
+
+def test_the_shipped_model_is_registered_as_the_active_version():
+    version = ModelVersion.objects.get(is_active=True)
+
+    assert version.name == "kue-mobilenetv2"
+    assert version.display_name("kue_putri_salju") == "Kue Putri Salju"
+    assert version.metrics["test"]["n"] == 162
+
+
+def test_the_photo_page_shows_the_cake_in_words_with_the_top_three(client, user):
+    photo = make_photo(user, label="kue_putri_salju", confidence=0.87)
+    client.force_login(user)
+
+    page = client.get(photo.get_absolute_url()).content.decode()
+
+    assert "Kue Putri Salju" in page and "87% sure" in page
+    assert page.count('class="bar-label"') == 3
+    assert "kue-mobilenetv2" in page
+    assert "data-pending" not in page
+
+
+def test_the_gallery_lists_own_photos_newest_first_with_label_and_confidence(client, user, other_user):
+    older = make_photo(user, status="done", label="kue_lapis", confidence=0.95)
+    newer = make_photo(user)
+    make_photo(other_user, status="done", label="kue_klepon")
+    client.force_login(user)
+
+    response = client.get(reverse("gallery"))
+
+    cards = response.context["cards"]
+    assert [c["photo"].pk for c in cards] == [newer.pk, older.pk]
+    assert "Kue Lapis · 95%" in response.content.decode()
+    assert "Kue Klepon ·" not in response.content.decode()
+
+
+def test_the_gallery_filters_by_predicted_label_and_status(client, user):
+    lapis = make_photo(user, status="done", label="kue_lapis")
+    make_photo(user, status="done", label="kue_serabi")
+    failed = make_photo(user, status="failed")
+    client.force_login(user)
+
+    by_label = client.get(reverse("gallery"), {"label": "kue_lapis"}).context["cards"]
+    by_status = client.get(reverse("gallery"), {"status": "failed"}).context["cards"]
+
+    assert [c["photo"].pk for c in by_label] == [lapis.pk]
+    assert [c["photo"].pk for c in by_status] == [failed.pk]
+
+
+def test_the_gallery_is_paginated(client, user):
+    for _ in range(26):
+        make_photo(user)
+    client.force_login(user)
+
+    first = client.get(reverse("gallery"))
+    second = client.get(reverse("gallery"), {"page": 2})
+
+    assert len(first.context["cards"]) == 24 and len(second.context["cards"]) == 2
+    assert "Page 2 of 2" in second.content.decode()
+
+
+@pytest.mark.parametrize("name, method", [
+    ("photo-detail", "get"), ("photo-image", "get"), ("photo-thumbnail", "get"),
+    ("photo-retry", "post"), ("photo-delete", "post"),
+])
+def test_another_users_photo_is_a_404_everywhere(client, user, other_user, name, method):
+    photo = make_photo(other_user, status="failed")
+    client.force_login(user)
+
+    response = getattr(client, method)(reverse(name, args=[photo.pk]))
+
+    assert response.status_code == 404
+    assert Photo.objects.filter(pk=photo.pk, status="failed").exists()
+
+
+def test_a_photo_id_that_does_not_exist_is_a_404(client, user):
+    client.force_login(user)
+
+    assert client.get(reverse("photo-detail", args=[999999])).status_code == 404
+
+
+def test_staff_see_everyones_photos(client, staff, user):
+    photo = make_photo(user, status="done", label="kue_lumpur")
+    client.force_login(staff)
+
+    assert client.get(photo.get_absolute_url()).status_code == 200
+    assert [c["photo"].pk for c in client.get(reverse("gallery")).context["cards"]] == [photo.pk]
+
+
+def test_the_image_is_served_to_its_owner_only_with_its_type(client, user):
+    photo = make_photo(user)
+    client.force_login(user)
+
+    response = client.get(reverse("photo-image", args=[photo.pk]))
+
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    assert b"".join(response.streaming_content) == photo.image.open("rb").read()
+    client.logout()
+    assert client.get(reverse("photo-image", args=[photo.pk])).status_code == 302
+
+
+def test_the_status_view_reports_own_photos_only_with_their_rendered_result(client, user, other_user):
+    mine = make_photo(user, status="done", label="kue_kastengel")
+    theirs = make_photo(other_user, status="done", label="kue_kastengel")
+    client.force_login(user)
+
+    body = client.get(reverse("photo-status"), {"ids": f"{mine.pk},{theirs.pk}"}).json()
+
+    assert [p["id"] for p in body["photos"]] == [mine.pk]
+    assert body["photos"][0]["status"] == "done"
+    assert "Kue Kastengel" in body["photos"][0]["html"]
+    assert client.get(reverse("photo-status"), {"ids": "1,x"}).status_code == 400
+
+
+def test_a_failed_photo_shows_its_reason_and_can_be_retried(client, user, enqueued,
+                                                           django_capture_on_commit_callbacks):
+    photo = make_photo(user, status="failed")
+    Photo.objects.filter(pk=photo.pk).update(error="The photo could not be read: boom")
+    client.force_login(user)
+
+    page = client.get(photo.get_absolute_url()).content.decode()
+    assert "Failed: The photo could not be read: boom" in page
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("photo-retry", args=[photo.pk]))
+
+    photo.refresh_from_db()
+    assert photo.status == "queued" and photo.error == "" and enqueued == [photo.pk]
+
+
+def test_deleting_a_photo_removes_the_row_and_its_files(client, user, django_capture_on_commit_callbacks):
+    photo = make_photo(user)
+    paths = [photo.image.path, photo.thumbnail.path]
+    client.force_login(user)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("photo-delete", args=[photo.pk]))
+
+    assert response.status_code == 302
+    assert not Photo.objects.filter(pk=photo.pk).exists()
+    assert not any(Path(p).exists() for p in paths)

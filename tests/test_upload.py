@@ -1,0 +1,125 @@
+"""Uploading photos on the website: stored at once, queued, and bad files refused cleanly."""
+
+import hashlib
+import io
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from PIL import Image
+
+from classifier.models import Photo
+from tests.conftest import png_bytes, sample_photo, upload_of
+
+pytestmark = pytest.mark.django_db(transaction=False)
+
+
+def stored_files(settings) -> list:
+    root = settings.MEDIA_ROOT
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def test_one_photo_is_stored_queued_and_opens_its_page(client, user, enqueued, settings,
+                                                       django_capture_on_commit_callbacks):
+    client.force_login(user)
+    path = sample_photo("kue_klepon")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("upload"), {"photos": [upload_of(path)]})
+
+    photo = Photo.objects.get()
+    assert response.status_code == 302 and response["Location"] == photo.get_absolute_url()
+    assert photo.owner == user and photo.status == "queued"
+    assert photo.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (photo.width, photo.height) == Image.open(path).size
+    assert path.name not in photo.image.name  # stored under a generated name
+    assert enqueued == [photo.pk]
+    page = client.get(response["Location"]).content.decode()
+    assert "Queued" in page and "data-pending" in page
+
+
+def test_several_photos_at_once_land_in_the_gallery(client, user, enqueued,
+                                                    django_capture_on_commit_callbacks):
+    client.force_login(user)
+    files = [upload_of(sample_photo(c)) for c in ("kue_lapis", "kue_serabi", "kue_risoles")]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("upload"), {"photos": files})
+
+    assert response.status_code == 302 and response["Location"] == reverse("gallery")
+    assert Photo.objects.filter(owner=user).count() == 3
+    assert sorted(enqueued) == sorted(Photo.objects.values_list("pk", flat=True))
+
+
+def test_good_photos_are_kept_when_one_file_of_the_batch_is_bad(client, user, enqueued):
+    client.force_login(user)
+    files = [upload_of(sample_photo()), SimpleUploadedFile("notes.jpg", b"just text", "image/jpeg")]
+
+    response = client.post(reverse("upload"), {"photos": files}, follow=True)
+
+    assert Photo.objects.count() == 1
+    assert "notes.jpg: The file is not an image we can read." in response.content.decode()
+
+
+def truncated_jpeg() -> bytes:
+    data = sample_photo().read_bytes()
+    return data[: len(data) // 2]
+
+
+def bomb_png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("1", (12000, 12000)).save(buf, "PNG")  # tiny file, 144 megapixels
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.jpg", b"", "The submitted file is empty."),
+    ("letter.jpg", b"%PDF-1.4 not a photo at all", "The file is not an image we can read."),
+    ("cut.jpg", None, "The image is truncated or corrupt."),
+    ("bomb.png", "bomb", "megapixels are accepted"),
+    ("vector.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>", "The file is not an image we can read."),
+])
+def test_a_bad_file_is_refused_with_a_reason_and_leaves_nothing_behind(
+    client, user, enqueued, settings, name, content, message
+):
+    client.force_login(user)
+    content = {None: truncated_jpeg, "bomb": bomb_png}.get(content, lambda: content)()
+
+    response = client.post(reverse("upload"), {"photos": [SimpleUploadedFile(name, content)]}, follow=True)
+
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert Photo.objects.count() == 0 and enqueued == []
+    assert stored_files(settings) == []
+
+
+def test_a_file_over_the_size_limit_is_refused(client, user, enqueued, settings):
+    settings.MAX_UPLOAD_BYTES = 1000
+    client.force_login(user)
+
+    response = client.post(reverse("upload"), {"photos": [upload_of(sample_photo())]})
+
+    assert response.status_code == 400
+    assert "larger than" in response.content.decode()
+    assert Photo.objects.count() == 0
+
+
+def test_a_valid_image_with_a_wrong_extension_is_accepted_by_its_content(client, user, enqueued):
+    client.force_login(user)
+
+    client.post(reverse("upload"), {"photos": [SimpleUploadedFile("cake.gif", png_bytes())]})
+
+    photo = Photo.objects.get()
+    assert photo.image_format == "png" and photo.image.name.endswith(".png")
+
+
+def test_too_many_files_at_once_are_refused(client, user, enqueued, settings):
+    settings.MAX_FILES_PER_UPLOAD = 2
+    client.force_login(user)
+    files = [SimpleUploadedFile(f"{i}.png", png_bytes()) for i in range(3)]
+
+    response = client.post(reverse("upload"), {"photos": files})
+
+    assert response.status_code == 400
+    assert "At most 2 photos at once." in response.content.decode()
+    assert Photo.objects.count() == 0
