@@ -148,6 +148,7 @@ CELERY_TASK_IGNORE_RESULT = True  # results live in the database, not the broker
 CELERY_TASK_ACKS_LATE = True  # a task is acknowledged when done, so a crash re-delivers it
 CELERY_TASK_REJECT_ON_WORKER_LOST = True  # ...including a worker killed mid-task
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # long tasks: do not hoard messages
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = 60  # each process loads the model (seconds) before it reports up
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 120)
 CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 90)
 CELERY_TASK_ROUTES = {"classifier.tasks.train_model": {"queue": "training"}}

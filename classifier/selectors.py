@@ -12,12 +12,19 @@ def latest_predictions() -> QuerySet[Prediction]:
     return Prediction.objects.select_related("model_version").order_by("-created", "-id")
 
 
-def photos_for_user(user, *, label: str | None = None, status: str | None = None) -> QuerySet[Photo]:
-    """The user's photos (everyone's for staff), newest first, each with its latest prediction.
+def photos_for_user(user, *, label: str | None = None, status: str | None = None,
+                    action: str = "view") -> QuerySet[Photo]:
+    """The photos `user` may `action` ("view", "change" or "delete"), newest first, each with its
+    predictions (latest first).
 
+    Owners may do everything with their own photos; anyone else needs the model permission
+    (`classifier.view_photo` and so on, given to staff through groups, implied for superusers).
     `label` filters on the label of the latest prediction, the one the user sees.
     """
-    photos = Photo.objects.all() if user.is_staff else Photo.objects.filter(owner=user)
+    if user.has_perm(f"classifier.{action}_photo"):
+        photos = Photo.objects.all()
+    else:
+        photos = Photo.objects.filter(owner=user)
     latest = Prediction.objects.filter(photo=OuterRef("pk")).order_by("-created", "-id")
     photos = photos.annotate(latest_label=Subquery(latest.values("label")[:1]))
     if label:
@@ -29,9 +36,9 @@ def photos_for_user(user, *, label: str | None = None, status: str | None = None
     )
 
 
-def photo_for_user(user, pk: int) -> Photo:
-    """One photo the user may see, or 404: another user's photo is indistinguishable from none."""
-    return get_object_or_404(photos_for_user(user), pk=pk)
+def photo_for_user(user, pk: int, action: str = "view") -> Photo:
+    """One photo the user may `action`, or 404: another user's photo is indistinguishable from none."""
+    return get_object_or_404(photos_for_user(user, action=action), pk=pk)
 
 
 def latest_prediction(photo: Photo) -> Prediction | None:

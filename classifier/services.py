@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.template.defaultfilters import filesizeformat
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from classifier.models import ModelVersion, Photo, Prediction
@@ -35,8 +36,8 @@ def validate_image(upload: UploadedFile) -> tuple[str, str]:
     if upload.size == 0:
         raise ValidationError("The file is empty.", code="empty")
     if upload.size > settings.MAX_UPLOAD_BYTES:
-        limit = settings.MAX_UPLOAD_BYTES // (1024 * 1024)
-        raise ValidationError(f"The file is larger than {limit} MB.", code="too_large")
+        limit = filesizeformat(settings.MAX_UPLOAD_BYTES)
+        raise ValidationError(f"The file is larger than {limit}.", code="too_large")
     digest = hashlib.sha256()
     for chunk in upload.chunks():
         digest.update(chunk)

@@ -113,7 +113,7 @@ def photo_status(request: HttpRequest) -> JsonResponse:
 @login_required
 @require_POST
 def photo_retry(request: HttpRequest, pk: int) -> HttpResponse:
-    photo = selectors.photo_for_user(request.user, pk)
+    photo = selectors.photo_for_user(request.user, pk, action="change")
     try:
         services.photo_retry(photo)
         messages.success(request, "The photo is queued again.")
@@ -125,7 +125,7 @@ def photo_retry(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def photo_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    photo = selectors.photo_for_user(request.user, pk)
+    photo = selectors.photo_for_user(request.user, pk, action="delete")
     services.photo_delete(photo)
     messages.success(request, "The photo is deleted.")
     return redirect("gallery")

@@ -33,7 +33,12 @@ def other_user(django_user_model):
 
 @pytest.fixture
 def staff(django_user_model):
-    return django_user_model.objects.create_user("admin", password="serabi-solo-2026", is_staff=True)
+    """A staff member allowed to see every photo (the admin's view permission), not to change them."""
+    from django.contrib.auth.models import Permission
+
+    member = django_user_model.objects.create_user("admin", password="serabi-solo-2026", is_staff=True)
+    member.user_permissions.add(Permission.objects.get(codename="view_photo"))
+    return member
 
 
 @pytest.fixture

@@ -107,12 +107,23 @@ def test_a_photo_id_that_does_not_exist_is_a_404(client, user):
     assert client.get(reverse("photo-detail", args=[999999])).status_code == 404
 
 
-def test_staff_see_everyones_photos(client, staff, user):
+def test_staff_with_the_view_permission_see_everyones_photos_but_cannot_delete_them(client, staff, user):
     photo = make_photo(user, status="done", label="kue_lumpur")
     client.force_login(staff)
 
     assert client.get(photo.get_absolute_url()).status_code == 200
+    assert client.get(reverse("photo-image", args=[photo.pk])).status_code == 200
     assert [c["photo"].pk for c in client.get(reverse("gallery")).context["cards"]] == [photo.pk]
+    assert client.post(reverse("photo-delete", args=[photo.pk])).status_code == 404
+    assert Photo.objects.filter(pk=photo.pk).exists()
+
+
+def test_staff_without_the_permission_see_only_their_own_photos(client, django_user_model, user):
+    make_photo(user)
+    member = django_user_model.objects.create_user("intern", password="x-kue-2026-x", is_staff=True)
+    client.force_login(member)
+
+    assert client.get(reverse("gallery")).context["cards"] == []
 
 
 def test_the_image_is_served_to_its_owner_only_with_its_type(client, user):

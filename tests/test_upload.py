@@ -100,7 +100,7 @@ def test_a_file_over_the_size_limit_is_refused(client, user, enqueued, settings)
     response = client.post(reverse("upload"), {"photos": [upload_of(sample_photo())]})
 
     assert response.status_code == 400
-    assert "larger than" in response.content.decode()
+    assert "The file is larger than 1000\xa0bytes." in response.content.decode()
     assert Photo.objects.count() == 0
 
 
