@@ -7,5 +7,6 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("classifier.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("api/", include("classifier.api.urls")),
     path("admin/", admin.site.urls),
 ]

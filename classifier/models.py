@@ -94,3 +94,28 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label} ({self.confidence:.0%}) for photo {self.photo_id}"
+
+
+class Feedback(models.Model):
+    """A person's verdict on a photo's label: confirmed, corrected, or none of the known cakes."""
+
+    NONE = "none"  # the photo shows none of the classes the model knows
+
+    photo = models.OneToOneField(Photo, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,
+                             related_name="feedback_given")
+    label = models.CharField(max_length=100, help_text='the right class slug, or "none"')
+    predicted_label = models.CharField(max_length=100, blank=True,
+                                       help_text="what the model said when the feedback was given")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.SET_NULL, null=True, blank=True,
+                                      related_name="feedback", help_text="whose prediction was judged")
+    is_correction = models.BooleanField(help_text="the label differs from the prediction")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "feedback"
+
+    def __str__(self) -> str:
+        verdict = "corrected to" if self.is_correction else "confirmed"
+        return f"photo {self.photo_id} {verdict} {self.label}"

@@ -31,7 +31,7 @@ def photos_for_user(user, *, label: str | None = None, status: str | None = None
         photos = photos.filter(latest_label=label)
     if status:
         photos = photos.filter(status=status)
-    return photos.select_related("owner").prefetch_related(
+    return photos.select_related("owner", "feedback").prefetch_related(
         Prefetch("predictions", queryset=latest_predictions(), to_attr="prediction_list")
     )
 

@@ -14,9 +14,10 @@ from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from classifier.models import ModelVersion, Photo, Prediction
+from classifier.models import Feedback, ModelVersion, Photo, Prediction
 from training.preprocess import to_rgb
 from training.runtime import CONFIG_FILE, LABELS_FILE, METRICS_FILE
 
@@ -107,16 +108,21 @@ def photo_create(*, owner, upload: UploadedFile) -> Photo:
     return photo
 
 
+def photo_set_status(photo: Photo, status: str, error: str = "") -> None:
+    """Change the status with one UPDATE; `updated` moves too, so pollers see the change."""
+    Photo.objects.filter(pk=photo.pk).update(status=status, error=error[:2000], updated=timezone.now())
+
+
 def photo_start(photo: Photo) -> None:
-    Photo.objects.filter(pk=photo.pk).update(status=Photo.Status.PROCESSING, error="")
+    photo_set_status(photo, Photo.Status.PROCESSING)
 
 
 def photo_mark_done(photo: Photo) -> None:
-    Photo.objects.filter(pk=photo.pk).update(status=Photo.Status.DONE, error="")
+    photo_set_status(photo, Photo.Status.DONE)
 
 
 def photo_fail(photo: Photo, reason: str) -> None:
-    Photo.objects.filter(pk=photo.pk).update(status=Photo.Status.FAILED, error=reason[:2000])
+    photo_set_status(photo, Photo.Status.FAILED, reason)
 
 
 def photo_retry(photo: Photo) -> None:
@@ -126,7 +132,7 @@ def photo_retry(photo: Photo) -> None:
     if photo.status != Photo.Status.FAILED:
         raise ValidationError("Only a failed photo can be retried.", code="not_failed")
     with transaction.atomic():
-        Photo.objects.filter(pk=photo.pk).update(status=Photo.Status.QUEUED, error="")
+        photo_set_status(photo, Photo.Status.QUEUED)
         transaction.on_commit(lambda: tasks.classify_photo.delay(photo.pk))
 
 
@@ -153,6 +159,34 @@ def prediction_record(*, photo: Photo, version: ModelVersion, probabilities: dic
             prediction = Prediction.objects.get(photo=photo, model_version=version)
         photo_mark_done(photo)
     return prediction
+
+
+def feedback_record(*, photo: Photo, user, label: str) -> Feedback:
+    """Confirm or correct a photo's label (or say it is none of the cakes); replaces earlier feedback.
+
+    The label must be one of the classes of the model that labelled the photo (the active model's
+    if none has yet), or `Feedback.NONE`.
+    """
+    from classifier import selectors
+
+    prediction = selectors.latest_prediction(photo)
+    version = prediction.model_version if prediction else selectors.active_version()
+    known = {item["slug"] for item in version.labels} if version else set()
+    if label != Feedback.NONE and label not in known:
+        raise ValidationError(
+            {"label": f"Unknown cake {label!r}; choose one of {sorted(known)} or {Feedback.NONE!r}."},
+            code="unknown_label",
+        )
+    predicted = prediction.label if prediction else ""
+    with transaction.atomic():
+        feedback, _ = Feedback.objects.update_or_create(
+            photo=photo,
+            defaults={"user": user, "label": label, "predicted_label": predicted,
+                      "model_version": prediction.model_version if prediction else None,
+                      "is_correction": label != predicted},
+        )
+        Photo.objects.filter(pk=photo.pk).update(updated=timezone.now())
+    return feedback
 
 
 def model_version_register(*, name: str, path: str | Path, activate: bool = False) -> ModelVersion:

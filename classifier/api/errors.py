@@ -1,0 +1,32 @@
+"""One error shape for every API error: {"error": {"status", "code", "message", "fields"}}."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import exceptions, status
+from rest_framework.serializers import as_serializer_error
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request is too large."
+    default_code = "too_large"
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):  # raised by services
+        exc = exceptions.ValidationError(detail=as_serializer_error(exc))
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # a bug: Django's 500 handling logs it
+    fields = {}
+    if isinstance(exc, exceptions.ValidationError):
+        message = "The request has invalid fields."
+        fields = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
+        code = "invalid"
+    else:
+        detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data
+        message = str(detail)
+        code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
+    response.data = {"error": {"status": response.status_code, "code": code, "message": message,
+                               "fields": fields}}
+    return response

@@ -1,0 +1,114 @@
+"""API representations. Reading only: writes go through classifier.services."""
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from classifier import selectors
+from classifier.models import Feedback, ModelVersion, Photo, Prediction
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    status = serializers.IntegerField()
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(help_text="field name -> messages, for 400s")
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every 4xx answer: the same shape, whatever went wrong."""
+
+    error = ErrorBodySerializer()
+
+
+class LabelProbabilitySerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    probability = serializers.FloatField()
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    display_name = serializers.SerializerMethodField()
+    top_k = serializers.SerializerMethodField()
+    model_version = serializers.CharField(source="model_version.name")
+
+    class Meta:
+        model = Prediction
+        fields = ["label", "display_name", "confidence", "top_k", "model_version", "inference_ms", "created"]
+
+    def get_display_name(self, obj: Prediction) -> str:
+        return obj.model_version.display_name(obj.label)
+
+    @extend_schema_field(LabelProbabilitySerializer(many=True))
+    def get_top_k(self, obj: Prediction) -> list[dict]:
+        return selectors.top_k(obj, k=3)
+
+
+class FeedbackSerializer(serializers.ModelSerializer):
+    user = serializers.CharField(source="user.username", allow_null=True, default=None)
+
+    class Meta:
+        model = Feedback
+        fields = ["label", "is_correction", "predicted_label", "user", "updated"]
+
+
+class FeedbackInputSerializer(serializers.Serializer):
+    label = serializers.CharField(
+        max_length=100, help_text='The right class slug (the prediction\'s to confirm it), or "none".'
+    )
+
+
+class PhotoSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:photo-detail")
+    owner = serializers.CharField(source="owner.username")
+    image_url = serializers.SerializerMethodField()
+    thumbnail_url = serializers.SerializerMethodField()
+    prediction = serializers.SerializerMethodField()
+    feedback = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Photo
+        fields = ["id", "url", "owner", "status", "error", "original_name", "width", "height", "sha256",
+                  "image_url", "thumbnail_url", "prediction", "feedback", "created", "updated"]
+
+    def absolute(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+    def get_image_url(self, obj: Photo) -> str:
+        return self.absolute(reverse("photo-image", args=[obj.pk]))
+
+    def get_thumbnail_url(self, obj: Photo) -> str:
+        return self.absolute(reverse("photo-thumbnail", args=[obj.pk]))
+
+    @extend_schema_field(PredictionSerializer(allow_null=True))
+    def get_prediction(self, obj: Photo) -> dict | None:
+        prediction = selectors.latest_prediction(obj)
+        return PredictionSerializer(prediction).data if prediction else None
+
+    @extend_schema_field(FeedbackSerializer(allow_null=True))
+    def get_feedback(self, obj: Photo) -> dict | None:
+        feedback = getattr(obj, "feedback", None)
+        return FeedbackSerializer(feedback).data if feedback else None
+
+
+class PhotoUploadSerializer(serializers.Serializer):
+    """Documentation of the multipart upload: one or several `files` parts."""
+
+    files = serializers.ListField(child=serializers.FileField(), min_length=1)
+
+
+class UploadResultSerializer(serializers.Serializer):
+    file = serializers.CharField(help_text="the uploaded file's name")
+    photo = PhotoSerializer(allow_null=True, help_text="the stored photo, or null if refused")
+    errors = serializers.ListField(child=serializers.CharField(), help_text="why it was refused")
+
+
+class UploadResponseSerializer(serializers.Serializer):
+    results = UploadResultSerializer(many=True)
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "name", "labels", "metrics", "is_active", "created"]

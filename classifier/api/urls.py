@@ -1,0 +1,21 @@
+"""API URLs under /api/: a DRF router, the token endpoint, the OpenAPI schema and its docs."""
+
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from classifier.api import views
+
+app_name = "api"
+
+router = DefaultRouter()
+router.register("photos", views.PhotoViewSet, basename="photo")
+router.register("model-versions", views.ModelVersionViewSet, basename="modelversion")
+
+urlpatterns = [
+    path("auth/token/", views.TokenView.as_view(), name="token"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("", include(router.urls)),
+    re_path(r"^.*$", views.not_found),  # anything else under /api/: a JSON 404, never an HTML page
+]

@@ -1,0 +1,197 @@
+"""API views: thin. Parse, call a service or selector, serialize."""
+
+from __future__ import annotations
+
+import django_filters
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db.models import OuterRef, Subquery
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import mixins, status, viewsets
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.decorators import action, api_view, permission_classes
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.response import Response
+from rest_framework.serializers import CharField, Serializer
+
+from classifier import selectors, services
+from classifier.api import serializers
+from classifier.api.errors import PayloadTooLarge
+from classifier.models import ModelVersion, Photo, Prediction
+
+ERROR = serializers.ErrorSerializer
+
+
+class AuthTokenSerializer(Serializer):
+    token = CharField()
+
+COMMON_ERRORS = {401: ERROR, 404: ERROR, 429: ERROR}
+LIST_ERRORS = {400: ERROR, **COMMON_ERRORS}  # 400: a bad filter value; 404: a page past the end
+
+
+class PhotoFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=Photo.Status.choices)
+    label = django_filters.CharFilter(field_name="latest_label", help_text="predicted class slug")
+    corrected = django_filters.BooleanFilter(field_name="feedback__is_correction",
+                                             help_text="true: the label was corrected; false: confirmed")
+    reviewed = django_filters.BooleanFilter(field_name="feedback", lookup_expr="isnull", exclude=True,
+                                            help_text="has feedback (confirmed or corrected)")
+    confidence_min = django_filters.NumberFilter(field_name="confidence", lookup_expr="gte")
+    confidence_max = django_filters.NumberFilter(field_name="confidence", lookup_expr="lte")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="lt")
+
+    class Meta:
+        model = Photo
+        fields = ["status"]
+
+
+@extend_schema(exclude=True)
+@api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+@permission_classes([AllowAny])
+def not_found(request, *args, **kwargs):
+    raise NotFound()
+
+
+@extend_schema_view(post=extend_schema(summary="Get the API token for a username and password",
+                                       responses={200: AuthTokenSerializer, 400: ERROR, 415: ERROR,
+                                                  429: ERROR}))
+class TokenView(ObtainAuthToken):
+    """Exchange a username and password for the user's API token."""
+
+    throttle_scope = "token"
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List photos (own; staff with permission: all)", responses={
+        200: serializers.PhotoSerializer(many=True), **LIST_ERRORS}),
+    retrieve=extend_schema(summary="A photo with its status and latest prediction", responses={
+        200: serializers.PhotoSerializer, 304: OpenApiResponse(description="unchanged since the ETag"),
+        **COMMON_ERRORS}),
+    destroy=extend_schema(summary="Delete an own photo", responses={204: None, **COMMON_ERRORS}),
+)
+class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+                   viewsets.GenericViewSet):
+    serializer_class = serializers.PhotoSerializer
+    filterset_class = PhotoFilter
+    ordering_fields = ["created", "confidence"]
+    ordering = ["-created", "-id"]
+
+    def get_throttles(self):
+        self.throttle_scope = "uploads" if self.action == "create" else None
+        return super().get_throttles()
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no user
+            return Photo.objects.none()
+        permission = {"destroy": "delete", "retry": "change"}.get(self.action, "view")
+        latest = Prediction.objects.filter(photo=OuterRef("pk")).order_by("-created", "-id")
+        return selectors.photos_for_user(self.request.user, action=permission).annotate(
+            confidence=Subquery(latest.values("confidence")[:1])
+        )
+
+    def retrieve(self, request, *args, **kwargs):
+        """Cheap to poll: one small query answers 304 when nothing changed since the client's ETag."""
+        if not str(kwargs["pk"]).isdigit():
+            raise NotFound()
+        updated = self.get_queryset().filter(pk=kwargs["pk"]).values_list("updated", flat=True).first()
+        if updated is None:
+            return super().retrieve(request, *args, **kwargs)  # the usual 404
+        etag = f'"{kwargs["pk"]}-{updated.timestamp():.6f}"'
+        if etag in request.headers.get("If-None-Match", ""):
+            return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+        response = super().retrieve(request, *args, **kwargs)
+        response["ETag"] = etag
+        return response
+
+    def perform_destroy(self, instance):
+        services.photo_delete(instance)
+
+    @extend_schema(
+        summary="Upload one or several photos (multipart, field `files`)",
+        request={"multipart/form-data": serializers.PhotoUploadSerializer},
+        responses={
+            201: serializers.UploadResponseSerializer,
+            400: PolymorphicProxySerializer(
+                component_name="UploadRefused",
+                serializers=[serializers.UploadResponseSerializer, ERROR],
+                resource_type_field_name=None,
+            ),
+            413: ERROR, 415: ERROR, 401: ERROR, 429: ERROR,
+        },
+    )
+    def create(self, request, *args, **kwargs):
+        """Each file becomes a queued photo or gets its own errors; good files are kept when others fail.
+
+        201 when at least one photo was stored, 400 when none was.
+        """
+        # Refuse before reading the body: the most files we take, each at the size limit, plus
+        # room for the multipart headers.
+        limit = settings.MAX_FILES_PER_UPLOAD * (settings.MAX_UPLOAD_BYTES + 8192)
+        if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
+            raise PayloadTooLarge()
+        files = request.FILES.getlist("files")
+        if not files:
+            raise ValidationError({"files": "Send one or more image files in the `files` field."})
+        if len(files) > settings.MAX_FILES_PER_UPLOAD:
+            raise ValidationError({"files": f"At most {settings.MAX_FILES_PER_UPLOAD} photos at once."})
+        results = []
+        for upload in files:
+            try:
+                photo = services.photo_create(owner=request.user, upload=upload)
+                data = self.get_serializer(self.get_queryset().get(pk=photo.pk)).data
+                results.append({"file": upload.name, "photo": data, "errors": []})
+            except ValidationError as exc:
+                results.append({"file": upload.name, "photo": None, "errors": exc.messages})
+        created = any(r["photo"] for r in results)
+        return Response({"results": results},
+                        status=status.HTTP_201_CREATED if created else status.HTTP_400_BAD_REQUEST)
+
+    @extend_schema(summary="Confirm or correct the label (or say it is none of the cakes)",
+                   request=serializers.FeedbackInputSerializer,
+                   responses={200: serializers.PhotoSerializer, 400: ERROR, 415: ERROR, **COMMON_ERRORS})
+    @action(detail=True, methods=["put"])
+    def feedback(self, request, pk=None):
+        photo = self.get_object()
+        if photo.owner_id != request.user.pk:
+            raise NotFound()  # only the owner judges their photo
+
+        data = serializers.FeedbackInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.feedback_record(photo=photo, user=request.user, label=data.validated_data["label"])
+        return Response(self.get_serializer(self.get_queryset().get(pk=photo.pk)).data)
+
+    @extend_schema(summary="Queue a failed photo again", request=None,
+                   responses={202: serializers.PhotoSerializer, 400: ERROR, **COMMON_ERRORS})
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        photo = self.get_object()
+        services.photo_retry(photo)
+        return Response(self.get_serializer(self.get_queryset().get(pk=photo.pk)).data,
+                        status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Model versions, newest first", responses={
+        200: serializers.ModelVersionSerializer(many=True), **LIST_ERRORS}),
+    retrieve=extend_schema(summary="A model version", responses={
+        200: serializers.ModelVersionSerializer, **COMMON_ERRORS}),
+)
+class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = ModelVersion.objects.all()
+    serializer_class = serializers.ModelVersionSerializer
+    filterset_fields = ["is_active"]
+    ordering_fields = ["created", "name"]
+
+    @extend_schema(summary="Make this the active version (staff)", request=None,
+                   responses={200: serializers.ModelVersionSerializer, 403: ERROR, **COMMON_ERRORS})
+    @action(detail=True, methods=["post"], permission_classes=[IsAdminUser])
+    def activate(self, request, pk=None):
+        version = services.model_version_activate(self.get_object())
+        return Response(self.get_serializer(version).data)

@@ -1,0 +1,260 @@
+"""The REST API for photos: token auth, upload, read, filter, poll, feedback, delete, errors."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from classifier.models import Feedback, Photo
+from tests.conftest import png_bytes, sample_photo, upload_of
+from tests.test_photo_pages import make_photo
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def api(user):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+def error_of(response) -> dict:
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"status", "code", "message", "fields"}
+    assert body["error"]["status"] == response.status_code
+    return body["error"]
+
+
+def test_a_token_is_obtained_with_username_and_password(user):
+    response = APIClient().post("/api/auth/token/", {"username": "ayu", "password": "kue-lapis-2026"})
+
+    assert response.status_code == 200
+    assert response.json()["token"] == Token.objects.get(user=user).key
+
+
+def test_a_wrong_password_gets_no_token(user):
+    response = APIClient().post("/api/auth/token/", {"username": "ayu", "password": "nope"})
+
+    assert response.status_code == 400
+    assert "Unable to log in" in str(error_of(response)["fields"])
+
+
+def test_anonymous_requests_get_401_but_the_schema_and_docs_are_open():
+    client = APIClient()
+
+    response = client.get("/api/photos/")
+    assert response.status_code == 401 and error_of(response)["code"] == "not_authenticated"
+    assert client.get("/api/schema/").status_code == 200
+    assert client.get("/api/docs/").status_code == 200
+
+
+def test_uploading_two_photos_in_one_request_queues_both(api, user, enqueued,
+                                                         django_capture_on_commit_callbacks):
+    files = [upload_of(sample_photo("kue_lapis")), upload_of(sample_photo("kue_klepon"))]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post("/api/photos/", {"files": files}, format="multipart")
+
+    assert response.status_code == 201
+    results = response.json()["results"]
+    assert [r["file"] for r in results] == [f.name for f in files]
+    assert all(r["photo"]["status"] == "queued" and r["errors"] == [] for r in results)
+    assert sorted(enqueued) == sorted(Photo.objects.filter(owner=user).values_list("pk", flat=True))
+    assert results[0]["photo"]["image_url"].startswith("http://testserver/photos/")
+
+
+def test_a_bad_file_in_a_batch_gets_its_own_error_and_the_good_one_is_kept(api, enqueued):
+    files = [upload_of(sample_photo()), SimpleUploadedFile("letter.jpg", b"%PDF-1.4", "image/jpeg")]
+
+    response = api.post("/api/photos/", {"files": files}, format="multipart")
+
+    assert response.status_code == 201
+    good, bad = response.json()["results"]
+    assert good["photo"] is not None
+    assert bad == {"file": "letter.jpg", "photo": None, "errors": ["The file is not an image we can read."]}
+    assert Photo.objects.count() == 1
+
+
+def test_an_upload_with_only_bad_files_is_a_400_and_stores_nothing(api, enqueued):
+    response = api.post("/api/photos/", {"files": [SimpleUploadedFile("x.png", b"")]}, format="multipart")
+
+    assert response.status_code == 400
+    assert response.json()["results"][0]["errors"] == ["The file is empty."]
+    assert Photo.objects.count() == 0
+
+
+def test_an_upload_without_files_is_a_400_with_a_field_error(api):
+    response = api.post("/api/photos/", {}, format="multipart")
+
+    assert response.status_code == 400
+    assert "files" in error_of(response)["fields"]
+
+
+def test_an_oversized_request_is_a_413(api, settings):
+    settings.MAX_UPLOAD_BYTES = 10
+    settings.MAX_FILES_PER_UPLOAD = 1
+
+    response = api.post("/api/photos/", {"files": [upload_of(sample_photo())]}, format="multipart")
+
+    assert response.status_code == 413 and error_of(response)["code"] == "too_large"
+    assert Photo.objects.count() == 0
+
+
+def test_a_photo_embeds_its_latest_prediction_with_top_three_and_display_names(api, user):
+    photo = make_photo(user, status="done", label="kue_lumpur", confidence=0.91)
+
+    body = api.get(f"/api/photos/{photo.pk}/").json()
+
+    assert body["status"] == "done" and body["owner"] == "ayu"
+    prediction = body["prediction"]
+    assert prediction["label"] == "kue_lumpur" and prediction["display_name"] == "Kue Lumpur"
+    assert prediction["confidence"] == pytest.approx(0.91)
+    assert [p["slug"] for p in prediction["top_k"]][0] == "kue_lumpur" and len(prediction["top_k"]) == 3
+    assert prediction["model_version"] == "kue-mobilenetv2"
+    assert body["thumbnail_url"] == f"http://testserver/photos/{photo.pk}/thumbnail/"
+
+
+def test_polling_an_unchanged_photo_is_answered_304_from_its_etag(api, user):
+    photo = make_photo(user)
+    first = api.get(f"/api/photos/{photo.pk}/")
+
+    again = api.get(f"/api/photos/{photo.pk}/", HTTP_IF_NONE_MATCH=first["ETag"])
+    Photo.objects.filter(pk=photo.pk).update(status="done", updated=timezone.now())
+    changed = api.get(f"/api/photos/{photo.pk}/", HTTP_IF_NONE_MATCH=first["ETag"])
+
+    assert again.status_code == 304 and not again.content
+    assert changed.status_code == 200 and changed.json()["status"] == "done"
+    assert changed["ETag"] != first["ETag"]
+
+
+def test_the_list_has_own_photos_only_newest_first_and_paginated(api, user, other_user):
+    mine = [make_photo(user) for _ in range(3)]
+    make_photo(other_user)
+
+    body = api.get("/api/photos/", {"page_size": 2}).json()
+
+    assert body["count"] == 3
+    assert [p["id"] for p in body["results"]] == [mine[2].pk, mine[1].pk]
+    assert body["next"].endswith("page=2&page_size=2")
+
+
+def test_the_page_size_is_bounded(api, user):
+    make_photo(user)
+
+    assert api.get("/api/photos/", {"page_size": 5000}).status_code == 200
+    assert api.get("/api/photos/", {"page": 99}).status_code == 404
+
+
+def test_filters_by_status_label_feedback_confidence_and_date(api, user):
+    lapis = make_photo(user, status="done", label="kue_lapis", confidence=0.95)
+    serabi = make_photo(user, status="done", label="kue_serabi", confidence=0.40)
+    queued = make_photo(user)
+    Feedback.objects.create(photo=serabi, user=user, label="kue_lumpur", predicted_label="kue_serabi",
+                            is_correction=True)
+    Feedback.objects.create(photo=lapis, user=user, label="kue_lapis", predicted_label="kue_lapis",
+                            is_correction=False)
+    Photo.objects.filter(pk=queued.pk).update(created=timezone.now() - timedelta(days=3))
+
+    def ids(**params):
+        return [p["id"] for p in api.get("/api/photos/", params).json()["results"]]
+
+    assert ids(status="queued") == [queued.pk]
+    assert ids(label="kue_serabi") == [serabi.pk]
+    assert ids(corrected="true") == [serabi.pk]
+    assert ids(corrected="false") == [lapis.pk]
+    assert ids(reviewed="false") == [queued.pk]
+    assert ids(confidence_min=0.5) == [lapis.pk]
+    assert ids(confidence_max=0.5) == [serabi.pk]
+    assert ids(created_before=(timezone.now() - timedelta(days=1)).isoformat()) == [queued.pk]
+    assert ids(ordering="-confidence", status="done") == [lapis.pk, serabi.pk]
+    assert ids(ordering="confidence", status="done") == [serabi.pk, lapis.pk]
+
+
+def test_an_invalid_filter_value_is_a_400_with_the_field(api):
+    response = api.get("/api/photos/", {"status": "baked"})
+
+    assert response.status_code == 400
+    assert "status" in error_of(response)["fields"]
+
+
+@pytest.mark.parametrize("method, suffix", [
+    ("get", ""), ("delete", ""), ("put", "feedback/"), ("post", "retry/"),
+])
+def test_another_users_photo_is_a_404_for_every_operation(api, other_user, method, suffix):
+    photo = make_photo(other_user, status="failed")
+
+    response = getattr(api, method)(f"/api/photos/{photo.pk}/{suffix}", {"label": "kue_lapis"})
+
+    assert response.status_code == 404 and error_of(response)["code"] == "not_found"
+    assert Photo.objects.filter(pk=photo.pk, status="failed").exists()
+    assert not Feedback.objects.exists()
+
+
+def test_deleting_an_own_photo(api, user, django_capture_on_commit_callbacks):
+    photo = make_photo(user)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.delete(f"/api/photos/{photo.pk}/")
+
+    assert response.status_code == 204
+    assert not Photo.objects.exists()
+
+
+def test_confirming_and_then_correcting_a_label_keeps_one_feedback(api, user):
+    photo = make_photo(user, status="done", label="kue_serabi", confidence=0.6)
+
+    confirmed = api.put(f"/api/photos/{photo.pk}/feedback/", {"label": "kue_serabi"}).json()
+    corrected = api.put(f"/api/photos/{photo.pk}/feedback/", {"label": "kue_lumpur"}).json()
+
+    assert confirmed["feedback"]["is_correction"] is False
+    assert corrected["feedback"] == {**corrected["feedback"], "label": "kue_lumpur", "is_correction": True,
+                                     "predicted_label": "kue_serabi", "user": "ayu"}
+    assert Feedback.objects.filter(photo=photo).count() == 1
+
+
+def test_none_of_these_is_a_valid_verdict_and_an_unknown_cake_is_not(api, user):
+    photo = make_photo(user, status="done", label="kue_lapis")
+
+    assert api.put(f"/api/photos/{photo.pk}/feedback/", {"label": "none"}).status_code == 200
+    response = api.put(f"/api/photos/{photo.pk}/feedback/", {"label": "brownie"})
+
+    assert response.status_code == 400
+    assert "Unknown cake 'brownie'" in error_of(response)["fields"]["label"][0]
+    assert Feedback.objects.get(photo=photo).label == "none"
+
+
+def test_a_failed_photo_can_be_retried_and_a_done_one_cannot(api, user, enqueued,
+                                                             django_capture_on_commit_callbacks):
+    failed = make_photo(user, status="failed")
+    done = make_photo(user, status="done", label="kue_lapis")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(f"/api/photos/{failed.pk}/retry/")
+    refused = api.post(f"/api/photos/{done.pk}/retry/")
+
+    assert response.status_code == 202 and response.json()["status"] == "queued"
+    assert enqueued == [failed.pk]
+    assert refused.status_code == 400 and "Only a failed photo" in str(error_of(refused)["fields"])
+
+
+def test_uploads_are_throttled_with_retry_after(api, monkeypatch, enqueued):
+    from django.core.cache import cache
+    from rest_framework.throttling import SimpleRateThrottle
+
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES",
+                        {**SimpleRateThrottle.THROTTLE_RATES, "uploads": "2/minute"})
+    cache.clear()
+
+    codes = [api.post("/api/photos/", {"files": [SimpleUploadedFile("a.png", png_bytes())]},
+                      format="multipart").status_code for _ in range(3)]
+    listing = api.get("/api/photos/")
+
+    assert codes == [201, 201, 429]
+    assert listing.status_code == 200  # other endpoints keep their own budget
+    throttled = api.post("/api/photos/", {"files": [SimpleUploadedFile("b.png", png_bytes())]},
+                         format="multipart")
+    assert int(throttled["Retry-After"]) > 0 and error_of(throttled)["code"] == "throttled"
