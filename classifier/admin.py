@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from classifier import services
-from classifier.models import ModelVersion, Photo, Prediction
+from classifier.models import Feedback, ModelVersion, Photo, Prediction
 
 
 @admin.register(ModelVersion)
@@ -67,4 +67,12 @@ class PredictionAdmin(admin.ModelAdmin):
     list_display = ["id", "photo", "label", "confidence", "model_version", "inference_ms", "created"]
     list_filter = ["label", "model_version", "created"]
     search_fields = ["photo__owner__username", "label"]
+    raw_id_fields = ["photo"]
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(admin.ModelAdmin):
+    list_display = ["photo", "label", "predicted_label", "is_correction", "user", "model_version", "updated"]
+    list_filter = ["is_correction", "label", "model_version", "updated"]
+    search_fields = ["user__username", "label", "predicted_label"]
     raw_id_fields = ["photo"]
