@@ -174,6 +174,9 @@ SPECTACULAR_SETTINGS = {
 # The model shipped in the repository; registered as the first active version by a migration.
 MODELS_DIR = Path(os.environ.get("CAKESITE_MODELS_DIR", BASE_DIR / "models"))
 SHIPPED_MODEL = os.environ.get("CAKESITE_SHIPPED_MODEL", "kue-mobilenetv2")
+# The fixed benchmark every new version is measured on (never trained on); optional.
+BENCHMARK_DIR = Path(os.environ.get("CAKESITE_BENCHMARK_DIR",
+                                    BASE_DIR.parent / "shared" / "data" / "kue-indonesia" / "test"))
 
 # Celery: Redis in production and CI; with no URL set, a broker that needs no server
 # (kombu's filesystem transport under var/), so `make run` works on a bare machine.

@@ -1,10 +1,13 @@
 """The Django admin: every model with useful lists and filters; activation as an explicit action."""
 
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect
+from django.urls import path
 from django.utils.html import format_html
 
 from classifier import services
-from classifier.models import Feedback, ModelVersion, Photo, Prediction
+from classifier.models import Feedback, ModelVersion, Photo, Prediction, TrainingRun
 
 
 @admin.register(ModelVersion)
@@ -76,3 +79,37 @@ class FeedbackAdmin(admin.ModelAdmin):
     list_filter = ["is_correction", "label", "model_version", "updated"]
     search_fields = ["user__username", "label", "predicted_label"]
     raw_id_fields = ["photo"]
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    """Runs are started with the button on the list (fast mode) and never edited by hand."""
+
+    change_list_template = "admin/classifier/trainingrun/change_list.html"
+    list_display = ["id", "mode", "status", "progress", "stage", "base_version", "result_version",
+                    "started_by", "created", "seconds"]
+    list_filter = ["status", "mode", "created"]
+    readonly_fields = [f.name for f in TrainingRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        start = self.admin_site.admin_view(self.start_view)
+        return [path("start/", start, name="classifier_trainingrun_start"), *super().get_urls()]
+
+    def start_view(self, request):
+        if request.method != "POST" or not request.user.has_perm("classifier.add_trainingrun"):
+            self.message_user(request, "Starting a run needs a POST by staff allowed to add runs.",
+                              messages.ERROR)
+            return redirect("admin:classifier_trainingrun_changelist")
+        try:
+            run = services.training_run_start(user=request.user,
+                                              auto_activate=request.POST.get("auto_activate") == "on")
+            self.message_user(request, f"Training run {run.pk} is queued (fast mode).", messages.SUCCESS)
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+        return redirect("admin:classifier_trainingrun_changelist")

@@ -119,3 +119,49 @@ class Feedback(models.Model):
     def __str__(self) -> str:
         verdict = "corrected to" if self.is_correction else "confirmed"
         return f"photo {self.photo_id} {verdict} {self.label}"
+
+
+class TrainingRun(models.Model):
+    """A retraining job: what it trained on, how far it is, and the version it produced."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    class Mode(models.TextChoices):
+        FAST = "fast", "fast: refit the head on cached embeddings"
+
+    LIVE = (Status.QUEUED, Status.RUNNING)
+
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,
+                                   related_name="training_runs")
+    mode = models.CharField(max_length=10, choices=Mode, default=Mode.FAST)
+    status = models.CharField(max_length=12, choices=Status, default=Status.QUEUED, db_index=True)
+    base_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="runs_based_on")
+    result_version = models.OneToOneField(ModelVersion, on_delete=models.SET_NULL, null=True, blank=True,
+                                          related_name="training_run")
+    stage = models.CharField(max_length=100, blank=True, help_text="what the run is doing now")
+    progress = models.PositiveSmallIntegerField(default=0, help_text="percent done")
+    data = models.JSONField(default=dict, blank=True, help_text="photos used, per class and source")
+    metrics = models.JSONField(default=dict, blank=True, help_text="new and base version, side by side")
+    auto_activate = models.BooleanField(default=False)
+    decision = models.TextField(blank=True, help_text="whether the new version was activated, and why")
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"training run {self.pk} ({self.mode}, {self.status})"
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started and self.finished:
+            return (self.finished - self.started).total_seconds()
+        return None

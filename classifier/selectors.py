@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
-from classifier.models import ModelVersion, Photo, Prediction
+from classifier.models import Feedback, ModelVersion, Photo, Prediction
 
 
 def latest_predictions() -> QuerySet[Prediction]:
@@ -63,3 +63,11 @@ def known_labels() -> list[dict]:
     """The active model's classes, for filters and forms."""
     version = active_version()
     return version.labels if version else []
+
+
+def labelled_photos() -> list[tuple[int, str, bool]]:
+    """(photo id, label, corrected?) of every photo users confirmed or corrected to a known cake."""
+    return list(
+        Feedback.objects.exclude(label=Feedback.NONE).order_by("photo_id")
+        .values_list("photo_id", "label", "is_correction")
+    )

@@ -17,7 +17,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from classifier.models import Feedback, ModelVersion, Photo, Prediction
+from classifier.models import Feedback, ModelVersion, Photo, Prediction, TrainingRun
 from training.preprocess import to_rgb
 from training.runtime import CONFIG_FILE, LABELS_FILE, METRICS_FILE
 
@@ -213,3 +213,46 @@ def model_version_activate(version: ModelVersion) -> ModelVersion:
     version.refresh_from_db()
     log.info("model version %s is now active", version.name)
     return version
+
+
+def training_run_start(*, user, mode: str = TrainingRun.Mode.FAST,
+                       auto_activate: bool = False) -> TrainingRun:
+    """Queue a retraining of the active version; refused while another run is queued or running."""
+    from classifier import tasks
+
+    with transaction.atomic():
+        # Lock the active version's row: two concurrent starts serialise here, so the check below
+        # cannot let both through.
+        active = ModelVersion.objects.select_for_update().filter(is_active=True).first()
+        if active is None:
+            raise ValidationError("No model version is active to retrain.", code="no_model")
+        if TrainingRun.objects.filter(status__in=TrainingRun.LIVE).exists():
+            raise ValidationError("A training run is already queued or running; wait for it to finish.",
+                                  code="busy")
+        run = TrainingRun.objects.create(started_by=user, mode=mode, base_version=active,
+                                         auto_activate=auto_activate)
+        transaction.on_commit(lambda: tasks.train_model.delay(run.pk))
+    return run
+
+
+def training_run_progress(run: TrainingRun, stage: str, percent: int) -> None:
+    run.stage, run.progress = stage, percent
+    run.log += f"{timezone.now():%H:%M:%S} {stage}\n"
+    TrainingRun.objects.filter(pk=run.pk).update(stage=stage, progress=percent, log=run.log)
+
+
+def training_run_begin(run: TrainingRun) -> bool:
+    """Mark a queued run running; False if it is not queued (a redelivered task)."""
+    return bool(TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
+        status=TrainingRun.Status.RUNNING, started=timezone.now()))
+
+
+def training_run_succeed(run: TrainingRun, version: ModelVersion) -> None:
+    run.status, run.result_version, run.finished = TrainingRun.Status.SUCCEEDED, version, timezone.now()
+    run.stage, run.progress = "done", 100
+    run.save()
+
+
+def training_run_fail(run: TrainingRun, error: str) -> None:
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.FAILED, error=error[:5000],
+                                                 finished=timezone.now())

@@ -61,3 +61,22 @@ def classify_photo(self, photo_id: int) -> str:
         confidence=result.confidence, inference_ms=result.inference_ms,
     )
     return result.label
+
+
+@shared_task(acks_late=True, time_limit=3600, soft_time_limit=3300)
+def train_model(run_id: int) -> str:
+    """Run a queued training run (on the `training` queue, so classification never waits on it)."""
+    from classifier import retraining
+    from classifier.models import TrainingRun
+
+    run = TrainingRun.objects.filter(pk=run_id).select_related("base_version").first()
+    if run is None or not services.training_run_begin(run):
+        return "not queued"  # gone, or already taken by an earlier delivery
+    try:
+        version = retraining.execute(run)
+    except Exception as exc:
+        log.exception("training run %s failed", run_id)
+        services.training_run_fail(run, f"{type(exc).__name__}: {exc}")
+        return "failed"
+    services.training_run_succeed(run, version)
+    return version.name

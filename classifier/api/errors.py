@@ -12,6 +12,12 @@ class PayloadTooLarge(exceptions.APIException):
     default_code = "too_large"
 
 
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state."
+    default_code = "conflict"
+
+
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):  # raised by services
         exc = exceptions.ValidationError(detail=as_serializer_error(exc))

@@ -5,7 +5,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from classifier import selectors
-from classifier.models import Feedback, ModelVersion, Photo, Prediction
+from classifier.models import Feedback, ModelVersion, Photo, Prediction, TrainingRun
 
 
 class ErrorBodySerializer(serializers.Serializer):
@@ -112,3 +112,23 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
         fields = ["id", "name", "labels", "metrics", "is_active", "created"]
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    started_by = serializers.CharField(source="started_by.username", allow_null=True, default=None)
+    base_version = serializers.CharField(source="base_version.name")
+    result_version = serializers.CharField(source="result_version.name", allow_null=True, default=None)
+    seconds = serializers.FloatField(allow_null=True, read_only=True)
+
+    class Meta:
+        model = TrainingRun
+        fields = ["id", "mode", "status", "stage", "progress", "started_by", "base_version", "result_version",
+                  "auto_activate", "decision", "data", "metrics", "error", "log", "created", "started",
+                  "finished", "seconds"]
+
+
+class TrainingRunStartSerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(choices=TrainingRun.Mode.choices, default=TrainingRun.Mode.FAST)
+    auto_activate = serializers.BooleanField(
+        default=False, help_text="activate the new version if it matches the benchmark and beats the "
+                                 "active version on held-out user photos")

@@ -11,6 +11,7 @@ app_name = "api"
 router = DefaultRouter()
 router.register("photos", views.PhotoViewSet, basename="photo")
 router.register("model-versions", views.ModelVersionViewSet, basename="modelversion")
+router.register("training-runs", views.TrainingRunViewSet, basename="trainingrun")
 
 urlpatterns = [
     path("auth/token/", views.TokenView.as_view(), name="token"),

@@ -22,8 +22,8 @@ from rest_framework.serializers import CharField, Serializer
 
 from classifier import selectors, services
 from classifier.api import serializers
-from classifier.api.errors import PayloadTooLarge
-from classifier.models import ModelVersion, Photo, Prediction
+from classifier.api.errors import Conflict, PayloadTooLarge
+from classifier.models import ModelVersion, Photo, Prediction, TrainingRun
 
 ERROR = serializers.ErrorSerializer
 
@@ -195,3 +195,32 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     def activate(self, request, pk=None):
         version = services.model_version_activate(self.get_object())
         return Response(self.get_serializer(version).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Training runs, newest first (staff)", responses={
+        200: serializers.TrainingRunSerializer(many=True), 403: ERROR, **LIST_ERRORS}),
+    retrieve=extend_schema(summary="A training run with its live progress (staff)", responses={
+        200: serializers.TrainingRunSerializer, 403: ERROR, **COMMON_ERRORS}),
+    create=extend_schema(summary="Start a training run on the active version (staff)",
+                         request=serializers.TrainingRunStartSerializer,
+                         responses={201: serializers.TrainingRunSerializer, 400: ERROR, 403: ERROR,
+                                    409: ERROR, 415: ERROR, 401: ERROR, 429: ERROR}),
+)
+class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = TrainingRun.objects.select_related("started_by", "base_version", "result_version")
+    serializer_class = serializers.TrainingRunSerializer
+    permission_classes = [IsAdminUser]
+    filterset_fields = ["status", "mode"]
+    ordering_fields = ["created"]
+
+    def create(self, request, *args, **kwargs):
+        data = serializers.TrainingRunStartSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            run = services.training_run_start(user=request.user, **data.validated_data)
+        except ValidationError as exc:
+            if exc.code == "busy":
+                raise Conflict(exc.messages[0]) from exc
+            raise
+        return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,120 @@
+"""A training run, start to finish: gather what users taught, retrain, evaluate, register, decide."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from classifier import selectors, services
+from classifier.models import ModelVersion, TrainingRun
+from training import report
+from training.preprocess import ImageDecodeError, load_image
+
+log = logging.getLogger(__name__)
+
+
+def split_user_photos(items: list[tuple[int, str]]) -> tuple[list, list]:
+    """Every fifth labelled photo (by id) is held out for evaluation, once there are five or more."""
+    if len(items) < 5:
+        return items, []
+    return [i for i in items if i[0] % 5], [i for i in items if i[0] % 5 == 0]
+
+
+def load_user_photos(items, slugs: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels and label indices of (photo id, label) pairs; unreadable files are skipped."""
+    from classifier.models import Photo
+
+    photos = Photo.objects.in_bulk([pk for pk, _ in items])
+    pixels, labels = [], []
+    for pk, label in items:
+        try:
+            with photos[pk].image.open("rb") as f:
+                pixels.append(load_image(f, size))
+            labels.append(slugs.index(label))
+        except (ImageDecodeError, FileNotFoundError, KeyError) as exc:
+            log.warning("training: skipping photo %s: %s", pk, exc)
+    shape = (len(pixels), size, size, 3)
+    return (np.stack(pixels) if pixels else np.zeros(shape, np.uint8)), np.array(labels, dtype=np.int64)
+
+
+def evaluate_version(folder: Path, benchmark: Path | None, held_pixels, held_labels) -> dict:
+    """Metrics of a model folder on the benchmark split and on the held-out user photos."""
+    from training.evaluate import evaluate
+    from training.runtime import load
+
+    classifier = load(folder)
+    results = {}
+    if benchmark:
+        results["test"], _, _ = evaluate(classifier, benchmark)
+    if len(held_labels):
+        probs = classifier.predict_pixels(held_pixels)
+        results["user_heldout"] = report.metrics(held_labels, probs, classifier.slugs)
+    return results
+
+
+def decide(run: TrainingRun, new: dict, base: dict) -> tuple[bool, str]:
+    """Auto-activate only if asked, at least as good on the benchmark, and better on user photos."""
+    if "test" not in new:
+        return False, "Not activated: no benchmark split was available to compare on."
+    bench_new, bench_base = new["test"]["top1"], base["test"]["top1"]
+    text = f"benchmark top-1 {bench_new:.3f} vs {bench_base:.3f} (active)"
+    if "user_heldout" in new:
+        user_new, user_base = new["user_heldout"]["top1"], base["user_heldout"]["top1"]
+        text += f"; held-out user photos top-1 {user_new:.3f} vs {user_base:.3f}"
+        better = bench_new >= bench_base and user_new > user_base
+    else:
+        text += "; no held-out user photos yet"
+        better = False
+    if not run.auto_activate:
+        return False, f"Not activated (auto-activation off): {text}."
+    if better:
+        return True, f"Activated: {text}."
+    return False, f"Not activated: it must match the benchmark and beat the user photos; {text}."
+
+
+def execute(run: TrainingRun) -> ModelVersion:
+    """Run the fast retrain for `run` and register its version (the caller marks failures)."""
+    from training import retrain
+    from training.runtime import load
+
+    base = run.base_version
+    slugs = [item["slug"] for item in base.labels]
+    services.training_run_progress(run, "collecting labelled photos", 5)
+    labelled = [row for row in selectors.labelled_photos() if row[1] in slugs]
+    items = [(pk, label) for pk, label, _ in labelled]
+    train_items, held_items = split_user_photos(items)
+    size = load(base.folder).image_size
+    train_pixels, train_labels = load_user_photos(train_items, slugs, size)
+    held_pixels, held_labels = load_user_photos(held_items, slugs, size)
+    run.data = {
+        "base_photos": int(len(np.load(base.folder / "embeddings.npz")["labels"])),
+        "user_photos_train": dict(zip(slugs, np.bincount(train_labels, minlength=len(slugs)).tolist())),
+        "user_photos_heldout": int(len(held_labels)),
+        "corrected": sum(1 for _, _, corrected in labelled if corrected),
+    }
+    services.training_run_progress(run, "refitting the head", 30)
+
+    name = f"{base.name}+run{run.pk}"
+    folder = Path(settings.MODELS_DIR) / name
+    started = time.perf_counter()
+    summary = retrain.refit_head(base.folder, folder, train_pixels, train_labels)
+    services.training_run_progress(run, "evaluating", 70)
+    benchmark = Path(settings.BENCHMARK_DIR) if Path(settings.BENCHMARK_DIR).is_dir() else None
+    new = evaluate_version(folder, benchmark, held_pixels, held_labels)
+    before = evaluate_version(base.folder, benchmark, held_pixels, held_labels)
+    for split, m in new.items():
+        report.plot_confusion(m["confusion_matrix"], slugs, folder / f"confusion_{split}.png",
+                              f"{name}: {split}")
+    (folder / "metrics.json").write_text(json.dumps(new, indent=2) + "\n")
+    run.metrics = {"new": new, "base": before, "retrain_seconds": summary["seconds"],
+                   "total_seconds": round(time.perf_counter() - started, 1)}
+    version = services.model_version_register(name=name, path=name)
+    activate, run.decision = decide(run, new, before)
+    if activate:
+        services.model_version_activate(version)
+    return version

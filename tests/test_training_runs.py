@@ -1,0 +1,102 @@
+"""Training runs: started by staff (admin or API), one at a time, and a real fast retrain that learns
+what users taught."""
+
+import shutil
+
+import pytest
+from django.conf import settings as django_settings
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from classifier import services, tasks
+from classifier.models import Feedback, ModelVersion, TrainingRun
+from tests.conftest import PHOTOS, upload_of
+from training.runtime import load
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return django_user_model.objects.create_superuser("root", password="kue-bika-ambon-1")
+
+
+@pytest.fixture
+def started_runs(monkeypatch):
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.train_model, "delay", lambda run_id: sent.append(run_id))
+    return sent
+
+
+def test_staff_start_a_run_from_the_admin_and_a_second_is_refused(client, admin_user, started_runs,
+                                                                 django_capture_on_commit_callbacks):
+    client.force_login(admin_user)
+    url = reverse("admin:classifier_trainingrun_start")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = client.post(url, follow=True)
+    second = client.post(url, follow=True)
+
+    run = TrainingRun.objects.get()
+    assert f"Training run {run.pk} is queued" in first.content.decode()
+    assert "already queued or running" in second.content.decode()
+    assert started_runs == [run.pk]
+    assert run.base_version == ModelVersion.objects.get(is_active=True) and run.mode == "fast"
+
+
+def test_the_api_starts_lists_and_follows_runs_for_staff_only(user, admin_user, started_runs):
+    staff_api, user_api = APIClient(), APIClient()
+    staff_api.force_authenticate(admin_user)
+    user_api.force_authenticate(user)
+
+    created = staff_api.post("/api/training-runs/", {"auto_activate": True}, format="json")
+    conflict = staff_api.post("/api/training-runs/", {}, format="json")
+
+    assert created.status_code == 201 and created.json()["status"] == "queued"
+    assert created.json()["auto_activate"] is True
+    assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "conflict"
+    assert staff_api.get(f"/api/training-runs/{created.json()['id']}/").json()["progress"] == 0
+    assert user_api.get("/api/training-runs/").status_code == 403
+    assert user_api.post("/api/training-runs/", {}, format="json").status_code == 403
+
+
+@pytest.fixture
+def private_models(settings, tmp_path):
+    """A models folder of our own holding the shipped model, and the sample photos as benchmark."""
+    shipped = ModelVersion.objects.get(is_active=True)
+    shutil.copytree(django_settings.BASE_DIR / "models" / shipped.path, tmp_path / "models" / shipped.path)
+    settings.MODELS_DIR = tmp_path / "models"
+    settings.BENCHMARK_DIR = PHOTOS
+    return shipped
+
+
+@pytest.mark.slow
+def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin_user, enqueued,
+                                                                     started_runs, private_models):
+    # Users say both lapis photos are lumpur: the new version must follow its teachers.
+    taught = []
+    for path in sorted((PHOTOS / "kue_lapis").glob("*.jpg")) + sorted((PHOTOS / "kue_serabi").glob("*.jpg")):
+        photo = services.photo_create(owner=user, upload=upload_of(path))
+        tasks.classify_photo(photo.pk)
+        label = "kue_lumpur" if path.parent.name == "kue_lapis" else "kue_serabi"
+        services.feedback_record(photo=photo, user=user, label=label)
+        taught.append((path, label))
+    assert Feedback.objects.filter(is_correction=True).count() == 2
+
+    run = services.training_run_start(user=admin_user)
+    assert tasks.train_model(run.pk).endswith(f"+run{run.pk}")
+
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.progress == 100
+    assert run.data["user_photos_train"]["kue_lumpur"] == 2 and run.data["corrected"] == 2
+    assert run.data["base_photos"] == 1143
+    assert run.metrics["new"]["test"]["n"] == 16 and "top1" in run.metrics["base"]["test"]
+    assert "Not activated (auto-activation off)" in run.decision
+    version = run.result_version
+    assert version.metrics["test"]["per_class"]["kue_lapis"]["support"] == 2
+    assert (version.folder / "confusion_test.png").is_file()
+    assert ModelVersion.objects.get(is_active=True) == private_models  # promotion stays explicit
+    new = load(version.folder)
+    for path, label in taught:
+        assert new.slugs[int(new.classify(path).argmax())] == label
+    assert tasks.train_model(run.pk) == "not queued"  # a redelivery does nothing

@@ -1,0 +1,98 @@
+"""Retraining an exported model folder on extra labelled photos (user corrections), no Django.
+
+Fast mode refits only the softmax head on backbone embeddings: the base training photos come from
+the folder's float16 cache (no base images needed), the extra photos are embedded once. Seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training.runtime import CONFIG_FILE, EMBEDDINGS_FILE, LABELS_FILE, MODEL_FILE, load
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def embed_pixels(model, pixels: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Pooled backbone features (what the head sees) of uint8 photos from `preprocess.load_image`."""
+    from training.model import embedder
+
+    features = embedder(model)
+    if len(pixels) == 0:
+        return np.zeros((0, features.output_shape[-1]), dtype=np.float32)
+    return np.concatenate([
+        np.asarray(features(pixels[i:i + batch_size].astype(np.float32), training=False))
+        for i in range(0, len(pixels), batch_size)
+    ])
+
+
+def fit_head(embeddings: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, num_classes: int,
+             init: list[np.ndarray], *, epochs: int = 60, seed: int = 1) -> list[np.ndarray]:
+    """Train a softmax layer on fixed embeddings, starting from the current head; returns its weights."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    head = keras.Sequential([keras.Input((embeddings.shape[1],)),
+                             keras.layers.Dense(num_classes, activation="softmax")])
+    head.layers[-1].set_weights(init)
+    head.compile(optimizer=keras.optimizers.Adam(1e-3),
+                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1))
+    onehot = np.eye(num_classes, dtype=np.float32)[labels]
+    head.fit(embeddings.astype(np.float32), onehot, sample_weight=sample_weight, epochs=epochs,
+             batch_size=64, shuffle=True, verbose=0)
+    return head.layers[-1].get_weights()
+
+
+def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extra_labels: np.ndarray,
+               *, epochs: int = 60, seed: int = 1) -> dict:
+    """Write `out`: `base` with a head refit on the cached base embeddings plus the extra photos.
+
+    Extra photos are what users taught the model: together they weigh as much as one base class,
+    and never less than a base photo each, so a handful of corrections is not drowned out by
+    a thousand base photos. Returns a summary (counts, seconds) that is also saved in config.json.
+    """
+    from training.model import HEAD
+
+    started = time.perf_counter()
+    base, out = Path(base), Path(out)
+    classifier = load(base)
+    cache = np.load(base / EMBEDDINGS_FILE)
+    classes = classifier.slugs
+    k = len(classes)
+    extra = embed_pixels(classifier.model, extra_pixels)
+    base_labels = cache["labels"].astype(np.int64)
+    x = np.concatenate([cache["embeddings"].astype(np.float32), extra])
+    y = np.concatenate([base_labels, np.asarray(extra_labels, dtype=np.int64)])
+    counts = np.bincount(y, minlength=k)
+    weights = len(y) / (k * np.maximum(counts[y], 1))  # balanced classes
+    if len(extra):
+        weights[len(base_labels):] *= max(1.0, len(base_labels) / (k * len(extra)))
+    head = classifier.model.get_layer(HEAD)
+    new_weights = fit_head(x, y, weights, k, head.get_weights(), epochs=epochs, seed=seed)
+    head.set_weights(new_weights)
+
+    out.mkdir(parents=True, exist_ok=True)
+    classifier.model.save(out / MODEL_FILE)
+    shutil.copy(base / LABELS_FILE, out / LABELS_FILE)
+    np.savez_compressed(out / EMBEDDINGS_FILE, embeddings=x.astype(np.float16), labels=y,
+                        files=np.concatenate([cache["files"], [f"user/{i}" for i in range(len(extra))]]),
+                        classes=np.array(classes))
+    config = json.loads((base / CONFIG_FILE).read_text())
+    summary = {
+        "mode": "fast",
+        "base": base.name,
+        "base_photos": int(len(base_labels)),
+        "extra_photos": int(len(extra)),
+        "extra_per_class": {c: int(n) for c, n in zip(classes, np.bincount(extra_labels, minlength=k))},
+        "epochs": epochs,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    config["retrain"] = summary
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    return summary
