@@ -17,13 +17,16 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-# The site and a Celery worker (classification and training queues), on SQLite and a broker that
+# The site and two Celery workers (classification; training on its own queue, so a retraining
+# never delays a photo), on SQLite and a broker that
 # needs no server unless DATABASE_URL / CELERY_BROKER_URL say otherwise. Ctrl-C stops both.
 run: install
 	$(PY) manage.py migrate --noinput
 	@echo "Cakesite: http://$(HOST):$(PORT)/  (Ctrl-C stops the site and the worker)"
-	$(PY) -m celery -A cakesite worker --loglevel=INFO --concurrency=$(WORKERS) -Q celery,training & \
-	worker=$$!; trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
+	$(PY) -m celery -A cakesite worker -n classify@%h --loglevel=INFO --concurrency=$(WORKERS) -Q celery & \
+	classify=$$!; \
+	$(PY) -m celery -A cakesite worker -n train@%h --loglevel=INFO --concurrency=1 -Q training & \
+	train=$$!; trap 'kill $$classify $$train 2>/dev/null; wait $$classify $$train' EXIT INT TERM; \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 test: install

@@ -17,9 +17,9 @@ def compose() -> dict:
 def test_compose_has_web_worker_redis_and_postgres_with_healthchecks():
     services = compose()["services"]
 
-    assert set(services) == {"web", "worker", "redis", "postgres"}
+    assert set(services) == {"web", "worker", "trainer", "redis", "postgres"}
     assert all("healthcheck" in service for service in services.values())
-    for name in ("web", "worker"):
+    for name in ("web", "worker", "trainer"):
         assert services[name]["build"] == "."
         assert services[name]["environment"]["DATABASE_URL"].startswith("postgres://")
         assert services[name]["environment"]["CELERY_BROKER_URL"].startswith("redis://redis:")
@@ -28,10 +28,11 @@ def test_compose_has_web_worker_redis_and_postgres_with_healthchecks():
 
 def test_the_commands_compose_runs_exist_in_the_repository():
     services = compose()["services"]
-    web, worker = services["web"]["command"], services["worker"]["command"]
+    web, worker, trainer = (services[name]["command"] for name in ("web", "worker", "trainer"))
 
     assert "gunicorn cakesite.wsgi:application" in web and "manage.py migrate" in web
-    assert worker.startswith("celery -A cakesite worker")
+    assert worker.startswith("celery -A cakesite worker") and worker.endswith("-Q celery")
+    assert trainer.startswith("celery -A cakesite worker") and trainer.endswith("-Q training")
     assert (ROOT / "manage.py").is_file() and (ROOT / "Dockerfile").is_file()
     assert "COPY requirements.txt" in (ROOT / "Dockerfile").read_text()
     code = "import cakesite.wsgi, cakesite.celery; print(cakesite.wsgi.application, cakesite.celery.app.main)"
