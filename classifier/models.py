@@ -82,6 +82,8 @@ class Prediction(models.Model):
     label = models.CharField(max_length=100, db_index=True)
     confidence = models.FloatField()
     probabilities = models.JSONField(help_text="{slug: probability} for every class")
+    margin = models.FloatField(default=1.0, db_index=True,
+                               help_text="top probability minus the second: small means unsure")
     inference_ms = models.FloatField()
     created = models.DateTimeField(auto_now_add=True)
 

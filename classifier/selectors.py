@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
 from classifier.models import Feedback, ModelVersion, Photo, Prediction
@@ -71,3 +71,41 @@ def labelled_photos() -> list[tuple[int, str, bool]]:
         Feedback.objects.exclude(label=Feedback.NONE).order_by("photo_id")
         .values_list("photo_id", "label", "is_correction")
     )
+
+
+def review_queue_for_user(user) -> QuerySet[Photo]:
+    """Classified photos with no feedback yet, least certain first (own; with permission: all).
+
+    Uncertainty is the margin between the two most probable cakes: a photo the model nearly gave
+    to another class is the one whose correction teaches it most, and the margin says exactly
+    that, where entropy is also moved by the six unlikely classes.
+    """
+    latest = Prediction.objects.filter(photo=OuterRef("pk")).order_by("-created", "-id")
+    return (
+        photos_for_user(user, status=Photo.Status.DONE)
+        .filter(feedback__isnull=True)
+        .annotate(margin=Subquery(latest.values("margin")[:1]))
+        .order_by("margin", "-created")
+    )
+
+
+def feedback_stats(user) -> dict:
+    """Counters of the photos `user` may see, and the accuracy users measured per model version."""
+    photos = photos_for_user(user)
+    reviewed = Feedback.objects.filter(photo__in=photos.values("pk"))
+    per_version = (
+        reviewed.exclude(model_version=None)
+        .values("model_version__name")
+        .annotate(reviewed=Count("pk"), confirmed=Count("pk", filter=Q(is_correction=False)))
+        .order_by("model_version__name")
+    )
+    return {
+        "photos": photos.count(),
+        "reviewed": reviewed.count(),
+        "corrected": reviewed.filter(is_correction=True).count(),
+        "per_version": [
+            {"version": row["model_version__name"], "reviewed": row["reviewed"],
+             "confirmed": row["confirmed"], "accuracy": row["confirmed"] / row["reviewed"]}
+            for row in per_version
+        ],
+    }

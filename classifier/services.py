@@ -150,10 +150,12 @@ def prediction_record(*, photo: Photo, version: ModelVersion, probabilities: dic
     with transaction.atomic():
         try:
             with transaction.atomic():
+                top_two = sorted(probabilities.values(), reverse=True)[:2] + [0.0]
                 prediction, _ = Prediction.objects.get_or_create(
                     photo=photo, model_version=version,
                     defaults={"label": label, "confidence": confidence,
-                              "probabilities": probabilities, "inference_ms": inference_ms},
+                              "probabilities": probabilities, "margin": top_two[0] - top_two[1],
+                              "inference_ms": inference_ms},
                 )
         except IntegrityError:  # a concurrent delivery of the same task won the race
             prediction = Prediction.objects.get(photo=photo, model_version=version)

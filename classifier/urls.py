@@ -15,4 +15,6 @@ urlpatterns = [
     path("photos/<int:pk>/thumbnail/", views.photo_image, {"kind": "thumbnail"}, name="photo-thumbnail"),
     path("photos/<int:pk>/retry/", views.photo_retry, name="photo-retry"),
     path("photos/<int:pk>/delete/", views.photo_delete, name="photo-delete"),
+    path("photos/<int:pk>/feedback/", views.photo_feedback, name="photo-feedback"),
+    path("review/", views.review_queue, name="review"),
 ]

@@ -7,9 +7,10 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from classifier import selectors, services
@@ -75,7 +76,9 @@ def gallery(request: HttpRequest) -> HttpResponse:
 @login_required
 def photo_detail(request: HttpRequest, pk: int) -> HttpResponse:
     photo = selectors.photo_for_user(request.user, pk)
-    return render(request, "classifier/photo_detail.html", {"card": card(photo)})
+    return render(request, "classifier/photo_detail.html", {
+        "card": card(photo), "is_owner": photo.owner_id == request.user.pk,
+    })
 
 
 @login_required
@@ -131,6 +134,34 @@ def photo_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("gallery")
 
 
+@login_required
+def review_queue(request: HttpRequest) -> HttpResponse:
+    queue = selectors.review_queue_for_user(request.user)
+    page = Paginator(queue, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "classifier/review.html", {
+        "page": page, "cards": [card(photo) for photo in page],
+        "stats": selectors.feedback_stats(request.user),
+    })
+
+
+@login_required
+@require_POST
+def photo_feedback(request: HttpRequest, pk: int) -> HttpResponse:
+    """Confirm or correct a photo's label; back to where the form was (review queue or photo)."""
+    photo = selectors.photo_for_user(request.user, pk)
+    if photo.owner_id != request.user.pk:
+        raise Http404("Only the owner judges a photo.")
+    try:
+        services.feedback_record(photo=photo, user=request.user, label=request.POST.get("label", ""))
+        messages.success(request, "Thank you: your answer will teach the next model version.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    next_url = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+        return redirect(next_url)
+    return redirect(photo)
+
+
 def card(photo: Photo) -> dict:
     """What the templates show of a photo: the photo, its status and its latest prediction."""
     prediction = selectors.latest_prediction(photo)
@@ -140,4 +171,6 @@ def card(photo: Photo) -> dict:
         "prediction": prediction,
         "label_name": prediction.model_version.display_name(prediction.label) if prediction else "",
         "top": selectors.top_k(prediction) if prediction else [],
+        "feedback": getattr(photo, "feedback", None),
+        "labels": prediction.model_version.labels if prediction else [],
     }

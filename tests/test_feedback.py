@@ -1,0 +1,104 @@
+"""Confirming and correcting labels on the website, the review queue and the feedback counters."""
+
+import pytest
+from django.urls import reverse
+
+from classifier import selectors
+from classifier.models import Feedback
+from tests.test_photo_pages import make_photo
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_owner_confirms_a_prediction_from_the_photo_page(client, user):
+    photo = make_photo(user, status="done", label="kue_klepon", confidence=0.8)
+    client.force_login(user)
+
+    page = client.get(photo.get_absolute_url()).content.decode()
+    response = client.post(reverse("photo-feedback", args=[photo.pk]),
+                           {"label": "kue_klepon", "next": photo.get_absolute_url()}, follow=True)
+
+    assert "Yes, it is Kue Klepon" in page
+    feedback = Feedback.objects.get(photo=photo)
+    assert (feedback.label, feedback.is_correction, feedback.user) == ("kue_klepon", False, user)
+    assert "Your answer: <strong>Kue Klepon</strong>" in response.content.decode()
+
+
+def test_a_correction_replaces_the_earlier_answer(client, user):
+    photo = make_photo(user, status="done", label="kue_serabi")
+    client.force_login(user)
+    url = reverse("photo-feedback", args=[photo.pk])
+
+    client.post(url, {"label": "kue_serabi"})
+    client.post(url, {"label": "kue_lumpur"})
+
+    feedback = Feedback.objects.get(photo=photo)
+    assert (feedback.label, feedback.predicted_label) == ("kue_lumpur", "kue_serabi")
+    assert feedback.is_correction
+
+
+def test_an_unknown_label_is_refused_with_a_message(client, user):
+    photo = make_photo(user, status="done", label="kue_serabi")
+    client.force_login(user)
+
+    response = client.post(reverse("photo-feedback", args=[photo.pk]), {"label": "brownies"}, follow=True)
+
+    assert "Unknown cake" in response.content.decode()
+    assert not Feedback.objects.exists()
+
+
+def test_nobody_but_the_owner_gives_feedback(client, other_user, staff, user):
+    photo = make_photo(user, status="done", label="kue_lapis")
+    url = reverse("photo-feedback", args=[photo.pk])
+
+    client.force_login(other_user)
+    assert client.post(url, {"label": "kue_lapis"}).status_code == 404
+    client.force_login(staff)
+    assert client.post(url, {"label": "kue_lapis"}).status_code == 404
+    assert not Feedback.objects.exists()
+
+
+def test_feedback_never_redirects_off_site(client, user):
+    photo = make_photo(user, status="done", label="kue_lapis")
+    client.force_login(user)
+
+    response = client.post(reverse("photo-feedback", args=[photo.pk]),
+                           {"label": "kue_lapis", "next": "https://evil.example/"})
+
+    assert response["Location"] == photo.get_absolute_url()
+
+
+def test_the_review_queue_puts_the_least_certain_photos_first(client, user, other_user):
+    sure = make_photo(user, status="done", label="kue_lapis", confidence=0.97)
+    torn = make_photo(user, status="done", label="kue_serabi", confidence=0.45)  # 0.45 vs 0.01: margin .44
+    reviewed = make_photo(user, status="done", label="kue_klepon", confidence=0.3)
+    Feedback.objects.create(photo=reviewed, user=user, label="kue_klepon", is_correction=False)
+    make_photo(user)  # not classified yet
+    make_photo(other_user, status="done", label="kue_lapis", confidence=0.2)
+    client.force_login(user)
+
+    response = client.get(reverse("review"))
+
+    assert [c["photo"].pk for c in response.context["cards"]] == [torn.pk, sure.pk]
+    assert "Kue Serabi?" in response.content.decode()
+
+
+def test_the_margin_is_the_gap_between_the_two_most_likely_cakes(user):
+    photo = make_photo(user, status="done", label="kue_lapis", confidence=0.6)
+
+    assert photo.predictions.get().margin == pytest.approx(0.59)
+
+
+def test_the_counters_measure_the_active_models_accuracy_by_feedback(user):
+    photos = [make_photo(user, status="done", label="kue_lapis") for _ in range(4)]
+    make_photo(user)
+    for photo, label in zip(photos[:3], ["kue_lapis", "kue_lapis", "kue_lumpur"]):
+        Feedback.objects.create(photo=photo, user=user, label=label, predicted_label="kue_lapis",
+                                is_correction=label != "kue_lapis",
+                                model_version=photo.predictions.get().model_version)
+
+    stats = selectors.feedback_stats(user)
+
+    assert (stats["photos"], stats["reviewed"], stats["corrected"]) == (5, 3, 1)
+    assert stats["per_version"] == [{"version": "kue-mobilenetv2", "reviewed": 3, "confirmed": 2,
+                                     "accuracy": pytest.approx(2 / 3)}]
