@@ -5,6 +5,7 @@ without them, except in CI (REQUIRE_SERVICES=1), where it must run.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -15,10 +16,14 @@ from django.conf import settings
 from django.db import connection
 from django.urls import reverse
 
-from classifier.models import Photo
-from tests.conftest import sample_photo, services_required, upload_of
+from classifier import services
+from classifier.models import ModelVersion, Photo, TrainingRun
+from tests.conftest import PHOTOS, sample_photo, services_required, upload_of
 
 ROOT = settings.BASE_DIR
+# Real processes share the database, so these tests commit; serialized rollback restores what the
+# migrations made (the shipped model version) for the tests that follow.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def require_services() -> None:
@@ -33,20 +38,26 @@ def require_services() -> None:
 
 
 @pytest.fixture
-def worker(transactional_db, settings):
-    """A real worker process on the test database, the test media folder and a fresh queue."""
+def worker(settings, tmp_path):
+    """A real worker process (both queues) on the test database, the test media folder, a private
+    copy of the models folder, and the sample photos as the benchmark split."""
     require_services()
+    shutil.copytree(ROOT / "models", tmp_path / "models")
+    settings.MODELS_DIR = tmp_path / "models"
+    settings.BENCHMARK_DIR = PHOTOS
     parts = urlsplit(os.environ["DATABASE_URL"])
     env = {
         **os.environ,
         "DATABASE_URL": urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"])),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "CAKESITE_MODELS_DIR": str(settings.MODELS_DIR),
+        "CAKESITE_BENCHMARK_DIR": str(PHOTOS),
         "PYTHONUNBUFFERED": "1",
     }
     log = open(settings.MEDIA_ROOT.parent / "worker.log", "w+")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "cakesite", "worker", "--pool=solo", "--loglevel=INFO",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", "celery"],
+         "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", "celery,training"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     yield proc
@@ -86,3 +97,27 @@ def test_uploaded_photos_are_classified_by_the_worker(worker, client, user):
     assert "Kue Lapis" in page and "data-pending" not in page
     status = client.get(reverse("photo-status"), {"ids": photos[1].pk}).json()["photos"][0]
     assert status["status"] == "done" and "Kue Dadar Gulung" in status["html"]
+
+
+def test_a_training_run_through_the_worker_registers_a_version_the_worker_then_uses(worker, client, user,
+                                                                                    staff):
+    client.force_login(user)
+    photos = [upload_of(p) for p in sorted((PHOTOS / "kue_klepon").glob("*.jpg"))]
+    client.post(reverse("upload"), {"photos": photos})
+    assert wait_for(lambda: Photo.objects.filter(status="done").count() == 2)
+    for photo in Photo.objects.all():  # users teach: these klepon are kue_lumpur
+        services.feedback_record(photo=photo, user=user, label="kue_lumpur")
+
+    run = services.training_run_start(user=staff)
+    assert wait_for(lambda: TrainingRun.objects.get(pk=run.pk).status in ("succeeded", "failed"), 180)
+
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    assert run.result_version.metrics["test"]["n"] == 16
+    services.model_version_activate(run.result_version)
+    client.post(reverse("upload"), {"photos": [upload_of(sample_photo("kue_klepon"))]})
+    newest = Photo.objects.order_by("-pk").first()
+    assert wait_for(lambda: Photo.objects.get(pk=newest.pk).status == "done")
+    prediction = newest.predictions.get()
+    assert prediction.model_version == ModelVersion.objects.get(is_active=True) == run.result_version
+    assert prediction.label == "kue_lumpur"  # the new version follows what users taught

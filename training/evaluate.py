@@ -24,7 +24,8 @@ def evaluate(classifier: Classifier, data_dir: str | Path) -> tuple[dict, np.nda
     """Classify every photo one at a time, exactly as the worker does; return metrics and raw data."""
     data = discover(data_dir, classes=classifier.slugs)
     probs = np.stack([
-        classifier.classify(data.root / f) for f in tqdm(data.files, desc="classify", unit="img")
+        classifier.classify(data.root / f)
+        for f in tqdm(data.files, desc="classify", unit="img", disable=None)
     ])
     return report.metrics(data.labels, probs, classifier.slugs), data.labels, probs
 
