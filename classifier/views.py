@@ -7,7 +7,7 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -77,7 +77,8 @@ def gallery(request: HttpRequest) -> HttpResponse:
 def photo_detail(request: HttpRequest, pk: int) -> HttpResponse:
     photo = selectors.photo_for_user(request.user, pk)
     return render(request, "classifier/photo_detail.html", {
-        "card": card(photo), "is_owner": photo.owner_id == request.user.pk,
+        "card": card(photo),
+        "can_review": photo.owner_id == request.user.pk or request.user.has_perm("classifier.change_photo"),
     })
 
 
@@ -147,10 +148,9 @@ def review_queue(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def photo_feedback(request: HttpRequest, pk: int) -> HttpResponse:
-    """Confirm or correct a photo's label; back to where the form was (review queue or photo)."""
-    photo = selectors.photo_for_user(request.user, pk)
-    if photo.owner_id != request.user.pk:
-        raise Http404("Only the owner judges a photo.")
+    """Confirm or correct a photo's label (the owner, or staff allowed to change photos); back to
+    where the form was (review queue or photo page)."""
+    photo = selectors.photo_for_user(request.user, pk, action="change")
     try:
         services.feedback_record(photo=photo, user=request.user, label=request.POST.get("label", ""))
         messages.success(request, "Thank you: your answer will teach the next model version.")

@@ -47,15 +47,20 @@ def test_an_unknown_label_is_refused_with_a_message(client, user):
     assert not Feedback.objects.exists()
 
 
-def test_nobody_but_the_owner_gives_feedback(client, other_user, staff, user):
+def test_only_the_owner_and_staff_allowed_to_change_photos_give_feedback(client, other_user, staff, user):
+    from django.contrib.auth.models import Permission
+
     photo = make_photo(user, status="done", label="kue_lapis")
     url = reverse("photo-feedback", args=[photo.pk])
 
     client.force_login(other_user)
     assert client.post(url, {"label": "kue_lapis"}).status_code == 404
-    client.force_login(staff)
+    client.force_login(staff)  # may view everyone's photos, not change them
     assert client.post(url, {"label": "kue_lapis"}).status_code == 404
     assert not Feedback.objects.exists()
+    staff.user_permissions.add(Permission.objects.get(codename="change_photo"))
+    assert client.post(url, {"label": "kue_lumpur"}).status_code == 302
+    assert Feedback.objects.get(photo=photo).user == staff
 
 
 def test_feedback_never_redirects_off_site(client, user):

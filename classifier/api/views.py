@@ -90,7 +90,7 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return Photo.objects.none()
-        permission = {"destroy": "delete", "retry": "change"}.get(self.action, "view")
+        permission = {"destroy": "delete", "retry": "change", "feedback": "change"}.get(self.action, "view")
         latest = Prediction.objects.filter(photo=OuterRef("pk")).order_by("-created", "-id")
         return selectors.photos_for_user(self.request.user, action=permission).annotate(
             confidence=Subquery(latest.values("confidence")[:1])
@@ -158,10 +158,7 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
                    responses={200: serializers.PhotoSerializer, 400: ERROR, 415: ERROR, **COMMON_ERRORS})
     @action(detail=True, methods=["put"])
     def feedback(self, request, pk=None):
-        photo = self.get_object()
-        if photo.owner_id != request.user.pk:
-            raise NotFound()  # only the owner judges their photo
-
+        photo = self.get_object()  # the owner's, or any with the change permission
         data = serializers.FeedbackInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.feedback_record(photo=photo, user=request.user, label=data.validated_data["label"])
