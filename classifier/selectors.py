@@ -109,3 +109,20 @@ def feedback_stats(user) -> dict:
             for row in per_version
         ],
     }
+
+
+def model_versions_compared() -> list[dict]:
+    """Every version with the figures a comparison needs, newest first."""
+    rows = []
+    for version in ModelVersion.objects.select_related("training_run").order_by("-created"):
+        run = getattr(version, "training_run", None)
+        rows.append({
+            "version": version,
+            "splits": [
+                {"name": split, "top1": m["top1"], "macro_f1": m["macro_f1"], "n": m["n"],
+                 "per_class": m["per_class"]}
+                for split, m in version.metrics.items() if isinstance(m, dict) and "top1" in m
+            ],
+            "run": run,
+        })
+    return rows

@@ -17,4 +17,9 @@ urlpatterns = [
     path("photos/<int:pk>/delete/", views.photo_delete, name="photo-delete"),
     path("photos/<int:pk>/feedback/", views.photo_feedback, name="photo-feedback"),
     path("review/", views.review_queue, name="review"),
+    path("staff/models/", views.model_versions, name="model-versions"),
+    path("staff/models/<int:pk>/activate/", views.model_version_activate, name="model-version-activate"),
+    path("staff/models/<int:pk>/confusion/<str:split>.png", views.model_version_confusion,
+         name="model-version-confusion"),
+    path("staff/training/start/", views.training_run_start, name="training-run-start"),
 ]

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from classifier import selectors, services
 from classifier.forms import GalleryFilterForm, SignUpForm, UploadForm
-from classifier.models import Photo
+from classifier.models import ModelVersion, Photo, TrainingRun
 
 PAGE_SIZE = 24
 CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "bmp": "image/bmp",
@@ -160,6 +161,52 @@ def photo_feedback(request: HttpRequest, pk: int) -> HttpResponse:
     if url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
         return redirect(next_url)
     return redirect(photo)
+
+
+@staff_member_required
+def model_versions(request: HttpRequest) -> HttpResponse:
+    """Versions side by side (metrics, confusion matrices, data used, which is active) and runs."""
+    return render(request, "classifier/model_versions.html", {
+        "versions": selectors.model_versions_compared(),
+        "runs": TrainingRun.objects.select_related("base_version", "result_version", "started_by")[:10],
+        "live": TrainingRun.objects.filter(status__in=TrainingRun.LIVE).exists(),
+    })
+
+
+@staff_member_required
+@require_GET
+def model_version_confusion(request: HttpRequest, pk: int, split: str) -> FileResponse:
+    version = get_object_or_404(ModelVersion, pk=pk)
+    if split not in version.metrics:
+        raise Http404("No such evaluation.")
+    path = version.folder / f"confusion_{split}.png"
+    if not path.is_file():
+        raise Http404("No confusion matrix was drawn for this evaluation.")
+    return FileResponse(path.open("rb"), content_type="image/png")
+
+
+@staff_member_required
+@require_POST
+def model_version_activate(request: HttpRequest, pk: int) -> HttpResponse:
+    if not request.user.has_perm("classifier.change_modelversion"):
+        raise PermissionDenied
+    version = services.model_version_activate(get_object_or_404(ModelVersion, pk=pk))
+    messages.success(request, f"{version.name} is now the active model; workers use it from the next photo.")
+    return redirect("model-versions")
+
+
+@staff_member_required
+@require_POST
+def training_run_start(request: HttpRequest) -> HttpResponse:
+    if not request.user.has_perm("classifier.add_trainingrun"):
+        raise PermissionDenied
+    try:
+        run = services.training_run_start(user=request.user,
+                                          auto_activate=request.POST.get("auto_activate") == "on")
+        messages.success(request, f"Training run {run.pk} is queued (fast mode).")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("model-versions")
 
 
 def card(photo: Photo) -> dict:
