@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 # Pillow format name -> the extension we store under; what a browser can also show.
 ALLOWED_FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "WEBP": "webp"}
+CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "bmp": "image/bmp",
+                 "webp": "image/webp"}
 
 
 def validate_image(upload: UploadedFile) -> tuple[str, str]:
@@ -106,6 +108,19 @@ def photo_create(*, owner, upload: UploadedFile) -> Photo:
             raise
         transaction.on_commit(lambda: tasks.classify_photo.delay(photo.pk))
     return photo
+
+
+def photos_create(*, owner, uploads: list[UploadedFile]
+                  ) -> list[tuple[UploadedFile, Photo | None, list[str]]]:
+    """Store each upload on its own: (upload, photo or None, error messages). One bad file never
+    loses the good ones."""
+    results = []
+    for upload in uploads:
+        try:
+            results.append((upload, photo_create(owner=owner, upload=upload), []))
+        except ValidationError as exc:
+            results.append((upload, None, exc.messages))
+    return results
 
 
 def photo_set_status(photo: Photo, status: str, error: str = "") -> None:

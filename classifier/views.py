@@ -19,8 +19,6 @@ from classifier.forms import GalleryFilterForm, SignUpForm, UploadForm
 from classifier.models import ModelVersion, Photo, TrainingRun
 
 PAGE_SIZE = 24
-CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "bmp": "image/bmp",
-                 "webp": "image/webp"}
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -41,14 +39,11 @@ def signup(request: HttpRequest) -> HttpResponse:
 def upload(request: HttpRequest) -> HttpResponse:
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        created, failed = [], []
-        for upload in form.cleaned_data["photos"]:
-            try:
-                created.append(services.photo_create(owner=request.user, upload=upload))
-            except ValidationError as exc:
-                failed.append(f"{upload.name}: {' '.join(exc.messages)}")
-        for error in failed:
-            messages.error(request, error)
+        results = services.photos_create(owner=request.user, uploads=form.cleaned_data["photos"])
+        created = [photo for _, photo, _ in results if photo]
+        for upload, _, errors in results:
+            if errors:
+                messages.error(request, f"{upload.name}: {' '.join(errors)}")
         if created:
             messages.success(request, f"{len(created)} photo{'s' if len(created) > 1 else ''} "
                                       "uploaded; classification is under way.")
@@ -91,7 +86,7 @@ def photo_image(request: HttpRequest, pk: int, kind: str) -> FileResponse:
     if kind == "thumbnail" and photo.thumbnail:
         field, content_type = photo.thumbnail, "image/jpeg"
     else:
-        field, content_type = photo.image, CONTENT_TYPES[photo.image_format]
+        field, content_type = photo.image, services.CONTENT_TYPES[photo.image_format]
     response = FileResponse(field.open("rb"), content_type=content_type)
     response["Cache-Control"] = "private, max-age=86400"
     response["X-Content-Type-Options"] = "nosniff"

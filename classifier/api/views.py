@@ -141,14 +141,11 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             raise ValidationError({"files": "Send one or more image files in the `files` field."})
         if len(files) > settings.MAX_FILES_PER_UPLOAD:
             raise ValidationError({"files": f"At most {settings.MAX_FILES_PER_UPLOAD} photos at once."})
-        results = []
-        for upload in files:
-            try:
-                photo = services.photo_create(owner=request.user, upload=upload)
-                data = self.get_serializer(self.get_queryset().get(pk=photo.pk)).data
-                results.append({"file": upload.name, "photo": data, "errors": []})
-            except ValidationError as exc:
-                results.append({"file": upload.name, "photo": None, "errors": exc.messages})
+        results = [
+            {"file": upload.name, "errors": errors,
+             "photo": self.get_serializer(self.get_queryset().get(pk=photo.pk)).data if photo else None}
+            for upload, photo, errors in services.photos_create(owner=request.user, uploads=files)
+        ]
         created = any(r["photo"] for r in results)
         return Response({"results": results},
                         status=status.HTTP_201_CREATED if created else status.HTTP_400_BAD_REQUEST)
