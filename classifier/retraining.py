@@ -80,7 +80,6 @@ def decide(run: TrainingRun, new: dict, base: dict) -> tuple[bool, str]:
 def execute(run: TrainingRun) -> ModelVersion:
     """Run the fast retrain for `run` and register its version (the caller marks failures)."""
     from training import retrain
-    from training.runtime import load
 
     base = run.base_version
     slugs = [item["slug"] for item in base.labels]
@@ -88,7 +87,7 @@ def execute(run: TrainingRun) -> ModelVersion:
     labelled = [row for row in selectors.labelled_photos() if row[1] in slugs]
     items = [(pk, label) for pk, label, _ in labelled]
     train_items, held_items = split_user_photos(items)
-    size = load(base.folder).image_size
+    size = json.loads((base.folder / "config.json").read_text())["image_size"]
     train_pixels, train_labels = load_user_photos(train_items, slugs, size)
     held_pixels, held_labels = load_user_photos(held_items, slugs, size)
     run.data = {
