@@ -174,6 +174,10 @@ SPECTACULAR_SETTINGS = {
 # The model shipped in the repository; registered as the first active version by a migration.
 MODELS_DIR = Path(os.environ.get("CAKESITE_MODELS_DIR", BASE_DIR / "models"))
 SHIPPED_MODEL = os.environ.get("CAKESITE_SHIPPED_MODEL", "kue-mobilenetv2")
+# The base training photos, needed only by the full retraining mode.
+TRAINING_DATA_DIR = Path(os.environ.get("CAKESITE_TRAINING_DATA_DIR",
+                                        BASE_DIR.parent / "shared" / "data" / "kue-indonesia" / "train"))
+FULL_RETRAIN_EPOCHS = envint("FULL_RETRAIN_EPOCHS", 8)
 # The fixed benchmark every new version is measured on (never trained on); optional.
 BENCHMARK_DIR = Path(os.environ.get("CAKESITE_BENCHMARK_DIR",
                                     BASE_DIR.parent / "shared" / "data" / "kue-indonesia" / "test"))

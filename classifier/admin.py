@@ -83,7 +83,7 @@ class FeedbackAdmin(admin.ModelAdmin):
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
-    """Runs are started with the button on the list (fast mode) and never edited by hand."""
+    """Runs are started with the button on the list (fast mode by default), never edited by hand."""
 
     change_list_template = "admin/classifier/trainingrun/change_list.html"
     list_display = ["id", "mode", "status", "progress", "stage", "base_version", "result_version",
@@ -107,9 +107,10 @@ class TrainingRunAdmin(admin.ModelAdmin):
                               messages.ERROR)
             return redirect("admin:classifier_trainingrun_changelist")
         try:
-            run = services.training_run_start(user=request.user,
+            run = services.training_run_start(user=request.user, mode=request.POST.get("mode", "fast"),
                                               auto_activate=request.POST.get("auto_activate") == "on")
-            self.message_user(request, f"Training run {run.pk} is queued (fast mode).", messages.SUCCESS)
+            self.message_user(request, f"Training run {run.pk} is queued ({run.mode} mode).",
+                              messages.SUCCESS)
         except ValidationError as exc:
             self.message_user(request, " ".join(exc.messages), messages.ERROR)
         return redirect("admin:classifier_trainingrun_changelist")

@@ -133,7 +133,8 @@ class TrainingRun(models.Model):
         FAILED = "failed"
 
     class Mode(models.TextChoices):
-        FAST = "fast", "fast: refit the head on cached embeddings"
+        FAST = "fast", "fast: refit the head on cached embeddings (seconds)"
+        FULL = "full", "full: fine-tune the top blocks on the base photos too (minutes)"
 
     LIVE = (Status.QUEUED, Status.RUNNING)
 

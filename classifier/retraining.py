@@ -78,7 +78,7 @@ def decide(run: TrainingRun, new: dict, base: dict) -> tuple[bool, str]:
 
 
 def execute(run: TrainingRun) -> ModelVersion:
-    """Run the fast retrain for `run` and register its version (the caller marks failures)."""
+    """Retrain for `run` (fast or full) and register its version (the caller marks failures)."""
     from training import retrain
 
     base = run.base_version
@@ -96,12 +96,20 @@ def execute(run: TrainingRun) -> ModelVersion:
         "user_photos_heldout": int(len(held_labels)),
         "corrected": sum(1 for _, _, corrected in labelled if corrected),
     }
-    services.training_run_progress(run, "refitting the head", 30)
-
     name = f"{base.name}+run{run.pk}"
     folder = Path(settings.MODELS_DIR) / name
     started = time.perf_counter()
-    summary = retrain.refit_head(base.folder, folder, train_pixels, train_labels)
+    if run.mode == TrainingRun.Mode.FULL:
+        data_dir = Path(settings.TRAINING_DATA_DIR)
+        if not data_dir.is_dir():
+            raise FileNotFoundError(f"the full mode needs the base training photos in {data_dir} "
+                                    "(CAKESITE_TRAINING_DATA_DIR); the fast mode does not")
+        services.training_run_progress(run, "fine-tuning on the base and user photos", 30)
+        summary = retrain.finetune(base.folder, folder, data_dir, train_pixels, train_labels,
+                                   epochs=settings.FULL_RETRAIN_EPOCHS)
+    else:
+        services.training_run_progress(run, "refitting the head", 30)
+        summary = retrain.refit_head(base.folder, folder, train_pixels, train_labels)
     services.training_run_progress(run, "evaluating", 70)
     benchmark = Path(settings.BENCHMARK_DIR) if Path(settings.BENCHMARK_DIR).is_dir() else None
     new = evaluate_version(folder, benchmark, held_pixels, held_labels)
@@ -109,7 +117,9 @@ def execute(run: TrainingRun) -> ModelVersion:
     for split, m in new.items():
         report.plot_confusion(m["confusion_matrix"], slugs, folder / f"confusion_{split}.png",
                               f"{name}: {split}")
-    (folder / "metrics.json").write_text(json.dumps(new, indent=2) + "\n")
+    metrics_file = folder / "metrics.json"
+    recorded = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    metrics_file.write_text(json.dumps(recorded | new, indent=2) + "\n")
     run.metrics = {"new": new, "base": before, "retrain_seconds": summary["seconds"],
                    "total_seconds": round(time.perf_counter() - started, 1)}
     version = services.model_version_register(name=name, path=name)

@@ -237,6 +237,8 @@ def training_run_start(*, user, mode: str = TrainingRun.Mode.FAST,
     """Queue a retraining of the active version; refused while another run is queued or running."""
     from classifier import tasks
 
+    if mode not in TrainingRun.Mode.values:
+        raise ValidationError(f"Unknown training mode {mode!r}.", code="mode")
     with transaction.atomic():
         # Lock the active version's row: two concurrent starts serialise here, so the check below
         # cannot let both through.

@@ -165,6 +165,7 @@ def model_versions(request: HttpRequest) -> HttpResponse:
         "versions": selectors.model_versions_compared(),
         "runs": TrainingRun.objects.select_related("base_version", "result_version", "started_by")[:10],
         "live": TrainingRun.objects.filter(status__in=TrainingRun.LIVE).exists(),
+        "modes": TrainingRun.Mode.choices,
     })
 
 
@@ -196,9 +197,9 @@ def training_run_start(request: HttpRequest) -> HttpResponse:
     if not request.user.has_perm("classifier.add_trainingrun"):
         raise PermissionDenied
     try:
-        run = services.training_run_start(user=request.user,
+        run = services.training_run_start(user=request.user, mode=request.POST.get("mode", "fast"),
                                           auto_activate=request.POST.get("auto_activate") == "on")
-        messages.success(request, f"Training run {run.pk} is queued (fast mode).")
+        messages.success(request, f"Training run {run.pk} is queued ({run.mode} mode).")
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     return redirect("model-versions")

@@ -53,7 +53,8 @@ def test_starting_a_run_from_the_page(client, root, monkeypatch, django_capture_
     client.force_login(root)
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("training-run-start"), {"auto_activate": "on"}, follow=True)
+        response = client.post(reverse("training-run-start"), {"auto_activate": "on", "mode": "fast"},
+                               follow=True)
 
     run = TrainingRun.objects.get()
     assert run.auto_activate and sent == [run.pk]

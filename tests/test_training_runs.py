@@ -1,10 +1,12 @@
 """Training runs: started by staff (admin or API), one at a time, and a real fast retrain that learns
 what users taught."""
 
+import json
 import shutil
 
 import pytest
 from django.conf import settings as django_settings
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -100,3 +102,40 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     for path, label in taught:
         assert new.slugs[int(new.classify(path).argmax())] == label
     assert tasks.train_model(run.pk) == "not queued"  # a redelivery does nothing
+
+
+@pytest.mark.slow
+def test_a_full_run_fine_tunes_on_the_base_photos_and_the_users(user, admin_user, enqueued, started_runs,
+                                                                private_models, settings):
+    settings.TRAINING_DATA_DIR = PHOTOS  # sixteen base photos stand in for the training folder
+    settings.FULL_RETRAIN_EPOCHS = 1
+    lapis = sorted((PHOTOS / "kue_lapis").glob("*.jpg"))[0]
+    photo = services.photo_create(owner=user, upload=upload_of(lapis))
+    tasks.classify_photo(photo.pk)
+    services.feedback_record(photo=photo, user=user, label="kue_lapis")
+
+    run = services.training_run_start(user=admin_user, mode="full")
+    tasks.train_model(run.pk)
+
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    config = json.loads((run.result_version.folder / "config.json").read_text())
+    assert config["retrain"]["mode"] == "full" and config["retrain"]["extra_photos"] == 1
+    assert set(run.result_version.metrics) == {"validation", "test"}
+    assert load(run.result_version.folder).classify(PHOTOS / "kue_lapis" / "108.jpg").shape == (8,)
+
+
+def test_a_full_run_without_the_base_photos_fails_and_says_where_they_should_be(
+        user, admin_user, started_runs, private_models, settings, tmp_path):
+    settings.TRAINING_DATA_DIR = tmp_path / "missing"
+
+    run = services.training_run_start(user=admin_user, mode="full")
+    assert tasks.train_model(run.pk) == "failed"
+
+    run.refresh_from_db()
+    assert run.status == "failed" and "CAKESITE_TRAINING_DATA_DIR" in run.error
+
+
+def test_an_unknown_mode_is_refused(admin_user):
+    with pytest.raises(ValidationError, match="Unknown training mode"):
+        services.training_run_start(user=admin_user, mode="overnight")

@@ -2,6 +2,8 @@
 
 Fast mode refits only the softmax head on backbone embeddings: the base training photos come from
 the folder's float16 cache (no base images needed), the extra photos are embedded once. Seconds.
+Full mode fine-tunes the top blocks again, from the folder's weights, on the base training photos
+plus the extra ones, with augmentation and early stopping on the base validation split. Minutes.
 """
 
 from __future__ import annotations
@@ -19,17 +21,13 @@ from training.runtime import CONFIG_FILE, EMBEDDINGS_FILE, LABELS_FILE, MODEL_FI
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def embed_pixels(model, pixels: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Pooled backbone features (what the head sees) of uint8 photos from `preprocess.load_image`."""
-    from training.model import embedder
+def embed_pixels(model, pixels: np.ndarray) -> np.ndarray:
+    """Pooled backbone features (what the head sees) of uint8 photos, float32; none for none."""
+    from training.train import embed
 
-    features = embedder(model)
     if len(pixels) == 0:
-        return np.zeros((0, features.output_shape[-1]), dtype=np.float32)
-    return np.concatenate([
-        np.asarray(features(pixels[i:i + batch_size].astype(np.float32), training=False))
-        for i in range(0, len(pixels), batch_size)
-    ])
+        return np.zeros((0, model.get_layer("features").output.shape[-1]), dtype=np.float32)
+    return embed(model, pixels, batch_size=32).astype(np.float32)
 
 
 def fit_head(embeddings: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, num_classes: int,
@@ -95,4 +93,60 @@ def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extr
     }
     config["retrain"] = summary
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    return summary
+
+
+def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixels: np.ndarray,
+             extra_labels: np.ndarray, *, epochs: int = 8, lr: float = 5e-5, max_steps: int | None = None,
+             finetune_from: str | None = None) -> dict:
+    """Write `out`: `base` fine-tuned further on `data_dir` (its training part) plus the extra photos.
+
+    The validation split is carved from `data_dir` exactly as when `base` was trained (same seed
+    and fraction), so early stopping never sees the extra photos or the base model's training part.
+    """
+    from types import SimpleNamespace
+
+    from training import data as datasets
+    from training import model as networks
+    from training import report
+    from training.train import embed, export, fit_phase, predict
+
+    started = time.perf_counter()
+    base, out = Path(base), Path(out)
+    config = json.loads((base / CONFIG_FILE).read_text())
+    options = config["options"]
+    classifier = load(base)
+    model, classes, size = classifier.model, classifier.slugs, classifier.image_size
+    data = datasets.discover(data_dir, classes=classes)
+    train_idx, val_idx = datasets.split(data, options["val_fraction"], options["seed"])
+    pixels = datasets.load_pixels(data, size)
+    extra_labels = np.asarray(extra_labels, dtype=np.int64)
+    x = np.concatenate([pixels[train_idx], extra_pixels])
+    y = np.concatenate([data.labels[train_idx], extra_labels])
+    onehot = np.eye(len(classes), dtype=np.float32)
+    train_ds = datasets.pipeline(x, onehot[y], options["batch_size"], training=True, seed=options["seed"])
+    val_ds = datasets.pipeline(pixels[val_idx], onehot[data.labels[val_idx]], options["batch_size"])
+    frozen_from = finetune_from or options.get("finetune_from", "block_9_expand")
+    n = networks.unfreeze_top(model, frozen_from)
+    args = SimpleNamespace(label_smoothing=options["label_smoothing"], patience=3, max_steps=max_steps)
+    phase = fit_phase(model, f"full retrain ({n} layers from {frozen_from})", train_ds, val_ds, epochs, lr,
+                      datasets.class_weights(y, len(classes)), args)
+
+    everything = datasets.Dataset(
+        root=data.root, classes=classes,
+        files=data.files + [f"user/{i}" for i in range(len(extra_labels))],
+        labels=np.concatenate([data.labels, extra_labels]),
+    )
+    summary = {
+        "mode": "full", "base": base.name, "base_photos": int(len(data.files)),
+        "extra_photos": int(len(extra_labels)),
+        "extra_per_class": dict(zip(classes, np.bincount(extra_labels, minlength=len(classes)).tolist())),
+        "epochs_run": phase["epochs_run"], "seconds": round(time.perf_counter() - started, 1),
+    }
+    config |= {"retrain": summary, "train_seconds": summary["seconds"],
+               "n_train": int(len(y)), "n_val": int(len(val_idx))}
+    val_probs = predict(model, pixels[val_idx], options["batch_size"])
+    results = {"validation": report.metrics(data.labels[val_idx], val_probs, classes)}
+    export(out, model, config, [phase], results,
+           embed(model, np.concatenate([pixels, extra_pixels]), options["batch_size"]), everything)
     return summary
