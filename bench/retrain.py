@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
         refit_head(args.model, Path(tmp) / "fast", pixels, extra.labels)
         fast = time.perf_counter() - started
         started = time.perf_counter()
-        summary = finetune(args.model, Path(tmp) / "full", args.data, pixels, extra.labels, epochs=args.epochs)
+        summary = finetune(args.model, Path(tmp) / "full", args.data, pixels, extra.labels,
+                           epochs=args.epochs)
         full = time.perf_counter() - started
     print(f"\n{'mode':<6} {'seconds':>8}  photos")
     print(f"{'fast':<6} {fast:>8.1f}  {len(np.load(Path(args.model) / 'embeddings.npz')['labels'])} cached + "
