@@ -12,6 +12,12 @@ def latest_predictions() -> QuerySet[Prediction]:
     return Prediction.objects.select_related("model_version").order_by("-created", "-id")
 
 
+def latest_prediction_value(field: str) -> Subquery:
+    """A photo's latest prediction's `field`, for annotating photo querysets."""
+    latest = Prediction.objects.filter(photo=OuterRef("pk")).order_by("-created", "-id")
+    return Subquery(latest.values(field)[:1])
+
+
 def photos_for_user(user, *, label: str | None = None, status: str | None = None,
                     action: str = "view") -> QuerySet[Photo]:
     """The photos `user` may `action` ("view", "change" or "delete"), newest first, each with its
@@ -25,8 +31,7 @@ def photos_for_user(user, *, label: str | None = None, status: str | None = None
         photos = Photo.objects.all()
     else:
         photos = Photo.objects.filter(owner=user)
-    latest = Prediction.objects.filter(photo=OuterRef("pk")).order_by("-created", "-id")
-    photos = photos.annotate(latest_label=Subquery(latest.values("label")[:1]))
+    photos = photos.annotate(latest_label=latest_prediction_value("label"))
     if label:
         photos = photos.filter(latest_label=label)
     if status:
@@ -80,11 +85,10 @@ def review_queue_for_user(user) -> QuerySet[Photo]:
     to another class is the one whose correction teaches it most, and the margin says exactly
     that, where entropy is also moved by the six unlikely classes.
     """
-    latest = Prediction.objects.filter(photo=OuterRef("pk")).order_by("-created", "-id")
     return (
         photos_for_user(user, status=Photo.Status.DONE)
         .filter(feedback__isnull=True)
-        .annotate(margin=Subquery(latest.values("margin")[:1]))
+        .annotate(margin=latest_prediction_value("margin"))
         .order_by("margin", "-created")
     )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import django_filters
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db.models import OuterRef, Subquery
 from drf_spectacular.utils import (
     OpenApiResponse,
     PolymorphicProxySerializer,
@@ -23,7 +22,7 @@ from rest_framework.serializers import CharField, Serializer
 from classifier import selectors, services
 from classifier.api import serializers
 from classifier.api.errors import Conflict, PayloadTooLarge
-from classifier.models import ModelVersion, Photo, Prediction, TrainingRun
+from classifier.models import ModelVersion, Photo, TrainingRun
 
 ERROR = serializers.ErrorSerializer
 
@@ -91,9 +90,8 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return Photo.objects.none()
         permission = {"destroy": "delete", "retry": "change", "feedback": "change"}.get(self.action, "view")
-        latest = Prediction.objects.filter(photo=OuterRef("pk")).order_by("-created", "-id")
         return selectors.photos_for_user(self.request.user, action=permission).annotate(
-            confidence=Subquery(latest.values("confidence")[:1])
+            confidence=selectors.latest_prediction_value("confidence")
         )
 
     def retrieve(self, request, *args, **kwargs):
