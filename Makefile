@@ -35,9 +35,11 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-# Accuracy of the shipped model on the fixed benchmark split (needs ../shared).
+# Accuracy on the fixed benchmark split (needs ../shared) and model latency; see bench/README.md
+# for the slower ones (bench.adaptation, bench.retrain).
 bench: install
 	$(PY) -m bench.accuracy --data $(DATA)/test $(if $(BASELINE),--baseline $(BASELINE))
+	$(PY) -m bench.latency
 
 # Reproduce the shipped model from ../shared (about 15 minutes on 2 CPU cores).
 model: install
