@@ -123,7 +123,8 @@ MAX_IMAGE_PIXELS = envint("MAX_IMAGE_PIXELS", 40_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 MAX_FILES_PER_UPLOAD = envint("MAX_FILES_PER_UPLOAD", 20)
-DATA_UPLOAD_MAX_NUMBER_FILES = MAX_FILES_PER_UPLOAD
+# One more than we take, so the form or the API says "at most N" instead of Django's bare 400.
+DATA_UPLOAD_MAX_NUMBER_FILES = MAX_FILES_PER_UPLOAD + 1
 
 # Throttle counters must be shared by every web process: Redis when there is one.
 CACHE_URL = os.environ.get("CACHE_URL", "")

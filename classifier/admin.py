@@ -3,7 +3,7 @@
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from classifier import services
@@ -62,7 +62,8 @@ class PhotoAdmin(admin.ModelAdmin):
     def preview(self, obj: Photo) -> str:
         if not obj.pk:
             return "-"
-        return format_html('<img src="/photos/{}/thumbnail/" alt="" style="max-height:60px">', obj.pk)
+        return format_html('<img src="{}" alt="" style="max-height:60px">',
+                           reverse("photo-thumbnail", args=[obj.pk]))
 
 
 @admin.register(Prediction)
