@@ -38,7 +38,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
             return
         version = services.model_version_activate(queryset.get())
-        self.message_user(request, f"{version.name} is now the active model.", messages.SUCCESS)
+        self.message_user(request, f"The active model is now {version.name}.", messages.SUCCESS)
 
 
 class PredictionInline(admin.TabularInline):

@@ -1,0 +1,45 @@
+"""The Django admin lists every model with its columns, and a photo row shows its thumbnail."""
+
+import pytest
+from django.urls import reverse
+
+from tests.test_photo_pages import make_photo
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("model", ["photo", "prediction", "modelversion", "feedback", "trainingrun"])
+def test_every_model_has_an_admin_list(admin_client, model, user):
+    make_photo(user, status="done", label="kue_lapis")
+
+    response = admin_client.get(reverse(f"admin:classifier_{model}_changelist"))
+
+    assert response.status_code == 200
+
+
+def test_the_photo_list_shows_thumbnails_and_the_versions_show_test_figures(admin_client, user):
+    photo = make_photo(user, status="done", label="kue_lapis")
+
+    photos = admin_client.get(reverse("admin:classifier_photo_changelist")).content.decode()
+    versions = admin_client.get(reverse("admin:classifier_modelversion_changelist")).content.decode()
+    runs = admin_client.get(reverse("admin:classifier_trainingrun_changelist")).content.decode()
+
+    assert f'src="/photos/{photo.pk}/thumbnail/"' in photos
+    assert "86.4%" in versions
+    assert "Start a training run" in runs
+
+
+def test_activating_from_the_admin_needs_exactly_one_version(admin_client):
+    from classifier.models import ModelVersion
+
+    shipped = ModelVersion.objects.get(is_active=True)
+    other = ModelVersion.objects.create(name="kue-v2", path=shipped.path, labels=shipped.labels)
+    url = reverse("admin:classifier_modelversion_changelist")
+
+    two = admin_client.post(url, {"action": "activate", "_selected_action": [shipped.pk, other.pk]},
+                            follow=True)
+    one = admin_client.post(url, {"action": "activate", "_selected_action": [other.pk]}, follow=True)
+
+    assert "Select exactly one version" in two.content.decode()
+    assert "The active model is now kue-v2." in one.content.decode()
+    assert list(ModelVersion.objects.filter(is_active=True)) == [other]
