@@ -174,6 +174,24 @@ def test_filters_by_status_label_feedback_confidence_and_date(api, user):
     assert ids(ordering="confidence", status="done") == [serabi.pk, lapis.pk]
 
 
+def test_dates_with_any_legal_offset_are_compared_in_utc(api, user):
+    photo = make_photo(user)
+
+    found = api.get("/api/photos/", {"created_after": "0527-03-26T19:22:09.30-16:13"})
+
+    assert found.status_code == 200 and [p["id"] for p in found.json()["results"]] == [photo.pk]
+
+
+def test_more_files_than_django_parses_is_a_413_in_the_api_error_shape(api, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    files = [SimpleUploadedFile(f"{i}.png", png_bytes()) for i in range(3)]
+
+    response = api.post("/api/photos/", {"files": files}, format="multipart")
+
+    assert response.status_code == 413 and error_of(response)["code"] == "too_large"
+    assert Photo.objects.count() == 0
+
+
 def test_an_invalid_filter_value_is_a_400_with_the_field(api):
     response = api.get("/api/photos/", {"status": "baked"})
 

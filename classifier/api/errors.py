@@ -1,5 +1,6 @@
 """One error shape for every API error: {"error": {"status", "code", "message", "fields"}}."""
 
+from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, status
 from rest_framework.serializers import as_serializer_error
@@ -21,6 +22,8 @@ class Conflict(exceptions.APIException):
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):  # raised by services
         exc = exceptions.ValidationError(detail=as_serializer_error(exc))
+    elif isinstance(exc, TooManyFilesSent | RequestDataTooBig):  # Django's own upload limits
+        exc = PayloadTooLarge()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # a bug: Django's 500 handling logs it

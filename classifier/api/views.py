@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import django_filters
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -11,7 +13,7 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
-from rest_framework import mixins, status, viewsets
+from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.exceptions import NotFound
@@ -34,6 +36,18 @@ COMMON_ERRORS = {401: ERROR, 404: ERROR, 429: ERROR}
 LIST_ERRORS = {400: ERROR, **COMMON_ERRORS}  # 400: a bad filter value; 404: a page past the end
 
 
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """Compares in UTC: a client may send offsets (say -16:13) that PostgreSQL refuses to parse."""
+
+    def filter(self, qs, value):
+        if value is not None:
+            try:
+                value = value.astimezone(UTC)
+            except OverflowError as exc:
+                raise exceptions.ValidationError({self.field_name: ["Date out of range."]}) from exc
+        return super().filter(qs, value)
+
+
 class PhotoFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Photo.Status.choices)
     label = django_filters.CharFilter(field_name="latest_label", help_text="predicted class slug")
@@ -43,8 +57,8 @@ class PhotoFilter(django_filters.FilterSet):
                                             help_text="has feedback (confirmed or corrected)")
     confidence_min = django_filters.NumberFilter(field_name="confidence", lookup_expr="gte")
     confidence_max = django_filters.NumberFilter(field_name="confidence", lookup_expr="lte")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="lt")
+    created_after = UTCDateTimeFilter(field_name="created", lookup_expr="gte")
+    created_before = UTCDateTimeFilter(field_name="created", lookup_expr="lt")
 
     class Meta:
         model = Photo
