@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from training.preprocess import load_image
 from training.runtime import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,3 +50,12 @@ def test_its_folder_records_the_benchmark_and_a_head_refit_cache(classifier):
     assert cache["embeddings"].dtype == np.float16
     assert cache["embeddings"].shape == (sum(config["class_counts"].values()), 1280)
     assert np.bincount(cache["labels"]).tolist() == [config["class_counts"][k] for k in KUE]
+
+
+def test_the_litert_file_the_worker_runs_agrees_with_the_keras_network(classifier):
+    pixels = np.stack([load_image(p) for p in SAMPLES])
+
+    keras_probs = np.asarray(classifier.model(pixels.astype(np.float32), training=False))
+
+    assert classifier.uses_litert
+    assert np.allclose(classifier.predict_pixels(pixels), keras_probs, atol=1e-5)

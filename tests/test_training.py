@@ -103,8 +103,8 @@ def test_mobilenet_learns_and_exports_a_folder_that_loads_and_predicts(tiny_data
                         "--finetune-epochs", "1", "--finetune-lr", "1e-6",
                         "--finetune-from", "block_16_expand", size=64)
 
-    for name in ["model.keras", "labels.json", "config.json", "metrics.json", "embeddings.npz",
-                 "training_curves.png", "confusion_validation.png", "MODEL_CARD.md"]:
+    for name in ["model.keras", "model.tflite", "labels.json", "config.json", "metrics.json",
+                 "embeddings.npz", "training_curves.png", "confusion_validation.png", "MODEL_CARD.md"]:
         assert (folder / name).is_file(), name
     labels = json.loads((folder / "labels.json").read_text())
     assert labels[2] == {"slug": "striped_zebras", "name": "Striped Zebras"}

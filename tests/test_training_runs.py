@@ -99,6 +99,7 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     assert (version.folder / "confusion_test.png").is_file()
     assert ModelVersion.objects.get(is_active=True) == private_models  # promotion stays explicit
     new = load(version.folder)
+    assert new.uses_litert  # the worker serves the new version through LiteRT too
     for path, label in taught:
         assert new.slugs[int(new.classify(path).argmax())] == label
     assert tasks.train_model(run.pk) == "not queued"  # a redelivery does nothing

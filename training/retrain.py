@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.runtime import CONFIG_FILE, EMBEDDINGS_FILE, LABELS_FILE, MODEL_FILE, load
+from training.runtime import CONFIG_FILE, EMBEDDINGS_FILE, LABELS_FILE, MODEL_FILE, load, write_tflite
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -77,6 +77,7 @@ def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extr
 
     out.mkdir(parents=True, exist_ok=True)
     classifier.model.save(out / MODEL_FILE)
+    write_tflite(classifier.model, out)
     shutil.copy(base / LABELS_FILE, out / LABELS_FILE)
     np.savez_compressed(out / EMBEDDINGS_FILE, embeddings=x.astype(np.float16), labels=y,
                         files=np.concatenate([cache["files"], [f"user/{i}" for i in range(len(extra))]]),

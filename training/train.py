@@ -32,6 +32,7 @@ from training.runtime import (  # noqa: E402
     METRICS_FILE,
     MODEL_FILE,
     display_name,
+    write_tflite,
 )
 
 
@@ -186,6 +187,7 @@ def export(out: Path, model: keras.Model, config: dict, phases: list[dict], resu
                              config["options"]["dropout"], weights=None)
     serving.set_weights(model.get_weights())
     serving.save(out / MODEL_FILE)
+    write_tflite(serving, out)
     labels = [{"slug": c, "name": display_name(c)} for c in config["classes"]]
     (out / LABELS_FILE).write_text(json.dumps(labels, indent=2) + "\n")
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
