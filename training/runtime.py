@@ -37,25 +37,20 @@ def display_name(slug: str) -> str:
 
 @dataclass
 class Classifier:
-    """A model folder in memory: the network, its labels and the input size it was trained at."""
+    """A model folder in memory: its labels, the input size it was trained at, and the network.
+
+    Serving runs the folder's LiteRT file when there is one, so a worker never loads TensorFlow;
+    the Keras network (`model`, for training, embeddings and heat maps) loads on first use.
+    """
 
     folder: Path
-    model: keras.Model
     labels: list[Label]
     image_size: int
 
-    @property
-    def uses_litert(self) -> bool:
-        return self._interpreter is not None
-
-    @property
-    def slugs(self) -> list[str]:
-        return [label.slug for label in self.labels]
-
     def __post_init__(self) -> None:
-        import tensorflow as tf
-
         self._lock = threading.Lock()  # a LiteRT interpreter serves one call at a time
+        self._keras = None
+        self._forward = None
         self._interpreter = None
         if (self.folder / TFLITE_FILE).is_file():
             from ai_edge_litert.interpreter import Interpreter
@@ -65,18 +60,29 @@ class Classifier:
             self._interpreter.allocate_tensors()
             self._input = self._interpreter.get_input_details()[0]["index"]
             self._output = self._interpreter.get_output_details()[0]["index"]
-        # Without a LiteRT file: one compiled graph with a fixed signature (an eager Keras call
-        # costs ~8x more per photo).
-        self._forward = tf.function(
-            lambda x: self.model(x, training=False), autograph=False, reduce_retracing=True,
-            input_signature=[tf.TensorSpec((None, self.image_size, self.image_size, 3), tf.float32)],
-        )
+
+    @property
+    def model(self) -> keras.Model:
+        if self._keras is None:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            import keras
+
+            self._keras = keras.saving.load_model(self.folder / MODEL_FILE, compile=False)
+        return self._keras
+
+    @property
+    def uses_litert(self) -> bool:
+        return self._interpreter is not None
+
+    @property
+    def slugs(self) -> list[str]:
+        return [label.slug for label in self.labels]
 
     def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Class probabilities (N, classes) for a uint8 batch made by `preprocess.load_image`."""
         batch = np.asarray(pixels, dtype=np.float32)
         if self._interpreter is None:
-            return np.asarray(self._forward(batch), dtype=np.float64)
+            return np.asarray(self.compiled()(batch), dtype=np.float64)
         rows = []
         with self._lock:
             for row in batch:  # the LiteRT graph takes one photo at a time: the worker's case
@@ -84,6 +90,19 @@ class Classifier:
                 self._interpreter.invoke()
                 rows.append(self._interpreter.get_tensor(self._output)[0].copy())
         return np.asarray(rows, dtype=np.float64)
+
+    def compiled(self):
+        """Without a LiteRT file: one compiled graph with a fixed signature (an eager Keras call
+        costs ~8x more per photo)."""
+        if self._forward is None:
+            import tensorflow as tf
+
+            model = self.model
+            self._forward = tf.function(
+                lambda x: model(x, training=False), autograph=False, reduce_retracing=True,
+                input_signature=[tf.TensorSpec((None, self.image_size, self.image_size, 3), tf.float32)],
+            )
+        return self._forward
 
     def classify(self, source: str | Path | BinaryIO) -> np.ndarray:
         """Class probabilities for one photo (a path or an open binary file)."""
@@ -95,20 +114,13 @@ def read_json(folder: Path, name: str) -> dict | list:
 
 
 def load(folder: str | Path) -> Classifier:
-    """Load an exported model folder (see `train.export`).
-
-    TensorFlow is imported here, not at module level, so the web process never pays for it.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
+    """Load an exported model folder (see `train.export`): labels, input size, serving network."""
     folder = Path(folder)
     if not (folder / MODEL_FILE).is_file():
         raise FileNotFoundError(f"no {MODEL_FILE} in {folder}")
-    model = keras.saving.load_model(folder / MODEL_FILE, compile=False)
     labels = [Label(**item) for item in read_json(folder, LABELS_FILE)]
-    image_size = int(model.input_shape[1])
-    return Classifier(folder=folder, model=model, labels=labels, image_size=image_size)
+    image_size = int(read_json(folder, CONFIG_FILE)["image_size"])
+    return Classifier(folder=folder, labels=labels, image_size=image_size)
 
 
 def write_tflite(model: keras.Model, folder: Path) -> Path:
