@@ -13,6 +13,7 @@ from django.conf import settings
 from classifier import selectors, services
 from classifier.models import ModelVersion, TrainingRun
 from training import report
+from training.data import counts_per_class
 from training.preprocess import ImageDecodeError, load_image
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def execute(run: TrainingRun) -> ModelVersion:
     held_pixels, held_labels = load_user_photos(held_items, slugs, size)
     run.data = {
         "base_photos": int(len(np.load(base.folder / "embeddings.npz")["labels"])),
-        "user_photos_train": dict(zip(slugs, np.bincount(train_labels, minlength=len(slugs)).tolist())),
+        "user_photos_train": counts_per_class(train_labels, slugs),
         "user_photos_heldout": int(len(held_labels)),
         "corrected": sum(1 for _, _, corrected in labelled if corrected),
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +23,13 @@ class Dataset:
     classes: list[str]
 
     def counts(self) -> dict[str, int]:
-        counted = Counter(self.labels.tolist())
-        return {name: counted.get(i, 0) for i, name in enumerate(self.classes)}
+        return counts_per_class(self.labels, self.classes)
+
+
+def counts_per_class(labels: np.ndarray, classes: list[str]) -> dict[str, int]:
+    """{class slug: how many of `labels` (indices into `classes`) it has}, every class listed."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    return dict(zip(classes, counts.tolist()))
 
 
 def discover(root: str | Path, classes: list[str] | None = None) -> Dataset:

@@ -9,25 +9,14 @@ plus the extra ones, with augmentation and early stopping on the base validation
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
+from training.data import counts_per_class
 from training.runtime import CONFIG_FILE, EMBEDDINGS_FILE, LABELS_FILE, MODEL_FILE, load, write_tflite
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def embed_pixels(model, pixels: np.ndarray) -> np.ndarray:
-    """Pooled backbone features (what the head sees) of uint8 photos, float32; none for none."""
-    from training.train import embed
-
-    if len(pixels) == 0:
-        return np.zeros((0, model.get_layer("features").output.shape[-1]), dtype=np.float32)
-    return embed(model, pixels, batch_size=32).astype(np.float32)
 
 
 def fit_head(embeddings: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, num_classes: int,
@@ -56,6 +45,7 @@ def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extr
     a thousand base photos. Returns a summary (counts, seconds) that is also saved in config.json.
     """
     from training.model import HEAD
+    from training.train import embed
 
     started = time.perf_counter()
     base, out = Path(base), Path(out)
@@ -63,7 +53,7 @@ def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extr
     cache = np.load(base / EMBEDDINGS_FILE)
     classes = classifier.slugs
     k = len(classes)
-    extra = embed_pixels(classifier.model, extra_pixels)
+    extra = embed(classifier.model, extra_pixels, batch_size=32).astype(np.float32)
     base_labels = cache["labels"].astype(np.int64)
     x = np.concatenate([cache["embeddings"].astype(np.float32), extra])
     y = np.concatenate([base_labels, np.asarray(extra_labels, dtype=np.int64)])
@@ -88,7 +78,7 @@ def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extr
         "base": base.name,
         "base_photos": int(len(base_labels)),
         "extra_photos": int(len(extra)),
-        "extra_per_class": {c: int(n) for c, n in zip(classes, np.bincount(extra_labels, minlength=k))},
+        "extra_per_class": counts_per_class(extra_labels, classes),
         "epochs": epochs,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -141,7 +131,7 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
     summary = {
         "mode": "full", "base": base.name, "base_photos": int(len(data.files)),
         "extra_photos": int(len(extra_labels)),
-        "extra_per_class": dict(zip(classes, np.bincount(extra_labels, minlength=len(classes)).tolist())),
+        "extra_per_class": counts_per_class(extra_labels, classes),
         "epochs_run": phase["epochs_run"], "seconds": round(time.perf_counter() - started, 1),
     }
     config |= {"retrain": summary, "train_seconds": summary["seconds"],

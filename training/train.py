@@ -104,9 +104,9 @@ def fit_phase(model, name, train_ds, val_ds, epochs, lr, class_weight, args) -> 
 def embed(model: keras.Model, pixels: np.ndarray, batch_size: int) -> np.ndarray:
     """Pooled backbone features of un-augmented photos, float16 (the head-refit cache)."""
     features = networks.embedder(model)
-    out = [
+    out = [np.zeros((0, features.output.shape[-1]), dtype=np.float32)] + [
         np.asarray(features(pixels[i:i + batch_size].astype(np.float32), training=False))
-        for i in tqdm(range(0, len(pixels), batch_size), desc="embed", unit="batch")
+        for i in tqdm(range(0, len(pixels), batch_size), desc="embed", unit="batch", disable=None)
     ]
     return np.concatenate(out).astype(np.float16)
 
