@@ -209,10 +209,10 @@ def feedback_record(*, photo: Photo, user, label: str) -> Feedback:
 def model_version_register(*, name: str, path: str | Path, activate: bool = False) -> ModelVersion:
     """Register an exported model folder (labels and metrics read from it) as a version."""
     folder = Path(settings.MODELS_DIR) / path
+    if not (folder / CONFIG_FILE).exists() or not (folder / LABELS_FILE).exists():
+        raise ValidationError(f"{folder} is not an exported model folder", code="not_model")
     labels = json.loads((folder / LABELS_FILE).read_text())
     metrics = json.loads((folder / METRICS_FILE).read_text()) if (folder / METRICS_FILE).exists() else {}
-    if not (folder / CONFIG_FILE).exists():
-        raise ValidationError(f"{folder} is not an exported model folder", code="not_model")
     with transaction.atomic():
         version = ModelVersion.objects.create(name=name, path=str(path), labels=labels, metrics=metrics)
         if activate:
@@ -262,8 +262,12 @@ def training_run_progress(run: TrainingRun, stage: str, percent: int) -> None:
 
 def training_run_begin(run: TrainingRun) -> bool:
     """Mark a queued run running; False if it is not queued (a redelivered task)."""
-    return bool(TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
-        status=TrainingRun.Status.RUNNING, started=timezone.now()))
+    now = timezone.now()
+    taken = TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
+        status=TrainingRun.Status.RUNNING, started=now)
+    if taken:  # the in-memory run is saved whole at the end: keep it in step
+        run.status, run.started = TrainingRun.Status.RUNNING, now
+    return bool(taken)
 
 
 def training_run_succeed(run: TrainingRun, version: ModelVersion) -> None:

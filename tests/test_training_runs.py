@@ -90,6 +90,7 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
 
     run.refresh_from_db()
     assert run.status == "succeeded" and run.progress == 100
+    assert run.started <= run.finished and run.seconds > 0
     assert run.data["user_photos_train"]["kue_lumpur"] == 2 and run.data["corrected"] == 2
     assert run.data["base_photos"] == 1143
     assert run.metrics["new"]["test"]["n"] == 16 and "top1" in run.metrics["base"]["test"]
