@@ -15,6 +15,7 @@ from classifier.models import ModelVersion, TrainingRun
 from training import report
 from training.data import counts_per_class
 from training.preprocess import ImageDecodeError, load_image
+from training.runtime import CONFIG_FILE, METRICS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +89,9 @@ def execute(run: TrainingRun) -> ModelVersion:
     labelled = [row for row in selectors.labelled_photos() if row[1] in slugs]
     items = [(pk, label) for pk, label, _ in labelled]
     train_items, held_items = split_user_photos(items)
-    size = json.loads((base.folder / "config.json").read_text())["image_size"]
+    size = json.loads((base.folder / CONFIG_FILE).read_text())["image_size"]
     train_pixels, train_labels = load_user_photos(train_items, slugs, size)
     held_pixels, held_labels = load_user_photos(held_items, slugs, size)
-    run.data = {
-        "base_photos": int(len(np.load(base.folder / "embeddings.npz")["labels"])),
-        "user_photos_train": counts_per_class(train_labels, slugs),
-        "user_photos_heldout": int(len(held_labels)),
-        "corrected": sum(1 for _, _, corrected in labelled if corrected),
-    }
     name = f"{base.name}+run{run.pk}"
     folder = Path(settings.MODELS_DIR) / name
     started = time.perf_counter()
@@ -111,6 +106,12 @@ def execute(run: TrainingRun) -> ModelVersion:
     else:
         services.training_run_progress(run, "refitting the head", 30)
         summary = retrain.refit_head(base.folder, folder, train_pixels, train_labels)
+    run.data = {
+        "base_photos": summary["base_photos"],
+        "user_photos_train": counts_per_class(train_labels, slugs),
+        "user_photos_heldout": int(len(held_labels)),
+        "corrected": sum(1 for _, _, corrected in labelled if corrected),
+    }
     services.training_run_progress(run, "evaluating", 70)
     benchmark = Path(settings.BENCHMARK_DIR) if Path(settings.BENCHMARK_DIR).is_dir() else None
     new = evaluate_version(folder, benchmark, held_pixels, held_labels)
@@ -118,7 +119,7 @@ def execute(run: TrainingRun) -> ModelVersion:
     for split, m in new.items():
         report.plot_confusion(m["confusion_matrix"], slugs, folder / f"confusion_{split}.png",
                               f"{name}: {split}")
-    metrics_file = folder / "metrics.json"
+    metrics_file = folder / METRICS_FILE
     recorded = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     metrics_file.write_text(json.dumps(recorded | new, indent=2) + "\n")
     run.metrics = {"new": new, "base": before, "retrain_seconds": summary["seconds"],
