@@ -211,7 +211,7 @@ CELERY_WORKER_PROC_ALIVE_TIMEOUT = 60  # each process loads the model (seconds) 
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 120)
 CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 90)
 CELERY_TASK_ROUTES = {"classifier.tasks.train_model": {"queue": "training"}}
-CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "celery")  # classification
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 

@@ -23,11 +23,12 @@ def photos_for_user(user, *, label: str | None = None, status: str | None = None
     """The photos `user` may `action` ("view", "change" or "delete"), newest first, each with its
     predictions (latest first).
 
-    Owners may do everything with their own photos; anyone else needs the model permission
-    (`classifier.view_photo` and so on, given to staff through groups, implied for superusers).
+    Owners may do everything with their own photos; others' photos need staff status and the model
+    permission (`classifier.view_photo` and so on, given through groups, implied for superusers).
+    Checking staff status first spares ordinary users' requests the two permission queries.
     `label` filters on the label of the latest prediction, the one the user sees.
     """
-    if user.has_perm(f"classifier.{action}_photo"):
+    if user.is_staff and user.has_perm(f"classifier.{action}_photo"):
         photos = Photo.objects.all()
     else:
         photos = Photo.objects.filter(owner=user)

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -29,12 +29,16 @@ CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "b
                  "webp": "image/webp"}
 
 
-def validate_image(upload: UploadedFile) -> tuple[str, str]:
-    """Check an upload is a whole image we accept; return (format extension, sha256).
+THUMBNAIL_SIZE = 320
+
+
+def validate_image(upload: UploadedFile) -> tuple[str, str, ContentFile]:
+    """Check an upload is a whole image we accept; return (format extension, sha256, thumbnail).
 
     Refuses, with a message a user can act on: an empty or too large file, anything Pillow cannot
-    identify, formats we do not take, decompression bombs, and truncated or corrupt data (the
-    whole image is decoded once here, so a bad file never reaches the queue).
+    identify, formats we do not take, decompression bombs, and truncated or corrupt data. The whole
+    image is decoded once here (a JPEG at the smallest scale the thumbnail allows: every byte is
+    still read), so a bad file never reaches the queue; the same decoded image makes the thumbnail.
     """
     if upload.size == 0:
         raise ValidationError("The file is empty.", code="empty")
@@ -59,7 +63,9 @@ def validate_image(upload: UploadedFile) -> tuple[str, str]:
                     f"{settings.MAX_IMAGE_PIXELS // 1_000_000} megapixels are accepted.",
                     code="too_many_pixels",
                 )
+            img.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))
             img.load()
+            thumbnail = make_thumbnail(img)
     except ValidationError:
         raise
     except Image.DecompressionBombError as exc:
@@ -70,21 +76,15 @@ def validate_image(upload: UploadedFile) -> tuple[str, str]:
         raise ValidationError("The image is truncated or corrupt.", code="corrupt") from exc
     finally:
         upload.seek(0)
-    return ALLOWED_FORMATS[fmt], digest.hexdigest()
+    return ALLOWED_FORMATS[fmt], digest.hexdigest(), thumbnail
 
 
-THUMBNAIL_SIZE = 320
-
-
-def make_thumbnail(upload: UploadedFile) -> ContentFile:
-    """A small upright JPEG for galleries (transparency on white)."""
-    with Image.open(upload) as img:
-        img.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-        img = to_rgb(ImageOps.exif_transpose(img))
-        img.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-        buffer = io.BytesIO()
-        img.save(buffer, "JPEG", quality=85)
-    upload.seek(0)
+def make_thumbnail(img: Image.Image) -> ContentFile:
+    """A small upright JPEG for galleries (transparency on white); shrinks `img` in place."""
+    img.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), reducing_gap=2.0)
+    small = to_rgb(ImageOps.exif_transpose(img))  # after shrinking: the box is square
+    buffer = io.BytesIO()
+    small.save(buffer, "JPEG", quality=85)
     return ContentFile(buffer.getvalue())
 
 
@@ -92,11 +92,10 @@ def photo_create(*, owner, upload: UploadedFile) -> Photo:
     """Store a validated photo as `queued` and enqueue its classification once committed."""
     from classifier import tasks
 
-    extension, sha256 = validate_image(upload)
+    extension, sha256, thumbnail = validate_image(upload)
     with transaction.atomic():
         photo = Photo(owner=owner, image_format=extension, sha256=sha256,
                       original_name=Path(upload.name or "").name[:255])
-        thumbnail = make_thumbnail(upload)
         try:
             photo.image.save("upload", upload, save=False)
             photo.thumbnail.save("thumbnail", thumbnail, save=False)
@@ -160,22 +159,16 @@ def photo_delete(photo: Photo) -> None:
 
 
 def prediction_record(*, photo: Photo, version: ModelVersion, probabilities: dict[str, float],
-                      label: str, confidence: float, inference_ms: float) -> Prediction:
-    """Store the prediction of `version` for `photo` (at most one) and mark the photo done."""
+                      label: str, confidence: float, inference_ms: float) -> None:
+    """Store the prediction of `version` for `photo` and mark the photo done; a second delivery of
+    the same task adds nothing (one INSERT ... ON CONFLICT DO NOTHING on the unique pair)."""
+    top_two = sorted(probabilities.values(), reverse=True)[:2] + [0.0]
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                top_two = sorted(probabilities.values(), reverse=True)[:2] + [0.0]
-                prediction, _ = Prediction.objects.get_or_create(
-                    photo=photo, model_version=version,
-                    defaults={"label": label, "confidence": confidence,
-                              "probabilities": probabilities, "margin": top_two[0] - top_two[1],
-                              "inference_ms": inference_ms},
-                )
-        except IntegrityError:  # a concurrent delivery of the same task won the race
-            prediction = Prediction.objects.get(photo=photo, model_version=version)
+        Prediction.objects.bulk_create([Prediction(
+            photo=photo, model_version=version, label=label, confidence=confidence,
+            probabilities=probabilities, margin=top_two[0] - top_two[1], inference_ms=inference_ms,
+        )], ignore_conflicts=True)
         photo_mark_done(photo)
-    return prediction
 
 
 def feedback_record(*, photo: Photo, user, label: str) -> Feedback:

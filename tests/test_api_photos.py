@@ -1,5 +1,6 @@
 """The REST API for photos: token auth, upload, read, filter, poll, feedback, delete, errors."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -129,6 +130,28 @@ def test_polling_an_unchanged_photo_is_answered_304_from_its_etag(api, user):
     assert again.status_code == 304 and not again.content
     assert changed.status_code == 200 and changed.json()["status"] == "done"
     assert changed["ETag"] != first["ETag"]
+
+
+def test_a_long_poll_answers_at_once_for_a_finished_photo_and_after_the_wait_for_a_queued_one(api, user):
+    done = make_photo(user, status="done", label="kue_lapis")
+    queued = make_photo(user)
+
+    started = time.monotonic()
+    finished = api.get(f"/api/photos/{done.pk}/?wait=20")
+    answered_done = time.monotonic() - started
+    still_queued = api.get(f"/api/photos/{queued.pk}/?wait=0.3")
+    answered_queued = time.monotonic() - started - answered_done
+
+    assert finished.status_code == 200 and finished.json()["status"] == "done" and answered_done < 10
+    assert still_queued.status_code == 200 and still_queued.json()["status"] == "queued"
+    assert answered_queued >= 0.3
+
+
+@pytest.mark.parametrize("wait", ["-1", "31", "nan", "soon"])
+def test_a_wait_that_is_not_0_to_30_seconds_is_refused(api, user, wait):
+    response = api.get(f"/api/photos/{make_photo(user).pk}/?wait={wait}")
+
+    assert response.status_code == 400 and "wait" in error_of(response)["fields"]
 
 
 def test_the_list_has_own_photos_only_newest_first_and_paginated(api, user, other_user):

@@ -87,6 +87,28 @@ def test_the_gallery_is_paginated(client, user):
     assert "Page 2 of 2" in second.content.decode()
 
 
+@pytest.mark.parametrize("url", ["gallery", "review", "api:photo-list"])
+def test_a_page_of_photos_costs_the_same_queries_for_2_or_20_photos(client, user, url):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(user)
+
+    def queries_for_page() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(reverse(url)).status_code == 200
+        return len(captured)
+
+    for _ in range(2):
+        make_photo(user, status="done", label="kue_lapis")
+    few = queries_for_page()
+    for _ in range(18):
+        make_photo(user, status="done", label="kue_klepon")
+    many = queries_for_page()
+
+    assert many == few
+
+
 @pytest.mark.parametrize("name, method", [
     ("photo-detail", "get"), ("photo-image", "get"), ("photo-thumbnail", "get"),
     ("photo-retry", "post"), ("photo-delete", "post"),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC
 
 import django_filters
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from drf_spectacular.utils import (
+    OpenApiParameter,
     OpenApiResponse,
     PolymorphicProxySerializer,
     extend_schema,
@@ -27,6 +29,8 @@ from classifier.api.errors import Conflict, PayloadTooLarge
 from classifier.models import ModelVersion, Photo, TrainingRun
 
 ERROR = serializers.ErrorSerializer
+MAX_WAIT_S = 30  # a long poll; below common proxy timeouts
+WAIT_STEP_S = 0.02  # how often a waiting request looks at the photo's status (one indexed query)
 
 
 class AuthTokenSerializer(Serializer):
@@ -84,9 +88,15 @@ class TokenView(ObtainAuthToken):
 @extend_schema_view(
     list=extend_schema(summary="List photos (own; staff with permission: all)", responses={
         200: serializers.PhotoSerializer(many=True), **LIST_ERRORS}),
-    retrieve=extend_schema(summary="A photo with its status and latest prediction", responses={
-        200: serializers.PhotoSerializer, 304: OpenApiResponse(description="unchanged since the ETag"),
-        **COMMON_ERRORS}),
+    retrieve=extend_schema(
+        summary="A photo with its status and latest prediction",
+        parameters=[OpenApiParameter(
+            "wait", float, description="While the photo is queued or processing, wait up to this many "
+            f"seconds (at most {MAX_WAIT_S}) for its result before answering: one request instead of "
+            "many polls.",
+        )],
+        responses={200: serializers.PhotoSerializer, 400: ERROR, **COMMON_ERRORS,
+                   304: OpenApiResponse(description="unchanged since the ETag")}),
     destroy=extend_schema(summary="Delete an own photo", responses={204: None, **COMMON_ERRORS}),
 )
 class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
@@ -109,18 +119,39 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         )
 
     def retrieve(self, request, *args, **kwargs):
-        """Cheap to poll: one small query answers 304 when nothing changed since the client's ETag."""
+        """Cheap to poll: one small query answers 304 when nothing changed since the client's ETag;
+        `?wait=` holds the request until the photo is done or failed (or the wait ends)."""
         if not str(kwargs["pk"]).isdigit():
             raise NotFound()
-        updated = self.get_queryset().filter(pk=kwargs["pk"]).values_list("updated", flat=True).first()
-        if updated is None:
+        wait = self.wait_seconds(request)
+        row = self.get_queryset().filter(pk=kwargs["pk"]).values_list("updated", "status").first()
+        if row is None:
             return super().retrieve(request, *args, **kwargs)  # the usual 404
+        deadline = time.monotonic() + wait
+        pending = (Photo.Status.QUEUED, Photo.Status.PROCESSING)
+        while row and row[1] in pending and time.monotonic() < deadline:
+            time.sleep(WAIT_STEP_S)
+            row = Photo.objects.filter(pk=kwargs["pk"]).values_list("updated", "status").first()
+        if row is None:
+            return super().retrieve(request, *args, **kwargs)  # deleted while we waited: 404
+        updated = row[0]
         etag = f'"{kwargs["pk"]}-{updated.timestamp():.6f}"'
         if etag in request.headers.get("If-None-Match", ""):
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
         response = super().retrieve(request, *args, **kwargs)
         response["ETag"] = etag
         return response
+
+    @staticmethod
+    def wait_seconds(request) -> float:
+        raw = request.query_params.get("wait", "0")
+        try:
+            wait = float(raw)
+        except ValueError:
+            wait = -1.0
+        if not 0 <= wait <= MAX_WAIT_S:  # also refuses nan
+            raise exceptions.ValidationError({"wait": f"A number of seconds from 0 to {MAX_WAIT_S}."})
+        return wait
 
     def perform_destroy(self, instance):
         services.photo_delete(instance)
@@ -153,10 +184,12 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             raise ValidationError({"files": "Send one or more image files in the `files` field."})
         if len(files) > settings.MAX_FILES_PER_UPLOAD:
             raise ValidationError({"files": f"At most {settings.MAX_FILES_PER_UPLOAD} photos at once."})
+        stored = services.photos_create(owner=request.user, uploads=files)
+        photos = self.get_queryset().in_bulk([photo.pk for _, photo, _ in stored if photo])  # one query
         results = [
             {"file": upload.name, "errors": errors,
-             "photo": self.get_serializer(self.get_queryset().get(pk=photo.pk)).data if photo else None}
-            for upload, photo, errors in services.photos_create(owner=request.user, uploads=files)
+             "photo": self.get_serializer(photos[photo.pk]).data if photo else None}
+            for upload, photo, errors in stored
         ]
         created = any(r["photo"] for r in results)
         return Response({"results": results},

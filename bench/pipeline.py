@@ -1,0 +1,292 @@
+"""End to end: K clients upload real photos through the API and poll until each is classified.
+
+    DATABASE_URL=postgres://... CELERY_BROKER_URL=redis://... python -m bench.pipeline
+        [--clients 8] [--seconds 60] [--photos DIR] [--web-workers 2] [--concurrency 2]
+
+Everything is real and on loopback: gunicorn serving the site in production mode (DEBUG off), a
+Celery worker started by the benchmark, Redis as the broker (and the throttle cache), PostgreSQL
+(a private database created for the run and dropped after it). The worker's start is timed from
+the moment its process is launched until the first uploaded photo has its prediction in the
+database; its processes' resident memory is sampled throughout. Then, after a short warm-up,
+K clients each upload a photo (multipart, token auth, the photo's original bytes), poll its
+URL with the ETag until it is done, and start the next, for the given number of seconds. A photo
+without a result 30 s after its upload is `lost`; a refused upload or a failed classification is
+an `error`. The API's throttles are raised for the run: they are a policy, not a cost.
+
+Ends with `RESULT upload_to_result_p50_ms=.. upload_to_result_p99_ms=.. photos_per_s=.. lost=..
+errors=.. worker_ready_s=.. worker_rss_mb=..`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PHOTOS = ROOT.parent / "shared" / "data" / "kue-indonesia" / "test"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
+RESULT_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def private_database(url: str, name: str, drop: bool = False) -> str:
+    """Create (or drop) database `name` on the server of `url`; returns its URL."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not drop:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+def rss_mb(pid: int) -> dict[int, float]:
+    """Resident memory of `pid` and its children, in MB, read from /proc."""
+    found = {}
+    pids = [pid]
+    while pids:
+        current = pids.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                found[current] = int(line.split()[1]) / 1024
+        pids.extend(int(c) for c in children)
+    return found
+
+
+class Client:
+    """One user's session against the API: upload a photo, poll it until it is classified."""
+
+    def __init__(self, base: str, token: str, poll_s: float):
+        self.base, self.poll_s = base, poll_s
+        self.upload_ms: list[float] = []
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Token {token}"
+
+    def upload_and_wait(self, path: Path) -> tuple[str, float]:
+        """('done' | 'failed' | 'refused' | 'lost', milliseconds from upload start to result)."""
+        started = time.perf_counter()
+        with path.open("rb") as f:
+            response = self.http.post(f"{self.base}/api/photos/", files={"files": (path.name, f)}, timeout=30)
+        self.upload_ms.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 201:
+            return "refused", 0.0
+        url = f"{self.base}/api/photos/{response.json()['results'][0]['photo']['id']}/"
+        etag = ""
+        while time.perf_counter() - started < RESULT_TIMEOUT_S:
+            response = self.http.get(url, params={"wait": RESULT_TIMEOUT_S}, headers={"If-None-Match": etag},
+                                     timeout=RESULT_TIMEOUT_S + 5)
+            if response.status_code == 200:
+                etag = response.headers.get("ETag", "")
+                state = response.json()["status"]
+                if state in ("done", "failed"):
+                    return state, (time.perf_counter() - started) * 1000
+            elif response.status_code != 304:
+                return "refused", 0.0
+            time.sleep(self.poll_s)
+        return "lost", 0.0
+
+
+def worker_stages(database_url: str, since) -> dict[str, np.ndarray]:
+    """Per photo, from the database: stored -> prediction written, and the model's own time."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT EXTRACT(EPOCH FROM pr.created - ph.created) * 1000, pr.inference_ms "
+            "FROM classifier_prediction pr JOIN classifier_photo ph ON ph.id = pr.photo_id "
+            "WHERE ph.created >= %s", [since]).fetchall()
+    table = np.array(rows, dtype=float).reshape(-1, 2)
+    return {"stored_to_prediction": table[:, 0], "model": table[:, 1]}
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"{what} did not happen within {timeout:.0f} s")
+
+
+def answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code < 500
+    except requests.RequestException:
+        return False
+
+
+def run_clients(clients: list[Client], photos: list[Path], seconds: float) -> tuple[list, float]:
+    """Each client uploads photos one after the other (round robin over `photos`) for `seconds`."""
+    outcomes: list[tuple[str, float]] = []
+    lock = threading.Lock()
+    counter = iter(range(10**9))
+    stop_at = time.perf_counter() + seconds
+
+    def loop(client: Client) -> None:
+        while time.perf_counter() < stop_at:
+            with lock:
+                path = photos[next(counter) % len(photos)]
+            outcome = client.upload_and_wait(path)
+            with lock:
+                outcomes.append(outcome)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=loop, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes, time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__.splitlines()[0])
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--photos", default=str(DEFAULT_PHOTOS), help="folder of photos (any depth)")
+    p.add_argument("--web-workers", type=int, default=2, help="gunicorn processes (8 threads each)")
+    p.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+    p.add_argument("--poll-ms", type=float, default=20.0, help="pause between a client's polls")
+    args = p.parse_args(argv)
+
+    database, broker = os.environ.get("DATABASE_URL", ""), os.environ.get("CELERY_BROKER_URL", "")
+    if not (database.startswith("postgres") and broker.startswith("redis://")):
+        raise SystemExit("bench.pipeline needs DATABASE_URL=postgres://... and CELERY_BROKER_URL=redis://...")
+    photos = sorted(f for f in Path(args.photos).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not photos:
+        raise SystemExit(f"no photos under {args.photos}")
+
+    tag = f"cakesite_bench_{os.getpid()}"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    processes: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory(prefix="cakesite-pipeline-") as tmp:
+        env = {
+            **os.environ,
+            "DATABASE_URL": private_database(database, tag),
+            "CELERY_QUEUE": tag,  # a private queue: no other worker on this Redis takes our photos
+            "CACHE_URL": broker,
+            "DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "127.0.0.1",
+            "SECURE_SSL_REDIRECT": "0",
+            "THROTTLE_UPLOADS": "1000000/minute", "THROTTLE_USER": "1000000/minute",
+            # Thread pools sized to the machine: worker processes x inference threads = cores.
+            "INFERENCE_THREADS": os.environ.get("INFERENCE_THREADS",
+                                                str(max(1, (os.cpu_count() or 1) // args.concurrency))),
+            "CAKESITE_VAR_DIR": tmp, "MEDIA_ROOT": f"{tmp}/media", "LOG_LEVEL": "WARNING",
+        }
+        try:
+            subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+                           cwd=ROOT, env=env, check=True)
+            token = subprocess.run(
+                [sys.executable, "manage.py", "shell", "-c",
+                 "from django.contrib.auth.models import User; "
+                 "from rest_framework.authtoken.models import Token; "
+                 "u = User.objects.create_user('bench', password=None); "
+                 "print(Token.objects.create(user=u).key)"],
+                cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout.split()[-1]
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "cakesite.wsgi", "-b", f"127.0.0.1:{port}",
+                 "-w", str(args.web_workers), "-k", "gthread", "--threads", "8", "--log-level", "warning"],
+                cwd=ROOT, env=env))
+            wait_until(lambda: answers(f"{base}/api/schema/"), 60, "the web server answering")
+
+            # The worker's start: from launching it to the first photo's prediction.
+            first = Client(base, token, args.poll_ms / 1000)
+            launched = time.perf_counter()
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "cakesite", "worker", "-Q", tag, "-n", f"{tag}@%h",
+                 f"--concurrency={args.concurrency}", "--without-gossip", "--without-mingle",
+                 "--without-heartbeat", "--loglevel=WARNING"], cwd=ROOT, env=env)
+            processes.append(worker)
+            state, _ = first.upload_and_wait(photos[0])
+            worker_ready_s = time.perf_counter() - launched
+            if state != "done":
+                raise SystemExit(f"the first photo ended {state!r}")
+
+            memory: dict[int, float] = {}
+            sampling = threading.Event()
+
+            def sample() -> None:
+                while not sampling.wait(0.5):
+                    for pid, mb in rss_mb(worker.pid).items():
+                        memory[pid] = max(memory.get(pid, 0.0), mb)
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            clients = [Client(base, token, args.poll_ms / 1000) for _ in range(args.clients)]
+            run_clients(clients, photos, min(5.0, args.seconds))  # warm-up: connections, caches
+            for client in clients:
+                client.upload_ms.clear()
+            since = datetime.now(UTC)
+            outcomes, elapsed = run_clients(clients, photos, args.seconds)
+            stages = worker_stages(env["DATABASE_URL"], since)
+            sampling.set()
+            sampler.join()
+        finally:
+            for proc in reversed(processes):
+                proc.terminate()
+            for proc in processes:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            private_database(database, tag, drop=True)
+            import redis
+
+            redis.Redis.from_url(broker).delete(tag)
+
+    done = np.array([ms for state, ms in outcomes if state == "done"])
+    lost = sum(1 for state, _ in outcomes if state == "lost")
+    errors = sum(1 for state, _ in outcomes if state in ("refused", "failed"))
+    p50, p99 = (np.percentile(done, [50, 99]) if len(done) else (float("nan"), float("nan")))
+    per_process = sorted(memory.values())
+    upload_ms = np.array([ms for client in clients for ms in client.upload_ms])
+    print(f"{args.clients} clients, {elapsed:.1f} s, {len(outcomes)} uploads from {len(photos)} photos; "
+          f"gunicorn {args.web_workers}x8 threads, Celery {args.concurrency} processes")
+    print(f"{'stage (ms)':<34} {'p50':>10} {'p99':>8}")
+    for name, values in [("upload request (client)", upload_ms),
+                         ("stored -> prediction written", stages["stored_to_prediction"]),
+                         ("  of which the model", stages["model"])]:
+        print(f"{name:<34} {np.percentile(values, 50):>10.1f} {np.percentile(values, 99):>8.1f}")
+    print(f"\n{'measure':<34} {'value':>10}")
+    for name, value in [
+        ("upload to result p50 (ms)", f"{p50:.1f}"), ("upload to result p99 (ms)", f"{p99:.1f}"),
+        ("photos classified per second", f"{len(done) / elapsed:.1f}"), ("lost", lost), ("errors", errors),
+        ("worker start to first result (s)", f"{worker_ready_s:.2f}"),
+        ("worker RSS per process, max (MB)", f"{max(per_process, default=0):.0f}"),
+        ("worker RSS, all processes (MB)", f"{sum(per_process):.0f}"),
+    ]:
+        print(f"{name:<34} {value:>10}")
+    result = {
+        "upload_to_result_p50_ms": f"{p50:.1f}", "upload_to_result_p99_ms": f"{p99:.1f}",
+        "photos_per_s": f"{len(done) / elapsed:.1f}", "lost": lost, "errors": errors,
+        "worker_ready_s": f"{worker_ready_s:.2f}", "worker_rss_mb": f"{max(per_process, default=0):.0f}",
+    }
+    print("\nRESULT " + " ".join(f"{k}={v}" for k, v in result.items()))
+
+
+if __name__ == "__main__":
+    main()
