@@ -7,7 +7,8 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
-RUN DEBUG=1 python manage.py collectstatic --noinput \
+# Production storage (DEBUG=0) writes the manifest the production site reads its static files by.
+RUN DEBUG=0 SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
     && useradd --create-home cakesite && mkdir -p /app/var && chown -R cakesite /app/var
 USER cakesite
 EXPOSE 8000

@@ -17,13 +17,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-# The site and two Celery workers (classification; training on its own queue, so a retraining
-# never delays a photo), on SQLite and a broker that
+# The site and two Celery workers (classification, with the beat that runs the periodic sweep;
+# training on its own queue, so a retraining never delays a photo), on SQLite and a broker that
 # needs no server unless DATABASE_URL / CELERY_BROKER_URL say otherwise. Ctrl-C stops both.
 run: install
 	$(PY) manage.py migrate --noinput
 	@echo "Cakesite: http://$(HOST):$(PORT)/  (Ctrl-C stops the site and the worker)"
-	$(PY) -m celery -A cakesite worker -n classify@%h --loglevel=INFO --concurrency=$(WORKERS) -Q celery & \
+	$(PY) -m celery -A cakesite worker -n classify@%h --loglevel=INFO --concurrency=$(WORKERS) -Q celery \
+	  --beat --schedule var/celerybeat-schedule & \
 	classify=$$!; \
 	$(PY) -m celery -A cakesite worker -n train@%h --loglevel=INFO --concurrency=1 -Q training & \
 	train=$$!; trap 'kill $$classify $$train 2>/dev/null; wait $$classify $$train' EXIT INT TERM; \

@@ -77,36 +77,50 @@ def rss_mb(pid: int) -> dict[int, float]:
 
 
 class Client:
-    """One user's session against the API: upload a photo, poll it until it is classified."""
+    """One user's session against the API: upload a photo, wait for its result, and (browsing)
+    read the photo list and the photo, as the website's pages would."""
 
-    def __init__(self, base: str, token: str, poll_s: float):
-        self.base, self.poll_s = base, poll_s
-        self.upload_ms: list[float] = []
+    def __init__(self, base: str, token: str, poll_s: float, browse: bool = False):
+        self.base, self.poll_s, self.browse = base, poll_s, browse
+        self.ms: dict[str, list[float]] = {"upload": [], "browse list": [], "browse photo": []}
+        self.requests = self.server_errors = 0
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Token {token}"
+
+    def timed(self, kind: str | None, method: str, url: str, **options) -> requests.Response:
+        started = time.perf_counter()
+        response = self.http.request(method, url, timeout=RESULT_TIMEOUT_S + 5, **options)
+        if kind:
+            self.ms[kind].append((time.perf_counter() - started) * 1000)
+        self.requests += 1
+        self.server_errors += response.status_code >= 500
+        return response
 
     def upload_and_wait(self, path: Path) -> tuple[str, float]:
         """('done' | 'failed' | 'refused' | 'lost', milliseconds from upload start to result)."""
         started = time.perf_counter()
         with path.open("rb") as f:
-            response = self.http.post(f"{self.base}/api/photos/", files={"files": (path.name, f)}, timeout=30)
-        self.upload_ms.append((time.perf_counter() - started) * 1000)
+            response = self.timed("upload", "POST", f"{self.base}/api/photos/",
+                                  files={"files": (path.name, f)})
         if response.status_code != 201:
             return "refused", 0.0
         url = f"{self.base}/api/photos/{response.json()['results'][0]['photo']['id']}/"
-        etag = ""
+        etag, outcome = "", ("lost", 0.0)
         while time.perf_counter() - started < RESULT_TIMEOUT_S:
-            response = self.http.get(url, params={"wait": RESULT_TIMEOUT_S}, headers={"If-None-Match": etag},
-                                     timeout=RESULT_TIMEOUT_S + 5)
+            response = self.timed(None, "GET", url, params={"wait": RESULT_TIMEOUT_S},
+                                  headers={"If-None-Match": etag})
             if response.status_code == 200:
                 etag = response.headers.get("ETag", "")
-                state = response.json()["status"]
-                if state in ("done", "failed"):
-                    return state, (time.perf_counter() - started) * 1000
+                if response.json()["status"] in ("done", "failed"):
+                    outcome = response.json()["status"], (time.perf_counter() - started) * 1000
+                    break
             elif response.status_code != 304:
                 return "refused", 0.0
             time.sleep(self.poll_s)
-        return "lost", 0.0
+        if self.browse:
+            self.timed("browse list", "GET", f"{self.base}/api/photos/", params={"page_size": 24})
+            self.timed("browse photo", "GET", url)
+        return outcome
 
 
 def worker_stages(database_url: str, since) -> dict[str, np.ndarray]:
@@ -170,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--web-workers", type=int, default=2, help="gunicorn processes (8 threads each)")
     p.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
     p.add_argument("--poll-ms", type=float, default=20.0, help="pause between a client's polls")
+    p.add_argument("--browse", action="store_true",
+                   help="after each result, also read the photo list and the photo (a user browsing)")
     args = p.parse_args(argv)
 
     database, broker = os.environ.get("DATABASE_URL", ""), os.environ.get("CELERY_BROKER_URL", "")
@@ -211,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
                 [sys.executable, "-m", "gunicorn", "cakesite.wsgi", "-b", f"127.0.0.1:{port}",
                  "-w", str(args.web_workers), "-k", "gthread", "--threads", "8", "--log-level", "warning"],
                 cwd=ROOT, env=env))
-            wait_until(lambda: answers(f"{base}/api/schema/"), 60, "the web server answering")
+            wait_until(lambda: answers(f"{base}/api/model-versions/"), 60, "the web server answering")
 
             # The worker's start: from launching it to the first photo's prediction.
             first = Client(base, token, args.poll_ms / 1000)
@@ -236,10 +252,11 @@ def main(argv: list[str] | None = None) -> None:
 
             sampler = threading.Thread(target=sample)
             sampler.start()
-            clients = [Client(base, token, args.poll_ms / 1000) for _ in range(args.clients)]
+            clients = [Client(base, token, args.poll_ms / 1000, args.browse) for _ in range(args.clients)]
             run_clients(clients, photos, min(5.0, args.seconds))  # warm-up: connections, caches
             for client in clients:
-                client.upload_ms.clear()
+                client.ms = {kind: [] for kind in client.ms}
+                client.requests = client.server_errors = 0
             since = datetime.now(UTC)
             outcomes, elapsed = run_clients(clients, photos, args.seconds)
             stages = worker_stages(env["DATABASE_URL"], since)
@@ -263,18 +280,22 @@ def main(argv: list[str] | None = None) -> None:
     errors = sum(1 for state, _ in outcomes if state in ("refused", "failed"))
     p50, p99 = (np.percentile(done, [50, 99]) if len(done) else (float("nan"), float("nan")))
     per_process = sorted(memory.values())
-    upload_ms = np.array([ms for client in clients for ms in client.upload_ms])
+    latency = {kind: np.array([ms for c in clients for ms in c.ms[kind]]) for kind in clients[0].ms}
+    server_errors = sum(c.server_errors for c in clients)
+    requests_per_s = sum(c.requests for c in clients) / elapsed
     print(f"{args.clients} clients, {elapsed:.1f} s, {len(outcomes)} uploads from {len(photos)} photos; "
           f"gunicorn {args.web_workers}x8 threads, Celery {args.concurrency} processes")
     print(f"{'stage (ms)':<34} {'p50':>10} {'p99':>8}")
-    for name, values in [("upload request (client)", upload_ms),
-                         ("stored -> prediction written", stages["stored_to_prediction"]),
-                         ("  of which the model", stages["model"])]:
+    rows = [(f"{kind} request", values) for kind, values in latency.items() if len(values)]
+    rows += [("stored -> prediction written", stages["stored_to_prediction"]),
+             ("  of which the model", stages["model"])]
+    for name, values in rows:
         print(f"{name:<34} {np.percentile(values, 50):>10.1f} {np.percentile(values, 99):>8.1f}")
     print(f"\n{'measure':<34} {'value':>10}")
     for name, value in [
         ("upload to result p50 (ms)", f"{p50:.1f}"), ("upload to result p99 (ms)", f"{p99:.1f}"),
         ("photos classified per second", f"{len(done) / elapsed:.1f}"), ("lost", lost), ("errors", errors),
+        ("requests per second (all kinds)", f"{requests_per_s:.1f}"), ("responses 5xx", server_errors),
         ("worker start to first result (s)", f"{worker_ready_s:.2f}"),
         ("worker RSS per process, max (MB)", f"{max(per_process, default=0):.0f}"),
         ("worker RSS, all processes (MB)", f"{sum(per_process):.0f}"),
@@ -282,7 +303,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:<34} {value:>10}")
     result = {
         "upload_to_result_p50_ms": f"{p50:.1f}", "upload_to_result_p99_ms": f"{p99:.1f}",
-        "photos_per_s": f"{len(done) / elapsed:.1f}", "lost": lost, "errors": errors,
+        "photos_per_s": f"{len(done) / elapsed:.1f}", "lost": lost, "errors": errors + server_errors,
+        "requests_per_s": f"{requests_per_s:.1f}",
         "worker_ready_s": f"{worker_ready_s:.2f}", "worker_rss_mb": f"{max(per_process, default=0):.0f}",
     }
     print("\nRESULT " + " ".join(f"{k}={v}" for k, v in result.items()))

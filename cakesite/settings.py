@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our static files, no CDN
+    "axes",  # failed logins counted; password guessing locked out
     "classifier",
 ]
 
@@ -57,6 +58,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "classifier.middleware.DatabaseUnavailableMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as its documentation asks
 ]
 
 ROOT_URLCONF = "cakesite.urls"
@@ -93,6 +96,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username and address
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Password guessing: after this many failures for one username from one address, that pair is
+# locked out for the cool-off time (a 429 page), on the site's login, the admin's and the API's
+# token endpoint alike. A success resets the count.
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = envint("LOGIN_COOLOFF_MINUTES", 15) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "gallery"
 LOGOUT_REDIRECT_URL = "home"
@@ -213,12 +228,23 @@ CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 90)
 CELERY_TASK_ROUTES = {"classifier.tasks.train_model": {"queue": "training"}}
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "celery")  # classification
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# The sweep (classifier.tasks.requeue_stuck), run by Celery beat and at every worker start, sends
+# again what waited longer than REQUEUE_AFTER_S: work lost with a killed worker or never sent while
+# the broker was down. Above the classification time limit, so running work is not sent twice.
+REQUEUE_AFTER_S = envint("REQUEUE_AFTER_S", 180)
+TRAINING_TIME_LIMIT_S = envint("TRAINING_TIME_LIMIT_S", 3600)
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stuck-work": {"task": "classifier.tasks.requeue_stuck",
+                           "schedule": float(envint("SWEEP_INTERVAL_S", 60))},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # Production: everything `manage.py check --deploy` asks for, behind a TLS-terminating proxy.
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", True)
+    if not SECURE_SSL_REDIRECT:  # the proxy in front redirects to HTTPS (documented in the README)
+        SILENCED_SYSTEM_CHECKS = ["security.W008"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31_536_000)
@@ -233,4 +259,5 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"axes": {"level": "WARNING"}},  # lockouts, not every successful login
 }

@@ -32,12 +32,16 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def classes(self, obj: ModelVersion) -> int:
         return len(obj.labels)
 
-    @admin.action(description="Activate the selected version (exactly one)")
+    @admin.action(description="Activate the selected version (exactly one)", permissions=["change"])
     def activate(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
             return
-        version = services.model_version_activate(queryset.get())
+        try:
+            version = services.model_version_activate(queryset.get())
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+            return
         self.message_user(request, f"The active model is now {version.name}.", messages.SUCCESS)
 
 

@@ -7,6 +7,24 @@ from django.contrib.auth.forms import UserCreationForm
 from classifier.models import Photo
 
 
+def upload_too_large(request) -> bool:
+    """Whether a request's declared body is more than the most photos we take at once can be
+    (each at the size limit, plus room for the multipart headers): refused before it is read.
+    A missing length (chunked) passes here; the proxy's body limit caps those."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return True
+    return length > settings.MAX_FILES_PER_UPLOAD * (settings.MAX_UPLOAD_BYTES + 8192)
+
+
+def too_large_message() -> str:
+    from django.template.defaultfilters import filesizeformat
+
+    return (f"That is more than we take at once: at most {settings.MAX_FILES_PER_UPLOAD} photos of "
+            f"{filesizeformat(settings.MAX_UPLOAD_BYTES)} each.")
+
+
 class MultipleFileInput(forms.ClearableFileInput):
     allow_multiple_selected = True
 
@@ -27,7 +45,7 @@ class MultipleImageField(forms.FileField):
             raise forms.ValidationError(
                 f"At most {settings.MAX_FILES_PER_UPLOAD} photos at once.", code="too_many"
             )
-        return [super(MultipleImageField, self).clean(f, initial) for f in files]
+        return files  # each file is checked on its own by services.validate_image
 
 
 class UploadForm(forms.Form):

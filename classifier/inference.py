@@ -8,8 +8,6 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import numpy as np
-
 from classifier.models import ModelVersion
 from training import runtime
 
@@ -22,22 +20,36 @@ class Result:
     label: str
     confidence: float
     inference_ms: float
+    version_id: int  # the version that actually classified
+
+
+class ModelUnavailable(RuntimeError):
+    """No model can be served: the active version's files do not load and none was loaded before."""
 
 
 _lock = threading.Lock()
 _loaded: tuple[int, runtime.Classifier] | None = None
 
 
-def classifier_for(version: ModelVersion) -> runtime.Classifier:
-    """This process's copy of `version`'s network, loading it only when the version changes."""
+def classifier_for(version: ModelVersion) -> tuple[int, runtime.Classifier]:
+    """(version id, network) to classify with: this process's copy of `version`, loaded only when
+    the version changes. If its files do not load, the process keeps serving the version it had
+    (the id says which), and says so in the log; with nothing loaded before, ModelUnavailable."""
     global _loaded
     with _lock:
         if _loaded is None or _loaded[0] != version.pk:
             started = time.perf_counter()
-            _loaded = (version.pk, runtime.load(version.folder))
+            try:
+                _loaded = (version.pk, runtime.check(version.folder))
+            except ValueError as exc:
+                if _loaded is None:
+                    raise ModelUnavailable(f"model version {version.name} does not load: {exc}") from exc
+                log.error("model version %s does not load (%s); still serving version id %s",
+                          version.name, exc, _loaded[0])
+                return _loaded
             log.info("loaded model version %s from %s in %.1f s", version.name, version.folder,
                      time.perf_counter() - started)
-        return _loaded[1]
+        return _loaded
 
 
 def active_version() -> ModelVersion:
@@ -46,18 +58,18 @@ def active_version() -> ModelVersion:
 
 
 def warm_up() -> None:
-    """Load the active model and run it once, so the first photo does not pay for it."""
+    """Load the active model and run it once (`runtime.check`), so the first photo does not pay for it."""
     try:
-        version = active_version()
+        classifier_for(active_version())
     except ModelVersion.DoesNotExist:
         log.warning("no active model version yet; the first task will load it")
-        return
-    model = classifier_for(version)
-    model.predict_pixels(np.zeros((1, model.image_size, model.image_size, 3), dtype=np.uint8))
+    except ModelUnavailable as exc:
+        log.error("%s; photos will fail with this reason until a working version is active", exc)
 
 
 def classify(version: ModelVersion, source: str | BinaryIO) -> Result:
-    model = classifier_for(version)
+    """Classify with `version`, or with the version this process still serves if it does not load."""
+    version_id, model = classifier_for(version)
     started = time.perf_counter()
     probs = model.classify(source)
     elapsed = (time.perf_counter() - started) * 1000
@@ -67,4 +79,5 @@ def classify(version: ModelVersion, source: str | BinaryIO) -> Result:
         label=model.slugs[best],
         confidence=float(probs[best]),
         inference_ms=elapsed,
+        version_id=version_id,
     )

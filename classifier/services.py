@@ -6,7 +6,9 @@ import hashlib
 import io
 import json
 import logging
+from datetime import timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -15,9 +17,10 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from classifier.models import Feedback, ModelVersion, Photo, Prediction, TrainingRun
+from training import runtime
 from training.preprocess import to_rgb
 from training.runtime import CONFIG_FILE, LABELS_FILE, METRICS_FILE
 
@@ -30,10 +33,19 @@ CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "b
 
 
 THUMBNAIL_SIZE = 320
+MIN_IMAGE_SIDE = 32  # smaller is an icon, not a photo of a cake
 
 
-def validate_image(upload: UploadedFile) -> tuple[str, str, ContentFile]:
-    """Check an upload is a whole image we accept; return (format extension, sha256, thumbnail).
+class CheckedImage(NamedTuple):
+    extension: str  # of the format found in the content, whatever the file was called
+    sha256: str
+    thumbnail: ContentFile
+    width: int  # upright, as shown (EXIF orientation applied)
+    height: int
+
+
+def validate_image(upload: UploadedFile) -> CheckedImage:
+    """Check an upload is a whole image we accept; return its format, hash, thumbnail and size.
 
     Refuses, with a message a user can act on: an empty or too large file, anything Pillow cannot
     identify, formats we do not take, decompression bombs, and truncated or corrupt data. The whole
@@ -63,6 +75,15 @@ def validate_image(upload: UploadedFile) -> tuple[str, str, ContentFile]:
                     f"{settings.MAX_IMAGE_PIXELS // 1_000_000} megapixels are accepted.",
                     code="too_many_pixels",
                 )
+            if min(img.size) < MIN_IMAGE_SIDE:
+                raise ValidationError(
+                    f"The image is {img.width}x{img.height} pixels; a photo needs at least "
+                    f"{MIN_IMAGE_SIDE} pixels on each side.",
+                    code="too_small",
+                )
+            width, height = img.size
+            if img.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):  # shown turned a quarter
+                width, height = height, width
             img.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))
             img.load()
             thumbnail = make_thumbnail(img)
@@ -76,7 +97,7 @@ def validate_image(upload: UploadedFile) -> tuple[str, str, ContentFile]:
         raise ValidationError("The image is truncated or corrupt.", code="corrupt") from exc
     finally:
         upload.seek(0)
-    return ALLOWED_FORMATS[fmt], digest.hexdigest(), thumbnail
+    return CheckedImage(ALLOWED_FORMATS[fmt], digest.hexdigest(), thumbnail, width, height)
 
 
 def make_thumbnail(img: Image.Image) -> ContentFile:
@@ -92,20 +113,21 @@ def photo_create(*, owner, upload: UploadedFile) -> Photo:
     """Store a validated photo as `queued` and enqueue its classification once committed."""
     from classifier import tasks
 
-    extension, sha256, thumbnail = validate_image(upload)
+    checked = validate_image(upload)
     with transaction.atomic():
-        photo = Photo(owner=owner, image_format=extension, sha256=sha256,
+        photo = Photo(owner=owner, image_format=checked.extension, sha256=checked.sha256,
                       original_name=Path(upload.name or "").name[:255])
         try:
             photo.image.save("upload", upload, save=False)
-            photo.thumbnail.save("thumbnail", thumbnail, save=False)
+            photo.thumbnail.save("thumbnail", checked.thumbnail, save=False)
+            photo.width, photo.height = checked.width, checked.height  # upright, not as stored
             photo.save()
         except Exception:
             # Leave no orphan file behind a row that was never written.
             photo.image.delete(save=False)
             photo.thumbnail.delete(save=False)
             raise
-        transaction.on_commit(lambda: tasks.classify_photo.delay(photo.pk))
+        transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk))
     return photo
 
 
@@ -147,7 +169,27 @@ def photo_retry(photo: Photo) -> None:
         raise ValidationError("Only a failed photo can be retried.", code="not_failed")
     with transaction.atomic():
         photo_set_status(photo, Photo.Status.QUEUED)
-        transaction.on_commit(lambda: tasks.classify_photo.delay(photo.pk))
+        transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk))
+
+
+def stuck_requeue() -> tuple[list[int], list[int]]:
+    """What to send to the workers again: photos queued or processing without a change for
+    REQUEUE_AFTER_S (put back to `queued`, so the next sweep waits as long again), and training
+    runs queued as long. A run `running` for longer than its hard time limit lost its worker: it
+    is marked failed, which frees the way for a new run."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.REQUEUE_AFTER_S)
+    with transaction.atomic():
+        photos = list(Photo.objects.select_for_update(skip_locked=True).filter(
+            status__in=[Photo.Status.QUEUED, Photo.Status.PROCESSING], updated__lt=cutoff,
+        ).values_list("pk", flat=True))
+        Photo.objects.filter(pk__in=photos).update(status=Photo.Status.QUEUED, updated=now)
+    runs = list(TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, created__lt=cutoff)
+                .values_list("pk", flat=True))
+    lost = now - timedelta(seconds=settings.TRAINING_TIME_LIMIT_S + settings.REQUEUE_AFTER_S)
+    for run in TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, started__lt=lost):
+        training_run_fail(run, "The training worker stopped during the run (killed or restarted).")
+    return photos, runs
 
 
 def photo_delete(photo: Photo) -> None:
@@ -214,7 +256,16 @@ def model_version_register(*, name: str, path: str | Path, activate: bool = Fals
 
 
 def model_version_activate(version: ModelVersion) -> ModelVersion:
-    """Make `version` the one active version, atomically; workers pick it up on their next task."""
+    """Make `version` the one active version, atomically; workers pick it up on their next task.
+
+    Refused, with the reason, when its files cannot be loaded and run: a broken version is never
+    what the workers switch to.
+    """
+    try:
+        runtime.check(version.folder)
+    except ValueError as exc:
+        raise ValidationError(f"{version.name} cannot be activated: its model files do not load ({exc}).",
+                              code="broken_model") from exc
     with transaction.atomic():
         ModelVersion.objects.select_for_update().filter(is_active=True).exclude(pk=version.pk).update(
             is_active=False
@@ -243,7 +294,7 @@ def training_run_start(*, user, mode: str = TrainingRun.Mode.FAST,
                                   code="busy")
         run = TrainingRun.objects.create(started_by=user, mode=mode, base_version=active,
                                          auto_activate=auto_activate)
-        transaction.on_commit(lambda: tasks.train_model.delay(run.pk))
+        transaction.on_commit(lambda: tasks.enqueue(tasks.train_model, run.pk))
     return run
 
 

@@ -6,13 +6,49 @@ import logging
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
+from django.conf import settings
+from kombu.exceptions import OperationalError
 
 from classifier import inference, services
 from classifier.models import ModelVersion, Photo
 from training.preprocess import ImageDecodeError
 
 log = logging.getLogger(__name__)
+
+
+# Publishing gives up quickly when the broker is down: the upload is stored and stays queued,
+# and the sweep below sends it once the broker is back.
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.25, "interval_max": 0.5}
+
+
+def enqueue(task, *args) -> bool:
+    """Send `task(*args)`; False (logged) when the broker cannot be reached."""
+    try:
+        task.apply_async(args, retry=True, retry_policy=PUBLISH_RETRY)
+    except OperationalError as exc:  # kombu's "cannot reach the broker"
+        log.warning("broker unreachable, %s%s stays queued for the sweep: %s", task.name, args, exc)
+        return False
+    return True
+
+
+@worker_ready.connect
+def sweep_at_start(sender=None, **_kwargs) -> None:
+    """A worker that starts (again) picks up what a killed worker or a broker outage left behind."""
+    enqueue(requeue_stuck)
+
+
+@shared_task
+def requeue_stuck() -> str:
+    """Send again the photos and training runs that waited too long (see settings.REQUEUE_AFTER_S):
+    a message lost with a killed worker or never sent while the broker was down. Safe to repeat:
+    each task does its work once."""
+    photos, runs = services.stuck_requeue()
+    for pk in photos:
+        enqueue(classify_photo, pk)
+    for pk in runs:
+        enqueue(train_model, pk)
+    return f"{len(photos)} photos, {len(runs)} training runs"
 
 
 @worker_process_init.connect
@@ -46,6 +82,11 @@ def classify_photo(self, photo_id: int) -> str:
         log.warning("photo %s cannot be classified: %s", photo_id, exc)
         services.photo_fail(photo, f"The photo could not be read: {exc}")
         return "failed"
+    except inference.ModelUnavailable as exc:
+        log.error("photo %s: %s", photo_id, exc)
+        services.photo_fail(photo, "The model cannot be loaded right now; retry once an administrator "
+                                   "has activated a working version.")
+        return "failed"
     except SoftTimeLimitExceeded:
         services.photo_fail(photo, "Classification took too long.")
         return "failed"
@@ -56,6 +97,8 @@ def classify_photo(self, photo_id: int) -> str:
         log.exception("classifying photo %s failed for good", photo_id)
         services.photo_fail(photo, "Classification failed; please retry later.")
         return "failed"
+    if result.version_id != version.pk:  # the active version does not load: the one still served
+        version = ModelVersion.objects.get(pk=result.version_id)
     services.prediction_record(
         photo=photo, version=version, probabilities=result.probabilities, label=result.label,
         confidence=result.confidence, inference_ms=result.inference_ms,
@@ -63,7 +106,8 @@ def classify_photo(self, photo_id: int) -> str:
     return result.label
 
 
-@shared_task(acks_late=True, time_limit=3600, soft_time_limit=3300)
+@shared_task(acks_late=True, time_limit=settings.TRAINING_TIME_LIMIT_S,
+             soft_time_limit=settings.TRAINING_TIME_LIMIT_S - 300)
 def train_model(run_id: int) -> str:
     """Run a queued training run (on the `training` queue, so classification never waits on it)."""
     from classifier import retraining

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied, TooManyFilesSent, ValidationError
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -15,7 +16,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from classifier import selectors, services
-from classifier.forms import GalleryFilterForm, SignUpForm, UploadForm
+from classifier.forms import GalleryFilterForm, SignUpForm, UploadForm, too_large_message, upload_too_large
 from classifier.models import ModelVersion, Photo, TrainingRun
 
 PAGE_SIZE = 24
@@ -29,7 +30,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user)
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         messages.success(request, f"Welcome, {user.username}. Upload a cake photo to start.")
         return redirect("upload")
     return render(request, "registration/signup.html", {"form": form})
@@ -37,6 +38,18 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def upload(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        refusal = None
+        if upload_too_large(request):
+            refusal, status = too_large_message(), 413
+        else:
+            try:
+                request.FILES  # noqa: B018 (parses the body, counting the files)
+            except TooManyFilesSent:
+                refusal, status = f"At most {settings.MAX_FILES_PER_UPLOAD} photos at once.", 400
+        if refusal:
+            return render(request, "classifier/upload.html", {"form": UploadForm(), "refusal": refusal},
+                          status=status)
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         results = services.photos_create(owner=request.user, uploads=form.cleaned_data["photos"])
@@ -186,7 +199,11 @@ def model_version_confusion(request: HttpRequest, pk: int, split: str) -> FileRe
 def model_version_activate(request: HttpRequest, pk: int) -> HttpResponse:
     if not request.user.has_perm("classifier.change_modelversion"):
         raise PermissionDenied
-    version = services.model_version_activate(get_object_or_404(ModelVersion, pk=pk))
+    try:
+        version = services.model_version_activate(get_object_or_404(ModelVersion, pk=pk))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("model-versions")
     messages.success(request, f"{version.name} is now the active model; workers use it from the next photo.")
     return redirect("model-versions")
 

@@ -21,6 +21,12 @@ def private_media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Tests make many users: a deliberately slow hash would cost a second each (not a security test)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def user(django_user_model):
     return django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
@@ -47,7 +53,7 @@ def enqueued(monkeypatch):
     from classifier import tasks
 
     sent: list[int] = []
-    monkeypatch.setattr(tasks.classify_photo, "delay", lambda photo_id: sent.append(photo_id))
+    monkeypatch.setattr(tasks.classify_photo, "apply_async", lambda args, **_: sent.append(args[0]))
     return sent
 
 
@@ -59,7 +65,7 @@ def upload_of(path: Path, name: str | None = None, content_type: str = "image/jp
     return SimpleUploadedFile(name or path.name, path.read_bytes(), content_type=content_type)
 
 
-def png_bytes(size=(40, 30), colour=(200, 40, 40)) -> bytes:
+def png_bytes(size=(48, 36), colour=(200, 40, 40)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, colour).save(buf, "PNG")
     return buf.getvalue()

@@ -62,3 +62,63 @@ def test_pages_for_members_send_visitors_to_the_login_page(client):
         response = client.get(reverse(name))
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.parametrize("login_url", ["/accounts/login/", "/admin/login/"])
+def test_password_guessing_is_locked_out_after_five_failures_even_with_the_right_password(
+        client, user, settings, login_url):
+    statuses = [client.post(login_url, {"username": "ayu", "password": "guess"}).status_code
+                for _ in range(settings.AXES_FAILURE_LIMIT)]
+
+    locked = client.post(login_url, {"username": "ayu", "password": "kue-lapis-2026"})
+
+    assert statuses == [200] * (settings.AXES_FAILURE_LIMIT - 1) + [429]
+    assert locked.status_code == 429
+    assert "Too many failed sign-in attempts" in locked.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_a_lockout_is_for_that_username_only_and_a_success_resets_the_count(client, user, other_user,
+                                                                           settings):
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        client.post(reverse("login"), {"username": "ayu", "password": "guess"})
+    client.post(reverse("login"), {"username": "ayu", "password": "kue-lapis-2026"})
+    client.post(reverse("logout"))
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):  # counting starts again after the success
+        client.post(reverse("login"), {"username": "ayu", "password": "guess"})
+
+    response = client.post(reverse("login"), {"username": "ayu", "password": "kue-lapis-2026"}, follow=True)
+    other = client.post(reverse("login"), {"username": "budi", "password": "klepon-hijau-2026"}, follow=True)
+
+    assert "Signed in as <strong>ayu</strong>" in response.content.decode()
+    assert "Signed in as <strong>budi</strong>" in other.content.decode()
+
+
+def test_the_api_token_endpoint_locks_out_and_throttles_password_guessing(user, settings):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    statuses = [api.post("/api/auth/token/", {"username": "ayu", "password": "guess"}).status_code
+                for _ in range(settings.AXES_FAILURE_LIMIT)]
+    locked = api.post("/api/auth/token/", {"username": "ayu", "password": "kue-lapis-2026"})
+
+    assert statuses == [400] * settings.AXES_FAILURE_LIMIT
+    assert locked.status_code in (400, 429) and "token" not in locked.json()
+
+
+@pytest.mark.parametrize("path, data", [
+    ("/accounts/login/", {"username": "ayu", "password": "kue-lapis-2026"}),
+    ("/signup/", {"username": "eka", "password1": "onde-onde-wijen-9", "password2": "onde-onde-wijen-9"}),
+    ("/upload/", {}),
+    ("/photos/1/feedback/", {"label": "kue_lapis"}),
+    ("/photos/1/delete/", {}),
+    ("/staff/training/start/", {}),
+    ("/accounts/logout/", {}),
+])
+def test_every_form_refuses_a_post_without_the_csrf_token(user, admin_user, path, data):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+
+    assert client.post(path, data).status_code == 403

@@ -11,7 +11,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def other_version():
     shipped = ModelVersion.objects.get(is_active=True)
-    return ModelVersion.objects.create(name="kue-v2", path="kue-v2", labels=shipped.labels,
+    # the shipped files under another name: activation loads and runs a version's files first
+    return ModelVersion.objects.create(name="kue-v2", path=shipped.path, labels=shipped.labels,
                                        metrics={"test": {"top1": 0.9}})
 
 
@@ -46,8 +47,14 @@ def test_a_user_who_is_not_staff_cannot_activate_a_version(user, other_version):
     assert ModelVersion.objects.get(is_active=True).name == "kue-mobilenetv2"
 
 
-def test_staff_activate_a_version_and_roll_back(staff, other_version):
+def test_staff_with_the_change_permission_activate_a_version_and_roll_back(staff, other_version):
+    from django.contrib.auth.models import Permission
+
+    readonly = as_user(staff).post(f"/api/model-versions/{other_version.pk}/activate/")
+    staff.user_permissions.add(Permission.objects.get(codename="change_modelversion"))
+    staff = type(staff).objects.get(pk=staff.pk)  # fresh permission cache
     client = as_user(staff)
+    assert readonly.status_code == 403
     shipped = ModelVersion.objects.get(name="kue-mobilenetv2")
 
     assert client.post(f"/api/model-versions/{other_version.pk}/activate/").json()["is_active"] is True

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,9 +43,11 @@ def test_the_commands_compose_runs_exist_in_the_repository():
     assert "gunicorn" in (ROOT / "requirements.txt").read_text()
 
 
-def test_production_settings_pass_the_deployment_checklist(tmp_path):
+@pytest.mark.parametrize("redirect", ["1", "0"])  # 0: the proxy redirects, as docker-compose runs it
+def test_production_settings_pass_the_deployment_checklist(tmp_path, redirect):
     env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "x" * 50 + "-production-secret-for-the-check",
-           "ALLOWED_HOSTS": "cakes.example.org", "CAKESITE_VAR_DIR": str(tmp_path)}
+           "ALLOWED_HOSTS": "cakes.example.org", "CAKESITE_VAR_DIR": str(tmp_path),
+           "SECURE_SSL_REDIRECT": redirect}
 
     result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
                             cwd=ROOT, env=env, capture_output=True, text=True)

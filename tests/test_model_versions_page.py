@@ -49,7 +49,7 @@ def test_activating_and_rolling_back_from_the_page(client, root):
 
 def test_starting_a_run_from_the_page(client, root, monkeypatch, django_capture_on_commit_callbacks):
     sent = []
-    monkeypatch.setattr(tasks.train_model, "delay", sent.append)
+    monkeypatch.setattr(tasks.train_model, "apply_async", lambda args, **_: sent.append(args[0]))
     client.force_login(root)
 
     with django_capture_on_commit_callbacks(execute=True):

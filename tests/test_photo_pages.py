@@ -17,7 +17,7 @@ def make_photo(owner, status="queued", label=None, confidence=0.9) -> Photo:
     photo = Photo(owner=owner, image_format="png", sha256="0" * 64, status=status)
     photo.image.save("x", ContentFile(png_bytes()), save=False)
     photo.thumbnail.save("t", ContentFile(png_bytes((10, 10))), save=False)
-    photo.width, photo.height = 40, 30
+    photo.width, photo.height = 48, 36
     photo.save()
     if label:
         version = ModelVersion.objects.get(is_active=True)

@@ -26,7 +26,7 @@ def admin_user(django_user_model):
 @pytest.fixture
 def started_runs(monkeypatch):
     sent: list[int] = []
-    monkeypatch.setattr(tasks.train_model, "delay", lambda run_id: sent.append(run_id))
+    monkeypatch.setattr(tasks.train_model, "apply_async", lambda args, **_: sent.append(args[0]))
     return sent
 
 

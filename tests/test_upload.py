@@ -73,7 +73,7 @@ def bomb_png() -> bytes:
 
 
 @pytest.mark.parametrize("name, content, message", [
-    ("empty.jpg", b"", "The submitted file is empty."),
+    ("empty.jpg", b"", "The file is empty."),
     ("letter.jpg", b"%PDF-1.4 not a photo at all", "The file is not an image we can read."),
     ("cut.jpg", None, "The image is truncated or corrupt."),
     ("bomb.png", "bomb", "megapixels are accepted"),

@@ -4,37 +4,17 @@ Needs CELERY_BROKER_URL=redis://... and DATABASE_URL=postgres://... (CI sets bot
 without them, except in CI (REQUIRE_SERVICES=1), where it must run.
 """
 
-import os
-import shutil
-import subprocess
-import sys
-import time
-from urllib.parse import urlsplit, urlunsplit
-
 import pytest
-from django.conf import settings
-from django.db import connection
 from django.urls import reverse
 
 from classifier import services
 from classifier.models import ModelVersion, Photo, TrainingRun
-from tests.conftest import PHOTOS, sample_photo, services_required, upload_of
+from tests.conftest import PHOTOS, sample_photo, upload_of
+from tests.processes import app_env, require_services, start_worker, wait_for
 
-ROOT = settings.BASE_DIR
 # Real processes share the database, so these tests commit; serialized rollback restores what the
 # migrations made (the shipped model version) for the tests that follow.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-def require_services() -> None:
-    broker = os.environ.get("CELERY_BROKER_URL", "")
-    database = os.environ.get("DATABASE_URL", "")
-    if broker.startswith("redis://") and database.startswith("postgres"):
-        return
-    reason = "needs CELERY_BROKER_URL=redis://... and DATABASE_URL=postgres://..."
-    if services_required():
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @pytest.fixture
@@ -42,42 +22,11 @@ def worker(settings, tmp_path):
     """A real worker process (both queues) on the test database, the test media folder, a private
     copy of the models folder, and the sample photos as the benchmark split."""
     require_services()
-    shutil.copytree(ROOT / "models", tmp_path / "models")
-    settings.MODELS_DIR = tmp_path / "models"
-    settings.BENCHMARK_DIR = PHOTOS
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    env = {
-        **os.environ,
-        "DATABASE_URL": urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"])),
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "CAKESITE_MODELS_DIR": str(settings.MODELS_DIR),
-        "CAKESITE_BENCHMARK_DIR": str(PHOTOS),
-        "PYTHONUNBUFFERED": "1",
-    }
-    log = open(settings.MEDIA_ROOT.parent / "worker.log", "w+")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "cakesite", "worker", "--pool=solo", "--loglevel=INFO",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", "celery,training"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.seek(0)
-    print(log.read()[-4000:])  # shown by pytest when the test failed
-    log.close()
-
-
-def wait_for(predicate, timeout: float = 90.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.25)
-    return False
+    process = start_worker(app_env(settings, tmp_path), tmp_path / "worker.log", "--pool=solo",
+                           "-Q", "celery,training")
+    yield process
+    process.stop()
+    print(process.tail())  # shown by pytest when the test failed
 
 
 def test_uploaded_photos_are_classified_by_the_worker(worker, client, user):

@@ -18,9 +18,13 @@ class ImageDecodeError(ValueError):
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Return an RGB image, compositing any transparency on white (not black)."""
+    """Return an RGB image, compositing any transparency on white (not black); 16-bit and 32-bit
+    integer greys are scaled to 8 bits (Pillow's own conversion would clip them to white)."""
     if img.mode == "RGB":
         return img
+    if img.mode == "I" or img.mode.startswith("I;16"):
+        grey = np.asarray(img.convert("I"), dtype=np.float64) / 257.0
+        img = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L")
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))

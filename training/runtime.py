@@ -123,6 +123,20 @@ def load(folder: str | Path) -> Classifier:
     return Classifier(folder=folder, labels=labels, image_size=image_size)
 
 
+def check(folder: str | Path) -> Classifier:
+    """Load a folder and classify one blank photo with it; raises ValueError saying what is wrong
+    (missing or corrupt files, outputs that do not match the labels)."""
+    try:
+        classifier = load(folder)
+        probs = classifier.predict_pixels(np.zeros((1, classifier.image_size, classifier.image_size, 3),
+                                                   dtype=np.uint8))
+    except Exception as exc:  # whatever a broken file makes the loaders raise
+        raise ValueError(f"{type(exc).__name__}: {exc}") from exc
+    if probs.shape != (1, len(classifier.labels)) or not np.isfinite(probs).all():
+        raise ValueError(f"the network gives {probs.shape[-1]} outputs for {len(classifier.labels)} labels")
+    return classifier
+
+
 def write_tflite(model: keras.Model, folder: Path) -> Path:
     """Convert the Keras network for LiteRT, next to `model.keras` (the serving path)."""
     import tensorflow as tf

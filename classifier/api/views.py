@@ -19,13 +19,16 @@ from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.exceptions import NotFound
-from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.serializers import CharField, Serializer
+from rest_framework.throttling import ScopedRateThrottle
 
 from classifier import selectors, services
 from classifier.api import serializers
 from classifier.api.errors import Conflict, PayloadTooLarge
+from classifier.api.permissions import StaffModelPermissions, staff_with
+from classifier.forms import too_large_message, upload_too_large
 from classifier.models import ModelVersion, Photo, TrainingRun
 
 ERROR = serializers.ErrorSerializer
@@ -80,8 +83,9 @@ def not_found(request, *args, **kwargs):
                                        responses={200: AuthTokenSerializer, 400: ERROR, 415: ERROR,
                                                   429: ERROR}))
 class TokenView(ObtainAuthToken):
-    """Exchange a username and password for the user's API token."""
+    """Exchange a username and password for the user's API token (throttled: password guessing)."""
 
+    throttle_classes = [ScopedRateThrottle]  # ObtainAuthToken turns throttling off; turn it back on
     throttle_scope = "token"
 
 
@@ -174,11 +178,8 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
 
         201 when at least one photo was stored, 400 when none was.
         """
-        # Refuse before reading the body: the most files we take, each at the size limit, plus
-        # room for the multipart headers.
-        limit = settings.MAX_FILES_PER_UPLOAD * (settings.MAX_UPLOAD_BYTES + 8192)
-        if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
-            raise PayloadTooLarge()
+        if upload_too_large(request):  # before reading the body
+            raise PayloadTooLarge(too_large_message())
         files = request.FILES.getlist("files")
         if not files:
             raise ValidationError({"files": "Send one or more image files in the `files` field."})
@@ -229,8 +230,9 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["created", "name"]
 
     @extend_schema(summary="Make this the active version (staff)", request=None,
-                   responses={200: serializers.ModelVersionSerializer, 403: ERROR, **COMMON_ERRORS})
-    @action(detail=True, methods=["post"], permission_classes=[IsAdminUser])
+                   responses={200: serializers.ModelVersionSerializer, 400: ERROR, 403: ERROR,
+                              **COMMON_ERRORS})
+    @action(detail=True, methods=["post"], permission_classes=[staff_with("classifier.change_modelversion")])
     def activate(self, request, pk=None):
         version = services.model_version_activate(self.get_object())
         return Response(self.get_serializer(version).data)
@@ -249,7 +251,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
 class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     queryset = TrainingRun.objects.select_related("started_by", "base_version", "result_version")
     serializer_class = serializers.TrainingRunSerializer
-    permission_classes = [IsAdminUser]
+    permission_classes = [StaffModelPermissions]
     filterset_fields = ["status", "mode"]
     ordering_fields = ["created"]
 

@@ -1,0 +1,120 @@
+"""Who may reach what: every URL of the site and the API, for an anonymous visitor, the photo's
+owner, another user, read-only staff (may view photos, nothing else) and an administrator."""
+
+import re
+from urllib.parse import urlsplit
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from classifier import tasks
+from classifier.models import ModelVersion, TrainingRun
+from tests.test_photo_pages import make_photo
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ["anonymous", "owner", "other", "staff", "admin"]
+
+# (method, path with {photo} / {version}, expected status per role in ROLES order)
+WEBSITE = [
+    ("get", "/", [200, 200, 200, 200, 200]),
+    ("get", "/signup/", [200, 200, 200, 200, 200]),
+    ("get", "/accounts/login/", [200, 200, 200, 200, 200]),
+    ("get", "/accounts/password_change/", [302, 200, 200, 200, 200]),
+    ("get", "/upload/", [302, 200, 200, 200, 200]),
+    ("get", "/photos/", [302, 200, 200, 200, 200]),
+    ("get", "/photos/status/?ids={photo}", [302, 200, 200, 200, 200]),
+    ("get", "/photos/{photo}/", [302, 200, 404, 200, 200]),
+    ("get", "/photos/{photo}/image/", [302, 200, 404, 200, 200]),
+    ("get", "/photos/{photo}/thumbnail/", [302, 200, 404, 200, 200]),
+    ("post", "/photos/{photo}/retry/", [302, 302, 404, 404, 302]),
+    ("post", "/photos/{photo}/feedback/", [302, 302, 404, 404, 302]),
+    ("post", "/photos/{photo}/delete/", [302, 302, 404, 404, 302]),
+    ("get", "/review/", [302, 200, 200, 200, 200]),
+    ("get", "/staff/models/", [302, 302, 302, 200, 200]),
+    ("get", "/staff/models/{version}/confusion/{split}.png", [302, 302, 302, 200, 200]),
+    ("post", "/staff/models/{version}/activate/", [302, 302, 302, 403, 302]),
+    ("post", "/staff/training/start/", [302, 302, 302, 403, 302]),
+    ("get", "/admin/", [302, 302, 302, 200, 200]),
+    ("get", "/admin/classifier/photo/", [302, 302, 302, 200, 200]),
+    ("get", "/admin/classifier/trainingrun/", [302, 302, 302, 403, 200]),
+    ("get", "/media/photos/x.jpg", [404, 404, 404, 404, 404]),  # no public media URL
+]
+API = [
+    ("get", "/api/schema/", [200, 200, 200, 200, 200]),
+    ("get", "/api/docs/", [200, 200, 200, 200, 200]),
+    ("get", "/api/photos/", [401, 200, 200, 200, 200]),
+    ("post", "/api/photos/", [401, 400, 400, 400, 400]),  # no files: a 400 once allowed
+    ("get", "/api/photos/{photo}/", [401, 200, 404, 200, 200]),
+    ("put", "/api/photos/{photo}/feedback/", [401, 200, 404, 404, 200]),
+    ("post", "/api/photos/{photo}/retry/", [401, 400, 404, 404, 400]),  # a done photo: not retried
+    ("delete", "/api/photos/{photo}/", [401, 204, 404, 404, 204]),
+    ("get", "/api/model-versions/", [401, 200, 200, 200, 200]),
+    ("get", "/api/model-versions/{version}/", [401, 200, 200, 200, 200]),
+    ("post", "/api/model-versions/{version}/activate/", [401, 403, 403, 403, 200]),
+    ("post", "/api/auth/token/", [400, 400, 400, 400, 400]),  # wrong password, whoever asks
+    ("get", "/api/training-runs/", [401, 403, 403, 403, 200]),
+    ("get", "/api/training-runs/{run}/", [401, 403, 403, 403, 200]),
+    ("post", "/api/training-runs/", [401, 403, 403, 403, 201]),
+    ("get", "/api/nothing-here/", [404, 404, 404, 404, 404]),
+]
+
+
+@pytest.fixture
+def people(django_user_model, user, other_user, staff):
+    admin = django_user_model.objects.create_superuser("root", password="lapis-legit-2026")
+    return {"owner": user, "other": other_user, "staff": staff, "admin": admin}
+
+
+def send(client, method: str, path: str, api: bool):
+    body = {"label": "kue_lapis"} if "feedback" in path else {}
+    if path.endswith("/token/"):
+        body = {"username": "ayu", "password": "not-the-password"}
+    if api:
+        return getattr(client, method)(path, body, format="json")
+    return getattr(client, method)(path, body)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("method, path, expected", WEBSITE + API,
+                         ids=[f"{m} {p}" for m, p, _ in WEBSITE + API])
+def test_each_url_answers_each_kind_of_visitor_as_intended(client, people, monkeypatch, method, path,
+                                                           expected, role):
+    monkeypatch.setattr(tasks.train_model, "apply_async", lambda *a, **k: None)  # the broker boundary
+    photo = make_photo(people["owner"], status="done", label="kue_lapis")
+    version = ModelVersion.objects.get(is_active=True)
+    run = TrainingRun.objects.create(started_by=people["admin"], base_version=version, status="failed")
+    api = path.startswith("/api/")
+    if api:
+        client = APIClient()
+        if role != "anonymous":
+            client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=people[role]).key}")
+    elif role != "anonymous":
+        client.force_login(people[role])
+
+    url = path.format(photo=photo.pk, version=version.pk, run=run.pk, split="test")
+    response = send(client, method, url, api)
+
+    assert response.status_code == expected[ROLES.index(role)]
+
+
+def test_the_table_covers_every_url_of_the_site_and_the_api():
+    """A new URL must be added to the table above (and so be decided for every kind of visitor)."""
+    def routes(patterns, prefix=""):
+        for p in patterns:
+            if isinstance(p, URLResolver):
+                if str(p.pattern) not in ("admin/", "accounts/"):  # Django's own admin and auth views
+                    yield from routes(p.url_patterns, prefix + str(p.pattern))
+            elif isinstance(p, URLPattern) and p.name:
+                yield p.name, prefix + str(p.pattern)
+
+    def shape(path: str) -> str:  # ids and converters alike become {}
+        path = re.sub(r"\(\?P<\w+>[^)]*\)|<[^>]+>|\{\w+\}", "{}", path)
+        return "/" + path.replace("^", "").replace("$", "").lstrip("/")
+
+    tested = {shape(urlsplit(path).path) for _, path, _ in WEBSITE + API}
+    missing = [(name, pattern) for name, pattern in routes(get_resolver().url_patterns)
+               if "format" not in pattern and name != "api-root" and shape(pattern) not in tested]
+    assert missing == []

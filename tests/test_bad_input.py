@@ -1,0 +1,265 @@
+"""Bad and odd uploads, through the website form and the API alike: each is handled correctly or
+refused with a message a person can act on; never a 500, never a half-written row or orphan file."""
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from PIL import Image
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from classifier import services, tasks
+from classifier.models import Photo
+from tests.conftest import png_bytes, sample_photo
+from training.preprocess import load_image
+
+pytestmark = pytest.mark.django_db
+
+
+def encoded(img: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def photo_like(size=(120, 90)) -> Image.Image:
+    """A small picture with structure (gradients), so colours and orientation can be checked."""
+    x = np.linspace(0, 255, size[0], dtype=np.uint8)[None, :].repeat(size[1], 0)
+    y = np.linspace(0, 255, size[1], dtype=np.uint8)[:, None].repeat(size[0], 1)
+    return Image.fromarray(np.stack([x, y, 255 - x], axis=-1), "RGB")
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims huge dimensions in a few bytes (a decompression bomb's header)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+
+
+def animated_gif() -> bytes:
+    frames = [Image.new("RGB", (64, 64), colour) for colour in ((200, 30, 30), (30, 200, 30), (30, 30, 200))]
+    return encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+def exif_rotated_jpeg() -> bytes:
+    """A 200x100 JPEG whose EXIF says: turn it a quarter (orientation 6) to show it upright."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encoded(photo_like((200, 100)), "JPEG", exif=exif.tobytes())
+
+
+def sixteen_bit_png() -> bytes:
+    grey = (np.linspace(0, 65535, 100 * 80).reshape(80, 100)).astype(np.uint16)
+    return encoded(Image.fromarray(grey), "PNG")  # mode I;16
+
+
+def palette_png_with_transparency() -> bytes:
+    img = photo_like().convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    return encoded(img, "PNG", transparency=0)
+
+
+JPEG = sample_photo().read_bytes()
+NOISE_PNG = encoded(Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)),
+                    "PNG")
+
+REFUSED = {
+    "empty file": ("cake.jpg", b"", "The file is empty."),
+    "text renamed .jpg": ("notes.jpg", b"just some notes, not a photo\n" * 20, "not an image we can read"),
+    "PDF renamed .jpg": ("paper.jpg", b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer\n%%EOF\n",
+                         "not an image we can read"),
+    "truncated JPEG": ("cut.jpg", JPEG[: len(JPEG) // 2], "truncated or corrupt"),
+    "truncated PNG": ("cut.png", NOISE_PNG[: len(NOISE_PNG) // 2], "truncated or corrupt"),
+    "decompression bomb": ("bomb.png", png_header_only(40_000, 40_000), "too large to decode safely"),
+    "too many pixels": ("huge.png", png_header_only(9_000, 9_000), "at most 40 megapixels"),
+    "1x1 image": ("dot.png", png_bytes((1, 1)), "at least 32 pixels"),
+    "SVG with a script": ("drawing.svg", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script>'
+                                         b'<rect width="10" height="10"/></svg>', "not an image we can read"),
+    "TIFF": ("scan.tif", encoded(photo_like(), "TIFF"), "TIFF images are not supported"),
+}
+
+ACCEPTED = {
+    # name: (file name, bytes, stored format, upright (width, height))
+    "PNG named .jpg": ("cake.jpg", encoded(photo_like(), "PNG"), "png", (120, 90)),
+    "animated GIF": ("party.gif", animated_gif(), "gif", (64, 64)),
+    "CMYK JPEG": ("print.jpg", encoded(photo_like().convert("CMYK"), "JPEG"), "jpg", (120, 90)),
+    "16-bit PNG": ("deep.png", sixteen_bit_png(), "png", (100, 80)),
+    "palette PNG with transparency": ("icon.png", palette_png_with_transparency(), "png", (120, 90)),
+    "EXIF-rotated JPEG": ("phone.jpg", exif_rotated_jpeg(), "jpg", (100, 200)),
+}
+
+
+@pytest.fixture
+def api(user):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+def media_files(settings) -> list[Path]:
+    root = Path(settings.MEDIA_ROOT)
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def upload_through(route: str, client, api, files: list[tuple[str, bytes]]):
+    """POST files through the website form or the API; returns (status, messages shown)."""
+    uploads = [SimpleUploadedFile(name, data) for name, data in files]
+    if route == "website":
+        response = client.post(reverse("upload"), {"photos": uploads})
+        shown = [str(m) for m in response.context["messages"]] if response.context else []
+        if response.context and response.context.get("form"):
+            shown += [e for errors in response.context["form"].errors.values() for e in errors]
+            shown.append(response.context.get("refusal") or "")
+        return response.status_code, " ".join(shown)
+    response = api.post("/api/photos/", {"files": uploads}, format="multipart")
+    body = response.json()
+    if "results" in body:
+        return response.status_code, " ".join(" ".join(r["errors"]) for r in body["results"])
+    return response.status_code, body["error"]["message"] + " " + str(body["error"]["fields"])
+
+
+@pytest.mark.parametrize("route", ["website", "api"])
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_a_bad_file_is_refused_with_its_reason_and_leaves_nothing(client, api, user, enqueued, settings,
+                                                                  route, case):
+    client.force_login(user)
+    name, data, reason = REFUSED[case]
+
+    status, shown = upload_through(route, client, api, [(name, data)])
+
+    assert status == 400
+    assert reason in shown and name in shown if route == "website" else reason in shown
+    assert Photo.objects.count() == 0 and media_files(settings) == [] and enqueued == []
+
+
+@pytest.mark.parametrize("route", ["website", "api"])
+@pytest.mark.parametrize("case", list(ACCEPTED))
+def test_an_odd_but_real_image_is_stored_by_its_content_and_shown_upright(
+        client, api, user, enqueued, django_capture_on_commit_callbacks, route, case):
+    client.force_login(user)
+    name, data, fmt, (width, height) = ACCEPTED[case]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        status, _ = upload_through(route, client, api, [(name, data)])
+
+    photo = Photo.objects.get()
+    assert status in (201, 302) and enqueued == [photo.pk]
+    assert photo.image_format == fmt and photo.image.name.endswith(f".{fmt}")
+    assert (photo.width, photo.height) == (width, height)
+    with photo.thumbnail.open("rb") as f:
+        thumbnail = Image.open(f)
+        thumbnail.load()
+    assert thumbnail.mode == "RGB" and (thumbnail.width > thumbnail.height) == (width > height)
+    assert 20 < np.asarray(thumbnail).mean() < 235  # not washed out to white or black
+
+
+@pytest.mark.parametrize("case", list(ACCEPTED))
+def test_the_worker_classifies_every_accepted_kind_of_image(user, enqueued, case):
+    name, data, _, _ = ACCEPTED[case]
+    photo = services.photo_create(owner=user, upload=SimpleUploadedFile(name, data))
+
+    pixels = load_image(io.BytesIO(data))
+    tasks.classify_photo(photo.pk)
+
+    photo.refresh_from_db()
+    assert pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8 and 20 < pixels.mean() < 235
+    assert photo.status == "done" and photo.predictions.count() == 1
+
+
+@pytest.mark.parametrize("route", ["website", "api"])
+def test_one_empty_file_does_not_lose_the_good_photo_beside_it(client, api, user, enqueued, route):
+    client.force_login(user)
+
+    status, shown = upload_through(route, client, api, [("cake.jpg", JPEG), ("empty.jpg", b"")])
+
+    assert status in (201, 302) and Photo.objects.count() == 1
+    if route == "api":
+        assert "The file is empty." in shown
+
+
+@pytest.mark.parametrize("route", ["website", "api"])
+@pytest.mark.parametrize("name, shown_as", [
+    ("../../etc/passwd.jpg", "passwd.jpg"),
+    ("kué 蛋糕 🍰.jpg", "kué 蛋糕 🍰.jpg"),
+    ("k" * 300 + ".jpg", "k" * 251 + ".jpg"),  # Django keeps the extension within 255 characters
+])
+def test_a_file_name_is_kept_for_display_only_and_never_reaches_the_disk(client, api, user, enqueued,
+                                                                        settings, route, name, shown_as):
+    client.force_login(user)
+
+    upload_through(route, client, api, [(name, JPEG)])
+
+    photo = Photo.objects.get()
+    assert photo.original_name == shown_as
+    stored = [p.name for p in media_files(settings)]
+    assert len(stored) == 2 and all(not s.startswith(("passwd", "kué", "kkk")) for s in stored)
+    assert all(Path(settings.MEDIA_ROOT) in p.resolve().parents for p in media_files(settings))
+
+
+@pytest.mark.parametrize("route", ["website", "api"])
+def test_a_file_over_the_size_limit_is_refused_with_the_limit(client, api, user, enqueued, settings, route):
+    settings.MAX_UPLOAD_BYTES = 10_000
+    client.force_login(user)
+
+    status, shown = upload_through(route, client, api, [("big.jpg", JPEG)])
+
+    assert len(JPEG) > 10_000 and status == 400 and "larger than 9.8" in shown
+    assert Photo.objects.count() == 0 and media_files(settings) == []
+
+
+@pytest.mark.parametrize("route", ["website", "api"])
+def test_a_request_body_beyond_what_we_take_at_once_is_a_413_before_it_is_read(client, api, user, settings,
+                                                                              route):
+    settings.MAX_UPLOAD_BYTES, settings.MAX_FILES_PER_UPLOAD = 2_000, 2
+    client.force_login(user)
+
+    status, shown = upload_through(route, client, api, [("big.jpg", JPEG)])
+
+    assert status == 413 and "at most 2 photos" in shown and Photo.objects.count() == 0
+
+
+@pytest.mark.parametrize("route", ["website", "api"])
+@pytest.mark.parametrize("count", [4, 6])
+def test_too_many_files_in_one_request_are_refused_with_the_limit(client, api, user, enqueued, settings,
+                                                                  route, count):
+    settings.MAX_FILES_PER_UPLOAD, settings.DATA_UPLOAD_MAX_NUMBER_FILES = 3, 4
+    client.force_login(user)
+
+    status, shown = upload_through(route, client, api, [(f"{i}.png", png_bytes()) for i in range(count)])
+
+    assert status in (400, 413) and Photo.objects.count() == 0
+    assert "At most 3 photos at once." in shown or (status == 413 and route == "api")
+
+
+@pytest.mark.parametrize("body, content_type", [
+    ("{not json", "application/json"),
+    ('{"label": 5}', "application/json"),
+    ('{"label": ["kue_lapis"]}', "application/json"),
+    ('{"label": "kue_pizza"}', "application/json"),
+    ('{}', "application/json"),
+    ("label=kue_lapis", "text/plain"),
+])
+def test_malformed_or_wrong_feedback_is_a_4xx_and_changes_nothing(api, user, body, content_type):
+    from tests.test_photo_pages import make_photo
+
+    photo = make_photo(user, status="done", label="kue_lapis")
+
+    response = api.put(f"/api/photos/{photo.pk}/feedback/", body, content_type=content_type)
+
+    assert response.status_code in (400, 415) and "error" in response.json()
+    assert not hasattr(Photo.objects.get(pk=photo.pk), "feedback")
+
+
+@pytest.mark.parametrize("pk", ["999999", "0", "abc", "1" * 30])
+def test_ids_that_do_not_exist_are_a_404(api, client, user, pk):
+    client.force_login(user)
+
+    assert api.get(f"/api/photos/{pk}/").status_code == 404
+    assert api.put(f"/api/photos/{pk}/feedback/", {"label": "kue_lapis"}, format="json").status_code == 404
+    assert client.get(f"/photos/{pk}/").status_code == 404

@@ -1,0 +1,228 @@
+"""Faults, with real processes: a worker killed mid-task, the broker down during an upload, the
+database gone for a moment, broken model files, a crashing training run. Nothing is lost, nothing
+is done twice, and the service comes back by itself."""
+
+import shutil
+
+import pytest
+import requests
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.authtoken.models import Token
+
+from classifier import inference, retraining, services, tasks
+from classifier.models import ModelVersion, Photo, TrainingRun
+from tests.conftest import PHOTOS, sample_photo
+from tests.processes import (
+    TcpProxy,
+    app_env,
+    database_url,
+    free_port,
+    require_services,
+    start_redis,
+    start_web,
+    start_worker,
+    wait_for,
+)
+
+# The sweep: anything waiting longer than a second is sent again, checked every second.
+SWEEP = {"REQUEUE_AFTER_S": "1", "SWEEP_INTERVAL_S": "1"}
+
+
+def photos_of_every_class() -> list[SimpleUploadedFile]:
+    return [SimpleUploadedFile(p.name, p.read_bytes()) for p in sorted(PHOTOS.glob("*/*.jpg"))]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_worker_killed_mid_task_loses_nothing_and_classifies_each_photo_once(settings, tmp_path, user):
+    require_services()
+    env = app_env(settings, tmp_path, **SWEEP)
+    first = start_worker(env, tmp_path / "first.log", "--concurrency=1")
+    photos = [services.photo_create(owner=user, upload=u) for u in photos_of_every_class()]
+    try:
+        assert wait_for(lambda: Photo.objects.filter(status="done").exists(), 90, 0.01), first.tail()
+        assert wait_for(lambda: Photo.objects.filter(status="processing").exists(), 30, 0.002), first.tail()
+        first.kill()  # SIGKILL, worker and pool alike: the message in flight is never acknowledged
+    finally:
+        first.kill()
+    in_flight = set(Photo.objects.filter(status="processing").values_list("pk", flat=True))
+    left = Photo.objects.exclude(status="done").count()
+
+    second = start_worker(env, tmp_path / "second.log", "--concurrency=1", "--beat",
+                          "--schedule", str(tmp_path / "beat-schedule"))
+    try:
+        finished = wait_for(lambda: Photo.objects.filter(status="done").count() == len(photos), 120)
+    finally:
+        second.stop()
+
+    assert in_flight and left > 0
+    assert finished, second.tail()
+    for photo in photos:
+        assert photo.predictions.count() == 1
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_upload_while_the_broker_is_down_is_kept_queued_and_classified_when_it_is_back(
+        settings, tmp_path, user):
+    require_services()
+    broker_port, web_port = free_port(), free_port()
+    env = app_env(settings, tmp_path, CELERY_BROKER_URL=f"redis://127.0.0.1:{broker_port}/0", **SWEEP)
+    token = Token.objects.create(user=user).key
+    web = start_web(env, tmp_path / "web.log", web_port)
+    try:
+        with sample_photo().open("rb") as f:  # no broker at all: nothing listens on its port
+            response = requests.post(f"http://127.0.0.1:{web_port}/api/photos/", files={"files": f},
+                                     headers={"Authorization": f"Token {token}"}, timeout=30)
+        assert response.status_code == 201, web.tail()
+        photo = response.json()["results"][0]["photo"]
+        assert photo["status"] == "queued" and Photo.objects.get(pk=photo["id"]).status == "queued"
+
+        broker = start_redis(broker_port, tmp_path / "redis.log")
+        worker = start_worker(env, tmp_path / "worker.log", "--pool=solo", "--beat",
+                              "--schedule", str(tmp_path / "beat-schedule"))
+        try:
+            done = wait_for(lambda: Photo.objects.get(pk=photo["id"]).status == "done", 90)
+            assert done, worker.tail()
+        finally:
+            worker.stop()
+            broker.stop()
+    finally:
+        web.stop()
+    assert Photo.objects.get(pk=photo["id"]).predictions.count() == 1
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_while_the_database_is_unreachable_requests_get_a_clear_503_and_then_it_recovers(
+        settings, tmp_path, user):
+    require_services()
+    postgres = (settings.DATABASES["default"]["HOST"] or "127.0.0.1",
+                int(settings.DATABASES["default"]["PORT"] or 5432))
+    proxy = TcpProxy(postgres)
+    proxy.start()
+    port = free_port()
+    env = app_env(settings, tmp_path, DATABASE_URL=database_url(port=proxy.port), DB_CONN_MAX_AGE="60")
+    token = Token.objects.create(user=user).key
+    web = start_web(env, tmp_path / "web.log", port)
+    base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Token {token}"}
+    try:
+        before = requests.get(f"{base}/api/photos/", headers=auth, timeout=30)
+        proxy.stop()  # the database goes away, connections and all
+        api = requests.get(f"{base}/api/photos/", headers=auth, timeout=30)
+        page = requests.get(f"{base}/", timeout=30)
+        proxy.start()
+        after = requests.get(f"{base}/api/photos/", headers=auth, timeout=30)
+    finally:
+        proxy.stop()
+        web.stop()
+
+    assert before.status_code == 200, web.tail()
+    assert api.status_code == 503 and api.json()["error"]["code"] == "unavailable"
+    assert api.headers["Retry-After"] == "5"
+    assert page.status_code == 503 and "briefly unavailable" in page.text
+    assert after.status_code == 200, web.tail()
+
+
+def broken_copy(settings, tmp_path, damage: str) -> ModelVersion:
+    """A registered version whose files are damaged: 'missing' or 'corrupt' network."""
+    settings.MODELS_DIR = tmp_path / "models"
+    shutil.copytree(settings.BASE_DIR / "models" / "kue-mobilenetv2", settings.MODELS_DIR / "broken")
+    network = settings.MODELS_DIR / "broken" / "model.tflite"
+    if damage == "missing":
+        network.unlink()
+        (settings.MODELS_DIR / "broken" / "model.keras").unlink()
+    else:
+        network.write_bytes(network.read_bytes()[:5000])
+    shutil.copytree(settings.BASE_DIR / "models" / "kue-mobilenetv2",
+                    settings.MODELS_DIR / "kue-mobilenetv2")
+    return services.model_version_register(name=f"broken-{damage}", path="broken")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_a_version_with_broken_files_cannot_be_activated(settings, tmp_path, admin_client, damage):
+    active = ModelVersion.objects.get(is_active=True)
+    broken = broken_copy(settings, tmp_path, damage)
+
+    with pytest.raises(ValidationError, match="cannot be activated: its model files do not load"):
+        services.model_version_activate(broken)
+    page = admin_client.post(f"/staff/models/{broken.pk}/activate/", follow=True).content.decode()
+
+    assert "cannot be activated" in page
+    assert ModelVersion.objects.get(is_active=True) == active
+
+
+@pytest.mark.django_db
+def test_a_worker_keeps_serving_its_model_when_the_active_one_breaks(settings, tmp_path, user, monkeypatch,
+                                                                     enqueued):
+    monkeypatch.setattr(inference, "_loaded", None)
+    good = ModelVersion.objects.get(is_active=True)
+    broken = broken_copy(settings, tmp_path, "corrupt")
+    inference.warm_up()  # the process serves the good version
+    ModelVersion.objects.filter(pk=good.pk).update(is_active=False)  # files broke after activation
+    ModelVersion.objects.filter(pk=broken.pk).update(is_active=True)
+    photo = services.photo_create(owner=user, upload=SimpleUploadedFile("l.jpg", sample_photo().read_bytes()))
+
+    tasks.classify_photo(photo.pk)
+
+    photo.refresh_from_db()
+    assert photo.status == "done" and photo.predictions.get().model_version == good
+
+
+@pytest.mark.django_db
+def test_a_fresh_worker_with_only_a_broken_model_fails_photos_with_a_clear_reason(settings, tmp_path, user,
+                                                                                  monkeypatch, enqueued):
+    monkeypatch.setattr(inference, "_loaded", None)
+    broken = broken_copy(settings, tmp_path, "missing")
+    ModelVersion.objects.update(is_active=False)
+    ModelVersion.objects.filter(pk=broken.pk).update(is_active=True)
+    photo = services.photo_create(owner=user, upload=SimpleUploadedFile("l.jpg", sample_photo().read_bytes()))
+
+    inference.warm_up()  # logs the problem instead of crashing the worker
+    tasks.classify_photo(photo.pk)
+
+    photo.refresh_from_db()
+    assert photo.status == "failed" and "model cannot be loaded" in photo.error
+
+
+@pytest.mark.django_db
+def test_a_crashing_training_run_is_marked_failed_and_the_active_model_stays(admin_user, monkeypatch):
+    active = ModelVersion.objects.get(is_active=True)
+    monkeypatch.setattr(tasks.train_model, "apply_async", lambda *a, **k: None)
+    run = services.training_run_start(user=admin_user)
+
+    def crash(run):
+        raise MemoryError("out of memory while refitting")
+
+    monkeypatch.setattr(retraining, "execute", crash)
+    tasks.train_model(run.pk)
+
+    run.refresh_from_db()
+    assert run.status == "failed" and "MemoryError: out of memory while refitting" in run.error
+    assert ModelVersion.objects.get(is_active=True) == active and ModelVersion.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_sweep_resends_what_waited_too_long_and_only_that(settings, user, admin_user, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    sent = []
+    monkeypatch.setattr(tasks, "enqueue", lambda task, *args: sent.append((task.name, *args)))
+    settings.REQUEUE_AFTER_S = 60
+    old, _fresh, done = (services.photo_create(owner=user, upload=SimpleUploadedFile(
+        f"{i}.jpg", sample_photo().read_bytes())) for i in range(3))
+    Photo.objects.filter(pk=old.pk).update(status="processing", updated=timezone.now() - timedelta(minutes=5))
+    Photo.objects.filter(pk=done.pk).update(status="done", updated=timezone.now() - timedelta(minutes=5))
+    lost = TrainingRun.objects.create(started_by=admin_user, base_version=ModelVersion.objects.get(),
+                                      status="running", started=timezone.now() - timedelta(hours=3))
+
+    tasks.requeue_stuck()
+    again = list(sent)
+    tasks.requeue_stuck()  # right after: nothing is sent twice in a row
+
+    # the fresh photo waited less than a minute and the done one is done: neither is resent
+    assert again == [("classifier.tasks.classify_photo", old.pk)] and sent == again
+    assert Photo.objects.get(pk=old.pk).status == "queued"
+    lost.refresh_from_db()
+    assert lost.status == "failed" and "stopped during the run" in lost.error
