@@ -187,6 +187,9 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# Below this confidence the site says plainly that the model is unsure instead of naming a cake.
+UNSURE_BELOW = float(os.environ.get("UNSURE_BELOW", "0.6"))
+
 # The model shipped in the repository; registered as the first active version by a migration.
 MODELS_DIR = Path(os.environ.get("CAKESITE_MODELS_DIR", BASE_DIR / "models"))
 SHIPPED_MODEL = os.environ.get("CAKESITE_SHIPPED_MODEL", "kue-mobilenetv2")

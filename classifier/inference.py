@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import numpy as np
+
 from classifier.models import ModelVersion
 from training import runtime
 
@@ -21,6 +23,7 @@ class Result:
     confidence: float
     inference_ms: float
     version_id: int  # the version that actually classified
+    heatmap: np.ndarray | None  # where it looked for `label` (0..1 on a coarse grid), if it can say
 
 
 class ModelUnavailable(RuntimeError):
@@ -71,7 +74,7 @@ def classify(version: ModelVersion, source: str | BinaryIO) -> Result:
     """Classify with `version`, or with the version this process still serves if it does not load."""
     version_id, model = classifier_for(version)
     started = time.perf_counter()
-    probs = model.classify(source)
+    probs, heatmap = model.classify_with_heatmap(source)
     elapsed = (time.perf_counter() - started) * 1000
     best = int(probs.argmax())
     return Result(
@@ -80,4 +83,5 @@ def classify(version: ModelVersion, source: str | BinaryIO) -> Result:
         confidence=float(probs[best]),
         inference_ms=elapsed,
         version_id=version_id,
+        heatmap=heatmap,
     )

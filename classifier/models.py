@@ -18,6 +18,10 @@ def thumbnail_upload_to(instance: "Photo", filename: str) -> str:
     return f"thumbnails/{uuid.uuid4().hex}.jpg"
 
 
+def heatmap_upload_to(instance: "Prediction", filename: str) -> str:
+    return f"heatmaps/{uuid.uuid4().hex}.png"
+
+
 class ModelVersion(models.Model):
     """A trained model folder the worker can serve; exactly one is active."""
 
@@ -85,6 +89,8 @@ class Prediction(models.Model):
     margin = models.FloatField(default=1.0, db_index=True,
                                help_text="top probability minus the second: small means unsure")
     inference_ms = models.FloatField()
+    heatmap = models.ImageField(upload_to=heatmap_upload_to, blank=True,
+                                help_text="where the model looked (Grad-CAM), a transparent overlay")
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -116,6 +116,18 @@ def feedback_stats(user) -> dict:
     }
 
 
+def feedback_accuracy_by_day() -> list[dict]:
+    """Per model version and day of the answer: how many photos users reviewed and confirmed."""
+    from django.db.models.functions import TruncDate
+
+    rows = (Feedback.objects.exclude(model_version=None).annotate(day=TruncDate("updated"))
+            .values("model_version__name", "day")
+            .annotate(reviewed=Count("pk"), confirmed=Count("pk", filter=Q(is_correction=False)))
+            .order_by("day", "model_version__name"))
+    return [{"version": r["model_version__name"], "day": r["day"], "reviewed": r["reviewed"],
+             "confirmed": r["confirmed"]} for r in rows]
+
+
 def model_versions_compared() -> list[dict]:
     """Every version with the figures a comparison needs, newest first."""
     rows = []
@@ -129,5 +141,6 @@ def model_versions_compared() -> list[dict]:
                 for split, m in version.metrics.items() if isinstance(m, dict) and "top1" in m
             ],
             "run": run,
+            "curves": (version.folder / "training_curves.png").is_file(),
         })
     return rows

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
@@ -194,23 +195,36 @@ def stuck_requeue() -> tuple[list[int], list[int]]:
 
 def photo_delete(photo: Photo) -> None:
     """Delete the row, then its files once the deletion is committed."""
-    files = [photo.image, photo.thumbnail]
+    files = [photo.image, photo.thumbnail, *(p.heatmap for p in photo.predictions.all())]
     with transaction.atomic():
         photo.delete()
         transaction.on_commit(lambda: [f.delete(save=False) for f in files if f])
 
 
 def prediction_record(*, photo: Photo, version: ModelVersion, probabilities: dict[str, float],
-                      label: str, confidence: float, inference_ms: float) -> None:
-    """Store the prediction of `version` for `photo` and mark the photo done; a second delivery of
-    the same task adds nothing (one INSERT ... ON CONFLICT DO NOTHING on the unique pair)."""
+                      label: str, confidence: float, inference_ms: float,
+                      heatmap: np.ndarray | None = None) -> None:
+    """Store the prediction of `version` for `photo` (with its heat map drawn once, here) and mark
+    the photo done; a second delivery of the same task adds nothing (one INSERT ... ON CONFLICT DO
+    NOTHING on the unique pair; a heat map file it drew is removed again)."""
+    from classifier.heatmaps import overlay_png
+
     top_two = sorted(probabilities.values(), reverse=True)[:2] + [0.0]
-    with transaction.atomic():
-        Prediction.objects.bulk_create([Prediction(
-            photo=photo, model_version=version, label=label, confidence=confidence,
-            probabilities=probabilities, margin=top_two[0] - top_two[1], inference_ms=inference_ms,
-        )], ignore_conflicts=True)
-        photo_mark_done(photo)
+    prediction = Prediction(
+        photo=photo, model_version=version, label=label, confidence=confidence,
+        probabilities=probabilities, margin=top_two[0] - top_two[1], inference_ms=inference_ms,
+    )
+    if heatmap is not None:
+        prediction.heatmap.save("heatmap", overlay_png(heatmap, photo.width, photo.height), save=False)
+    try:
+        with transaction.atomic():
+            Prediction.objects.bulk_create([prediction], ignore_conflicts=True)
+            photo_mark_done(photo)
+    except Exception:
+        prediction.heatmap.delete(save=False)
+        raise
+    if prediction.heatmap and not Prediction.objects.filter(heatmap=prediction.heatmap.name).exists():
+        prediction.heatmap.delete(save=False)  # a duplicate delivery: the earlier prediction stands
 
 
 def feedback_record(*, photo: Photo, user, label: str) -> Feedback:

@@ -101,7 +101,7 @@ def classify_photo(self, photo_id: int) -> str:
         version = ModelVersion.objects.get(pk=result.version_id)
     services.prediction_record(
         photo=photo, version=version, probabilities=result.probabilities, label=result.label,
-        confidence=result.confidence, inference_ms=result.inference_ms,
+        confidence=result.confidence, inference_ms=result.inference_ms, heatmap=result.heatmap,
     )
     return result.label
 

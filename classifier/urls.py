@@ -13,6 +13,7 @@ urlpatterns = [
     path("photos/<int:pk>/", views.photo_detail, name="photo-detail"),
     path("photos/<int:pk>/image/", views.photo_image, {"kind": "image"}, name="photo-image"),
     path("photos/<int:pk>/thumbnail/", views.photo_image, {"kind": "thumbnail"}, name="photo-thumbnail"),
+    path("photos/<int:pk>/heatmap/", views.photo_image, {"kind": "heatmap"}, name="photo-heatmap"),
     path("photos/<int:pk>/retry/", views.photo_retry, name="photo-retry"),
     path("photos/<int:pk>/delete/", views.photo_delete, name="photo-delete"),
     path("photos/<int:pk>/feedback/", views.photo_feedback, name="photo-feedback"),
@@ -21,5 +22,7 @@ urlpatterns = [
     path("staff/models/<int:pk>/activate/", views.model_version_activate, name="model-version-activate"),
     path("staff/models/<int:pk>/confusion/<str:split>.png", views.model_version_confusion,
          name="model-version-confusion"),
+    path("staff/models/<int:pk>/curves.png", views.model_version_curves, name="model-version-curves"),
+    path("staff/feedback-accuracy.png", views.feedback_accuracy_plot, name="feedback-accuracy-plot"),
     path("staff/training/start/", views.training_run_start, name="training-run-start"),
 ]

@@ -15,7 +15,8 @@ from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from classifier import selectors, services
+from classifier import plots, selectors, services
+from classifier.cakes import catalogue
 from classifier.forms import GalleryFilterForm, SignUpForm, UploadForm, too_large_message, upload_too_large
 from classifier.models import ModelVersion, Photo, TrainingRun
 
@@ -23,7 +24,7 @@ PAGE_SIZE = 24
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "classifier/home.html", {"labels": selectors.known_labels()})
+    return render(request, "classifier/home.html", {"cakes": catalogue(selectors.known_labels())})
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -94,9 +95,14 @@ def photo_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def photo_image(request: HttpRequest, pk: int, kind: str) -> FileResponse:
-    """The photo or its thumbnail, to its owner (and staff) only: media is never public."""
+    """The photo, its thumbnail or its heat map, to its owner (and staff) only: media is never public."""
     photo = selectors.photo_for_user(request.user, pk)
-    if kind == "thumbnail" and photo.thumbnail:
+    if kind == "heatmap":
+        prediction = selectors.latest_prediction(photo)
+        if prediction is None or not prediction.heatmap:
+            raise Http404("This photo has no heat map.")
+        field, content_type = prediction.heatmap, "image/png"
+    elif kind == "thumbnail" and photo.thumbnail:
         field, content_type = photo.thumbnail, "image/jpeg"
     else:
         field, content_type = photo.image, services.CONTENT_TYPES[photo.image_format]
@@ -150,7 +156,7 @@ def review_queue(request: HttpRequest) -> HttpResponse:
     page = Paginator(queue, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "classifier/review.html", {
         "page": page, "cards": [card(photo) for photo in page],
-        "stats": selectors.feedback_stats(request.user),
+        "stats": selectors.feedback_stats(request.user), "labels": selectors.known_labels(),
     })
 
 
@@ -179,6 +185,7 @@ def model_versions(request: HttpRequest) -> HttpResponse:
         "runs": TrainingRun.objects.select_related("base_version", "result_version", "started_by")[:10],
         "live": TrainingRun.objects.filter(status__in=TrainingRun.LIVE).exists(),
         "modes": TrainingRun.Mode.choices,
+        "active_created": getattr(selectors.active_version(), "created", None),
     })
 
 
@@ -192,6 +199,22 @@ def model_version_confusion(request: HttpRequest, pk: int, split: str) -> FileRe
     if not path.is_file():
         raise Http404("No confusion matrix was drawn for this evaluation.")
     return FileResponse(path.open("rb"), content_type="image/png")
+
+
+@staff_member_required
+@require_GET
+def model_version_curves(request: HttpRequest, pk: int) -> FileResponse:
+    path = get_object_or_404(ModelVersion, pk=pk).folder / "training_curves.png"
+    if not path.is_file():
+        raise Http404("This version was not trained epoch by epoch (a head refit has no curves).")
+    return FileResponse(path.open("rb"), content_type="image/png")
+
+
+@staff_member_required
+@require_GET
+def feedback_accuracy_plot(request: HttpRequest) -> HttpResponse:
+    png = plots.feedback_accuracy_png(selectors.feedback_accuracy_by_day())
+    return HttpResponse(png, content_type="image/png", headers={"Cache-Control": "private, max-age=60"})
 
 
 @staff_member_required
@@ -233,4 +256,5 @@ def card(photo: Photo) -> dict:
         "top": selectors.top_k(prediction) if prediction else [],
         "feedback": getattr(photo, "feedback", None),
         "labels": prediction.model_version.labels if prediction else [],
+        "unsure": bool(prediction) and prediction.confidence < settings.UNSURE_BELOW,
     }

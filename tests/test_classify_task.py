@@ -1,11 +1,13 @@
 """The classification task with the real shipped model: records once, fails visibly, follows activation."""
 
+import io
 import shutil
 
 import numpy as np
 import pytest
 from django.conf import settings as django_settings
 from django.core.files.base import ContentFile
+from PIL import Image
 
 from classifier import services, tasks
 from classifier.models import ModelVersion, Photo, Prediction
@@ -106,3 +108,29 @@ def test_a_photo_with_a_missing_file_fails_instead_of_hanging(user):
     photo.image.storage.delete(photo.image.name)
 
     assert tasks.classify_photo(photo.pk) == "failed"
+
+
+def test_the_worker_draws_the_heat_map_once_and_serves_it_to_the_owner_only(photo, client, user, other_user):
+    tasks.classify_photo(photo.pk)
+    prediction = Prediction.objects.get(photo=photo)
+    client.force_login(user)
+
+    page = client.get(photo.get_absolute_url()).content.decode()
+    heat = client.get(f"/photos/{photo.pk}/heatmap/")
+    image = Image.open(io.BytesIO(b"".join(heat.streaming_content)))
+    client.force_login(other_user)
+
+    assert prediction.heatmap.name.startswith("heatmaps/") and "Show where the model looked" in page
+    assert heat["Content-Type"] == "image/png" and image.mode == "RGBA"
+    assert image.width == 480 and abs(image.height / image.width - photo.height / photo.width) < 0.01
+    assert client.get(f"/photos/{photo.pk}/heatmap/").status_code == 404
+
+
+def test_deleting_a_photo_removes_its_heat_map_file_too(photo, user, django_capture_on_commit_callbacks):
+    tasks.classify_photo(photo.pk)
+    heatmap = Prediction.objects.get(photo=photo).heatmap
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.photo_delete(photo)
+
+    assert not heatmap.storage.exists(heatmap.name)

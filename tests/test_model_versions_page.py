@@ -60,3 +60,27 @@ def test_starting_a_run_from_the_page(client, root, monkeypatch, django_capture_
     assert run.auto_activate and sent == [run.pk]
     page = response.content.decode()
     assert f"Training run {run.pk} is queued" in page and 'http-equiv="refresh"' in page
+
+
+def test_the_dashboard_draws_accuracy_by_answers_over_time_and_the_training_curves(client, root, user):
+    import io
+
+    from PIL import Image
+
+    from classifier import services
+    from tests.test_photo_pages import make_photo
+
+    for label in ("kue_lapis", "kue_klepon", "kue_lapis"):
+        photo = make_photo(user, status="done", label="kue_lapis")
+        services.feedback_record(photo=photo, user=user, label=label)
+    client.force_login(root)
+    shipped = ModelVersion.objects.get(is_active=True)
+
+    page = client.get(reverse("model-versions")).content.decode()
+    plot = client.get(reverse("feedback-accuracy-plot"))
+    curves = client.get(reverse("model-version-curves", args=[shipped.pk]))
+
+    assert reverse("feedback-accuracy-plot") in page
+    assert reverse("model-version-curves", args=[shipped.pk]) in page
+    assert plot["Content-Type"] == "image/png" and Image.open(io.BytesIO(plot.content)).width == 700
+    assert curves.status_code == 200 and curves["Content-Type"] == "image/png"

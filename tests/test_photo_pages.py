@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.core.files.base import ContentFile
 from django.urls import reverse
@@ -11,6 +12,9 @@ from classifier.models import ModelVersion, Photo
 from tests.conftest import png_bytes
 
 pytestmark = pytest.mark.django_db
+
+
+HEATMAP = np.outer(np.hanning(7), np.hanning(7))  # hot in the middle, as a worker would give
 
 
 def make_photo(owner, status="queued", label=None, confidence=0.9) -> Photo:
@@ -23,7 +27,7 @@ def make_photo(owner, status="queued", label=None, confidence=0.9) -> Photo:
         version = ModelVersion.objects.get(is_active=True)
         probs = {item["slug"]: (confidence if item["slug"] == label else 0.01) for item in version.labels}
         services.prediction_record(photo=photo, version=version, probabilities=probs, label=label,
-                                   confidence=confidence, inference_ms=5.0)
+                                   confidence=confidence, inference_ms=5.0, heatmap=HEATMAP)
         photo.refresh_from_db()
     return photo
 
@@ -199,3 +203,48 @@ def test_deleting_a_photo_removes_the_row_and_its_files(client, user, django_cap
     assert response.status_code == 302
     assert not Photo.objects.filter(pk=photo.pk).exists()
     assert not any(Path(p).exists() for p in paths)
+
+
+def test_when_the_model_is_unsure_the_page_says_so_instead_of_naming_a_cake(client, user, settings):
+    settings.UNSURE_BELOW = 0.6
+    sure = make_photo(user, status="done", label="kue_lapis", confidence=0.9)
+    unsure = make_photo(user, status="done", label="kue_serabi", confidence=0.41)
+    client.force_login(user)
+
+    sure_page = client.get(sure.get_absolute_url()).content.decode()
+    unsure_page = client.get(unsure.get_absolute_url()).content.decode()
+
+    assert "90% sure" in sure_page and "Not sure" not in sure_page
+    assert "Not sure. The best guess is" in unsure_page and "only at 41%" in unsure_page
+    assert "% sure</span>" not in unsure_page
+
+
+def test_the_landing_page_shows_each_cake_with_a_photo_and_a_line_about_it(client):
+    page = client.get(reverse("home")).content.decode()
+
+    version = ModelVersion.objects.get(is_active=True)
+    for label in version.labels:
+        assert f'alt="A photo of {label["name"]}"' in page
+        assert f'/static/img/cakes/{label["slug"]}.jpg' in page
+    assert page.count('<li class="cake card">') == 8 and "palm-sugar syrup" in page
+
+
+def test_the_upload_page_offers_drag_and_drop_and_works_without_javascript(client, user):
+    client.force_login(user)
+
+    page = client.get(reverse("upload")).content.decode()
+
+    assert "data-upload" in page and 'class="dropzone"' in page and "js/upload.js" in page
+    assert 'type="file"' in page and "multiple" in page and 'enctype="multipart/form-data"' in page
+
+
+def test_the_review_queue_explains_its_keys_and_numbers_the_cakes(client, user):
+    make_photo(user, status="done", label="kue_lapis", confidence=0.5)
+    client.force_login(user)
+
+    page = client.get(reverse("review")).content.decode()
+
+    version = ModelVersion.objects.get(is_active=True)
+    assert 'data-labels="' + ",".join(label["slug"] for label in version.labels) + '"' in page
+    assert "<kbd>1</kbd> Kue Dadar Gulung" in page and "js/review.js" in page
+    assert 'tabindex="0" data-prediction="kue_lapis"' in page

@@ -59,3 +59,28 @@ def test_the_litert_file_the_worker_runs_agrees_with_the_keras_network(classifie
 
     assert classifier.uses_litert
     assert np.allclose(classifier.predict_pixels(pixels), keras_probs, atol=1e-5)
+
+
+@pytest.mark.parametrize("photo", SAMPLES[::4], ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_the_heat_map_is_grad_cam_of_the_keras_network_for_the_predicted_cake(classifier, photo):
+    """Grad-CAM done the textbook way (gradients of the class score through the Keras network)
+    against the worker's map from the LiteRT pass and the head's weights."""
+    import tensorflow as tf
+
+    from training.model import FEATURES, HEAD
+
+    model = classifier.model
+    to_map = tf.keras.Model(model.input, model.get_layer(FEATURES).input)
+    kernel, bias = model.get_layer(HEAD).get_weights()
+    pixels = load_image(photo)[None].astype(np.float32)
+
+    probs, heatmap = classifier.classify_with_heatmap(photo)
+    with tf.GradientTape() as tape:
+        feature_map = to_map(pixels, training=False)
+        tape.watch(feature_map)
+        score = (tf.reduce_mean(feature_map, axis=(1, 2)) @ kernel + bias)[0, int(probs.argmax())]
+    weights = tf.reduce_mean(tape.gradient(score, feature_map), axis=(1, 2))[0]
+    grad_cam = np.maximum(np.asarray(tf.reduce_sum(feature_map[0] * weights, axis=-1)), 0)
+
+    assert heatmap.shape == grad_cam.shape == (7, 7) and heatmap.max() == pytest.approx(1.0)
+    assert np.allclose(heatmap, grad_cam / grad_cam.max(), atol=1e-3)

@@ -22,6 +22,7 @@ LABELS_FILE = "labels.json"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 EMBEDDINGS_FILE = "embeddings.npz"
+HEAD_FILE = "head.npz"  # the softmax layer's weights, for heat maps
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,11 @@ class Classifier:
                                             num_threads=int(os.environ.get("INFERENCE_THREADS", 2)))
             self._interpreter.allocate_tensors()
             self._input = self._interpreter.get_input_details()[0]["index"]
-            self._output = self._interpreter.get_output_details()[0]["index"]
+            outputs = {len(d["shape"]): d["index"] for d in self._interpreter.get_output_details()}
+            self._output = outputs[2]  # (1, classes): the probabilities
+            self._feature_map = outputs.get(4)  # (1, h, w, channels): what the head pools, if exported
+            head = self.folder / HEAD_FILE
+            self._head_kernel = np.load(head)["kernel"] if head.is_file() else None
 
     @property
     def model(self) -> keras.Model:
@@ -90,6 +95,26 @@ class Classifier:
                 self._interpreter.invoke()
                 rows.append(self._interpreter.get_tensor(self._output)[0].copy())
         return np.asarray(rows, dtype=np.float64)
+
+    def classify_with_heatmap(self, source: str | Path | BinaryIO) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and, when the folder allows it, a heat map (h x w, 0..1) of where the network
+        looked for the most probable class; from the same single forward pass.
+
+        The head is global average pooling then one dense softmax layer, so Grad-CAM for class c
+        (gradients of the class score, averaged over the map, as channel weights) is exactly the
+        class activation map sum_k W[k, c] * A_k up to a positive factor: no gradients needed.
+        """
+        pixels = load_image(source, self.image_size)[None].astype(np.float32)
+        if self._interpreter is None or self._feature_map is None or self._head_kernel is None:
+            return self.predict_pixels(pixels)[0], None
+        with self._lock:
+            self._interpreter.set_tensor(self._input, pixels)
+            self._interpreter.invoke()
+            probs = self._interpreter.get_tensor(self._output)[0].astype(np.float64)
+            features = self._interpreter.get_tensor(self._feature_map)[0].astype(np.float64)
+        cam = np.maximum(features @ self._head_kernel[:, int(probs.argmax())], 0.0)
+        peak = cam.max()
+        return probs, (cam / peak if peak > 0 else cam)
 
     def compiled(self):
         """Without a LiteRT file: one compiled graph with a fixed signature (an eager Keras call
@@ -138,9 +163,20 @@ def check(folder: str | Path) -> Classifier:
 
 
 def write_tflite(model: keras.Model, folder: Path) -> Path:
-    """Convert the Keras network for LiteRT, next to `model.keras` (the serving path)."""
+    """Convert the Keras network for LiteRT, next to `model.keras` (the serving path).
+
+    The converted graph has a second output, the feature map the head pools, and the head's
+    weights go beside it (head.npz): together they give the heat map at no extra cost.
+    """
+    import keras
     import tensorflow as tf
 
+    from training.model import FEATURES, HEAD
+
+    feature_map = model.get_layer(FEATURES).input  # the backbone's output, in this graph
+    serving = keras.Model(model.input, [model.output, feature_map])
     path = Path(folder) / TFLITE_FILE
-    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(serving).convert())
+    kernel, bias = model.get_layer(HEAD).get_weights()
+    np.savez(Path(folder) / HEAD_FILE, kernel=kernel, bias=bias)
     return path

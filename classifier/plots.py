@@ -1,0 +1,36 @@
+"""Pictures for the staff dashboard that change with the data (matplotlib, drawn on request)."""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+
+
+def feedback_accuracy_png(rows: list[dict]) -> bytes:
+    """Accuracy by users' answers (confirmed / reviewed) per day, one line per model version."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
+    by_version = defaultdict(list)
+    for row in rows:
+        by_version[row["version"]].append(row)
+    for version, points in by_version.items():
+        ax.plot([p["day"] for p in points], [p["confirmed"] / p["reviewed"] for p in points],
+                marker="o", label=f"{version} ({sum(p['reviewed'] for p in points)} answers)")
+    if not rows:
+        ax.text(0.5, 0.5, "No answers yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("confirmed / reviewed")
+    ax.set_title("Accuracy of each model version by users' answers, per day")
+    ax.grid(alpha=0.3)
+    if by_version:
+        ax.legend(loc="lower left", fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()

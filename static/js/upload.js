@@ -1,0 +1,121 @@
+// The upload page, enhanced: drop or pick several photos; each gets a preview and a progress bar,
+// is sent on its own through the API (the session's login, the form's CSRF token), and then
+// waits for its prediction, which appears in place. Without JavaScript the plain form still works.
+(function () {
+  const form = document.querySelector("form[data-upload]");
+  if (!form) return;
+  const input = form.querySelector("input[type=file]");
+  const zone = form.querySelector(".dropzone");
+  const list = document.querySelector(".uploads");
+  const csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+
+  function item(file) {
+    const li = document.createElement("li");
+    li.className = "upload card";
+    const img = document.createElement("img");
+    img.alt = `Preview of ${file.name}`;
+    if (file.type.startsWith("image/")) img.src = URL.createObjectURL(file);
+    const name = document.createElement("span");
+    name.className = "upload-name";
+    name.textContent = file.name;
+    const bar = document.createElement("progress");
+    bar.max = 100;
+    bar.value = 0;
+    bar.setAttribute("aria-label", `Upload of ${file.name}`);
+    const status = document.createElement("span");
+    status.className = "upload-status";
+    status.setAttribute("aria-live", "polite");
+    status.textContent = "Waiting…";
+    li.append(img, name, bar, status);
+    list.prepend(li);
+    return { li, bar, status };
+  }
+
+  function send(file) {
+    const view = item(file);
+    const data = new FormData();
+    data.append("files", file);
+    const request = new XMLHttpRequest();
+    request.open("POST", "/api/photos/");
+    request.setRequestHeader("X-CSRFToken", csrf);
+    request.setRequestHeader("Accept", "application/json");
+    request.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) view.bar.value = (100 * event.loaded) / event.total;
+      view.status.textContent = "Uploading…";
+    });
+    request.addEventListener("load", () => {
+      let body = {};
+      try { body = JSON.parse(request.responseText); } catch (err) { /* not JSON: a proxy's page */ }
+      const result = body.results && body.results[0];
+      if (request.status === 201 && result && result.photo) {
+        view.bar.value = 100;
+        view.status.textContent = "Stored; classifying…";
+        follow(result.photo, view);
+      } else {
+        const reason = (result && result.errors.join(" ")) || (body.error && body.error.message)
+          || `The upload failed (${request.status}).`;
+        fail(view, reason);
+      }
+    });
+    request.addEventListener("error", () => fail(view, "The upload failed: no connection."));
+    request.send(data);
+  }
+
+  function fail(view, reason) {
+    view.li.classList.add("failed");
+    view.bar.remove();
+    view.status.textContent = reason;
+    view.status.setAttribute("role", "alert");
+  }
+
+  async function follow(photo, view) {
+    const link = document.createElement("a");
+    link.href = `/photos/${photo.id}/`;
+    link.textContent = "Open";
+    view.li.append(link);
+    for (let attempt = 0; attempt < 40; attempt++) {
+      let response;
+      try {
+        response = await fetch(`/api/photos/${photo.id}/?wait=20`, { credentials: "same-origin" });
+      } catch (err) {
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+        continue;
+      }
+      if (!response.ok) break;
+      const body = await response.json();
+      if (body.status === "done" && body.prediction) {
+        const p = body.prediction;
+        view.status.textContent = `${p.display_name} · ${Math.round(p.confidence * 100)}%`;
+        view.li.classList.add("done");
+        view.bar.remove();
+        return;
+      }
+      if (body.status === "failed") return fail(view, body.error || "Classification failed.");
+    }
+    view.status.textContent = "Still waiting; the gallery will show the result.";
+  }
+
+  function sendAll(files) {
+    Array.from(files).forEach(send);
+  }
+
+  form.addEventListener("submit", (event) => {
+    if (!input.files.length) return; // let the server say what is missing
+    event.preventDefault();
+    sendAll(input.files);
+    input.value = "";
+  });
+  input.addEventListener("change", () => {
+    sendAll(input.files);
+    input.value = "";
+  });
+  ["dragenter", "dragover"].forEach((type) => zone.addEventListener(type, (event) => {
+    event.preventDefault();
+    zone.classList.add("over");
+  }));
+  ["dragleave", "drop"].forEach((type) => zone.addEventListener(type, () => zone.classList.remove("over")));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    sendAll(event.dataTransfer.files);
+  });
+})();
