@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
+from datetime import timedelta
 
 
 def feedback_accuracy_png(rows: list[dict]) -> bytes:
@@ -11,6 +12,7 @@ def feedback_accuracy_png(rows: list[dict]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
+    from matplotlib import dates
     from matplotlib import pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
@@ -22,6 +24,10 @@ def feedback_accuracy_png(rows: list[dict]) -> bytes:
                 marker="o", label=f"{version} ({sum(p['reviewed'] for p in points)} answers)")
     if not rows:
         ax.text(0.5, 0.5, "No answers yet", ha="center", va="center", transform=ax.transAxes)
+    days = sorted({row["day"] for row in rows})
+    if days:  # a few days either side, so one day of answers is not stretched over years
+        ax.set_xlim(days[0] - timedelta(days=3), days[-1] + timedelta(days=3))
+    ax.xaxis.set_major_formatter(dates.DateFormatter("%d %b"))
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("confirmed / reviewed")
     ax.set_title("Accuracy of each model version by users' answers, per day")

@@ -1,0 +1,156 @@
+"""The website in a real browser (Playwright driving Debian's headless Chromium) against a live
+server with a real worker on Redis and PostgreSQL: a new user's first visit, and a staff member's
+retraining, clicked through as people would. Each page is saved as a screenshot at desktop and
+phone width (the folder is printed), and no page may log a JavaScript error."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+from classifier.models import ModelVersion, Photo, TrainingRun
+from tests.conftest import PHOTOS, services_required
+from tests.processes import app_env, require_services, start_worker
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+SCREENSHOTS = Path(django_settings.BASE_DIR) / "var" / "screenshots"
+WIDTHS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM reads are safe.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    if not CHROMIUM.exists():
+        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)"
+        if services_required():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def site(live_server, settings, tmp_path):
+    """The live server plus a worker on both queues, sharing its database and media."""
+    require_services()
+    worker = start_worker(app_env(settings, tmp_path), tmp_path / "worker.log", "--pool=solo",
+                          "-Q", "celery,training")
+    yield live_server.url
+    worker.stop()
+    print(worker.tail())
+
+
+class Visitor:
+    """A browser tab that records JavaScript errors and saves each page at both widths."""
+
+    def __init__(self, browser, base: str, who: str):
+        self.page = browser.new_page(viewport=WIDTHS["desktop"])
+        self.base, self.who, self.errors = base, who, []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.set_default_timeout(30_000)
+
+    def go(self, path: str) -> None:
+        self.page.goto(self.base + path)
+
+    def shoot(self, name: str) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        for width, size in WIDTHS.items():
+            self.page.set_viewport_size(size)
+            self.page.screenshot(path=SCREENSHOTS / f"{self.who}-{name}-{width}.png", full_page=True)
+        self.page.set_viewport_size(WIDTHS["desktop"])
+
+
+def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(browser, site):
+    me = Visitor(browser, site, "user")
+    me.go("/")
+    assert me.page.locator("li.cake").count() == 8
+    me.shoot("1-landing")
+
+    me.page.get_by_role("link", name="Sign up").first.click()
+    me.page.fill("#id_username", "sari")
+    me.page.fill("#id_password1", "lapis-legit-9x")
+    me.page.fill("#id_password2", "lapis-legit-9x")
+    me.shoot("2-signup")
+    me.page.get_by_role("button", name="Create account").click()
+    me.page.wait_for_url(re.compile(r"/upload/$"))
+
+    photos = [PHOTOS / "kue_lapis" / "108.jpg", PHOTOS / "kue_klepon" / "11.jpg"]
+    me.page.set_input_files("input[type=file]", [str(p) for p in photos])
+    me.page.wait_for_function("document.querySelectorAll('.upload.done').length === 2", timeout=90_000)
+    results = me.page.locator(".upload .upload-status").all_inner_texts()
+    assert sorted(r.split(" ·")[0] for r in results) == ["Kue Klepon", "Kue Lapis"]
+    me.shoot("3-upload-done")
+
+    me.go("/photos/")
+    assert me.page.locator(".tile").count() == 2
+    me.shoot("4-gallery")
+
+    lapis = Photo.objects.get(original_name="108.jpg")
+    me.go(f"/photos/{lapis.pk}/")
+    me.page.get_by_label("Show where the model looked").check()
+    me.page.wait_for_function("document.querySelector('.photo .heat').naturalWidth > 0")
+    assert me.page.locator(".photo .heat").is_visible()
+    me.shoot("5-photo-heatmap")
+
+    me.page.select_option(f"#label-{lapis.pk}", "kue_lumpur")  # a correction: submits itself
+    me.page.wait_for_selector("text=Thank you")
+    assert lapis.feedback.label == "kue_lumpur" and lapis.feedback.is_correction
+    me.shoot("6-corrected")
+
+    me.go("/review/")
+    assert me.page.locator(".review-item").count() == 1  # the klepon; the lapis has its answer
+    me.shoot("7-review")
+    me.page.keyboard.press("y")  # confirm the highlighted photo from the keyboard
+    me.page.wait_for_selector("text=Nothing to review")
+    me.shoot("8-review-done")
+
+    assert me.errors == []
+    print(f"screenshots: {SCREENSHOTS}")
+
+
+def test_staff_start_a_fast_retraining_watch_it_finish_and_activate_the_new_version(
+        browser, site, django_user_model, user):
+    from classifier import services
+    from tests.conftest import upload_of
+
+    django_user_model.objects.create_superuser("chef", password="kue-bika-ambon-7")
+    for path in sorted((PHOTOS / "kue_klepon").glob("*.jpg")):  # users taught it something
+        photo = services.photo_create(owner=user, upload=upload_of(path))
+        assert Photo.objects.filter(pk=photo.pk).exists()
+    from tests.processes import wait_for
+
+    assert wait_for(lambda: Photo.objects.filter(status="done").count() == 2, 90)
+    for photo in Photo.objects.all():
+        services.feedback_record(photo=photo, user=user, label="kue_lumpur")
+
+    staff = Visitor(browser, site, "staff")
+    staff.go("/accounts/login/?next=/staff/models/")
+    staff.page.fill("#id_username", "chef")
+    staff.page.fill("#id_password", "kue-bika-ambon-7")
+    staff.page.get_by_role("button", name="Log in").click()
+    staff.page.wait_for_url(re.compile(r"/staff/models/$"))
+    staff.shoot("1-dashboard")
+
+    staff.page.get_by_role("button", name="Start a training run").click()
+    staff.page.wait_for_selector("text=is queued")
+    staff.shoot("2-run-started")
+    staff.page.wait_for_selector("td:has-text('succeeded')", timeout=240_000)  # the page refreshes itself
+    run = TrainingRun.objects.get()
+    staff.shoot("3-run-finished")
+
+    staff.page.locator(f"form[action='/staff/models/{run.result_version.pk}/activate/'] button").click()
+    staff.page.wait_for_selector("text=is now the active model")
+    assert ModelVersion.objects.get(is_active=True) == run.result_version
+    staff.shoot("4-activated")
+
+    assert staff.errors == []
+    print(f"screenshots: {SCREENSHOTS}")
