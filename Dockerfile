@@ -12,4 +12,5 @@ RUN DEBUG=0 SECRET_KEY=collectstatic-only python manage.py collectstatic --noinp
     && useradd --create-home cakesite && mkdir -p /app/var && chown -R cakesite /app/var
 USER cakesite
 EXPOSE 8000
-CMD ["gunicorn", "cakesite.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]
+CMD ["gunicorn", "cakesite.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", \
+     "--worker-class", "gthread", "--threads", "8"]
