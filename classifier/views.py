@@ -195,18 +195,22 @@ def model_version_confusion(request: HttpRequest, pk: int, split: str) -> FileRe
     version = get_object_or_404(ModelVersion, pk=pk)
     if split not in version.metrics:
         raise Http404("No such evaluation.")
-    path = version.folder / f"confusion_{split}.png"
-    if not path.is_file():
-        raise Http404("No confusion matrix was drawn for this evaluation.")
-    return FileResponse(path.open("rb"), content_type="image/png")
+    return version_png(version, f"confusion_{split}.png",
+                       "No confusion matrix was drawn for this evaluation.")
 
 
 @staff_member_required
 @require_GET
 def model_version_curves(request: HttpRequest, pk: int) -> FileResponse:
-    path = get_object_or_404(ModelVersion, pk=pk).folder / "training_curves.png"
+    return version_png(get_object_or_404(ModelVersion, pk=pk), "training_curves.png",
+                       "This version was not trained epoch by epoch (a head refit has no curves).")
+
+
+def version_png(version: ModelVersion, name: str, missing: str) -> FileResponse:
+    """A plot drawn into the version's folder when it was made; 404 with `missing` if there is none."""
+    path = version.folder / name
     if not path.is_file():
-        raise Http404("This version was not trained epoch by epoch (a head refit has no curves).")
+        raise Http404(missing)
     return FileResponse(path.open("rb"), content_type="image/png")
 
 

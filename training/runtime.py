@@ -88,13 +88,19 @@ class Classifier:
         batch = np.asarray(pixels, dtype=np.float32)
         if self._interpreter is None:
             return np.asarray(self.compiled()(batch), dtype=np.float64)
-        rows = []
+        # The LiteRT graph takes one photo at a time: the worker's case.
+        return np.asarray([self._invoke(row)[0] for row in batch], dtype=np.float64)
+
+    def _invoke(self, row: np.ndarray, feature_map: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """One LiteRT pass over one photo: probabilities, and the feature map if asked for."""
         with self._lock:
-            for row in batch:  # the LiteRT graph takes one photo at a time: the worker's case
-                self._interpreter.set_tensor(self._input, row[None])
-                self._interpreter.invoke()
-                rows.append(self._interpreter.get_tensor(self._output)[0].copy())
-        return np.asarray(rows, dtype=np.float64)
+            self._interpreter.set_tensor(self._input, row[None])
+            self._interpreter.invoke()
+            probs = self._interpreter.get_tensor(self._output)[0].astype(np.float64)
+            features = None
+            if feature_map:
+                features = self._interpreter.get_tensor(self._feature_map)[0].astype(np.float64)
+        return probs, features
 
     def classify_with_heatmap(self, source: str | Path | BinaryIO) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities and, when the folder allows it, a heat map (h x w, 0..1) of where the network
@@ -104,14 +110,10 @@ class Classifier:
         (gradients of the class score, averaged over the map, as channel weights) is exactly the
         class activation map sum_k W[k, c] * A_k up to a positive factor: no gradients needed.
         """
-        pixels = load_image(source, self.image_size)[None].astype(np.float32)
+        pixels = load_image(source, self.image_size).astype(np.float32)
         if self._interpreter is None or self._feature_map is None or self._head_kernel is None:
-            return self.predict_pixels(pixels)[0], None
-        with self._lock:
-            self._interpreter.set_tensor(self._input, pixels)
-            self._interpreter.invoke()
-            probs = self._interpreter.get_tensor(self._output)[0].astype(np.float64)
-            features = self._interpreter.get_tensor(self._feature_map)[0].astype(np.float64)
+            return self.predict_pixels(pixels[None])[0], None
+        probs, features = self._invoke(pixels, feature_map=True)
         cam = np.maximum(features @ self._head_kernel[:, int(probs.argmax())], 0.0)
         peak = cam.max()
         return probs, (cam / peak if peak > 0 else cam)
