@@ -36,13 +36,24 @@ def fit_head(embeddings: np.ndarray, labels: np.ndarray, sample_weight: np.ndarr
     return head.layers[-1].get_weights()
 
 
+def sample_weights(base_labels: np.ndarray, extra_labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-photo loss weights for base photos then extra ones: classes balanced, and the extra photos
+    together weigh at least as much as one base class (never less than a base photo each)."""
+    y = np.concatenate([base_labels, extra_labels]).astype(np.int64)
+    counts = np.bincount(y, minlength=num_classes)
+    weights = len(y) / (num_classes * np.maximum(counts[y], 1))
+    if len(extra_labels):
+        weights[len(base_labels):] *= max(1.0, len(base_labels) / (num_classes * len(extra_labels)))
+    return weights
+
+
 def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extra_labels: np.ndarray,
                *, epochs: int = 60, seed: int = 1) -> dict:
     """Write `out`: `base` with a head refit on the cached base embeddings plus the extra photos.
 
-    Extra photos are what users taught the model: together they weigh as much as one base class,
-    and never less than a base photo each, so a handful of corrections is not drowned out by
-    a thousand base photos. Returns a summary (counts, seconds) that is also saved in config.json.
+    Extra photos are what users taught the model; `sample_weights` keeps a handful of corrections
+    from being drowned out by a thousand base photos. Returns a summary (counts, seconds) that is
+    also saved in config.json.
     """
     from training.model import HEAD
     from training.train import embed
@@ -57,10 +68,7 @@ def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extr
     base_labels = cache["labels"].astype(np.int64)
     x = np.concatenate([cache["embeddings"].astype(np.float32), extra])
     y = np.concatenate([base_labels, np.asarray(extra_labels, dtype=np.int64)])
-    counts = np.bincount(y, minlength=k)
-    weights = len(y) / (k * np.maximum(counts[y], 1))  # balanced classes
-    if len(extra):
-        weights[len(base_labels):] *= max(1.0, len(base_labels) / (k * len(extra)))
+    weights = sample_weights(base_labels, extra_labels, k)
     head = classifier.model.get_layer(HEAD)
     new_weights = fit_head(x, y, weights, k, head.get_weights(), epochs=epochs, seed=seed)
     head.set_weights(new_weights)
