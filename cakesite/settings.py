@@ -231,6 +231,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 90)
 CELERY_TASK_ROUTES = {"classifier.tasks.train_model": {"queue": "training"}}
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "celery")  # classification
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fixup closes the database connection around every task unless this is set, so each
+# photo paid for a new PostgreSQL backend. Set, it recycles only after this many tasks;
+# classifier.tasks checks the connection around each task as Django does around each request.
+CELERY_DB_REUSE_MAX = envint("CELERY_DB_REUSE_MAX", 10_000)
 # The sweep (classifier.tasks.requeue_stuck), run by Celery beat and at every worker start, sends
 # again what waited longer than REQUEUE_AFTER_S: work lost with a killed worker or never sent while
 # the broker was down. Above the classification time limit, so running work is not sent twice.

@@ -15,11 +15,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import connection, transaction
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from classifier import selectors
 from classifier.models import Feedback, ModelVersion, Photo, Prediction, TrainingRun
 from training import runtime
 from training.preprocess import to_rgb
@@ -146,8 +147,18 @@ def photos_create(*, owner, uploads: list[UploadedFile]
 
 
 def photo_set_status(photo: Photo, status: str, error: str = "") -> None:
-    """Change the status with one UPDATE; `updated` moves too, so pollers see the change."""
+    """Change the status with one UPDATE; `updated` moves too, so pollers see the change. Done or
+    failed is also announced to requests waiting for it (`selectors.photo_state_settled`)."""
     Photo.objects.filter(pk=photo.pk).update(status=status, error=error[:2000], updated=timezone.now())
+    if status not in selectors.PENDING:
+        announce_settled(photo.pk)
+
+
+def announce_settled(photo_id: int) -> None:
+    """Wake the requests waiting for this photo (on PostgreSQL; delivered at commit)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [selectors.settled_channel(photo_id)])
 
 
 def photo_start(photo: Photo) -> None:
@@ -197,6 +208,7 @@ def photo_delete(photo: Photo) -> None:
     """Delete the row, then its files once the deletion is committed."""
     files = [photo.image, photo.thumbnail, *(p.heatmap for p in photo.predictions.all())]
     with transaction.atomic():
+        announce_settled(photo.pk)  # a request waiting for it answers 404 at once
         photo.delete()
         transaction.on_commit(lambda: [f.delete(save=False) for f in files if f])
 
@@ -233,8 +245,6 @@ def feedback_record(*, photo: Photo, user, label: str) -> Feedback:
     The label must be one of the classes of the model that labelled the photo (the active model's
     if none has yet), or `Feedback.NONE`.
     """
-    from classifier import selectors
-
     prediction = selectors.latest_prediction(photo)
     version = prediction.model_version if prediction else selectors.active_version()
     known = {item["slug"] for item in version.labels} if version else set()

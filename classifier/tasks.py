@@ -6,7 +6,8 @@ import logging
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import task_postrun, task_prerun, worker_process_init, worker_ready
+from django import db
 from django.conf import settings
 from kombu.exceptions import OperationalError
 
@@ -51,6 +52,14 @@ def requeue_stuck() -> str:
     return f"{len(photos)} photos, {len(runs)} training runs"
 
 
+@task_prerun.connect
+@task_postrun.connect
+def database_as_for_a_request(**_kwargs) -> None:
+    """Around each task what Django does around each request: a connection that broke or outlived
+    CONN_MAX_AGE is closed, and the next query opens a new one (see CELERY_DB_REUSE_MAX)."""
+    db.close_old_connections()
+
+
 @worker_process_init.connect
 def load_model_at_process_start(**_kwargs) -> None:
     """Each worker process loads the active model once, before its first task."""
@@ -60,7 +69,10 @@ def load_model_at_process_start(**_kwargs) -> None:
     inference.warm_up()
 
 
-@shared_task(bind=True, max_retries=3, default_retry_delay=5, acks_late=True)
+# A database that drops the worker's connection (a restart, a failover) delays a photo by a retry,
+# on a new connection (database_as_for_a_request closes the broken one after the failed try).
+@shared_task(bind=True, max_retries=3, default_retry_delay=5, acks_late=True,
+             autoretry_for=(db.OperationalError, db.InterfaceError))
 def classify_photo(self, photo_id: int) -> str:
     """Classify a photo with the active model and record the prediction (once per version)."""
     photo = Photo.objects.filter(pk=photo_id).first()

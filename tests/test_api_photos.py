@@ -1,16 +1,20 @@
 """The REST API for photos: token auth, upload, read, filter, poll, feedback, delete, errors."""
 
+import threading
 import time
 from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from classifier.models import Feedback, Photo
-from tests.conftest import png_bytes, sample_photo, upload_of
+from classifier import services
+from classifier.models import Feedback, ModelVersion, Photo
+from tests.conftest import png_bytes, sample_photo, services_required, upload_of
 from tests.test_photo_pages import make_photo
 
 pytestmark = pytest.mark.django_db
@@ -145,6 +149,62 @@ def test_a_long_poll_answers_at_once_for_a_finished_photo_and_after_the_wait_for
     assert finished.status_code == 200 and finished.json()["status"] == "done" and answered_done < 10
     assert still_queued.status_code == 200 and still_queued.json()["status"] == "queued"
     assert answered_queued >= 0.3
+
+
+def needs_postgresql() -> None:
+    if connection.vendor != "postgresql":
+        if services_required():
+            pytest.fail("DATABASE_URL must be PostgreSQL here")
+        pytest.skip("notifications need PostgreSQL (set DATABASE_URL)")
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_long_poll_on_postgresql_sleeps_until_the_worker_settles_the_photo(api, user):
+    """The waiting request does not ask the database every few milliseconds: it is woken by the
+    notification committed with the prediction."""
+    needs_postgresql()
+    photo = make_photo(user)
+    version = ModelVersion.objects.get(is_active=True)
+
+    def worker_settles_it():
+        time.sleep(1.0)
+        services.prediction_record(photo=photo, version=version, probabilities={"kue_lapis": 0.9},
+                                   label="kue_lapis", confidence=0.9, inference_ms=5.0)
+        connection.close()
+
+    worker = threading.Thread(target=worker_settles_it)
+    with CaptureQueriesContext(connection) as queries:
+        worker.start()
+        started = time.monotonic()
+        response = api.get(f"/api/photos/{photo.pk}/?wait=20")
+        waited = time.monotonic() - started
+    worker.join()
+
+    assert response.status_code == 200 and response.json()["status"] == "done"
+    assert response.json()["prediction"]["label"] == "kue_lapis"
+    assert 0.5 < waited < 10  # woken by the result, long before the 20 s wait ends
+    assert len(queries) <= 10  # asking every 20 ms for a second would take 50
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_long_poll_for_a_photo_deleted_meanwhile_answers_404_without_waiting_out_its_wait(api, user):
+    needs_postgresql()
+    photo = make_photo(user)
+
+    def owner_deletes_it():
+        time.sleep(1.0)
+        services.photo_delete(photo)
+        connection.close()
+
+    owner = threading.Thread(target=owner_deletes_it)
+    owner.start()
+    started = time.monotonic()
+    response = api.get(f"/api/photos/{photo.pk}/?wait=20")
+    waited = time.monotonic() - started
+    owner.join()
+
+    assert response.status_code == 404
+    assert 0.5 < waited < 10
 
 
 @pytest.mark.parametrize("wait", ["-1", "31", "nan", "soon"])

@@ -122,6 +122,34 @@ def test_while_the_database_is_unreachable_requests_get_a_clear_503_and_then_it_
     assert after.status_code == 200, web.tail()
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_worker_whose_database_connection_was_cut_classifies_the_next_photo_on_a_new_one(
+        settings, tmp_path, user):
+    """The worker keeps its database connection from photo to photo; when the database cuts it, the
+    next photo is retried on a new connection, not failed or left queued (no sweep runs here)."""
+    require_services()
+    proxy = TcpProxy((settings.DATABASES["default"]["HOST"] or "127.0.0.1",
+                      int(settings.DATABASES["default"]["PORT"] or 5432)))
+    proxy.start()
+    env = app_env(settings, tmp_path, DATABASE_URL=database_url(port=proxy.port))
+    worker = start_worker(env, tmp_path / "worker.log", "--concurrency=1")
+    try:
+        first = services.photo_create(owner=user, upload=SimpleUploadedFile(
+            "a.jpg", sample_photo().read_bytes()))
+        assert wait_for(lambda: Photo.objects.get(pk=first.pk).status == "done", 90), worker.tail()
+        proxy.stop()  # every connection through the proxy is cut...
+        proxy.start()  # ...and the database answers again at once
+        second = services.photo_create(owner=user, upload=SimpleUploadedFile(
+            "b.jpg", sample_photo("kue_klepon").read_bytes()))
+        done = wait_for(lambda: Photo.objects.get(pk=second.pk).status == "done", 60)
+    finally:
+        worker.stop()
+        proxy.stop()
+
+    assert done, worker.tail()
+    assert second.predictions.count() == 1
+
+
 def broken_copy(settings, tmp_path, damage: str) -> ModelVersion:
     """A registered version whose files are damaged: 'missing' or 'corrupt' network."""
     settings.MODELS_DIR = tmp_path / "models"

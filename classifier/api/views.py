@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC
 
 import django_filters
@@ -33,7 +32,6 @@ from classifier.models import ModelVersion, Photo, TrainingRun
 
 ERROR = serializers.ErrorSerializer
 MAX_WAIT_S = 30  # a long poll; below common proxy timeouts
-WAIT_STEP_S = 0.02  # how often a waiting request looks at the photo's status (one indexed query)
 
 
 class AuthTokenSerializer(Serializer):
@@ -118,9 +116,17 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return Photo.objects.none()
         permission = {"destroy": "delete", "retry": "change", "feedback": "change"}.get(self.action, "view")
-        return selectors.photos_for_user(self.request.user, action=permission).annotate(
-            confidence=selectors.latest_prediction_value("confidence")
+        photos = selectors.photos_for_user(self.request.user, action=permission)
+        if self.action != "list":
+            return photos
+        return photos.annotate(  # what the list's filters and ordering read
+            latest_label=selectors.latest_prediction_value("label"),
+            confidence=selectors.latest_prediction_value("confidence"),
         )
+
+    def filter_queryset(self, queryset):
+        """Filters and ordering shape lists; one photo's own URL is answered whatever the query string."""
+        return super().filter_queryset(queryset) if self.action == "list" else queryset
 
     def retrieve(self, request, *args, **kwargs):
         """Cheap to poll: one small query answers 304 when nothing changed since the client's ETag;
@@ -131,11 +137,8 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         row = self.get_queryset().filter(pk=kwargs["pk"]).values_list("updated", "status").first()
         if row is None:
             return super().retrieve(request, *args, **kwargs)  # the usual 404
-        deadline = time.monotonic() + wait
-        pending = (Photo.Status.QUEUED, Photo.Status.PROCESSING)
-        while row and row[1] in pending and time.monotonic() < deadline:
-            time.sleep(WAIT_STEP_S)
-            row = Photo.objects.filter(pk=kwargs["pk"]).values_list("updated", "status").first()
+        if row[1] in selectors.PENDING and wait > 0:
+            row = selectors.photo_state_settled(int(kwargs["pk"]), wait)
         if row is None:
             return super().retrieve(request, *args, **kwargs)  # deleted while we waited: 404
         updated = row[0]
@@ -186,10 +189,9 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         if len(files) > settings.MAX_FILES_PER_UPLOAD:
             raise ValidationError({"files": f"At most {settings.MAX_FILES_PER_UPLOAD} photos at once."})
         stored = services.photos_create(owner=request.user, uploads=files)
-        photos = self.get_queryset().in_bulk([photo.pk for _, photo, _ in stored if photo])  # one query
         results = [
             {"file": upload.name, "errors": errors,
-             "photo": self.get_serializer(photos[photo.pk]).data if photo else None}
+             "photo": self.get_serializer(selectors.as_just_created(photo)).data if photo else None}
             for upload, photo, errors in stored
         ]
         created = any(r["photo"] for r in results)
