@@ -57,6 +57,8 @@ class Photo(models.Model):
         DONE = "done"
         FAILED = "failed"
 
+    PENDING = (Status.QUEUED, Status.PROCESSING)  # not classified yet: waiting for or in the worker
+
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="photos")
     image = models.ImageField(upload_to=photo_upload_to, width_field="width", height_field="height")
     thumbnail = models.ImageField(upload_to=thumbnail_upload_to, blank=True)

@@ -50,7 +50,6 @@ def photo_for_user(user, pk: int, action: str = "view") -> Photo:
     return get_object_or_404(photos_for_user(user, action=action), pk=pk)
 
 
-PENDING = (Photo.Status.QUEUED, Photo.Status.PROCESSING)
 POLL_STEP_S = 0.02  # without notifications: how often a waiting request reads the photo's status
 
 
@@ -76,7 +75,7 @@ def photo_state_settled(photo_id: int, seconds: float) -> tuple[datetime, str] |
     deadline = time.monotonic() + seconds
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         state = photo_state(photo_id)
-        while state and state[1] in PENDING and time.monotonic() < deadline:
+        while state and state[1] in Photo.PENDING and time.monotonic() < deadline:
             time.sleep(POLL_STEP_S)
             state = photo_state(photo_id)
         return state
@@ -85,7 +84,7 @@ def photo_state_settled(photo_id: int, seconds: float) -> tuple[datetime, str] |
         cursor.execute(f'LISTEN "{channel}"')
         try:
             state = photo_state(photo_id)
-            while state and state[1] in PENDING and (left := deadline - time.monotonic()) > 0:
+            while state and state[1] in Photo.PENDING and (left := deadline - time.monotonic()) > 0:
                 for _ in connection.connection.notifies(timeout=left, stop_after=1):
                     pass
                 state = photo_state(photo_id)

@@ -150,7 +150,7 @@ def photo_set_status(photo: Photo, status: str, error: str = "") -> None:
     """Change the status with one UPDATE; `updated` moves too, so pollers see the change. Done or
     failed is also announced to requests waiting for it (`selectors.photo_state_settled`)."""
     Photo.objects.filter(pk=photo.pk).update(status=status, error=error[:2000], updated=timezone.now())
-    if status not in selectors.PENDING:
+    if status not in Photo.PENDING:
         announce_settled(photo.pk)
 
 
@@ -193,7 +193,7 @@ def stuck_requeue() -> tuple[list[int], list[int]]:
     cutoff = now - timedelta(seconds=settings.REQUEUE_AFTER_S)
     with transaction.atomic():
         photos = list(Photo.objects.select_for_update(skip_locked=True).filter(
-            status__in=[Photo.Status.QUEUED, Photo.Status.PROCESSING], updated__lt=cutoff,
+            status__in=Photo.PENDING, updated__lt=cutoff,
         ).values_list("pk", flat=True))
         Photo.objects.filter(pk__in=photos).update(status=Photo.Status.QUEUED, updated=now)
     runs = list(TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, created__lt=cutoff)

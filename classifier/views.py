@@ -254,7 +254,7 @@ def card(photo: Photo) -> dict:
     prediction = selectors.latest_prediction(photo)
     return {
         "photo": photo,
-        "pending": photo.status in (Photo.Status.QUEUED, Photo.Status.PROCESSING),
+        "pending": photo.status in Photo.PENDING,
         "prediction": prediction,
         "label_name": prediction.model_version.display_name(prediction.label) if prediction else "",
         "top": selectors.top_k(prediction) if prediction else [],

@@ -137,7 +137,7 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         row = self.get_queryset().filter(pk=kwargs["pk"]).values_list("updated", "status").first()
         if row is None:
             return super().retrieve(request, *args, **kwargs)  # the usual 404
-        if row[1] in selectors.PENDING and wait > 0:
+        if row[1] in Photo.PENDING and wait > 0:
             row = selectors.photo_state_settled(int(kwargs["pk"]), wait)
         if row is None:
             return super().retrieve(request, *args, **kwargs)  # deleted while we waited: 404
