@@ -91,13 +91,17 @@ def test_an_upload_while_the_broker_is_down_is_kept_queued_and_classified_when_i
     assert Photo.objects.get(pk=photo["id"]).predictions.count() == 1
 
 
+def postgres_address(settings) -> tuple[str, int]:
+    """Where the test database's server listens, for a proxy in front of it."""
+    return (settings.DATABASES["default"]["HOST"] or "127.0.0.1",
+            int(settings.DATABASES["default"]["PORT"] or 5432))
+
+
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_while_the_database_is_unreachable_requests_get_a_clear_503_and_then_it_recovers(
         settings, tmp_path, user):
     require_services()
-    postgres = (settings.DATABASES["default"]["HOST"] or "127.0.0.1",
-                int(settings.DATABASES["default"]["PORT"] or 5432))
-    proxy = TcpProxy(postgres)
+    proxy = TcpProxy(postgres_address(settings))
     proxy.start()
     port = free_port()
     env = app_env(settings, tmp_path, DATABASE_URL=database_url(port=proxy.port), DB_CONN_MAX_AGE="60")
@@ -128,8 +132,7 @@ def test_a_worker_whose_database_connection_was_cut_classifies_the_next_photo_on
     """The worker keeps its database connection from photo to photo; when the database cuts it, the
     next photo is retried on a new connection, not failed or left queued (no sweep runs here)."""
     require_services()
-    proxy = TcpProxy((settings.DATABASES["default"]["HOST"] or "127.0.0.1",
-                      int(settings.DATABASES["default"]["PORT"] or 5432)))
+    proxy = TcpProxy(postgres_address(settings))
     proxy.start()
     env = app_env(settings, tmp_path, DATABASE_URL=database_url(port=proxy.port))
     worker = start_worker(env, tmp_path / "worker.log", "--concurrency=1")
