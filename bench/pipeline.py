@@ -11,7 +11,9 @@ database; its processes' resident memory is sampled throughout. Then, after a sh
 K clients each upload a photo (multipart, token auth, the photo's original bytes), poll its
 URL with the ETag until it is done, and start the next, for the given number of seconds. A photo
 without a result 30 s after its upload is `lost`; a refused upload or a failed classification is
-an `error`. The API's throttles are raised for the run: they are a policy, not a cost.
+an `error`. The API's throttles are raised for the run: they are a policy, not a cost. While the
+clients run, the CPU time of each part (web, worker processes, PostgreSQL, Redis, the clients) is
+read from /proc and printed per photo: where the machine's cores go.
 
 Ends with `RESULT upload_to_result_p50_ms=.. upload_to_result_p99_ms=.. photos_per_s=.. lost=..
 errors=.. worker_ready_s=.. worker_rss_mb=..`.
@@ -74,6 +76,56 @@ def rss_mb(pid: int) -> dict[int, float]:
                 found[current] = int(line.split()[1]) / 1024
         pids.extend(int(c) for c in children)
     return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user plus system) of process `pid` so far, with that of its children that have
+    ended (PostgreSQL's backends that closed, for instance); 0 once it has gone. From /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def named(name: str) -> list[int]:
+    """Processes called `name` (PostgreSQL, Redis): shared servers, so on a machine that runs
+    something else at the same time their figure includes that too."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == name:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def cpu_by_part(web: int, worker: int) -> dict[str, dict[int, float]]:
+    """CPU seconds used so far by each part of the pipeline, per process."""
+    parts = {
+        "web (gunicorn)": [web, *children(web)],
+        "worker pool processes": children(worker),
+        "worker main process": [worker],
+        "PostgreSQL": named("postgres"),
+        "Redis": named("redis-server"),
+    }
+    cpu = {part: {pid: cpu_seconds(pid) for pid in pids} for part, pids in parts.items()}
+    cpu["the benchmark's clients"] = {os.getpid(): time.process_time()}
+    return cpu
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds between two readings of one part. A process that ended in between counts in
+    its parent (a PostgreSQL backend in the postmaster's children time), all of its life."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 class Client:
@@ -258,7 +310,9 @@ def main(argv: list[str] | None = None) -> None:
                 client.ms = {kind: [] for kind in client.ms}
                 client.requests = client.server_errors = 0
             since = datetime.now(UTC)
+            cpu_before = cpu_by_part(processes[0].pid, worker.pid)
             outcomes, elapsed = run_clients(clients, photos, args.seconds)
+            cpu_after = cpu_by_part(processes[0].pid, worker.pid)
             stages = worker_stages(env["DATABASE_URL"], since)
             sampling.set()
             sampler.join()
@@ -301,6 +355,13 @@ def main(argv: list[str] | None = None) -> None:
         ("worker RSS, all processes (MB)", f"{sum(per_process):.0f}"),
     ]:
         print(f"{name:<34} {value:>10}")
+    print(f"\n{'CPU while measuring':<34} {'cores':>10} {'ms/photo':>8}")
+    total = 0.0
+    for part, after in cpu_after.items():
+        used = cpu_used(cpu_before[part], after)
+        total += used
+        print(f"{part:<34} {used / elapsed:>10.2f} {1000 * used / max(len(done), 1):>8.1f}")
+    print(f"{'all':<34} {total / elapsed:>10.2f} {1000 * total / max(len(done), 1):>8.1f}")
     result = {
         "upload_to_result_p50_ms": f"{p50:.1f}", "upload_to_result_p99_ms": f"{p99:.1f}",
         "photos_per_s": f"{len(done) / elapsed:.1f}", "lost": lost, "errors": errors + server_errors,
