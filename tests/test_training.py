@@ -147,6 +147,36 @@ def test_serving_sees_exactly_the_pixels_that_training_saw(tiny_data, tmp_path):
     assert np.allclose(from_training, from_serving, atol=1e-6)
 
 
+@pytest.mark.parametrize("outputs", ["probabilities and feature map", "probabilities"])
+def test_folders_exported_before_the_head_moved_out_of_litert_still_serve(tmp_path, outputs):
+    """Model versions registered before 2026-11-23 have a LiteRT file that ends in the softmax
+    (with the feature map as a second output since heat maps came): they keep working."""
+    import keras
+    import tensorflow as tf
+
+    from training import model as networks
+
+    net = networks.build("simple-cnn", len(CLASSES), 32)
+    legacy = [net.output, net.get_layer(networks.FEATURES).input][:2 if "feature" in outputs else 1]
+    folder = tmp_path / "legacy"
+    folder.mkdir()
+    net.save(folder / "model.keras")
+    (folder / "model.tflite").write_bytes(
+        tf.lite.TFLiteConverter.from_keras_model(keras.Model(net.input, legacy)).convert())
+    if "feature" in outputs:
+        kernel, bias = net.get_layer(networks.HEAD).get_weights()
+        np.savez(folder / "head.npz", kernel=kernel, bias=bias)
+    (folder / "labels.json").write_text(json.dumps([{"slug": c, "name": c} for c in CLASSES]))
+    (folder / "config.json").write_text(json.dumps({"image_size": 32}))
+    pixels = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+
+    classifier = load(folder)
+
+    assert classifier.uses_litert
+    expected = np.asarray(net(pixels.astype(np.float32), training=False))
+    assert np.allclose(classifier.predict_pixels(pixels), expected, atol=1e-5)
+
+
 def test_display_names_read_like_words():
     assert display_name("kue_putri_salju") == "Kue Putri Salju"
     assert display_name("cats") == "Cats"

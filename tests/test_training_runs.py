@@ -101,6 +101,9 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     assert ModelVersion.objects.get(is_active=True) == private_models  # promotion stays explicit
     new = load(version.folder)
     assert new.uses_litert  # the worker serves the new version through LiteRT too
+    # Only the head changed: the new version keeps its base's LiteRT file, which needs no conversion.
+    base_file = (private_models.folder / "model.tflite").read_bytes()
+    assert (version.folder / "model.tflite").read_bytes() == base_file
     for path, label in taught:
         assert new.slugs[int(new.classify(path).argmax())] == label
     assert tasks.train_model(run.pk) == "not queued"  # a redelivery does nothing

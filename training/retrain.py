@@ -16,7 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from training.data import counts_per_class
-from training.runtime import CONFIG_FILE, EMBEDDINGS_FILE, LABELS_FILE, MODEL_FILE, load, write_tflite
+from training.runtime import (
+    CONFIG_FILE,
+    EMBEDDINGS_FILE,
+    LABELS_FILE,
+    MODEL_FILE,
+    TFLITE_FILE,
+    load,
+    write_head,
+    write_tflite,
+)
 
 
 def fit_head(embeddings: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray, num_classes: int,
@@ -75,7 +84,11 @@ def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extr
 
     out.mkdir(parents=True, exist_ok=True)
     classifier.model.save(out / MODEL_FILE)
-    write_tflite(classifier.model, out)
+    if classifier.head_outside_litert:  # the backbone is unchanged: so is its LiteRT file
+        shutil.copy(base / TFLITE_FILE, out / TFLITE_FILE)
+        write_head(classifier.model, out)
+    else:
+        write_tflite(classifier.model, out)
     shutil.copy(base / LABELS_FILE, out / LABELS_FILE)
     np.savez_compressed(out / EMBEDDINGS_FILE, embeddings=x.astype(np.float16), labels=y,
                         files=np.concatenate([cache["files"], [f"user/{i}" for i in range(len(extra))]]),
@@ -107,8 +120,7 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
 
     from training import data as datasets
     from training import model as networks
-    from training import report
-    from training.train import embed, export, fit_phase, predict
+    from training.train import embed, export, fit_phase
 
     started = time.perf_counter()
     base, out = Path(base), Path(out)
@@ -144,8 +156,7 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
     }
     config |= {"retrain": summary, "train_seconds": summary["seconds"],
                "n_train": int(len(y)), "n_val": int(len(val_idx))}
-    val_probs = predict(model, pixels[val_idx], options["batch_size"])
-    results = {"validation": report.metrics(data.labels[val_idx], val_probs, classes)}
-    export(out, model, config, [phase], results,
-           embed(model, np.concatenate([pixels, extra_pixels]), options["batch_size"]), everything)
+    embeddings = embed(model, np.concatenate([pixels, extra_pixels]), options["batch_size"])
+    export(out, model, config, [phase], embeddings, everything,
+           validation=(pixels[val_idx], data.labels[val_idx]))
     return summary

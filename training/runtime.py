@@ -17,12 +17,12 @@ if TYPE_CHECKING:
     import keras
 
 MODEL_FILE = "model.keras"
-TFLITE_FILE = "model.tflite"  # the same network for LiteRT (XNNPACK): what the worker runs
+TFLITE_FILE = "model.tflite"  # the network up to its feature map, for LiteRT (XNNPACK): what the worker runs
 LABELS_FILE = "labels.json"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 EMBEDDINGS_FILE = "embeddings.npz"
-HEAD_FILE = "head.npz"  # the softmax layer's weights, for heat maps
+HEAD_FILE = "head.npz"  # the softmax layer's weights: the probabilities and heat maps from the feature map
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,12 @@ class Classifier:
             self._interpreter.allocate_tensors()
             self._input = self._interpreter.get_input_details()[0]["index"]
             outputs = {len(d["shape"]): d["index"] for d in self._interpreter.get_output_details()}
-            self._output = outputs[2]  # (1, classes): the probabilities
-            self._feature_map = outputs.get(4)  # (1, h, w, channels): what the head pools, if exported
+            self._feature_map = outputs.get(4)  # (1, h, w, channels): what the head pools
+            self._output = outputs.get(2)  # (1, classes): probabilities, in files written before 11-23
             head = self.folder / HEAD_FILE
-            self._head_kernel = np.load(head)["kernel"] if head.is_file() else None
+            self._head = dict(np.load(head)) if head.is_file() and self._feature_map is not None else None
+            if self._head is None and self._output is None:
+                raise ValueError(f"{TFLITE_FILE} gives no probabilities and {HEAD_FILE} is missing")
 
     @property
     def model(self) -> keras.Model:
@@ -91,16 +93,29 @@ class Classifier:
         # The LiteRT graph takes one photo at a time: the worker's case.
         return np.asarray([self._invoke(row)[0] for row in batch], dtype=np.float64)
 
-    def _invoke(self, row: np.ndarray, feature_map: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """One LiteRT pass over one photo: probabilities, and the feature map if asked for."""
+    @property
+    def head_outside_litert(self) -> bool:
+        """True when the LiteRT file stops at the feature map and head.npz does the rest: a head
+        refit then keeps the file as it is."""
+        return self._head is not None
+
+    def _invoke(self, row: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One LiteRT pass over one photo: the probabilities, and the feature map when the file has it.
+
+        The head is global average pooling, then one dense softmax layer (dropout is off when
+        serving), so it is a few thousand multiplications done here in NumPy.
+        """
         with self._lock:
             self._interpreter.set_tensor(self._input, row[None])
             self._interpreter.invoke()
-            probs = self._interpreter.get_tensor(self._output)[0].astype(np.float64)
             features = None
-            if feature_map:
+            if self._feature_map is not None:
                 features = self._interpreter.get_tensor(self._feature_map)[0].astype(np.float64)
-        return probs, features
+            if self._head is None:
+                return self._interpreter.get_tensor(self._output)[0].astype(np.float64), features
+        logits = features.mean(axis=(0, 1)) @ self._head["kernel"] + self._head["bias"]
+        exp = np.exp(logits - logits.max())
+        return exp / exp.sum(), features
 
     def classify_with_heatmap(self, source: str | Path | BinaryIO) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities and, when the folder allows it, a heat map (h x w, 0..1) of where the network
@@ -111,10 +126,10 @@ class Classifier:
         class activation map sum_k W[k, c] * A_k up to a positive factor: no gradients needed.
         """
         pixels = load_image(source, self.image_size).astype(np.float32)
-        if self._interpreter is None or self._feature_map is None or self._head_kernel is None:
+        if self._interpreter is None or self._head is None:
             return self.predict_pixels(pixels[None])[0], None
-        probs, features = self._invoke(pixels, feature_map=True)
-        cam = np.maximum(features @ self._head_kernel[:, int(probs.argmax())], 0.0)
+        probs, features = self._invoke(pixels)
+        cam = np.maximum(features @ self._head["kernel"][:, int(probs.argmax())], 0.0)
         peak = cam.max()
         return probs, (cam / peak if peak > 0 else cam)
 
@@ -165,20 +180,25 @@ def check(folder: str | Path) -> Classifier:
 
 
 def write_tflite(model: keras.Model, folder: Path) -> Path:
-    """Convert the Keras network for LiteRT, next to `model.keras` (the serving path).
+    """Convert the Keras network up to its feature map for LiteRT, and write the head beside it.
 
-    The converted graph has a second output, the feature map the head pools, and the head's
-    weights go beside it (head.npz): together they give the heat map at no extra cost.
+    The worker runs this file, then pools the feature map and applies the head (head.npz) in
+    NumPy: the same pass gives the heat map, and a head refit keeps the file as it is.
     """
     import keras
     import tensorflow as tf
 
-    from training.model import FEATURES, HEAD
+    from training.model import FEATURES
 
-    feature_map = model.get_layer(FEATURES).input  # the backbone's output, in this graph
-    serving = keras.Model(model.input, [model.output, feature_map])
+    serving = keras.Model(model.input, model.get_layer(FEATURES).input)  # the backbone's feature map
     path = Path(folder) / TFLITE_FILE
     path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(serving).convert())
+    write_head(model, folder)
+    return path
+
+
+def write_head(model: keras.Model, folder: Path) -> None:
+    from training.model import HEAD
+
     kernel, bias = model.get_layer(HEAD).get_weights()
     np.savez(Path(folder) / HEAD_FILE, kernel=kernel, bias=bias)
-    return path

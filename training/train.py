@@ -32,6 +32,7 @@ from training.runtime import (  # noqa: E402
     METRICS_FILE,
     MODEL_FILE,
     display_name,
+    load,
     write_tflite,
 )
 
@@ -111,13 +112,6 @@ def embed(model: keras.Model, pixels: np.ndarray, batch_size: int) -> np.ndarray
     return np.concatenate(out).astype(np.float16)
 
 
-def predict(model: keras.Model, pixels: np.ndarray, batch_size: int) -> np.ndarray:
-    return np.concatenate([
-        np.asarray(model(pixels[i:i + batch_size].astype(np.float32), training=False))
-        for i in range(0, len(pixels), batch_size)
-    ])
-
-
 def train(args: argparse.Namespace) -> Path:
     started = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
@@ -151,8 +145,6 @@ def train(args: argparse.Namespace) -> Path:
                                 weights, args))
     train_seconds = time.perf_counter() - started
 
-    val_probs = predict(model, pixels[val_idx], args.batch_size)
-    print(report.text_report(data.labels[val_idx], val_probs, classes))
     config = {
         "arch": args.arch,
         "image_size": args.image_size,
@@ -171,16 +163,17 @@ def train(args: argparse.Namespace) -> Path:
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "command": "python -m training.train " + shlex.join(sys.argv[1:] or []),
     }
-    out = export(Path(args.out), model, config, phases,
-                 {"validation": report.metrics(data.labels[val_idx], val_probs, classes)},
-                 embed(model, pixels, args.batch_size), data)
+    out = export(Path(args.out), model, config, phases, embed(model, pixels, args.batch_size), data,
+                 validation=(pixels[val_idx], data.labels[val_idx]))
     print(f"exported {out} in {time.perf_counter() - started:.0f} s")
     return out
 
 
-def export(out: Path, model: keras.Model, config: dict, phases: list[dict], results: dict,
-           embeddings: np.ndarray, data: datasets.Dataset) -> Path:
-    """Write the model folder: model, labels, config, metrics, plots, embeddings and card."""
+def export(out: Path, model: keras.Model, config: dict, phases: list[dict], embeddings: np.ndarray,
+           data: datasets.Dataset, *, validation: tuple[np.ndarray, np.ndarray]) -> Path:
+    """Write the model folder: model, LiteRT file, labels, config, metrics, plots, embeddings and
+    card. The validation figures (`validation`: pixels, labels) are measured through the exported
+    LiteRT file, which is what the worker serves."""
     out.mkdir(parents=True, exist_ok=True)
     # An uncompiled copy: the optimizer's state would more than double the file and serves no one.
     serving = networks.build(config["arch"], len(config["classes"]), config["image_size"],
@@ -191,6 +184,10 @@ def export(out: Path, model: keras.Model, config: dict, phases: list[dict], resu
     labels = [{"slug": c, "name": display_name(c)} for c in config["classes"]]
     (out / LABELS_FILE).write_text(json.dumps(labels, indent=2) + "\n")
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    val_pixels, val_labels = validation
+    val_probs = load(out).predict_pixels(val_pixels)
+    print(report.text_report(val_labels, val_probs, config["classes"]))
+    results = {"validation": report.metrics(val_labels, val_probs, config["classes"])}
     (out / METRICS_FILE).write_text(json.dumps(results, indent=2) + "\n")
     (out / "history.json").write_text(json.dumps(phases) + "\n")
     np.savez_compressed(out / EMBEDDINGS_FILE, embeddings=embeddings, labels=data.labels,
