@@ -82,7 +82,10 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.config(
-        default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}", conn_max_age=envint("DB_CONN_MAX_AGE", 60)
+        default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}", conn_max_age=envint("DB_CONN_MAX_AGE", 60),
+        # A kept connection is checked before a request or task reuses it: after a database restart
+        # each thread would otherwise fail once on the connection that was cut.
+        conn_health_checks=envbool("DB_CONN_HEALTH_CHECKS", True),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
