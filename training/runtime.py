@@ -40,8 +40,9 @@ def display_name(slug: str) -> str:
 class Classifier:
     """A model folder in memory: its labels, the input size it was trained at, and the network.
 
-    Serving runs the folder's LiteRT file when there is one, so a worker never loads TensorFlow;
-    the Keras network (`model`, for training, embeddings and heat maps) loads on first use.
+    Serving runs the folder's LiteRT file (then the head from head.npz) when there is one, so a
+    worker never loads TensorFlow; the Keras network (`model`, for retraining and embeddings)
+    loads on first use.
     """
 
     folder: Path
