@@ -6,7 +6,7 @@ import time
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
 from classifier.models import Feedback, ModelVersion, Photo, Prediction
@@ -51,6 +51,16 @@ def photo_for_user(user, pk: int, action: str = "view") -> Photo:
 
 
 POLL_STEP_S = 0.02  # without notifications: how often a waiting request reads the photo's status
+
+
+def photo_to_classify(photo_id: int, version: ModelVersion | None) -> Photo | None:
+    """The photo a classification task works on, or None once it is deleted; with `version`, its
+    `already_predicted` says whether that version has labelled it (a redelivered task). One query."""
+    photos = Photo.objects.filter(pk=photo_id)
+    if version is not None:
+        predicted = Prediction.objects.filter(photo=OuterRef("pk"), model_version=version)
+        photos = photos.annotate(already_predicted=Exists(predicted))
+    return photos.first()
 
 
 def settled_channel(photo_id: int) -> str:

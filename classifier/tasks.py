@@ -11,8 +11,8 @@ from django import db
 from django.conf import settings
 from kombu.exceptions import OperationalError
 
-from classifier import inference, services
-from classifier.models import ModelVersion, Photo
+from classifier import inference, selectors, services
+from classifier.models import ModelVersion
 from training.preprocess import ImageDecodeError
 
 log = logging.getLogger(__name__)
@@ -75,15 +75,17 @@ def load_model_at_process_start(**_kwargs) -> None:
              autoretry_for=(db.OperationalError, db.InterfaceError))
 def classify_photo(self, photo_id: int) -> str:
     """Classify a photo with the active model and record the prediction (once per version)."""
-    photo = Photo.objects.filter(pk=photo_id).first()
-    if photo is None:
-        return "gone"  # deleted before the worker got to it: nothing to do
     try:
         version = inference.active_version()
     except ModelVersion.DoesNotExist:
+        version = None
+    photo = selectors.photo_to_classify(photo_id, version)
+    if photo is None:
+        return "gone"  # deleted before the worker got to it: nothing to do
+    if version is None:
         services.photo_fail(photo, "No model is active yet; an administrator must activate one.")
         return "no model"
-    if photo.predictions.filter(model_version=version).exists():
+    if photo.already_predicted:
         services.photo_mark_done(photo)
         return "already done"
     services.photo_start(photo)

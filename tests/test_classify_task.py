@@ -35,6 +35,14 @@ def test_it_classifies_a_photo_and_records_the_prediction(photo):
     assert prediction.inference_ms > 0
 
 
+def test_classifying_a_photo_takes_a_fixed_handful_of_statements(photo, django_assert_max_num_queries):
+    """The worker's share of each photo's database time: the active version and the photo (with
+    whether that version labelled it already), processing, the prediction, done, its notification,
+    and the duplicate heat map check; inside a test the transaction adds a savepoint and its release."""
+    with django_assert_max_num_queries(9):
+        assert tasks.classify_photo(photo.pk) == "kue_risoles"
+
+
 def test_a_redelivered_task_never_makes_a_second_prediction(photo):
     tasks.classify_photo(photo.pk)
 
