@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from django.db import connection
@@ -73,34 +75,40 @@ def photo_state(photo_id: int) -> tuple[datetime, str] | None:
     return Photo.objects.filter(pk=photo_id).values_list("updated", "status").first()
 
 
-def photo_state_settled(photo_id: int, seconds: float) -> tuple[datetime, str] | None:
-    """`photo_state` once the photo is done or failed, or as it is when `seconds` have passed.
+@contextmanager
+def settling(photo_id: int, listen: bool = True) -> Iterator[Callable[[float], None]]:
+    """Inside the block, `wait(seconds)` returns once the photo is done, failed or deleted, or when
+    `seconds` have passed (the caller then reads the photo).
 
-    On PostgreSQL the request sleeps until the notification that `services.announce_settled`
-    sends in the transaction that settles the photo (LISTEN comes before the first read, so none
-    is missed) and then reads once: four queries, however long the wait. Elsewhere (SQLite in
-    development, or inside a transaction, where LISTEN would only start at its commit) it reads
-    the status every POLL_STEP_S.
+    On PostgreSQL (with `listen`) the block LISTENs first, so a status read inside it misses
+    nothing, and `wait` sleeps until the notification that `services.announce_settled` sends in
+    the transaction that settles the photo: no query while it waits. Elsewhere (SQLite in
+    development, or inside a transaction, where LISTEN would only start at its commit) `wait`
+    reads the status every POLL_STEP_S.
     """
-    deadline = time.monotonic() + seconds
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
-        state = photo_state(photo_id)
-        while state and state[1] in Photo.PENDING and time.monotonic() < deadline:
-            time.sleep(POLL_STEP_S)
-            state = photo_state(photo_id)
-        return state
+    if not listen or connection.vendor != "postgresql" or connection.in_atomic_block:
+        def poll(seconds: float) -> None:
+            deadline = time.monotonic() + seconds
+            while (left := deadline - time.monotonic()) > 0:
+                time.sleep(min(POLL_STEP_S, left))
+                state = photo_state(photo_id)
+                if state is None or state[1] not in Photo.PENDING:
+                    return
+
+        yield poll
+        return
+
+    def notified(seconds: float) -> None:
+        for _ in connection.connection.notifies(timeout=seconds, stop_after=1):
+            pass
+
     channel = settled_channel(photo_id)
     with connection.cursor() as cursor:
         cursor.execute(f'LISTEN "{channel}"')
         try:
-            state = photo_state(photo_id)
-            while state and state[1] in Photo.PENDING and (left := deadline - time.monotonic()) > 0:
-                for _ in connection.connection.notifies(timeout=left, stop_after=1):
-                    pass
-                state = photo_state(photo_id)
+            yield notified
         finally:
             cursor.execute(f'UNLISTEN "{channel}"')
-    return state
 
 
 def as_just_created(photo: Photo) -> Photo:

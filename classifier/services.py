@@ -148,7 +148,7 @@ def photos_create(*, owner, uploads: list[UploadedFile]
 
 def photo_set_status(photo: Photo, status: str, error: str = "") -> None:
     """Change the status with one UPDATE; `updated` moves too, so pollers see the change. Done or
-    failed is also announced to requests waiting for it (`selectors.photo_state_settled`)."""
+    failed is also announced to requests waiting for it (`selectors.settling`)."""
     Photo.objects.filter(pk=photo.pk).update(status=status, error=error[:2000], updated=timezone.now())
     if status not in Photo.PENDING:
         announce_settled(photo.pk)

@@ -134,20 +134,17 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         if not str(kwargs["pk"]).isdigit():
             raise NotFound()
         wait = self.wait_seconds(request)
-        row = self.get_queryset().filter(pk=kwargs["pk"]).values_list("updated", "status").first()
-        if row is None:
-            return super().retrieve(request, *args, **kwargs)  # the usual 404
-        if row[1] in Photo.PENDING and wait > 0:
-            row = selectors.photo_state_settled(int(kwargs["pk"]), wait)
-        if row is None:
-            return super().retrieve(request, *args, **kwargs)  # deleted while we waited: 404
-        updated = row[0]
+        with selectors.settling(int(kwargs["pk"]), listen=wait > 0) as settled:
+            row = self.get_queryset().filter(pk=kwargs["pk"]).values_list("updated", "status").first()
+            if row is not None and row[1] in Photo.PENDING and wait > 0:
+                settled(wait)
+                row = None  # settled, gone, or the wait is over: read the photo itself below
+        photo = None if row else self.get_object()  # 404 when not found, or deleted while we waited
+        updated = row[0] if row else photo.updated
         etag = f'"{kwargs["pk"]}-{updated.timestamp():.6f}"'
         if etag in request.headers.get("If-None-Match", ""):
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
-        response = super().retrieve(request, *args, **kwargs)
-        response["ETag"] = etag
-        return response
+        return Response(self.get_serializer(photo or self.get_object()).data, headers={"ETag": etag})
 
     @staticmethod
     def wait_seconds(request) -> float:
