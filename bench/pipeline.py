@@ -60,6 +60,13 @@ def private_database(url: str, name: str, drop: bool = False) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def rss_mb(pid: int) -> dict[int, float]:
     """Resident memory of `pid` and its children, in MB, read from /proc."""
     found = {}
@@ -68,13 +75,12 @@ def rss_mb(pid: int) -> dict[int, float]:
         current = pids.pop()
         try:
             status = Path(f"/proc/{current}/status").read_text()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
         except OSError:
             continue
         for line in status.splitlines():
             if line.startswith("VmRSS:"):
                 found[current] = int(line.split()[1]) / 1024
-        pids.extend(int(c) for c in children)
+        pids.extend(children(current))
     return found
 
 
@@ -86,13 +92,6 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def named(name: str) -> list[int]:

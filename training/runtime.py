@@ -96,8 +96,9 @@ class Classifier:
 
     @property
     def head_outside_litert(self) -> bool:
-        """True when the LiteRT file stops at the feature map and head.npz does the rest: a head
-        refit then keeps the file as it is."""
+        """True when head.npz turns the LiteRT file's feature map into probabilities (any softmax
+        output the file also has, as files written before 11-23 do, goes unused): a head refit
+        then keeps the file as it is."""
         return self._head is not None
 
     def _invoke(self, row: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
