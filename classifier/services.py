@@ -51,8 +51,9 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
 
     Refuses, with a message a user can act on: an empty or too large file, anything Pillow cannot
     identify, formats we do not take, decompression bombs, and truncated or corrupt data. The whole
-    image is decoded once here (a JPEG at the smallest scale the thumbnail allows: every byte is
-    still read), so a bad file never reaches the queue; the same decoded image makes the thumbnail.
+    image is decoded once here (a JPEG at the smallest scale that still covers the thumbnail: every
+    byte is still read), so a bad file never reaches the queue; the same decoded image makes the
+    thumbnail.
     """
     if upload.size == 0:
         raise ValidationError("The file is empty.", code="empty")
@@ -86,7 +87,7 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
             width, height = img.size
             if img.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):  # shown turned a quarter
                 width, height = height, width
-            img.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+            img.draft("RGB", thumbnail_size(img.size))  # JPEG: the smallest scale that still covers it
             img.load()
             thumbnail = make_thumbnail(img)
     except ValidationError:
@@ -100,6 +101,12 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
     finally:
         upload.seek(0)
     return CheckedImage(ALLOWED_FORMATS[fmt], digest.hexdigest(), thumbnail, width, height)
+
+
+def thumbnail_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The thumbnail's size for a picture of `size`: within THUMBNAIL_SIZE square, never enlarged."""
+    scale = min(1.0, THUMBNAIL_SIZE / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
 def make_thumbnail(img: Image.Image) -> ContentFile:

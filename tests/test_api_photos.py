@@ -1,7 +1,9 @@
 """The REST API for photos: token auth, upload, read, filter, poll, feedback, delete, errors."""
 
+import os
 import threading
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -359,3 +361,31 @@ def test_uploads_are_throttled_with_retry_after(api, monkeypatch, enqueued):
     throttled = api.post("/api/photos/", {"files": [SimpleUploadedFile("b.png", png_bytes())]},
                          format="multipart")
     assert int(throttled["Retry-After"]) > 0 and error_of(throttled)["code"] == "throttled"
+
+
+def test_with_redis_the_throttle_counters_live_where_every_web_process_sees_them(api, monkeypatch, enqueued,
+                                                                                  settings):
+    import redis
+    from django.core.cache import caches
+    from rest_framework.throttling import SimpleRateThrottle
+
+    from tests.processes import require_services
+
+    require_services()
+    url, prefix = os.environ["CELERY_BROKER_URL"], f"test-throttle-{uuid.uuid4().hex}"
+    settings.CACHES = {"default": {"BACKEND": "cakesite.cache.RedisCache", "LOCATION": url,
+                                   "KEY_PREFIX": prefix}}
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES",
+                        {**SimpleRateThrottle.THROTTLE_RATES, "uploads": "2/minute"})
+    server = redis.Redis.from_url(url)
+    try:
+        codes = [api.post("/api/photos/", {"files": [SimpleUploadedFile("a.png", png_bytes())]},
+                          format="multipart").status_code for _ in range(3)]
+
+        assert codes == [201, 201, 429]
+        keys = server.keys(f"{prefix}:*throttle_uploads_*")  # in Redis itself, not in this process
+        elsewhere = caches.create_connection("default")  # a new client and pool, as another process has
+        assert len(keys) == 1 and len(elsewhere.get(keys[0].decode().split(":", 2)[2])) == 2
+    finally:
+        if keys := server.keys(f"{prefix}:*"):
+            server.delete(*keys)

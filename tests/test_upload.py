@@ -3,6 +3,7 @@
 import hashlib
 import io
 
+import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -123,3 +124,37 @@ def test_too_many_files_at_once_are_refused(client, user, enqueued, settings):
     assert response.status_code == 400
     assert "At most 2 photos at once." in response.content.decode()
     assert Photo.objects.count() == 0
+
+
+def large_jpeg(size=(1600, 1200)) -> tuple[Image.Image, bytes]:
+    """A real cake photo blown up to a camera-like size."""
+    with Image.open(sample_photo("kue_klepon")) as img:
+        big = img.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    big.save(buffer, "JPEG", quality=95)
+    return big, buffer.getvalue()
+
+
+def test_a_large_photo_gets_a_faithful_320_pixel_thumbnail(client, user, enqueued):
+    client.force_login(user)
+    big, data = large_jpeg()
+
+    client.post(reverse("upload"), {"photos": [SimpleUploadedFile("camera.jpg", data)]})
+
+    photo = Photo.objects.get()
+    with Image.open(photo.thumbnail.path) as thumb:
+        pixels = np.asarray(thumb.convert("RGB"), dtype=np.int16)
+    reference = np.asarray(big.resize((320, 240), Image.Resampling.LANCZOS), dtype=np.int16)
+    assert (photo.width, photo.height) == (1600, 1200) and pixels.shape == (240, 320, 3)
+    assert np.abs(pixels - reference).mean() < 4  # decoded small, yet the same picture
+
+
+def test_a_large_jpeg_cut_short_is_refused_though_it_is_decoded_small(client, user, enqueued, settings):
+    client.force_login(user)
+    _, data = large_jpeg()
+    cut = SimpleUploadedFile("cut.jpg", data[: len(data) * 3 // 4])
+
+    response = client.post(reverse("upload"), {"photos": [cut]})
+
+    assert response.status_code == 400 and "The image is truncated or corrupt." in response.content.decode()
+    assert Photo.objects.count() == 0 and stored_files(settings) == []
