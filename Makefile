@@ -36,9 +36,10 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-# The four benchmarks (bench/README.md): accuracy on the fixed test split (needs ../shared), model
-# latency, retraining wall times, and the whole pipeline on PostgreSQL and Redis (the URLs from the
-# environment, else this machine's local servers). bench.adaptation is slower: run it by hand.
+# The benchmarks (bench/README.md): accuracy on the fixed test split (needs ../shared), model
+# latency, retraining wall times, the whole pipeline on PostgreSQL and Redis (the URLs from the
+# environment, else this machine's local servers) and its per-stage CPU. bench.adaptation is
+# slower: run it by hand.
 BENCH_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/test)
 BENCH_BROKER_URL ?= $(or $(CELERY_BROKER_URL),redis://127.0.0.1:6379/0)
 bench: install
@@ -46,6 +47,7 @@ bench: install
 	$(PY) -m bench.latency
 	$(PY) -m bench.retrain
 	DATABASE_URL=$(BENCH_DATABASE_URL) CELERY_BROKER_URL=$(BENCH_BROKER_URL) $(PY) -m bench.pipeline
+	DATABASE_URL=$(BENCH_DATABASE_URL) CELERY_BROKER_URL=$(BENCH_BROKER_URL) $(PY) -m bench.stages
 
 # Reproduce the shipped model from ../shared (about 15 minutes on 2 CPU cores).
 model: install

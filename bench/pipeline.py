@@ -60,6 +60,16 @@ def private_database(url: str, name: str, drop: bool = False) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
+def forget_queue(broker: str, queue: str) -> None:
+    """Delete a run's traces from Redis: its private queue, kombu's two sets that bind it, and the
+    throttle counters kept under the run's CACHE_KEY_PREFIX (the queue's name)."""
+    import redis
+
+    server = redis.Redis.from_url(broker)
+    server.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}",
+                  *server.keys(f"{queue}:*"))
+
+
 def children(pid: int) -> list[int]:
     try:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -255,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
             **os.environ,
             "DATABASE_URL": private_database(database, tag),
             "CELERY_QUEUE": tag,  # a private queue: no other worker on this Redis takes our photos
-            "CACHE_URL": broker,
+            "CACHE_URL": broker, "CACHE_KEY_PREFIX": tag,
             "DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "127.0.0.1",
             "SECURE_SSL_REDIRECT": "0",
             "THROTTLE_UPLOADS": "1000000/minute", "THROTTLE_USER": "1000000/minute",
@@ -324,9 +334,7 @@ def main(argv: list[str] | None = None) -> None:
                 except subprocess.TimeoutExpired:
                     proc.kill()
             private_database(database, tag, drop=True)
-            import redis
-
-            redis.Redis.from_url(broker).delete(tag)
+            forget_queue(broker, tag)
 
     done = np.array([ms for state, ms in outcomes if state == "done"])
     lost = sum(1 for state, _ in outcomes if state == "lost")

@@ -147,7 +147,8 @@ DATA_UPLOAD_MAX_NUMBER_FILES = MAX_FILES_PER_UPLOAD + 1
 # Throttle counters must be shared by every web process: Redis when there is one.
 CACHE_URL = os.environ.get("CACHE_URL", "")
 CACHES = {
-    "default": {"BACKEND": "cakesite.cache.RedisCache", "LOCATION": CACHE_URL}  # Django's, leaner
+    "default": {"BACKEND": "cakesite.cache.RedisCache", "LOCATION": CACHE_URL,  # Django's, leaner
+                "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "")}  # several sites on one Redis
     if CACHE_URL.startswith("redis")
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
