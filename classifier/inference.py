@@ -34,45 +34,48 @@ _lock = threading.Lock()
 _loaded: tuple[int, runtime.Classifier] | None = None
 
 
-def classifier_for(version: ModelVersion) -> tuple[int, runtime.Classifier]:
-    """(version id, network) to classify with: this process's copy of `version`, loaded only when
-    the version changes. If its files do not load, the process keeps serving the version it had
-    (the id says which), and says so in the log; with nothing loaded before, ModelUnavailable."""
+def classifier_for(version_id: int) -> tuple[int, runtime.Classifier]:
+    """(version id, network) to classify with: this process's copy of version `version_id`, loaded
+    only when the version changes (its row is read then, not on every photo). If its files do not
+    load, the process keeps serving the version it had (the id says which), and says so in the log;
+    with nothing loaded before, ModelUnavailable."""
     global _loaded
     with _lock:
-        if _loaded is None or _loaded[0] != version.pk:
+        if _loaded is None or _loaded[0] != version_id:
             started = time.perf_counter()
+            version = ModelVersion.objects.filter(pk=version_id).first()
             try:
-                _loaded = (version.pk, runtime.check(version.folder))
+                if version is None:
+                    raise ValueError("it is no longer registered")
+                _loaded = (version_id, runtime.check(version.folder))
             except ValueError as exc:
+                name = version.name if version else f"id {version_id}"
                 if _loaded is None:
-                    raise ModelUnavailable(f"model version {version.name} does not load: {exc}") from exc
+                    raise ModelUnavailable(f"model version {name} does not load: {exc}") from exc
                 log.error("model version %s does not load (%s); still serving version id %s",
-                          version.name, exc, _loaded[0])
+                          name, exc, _loaded[0])
                 return _loaded
             log.info("loaded model version %s from %s in %.1f s", version.name, version.folder,
                      time.perf_counter() - started)
         return _loaded
 
 
-def active_version() -> ModelVersion:
-    """The version to serve, re-read on every call so an activation takes effect at once."""
-    return ModelVersion.objects.get(is_active=True)
-
-
 def warm_up() -> None:
     """Load the active model and run it once (`runtime.check`), so the first photo does not pay for it."""
-    try:
-        classifier_for(active_version())
-    except ModelVersion.DoesNotExist:
+    version = ModelVersion.objects.filter(is_active=True).values_list("pk", flat=True).first()
+    if version is None:
         log.warning("no active model version yet; the first task will load it")
+        return
+    try:
+        classifier_for(version)
     except ModelUnavailable as exc:
         log.error("%s; photos will fail with this reason until a working version is active", exc)
 
 
-def classify(version: ModelVersion, source: str | BinaryIO) -> Result:
-    """Classify with `version`, or with the version this process still serves if it does not load."""
-    version_id, model = classifier_for(version)
+def classify(version_id: int, source: str | BinaryIO) -> Result:
+    """Classify with version `version_id`, or with the version this process still serves if it does
+    not load."""
+    served_id, model = classifier_for(version_id)
     started = time.perf_counter()
     probs, heatmap = model.classify_with_heatmap(source)
     elapsed = (time.perf_counter() - started) * 1000
@@ -82,6 +85,6 @@ def classify(version: ModelVersion, source: str | BinaryIO) -> Result:
         label=model.slugs[best],
         confidence=float(probs[best]),
         inference_ms=elapsed,
-        version_id=version_id,
+        version_id=served_id,
         heatmap=heatmap,
     )

@@ -55,14 +55,15 @@ def photo_for_user(user, pk: int, action: str = "view") -> Photo:
 POLL_STEP_S = 0.02  # without notifications: how often a waiting request reads the photo's status
 
 
-def photo_to_classify(photo_id: int, version: ModelVersion | None) -> Photo | None:
-    """The photo a classification task works on, or None once it is deleted; with `version`, its
-    `already_predicted` says whether that version has labelled it (a redelivered task). One query."""
-    photos = Photo.objects.filter(pk=photo_id)
-    if version is not None:
-        predicted = Prediction.objects.filter(photo=OuterRef("pk"), model_version=version)
-        photos = photos.annotate(already_predicted=Exists(predicted))
-    return photos.first()
+def photo_to_classify(photo_id: int) -> Photo | None:
+    """The photo a classification task works on, or None once it is deleted; in the same query,
+    `active_version_id` (None while no version is active) and `already_predicted`, whether that
+    version has labelled it (a redelivered task)."""
+    active = ModelVersion.objects.filter(is_active=True)
+    predicted = Prediction.objects.filter(photo=OuterRef("pk"), model_version__is_active=True)
+    return Photo.objects.filter(pk=photo_id).annotate(
+        active_version_id=Subquery(active.values("pk")[:1]), already_predicted=Exists(predicted),
+    ).first()
 
 
 def settled_channel(photo_id: int) -> str:

@@ -220,17 +220,17 @@ def photo_delete(photo: Photo) -> None:
         transaction.on_commit(lambda: [f.delete(save=False) for f in files if f])
 
 
-def prediction_record(*, photo: Photo, version: ModelVersion, probabilities: dict[str, float],
+def prediction_record(*, photo: Photo, version_id: int, probabilities: dict[str, float],
                       label: str, confidence: float, inference_ms: float,
                       heatmap: np.ndarray | None = None) -> None:
-    """Store the prediction of `version` for `photo` (with its heat map drawn once, here) and mark
-    the photo done; a second delivery of the same task adds nothing (one INSERT ... ON CONFLICT DO
-    NOTHING on the unique pair; a heat map file it drew is removed again)."""
+    """Store the prediction of model version `version_id` for `photo` (with its heat map drawn once,
+    here) and mark the photo done; a second delivery of the same task adds nothing (one INSERT ...
+    ON CONFLICT DO NOTHING on the unique pair; a heat map file it drew is removed again)."""
     from classifier.heatmaps import overlay_png
 
     top_two = sorted(probabilities.values(), reverse=True)[:2] + [0.0]
     prediction = Prediction(
-        photo=photo, model_version=version, label=label, confidence=confidence,
+        photo=photo, model_version_id=version_id, label=label, confidence=confidence,
         probabilities=probabilities, margin=top_two[0] - top_two[1], inference_ms=inference_ms,
     )
     if heatmap is not None:

@@ -12,7 +12,6 @@ from django.conf import settings
 from kombu.exceptions import OperationalError
 
 from classifier import inference, selectors, services
-from classifier.models import ModelVersion
 from training.preprocess import ImageDecodeError
 
 log = logging.getLogger(__name__)
@@ -75,14 +74,10 @@ def load_model_at_process_start(**_kwargs) -> None:
              autoretry_for=(db.OperationalError, db.InterfaceError))
 def classify_photo(self, photo_id: int) -> str:
     """Classify a photo with the active model and record the prediction (once per version)."""
-    try:
-        version = inference.active_version()
-    except ModelVersion.DoesNotExist:
-        version = None
-    photo = selectors.photo_to_classify(photo_id, version)
+    photo = selectors.photo_to_classify(photo_id)
     if photo is None:
         return "gone"  # deleted before the worker got to it: nothing to do
-    if version is None:
+    if photo.active_version_id is None:
         services.photo_fail(photo, "No model is active yet; an administrator must activate one.")
         return "no model"
     if photo.already_predicted:
@@ -91,7 +86,7 @@ def classify_photo(self, photo_id: int) -> str:
     services.photo_start(photo)
     try:
         with photo.image.open("rb") as source:
-            result = inference.classify(version, source)
+            result = inference.classify(photo.active_version_id, source)
     except (ImageDecodeError, FileNotFoundError) as exc:
         log.warning("photo %s cannot be classified: %s", photo_id, exc)
         services.photo_fail(photo, f"The photo could not be read: {exc}")
@@ -111,10 +106,9 @@ def classify_photo(self, photo_id: int) -> str:
         log.exception("classifying photo %s failed for good", photo_id)
         services.photo_fail(photo, "Classification failed; please retry later.")
         return "failed"
-    if result.version_id != version.pk:  # the active version does not load: the one still served
-        version = ModelVersion.objects.get(pk=result.version_id)
+    # result.version_id is the active version's, or, when that one does not load, the one still served
     services.prediction_record(
-        photo=photo, version=version, probabilities=result.probabilities, label=result.label,
+        photo=photo, version_id=result.version_id, probabilities=result.probabilities, label=result.label,
         confidence=result.confidence, inference_ms=result.inference_ms, heatmap=result.heatmap,
     )
     return result.label

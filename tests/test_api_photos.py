@@ -170,7 +170,7 @@ def test_a_long_poll_on_postgresql_sleeps_until_the_worker_settles_the_photo(api
 
     def worker_settles_it():
         time.sleep(1.0)
-        services.prediction_record(photo=photo, version=version, probabilities={"kue_lapis": 0.9},
+        services.prediction_record(photo=photo, version_id=version.pk, probabilities={"kue_lapis": 0.9},
                                    label="kue_lapis", confidence=0.9, inference_ms=5.0)
         connection.close()
 

@@ -26,7 +26,7 @@ def make_photo(owner, status="queued", label=None, confidence=0.9) -> Photo:
     if label:
         version = ModelVersion.objects.get(is_active=True)
         probs = {item["slug"]: (confidence if item["slug"] == label else 0.01) for item in version.labels}
-        services.prediction_record(photo=photo, version=version, probabilities=probs, label=label,
+        services.prediction_record(photo=photo, version_id=version.pk, probabilities=probs, label=label,
                                    confidence=confidence, inference_ms=5.0, heatmap=HEATMAP)
         photo.refresh_from_db()
     return photo
