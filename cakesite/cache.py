@@ -1,8 +1,8 @@
 """Django's Redis cache backend, minus one cost: Django builds a new redis-py client for every cache
-operation, and redis-py's constructor copies its table of ~170 response callbacks each time. That
-was half the CPU of a throttle check (two cache operations per throttle, one to three throttles per
-API request). Here each connection pool gets its client once; a client only borrows connections
-from its pool, so sharing it is safe."""
+operation, and redis-py's constructor copies its table of ~170 response callbacks each time: 40%
+of the CPU of a cache read or write (200 against 120 µs), and the API's throttles make two per
+throttle, one or two throttles per request. Here each connection pool gets its client once; a
+client only borrows connections from its pool, so sharing it is safe."""
 
 from __future__ import annotations
 
