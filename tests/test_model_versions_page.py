@@ -59,7 +59,9 @@ def test_starting_a_run_from_the_page(client, root, monkeypatch, django_capture_
     run = TrainingRun.objects.get()
     assert run.auto_activate and sent == [run.pk]
     page = response.content.decode()
-    assert f"Training run {run.pk} is queued" in page and 'http-equiv="refresh"' in page
+    assert f"Training run {run.pk} is queued" in page
+    assert 'id="runs" data-live-runs' in page and "js/runs.js" in page  # it updates itself while live
+    assert 'http-equiv="refresh"' in page  # inside <noscript>: without JavaScript, a reload every 5 s
 
 
 def test_the_dashboard_draws_accuracy_by_answers_over_time_and_the_training_curves(client, root, user):
