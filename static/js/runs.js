@@ -3,30 +3,20 @@
 // show the new version and enable the start button again. Without JavaScript, a meta refresh does it.
 (function () {
   if (!document.querySelector("#runs[data-live-runs]")) return;
-  let delay = 2000;
 
-  async function refresh() {
-    try {
-      const response = await fetch(window.location.href, {
-        headers: { Accept: "text/html" },
-        credentials: "same-origin",
-      });
-      if (response.ok) {
-        const page = new DOMParser().parseFromString(await response.text(), "text/html");
-        const fresh = page.querySelector("#runs");
-        if (!fresh || !fresh.hasAttribute("data-live-runs")) {
-          window.location.reload();
-          return;
-        }
-        document.querySelector("#runs").replaceWith(fresh);
-        delay = 2000;
-      } else {
-        delay = Math.min(delay * 2, 30000);
-      }
-    } catch (err) {
-      delay = Math.min(delay * 2, 30000);
+  repeatWithBackoff(async function () {
+    const response = await fetch(window.location.href, {
+      headers: { Accept: "text/html" },
+      credentials: "same-origin",
+    });
+    if (!response.ok) throw new Error(`status ${response.status}`);
+    const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    const fresh = page.querySelector("#runs");
+    if (!fresh || !fresh.hasAttribute("data-live-runs")) {
+      window.location.reload();
+      return false;
     }
-    setTimeout(refresh, delay);
-  }
-  setTimeout(refresh, delay);
+    document.querySelector("#runs").replaceWith(fresh);
+    return true;
+  }, 2000, 30000);
 })();
