@@ -71,9 +71,11 @@ def settled_channel(photo_id: int) -> str:
     return f"photo_settled_{int(photo_id)}"
 
 
-def photo_state(photo_id: int) -> tuple[datetime, str] | None:
-    """(updated, status) of a photo, or None once it is gone: one indexed query."""
-    return Photo.objects.filter(pk=photo_id).values_list("updated", "status").first()
+def photo_state(photo_id: int, photos: QuerySet[Photo] | None = None) -> tuple[datetime, str] | None:
+    """(updated, status) of a photo, or None once it is gone (or not among `photos`, say the ones a
+    user may see): one indexed query."""
+    photos = Photo.objects.all() if photos is None else photos
+    return photos.filter(pk=photo_id).values_list("updated", "status").first()
 
 
 @contextmanager

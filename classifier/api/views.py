@@ -135,7 +135,7 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             raise NotFound()
         wait = self.wait_seconds(request)
         with selectors.settling(int(kwargs["pk"]), listen=wait > 0) as settled:
-            row = self.get_queryset().filter(pk=kwargs["pk"]).values_list("updated", "status").first()
+            row = selectors.photo_state(int(kwargs["pk"]), self.get_queryset())
             if row is not None and row[1] in Photo.PENDING and wait > 0:
                 settled(wait)
                 row = None  # settled, gone, or the wait is over: read the photo itself below
