@@ -6,11 +6,12 @@ each timed on its own thread's CPU clock, in one process.
 
 The same code as the pipeline (Django's middleware, DRF, token auth and throttles, services, the
 task, the worker's model), on the real PostgreSQL and Redis, but without the HTTP server, Celery's
-worker machinery and the other processes: what is left is the application's own cost, steady
-enough to judge a change of a millisecond, which the pipeline (5 to 10% apart from run to run on
-this machine) cannot. Each photo: the upload (a private database, the throttle cache in Redis);
-then the long poll starts on a second thread and waits, as a client's does; then the task runs on
-the main thread and the poll answers when it commits. The first 10 photos are warm-up.
+worker machinery and the other processes: what is left is the application's own cost. Run
+alternately against the commit before, it shows a change of a millisecond in the stage it touches,
+which the pipeline (5 to 20% apart from run to run on this machine) cannot. Each photo: the
+upload (a private database, the throttle cache in Redis); then the long poll starts on a second
+thread and waits, as a client's does; then the task runs on the main thread and the poll answers
+when it commits. The first 10 photos are warm-up.
 
 Ends with `RESULT upload_ms=.. task_ms=.. poll_ms=.. total_ms=..` (means, CPU ms per photo).
 """
