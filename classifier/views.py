@@ -179,11 +179,17 @@ def photo_feedback(request: HttpRequest, pk: int) -> HttpResponse:
 
 @staff_member_required
 def model_versions(request: HttpRequest) -> HttpResponse:
-    """Versions side by side (metrics, confusion matrices, data used, which is active) and runs."""
-    return render(request, "classifier/model_versions.html", {
-        "versions": selectors.model_versions_compared(),
+    """Versions side by side (metrics, confusion matrices, data used, which is active) and runs;
+    `?part=runs`: the runs table alone, which the page's script fetches while a run is live."""
+    runs = {
         "runs": TrainingRun.objects.select_related("base_version", "result_version", "started_by")[:10],
         "live": TrainingRun.objects.filter(status__in=TrainingRun.LIVE).exists(),
+    }
+    if request.GET.get("part") == "runs":
+        return render(request, "classifier/_runs.html", runs)
+    return render(request, "classifier/model_versions.html", {
+        **runs,
+        "versions": selectors.model_versions_compared(),
         "modes": TrainingRun.Mode.choices,
         "active_created": getattr(selectors.active_version(), "created", None),
     })

@@ -62,6 +62,11 @@ def test_starting_a_run_from_the_page(client, root, monkeypatch, django_capture_
     assert f"Training run {run.pk} is queued" in page
     assert 'id="runs" data-live-runs' in page and "js/runs.js" in page  # it updates itself while live
     assert 'http-equiv="refresh"' in page  # inside <noscript>: without JavaScript, a reload every 5 s
+    part = client.get(reverse("model-versions"), {"part": "runs"}).content.decode()
+    assert part.lstrip().startswith("<section") and 'data-live-runs' in part and "<h1>" not in part
+
+    TrainingRun.objects.filter(pk=run.pk).update(status="succeeded")  # the script reloads on this
+    assert 'data-live-runs' not in client.get(reverse("model-versions"), {"part": "runs"}).content.decode()
 
 
 def test_the_dashboard_draws_accuracy_by_answers_over_time_and_the_training_curves(client, root, user):

@@ -1,11 +1,12 @@
-// While a training run is queued or running, the staff page updates its runs table (status, stage,
-// progress) every two seconds without reloading; when no run is live any more it reloads once, to
-// show the new version and enable the start button again. Without JavaScript, a meta refresh does it.
+// While a training run is queued or running, the staff page fetches its runs table alone (status,
+// stage, progress) every two seconds and swaps it in; when no run is live any more it reloads once,
+// to show the new version and enable the start button again. Without JavaScript, a meta refresh
+// does it.
 (function () {
   if (!document.querySelector("#runs[data-live-runs]")) return;
 
   repeatWithBackoff(async function () {
-    const response = await fetch(window.location.href, {
+    const response = await fetch(`${window.location.pathname}?part=runs`, {
       headers: { Accept: "text/html" },
       credentials: "same-origin",
     });
