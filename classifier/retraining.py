@@ -15,7 +15,7 @@ from classifier.models import ModelVersion, TrainingRun
 from training import report
 from training.data import counts_per_class
 from training.preprocess import ImageDecodeError, load_image
-from training.runtime import CONFIG_FILE, METRICS_FILE
+from training.runtime import CONFIG_FILE
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +116,7 @@ def execute(run: TrainingRun) -> ModelVersion:
     benchmark = Path(settings.BENCHMARK_DIR) if Path(settings.BENCHMARK_DIR).is_dir() else None
     new = evaluate_version(folder, benchmark, held_pixels, held_labels)
     before = evaluate_version(base.folder, benchmark, held_pixels, held_labels)
-    for split, m in new.items():
-        report.plot_confusion(m["confusion_matrix"], slugs, folder / f"confusion_{split}.png",
-                              f"{name}: {split}")
-    metrics_file = folder / METRICS_FILE
-    recorded = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    metrics_file.write_text(json.dumps(recorded | new, indent=2) + "\n")
+    report.record(folder, slugs, new, card=False)
     run.metrics = {"new": new, "base": before, "retrain_seconds": summary["seconds"],
                    "total_seconds": round(time.perf_counter() - started, 1)}
     version = services.model_version_register(name=name, path=name)

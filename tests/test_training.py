@@ -121,6 +121,12 @@ def test_mobilenet_learns_and_exports_a_folder_that_loads_and_predicts(tiny_data
     assert metrics["top1"] >= 0.9
     assert "| validation | 12 |" in (folder / "MODEL_CARD.md").read_text()
 
+    evaluate.main(["--model", str(folder), "--data", str(tiny_data), "--name", "test", "--save"])
+    assert set(json.loads((folder / "metrics.json").read_text())) == {"validation", "test"}
+    assert (folder / "confusion_test.png").is_file()
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "| validation | 12 |" in card and f"| test | {metrics['n']} |" in card
+
 
 @pytest.mark.slow
 def test_simple_cnn_training_is_reproducible_with_the_same_seed(tiny_data, tmp_path):

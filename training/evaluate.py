@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -40,17 +39,6 @@ def per_class_table(m: dict) -> str:
     return "\n".join(rows)
 
 
-def save(classifier: Classifier, name: str, m: dict) -> None:
-    """Record the metrics under `name` in metrics.json, draw its confusion matrix, renew the card."""
-    folder = classifier.folder
-    results = json.loads((folder / METRICS_FILE).read_text())
-    results[name] = m
-    (folder / METRICS_FILE).write_text(json.dumps(results, indent=2) + "\n")
-    report.plot_confusion(m["confusion_matrix"], classifier.slugs, folder / f"confusion_{name}.png",
-                          f"{folder.name}: {name}")
-    (folder / "MODEL_CARD.md").write_text(report.model_card(folder))
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="exported model folder")
@@ -63,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     print(report.text_report(y_true, probs, classifier.slugs))
     print(per_class_table(m))
     if args.save:
-        save(classifier, args.name, m)
+        report.record(classifier.folder, classifier.slugs, {args.name: m})
         print(f"saved '{args.name}' metrics to {classifier.folder / METRICS_FILE}")
 
 

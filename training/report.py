@@ -97,6 +97,19 @@ def plot_history(phases: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def record(folder: Path, classes: list[str], results: dict[str, dict], *, card: bool = True) -> None:
+    """Add `results` (split name -> `metrics(...)`) to the folder's metrics.json, draw each split's
+    confusion matrix beside it, and (with `card`) renew MODEL_CARD.md from the figures."""
+    metrics_file = folder / "metrics.json"
+    recorded = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    metrics_file.write_text(json.dumps(recorded | results, indent=2) + "\n")
+    for name, m in results.items():
+        plot_confusion(m["confusion_matrix"], classes, folder / f"confusion_{name}.png",
+                       f"{folder.name}: {name}")
+    if card:
+        (folder / "MODEL_CARD.md").write_text(model_card(folder))
+
+
 def model_card(folder: Path) -> str:
     """MODEL_CARD.md from the folder's config.json and metrics.json, so figures are never retyped."""
     config = json.loads((folder / "config.json").read_text())

@@ -187,16 +187,13 @@ def export(out: Path, model: keras.Model, config: dict, phases: list[dict], embe
     val_pixels, val_labels = validation
     val_probs = load(out).predict_pixels(val_pixels)
     print(report.text_report(val_labels, val_probs, config["classes"]))
-    results = {"validation": report.metrics(val_labels, val_probs, config["classes"])}
-    (out / METRICS_FILE).write_text(json.dumps(results, indent=2) + "\n")
     (out / "history.json").write_text(json.dumps(phases) + "\n")
     np.savez_compressed(out / EMBEDDINGS_FILE, embeddings=embeddings, labels=data.labels,
                         files=np.array(data.files), classes=np.array(config["classes"]))
     report.plot_history(phases, out / "training_curves.png")
-    for name, m in results.items():
-        report.plot_confusion(m["confusion_matrix"], config["classes"],
-                              out / f"confusion_{name}.png", f"{out.name}: {name}")
-    (out / "MODEL_CARD.md").write_text(report.model_card(out))
+    (out / METRICS_FILE).unlink(missing_ok=True)  # a new network: figures of an earlier one go
+    report.record(out, config["classes"],
+                  {"validation": report.metrics(val_labels, val_probs, config["classes"])})
     return out
 
 
