@@ -116,7 +116,8 @@ def execute(run: TrainingRun) -> ModelVersion:
     benchmark = Path(settings.BENCHMARK_DIR) if Path(settings.BENCHMARK_DIR).is_dir() else None
     new = evaluate_version(folder, benchmark, held_pixels, held_labels)
     before = evaluate_version(base.folder, benchmark, held_pixels, held_labels)
-    report.record(folder, slugs, new, card=False)
+    # A full run's export wrote a model card: it gets these figures too. A fast run's folder has none.
+    report.record(folder, slugs, new, card=(folder / "MODEL_CARD.md").is_file())
     run.metrics = {"new": new, "base": before, "retrain_seconds": summary["seconds"],
                    "total_seconds": round(time.perf_counter() - started, 1)}
     version = services.model_version_register(name=name, path=name)
