@@ -60,6 +60,18 @@ def private_database(url: str, name: str, drop: bool = False) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
+def servers_and_photos(bench: str, folder: str) -> tuple[str, str, list[Path]]:
+    """PostgreSQL's and Redis's URLs from the environment, and the photos under `folder` (any
+    depth); the reason, and an exit, when one is missing."""
+    database, broker = os.environ.get("DATABASE_URL", ""), os.environ.get("CELERY_BROKER_URL", "")
+    if not (database.startswith("postgres") and broker.startswith("redis://")):
+        raise SystemExit(f"{bench} needs DATABASE_URL=postgres://... and CELERY_BROKER_URL=redis://...")
+    photos = sorted(f for f in Path(folder).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not photos:
+        raise SystemExit(f"no photos under {folder}")
+    return database, broker, photos
+
+
 def forget_queue(broker: str, queue: str) -> None:
     """Delete a run's traces from Redis: its private queue, kombu's two sets that bind it, and the
     throttle counters kept under the run's CACHE_KEY_PREFIX (the queue's name)."""
@@ -249,12 +261,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="after each result, also read the photo list and the photo (a user browsing)")
     args = p.parse_args(argv)
 
-    database, broker = os.environ.get("DATABASE_URL", ""), os.environ.get("CELERY_BROKER_URL", "")
-    if not (database.startswith("postgres") and broker.startswith("redis://")):
-        raise SystemExit("bench.pipeline needs DATABASE_URL=postgres://... and CELERY_BROKER_URL=redis://...")
-    photos = sorted(f for f in Path(args.photos).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-    if not photos:
-        raise SystemExit(f"no photos under {args.photos}")
+    database, broker, photos = servers_and_photos("bench.pipeline", args.photos)
 
     tag = f"cakesite_bench_{os.getpid()}"
     port = free_port()

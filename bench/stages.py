@@ -28,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.pipeline import IMAGE_SUFFIXES, ROOT, forget_queue, private_database
+from bench.pipeline import DEFAULT_PHOTOS, ROOT, forget_queue, private_database, servers_and_photos
 
 WARM_UP = 10
 
@@ -89,17 +89,11 @@ def measure(photos: list[Path], count: int) -> dict[str, tuple[list[float], list
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--photos", default=str(ROOT.parent / "shared/data/kue-indonesia/test"),
-                   help="folder of photos (any depth)")
+    p.add_argument("--photos", default=str(DEFAULT_PHOTOS), help="folder of photos (any depth)")
     p.add_argument("--count", type=int, default=200, help="photos to send, warm-up included")
     args = p.parse_args(argv)
 
-    database, broker = os.environ.get("DATABASE_URL", ""), os.environ.get("CELERY_BROKER_URL", "")
-    if not (database.startswith("postgres") and broker.startswith("redis://")):
-        raise SystemExit("bench.stages needs DATABASE_URL=postgres://... and CELERY_BROKER_URL=redis://...")
-    photos = sorted(f for f in Path(args.photos).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-    if not photos:
-        raise SystemExit(f"no photos under {args.photos}")
+    database, broker, photos = servers_and_photos("bench.stages", args.photos)
     if args.count <= WARM_UP:
         raise SystemExit(f"--count must be above the {WARM_UP} warm-up photos")
 

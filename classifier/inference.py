@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from classifier import selectors
 from classifier.models import ModelVersion
 from training import runtime
 
@@ -62,12 +63,12 @@ def classifier_for(version_id: int) -> tuple[int, runtime.Classifier]:
 
 def warm_up() -> None:
     """Load the active model and run it once (`runtime.check`), so the first photo does not pay for it."""
-    version_id = ModelVersion.objects.filter(is_active=True).values_list("pk", flat=True).first()
-    if version_id is None:
+    version = selectors.active_version()
+    if version is None:
         log.warning("no active model version yet; the first task will load it")
         return
     try:
-        classifier_for(version_id)
+        classifier_for(version.pk)
     except ModelUnavailable as exc:
         log.error("%s; photos will fail with this reason until a working version is active", exc)
 
