@@ -8,8 +8,11 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 # Production storage (DEBUG=0) writes the manifest the production site reads its static files by.
+# The media and models volumes start as a copy of these folders, owner included: the site writes
+# uploads under var/media and the trainer writes new model versions under models/, as cakesite.
 RUN DEBUG=0 SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
-    && useradd --create-home cakesite && mkdir -p /app/var && chown -R cakesite /app/var
+    && useradd --create-home cakesite && mkdir -p /app/var/media \
+    && chown -R cakesite /app/var /app/models
 USER cakesite
 EXPOSE 8000
 CMD ["gunicorn", "cakesite.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", \

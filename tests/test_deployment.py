@@ -43,6 +43,24 @@ def test_the_commands_compose_runs_exist_in_the_repository():
     assert "gunicorn" in (ROOT / "requirements.txt").read_text()
 
 
+def test_the_image_hands_its_volume_folders_to_the_user_that_writes_them():
+    """A named volume starts as a copy of the image's folder, owner included, and a folder the image
+    lacks is created for root: the site (uploads) and the trainer (new versions) run as `cakesite`."""
+    dockerfile = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    run = next(line for line in dockerfile.splitlines() if "chown" in line)
+    made = {w for w in run.split() if w.startswith("/app/")}
+    targets = {v.split(":")[1] for name in ("web", "worker", "trainer")
+               for v in compose()["services"][name]["volumes"]}
+
+    assert "USER cakesite" in dockerfile and "chown -R cakesite" in run
+    for target in targets:  # /app/var/media, /app/models
+        assert any(target == d or target.startswith(d + "/") for d in made), (target, run)
+        shipped = target.removeprefix("/app/")  # a folder of the repository that COPY brings
+        shipped = (ROOT / shipped).is_dir() and subprocess.run(["git", "check-ignore", "-q", shipped],
+                                                               cwd=ROOT).returncode == 1
+        assert f"mkdir -p {target}" in run or shipped, target
+
+
 @pytest.mark.parametrize("redirect", ["1", "0"])  # 0: the proxy redirects, as docker-compose runs it
 def test_production_settings_pass_the_deployment_checklist(tmp_path, redirect):
     env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "x" * 50 + "-production-secret-for-the-check",
