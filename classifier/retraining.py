@@ -92,7 +92,9 @@ def execute(run: TrainingRun) -> ModelVersion:
     size = json.loads((base.folder / CONFIG_FILE).read_text())["image_size"]
     train_pixels, train_labels = load_user_photos(train_items, slugs, size)
     held_pixels, held_labels = load_user_photos(held_items, slugs, size)
-    name = f"{base.name}+run{run.pk}"
+    # Named after the first version of the line, not the whole chain: kue-mobilenetv2+run7 is
+    # retrained as kue-mobilenetv2+run9, so names never outgrow their column.
+    name = f"{base.name.partition('+run')[0][:80]}+run{run.pk}"
     folder = Path(settings.MODELS_DIR) / name
     started = time.perf_counter()
     if run.mode == TrainingRun.Mode.FULL:

@@ -4,6 +4,7 @@ what users taught."""
 import json
 import shutil
 
+import numpy as np
 import pytest
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
@@ -107,6 +108,17 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     for path, label in taught:
         assert new.slugs[int(new.classify(path).argmax())] == label
     assert tasks.train_model(run.pk) == "not queued"  # a redelivery does nothing
+
+    # Retraining the retrained version starts from the base photos again: the users' photos come
+    # from the database, each once, and not a second time from the new version's cache.
+    services.model_version_activate(version)
+    again = services.training_run_start(user=admin_user)
+    tasks.train_model(again.pk)
+    again.refresh_from_db()
+    assert again.status == "succeeded", again.error
+    assert again.data["base_photos"] == 1143 and again.data["user_photos_train"]["kue_lumpur"] == 2
+    assert len(np.load(again.result_version.folder / "embeddings.npz")["labels"]) == 1143
+    assert again.result_version.name == f"{private_models.name}+run{again.pk}"  # not +run1+run2
 
 
 @pytest.mark.slow

@@ -4,6 +4,10 @@ Fast mode refits only the softmax head on backbone embeddings: the base training
 the folder's float16 cache (no base images needed), the extra photos are embedded once. Seconds.
 Full mode fine-tunes the top blocks again, from the folder's weights, on the base training photos
 plus the extra ones, with augmentation and early stopping on the base validation split. Minutes.
+
+Either way the new folder's cache holds the base photos only. The extra photos are given afresh to
+every retrain (with their labels of the day, without the ones deleted or held out since), so a
+retrain of a retrained version never trains on an earlier run's extra photos a second time.
 """
 
 from __future__ import annotations
@@ -71,11 +75,14 @@ def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extr
     base, out = Path(base), Path(out)
     classifier = load(base)
     cache = np.load(base / EMBEDDINGS_FILE)
+    # Folders written before the cache held base photos only also list earlier extra photos: skip them.
+    kept = ~np.char.startswith(cache["files"].astype(str), "user/")
+    base_embeddings, base_labels, base_files = (cache[key][kept] for key in ("embeddings", "labels", "files"))
+    base_labels = base_labels.astype(np.int64)
     classes = classifier.slugs
     k = len(classes)
     extra = embed(classifier.model, extra_pixels, batch_size=32).astype(np.float32)
-    base_labels = cache["labels"].astype(np.int64)
-    x = np.concatenate([cache["embeddings"].astype(np.float32), extra])
+    x = np.concatenate([base_embeddings.astype(np.float32), extra])
     y = np.concatenate([base_labels, np.asarray(extra_labels, dtype=np.int64)])
     weights = sample_weights(base_labels, extra_labels, k)
     head = classifier.model.get_layer(HEAD)
@@ -90,9 +97,8 @@ def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extr
     else:
         write_tflite(classifier.model, out)
     shutil.copy(base / LABELS_FILE, out / LABELS_FILE)
-    np.savez_compressed(out / EMBEDDINGS_FILE, embeddings=x.astype(np.float16), labels=y,
-                        files=np.concatenate([cache["files"], [f"user/{i}" for i in range(len(extra))]]),
-                        classes=np.array(classes))
+    np.savez_compressed(out / EMBEDDINGS_FILE, embeddings=base_embeddings.astype(np.float16),
+                        labels=base_labels, files=base_files, classes=np.array(classes))
     config = json.loads((base / CONFIG_FILE).read_text())
     summary = {
         "mode": "fast",
@@ -143,11 +149,6 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
     phase = fit_phase(model, f"full retrain ({n} layers from {frozen_from})", train_ds, val_ds, epochs, lr,
                       datasets.class_weights(y, len(classes)), args)
 
-    everything = datasets.Dataset(
-        root=data.root, classes=classes,
-        files=data.files + [f"user/{i}" for i in range(len(extra_labels))],
-        labels=np.concatenate([data.labels, extra_labels]),
-    )
     summary = {
         "mode": "full", "base": base.name, "base_photos": int(len(data.files)),
         "extra_photos": int(len(extra_labels)),
@@ -156,7 +157,6 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
     }
     config |= {"retrain": summary, "train_seconds": summary["seconds"],
                "n_train": int(len(y)), "n_val": int(len(val_idx))}
-    embeddings = embed(model, np.concatenate([pixels, extra_pixels]), options["batch_size"])
-    export(out, model, config, [phase], embeddings, everything,
+    export(out, model, config, [phase], embed(model, pixels, options["batch_size"]), data,
            validation=(pixels[val_idx], data.labels[val_idx]))
     return summary
