@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
 from classifier import selectors, services
 from classifier.models import ModelVersion, TrainingRun
@@ -125,5 +126,9 @@ def execute(run: TrainingRun) -> ModelVersion:
     version = services.model_version_register(name=name, path=name)
     activate, run.decision = decide(run, new, before)
     if activate:
-        services.model_version_activate(version)
+        try:  # only in place of the version it was compared with
+            services.model_version_activate(version, replacing=base)
+        except ValidationError as exc:
+            rule = run.decision.removeprefix("Activated: ").rstrip(".")
+            run.decision = f"Not activated, although it met the rule ({rule}): {' '.join(exc.messages)}"
     return version

@@ -286,11 +286,20 @@ def model_version_register(*, name: str, path: str | Path, activate: bool = Fals
     return version
 
 
-def model_version_activate(version: ModelVersion) -> ModelVersion:
+def lock_model_versions() -> ModelVersion | None:
+    """Inside a transaction: wait for any other activation or run start to commit, and hold them off
+    until this transaction ends (every version row is locked, in one order, so two never deadlock);
+    returns the active version as it is now."""
+    versions = list(ModelVersion.objects.select_for_update().order_by("pk"))
+    return next((v for v in versions if v.is_active), None)
+
+
+def model_version_activate(version: ModelVersion, *, replacing: ModelVersion | None = None) -> ModelVersion:
     """Make `version` the one active version, atomically; workers pick it up on their next task.
 
-    Refused, with the reason, when its files cannot be loaded and run: a broken version is never
-    what the workers switch to.
+    Refused, with the reason, when its files cannot be loaded and run (a broken version is never
+    what the workers switch to), or, with `replacing`, when that is no longer the active version
+    (a training run's automatic activation never overrules staff who activated another meanwhile).
     """
     try:
         runtime.check(version.folder)
@@ -298,9 +307,12 @@ def model_version_activate(version: ModelVersion) -> ModelVersion:
         raise ValidationError(f"{version.name} cannot be activated: its model files do not load ({exc}).",
                               code="broken_model") from exc
     with transaction.atomic():
-        ModelVersion.objects.select_for_update().filter(is_active=True).exclude(pk=version.pk).update(
-            is_active=False
-        )
+        active = lock_model_versions()
+        if replacing is not None and active != replacing:
+            raise ValidationError(f"{version.name} was not activated: the active version is no longer "
+                                  f"{replacing.name} but {active.name if active else 'none'}.",
+                                  code="active_changed")
+        ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
         ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
     version.refresh_from_db()
     log.info("model version %s is now active", version.name)
@@ -315,9 +327,9 @@ def training_run_start(*, user, mode: str = TrainingRun.Mode.FAST,
     if mode not in TrainingRun.Mode.values:
         raise ValidationError(f"Unknown training mode {mode!r}.", code="mode")
     with transaction.atomic():
-        # Lock the active version's row: two concurrent starts serialise here, so the check below
-        # cannot let both through.
-        active = ModelVersion.objects.select_for_update().filter(is_active=True).first()
+        # Concurrent starts and activations serialise here, so the check below cannot let two
+        # through, and the run retrains the version that is active once an activation has committed.
+        active = lock_model_versions()
         if active is None:
             raise ValidationError("No model version is active to retrain.", code="no_model")
         if TrainingRun.objects.filter(status__in=TrainingRun.LIVE).exists():

@@ -1,9 +1,16 @@
 """The REST API for model versions: everyone reads, staff activate."""
 
+import threading
+
 import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
 from rest_framework.test import APIClient
 
-from classifier.models import ModelVersion
+from classifier import services, tasks
+from classifier.models import ModelVersion, TrainingRun
+from tests.test_api_photos import needs_postgresql
+from training import runtime
 
 pytestmark = pytest.mark.django_db
 
@@ -61,3 +68,61 @@ def test_staff_with_the_change_permission_activate_a_version_and_roll_back(staff
     assert list(ModelVersion.objects.filter(is_active=True)) == [other_version]
     client.post(f"/api/model-versions/{shipped.pk}/activate/")
     assert list(ModelVersion.objects.filter(is_active=True)) == [shipped]
+
+
+def test_an_automatic_activation_in_place_of_a_version_no_longer_active_is_refused(other_version):
+    """A training run activates its version only in place of the one it was compared with: staff who
+    activated another version while it ran are not overruled."""
+    shipped = ModelVersion.objects.get(is_active=True)
+    chosen = ModelVersion.objects.create(name="kue-v3", path=shipped.path, labels=shipped.labels)
+    services.model_version_activate(chosen)  # staff, while the run trains on `shipped`
+
+    with pytest.raises(ValidationError, match="no longer kue-mobilenetv2 but kue-v3"):
+        services.model_version_activate(other_version, replacing=shipped)
+
+    assert list(ModelVersion.objects.filter(is_active=True)) == [chosen]
+    assert services.model_version_activate(other_version, replacing=chosen).is_active
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_activations_and_run_starts_at_the_same_moment_leave_one_active_version(staff, other_version,
+                                                                                monkeypatch):
+    needs_postgresql()
+    shipped = ModelVersion.objects.get(is_active=True)
+    monkeypatch.setattr(tasks, "enqueue", lambda *_: True)  # the broker boundary: nothing to send
+    check, together = runtime.check, threading.Barrier(3)
+
+    def check_then_wait(folder):  # the real check, then both activations reach the database at once
+        check(folder)
+        together.wait(10)
+
+    monkeypatch.setattr(runtime, "check", check_then_wait)
+    outcomes = []
+
+    def run(action):
+        try:
+            outcomes.append(action())
+        except Exception as exc:  # noqa: BLE001 - the outcome under test
+            outcomes.append(exc)
+        finally:
+            connection.close()
+
+    def start():
+        together.wait(10)
+        return services.training_run_start(user=staff)
+
+    for _ in range(5):
+        outcomes.clear()
+        threads = [threading.Thread(target=run, args=(lambda v=v: services.model_version_activate(v),))
+                   for v in (other_version, shipped)] + [threading.Thread(target=run, args=(start,))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+
+        assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+        active = list(ModelVersion.objects.filter(is_active=True))
+        assert len(active) == 1
+        run_started = next(o for o in outcomes if isinstance(o, TrainingRun))
+        assert run_started.base_version in (other_version, shipped)
+        TrainingRun.objects.all().delete()
