@@ -29,7 +29,9 @@ from training.runtime import CONFIG_FILE, LABELS_FILE, METRICS_FILE
 log = logging.getLogger(__name__)
 
 # Pillow format name -> the extension we store under; what a browser can also show.
-ALLOWED_FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "WEBP": "webp"}
+# MPO is a JPEG with a second picture after the first (a phone's depth or gain map): stored as the
+# JPEG it is, and browsers and the worker read its first picture.
+ALLOWED_FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "WEBP": "webp"}
 CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "bmp": "image/bmp",
                  "webp": "image/webp"}
 
@@ -96,7 +98,7 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
         raise ValidationError("The image is too large to decode safely.", code="bomb") from exc
     except (UnidentifiedImageError, SyntaxError) as exc:
         raise ValidationError("The file is not an image we can read.", code="not_image") from exc
-    except OSError as exc:
+    except (OSError, ValueError, EOFError) as exc:  # Pillow raises ValueError for some corrupt chunks
         raise ValidationError("The image is truncated or corrupt.", code="corrupt") from exc
     finally:
         upload.seek(0)

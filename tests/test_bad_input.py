@@ -65,6 +65,28 @@ def palette_png_with_transparency() -> bytes:
     return encoded(img, "PNG", transparency=0)
 
 
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_with_inflating_text() -> bytes:
+    """A small PNG whose compressed comment inflates to 3 MB (Pillow stops at 1 MB)."""
+    whole = encoded(photo_like(), "PNG")
+    text = png_chunk(b"zTXt", b"Comment\0\0" + zlib.compress(b"\0" * 3_000_000))
+    return whole[:33] + text + whole[33:]  # after the signature and IHDR
+
+
+def png_with_a_short_header() -> bytes:
+    whole = encoded(photo_like(), "PNG")
+    return whole[:8] + struct.pack(">I", 12) + whole[12:]  # IHDR says 12 bytes long instead of 13
+
+
+def mpo_jpeg() -> bytes:
+    """A phone's JPEG with a second, smaller picture after the first (Pillow's format: MPO)."""
+    img = photo_like()
+    return encoded(img, "MPO", save_all=True, append_images=[img.resize((40, 30))])
+
+
 JPEG = sample_photo().read_bytes()
 NOISE_PNG = encoded(Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)),
                     "PNG")
@@ -82,6 +104,8 @@ REFUSED = {
     "SVG with a script": ("drawing.svg", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script>'
                                          b'<rect width="10" height="10"/></svg>', "not an image we can read"),
     "TIFF": ("scan.tif", encoded(photo_like(), "TIFF"), "TIFF images are not supported"),
+    "PNG with a corrupt header": ("bad.png", png_with_a_short_header(), "truncated or corrupt"),
+    "PNG with a text bomb": ("text.png", png_with_inflating_text(), "truncated or corrupt"),
 }
 
 ACCEPTED = {
@@ -92,6 +116,7 @@ ACCEPTED = {
     "16-bit PNG": ("deep.png", sixteen_bit_png(), "png", (100, 80)),
     "palette PNG with transparency": ("icon.png", palette_png_with_transparency(), "png", (120, 90)),
     "EXIF-rotated JPEG": ("phone.jpg", exif_rotated_jpeg(), "jpg", (100, 200)),
+    "JPEG with a second picture (MPO)": ("IMG_0001.jpg", mpo_jpeg(), "jpg", (120, 90)),
 }
 
 
