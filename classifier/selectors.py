@@ -57,10 +57,10 @@ POLL_STEP_S = 0.02  # without notifications: how often a waiting request reads t
 
 def photo_to_classify(photo_id: int) -> Photo | None:
     """The photo a classification task works on, or None once it is deleted; in the same query,
-    `active_version_id` (None while no version is active) and `already_predicted`, whether that
-    version has labelled it (a redelivered task)."""
+    `active_version_id` (None while no version is active) and `already_predicted`, whether a version
+    has labelled it (a redelivered task, also after another version was activated meanwhile)."""
     active = ModelVersion.objects.filter(is_active=True)
-    predicted = Prediction.objects.filter(photo=OuterRef("pk"), model_version__is_active=True)
+    predicted = Prediction.objects.filter(photo=OuterRef("pk"))
     return Photo.objects.filter(pk=photo_id).annotate(
         active_version_id=Subquery(active.values("pk")[:1]), already_predicted=Exists(predicted),
     ).first()

@@ -125,20 +125,21 @@ def photo_create(*, owner, upload: UploadedFile) -> Photo:
     from classifier import tasks
 
     checked = validate_image(upload)
-    with transaction.atomic():
-        photo = Photo(owner=owner, image_format=checked.extension, sha256=checked.sha256,
-                      original_name=Path(upload.name or "").name[:255])
-        try:
+    photo = Photo(owner=owner, image_format=checked.extension, sha256=checked.sha256,
+                  original_name=Path(upload.name or "").name[:255])
+    try:
+        with transaction.atomic():
             photo.image.save("upload", upload, save=False)
             photo.thumbnail.save("thumbnail", checked.thumbnail, save=False)
             photo.width, photo.height = checked.width, checked.height  # upright, not as stored
             photo.save()
-        except Exception:
-            # Leave no orphan file behind a row that was never written.
-            photo.image.delete(save=False)
-            photo.thumbnail.delete(save=False)
-            raise
-        transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk))
+            transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk))
+    except Exception:
+        # Leave no orphan file behind a row that was never written, also when the commit itself
+        # fails (foreign keys are checked there: an owner deleted meanwhile).
+        photo.image.delete(save=False)
+        photo.thumbnail.delete(save=False)
+        raise
     return photo
 
 
@@ -183,13 +184,14 @@ def photo_fail(photo: Photo, reason: str) -> None:
 
 
 def photo_retry(photo: Photo) -> None:
-    """Queue a failed photo again."""
+    """Queue a failed photo again (once, however many retries arrive together)."""
     from classifier import tasks
 
-    if photo.status != Photo.Status.FAILED:
-        raise ValidationError("Only a failed photo can be retried.", code="not_failed")
     with transaction.atomic():
-        photo_set_status(photo, Photo.Status.QUEUED)
+        retried = Photo.objects.filter(pk=photo.pk, status=Photo.Status.FAILED).update(
+            status=Photo.Status.QUEUED, error="", updated=timezone.now())
+        if not retried:
+            raise ValidationError("Only a failed photo can be retried.", code="not_failed")
         transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk))
 
 

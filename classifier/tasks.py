@@ -107,10 +107,16 @@ def classify_photo(self, photo_id: int) -> str:
         services.photo_fail(photo, "Classification failed; please retry later.")
         return "failed"
     # result.version_id is the active version's, or, when that one does not load, the one still served
-    services.prediction_record(
-        photo=photo, version_id=result.version_id, probabilities=result.probabilities, label=result.label,
-        confidence=result.confidence, inference_ms=result.inference_ms, heatmap=result.heatmap,
-    )
+    try:
+        services.prediction_record(
+            photo=photo, version_id=result.version_id, probabilities=result.probabilities,
+            label=result.label, confidence=result.confidence, inference_ms=result.inference_ms,
+            heatmap=result.heatmap,
+        )
+    except db.IntegrityError:
+        if selectors.photo_state(photo_id) is None:
+            return "gone"  # its owner deleted it while the model ran
+        raise
     return result.label
 
 

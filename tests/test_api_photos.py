@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -342,6 +343,19 @@ def test_a_failed_photo_can_be_retried_and_a_done_one_cannot(api, user, enqueued
     assert response.status_code == 202 and response.json()["status"] == "queued"
     assert enqueued == [failed.pk]
     assert refused.status_code == 400 and "Only a failed photo" in str(error_of(refused)["fields"])
+
+
+def test_two_retries_of_one_failed_photo_at_once_queue_it_once(user, enqueued,
+                                                               django_capture_on_commit_callbacks):
+    failed = make_photo(user, status="failed")
+    first, second = Photo.objects.get(pk=failed.pk), Photo.objects.get(pk=failed.pk)  # two requests read it
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.photo_retry(first)
+        with pytest.raises(ValidationError, match="Only a failed photo"):
+            services.photo_retry(second)
+
+    assert enqueued == [failed.pk]
 
 
 def test_uploads_are_throttled_with_retry_after(api, monkeypatch, enqueued):

@@ -2,6 +2,7 @@
 
 import io
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,17 +81,19 @@ def test_with_no_active_model_the_photo_fails_and_says_why(photo):
     assert photo.status == "failed" and "No model is active" in photo.error
 
 
-def test_a_newly_activated_version_is_used_without_a_restart(photo, settings, tmp_path):
+def test_a_newly_activated_version_is_used_without_a_restart(photo, user, settings, tmp_path):
     shipped = ModelVersion.objects.get(is_active=True)
     tasks.classify_photo(photo.pk)
     settings.MODELS_DIR = tmp_path
     shutil.copytree(django_settings.BASE_DIR / "models" / shipped.path, tmp_path / "copy")
     shutil.copytree(django_settings.BASE_DIR / "models" / shipped.path, tmp_path / shipped.path)
     newer = services.model_version_register(name="copy", path="copy", activate=True)
+    later = services.photo_create(owner=user, upload=upload_of(sample_photo("kue_lapis")))
 
-    tasks.classify_photo(photo.pk)
+    tasks.classify_photo(later.pk)
 
-    assert list(photo.predictions.values_list("model_version__name", flat=True)) == ["copy", shipped.name]
+    assert later.predictions.get().model_version == newer
+    assert photo.predictions.get().model_version == shipped
     assert ModelVersion.objects.filter(is_active=True).get() == newer
 
 
@@ -145,3 +148,30 @@ def test_deleting_a_photo_removes_its_heat_map_file_too(photo, user, django_capt
         services.photo_delete(photo)
 
     assert not heatmap.storage.exists(heatmap.name)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_photo_deleted_while_the_model_ran_ends_the_task_quietly_and_leaves_no_file(photo, monkeypatch,
+                                                                                     settings):
+    classify = inference.classify
+
+    def owner_deletes_it_meanwhile(version_id, source):
+        result = classify(version_id, source)
+        services.photo_delete(Photo.objects.get(pk=photo.pk))
+        return result
+
+    monkeypatch.setattr(inference, "classify", owner_deletes_it_meanwhile)
+
+    assert tasks.classify_photo(photo.pk) == "gone"
+    assert not Photo.objects.exists() and not Prediction.objects.exists()
+    assert [p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()] == []
+
+
+def test_a_task_delivered_again_after_another_version_was_activated_adds_no_prediction(photo):
+    tasks.classify_photo(photo.pk)
+    shipped = ModelVersion.objects.get(is_active=True)
+    services.model_version_activate(
+        ModelVersion.objects.create(name="kue-v2", path=shipped.path, labels=shipped.labels))
+
+    assert tasks.classify_photo(photo.pk) == "already done"
+    assert Prediction.objects.get(photo=photo).model_version == shipped

@@ -6,9 +6,11 @@ import io
 import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import IntegrityError
 from django.urls import reverse
 from PIL import Image
 
+from classifier import services
 from classifier.models import Photo
 from tests.conftest import png_bytes, sample_photo, upload_of
 
@@ -92,6 +94,17 @@ def test_a_bad_file_is_refused_with_a_reason_and_leaves_nothing_behind(
     assert message in response.content.decode()
     assert Photo.objects.count() == 0 and enqueued == []
     assert stored_files(settings) == []
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_upload_whose_commit_fails_leaves_no_file(user, enqueued, settings, django_user_model):
+    """Foreign keys are checked at commit: an account deleted while its upload was being stored."""
+    django_user_model.objects.filter(pk=user.pk).delete()
+
+    with pytest.raises(IntegrityError):
+        services.photo_create(owner=user, upload=upload_of(sample_photo()))
+
+    assert Photo.objects.count() == 0 and stored_files(settings) == [] and enqueued == []
 
 
 def test_a_file_over_the_size_limit_is_refused(client, user, enqueued, settings):
