@@ -86,10 +86,13 @@ def gallery(request: HttpRequest) -> HttpResponse:
 @login_required
 def photo_detail(request: HttpRequest, pk: int) -> HttpResponse:
     photo = selectors.photo_for_user(request.user, pk)
-    return render(request, "classifier/photo_detail.html", {
-        "card": card(photo),
-        "can_review": photo.owner_id == request.user.pk or request.user.has_perm("classifier.change_photo"),
-    })
+    return render(request, "classifier/photo_detail.html", {"card": card(photo),
+                                                            "can_review": can_review(request.user, photo)})
+
+
+def can_review(user, photo: Photo) -> bool:
+    """Whether `user` may confirm or correct `photo`'s label: its owner, or staff allowed to change it."""
+    return photo.owner_id == user.pk or user.has_perm("classifier.change_photo")
 
 
 @login_required
@@ -116,15 +119,14 @@ def photo_image(request: HttpRequest, pk: int, kind: str) -> FileResponse:
 @require_GET
 def photo_status(request: HttpRequest) -> JsonResponse:
     """Status of some of the user's photos with their rendered result, for the pages to poll."""
-    try:
-        ids = [int(i) for i in request.GET.get("ids", "").split(",") if i][:100]
-    except ValueError:
-        return JsonResponse({"error": "ids must be comma-separated integers"}, status=400)
+    ids = [i for i in request.GET.get("ids", "").split(",") if i][:100]
+    if not all(i.isascii() and i.isdigit() and len(i) < 19 and int(i) > 0 for i in ids):  # 64-bit ids
+        return JsonResponse({"error": "ids must be comma-separated photo ids"}, status=400)
     template = "classifier/_card.html" if request.GET.get("view") == "card" else "classifier/_result.html"
     photos = selectors.photos_for_user(request.user).filter(pk__in=ids)
     return JsonResponse({"photos": [
-        {"id": photo.pk, "status": photo.status,
-         "html": render_to_string(template, {"card": card(photo)}, request=request)}
+        {"id": photo.pk, "status": photo.status, "html": render_to_string(
+            template, {"card": card(photo), "can_review": can_review(request.user, photo)}, request=request)}
         for photo in photos
     ]})
 

@@ -16,7 +16,7 @@ from tests.processes import app_env, require_services, start_worker
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = Path(django_settings.BASE_DIR) / "var" / "screenshots"
-WIDTHS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+WIDTHS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 360, "height": 780}}
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
@@ -62,10 +62,16 @@ class Visitor:
         self.page.goto(self.base + path)
 
     def shoot(self, name: str) -> None:
+        """Save the page at each width; a page wider than the phone's screen counts as an error."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         for width, size in WIDTHS.items():
             self.page.set_viewport_size(size)
             self.page.screenshot(path=SCREENSHOTS / f"{self.who}-{name}-{width}.png", full_page=True)
+            overflow = self.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            if overflow > 0:
+                self.errors.append(f"{name}: {overflow} px wider than the {width} screen")
+        if "{#" in self.page.inner_text("body") or "{%" in self.page.inner_text("body"):
+            self.errors.append(f"{name}: template syntax shows as text")
         self.page.set_viewport_size(WIDTHS["desktop"])
 
 
@@ -101,7 +107,12 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
     assert me.page.locator(".photo .heat").is_visible()
     me.shoot("5-photo-heatmap")
 
-    me.page.select_option(f"#label-{lapis.pk}", "kue_lumpur")  # a correction: submits itself
+    me.page.focus(f"#label-{lapis.pk}")
+    me.page.keyboard.press("ArrowDown")  # looking through the cakes with the keyboard saves nothing
+    me.page.wait_for_timeout(500)
+    assert not Photo.objects.filter(pk=lapis.pk, feedback__isnull=False).exists()
+    me.page.select_option(f"#label-{lapis.pk}", "kue_lumpur")  # a correction
+    me.page.get_by_role("button", name="Save").click()
     me.page.wait_for_selector("text=Thank you")
     assert lapis.feedback.label == "kue_lumpur" and lapis.feedback.is_correction
     me.shoot("6-corrected")

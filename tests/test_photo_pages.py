@@ -174,7 +174,32 @@ def test_the_status_view_reports_own_photos_only_with_their_rendered_result(clie
     assert [p["id"] for p in body["photos"]] == [mine.pk]
     assert body["photos"][0]["status"] == "done"
     assert "Kue Kastengel" in body["photos"][0]["html"]
-    assert client.get(reverse("photo-status"), {"ids": "1,x"}).status_code == 400
+
+
+def test_a_result_that_arrives_while_the_page_is_open_brings_the_answer_form(client, user, staff):
+    photo = make_photo(user)  # queued when the page opens
+    client.force_login(user)
+    opened = client.get(photo.get_absolute_url()).content.decode()
+    version = ModelVersion.objects.get(is_active=True)
+    services.prediction_record(photo=photo, version_id=version.pk, label="kue_lapis", confidence=0.9,
+                               probabilities={"kue_lapis": 0.9, "kue_lumpur": 0.1}, inference_ms=5.0)
+
+    swapped_in = client.get(reverse("photo-status"), {"ids": photo.pk, "view": "result"}).json()["photos"][0]
+    client.force_login(staff)  # may view everyone's photos, not change them
+    for_staff = client.get(reverse("photo-status"), {"ids": photo.pk, "view": "result"}).json()["photos"][0]
+
+    assert "Is it right?" not in opened
+    assert "Is it right?" in swapped_in["html"]
+    assert reverse("photo-feedback", args=[photo.pk]) in swapped_in["html"]
+    assert f'name="next" value="{photo.get_absolute_url()}"' in swapped_in["html"]
+    assert "Kue Lapis" in for_staff["html"] and "Is it right?" not in for_staff["html"]
+
+
+def test_the_status_view_refuses_ids_that_are_not_photo_ids(client, user):
+    client.force_login(user)
+
+    for ids in ("1,x", "99999999999999999999999", "-1"):
+        assert client.get(reverse("photo-status"), {"ids": ids}).status_code == 400, ids
 
 
 def test_a_failed_photo_shows_its_reason_and_can_be_retried(client, user, enqueued,
