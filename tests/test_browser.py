@@ -75,6 +75,65 @@ class Visitor:
         self.page.set_viewport_size(WIDTHS["desktop"])
 
 
+def test_many_photos_dropped_at_once_leave_the_browser_connections_for_other_pages(browser, site,
+                                                                                   django_user_model):
+    """A browser keeps six connections to a site; the upload page takes at most four of them."""
+    django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    me = Visitor(browser, site, "many")
+    me.page.add_init_script("""  // counts the page's requests in flight, as the page itself sees them
+        window.inFlight = 0; window.most = 0;
+        const count = (d) => { window.inFlight += d; window.most = Math.max(window.most, window.inFlight); };
+        const fetchOf = window.fetch;
+        window.fetch = async (...args) => {
+          count(1); try { return await fetchOf(...args); } finally { count(-1); }
+        };
+        const openOf = XMLHttpRequest.prototype.open;  // listeners added at open run before the page's
+        XMLHttpRequest.prototype.open = function (...args) {
+          let open = true;
+          const end = () => { if (open) { open = false; count(-1); } };
+          ["load", "error", "abort", "timeout"].forEach((type) => this.addEventListener(type, end));
+          count(1);
+          return openOf.apply(this, args);
+        };
+    """)
+    me.go("/accounts/login/")
+    me.page.fill("#id_username", "ayu")
+    me.page.fill("#id_password", "kue-lapis-2026")
+    me.page.get_by_role("button", name="Log in").click()
+    me.go("/upload/")
+
+    photos = sorted(PHOTOS.glob("*/*.jpg"))[:12]
+    me.page.set_input_files("input[type=file]", [str(p) for p in photos])
+    me.page.wait_for_function("document.querySelectorAll('.upload.done').length === 12", timeout=120_000)
+
+    assert Photo.objects.filter(status="done").count() == 12
+    assert 2 <= me.page.evaluate("window.most") <= 4
+    assert me.errors == []
+
+
+def test_a_gallery_stops_asking_about_a_photo_deleted_elsewhere(browser, live_server, django_user_model):
+    from tests.test_photo_pages import make_photo
+
+    owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    photo = make_photo(owner)  # queued, and no worker here to take it
+    me = Visitor(browser, live_server.url, "deleted")
+    asked = []
+    me.page.on("request", lambda r: asked.append(r.url) if "/photos/status/" in r.url else None)
+    me.go("/accounts/login/?next=/photos/")
+    me.page.fill("#id_username", "ayu")
+    me.page.fill("#id_password", "kue-lapis-2026")
+    me.page.get_by_role("button", name="Log in").click()
+    me.page.wait_for_function("document.querySelectorAll('.tile[data-pending]').length === 1")
+
+    photo.delete()  # in another tab, or through the API
+    me.page.wait_for_selector(".tile:not([data-pending]) >> text=Deleted", timeout=20_000)
+    before = len(asked)
+    me.page.wait_for_timeout(3000)
+
+    assert before >= 1 and len(asked) == before
+    assert me.errors == []
+
+
 def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(browser, site):
     me = Visitor(browser, site, "user")
     me.go("/")

@@ -1,5 +1,6 @@
-// Pages with photos still queued or processing ask the server every second or two until each is
-// done or failed, and swap in the server-rendered result: no manual reload.
+// Pages with photos still queued or processing ask the server every second until each is done or
+// failed, and swap in the server-rendered result: no manual reload. While nothing changes they ask
+// less and less often (up to every 15 s); a photo deleted meanwhile is marked so and no longer asked.
 (function () {
   const container = document.querySelector("[data-poll]");
   if (!container) return;
@@ -18,11 +19,21 @@
     });
     if (!response.ok) throw new Error(`status ${response.status}`);
     const body = await response.json();
-    for (const photo of body.photos) {
-      if (photo.status === "queued" || photo.status === "processing") continue;
-      const old = container.querySelector(`[data-photo="${photo.id}"]`);
-      if (old) old.outerHTML = photo.html;
+    let changed = false;
+    for (const id of ids) {
+      const photo = body.photos.find((p) => String(p.id) === id);
+      const old = container.querySelector(`[data-photo="${id}"]`);
+      if (!old) continue;
+      if (!photo) { // deleted (in another tab, or through the API)
+        old.removeAttribute("data-pending");
+        const status = old.querySelector(".status");
+        if (status) status.textContent = "Deleted";
+        changed = true;
+      } else if (photo.status !== "queued" && photo.status !== "processing") {
+        old.outerHTML = photo.html;
+        changed = true;
+      }
     }
-    return true;
+    return changed ? true : "idle";
   }, 1000, 15000);
 })();

@@ -1,16 +1,36 @@
 // Runs `step` (an async function) again and again: `every` ms after it succeeds, twice as long after
 // each failure (a server down, an error status), up to `max` ms; never again once it returns false.
+// A step that returns "idle" (it ran, nothing changed) waits half as long again each time, up to
+// `max`: a page left open on a photo stuck in the queue asks less and less often.
 function repeatWithBackoff(step, every, max) {
   let delay = every;
   async function run() {
-    let again = true;
+    let result = true;
     try {
-      again = (await step()) !== false;
-      delay = every;
+      result = await step();
+      delay = result === "idle" ? Math.min(delay * 1.5, max) : every;
     } catch (err) {
       delay = Math.min(delay * 2, max);
     }
-    if (again) setTimeout(run, delay);
+    if (result !== false) setTimeout(run, delay);
   }
   setTimeout(run, delay);
+}
+
+// At most `n` of the tasks given to the returned function run at once; the others wait their turn.
+// The browser keeps only six connections to a site: uploads and long polls must leave it some.
+function limitTo(n) {
+  let free = n;
+  const waiting = [];
+  return async function (task) {
+    if (free > 0) free -= 1;
+    else await new Promise((resolve) => waiting.push(resolve));
+    try {
+      return await task();
+    } finally {
+      const next = waiting.shift();
+      if (next) next(); // the slot passes straight to the next task
+      else free += 1;
+    }
+  };
 }

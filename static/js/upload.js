@@ -1,6 +1,9 @@
 // The upload page, enhanced: drop or pick several photos; each gets a preview and a progress bar,
 // is sent on its own through the API (the session's login, the form's CSRF token), and then
-// waits for its prediction, which appears in place. Without JavaScript the plain form still works.
+// waits for its prediction, which appears in place. Two uploads and two waits at a time, so that
+// the site's other pages, in other tabs, still get a connection however many photos are dropped;
+// an upload over the rate limit is sent again when the server says. Without JavaScript the plain
+// form still works.
 (function () {
   const form = document.querySelector("form[data-upload]");
   if (!form) return;
@@ -8,6 +11,9 @@
   const zone = form.querySelector(".dropzone");
   const list = document.querySelector(".uploads");
   const csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+  const uploading = limitTo(2);
+  const waiting = limitTo(2);
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
   function item(file) {
     const li = document.createElement("li");
@@ -28,37 +34,50 @@
     status.textContent = "Waiting…";
     li.append(img, name, bar, status);
     list.prepend(li);
-    return { li, bar, status };
+    return { li, bar, status, name: file.name };
   }
 
-  function send(file) {
+  function post(file, view) {
+    return new Promise((resolve) => {
+      const data = new FormData();
+      data.append("files", file);
+      const request = new XMLHttpRequest();
+      request.open("POST", "/api/photos/");
+      request.setRequestHeader("X-CSRFToken", csrf);
+      request.setRequestHeader("Accept", "application/json");
+      request.upload.addEventListener("progress", (event) => {
+        if (event.lengthComputable) view.bar.value = (100 * event.loaded) / event.total;
+        view.status.textContent = "Uploading…";
+      });
+      request.addEventListener("load", () => resolve(request));
+      request.addEventListener("error", () => resolve(null));
+      request.send(data);
+    });
+  }
+
+  async function send(file) {
     const view = item(file);
-    const data = new FormData();
-    data.append("files", file);
-    const request = new XMLHttpRequest();
-    request.open("POST", "/api/photos/");
-    request.setRequestHeader("X-CSRFToken", csrf);
-    request.setRequestHeader("Accept", "application/json");
-    request.upload.addEventListener("progress", (event) => {
-      if (event.lengthComputable) view.bar.value = (100 * event.loaded) / event.total;
-      view.status.textContent = "Uploading…";
-    });
-    request.addEventListener("load", () => {
-      let body = {};
-      try { body = JSON.parse(request.responseText); } catch (err) { /* not JSON: a proxy's page */ }
-      const result = body.results && body.results[0];
-      if (request.status === 201 && result && result.photo) {
-        view.bar.value = 100;
-        view.status.textContent = "Stored; classifying…";
-        follow(result.photo, view);
-      } else {
-        const reason = (result && result.errors.join(" ")) || (body.error && body.error.message)
-          || `The upload failed (${request.status}).`;
-        fail(view, reason);
-      }
-    });
-    request.addEventListener("error", () => fail(view, "The upload failed: no connection."));
-    request.send(data);
+    let request;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      request = await uploading(() => post(file, view));
+      if (!request || request.status !== 429) break;
+      const seconds = Number(request.getResponseHeader("Retry-After")) || 10;
+      view.status.textContent = `Many uploads at once; sending again in ${seconds} s…`;
+      await sleep(seconds * 1000);
+    }
+    if (!request) return fail(view, "The upload failed: no connection.");
+    let body = {};
+    try { body = JSON.parse(request.responseText); } catch (err) { /* not JSON: a proxy's page */ }
+    const result = body.results && body.results[0];
+    if (request.status === 201 && result && result.photo) {
+      view.bar.value = 100;
+      view.status.textContent = "Stored; classifying…";
+      follow(result.photo, view);
+    } else {
+      const reason = (result && result.errors.join(" ")) || (body.error && body.error.message)
+        || `The upload failed (${request.status}).`;
+      fail(view, reason);
+    }
   }
 
   function fail(view, reason) {
@@ -72,17 +91,20 @@
     const link = document.createElement("a");
     link.href = `/photos/${photo.id}/`;
     link.textContent = "Open";
+    link.setAttribute("aria-label", `Open ${view.name}`);
     view.li.append(link);
     for (let attempt = 0; attempt < 40; attempt++) {
-      let response;
+      let body;
       try {
-        response = await fetch(`/api/photos/${photo.id}/?wait=20`, { credentials: "same-origin" });
+        body = await waiting(async () => {
+          const response = await fetch(`/api/photos/${photo.id}/?wait=20`, { credentials: "same-origin" });
+          return response.ok ? response.json() : null;
+        });
       } catch (err) {
-        await new Promise((resolve) => setTimeout(resolve, 2000));
+        await sleep(2000);
         continue;
       }
-      if (!response.ok) break;
-      const body = await response.json();
+      if (!body) break;
       if (body.status === "done" && body.prediction) {
         const p = body.prediction;
         view.status.textContent = `${p.display_name} · ${Math.round(p.confidence * 100)}%`;
