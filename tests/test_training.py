@@ -1,13 +1,15 @@
 """The training pipeline on a tiny generated data set: read, split, train, export, load, predict."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from training import data as datasets
-from training import evaluate, train
+from training import evaluate, report, train
+from training.preprocess import ImageDecodeError, load_image
 from training.runtime import display_name, load
 
 CLASSES = ["cats", "dogs", "striped_zebras"]
@@ -53,6 +55,47 @@ def test_discover_refuses_a_folder_the_model_does_not_know(tiny_data):
         datasets.discover(tiny_data, classes=["cats", "dogs"])
 
 
+def test_discover_refuses_a_class_folder_without_photos(tiny_data):
+    (tiny_data / "empty_ones").mkdir()
+    (tiny_data / "empty_ones" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+
+    with pytest.raises(ValueError, match="empty_ones"):
+        datasets.discover(tiny_data)
+
+
+def test_discover_skips_hidden_files(tiny_data):
+    (tiny_data / "cats" / "._0.png").write_bytes(b"\0\5\26\7\0\2\0\0Mac OS X")  # an AppleDouble file
+
+    data = datasets.discover(tiny_data)
+
+    assert "cats/._0.png" not in data.files and data.counts()["cats"] == 12
+    assert datasets.load_pixels(data, 8).shape == (36, 8, 8, 3)
+
+
+def test_a_photo_that_cannot_be_decoded_is_named_with_all_the_others(tiny_data):
+    jpeg = tiny_data / "cats" / "0.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[:200])  # truncated
+    (tiny_data / "dogs" / "1.png").write_bytes(b"not a png")
+
+    with pytest.raises(ImageDecodeError) as raised:
+        datasets.load_pixels(datasets.discover(tiny_data), 8)
+    assert "cats/0.jpg" in str(raised.value) and "dogs/1.png" in str(raised.value)
+
+    decoder = SimpleNamespace(slugs=CLASSES, classify=lambda path: load_image(path, 8))
+    with pytest.raises(ImageDecodeError) as raised:
+        evaluate.evaluate(decoder, tiny_data)
+    assert "cats/0.jpg" in str(raised.value) and "dogs/1.png" in str(raised.value)
+
+
+def photo_names(root, counts: dict[str, int]):
+    """Empty files named like photos: enough for listing and splitting, which never decode."""
+    for name, n in counts.items():
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            (root / name / f"{i}.jpg").touch()
+    return root
+
+
 def test_validation_split_is_stratified_and_seeded(tiny_data):
     data = datasets.discover(tiny_data)
 
@@ -64,6 +107,23 @@ def test_validation_split_is_stratified_and_seeded(tiny_data):
     assert list(val_a) != list(val_c)
     assert not set(train_a) & set(val_a)
     assert sorted(np.bincount(data.labels[val_a]).tolist()) == [4, 4, 4]
+
+
+def test_split_gives_every_class_a_validation_photo_and_a_training_photo(tmp_path):
+    data = datasets.discover(photo_names(tmp_path, {"a": 100, "b": 100, "c": 2}))
+
+    train_idx, val_idx = datasets.split(data, 0.15, seed=1)
+
+    assert datasets.counts_per_class(data.labels[val_idx], data.classes) == {"a": 15, "b": 15, "c": 1}
+    assert datasets.counts_per_class(data.labels[train_idx], data.classes)["c"] == 1
+    assert list(val_idx) == list(datasets.split(data, 0.15, seed=1)[1])
+
+
+def test_split_refuses_a_class_with_a_single_photo_by_name(tmp_path):
+    data = datasets.discover(photo_names(tmp_path, {"a": 10, "b": 10, "c": 10, "d": 10, "lonely": 1}))
+
+    with pytest.raises(ValueError, match=r"\['lonely'\]"):
+        datasets.split(data, 0.15, seed=1)
 
 
 def test_class_weights_give_every_class_the_same_total_weight():
@@ -88,6 +148,34 @@ def test_augmentation_changes_photos_but_keeps_their_shape_and_range(tiny_data):
     assert augmented.min() >= 0 and augmented.max() <= 255
     assert np.array_equal(plain, pixels.astype(np.float32))
     assert not np.allclose(np.sort(augmented.ravel()), np.sort(plain.ravel()))
+
+
+def fit_tiny(model, x, y, epochs=3):
+    """fit_phase on two clusters of points, validated on their right labels."""
+    import tensorflow as tf
+
+    right = np.eye(2, dtype=np.float32)[[0] * 8 + [1] * 8]
+    train_ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    val_ds = tf.data.Dataset.from_tensor_slices((x, right)).batch(8)
+    args = SimpleNamespace(label_smoothing=0.0, patience=5, max_steps=None)
+    return train.fit_phase(model, "tiny", train_ds, val_ds, epochs, 0.5, None, args)
+
+
+def test_a_phase_that_never_beats_the_weights_it_started_from_gives_them_back():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = np.concatenate([np.full((8, 2), -1.0), np.full((8, 2), 1.0)]).astype(np.float32)
+    right = np.eye(2, dtype=np.float32)[[0] * 8 + [1] * 8]
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
+    learned = fit_tiny(model, x, right, epochs=5)
+    assert learned["kept"] == f"epoch {learned['best_epoch']}"
+    start = model.get_weights()
+
+    unlearned = fit_tiny(model, x, right[:, ::-1])  # wrong labels: validation only gets worse
+
+    assert unlearned["kept"] == "start" and unlearned["val_loss"] == unlearned["start_val_loss"]
+    assert all(np.array_equal(a, b) for a, b in zip(start, model.get_weights()))
 
 
 def train_tiny(data_dir, out, *extra, size=32):
@@ -181,6 +269,24 @@ def test_folders_exported_before_the_head_moved_out_of_litert_still_serve(tmp_pa
     assert classifier.uses_litert
     expected = np.asarray(net(pixels.astype(np.float32), training=False))
     assert np.allclose(classifier.predict_pixels(pixels), expected, atol=1e-5)
+
+
+def test_macro_figures_count_only_the_classes_in_the_data(tmp_path):
+    classes = ["a", "b", "c", "d"]
+    y_true = np.array([0, 0, 1, 1])
+    probs = np.eye(4)[[0, 2, 1, 1]]  # one "a" taken for "c", a class with no photos here
+
+    m = report.metrics(y_true, probs, classes)
+
+    assert m["top1"] == 0.75 and np.isclose(m["macro_f1"], (2 / 3 + 1) / 2)
+    assert m["per_class"]["d"]["support"] == 0 and len(m["confusion_matrix"]) == 4
+    assert "macro avg      1.000     0.750     0.833         4" in report.text_report(y_true, probs, classes)
+    config = {"arch": "simple-cnn", "image_size": 32, "parameters": 1, "classes": classes, "data": "x",
+              "n_train": 1, "n_val": 1, "seed": 1, "class_counts": {}, "train_seconds": 1, "machine": "m",
+              "command": "c"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "metrics.json").write_text(json.dumps({"test": m}))
+    assert "| 0.833 | a 0.50 |" in report.model_card(tmp_path)
 
 
 def test_display_names_read_like_words():

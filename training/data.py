@@ -10,7 +10,7 @@ import tensorflow as tf
 from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
-from training.preprocess import IMAGE_SUFFIXES, load_image
+from training.preprocess import IMAGE_SUFFIXES, ImageDecodeError, load_image
 
 
 @dataclass
@@ -36,7 +36,9 @@ def discover(root: str | Path, classes: list[str] | None = None) -> Dataset:
     """List the photos under `root/<class>/`, classes sorted by name unless given.
 
     Passing `classes` (a model's labels) maps folders onto that model's indices; a folder the model
-    does not know is an error, since its photos could never be right.
+    does not know is an error, since its photos could never be right. So is a folder without photos
+    (empty, or only hidden files such as .DS_Store): a class with no photos cannot be learned.
+    Hidden files (names starting with '.', such as macOS `._*` AppleDouble files) are skipped.
     """
     root = Path(root)
     if not root.is_dir():
@@ -48,27 +50,49 @@ def discover(root: str | Path, classes: list[str] | None = None) -> Dataset:
     if unknown:
         raise ValueError(f"folders {unknown} are not classes of the model ({classes})")
     index = {name: i for i, name in enumerate(classes)}
-    files, labels = [], []
+    files, labels, empty = [], [], []
     for name in folders:
-        for path in sorted((root / name).iterdir()):
-            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-                files.append(f"{name}/{path.name}")
-                labels.append(index[name])
+        photos = [path.name for path in sorted((root / name).iterdir())
+                  if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+                  and not path.name.startswith(".")]
+        if not photos:
+            empty.append(str(root / name))
+        files += [f"{name}/{photo}" for photo in photos]
+        labels += [index[name]] * len(photos)
+    if empty:
+        raise ValueError(f"class folders without photos: {empty}; add photos or remove the folders")
     if not files:
         raise ValueError(f"no images found under {root}/<class>/")
     return Dataset(root=root, files=files, labels=np.array(labels, dtype=np.int64), classes=classes)
 
 
 def split(data: Dataset, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified, seeded train/validation indices carved from one training folder."""
+    """Stratified, seeded train/validation indices carved from one training folder.
+
+    Every class with photos gets at least one photo on each side, so a class needs two; a class
+    with a single photo is an error that names it.
+    """
     indices = np.arange(len(data.files))
     if val_fraction <= 0:
         return indices, indices[:0]
+    single = [name for name, n in data.counts().items() if n == 1]
+    if single:
+        raise ValueError(f"classes with a single photo: {single}; a class needs at least two, "
+                         "one for training and one for validation")
     n_val = max(int(round(len(indices) * val_fraction)), len(data.classes))
     train_idx, val_idx = train_test_split(
         indices, test_size=n_val, stratify=data.labels, random_state=seed
     )
-    return np.sort(train_idx), np.sort(val_idx)
+    # Rounding leaves a class of a few photos on one side only: move one of them across. Classes
+    # that already have both sides are untouched, so larger data sets keep the split they had.
+    in_val = np.isin(indices, val_idx)
+    rng = np.random.default_rng(seed)
+    for label in np.unique(data.labels):
+        members = indices[data.labels == label]
+        for side in (True, False):
+            if not (in_val[members] == side).any():
+                in_val[rng.choice(members)] = side
+    return indices[~in_val], indices[in_val]
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
@@ -81,12 +105,28 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
 
 
 def load_pixels(data: Dataset, size: int, indices: np.ndarray | None = None) -> np.ndarray:
-    """Decode the photos with the shared preprocessing into one uint8 array (N, size, size, 3)."""
+    """Decode the photos with the shared preprocessing into one uint8 array (N, size, size, 3).
+
+    A photo that cannot be decoded is not skipped (nothing is silently left out of training): all
+    are tried, then one ImageDecodeError lists every bad file, to fix or remove.
+    """
     indices = np.arange(len(data.files)) if indices is None else indices
     pixels = np.empty((len(indices), size, size, 3), dtype=np.uint8)
+    bad = []
     for row, i in enumerate(tqdm(indices, desc=f"decode {data.root.name}", unit="img")):
-        pixels[row] = load_image(data.root / data.files[i], size)
+        try:
+            pixels[row] = load_image(data.root / data.files[i], size)
+        except ImageDecodeError as exc:
+            bad.append(f"{data.root / data.files[i]}: {exc}")
+    raise_undecodable(bad)
     return pixels
+
+
+def raise_undecodable(bad: list[str]) -> None:
+    """Raise one ImageDecodeError listing every `path: reason` in `bad`, if any."""
+    if bad:
+        raise ImageDecodeError(f"{len(bad)} photos cannot be decoded (fix or remove them):\n"
+                               + "\n".join(bad))
 
 
 def augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:

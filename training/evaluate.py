@@ -15,17 +15,25 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from training import report  # noqa: E402
-from training.data import discover  # noqa: E402
+from training.data import discover, raise_undecodable  # noqa: E402
+from training.preprocess import ImageDecodeError  # noqa: E402
 from training.runtime import METRICS_FILE, Classifier, load  # noqa: E402
 
 
 def evaluate(classifier: Classifier, data_dir: str | Path) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Classify every photo one at a time, exactly as the worker does; return metrics and raw data."""
+    """Classify every photo one at a time, exactly as the worker does; return metrics and raw data.
+
+    Photos that cannot be decoded are not skipped: one ImageDecodeError lists them all.
+    """
     data = discover(data_dir, classes=classifier.slugs)
-    probs = np.stack([
-        classifier.classify(data.root / f)
-        for f in tqdm(data.files, desc="classify", unit="img", disable=None)
-    ])
+    probs, bad = [], []
+    for f in tqdm(data.files, desc="classify", unit="img", disable=None):
+        try:
+            probs.append(classifier.classify(data.root / f))
+        except ImageDecodeError as exc:
+            bad.append(f"{data.root / f}: {exc}")
+    raise_undecodable(bad)
+    probs = np.stack(probs)
     return report.metrics(data.labels, probs, classifier.slugs), data.labels, probs
 
 

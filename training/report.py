@@ -21,18 +21,23 @@ from sklearn.metrics import (  # noqa: E402
 
 
 def metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
-    """Top-1, macro F1, per-class precision/recall/F1 and the confusion matrix, JSON-ready."""
+    """Top-1, macro F1, per-class precision/recall/F1 and the confusion matrix, JSON-ready.
+
+    Every class gets a row, but macro F1 averages over the classes with photos in `y_true` only: a
+    class the data lacks has nothing to get right (a photo taken for it still costs its true class).
+    """
     labels = list(range(len(classes)))
     y_pred = probs.argmax(axis=1)
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
     top3 = np.argsort(-probs, axis=1)[:, :3]
+    present = np.unique(y_true)
     return {
         "n": int(len(y_true)),
         "top1": float(accuracy_score(y_true, y_pred)),
         "top3": float(np.mean([t in row for t, row in zip(y_true, top3)])),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
         "per_class": {
             name: {
                 "precision": float(precision[i]),
@@ -47,8 +52,10 @@ def metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
 
 
 def text_report(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> str:
+    """scikit-learn's per-class table, on the classes with photos in `y_true` (as `metrics`)."""
+    present = np.unique(y_true)
     return classification_report(
-        y_true, probs.argmax(axis=1), labels=list(range(len(classes))), target_names=classes,
+        y_true, probs.argmax(axis=1), labels=present, target_names=[classes[i] for i in present],
         digits=3, zero_division=0,
     )
 
@@ -135,7 +142,8 @@ def model_card(folder: Path) -> str:
         "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, m in results.items():
-        worst = min(m["per_class"].items(), key=lambda kv: kv[1]["recall"])
+        measured = [kv for kv in m["per_class"].items() if kv[1]["support"] > 0]
+        worst = min(measured, key=lambda kv: kv[1]["recall"])
         lines.append(
             f"| {name} | {m['n']} | {m['top1']:.3f} | {m['top3']:.3f} | {m['macro_f1']:.3f} | "
             f"{worst[0]} {worst[1]['recall']:.2f} |"

@@ -121,6 +121,9 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
 
     The validation split is carved from `data_dir` exactly as when `base` was trained (same seed
     and fraction), so early stopping never sees the extra photos or the base model's training part.
+    The base weights do not compete with the epochs: they were chosen as the best on that very split,
+    which holds none of the extra photos, so they would nearly always win and the retrain would learn
+    nothing from them. The run's evaluation decides whether the new version is any better.
     """
     from types import SimpleNamespace
 
@@ -147,13 +150,14 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
     n = networks.unfreeze_top(model, frozen_from)
     args = SimpleNamespace(label_smoothing=options["label_smoothing"], patience=3, max_steps=max_steps)
     phase = fit_phase(model, f"full retrain ({n} layers from {frozen_from})", train_ds, val_ds, epochs, lr,
-                      datasets.class_weights(y, len(classes)), args)
+                      datasets.class_weights(y, len(classes)), args, start_competes=False)
 
     summary = {
         "mode": "full", "base": base.name, "base_photos": int(len(data.files)),
         "extra_photos": int(len(extra_labels)),
         "extra_per_class": counts_per_class(extra_labels, classes),
-        "epochs_run": phase["epochs_run"], "seconds": round(time.perf_counter() - started, 1),
+        "epochs_run": phase["epochs_run"], "kept": phase["kept"],
+        "seconds": round(time.perf_counter() - started, 1),
     }
     config |= {"retrain": summary, "train_seconds": summary["seconds"],
                "n_train": int(len(y)), "n_val": int(len(val_idx))}

@@ -70,33 +70,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def fit_phase(model, name, train_ds, val_ds, epochs, lr, class_weight, args) -> dict:
-    """One phase of training with early stopping and the best validation checkpoint restored."""
+def fit_phase(model, name, train_ds, val_ds, epochs, lr, class_weight, args, *,
+              start_competes: bool = True) -> dict:
+    """One phase of training with early stopping; the weights with the lowest validation loss win.
+
+    The weights the phase starts from compete too (unless `start_competes` is false): a phase that
+    never beats their validation loss (a fine-tune worse than the head phase's best) ends with them
+    unchanged, and stops after `args.patience` such epochs. The summary's `kept` says which won:
+    "epoch N" or "start".
+    """
     model.compile(
         optimizer=keras.optimizers.Adam(lr),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
         metrics=["accuracy"],
     )
+    start_loss = start_weights = None
+    if start_competes:
+        start_loss = float(model.evaluate(val_ds, verbose=0, return_dict=True)["loss"])
+        start_weights = model.get_weights()
     with tempfile.TemporaryDirectory() as tmp:
         best = Path(tmp) / "best.weights.h5"
         callbacks = [
             keras.callbacks.ModelCheckpoint(best, monitor="val_loss", save_best_only=True,
-                                            save_weights_only=True),
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience),
+                                            save_weights_only=True, initial_value_threshold=start_loss),
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, baseline=start_loss),
         ]
-        print(f"\n== {name}: up to {epochs} epochs, lr {lr}", flush=True)
+        print(f"\n== {name}: up to {epochs} epochs, lr {lr}"
+              + (f", starting at val_loss {start_loss:.4f}" if start_competes else ""), flush=True)
         started = time.perf_counter()
         history = model.fit(
             train_ds, validation_data=val_ds, epochs=epochs, class_weight=class_weight,
             callbacks=callbacks, steps_per_epoch=args.max_steps,
             verbose=1 if sys.stdout.isatty() else 2,
         )
-        model.load_weights(best)
-    losses = history.history["val_loss"]
+        losses = history.history["val_loss"]
+        improved = start_loss is None or min(losses) < start_loss  # the checkpoint holds the best epoch
+        if improved:
+            model.load_weights(best)
+        else:
+            model.set_weights(start_weights)
+            print(f"no epoch beat val_loss {start_loss:.4f}: kept the weights the phase started from")
+    best_epoch = int(np.argmin(losses)) + 1
     return {
         "name": name,
         "epochs_run": len(losses),
-        "best_epoch": int(np.argmin(losses)) + 1,
+        "best_epoch": best_epoch,
+        "start_val_loss": start_loss,
+        "val_loss": float(min(losses)) if improved else start_loss,
+        "kept": f"epoch {best_epoch}" if improved else "start",
         "seconds": round(time.perf_counter() - started, 1),
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
     }
