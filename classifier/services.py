@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
+from django.http import Http404
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -251,26 +252,32 @@ def prediction_record(*, photo: Photo, version_id: int, probabilities: dict[str,
 
 
 def feedback_record(*, photo: Photo, user, label: str) -> Feedback:
-    """Confirm or correct a photo's label (or say it is none of the cakes); replaces earlier feedback.
+    """Confirm or correct a classified photo's label (or say it is none of the cakes); replaces
+    earlier feedback.
 
-    The label must be one of the classes of the model that labelled the photo (the active model's
-    if none has yet), or `Feedback.NONE`.
+    The label must be one of the classes of the model that labelled the photo, or `Feedback.NONE`.
+    A photo still waiting for its result (or failed) has no label to confirm or correct: refused.
+    A photo deleted meanwhile is a 404.
     """
-    prediction = selectors.latest_prediction(photo)
-    version = prediction.model_version if prediction else selectors.active_version()
-    known = {item["slug"] for item in version.labels} if version else set()
-    if label != Feedback.NONE and label not in known:
-        raise ValidationError(
-            {"label": f"Unknown cake {label!r}; choose one of {sorted(known)} or {Feedback.NONE!r}."},
-            code="unknown_label",
-        )
-    predicted = prediction.label if prediction else ""
     with transaction.atomic():
+        # Locks the photo, so it cannot be deleted under the answer being written.
+        locked = Photo.objects.select_for_update().filter(pk=photo.pk)
+        status = locked.values_list("status", flat=True).first()
+        if status is None:
+            raise Http404("The photo no longer exists.")
+        prediction = selectors.latest_prediction(photo)
+        if status != Photo.Status.DONE or prediction is None:
+            raise ValidationError("The photo has no result yet to confirm or correct.", code="not_classified")
+        known = {item["slug"] for item in prediction.model_version.labels}
+        if label != Feedback.NONE and label not in known:
+            raise ValidationError(
+                {"label": f"Unknown cake {label!r}; choose one of {sorted(known)} or {Feedback.NONE!r}."},
+                code="unknown_label",
+            )
         feedback, _ = Feedback.objects.update_or_create(
             photo=photo,
-            defaults={"user": user, "label": label, "predicted_label": predicted,
-                      "model_version": prediction.model_version if prediction else None,
-                      "is_correction": label != predicted},
+            defaults={"user": user, "label": label, "predicted_label": prediction.label,
+                      "model_version": prediction.model_version, "is_correction": label != prediction.label},
         )
         Photo.objects.filter(pk=photo.pk).update(updated=timezone.now())
     return feedback

@@ -1,10 +1,12 @@
 """Confirming and correcting labels on the website, the review queue and the feedback counters."""
 
 import pytest
+from django.http import Http404
 from django.urls import reverse
+from rest_framework.test import APIClient
 
-from classifier import selectors
-from classifier.models import Feedback
+from classifier import selectors, services
+from classifier.models import Feedback, Photo
 from tests.test_photo_pages import make_photo
 
 pytestmark = pytest.mark.django_db
@@ -107,3 +109,27 @@ def test_the_counters_measure_the_active_models_accuracy_by_feedback(user):
     assert (stats["photos"], stats["reviewed"], stats["corrected"]) == (5, 3, 1)
     assert stats["per_version"] == [{"version": "kue-mobilenetv2", "reviewed": 3, "confirmed": 2,
                                      "accuracy": pytest.approx(2 / 3)}]
+
+
+def test_a_photo_without_a_result_cannot_be_confirmed_or_corrected(client, user):
+    """Its answer would count as a correction of a label it never had."""
+    queued, failed = make_photo(user), make_photo(user, status="failed")
+    client.force_login(user)
+
+    page = client.post(reverse("photo-feedback", args=[queued.pk]), {"label": "kue_lapis"}, follow=True)
+    api_client = APIClient()
+    api_client.force_authenticate(user)
+    api = api_client.put(f"/api/photos/{failed.pk}/feedback/", {"label": "none"}, format="json")
+
+    assert "no result yet" in page.content.decode()
+    assert api.status_code == 400 and "no result yet" in str(api.json()["error"]["fields"])
+    assert not Feedback.objects.exists()
+
+
+def test_an_answer_for_a_photo_deleted_meanwhile_is_a_404_and_stores_nothing(user):
+    photo = make_photo(user, status="done", label="kue_lapis")
+    Photo.objects.filter(pk=photo.pk).delete()  # by its owner in another tab, as the answer arrives
+
+    with pytest.raises(Http404):
+        services.feedback_record(photo=photo, user=user, label="kue_lumpur")
+    assert not Feedback.objects.exists()
