@@ -1,5 +1,6 @@
 """The Django admin: every model with useful lists and filters; activation as an explicit action."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect
@@ -10,13 +11,43 @@ from classifier import services
 from classifier.models import Feedback, ModelVersion, Photo, Prediction, TrainingRun
 
 
+class ModelVersionAddForm(forms.ModelForm):
+    """A version is an exported model folder: its labels and metrics are read from the folder."""
+
+    class Meta:
+        model = ModelVersion
+        fields = ["name", "path"]
+
+    def clean_path(self):
+        path = self.cleaned_data["path"]
+        self.instance.labels, self.instance.metrics = services.model_version_files(path)
+        return path
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
+    """Registered from a model folder; afterwards only the name changes (what a version serves is
+    fixed, so workers and metrics never disagree with it), activation is an action, and the active
+    version cannot be deleted."""
+
     list_display = ["name", "is_active", "test_top1", "test_macro_f1", "classes", "created"]
     list_filter = ["is_active", "created"]
     search_fields = ["name", "path"]
-    readonly_fields = ["is_active", "created"]
     actions = ["activate"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ModelVersionAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ["name", "path"] if obj is None else ["name", *self.get_readonly_fields(request, obj)]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["path", "labels", "metrics", "is_active", "created"]
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and not (obj and obj.is_active)
 
     @admin.display(description="test top-1")
     def test_top1(self, obj: ModelVersion) -> str:
@@ -101,6 +132,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):  # a live run would come back when it ends
+        return super().has_delete_permission(request, obj) and not (obj and obj.status in TrainingRun.LIVE)
 
     def get_urls(self):
         start = self.admin_site.admin_view(self.start_view)

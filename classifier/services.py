@@ -283,13 +283,19 @@ def feedback_record(*, photo: Photo, user, label: str) -> Feedback:
     return feedback
 
 
-def model_version_register(*, name: str, path: str | Path, activate: bool = False) -> ModelVersion:
-    """Register an exported model folder (labels and metrics read from it) as a version."""
+def model_version_files(path: str | Path) -> tuple[list[dict], dict]:
+    """The labels and metrics of the exported model folder at `path` (under MODELS_DIR)."""
     folder = Path(settings.MODELS_DIR) / path
     if not (folder / CONFIG_FILE).exists() or not (folder / LABELS_FILE).exists():
         raise ValidationError(f"{folder} is not an exported model folder", code="not_model")
     labels = json.loads((folder / LABELS_FILE).read_text())
     metrics = json.loads((folder / METRICS_FILE).read_text()) if (folder / METRICS_FILE).exists() else {}
+    return labels, metrics
+
+
+def model_version_register(*, name: str, path: str | Path, activate: bool = False) -> ModelVersion:
+    """Register an exported model folder (labels and metrics read from it) as a version."""
+    labels, metrics = model_version_files(path)
     with transaction.atomic():
         version = ModelVersion.objects.create(name=name, path=str(path), labels=labels, metrics=metrics)
         if activate:

@@ -43,3 +43,38 @@ def test_activating_from_the_admin_needs_exactly_one_version(admin_client):
     assert "Select exactly one version" in two.content.decode()
     assert "The active model is now kue-v2." in one.content.decode()
     assert list(ModelVersion.objects.filter(is_active=True)) == [other]
+
+
+def test_a_version_is_added_from_its_folder_and_then_only_renamed(admin_client):
+    from classifier.models import ModelVersion
+
+    shipped = ModelVersion.objects.get(is_active=True)
+    add = reverse("admin:classifier_modelversion_add")
+
+    refused = admin_client.post(add, {"name": "nowhere", "path": "does-not-exist"})
+    admin_client.post(add, {"name": "kue-copy", "path": shipped.path})
+    copy = ModelVersion.objects.get(name="kue-copy")
+    admin_client.post(reverse("admin:classifier_modelversion_change", args=[shipped.pk]),
+                      {"name": "kue-mobilenetv2-shipped", "path": "does-not-exist", "labels": "[]"})
+
+    assert "is not an exported model folder" in refused.content.decode()
+    assert copy.labels == shipped.labels and copy.metrics["test"]["n"] == 162 and not copy.is_active
+    shipped.refresh_from_db()
+    assert shipped.name == "kue-mobilenetv2-shipped"
+    assert shipped.path == copy.path and shipped.labels == copy.labels and shipped.is_active
+
+
+def test_the_active_version_and_a_live_run_cannot_be_deleted(admin_client, admin_user):
+    from classifier import services
+    from classifier.models import ModelVersion, TrainingRun
+
+    shipped = ModelVersion.objects.get(is_active=True)
+    run = TrainingRun.objects.create(started_by=admin_user, base_version=shipped)  # queued
+
+    version_page = admin_client.get(reverse("admin:classifier_modelversion_delete", args=[shipped.pk]))
+    run_page = admin_client.get(reverse("admin:classifier_trainingrun_delete", args=[run.pk]))
+    services.training_run_fail(run, "stopped")
+    finished_run_page = admin_client.get(reverse("admin:classifier_trainingrun_delete", args=[run.pk]))
+
+    assert version_page.status_code == 403 and run_page.status_code == 403
+    assert finished_run_page.status_code == 200
