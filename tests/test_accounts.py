@@ -102,8 +102,10 @@ def test_the_api_token_endpoint_locks_out_and_throttles_password_guessing(user, 
                 for _ in range(settings.AXES_FAILURE_LIMIT)]
     locked = api.post("/api/auth/token/", {"username": "ayu", "password": "kue-lapis-2026"})
 
-    assert statuses == [400] * settings.AXES_FAILURE_LIMIT
-    assert locked.status_code in (400, 429) and "token" not in locked.json()
+    assert statuses == [400] * (settings.AXES_FAILURE_LIMIT - 1) + [429]  # as the login pages
+    assert locked.status_code == 429 and "token" not in locked.json()
+    assert "Too many failed sign-in attempts" in locked.json()["error"]["message"]
+    assert int(locked["Retry-After"]) == settings.AXES_COOLOFF_TIME * 3600
 
 
 @pytest.mark.parametrize("path, data", [
@@ -122,3 +124,13 @@ def test_every_form_refuses_a_post_without_the_csrf_token(user, admin_user, path
     client.force_login(admin_user)
 
     assert client.post(path, data).status_code == 403
+
+
+def test_the_schema_says_the_token_endpoint_needs_no_authentication(client):
+    """Generated clients must not ask for a token to get one."""
+    import yaml
+
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+
+    assert "security" not in schema and "security" not in schema["paths"]["/api/auth/token/"]["post"]
+    assert {"tokenAuth": []} in schema["paths"]["/api/photos/"]["get"]["security"]

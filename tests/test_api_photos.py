@@ -214,7 +214,8 @@ def test_a_long_poll_for_a_photo_deleted_meanwhile_answers_404_without_waiting_o
 def test_a_wait_that_is_not_0_to_30_seconds_is_refused(api, user, wait):
     response = api.get(f"/api/photos/{make_photo(user).pk}/?wait={wait}")
 
-    assert response.status_code == 400 and "wait" in error_of(response)["fields"]
+    assert response.status_code == 400
+    assert error_of(response)["fields"] == {"wait": ["A number of seconds from 0 to 30."]}
 
 
 def test_the_list_has_own_photos_only_newest_first_and_paginated(api, user, other_user):

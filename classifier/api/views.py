@@ -85,6 +85,19 @@ class TokenView(ObtainAuthToken):
 
     throttle_classes = [ScopedRateThrottle]  # ObtainAuthToken turns throttling off; turn it back on
     throttle_scope = "token"
+    authentication_classes = []  # the credentials are in the body: no token or session needed
+
+    def post(self, request, *args, **kwargs):
+        try:
+            return super().post(request, *args, **kwargs)
+        except exceptions.ValidationError:
+            # django-axes marks the request it refused; its middleware only sees Django's request.
+            if getattr(request, "axes_locked_out", False):
+                raise exceptions.Throttled(
+                    wait=round(settings.AXES_COOLOFF_TIME * 3600),
+                    detail="Too many failed sign-in attempts for this user name; try again later.",
+                ) from None
+            raise
 
 
 @extend_schema_view(
@@ -154,7 +167,7 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         except ValueError:
             wait = -1.0
         if not 0 <= wait <= MAX_WAIT_S:  # also refuses nan
-            raise exceptions.ValidationError({"wait": f"A number of seconds from 0 to {MAX_WAIT_S}."})
+            raise exceptions.ValidationError({"wait": [f"A number of seconds from 0 to {MAX_WAIT_S}."]})
         return wait
 
     def perform_destroy(self, instance):
