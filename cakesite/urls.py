@@ -10,3 +10,7 @@ urlpatterns = [
     path("api/", include("classifier.api.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# Too many files in one upload is found while parsing the body, which the CSRF check does before
+# any view: this page says what the limit is (the rest as Django's own 400).
+handler400 = "classifier.views.bad_request"

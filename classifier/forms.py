@@ -25,6 +25,10 @@ def too_large_message() -> str:
             f"{filesizeformat(settings.MAX_UPLOAD_BYTES)} each.")
 
 
+def too_many_files_message() -> str:
+    return f"At most {settings.MAX_FILES_PER_UPLOAD} photos at once."
+
+
 class MultipleFileInput(forms.ClearableFileInput):
     allow_multiple_selected = True
 
@@ -43,7 +47,7 @@ class MultipleImageField(forms.FileField):
             raise forms.ValidationError("Choose at least one photo.", code="required")
         if len(files) > settings.MAX_FILES_PER_UPLOAD:
             raise forms.ValidationError(
-                f"At most {settings.MAX_FILES_PER_UPLOAD} photos at once.", code="too_many"
+                too_many_files_message(), code="too_many"
             )
         return files  # each file is checked on its own by services.validate_image
 

@@ -13,11 +13,12 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import defaults
 from django.views.decorators.http import require_GET, require_POST
 
 from classifier import plots, selectors, services
 from classifier.cakes import catalogue
-from classifier.forms import GalleryFilterForm, SignUpForm, UploadForm, too_large_message, upload_too_large
+from classifier.forms import GalleryFilterForm, SignUpForm, UploadForm, too_many_files_message
 from classifier.models import ModelVersion, Photo, TrainingRun
 
 PAGE_SIZE = 24
@@ -39,18 +40,8 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def upload(request: HttpRequest) -> HttpResponse:
-    if request.method == "POST":
-        refusal = None
-        if upload_too_large(request):
-            refusal, status = too_large_message(), 413
-        else:
-            try:
-                request.FILES  # noqa: B018 (parses the body, counting the files)
-            except TooManyFilesSent:
-                refusal, status = f"At most {settings.MAX_FILES_PER_UPLOAD} photos at once.", 400
-        if refusal:
-            return render(request, "classifier/upload.html", {"form": UploadForm(), "refusal": refusal},
-                          status=status)
+    """(A body larger than we take is refused by UploadTooLargeMiddleware, too many files by
+    bad_request: both before this view.)"""
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         results = services.photos_create(owner=request.user, uploads=form.cleaned_data["photos"])
@@ -64,6 +55,15 @@ def upload(request: HttpRequest) -> HttpResponse:
             return redirect(created[0] if len(created) == 1 else "gallery")
         form.add_error("photos", "None of the files could be stored.")
     return render(request, "classifier/upload.html", {"form": form}, status=400 if form.errors else 200)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 400 page, except for an upload of more files than we take at once: the upload page
+    says what the limit is. (The API's views say it in its own error shape.)"""
+    if not isinstance(exception, TooManyFilesSent):
+        return defaults.bad_request(request, exception)
+    refused = {"form": UploadForm(), "refusal": too_many_files_message()}
+    return render(request, "classifier/upload.html", refused, status=400)
 
 
 @login_required

@@ -22,6 +22,15 @@ def private_media(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def fresh_throttles():
+    """Each test starts with no request counts left in the cache by the tests before it (the tests'
+    own local-memory cache; the throttle test on Redis uses a private key prefix)."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     """Tests make many users: a deliberately slow hash would cost a second each (not a security test)."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

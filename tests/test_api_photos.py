@@ -269,13 +269,14 @@ def test_dates_with_any_legal_offset_are_compared_in_utc(api, user):
     assert found.status_code == 200 and [p["id"] for p in found.json()["results"]] == [photo.pk]
 
 
-def test_more_files_than_django_parses_is_a_413_in_the_api_error_shape(api, settings):
-    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+def test_more_files_than_django_parses_is_a_400_that_says_the_limit(api, settings):
+    settings.MAX_FILES_PER_UPLOAD, settings.DATA_UPLOAD_MAX_NUMBER_FILES = 1, 2
     files = [SimpleUploadedFile(f"{i}.png", png_bytes()) for i in range(3)]
 
     response = api.post("/api/photos/", {"files": files}, format="multipart")
 
-    assert response.status_code == 413 and error_of(response)["code"] == "too_large"
+    assert response.status_code == 400
+    assert error_of(response)["fields"] == {"files": ["At most 1 photos at once."]}
     assert Photo.objects.count() == 0
 
 

@@ -6,6 +6,8 @@ from rest_framework import exceptions, status
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from classifier.forms import too_many_files_message
+
 
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
@@ -22,7 +24,9 @@ class Conflict(exceptions.APIException):
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):  # raised by services
         exc = exceptions.ValidationError(detail=as_serializer_error(exc))
-    elif isinstance(exc, TooManyFilesSent | RequestDataTooBig):  # Django's own upload limits
+    elif isinstance(exc, TooManyFilesSent):  # Django's count, met while parsing: ours is one less
+        exc = exceptions.ValidationError(detail={"files": [too_many_files_message()]})
+    elif isinstance(exc, RequestDataTooBig):  # Django's own limit on the non-file fields
         exc = PayloadTooLarge()
     response = drf_exception_handler(exc, context)
     if response is None:

@@ -25,9 +25,9 @@ from rest_framework.throttling import ScopedRateThrottle
 
 from classifier import selectors, services
 from classifier.api import serializers
-from classifier.api.errors import Conflict, PayloadTooLarge
+from classifier.api.errors import Conflict
 from classifier.api.permissions import StaffModelPermissions, staff_with
-from classifier.forms import too_large_message, upload_too_large
+from classifier.forms import too_many_files_message
 from classifier.models import ModelVersion, Photo, TrainingRun
 
 ERROR = serializers.ErrorSerializer
@@ -191,13 +191,11 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
 
         201 when at least one photo was stored, 400 when none was.
         """
-        if upload_too_large(request):  # before reading the body
-            raise PayloadTooLarge(too_large_message())
-        files = request.FILES.getlist("files")
+        files = request.FILES.getlist("files")  # (a body larger than we take: UploadTooLargeMiddleware)
         if not files:
             raise ValidationError({"files": "Send one or more image files in the `files` field."})
         if len(files) > settings.MAX_FILES_PER_UPLOAD:
-            raise ValidationError({"files": f"At most {settings.MAX_FILES_PER_UPLOAD} photos at once."})
+            raise ValidationError({"files": too_many_files_message()})
         stored = services.photos_create(owner=request.user, uploads=files)
         results = [
             {"file": upload.name, "errors": errors,
