@@ -254,6 +254,9 @@ def test_filters_by_status_label_feedback_confidence_and_date(api, user):
     assert ids(corrected="true") == [serabi.pk]
     assert ids(corrected="false") == [lapis.pk]
     assert ids(reviewed="false") == [queued.pk]
+    assert ids(reviewed="true") == [serabi.pk, lapis.pk]
+    for odd in ({"reviewed": "maybe"}, {"corrected": "yes"}):  # refused, not ignored
+        assert api.get("/api/photos/", odd).status_code == 400, odd
     assert ids(confidence_min=0.5) == [lapis.pk]
     assert ids(confidence_max=0.5) == [serabi.pk]
     assert ids(created_before=(timezone.now() - timedelta(days=1)).isoformat()) == [queued.pk]

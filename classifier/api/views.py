@@ -53,13 +53,21 @@ class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
         return super().filter(qs, value)
 
 
+class StrictBooleanFilter(django_filters.TypedChoiceFilter):
+    """`true` or `false`; anything else is a 400 (django-filter's BooleanFilter ignores it silently)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=[("true", "true"), ("false", "false")], coerce=lambda v: v == "true",
+                         **kwargs)
+
+
 class PhotoFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Photo.Status.choices)
     label = django_filters.CharFilter(field_name="latest_label", help_text="predicted class slug")
-    corrected = django_filters.BooleanFilter(field_name="feedback__is_correction",
-                                             help_text="true: the label was corrected; false: confirmed")
-    reviewed = django_filters.BooleanFilter(field_name="feedback", lookup_expr="isnull", exclude=True,
-                                            help_text="has feedback (confirmed or corrected)")
+    corrected = StrictBooleanFilter(field_name="feedback__is_correction",
+                                    help_text="true: the label was corrected; false: confirmed")
+    reviewed = StrictBooleanFilter(field_name="feedback", lookup_expr="isnull", exclude=True,
+                                   help_text="has feedback (confirmed or corrected)")
     confidence_min = django_filters.NumberFilter(field_name="confidence", lookup_expr="gte")
     confidence_max = django_filters.NumberFilter(field_name="confidence", lookup_expr="lte")
     created_after = UTCDateTimeFilter(field_name="created", lookup_expr="gte")
