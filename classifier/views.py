@@ -77,9 +77,10 @@ def gallery(request: HttpRequest) -> HttpResponse:
     page = Paginator(photos, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
+    cards = [card(photo) for photo in page]
     return render(request, "classifier/gallery.html", {
-        "page": page, "cards": [card(photo) for photo in page], "filters": filters,
-        "query": query.urlencode(),
+        "page": page, "cards": cards, "filters": filters, "query": query.urlencode(),
+        "pending": any(c["pending"] for c in cards),
     })
 
 
@@ -109,7 +110,11 @@ def photo_image(request: HttpRequest, pk: int, kind: str) -> FileResponse:
         field, content_type = photo.thumbnail, "image/jpeg"
     else:
         field, content_type = photo.image, services.CONTENT_TYPES[photo.image_format]
-    response = FileResponse(field.open("rb"), content_type=content_type)
+    try:
+        opened = field.open("rb")
+    except FileNotFoundError:  # deleted between reading its row and opening it
+        raise Http404("This photo is gone.") from None
+    response = FileResponse(opened, content_type=content_type)
     response["Cache-Control"] = "private, max-age=86400"
     response["X-Content-Type-Options"] = "nosniff"
     return response

@@ -134,3 +134,8 @@ def test_the_schema_says_the_token_endpoint_needs_no_authentication(client):
 
     assert "security" not in schema and "security" not in schema["paths"]["/api/auth/token/"]["post"]
     assert {"tokenAuth": []} in schema["paths"]["/api/photos/"]["get"]["security"]
+
+
+def test_there_is_no_password_reset_by_email_since_sign_up_asks_for_no_address(client):
+    assert client.get("/accounts/password_reset/").status_code == 404
+    assert "password_reset" not in client.get("/accounts/login/").content.decode()

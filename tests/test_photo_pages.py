@@ -242,6 +242,30 @@ def test_when_the_model_is_unsure_the_page_says_so_instead_of_naming_a_cake(clie
     assert "90% sure" in sure_page and "Not sure" not in sure_page
     assert "Not sure. The best guess is" in unsure_page and "only at 41%" in unsure_page
     assert "% sure</span>" not in unsure_page
+    gallery = client.get(reverse("gallery")).content.decode()
+    assert "Not sure: Kue Serabi? · 41%" in gallery and "Kue Lapis · 90%" in gallery
+
+
+def test_without_javascript_a_page_with_photos_in_the_queue_refreshes_itself(client, user):
+    refresh = '<meta http-equiv="refresh"'
+    queued = make_photo(user)
+    client.force_login(user)
+
+    assert refresh in client.get(queued.get_absolute_url()).content.decode()
+    assert refresh in client.get(reverse("gallery")).content.decode()
+    services.prediction_record(photo=queued, version_id=ModelVersion.objects.get(is_active=True).pk,
+                               label="kue_lapis", probabilities={"kue_lapis": 1.0}, confidence=1.0,
+                               inference_ms=5.0)
+    assert refresh not in client.get(queued.get_absolute_url()).content.decode()
+    assert refresh not in client.get(reverse("gallery")).content.decode()
+
+
+def test_a_photo_whose_file_is_gone_is_a_404(client, user):
+    photo = make_photo(user)
+    client.force_login(user)
+    photo.image.delete(save=False)  # as by a deletion between reading the row and opening the file
+
+    assert client.get(reverse("photo-image", args=[photo.pk])).status_code == 404
 
 
 def test_the_landing_page_shows_each_cake_with_a_photo_and_a_line_about_it(client):
