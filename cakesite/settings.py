@@ -52,12 +52,12 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "classifier.middleware.UploadTooLargeMiddleware",  # before anything reads a body (CSRF does)
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "classifier.middleware.UploadTooLargeMiddleware",  # answers before any process_view reads a body
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "classifier.middleware.DatabaseUnavailableMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as its documentation asks

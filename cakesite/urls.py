@@ -21,5 +21,6 @@ urlpatterns = [
 ]
 
 # Too many files in one upload is found while parsing the body, which the CSRF check does before
-# any view: this page says what the limit is (the rest as Django's own 400).
+# any view: this page says what the limit is (the rest as Django's own 400). With DEBUG on, Django
+# shows its technical 400 page instead and never calls it.
 handler400 = "classifier.views.bad_request"

@@ -8,7 +8,6 @@ import logging
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
-from django.urls import reverse
 
 from classifier.forms import too_large_message, upload_too_large
 
@@ -16,25 +15,28 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
 
 
-def refusal(request: HttpRequest, status: int, code: str, message: str, template: str) -> HttpResponse:
-    """The API's error shape under /api/, else `template` showing `message` (rendered without the
-    request's context: neither the user nor the database may be at hand here)."""
+def refusal(request: HttpRequest, status: int, code: str, message: str, template: str,
+            with_user: bool = True) -> HttpResponse:
+    """The API's error shape under /api/, else `template` showing `message` (with the signed-in
+    user's menu, unless `with_user` is false: when the database is down it cannot be read)."""
     if request.path.startswith("/api/"):
         return JsonResponse({"error": {"status": status, "code": code, "message": message, "fields": {}}},
                             status=status)
-    return HttpResponse(render_to_string(template, {"message": message}), status=status)
+    page = render_to_string(template, {"message": message}, request=request if with_user else None)
+    return HttpResponse(page, status=status)
 
 
 class UploadTooLargeMiddleware:
-    """An upload whose declared length is more than we take at once is refused before anything
-    reads its body: placed before the CSRF middleware, which would parse all of it for its token."""
+    """A POST whose declared length is more than the most we take at once (a full upload) is refused
+    before anything reads its body. Every middleware runs this part before any reads it; the CSRF
+    check, which parses the whole body for its token, comes later (in process_view). Any POST, not
+    only the upload URLs: every URL that checks CSRF would parse and spool it."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if (request.method == "POST" and request.path in (reverse("upload"), reverse("api:photo-list"))
-                and upload_too_large(request)):
+        if request.method == "POST" and upload_too_large(request):
             return refusal(request, 413, "too_large", too_large_message(), "413.html")
         return self.get_response(request)
 
@@ -52,6 +54,6 @@ class DatabaseUnavailableMiddleware:
         # Django closes the broken connection when the request ends; the next one reconnects.
         log.error("database unavailable for %s %s: %s", request.method, request.path, exception)
         message = "The service is briefly unavailable (its database is not answering). Try again shortly."
-        response = refusal(request, 503, "unavailable", message, "503.html")
+        response = refusal(request, 503, "unavailable", message, "503.html", with_user=False)
         response["Retry-After"] = str(RETRY_AFTER_S)
         return response

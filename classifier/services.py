@@ -134,7 +134,9 @@ def photo_create(*, owner, upload: UploadedFile) -> Photo:
             photo.thumbnail.save("thumbnail", checked.thumbnail, save=False)
             photo.width, photo.height = checked.width, checked.height  # upright, not as stored
             photo.save()
-            transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk))
+            # robust: a publish that fails after the commit (any error) only logs; the photo stays
+            # queued for the sweep and keeps its files.
+            transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk), robust=True)
     except Exception:
         # Leave no orphan file behind a row that was never written, also when the commit itself
         # fails (foreign keys are checked there: an owner deleted meanwhile).
@@ -192,8 +194,10 @@ def photo_retry(photo: Photo) -> None:
         retried = Photo.objects.filter(pk=photo.pk, status=Photo.Status.FAILED).update(
             status=Photo.Status.QUEUED, error="", updated=timezone.now())
         if not retried:
+            if not Photo.objects.filter(pk=photo.pk).exists():
+                raise Http404("The photo no longer exists.")
             raise ValidationError("Only a failed photo can be retried.", code="not_failed")
-        transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk))
+        transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk), robust=True)
 
 
 def stuck_requeue() -> tuple[list[int], list[int]]:
@@ -222,7 +226,7 @@ def photo_delete(photo: Photo) -> None:
     with transaction.atomic():
         announce_settled(photo.pk)  # a request waiting for it answers 404 at once
         photo.delete()
-        transaction.on_commit(lambda: [f.delete(save=False) for f in files if f])
+        transaction.on_commit(lambda: [f.delete(save=False) for f in files if f], robust=True)
 
 
 def prediction_record(*, photo: Photo, version_id: int, probabilities: dict[str, float],
@@ -354,7 +358,7 @@ def training_run_start(*, user, mode: str = TrainingRun.Mode.FAST,
                                   code="busy")
         run = TrainingRun.objects.create(started_by=user, mode=mode, base_version=active,
                                          auto_activate=auto_activate)
-        transaction.on_commit(lambda: tasks.enqueue(tasks.train_model, run.pk))
+        transaction.on_commit(lambda: tasks.enqueue(tasks.train_model, run.pk), robust=True)
     return run
 
 

@@ -173,8 +173,10 @@ def photo_feedback(request: HttpRequest, pk: int) -> HttpResponse:
     """Confirm or correct a photo's label (the owner, or staff allowed to change photos); back to
     where the form was (review queue or photo page)."""
     photo = selectors.photo_for_user(request.user, pk, action="change")
+    # "Yes, it is ..." sends `label`; the list of cakes, with its Save button, `correction`.
+    label = request.POST.get("label") or request.POST.get("correction", "")
     try:
-        services.feedback_record(photo=photo, user=request.user, label=request.POST.get("label", ""))
+        services.feedback_record(photo=photo, user=request.user, label=label)
         messages.success(request, "Thank you: your answer will teach the next model version.")
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))

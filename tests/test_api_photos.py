@@ -10,6 +10,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from django.http import Http404
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -254,7 +255,7 @@ def test_filters_by_status_label_feedback_confidence_and_date(api, user):
     assert ids(corrected="true") == [serabi.pk]
     assert ids(corrected="false") == [lapis.pk]
     assert ids(reviewed="false") == [queued.pk]
-    assert ids(reviewed="true") == [serabi.pk, lapis.pk]
+    assert ids(reviewed="true") == ids(reviewed="1") == ids(reviewed="True") == [serabi.pk, lapis.pk]
     for odd in ({"reviewed": "maybe"}, {"corrected": "yes"}):  # refused, not ignored
         assert api.get("/api/photos/", odd).status_code == 400, odd
     assert ids(confidence_min=0.5) == [lapis.pk]
@@ -350,8 +351,8 @@ def test_a_failed_photo_can_be_retried_and_a_done_one_cannot(api, user, enqueued
     assert refused.status_code == 400 and "Only a failed photo" in str(error_of(refused)["fields"])
 
 
-def test_two_retries_of_one_failed_photo_at_once_queue_it_once(user, enqueued,
-                                                               django_capture_on_commit_callbacks):
+def test_two_retries_of_a_failed_photo_both_read_as_failed_queue_it_once(user, enqueued,
+                                                                         django_capture_on_commit_callbacks):
     failed = make_photo(user, status="failed")
     first, second = Photo.objects.get(pk=failed.pk), Photo.objects.get(pk=failed.pk)  # two requests read it
 
@@ -361,6 +362,15 @@ def test_two_retries_of_one_failed_photo_at_once_queue_it_once(user, enqueued,
             services.photo_retry(second)
 
     assert enqueued == [failed.pk]
+
+
+def test_a_retry_of_a_photo_deleted_since_it_was_read_is_a_404(user, enqueued):
+    failed = make_photo(user, status="failed")
+    Photo.objects.filter(pk=failed.pk).delete()
+
+    with pytest.raises(Http404):
+        services.photo_retry(failed)
+    assert enqueued == []
 
 
 def test_uploads_are_throttled_with_retry_after(api, monkeypatch, enqueued):

@@ -262,6 +262,19 @@ def test_a_request_body_beyond_what_we_take_at_once_is_a_413_before_it_is_read(c
     assert status == 413 and "at most 2 photos" in shown and Photo.objects.count() == 0
 
 
+@pytest.mark.parametrize("path", ["/api/photos.json", "/accounts/login/", "/photos/1/feedback/"])
+def test_no_url_reads_a_body_beyond_what_we_take_at_once(client, user, settings, path):
+    settings.MAX_UPLOAD_BYTES, settings.MAX_FILES_PER_UPLOAD = 2_000, 2
+    client.force_login(user)
+
+    response = client.generic("POST", path, b"", content_type="multipart/form-data; boundary=x",
+                              CONTENT_LENGTH="100000", **{"wsgi.input": Unreadable()})
+
+    assert response.status_code == 413
+    if not path.startswith("/api/"):
+        assert "Too much at once" in response.content.decode() and "Log out" in response.content.decode()
+
+
 @pytest.mark.parametrize("route", ["website", "api"])
 @pytest.mark.parametrize("count", [4, 6])
 def test_too_many_files_in_one_request_are_refused_with_the_limit(client, api, user, enqueued, settings,

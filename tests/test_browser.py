@@ -170,9 +170,13 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
     me.page.keyboard.press("ArrowDown")  # looking through the cakes with the keyboard saves nothing
     me.page.wait_for_timeout(500)
     assert not Photo.objects.filter(pk=lapis.pk, feedback__isnull=False).exists()
+    me.page.select_option(f"#label-{lapis.pk}", "kue_klepon")
+    me.page.get_by_role("button", name="Yes, it is Kue Lapis").click()  # Yes wins over the list
+    me.page.wait_for_selector("text=Thank you")
+    assert Photo.objects.get(pk=lapis.pk).feedback.label == "kue_lapis"
     me.page.select_option(f"#label-{lapis.pk}", "kue_lumpur")  # a correction
     me.page.get_by_role("button", name="Save").click()
-    me.page.wait_for_selector("text=Thank you")
+    me.page.wait_for_selector("text=(corrected)")
     assert lapis.feedback.label == "kue_lumpur" and lapis.feedback.is_correction
     me.shoot("6-corrected")
 

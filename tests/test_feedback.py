@@ -39,6 +39,20 @@ def test_a_correction_replaces_the_earlier_answer(client, user):
     assert feedback.is_correction
 
 
+def test_yes_wins_over_a_cake_chosen_in_the_list_and_save_sends_the_chosen_one(client, user):
+    photo = make_photo(user, status="done", label="kue_lapis")
+    client.force_login(user)
+    url = reverse("photo-feedback", args=[photo.pk])
+
+    client.post(url, {"label": "kue_lapis", "correction": "kue_klepon"})  # chose, then clicked Yes
+    confirmed = Feedback.objects.get(photo=photo)
+    client.post(url, {"correction": "kue_klepon"})  # chose, then clicked Save
+
+    assert (confirmed.label, confirmed.is_correction) == ("kue_lapis", False)
+    corrected = Feedback.objects.get(photo=photo)
+    assert (corrected.label, corrected.is_correction) == ("kue_klepon", True)
+
+
 def test_an_unknown_label_is_refused_with_a_message(client, user):
     photo = make_photo(user, status="done", label="kue_serabi")
     client.force_login(user)
@@ -126,10 +140,31 @@ def test_a_photo_without_a_result_cannot_be_confirmed_or_corrected(client, user)
     assert not Feedback.objects.exists()
 
 
-def test_an_answer_for_a_photo_deleted_meanwhile_is_a_404_and_stores_nothing(user):
+def test_an_answer_for_a_photo_deleted_since_it_was_read_is_a_404_and_stores_nothing(user):
     photo = make_photo(user, status="done", label="kue_lapis")
     Photo.objects.filter(pk=photo.pk).delete()  # by its owner in another tab, as the answer arrives
 
     with pytest.raises(Http404):
         services.feedback_record(photo=photo, user=user, label="kue_lumpur")
     assert not Feedback.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_answers_stored_before_their_photo_had_a_result_are_repaired_by_a_migration(user):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    MigrationExecutor(connection).migrate([("classifier", "0007_prediction_heatmap")])
+    confirmed_since = make_photo(user, status="done", label="kue_lapis")
+    still_queued = make_photo(user)
+    for photo in (confirmed_since, still_queued):  # as feedback_record stored them then
+        Feedback.objects.create(photo=photo, user=user, label="kue_lapis", predicted_label="",
+                                is_correction=True)
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes("classifier"))
+
+    repaired = Feedback.objects.get()
+    assert repaired.photo == confirmed_since
+    assert (repaired.predicted_label, repaired.is_correction) == ("kue_lapis", False)
+    assert repaired.model_version == confirmed_since.predictions.get().model_version

@@ -10,7 +10,7 @@ from django.db import IntegrityError
 from django.urls import reverse
 from PIL import Image
 
-from classifier import services
+from classifier import services, tasks
 from classifier.models import Photo
 from tests.conftest import png_bytes, sample_photo, upload_of
 
@@ -105,6 +105,25 @@ def test_an_upload_whose_commit_fails_leaves_no_file(user, enqueued, settings, d
         services.photo_create(owner=user, upload=upload_of(sample_photo()))
 
     assert Photo.objects.count() == 0 and stored_files(settings) == [] and enqueued == []
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_upload_whose_publishing_fails_after_the_commit_keeps_its_photo(user, settings, monkeypatch):
+    """The broker answers with an error kombu does not call 'unreachable' (Redis out of memory, a
+    channel error): the photo is stored whole, and the sweep will send it."""
+    from kombu.exceptions import ChannelError
+
+    def broker_refuses(*args, **kwargs):
+        raise ChannelError("OOM command not allowed when used memory > 'maxmemory'")
+
+    monkeypatch.setattr(tasks.classify_photo, "apply_async", broker_refuses)
+
+    photo = services.photo_create(owner=user, upload=upload_of(sample_photo()))
+
+    photo.refresh_from_db()
+    assert photo.status == "queued" and len(stored_files(settings)) == 2
+    with photo.image.open("rb") as f:
+        assert f.read() == sample_photo().read_bytes()
 
 
 def test_a_file_over_the_size_limit_is_refused(client, user, enqueued, settings):

@@ -54,10 +54,12 @@ class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
 
 
 class StrictBooleanFilter(django_filters.TypedChoiceFilter):
-    """`true` or `false`; anything else is a 400 (django-filter's BooleanFilter ignores it silently)."""
+    """`true` or `false` (also `True`/`False`, `1`/`0`, as django-filter takes them); anything else is
+    a 400 (django-filter's BooleanFilter ignores it silently)."""
 
     def __init__(self, **kwargs):
-        super().__init__(choices=[("true", "true"), ("false", "false")], coerce=lambda v: v == "true",
+        values = ["true", "false", "True", "False", "1", "0"]
+        super().__init__(choices=[(v, v) for v in values], coerce=lambda v: v in ("true", "True", "1"),
                          **kwargs)
 
 

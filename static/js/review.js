@@ -22,7 +22,7 @@
       form.querySelector("button[name=label]").click();
       return;
     }
-    const select = form.querySelector("select[name=label]");
+    const select = form.querySelector("select[name=correction]");
     select.value = slug;
     form.requestSubmit();
   }

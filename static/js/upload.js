@@ -58,9 +58,9 @@
   async function send(file) {
     const view = item(file);
     let request;
-    for (let attempt = 0; attempt < 5; attempt++) {
+    for (let attempt = 1; ; attempt++) {
       request = await uploading(() => post(file, view));
-      if (!request || request.status !== 429) break;
+      if (!request || request.status !== 429 || attempt === 5) break;
       const seconds = Number(request.getResponseHeader("Retry-After")) || 10;
       view.status.textContent = `Many uploads at once; sending again in ${seconds} s…`;
       await sleep(seconds * 1000);
