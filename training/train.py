@@ -76,8 +76,8 @@ def fit_phase(model, name, train_ds, val_ds, epochs, lr, class_weight, args, *,
 
     The weights the phase starts from compete too (unless `start_competes` is false): a phase that
     never beats their validation loss (a fine-tune worse than the head phase's best) ends with them
-    unchanged, and stops after `args.patience` such epochs. The summary's `kept` says which won:
-    "epoch N" or "start".
+    unchanged, and early stopping's patience also counts the epochs that do not beat it. The
+    summary's `kept` says which won: "epoch N" or "start".
     """
     model.compile(
         optimizer=keras.optimizers.Adam(lr),
