@@ -102,8 +102,9 @@ def settling(photo_id: int, listen: bool = True) -> Iterator[Callable[[float], N
         return
 
     def notified(seconds: float) -> None:
-        for _ in connection.connection.notifies(timeout=seconds, stop_after=1):
-            pass
+        for note in connection.connection.notifies(timeout=seconds):
+            if note.channel == channel:
+                return
 
     channel = settled_channel(photo_id)
     with connection.cursor() as cursor:
@@ -112,6 +113,11 @@ def settling(photo_id: int, listen: bool = True) -> Iterator[Callable[[float], N
             yield notified
         finally:
             cursor.execute(f'UNLISTEN "{channel}"')
+            # A notification that came while no one waited (during the status read, or after the
+            # wait ended) stays queued on the connection, which the thread's next request reuses:
+            # drop it, or that request's wait would end at once.
+            for _ in connection.connection.notifies(timeout=0):
+                pass
 
 
 def as_just_created(photo: Photo) -> Photo:

@@ -9,14 +9,14 @@ from datetime import timedelta
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
+from django.db import connection, connections
 from django.http import Http404
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from classifier import services
+from classifier import selectors, services
 from classifier.models import Feedback, ModelVersion, Photo
 from tests.conftest import png_bytes, sample_photo, services_required, upload_of
 from tests.test_photo_pages import make_photo
@@ -188,6 +188,27 @@ def test_a_long_poll_on_postgresql_sleeps_until_the_worker_settles_the_photo(api
     assert response.json()["prediction"]["label"] == "kue_lapis"
     assert 0.5 < waited < 10  # woken by the result, long before the 20 s wait ends
     assert len(queries) <= 6  # asking every 20 ms for a second would take 50
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_notification_nobody_waited_for_does_not_end_the_next_wait_on_the_connection(api, user):
+    """A photo that settles while its request reads the status (so does not wait) leaves its
+    notification on the connection, which the same web thread reuses for its next request."""
+    needs_postgresql()
+    settled_early, pending = make_photo(user), make_photo(user)
+
+    with selectors.settling(settled_early.pk):
+        worker = connections.create_connection("default")  # the worker's commit, on its own connection
+        with worker.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [selectors.settled_channel(settled_early.pk)])
+        worker.close()
+        time.sleep(0.2)  # delivered to this connection while no one waits on it
+    started = time.monotonic()
+    response = api.get(f"/api/photos/{pending.pk}/?wait=1")
+    waited = time.monotonic() - started
+
+    assert response.status_code == 200 and response.json()["status"] == "queued"
+    assert waited >= 0.9  # the whole wait: nothing settled this photo
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
