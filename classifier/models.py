@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import timezone
 
 
 def photo_upload_to(instance: "Photo", filename: str) -> str:
@@ -162,6 +163,7 @@ class TrainingRun(models.Model):
     log = models.TextField(blank=True)
     error = models.TextField(blank=True)
     created = models.DateTimeField(auto_now_add=True)
+    sent = models.DateTimeField(default=timezone.now, help_text="when its task was last sent to the workers")
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
 

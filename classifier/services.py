@@ -212,8 +212,11 @@ def stuck_requeue() -> tuple[list[int], list[int]]:
             status__in=Photo.PENDING, updated__lt=cutoff,
         ).values_list("pk", flat=True))
         Photo.objects.filter(pk__in=photos).update(status=Photo.Status.QUEUED, updated=now)
-    runs = list(TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, created__lt=cutoff)
-                .values_list("pk", flat=True))
+    with transaction.atomic():  # and sent again only after as long again (the trainer may be down)
+        runs = list(TrainingRun.objects.select_for_update(skip_locked=True).filter(
+            status=TrainingRun.Status.QUEUED, sent__lt=cutoff,
+        ).values_list("pk", flat=True))
+        TrainingRun.objects.filter(pk__in=runs).update(sent=now)
     lost = now - timedelta(seconds=settings.TRAINING_TIME_LIMIT_S + settings.REQUEUE_AFTER_S)
     for run in TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, started__lt=lost):
         training_run_fail(run, "The training worker stopped during the run (killed or restarted).")

@@ -120,15 +120,22 @@ def classify_photo(self, photo_id: int) -> str:
     return result.label
 
 
-@shared_task(acks_late=True, time_limit=settings.TRAINING_TIME_LIMIT_S,
+@shared_task(bind=True, acks_late=True, time_limit=settings.TRAINING_TIME_LIMIT_S,
              soft_time_limit=settings.TRAINING_TIME_LIMIT_S - 300)
-def train_model(run_id: int) -> str:
+def train_model(self, run_id: int) -> str:
     """Run a queued training run (on the `training` queue, so classification never waits on it)."""
     from classifier import retraining
     from classifier.models import TrainingRun
 
     run = TrainingRun.objects.filter(pk=run_id).select_related("base_version").first()
     if run is None or not services.training_run_begin(run):
+        # The broker hands a task back, marked redelivered, when the worker running it died (killed,
+        # out of memory): that run will never finish, and would hold off new runs for an hour.
+        if run is not None and run.status == TrainingRun.Status.RUNNING and \
+                (self.request.delivery_info or {}).get("redelivered"):
+            services.training_run_fail(run, "The training worker stopped during the run (killed or out of "
+                                            "memory); start a new run.")
+            return "worker lost"
         return "not queued"  # gone, or already taken by an earlier delivery
     try:
         version = retraining.execute(run)

@@ -241,6 +241,35 @@ def test_a_crashing_training_run_is_marked_failed_and_the_active_model_stays(adm
 
 
 @pytest.mark.django_db
+def test_a_run_whose_worker_died_is_marked_failed_when_the_broker_hands_its_task_back(admin_user):
+    """With acks_late and reject_on_worker_lost the broker redelivers the task of a killed worker;
+    the run it finds running will never finish, and would hold off new runs until the sweep."""
+    run = services.training_run_start(user=admin_user)
+    assert services.training_run_begin(run)  # the worker that then died
+
+    tasks.train_model.push_request(delivery_info={"redelivered": True})
+    try:
+        assert tasks.train_model(run.pk) == "worker lost"
+    finally:
+        tasks.train_model.pop_request()
+
+    run.refresh_from_db()
+    assert run.status == "failed" and "stopped during the run" in run.error
+    assert services.training_run_start(user=admin_user).status == "queued"  # the way is free again
+
+
+@pytest.mark.django_db
+def test_a_second_delivery_of_a_run_that_is_running_fine_changes_nothing(admin_user):
+    run = services.training_run_start(user=admin_user)
+    assert services.training_run_begin(run)
+
+    assert tasks.train_model(run.pk) == "not queued"  # a fresh message (the sweep's), not a redelivery
+
+    run.refresh_from_db()
+    assert run.status == "running"
+
+
+@pytest.mark.django_db
 def test_the_sweep_resends_what_waited_too_long_and_only_that(settings, user, admin_user, monkeypatch):
     from datetime import timedelta
 
@@ -255,13 +284,17 @@ def test_the_sweep_resends_what_waited_too_long_and_only_that(settings, user, ad
     Photo.objects.filter(pk=done.pk).update(status="done", updated=timezone.now() - timedelta(minutes=5))
     lost = TrainingRun.objects.create(started_by=admin_user, base_version=ModelVersion.objects.get(),
                                       status="running", started=timezone.now() - timedelta(hours=3))
+    waiting = TrainingRun.objects.create(started_by=admin_user, base_version=ModelVersion.objects.get(),
+                                         sent=timezone.now() - timedelta(minutes=5))  # the trainer is down
 
     tasks.requeue_stuck()
     again = list(sent)
     tasks.requeue_stuck()  # right after: nothing is sent twice in a row
 
     # the fresh photo waited less than a minute and the done one is done: neither is resent
-    assert again == [("classifier.tasks.classify_photo", old.pk)] and sent == again
+    assert again == [("classifier.tasks.classify_photo", old.pk),
+                     ("classifier.tasks.train_model", waiting.pk)]
+    assert sent == again
     assert Photo.objects.get(pk=old.pk).status == "queued"
     lost.refresh_from_db()
     assert lost.status == "failed" and "stopped during the run" in lost.error
