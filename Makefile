@@ -23,8 +23,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 run: install
 	$(PY) manage.py migrate --noinput
 	@echo "Cakesite: http://$(HOST):$(PORT)/  (Ctrl-C stops the site and the worker)"
-	$(PY) -m celery -A cakesite worker -n classify@%h --loglevel=INFO --concurrency=$(WORKERS) -Q celery \
-	  --beat --schedule var/celerybeat-schedule & \
+	$(PY) -m celery -A cakesite worker -n classify@%h --loglevel=INFO --concurrency=$(WORKERS) \
+	  -Q $(or $(CELERY_QUEUE),celery) --beat --schedule $(or $(CAKESITE_VAR_DIR),var)/celerybeat-schedule & \
 	classify=$$!; \
 	$(PY) -m celery -A cakesite worker -n train@%h --loglevel=INFO --concurrency=1 -Q training & \
 	train=$$!; trap 'kill $$classify $$train 2>/dev/null; wait $$classify $$train' EXIT INT TERM; \

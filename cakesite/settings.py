@@ -250,6 +250,9 @@ CELERY_BEAT_SCHEDULE = {
                            "schedule": float(envint("SWEEP_INTERVAL_S", 60))},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker keeps reconnecting however long the broker is away (Celery's default gives up after 100
+# tries, some 45 minutes, and the worker exits, taking the embedded beat and its sweep with it).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 
 # Production: everything `manage.py check --deploy` asks for, behind a TLS-terminating proxy.
 if not DEBUG:

@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class ClassifierConfig(AppConfig):
     name = "classifier"
     verbose_name = "Cake classifier"
+
+    def ready(self):
+        from classifier import checks  # noqa: F401 (registers them)

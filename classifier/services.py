@@ -245,9 +245,9 @@ def prediction_record(*, photo: Photo, version_id: int, probabilities: dict[str,
         photo=photo, model_version_id=version_id, label=label, confidence=confidence,
         probabilities=probabilities, margin=top_two[0] - top_two[1], inference_ms=inference_ms,
     )
-    if heatmap is not None:
-        prediction.heatmap.save("heatmap", overlay_png(heatmap, photo.width, photo.height), save=False)
-    try:
+    try:  # the heat map's file too: a time limit may strike right after it is written
+        if heatmap is not None:
+            prediction.heatmap.save("heatmap", overlay_png(heatmap, photo.width, photo.height), save=False)
         with transaction.atomic():
             Prediction.objects.bulk_create([prediction], ignore_conflicts=True)
             photo_mark_done(photo)

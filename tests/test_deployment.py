@@ -20,6 +20,7 @@ def test_compose_has_web_worker_redis_and_postgres_with_healthchecks():
 
     assert set(services) == {"web", "worker", "trainer", "redis", "postgres"}
     assert all("healthcheck" in service for service in services.values())
+    assert all(service["restart"] == "unless-stopped" for service in services.values())  # after a crash
     for name in ("web", "worker", "trainer"):
         assert services[name]["build"] == "."
         assert services[name]["environment"]["DATABASE_URL"].startswith("postgres://")
@@ -83,3 +84,19 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
 
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
+
+
+@pytest.mark.parametrize("setting, value, error", [
+    ("CELERY_TASK_TIME_LIMIT", 600, "classifier.E001"),
+    ("TRAINING_TIME_LIMIT_S", 120, "classifier.E002"),
+    ("TRAINING_TIME_LIMIT_S", 4 * 3600, "classifier.E003"),
+])
+def test_time_limits_that_do_not_fit_together_stop_the_site_from_starting(settings, setting, value, error):
+    from django.core.checks import run_checks
+
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3 * 3600}  # Redis's
+    assert [e.id for e in run_checks() if e.id.startswith("classifier.")] == []
+
+    setattr(settings, setting, value)
+
+    assert [e.id for e in run_checks() if e.id.startswith("classifier.")] == [error]

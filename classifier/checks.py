@@ -1,0 +1,25 @@
+"""System checks (`manage.py check`, and at every start): settings that only work together."""
+
+from django.conf import settings
+from django.core.checks import Error, register
+
+
+@register()
+def time_limits(app_configs, **kwargs) -> list[Error]:
+    errors = []
+    if settings.CELERY_TASK_TIME_LIMIT >= settings.REQUEUE_AFTER_S:
+        errors.append(Error(
+            f"CELERY_TASK_TIME_LIMIT ({settings.CELERY_TASK_TIME_LIMIT} s) must be below REQUEUE_AFTER_S "
+            f"({settings.REQUEUE_AFTER_S} s): the sweep would resend a photo while a worker still has it.",
+            id="classifier.E001"))
+    if settings.TRAINING_TIME_LIMIT_S <= 300:
+        errors.append(Error(
+            f"TRAINING_TIME_LIMIT_S ({settings.TRAINING_TIME_LIMIT_S} s) must be above 300: the soft limit, "
+            "which lets a run record its failure, is 300 s before it.", id="classifier.E002"))
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout")
+    if visibility is not None and visibility <= settings.TRAINING_TIME_LIMIT_S:
+        errors.append(Error(
+            f"The broker's visibility timeout ({visibility} s) must be above TRAINING_TIME_LIMIT_S "
+            f"({settings.TRAINING_TIME_LIMIT_S} s): Redis would hand a running training task to another "
+            "worker.", id="classifier.E003"))
+    return errors
