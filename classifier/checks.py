@@ -1,4 +1,5 @@
-"""System checks (`manage.py check`, and at every start): settings that only work together."""
+"""System checks (`manage.py check`, and `migrate`, which docker-compose runs before the web starts; a worker
+refuses to start on them, see cakesite.celery): settings that only work together."""
 
 from django.conf import settings
 from django.core.checks import Error, register

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
@@ -22,21 +22,24 @@ def refusal(request: HttpRequest, status: int, code: str, message: str, template
     if request.path.startswith("/api/"):
         return JsonResponse({"error": {"status": status, "code": code, "message": message, "fields": {}}},
                             status=status)
-    page = render_to_string(template, {"message": message}, request=request if with_user else None)
+    try:
+        page = render_to_string(template, {"message": message}, request=request if with_user else None)
+    except DatabaseError:  # the user's session and menu come from the database: without them, then
+        page = render_to_string(template, {"message": message})
     return HttpResponse(page, status=status)
 
 
 class UploadTooLargeMiddleware:
-    """A POST whose declared length is more than the most we take at once (a full upload) is refused
-    before anything reads its body. Every middleware runs this part before any reads it; the CSRF
-    check, which parses the whole body for its token, comes later (in process_view). Any POST, not
-    only the upload URLs: every URL that checks CSRF would parse and spool it."""
+    """A POST, PUT or PATCH whose declared length is more than the most we take at once (a full
+    upload) is refused before anything reads its body, at any URL: the CSRF check (in process_view,
+    after every middleware's __call__, this one's included) parses the whole body for its token,
+    and DRF's parsers spool file parts to disk."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method == "POST" and upload_too_large(request):
+        if request.method in ("POST", "PUT", "PATCH") and upload_too_large(request):
             return refusal(request, 413, "too_large", too_large_message(), "413.html")
         return self.get_response(request)
 

@@ -164,6 +164,7 @@ class TrainingRun(models.Model):
     error = models.TextField(blank=True)
     created = models.DateTimeField(auto_now_add=True)
     sent = models.DateTimeField(default=timezone.now, help_text="when its task was last sent to the workers")
+    task_id = models.CharField(max_length=50, blank=True, help_text="the Celery task that runs it")
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
 

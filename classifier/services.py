@@ -371,20 +371,24 @@ def training_run_progress(run: TrainingRun, stage: str, percent: int) -> None:
     TrainingRun.objects.filter(pk=run.pk).update(stage=stage, progress=percent, log=run.log)
 
 
-def training_run_begin(run: TrainingRun) -> bool:
-    """Mark a queued run running; False if it is not queued (a redelivered task)."""
+def training_run_begin(run: TrainingRun, task_id: str = "") -> bool:
+    """Mark a queued run running, by the task `task_id`; False if it is not queued (a duplicate)."""
     now = timezone.now()
     taken = TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
-        status=TrainingRun.Status.RUNNING, started=now)
+        status=TrainingRun.Status.RUNNING, started=now, task_id=task_id)
     if taken:  # the in-memory run is saved whole at the end: keep it in step
-        run.status, run.started = TrainingRun.Status.RUNNING, now
+        run.status, run.started, run.task_id = TrainingRun.Status.RUNNING, now, task_id
     return bool(taken)
 
 
 def training_run_succeed(run: TrainingRun, version: ModelVersion) -> None:
+    """Record the run's result, unless it is no longer running (marked failed meanwhile)."""
     run.status, run.result_version, run.finished = TrainingRun.Status.SUCCEEDED, version, timezone.now()
     run.stage, run.progress = "done", 100
-    run.save()
+    fields = ["status", "result_version", "finished", "stage", "progress", "data", "metrics", "decision",
+              "log"]
+    TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+        **{field: getattr(run, field) for field in fields})
 
 
 def training_run_fail(run: TrainingRun, error: str) -> None:

@@ -128,11 +128,13 @@ def train_model(self, run_id: int) -> str:
     from classifier.models import TrainingRun
 
     run = TrainingRun.objects.filter(pk=run_id).select_related("base_version").first()
-    if run is None or not services.training_run_begin(run):
-        # The broker hands a task back, marked redelivered, when the worker running it died (killed,
-        # out of memory): that run will never finish, and would hold off new runs for an hour.
-        if run is not None and run.status == TrainingRun.Status.RUNNING and \
-                (self.request.delivery_info or {}).get("redelivered"):
+    if run is None or not services.training_run_begin(run, self.request.id or ""):
+        # Redis hands the very task that runs a run back, marked redelivered, when the pool process
+        # running it died (killed, out of memory): that run will never finish, and would hold off
+        # new runs until the sweep gives up on it (an hour). (A whole worker killed leaves its task
+        # unacknowledged: that waits for the sweep.)
+        if run is not None and run.status == TrainingRun.Status.RUNNING and run.task_id == self.request.id \
+                and (self.request.delivery_info or {}).get("redelivered"):
             services.training_run_fail(run, "The training worker stopped during the run (killed or out of "
                                             "memory); start a new run.")
             return "worker lost"

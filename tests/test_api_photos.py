@@ -190,25 +190,51 @@ def test_a_long_poll_on_postgresql_sleeps_until_the_worker_settles_the_photo(api
     assert len(queries) <= 6  # asking every 20 ms for a second would take 50
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_a_notification_nobody_waited_for_does_not_end_the_next_wait_on_the_connection(api, user):
-    """A photo that settles while its request reads the status (so does not wait) leaves its
-    notification on the connection, which the same web thread reuses for its next request."""
-    needs_postgresql()
-    settled_early, pending = make_photo(user), make_photo(user)
+def notify_from_another_connection(channel: str) -> None:
+    """What the worker's commit sends, from its own connection."""
+    worker = connections.create_connection("default")
+    with worker.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, '')", [channel])
+    worker.close()
+    time.sleep(0.2)  # delivered
 
-    with selectors.settling(settled_early.pk):
-        worker = connections.create_connection("default")  # the worker's commit, on its own connection
-        with worker.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, '')", [selectors.settled_channel(settled_early.pk)])
-        worker.close()
-        time.sleep(0.2)  # delivered to this connection while no one waits on it
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_notification_nobody_waited_for_does_not_end_a_later_wait_on_the_connection(api, user):
+    """The photo settled while its request read the status (so did not wait), then was retried:
+    the web thread's connection, reused for the next wait on it, must not still hold that news."""
+    needs_postgresql()
+    photo = make_photo(user)
+    with selectors.settling(photo.pk):
+        notify_from_another_connection(selectors.settled_channel(photo.pk))
+
     started = time.monotonic()
-    response = api.get(f"/api/photos/{pending.pk}/?wait=1")
+    response = api.get(f"/api/photos/{photo.pk}/?wait=1")
     waited = time.monotonic() - started
 
     assert response.status_code == 200 and response.json()["status"] == "queued"
-    assert waited >= 0.9  # the whole wait: nothing settled this photo
+    assert waited >= 0.9  # the whole wait: nothing settled it since
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_wait_ends_only_on_its_own_photos_news(api, user):
+    needs_postgresql()
+    photo = make_photo(user)
+    with connection.cursor() as cursor:
+        cursor.execute('LISTEN "elsewhere"')  # another listener on the same connection
+    other = threading.Thread(target=notify_from_another_connection, args=["elsewhere"])
+    try:
+        other.start()
+        started = time.monotonic()
+        response = api.get(f"/api/photos/{photo.pk}/?wait=1")
+        waited = time.monotonic() - started
+    finally:
+        other.join()
+        with connection.cursor() as cursor:
+            cursor.execute('UNLISTEN "elsewhere"')
+
+    assert response.status_code == 200 and response.json()["status"] == "queued"
+    assert waited >= 0.9
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -275,6 +275,24 @@ def test_no_url_reads_a_body_beyond_what_we_take_at_once(client, user, settings,
         assert "Too much at once" in response.content.decode() and "Log out" in response.content.decode()
 
 
+def test_a_body_beyond_what_we_take_is_a_413_even_while_the_database_is_down(client, user, settings,
+                                                                            monkeypatch):
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.db import OperationalError
+
+    settings.MAX_UPLOAD_BYTES, settings.MAX_FILES_PER_UPLOAD = 2_000, 2
+    client.force_login(user)
+
+    def database_down(self):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(SessionStore, "load", database_down)  # the signed-in menu needs the session
+    for method in ("POST", "PUT"):
+        response = client.generic(method, "/upload/", b"", content_type="multipart/form-data; boundary=x",
+                                  CONTENT_LENGTH="100000", **{"wsgi.input": Unreadable()})
+        assert response.status_code == 413 and "Too much at once" in response.content.decode()
+
+
 @pytest.mark.parametrize("route", ["website", "api"])
 @pytest.mark.parametrize("count", [4, 6])
 def test_too_many_files_in_one_request_are_refused_with_the_limit(client, api, user, enqueued, settings,

@@ -100,3 +100,13 @@ def test_time_limits_that_do_not_fit_together_stop_the_site_from_starting(settin
     setattr(settings, setting, value)
 
     assert [e.id for e in run_checks() if e.id.startswith("classifier.")] == [error]
+
+
+def test_a_worker_refuses_to_start_on_time_limits_that_do_not_fit(settings):
+    from cakesite.celery import refuse_time_limits_that_do_not_fit
+
+    refuse_time_limits_that_do_not_fit()  # the defaults fit
+    settings.CELERY_TASK_TIME_LIMIT = 600
+
+    with pytest.raises(SystemExit, match="must be below REQUEUE_AFTER_S"):
+        refuse_time_limits_that_do_not_fit()

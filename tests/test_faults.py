@@ -26,8 +26,9 @@ from tests.processes import (
     wait_for,
 )
 
-# The sweep: anything waiting longer than a second is sent again, checked every second.
-SWEEP = {"REQUEUE_AFTER_S": "1", "SWEEP_INTERVAL_S": "1"}
+# The sweep: anything waiting longer than a second is sent again, checked every second (so a photo
+# in a worker's hands may be sent twice, which the tests allow: a worker would refuse that setting).
+SWEEP = {"REQUEUE_AFTER_S": "1", "SWEEP_INTERVAL_S": "1", "CELERY_SKIP_CHECKS": "1"}
 
 
 def photos_of_every_class() -> list[SimpleUploadedFile]:
@@ -245,9 +246,9 @@ def test_a_run_whose_worker_died_is_marked_failed_when_the_broker_hands_its_task
     """With acks_late and reject_on_worker_lost the broker redelivers the task of a killed worker;
     the run it finds running will never finish, and would hold off new runs until the sweep."""
     run = services.training_run_start(user=admin_user)
-    assert services.training_run_begin(run)  # the worker that then died
+    assert services.training_run_begin(run, "task-1")  # the worker that then died
 
-    tasks.train_model.push_request(delivery_info={"redelivered": True})
+    tasks.train_model.push_request(id="task-1", delivery_info={"redelivered": True})
     try:
         assert tasks.train_model(run.pk) == "worker lost"
     finally:
@@ -259,14 +260,34 @@ def test_a_run_whose_worker_died_is_marked_failed_when_the_broker_hands_its_task
 
 
 @pytest.mark.django_db
-def test_a_second_delivery_of_a_run_that_is_running_fine_changes_nothing(admin_user):
+@pytest.mark.parametrize("delivery", [
+    {"id": "task-2", "delivery_info": {"redelivered": False}},  # the sweep's fresh copy
+    {"id": "task-2", "delivery_info": {"redelivered": True}},  # that copy, handed back by another worker
+])
+def test_another_delivery_of_a_run_that_is_running_fine_changes_nothing(admin_user, delivery):
     run = services.training_run_start(user=admin_user)
-    assert services.training_run_begin(run)
+    assert services.training_run_begin(run, "task-1")
 
-    assert tasks.train_model(run.pk) == "not queued"  # a fresh message (the sweep's), not a redelivery
+    tasks.train_model.push_request(**delivery)
+    try:
+        assert tasks.train_model(run.pk) == "not queued"
+    finally:
+        tasks.train_model.pop_request()
 
     run.refresh_from_db()
     assert run.status == "running"
+
+
+@pytest.mark.django_db
+def test_a_run_marked_failed_meanwhile_is_not_turned_into_a_success(admin_user):
+    run = services.training_run_start(user=admin_user)
+    services.training_run_begin(run, "task-1")
+    services.training_run_fail(run, "The training worker stopped during the run.")
+
+    services.training_run_succeed(run, ModelVersion.objects.get(is_active=True))
+
+    run.refresh_from_db()
+    assert run.status == "failed" and run.result_version is None
 
 
 @pytest.mark.django_db
