@@ -376,7 +376,7 @@ def training_run_begin(run: TrainingRun, task_id: str = "") -> bool:
     now = timezone.now()
     taken = TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
         status=TrainingRun.Status.RUNNING, started=now, task_id=task_id)
-    if taken:  # the in-memory run is saved whole at the end: keep it in step
+    if taken:  # keep the in-memory run in step
         run.status, run.started, run.task_id = TrainingRun.Status.RUNNING, now, task_id
     return bool(taken)
 
