@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
@@ -15,6 +17,7 @@ from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import defaults
 from django.views.decorators.http import require_GET, require_POST
+from rest_framework.throttling import UserRateThrottle
 
 from classifier import plots, selectors, services
 from classifier.cakes import catalogue
@@ -38,10 +41,25 @@ def signup(request: HttpRequest) -> HttpResponse:
     return render(request, "registration/signup.html", {"form": form})
 
 
+class UploadRateThrottle(UserRateThrottle):
+    """The API's upload rate (THROTTLE_UPLOADS) for the website's form too, in the same budget: the
+    same cache key as the API's ScopedRateThrottle for the scope "uploads"."""
+
+    scope = "uploads"
+
+
 @login_required
 def upload(request: HttpRequest) -> HttpResponse:
     """(A body larger than we take is refused by UploadTooLargeMiddleware, too many files by
     bad_request: both before this view.)"""
+    throttle = UploadRateThrottle()
+    if request.method == "POST" and not throttle.allow_request(request, None):
+        wait = math.ceil(throttle.wait() or 1)
+        refused = {"form": UploadForm(), "refusal": f"That is more uploads than we take in a minute; "
+                                                    f"try again in {wait} s."}
+        response = render(request, "classifier/upload.html", refused, status=429)
+        response["Retry-After"] = str(wait)
+        return response
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         results = services.photos_create(owner=request.user, uploads=form.cleaned_data["photos"])

@@ -190,3 +190,26 @@ def test_a_large_jpeg_cut_short_is_refused_though_it_is_decoded_small(client, us
 
     assert response.status_code == 400 and "The image is truncated or corrupt." in response.content.decode()
     assert Photo.objects.count() == 0 and stored_files(settings) == []
+
+
+def test_the_website_form_shares_the_apis_upload_rate(client, user, enqueued, monkeypatch):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+    from rest_framework.throttling import SimpleRateThrottle
+
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES",
+                        {**SimpleRateThrottle.THROTTLE_RATES, "uploads": "2/minute"})
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.force_login(user)
+
+    through_api = api.post("/api/photos/", {"files": [SimpleUploadedFile("a.png", png_bytes())]},
+                           format="multipart")
+    codes = [client.post(reverse("upload"), {"photos": [SimpleUploadedFile(f"{i}.png", png_bytes())]}
+                         ).status_code for i in range(2)]
+
+    assert through_api.status_code == 201 and codes == [302, 429]
+    refused = client.post(reverse("upload"), {"photos": [SimpleUploadedFile("c.png", png_bytes())]})
+    assert int(refused["Retry-After"]) > 0
+    assert "more uploads than we take in a minute" in refused.content.decode()
+    assert Photo.objects.count() == 2
