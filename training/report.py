@@ -19,6 +19,8 @@ from sklearn.metrics import (  # noqa: E402
     precision_recall_fscore_support,
 )
 
+from training.runtime import CONFIG_FILE, METRICS_FILE  # noqa: E402
+
 
 def metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
     """Top-1, macro F1, per-class precision/recall/F1 and the confusion matrix, JSON-ready.
@@ -107,7 +109,7 @@ def plot_history(phases: list[dict], path: Path) -> None:
 def record(folder: Path, classes: list[str], results: dict[str, dict], *, card: bool = True) -> None:
     """Add `results` (split name -> `metrics(...)`) to the folder's metrics.json, draw each split's
     confusion matrix beside it, and (with `card`) renew MODEL_CARD.md from the figures."""
-    metrics_file = folder / "metrics.json"
+    metrics_file = folder / METRICS_FILE
     recorded = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     metrics_file.write_text(json.dumps(recorded | results, indent=2) + "\n")
     for name, m in results.items():
@@ -119,8 +121,8 @@ def record(folder: Path, classes: list[str], results: dict[str, dict], *, card: 
 
 def model_card(folder: Path) -> str:
     """MODEL_CARD.md from the folder's config.json and metrics.json, so figures are never retyped."""
-    config = json.loads((folder / "config.json").read_text())
-    results = json.loads((folder / "metrics.json").read_text())
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    results = json.loads((folder / METRICS_FILE).read_text())
     lines = [
         f"# Model card: {folder.name}",
         "",
