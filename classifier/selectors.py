@@ -34,7 +34,7 @@ def photos_for_user(user, *, label: str | None = None, status: str | None = None
     Checking staff status first spares ordinary users' requests the two permission queries.
     `label` filters on the label of the latest prediction, the one the user sees.
     """
-    if user.is_staff and user.has_perm(f"classifier.{action}_photo"):
+    if may_act_on_others_photos(user, action):
         photos = Photo.objects.all()
     else:
         photos = Photo.objects.filter(owner=user)
@@ -45,6 +45,11 @@ def photos_for_user(user, *, label: str | None = None, status: str | None = None
     return photos.select_related("owner", "feedback").prefetch_related(
         Prefetch("predictions", queryset=latest_predictions(), to_attr="prediction_list")
     )
+
+
+def may_act_on_others_photos(user, action: str = "view") -> bool:
+    """Whether `user` may `action` other users' photos: staff with the model permission."""
+    return user.is_staff and user.has_perm(f"classifier.{action}_photo")
 
 
 def photo_for_user(user, pk: int, action: str = "view") -> Photo:

@@ -110,8 +110,9 @@ def photo_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def can_review(user, photo: Photo) -> bool:
-    """Whether `user` may confirm or correct `photo`'s label: its owner, or staff allowed to change it."""
-    return photo.owner_id == user.pk or user.has_perm("classifier.change_photo")
+    """Whether `user` may confirm or correct `photo`'s label: its owner, or staff allowed to change it
+    (the rule photo_feedback applies through selectors.photo_for_user)."""
+    return photo.owner_id == user.pk or selectors.may_act_on_others_photos(user, "change")
 
 
 @login_required
