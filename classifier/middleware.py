@@ -9,6 +9,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
+from classifier.api.errors import error_body
 from classifier.forms import too_large_message, upload_too_large
 
 log = logging.getLogger(__name__)
@@ -20,8 +21,7 @@ def refusal(request: HttpRequest, status: int, code: str, message: str, template
     """The API's error shape under /api/, else `template` showing `message` (with the signed-in
     user's menu, unless `with_user` is false: when the database is down it cannot be read)."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"error": {"status": status, "code": code, "message": message, "fields": {}}},
-                            status=status)
+        return JsonResponse(error_body(status, code, message), status=status)
     try:
         page = render_to_string(template, {"message": message}, request=request if with_user else None)
     except DatabaseError:  # the user's session and menu come from the database: without them, then

@@ -21,6 +21,11 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+def error_body(status: int, code: str, message: str, fields: dict | None = None) -> dict:
+    """The one error shape of the API, wherever the answer is made (here, or a middleware)."""
+    return {"error": {"status": status, "code": code, "message": message, "fields": fields or {}}}
+
+
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):  # raised by services
         exc = exceptions.ValidationError(detail=as_serializer_error(exc))
@@ -40,6 +45,5 @@ def exception_handler(exc, context):
         detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data
         message = str(detail)
         code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
-    response.data = {"error": {"status": response.status_code, "code": code, "message": message,
-                               "fields": fields}}
+    response.data = error_body(response.status_code, code, message, fields)
     return response
