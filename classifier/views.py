@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import defaults
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from rest_framework.throttling import UserRateThrottle
 
 from classifier import plots, selectors, services
@@ -60,8 +60,8 @@ def upload(request: HttpRequest) -> HttpResponse:
         response = render(request, "classifier/upload.html", refused, status=429)
         response["Retry-After"] = str(wait)
         return response
-    form = UploadForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
+    form = UploadForm(request.POST, request.FILES) if request.method == "POST" else UploadForm()
+    if form.is_bound and form.is_valid():
         results = services.photos_create(owner=request.user, uploads=form.cleaned_data["photos"])
         created = [photo for _, photo, _ in results if photo]
         for upload, _, errors in results:
@@ -168,9 +168,12 @@ def photo_retry(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def photo_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET asks to confirm (a deletion cannot be undone); POST deletes."""
     photo = selectors.photo_for_user(request.user, pk, action="delete")
+    if request.method == "GET":
+        return render(request, "classifier/photo_confirm_delete.html", {"photo": photo})
     services.photo_delete(photo)
     messages.success(request, "The photo is deleted.")
     return redirect("gallery")

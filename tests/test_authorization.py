@@ -32,6 +32,7 @@ WEBSITE = [
     ("get", "/photos/{photo}/heatmap/", [302, 200, 404, 200, 200]),
     ("post", "/photos/{photo}/retry/", [302, 302, 404, 404, 302]),
     ("post", "/photos/{photo}/feedback/", [302, 302, 404, 404, 302]),
+    ("get", "/photos/{photo}/delete/", [302, 200, 404, 404, 200]),  # asks to confirm
     ("post", "/photos/{photo}/delete/", [302, 302, 404, 404, 302]),
     ("get", "/review/", [302, 200, 200, 200, 200]),
     ("get", "/staff/models/", [302, 302, 302, 200, 200]),

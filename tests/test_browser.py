@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from classifier.models import ModelVersion, Photo, TrainingRun
+from classifier.models import Feedback, ModelVersion, Photo, TrainingRun
 from tests.conftest import PHOTOS, services_required
 from tests.processes import app_env, require_services, start_worker
 
@@ -151,8 +151,8 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
     photos = [PHOTOS / "kue_lapis" / "108.jpg", PHOTOS / "kue_klepon" / "11.jpg"]
     me.page.set_input_files("input[type=file]", [str(p) for p in photos])
     me.page.wait_for_function("document.querySelectorAll('.upload.done').length === 2", timeout=90_000)
-    results = me.page.locator(".upload .upload-status").all_inner_texts()
-    assert sorted(r.split(" ·")[0] for r in results) == ["Kue Klepon", "Kue Lapis"]
+    results = me.page.locator(".upload .upload-status").all_text_contents()  # with the hidden file name
+    assert sorted(r.split(" ·")[0] for r in results) == ["108.jpg: Kue Lapis", "11.jpg: Kue Klepon"]
     me.shoot("3-upload-done")
 
     me.go("/photos/")
@@ -183,6 +183,11 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
     me.go("/review/")
     assert me.page.locator(".review-item").count() == 1  # the klepon; the lapis has its answer
     me.shoot("7-review")
+    me.page.get_by_role("link", name="Upload").focus()
+    me.page.keyboard.press("n")  # on the page's links the queue's keys do nothing
+    me.page.wait_for_timeout(500)
+    assert me.page.locator(".review-item").count() == 1 and Feedback.objects.filter(label="none").count() == 0
+    me.page.locator(".review-item").first.focus()
     me.page.keyboard.press("y")  # confirm the highlighted photo from the keyboard
     me.page.wait_for_selector("text=Nothing to review")
     me.shoot("8-review-done")

@@ -230,6 +230,21 @@ def test_deleting_a_photo_removes_the_row_and_its_files(client, user, django_cap
     assert not any(Path(p).exists() for p in paths)
 
 
+def test_deleting_from_the_photo_page_asks_first_and_keeps_the_photo_until_confirmed(client, user):
+    photo = make_photo(user, status="done", label="kue_lapis")
+    client.force_login(user)
+    delete_url = reverse("photo-delete", args=[photo.pk])
+
+    page = client.get(photo.get_absolute_url()).content.decode()
+    confirm = client.get(delete_url)
+
+    assert f'href="{delete_url}"' in page and f'action="{delete_url}"' not in page
+    assert confirm.status_code == 200
+    assert "cannot be undone" in confirm.content.decode()
+    assert '<form method="post">' in confirm.content.decode()
+    assert Photo.objects.filter(pk=photo.pk).exists()
+
+
 def test_when_the_model_is_unsure_the_page_says_so_instead_of_naming_a_cake(client, user, settings):
     settings.UNSURE_BELOW = 0.6
     sure = make_photo(user, status="done", label="kue_lapis", confidence=0.9)
@@ -246,8 +261,9 @@ def test_when_the_model_is_unsure_the_page_says_so_instead_of_naming_a_cake(clie
     assert "Not sure: Kue Serabi? · 41%" in gallery and "Kue Lapis · 90%" in gallery
 
 
-def test_without_javascript_a_page_with_photos_in_the_queue_refreshes_itself(client, user):
-    refresh = '<meta http-equiv="refresh"'
+def test_without_javascript_a_page_with_photos_in_the_queue_offers_a_reload(client, user):
+    """(Not a timed refresh: that would reload under a screen reader's feet every few seconds.)"""
+    refresh = '<a href="">reload this page</a>'
     queued = make_photo(user)
     client.force_login(user)
 

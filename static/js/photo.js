@@ -1,10 +1,20 @@
-// The photo page: the heat map toggle lays the worker's Grad-CAM overlay over the photo. The
-// result panel is swapped in live, so the listener sits on the document.
+// The photo page: the heat map toggle lays the worker's Grad-CAM overlay over the photo (made on
+// first use). The result panel is swapped in live, so the listener sits on the document; the
+// toggle's state is applied at load too (a browser may restore a checked box on reload).
+function showHeatmap(toggle) {
+  let heat = document.querySelector(".photo .heat");
+  if (!heat && toggle.checked) {
+    heat = document.createElement("img");
+    heat.className = "heat";
+    heat.alt = "Heat map: brighter where the model looked most";
+    heat.src = toggle.dataset.heatmap;
+    document.querySelector(".photo .frame").append(heat);
+  }
+  if (heat) heat.hidden = !toggle.checked;
+}
+
 document.addEventListener("change", (event) => {
   const toggle = event.target.closest(".heat-toggle");
-  if (!toggle) return;
-  const heat = document.querySelector(".photo .heat");
-  if (!heat) return;
-  if (!heat.getAttribute("src")) heat.src = toggle.dataset.heatmap;
-  heat.hidden = !toggle.checked;
+  if (toggle) showHeatmap(toggle);
 });
+document.querySelectorAll(".heat-toggle").forEach(showHeatmap);

@@ -1,13 +1,46 @@
 // Pages with photos still queued or processing ask the server every second until each is done or
 // failed, and swap in the server-rendered result: no manual reload. While nothing changes they ask
 // less and less often (up to every 15 s); a photo deleted meanwhile is marked so and no longer asked.
+// Each result that lands is said in the page's live region (#announce) for screen readers, and the
+// keyboard focus stays where it was. Signed out meanwhile: the page says so and stops asking.
 (function () {
   const container = document.querySelector("[data-poll]");
   if (!container) return;
   const view = container.dataset.poll; // "result" (photo page) or "card" (gallery)
+  const announcer = document.getElementById("announce");
 
   function pendingIds() {
     return Array.from(container.querySelectorAll("[data-pending]")).map((el) => el.dataset.photo);
+  }
+
+  function say(text) {
+    if (announcer && text) announcer.textContent = text;
+  }
+
+  function signedOut() {
+    const note = document.createElement("p");
+    note.className = "error";
+    note.setAttribute("role", "alert");
+    const link = document.createElement("a");
+    link.href = `/accounts/login/?next=${encodeURIComponent(location.pathname + location.search)}`;
+    link.textContent = "log in again";
+    note.append("You are signed out: ", link, " to see the results.");
+    container.prepend(note);
+  }
+
+  // Swap `old` for the server's new HTML; focus inside `old` moves to the same place in the new one.
+  function swap(old, html) {
+    const focused = old.contains(document.activeElement) ? document.activeElement : null;
+    const template = document.createElement("template");
+    template.innerHTML = html.trim();
+    const fresh = template.content.firstElementChild;
+    old.replaceWith(fresh);
+    if (focused) {
+      const again = (focused.getAttribute("href") && fresh.querySelector(`a[href="${focused.getAttribute("href")}"]`))
+        || fresh.querySelector("a, button, input, select");
+      if (again) again.focus();
+    }
+    return fresh.dataset.announce || "";
   }
 
   repeatWithBackoff(async function () {
@@ -18,8 +51,12 @@
       credentials: "same-origin",
     });
     if (!response.ok) throw new Error(`status ${response.status}`);
+    if (response.redirected || !(response.headers.get("Content-Type") || "").includes("json")) {
+      signedOut(); // the login page answered instead
+      return false;
+    }
     const body = await response.json();
-    let changed = false;
+    const news = [];
     for (const id of ids) {
       const photo = body.photos.find((p) => String(p.id) === id);
       const old = container.querySelector(`[data-photo="${id}"]`);
@@ -28,12 +65,12 @@
         old.removeAttribute("data-pending");
         const status = old.querySelector(".status");
         if (status) status.textContent = "Deleted";
-        changed = true;
+        news.push(`Photo ${id} was deleted.`);
       } else if (photo.status !== "queued" && photo.status !== "processing") {
-        old.outerHTML = photo.html;
-        changed = true;
+        news.push(swap(old, photo.html));
       }
     }
-    return changed ? true : "idle";
+    say(news.filter(Boolean).join(" "));
+    return news.length ? true : "idle";
   }, 1000, 15000);
 })();

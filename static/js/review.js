@@ -1,6 +1,8 @@
 // The review queue from the keyboard: one photo is highlighted; Y or Enter confirms it, a digit
-// picks that cake, N says none of these, J and K move. Answering reloads the queue with the
-// answered photo gone, so the next one is highlighted at once.
+// picks that cake, N says none of these, J and K move. The keys act only while the focus is in the
+// queue (or nowhere in particular), never on the page's links and buttons, and the page does not
+// move the focus by itself on load. Answering reloads the queue with the answered photo gone, and
+// the focus comes back to the queue's first photo.
 (function () {
   const queue = document.querySelector("[data-review]");
   if (!queue) return;
@@ -8,16 +10,17 @@
   const items = Array.from(queue.querySelectorAll(".review-item"));
   let current = 0;
 
-  function highlight(index) {
+  function highlight(index, focus) {
     items.forEach((item) => item.classList.remove("current"));
     current = Math.max(0, Math.min(items.length - 1, index));
     items[current].classList.add("current");
-    items[current].focus({ preventScroll: false });
+    if (focus) items[current].focus();
   }
 
   function answer(slug) {
     const form = items[current].querySelector("form.feedback");
     if (!form) return;
+    sessionStorage.setItem("review-focus", "1");
     if (slug === items[current].dataset.prediction) {
       form.querySelector("button[name=label]").click();
       return;
@@ -29,10 +32,12 @@
 
   document.addEventListener("keydown", (event) => {
     if (event.altKey || event.ctrlKey || event.metaKey) return;
-    if (event.target.closest("select, input, textarea")) return; // typing in a field
+    const inQueue = queue.contains(event.target);
+    if (!inQueue && event.target !== document.body) return; // on a link, a button, a field elsewhere
+    if (event.target.closest("select, input, textarea, button, a")) return; // its own keys
     const key = event.key.toLowerCase();
-    if (key === "j" || key === "arrowdown") highlight(current + 1);
-    else if (key === "k" || key === "arrowup") highlight(current - 1);
+    if (key === "j") highlight(current + 1, true);
+    else if (key === "k") highlight(current - 1, true);
     else if (key === "y" || (key === "enter" && event.target === items[current])) {
       answer(items[current].dataset.prediction);
     } else if (key === "n") answer("none");
@@ -40,10 +45,12 @@
     else return;
     event.preventDefault();
   });
-  items.forEach((item, index) => item.addEventListener("focus", () => {
-    items.forEach((other) => other.classList.remove("current"));
-    current = index;
-    item.classList.add("current");
-  }));
-  highlight(0);
+  // Whatever inside an item gets the focus (Tab, Shift+Tab, a click) makes that item the current one.
+  queue.addEventListener("focusin", (event) => {
+    const item = event.target.closest(".review-item");
+    if (item) highlight(items.indexOf(item), false);
+  });
+  const cameBack = sessionStorage.getItem("review-focus");
+  sessionStorage.removeItem("review-focus");
+  highlight(0, Boolean(cameBack)); // after an answer from the keyboard, carry on where it was
 })();

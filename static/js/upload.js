@@ -31,10 +31,20 @@
     const status = document.createElement("span");
     status.className = "upload-status";
     status.setAttribute("aria-live", "polite");
-    status.textContent = "Waiting…";
     li.append(img, name, bar, status);
     list.prepend(li);
-    return { li, bar, status, name: file.name };
+    const view = { li, bar, status, name: file.name };
+    show(view, "Waiting…");
+    return view;
+  }
+
+  // The status line is a live region: what it says starts with the file's name (hidden on screen,
+  // where the name is shown beside it), so that each announcement says which photo it is about.
+  function show(view, text) {
+    const name = document.createElement("span");
+    name.className = "visually-hidden";
+    name.textContent = `${view.name}: `;
+    view.status.replaceChildren(name, text);
   }
 
   function post(file, view) {
@@ -47,10 +57,10 @@
       request.setRequestHeader("Accept", "application/json");
       request.upload.addEventListener("progress", (event) => {
         if (event.lengthComputable) view.bar.value = (100 * event.loaded) / event.total;
-        view.status.textContent = "Uploading…";
+        if (view.status.textContent !== `${view.name}: Uploading…`) show(view, "Uploading…");
       });
       request.addEventListener("load", () => resolve(request));
-      request.addEventListener("error", () => resolve(null));
+      ["error", "abort", "timeout"].forEach((type) => request.addEventListener(type, () => resolve(null)));
       request.send(data);
     });
   }
@@ -62,7 +72,7 @@
       request = await uploading(() => post(file, view));
       if (!request || request.status !== 429 || attempt === 5) break;
       const seconds = Number(request.getResponseHeader("Retry-After")) || 10;
-      view.status.textContent = `Many uploads at once; sending again in ${seconds} s…`;
+      show(view, `Many uploads at once; sending again in ${seconds} s…`);
       await sleep(seconds * 1000);
     }
     if (!request) return fail(view, "The upload failed: no connection.");
@@ -71,8 +81,10 @@
     const result = body.results && body.results[0];
     if (request.status === 201 && result && result.photo) {
       view.bar.value = 100;
-      view.status.textContent = "Stored; classifying…";
+      show(view, "Stored; classifying…");
       follow(result.photo, view);
+    } else if (request.status === 401 || request.status === 403) {
+      fail(view, "Not uploaded: you are signed out. Log in again, then upload it.");
     } else {
       const reason = (result && result.errors.join(" ")) || (body.error && body.error.message)
         || `The upload failed (${request.status}).`;
@@ -83,8 +95,8 @@
   function fail(view, reason) {
     view.li.classList.add("failed");
     view.bar.remove();
-    view.status.textContent = reason;
     view.status.setAttribute("role", "alert");
+    show(view, reason);
   }
 
   async function follow(photo, view) {
@@ -94,27 +106,32 @@
     link.setAttribute("aria-label", `Open ${view.name}`);
     view.li.append(link);
     for (let attempt = 0; attempt < 40; attempt++) {
-      let body;
+      let response;
       try {
-        body = await waiting(async () => {
-          const response = await fetch(`/api/photos/${photo.id}/?wait=20`, { credentials: "same-origin" });
-          return response.ok ? response.json() : null;
-        });
-      } catch (err) {
+        response = await waiting(() => fetch(`/api/photos/${photo.id}/?wait=20`, { credentials: "same-origin" }));
+      } catch (err) { // no connection: try again shortly
         await sleep(2000);
         continue;
       }
-      if (!body) break;
+      if (response.status === 401 || response.status === 403) {
+        return fail(view, "You are signed out: log in again to see the result.");
+      }
+      if (response.status === 404) return fail(view, "This photo was deleted.");
+      if (!response.ok) { // the server is busy or down for a moment
+        await sleep(2000);
+        continue;
+      }
+      const body = await response.json();
       if (body.status === "done" && body.prediction) {
         const p = body.prediction;
-        view.status.textContent = `${p.display_name} · ${Math.round(p.confidence * 100)}%`;
+        show(view, `${p.display_name} · ${Math.round(p.confidence * 100)}%`);
         view.li.classList.add("done");
         view.bar.remove();
         return;
       }
       if (body.status === "failed") return fail(view, body.error || "Classification failed.");
     }
-    view.status.textContent = "Still waiting; the gallery will show the result.";
+    show(view, "Still waiting; the gallery will show the result.");
   }
 
   function sendAll(files) {
@@ -140,4 +157,6 @@
     event.preventDefault();
     sendAll(event.dataTransfer.files);
   });
+  // A photo dropped beside the zone would make the browser leave the page to show it.
+  ["dragover", "drop"].forEach((type) => document.addEventListener(type, (event) => event.preventDefault()));
 })();
