@@ -2,6 +2,9 @@
 
     python -m bench.accuracy [--data ../shared/data/kue-indonesia/test] [--model DIR] [--baseline DIR]
 
+The model is the active version of the site's database (the settings read DATABASE_URL as the
+site does) unless `--model` names a folder; a database that cannot be read or has no active
+version falls back to the shipped model, and the first line says which was measured.
 Prints a per-class table for each model and ends with one line
 `RESULT top1=<float> macro_f1=<float> n=<int>` for the served model (plus `baseline_*` keys when a
 baseline folder, e.g. a simple-cnn trained by the same pipeline, is given).
@@ -33,13 +36,32 @@ def measure(folder: str | Path, data: str | Path) -> dict:
     return m
 
 
+def served_model() -> tuple[Path, str]:
+    """The active version's folder in the site's database, or the shipped model; and why."""
+    try:
+        import django
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cakesite.settings")
+        django.setup()
+        from classifier import selectors
+
+        version = selectors.active_version()
+    except Exception as exc:  # no database, not migrated, or Django not set up: say so, go on
+        return DEFAULT_MODEL, f"the shipped model (the site's database could not be read: {exc})"
+    if version is None:
+        return DEFAULT_MODEL, "the shipped model (the site's database has no active version)"
+    return version.folder, f"the active version {version.name!r}"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.accuracy", description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(DEFAULT_DATA), help="<class>/<file> folder")
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="model folder the product serves")
+    p.add_argument("--model", help="a model folder (default: the active version)")
     p.add_argument("--baseline", help="a second model folder to compare in the same run")
     args = p.parse_args(argv)
-    served = measure(args.model, args.data)
+    model, which = (Path(args.model), "the folder given") if args.model else served_model()
+    print(f"measuring {which}: {model}")
+    served = measure(model, args.data)
     result = {"top1": f"{served['top1']:.4f}", "macro_f1": f"{served['macro_f1']:.4f}",
               "n": served["n"]}
     if args.baseline:

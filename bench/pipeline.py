@@ -10,8 +10,12 @@ the moment its process is launched until the first uploaded photo has its predic
 database; its processes' resident memory is sampled throughout. Then, after a short warm-up,
 K clients each upload a photo (multipart, token auth, the photo's original bytes), poll its
 URL with the ETag until it is done, and start the next, for the given number of seconds. A photo
-without a result 30 s after its upload is `lost`; a refused upload or a failed classification is
-an `error`. The API's throttles are raised for the run: they are a policy, not a cost. While the
+without a result 30 s after its upload started is `lost`; a refused upload, a failed
+classification, a request that fails (connection, timeout, an answer that is not JSON) and a 5xx
+answer to a browsing request are `errors`; the warm-up's count too. The worker is started with
+the product's own command line (docker-compose.yml: INFO logging, to a file, and the embedded beat),
+with its own queue and the given concurrency. The API's throttles are raised for the run: they
+are a policy, not a cost. While the
 clients run, the CPU time of each part (web, worker processes, PostgreSQL, Redis, the clients) is
 read from /proc and printed per photo: where the machine's cores go.
 
@@ -60,12 +64,20 @@ def private_database(url: str, name: str, drop: bool = False) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
 def servers_and_photos(bench: str, folder: str) -> tuple[str, str, list[Path]]:
     """PostgreSQL's and Redis's URLs from the environment, and the photos under `folder` (any
-    depth); the reason, and an exit, when one is missing."""
+    depth); the reason, and an exit, when one is missing or a server is not on this machine (the
+    benchmark creates and drops a database there, and its figures assume loopback)."""
     database, broker = os.environ.get("DATABASE_URL", ""), os.environ.get("CELERY_BROKER_URL", "")
     if not (database.startswith("postgres") and broker.startswith("redis://")):
         raise SystemExit(f"{bench} needs DATABASE_URL=postgres://... and CELERY_BROKER_URL=redis://...")
+    for url in (database, broker):
+        host = urlsplit(url).hostname
+        if host is not None and host not in LOOPBACK:  # no host: a Unix socket, also this machine
+            raise SystemExit(f"{bench} runs on loopback only: {host} is not this machine")
     photos = sorted(f for f in Path(folder).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
     if not photos:
         raise SystemExit(f"no photos under {folder}")
@@ -156,13 +168,15 @@ class Client:
     def __init__(self, base: str, token: str, poll_s: float, browse: bool = False):
         self.base, self.poll_s, self.browse = base, poll_s, browse
         self.ms: dict[str, list[float]] = {"upload": [], "browse list": [], "browse photo": []}
-        self.requests = self.server_errors = 0
+        self.requests = self.browse_errors = self.server_errors = 0
+        self.last_url: str | None = None
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Token {token}"
 
-    def timed(self, kind: str | None, method: str, url: str, **options) -> requests.Response:
+    def timed(self, kind: str | None, method: str, url: str, timeout: float = RESULT_TIMEOUT_S + 5,
+              **options) -> requests.Response:
         started = time.perf_counter()
-        response = self.http.request(method, url, timeout=RESULT_TIMEOUT_S + 5, **options)
+        response = self.http.request(method, url, timeout=timeout, **options)
         if kind:
             self.ms[kind].append((time.perf_counter() - started) * 1000)
         self.requests += 1
@@ -170,30 +184,49 @@ class Client:
         return response
 
     def upload_and_wait(self, path: Path) -> tuple[str, float]:
-        """('done' | 'failed' | 'refused' | 'lost', milliseconds from upload start to result)."""
+        """('done' | 'failed' | 'refused' | 'broken' | 'lost', milliseconds from upload start to
+        result). 'broken': a request of ours failed (connection, timeout, not JSON); 'lost': no
+        result within RESULT_TIMEOUT_S of the upload's start."""
         started = time.perf_counter()
+        try:
+            outcome = self._upload_and_wait(path, started)
+        except (requests.RequestException, ValueError, KeyError, IndexError):
+            outcome = "broken", 0.0
+        if self.browse and self.last_url:
+            for kind, url in [("browse list", f"{self.base}/api/photos/?page_size=24"),
+                              ("browse photo", self.last_url)]:
+                try:
+                    failed = self.timed(kind, "GET", url).status_code >= 500
+                except requests.RequestException:
+                    failed = True
+                self.browse_errors += failed
+        return outcome
+
+    def _upload_and_wait(self, path: Path, started: float) -> tuple[str, float]:
+        self.last_url = None
         with path.open("rb") as f:
             response = self.timed("upload", "POST", f"{self.base}/api/photos/",
                                   files={"files": (path.name, f)})
         if response.status_code != 201:
             return "refused", 0.0
-        url = f"{self.base}/api/photos/{response.json()['results'][0]['photo']['id']}/"
-        etag, outcome = "", ("lost", 0.0)
-        while time.perf_counter() - started < RESULT_TIMEOUT_S:
-            response = self.timed(None, "GET", url, params={"wait": RESULT_TIMEOUT_S},
-                                  headers={"If-None-Match": etag})
+        url = self.last_url = f"{self.base}/api/photos/{response.json()['results'][0]['photo']['id']}/"
+        etag = ""
+        while (left := RESULT_TIMEOUT_S - (time.perf_counter() - started)) > 0:
+            # Ask the server to wait no longer than the photo has left: a result after the limit
+            # is lost, however it arrives.
+            response = self.timed(None, "GET", url, params={"wait": f"{left:.3f}"},
+                                  headers={"If-None-Match": etag}, timeout=left + 5)
+            elapsed_ms = (time.perf_counter() - started) * 1000
             if response.status_code == 200:
                 etag = response.headers.get("ETag", "")
                 if response.json()["status"] in ("done", "failed"):
-                    outcome = response.json()["status"], (time.perf_counter() - started) * 1000
-                    break
+                    if elapsed_ms > RESULT_TIMEOUT_S * 1000:
+                        return "lost", 0.0
+                    return response.json()["status"], elapsed_ms
             elif response.status_code != 304:
                 return "refused", 0.0
             time.sleep(self.poll_s)
-        if self.browse:
-            self.timed("browse list", "GET", f"{self.base}/api/photos/", params={"page_size": 24})
-            self.timed("browse photo", "GET", url)
-        return outcome
+        return "lost", 0.0
 
 
 def worker_stages(database_url: str, since) -> dict[str, np.ndarray]:
@@ -267,7 +300,8 @@ def main(argv: list[str] | None = None) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     processes: list[subprocess.Popen] = []
-    with tempfile.TemporaryDirectory(prefix="cakesite-pipeline-") as tmp:
+    with (tempfile.TemporaryDirectory(prefix="cakesite-pipeline-") as tmp,
+          open(Path(tmp) / "worker.log", "w") as worker_log):
         env = {
             **os.environ,
             "DATABASE_URL": private_database(database, tag),
@@ -279,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
             # Thread pools sized to the machine: worker processes x inference threads = cores.
             "INFERENCE_THREADS": os.environ.get("INFERENCE_THREADS",
                                                 str(max(1, (os.cpu_count() or 1) // args.concurrency))),
-            "CAKESITE_VAR_DIR": tmp, "MEDIA_ROOT": f"{tmp}/media", "LOG_LEVEL": "WARNING",
+            "CAKESITE_VAR_DIR": tmp, "MEDIA_ROOT": f"{tmp}/media",
         }
         try:
             subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
@@ -300,15 +334,19 @@ def main(argv: list[str] | None = None) -> None:
             # The worker's start: from launching it to the first photo's prediction.
             first = Client(base, token, args.poll_ms / 1000)
             launched = time.perf_counter()
+            # docker-compose.yml's worker command, with the run's own queue, name and concurrency.
             worker = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "cakesite", "worker", "-Q", tag, "-n", f"{tag}@%h",
-                 f"--concurrency={args.concurrency}", "--without-gossip", "--without-mingle",
-                 "--without-heartbeat", "--loglevel=WARNING"], cwd=ROOT, env=env)
+                [sys.executable, "-m", "celery", "-A", "cakesite", "worker", "-n", f"{tag}@%h",
+                 "--loglevel=INFO", f"--concurrency={args.concurrency}",
+                 "--beat", "--schedule", f"{tmp}/celerybeat-schedule", "-Q", tag],
+                cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT)
             processes.append(worker)
             state, _ = first.upload_and_wait(photos[0])
             worker_ready_s = time.perf_counter() - launched
             if state != "done":
-                raise SystemExit(f"the first photo ended {state!r}")
+                worker_log.flush()
+                tail = (Path(tmp) / "worker.log").read_text()[-3000:]
+                raise SystemExit(f"the first photo ended {state!r}; the worker's log ends:\n{tail}")
 
             memory: dict[int, float] = {}
             sampling = threading.Event()
@@ -321,10 +359,12 @@ def main(argv: list[str] | None = None) -> None:
             sampler = threading.Thread(target=sample)
             sampler.start()
             clients = [Client(base, token, args.poll_ms / 1000, args.browse) for _ in range(args.clients)]
-            run_clients(clients, photos, min(5.0, args.seconds))  # warm-up: connections, caches
+            # Warm-up (connections, caches): not timed, but what goes wrong in it is counted.
+            warmup, _ = run_clients(clients, photos, min(5.0, args.seconds))
+            warmup_errors = sum(c.browse_errors for c in clients)
             for client in clients:
                 client.ms = {kind: [] for kind in client.ms}
-                client.requests = client.server_errors = 0
+                client.requests = client.browse_errors = client.server_errors = 0
             since = datetime.now(UTC)
             cpu_before = cpu_by_part(processes[0].pid, worker.pid)
             outcomes, elapsed = run_clients(clients, photos, args.seconds)
@@ -344,14 +384,16 @@ def main(argv: list[str] | None = None) -> None:
             forget_queue(broker, tag)
 
     done = np.array([ms for state, ms in outcomes if state == "done"])
-    lost = sum(1 for state, _ in outcomes if state == "lost")
-    errors = sum(1 for state, _ in outcomes if state in ("refused", "failed"))
+    lost = sum(1 for state, _ in outcomes + warmup if state == "lost")
+    errors = (sum(1 for state, _ in outcomes + warmup if state in ("refused", "failed", "broken"))
+              + warmup_errors + sum(c.browse_errors for c in clients))
     p50, p99 = (np.percentile(done, [50, 99]) if len(done) else (float("nan"), float("nan")))
     per_process = sorted(memory.values())
     latency = {kind: np.array([ms for c in clients for ms in c.ms[kind]]) for kind in clients[0].ms}
     server_errors = sum(c.server_errors for c in clients)
     requests_per_s = sum(c.requests for c in clients) / elapsed
-    print(f"{args.clients} clients, {elapsed:.1f} s, {len(outcomes)} uploads from {len(photos)} photos; "
+    print(f"{args.clients} clients, {elapsed:.1f} s, {len(outcomes)} uploads from {len(photos)} photos "
+          f"(and {len(warmup)} in the warm-up); "
           f"gunicorn {args.web_workers}x8 threads, Celery {args.concurrency} processes")
     print(f"{'stage (ms)':<34} {'p50':>10} {'p99':>8}")
     rows = [(f"{kind} request", values) for kind, values in latency.items() if len(values)]
@@ -378,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'all':<34} {total / elapsed:>10.2f} {1000 * total / max(len(done), 1):>8.1f}")
     result = {
         "upload_to_result_p50_ms": f"{p50:.1f}", "upload_to_result_p99_ms": f"{p99:.1f}",
-        "photos_per_s": f"{len(done) / elapsed:.1f}", "lost": lost, "errors": errors + server_errors,
+        "photos_per_s": f"{len(done) / elapsed:.1f}", "lost": lost, "errors": errors,
         "requests_per_s": f"{requests_per_s:.1f}",
         "worker_ready_s": f"{worker_ready_s:.2f}", "worker_rss_mb": f"{max(per_process, default=0):.0f}",
     }

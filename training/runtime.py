@@ -127,7 +127,12 @@ class Classifier:
         (gradients of the class score, averaged over the map, as channel weights) is exactly the
         class activation map sum_k W[k, c] * A_k up to a positive factor: no gradients needed.
         """
-        pixels = load_image(source, self.image_size).astype(np.float32)
+        return self.pixels_with_heatmap(load_image(source, self.image_size))
+
+    def pixels_with_heatmap(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """`classify_with_heatmap` of one photo already decoded by `preprocess.load_image`: the
+        model's own part of the worker's call (what `bench.latency` times)."""
+        pixels = np.asarray(pixels, dtype=np.float32)
         if self._interpreter is None or self._head is None:
             return self.predict_pixels(pixels[None])[0], None
         probs, features = self._invoke(pixels)
