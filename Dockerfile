@@ -1,7 +1,8 @@
 # The one image of the site: web (gunicorn) and worker (celery) run it with different commands.
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+# Production unless told otherwise: without SECRET_KEY and ALLOWED_HOSTS the image refuses to start.
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DEBUG=0 \
     CAKESITE_VAR_DIR=/app/var MEDIA_ROOT=/app/var/media
 WORKDIR /app
 COPY requirements.txt .
@@ -10,7 +11,7 @@ COPY . .
 # Production storage (DEBUG=0) writes the manifest the production site reads its static files by.
 # The media and models volumes start as a copy of these folders, owner included: the site writes
 # uploads under var/media and the trainer writes new model versions under models/, as cakesite.
-RUN DEBUG=0 SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
+RUN SECRET_KEY=collectstatic-only ALLOWED_HOSTS=build python manage.py collectstatic --noinput \
     && useradd --create-home cakesite && mkdir -p /app/var/media \
     && chown -R cakesite /app/var /app/models
 USER cakesite

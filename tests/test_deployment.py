@@ -86,6 +86,44 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
     assert "SECRET_KEY must be set" in result.stderr
 
 
+def test_the_web_healthcheck_passes_on_the_production_site_compose_runs(tmp_path):
+    """Behind its proxy the site serves only its own host names, over https: the check asks as the
+    proxy does (a plain request to localhost gets a 400, or a redirect to https)."""
+    from tests.processes import Process, answers, free_port, wait_for
+
+    env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "x" * 50 + "-production-secret-for-the-check",
+           "ALLOWED_HOSTS": "cakes.example.org", "SECURE_SSL_REDIRECT": "1",
+           "CAKESITE_VAR_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    for command in (["migrate"], ["collectstatic"]):
+        subprocess.run([sys.executable, "manage.py", *command, "--noinput", "-v", "0"], cwd=ROOT, env=env,
+                       check=True)
+    port = free_port()
+    web = Process([sys.executable, "-m", "gunicorn", "cakesite.wsgi", "-b", f"127.0.0.1:{port}"], env,
+                  tmp_path / "web.log")
+    try:
+        assert wait_for(lambda: answers(port), 60), web.tail()
+        check = compose()["services"]["web"]["healthcheck"]["test"]
+        assert check[:3] == ["CMD", "python", "-c"]
+        code = check[3].replace("localhost:8000", f"localhost:{port}")
+
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+
+        assert result.returncode == 0, result.stderr + web.tail()
+    finally:
+        web.stop()
+
+
+def test_production_refuses_to_start_without_allowed_hosts(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "ALLOWED_HOSTS"}
+    env.update(DEBUG="0", SECRET_KEY="x" * 50, CAKESITE_VAR_DIR=str(tmp_path))
+
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env,
+                            capture_output=True, text=True)
+
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS must be set" in result.stderr
+
+
 @pytest.mark.parametrize("setting, value, error", [
     ("CELERY_TASK_TIME_LIMIT", 600, "classifier.E001"),
     ("TRAINING_TIME_LIMIT_S", 120, "classifier.E002"),
