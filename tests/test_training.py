@@ -1,6 +1,7 @@
 """The training pipeline on a tiny generated data set: read, split, train, export, load, predict."""
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -148,6 +149,47 @@ def test_augmentation_changes_photos_but_keeps_their_shape_and_range(tiny_data):
     assert augmented.min() >= 0 and augmented.max() <= 255
     assert np.array_equal(plain, pixels.astype(np.float32))
     assert not np.allclose(np.sort(augmented.ravel()), np.sort(plain.ravel()))
+
+
+def test_the_pipeline_reads_the_chosen_rows_of_a_pixel_file_without_copying_them(tiny_data, tmp_path):
+    data = datasets.discover(tiny_data)
+    on_disk = datasets.load_pixels(data, 16, out=datasets.pixel_array(len(data.files), 16, tmp_path))
+    rows = np.array([30, 2, 17, 5, 11])
+
+    plain = list(datasets.pipeline(on_disk, rows.astype(np.float32), 2, indices=rows).unbatch())
+    shuffled = list(datasets.pipeline(on_disk, rows.astype(np.float32), 2, indices=rows,
+                                      training=True, seed=1).unbatch())
+
+    assert (tmp_path / "pixels.npy").stat().st_size >= 36 * 16 * 16 * 3
+    assert np.array_equal(np.load(tmp_path / "pixels.npy"), datasets.load_pixels(data, 16))
+    assert [float(label) for _, label in plain] == rows.tolist()
+    assert np.array_equal(np.stack([x.numpy() for x, _ in plain]), on_disk[rows].astype(np.float32))
+    assert sorted(float(label) for _, label in shuffled) == sorted(rows.tolist())
+    with pytest.raises(ValueError, match="5 photos but 4 labels"):
+        datasets.pipeline(on_disk, rows[:4], 2, indices=rows)
+
+
+@pytest.mark.slow
+def test_training_decodes_to_a_temporary_file_and_removes_it(tiny_data, tmp_path, monkeypatch):
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    decoded_into = []
+    load_pixels = datasets.load_pixels
+
+    def watched(*args, out=None, **kwargs):
+        decoded_into.append(getattr(out, "filename", None))
+        return load_pixels(*args, out=out, **kwargs)
+
+    monkeypatch.setattr(datasets, "load_pixels", watched)
+
+    train_tiny(tiny_data, tmp_path / "cnn", "--arch", "simple-cnn", "--epochs", "1")
+
+    folder = Path(decoded_into[0]).parent
+    assert len(decoded_into) == 1 and folder.parent == scratch and folder.name.startswith("cakesite-pixels-")
+    assert not folder.exists()  # (TensorFlow leaves its own autograph files in the folder; not ours)
 
 
 def fit_tiny(model, x, y, epochs=3):

@@ -104,14 +104,31 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-def load_pixels(data: Dataset, size: int, indices: np.ndarray | None = None) -> np.ndarray:
-    """Decode the photos with the shared preprocessing into one uint8 array (N, size, size, 3).
+def pixel_array(rows: int, size: int, folder: str | Path | None = None) -> np.ndarray:
+    """An uninitialised uint8 array (rows, size, size, 3) for decoded photos.
+
+    With `folder`, a memory-mapped `pixels.npy` file there instead of memory: a data set larger
+    than memory still trains (CIFAR-10's 60,000 photos at 224 px are 9 GB), and one that fits is
+    read from the page cache, as fast as memory. The caller owns the folder and removes it.
+    """
+    shape = (rows, size, size, 3)
+    if folder is None:
+        return np.empty(shape, dtype=np.uint8)
+    return np.lib.format.open_memmap(Path(folder) / "pixels.npy", mode="w+", dtype=np.uint8, shape=shape)
+
+
+def load_pixels(data: Dataset, size: int, indices: np.ndarray | None = None, *,
+                out: np.ndarray | None = None) -> np.ndarray:
+    """Decode the photos with the shared preprocessing into one uint8 array (N, size, size, 3):
+    `out` (for example a `pixel_array` on disk) or a new array in memory.
 
     A photo that cannot be decoded is not skipped (nothing is silently left out of training): all
     are tried, then one ImageDecodeError lists every bad file, to fix or remove.
     """
     indices = np.arange(len(data.files)) if indices is None else indices
-    pixels = np.empty((len(indices), size, size, 3), dtype=np.uint8)
+    pixels = pixel_array(len(indices), size) if out is None else out
+    if pixels.shape != (len(indices), size, size, 3):
+        raise ValueError(f"out has shape {pixels.shape}, not {(len(indices), size, size, 3)}")
     bad = []
     for row, i in enumerate(tqdm(indices, desc=f"decode {data.root.name}", unit="img")):
         try:
@@ -176,18 +193,33 @@ def augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
 
 def pipeline(
-    pixels: np.ndarray, labels: np.ndarray, batch_size: int, *, training: bool = False, seed: int = 0
+    pixels: np.ndarray, labels: np.ndarray, batch_size: int, *, training: bool = False, seed: int = 0,
+    indices: np.ndarray | None = None,
 ) -> tf.data.Dataset:
-    """A tf.data pipeline over decoded pixels: cached; shuffled and augmented when training."""
-    ds = tf.data.Dataset.from_tensor_slices((pixels, labels)).cache()
+    """A tf.data pipeline over decoded pixels: shuffled and augmented when training.
+
+    It takes the rows `indices` of `pixels` (all rows if None; `labels` go with `indices`) and
+    reads each row as it needs it, so it copies no pixels: `pixels` is the cache, in memory or a
+    memory-mapped `pixel_array` file, and a data set costs its own size once, not once per copy.
+    """
+    indices = np.arange(len(pixels)) if indices is None else np.asarray(indices)
+    if len(indices) != len(labels):
+        raise ValueError(f"{len(indices)} photos but {len(labels)} labels")
+    size = pixels.shape[1:]
+
+    def row(i: tf.Tensor) -> tf.Tensor:
+        photo = tf.numpy_function(lambda j: np.asarray(pixels[j]), [i], tf.uint8, stateful=False)
+        return tf.ensure_shape(photo, size)
+
+    ds = tf.data.Dataset.from_tensor_slices((indices.astype(np.int64), labels))
     if training:
-        ds = ds.shuffle(len(pixels), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
         # One fresh seed per photo per epoch, from a seeded stream: reproducible in parallel.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda item, s: (augment(tf.cast(item[0], tf.float32), s), item[1]),
+            lambda item, s: (augment(tf.cast(row(item[0]), tf.float32), s), item[1]),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     else:
-        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
+        ds = ds.map(lambda i, y: (tf.cast(row(i), tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

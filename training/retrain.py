@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -139,28 +140,35 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
     model, classes, size = classifier.model, classifier.slugs, classifier.image_size
     data = datasets.discover(data_dir, classes=classes)
     train_idx, val_idx = datasets.split(data, options["val_fraction"], options["seed"])
-    pixels = datasets.load_pixels(data, size)
     extra_labels = np.asarray(extra_labels, dtype=np.int64)
-    x = np.concatenate([pixels[train_idx], extra_pixels])
+    n_base = len(data.files)
+    train_rows = np.concatenate([train_idx, n_base + np.arange(len(extra_labels))])
     y = np.concatenate([data.labels[train_idx], extra_labels])
     onehot = np.eye(len(classes), dtype=np.float32)
-    train_ds = datasets.pipeline(x, onehot[y], options["batch_size"], training=True, seed=options["seed"])
-    val_ds = datasets.pipeline(pixels[val_idx], onehot[data.labels[val_idx]], options["batch_size"])
     frozen_from = finetune_from or options.get("finetune_from", "block_9_expand")
-    n = networks.unfreeze_top(model, frozen_from)
     args = SimpleNamespace(label_smoothing=options["label_smoothing"], patience=3, max_steps=max_steps)
-    phase = fit_phase(model, f"full retrain ({n} layers from {frozen_from})", train_ds, val_ds, epochs, lr,
-                      datasets.class_weights(y, len(classes)), args, start_competes=False)
+    # The base photos, then the extra ones, in one file in the temporary folder (see pixel_array).
+    with tempfile.TemporaryDirectory(prefix="cakesite-pixels-") as tmp:
+        pixels = datasets.pixel_array(n_base + len(extra_labels), size, tmp)
+        datasets.load_pixels(data, size, out=pixels[:n_base])
+        pixels[n_base:] = extra_pixels
+        train_ds = datasets.pipeline(pixels, onehot[y], options["batch_size"], indices=train_rows,
+                                     training=True, seed=options["seed"])
+        val_ds = datasets.pipeline(pixels, onehot[data.labels[val_idx]], options["batch_size"],
+                                   indices=val_idx)
+        n = networks.unfreeze_top(model, frozen_from)
+        phase = fit_phase(model, f"full retrain ({n} layers from {frozen_from})", train_ds, val_ds,
+                          epochs, lr, datasets.class_weights(y, len(classes)), args, start_competes=False)
 
-    summary = {
-        "mode": "full", "base": base.name, "base_photos": int(len(data.files)),
-        "extra_photos": int(len(extra_labels)),
-        "extra_per_class": counts_per_class(extra_labels, classes),
-        "epochs_run": phase["epochs_run"], "kept": phase["kept"],
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    config |= {"retrain": summary, "train_seconds": summary["seconds"],
-               "n_train": int(len(y)), "n_val": int(len(val_idx))}
-    export(out, model, config, [phase], embed(model, pixels, options["batch_size"]), data,
-           validation=(pixels[val_idx], data.labels[val_idx]))
-    return summary
+        summary = {
+            "mode": "full", "base": base.name, "base_photos": int(len(data.files)),
+            "extra_photos": int(len(extra_labels)),
+            "extra_per_class": counts_per_class(extra_labels, classes),
+            "epochs_run": phase["epochs_run"], "kept": phase["kept"],
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        config |= {"retrain": summary, "train_seconds": summary["seconds"],
+                   "n_train": int(len(y)), "n_val": int(len(val_idx))}
+        export(out, model, config, [phase], embed(model, pixels[:n_base], options["batch_size"]), data,
+               validation=(pixels[val_idx], data.labels[val_idx]))
+        return summary

@@ -139,13 +139,21 @@ def train(args: argparse.Namespace) -> Path:
     tf.config.experimental.enable_op_determinism()
 
     data = datasets.discover(args.data)
-    classes, k = data.classes, len(data.classes)
     train_idx, val_idx = datasets.split(data, args.val_fraction, args.seed)
-    pixels = datasets.load_pixels(data, args.image_size)
+    # The decoded photos go to a file in the temporary folder (TMPDIR), not memory: see pixel_array.
+    with tempfile.TemporaryDirectory(prefix="cakesite-pixels-") as tmp:
+        pixels = datasets.load_pixels(
+            data, args.image_size, out=datasets.pixel_array(len(data.files), args.image_size, tmp))
+        return fit_and_export(args, data, pixels, train_idx, val_idx, started)
+
+
+def fit_and_export(args: argparse.Namespace, data: datasets.Dataset, pixels: np.ndarray,
+                   train_idx: np.ndarray, val_idx: np.ndarray, started: float) -> Path:
+    classes, k = data.classes, len(data.classes)
     onehot = np.eye(k, dtype=np.float32)[data.labels]
-    train_ds = datasets.pipeline(pixels[train_idx], onehot[train_idx], args.batch_size,
+    train_ds = datasets.pipeline(pixels, onehot[train_idx], args.batch_size, indices=train_idx,
                                  training=True, seed=args.seed)
-    val_ds = datasets.pipeline(pixels[val_idx], onehot[val_idx], args.batch_size)
+    val_ds = datasets.pipeline(pixels, onehot[val_idx], args.batch_size, indices=val_idx)
     weights = datasets.class_weights(data.labels[train_idx], k)
     print(f"{len(data.files)} photos, {k} classes, {len(train_idx)} train / {len(val_idx)} val; "
           f"class weights {', '.join(f'{c}={w:.2f}' for c, w in zip(classes, weights.values()))}")
