@@ -126,3 +126,15 @@ def test_activations_and_run_starts_at_the_same_moment_leave_one_active_version(
         run_started = next(o for o in outcomes if isinstance(o, TrainingRun))
         assert run_started.base_version in (other_version, shipped)
         TrainingRun.objects.all().delete()
+
+
+def test_activating_needs_staff_status_not_only_the_permission(django_user_model, other_version):
+    from django.contrib.auth.models import Permission
+
+    member = django_user_model.objects.create_user("former", password="x-kue-2026-x")
+    member.user_permissions.add(Permission.objects.get(codename="change_modelversion"))
+
+    response = as_user(member).post(f"/api/model-versions/{other_version.pk}/activate/")
+
+    assert response.status_code == 403
+    assert ModelVersion.objects.get(is_active=True).name == "kue-mobilenetv2"

@@ -465,3 +465,38 @@ def test_with_redis_the_throttle_counters_live_where_every_web_process_sees_them
     finally:
         if keys := server.keys(f"{prefix}:*"):
             server.delete(*keys)
+
+
+def test_a_long_poll_on_another_users_photo_is_a_404_at_once_whatever_its_etag(api, other_user):
+    photo = make_photo(other_user)  # queued: its owner's wait would last
+    own_etag = APIClient()
+    own_etag.force_authenticate(other_user)
+    etag = own_etag.get(f"/api/photos/{photo.pk}/").headers["ETag"]
+
+    started = time.monotonic()
+    response = api.get(f"/api/photos/{photo.pk}/", {"wait": 5}, HTTP_IF_NONE_MATCH=etag)
+
+    assert response.status_code == 404 and time.monotonic() - started < 2
+
+
+def test_staff_who_may_change_but_not_delete_photos_cannot_delete_others(django_user_model, user):
+    from django.contrib.auth.models import Permission
+
+    editor = django_user_model.objects.create_user("editor", password="x-kue-2026-x", is_staff=True)
+    editor.user_permissions.add(*Permission.objects.filter(codename__in=["view_photo", "change_photo"]))
+    photo = make_photo(user, status="done", label="kue_lapis")
+    api = APIClient()
+    api.force_authenticate(editor)
+
+    assert api.get(f"/api/photos/{photo.pk}/").status_code == 200
+    assert api.delete(f"/api/photos/{photo.pk}/").status_code == 404
+    assert Photo.objects.filter(pk=photo.pk).exists()
+
+
+def test_a_page_holds_at_most_100_photos_whatever_size_is_asked(api, user):
+    for _ in range(101):
+        make_photo(user)
+
+    body = api.get("/api/photos/", {"page_size": 5000}).json()
+
+    assert body["count"] == 101 and len(body["results"]) == 100 and body["next"]

@@ -124,6 +124,8 @@ def test_a_gallery_stops_asking_about_a_photo_deleted_elsewhere(browser, live_se
     me.page.fill("#id_password", "kue-lapis-2026")
     me.page.get_by_role("button", name="Log in").click()
     me.page.wait_for_function("document.querySelectorAll('.tile[data-pending]').length === 1")
+    # The (lazy) thumbnail first: fetched after the deletion it would be a 404 in the console.
+    me.page.wait_for_function("document.querySelector('.tile img').naturalWidth > 0")
 
     photo.delete()  # in another tab, or through the API
     me.page.wait_for_selector(".tile:not([data-pending]) >> text=Deleted", timeout=20_000)

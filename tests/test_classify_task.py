@@ -175,3 +175,40 @@ def test_a_task_delivered_again_after_another_version_was_activated_adds_no_pred
 
     assert tasks.classify_photo(photo.pk) == "already done"
     assert Prediction.objects.get(photo=photo).model_version == shipped
+
+
+def test_a_passing_fault_in_the_model_is_retried_and_the_photo_still_classified(photo, monkeypatch):
+    from training.runtime import Classifier
+
+    real, calls = Classifier.pixels_with_heatmap, []
+
+    def once_broken(self, pixels):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("XNNPACK delegate hiccup")
+        return real(self, pixels)
+
+    monkeypatch.setattr(Classifier, "pixels_with_heatmap", once_broken)
+
+    tasks.classify_photo.apply(args=[photo.pk])  # eager: the retry runs at once
+
+    photo.refresh_from_db()
+    assert len(calls) == 2 and photo.status == "done" and photo.predictions.count() == 1
+
+
+def test_a_fault_that_outlasts_the_retries_fails_the_photo_with_a_reason(photo, monkeypatch):
+    from training.runtime import Classifier
+
+    calls = []
+
+    def broken(self, pixels):
+        calls.append(1)
+        raise RuntimeError("XNNPACK delegate hiccup")
+
+    monkeypatch.setattr(Classifier, "pixels_with_heatmap", broken)
+
+    tasks.classify_photo.apply(args=[photo.pk])
+
+    photo.refresh_from_db()
+    assert len(calls) == 1 + tasks.classify_photo.max_retries
+    assert photo.status == "failed" and photo.error == "Classification failed; please retry later."

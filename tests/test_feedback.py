@@ -6,7 +6,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from classifier import selectors, services
-from classifier.models import Feedback, Photo
+from classifier.models import Feedback, ModelVersion, Photo
 from tests.test_photo_pages import make_photo
 
 pytestmark = pytest.mark.django_db
@@ -168,3 +168,36 @@ def test_answers_stored_before_their_photo_had_a_result_are_repaired_by_a_migrat
     assert repaired.photo == confirmed_since
     assert (repaired.predicted_label, repaired.is_correction) == ("kue_lapis", False)
     assert repaired.model_version == confirmed_since.predictions.get().model_version
+
+
+def classified(owner, probabilities: dict) -> Photo:
+    """A done photo whose prediction has exactly these probabilities (the rest of the cakes 0)."""
+    photo = make_photo(owner)
+    version = ModelVersion.objects.get(is_active=True)
+    label = max(probabilities, key=probabilities.get)
+    services.prediction_record(photo=photo, version_id=version.pk, probabilities=probabilities, label=label,
+                               confidence=probabilities[label], inference_ms=5.0)
+    return photo
+
+
+def test_the_queue_orders_by_the_margin_between_the_top_two_not_by_confidence_or_age(client, user):
+    torn = classified(user, {"kue_lapis": 0.60, "kue_lumpur": 0.35, "kue_klepon": 0.05})  # margin .25
+    unsure = classified(user, {"kue_serabi": 0.50, "kue_klepon": 0.05})  # less confident, margin .45
+    sure = classified(user, {"kue_risoles": 0.97, "kue_lapis": 0.03})  # the newest
+    client.force_login(user)
+
+    cards = client.get(reverse("review")).context["cards"]
+
+    assert [c["photo"].pk for c in cards] == [torn.pk, unsure.pk, sure.pk]
+
+
+def test_the_counters_count_only_the_photos_the_user_may_see(user, other_user):
+    mine = make_photo(user, status="done", label="kue_lapis")
+    theirs = [make_photo(other_user, status="done", label="kue_lapis") for _ in range(2)]
+    Feedback.objects.create(photo=mine, user=user, label="kue_lapis", is_correction=False)
+    for photo in theirs:
+        Feedback.objects.create(photo=photo, user=other_user, label="kue_lumpur", is_correction=True)
+
+    stats = selectors.feedback_stats(user)
+
+    assert (stats["photos"], stats["reviewed"], stats["corrected"]) == (1, 1, 0)

@@ -313,3 +313,27 @@ def test_the_review_queue_explains_its_keys_and_numbers_the_cakes(client, user):
     assert 'data-labels="' + ",".join(label["slug"] for label in version.labels) + '"' in page
     assert "<kbd>1</kbd> Kue Dadar Gulung" in page and "js/review.js" in page
     assert 'tabindex="0" data-prediction="kue_lapis"' in page
+
+
+def test_photo_permissions_without_staff_status_give_no_access_to_others_photos(client, django_user_model,
+                                                                             other_user):
+    """The model permissions alone (granted by mistake, or left from a former staff role) are not
+    enough: acting on others' photos needs staff status too, on the pages and in the API."""
+    from django.contrib.auth.models import Permission
+    from rest_framework.test import APIClient
+
+    member = django_user_model.objects.create_user("former", password="x-kue-2026-x")
+    member.user_permissions.add(*Permission.objects.filter(codename__in=[
+        "view_photo", "change_photo", "delete_photo"]))
+    photo = make_photo(other_user, status="done", label="kue_lapis")
+    client.force_login(member)
+    api = APIClient()
+    api.force_authenticate(member)
+
+    assert client.get(photo.get_absolute_url()).status_code == 404
+    assert client.get(reverse("gallery")).context["cards"] == []
+    assert client.get(reverse("review")).context["cards"] == []
+    assert client.post(reverse("photo-feedback", args=[photo.pk]), {"label": "kue_lapis"}).status_code == 404
+    assert api.get("/api/photos/").json()["count"] == 0
+    assert api.delete(f"/api/photos/{photo.pk}/").status_code == 404
+    assert Photo.objects.filter(pk=photo.pk).exists()

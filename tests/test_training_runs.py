@@ -157,3 +157,66 @@ def test_a_full_run_without_the_base_photos_fails_and_says_where_they_should_be(
 def test_an_unknown_mode_is_refused(admin_user):
     with pytest.raises(ValidationError, match="Unknown training mode"):
         services.training_run_start(user=admin_user, mode="overnight")
+
+
+def test_a_second_start_is_refused_while_a_run_is_running_too(admin_user, started_runs):
+    run = services.training_run_start(user=admin_user)
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.RUNNING)
+
+    with pytest.raises(ValidationError, match="already queued or running"):
+        services.training_run_start(user=admin_user)
+
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.SUCCEEDED)
+    assert services.training_run_start(user=admin_user).pk != run.pk
+
+
+def test_the_training_api_needs_staff_status_not_only_the_permissions(django_user_model, started_runs):
+    from django.contrib.auth.models import Permission
+
+    member = django_user_model.objects.create_user("former", password="x-kue-2026-x")
+    member.user_permissions.add(*Permission.objects.filter(content_type__model="trainingrun"))
+    api = APIClient()
+    api.force_authenticate(member)
+
+    assert api.get("/api/training-runs/").status_code == 403
+    assert api.post("/api/training-runs/", {}, format="json").status_code == 403
+    assert started_runs == [] and not TrainingRun.objects.exists()
+
+
+def figures(benchmark: float, held_out: float | None) -> dict:
+    result = {"test": {"top1": benchmark}}
+    if held_out is not None:
+        result["user_heldout"] = {"top1": held_out}
+    return result
+
+
+@pytest.mark.parametrize("new, base, activated, says", [
+    (figures(0.87, 0.80), figures(0.86, 0.70), True, "Activated: benchmark top-1 0.870 vs 0.860"),
+    (figures(0.86, 0.71), figures(0.86, 0.70), True, "Activated"),  # a tie on the benchmark is enough
+    (figures(0.85, 0.90), figures(0.86, 0.70), False, "must match the benchmark"),
+    (figures(0.90, 0.70), figures(0.86, 0.70), False, "beat the user photos"),  # equal is not better
+    (figures(0.90, None), figures(0.86, None), False, "no held-out user photos yet"),
+    ({}, figures(0.86, 0.70), False, "no benchmark split"),
+])
+def test_auto_activation_needs_the_benchmark_matched_and_the_users_photos_beaten(admin_user, new, base,
+                                                                                activated, says):
+    from classifier.retraining import decide
+
+    run = TrainingRun(started_by=admin_user, auto_activate=True)
+
+    assert decide(run, new, base)[0] is activated
+    assert says in decide(run, new, base)[1]
+    run.auto_activate = False
+    assert decide(run, new, base)[0] is False
+
+
+def test_every_fifth_labelled_photo_is_held_out_once_there_are_five():
+    from classifier.retraining import split_user_photos
+
+    items = [(pk, "kue_lapis") for pk in range(1, 13)]
+
+    train, held = split_user_photos(items)
+
+    assert [pk for pk, _ in held] == [5, 10]
+    assert sorted(train + held) == items and not set(train) & set(held)
+    assert split_user_photos(items[:4]) == (items[:4], [])
