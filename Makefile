@@ -19,7 +19,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 # The site and two Celery workers (classification, with the beat that runs the periodic sweep;
 # training on its own queue, so a retraining never delays a photo), on SQLite and a broker that
-# needs no server unless DATABASE_URL / CELERY_BROKER_URL say otherwise. Ctrl-C stops both.
+# needs no server unless DATABASE_URL / CELERY_BROKER_URL say otherwise. Ctrl-C (or a SIGTERM to
+# make) stops them all; all three run in the background so that the shell's trap runs at once.
 run: install
 	$(PY) manage.py migrate --noinput
 	@echo "Cakesite: http://$(HOST):$(PORT)/  (Ctrl-C stops the site and the worker)"
@@ -27,8 +28,10 @@ run: install
 	  -Q $(or $(CELERY_QUEUE),celery) --beat --schedule $(or $(CAKESITE_VAR_DIR),var)/celerybeat-schedule & \
 	classify=$$!; \
 	$(PY) -m celery -A cakesite worker -n train@%h --loglevel=INFO --concurrency=1 -Q training & \
-	train=$$!; trap 'kill $$classify $$train 2>/dev/null; wait $$classify $$train' EXIT INT TERM; \
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	train=$$!; \
+	$(PY) manage.py runserver $(HOST):$(PORT) & \
+	web=$$!; trap 'pkill -P $$web 2>/dev/null; kill $$web $$classify $$train 2>/dev/null; wait' EXIT INT TERM; \
+	wait $$web
 
 test: install
 	$(PY) -m pytest
