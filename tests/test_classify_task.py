@@ -177,6 +177,9 @@ def test_a_task_delivered_again_after_another_version_was_activated_adds_no_pred
     assert Prediction.objects.get(photo=photo).model_version == shipped
 
 
+# apply() runs the task's signals, which close a connection held in a test's transaction; the
+# rows the migrations made (the shipped model) are restored after the flush.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_passing_fault_in_the_model_is_retried_and_the_photo_still_classified(photo, monkeypatch):
     from training.runtime import Classifier
 
@@ -196,6 +199,9 @@ def test_a_passing_fault_in_the_model_is_retried_and_the_photo_still_classified(
     assert len(calls) == 2 and photo.status == "done" and photo.predictions.count() == 1
 
 
+# apply() runs the task's signals, which close a connection held in a test's transaction; the
+# rows the migrations made (the shipped model) are restored after the flush.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_fault_that_outlasts_the_retries_fails_the_photo_with_a_reason(photo, monkeypatch):
     from training.runtime import Classifier
 
