@@ -7,7 +7,10 @@ upload A through `services.photo_create`, the worker's task classifies each one,
 label is corrected through `services.feedback_record`; a fast training run then goes through
 `services.training_run_start` and the real `tasks.train_model`. The new version is evaluated on B,
 which it never saw. Then A and B swap, and the two halves are averaged. This is the only place
-where benchmark photos are trained on, and only the half that is not evaluated.
+where benchmark photos are trained on, and only the half that is not evaluated. (The split is by
+photo: the test split holds two near-identical pairs, kastengel 2/20 and 3/21, which land in
+different halves. The shipped model labels all four right, so none is corrected and trained on
+today; a model that got them wrong would learn half B's photo from its twin in A.)
 
 Runs on a throwaway SQLite database and media folder; prints per-class recall before and after and
 ends with `RESULT top1_before=.. top1_after=.. serabi_before=.. serabi_after=.. fast_s=..`, where

@@ -14,6 +14,11 @@ Variants: the fast mode as shipped (Keras softmax, warm start, `retrain.sample_w
 regression with the user photos weighted 1 to 64 times a base photo; the same with eight flipped and
 cropped views of every user photo; frozen ImageNet MobileNetV2 features (from `--train`'s photos);
 and both feature sets side by side. Ends with `RESULT shipped_on_a=.. fast_mode_cv=.. best_cv=..`.
+
+Two limits, read the figures with them: the views are cut from one 256-px decode, so even the
+whole-photo view is resized twice (the worker decodes straight to 224 px) and `shipped_on_a` can
+differ from what the worker gives on those photos by a photo or so; and `best_cv` is the best of
+the eight variants on the same folds, so it is an optimistic ceiling, not an unbiased estimate.
 """
 
 from __future__ import annotations
