@@ -34,7 +34,7 @@
     if (event.altKey || event.ctrlKey || event.metaKey) return;
     const inQueue = queue.contains(event.target);
     if (!inQueue && event.target !== document.body) return; // on a link, a button, a field elsewhere
-    if (event.target.closest("select, input, textarea, button, a")) return; // its own keys
+    if (event.target.closest("select, input, textarea")) return; // typing in a field
     const key = event.key.toLowerCase();
     if (key === "j") highlight(current + 1, true);
     else if (key === "k") highlight(current - 1, true);
