@@ -1,7 +1,8 @@
 """The website in a real browser (Playwright driving Debian's headless Chromium) against a live
 server with a real worker on Redis and PostgreSQL: a new user's first visit, and a staff member's
 retraining, clicked through as people would. Each page is saved as a screenshot at desktop and
-phone width (the folder is printed), and no page may log a JavaScript error."""
+phone width (the folder is printed); no page may log a JavaScript error, overflow a phone's
+screen, or break a WCAG 2.1 A/AA rule that axe-core checks (our pages; Django's admin is not ours)."""
 
 import os
 import re
@@ -17,6 +18,7 @@ from tests.processes import app_env, require_services, start_worker
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = Path(django_settings.BASE_DIR) / "var" / "screenshots"
 WIDTHS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 360, "height": 780}}
+AXE_RULES = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
@@ -62,14 +64,22 @@ class Visitor:
         self.page.goto(self.base + path)
 
     def shoot(self, name: str) -> None:
-        """Save the page at each width; a page wider than the phone's screen counts as an error."""
+        """Save the page at each width; a page wider than the phone's screen, or one axe-core finds
+        a WCAG violation on, counts as an error."""
+        from axe_playwright_python.sync_playwright import Axe
+
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        ours = not self.page.url.split("//", 1)[-1].partition("/")[2].startswith("admin/")
         for width, size in WIDTHS.items():
             self.page.set_viewport_size(size)
             self.page.screenshot(path=SCREENSHOTS / f"{self.who}-{name}-{width}.png", full_page=True)
             overflow = self.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             if overflow > 0:
                 self.errors.append(f"{name}: {overflow} px wider than the {width} screen")
+            if ours:
+                for rule in Axe().run(self.page, options=AXE_RULES).response["violations"]:
+                    where = "; ".join(str(node["target"]) for node in rule["nodes"][:3])
+                    self.errors.append(f"{name} ({width}): {rule['id']}: {rule['help']} at {where}")
         if "{#" in self.page.inner_text("body") or "{%" in self.page.inner_text("body"):
             self.errors.append(f"{name}: template syntax shows as text")
         self.page.set_viewport_size(WIDTHS["desktop"])
