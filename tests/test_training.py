@@ -1,5 +1,6 @@
 """The training pipeline on a tiny generated data set: read, split, train, export, load, predict."""
 
+import gc
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -190,6 +191,9 @@ def test_training_decodes_to_a_temporary_file_and_removes_it(tiny_data, tmp_path
     folder = Path(decoded_into[0]).parent
     assert len(decoded_into) == 1 and folder.parent == scratch and folder.name.startswith("cakesite-pixels-")
     assert not folder.exists()  # (TensorFlow leaves its own autograph files in the folder; not ours)
+    gc.collect()
+    # Nor is the file still mapped, deleted, holding its disk space: a trainer worker lives on.
+    assert str(folder) not in Path("/proc/self/maps").read_text()
 
 
 def fit_tiny(model, x, y, epochs=3):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,9 +207,14 @@ def pipeline(
     if len(indices) != len(labels):
         raise ValueError(f"{len(indices)} photos but {len(labels)} labels")
     size = pixels.shape[1:]
+    # TensorFlow keeps every numpy_function's callable for the life of the process: a callable that
+    # held the array would keep a memory-mapped file (deleted or not) mapped in a long-lived
+    # trainer worker after every run. It holds a weak reference; the caller keeps `pixels` alive
+    # while it iterates.
+    source = weakref.ref(pixels) if isinstance(pixels, np.memmap) else lambda: pixels
 
     def row(i: tf.Tensor) -> tf.Tensor:
-        photo = tf.numpy_function(lambda j: np.asarray(pixels[j]), [i], tf.uint8, stateful=False)
+        photo = tf.numpy_function(lambda j: np.asarray(source()[j]), [i], tf.uint8, stateful=False)
         return tf.ensure_shape(photo, size)
 
     ds = tf.data.Dataset.from_tensor_slices((indices.astype(np.int64), labels))
