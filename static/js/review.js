@@ -33,7 +33,8 @@
   document.addEventListener("keydown", (event) => {
     if (event.altKey || event.ctrlKey || event.metaKey) return;
     const inQueue = queue.contains(event.target);
-    if (!inQueue && event.target !== document.body) return; // on a link, a button, a field elsewhere
+    const nowhere = event.target === document.body || event.target.id === "main"; // a click on text
+    if (!inQueue && !nowhere) return; // on a link, a button, a field elsewhere
     if (event.target.closest("select, input, textarea")) return; // typing in a field
     const key = event.key.toLowerCase();
     if (key === "j") highlight(current + 1, true);

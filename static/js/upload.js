@@ -83,13 +83,20 @@
       view.bar.value = 100;
       show(view, "Stored; classifying…");
       follow(result.photo, view);
-    } else if (request.status === 401 || request.status === 403) {
+    } else if (signedOut(request.status, body)) {
       fail(view, "Not uploaded: you are signed out. Log in again, then upload it.");
+    } else if (body.error && /^CSRF/.test(body.error.message)) { // signed in again in another tab
+      fail(view, "Not uploaded: this page is out of date. Reload it, then upload again.");
     } else {
       const reason = (result && result.errors.join(" ")) || (body.error && body.error.message)
         || `The upload failed (${request.status}).`;
       fail(view, reason);
     }
+  }
+
+  // DRF answers 403 "not_authenticated" to a session that has ended (401 to a bad token).
+  function signedOut(status, body) {
+    return status === 401 || (status === 403 && body.error && body.error.code === "not_authenticated");
   }
 
   function fail(view, reason) {
@@ -114,7 +121,9 @@
         continue;
       }
       if (response.status === 401 || response.status === 403) {
-        return fail(view, "You are signed out: log in again to see the result.");
+        const body = await response.json().catch(() => ({}));
+        return fail(view, signedOut(response.status, body) ? "You are signed out: log in again to see the result."
+          : (body.error && body.error.message) || `The result cannot be shown (${response.status}).`);
       }
       if (response.status === 404) return fail(view, "This photo was deleted.");
       if (!response.ok) { // the server is busy or down for a moment
