@@ -219,11 +219,15 @@ def model_versions_compared() -> list[dict]:
     rows = []
     for version in ModelVersion.objects.select_related("training_run").order_by("-created"):
         run = getattr(version, "training_run", None)
+        names = [item["name"] for item in version.labels]
         rows.append({
             "version": version,
             "splits": [
                 {"name": split, "top1": m["top1"], "macro_f1": m["macro_f1"], "n": m["n"],
-                 "per_class": m["per_class"]}
+                 "per_class": m["per_class"], "classes": names,
+                 # the matrix in words too (rows: the true cake), for who cannot see the picture
+                 "confusion": (list(zip(names, m["confusion_matrix"]))
+                               if len(m.get("confusion_matrix") or []) == len(names) else [])}
                 for split, m in version.metrics.items() if isinstance(m, dict) and "top1" in m
             ],
             "run": run,

@@ -91,3 +91,17 @@ def test_the_dashboard_draws_accuracy_by_answers_over_time_and_the_training_curv
     assert reverse("model-version-curves", args=[shipped.pk]) in page
     assert plot["Content-Type"] == "image/png" and Image.open(io.BytesIO(plot.content)).width == 700
     assert curves.status_code == 200 and curves["Content-Type"] == "image/png"
+
+
+def test_the_confusion_matrix_is_also_a_table_for_who_cannot_see_the_picture(client, root):
+    client.force_login(root)
+    shipped = ModelVersion.objects.get(is_active=True)
+    matrix = shipped.metrics["test"]["confusion_matrix"]
+    serabi = [item["slug"] for item in shipped.labels].index("kue_serabi")
+
+    page = client.get(reverse("model-versions")).content.decode()
+
+    row = page.split('<th scope="row">Kue Serabi</th>')[2]  # the test split's table (validation's first)
+    cells = [int(c.split("<")[0]) for c in row.split("</tr>")[0].split("<td>")[1:]]
+    assert cells == matrix[serabi] and sum(cells) == 20
+    assert "<caption>Rows: the cake it was; columns: the cake the model said</caption>" in page
