@@ -297,7 +297,8 @@ def test_the_sweep_resends_what_waited_too_long_and_only_that(settings, user, ad
     from django.utils import timezone
 
     sent = []
-    monkeypatch.setattr(tasks, "enqueue", lambda task, *args: sent.append((task.name, *args)))
+    for task in (tasks.classify_photo, tasks.train_model):  # the broker boundary
+        monkeypatch.setattr(task, "apply_async", lambda args, task=task, **_: sent.append((task.name, *args)))
     settings.REQUEUE_AFTER_S = 60
     old, _fresh, done = (services.photo_create(owner=user, upload=SimpleUploadedFile(
         f"{i}.jpg", sample_photo().read_bytes())) for i in range(3))
