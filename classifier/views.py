@@ -220,6 +220,7 @@ def model_versions(request: HttpRequest) -> HttpResponse:
         return render(request, "classifier/_runs.html", runs)
     return render(request, "classifier/model_versions.html", {
         **runs,
+        "accuracy_by_day": selectors.feedback_accuracy_by_day(),  # the chart's figures, as a table
         "versions": selectors.model_versions_compared(),
         "modes": TrainingRun.Mode.choices,
         "active_created": getattr(selectors.active_version(), "created", None),

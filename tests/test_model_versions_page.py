@@ -91,6 +91,8 @@ def test_the_dashboard_draws_accuracy_by_answers_over_time_and_the_training_curv
     assert reverse("model-version-curves", args=[shipped.pk]) in page
     assert plot["Content-Type"] == "image/png" and Image.open(io.BytesIO(plot.content)).width == 700
     assert curves.status_code == 200 and curves["Content-Type"] == "image/png"
+    # the chart's figures as a table too: 3 reviewed today, 2 confirmed
+    assert "<td>kue-mobilenetv2</td><td>3</td><td>2</td><td>67%</td>" in page
 
 
 def test_the_confusion_matrix_is_also_a_table_for_who_cannot_see_the_picture(client, root):
