@@ -61,6 +61,7 @@ def test_starting_a_run_from_the_page(client, root, monkeypatch, django_capture_
     page = response.content.decode()
     assert f"Training run {run.pk} is queued" in page
     assert 'id="runs" data-live-runs' in page and "js/runs.js" in page  # it updates itself while live
+    assert "disabled aria-describedby=\"start-help\"" in page and "the next can start when it ends" in page
     assert '<noscript><p class="help">A training run is still going: <a href="">reload' in page
     part = client.get(reverse("model-versions"), {"part": "runs"}).content.decode()
     assert part.lstrip().startswith("<section") and 'data-live-runs' in part and "<h1>" not in part
