@@ -214,6 +214,13 @@ def feedback_accuracy_by_day() -> list[dict]:
              "confirmed": r["confirmed"]} for r in rows]
 
 
+def split_order(name: str) -> tuple[int, str]:
+    """The benchmark first, then the users' held-out photos, validation, and any other, by name
+    (PostgreSQL's jsonb keeps no key order)."""
+    known = ["test", "user_heldout", "validation"]
+    return (known.index(name) if name in known else len(known), name)
+
+
 def model_versions_compared() -> list[dict]:
     """Every version with the figures a comparison needs, newest first."""
     rows = []
@@ -228,7 +235,8 @@ def model_versions_compared() -> list[dict]:
                  # the matrix in words too (rows: the true cake), for who cannot see the picture
                  "confusion": (list(zip(names, m["confusion_matrix"]))
                                if len(m.get("confusion_matrix") or []) == len(names) else [])}
-                for split, m in version.metrics.items() if isinstance(m, dict) and "top1" in m
+                for split, m in sorted(version.metrics.items(), key=lambda item: split_order(item[0]))
+                if isinstance(m, dict) and "top1" in m
             ],
             "run": run,
             "curves": (version.folder / "training_curves.png").is_file(),
