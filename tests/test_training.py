@@ -169,6 +169,11 @@ def test_the_pipeline_reads_the_chosen_rows_of_a_pixel_file_without_copying_them
     with pytest.raises(ValueError, match="5 photos but 4 labels"):
         datasets.pipeline(on_disk, rows[:4], 2, indices=rows)
 
+    # The dataset holds its pixels: one made from a temporary view still reads after the view is gone.
+    from_view = datasets.pipeline(on_disk[:6], np.zeros(6, np.float32), 3)
+    gc.collect()
+    assert np.array_equal(next(iter(from_view))[0].numpy(), on_disk[:3].astype(np.float32))
+
 
 @pytest.mark.slow
 def test_training_decodes_to_a_temporary_file_and_removes_it(tiny_data, tmp_path, monkeypatch):

@@ -1,8 +1,10 @@
 """Training runs: started by staff (admin or API), one at a time, and a real fast retrain that learns
 what users taught."""
 
+import gc
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,6 +143,8 @@ def test_a_full_run_fine_tunes_on_the_base_photos_and_the_users(user, admin_user
     assert set(run.result_version.metrics) == {"validation", "test"}
     assert "| test | 16 |" in (run.result_version.folder / "MODEL_CARD.md").read_text()  # its card too
     assert load(run.result_version.folder).classify(PHOTOS / "kue_lapis" / "108.jpg").shape == (8,)
+    gc.collect()  # the trainer worker lives on: the run's decoded-pixels file is no longer mapped
+    assert "cakesite-pixels-" not in Path("/proc/self/maps").read_text()
 
 
 def test_a_full_run_without_the_base_photos_fails_and_says_where_they_should_be(

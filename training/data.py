@@ -208,10 +208,10 @@ def pipeline(
         raise ValueError(f"{len(indices)} photos but {len(labels)} labels")
     size = pixels.shape[1:]
     # TensorFlow keeps every numpy_function's callable for the life of the process: a callable that
-    # held the array would keep a memory-mapped file (deleted or not) mapped in a long-lived
-    # trainer worker after every run. It holds a weak reference; the caller keeps `pixels` alive
-    # while it iterates.
-    source = weakref.ref(pixels) if isinstance(pixels, np.memmap) else lambda: pixels
+    # held the array would keep it (a memory-mapped file, deleted or not, in a long-lived trainer
+    # worker) after every run. The callable holds a weak reference; the dataset returned holds the
+    # strong one, so the array lives exactly as long as the dataset (and those made from it).
+    source = weakref.ref(pixels)
 
     def row(i: tf.Tensor) -> tf.Tensor:
         photo = tf.numpy_function(lambda j: np.asarray(source()[j]), [i], tf.uint8, stateful=False)
@@ -228,4 +228,6 @@ def pipeline(
         )
     else:
         ds = ds.map(lambda i, y: (tf.cast(row(i), tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds.pixels = pixels  # see `source`
+    return ds

@@ -27,7 +27,9 @@
     const current = document.querySelector("#runs");
     if (fresh.innerHTML === current.innerHTML) return true; // nothing new: same pace (a run ends soon)
     const before = newest(current);
+    const scrolling = current.contains(document.activeElement); // a keyboard user in the table
     current.replaceWith(fresh);
+    if (scrolling) fresh.querySelector(".scroll").focus({ preventScroll: true });
     const now = newest(fresh);
     if (announcer && now !== before) announcer.textContent = now;
     return true;

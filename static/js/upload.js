@@ -94,7 +94,8 @@
     }
   }
 
-  // DRF answers 403 "not_authenticated" to a session that has ended (401 to a bad token).
+  // An ended session: 401 (the API lists token authentication first, which says how to log in);
+  // 403 "not_authenticated" where session authentication comes first.
   function signedOut(status, body) {
     return status === 401 || (status === 403 && body.error && body.error.code === "not_authenticated");
   }
