@@ -52,6 +52,12 @@ def may_act_on_others_photos(user, action: str = "view") -> bool:
     return user.is_staff and user.has_perm(f"classifier.{action}_photo")
 
 
+def may_review(user, photo: Photo) -> bool:
+    """Whether `user` may confirm or correct `photo`'s label: its owner, or staff allowed to change
+    others' photos (what photo_for_user(action="change") lets through)."""
+    return photo.owner_id == user.pk or may_act_on_others_photos(user, "change")
+
+
 def photo_for_user(user, pk: int, action: str = "view") -> Photo:
     """One photo the user may `action`, or 404: another user's photo is indistinguishable from none."""
     return get_object_or_404(photos_for_user(user, action=action), pk=pk)

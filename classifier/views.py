@@ -99,20 +99,15 @@ def gallery(request: HttpRequest) -> HttpResponse:
     return render(request, "classifier/gallery.html", {
         "page": page, "cards": cards, "filters": filters, "query": query.urlencode(),
         "pending": any(c["pending"] for c in cards),
+        "everyones": selectors.may_act_on_others_photos(request.user),
     })
 
 
 @login_required
 def photo_detail(request: HttpRequest, pk: int) -> HttpResponse:
     photo = selectors.photo_for_user(request.user, pk)
-    return render(request, "classifier/photo_detail.html", {"card": card(photo),
-                                                            "can_review": can_review(request.user, photo)})
-
-
-def can_review(user, photo: Photo) -> bool:
-    """Whether `user` may confirm or correct `photo`'s label: its owner, or staff allowed to change it
-    (the rule photo_feedback applies through selectors.photo_for_user)."""
-    return photo.owner_id == user.pk or selectors.may_act_on_others_photos(user, "change")
+    return render(request, "classifier/photo_detail.html", {
+        "card": card(photo), "can_review": selectors.may_review(request.user, photo)})
 
 
 @login_required
@@ -150,7 +145,8 @@ def photo_status(request: HttpRequest) -> JsonResponse:
     photos = selectors.photos_for_user(request.user).filter(pk__in=ids)
     return JsonResponse({"photos": [
         {"id": photo.pk, "status": photo.status, "html": render_to_string(
-            template, {"card": card(photo), "can_review": can_review(request.user, photo)}, request=request)}
+            template, {"card": card(photo), "can_review": selectors.may_review(request.user, photo)},
+            request=request)}
         for photo in photos
     ]})
 
@@ -184,7 +180,8 @@ def review_queue(request: HttpRequest) -> HttpResponse:
     queue = selectors.review_queue_for_user(request.user)
     page = Paginator(queue, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "classifier/review.html", {
-        "page": page, "cards": [card(photo) for photo in page],
+        "page": page,
+        "cards": [card(photo) | {"can_review": selectors.may_review(request.user, photo)} for photo in page],
         "stats": selectors.feedback_stats(request.user), "labels": selectors.known_labels(),
     })
 

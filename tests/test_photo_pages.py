@@ -331,7 +331,8 @@ def test_photo_permissions_without_staff_status_give_no_access_to_others_photos(
     api.force_authenticate(member)
 
     assert client.get(photo.get_absolute_url()).status_code == 404
-    assert client.get(reverse("gallery")).context["cards"] == []
+    gallery = client.get(reverse("gallery"))
+    assert gallery.context["cards"] == [] and "<h1>My photos</h1>" in gallery.content.decode()
     assert client.get(reverse("review")).context["cards"] == []
     assert client.post(reverse("photo-feedback", args=[photo.pk]), {"label": "kue_lapis"}).status_code == 404
     assert api.get("/api/photos/").json()["count"] == 0
