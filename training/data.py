@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,26 +121,37 @@ def pixel_array(rows: int, size: int, folder: str | Path | None = None) -> np.nd
     return np.lib.format.open_memmap(Path(folder) / "pixels.npy", mode="w+", dtype=np.uint8, shape=shape)
 
 
-def load_pixels(data: Dataset, size: int, indices: np.ndarray | None = None, *,
-                out: np.ndarray | None = None) -> np.ndarray:
+def load_pixels(data: Dataset, size: int, *, out: np.ndarray | None = None) -> np.ndarray:
     """Decode the photos with the shared preprocessing into one uint8 array (N, size, size, 3):
     `out` (for example a `pixel_array` on disk) or a new array in memory.
 
     A photo that cannot be decoded is not skipped (nothing is silently left out of training): all
     are tried, then one ImageDecodeError lists every bad file, to fix or remove.
     """
-    indices = np.arange(len(data.files)) if indices is None else indices
-    pixels = pixel_array(len(indices), size) if out is None else out
-    if pixels.shape != (len(indices), size, size, 3):
-        raise ValueError(f"out has shape {pixels.shape}, not {(len(indices), size, size, 3)}")
+    pixels = pixel_array(len(data.files), size) if out is None else out
+    if pixels.shape != (len(data.files), size, size, 3):
+        raise ValueError(f"out has shape {pixels.shape}, not {(len(data.files), size, size, 3)}")
     bad = []
-    for row, i in enumerate(tqdm(indices, desc=f"decode {data.root.name}", unit="img")):
+    for row, file in enumerate(tqdm(data.files, desc=f"decode {data.root.name}", unit="img")):
         try:
-            pixels[row] = load_image(data.root / data.files[i], size)
+            pixels[row] = load_image(data.root / file, size)
         except ImageDecodeError as exc:
-            bad.append(f"{data.root / data.files[i]}: {exc}")
+            bad.append(f"{data.root / file}: {exc}")
     raise_undecodable(bad)
     return pixels
+
+
+@contextmanager
+def decoded(data: Dataset, size: int, extra: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """The photos of `data` decoded (`load_pixels`), then the rows of `extra` (already decoded), in
+    one `pixel_array` file in a temporary folder (TMPDIR) that is removed on leaving the block."""
+    extra = np.zeros((0, size, size, 3), np.uint8) if extra is None else extra
+    n = len(data.files)
+    with tempfile.TemporaryDirectory(prefix="cakesite-pixels-") as tmp:
+        pixels = pixel_array(n + len(extra), size, tmp)
+        load_pixels(data, size, out=pixels[:n])
+        pixels[n:] = extra
+        yield pixels
 
 
 def raise_undecodable(bad: list[str]) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -147,11 +146,7 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
     onehot = np.eye(len(classes), dtype=np.float32)
     frozen_from = finetune_from or options.get("finetune_from", "block_9_expand")
     args = SimpleNamespace(label_smoothing=options["label_smoothing"], patience=3, max_steps=max_steps)
-    # The base photos, then the extra ones, in one file in the temporary folder (see pixel_array).
-    with tempfile.TemporaryDirectory(prefix="cakesite-pixels-") as tmp:
-        pixels = datasets.pixel_array(n_base + len(extra_labels), size, tmp)
-        datasets.load_pixels(data, size, out=pixels[:n_base])
-        pixels[n_base:] = extra_pixels
+    with datasets.decoded(data, size, extra_pixels) as pixels:  # base rows, then the extra ones
         train_ds = datasets.pipeline(pixels, onehot[y], options["batch_size"], indices=train_rows,
                                      training=True, seed=options["seed"])
         val_ds = datasets.pipeline(pixels, onehot[data.labels[val_idx]], options["batch_size"],

@@ -140,10 +140,7 @@ def train(args: argparse.Namespace) -> Path:
 
     data = datasets.discover(args.data)
     train_idx, val_idx = datasets.split(data, args.val_fraction, args.seed)
-    # The decoded photos go to a file in the temporary folder (TMPDIR), not memory: see pixel_array.
-    with tempfile.TemporaryDirectory(prefix="cakesite-pixels-") as tmp:
-        pixels = datasets.load_pixels(
-            data, args.image_size, out=datasets.pixel_array(len(data.files), args.image_size, tmp))
+    with datasets.decoded(data, args.image_size) as pixels:  # a file in TMPDIR, not memory
         return fit_and_export(args, data, pixels, train_idx, val_idx, started)
 
 
