@@ -318,13 +318,14 @@ def main(argv: list[str] | None = None) -> None:
         try:
             subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
                            cwd=ROOT, env=env, check=True)
-            token = subprocess.run(
+            # One user per client, as on a site: each has its own throttles and long-poll slots.
+            tokens = subprocess.run(
                 [sys.executable, "manage.py", "shell", "-c",
                  "from django.contrib.auth.models import User; "
                  "from rest_framework.authtoken.models import Token; "
-                 "u = User.objects.create_user('bench', password=None); "
-                 "print(Token.objects.create(user=u).key)"],
-                cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout.split()[-1]
+                 f"[print(Token.objects.create(user=User.objects.create_user(f'bench{{i}}')).key) "
+                 f"for i in range({args.clients})]"],
+                cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout.split()[-args.clients:]
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "cakesite.wsgi", "-b", f"127.0.0.1:{port}",
                  "-w", str(args.web_workers), "-k", "gthread", "--threads", "8", "--log-level", "warning"],
@@ -332,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
             wait_until(lambda: answers(f"{base}/api/model-versions/"), 60, "the web server answering")
 
             # The worker's start: from launching it to the first photo's prediction.
-            first = Client(base, token, args.poll_ms / 1000)
+            first = Client(base, tokens[0], args.poll_ms / 1000)
             launched = time.perf_counter()
             # docker-compose.yml's worker command, with the run's own queue, name and concurrency.
             worker = subprocess.Popen(
@@ -358,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
 
             sampler = threading.Thread(target=sample)
             sampler.start()
-            clients = [Client(base, token, args.poll_ms / 1000, args.browse) for _ in range(args.clients)]
+            clients = [Client(base, token, args.poll_ms / 1000, args.browse) for token in tokens]
             # Warm-up (connections, caches): not timed, but what goes wrong in it is counted.
             warmup, _ = run_clients(clients, photos, min(5.0, args.seconds))
             warmup_errors = sum(c.browse_errors for c in clients)

@@ -101,6 +101,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "classifier.accounts.RevokeApiTokenOnPasswordChange"},  # checks nothing: a hook
 ]
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username and address
@@ -113,6 +114,11 @@ AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = envint("LOGIN_COOLOFF_MINUTES", 15) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# The client's address, for the lockout and the throttles alike. In production a proxy is in front
+# (SECURE_PROXY_SSL_HEADER trusts it): the address is the one it appends to X-Forwarded-For, which a
+# client cannot forge. Without a proxy (NUM_PROXIES=0), REMOTE_ADDR, whatever the headers say.
+NUM_PROXIES = envint("NUM_PROXIES", 0 if DEBUG else 1)
+AXES_CLIENT_IP_CALLABLE = "classifier.accounts.client_ip"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "gallery"
@@ -178,7 +184,9 @@ REST_FRAMEWORK = {
         "user": os.environ.get("THROTTLE_USER", "1200/minute"),
         "uploads": os.environ.get("THROTTLE_UPLOADS", "120/minute"),
         "token": os.environ.get("THROTTLE_TOKEN", "10/minute"),
+        "signup": os.environ.get("THROTTLE_SIGNUP", "10/hour"),  # new accounts per client address
     },
+    "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "classifier.api.errors.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
@@ -193,6 +201,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# How many requests one user may hold open waiting for results at once (`?wait=`); beyond it, a 429:
+# one user cannot take every web thread. The upload page waits on two at a time.
+LONG_POLLS_PER_USER = envint("LONG_POLLS_PER_USER", 4)
 
 # Below this confidence the site says plainly that the model is unsure instead of naming a cake.
 UNSURE_BELOW = float(os.environ.get("UNSURE_BELOW", "0.6"))

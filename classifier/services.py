@@ -20,6 +20,7 @@ from django.http import Http404
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from rest_framework.authtoken.models import Token
 
 from classifier import selectors
 from classifier.models import Feedback, ModelVersion, Photo, Prediction, TrainingRun
@@ -288,6 +289,11 @@ def feedback_record(*, photo: Photo, user, label: str) -> Feedback:
         )
         Photo.objects.filter(pk=photo.pk).update(updated=timezone.now())
     return feedback
+
+
+def api_token_revoke(user) -> None:
+    """Sign `user`'s API clients out: the token stops working; asking again makes a new one."""
+    Token.objects.filter(user=user).delete()
 
 
 def model_version_files(path: str | Path) -> tuple[list[dict], dict]:

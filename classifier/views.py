@@ -8,8 +8,8 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import login
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, TooManyFilesSent, ValidationError
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import TooManyFilesSent, ValidationError
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -17,9 +17,9 @@ from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import defaults
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from rest_framework.throttling import UserRateThrottle
+from rest_framework.throttling import SimpleRateThrottle, UserRateThrottle
 
-from classifier import plots, selectors, services
+from classifier import files, plots, selectors, services
 from classifier.cakes import catalogue
 from classifier.forms import GalleryFilterForm, SignUpForm, UploadForm, too_many_files_message
 from classifier.models import ModelVersion, Photo, TrainingRun
@@ -27,13 +27,42 @@ from classifier.models import ModelVersion, Photo, TrainingRun
 PAGE_SIZE = 24
 
 
+def staff_with(*permissions: str):
+    """A view for staff (others go to the admin's login) holding `permissions` (else 403): the same
+    rule as the API's and the admin's for the same data."""
+    def decorator(view):
+        return staff_member_required(permission_required(permissions, raise_exception=True)(view))
+    return decorator
+
+
+SEE_RUNS = ("classifier.view_modelversion", "classifier.view_trainingrun")
+
+
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "classifier/home.html", {"cakes": catalogue(selectors.known_labels())})
+
+
+class SignUpRateThrottle(SimpleRateThrottle):
+    """New accounts per client address (THROTTLE_SIGNUP): each account has its own upload budget,
+    and each sign-up costs a password hash."""
+
+    scope = "signup"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
 def signup(request: HttpRequest) -> HttpResponse:
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        throttle = SignUpRateThrottle()
+        if not throttle.allow_request(request, None):  # counts the accounts made, not typing errors
+            wait = math.ceil(throttle.wait() or 1)
+            refused = {"form": form, "refusal": "That is more new accounts from your address than we "
+                                                f"make in an hour; try again in {math.ceil(wait / 60)} min."}
+            response = render(request, "registration/signup.html", refused, status=429)
+            response["Retry-After"] = str(wait)
+            return response
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         messages.success(request, f"Welcome, {user.username}. Upload a cake photo to start.")
@@ -114,24 +143,7 @@ def photo_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def photo_image(request: HttpRequest, pk: int, kind: str) -> FileResponse:
     """The photo, its thumbnail or its heat map, to its owner (and staff) only: media is never public."""
-    photo = selectors.photo_for_user(request.user, pk)
-    if kind == "heatmap":
-        prediction = selectors.latest_prediction(photo)
-        if prediction is None or not prediction.heatmap:
-            raise Http404("This photo has no heat map.")
-        field, content_type = prediction.heatmap, "image/png"
-    elif kind == "thumbnail" and photo.thumbnail:
-        field, content_type = photo.thumbnail, "image/jpeg"
-    else:
-        field, content_type = photo.image, services.CONTENT_TYPES[photo.image_format]
-    try:
-        opened = field.open("rb")
-    except FileNotFoundError:  # deleted between reading its row and opening it
-        raise Http404("This photo is gone.") from None
-    response = FileResponse(opened, content_type=content_type)
-    response["Cache-Control"] = "private, max-age=86400"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return files.photo_file_response(selectors.photo_for_user(request.user, pk), kind)
 
 
 @login_required
@@ -205,7 +217,7 @@ def photo_feedback(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(photo)
 
 
-@staff_member_required
+@staff_with(*SEE_RUNS)
 def model_versions(request: HttpRequest) -> HttpResponse:
     """Versions side by side (metrics, confusion matrices, data used, which is active) and runs;
     `?part=runs`: the runs table alone, which the page's script fetches while a run is live."""
@@ -224,7 +236,7 @@ def model_versions(request: HttpRequest) -> HttpResponse:
     })
 
 
-@staff_member_required
+@staff_with("classifier.view_modelversion")
 @require_GET
 def model_version_confusion(request: HttpRequest, pk: int, split: str) -> FileResponse:
     version = get_object_or_404(ModelVersion, pk=pk)
@@ -234,7 +246,7 @@ def model_version_confusion(request: HttpRequest, pk: int, split: str) -> FileRe
                        "No confusion matrix was drawn for this evaluation.")
 
 
-@staff_member_required
+@staff_with("classifier.view_modelversion")
 @require_GET
 def model_version_curves(request: HttpRequest, pk: int) -> FileResponse:
     return version_png(get_object_or_404(ModelVersion, pk=pk), "training_curves.png",
@@ -249,18 +261,16 @@ def version_png(version: ModelVersion, name: str, missing: str) -> FileResponse:
     return FileResponse(path.open("rb"), content_type="image/png")
 
 
-@staff_member_required
+@staff_with("classifier.view_modelversion")
 @require_GET
 def feedback_accuracy_plot(request: HttpRequest) -> HttpResponse:
     png = plots.feedback_accuracy_png(selectors.feedback_accuracy_by_day())
     return HttpResponse(png, content_type="image/png", headers={"Cache-Control": "private, max-age=60"})
 
 
-@staff_member_required
+@staff_with("classifier.change_modelversion")
 @require_POST
 def model_version_activate(request: HttpRequest, pk: int) -> HttpResponse:
-    if not request.user.has_perm("classifier.change_modelversion"):
-        raise PermissionDenied
     try:
         version = services.model_version_activate(get_object_or_404(ModelVersion, pk=pk))
     except ValidationError as exc:
@@ -270,11 +280,9 @@ def model_version_activate(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("model-versions")
 
 
-@staff_member_required
+@staff_with("classifier.add_trainingrun")
 @require_POST
 def training_run_start(request: HttpRequest) -> HttpResponse:
-    if not request.user.has_perm("classifier.add_trainingrun"):
-        raise PermissionDenied
     try:
         run = services.training_run_start(user=request.user, mode=request.POST.get("mode", "fast"),
                                           auto_activate=request.POST.get("auto_activate") == "on")

@@ -73,7 +73,7 @@ def test_forms_with_errors_point_their_fields_at_the_error_and_the_help(client, 
     assert 'id="id_photos_error"' in upload and 'id="id_photos_helptext"' in upload
 
 
-def test_every_page_a_user_sees_has_sound_references_images_and_a_skip_link(client, user, staff):
+def test_every_page_a_user_sees_has_sound_references_images_and_a_skip_link(client, user, admin_user):
     done = make_photo(user, status="done", label="kue_lapis", confidence=0.93)
     pending = make_photo(user)
     failed = make_photo(user, status="failed")
@@ -90,7 +90,7 @@ def test_every_page_a_user_sees_has_sound_references_images_and_a_skip_link(clie
         assert '<a class="skip" href="#main">' in html and '<main id="main"' in html, url
         assert '<p id="announce" class="visually-hidden" role="status" aria-live="polite">' in html, url
 
-    client.force_login(staff)
+    client.force_login(admin_user)
     assert Page(page(client, reverse("model-versions"))).problems() == []
 
 

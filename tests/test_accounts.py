@@ -132,10 +132,101 @@ def test_the_schema_says_the_token_endpoint_needs_no_authentication(client):
 
     schema = yaml.safe_load(client.get("/api/schema/").content)
 
-    assert "security" not in schema and "security" not in schema["paths"]["/api/auth/token/"]["post"]
+    assert "security" not in schema and schema["paths"]["/api/auth/token/"]["post"]["security"] == [{}]
+    assert {"tokenAuth": []} in schema["paths"]["/api/auth/token/"]["delete"]["security"]
     assert {"tokenAuth": []} in schema["paths"]["/api/photos/"]["get"]["security"]
 
 
 def test_there_is_no_password_reset_by_email_since_sign_up_asks_for_no_address(client):
     assert client.get("/accounts/password_reset/").status_code == 404
     assert "password_reset" not in client.get("/accounts/login/").content.decode()
+
+
+def test_an_api_client_signs_out_by_deleting_its_token_and_a_new_one_is_made_on_request(user):
+    from rest_framework.test import APIClient
+
+    credentials = {"username": "ayu", "password": "kue-lapis-2026"}
+    old = APIClient().post("/api/auth/token/", credentials).json()["token"]
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {old}")
+
+    assert api.delete("/api/auth/token/").status_code == 204
+    assert api.get("/api/photos/").status_code == 401
+    new = APIClient().post("/api/auth/token/", credentials).json()["token"]
+    api.credentials(HTTP_AUTHORIZATION=f"Token {new}")
+    assert new != old and api.get("/api/photos/").status_code == 200
+
+
+@pytest.mark.parametrize("where", ["website", "anywhere else"])
+def test_a_new_password_signs_out_the_programs_using_the_old_token(client, user, where):
+    """Whoever stole the password may have taken the token too: a new password ends both."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    assert api.get("/api/photos/").status_code == 200
+    if where == "website":
+        client.force_login(user)
+        response = client.post(reverse("password_change"), {"old_password": "kue-lapis-2026",
+                                                             "new_password1": "bika-ambon-77",
+                                                             "new_password2": "bika-ambon-77"})
+        assert response.status_code == 302
+    else:  # the admin's form, manage.py changepassword, a script
+        user.set_password("bika-ambon-77")
+        user.save()
+
+    assert api.get("/api/photos/").status_code == 401
+    assert "signs out the programs that use your API token" in client.get(reverse("signup")).content.decode()
+
+
+def test_without_a_proxy_a_forged_forwarded_for_header_does_not_escape_the_throttle(settings):
+    from rest_framework.test import APIClient
+
+    assert settings.REST_FRAMEWORK["NUM_PROXIES"] == 0  # development: nothing in front
+    api = APIClient()
+    statuses = [api.post("/api/auth/token/", {"username": f"nobody{i}", "password": "guess"},
+                         HTTP_X_FORWARDED_FOR=f"10.0.0.{i}").status_code for i in range(12)]
+
+    assert statuses == [400] * 10 + [429, 429]  # THROTTLE_TOKEN: 10 a minute from one address
+
+
+@pytest.mark.parametrize("path", ["/api/auth/token/", "/accounts/login/"])
+def test_behind_a_proxy_a_lockout_is_for_the_client_the_proxy_saw_not_for_everyone(
+        client, user, settings, path):
+    """All requests come from the proxy's address; the client is the address it appended to
+    X-Forwarded-For, whatever the client put before it."""
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    guesser, owner = "6.6.6.6", "10.0.0.2"
+    right, wrong = {"username": "ayu", "password": "kue-lapis-2026"}, {"username": "ayu", "password": "guess"}
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        client.post(path, wrong, HTTP_X_FORWARDED_FOR=f"10.9.9.9, {guesser}")
+
+    locked = client.post(path, right, HTTP_X_FORWARDED_FOR=guesser)
+    forged = client.post(path, right, HTTP_X_FORWARDED_FOR=f"{owner}, {guesser}")
+    allowed = client.post(path, right, HTTP_X_FORWARDED_FOR=owner)
+
+    assert locked.status_code == 429 and forged.status_code == 429
+    assert allowed.status_code == (200 if path.startswith("/api/") else 302)  # the token; logged in
+
+
+def test_sign_ups_from_one_address_are_limited_and_typing_errors_do_not_count(client, django_user_model,
+                                                                             monkeypatch):
+    from rest_framework.throttling import SimpleRateThrottle
+
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES",
+                        {**SimpleRateThrottle.THROTTLE_RATES, "signup": "2/hour"})
+
+    def sign_up(name, repeat="onde-onde-wijen-9"):
+        client.logout()
+        return client.post(reverse("signup"), {"username": name, "password1": "onde-onde-wijen-9",
+                                               "password2": repeat})
+
+    typo = sign_up("citra", repeat="onde-onde-wijen-8")
+    made = [sign_up(name).status_code for name in ["citra", "dewi"]]
+    refused = sign_up("eka")
+
+    assert typo.status_code == 200 and made == [302, 302]
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert "more new accounts from your address" in refused.content.decode()
+    assert sorted(django_user_model.objects.values_list("username", flat=True)) == ["citra", "dewi"]

@@ -138,3 +138,19 @@ def test_activating_needs_staff_status_not_only_the_permission(django_user_model
 
     assert response.status_code == 403
     assert ModelVersion.objects.get(is_active=True).name == "kue-mobilenetv2"
+
+
+def test_staff_read_users_accuracy_per_version_and_day(user, admin_user):
+    from tests.test_photo_pages import make_photo
+
+    right, wrong = (make_photo(user, status="done", label="kue_lapis") for _ in range(2))
+    services.feedback_record(photo=right, user=user, label="kue_lapis")
+    services.feedback_record(photo=wrong, user=user, label="kue_klepon")
+    api = APIClient()
+    api.force_authenticate(admin_user)
+
+    rows = api.get("/api/model-versions/accuracy-by-day/").json()
+
+    assert [(r["version"], r["reviewed"], r["confirmed"]) for r in rows] == [("kue-mobilenetv2", 2, 1)]
+    api.force_authenticate(user)
+    assert api.get("/api/model-versions/accuracy-by-day/").status_code == 403

@@ -73,7 +73,7 @@ def test_uploading_two_photos_in_one_request_queues_both(api, user, enqueued,
     assert [r["file"] for r in results] == [f.name for f in files]
     assert all(r["photo"]["status"] == "queued" and r["errors"] == [] for r in results)
     assert sorted(enqueued) == sorted(Photo.objects.filter(owner=user).values_list("pk", flat=True))
-    assert results[0]["photo"]["image_url"].startswith("http://testserver/photos/")
+    assert results[0]["photo"]["image_url"] == f"http://testserver/api/photos/{results[0]['photo']['id']}/image/"
 
 
 def test_a_bad_file_in_a_batch_gets_its_own_error_and_the_good_one_is_kept(api, enqueued):
@@ -124,7 +124,9 @@ def test_a_photo_embeds_its_latest_prediction_with_top_three_and_display_names(a
     assert prediction["confidence"] == pytest.approx(0.91)
     assert [p["slug"] for p in prediction["top_k"]][0] == "kue_lumpur" and len(prediction["top_k"]) == 3
     assert prediction["model_version"] == "kue-mobilenetv2"
-    assert body["thumbnail_url"] == f"http://testserver/photos/{photo.pk}/thumbnail/"
+    assert prediction["margin"] == pytest.approx(0.90)  # 0.91 - 0.01
+    assert prediction["heatmap_url"] == f"http://testserver/api/photos/{photo.pk}/heatmap/"
+    assert body["thumbnail_url"] == f"http://testserver/api/photos/{photo.pk}/thumbnail/"
 
 
 def test_polling_an_unchanged_photo_is_answered_304_from_its_etag(api, user):
@@ -320,6 +322,13 @@ def test_dates_with_any_legal_offset_are_compared_in_utc(api, user):
     assert found.status_code == 200 and [p["id"] for p in found.json()["results"]] == [photo.pk]
 
 
+@pytest.mark.parametrize("param", ["created_after", "created_before"])
+def test_a_date_out_of_range_is_a_400_under_the_parameter_the_client_sent(api, param):
+    response = api.get("/api/photos/", {param: "9999-12-31T23:59:59-23:59"})  # year 10000 in UTC
+
+    assert response.status_code == 400 and error_of(response)["fields"] == {param: ["Date out of range."]}
+
+
 def test_more_files_than_django_parses_is_a_400_that_says_the_limit(api, settings):
     settings.MAX_FILES_PER_UPLOAD, settings.DATA_UPLOAD_MAX_NUMBER_FILES = 1, 2
     files = [SimpleUploadedFile(f"{i}.png", png_bytes()) for i in range(3)]
@@ -500,3 +509,107 @@ def test_a_page_holds_at_most_100_photos_whatever_size_is_asked(api, user):
     body = api.get("/api/photos/", {"page_size": 5000}).json()
 
     assert body["count"] == 101 and len(body["results"]) == 100 and body["next"]
+
+
+@pytest.mark.parametrize("kind, content_type", [("image", "image/png"), ("thumbnail", "image/jpeg"),
+                                                ("heatmap", "image/png")])
+def test_a_token_client_downloads_the_photo_its_thumbnail_and_its_heat_map(api, user, other_user, kind,
+                                                                          content_type):
+    photo = make_photo(user, status="done", label="kue_lapis")
+    url = api.get(f"/api/photos/{photo.pk}/").json()[f"{kind}_url"] if kind != "heatmap" else \
+        api.get(f"/api/photos/{photo.pk}/").json()["prediction"]["heatmap_url"]
+
+    response = api.get(url, HTTP_ACCEPT=content_type)  # as an image viewer asks, not for JSON
+
+    stored = {"image": photo.image, "thumbnail": photo.thumbnail,
+              "heatmap": photo.predictions.get().heatmap}[kind]
+    assert response.status_code == 200 and response["Content-Type"] == content_type
+    assert b"".join(response.streaming_content) == stored.open("rb").read()
+    assert response["Cache-Control"] == "private, max-age=86400"
+    theirs = make_photo(other_user, status="done", label="kue_lapis")
+    refused = api.get(f"/api/photos/{theirs.pk}/{kind}/", HTTP_ACCEPT=content_type)
+    assert refused.status_code == 404 and error_of(refused)["code"] == "not_found"  # JSON, whatever accepted
+
+
+def test_a_photo_still_waiting_has_no_heat_map_yet(api, user):
+    photo = make_photo(user)
+
+    assert api.get(f"/api/photos/{photo.pk}/").json()["prediction"] is None
+    response = api.get(f"/api/photos/{photo.pk}/heatmap/")
+    assert response.status_code == 404 and error_of(response)["message"] == "This photo has no heat map."
+
+
+def test_the_review_queue_is_the_websites_least_certain_first_without_the_answered(api, client, user):
+    sure = make_photo(user, status="done", label="kue_lapis", confidence=0.95)
+    unsure = make_photo(user, status="done", label="kue_serabi", confidence=0.35)
+    middling = make_photo(user, status="done", label="kue_klepon", confidence=0.6)
+    answered = make_photo(user, status="done", label="kue_lumpur", confidence=0.3)
+    make_photo(user)  # queued: nothing to review yet
+    services.feedback_record(photo=answered, user=user, label="kue_lumpur")
+    client.force_login(user)
+
+    queue = api.get("/api/photos/review-queue/", {"ordering": "-margin", "status": "queued"}).json()
+    page = client.get("/review/").content.decode()
+
+    assert [p["id"] for p in queue["results"]] == [unsure.pk, middling.pk, sure.pk]  # params change nothing
+    positions = [page.index(f'href="/photos/{p.pk}/"') for p in (unsure, middling, sure)]
+    assert positions == sorted(positions) and f'href="/photos/{answered.pk}/"' not in page
+    by_margin = api.get("/api/photos/", {"ordering": "margin", "status": "done"}).json()["results"]
+    assert [p["id"] for p in by_margin] == [answered.pk, unsure.pk, middling.pk, sure.pk]
+
+
+def test_the_counters_are_the_review_pages(api, user, other_user):
+    right = make_photo(user, status="done", label="kue_lapis")
+    wrong = make_photo(user, status="done", label="kue_serabi")
+    make_photo(user)
+    services.feedback_record(photo=right, user=user, label="kue_lapis")
+    services.feedback_record(photo=wrong, user=user, label="kue_lumpur")
+    make_photo(other_user, status="done", label="kue_lapis")  # not theirs: not counted
+
+    assert api.get("/api/stats/").json() == {
+        "photos": 3, "reviewed": 2, "corrected": 1,
+        "per_version": [{"version": "kue-mobilenetv2", "reviewed": 2, "confirmed": 1, "accuracy": 0.5}],
+    }
+
+
+@pytest.mark.parametrize("alias", [
+    lambda pk: "".join(chr(0x0660 + int(d)) for d in str(pk)),  # Arabic-Indic digits
+    lambda pk: "".join(chr(0xFF10 + int(d)) for d in str(pk)),  # full-width digits
+    lambda pk: f"{pk}.json",
+], ids=["arabic-indic", "full-width", "suffix"])
+def test_only_ascii_digits_name_a_photo(api, user, alias):
+    photo = make_photo(user)
+
+    assert api.get(f"/api/photos/{alias(photo.pk)}/").status_code == 404
+    assert api.delete(f"/api/photos/{alias(photo.pk)}/").status_code == 404
+    assert Photo.objects.filter(pk=photo.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the waiting request: a thread
+def test_one_user_cannot_hold_more_than_a_few_waiting_requests(user, settings):
+    """Each wait holds a web thread: beyond LONG_POLLS_PER_USER at once, a 429 says to come back."""
+    settings.LONG_POLLS_PER_USER = 1
+    photo = make_photo(user)  # queued: a wait on it lasts
+    token = Token.objects.create(user=user).key
+
+    def client():
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+        return api
+
+    first: list = []
+    holder = threading.Thread(target=lambda: first.append(client().get(f"/api/photos/{photo.pk}/?wait=3")))
+    holder.start()
+    time.sleep(1)  # the first request is waiting by now
+    started = time.monotonic()
+    second = client().get(f"/api/photos/{photo.pk}/?wait=3")
+    refused_in = time.monotonic() - started
+    at_once = client().get(f"/api/photos/{photo.pk}/")  # no wait: always answered
+    holder.join()
+    connections.close_all()
+    after = client().get(f"/api/photos/{photo.pk}/?wait=0.2")
+
+    assert first[0].status_code == 200
+    assert second.status_code == 429 and refused_in < 1 and int(second["Retry-After"]) >= 1
+    assert "requests waiting for results" in error_of(second)["message"]
+    assert at_once.status_code == 200 and after.status_code == 200  # the slot was given back

@@ -35,10 +35,12 @@ WEBSITE = [
     ("get", "/photos/{photo}/delete/", [302, 200, 404, 404, 200]),  # asks to confirm
     ("post", "/photos/{photo}/delete/", [302, 302, 404, 404, 302]),
     ("get", "/review/", [302, 200, 200, 200, 200]),
-    ("get", "/staff/models/", [302, 302, 302, 200, 200]),
-    ("get", "/staff/models/{version}/confusion/{split}.png", [302, 302, 302, 200, 200]),
-    ("get", "/staff/models/{version}/curves.png", [302, 302, 302, 200, 200]),
-    ("get", "/staff/feedback-accuracy.png", [302, 302, 302, 200, 200]),
+    # staff pages: the model permissions too, as the API and the admin ask for the same data
+    ("get", "/staff/models/", [302, 302, 302, 403, 200]),
+    ("get", "/staff/models/?part=runs", [302, 302, 302, 403, 200]),
+    ("get", "/staff/models/{version}/confusion/{split}.png", [302, 302, 302, 403, 200]),
+    ("get", "/staff/models/{version}/curves.png", [302, 302, 302, 403, 200]),
+    ("get", "/staff/feedback-accuracy.png", [302, 302, 302, 403, 200]),
     ("post", "/staff/models/{version}/activate/", [302, 302, 302, 403, 302]),
     ("post", "/staff/training/start/", [302, 302, 302, 403, 302]),
     ("get", "/admin/", [302, 302, 302, 200, 200]),
@@ -52,13 +54,20 @@ API = [
     ("get", "/api/photos/", [401, 200, 200, 200, 200]),
     ("post", "/api/photos/", [401, 400, 400, 400, 400]),  # no files: a 400 once allowed
     ("get", "/api/photos/{photo}/", [401, 200, 404, 200, 200]),
+    ("get", "/api/photos/{photo}/image/", [401, 200, 404, 200, 200]),
+    ("get", "/api/photos/{photo}/thumbnail/", [401, 200, 404, 200, 200]),
+    ("get", "/api/photos/{photo}/heatmap/", [401, 200, 404, 200, 200]),
+    ("get", "/api/photos/review-queue/", [401, 200, 200, 200, 200]),
+    ("get", "/api/stats/", [401, 200, 200, 200, 200]),
     ("put", "/api/photos/{photo}/feedback/", [401, 200, 404, 404, 200]),
     ("post", "/api/photos/{photo}/retry/", [401, 400, 404, 404, 400]),  # a done photo: not retried
     ("delete", "/api/photos/{photo}/", [401, 204, 404, 404, 204]),
     ("get", "/api/model-versions/", [401, 200, 200, 200, 200]),
     ("get", "/api/model-versions/{version}/", [401, 200, 200, 200, 200]),
     ("post", "/api/model-versions/{version}/activate/", [401, 403, 403, 403, 200]),
+    ("get", "/api/model-versions/accuracy-by-day/", [401, 403, 403, 403, 200]),
     ("post", "/api/auth/token/", [400, 400, 400, 400, 400]),  # wrong password, whoever asks
+    ("delete", "/api/auth/token/", [401, 204, 204, 204, 204]),  # one's own token
     ("get", "/api/training-runs/", [401, 403, 403, 403, 200]),
     ("get", "/api/training-runs/{run}/", [401, 403, 403, 403, 200]),
     ("post", "/api/training-runs/", [401, 403, 403, 403, 201]),
@@ -122,3 +131,11 @@ def test_the_table_covers_every_url_of_the_site_and_the_api():
     missing = [(name, pattern) for name, pattern in routes(get_resolver().url_patterns)
                if "format" not in pattern and name != "api-root" and shape(pattern) not in tested]
     assert missing == []
+
+
+def test_the_models_link_is_shown_only_to_staff_who_may_open_it(client, staff, django_user_model):
+    client.force_login(staff)
+    assert 'href="/staff/models/"' not in client.get("/photos/").content.decode()
+
+    client.force_login(django_user_model.objects.create_superuser("root", password="lapis-legit-2026"))
+    assert 'href="/staff/models/"' in client.get("/photos/").content.decode()

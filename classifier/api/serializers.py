@@ -27,17 +27,29 @@ class LabelProbabilitySerializer(serializers.Serializer):
     probability = serializers.FloatField()
 
 
+def absolute(serializer: serializers.Serializer, path: str) -> str:
+    request = serializer.context.get("request")
+    return request.build_absolute_uri(path) if request else path
+
+
 class PredictionSerializer(serializers.ModelSerializer):
     display_name = serializers.SerializerMethodField()
     top_k = serializers.SerializerMethodField()
     model_version = serializers.CharField(source="model_version.name")
+    heatmap_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Prediction
-        fields = ["label", "display_name", "confidence", "top_k", "model_version", "inference_ms", "created"]
+        fields = ["label", "display_name", "confidence", "margin", "top_k", "heatmap_url", "model_version",
+                  "inference_ms", "created"]
+        extra_kwargs = {"margin": {"help_text": "top probability minus the second: small means unsure"}}
 
     def get_display_name(self, obj: Prediction) -> str:
         return obj.model_version.display_name(obj.label)
+
+    def get_heatmap_url(self, obj: Prediction) -> str | None:
+        """Where the model looked (PNG), or null for a prediction made without one."""
+        return absolute(self, reverse("api:photo-heatmap", args=[obj.photo_id])) if obj.heatmap else None
 
     @extend_schema_field(LabelProbabilitySerializer(many=True))
     def get_top_k(self, obj: Prediction) -> list[dict]:
@@ -71,20 +83,16 @@ class PhotoSerializer(serializers.ModelSerializer):
         fields = ["id", "url", "owner", "status", "error", "original_name", "width", "height", "sha256",
                   "image_url", "thumbnail_url", "prediction", "feedback", "created", "updated"]
 
-    def absolute(self, path: str) -> str:
-        request = self.context.get("request")
-        return request.build_absolute_uri(path) if request else path
-
     def get_image_url(self, obj: Photo) -> str:
-        return self.absolute(reverse("photo-image", args=[obj.pk]))
+        return absolute(self, reverse("api:photo-image", args=[obj.pk]))
 
     def get_thumbnail_url(self, obj: Photo) -> str:
-        return self.absolute(reverse("photo-thumbnail", args=[obj.pk]))
+        return absolute(self, reverse("api:photo-thumbnail", args=[obj.pk]))
 
     @extend_schema_field(PredictionSerializer(allow_null=True))
     def get_prediction(self, obj: Photo) -> dict | None:
         prediction = selectors.latest_prediction(obj)
-        return PredictionSerializer(prediction).data if prediction else None
+        return PredictionSerializer(prediction, context=self.context).data if prediction else None
 
     @extend_schema_field(FeedbackSerializer(allow_null=True))
     def get_feedback(self, obj: Photo) -> dict | None:
@@ -112,6 +120,27 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
         fields = ["id", "name", "labels", "metrics", "is_active", "created"]
+
+
+class VersionAccuracySerializer(serializers.Serializer):
+    version = serializers.CharField()
+    reviewed = serializers.IntegerField()
+    confirmed = serializers.IntegerField()
+    accuracy = serializers.FloatField(help_text="confirmed / reviewed")
+
+
+class StatsSerializer(serializers.Serializer):
+    photos = serializers.IntegerField()
+    reviewed = serializers.IntegerField(help_text="photos with a confirmation or a correction")
+    corrected = serializers.IntegerField()
+    per_version = VersionAccuracySerializer(many=True, help_text="by the version whose label was judged")
+
+
+class AccuracyDaySerializer(serializers.Serializer):
+    version = serializers.CharField()
+    day = serializers.DateField()
+    reviewed = serializers.IntegerField()
+    confirmed = serializers.IntegerField()
 
 
 class TrainingRunSerializer(serializers.ModelSerializer):

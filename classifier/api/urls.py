@@ -8,13 +8,15 @@ from classifier.api import views
 
 app_name = "api"
 
-router = DefaultRouter()
+router = DefaultRouter(use_regex_path=False)  # path converters: <int:pk>, typed in the schema
+router.include_format_suffixes = False  # no /api/photos.json: one URL a resource
 router.register("photos", views.PhotoViewSet, basename="photo")
 router.register("model-versions", views.ModelVersionViewSet, basename="modelversion")
 router.register("training-runs", views.TrainingRunViewSet, basename="trainingrun")
 
 urlpatterns = [
     path("auth/token/", views.TokenView.as_view(), name="token"),
+    path("stats/", views.stats, name="stats"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("", include(router.urls)),

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC
 
 import django_filters
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -18,12 +22,13 @@ from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.exceptions import NotFound
-from rest_framework.permissions import AllowAny
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.serializers import CharField, Serializer
 from rest_framework.throttling import ScopedRateThrottle
 
-from classifier import selectors, services
+from classifier import files, selectors, services
 from classifier.api import serializers
 from classifier.api.errors import Conflict
 from classifier.api.permissions import StaffModelPermissions, staff_with
@@ -39,18 +44,32 @@ class AuthTokenSerializer(Serializer):
 
 COMMON_ERRORS = {401: ERROR, 404: ERROR, 429: ERROR}
 LIST_ERRORS = {400: ERROR, **COMMON_ERRORS}  # 400: a bad filter value; 404: a page past the end
+WRITE_ERRORS = {403: ERROR, **COMMON_ERRORS}  # 403: a session's write without its CSRF token
+
+
+class AnyAccept(BaseContentNegotiation):
+    """For the views that answer with a file: whatever the client accepts, errors come as JSON."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class UTCDateTimeField(django_filters.fields.IsoDateTimeField):
+    """In UTC: a client may send offsets (say -16:13) that PostgreSQL refuses to parse."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        try:
+            return value and value.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValidationError("Date out of range.", code="invalid") from exc
 
 
 class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
-    """Compares in UTC: a client may send offsets (say -16:13) that PostgreSQL refuses to parse."""
-
-    def filter(self, qs, value):
-        if value is not None:
-            try:
-                value = value.astimezone(UTC)
-            except OverflowError as exc:
-                raise exceptions.ValidationError({self.field_name: ["Date out of range."]}) from exc
-        return super().filter(qs, value)
+    field_class = UTCDateTimeField
 
 
 class StrictBooleanFilter(django_filters.TypedChoiceFilter):
@@ -87,15 +106,33 @@ def not_found(request, *args, **kwargs):
     raise NotFound()
 
 
-@extend_schema_view(post=extend_schema(summary="Get the API token for a username and password",
-                                       responses={200: AuthTokenSerializer, 400: ERROR, 415: ERROR,
-                                                  429: ERROR}))
+@extend_schema_view(
+    post=extend_schema(summary="Get the API token for a username and password",
+                       responses={200: AuthTokenSerializer, 400: ERROR, 415: ERROR, 429: ERROR}),
+    delete=extend_schema(summary="Revoke the token (sign the API out); the next POST makes a new one",
+                         request=None, responses={204: None, 401: ERROR, 403: ERROR, 429: ERROR}),
+)
 class TokenView(ObtainAuthToken):
-    """Exchange a username and password for the user's API token (throttled: password guessing)."""
+    """Exchange a username and password for the user's API token (throttled: password guessing), or
+    revoke it. A password change revokes it too (classifier.accounts)."""
 
     throttle_classes = [ScopedRateThrottle]  # ObtainAuthToken turns throttling off; turn it back on
     throttle_scope = "token"
-    authentication_classes = []  # the credentials are in the body: no token or session needed
+
+    def initialize_request(self, request, *args, **kwargs):
+        # POST: the credentials are in the body, no token or session needed; DELETE: whose token
+        self.credentials_in_body = request.method == "POST"
+        return super().initialize_request(request, *args, **kwargs)
+
+    def get_authenticators(self):
+        return [] if self.credentials_in_body else super().get_authenticators()
+
+    def get_permissions(self):
+        return [AllowAny()] if self.credentials_in_body else [IsAuthenticated()]
+
+    def delete(self, request, *args, **kwargs):
+        services.api_token_revoke(request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     def post(self, request, *args, **kwargs):
         try:
@@ -110,6 +147,36 @@ class TokenView(ObtainAuthToken):
             raise
 
 
+@contextmanager
+def waiting_slot(user_id: int) -> Iterator[None]:
+    """Counts the user's requests held open waiting (in the cache: across web processes where it is
+    shared); one more than LONG_POLLS_PER_USER is a 429, so one user cannot hold every web thread."""
+    key = f"long-polls:{user_id}"
+    try:
+        held = cache.incr(key)
+    except ValueError:  # none held: start the count
+        held = 1 if cache.add(key, 1, timeout=2 * MAX_WAIT_S) else cache.incr(key)
+    cache.touch(key, 2 * MAX_WAIT_S)  # a count lost with a killed thread ends with the user's waits
+    try:
+        if held > settings.LONG_POLLS_PER_USER:
+            raise exceptions.Throttled(wait=1, detail=f"You already have {settings.LONG_POLLS_PER_USER} "
+                                                      "requests waiting for results; wait for one of them.")
+        yield
+    finally:
+        try:
+            cache.decr(key)
+        except ValueError:  # expired meanwhile
+            pass
+
+
+@extend_schema(summary="Counters of the photos you may see: how many, reviewed, corrected, and "
+                       "the accuracy users measured per model version (the review page's figures)",
+               responses={200: serializers.StatsSerializer, **COMMON_ERRORS})
+@api_view(["GET"])
+def stats(request):
+    return Response(serializers.StatsSerializer(selectors.feedback_stats(request.user)).data)
+
+
 @extend_schema_view(
     list=extend_schema(summary="List photos (own; staff with permission: all)", responses={
         200: serializers.PhotoSerializer(many=True), **LIST_ERRORS}),
@@ -118,18 +185,20 @@ class TokenView(ObtainAuthToken):
         parameters=[OpenApiParameter(
             "wait", float, description="While the photo is queued or processing, wait up to this many "
             f"seconds (at most {MAX_WAIT_S}) for its result before answering: one request instead of "
-            "many polls.",
+            "many polls. A user may have a few such requests open at once (LONG_POLLS_PER_USER, "
+            "4 by default); one more is a 429.",
         )],
         responses={200: serializers.PhotoSerializer, 400: ERROR, **COMMON_ERRORS,
                    304: OpenApiResponse(description="unchanged since the ETag")}),
-    destroy=extend_schema(summary="Delete an own photo", responses={204: None, **COMMON_ERRORS}),
+    destroy=extend_schema(summary="Delete an own photo", responses={204: None, **WRITE_ERRORS}),
 )
 class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                    viewsets.GenericViewSet):
     serializer_class = serializers.PhotoSerializer
     filterset_class = PhotoFilter
-    ordering_fields = ["created", "confidence"]
+    ordering_fields = ["created", "confidence", "margin"]
     ordering = ["-created", "-id"]
+    lookup_value_converter = "int"  # ASCII digits only (str.isdigit also takes other scripts')
 
     def get_throttles(self):
         self.throttle_scope = "uploads" if self.action == "create" else None
@@ -145,6 +214,7 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         return photos.annotate(  # what the list's filters and ordering read
             latest_label=selectors.latest_prediction_value("label"),
             confidence=selectors.latest_prediction_value("confidence"),
+            margin=selectors.latest_prediction_value("margin"),
         )
 
     def filter_queryset(self, queryset):
@@ -154,13 +224,12 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     def retrieve(self, request, *args, **kwargs):
         """Cheap to poll: one small query answers 304 when nothing changed since the client's ETag;
         `?wait=` holds the request until the photo is done or failed (or the wait ends)."""
-        if not str(kwargs["pk"]).isdigit():
-            raise NotFound()
         wait = self.wait_seconds(request)
         with selectors.settling(int(kwargs["pk"]), listen=wait > 0) as settled:
             row = selectors.photo_state(int(kwargs["pk"]), self.get_queryset())
             if row is not None and row[1] in Photo.PENDING and wait > 0:
-                settled(wait)
+                with waiting_slot(request.user.pk):
+                    settled(wait)
                 row = None  # settled, gone, or the wait is over: read the photo itself below
         photo = None if row else self.get_object()  # 404 when not found, or deleted while we waited
         updated = row[0] if row else photo.updated
@@ -193,7 +262,7 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
                 serializers=[serializers.UploadResponseSerializer, ERROR],
                 resource_type_field_name=None,
             ),
-            413: ERROR, 415: ERROR, 401: ERROR, 429: ERROR,
+            403: ERROR, 413: ERROR, 415: ERROR, 401: ERROR, 429: ERROR,
         },
     )
     def create(self, request, *args, **kwargs):
@@ -218,7 +287,7 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
 
     @extend_schema(summary="Confirm or correct the label (or say it is none of the cakes)",
                    request=serializers.FeedbackInputSerializer,
-                   responses={200: serializers.PhotoSerializer, 400: ERROR, 415: ERROR, **COMMON_ERRORS})
+                   responses={200: serializers.PhotoSerializer, 400: ERROR, 415: ERROR, **WRITE_ERRORS})
     @action(detail=True, methods=["put"])
     def feedback(self, request, pk=None):
         photo = self.get_object()  # the owner's, or any with the change permission
@@ -228,13 +297,41 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         return Response(self.get_serializer(self.get_queryset().get(pk=photo.pk)).data)
 
     @extend_schema(summary="Queue a failed photo again", request=None,
-                   responses={202: serializers.PhotoSerializer, 400: ERROR, **COMMON_ERRORS})
+                   responses={202: serializers.PhotoSerializer, 400: ERROR, **WRITE_ERRORS})
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         photo = self.get_object()
         services.photo_retry(photo)
         return Response(self.get_serializer(self.get_queryset().get(pk=photo.pk)).data,
                         status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(summary="Photos still without feedback, least certain first: the review queue",
+                   description="Done photos with no confirmation or correction yet, ordered by the "
+                   "margin between the two most probable cakes (smallest first), as the website's "
+                   "review page (own photos; staff allowed to change others': everyone's).",
+                   responses={200: serializers.PhotoSerializer(many=True), **LIST_ERRORS})
+    @action(detail=False, url_path="review-queue", filter_backends=[])
+    def review_queue(self, request):
+        page = self.paginate_queryset(selectors.review_queue_for_user(request.user))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(summary="The photo's file, as uploaded", responses={
+        (200, "image/*"): OpenApiTypes.BINARY, **COMMON_ERRORS})
+    @action(detail=True, content_negotiation_class=AnyAccept)
+    def image(self, request, pk=None):
+        return files.photo_file_response(self.get_object(), "image")
+
+    @extend_schema(summary="The photo's thumbnail (JPEG, at most 320 px)", responses={
+        (200, "image/jpeg"): OpenApiTypes.BINARY, **COMMON_ERRORS})
+    @action(detail=True, content_negotiation_class=AnyAccept)
+    def thumbnail(self, request, pk=None):
+        return files.photo_file_response(self.get_object(), "thumbnail")
+
+    @extend_schema(summary="Where the model looked for its latest prediction (PNG); 404 until there "
+                           "is one", responses={(200, "image/png"): OpenApiTypes.BINARY, **COMMON_ERRORS})
+    @action(detail=True, content_negotiation_class=AnyAccept)
+    def heatmap(self, request, pk=None):
+        return files.photo_file_response(self.get_object(), "heatmap")
 
 
 @extend_schema_view(
@@ -248,6 +345,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = serializers.ModelVersionSerializer
     filterset_fields = ["is_active"]
     ordering_fields = ["created", "name"]
+    lookup_value_converter = "int"
 
     @extend_schema(summary="Make this the active version (staff)", request=None,
                    responses={200: serializers.ModelVersionSerializer, 400: ERROR, 403: ERROR,
@@ -256,6 +354,14 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     def activate(self, request, pk=None):
         version = services.model_version_activate(self.get_object())
         return Response(self.get_serializer(version).data)
+
+    @extend_schema(summary="Users' accuracy per version and day of their answers (staff)",
+                   responses={200: serializers.AccuracyDaySerializer(many=True), 403: ERROR, **COMMON_ERRORS})
+    @action(detail=False, url_path="accuracy-by-day", pagination_class=None, filter_backends=[],
+            permission_classes=[staff_with("classifier.view_modelversion")])
+    def accuracy_by_day(self, request):
+        days = selectors.feedback_accuracy_by_day()
+        return Response(serializers.AccuracyDaySerializer(days, many=True).data)
 
 
 @extend_schema_view(
@@ -274,6 +380,7 @@ class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
     permission_classes = [StaffModelPermissions]
     filterset_fields = ["status", "mode"]
     ordering_fields = ["created"]
+    lookup_value_converter = "int"
 
     def create(self, request, *args, **kwargs):
         data = serializers.TrainingRunStartSerializer(data=request.data)

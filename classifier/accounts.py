@@ -1,0 +1,33 @@
+"""Accounts: what follows a password change, wherever it happens (the website, the admin,
+`manage.py changepassword`, a script's `set_password`), and whose address a request comes from."""
+
+from rest_framework.throttling import BaseThrottle
+
+from classifier import services
+
+
+class RevokeApiTokenOnPasswordChange:
+    """Listed in AUTH_PASSWORD_VALIDATORS for Django's own hook: after a user is saved with a new
+    password, Django calls every validator's `password_changed`. It checks nothing itself; its help
+    text (one item of the password's help list) says what it does.
+
+    A new password signs out the sessions elsewhere (Django checks the password hash); this signs
+    out the API clients too: an old token could otherwise outlive the password that was stolen.
+    """
+
+    def validate(self, password, user=None):
+        pass
+
+    def password_changed(self, password, user=None):
+        if user is not None and user.pk is not None:
+            services.api_token_revoke(user)
+
+    def get_help_text(self):
+        return "A new password also signs out the programs that use your API token."
+
+
+def client_ip(request) -> str:
+    """The client's address, as the API's throttles see it (REST_FRAMEWORK["NUM_PROXIES"]): django-axes
+    calls this too (AXES_CLIENT_IP_CALLABLE), so a lockout is per user name and real client, never
+    per proxy, nor per address a client wrote into X-Forwarded-For."""
+    return BaseThrottle().get_ident(request)

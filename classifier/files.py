@@ -1,0 +1,32 @@
+"""A photo's files (the photo, its thumbnail, its heat map) as HTTP answers: the website's and the
+API's views both serve them with this, to whoever `selectors.photo_for_user` lets through."""
+
+from __future__ import annotations
+
+from django.http import FileResponse, Http404
+
+from classifier import selectors, services
+from classifier.models import Photo
+
+KINDS = ("image", "thumbnail", "heatmap")
+
+
+def photo_file_response(photo: Photo, kind: str) -> FileResponse:
+    """`kind` of `photo` (one of KINDS), private to its viewer; 404 if there is none (yet)."""
+    if kind == "heatmap":
+        prediction = selectors.latest_prediction(photo)
+        if prediction is None or not prediction.heatmap:
+            raise Http404("This photo has no heat map.")
+        field, content_type = prediction.heatmap, "image/png"
+    elif kind == "thumbnail" and photo.thumbnail:
+        field, content_type = photo.thumbnail, "image/jpeg"
+    else:
+        field, content_type = photo.image, services.CONTENT_TYPES[photo.image_format]
+    try:
+        opened = field.open("rb")
+    except FileNotFoundError:  # deleted between reading its row and opening it
+        raise Http404("This photo is gone.") from None
+    response = FileResponse(opened, content_type=content_type)
+    response["Cache-Control"] = "private, max-age=86400"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
