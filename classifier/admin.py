@@ -2,7 +2,7 @@
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -48,6 +48,26 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return super().has_delete_permission(request, obj) and not (obj and obj.is_active)
+
+    def delete_model(self, request, obj):
+        """Through the service, which holds activations off: the check above was made when the page
+        was asked for, and the version may have been activated since."""
+        try:
+            services.model_version_delete(obj)
+        except ValidationError as exc:
+            request.refused_deletions = [*getattr(request, "refused_deletions", []), " ".join(exc.messages)]
+
+    def delete_queryset(self, request, queryset):
+        for version in queryset:
+            self.delete_model(request, version)
+        for refusal in getattr(request, "refused_deletions", []):
+            self.message_user(request, f"Not deleted: {refusal}", messages.ERROR)
+
+    def response_delete(self, request, obj_display, obj_id):
+        if getattr(request, "refused_deletions", None):
+            self.message_user(request, f"Not deleted: {request.refused_deletions[0]}", messages.ERROR)
+            return redirect("admin:classifier_modelversion_changelist")
+        return super().response_delete(request, obj_display, obj_id)
 
     @admin.display(description="test top-1")
     def test_top1(self, obj: ModelVersion) -> str:
@@ -101,20 +121,46 @@ class PhotoAdmin(admin.ModelAdmin):
                            reverse("photo-thumbnail", args=[obj.pk]))
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A record made by the product's own rules (services), to read and filter here, never to add,
+    edit or delete by hand: a deleted prediction would leave its photo done without a result, and a
+    hand-made answer would skip the checks that its label is one of the model's cakes. They go with
+    their photo (the delete permission stays for that: the admin asks it of every cascaded row)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "show_delete": False}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        raise PermissionDenied("Delete the photo instead: its prediction and answer go with it.")
+
+
 @admin.register(Prediction)
-class PredictionAdmin(admin.ModelAdmin):
+class PredictionAdmin(ReadOnlyAdmin):
     list_display = ["id", "photo", "label", "confidence", "model_version", "inference_ms", "created"]
     list_filter = ["label", "model_version", "created"]
     search_fields = ["photo__owner__username", "label"]
-    raw_id_fields = ["photo"]
 
 
 @admin.register(Feedback)
-class FeedbackAdmin(admin.ModelAdmin):
+class FeedbackAdmin(ReadOnlyAdmin):
+    """Answers are given on the photo's page, the review queue or the API (deleting the photo
+    deletes its answer)."""
+
     list_display = ["photo", "label", "predicted_label", "is_correction", "user", "model_version", "updated"]
     list_filter = ["is_correction", "label", "model_version", "updated"]
     search_fields = ["user__username", "label", "predicted_label"]
-    raw_id_fields = ["photo"]
 
 
 @admin.register(TrainingRun)

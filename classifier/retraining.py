@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -21,20 +22,26 @@ from training.runtime import CONFIG_FILE
 log = logging.getLogger(__name__)
 
 
-def split_user_photos(items: list[tuple[int, str]]) -> tuple[list, list]:
-    """Every fifth labelled photo (by id) is held out for evaluation, once there are five or more."""
+def split_user_photos(items: list[tuple[int, str, str]]) -> tuple[list, list]:
+    """(photo id, label, sha256) items: train and held-out parts, once there are five or more.
+
+    A fifth of the photos is held out for evaluation, chosen by content (the SHA-256 of the file),
+    not by id: copies of one photo, uploaded twice, always land on the same side, so a held-out
+    photo is never one the new version trained on.
+    """
     if len(items) < 5:
         return items, []
-    return [i for i in items if i[0] % 5], [i for i in items if i[0] % 5 == 0]
+    held = [int(sha[:8], 16) % 5 == 0 for _, _, sha in items]
+    return [i for i, h in zip(items, held) if not h], [i for i, h in zip(items, held) if h]
 
 
 def load_user_photos(items, slugs: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels and label indices of (photo id, label) pairs; unreadable files are skipped."""
+    """Pixels and label indices of (photo id, label, ...) items; unreadable files are skipped."""
     from classifier.models import Photo
 
-    photos = Photo.objects.in_bulk([pk for pk, _ in items])
+    photos = Photo.objects.in_bulk([pk for pk, *_ in items])
     pixels, labels = [], []
-    for pk, label in items:
+    for pk, label, *_ in items:
         try:
             with photos[pk].image.open("rb") as f:
                 pixels.append(load_image(f, size))
@@ -88,8 +95,7 @@ def execute(run: TrainingRun) -> ModelVersion:
     slugs = [item["slug"] for item in base.labels]
     services.training_run_progress(run, "collecting labelled photos", 5)
     labelled = [row for row in selectors.labelled_photos() if row[1] in slugs]
-    items = [(pk, label) for pk, label, _ in labelled]
-    train_items, held_items = split_user_photos(items)
+    train_items, held_items = split_user_photos([(pk, label, sha) for pk, label, _, sha in labelled])
     size = json.loads((base.folder / CONFIG_FILE).read_text())["image_size"]
     train_pixels, train_labels = load_user_photos(train_items, slugs, size)
     held_pixels, held_labels = load_user_photos(held_items, slugs, size)
@@ -98,32 +104,36 @@ def execute(run: TrainingRun) -> ModelVersion:
     name = f"{base.name.partition('+run')[0][:80]}+run{run.pk}"
     folder = Path(settings.MODELS_DIR) / name
     started = time.perf_counter()
-    if run.mode == TrainingRun.Mode.FULL:
-        data_dir = Path(settings.TRAINING_DATA_DIR)
-        if not data_dir.is_dir():
-            raise FileNotFoundError(f"the full mode needs the base training photos in {data_dir} "
-                                    "(CAKESITE_TRAINING_DATA_DIR); the fast mode does not")
-        services.training_run_progress(run, "fine-tuning on the base and user photos", 30)
-        summary = retrain.finetune(base.folder, folder, data_dir, train_pixels, train_labels,
-                                   epochs=settings.FULL_RETRAIN_EPOCHS)
-    else:
-        services.training_run_progress(run, "refitting the head", 30)
-        summary = retrain.refit_head(base.folder, folder, train_pixels, train_labels)
-    run.data = {
-        "base_photos": summary["base_photos"],
-        "user_photos_train": counts_per_class(train_labels, slugs),
-        "user_photos_heldout": int(len(held_labels)),
-        "corrected": sum(1 for _, _, corrected in labelled if corrected),
-    }
-    services.training_run_progress(run, "evaluating", 70)
-    benchmark = Path(settings.BENCHMARK_DIR) if Path(settings.BENCHMARK_DIR).is_dir() else None
-    new = evaluate_version(folder, benchmark, held_pixels, held_labels)
-    before = evaluate_version(base.folder, benchmark, held_pixels, held_labels)
-    # A full run's export wrote a model card: it gets these figures too. A fast run's folder has none.
-    report.record(folder, slugs, new, card=(folder / "MODEL_CARD.md").is_file())
-    run.metrics = {"new": new, "base": before, "retrain_seconds": summary["seconds"],
-                   "total_seconds": round(time.perf_counter() - started, 1)}
-    version = services.model_version_register(name=name, path=name)
+    try:  # a run that fails leaves no half-made folder behind (it is ~20 MB)
+        if run.mode == TrainingRun.Mode.FULL:
+            data_dir = Path(settings.TRAINING_DATA_DIR)
+            if not data_dir.is_dir():
+                raise FileNotFoundError(f"the full mode needs the base training photos in {data_dir} "
+                                        "(CAKESITE_TRAINING_DATA_DIR); the fast mode does not")
+            services.training_run_progress(run, "fine-tuning on the base and user photos", 30)
+            summary = retrain.finetune(base.folder, folder, data_dir, train_pixels, train_labels,
+                                       epochs=settings.FULL_RETRAIN_EPOCHS)
+        else:
+            services.training_run_progress(run, "refitting the head", 30)
+            summary = retrain.refit_head(base.folder, folder, train_pixels, train_labels)
+        run.data = {
+            "base_photos": summary["base_photos"],
+            "user_photos_train": counts_per_class(train_labels, slugs),
+            "user_photos_heldout": int(len(held_labels)),
+            "corrected": sum(1 for _, _, corrected, _ in labelled if corrected),
+        }
+        services.training_run_progress(run, "evaluating", 70)
+        benchmark = Path(settings.BENCHMARK_DIR) if Path(settings.BENCHMARK_DIR).is_dir() else None
+        new = evaluate_version(folder, benchmark, held_pixels, held_labels)
+        before = evaluate_version(base.folder, benchmark, held_pixels, held_labels)
+        # A full run's export wrote a model card: it gets these figures too. A fast run's folder has none.
+        report.record(folder, slugs, new, card=(folder / "MODEL_CARD.md").is_file())
+        run.metrics = {"new": new, "base": before, "retrain_seconds": summary["seconds"],
+                       "total_seconds": round(time.perf_counter() - started, 1)}
+        version = services.model_version_register(name=name, path=name)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     activate, run.decision = decide(run, new, before)
     if activate:
         try:  # only in place of the version it was compared with

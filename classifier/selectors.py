@@ -163,11 +163,12 @@ def known_labels() -> list[dict]:
     return version.labels if version else []
 
 
-def labelled_photos() -> list[tuple[int, str, bool]]:
-    """(photo id, label, corrected?) of every photo users confirmed or corrected to a known cake."""
+def labelled_photos() -> list[tuple[int, str, bool, str]]:
+    """(photo id, label, corrected?, sha256) of every photo users confirmed or corrected to a known
+    cake."""
     return list(
         Feedback.objects.exclude(label=Feedback.NONE).order_by("photo_id")
-        .values_list("photo_id", "label", "is_correction")
+        .values_list("photo_id", "label", "is_correction", "photo__sha256")
     )
 
 

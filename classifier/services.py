@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.http import Http404
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
@@ -225,20 +226,23 @@ def stuck_requeue() -> tuple[list[int], list[int]]:
 
 
 def photo_delete(photo: Photo) -> None:
-    """Delete the row, then its files once the deletion is committed."""
-    files = [photo.image, photo.thumbnail, *(p.heatmap for p in photo.predictions.all())]
+    """Delete the photo with its predictions and feedback; its files go once that is committed
+    (classifier.signals). Locked first: a prediction the worker is recording meanwhile is either
+    in (and deleted with its heat map) or waits and finds the photo gone."""
     with transaction.atomic():
+        Photo.objects.select_for_update().filter(pk=photo.pk).first()
         announce_settled(photo.pk)  # a request waiting for it answers 404 at once
         photo.delete()
-        transaction.on_commit(lambda: [f.delete(save=False) for f in files if f], robust=True)
 
 
 def prediction_record(*, photo: Photo, version_id: int, probabilities: dict[str, float],
                       label: str, confidence: float, inference_ms: float,
-                      heatmap: np.ndarray | None = None) -> None:
+                      heatmap: np.ndarray | None = None) -> bool:
     """Store the prediction of model version `version_id` for `photo` (with its heat map drawn once,
-    here) and mark the photo done; a second delivery of the same task adds nothing (one INSERT ...
-    ON CONFLICT DO NOTHING on the unique pair; a heat map file it drew is removed again)."""
+    here) and mark the photo done. A photo gets one prediction: a second delivery of the same task,
+    even one that ran at the same time under another active version, adds nothing (the photo row is
+    locked while its predictions are counted) and removes the heat map it drew. False when nothing
+    was recorded (a duplicate, or the photo was deleted meanwhile)."""
     from classifier.heatmaps import overlay_png
 
     top_two = sorted(probabilities.values(), reverse=True)[:2] + [0.0]
@@ -250,13 +254,19 @@ def prediction_record(*, photo: Photo, version_id: int, probabilities: dict[str,
         if heatmap is not None:
             prediction.heatmap.save("heatmap", overlay_png(heatmap, photo.width, photo.height), save=False)
         with transaction.atomic():
-            Prediction.objects.bulk_create([prediction], ignore_conflicts=True)
-            photo_mark_done(photo)
+            state = (Photo.objects.select_for_update().filter(pk=photo.pk)
+                     .annotate(predicted=Exists(Prediction.objects.filter(photo=OuterRef("pk"))))
+                     .values_list("predicted", flat=True).first())
+            recorded = state is False  # None: deleted meanwhile; True: a duplicate delivery
+            if recorded:
+                prediction.save(force_insert=True)
+                photo_mark_done(photo)
     except Exception:
         prediction.heatmap.delete(save=False)
         raise
-    if prediction.heatmap and not Prediction.objects.filter(heatmap=prediction.heatmap.name).exists():
-        prediction.heatmap.delete(save=False)  # a duplicate delivery: the earlier prediction stands
+    if not recorded:
+        prediction.heatmap.delete(save=False)  # the earlier prediction stands (or the photo is gone)
+    return recorded
 
 
 def feedback_record(*, photo: Photo, user, label: str) -> Feedback:
@@ -343,10 +353,23 @@ def model_version_activate(version: ModelVersion, *, replacing: ModelVersion | N
                                   f"{replacing.name} but {active.name if active else 'none'}.",
                                   code="active_changed")
         ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
-        ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+        if not ModelVersion.objects.filter(pk=version.pk).update(is_active=True):  # rolls back the above
+            raise ValidationError(f"{version.name} was not activated: it was deleted meanwhile.",
+                                  code="gone")
     version.refresh_from_db()
     log.info("model version %s is now active", version.name)
     return version
+
+
+def model_version_delete(version: ModelVersion) -> None:
+    """Delete a version that is not active, with the activations held off (one that commits first
+    makes it active, and then it stays). Its folder stays on disk: another version may share it."""
+    with transaction.atomic():
+        lock_model_versions()
+        if ModelVersion.objects.filter(pk=version.pk, is_active=True).exists():
+            raise ValidationError(f"{version.name} is the active version: activate another one first.",
+                                  code="active")
+        version.delete()
 
 
 def training_run_start(*, user, mode: str = TrainingRun.Mode.FAST,

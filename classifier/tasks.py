@@ -87,6 +87,16 @@ def classify_photo(self, photo_id: int) -> str:
     try:
         with photo.image.open("rb") as source:
             result = inference.classify(photo.active_version_id, source)
+        # result.version_id is the active version's, or, when that one does not load, the one still
+        # served. Recording can fail too (a full disk for the heat map, the time limit): the same
+        # retries, then a failed photo that says so, never one left processing.
+        recorded = services.prediction_record(
+            photo=photo, version_id=result.version_id, probabilities=result.probabilities,
+            label=result.label, confidence=result.confidence, inference_ms=result.inference_ms,
+            heatmap=result.heatmap,
+        )
+    except (db.OperationalError, db.InterfaceError):
+        raise  # the database: autoretry_for sends it again on a new connection
     except (ImageDecodeError, FileNotFoundError) as exc:
         log.warning("photo %s cannot be classified: %s", photo_id, exc)
         services.photo_fail(photo, f"The photo could not be read: {exc}")
@@ -106,17 +116,8 @@ def classify_photo(self, photo_id: int) -> str:
         log.exception("classifying photo %s failed for good", photo_id)
         services.photo_fail(photo, "Classification failed; please retry later.")
         return "failed"
-    # result.version_id is the active version's, or, when that one does not load, the one still served
-    try:
-        services.prediction_record(
-            photo=photo, version_id=result.version_id, probabilities=result.probabilities,
-            label=result.label, confidence=result.confidence, inference_ms=result.inference_ms,
-            heatmap=result.heatmap,
-        )
-    except db.IntegrityError:
-        if selectors.photo_state(photo_id) is None:
-            return "gone"  # its owner deleted it while the model ran
-        raise
+    if not recorded:  # deleted by its owner while the model ran, or a duplicate delivery
+        return "gone" if selectors.photo_state(photo_id) is None else "already done"
     return result.label
 
 

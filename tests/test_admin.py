@@ -78,3 +78,69 @@ def test_the_active_version_and_a_live_run_cannot_be_deleted(admin_client, admin
 
     assert version_page.status_code == 403 and run_page.status_code == 403
     assert finished_run_page.status_code == 200
+
+
+def media_files(settings) -> list:
+    from pathlib import Path
+
+    return sorted(p.name for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("how", ["one", "bulk action", "deleting its owner"])
+def test_photos_deleted_in_the_admin_take_their_files_with_them(admin_client, user, settings,
+                                                                django_capture_on_commit_callbacks, how):
+    """The photo, its thumbnail and its heat map: a deleted user's private originals must not stay."""
+    from tests.test_photo_pages import make_photo
+
+    photos = [make_photo(user, status="done", label="kue_lapis") for _ in range(2)]
+    assert len(media_files(settings)) == 6
+    with django_capture_on_commit_callbacks(execute=True):
+        if how == "one":
+            admin_client.post(reverse("admin:classifier_photo_delete", args=[photos[0].pk]), {"post": "yes"})
+        elif how == "bulk action":
+            admin_client.post(reverse("admin:classifier_photo_changelist"), {
+                "action": "delete_selected", "_selected_action": [p.pk for p in photos], "post": "yes"})
+        else:
+            admin_client.post(reverse("admin:auth_user_delete", args=[user.pk]), {"post": "yes"})
+
+    left = 3 if how == "one" else 0
+    assert len(media_files(settings)) == left
+
+
+def test_predictions_and_answers_are_read_only_in_the_admin(admin_client, user):
+    """A deleted prediction would leave its photo done without a result; a hand-made answer would
+    skip the checks on its label."""
+    from classifier import services
+    from tests.test_photo_pages import make_photo
+
+    photo = make_photo(user, status="done", label="kue_lapis")
+    feedback = services.feedback_record(photo=photo, user=user, label="kue_lapis")
+    prediction = photo.predictions.get()
+
+    for name, pk in [("prediction", prediction.pk), ("feedback", feedback.pk)]:
+        assert admin_client.get(reverse(f"admin:classifier_{name}_change", args=[pk])).status_code == 200
+        assert admin_client.post(reverse(f"admin:classifier_{name}_delete", args=[pk]),
+                                 {"post": "yes"}).status_code == 403
+        assert admin_client.get(reverse(f"admin:classifier_{name}_add")).status_code == 403
+    assert photo.predictions.exists() and photo.feedback
+
+
+def test_a_version_activated_while_its_deletion_was_confirmed_is_not_deleted(admin_client, monkeypatch):
+    from classifier import services
+    from classifier.models import ModelVersion
+
+    shipped = ModelVersion.objects.get(is_active=True)
+    copy = ModelVersion.objects.create(name="copy", path=shipped.path, labels=shipped.labels)
+    lock = services.lock_model_versions
+
+    def an_activation_commits_first():  # after the page checked that it was not active
+        ModelVersion.objects.filter(pk=shipped.pk).update(is_active=False)
+        ModelVersion.objects.filter(pk=copy.pk).update(is_active=True)
+        return lock()
+
+    monkeypatch.setattr(services, "lock_model_versions", an_activation_commits_first)
+    page = admin_client.post(reverse("admin:classifier_modelversion_delete", args=[copy.pk]),
+                             {"post": "yes"}, follow=True).content.decode()
+
+    assert ModelVersion.objects.filter(pk=copy.pk).exists()  # (the test's activation is rolled back with it)
+    assert "Not deleted: copy is the active version" in page

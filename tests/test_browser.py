@@ -179,6 +179,8 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
     me.page.wait_for_function("document.querySelector('.photo .heat').naturalWidth > 0")
     assert me.page.locator(".photo .heat").is_visible()
     me.shoot("5-photo-heatmap")
+    me.page.get_by_label("Show where the model looked").uncheck()
+    assert me.page.locator(".photo .heat").is_hidden()  # and off again
 
     me.page.focus(f"#label-{lapis.pk}")
     me.page.keyboard.press("ArrowDown")  # looking through the cakes with the keyboard saves nothing
@@ -197,6 +199,7 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
     me.go("/review/")
     assert me.page.locator(".review-item").count() == 1  # the klepon; the lapis has its answer
     me.shoot("7-review")
+    me.page.keyboard.press("n")  # the page just opened: a stray key answers nothing
     me.page.get_by_role("link", name="Upload").focus()
     me.page.keyboard.press("n")  # on the page's links the queue's keys do nothing
     me.page.wait_for_load_state("networkidle")

@@ -218,3 +218,62 @@ def test_a_fault_that_outlasts_the_retries_fails_the_photo_with_a_reason(photo, 
     photo.refresh_from_db()
     assert len(calls) == 1 + tasks.classify_photo.max_retries
     assert photo.status == "failed" and photo.error == "Classification failed; please retry later."
+
+
+def test_activating_a_version_deleted_meanwhile_is_refused_and_the_active_one_stays(monkeypatch):
+    from django.core.exceptions import ValidationError
+
+    from training import runtime
+
+    shipped = ModelVersion.objects.get(is_active=True)
+    copy = ModelVersion.objects.create(name="copy", path=shipped.path, labels=shipped.labels)
+    check = runtime.check
+
+    def deleted_while_checked(folder):  # loading the model takes seconds
+        check(folder)
+        ModelVersion.objects.filter(pk=copy.pk).delete()
+
+    monkeypatch.setattr(runtime, "check", deleted_while_checked)
+
+    with pytest.raises(ValidationError, match="deleted meanwhile"):
+        services.model_version_activate(copy)
+    assert list(ModelVersion.objects.filter(is_active=True)) == [shipped]
+
+
+def test_two_deliveries_under_different_active_versions_record_one_prediction(photo):
+    """Both read "not predicted yet" before either recorded (the second after an activation)."""
+    shipped = ModelVersion.objects.get(is_active=True)
+    other = ModelVersion.objects.create(name="kue-v2", path=shipped.path, labels=shipped.labels)
+    probabilities = {item["slug"]: 1 / 8 for item in shipped.labels}
+    heat = np.ones((7, 7))
+
+    first, second = (services.prediction_record(
+        photo=photo, version_id=version.pk, probabilities=probabilities, label="kue_risoles",
+        confidence=0.125, inference_ms=1.0, heatmap=heat) for version in (shipped, other))
+
+    assert (first, second) == (True, False)
+    assert list(photo.predictions.values_list("model_version__name", flat=True)) == ["kue-mobilenetv2"]
+    assert len(list(Path(django_settings.MEDIA_ROOT, "heatmaps").iterdir())) == 1  # the second's is gone
+
+
+# apply() runs the task's signals, which close a connection held in a test's transaction; the
+# rows the migrations made (the shipped model) are restored after the flush.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_result_that_cannot_be_recorded_is_retried_then_fails_the_photo_never_left_processing(
+        photo, monkeypatch):
+    from classifier import heatmaps
+
+    calls = []
+
+    def disk_full(*args):
+        calls.append(1)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(heatmaps, "overlay_png", disk_full)
+
+    tasks.classify_photo.apply(args=[photo.pk])
+
+    photo.refresh_from_db()
+    assert len(calls) == 1 + tasks.classify_photo.max_retries
+    assert photo.status == "failed" and photo.error == "Classification failed; please retry later."
+    assert not photo.predictions.exists()

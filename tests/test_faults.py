@@ -320,3 +320,24 @@ def test_the_sweep_resends_what_waited_too_long_and_only_that(settings, user, ad
     assert Photo.objects.get(pk=old.pk).status == "queued"
     lost.refresh_from_db()
     assert lost.status == "failed" and "stopped during the run" in lost.error
+
+
+@pytest.mark.django_db
+def test_a_run_that_fails_after_writing_its_model_folder_leaves_no_folder(admin_user, monkeypatch, settings,
+                                                                          tmp_path):
+    from pathlib import Path
+
+    shutil.copytree(Path(settings.MODELS_DIR) / "kue-mobilenetv2", tmp_path / "kue-mobilenetv2")
+    settings.MODELS_DIR = tmp_path
+    monkeypatch.setattr(tasks.train_model, "apply_async", lambda *a, **k: None)
+    run = services.training_run_start(user=admin_user)
+
+    def benchmark_breaks(folder, *args):
+        raise RuntimeError("a benchmark photo cannot be read")
+
+    monkeypatch.setattr(retraining, "evaluate_version", benchmark_breaks)
+    tasks.train_model(run.pk)
+
+    run.refresh_from_db()
+    assert run.status == "failed" and "a benchmark photo cannot be read" in run.error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kue-mobilenetv2"]  # no ...+run1 folder left

@@ -1,5 +1,6 @@
 """Seeing photos: own photos only (staff: all), 404 for anything else, gallery filters and polling."""
 
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ HEATMAP = np.outer(np.hanning(7), np.hanning(7))  # hot in the middle, as a work
 
 
 def make_photo(owner, status="queued", label=None, confidence=0.9) -> Photo:
-    photo = Photo(owner=owner, image_format="png", sha256="0" * 64, status=status)
+    photo = Photo(owner=owner, image_format="png", sha256=uuid.uuid4().hex * 2, status=status)
     photo.image.save("x", ContentFile(png_bytes()), save=False)
     photo.thumbnail.save("t", ContentFile(png_bytes((10, 10))), save=False)
     photo.width, photo.height = 48, 36
@@ -338,3 +339,17 @@ def test_photo_permissions_without_staff_status_give_no_access_to_others_photos(
     assert api.get("/api/photos/").json()["count"] == 0
     assert api.delete(f"/api/photos/{photo.pk}/").status_code == 404
     assert Photo.objects.filter(pk=photo.pk).exists()
+
+
+def test_a_photo_that_is_gone_gets_the_sites_own_not_found_page(client, user):
+    photo = make_photo(user)
+    url = photo.get_absolute_url()
+    services.photo_delete(photo)
+    client.force_login(user)
+
+    response = client.get(url)
+
+    page = response.content.decode()
+    assert response.status_code == 404
+    assert "<h1>Not found</h1>" in page and "A photo deleted (perhaps in another tab) is gone" in page
+    assert 'href="/photos/">My photos</a>' in page and "Signed in as <strong>ayu</strong>" in page

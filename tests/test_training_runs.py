@@ -214,13 +214,17 @@ def test_auto_activation_needs_the_benchmark_matched_and_the_users_photos_beaten
     assert decide(run, new, base)[0] is False
 
 
-def test_every_fifth_labelled_photo_is_held_out_once_there_are_five():
+def test_a_fifth_is_held_out_by_content_so_copies_of_a_photo_never_straddle_the_split():
+    import hashlib
+
     from classifier.retraining import split_user_photos
 
-    items = [(pk, "kue_lapis") for pk in range(1, 13)]
+    items = [(pk, "kue_lapis", hashlib.sha256(str(pk).encode()).hexdigest()) for pk in range(1, 201)]
+    copies = [(pk + 1000, label, sha) for pk, label, sha in items]  # the same files uploaded again
 
-    train, held = split_user_photos(items)
+    train, held = split_user_photos(items + copies)
 
-    assert [pk for pk, _ in held] == [5, 10]
-    assert sorted(train + held) == items and not set(train) & set(held)
+    assert 0.1 < len(held) / len(items + copies) < 0.3  # about a fifth
+    assert sorted(train + held) == sorted(items + copies) and not set(train) & set(held)
+    assert {sha for *_, sha in train}.isdisjoint({sha for *_, sha in held})
     assert split_user_photos(items[:4]) == (items[:4], [])

@@ -1,8 +1,9 @@
 // The review queue from the keyboard: one photo is highlighted; Y or Enter confirms it, a digit
 // picks that cake, N says none of these, J and K move. The keys act only while the focus is in the
-// queue (or nowhere in particular), never on the page's links and buttons, and the page does not
-// move the focus by itself on load. Answering reloads the queue with the answered photo gone, and
-// the focus comes back to the queue's first photo.
+// queue (Tab to it, or click a photo), never on the page's links and buttons nor on a page just
+// opened, where a stray key would answer the least certain photo unseen; the page does not move the
+// focus by itself on load. Answering reloads the queue with the answered photo gone, and the focus
+// comes back to the queue's first photo.
 (function () {
   const queue = document.querySelector("[data-review]");
   if (!queue) return;
@@ -32,9 +33,7 @@
 
   document.addEventListener("keydown", (event) => {
     if (event.altKey || event.ctrlKey || event.metaKey) return;
-    const inQueue = queue.contains(event.target);
-    const nowhere = event.target === document.body || event.target.id === "main"; // a click on text
-    if (!inQueue && !nowhere) return; // on a link, a button, a field elsewhere
+    if (!queue.contains(event.target)) return; // the page just opened, a link, a field elsewhere
     if (event.target.closest("select, input, textarea")) return; // typing in a field
     const key = event.key.toLowerCase();
     if (key === "j") highlight(current + 1, true);

@@ -1,0 +1,25 @@
+"""What follows a deletion, however it happens (a service, the admin, a bulk action, a deleted
+user's cascade): the files of deleted photos and predictions go once the deletion is committed."""
+
+from django.db import transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
+
+from classifier.models import Photo, Prediction
+
+
+def delete_files_on_commit(*files) -> None:
+    """Remove the stored files after the transaction commits (never before: a rollback keeps the row,
+    and its files with it)."""
+    kept = [file for file in files if file]
+    transaction.on_commit(lambda: [file.delete(save=False) for file in kept], robust=True)
+
+
+@receiver(post_delete, sender=Photo)
+def photo_files(sender, instance: Photo, **_kwargs) -> None:
+    delete_files_on_commit(instance.image, instance.thumbnail)
+
+
+@receiver(post_delete, sender=Prediction)
+def prediction_files(sender, instance: Prediction, **_kwargs) -> None:
+    delete_files_on_commit(instance.heatmap)
