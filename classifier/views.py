@@ -86,7 +86,7 @@ def upload(request: HttpRequest) -> HttpResponse:
         wait = math.ceil(throttle.wait() or 1)
         refused = {"form": UploadForm(), "refusal": f"That is more uploads than we take in a minute; "
                                                     f"try again in {wait} s."}
-        response = render(request, "classifier/upload.html", refused, status=429)
+        response = upload_page(request, refused, status=429)
         response["Retry-After"] = str(wait)
         return response
     form = UploadForm(request.POST, request.FILES) if request.method == "POST" else UploadForm()
@@ -101,7 +101,13 @@ def upload(request: HttpRequest) -> HttpResponse:
                                       "uploaded; classification is under way.")
             return redirect(created[0] if len(created) == 1 else "gallery")
         form.add_error("photos", "None of the files could be stored.")
-    return render(request, "classifier/upload.html", {"form": form}, status=400 if form.errors else 200)
+    return upload_page(request, {"form": form}, status=400 if form.errors else 200)
+
+
+def upload_page(request: HttpRequest, context: dict, status: int) -> HttpResponse:
+    """The upload page; its script words a result below UNSURE_BELOW as the gallery does."""
+    return render(request, "classifier/upload.html", {**context, "unsure_below": settings.UNSURE_BELOW},
+                  status=status)
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
@@ -110,7 +116,7 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     if not isinstance(exception, TooManyFilesSent):
         return defaults.bad_request(request, exception)
     refused = {"form": UploadForm(), "refusal": too_many_files_message()}
-    return render(request, "classifier/upload.html", refused, status=400)
+    return upload_page(request, refused, status=400)
 
 
 @login_required

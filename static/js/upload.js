@@ -2,8 +2,8 @@
 // is sent on its own through the API (the session's login, the form's CSRF token), and then
 // waits for its prediction, which appears in place. Two uploads and two waits at a time, so that
 // the site's other pages, in other tabs, still get a connection however many photos are dropped;
-// an upload over the rate limit is sent again when the server says. Without JavaScript the plain
-// form still works.
+// an upload over the rate limit is sent again when the server says. Leaving the page while photos
+// are still to be sent asks first (they would never be). Without JavaScript the plain form still works.
 (function () {
   const form = document.querySelector("form[data-upload]");
   if (!form) return;
@@ -13,6 +13,8 @@
   const csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
   const uploading = limitTo(2);
   const waiting = limitTo(2);
+  const unsureBelow = Number(form.dataset.unsureBelow);
+  let unsent = 0; // photos picked but not yet stored or refused
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
   function item(file) {
@@ -68,12 +70,17 @@
   async function send(file) {
     const view = item(file);
     let request;
-    for (let attempt = 1; ; attempt++) {
-      request = await uploading(() => post(file, view));
-      if (!request || request.status !== 429 || attempt === 5) break;
-      const seconds = Number(request.getResponseHeader("Retry-After")) || 10;
-      show(view, `Many uploads at once; sending again in ${seconds} s…`);
-      await sleep(seconds * 1000);
+    unsent++;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        request = await uploading(() => post(file, view));
+        if (!request || request.status !== 429 || attempt === 5) break;
+        const seconds = Number(request.getResponseHeader("Retry-After")) || 10;
+        show(view, `Many uploads at once; sending again in ${seconds} s…`);
+        await sleep(seconds * 1000);
+      }
+    } finally {
+      unsent--;
     }
     if (!request) return fail(view, "The upload failed: no connection.");
     let body = {};
@@ -134,8 +141,9 @@
       const body = await response.json();
       if (body.status === "done" && body.prediction) {
         const p = body.prediction;
-        show(view, `${p.display_name} · ${Math.round(p.confidence * 100)}%`);
-        view.li.classList.add("done");
+        const unsure = p.confidence < unsureBelow; // worded as the gallery words it
+        show(view, `${unsure ? `Not sure: ${p.display_name}?` : p.display_name} · ${Math.round(p.confidence * 100)}%`);
+        view.li.classList.add("done", ...(unsure ? ["unsure"] : []));
         view.bar.remove();
         return;
       }
@@ -166,6 +174,9 @@
   zone.addEventListener("drop", (event) => {
     event.preventDefault();
     sendAll(event.dataTransfer.files);
+  });
+  window.addEventListener("beforeunload", (event) => {
+    if (unsent) event.preventDefault(); // the browser asks whether to leave; those photos are lost
   });
   // A photo dropped beside the zone would make the browser leave the page to show it.
   ["dragover", "drop"].forEach((type) => document.addEventListener(type, (event) => event.preventDefault()));
