@@ -111,8 +111,14 @@ def execute(run: TrainingRun) -> ModelVersion:
                 raise FileNotFoundError(f"the full mode needs the base training photos in {data_dir} "
                                         "(CAKESITE_TRAINING_DATA_DIR); the fast mode does not")
             services.training_run_progress(run, "fine-tuning on the base and user photos", 30)
+
+            def epoch_done(done: int, planned: int) -> None:  # minutes a run: the page shows each epoch
+                services.training_run_progress(
+                    run, f"fine-tuning on the base and user photos: epoch {done} of {planned}",
+                    30 + 40 * done // planned)
+
             summary = retrain.finetune(base.folder, folder, data_dir, train_pixels, train_labels,
-                                       epochs=settings.FULL_RETRAIN_EPOCHS)
+                                       epochs=settings.FULL_RETRAIN_EPOCHS, progress=epoch_done)
         else:
             services.training_run_progress(run, "refitting the head", 30)
             summary = retrain.refit_head(base.folder, folder, train_pixels, train_labels)

@@ -1,7 +1,9 @@
 """The training pipeline on a tiny generated data set: read, split, train, export, load, predict."""
 
 import gc
+import io
 import json
+import shlex
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,7 +12,8 @@ import pytest
 from PIL import Image
 
 from training import data as datasets
-from training import evaluate, report, train
+from training import evaluate, report, retrain, train
+from training import model as networks
 from training.preprocess import ImageDecodeError, load_image
 from training.runtime import display_name, load
 
@@ -28,18 +31,22 @@ def texture(name: str, height: int, width: int) -> np.ndarray:
     return np.repeat((255 * (cols // 4 % 2))[..., None], 3, axis=2)
 
 
-@pytest.fixture
-def tiny_data(tmp_path):
+def write_photos(root: Path, classes: list[str]) -> Path:
     """Twelve noisy photos of each class, in every format the reader takes."""
     rng = np.random.default_rng(0)
-    root = tmp_path / "data"
-    for name in CLASSES:
+    for name in classes:
         (root / name).mkdir(parents=True)
         for i in range(12):
             ext = FORMATS[i % len(FORMATS)]
             noise = rng.normal(0, 12, (30 + i, 40, 3))
             pixels = np.clip(texture(name, 30 + i, 40) + noise, 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(root / name / f"{i}.{ext}")
+    return root
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    root = write_photos(tmp_path / "data", CLASSES)
     (root / "cats" / "notes.txt").write_text("not a photo, ignored")
     return root
 
@@ -63,6 +70,14 @@ def test_discover_refuses_a_class_folder_without_photos(tiny_data):
 
     with pytest.raises(ValueError, match="empty_ones"):
         datasets.discover(tiny_data)
+
+
+def test_discover_refuses_a_single_class(tmp_path):
+    data_dir = photo_names(tmp_path, {"only": 6})
+
+    with pytest.raises(datasets.DataError, match="needs at least two <class>/ folders"):
+        datasets.discover(data_dir)
+    assert datasets.discover(data_dir, classes=["only", "other"]).counts() == {"only": 6, "other": 0}
 
 
 def test_discover_skips_hidden_files(tiny_data):
@@ -126,6 +141,15 @@ def test_split_refuses_a_class_with_a_single_photo_by_name(tmp_path):
 
     with pytest.raises(ValueError, match=r"\['lonely'\]"):
         datasets.split(data, 0.15, seed=1)
+
+
+def test_split_refuses_a_validation_fraction_that_leaves_a_class_nothing_to_train_on(tmp_path):
+    data = datasets.discover(photo_names(tmp_path, {"a": 3, "b": 3}))
+
+    with pytest.raises(datasets.DataError, match="takes 5 of the 6 photos.*--val-fraction"):
+        datasets.split(data, 0.9, seed=1)
+    train_idx, val_idx = datasets.split(data, 0.6, seed=1)  # 4 of 6: one per class left to train on
+    assert len(train_idx) == 2 and len(val_idx) == 4
 
 
 def test_class_weights_give_every_class_the_same_total_weight():
@@ -343,3 +367,163 @@ def test_macro_figures_count_only_the_classes_in_the_data(tmp_path):
 def test_display_names_read_like_words():
     assert display_name("kue_putri_salju") == "Kue Putri Salju"
     assert display_name("cats") == "Cats"
+    assert display_name("kue-lapis") == "Kue Lapis"
+    assert display_name("Kue Putri Salju") == "Kue Putri Salju"  # a folder named with spaces
+    assert display_name("BMW_M3") == "BMW M3"  # capitals the slug has are kept
+    assert display_name("iPhone") == "IPhone"
+
+
+@pytest.mark.parametrize("mode, key, cake", [("L", 0, 128), ("RGB", (0, 0, 0), (200, 30, 30))])
+def test_a_png_colour_key_is_transparent_and_goes_on_white(mode, key, cake):
+    img = Image.new(mode, (8, 8), key)  # background: the colour the PNG declares see-through
+    img.paste(cake, (0, 0, 4, 8))
+    png = io.BytesIO()
+    img.save(png, "PNG", transparency=key)
+    png.seek(0)
+
+    pixels = load_image(png, 8)
+
+    assert (pixels[:, 6:] == 255).all()
+    assert (pixels[:, :2] == (cake if mode == "RGB" else (cake,) * 3)).all()
+
+
+def run_main(main, argv, capsys) -> tuple[int, str]:
+    """Run a command-line main; the exit status and what it wrote to stderr, progress bars left out."""
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    lines = capsys.readouterr().err.split("\n")
+    return exited.value.code, "\n".join(line for line in lines if "\r" not in line)
+
+
+@pytest.mark.parametrize("photos, options, message", [
+    (None, [], "data folder not found"),
+    ({}, [], "has 0 class folder(s)"),
+    ({"cakes": 4}, [], "needs at least two <class>/ folders"),
+    ({"a": 4, "b": 0}, [], "class folders without photos"),
+    ({"a": 4, "b": 4, "lonely": 1}, [], "classes with a single photo: ['lonely']"),
+    ({"a": 3, "b": 3}, ["--val-fraction", "0.9"], "lower the validation fraction (--val-fraction)"),
+    ({"a": 3, "b": 3}, [], "6 photos cannot be decoded"),  # empty files named .jpg
+])
+def test_training_tells_what_is_wrong_with_the_data_without_a_traceback(tmp_path, capsys, photos,
+                                                                         options, message):
+    data_dir = tmp_path / "data"
+    if photos is not None:
+        data_dir.mkdir()
+        photo_names(data_dir, photos)
+
+    status, err = run_main(train.main, ["--data", str(data_dir), "--out", str(tmp_path / "out"),
+                                        "--arch", "simple-cnn", "--image-size", "32", *options], capsys)
+
+    assert status == 2
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_training_on_a_file_instead_of_a_folder_says_so(tmp_path, capsys):
+    (tmp_path / "photos.zip").write_bytes(b"PK")
+
+    argv = ["--data", str(tmp_path / "photos.zip"), "--out", str(tmp_path / "out")]
+
+    status, err = run_main(train.main, argv, capsys)
+
+    assert status == 2 and err.startswith("error: data folder is a file, not a folder of <class>/ folders")
+
+
+def test_a_wrong_finetune_from_layer_is_refused_before_any_training(tiny_data, tmp_path, capsys):
+    status, err = run_main(train.main, [
+        "--data", str(tiny_data), "--out", str(tmp_path / "out"), "--image-size", "32", "--weights", "",
+        "--head-epochs", "1", "--max-steps", "1", "--finetune-from", "block_99_expand"], capsys)
+
+    assert status == 2
+    assert "error: --finetune-from 'block_99_expand' is not a layer" in err and "block_16_expand" in err
+    assert "== head" not in capsys.readouterr().out + err  # no phase started
+
+
+def untrained_folder(folder: Path, classes: list[str]) -> Path:
+    """A model folder as export writes it, minus training: enough to load and to check data against."""
+    folder.mkdir()
+    networks.build("simple-cnn", len(classes), 32).save(folder / "model.keras")
+    (folder / "labels.json").write_text(json.dumps([{"slug": c, "name": c} for c in classes]))
+    (folder / "config.json").write_text(json.dumps({"image_size": 32}))
+    return folder
+
+
+def test_evaluation_tells_what_is_wrong_without_a_traceback(tmp_path, capsys):
+    folder = untrained_folder(tmp_path / "model", ["a", "b"])
+    known = photo_names(tmp_path / "known", {"a": 2, "b": 2})  # empty files: they cannot be decoded
+    unknown = photo_names(tmp_path / "unknown", {"a": 2, "birds": 2})
+
+    cases = [
+        (["--model", str(tmp_path / "missing"), "--data", str(known)], "error: no model.keras in"),
+        (["--model", str(folder), "--data", str(unknown)], "error: folders ['birds'] are not classes"),
+        (["--model", str(folder), "--data", str(known)], "error: 4 photos cannot be decoded"),
+    ]
+    for argv, message in cases:
+        status, err = run_main(evaluate.main, argv, capsys)
+        assert status == 2 and err.startswith(message) and "Traceback" not in err, argv
+
+
+@pytest.fixture(scope="module")
+def retrained(tmp_path_factory):
+    """A simple-cnn trained from the command line (one of its classes is called `user`), its labels
+    renamed by hand, then retrained both ways. Every retrain test reads this one run."""
+    tmp = tmp_path_factory.mktemp("retrain")
+    data_dir = write_photos(tmp / "data", ["cats", "dogs", "user"])
+    argv = ["--data", str(data_dir), "--out", str(tmp / "base"), "--arch", "simple-cnn", "--image-size", "32",
+            "--epochs", "1", "--max-steps", "1", "--batch-size", "8", "--val-fraction", "0.34"]
+    train.main(argv)
+    base = tmp / "base"
+    edited = [{"slug": "cats", "name": "Kucing"}, {"slug": "dogs", "name": "Anjing"},
+              {"slug": "user", "name": "Pengguna"}]
+    (base / "labels.json").write_text(json.dumps(edited))
+    extra = datasets.discover(data_dir)
+    extra_pixels, extra_labels = datasets.load_pixels(extra, 32)[::6], extra.labels[::6]
+    first_layer = networks.backbone_layers(load(base).model)[1]
+    progress = []
+    full = retrain.finetune(base, tmp / "full", data_dir, extra_pixels, extra_labels, epochs=2, max_steps=1,
+                            finetune_from=first_layer, progress=lambda done, planned: progress.append(
+                                (done, planned)))
+    fast = retrain.refit_head(base, tmp / "fast", extra_pixels, extra_labels, epochs=1)
+    return SimpleNamespace(argv=argv, base=base, edited=edited, full=full, fast=fast, progress=progress,
+                           full_folder=tmp / "full", fast_folder=tmp / "fast")
+
+
+def config_of(folder: Path) -> dict:
+    return json.loads((folder / "config.json").read_text())
+
+
+@pytest.mark.slow
+def test_the_command_recorded_is_the_one_run(retrained):
+    assert config_of(retrained.base)["command"] == "python -m training.train " + shlex.join(retrained.argv)
+
+
+@pytest.mark.slow
+def test_a_full_retrain_keeps_the_display_names_a_person_edited(retrained):
+    assert json.loads((retrained.full_folder / "labels.json").read_text()) == retrained.edited
+    assert [label.name for label in load(retrained.full_folder).labels] == ["Kucing", "Anjing", "Pengguna"]
+
+
+@pytest.mark.slow
+def test_a_full_retrain_records_its_own_phase_and_no_command_of_the_base(retrained):
+    config = config_of(retrained.full_folder)
+
+    (phase,) = config["phases"]
+    assert phase["name"].startswith("full retrain") and phase["epochs_run"] == retrained.full["epochs_run"]
+    assert "history" not in phase
+    assert "command" not in config
+    card = (retrained.full_folder / "MODEL_CARD.md").read_text()
+    assert "Reproduce" not in card and "- Retrained (full) from `base` with 6 extra photos." in card
+
+
+@pytest.mark.slow
+def test_a_full_retrain_reports_progress_after_every_epoch(retrained):
+    assert retrained.full["epochs_run"] == 2
+    assert retrained.progress == [(1, 2), (2, 2)]
+
+
+@pytest.mark.slow
+def test_a_head_refit_keeps_the_photos_of_a_class_called_user(retrained):
+    cache = np.load(retrained.fast_folder / "embeddings.npz")
+
+    assert retrained.fast["base_photos"] == 36
+    assert sum(str(f).startswith("user/") for f in cache["files"]) == 12

@@ -141,6 +141,7 @@ def test_a_full_run_fine_tunes_on_the_base_photos_and_the_users(user, admin_user
     config = json.loads((run.result_version.folder / "config.json").read_text())
     assert config["retrain"]["mode"] == "full" and config["retrain"]["extra_photos"] == 1
     assert set(run.result_version.metrics) == {"validation", "test"}
+    assert "fine-tuning on the base and user photos: epoch 1 of 1" in run.log  # the page showed it live
     assert "| test | 16 |" in (run.result_version.folder / "MODEL_CARD.md").read_text()  # its card too
     assert load(run.result_version.folder).classify(PHOTOS / "kue_lapis" / "108.jpg").shape == (8,)
     gc.collect()  # the trainer worker lives on: the run's decoded-pixels file is no longer mapped

@@ -17,6 +17,15 @@ from tqdm import tqdm
 from training.preprocess import IMAGE_SUFFIXES, ImageDecodeError, load_image
 
 
+class DataError(ValueError):
+    """The photos given, or an option about them, cannot work: a mistake for the user to fix, not a
+    bug. The command-line tools print its message (`error: ...`) instead of a traceback."""
+
+
+class UndecodablePhotos(DataError, ImageDecodeError):
+    """Photos of a data set that cannot be decoded; an ImageDecodeError too, for callers that catch that."""
+
+
 @dataclass
 class Dataset:
     """Photos of a `<class>/<file>` folder: relative paths, integer labels and the class slugs."""
@@ -43,16 +52,22 @@ def discover(root: str | Path, classes: list[str] | None = None) -> Dataset:
     does not know is an error, since its photos could never be right. So is a folder without photos
     (empty, or only hidden files such as .DS_Store): a class with no photos cannot be learned.
     Hidden files (names starting with '.', such as macOS `._*` AppleDouble files) are skipped.
+    Without `classes` there must be two folders or more: one class leaves nothing to tell apart (and
+    TensorFlow would fail deep inside training, with a message about indices).
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"data folder not found: {root}")
+        what = "is a file, not a folder of <class>/ folders" if root.exists() else "not found"
+        raise FileNotFoundError(f"data folder {what}: {root}")
     folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if classes is None:
+        if len(folders) < 2:
+            raise DataError(f"{root} has {len(folders)} class folder(s) {folders}: a classifier needs "
+                            "at least two <class>/ folders, each holding the photos of its class")
         classes = folders
     unknown = sorted(set(folders) - set(classes))
     if unknown:
-        raise ValueError(f"folders {unknown} are not classes of the model ({classes})")
+        raise DataError(f"folders {unknown} are not classes of the model ({classes})")
     index = {name: i for i, name in enumerate(classes)}
     files, labels, empty = [], [], []
     for name in folders:
@@ -64,9 +79,9 @@ def discover(root: str | Path, classes: list[str] | None = None) -> Dataset:
         files += [f"{name}/{photo}" for photo in photos]
         labels += [index[name]] * len(photos)
     if empty:
-        raise ValueError(f"class folders without photos: {empty}; add photos or remove the folders")
+        raise DataError(f"class folders without photos: {empty}; add photos or remove the folders")
     if not files:
-        raise ValueError(f"no images found under {root}/<class>/")
+        raise DataError(f"no images found under {root}/<class>/")
     return Dataset(root=root, files=files, labels=np.array(labels, dtype=np.int64), classes=classes)
 
 
@@ -74,16 +89,22 @@ def split(data: Dataset, val_fraction: float, seed: int) -> tuple[np.ndarray, np
     """Stratified, seeded train/validation indices carved from one training folder.
 
     Every class with photos gets at least one photo on each side, so a class needs two; a class
-    with a single photo is an error that names it.
+    with a single photo is an error that names it. So is a fraction that leaves training fewer
+    photos than classes (checked here: scikit-learn's own message speaks of its arguments).
     """
     indices = np.arange(len(data.files))
     if val_fraction <= 0:
         return indices, indices[:0]
     single = [name for name, n in data.counts().items() if n == 1]
     if single:
-        raise ValueError(f"classes with a single photo: {single}; a class needs at least two, "
+        raise DataError(f"classes with a single photo: {single}; a class needs at least two, "
                          "one for training and one for validation")
-    n_val = max(int(round(len(indices) * val_fraction)), len(data.classes))
+    n, k = len(indices), len(data.classes)
+    n_val = max(int(round(n * val_fraction)), k)
+    if n_val > n - k:
+        raise DataError(f"a validation fraction of {val_fraction} takes {n_val} of the {n} photos, leaving "
+                        f"fewer than one per class ({k} classes) for training; lower the validation "
+                        "fraction (--val-fraction) or add photos")
     train_idx, val_idx = train_test_split(
         indices, test_size=n_val, stratify=data.labels, random_state=seed
     )
@@ -155,9 +176,9 @@ def decoded(data: Dataset, size: int, extra: np.ndarray | None = None) -> Iterat
 
 
 def raise_undecodable(bad: list[str]) -> None:
-    """Raise one ImageDecodeError listing every `path: reason` in `bad`, if any."""
+    """Raise one UndecodablePhotos (an ImageDecodeError) listing every `path: reason` in `bad`, if any."""
     if bad:
-        raise ImageDecodeError(f"{len(bad)} photos cannot be decoded (fix or remove them):\n"
+        raise UndecodablePhotos(f"{len(bad)} photos cannot be decoded (fix or remove them):\n"
                                + "\n".join(bad))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -15,7 +16,7 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from training import report  # noqa: E402
-from training.data import discover, raise_undecodable  # noqa: E402
+from training.data import DataError, discover, raise_undecodable  # noqa: E402
 from training.preprocess import ImageDecodeError  # noqa: E402
 from training.runtime import METRICS_FILE, Classifier, load  # noqa: E402
 
@@ -54,8 +55,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", default="test", help="name of this evaluation in metrics.json")
     p.add_argument("--save", action="store_true", help="write metrics.json, plot and model card")
     args = p.parse_args(argv)
-    classifier = load(args.model)
-    m, y_true, probs = evaluate(classifier, args.data)
+    try:
+        classifier = load(args.model)
+        m, y_true, probs = evaluate(classifier, args.data)
+    except (FileNotFoundError, DataError) as exc:  # a mistake in the folders given, not a bug
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(report.text_report(y_true, probs, classifier.slugs))
     print(per_class_table(m))
     if args.save:

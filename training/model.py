@@ -69,11 +69,11 @@ def unfreeze_top(model: keras.Model, from_layer: str) -> int:
 
     BatchNorm statistics estimated on ImageNet are better than any a few hundred photos give.
     """
-    backbone = model.get_layer(BACKBONE)
-    backbone.trainable = True
-    names = [layer.name for layer in backbone.layers]
+    names = backbone_layers(model)
     if from_layer not in names:
         raise ValueError(f"no layer {from_layer!r} in the backbone")
+    backbone = model.get_layer(BACKBONE)
+    backbone.trainable = True
     start = names.index(from_layer)
     count = 0
     for i, layer in enumerate(backbone.layers):
@@ -81,6 +81,11 @@ def unfreeze_top(model: keras.Model, from_layer: str) -> int:
         layer.trainable = trainable
         count += trainable
     return count
+
+
+def backbone_layers(model: keras.Model) -> list[str]:
+    """The names of the backbone's layers, in order: what `unfreeze_top` can start from."""
+    return [layer.name for layer in model.get_layer(BACKBONE).layers]
 
 
 def embedder(model: keras.Model) -> keras.Model:

@@ -19,7 +19,13 @@ class ImageDecodeError(ValueError):
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Return an RGB image, compositing any transparency on white (not black); 16-bit and 32-bit
-    integer greys are scaled to 8 bits (Pillow's own conversion would clip them to white)."""
+    integer greys are scaled to 8 bits (Pillow's own conversion would clip them to white).
+
+    Transparency includes a PNG colour key (tRNS: `img.info["transparency"]`, one grey or RGB
+    value that is see-through) on L and RGB images, which Pillow leaves in `info`, not in an alpha band.
+    """
+    if img.mode in ("L", "RGB") and "transparency" in img.info:
+        img = img.convert("RGBA")  # the key becomes alpha 0
     if img.mode == "RGB":
         return img
     if img.mode == "I" or img.mode.startswith("I;16"):

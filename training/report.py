@@ -136,7 +136,14 @@ def model_card(folder: Path) -> str:
         f"{config['n_val']} for validation (stratified, seed {config['seed']}); "
         f"per class: {config['class_counts']}.",
         f"- Trained in {config['train_seconds']:.0f} s on {config['machine']}.",
-        f"- Reproduce: `{config['command']}`",
+    ]
+    if "retrain" in config:  # the base's command would rebuild the base, not this folder
+        retrain = config["retrain"]
+        lines.append(f"- Retrained ({retrain['mode']}) from `{retrain['base']}` with "
+                     f"{retrain['extra_photos']} extra photos.")
+    elif "command" in config:
+        lines.append(f"- Reproduce: `{config['command']}`")
+    lines += [
         "",
         "## Figures",
         "",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from training.runtime import (
     MODEL_FILE,
     TFLITE_FILE,
     load,
+    read_json,
     write_head,
     write_tflite,
 )
@@ -74,12 +76,15 @@ def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extr
     started = time.perf_counter()
     base, out = Path(base), Path(out)
     classifier = load(base)
+    classes = classifier.slugs
     cache = np.load(base / EMBEDDINGS_FILE)
-    # Folders written before the cache held base photos only also list earlier extra photos: skip them.
-    kept = ~np.char.startswith(cache["files"].astype(str), "user/")
+    # Folders written before the cache held base photos only also list earlier extra photos, as
+    # user/<file>: skip them. Unless `user` is a class: then user/<file> is one of its base photos.
+    kept = np.ones(len(cache["files"]), dtype=bool)
+    if "user" not in classes:
+        kept = ~np.char.startswith(cache["files"].astype(str), "user/")
     base_embeddings, base_labels, base_files = (cache[key][kept] for key in ("embeddings", "labels", "files"))
     base_labels = base_labels.astype(np.int64)
-    classes = classifier.slugs
     k = len(classes)
     extra = embed(classifier.model, extra_pixels, batch_size=32).astype(np.float32)
     x = np.concatenate([base_embeddings.astype(np.float32), extra])
@@ -116,7 +121,7 @@ def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extr
 
 def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixels: np.ndarray,
              extra_labels: np.ndarray, *, epochs: int = 8, lr: float = 5e-5, max_steps: int | None = None,
-             finetune_from: str | None = None) -> dict:
+             finetune_from: str | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
     """Write `out`: `base` fine-tuned further on `data_dir` (its training part) plus the extra photos.
 
     The validation split is carved from `data_dir` exactly as when `base` was trained (same seed
@@ -124,6 +129,11 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
     The base weights do not compete with the epochs: they were chosen as the best on that very split,
     which holds none of the extra photos, so they would nearly always win and the retrain would learn
     nothing from them. The run's evaluation decides whether the new version is any better.
+
+    The new folder keeps the base's labels (display names a person edited included). Its config.json
+    says what this run did: `retrain`, and `phases` this run's phase, with no `command` (the base's
+    would rebuild the base, not this). `progress`, if given, is called after each epoch with
+    (epochs done, `epochs`): a run takes minutes.
     """
     from types import SimpleNamespace
 
@@ -137,6 +147,8 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
     options = config["options"]
     classifier = load(base)
     model, classes, size = classifier.model, classifier.slugs, classifier.image_size
+    frozen_from = finetune_from or options.get("finetune_from", "block_9_expand")
+    n = networks.unfreeze_top(model, frozen_from)  # a wrong layer name fails before any decoding
     data = datasets.discover(data_dir, classes=classes)
     train_idx, val_idx = datasets.split(data, options["val_fraction"], options["seed"])
     extra_labels = np.asarray(extra_labels, dtype=np.int64)
@@ -144,16 +156,15 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
     train_rows = np.concatenate([train_idx, n_base + np.arange(len(extra_labels))])
     y = np.concatenate([data.labels[train_idx], extra_labels])
     onehot = np.eye(len(classes), dtype=np.float32)
-    frozen_from = finetune_from or options.get("finetune_from", "block_9_expand")
     args = SimpleNamespace(label_smoothing=options["label_smoothing"], patience=3, max_steps=max_steps)
     with datasets.decoded(data, size, extra_pixels) as pixels:  # base rows, then the extra ones
         train_ds = datasets.pipeline(pixels, onehot[y], options["batch_size"], indices=train_rows,
                                      training=True, seed=options["seed"])
         val_ds = datasets.pipeline(pixels, onehot[data.labels[val_idx]], options["batch_size"],
                                    indices=val_idx)
-        n = networks.unfreeze_top(model, frozen_from)
         phase = fit_phase(model, f"full retrain ({n} layers from {frozen_from})", train_ds, val_ds,
-                          epochs, lr, datasets.class_weights(y, len(classes)), args, start_competes=False)
+                          epochs, lr, datasets.class_weights(y, len(classes)), args, start_competes=False,
+                          progress=progress)
 
         summary = {
             "mode": "full", "base": base.name, "base_photos": int(len(data.files)),
@@ -163,7 +174,9 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
             "seconds": round(time.perf_counter() - started, 1),
         }
         config |= {"retrain": summary, "train_seconds": summary["seconds"],
-                   "n_train": int(len(y)), "n_val": int(len(val_idx))}
+                   "n_train": int(len(y)), "n_val": int(len(val_idx)),
+                   "phases": [{k: v for k, v in phase.items() if k != "history"}]}
+        config.pop("command", None)
         export(out, model, config, [phase], embed(model, pixels[:n_base], options["batch_size"]), data,
-               validation=(pixels[val_idx], data.labels[val_idx]))
+               validation=(pixels[val_idx], data.labels[val_idx]), labels=read_json(base, LABELS_FILE))
         return summary

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +33,12 @@ class Label:
 
 
 def display_name(slug: str) -> str:
-    """`kue_putri_salju` -> "Kue Putri Salju"; a human can override it in labels.json."""
-    return " ".join(part.capitalize() for part in slug.replace("-", "_").split("_") if part)
+    """`kue_putri_salju` -> "Kue Putri Salju"; a human can override it in labels.json.
+
+    Words are split on spaces, `_` and `-`; each gets a capital first letter and keeps the rest as
+    it was written ("BMW_M3" -> "BMW M3", not "Bmw M3").
+    """
+    return " ".join(part[0].upper() + part[1:] for part in re.split(r"[\s_-]+", slug) if part)
 
 
 @dataclass

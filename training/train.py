@@ -13,6 +13,7 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -25,6 +26,7 @@ from tqdm import tqdm  # noqa: E402
 from training import data as datasets  # noqa: E402
 from training import model as networks  # noqa: E402
 from training import report  # noqa: E402
+from training.data import DataError  # noqa: E402
 from training.runtime import (  # noqa: E402
     CONFIG_FILE,
     EMBEDDINGS_FILE,
@@ -63,6 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weights", default=str(networks.MOBILENET_V2_NO_TOP),
                    help="ImageNet no-top weights file for mobilenet_v2")
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command config.json records
     if args.image_size is None:
         args.image_size = 224 if args.arch == "mobilenet_v2" else 128
     if not 0 < args.val_fraction < 1:
@@ -71,13 +74,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def fit_phase(model, name, train_ds, val_ds, epochs, lr, class_weight, args, *,
-              start_competes: bool = True) -> dict:
+              start_competes: bool = True, progress: Callable[[int, int], None] | None = None) -> dict:
     """One phase of training with early stopping; the weights with the lowest validation loss win.
 
     The weights the phase starts from compete too (unless `start_competes` is false): a phase that
     never beats their validation loss (a fine-tune worse than the head phase's best) ends with them
     unchanged, and early stopping's patience also counts the epochs that do not beat it. The
     summary's `kept` says which won: "epoch N" or "start".
+
+    `progress`, if given, is called after each epoch with (epochs done, `epochs`), so a caller that
+    waits minutes (the website's retrain) can show how far the phase has gone.
     """
     model.compile(
         optimizer=keras.optimizers.Adam(lr),
@@ -95,6 +101,9 @@ def fit_phase(model, name, train_ds, val_ds, epochs, lr, class_weight, args, *,
                                             save_weights_only=True, initial_value_threshold=start_loss),
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, baseline=start_loss),
         ]
+        if progress is not None:
+            callbacks.append(keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: progress(epoch + 1, epochs)))
         print(f"\n== {name}: up to {epochs} epochs, lr {lr}"
               + (f", starting at val_loss {start_loss:.4f}" if start_competes else ""), flush=True)
         started = time.perf_counter()
@@ -157,6 +166,11 @@ def fit_and_export(args: argparse.Namespace, data: datasets.Dataset, pixels: np.
 
     model = networks.build(args.arch, k, args.image_size, args.dropout,
                            weights=args.weights if args.arch == "mobilenet_v2" else None)
+    if args.arch == "mobilenet_v2" and args.finetune_from not in networks.backbone_layers(model):
+        # Now, not when the head phase has trained for minutes and fine-tuning starts.
+        blocks = [name for name in networks.backbone_layers(model) if name.endswith("_expand")]
+        raise DataError(f"--finetune-from {args.finetune_from!r} is not a layer of the {args.arch} "
+                        f"backbone; its blocks start at {', '.join(blocks)}")
     phases = []
     if args.arch == "mobilenet_v2":
         networks.freeze_backbone(model)
@@ -182,24 +196,26 @@ def fit_and_export(args: argparse.Namespace, data: datasets.Dataset, pixels: np.
         "n_val": int(len(val_idx)),
         "val_files": [data.files[i] for i in val_idx],
         "seed": args.seed,
-        "options": {k_: v for k_, v in vars(args).items() if k_ not in ("data", "out")},
+        "options": {k_: v for k_, v in vars(args).items() if k_ not in ("data", "out", "argv")},
         "phases": [{k_: v for k_, v in p.items() if k_ != "history"} for p in phases],
         "train_seconds": round(train_seconds, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
-        "command": "python -m training.train " + shlex.join(sys.argv[1:] or []),
+        "command": "python -m training.train " + shlex.join(args.argv),
     }
     out = export(Path(args.out), model, config, phases, embed(model, pixels, args.batch_size), data,
-                 validation=(pixels[val_idx], data.labels[val_idx]))
+                 validation=(pixels[val_idx], data.labels[val_idx]),
+                 labels=[{"slug": c, "name": display_name(c)} for c in classes])
     print(f"exported {out} in {time.perf_counter() - started:.0f} s")
     return out
 
 
 def export(out: Path, model: keras.Model, config: dict, phases: list[dict], embeddings: np.ndarray,
-           data: datasets.Dataset, *, validation: tuple[np.ndarray, np.ndarray]) -> Path:
+           data: datasets.Dataset, *, validation: tuple[np.ndarray, np.ndarray], labels: list[dict]) -> Path:
     """Write the model folder: model, LiteRT file, labels, config, metrics, plots, embeddings and
     card. The validation figures (`validation`: pixels, labels) are measured through the exported
-    LiteRT file, which is what the worker serves."""
+    LiteRT file, which is what the worker serves. `labels` ({"slug", "name"} per class) are given,
+    not made from the slugs: a retrain keeps the display names a person edited in its base."""
     out.mkdir(parents=True, exist_ok=True)
     # An uncompiled copy: the optimizer's state would more than double the file and serves no one.
     serving = networks.build(config["arch"], len(config["classes"]), config["image_size"],
@@ -207,7 +223,6 @@ def export(out: Path, model: keras.Model, config: dict, phases: list[dict], embe
     serving.set_weights(model.get_weights())
     serving.save(out / MODEL_FILE)
     write_tflite(serving, out)
-    labels = [{"slug": c, "name": display_name(c)} for c in config["classes"]]
     (out / LABELS_FILE).write_text(json.dumps(labels, indent=2) + "\n")
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     val_pixels, val_labels = validation
@@ -224,7 +239,14 @@ def export(out: Path, model: keras.Model, config: dict, phases: list[dict], embe
 
 
 def main(argv: list[str] | None = None) -> None:
-    train(parse_args(argv))
+    """The command line: a mistake in the data or options is one `error:` line (status 2, as
+    argparse's own errors); anything else is a bug and keeps its traceback."""
+    args = parse_args(argv)
+    try:
+        train(args)
+    except (FileNotFoundError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
