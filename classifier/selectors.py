@@ -9,6 +9,7 @@ from datetime import datetime
 
 from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 
 from classifier.models import Feedback, ModelVersion, Photo, Prediction
@@ -32,14 +33,16 @@ def photos_for_user(user, *, label: str | None = None, status: str | None = None
     Owners may do everything with their own photos; others' photos need staff status and the model
     permission (`classifier.view_photo` and so on, given through groups, implied for superusers).
     Checking staff status first spares ordinary users' requests the two permission queries.
-    `label` filters on the label of the latest prediction, the one the user sees.
+    `label` filters on the cake the user sees: the answer given, where there is one (a photo
+    answered "none of these" is no cake), else the latest prediction's label.
     """
     if may_act_on_others_photos(user, action):
         photos = Photo.objects.all()
     else:
         photos = Photo.objects.filter(owner=user)
     if label:
-        photos = photos.annotate(latest_label=latest_prediction_value("label")).filter(latest_label=label)
+        photos = photos.annotate(shown_label=Coalesce("feedback__label", latest_prediction_value("label")))
+        photos = photos.filter(shown_label=label)
     if status:
         photos = photos.filter(status=status)
     return photos.select_related("owner", "feedback").prefetch_related(

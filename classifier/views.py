@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 from django.conf import settings
@@ -16,13 +17,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import defaults
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 from rest_framework.throttling import SimpleRateThrottle, UserRateThrottle
 
 from classifier import files, plots, selectors, services
 from classifier.cakes import catalogue
 from classifier.forms import GalleryFilterForm, SignUpForm, UploadForm, too_many_files_message
-from classifier.models import ModelVersion, Photo, TrainingRun
+from classifier.models import Feedback, ModelVersion, Photo, TrainingRun
 
 PAGE_SIZE = 24
 
@@ -36,6 +37,22 @@ def staff_with(*permissions: str):
 
 
 SEE_RUNS = ("classifier.view_modelversion", "classifier.view_trainingrun")
+
+
+def post_only(back: str, *, with_id: bool = True):
+    """A form's target: POST does the work. A GET (a signed-out user whom the login page sends back
+    to the form's URL, or a link) goes to the page `back` (a URL name, given the view's id when
+    `with_id`) saying nothing was done, instead of a bare 405 that loses the answer without a word."""
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if request.method != "POST":
+                messages.info(request, "Nothing was changed (you were signed out, or followed a link to a "
+                                       "button's address): do it again here.")
+                return redirect(back, *args, **(kwargs if with_id else {}))
+            return view(request, *args, **kwargs)
+        return wrapper
+    return decorator
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -170,7 +187,7 @@ def photo_status(request: HttpRequest) -> JsonResponse:
 
 
 @login_required
-@require_POST
+@post_only("photo-detail")
 def photo_retry(request: HttpRequest, pk: int) -> HttpResponse:
     photo = selectors.photo_for_user(request.user, pk, action="change")
     try:
@@ -201,11 +218,12 @@ def review_queue(request: HttpRequest) -> HttpResponse:
         "page": page,
         "cards": [card(photo) | {"can_review": selectors.may_review(request.user, photo)} for photo in page],
         "stats": selectors.feedback_stats(request.user), "labels": selectors.known_labels(),
+        "everyones": selectors.may_act_on_others_photos(request.user),
     })
 
 
 @login_required
-@require_POST
+@post_only("photo-detail")
 def photo_feedback(request: HttpRequest, pk: int) -> HttpResponse:
     """Confirm or correct a photo's label (the owner, or staff allowed to change photos); back to
     where the form was (review queue or photo page)."""
@@ -275,7 +293,7 @@ def feedback_accuracy_plot(request: HttpRequest) -> HttpResponse:
 
 
 @staff_with("classifier.change_modelversion")
-@require_POST
+@post_only("model-versions", with_id=False)
 def model_version_activate(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         version = services.model_version_activate(get_object_or_404(ModelVersion, pk=pk))
@@ -287,7 +305,7 @@ def model_version_activate(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @staff_with("classifier.add_trainingrun")
-@require_POST
+@post_only("model-versions", with_id=False)
 def training_run_start(request: HttpRequest) -> HttpResponse:
     try:
         run = services.training_run_start(user=request.user, mode=request.POST.get("mode", "fast"),
@@ -301,13 +319,19 @@ def training_run_start(request: HttpRequest) -> HttpResponse:
 def card(photo: Photo) -> dict:
     """What the templates show of a photo: the photo, its status and its latest prediction."""
     prediction = selectors.latest_prediction(photo)
+    feedback = getattr(photo, "feedback", None)
+    answer_name = ""  # what the photo was answered to be, in words, as the gallery shows it
+    if feedback and prediction:
+        answer_name = ("None of these" if feedback.label == Feedback.NONE
+                       else prediction.model_version.display_name(feedback.label))
     return {
         "photo": photo,
         "pending": photo.status in Photo.PENDING,
         "prediction": prediction,
         "label_name": prediction.model_version.display_name(prediction.label) if prediction else "",
+        "answer_name": answer_name,
         "top": selectors.top_k(prediction) if prediction else [],
-        "feedback": getattr(photo, "feedback", None),
+        "feedback": feedback,
         "labels": prediction.model_version.labels if prediction else [],
         "unsure": bool(prediction) and prediction.confidence < settings.UNSURE_BELOW,
     }

@@ -258,5 +258,10 @@ def test_staff_start_a_fast_retraining_watch_it_finish_and_activate_the_new_vers
     assert ModelVersion.objects.get(is_active=True) == run.result_version
     staff.shoot("4-activated")
 
+    # A run started elsewhere (the admin, the API, another tab): the open page notices by itself.
+    other = services.training_run_start(user=django_user_model.objects.get(username="chef"))
+    staff.page.wait_for_selector(f"#runs td:has-text('{other.pk} (')", timeout=60_000)  # reloaded by itself
+    assert wait_for(lambda: TrainingRun.objects.get(pk=other.pk).status == "succeeded", 240)
+
     assert staff.errors == []
     print(f"screenshots: {SCREENSHOTS}")

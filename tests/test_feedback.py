@@ -201,3 +201,42 @@ def test_the_counters_count_only_the_photos_the_user_may_see(user, other_user):
     stats = selectors.feedback_stats(user)
 
     assert (stats["photos"], stats["reviewed"], stats["corrected"]) == (1, 1, 0)
+
+
+def test_the_gallery_shows_and_filters_on_the_answer_once_there_is_one(client, user):
+    from classifier import services
+    from tests.test_photo_pages import make_photo
+
+    corrected = make_photo(user, status="done", label="kue_putri_salju", confidence=0.57)
+    nothing = make_photo(user, status="done", label="kue_klepon", confidence=0.86)
+    unanswered = make_photo(user, status="done", label="kue_serabi", confidence=0.9)
+    services.feedback_record(photo=corrected, user=user, label="kue_serabi")
+    services.feedback_record(photo=nothing, user=user, label="none")
+    client.force_login(user)
+
+    page = client.get("/photos/").content.decode()
+    serabi = client.get("/photos/", {"label": "kue_serabi"}).content.decode()
+    klepon = client.get("/photos/", {"label": "kue_klepon"}).content.decode()
+
+    assert "Kue Serabi · answered" in page and "None of these · answered" in page
+    assert "Kue Putri Salju ·" not in page and "Kue Klepon ·" not in page  # (the filter lists them)
+    assert f'data-photo="{corrected.pk}"' in serabi and f'data-photo="{unanswered.pk}"' in serabi
+    assert f'data-photo="{nothing.pk}"' not in klepon  # answered: none of these cakes
+
+
+def test_an_answer_by_staff_is_not_called_the_owners(client, user, django_user_model):
+    from classifier import services
+    from tests.test_photo_pages import make_photo
+
+    photo = make_photo(user, status="done", label="kue_lapis")
+    chef = django_user_model.objects.create_superuser("chef", password="bika-ambon-77")
+    services.feedback_record(photo=photo, user=chef, label="kue_lumpur")
+    client.force_login(user)
+
+    page = client.get(photo.get_absolute_url()).content.decode()
+    review = client.get("/review/").content.decode()
+
+    assert "Answer by chef: <strong>Kue Lumpur</strong>" in page and "Your answer:" not in page
+    assert "by the answers on your photos" in review
+    client.force_login(chef)
+    assert "by the answers on everyone's photos" in client.get("/review/").content.decode()

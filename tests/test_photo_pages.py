@@ -353,3 +353,18 @@ def test_a_photo_that_is_gone_gets_the_sites_own_not_found_page(client, user):
     assert response.status_code == 404
     assert "<h1>Not found</h1>" in page and "A photo deleted (perhaps in another tab) is gone" in page
     assert 'href="/photos/">My photos</a>' in page and "Signed in as <strong>ayu</strong>" in page
+
+
+def test_an_answer_sent_after_the_session_ended_leads_back_to_the_photo_once_logged_in(client, user):
+    """The login page sends the user back to the form's address with a GET: the photo, not a 405."""
+    photo = make_photo(user, status="done", label="kue_lapis")
+
+    response = client.post(reverse("photo-feedback", args=[photo.pk]), {"label": "kue_lapis"})
+    login = response["Location"]
+    page = client.post(login, {"username": "ayu", "password": "kue-lapis-2026"}, follow=True)
+
+    assert login == f"/accounts/login/?next=/photos/{photo.pk}/feedback/"
+    assert page.status_code == 200 and page.redirect_chain[-1][0] == photo.get_absolute_url()
+    assert "Nothing was changed (you were signed out" in page.content.decode()
+    photo.refresh_from_db()
+    assert not hasattr(photo, "feedback")

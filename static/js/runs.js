@@ -2,9 +2,13 @@
 // stage, progress) every two seconds and swaps it in when something changed (an unchanged table
 // is left alone, so a screen reader's place in it is kept); the newest run's stage is said in the
 // page's live region. When no run is live any more it reloads once, to show the new version and
-// enable the start button again. Without JavaScript the page offers a reload link.
+// enable the start button again. With no run live it still looks every 20 seconds, and reloads once
+// the runs changed (one started from the admin, the API or another tab, live or already done), so
+// the start button never offers a start that would be refused. Without JavaScript the page offers a
+// reload link.
 (function () {
-  if (!document.querySelector("#runs[data-live-runs]")) return;
+  if (!document.querySelector("[data-models-page]")) return;
+  const liveAtLoad = Boolean(document.querySelector("#runs[data-live-runs]"));
   const announcer = document.getElementById("announce");
 
   function newest(section) {
@@ -20,12 +24,14 @@
     if (!response.ok) throw new Error(`status ${response.status}`);
     const page = new DOMParser().parseFromString(await response.text(), "text/html");
     const fresh = page.querySelector("#runs");
-    if (!fresh || !fresh.hasAttribute("data-live-runs")) {
+    const current = document.querySelector("#runs");
+    const changed = (fresh ? fresh.innerHTML : "") !== (current ? current.innerHTML : "");
+    if (Boolean(fresh && fresh.hasAttribute("data-live-runs")) !== liveAtLoad || (!liveAtLoad && changed)) {
       window.location.reload();
       return false;
     }
-    const current = document.querySelector("#runs");
-    if (fresh.innerHTML === current.innerHTML) return true; // nothing new: same pace (a run ends soon)
+    if (!liveAtLoad) return true;
+    if (!changed) return true; // nothing new: same pace (a run ends soon)
     const before = newest(current);
     const scrolling = current.contains(document.activeElement); // a keyboard user in the table
     current.replaceWith(fresh);
@@ -33,5 +39,5 @@
     const now = newest(fresh);
     if (announcer && now !== before) announcer.textContent = now;
     return true;
-  }, 2000, 30000);
+  }, liveAtLoad ? 2000 : 20000, 60000);
 })();
