@@ -169,7 +169,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     change_list_template = "admin/classifier/trainingrun/change_list.html"
     list_display = ["id", "mode", "status", "progress", "stage", "base_version", "result_version",
-                    "started_by", "created", "seconds"]
+                    "started_by", "created", "duration"]
     list_filter = ["status", "mode", "created"]
     readonly_fields = [f.name for f in TrainingRun._meta.fields]
 
@@ -178,6 +178,10 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="seconds")
+    def duration(self, obj: TrainingRun) -> str:
+        return "-" if obj.seconds is None else f"{obj.seconds:.1f}"
 
     def has_delete_permission(self, request, obj=None):  # a live run would come back when it ends
         return super().has_delete_permission(request, obj) and not (obj and obj.status in TrainingRun.LIVE)

@@ -144,3 +144,19 @@ def test_a_version_activated_while_its_deletion_was_confirmed_is_not_deleted(adm
 
     assert ModelVersion.objects.filter(pk=copy.pk).exists()  # (the test's activation is rolled back with it)
     assert "Not deleted: copy is the active version" in page
+
+
+def test_the_runs_list_gives_a_run_time_in_tenths_of_a_second(admin_client, admin_user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from classifier.models import ModelVersion, TrainingRun
+
+    now = timezone.now()
+    TrainingRun.objects.create(started_by=admin_user, base_version=ModelVersion.objects.get(is_active=True),
+                               status="succeeded", started=now, finished=now + timedelta(seconds=10.458847))
+
+    page = admin_client.get(reverse("admin:classifier_trainingrun_changelist")).content.decode()
+
+    assert '<td class="field-duration">10.5</td>' in page and "10.458847" not in page

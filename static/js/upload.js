@@ -20,9 +20,13 @@
   function item(file) {
     const li = document.createElement("li");
     li.className = "upload card";
-    const img = document.createElement("img");
-    img.alt = `Preview of ${file.name}`;
-    if (file.type.startsWith("image/")) img.src = URL.createObjectURL(file);
+    // A preview of what the browser can show; a blank square for anything else (no broken image).
+    const img = document.createElement(file.type.startsWith("image/") ? "img" : "span");
+    img.className = "preview";
+    if (img.tagName === "IMG") {
+      img.alt = `Preview of ${file.name}`;
+      img.src = URL.createObjectURL(file);
+    }
     const name = document.createElement("span");
     name.className = "upload-name";
     name.textContent = file.name;
