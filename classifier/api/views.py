@@ -154,9 +154,9 @@ def waiting_slot(user_id: int) -> Iterator[None]:
     key = f"long-polls:{user_id}"
     try:
         held = cache.incr(key)
-    except ValueError:  # none held: start the count
+    except ValueError:  # none held: start the count, which lives a few waits long at most (so one
+        # lost with a killed thread does not last; one that ends under a long run of waits restarts)
         held = 1 if cache.add(key, 1, timeout=2 * MAX_WAIT_S) else cache.incr(key)
-    cache.touch(key, 2 * MAX_WAIT_S)  # a count lost with a killed thread ends with the user's waits
     try:
         if held > settings.LONG_POLLS_PER_USER:
             raise exceptions.Throttled(wait=1, detail=f"You already have {settings.LONG_POLLS_PER_USER} "
