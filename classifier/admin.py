@@ -3,6 +3,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -49,19 +50,23 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return super().has_delete_permission(request, obj) and not (obj and obj.is_active)
 
+    def get_actions(self, request):  # one at a time: the bulk action would say "deleted" regardless
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def log_deletions(self, request, queryset):
+        """Written by delete_model, in the deletion's own transaction: a refused one leaves no entry."""
+
     def delete_model(self, request, obj):
         """Through the service, which holds activations off: the check above was made when the page
         was asked for, and the version may have been activated since."""
         try:
-            services.model_version_delete(obj)
+            with transaction.atomic():
+                super().log_deletions(request, [obj])
+                services.model_version_delete(obj)
         except ValidationError as exc:
-            request.refused_deletions = [*getattr(request, "refused_deletions", []), " ".join(exc.messages)]
-
-    def delete_queryset(self, request, queryset):
-        for version in queryset:
-            self.delete_model(request, version)
-        for refusal in getattr(request, "refused_deletions", []):
-            self.message_user(request, f"Not deleted: {refusal}", messages.ERROR)
+            request.refused_deletions = [" ".join(exc.messages)]
 
     def response_delete(self, request, obj_display, obj_id):
         if getattr(request, "refused_deletions", None):

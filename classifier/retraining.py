@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 
 from classifier import selectors, services
 from classifier.models import ModelVersion, TrainingRun
@@ -33,6 +34,21 @@ def split_user_photos(items: list[tuple[int, str, str]]) -> tuple[list, list]:
         return items, []
     held = [int(sha[:8], 16) % 5 == 0 for _, _, sha in items]
     return [i for i, h in zip(items, held) if not h], [i for i, h in zip(items, held) if h]
+
+
+def new_version_name(base: ModelVersion, run: TrainingRun) -> str:
+    """A name, and folder under MODELS_DIR, that nothing uses yet (so a failed run may remove its
+    folder without touching anyone's): after the first version of the line, not the whole chain
+    (kue-mobilenetv2+run7 is retrained as kue-mobilenetv2+run9, so names never outgrow their
+    column), with -2, -3... if a folder or version of that name is left from elsewhere (a database
+    started afresh beside old model folders)."""
+    stem = f"{base.name.partition('+run')[0][:80]}+run{run.pk}"
+    name, n = stem, 1
+    while (Path(settings.MODELS_DIR) / name).exists() or \
+            ModelVersion.objects.filter(Q(name=name) | Q(path=name)).exists():
+        n += 1
+        name = f"{stem}-{n}"
+    return name
 
 
 def load_user_photos(items, slugs: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -99,9 +115,7 @@ def execute(run: TrainingRun) -> ModelVersion:
     size = json.loads((base.folder / CONFIG_FILE).read_text())["image_size"]
     train_pixels, train_labels = load_user_photos(train_items, slugs, size)
     held_pixels, held_labels = load_user_photos(held_items, slugs, size)
-    # Named after the first version of the line, not the whole chain: kue-mobilenetv2+run7 is
-    # retrained as kue-mobilenetv2+run9, so names never outgrow their column.
-    name = f"{base.name.partition('+run')[0][:80]}+run{run.pk}"
+    name = new_version_name(base, run)
     folder = Path(settings.MODELS_DIR) / name
     started = time.perf_counter()
     try:  # a run that fails leaves no half-made folder behind (it is ~20 MB)

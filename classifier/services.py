@@ -16,7 +16,6 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
 from django.http import Http404
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
@@ -241,8 +240,9 @@ def prediction_record(*, photo: Photo, version_id: int, probabilities: dict[str,
     """Store the prediction of model version `version_id` for `photo` (with its heat map drawn once,
     here) and mark the photo done. A photo gets one prediction: a second delivery of the same task,
     even one that ran at the same time under another active version, adds nothing (the photo row is
-    locked while its predictions are counted) and removes the heat map it drew. False when nothing
-    was recorded (a duplicate, or the photo was deleted meanwhile)."""
+    locked first, then its predictions are counted: in one statement PostgreSQL would count them as
+    they were before the lock was granted) and removes the heat map it drew. False when nothing was
+    recorded (a duplicate, or the photo was deleted meanwhile)."""
     from classifier.heatmaps import overlay_png
 
     top_two = sorted(probabilities.values(), reverse=True)[:2] + [0.0]
@@ -254,10 +254,8 @@ def prediction_record(*, photo: Photo, version_id: int, probabilities: dict[str,
         if heatmap is not None:
             prediction.heatmap.save("heatmap", overlay_png(heatmap, photo.width, photo.height), save=False)
         with transaction.atomic():
-            state = (Photo.objects.select_for_update().filter(pk=photo.pk)
-                     .annotate(predicted=Exists(Prediction.objects.filter(photo=OuterRef("pk"))))
-                     .values_list("predicted", flat=True).first())
-            recorded = state is False  # None: deleted meanwhile; True: a duplicate delivery
+            locked = Photo.objects.select_for_update().filter(pk=photo.pk).values_list("pk", flat=True)
+            recorded = locked.first() is not None and not Prediction.objects.filter(photo=photo).exists()
             if recorded:
                 prediction.save(force_insert=True)
                 photo_mark_done(photo)

@@ -231,3 +231,9 @@ def test_sign_ups_from_one_address_are_limited_and_typing_errors_do_not_count(cl
     assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
     assert "more new accounts from your address" in refused.content.decode()
     assert sorted(django_user_model.objects.values_list("username", flat=True)) == ["citra", "dewi"]
+
+
+def test_the_token_endpoint_answers_options_without_credentials():
+    from rest_framework.test import APIClient
+
+    assert APIClient().options("/api/auth/token/").status_code == 200

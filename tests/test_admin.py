@@ -126,6 +126,8 @@ def test_predictions_and_answers_are_read_only_in_the_admin(admin_client, user):
 
 
 def test_a_version_activated_while_its_deletion_was_confirmed_is_not_deleted(admin_client, monkeypatch):
+    from django.contrib.admin.models import DELETION, LogEntry
+
     from classifier import services
     from classifier.models import ModelVersion
 
@@ -144,6 +146,9 @@ def test_a_version_activated_while_its_deletion_was_confirmed_is_not_deleted(adm
 
     assert ModelVersion.objects.filter(pk=copy.pk).exists()  # (the test's activation is rolled back with it)
     assert "Not deleted: copy is the active version" in page
+    assert not LogEntry.objects.filter(object_id=str(copy.pk), action_flag=DELETION).exists()  # no "deleted"
+    changelist = admin_client.get(reverse("admin:classifier_modelversion_changelist")).content.decode()
+    assert 'value="delete_selected"' not in changelist  # its "Successfully deleted" would be said regardless
 
 
 def test_the_runs_list_gives_a_run_time_in_tenths_of_a_second(admin_client, admin_user):

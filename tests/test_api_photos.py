@@ -613,3 +613,26 @@ def test_one_user_cannot_hold_more_than_a_few_waiting_requests(user, settings):
     assert second.status_code == 429 and refused_in < 1 and int(second["Retry-After"]) >= 1
     assert "requests waiting for results" in error_of(second)["message"]
     assert at_once.status_code == 200 and after.status_code == 200  # the slot was given back
+
+
+def test_the_count_of_waits_lives_as_long_as_the_waits_that_keep_coming(monkeypatch, settings):
+    """A count that expired while waits were still open would restart at 1 and let more in."""
+    from contextlib import ExitStack
+    from types import SimpleNamespace
+
+    from django.core.cache.backends import locmem
+    from rest_framework.exceptions import Throttled
+
+    from classifier.api.views import MAX_WAIT_S, waiting_slot
+
+    settings.LONG_POLLS_PER_USER = 2
+    clock = [1000.0]
+    monkeypatch.setattr(locmem, "time", SimpleNamespace(time=lambda: clock[0]))  # the cache's clock
+    with ExitStack() as waits:
+        waits.enter_context(waiting_slot(7))
+        clock[0] += 1.5 * MAX_WAIT_S  # a second wait, the first still open
+        waits.enter_context(waiting_slot(7))
+        clock[0] += MAX_WAIT_S  # past the first one's lifetime of the count
+
+        with pytest.raises(Throttled):
+            waits.enter_context(waiting_slot(7))

@@ -38,12 +38,13 @@ def test_it_classifies_a_photo_and_records_the_prediction(photo):
 
 def test_classifying_a_photo_takes_a_fixed_handful_of_statements(photo, django_assert_max_num_queries):
     """The worker's share of each photo's database time: the photo with the active version's id and
-    whether that version labelled it already, processing, the prediction, done, its notification,
-    and the duplicate heat map check; inside a test the transaction adds a savepoint and its release.
-    The version's row is read only when a worker process loads it, which it does at its start."""
+    whether a version labelled it already, processing, then, with the photo locked, whether a
+    prediction landed meanwhile, the prediction, done and its notification; inside a test the
+    transaction adds a savepoint and its release. The version's row is read only when a worker
+    process loads it, which it does at its start."""
     inference.warm_up()
 
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(9):
         assert tasks.classify_photo(photo.pk) == "kue_risoles"
 
 
@@ -277,3 +278,40 @@ def test_a_result_that_cannot_be_recorded_is_retried_then_fails_the_photo_never_
     assert len(calls) == 1 + tasks.classify_photo.max_retries
     assert photo.status == "failed" and photo.error == "Classification failed; please retry later."
     assert not photo.predictions.exists()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_delivery_waiting_on_the_photo_while_another_records_adds_no_second_prediction(photo):
+    """On PostgreSQL: the second recorder waits for the first's lock, then must see its prediction."""
+    import threading
+    import time
+
+    from django.db import connection, connections, transaction
+
+    from tests.test_api_photos import needs_postgresql
+
+    needs_postgresql()
+    shipped = ModelVersion.objects.get(is_active=True)
+    other = ModelVersion.objects.create(name="kue-v2", path=shipped.path, labels=shipped.labels)
+    probabilities = {item["slug"]: 1 / 8 for item in shipped.labels}
+    second: list = []
+
+    def second_delivery():
+        try:
+            second.append(services.prediction_record(
+                photo=photo, version_id=other.pk, probabilities=probabilities, label="kue_risoles",
+                confidence=0.125, inference_ms=1.0))
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():  # the first delivery, recording
+        Photo.objects.select_for_update().get(pk=photo.pk)
+        waiting = threading.Thread(target=second_delivery)
+        waiting.start()
+        time.sleep(1)  # the second is waiting for the lock by now
+        Prediction.objects.create(photo=photo, model_version=shipped, label="kue_risoles", confidence=0.125,
+                                  probabilities=probabilities, margin=0.0, inference_ms=1.0)
+    waiting.join()
+
+    assert connection.vendor == "postgresql" and second == [False]
+    assert list(photo.predictions.values_list("model_version__name", flat=True)) == ["kue-mobilenetv2"]

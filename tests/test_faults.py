@@ -323,14 +323,17 @@ def test_the_sweep_resends_what_waited_too_long_and_only_that(settings, user, ad
 
 
 @pytest.mark.django_db
-def test_a_run_that_fails_after_writing_its_model_folder_leaves_no_folder(admin_user, monkeypatch, settings,
-                                                                          tmp_path):
+def test_a_run_that_fails_after_writing_its_model_folder_leaves_no_folder_and_only_its_own(
+        admin_user, monkeypatch, settings, tmp_path):
     from pathlib import Path
 
     shutil.copytree(Path(settings.MODELS_DIR) / "kue-mobilenetv2", tmp_path / "kue-mobilenetv2")
     settings.MODELS_DIR = tmp_path
     monkeypatch.setattr(tasks.train_model, "apply_async", lambda *a, **k: None)
     run = services.training_run_start(user=admin_user)
+    # A folder of the run's name left from elsewhere (a database started afresh beside old folders).
+    (tmp_path / f"kue-mobilenetv2+run{run.pk}").mkdir()
+    (tmp_path / f"kue-mobilenetv2+run{run.pk}" / "keep.txt").write_text("someone's")
 
     def benchmark_breaks(folder, *args):
         raise RuntimeError("a benchmark photo cannot be read")
@@ -340,4 +343,5 @@ def test_a_run_that_fails_after_writing_its_model_folder_leaves_no_folder(admin_
 
     run.refresh_from_db()
     assert run.status == "failed" and "a benchmark photo cannot be read" in run.error
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["kue-mobilenetv2"]  # no ...+run1 folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kue-mobilenetv2", f"kue-mobilenetv2+run{run.pk}"]
+    assert (tmp_path / f"kue-mobilenetv2+run{run.pk}" / "keep.txt").read_text() == "someone's"

@@ -121,7 +121,7 @@ class TokenView(ObtainAuthToken):
 
     def initialize_request(self, request, *args, **kwargs):
         # POST: the credentials are in the body, no token or session needed; DELETE: whose token
-        self.credentials_in_body = request.method == "POST"
+        self.credentials_in_body = request.method != "DELETE"  # (and OPTIONS: what the endpoint takes)
         return super().initialize_request(request, *args, **kwargs)
 
     def get_authenticators(self):
@@ -154,9 +154,10 @@ def waiting_slot(user_id: int) -> Iterator[None]:
     key = f"long-polls:{user_id}"
     try:
         held = cache.incr(key)
-    except ValueError:  # none held: start the count, which lives a few waits long at most (so one
-        # lost with a killed thread does not last; one that ends under a long run of waits restarts)
+    except ValueError:  # none held: start the count
         held = 1 if cache.add(key, 1, timeout=2 * MAX_WAIT_S) else cache.incr(key)
+    else:  # it lives two waits past the last one begun: one lost with a killed thread does not last
+        cache.touch(key, 2 * MAX_WAIT_S)
     try:
         if held > settings.LONG_POLLS_PER_USER:
             raise exceptions.Throttled(wait=1, detail=f"You already have {settings.LONG_POLLS_PER_USER} "
