@@ -233,7 +233,26 @@ def test_sign_ups_from_one_address_are_limited_and_typing_errors_do_not_count(cl
     assert sorted(django_user_model.objects.values_list("username", flat=True)) == ["citra", "dewi"]
 
 
-def test_the_token_endpoint_answers_options_without_credentials():
+def test_the_token_endpoint_answers_options_without_credentials_and_revokes_only_with_them():
     from rest_framework.test import APIClient
 
     assert APIClient().options("/api/auth/token/").status_code == 200
+    assert APIClient().delete("/api/auth/token/").status_code == 401
+
+
+def test_the_sign_up_limit_is_per_address_and_says_when_to_come_back(client, monkeypatch):
+    from rest_framework.throttling import SimpleRateThrottle
+
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES",
+                        {**SimpleRateThrottle.THROTTLE_RATES, "signup": "1/hour"})
+
+    def sign_up(name, address):
+        client.logout()
+        return client.post(reverse("signup"), {"username": name, "password1": "onde-onde-wijen-9",
+                                               "password2": "onde-onde-wijen-9"}, REMOTE_ADDR=address)
+
+    first, again = sign_up("citra", "10.0.0.1"), sign_up("dewi", "10.0.0.1")
+    elsewhere = sign_up("eka", "10.0.0.2")
+
+    assert (first.status_code, again.status_code, elsewhere.status_code) == (302, 429, 302)
+    assert "try again in 60 min." in again.content.decode()

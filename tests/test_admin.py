@@ -118,11 +118,18 @@ def test_predictions_and_answers_are_read_only_in_the_admin(admin_client, user):
     prediction = photo.predictions.get()
 
     for name, pk in [("prediction", prediction.pk), ("feedback", feedback.pk)]:
-        assert admin_client.get(reverse(f"admin:classifier_{name}_change", args=[pk])).status_code == 200
+        change = admin_client.get(reverse(f"admin:classifier_{name}_change", args=[pk]))
+        assert change.status_code == 200
+        assert 'name="_save"' not in change.content.decode() and "deletelink" not in change.content.decode()
+        assert admin_client.post(reverse(f"admin:classifier_{name}_change", args=[pk]),
+                                 {"label": "kue_klepon"}).status_code == 403
         assert admin_client.post(reverse(f"admin:classifier_{name}_delete", args=[pk]),
                                  {"post": "yes"}).status_code == 403
         assert admin_client.get(reverse(f"admin:classifier_{name}_add")).status_code == 403
-    assert photo.predictions.exists() and photo.feedback
+        changelist = admin_client.get(reverse(f"admin:classifier_{name}_changelist")).content.decode()
+        assert 'value="delete_selected"' not in changelist
+    photo.refresh_from_db()
+    assert photo.predictions.get().label == "kue_lapis" and photo.feedback.label == "kue_lapis"
 
 
 def test_a_version_activated_while_its_deletion_was_confirmed_is_not_deleted(admin_client, monkeypatch):
@@ -165,3 +172,26 @@ def test_the_runs_list_gives_a_run_time_in_tenths_of_a_second(admin_client, admi
     page = admin_client.get(reverse("admin:classifier_trainingrun_changelist")).content.decode()
 
     assert '<td class="field-duration">10.5</td>' in page and "10.458847" not in page
+
+
+def test_a_run_without_an_end_shows_no_time(admin_client, admin_user):
+    from classifier.models import ModelVersion, TrainingRun
+
+    TrainingRun.objects.create(started_by=admin_user, base_version=ModelVersion.objects.get(is_active=True))
+
+    page = admin_client.get(reverse("admin:classifier_trainingrun_changelist")).content.decode()
+
+    assert '<td class="field-duration">-</td>' in page
+
+
+def test_a_transaction_that_rolls_back_a_deletion_keeps_the_files(user, settings):
+    from django.db import transaction
+
+    from tests.test_photo_pages import make_photo
+
+    photo = make_photo(user, status="done", label="kue_lapis")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        photo.delete()
+        raise RuntimeError("something later in the same request failed")
+
+    assert len(media_files(settings)) == 3

@@ -636,3 +636,37 @@ def test_the_count_of_waits_lives_as_long_as_the_waits_that_keep_coming(monkeypa
 
         with pytest.raises(Throttled):
             waits.enter_context(waiting_slot(7))
+
+
+def test_a_prediction_drawn_without_a_heat_map_says_so(api, user):
+    photo = make_photo(user)
+    version = ModelVersion.objects.get(is_active=True)
+    services.prediction_record(photo=photo, version_id=version.pk, label="kue_lapis", confidence=0.9,
+                               probabilities={item["slug"]: 0.9 if item["slug"] == "kue_lapis" else 0.01
+                                              for item in version.labels}, inference_ms=1.0, heatmap=None)
+
+    assert api.get(f"/api/photos/{photo.pk}/").json()["prediction"]["heatmap_url"] is None
+    missing = api.get(f"/api/photos/{photo.pk}/heatmap/")
+    assert missing.status_code == 404 and error_of(missing)["message"] == "This photo has no heat map."
+
+
+def test_what_users_labelled_is_listed_with_each_photos_content_hash(user):
+    photo = make_photo(user, status="done", label="kue_lapis")
+    services.feedback_record(photo=photo, user=user, label="kue_lapis")
+
+    assert selectors.labelled_photos() == [(photo.pk, "kue_lapis", False, photo.sha256)]
+
+
+@pytest.mark.parametrize("collection", ["model-versions", "training-runs"])
+def test_only_ascii_digits_name_a_version_or_a_run(admin_user, collection):
+    from classifier.models import TrainingRun
+
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    version = ModelVersion.objects.get(is_active=True)
+    run = TrainingRun.objects.create(started_by=admin_user, base_version=version, status="failed")
+    pk = version.pk if collection == "model-versions" else run.pk
+    arabic = "".join(chr(0x0660 + int(d)) for d in str(pk))
+
+    assert api.get(f"/api/{collection}/{pk}/").status_code == 200
+    assert api.get(f"/api/{collection}/{arabic}/").status_code == 404

@@ -139,3 +139,37 @@ def test_the_models_link_is_shown_only_to_staff_who_may_open_it(client, staff, d
 
     client.force_login(django_user_model.objects.create_superuser("root", password="lapis-legit-2026"))
     assert 'href="/staff/models/"' in client.get("/photos/").content.decode()
+
+
+@pytest.mark.parametrize("holds, path, method, expected", [
+    (["view_modelversion"], "/staff/models/", "get", 403),  # the runs need view_trainingrun too
+    (["view_modelversion", "view_trainingrun"], "/staff/models/", "get", 200),
+    (["view_modelversion", "view_trainingrun"], "/staff/models/{version}/activate/", "post", 403),
+    (["view_modelversion", "view_trainingrun", "change_modelversion"], "/staff/models/{version}/activate/",
+     "post", 302),
+    (["view_modelversion", "view_trainingrun"], "/staff/training/start/", "post", 403),
+])
+def test_each_staff_page_asks_for_its_own_permission(client, django_user_model, monkeypatch, holds, path,
+                                                      method, expected):
+    from django.contrib.auth.models import Permission
+
+    monkeypatch.setattr(tasks.train_model, "apply_async", lambda *a, **k: None)
+    member = django_user_model.objects.create_user("staffer", password="lapis-legit-2026", is_staff=True)
+    member.user_permissions.add(*Permission.objects.filter(codename__in=holds))
+    client.force_login(member)
+
+    url = path.format(version=ModelVersion.objects.get(is_active=True).pk)
+    assert getattr(client, method)(url).status_code == expected
+
+
+def test_a_get_on_a_buttons_address_goes_back_to_its_page(client, people):
+    photo = make_photo(people["owner"], status="failed")
+    version = ModelVersion.objects.get(is_active=True)
+
+    client.force_login(people["owner"])
+    assert client.get(f"/photos/{photo.pk}/retry/")["Location"] == f"/photos/{photo.pk}/"
+    client.force_login(people["admin"])
+    assert client.get(f"/staff/models/{version.pk}/activate/")["Location"] == "/staff/models/"
+    assert client.get("/staff/training/start/")["Location"] == "/staff/models/"
+    photo.refresh_from_db()
+    assert photo.status == "failed" and TrainingRun.objects.count() == 0

@@ -210,8 +210,10 @@ def test_the_gallery_shows_and_filters_on_the_answer_once_there_is_one(client, u
     corrected = make_photo(user, status="done", label="kue_putri_salju", confidence=0.57)
     nothing = make_photo(user, status="done", label="kue_klepon", confidence=0.86)
     unanswered = make_photo(user, status="done", label="kue_serabi", confidence=0.9)
+    confirmed = make_photo(user, status="done", label="kue_lapis", confidence=0.55)
     services.feedback_record(photo=corrected, user=user, label="kue_serabi")
     services.feedback_record(photo=nothing, user=user, label="none")
+    services.feedback_record(photo=confirmed, user=user, label="kue_lapis")
     client.force_login(user)
 
     page = client.get("/photos/").content.decode()
@@ -219,6 +221,7 @@ def test_the_gallery_shows_and_filters_on_the_answer_once_there_is_one(client, u
     klepon = client.get("/photos/", {"label": "kue_klepon"}).content.decode()
 
     assert "Kue Serabi · answered" in page and "None of these · answered" in page
+    assert "Kue Lapis · answered" in page and "Not sure: Kue Lapis?" not in page  # confirmed
     assert "Kue Putri Salju ·" not in page and "Kue Klepon ·" not in page  # (the filter lists them)
     assert f'data-photo="{corrected.pk}"' in serabi and f'data-photo="{unanswered.pk}"' in serabi
     assert f'data-photo="{nothing.pk}"' not in klepon  # answered: none of these cakes

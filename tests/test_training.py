@@ -369,6 +369,7 @@ def test_display_names_read_like_words():
     assert display_name("cats") == "Cats"
     assert display_name("kue-lapis") == "Kue Lapis"
     assert display_name("Kue Putri Salju") == "Kue Putri Salju"  # a folder named with spaces
+    assert display_name("kue putri  salju") == "Kue Putri Salju"
     assert display_name("BMW_M3") == "BMW M3"  # capitals the slug has are kept
     assert display_name("iPhone") == "IPhone"
 

@@ -125,7 +125,14 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
 
 @pytest.mark.slow
 def test_a_full_run_fine_tunes_on_the_base_photos_and_the_users(user, admin_user, enqueued, started_runs,
-                                                                private_models, settings):
+                                                                private_models, settings, monkeypatch):
+    progress, shown = services.training_run_progress, []  # what the page showed, as it went
+
+    def recorded(run, stage, percent):
+        shown.append((stage, percent))
+        progress(run, stage, percent)
+
+    monkeypatch.setattr(services, "training_run_progress", recorded)
     settings.TRAINING_DATA_DIR = PHOTOS  # sixteen base photos stand in for the training folder
     settings.FULL_RETRAIN_EPOCHS = 1
     lapis = sorted((PHOTOS / "kue_lapis").glob("*.jpg"))[0]
@@ -142,6 +149,7 @@ def test_a_full_run_fine_tunes_on_the_base_photos_and_the_users(user, admin_user
     assert config["retrain"]["mode"] == "full" and config["retrain"]["extra_photos"] == 1
     assert set(run.result_version.metrics) == {"validation", "test"}
     assert "fine-tuning on the base and user photos: epoch 1 of 1" in run.log  # the page showed it live
+    assert ("fine-tuning on the base and user photos: epoch 1 of 1", 70) in shown  # the last epoch: 70%
     assert "| test | 16 |" in (run.result_version.folder / "MODEL_CARD.md").read_text()  # its card too
     assert load(run.result_version.folder).classify(PHOTOS / "kue_lapis" / "108.jpg").shape == (8,)
     gc.collect()  # the trainer worker lives on: the run's decoded-pixels file is no longer mapped
@@ -221,7 +229,7 @@ def test_a_fifth_is_held_out_by_content_so_copies_of_a_photo_never_straddle_the_
     from classifier.retraining import split_user_photos
 
     items = [(pk, "kue_lapis", hashlib.sha256(str(pk).encode()).hexdigest()) for pk in range(1, 201)]
-    copies = [(pk + 1000, label, sha) for pk, label, sha in items]  # the same files uploaded again
+    copies = [(pk + 1001, label, sha) for pk, label, sha in items]  # the same files uploaded again
 
     train, held = split_user_photos(items + copies)
 
