@@ -8,11 +8,10 @@ from django.http import FileResponse, Http404
 from classifier import selectors, services
 from classifier.models import Photo
 
-KINDS = ("image", "thumbnail", "heatmap")
-
 
 def photo_file_response(photo: Photo, kind: str) -> FileResponse:
-    """`kind` of `photo` (one of KINDS), private to its viewer; 404 if there is none (yet)."""
+    """`kind` ("image", "thumbnail" or "heatmap") of `photo`, private to its viewer; 404 if there is
+    none (yet)."""
     if kind == "heatmap":
         prediction = selectors.latest_prediction(photo)
         if prediction is None or not prediction.heatmap:

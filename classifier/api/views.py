@@ -309,7 +309,7 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     @extend_schema(summary="Photos still without feedback, least certain first: the review queue",
                    description="Done photos with no confirmation or correction yet, ordered by the "
                    "margin between the two most probable cakes (smallest first), as the website's "
-                   "review page (own photos; staff allowed to change others': everyone's).",
+                   "review page (own photos; staff allowed to see others': everyone's).",
                    responses={200: serializers.PhotoSerializer(many=True), **LIST_ERRORS})
     @action(detail=False, url_path="review-queue", filter_backends=[])
     def review_queue(self, request):
