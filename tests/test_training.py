@@ -486,7 +486,8 @@ def retrained(tmp_path_factory):
                                 (done, planned)))
     fast = retrain.refit_head(base, tmp / "fast", extra_pixels, extra_labels, epochs=1)
     return SimpleNamespace(argv=argv, base=base, edited=edited, full=full, fast=fast, progress=progress,
-                           full_folder=tmp / "full", fast_folder=tmp / "fast")
+                           full_folder=tmp / "full", fast_folder=tmp / "fast", data_dir=data_dir,
+                           extra=(extra_pixels, extra_labels), first_layer=first_layer)
 
 
 def config_of(folder: Path) -> dict:
@@ -528,3 +529,14 @@ def test_a_head_refit_keeps_the_photos_of_a_class_called_user(retrained):
 
     assert retrained.fast["base_photos"] == 36
     assert sum(str(f).startswith("user/") for f in cache["files"]) == 12
+
+
+@pytest.mark.slow
+def test_a_full_retrain_is_reproducible(retrained, tmp_path):
+    """Seeded as the first training was: the same retrain gives the same network (dropout included)."""
+    retrain.finetune(retrained.base, tmp_path / "again", retrained.data_dir, *retrained.extra, epochs=2,
+                     max_steps=1, finetune_from=retrained.first_layer)
+
+    first = load(retrained.full_folder).model.get_weights()
+    again = load(tmp_path / "again").model.get_weights()
+    assert len(first) == len(again) and all(np.array_equal(a, b) for a, b in zip(first, again))
