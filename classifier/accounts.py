@@ -1,6 +1,10 @@
 """Accounts: what follows a password change, wherever it happens (the website, the admin,
-`manage.py changepassword`, a script's `set_password`), and whose address a request comes from."""
+`manage.py changepassword`, a script's `set_password`), a logout, and whose address a request comes
+from."""
 
+from django.contrib import messages
+from django.contrib.auth.signals import user_logged_out
+from django.dispatch import receiver
 from rest_framework.throttling import BaseThrottle
 
 from classifier import services
@@ -31,3 +35,10 @@ def client_ip(request) -> str:
     calls this too (AXES_CLIENT_IP_CALLABLE), so a lockout is per user name and real client, never
     per proxy, nor per address a client wrote into X-Forwarded-For."""
     return BaseThrottle().get_ident(request)
+
+
+@receiver(user_logged_out)
+def say_signed_out(sender, request, user, **_kwargs) -> None:
+    """Logging out lands on the home page: it says so (the messages outlive the ended session)."""
+    if request is not None and user is not None:
+        messages.info(request, "You are signed out.", fail_silently=True)  # (a test client has none)

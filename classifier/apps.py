@@ -6,4 +6,4 @@ class ClassifierConfig(AppConfig):
     verbose_name = "Cake classifier"
 
     def ready(self):
-        from classifier import checks, signals  # noqa: F401 (registers them)
+        from classifier import accounts, checks, signals  # noqa: F401 (registers them)

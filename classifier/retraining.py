@@ -139,6 +139,7 @@ def execute(run: TrainingRun) -> ModelVersion:
         run.data = {
             "base_photos": summary["base_photos"],
             "user_photos_train": counts_per_class(train_labels, slugs),
+            "user_photos_trained": int(len(train_labels)),
             "user_photos_heldout": int(len(held_labels)),
             "corrected": sum(1 for _, _, corrected, _ in labelled if corrected),
         }

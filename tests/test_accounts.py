@@ -32,6 +32,7 @@ def test_logging_in_and_out(client, user):
 
     response = client.post(reverse("logout"), follow=True)
     assert "Signed in as" not in response.content.decode()
+    assert "You are signed out." in response.content.decode()
     assert 'href="/accounts/login/"' in response.content.decode()
     assert client.get(reverse("gallery")).status_code == 302
 
@@ -256,3 +257,9 @@ def test_the_sign_up_limit_is_per_address_and_says_when_to_come_back(client, mon
 
     assert (first.status_code, again.status_code, elsewhere.status_code) == (302, 429, 302)
     assert "try again in 60 min." in again.content.decode()
+
+
+def test_a_browser_asking_for_favicon_ico_gets_the_sites_icon(client):
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 301 and response["Location"] == "/static/favicon.svg"

@@ -76,7 +76,7 @@ def private_models(settings, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin_user, enqueued,
+def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin_user, enqueued, client,
                                                                      started_runs, private_models):
     # Users say both lapis photos are lumpur: the new version must follow its teachers.
     taught = []
@@ -96,6 +96,11 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     assert run.started <= run.finished and run.seconds > 0
     assert run.data["user_photos_train"]["kue_lumpur"] == 2 and run.data["corrected"] == 2
     assert run.data["base_photos"] == 1143
+    trained, held = run.data["user_photos_trained"], run.data["user_photos_heldout"]
+    assert trained == sum(run.data["user_photos_train"].values()) and trained + held == len(taught)
+    client.force_login(admin_user)
+    runs = client.get("/staff/models/", {"part": "runs"}).content.decode()
+    assert f"1143 base + {trained} user photos, {held} held out; 2 of the users' labels corrected" in runs
     assert run.metrics["new"]["test"]["n"] == 16 and "top1" in run.metrics["base"]["test"]
     assert "Not activated (auto-activation off)" in run.decision
     version = run.result_version
