@@ -3,9 +3,9 @@ that check ownership, never as public files."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.shortcuts import redirect
 from django.templatetags.static import static
 from django.urls import include, path
-from django.views.generic import RedirectView
 
 # django.contrib.auth's views, less the password reset by e-mail: sign-up asks for no address.
 accounts = [
@@ -20,8 +20,9 @@ urlpatterns = [
     path("accounts/", include(accounts)),
     path("api/", include("classifier.api.urls")),
     path("admin/", admin.site.urls),
-    # Browsers ask for it on pages that name no icon (the admin's): the site's own, not a 404.
-    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
+    # Browsers ask for it on pages that name no icon (the admin's): the site's own, not a 404. (Its
+    # URL is looked up when asked: in production it is the collected file's hashed name.)
+    path("favicon.ico", lambda request: redirect(static("favicon.svg"), permanent=True)),
 ]
 
 # Too many files in one upload is found while parsing the body, which the CSRF check does before
