@@ -320,9 +320,9 @@ def card(photo: Photo) -> dict:
     """What the templates show of a photo: the photo, its status and its latest prediction."""
     prediction = selectors.latest_prediction(photo)
     feedback = getattr(photo, "feedback", None)
-    answer_name = ""  # what the photo was answered to be, in words, as the gallery shows it
+    answer_name = ""  # what the photo was answered to be, in words (the gallery's caption, the form's note)
     if feedback and prediction:
-        answer_name = ("None of these" if feedback.label == Feedback.NONE
+        answer_name = ("none of these" if feedback.label == Feedback.NONE
                        else prediction.model_version.display_name(feedback.label))
     return {
         "photo": photo,
