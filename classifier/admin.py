@@ -25,8 +25,18 @@ class ModelVersionAddForm(forms.ModelForm):
         return path
 
 
+class WithoutBulkDelete(admin.ModelAdmin):
+    """No "delete selected" action: what may not be deleted one by one (or only through a service
+    that may refuse) must not go in bulk, under a "Successfully deleted" said regardless."""
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(WithoutBulkDelete):
     """Registered from a model folder; afterwards only the name changes (what a version serves is
     fixed, so workers and metrics never disagree with it), activation is an action, and the active
     version cannot be deleted."""
@@ -50,11 +60,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return super().has_delete_permission(request, obj) and not (obj and obj.is_active)
 
-    def get_actions(self, request):  # one at a time: the bulk action would say "deleted" regardless
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
-
     def log_deletions(self, request, queryset):
         """Written by delete_model, in the deletion's own transaction: a refused one leaves no entry."""
 
@@ -66,11 +71,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 super().log_deletions(request, [obj])
                 services.model_version_delete(obj)
         except ValidationError as exc:
-            request.refused_deletions = [" ".join(exc.messages)]
+            request.refused_deletion = " ".join(exc.messages)
 
     def response_delete(self, request, obj_display, obj_id):
-        if getattr(request, "refused_deletions", None):
-            self.message_user(request, f"Not deleted: {request.refused_deletions[0]}", messages.ERROR)
+        if refusal := getattr(request, "refused_deletion", ""):
+            self.message_user(request, f"Not deleted: {refusal}", messages.ERROR)
             return redirect("admin:classifier_modelversion_changelist")
         return super().response_delete(request, obj_display, obj_id)
 
@@ -126,7 +131,7 @@ class PhotoAdmin(admin.ModelAdmin):
                            reverse("photo-thumbnail", args=[obj.pk]))
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(WithoutBulkDelete):
     """A record made by the product's own rules (services), to read and filter here, never to add,
     edit or delete by hand: a deleted prediction would leave its photo done without a result, and a
     hand-made answer would skip the checks that its label is one of the model's cakes. They go with
@@ -137,11 +142,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = {**(extra_context or {}), "show_delete": False}
