@@ -137,19 +137,15 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
     """
     from types import SimpleNamespace
 
-    import keras
-    import tensorflow as tf
-
     from training import data as datasets
     from training import model as networks
-    from training.train import embed, export, fit_phase
+    from training.train import deterministic, embed, export, fit_phase
 
     started = time.perf_counter()
     base, out = Path(base), Path(out)
     config = json.loads((base / CONFIG_FILE).read_text())
     options = config["options"]
-    keras.utils.set_random_seed(options["seed"])  # seeded as the base was: the same retrain, the same
-    tf.config.experimental.enable_op_determinism()  # network (dropout and all), whatever ran before
+    deterministic(options["seed"])  # as the base was: the same retrain, the same network, whatever ran before
     classifier = load(base)
     model, classes, size = classifier.model, classifier.slugs, classifier.image_size
     frozen_from = finetune_from or options.get("finetune_from", "block_9_expand")

@@ -142,10 +142,16 @@ def embed(model: keras.Model, pixels: np.ndarray, batch_size: int) -> np.ndarray
     return np.concatenate(out).astype(np.float16)
 
 
+def deterministic(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and make TensorFlow's ops deterministic: the same run, the
+    same network (training, and a full retrain seeded as its base was)."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
 def train(args: argparse.Namespace) -> Path:
     started = time.perf_counter()
-    keras.utils.set_random_seed(args.seed)
-    tf.config.experimental.enable_op_determinism()
+    deterministic(args.seed)
 
     data = datasets.discover(args.data)
     train_idx, val_idx = datasets.split(data, args.val_fraction, args.seed)
