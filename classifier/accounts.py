@@ -1,9 +1,11 @@
 """Accounts: what follows a password change, wherever it happens (the website, the admin,
-`manage.py changepassword`, a script's `set_password`), a logout, and whose address a request comes
-from."""
+`manage.py changepassword`, a script's `set_password`), or a disabled password, a logout, and whose
+address a request comes from."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.signals import user_logged_out
+from django.db.models.signals import post_save
 from django.dispatch import receiver
 from rest_framework.throttling import BaseThrottle
 
@@ -28,6 +30,16 @@ class RevokeApiTokenOnPasswordChange:
 
     def get_help_text(self):
         return "A new password also signs out the programs that use your API token."
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL)
+def revoke_api_token_of_a_disabled_password(sender, instance, update_fields=None, **_kwargs) -> None:
+    """A password disabled (the admin's "Password-based authentication: Disabled", or a script's
+    `set_unusable_password`) is no password change to Django's hook above, yet it ends the user's
+    sessions (Django ties them to the password): it ends their API token too."""
+    if update_fields is None or "password" in update_fields:
+        if not instance.has_usable_password():
+            services.api_token_revoke(instance)
 
 
 def client_ip(request) -> str:

@@ -182,6 +182,32 @@ def test_a_new_password_signs_out_the_programs_using_the_old_token(client, user,
     assert "signs out the programs that use your API token" in client.get(reverse("signup")).content.decode()
 
 
+def test_disabling_a_password_in_the_admin_signs_out_the_programs_using_the_token_for_good(
+        admin_client, user):
+    """Disabled, the password ends the sessions (Django ties them to it); the token ends too, and
+    does not come back when a password is set again later."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    key = Token.objects.create(user=user).key
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert api.get("/api/photos/").status_code == 200
+
+    response = admin_client.post(reverse("admin:auth_user_password_change", args=[user.pk]),
+                                 {"usable_password": "false", "unset-password": "Disable"})
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert not user.has_usable_password()
+    assert api.get("/api/photos/").status_code == 401
+
+    user.set_password("bika-ambon-77")
+    user.save()
+    assert api.get("/api/photos/").status_code == 401
+    assert APIClient().post("/api/auth/token/", {"username": "ayu", "password": "bika-ambon-77"}
+                            ).json()["token"] != key
+
+
 def test_without_a_proxy_a_forged_forwarded_for_header_does_not_escape_the_throttle(settings):
     from rest_framework.test import APIClient
 
