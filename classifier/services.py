@@ -201,17 +201,21 @@ def photo_retry(photo: Photo) -> None:
         transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk), robust=True)
 
 
-def stuck_requeue() -> tuple[list[int], list[int]]:
+def stuck_requeue(*, queued_photos: bool = True) -> tuple[list[int], list[int]]:
     """What to send to the workers again: photos queued or processing without a change for
     REQUEUE_AFTER_S (put back to `queued`, so the next sweep waits as long again), and training
     runs queued as long. A run `running` for longer than its hard time limit lost its worker: it
-    is marked failed, which frees the way for a new run."""
+    is marked failed, which frees the way for a new run.
+
+    `queued_photos=False` leaves the queued photos alone (while the broker still holds a backlog,
+    they most likely wait in it): only those a worker started and lost are sent again."""
     now = timezone.now()
     cutoff = now - timedelta(seconds=settings.REQUEUE_AFTER_S)
+    pending = Photo.PENDING if queued_photos else [Photo.Status.PROCESSING]
     with transaction.atomic():
         photos = list(Photo.objects.select_for_update(skip_locked=True).filter(
-            status__in=Photo.PENDING, updated__lt=cutoff,
-        ).values_list("pk", flat=True))
+            status__in=pending, updated__lt=cutoff,
+        ).order_by("pk").values_list("pk", flat=True))  # the longest waiting first
         Photo.objects.filter(pk__in=photos).update(status=Photo.Status.QUEUED, updated=now)
     with transaction.atomic():  # and sent again only after as long again (the trainer may be down)
         runs = list(TrainingRun.objects.select_for_update(skip_locked=True).filter(

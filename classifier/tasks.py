@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import task_postrun, task_prerun, worker_process_init, worker_ready
 from django import db
@@ -38,12 +38,29 @@ def sweep_at_start(sender=None, **_kwargs) -> None:
     enqueue(requeue_stuck)
 
 
+def messages_waiting(queue: str) -> int | None:
+    """How many messages wait in `queue` on the broker (Redis or the filesystem one); None when
+    the broker cannot be asked."""
+    with current_app.connection_for_read() as connection:
+        try:
+            connection.ensure_connection(max_retries=1)
+            return connection.default_channel.queue_declare(queue=queue, passive=True).message_count
+        except connection.channel_errors:  # Redis drops a queue's list when it empties
+            return 0
+        except connection.connection_errors as exc:
+            log.warning("cannot count the messages in %s: %s", queue, exc)
+            return None
+
+
 @shared_task
 def requeue_stuck() -> str:
     """Send again the photos and training runs that waited too long (see settings.REQUEUE_AFTER_S):
     a message lost with a killed worker or never sent while the broker was down. Safe to repeat:
-    each task does its work once."""
-    photos, runs = services.stuck_requeue()
+    each task does its work once. A queued photo is sent again only once the classification queue
+    has emptied: before, it most likely still waits in it (a backlog that takes longer than
+    REQUEUE_AFTER_S would otherwise be sent again, and again, growing the queue each time)."""
+    backlog = messages_waiting(current_app.conf.task_default_queue)
+    photos, runs = services.stuck_requeue(queued_photos=backlog == 0)
     for pk in photos:
         enqueue(classify_photo, pk)
     for pk in runs:

@@ -291,7 +291,11 @@ def test_a_run_marked_failed_meanwhile_is_not_turned_into_a_success(admin_user):
 
 
 @pytest.mark.django_db
-def test_the_sweep_resends_what_waited_too_long_and_only_that(settings, user, admin_user, monkeypatch):
+@pytest.mark.parametrize("backlog", [0, 40_000])
+def test_the_sweep_resends_what_waited_too_long_and_only_that(
+        settings, user, admin_user, monkeypatch, backlog):
+    """A queued photo is sent again only once the queue has emptied (before, it most likely waits
+    in the backlog); one a worker started and lost, at once."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -299,11 +303,13 @@ def test_the_sweep_resends_what_waited_too_long_and_only_that(settings, user, ad
     sent = []
     for task in (tasks.classify_photo, tasks.train_model):  # the broker boundary
         monkeypatch.setattr(task, "apply_async", lambda args, task=task, **_: sent.append((task.name, *args)))
+    monkeypatch.setattr(tasks, "messages_waiting", lambda queue: backlog if queue == "celery" else None)
     settings.REQUEUE_AFTER_S = 60
-    old, _fresh, done = (services.photo_create(owner=user, upload=SimpleUploadedFile(
-        f"{i}.jpg", sample_photo().read_bytes())) for i in range(3))
+    old, _fresh, done, waited = (services.photo_create(owner=user, upload=SimpleUploadedFile(
+        f"{i}.jpg", sample_photo().read_bytes())) for i in range(4))
     Photo.objects.filter(pk=old.pk).update(status="processing", updated=timezone.now() - timedelta(minutes=5))
     Photo.objects.filter(pk=done.pk).update(status="done", updated=timezone.now() - timedelta(minutes=5))
+    Photo.objects.filter(pk=waited.pk).update(updated=timezone.now() - timedelta(minutes=5))
     lost = TrainingRun.objects.create(started_by=admin_user, base_version=ModelVersion.objects.get(),
                                       status="running", started=timezone.now() - timedelta(hours=3))
     waiting = TrainingRun.objects.create(started_by=admin_user, base_version=ModelVersion.objects.get(),
@@ -314,12 +320,32 @@ def test_the_sweep_resends_what_waited_too_long_and_only_that(settings, user, ad
     tasks.requeue_stuck()  # right after: nothing is sent twice in a row
 
     # the fresh photo waited less than a minute and the done one is done: neither is resent
-    assert again == [("classifier.tasks.classify_photo", old.pk),
+    resent = [old.pk, waited.pk] if backlog == 0 else [old.pk]
+    assert again == [*(("classifier.tasks.classify_photo", pk) for pk in resent),
                      ("classifier.tasks.train_model", waiting.pk)]
     assert sent == again
     assert Photo.objects.get(pk=old.pk).status == "queued"
     lost.refresh_from_db()
     assert lost.status == "failed" and "stopped during the run" in lost.error
+
+
+def test_the_sweep_counts_the_messages_waiting_on_the_broker_in_use():
+    """The sweep's count, on the configured broker itself (Redis in CI, the filesystem one in
+    development), in a queue of its own that no worker reads."""
+    import uuid
+
+    from celery import current_app
+
+    queue = f"sweep-count-{uuid.uuid4().hex[:8]}"
+    assert tasks.messages_waiting(queue) == 0  # never used
+    try:
+        for pk in (1, 2, 3):
+            tasks.classify_photo.apply_async((pk,), queue=queue)
+        assert tasks.messages_waiting(queue) == 3
+    finally:
+        with current_app.connection_for_write() as connection:
+            connection.default_channel.queue_purge(queue)
+    assert tasks.messages_waiting(queue) == 0
 
 
 @pytest.mark.django_db
