@@ -160,11 +160,15 @@ def photos_create(*, owner, uploads: list[UploadedFile]
     return results
 
 
-def photo_set_status(photo: Photo, status: str, error: str = "") -> None:
-    """Change the status with one UPDATE; `updated` moves too, so pollers see the change. Done or
-    failed is also announced to requests waiting for it (`selectors.settling`)."""
-    Photo.objects.filter(pk=photo.pk).update(status=status, error=error[:2000], updated=timezone.now())
-    if status not in Photo.PENDING:
+def photo_set_status(photo: Photo, status: str, error: str = "", *, if_pending: bool = False) -> None:
+    """Change the status with one UPDATE (`if_pending`: only of a queued or processing photo); `updated`
+    moves too, so pollers see the change. Done or failed is also announced to requests waiting for
+    it (`selectors.settling`)."""
+    photos = Photo.objects.filter(pk=photo.pk)
+    if if_pending:
+        photos = photos.filter(status__in=Photo.PENDING)
+    changed = photos.update(status=status, error=error[:2000], updated=timezone.now())
+    if changed and status not in Photo.PENDING:
         announce_settled(photo.pk)
 
 
@@ -175,8 +179,11 @@ def announce_settled(photo_id: int) -> None:
             cursor.execute("SELECT pg_notify(%s, '')", [selectors.settled_channel(photo_id)])
 
 
+# A second delivery of a photo's task may run beside the first, or read the photo just before the
+# first one finished: it never turns a result (or a reason for none) back into `processing` or
+# `failed`. (A failed photo it then classifies after all becomes done when its prediction lands.)
 def photo_start(photo: Photo) -> None:
-    photo_set_status(photo, Photo.Status.PROCESSING)
+    photo_set_status(photo, Photo.Status.PROCESSING, if_pending=True)
 
 
 def photo_mark_done(photo: Photo) -> None:
@@ -184,7 +191,7 @@ def photo_mark_done(photo: Photo) -> None:
 
 
 def photo_fail(photo: Photo, reason: str) -> None:
-    photo_set_status(photo, Photo.Status.FAILED, reason)
+    photo_set_status(photo, Photo.Status.FAILED, reason, if_pending=True)
 
 
 def photo_retry(photo: Photo) -> None:

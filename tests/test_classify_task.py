@@ -55,6 +55,29 @@ def test_a_redelivered_task_never_makes_a_second_prediction(photo):
     assert Prediction.objects.filter(photo=photo).count() == 1
 
 
+@pytest.mark.parametrize("second_ends", ["with the same result", "in an error"])
+def test_a_delivery_that_read_the_photo_before_another_finished_leaves_its_result_shown(
+        photo, monkeypatch, second_ends):
+    """Two deliveries of one task (the sweep, a redelivery, two workers): the second read the photo
+    just before the first recorded its result. The photo stays done, with its one prediction."""
+    from classifier import selectors
+
+    read_early = selectors.photo_to_classify(photo.pk)
+    assert tasks.classify_photo(photo.pk) == "kue_risoles"
+    monkeypatch.setattr(selectors, "photo_to_classify", lambda _pk: read_early)
+    if second_ends == "in an error":
+        def model_gone(*_args):
+            raise inference.ModelUnavailable("the version's files are gone")
+
+        monkeypatch.setattr(inference, "classify", model_gone)
+    ends = tasks.classify_photo(photo.pk)
+
+    assert ends == ("already done" if second_ends == "with the same result" else "failed")
+
+    photo.refresh_from_db()
+    assert photo.status == "done" and photo.error == "" and photo.predictions.count() == 1
+
+
 def test_a_photo_deleted_before_the_worker_ran_is_skipped(photo):
     Photo.objects.filter(pk=photo.pk).delete()
 
