@@ -156,8 +156,9 @@ DATA_UPLOAD_MAX_NUMBER_FILES = MAX_FILES_PER_UPLOAD + 1
 # Throttle counters must be shared by every web process: Redis when there is one.
 CACHE_URL = os.environ.get("CACHE_URL", "")
 CACHES = {
-    "default": {"BACKEND": "cakesite.cache.RedisCache", "LOCATION": CACHE_URL,  # Django's, leaner
-                "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "")}  # several sites on one Redis
+    "default": {"BACKEND": "cakesite.cache.RedisCache", "LOCATION": CACHE_URL,  # fails open, leaner
+                "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", ""),  # several sites on one Redis
+                "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1}}  # a hung Redis
     if CACHE_URL.startswith("redis")
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
@@ -239,6 +240,11 @@ else:
         # A task not acknowledged within this time is handed to another worker: above the
         # longest hard time limit, so a slow task is never run twice at once.
         "visibility_timeout": 3 * 3600,
+        # A broker that hangs (a partition, a stopped server) instead of refusing: a publish gives
+        # up after these seconds (tries) and the upload is stored queued for the sweep, instead of
+        # holding its web thread for as long as the hang lasts.
+        "socket_timeout": 2,
+        "socket_connect_timeout": 2,
     }
 CELERY_TASK_IGNORE_RESULT = True  # results live in the database, not the broker
 CELERY_TASK_ACKS_LATE = True  # a task is acknowledged when done, so a crash re-delivers it

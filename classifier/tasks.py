@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -161,7 +162,27 @@ def train_model(self, run_id: int) -> str:
         version = retraining.execute(run)
     except Exception as exc:
         log.exception("training run %s failed", run_id)
-        services.training_run_fail(run, f"{type(exc).__name__}: {exc}")
+        on_a_working_connection(services.training_run_fail, run, f"{type(exc).__name__}: {exc}")
         return "failed"
-    services.training_run_succeed(run, version)
+    on_a_working_connection(services.training_run_succeed, run, version)
     return version.name
+
+
+# Seconds between tries of a run's last write while the database is away.
+LAST_WRITE_WAITS_S = (0, 1, 5, 15, 30, 60)
+
+
+def on_a_working_connection(write, *args) -> None:
+    """A run's last write, tried again on a new connection while the database is away. The
+    connection a long run held may have been cut meanwhile (a restart, a failover; Django does not
+    reconnect inside a task): a write that failed on it would leave the run `running`, refusing new
+    runs, until the sweep gives up on it an hour later."""
+    for wait in (*LAST_WRITE_WAITS_S, None):
+        try:
+            return write(*args)
+        except (db.OperationalError, db.InterfaceError) as exc:
+            if wait is None:
+                raise
+            log.warning("the database is unreachable (%s); trying again in %s s", exc, wait)
+            db.close_old_connections()  # closes the connection that failed; the next query opens one
+            time.sleep(wait)

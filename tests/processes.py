@@ -188,3 +188,28 @@ class TcpProxy:
         finally:
             a.close()
             b.close()
+
+
+class SilentServer:
+    """Accepts connections on 127.0.0.1:<port> and never answers: a server that hangs (stopped, or
+    cut off by a partition) instead of refusing."""
+
+    def __init__(self):
+        self.port = free_port()
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", self.port))
+        self._listener.listen(128)
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self._held.append(self._listener.accept()[0])
+            except OSError:
+                return
+
+    def stop(self) -> None:
+        for s in [self._listener, *self._held]:
+            s.close()

@@ -3,6 +3,7 @@ database gone for a moment, broken model files, a crashing training run. Nothing
 is done twice, and the service comes back by itself."""
 
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -15,6 +16,7 @@ from classifier import inference, retraining, services, tasks
 from classifier.models import ModelVersion, Photo, TrainingRun
 from tests.conftest import PHOTOS, sample_photo
 from tests.processes import (
+    SilentServer,
     TcpProxy,
     app_env,
     database_url,
@@ -91,6 +93,56 @@ def test_an_upload_while_the_broker_is_down_is_kept_queued_and_classified_when_i
     finally:
         web.stop()
     assert Photo.objects.get(pk=photo["id"]).predictions.count() == 1
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("redis", ["refusing", "hanging"])
+def test_with_redis_down_or_hung_pages_and_the_api_answer_and_uploads_wait_queued(
+        settings, tmp_path, user, redis):
+    """One Redis is the cache (the throttles' counters) and the broker, as in docker-compose.yml.
+    Down, or hung without a word, it must not take the site with it: pages and API calls answer
+    (the throttles count nothing meanwhile) and an upload is stored, queued for the sweep."""
+    require_services()
+    silent = SilentServer() if redis == "hanging" else None
+    redis_url, web_port = f"redis://127.0.0.1:{silent.port if silent else free_port()}", free_port()
+    env = app_env(settings, tmp_path, CACHE_URL=f"{redis_url}/1", CELERY_BROKER_URL=f"{redis_url}/0")
+    token = Token.objects.create(user=user).key
+    base, auth = f"http://127.0.0.1:{web_port}", {"Authorization": f"Token {token}"}
+    web = start_web(env, tmp_path / "web.log", web_port)
+    browser = requests.Session()
+    try:
+        started = time.monotonic()
+        with sample_photo().open("rb") as f:
+            upload = requests.post(f"{base}/api/photos/", files={"files": f}, headers=auth, timeout=30)
+        listing = requests.get(f"{base}/api/photos/", headers=auth, timeout=30)
+        photo_id = upload.json()["results"][0]["photo"]["id"] if upload.status_code == 201 else 0
+        waited = requests.get(f"{base}/api/photos/{photo_id}/?wait=1", headers=auth, timeout=30)
+        browser.get(f"{base}/signup/", timeout=30)
+        signup = browser.post(f"{base}/signup/", timeout=30, allow_redirects=False, data={
+            "username": "citra", "password1": "onde-onde-wijen-9", "password2": "onde-onde-wijen-9",
+            "csrfmiddlewaretoken": browser.cookies["csrftoken"]})
+        browser.get(f"{base}/upload/", timeout=30)
+        with sample_photo("kue_putri_salju").open("rb") as f:
+            page_upload = browser.post(f"{base}/upload/", files={"photos": f}, timeout=30,
+                                       allow_redirects=False,
+                                       data={"csrfmiddlewaretoken": browser.cookies["csrftoken"]})
+        home = browser.get(f"{base}/", timeout=30)
+        elapsed = time.monotonic() - started
+    finally:
+        web.stop()
+        if silent:
+            silent.stop()
+
+    assert upload.status_code == 201, web.tail()
+    assert listing.status_code == 200 and listing.json()["count"] == 1
+    assert waited.status_code == 200 and waited.json()["status"] == "queued"
+    assert signup.status_code == 302 and page_upload.status_code == 302, web.tail()
+    assert home.status_code == 200 and "Signed in as <strong>citra</strong>" in home.text
+    assert sorted(Photo.objects.values_list("owner__username", "status")) == [
+        ("ayu", "queued"), ("citra", "queued")]
+    # a hung Redis costs the first cache call its timeout (1 s), then the cache is left alone for
+    # a while; each publish gives up after three tries of 2 s
+    assert elapsed < (20 if silent else 10)
 
 
 def postgres_address(settings) -> tuple[str, int]:
@@ -239,6 +291,36 @@ def test_a_crashing_training_run_is_marked_failed_and_the_active_model_stays(adm
     run.refresh_from_db()
     assert run.status == "failed" and "MemoryError: out of memory while refitting" in run.error
     assert ModelVersion.objects.get(is_active=True) == active and ModelVersion.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("cut", ["during the run", "as it ends"])
+def test_a_run_whose_database_connection_was_cut_still_records_how_it_ended(admin_user, monkeypatch, cut):
+    """A long run's connection may be cut meanwhile (a database restart): its last write then goes
+    through on a new connection, instead of leaving the run `running` and every new run refused."""
+    import psycopg
+    from django.db import connection
+
+    require_services()
+    monkeypatch.setattr(tasks.train_model, "apply_async", lambda *a, **k: None)
+    run = services.training_run_start(user=admin_user)
+    active = ModelVersion.objects.get(is_active=True)
+
+    def cut_connection_then(run):
+        with psycopg.connect(database_url(), autocommit=True) as other:
+            other.execute("select pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+        if cut == "during the run":
+            ModelVersion.objects.count()  # the run's next query finds the connection gone
+        return active
+
+    monkeypatch.setattr(retraining, "execute", cut_connection_then)
+    tasks.train_model(run.pk)
+
+    run.refresh_from_db()
+    if cut == "during the run":
+        assert run.status == "failed" and "OperationalError" in run.error
+    else:
+        assert run.status == "succeeded" and run.result_version == active
 
 
 @pytest.mark.django_db
