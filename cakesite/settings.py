@@ -91,6 +91,10 @@ DATABASES = {
         conn_health_checks=envbool("DB_CONN_HEALTH_CHECKS", True),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database that hangs instead of refusing (a partition, a stopped server): a new connection
+    # gives up after these seconds, and the request gets the 503 page instead of waiting as long.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = envint("DB_CONNECT_TIMEOUT", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web process and the worker write at once: wait for the lock instead of failing.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}

@@ -29,3 +29,4 @@ urlpatterns = [
 # any view: this page says what the limit is (the rest as Django's own 400). With DEBUG on, Django
 # shows its technical 400 page instead and never calls it.
 handler400 = "classifier.views.bad_request"
+handler500 = "classifier.views.server_error"  # the site's page; JSON under /api/

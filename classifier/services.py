@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.http import Http404
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
@@ -147,16 +147,28 @@ def photo_create(*, owner, upload: UploadedFile) -> Photo:
     return photo
 
 
+NOT_STORED = "Not stored: the server could not store it just now (nothing of it was kept); send it again."
+
+
 def photos_create(*, owner, uploads: list[UploadedFile]
                   ) -> list[tuple[UploadedFile, Photo | None, list[str]]]:
     """Store each upload on its own: (upload, photo or None, error messages). One bad file never
-    loses the good ones."""
+    loses the good ones. Nor does the server failing midway (the database gone, a full disk): the
+    photos stored so far are reported as stored, this one and the rest as not (an error for the
+    whole request would have the client send the stored ones again). Failing on the first photo,
+    it raises: nothing was stored."""
     results = []
-    for upload in uploads:
+    for i, upload in enumerate(uploads):
         try:
             results.append((upload, photo_create(owner=owner, upload=upload), []))
         except ValidationError as exc:
             results.append((upload, None, exc.messages))
+        except (DatabaseError, OSError):
+            if not any(photo for _, photo, _ in results):
+                raise
+            log.exception("storing upload %s of %s failed; the rest is not stored", i + 1, len(uploads))
+            results += [(rest, None, [NOT_STORED]) for rest in uploads[i:]]
+            break
     return results
 
 

@@ -17,12 +17,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import defaults
+from django.views.decorators.csrf import requires_csrf_token
 from django.views.decorators.http import require_GET, require_http_methods
 from rest_framework.throttling import SimpleRateThrottle, UserRateThrottle
 
 from classifier import files, plots, selectors, services
 from classifier.cakes import catalogue
 from classifier.forms import GalleryFilterForm, SignUpForm, UploadForm, too_many_files_message
+from classifier.middleware import refusal
 from classifier.models import Feedback, ModelVersion, Photo, TrainingRun
 
 PAGE_SIZE = 24
@@ -125,6 +127,14 @@ def upload_page(request: HttpRequest, context: dict, status: int) -> HttpRespons
     """The upload page; its script words a result below UNSURE_BELOW as the gallery does."""
     return render(request, "classifier/upload.html", {**context, "unsure_below": settings.UNSURE_BELOW},
                   status=status)
+
+
+@requires_csrf_token  # as Django's own: its page may show a form
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's 500 (the error is logged as ever), as the site's page, and in the API's error shape
+    under /api/. The signed-in user is not looked up: the database may be why it failed."""
+    message = "Something went wrong on our side; it has been logged. Try again in a moment."
+    return refusal(request, 500, "server_error", message, "500.html", with_user=False)
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -145,6 +145,84 @@ def test_with_redis_down_or_hung_pages_and_the_api_answer_and_uploads_wait_queue
     assert elapsed < (20 if silent else 10)
 
 
+def four_photos() -> list[SimpleUploadedFile]:
+    return [SimpleUploadedFile(f"{i}.jpg", sample_photo().read_bytes()) for i in range(4)]
+
+
+def files_under(folder) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("fault", ["the disk is full", "the database is gone"])
+def test_an_upload_the_server_fails_midway_says_which_photos_were_stored(
+        settings, user, enqueued, monkeypatch, fault):
+    """A 20-photo upload cut off after a few: answered as one error, the client would send the
+    stored ones again. It says which are stored, and which to send again."""
+    from django import db
+    from django.core.files.storage import FileSystemStorage
+    from rest_framework.test import APIClient
+
+    if fault == "the database is gone":
+        import psycopg
+
+        require_services()
+        photo_save = Photo.save
+
+        def save_cut_off_at_the_third(photo, *args, **kwargs):
+            if Photo.objects.count() == 2:
+                backend = db.connection.connection.info.backend_pid
+                with psycopg.connect(database_url(), autocommit=True) as other:
+                    other.execute("select pg_terminate_backend(%s)", [backend])
+            return photo_save(photo, *args, **kwargs)
+
+        monkeypatch.setattr(Photo, "save", save_cut_off_at_the_third)
+    else:
+        storage_save, saved = FileSystemStorage._save, []
+
+        def disk_full_at_the_third(storage, name, content):
+            if len(saved) == 4:  # two files (the photo, its thumbnail) for each photo stored
+                raise OSError(28, "No space left on device")
+            saved.append(name)
+            return storage_save(storage, name, content)
+
+        monkeypatch.setattr(FileSystemStorage, "_save", disk_full_at_the_third)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+
+    response = api.post("/api/photos/", {"files": four_photos()}, format="multipart")
+    db.close_old_connections()  # what the end of a request does (the test client does not)
+
+    assert response.status_code == 201
+    results = response.json()["results"]
+    stored = [r["photo"]["id"] for r in results if r["photo"]]
+    assert [r["file"] for r in results] == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
+    assert len(stored) == 2 and [r["errors"] for r in results[2:]] == [[services.NOT_STORED]] * 2
+    assert sorted(Photo.objects.values_list("pk", flat=True)) == sorted(stored) == sorted(enqueued)
+    assert len(files_under(settings.MEDIA_ROOT)) == 4  # the two stored photos' files, no orphan
+
+
+@pytest.mark.django_db
+def test_an_error_on_the_server_side_is_a_page_on_the_site_and_the_api_error_shape_under_api(
+        client, user, enqueued, monkeypatch, settings):
+    from django.core.files.storage import FileSystemStorage
+
+    def disk_full(*_args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(FileSystemStorage, "_save", disk_full)
+    client.force_login(user)
+    client.raise_request_exception = False  # as a server answers: with handler500
+
+    api = client.post("/api/photos/", {"files": four_photos()})
+    page = client.post("/upload/", {"photos": four_photos()})
+
+    assert api.status_code == 500 and api.json()["error"]["code"] == "server_error"
+    assert "it has been logged" in api.json()["error"]["message"]
+    assert page.status_code == 500 and "Something went wrong" in page.content.decode()
+    assert Photo.objects.count() == 0 and files_under(settings.MEDIA_ROOT) == []
+
+
 def postgres_address(settings) -> tuple[str, int]:
     """Where the test database's server listens, for a proxy in front of it."""
     return (settings.DATABASES["default"]["HOST"] or "127.0.0.1",
@@ -185,6 +263,29 @@ def test_while_the_database_is_unreachable_requests_get_a_clear_503_and_then_it_
     assert api.headers["Retry-After"] == "5"
     assert page.status_code == 503 and "briefly unavailable" in page.text
     assert after == [200] * 12, web.tail()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_database_that_hangs_instead_of_refusing_gets_the_same_503_in_bounded_time(
+        settings, tmp_path, user):
+    require_services()
+    silent, port = SilentServer(), free_port()
+    env = app_env(settings, tmp_path, DATABASE_URL=database_url(port=silent.port), DB_CONNECT_TIMEOUT="2")
+    token = Token.objects.create(user=user).key
+    web = start_web(env, tmp_path / "web.log", port)
+    try:
+        started = time.monotonic()
+        api = requests.get(f"http://127.0.0.1:{port}/api/photos/", timeout=30,
+                           headers={"Authorization": f"Token {token}"})
+        page = requests.get(f"http://127.0.0.1:{port}/", timeout=30)
+        elapsed = time.monotonic() - started
+    finally:
+        web.stop()
+        silent.stop()
+
+    assert api.status_code == 503 and api.json()["error"]["code"] == "unavailable", web.tail()
+    assert page.status_code == 503 and "briefly unavailable" in page.text
+    assert elapsed < 10  # each request gave up connecting after DB_CONNECT_TIMEOUT (2 s)
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
