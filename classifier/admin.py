@@ -116,12 +116,33 @@ class PredictionInline(admin.TabularInline):
 
 @admin.register(Photo)
 class PhotoAdmin(admin.ModelAdmin):
+    """Photos come in through the site or the API, which check, thumbnail and queue them. Here they
+    are read, filtered, deleted, and failed ones queued again (after a model outage, say); their
+    files and status follow the product's rules, not a hand edit (a photo made `done` by hand would
+    have no result, a file swapped would skip the checks)."""
+
     list_display = ["id", "preview", "owner", "status", "width", "height", "created"]
     list_filter = ["status", "created", "image_format"]
     search_fields = ["owner__username", "sha256", "original_name"]
-    readonly_fields = ["preview", "sha256", "width", "height", "image_format", "created", "updated"]
-    raw_id_fields = ["owner"]
+    readonly_fields = ["preview", "owner", "image", "thumbnail", "status", "error", "sha256", "width",
+                       "height", "image_format", "created", "updated"]
     inlines = [PredictionInline]
+    actions = ["retry_failed"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Classify the selected failed photos again", permissions=["change"])
+    def retry_failed(self, request, queryset):
+        retried = 0
+        for photo in queryset.filter(status=Photo.Status.FAILED):
+            try:
+                services.photo_retry(photo)
+            except ValidationError:  # retried meanwhile (by its owner)
+                continue
+            retried += 1
+        self.message_user(request, f"{retried} failed photo{'s' if retried != 1 else ''} queued again; "
+                                   "the others were not failed.", messages.SUCCESS)
 
     @admin.display(description="photo")
     def preview(self, obj: Photo) -> str:

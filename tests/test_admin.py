@@ -3,6 +3,7 @@
 import pytest
 from django.urls import reverse
 
+from classifier.models import Photo
 from tests.test_photo_pages import make_photo
 
 pytestmark = pytest.mark.django_db
@@ -195,3 +196,24 @@ def test_a_transaction_that_rolls_back_a_deletion_keeps_the_files(user, settings
         raise RuntimeError("something later in the same request failed")
 
     assert len(media_files(settings)) == 3
+
+
+def test_failed_photos_are_queued_again_from_the_admin_where_nothing_is_edited_by_hand(
+        admin_client, user, enqueued, django_capture_on_commit_callbacks):
+    """After a model outage failed a batch of photos, staff queue them again at once, instead of
+    each owner pressing retry. A photo's status and files follow the product's rules only."""
+    failed = [make_photo(user, status="failed") for _ in range(2)]
+    done = make_photo(user, status="done", label="kue_lapis")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(reverse("admin:classifier_photo_changelist"), {
+            "action": "retry_failed", "_selected_action": [p.pk for p in [*failed, done]]}, follow=True)
+
+    assert "2 failed photos queued again; the others were not failed." in response.content.decode()
+    assert sorted(enqueued) == sorted(p.pk for p in failed)
+    statuses = dict(Photo.objects.values_list("pk", "status"))
+    assert [statuses[p.pk] for p in failed] == ["queued", "queued"] and statuses[done.pk] == "done"
+
+    assert admin_client.get(reverse("admin:classifier_photo_add")).status_code == 403
+    change = admin_client.get(reverse("admin:classifier_photo_change", args=[done.pk])).content.decode()
+    assert all(f'name="{field}"' not in change for field in ["status", "error", "image", "owner"])
