@@ -620,14 +620,17 @@ def test_the_count_of_waits_lives_as_long_as_the_waits_that_keep_coming(monkeypa
     from contextlib import ExitStack
     from types import SimpleNamespace
 
-    from django.core.cache.backends import locmem
+    from django.core.cache.backends import base, locmem
     from rest_framework.exceptions import Throttled
 
     from classifier.api.views import MAX_WAIT_S, waiting_slot
 
     settings.LONG_POLLS_PER_USER = 2
     clock = [1000.0]
-    monkeypatch.setattr(locmem, "time", SimpleNamespace(time=lambda: clock[0]))  # the cache's clock
+    fake_time = SimpleNamespace(time=lambda: clock[0])
+    # The cache's clock: Django's base cache computes an expiry, locmem reads it.
+    monkeypatch.setattr(base, "time", fake_time)
+    monkeypatch.setattr(locmem, "time", fake_time)
     with ExitStack() as waits:
         waits.enter_context(waiting_slot(7))
         clock[0] += 1.5 * MAX_WAIT_S  # a second wait, the first still open
@@ -670,3 +673,185 @@ def test_only_ascii_digits_name_a_version_or_a_run(admin_user, collection):
 
     assert api.get(f"/api/{collection}/{pk}/").status_code == 200
     assert api.get(f"/api/{collection}/{arabic}/").status_code == 404
+
+
+def test_revoking_a_token_signs_out_only_its_own_user(user, other_user):
+    mine, theirs = APIClient(), APIClient()
+    mine.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    theirs.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=other_user).key}")
+
+    revoked = mine.delete("/api/auth/token/")
+
+    assert revoked.status_code == 204
+    assert mine.get("/api/photos/").status_code == 401
+    assert theirs.get("/api/photos/").status_code == 200  # another user's client is not signed out
+
+
+@pytest.mark.parametrize("kind", ["image", "thumbnail", "heatmap"])
+def test_a_photos_files_are_never_sniffed_as_another_type(api, client, user, settings, kind):
+    """A browser that guessed a type from the bytes could run an uploaded file as a page: the files
+    carry their own header, also where the site-wide one is turned off (say, left to a proxy)."""
+    settings.SECURE_CONTENT_TYPE_NOSNIFF = False
+    photo = make_photo(user, status="done", label="kue_lapis")
+    client.force_login(user)
+
+    assert "X-Content-Type-Options" not in client.get("/photos/")  # the site-wide header is off
+    for response in (api.get(f"/api/photos/{photo.pk}/{kind}/"), client.get(f"/photos/{photo.pk}/{kind}/")):
+        assert response.status_code == 200
+        assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def settle_with_a_prediction(photo):
+    version = ModelVersion.objects.get(is_active=True)
+    services.prediction_record(photo=photo, version_id=version.pk, probabilities={"kue_lapis": 0.9},
+                               label="kue_lapis", confidence=0.9, inference_ms=5.0)
+
+
+@pytest.mark.parametrize("worker_step, status", [
+    (services.photo_start, "processing"),
+    (settle_with_a_prediction, "done"),
+    (lambda photo: services.photo_fail(photo, "The photo could not be read."), "failed"),
+], ids=["started", "classified", "failed"])
+def test_a_client_polling_with_the_etag_sees_each_step_of_the_worker(api, user, worker_step, status):
+    """The worker's status changes move the ETag: a poller is never told 304 about a photo that moved."""
+    photo = make_photo(user)
+    etag = api.get(f"/api/photos/{photo.pk}/")["ETag"]
+
+    worker_step(photo)
+    polled = api.get(f"/api/photos/{photo.pk}/", HTTP_IF_NONE_MATCH=etag)
+
+    assert polled.status_code == 200 and polled.json()["status"] == status
+    assert polled["ETag"] != etag
+
+
+def test_an_answer_changes_the_photos_etag(api, user):
+    """Another tab (or device) holding the photo's ETag learns of the answer given meanwhile."""
+    photo = make_photo(user, status="done", label="kue_lapis")
+    etag = api.get(f"/api/photos/{photo.pk}/")["ETag"]
+
+    assert api.put(f"/api/photos/{photo.pk}/feedback/", {"label": "kue_lumpur"}).status_code == 200
+    polled = api.get(f"/api/photos/{photo.pk}/", HTTP_IF_NONE_MATCH=etag)
+
+    assert polled.status_code == 200 and polled.json()["feedback"]["label"] == "kue_lumpur"
+
+
+def test_a_failed_photo_says_why_in_the_api(api, user):
+    photo = make_photo(user)
+    services.photo_fail(photo, "The photo could not be read: truncated")
+
+    body = api.get(f"/api/photos/{photo.pk}/").json()
+
+    assert body["status"] == "failed" and body["error"] == "The photo could not be read: truncated"
+
+
+def test_the_confidence_and_date_filters_at_their_exact_bounds(api, user):
+    """confidence_min takes its bound (like confidence_max); created_before is strictly before and
+    created_after from the moment on, so consecutive windows never count a photo twice."""
+    from datetime import UTC, datetime
+
+    half = make_photo(user, status="done", label="kue_lapis", confidence=0.5)
+    surer = make_photo(user, status="done", label="kue_serabi", confidence=0.75)
+    noon = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
+    Photo.objects.filter(pk=half.pk).update(created=noon - timedelta(seconds=1))
+    Photo.objects.filter(pk=surer.pk).update(created=noon)
+
+    def ids(**params):
+        response = api.get("/api/photos/", params)
+        assert response.status_code == 200
+        return [p["id"] for p in response.json()["results"]]
+
+    assert ids(confidence_min=0.5) == [surer.pk, half.pk]
+    assert ids(confidence_min=0.75) == [surer.pk]
+    assert ids(created_before="2026-03-02T12:00:00Z") == [half.pk]
+    assert ids(created_after="2026-03-02T12:00:00Z") == [surer.pk]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the worker: a thread
+def test_a_long_poll_that_sends_the_queued_photos_etag_gets_the_result_once_it_settles(api, user):
+    """The answer after a wait is the photo as it is then, with its new ETag: not a 304 for the ETag
+    the client had before the wait (which would leave it without the result it waited for)."""
+    photo = make_photo(user)
+    etag = api.get(f"/api/photos/{photo.pk}/")["ETag"]
+
+    def worker_settles_it():
+        time.sleep(0.5)
+        settle_with_a_prediction(photo)
+        connection.close()
+
+    worker = threading.Thread(target=worker_settles_it)
+    worker.start()
+    try:
+        response = api.get(f"/api/photos/{photo.pk}/?wait=10", HTTP_IF_NONE_MATCH=etag)
+    finally:
+        worker.join()
+
+    assert response.status_code == 200 and response.json()["status"] == "done"
+    assert response["ETag"] != etag
+    assert api.get(f"/api/photos/{photo.pk}/", HTTP_IF_NONE_MATCH=response["ETag"]).status_code == 304
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_long_poll_on_postgresql_for_a_photo_already_done_answers_at_once(api, user):
+    """No notification will come for a photo that has settled: the request must not wait for one."""
+    needs_postgresql()
+    photo = make_photo(user, status="done", label="kue_lapis")
+
+    started = time.monotonic()
+    response = api.get(f"/api/photos/{photo.pk}/?wait=5")
+
+    assert response.status_code == 200 and response.json()["status"] == "done"
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_photo_deleted_through_the_api_ends_another_clients_long_poll_with_a_404(api, user):
+    """The owner deletes the photo on one device while another waits for its result."""
+    needs_postgresql()
+    photo = make_photo(user)
+
+    def owner_deletes_it_elsewhere():
+        time.sleep(1.0)
+        other_device = APIClient()
+        other_device.force_authenticate(user)
+        assert other_device.delete(f"/api/photos/{photo.pk}/").status_code == 204
+        connection.close()
+
+    owner = threading.Thread(target=owner_deletes_it_elsewhere)
+    owner.start()
+    started = time.monotonic()
+    try:
+        response = api.get(f"/api/photos/{photo.pk}/?wait=10")
+        waited = time.monotonic() - started
+    finally:
+        owner.join()
+
+    assert response.status_code == 404
+    assert 0.5 < waited < 5  # woken by the deletion, long before the 10 s wait ends
+
+
+@pytest.mark.parametrize("write", ["feedback", "retry"])
+def test_a_photo_deleted_in_another_tab_just_after_an_api_write_is_a_404_not_a_server_error(
+        user, monkeypatch, enqueued, write):
+    """The answer or the retry is stored, then the photo is deleted before the view reads it back
+    for its response: the client is told the photo is gone, as any later request would tell it."""
+    photo = make_photo(user, status="done" if write == "feedback" else "failed",
+                       label="kue_lapis" if write == "feedback" else None)
+    service = "feedback_record" if write == "feedback" else "photo_retry"
+    stored = getattr(services, service)
+
+    def stored_then_deleted_in_another_tab(*args, **kwargs):
+        result = stored(*args, **kwargs)
+        services.photo_delete(Photo.objects.get(pk=photo.pk))
+        return result
+
+    monkeypatch.setattr(services, service, stored_then_deleted_in_another_tab)
+    api = APIClient()
+    api.force_authenticate(user)
+
+    if write == "feedback":
+        response = api.put(f"/api/photos/{photo.pk}/feedback/", {"label": "kue_lumpur"}, format="json")
+    else:
+        response = api.post(f"/api/photos/{photo.pk}/retry/")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["message"] == "The photo no longer exists."

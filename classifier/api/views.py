@@ -295,7 +295,7 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         data = serializers.FeedbackInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.feedback_record(photo=photo, user=request.user, label=data.validated_data["label"])
-        return Response(self.get_serializer(self.get_queryset().get(pk=photo.pk)).data)
+        return Response(self.get_serializer(self.read_again(photo)).data)
 
     @extend_schema(summary="Queue a failed photo again", request=None,
                    responses={202: serializers.PhotoSerializer, 400: ERROR, **WRITE_ERRORS})
@@ -303,8 +303,15 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     def retry(self, request, pk=None):
         photo = self.get_object()
         services.photo_retry(photo)
-        return Response(self.get_serializer(self.get_queryset().get(pk=photo.pk)).data,
-                        status=status.HTTP_202_ACCEPTED)
+        return Response(self.get_serializer(self.read_again(photo)).data, status=status.HTTP_202_ACCEPTED)
+
+    def read_again(self, photo: Photo) -> Photo:
+        """The photo as a write left it, for the answer; a 404 if it was deleted just after (in
+        another tab, say), as any later request would say."""
+        photo = self.get_queryset().filter(pk=photo.pk).first()
+        if photo is None:
+            raise NotFound("The photo no longer exists.")
+        return photo
 
     @extend_schema(summary="Photos still without feedback, least certain first: the review queue",
                    description="Done photos with no confirmation or correction yet, ordered by the "
