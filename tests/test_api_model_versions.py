@@ -154,3 +154,27 @@ def test_staff_read_users_accuracy_per_version_and_day(user, admin_user):
     assert [(r["version"], r["reviewed"], r["confirmed"]) for r in rows] == [("kue-mobilenetv2", 2, 1)]
     api.force_authenticate(user)
     assert api.get("/api/model-versions/accuracy-by-day/").status_code == 403
+
+
+def test_an_answer_counts_on_the_day_it_was_last_changed(user, admin_user):
+    """A photo confirmed days ago and corrected today is today's correction: the chart follows what
+    users think of a version now, not when they first looked."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from classifier.models import Feedback
+    from tests.test_photo_pages import make_photo
+
+    photo = make_photo(user, status="done", label="kue_lapis")
+    services.feedback_record(photo=photo, user=user, label="kue_lapis")
+    days_ago = timezone.now() - timedelta(days=3)
+    Feedback.objects.update(created=days_ago, updated=days_ago)  # confirmed three days ago
+    services.feedback_record(photo=photo, user=user, label="kue_klepon")  # corrected today
+    api = APIClient()
+    api.force_authenticate(admin_user)
+
+    rows = api.get("/api/model-versions/accuracy-by-day/").json()
+
+    assert rows == [{"version": "kue-mobilenetv2", "day": timezone.localdate().isoformat(),
+                     "reviewed": 1, "confirmed": 0}]

@@ -48,10 +48,11 @@ def animated_gif() -> bytes:
     return encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
 
 
-def exif_rotated_jpeg() -> bytes:
-    """A 200x100 JPEG whose EXIF says: turn it a quarter (orientation 6) to show it upright."""
+def exif_rotated_jpeg(orientation: int = 6) -> bytes:
+    """A 200x100 JPEG whose EXIF says: turn it a quarter to show it upright (orientation 6 and 8;
+    5 and 7 mirror it too, as a phone's front camera may)."""
     exif = Image.Exif()
-    exif[0x0112] = 6
+    exif[0x0112] = orientation
     return encoded(photo_like((200, 100)), "JPEG", exif=exif.tobytes())
 
 
@@ -81,6 +82,17 @@ def png_with_a_short_header() -> bytes:
     return whole[:8] + struct.pack(">I", 12) + whole[12:]  # IHDR says 12 bytes long instead of 13
 
 
+def png_with_a_broken_chunk_inside_its_pixels() -> bytes:
+    """A PNG whose header is whole but whose pixel data runs into a chunk with no valid type: Pillow
+    opens it, then raises SyntaxError ("broken PNG file") while decoding."""
+    pixels = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    data = zlib.compress(b"".join(b"\0" + row.tobytes() for row in pixels))
+    ihdr = struct.pack(">IIBBBBB", 64, 64, 8, 2, 0, 0, 0)
+    half = len(data) // 2
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", data[:half])
+            + png_chunk(b"\0\0\0\0", data[half:]) + png_chunk(b"IEND", b""))
+
+
 def mpo_jpeg() -> bytes:
     """A phone's JPEG with a second, smaller picture after the first (Pillow's format: MPO)."""
     img = photo_like()
@@ -101,6 +113,9 @@ REFUSED = {
     "decompression bomb": ("bomb.png", png_header_only(40_000, 40_000), "too large to decode safely"),
     "too many pixels": ("huge.png", png_header_only(9_000, 9_000), "at most 40 megapixels"),
     "1x1 image": ("dot.png", png_bytes((1, 1)), "at least 32 pixels"),
+    "400x8 strip": ("strip.png", png_bytes((400, 8)), "at least 32 pixels on each side"),  # long, yet thin
+    "PNG broken inside its pixels": ("broken.png", png_with_a_broken_chunk_inside_its_pixels(),
+                                     "not an image we can read"),
     "SVG with a script": ("drawing.svg", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script>'
                                          b'<rect width="10" height="10"/></svg>', "not an image we can read"),
     "TIFF": ("scan.tif", encoded(photo_like(), "TIFF"), "TIFF images are not supported"),
@@ -116,6 +131,8 @@ ACCEPTED = {
     "16-bit PNG": ("deep.png", sixteen_bit_png(), "png", (100, 80)),
     "palette PNG with transparency": ("icon.png", palette_png_with_transparency(), "png", (120, 90)),
     "EXIF-rotated JPEG": ("phone.jpg", exif_rotated_jpeg(), "jpg", (100, 200)),
+    "EXIF-rotated and mirrored JPEG (5)": ("selfie5.jpg", exif_rotated_jpeg(5), "jpg", (100, 200)),
+    "EXIF-rotated and mirrored JPEG (7)": ("selfie7.jpg", exif_rotated_jpeg(7), "jpg", (100, 200)),
     "JPEG with a second picture (MPO)": ("IMG_0001.jpg", mpo_jpeg(), "jpg", (120, 90)),
 }
 

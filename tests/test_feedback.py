@@ -1,12 +1,16 @@
 """Confirming and correcting labels on the website, the review queue and the feedback counters."""
 
+import threading
+
 import pytest
+from django.db import connection
 from django.http import Http404
 from django.urls import reverse
 from rest_framework.test import APIClient
 
 from classifier import selectors, services
 from classifier.models import Feedback, ModelVersion, Photo
+from tests.test_api_photos import needs_postgresql
 from tests.test_photo_pages import make_photo
 
 pytestmark = pytest.mark.django_db
@@ -243,3 +247,67 @@ def test_an_answer_by_staff_is_not_called_the_owners(client, user, django_user_m
     assert "by the answers on your photos" in review
     client.force_login(chef)
     assert "by the answers on everyone's photos" in client.get("/review/").content.decode()
+
+
+def test_staff_who_may_only_view_photos_get_no_answer_form_on_others_photos(client, user, staff):
+    """They would only be refused on sending it; the owner gets the form, on the photo's page and in
+    the review queue."""
+    photo = make_photo(user, status="done", label="kue_lapis", confidence=0.5)
+    form = f'action="{reverse("photo-feedback", args=[photo.pk])}"'
+
+    client.force_login(staff)
+    staff_page = client.get(photo.get_absolute_url()).content.decode()
+    staff_queue = client.get(reverse("review")).content.decode()
+    client.force_login(user)
+    owner_page = client.get(photo.get_absolute_url()).content.decode()
+    owner_queue = client.get(reverse("review")).content.decode()
+
+    assert "Kue Lapis" in staff_page and f'href="/photos/{photo.pk}/"' in staff_queue  # they see it
+    assert form not in staff_page and "Is it right?" not in staff_page
+    assert form not in staff_queue and "Yes, it is Kue Lapis" not in staff_queue
+    assert form in owner_page and "Is it right?" in owner_page
+    assert form in owner_queue and "Yes, it is Kue Lapis" in owner_queue
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # two requests at once: threads
+def test_an_answer_racing_the_photos_deletion_is_never_a_server_error(client, user, monkeypatch):
+    """The owner deletes the photo in one tab while the answer from another is being written: the
+    answer is stored and goes with the photo, or finds it gone (404); never a 500 from an answer
+    written for a photo deleted under it."""
+    needs_postgresql()
+    photo = make_photo(user, status="done", label="kue_lapis")
+    answer_checked, deleted = threading.Event(), threading.Event()
+    latest_prediction = selectors.latest_prediction
+
+    def answer_checked_then_slow(photo_):  # the answer has read the photo; the deletion comes now
+        if threading.current_thread() is answering:
+            answer_checked.set()
+            deleted.wait(2)  # it cannot come while the answer holds the photo
+        return latest_prediction(photo_)
+
+    monkeypatch.setattr(selectors, "latest_prediction", answer_checked_then_slow)
+    outcomes = {}
+
+    def request(name, path, data):
+        tab = type(client)()
+        tab.force_login(user)
+        try:
+            outcomes[name] = tab.post(path, data).status_code
+        except Exception as exc:  # noqa: BLE001 - the outcome under test
+            outcomes[name] = exc
+        finally:
+            if name == "delete":
+                deleted.set()
+            connection.close()
+
+    answering = threading.Thread(target=request, args=(
+        "answer", reverse("photo-feedback", args=[photo.pk]), {"label": "kue_lumpur"}))
+    deleting = threading.Thread(target=request, args=("delete", reverse("photo-delete", args=[photo.pk]), {}))
+    answering.start()
+    assert answer_checked.wait(10)
+    deleting.start()
+    answering.join(30)
+    deleting.join(30)
+
+    assert outcomes["answer"] in (302, 404) and outcomes["delete"] == 302, outcomes
+    assert not Photo.objects.filter(pk=photo.pk).exists() and not Feedback.objects.exists()

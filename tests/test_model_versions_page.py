@@ -110,3 +110,33 @@ def test_the_confusion_matrix_is_also_a_table_for_who_cannot_see_the_picture(cli
     assert cells == matrix[serabi] and sum(cells) == 20
     assert page.index("test (162 photos)") < page.index("validation (")  # the benchmark first, on any DB
     assert "<caption>Rows: the cake it was; columns: the cake the model said</caption>" in page
+
+
+def test_the_newest_version_comes_first(client, root):
+    from datetime import timedelta
+
+    shipped = ModelVersion.objects.get(is_active=True)
+    older = ModelVersion.objects.create(name="kue-v0", path=shipped.path, labels=shipped.labels)
+    ModelVersion.objects.filter(pk=older.pk).update(created=shipped.created - timedelta(days=30))
+    ModelVersion.objects.create(name="kue-v2", path=shipped.path, labels=shipped.labels)
+    client.force_login(root)
+
+    page = client.get(reverse("model-versions")).content.decode()
+
+    headings = [page.index(f"<h2>{name}") for name in ("kue-v2", "kue-mobilenetv2", "kue-v0")]
+    assert headings == sorted(headings)
+
+
+def test_a_version_without_training_curves_shows_no_broken_curves_picture(client, root, tmp_path):
+    """A head refit draws no curves: the page must not point at a picture that is a 404."""
+    shipped = ModelVersion.objects.get(is_active=True)
+    (tmp_path / "refit").mkdir()  # its folder, without training_curves.png
+    refit = ModelVersion.objects.create(name="kue-refit", path=str(tmp_path / "refit"), labels=shipped.labels)
+    client.force_login(root)
+
+    page = client.get(reverse("model-versions")).content.decode()
+
+    assert client.get(reverse("model-version-curves", args=[refit.pk])).status_code == 404
+    assert "<h2>kue-refit" in page and "Training curves of kue-refit" not in page
+    assert reverse("model-version-curves", args=[refit.pk]) not in page
+    assert reverse("model-version-curves", args=[shipped.pk]) in page  # the shipped version has them

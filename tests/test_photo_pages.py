@@ -277,6 +277,20 @@ def test_without_javascript_a_page_with_photos_in_the_queue_offers_a_reload(clie
     assert refresh not in client.get(reverse("gallery")).content.decode()
 
 
+def test_a_photo_being_classified_is_shown_as_on_its_way_like_a_queued_one(client, user):
+    """The page keeps asking for the result (and offers a reload without JavaScript) until it is there."""
+    photo = make_photo(user)
+    services.photo_start(photo)
+    client.force_login(user)
+
+    page = client.get(photo.get_absolute_url()).content.decode()
+    gallery = client.get(reverse("gallery")).content.decode()
+
+    assert 'data-status="processing" data-pending' in page and "Processing…" in page
+    assert '<a href="">reload this page</a>' in page and '<a href="">reload this page</a>' in gallery
+    assert f'data-photo="{photo.pk}" data-pending' in gallery
+
+
 def test_a_photo_whose_file_is_gone_is_a_404(client, user):
     photo = make_photo(user)
     client.force_login(user)

@@ -65,6 +65,69 @@ def test_the_api_starts_lists_and_follows_runs_for_staff_only(user, admin_user, 
     assert user_api.post("/api/training-runs/", {}, format="json").status_code == 403
 
 
+def test_a_run_started_through_the_api_without_options_is_a_fast_one_that_activates_nothing(
+        admin_user, started_runs):
+    """Promotion stays a person's decision unless they ask for it; the quick mode is the default."""
+    api = APIClient()
+    api.force_authenticate(admin_user)
+
+    created = api.post("/api/training-runs/", {}, format="json")
+
+    assert created.status_code == 201
+    assert (created.json()["mode"], created.json()["auto_activate"]) == ("fast", False)
+    run = TrainingRun.objects.get()
+    assert (run.mode, run.auto_activate) == ("fast", False)
+
+
+def test_the_runs_are_filtered_by_status(admin_user):
+    version = ModelVersion.objects.get(is_active=True)
+    failed = TrainingRun.objects.create(started_by=admin_user, base_version=version, status="failed")
+    succeeded = TrainingRun.objects.create(started_by=admin_user, base_version=version, status="succeeded")
+    api = APIClient()
+    api.force_authenticate(admin_user)
+
+    def ids(**params):
+        return [r["id"] for r in api.get("/api/training-runs/", params).json()["results"]]
+
+    assert ids(status="failed") == [failed.pk]
+    assert ids(status="succeeded") == [succeeded.pk]
+    assert sorted(ids()) == sorted([failed.pk, succeeded.pk])
+
+
+def test_without_an_active_version_a_run_is_refused_with_the_reason(admin_user, started_runs):
+    ModelVersion.objects.update(is_active=False)
+    api = APIClient()
+    api.force_authenticate(admin_user)
+
+    response = api.post("/api/training-runs/", {}, format="json")
+
+    assert response.status_code == 400
+    assert "No model version is active to retrain." in str(response.json()["error"]["fields"])
+    assert not TrainingRun.objects.exists() and started_runs == []
+
+
+def test_the_sweep_leaves_a_run_alone_while_it_may_still_be_training(admin_user, settings):
+    """Only a run running for longer than its hard time limit (and a sweep's delay) lost its worker;
+    a long run still within its time is left to finish."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.TRAINING_TIME_LIMIT_S, settings.REQUEUE_AFTER_S = 3600, 180
+    version = ModelVersion.objects.get(is_active=True)
+    long_but_alive = TrainingRun.objects.create(started_by=admin_user, base_version=version, status="running",
+                                                started=timezone.now() - timedelta(seconds=3600))
+
+    services.stuck_requeue()
+    long_but_alive.refresh_from_db()
+    assert long_but_alive.status == "running" and long_but_alive.error == ""
+
+    TrainingRun.objects.filter(pk=long_but_alive.pk).update(started=timezone.now() - timedelta(seconds=3800))
+    services.stuck_requeue()
+    long_but_alive.refresh_from_db()
+    assert long_but_alive.status == "failed" and "stopped during the run" in long_but_alive.error
+
+
 @pytest.fixture
 def private_models(settings, tmp_path):
     """A models folder of our own holding the shipped model, and the sample photos as benchmark."""

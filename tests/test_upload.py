@@ -137,6 +137,21 @@ def test_a_file_over_the_size_limit_is_refused(client, user, enqueued, settings)
     assert Photo.objects.count() == 0
 
 
+def test_a_file_at_the_size_limit_is_taken_and_one_byte_more_is_refused(client, user, enqueued, settings):
+    data = sample_photo().read_bytes()
+    settings.MAX_UPLOAD_BYTES = len(data)
+    client.force_login(user)
+
+    at_limit = client.post(reverse("upload"), {"photos": [SimpleUploadedFile("cake.jpg", data)]})
+    settings.MAX_UPLOAD_BYTES = len(data) - 1
+    over = client.post(reverse("upload"), {"photos": [SimpleUploadedFile("cake.jpg", data)]})
+
+    assert at_limit.status_code == 302
+    assert over.status_code == 400
+    assert "cake.jpg: The file is larger than" in over.content.decode()
+    assert Photo.objects.count() == 1
+
+
 def test_a_valid_image_with_a_wrong_extension_is_accepted_by_its_content(client, user, enqueued):
     client.force_login(user)
 
@@ -156,6 +171,17 @@ def test_too_many_files_at_once_are_refused(client, user, enqueued, settings):
     assert response.status_code == 400
     assert "At most 2 photos at once." in response.content.decode()
     assert Photo.objects.count() == 0
+
+
+def test_exactly_as_many_files_as_the_limit_are_taken(client, user, enqueued, settings):
+    settings.MAX_FILES_PER_UPLOAD = 3
+    client.force_login(user)
+    files = [SimpleUploadedFile(f"{i}.png", png_bytes()) for i in range(3)]
+
+    response = client.post(reverse("upload"), {"photos": files})
+
+    assert response.status_code == 302 and response["Location"] == reverse("gallery")
+    assert Photo.objects.count() == 3
 
 
 def large_jpeg(size=(1600, 1200)) -> tuple[Image.Image, bytes]:
