@@ -5,7 +5,7 @@ address a request comes from."""
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.signals import user_logged_out
-from django.db.models.signals import post_save
+from django.db.models.signals import post_init, post_save
 from django.dispatch import receiver
 from rest_framework.throttling import BaseThrottle
 
@@ -32,14 +32,23 @@ class RevokeApiTokenOnPasswordChange:
         return "A new password also signs out the programs that use your API token."
 
 
+@receiver(post_init, sender=settings.AUTH_USER_MODEL)
+def remember_the_password_loaded(sender, instance, **_kwargs) -> None:
+    instance._password_loaded = instance.__dict__.get("password")  # (a deferred one is not fetched)
+
+
 @receiver(post_save, sender=settings.AUTH_USER_MODEL)
 def revoke_api_token_of_a_disabled_password(sender, instance, update_fields=None, **_kwargs) -> None:
     """A password disabled (the admin's "Password-based authentication: Disabled", or a script's
     `set_unusable_password`) is no password change to Django's hook above, yet it ends the user's
-    sessions (Django ties them to the password): it ends their API token too."""
-    if update_fields is None or "password" in update_fields:
-        if not instance.has_usable_password():
-            services.api_token_revoke(instance)
+    sessions (Django ties them to the password): it ends their API token too. Only then: an API-only
+    account, which never had a password, keeps its token through other changes."""
+    password = instance.__dict__.get("password")
+    if (update_fields is not None and "password" not in update_fields) or password is None:
+        return
+    if password != instance._password_loaded and not instance.has_usable_password():
+        services.api_token_revoke(instance)
+    instance._password_loaded = password
 
 
 def client_ip(request) -> str:

@@ -208,6 +208,27 @@ def test_disabling_a_password_in_the_admin_signs_out_the_programs_using_the_toke
                             ).json()["token"] != key
 
 
+def test_an_api_only_account_without_a_password_keeps_its_token_through_other_changes(
+        admin_client, django_user_model):
+    """Staff make such an account and its token in the admin (Tokens) for a program: renaming or
+    editing it is not disabling a password, and must not sign the program out."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    robot = django_user_model.objects.create_user("importer")  # no password: an unusable one
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=robot).key}")
+
+    robot.first_name = "Nightly importer"
+    robot.save()
+    response = admin_client.post(reverse("admin:auth_user_change", args=[robot.pk]), {
+        "username": "importer", "first_name": "Importer", "last_name": "", "email": "",
+        "is_active": "on", "date_joined_0": "2026-12-01", "date_joined_1": "10:00:00"})
+
+    assert response.status_code == 302
+    assert api.get("/api/photos/").status_code == 200
+
+
 def test_without_a_proxy_a_forged_forwarded_for_header_does_not_escape_the_throttle(settings):
     from rest_framework.test import APIClient
 
