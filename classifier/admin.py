@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -124,25 +125,34 @@ class PhotoAdmin(admin.ModelAdmin):
     list_display = ["id", "preview", "owner", "status", "width", "height", "created"]
     list_filter = ["status", "created", "image_format"]
     search_fields = ["owner__username", "sha256", "original_name"]
-    readonly_fields = ["preview", "owner", "image", "thumbnail", "status", "error", "sha256", "width",
-                       "height", "image_format", "created", "updated"]
+    readonly_fields = ["preview", "owner", "status", "error", "sha256", "width", "height", "image_format",
+                       "created", "updated"]
+    exclude = ["image", "thumbnail"]  # private files: the preview shows the photo
     inlines = [PredictionInline]
     actions = ["retry_failed"]
 
     def has_add_permission(self, request):
         return False
 
+    def save_model(self, request, obj, form, change):
+        """Only what was edited: a full save would write back the status the form was loaded with,
+        undoing the worker's change meanwhile."""
+        if form.changed_data:
+            obj.save(update_fields=[*form.changed_data, "updated"])
+
     @admin.action(description="Classify the selected failed photos again", permissions=["change"])
     def retry_failed(self, request, queryset):
-        retried = 0
-        for photo in queryset.filter(status=Photo.Status.FAILED):
+        selected, retried = list(queryset), 0
+        for photo in selected:
             try:
                 services.photo_retry(photo)
-            except ValidationError:  # retried meanwhile (by its owner)
+            except (ValidationError, Http404):  # not failed (retried meanwhile, say), or deleted
                 continue
             retried += 1
-        self.message_user(request, f"{retried} failed photo{'s' if retried != 1 else ''} queued again; "
-                                   "the others were not failed.", messages.SUCCESS)
+        skipped = len(selected) - retried
+        self.message_user(request, f"{retried} failed photo{'s' if retried != 1 else ''} queued again"
+                                   + (f"; {skipped} of those selected were not failed." if skipped else "."),
+                          messages.SUCCESS)
 
     @admin.display(description="photo")
     def preview(self, obj: Photo) -> str:

@@ -209,7 +209,7 @@ def test_failed_photos_are_queued_again_from_the_admin_where_nothing_is_edited_b
         response = admin_client.post(reverse("admin:classifier_photo_changelist"), {
             "action": "retry_failed", "_selected_action": [p.pk for p in [*failed, done]]}, follow=True)
 
-    assert "2 failed photos queued again; the others were not failed." in response.content.decode()
+    assert "2 failed photos queued again; 1 of those selected were not failed." in response.content.decode()
     assert sorted(enqueued) == sorted(p.pk for p in failed)
     statuses = dict(Photo.objects.values_list("pk", "status"))
     assert [statuses[p.pk] for p in failed] == ["queued", "queued"] and statuses[done.pk] == "done"
@@ -217,3 +217,46 @@ def test_failed_photos_are_queued_again_from_the_admin_where_nothing_is_edited_b
     assert admin_client.get(reverse("admin:classifier_photo_add")).status_code == 403
     change = admin_client.get(reverse("admin:classifier_photo_change", args=[done.pk])).content.decode()
     assert all(f'name="{field}"' not in change for field in ["status", "error", "image", "owner"])
+    assert "/media/" not in change  # private files have no public address
+
+
+def test_saving_a_photo_in_the_admin_keeps_what_the_worker_changed_meanwhile(admin_client, user, monkeypatch):
+    from django.contrib.admin.options import ModelAdmin
+
+    photo = make_photo(user, status="queued")
+    get_object = ModelAdmin.get_object
+
+    def loaded_then_classified(self, request, object_id, from_field=None):
+        loaded = get_object(self, request, object_id, from_field)
+        Photo.objects.filter(pk=photo.pk).update(status="done")  # the worker, between load and save
+        return loaded
+
+    monkeypatch.setattr(ModelAdmin, "get_object", loaded_then_classified)
+    response = admin_client.post(reverse("admin:classifier_photo_change", args=[photo.pk]), {
+        "original_name": "lapis.jpg", "predictions-TOTAL_FORMS": "0", "predictions-INITIAL_FORMS": "0"})
+
+    assert response.status_code == 302
+    photo.refresh_from_db()
+    assert (photo.status, photo.original_name) == ("done", "lapis.jpg")
+
+
+def test_retrying_photos_one_of_which_was_deleted_meanwhile_queues_the_others(
+        admin_client, user, enqueued, django_capture_on_commit_callbacks, monkeypatch):
+    from classifier import services
+
+    kept, gone = make_photo(user, status="failed"), make_photo(user, status="failed")
+    retry = services.photo_retry
+
+    def deleted_by_its_owner_meanwhile(photo):
+        if photo.pk == gone.pk:
+            services.photo_delete(photo)
+        return retry(photo)
+
+    monkeypatch.setattr(services, "photo_retry", deleted_by_its_owner_meanwhile)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(reverse("admin:classifier_photo_changelist"), {
+            "action": "retry_failed", "_selected_action": [kept.pk, gone.pk]}, follow=True)
+
+    assert response.status_code == 200
+    assert "1 failed photo queued again; 1 of those selected were not failed." in response.content.decode()
+    assert enqueued == [kept.pk]
