@@ -1,11 +1,13 @@
 """Django's Redis cache backend, with two changes.
 
 It fails open. The cache holds only counters (the throttles, the long polls per user), so when
-Redis is down or hangs it counts nothing: a read finds nothing, a write keeps nothing, and requests
-go through instead of every page and API call failing with it (the broker is often the same Redis;
-an upload is then stored and waits for it). After a failure the cache is left alone for
-SKIP_AFTER_FAILURE_S, so a hung server costs one request its socket timeout (CACHES OPTIONS), not
-every request. Password guessing is still locked out: django-axes counts in the database.
+Redis is down, hangs or is out of memory it counts nothing: a read finds nothing, a write keeps
+nothing, and requests go through instead of every page and API call failing with it (the broker is
+often the same Redis; an upload is then stored and waits for it). After a failure the process
+leaves the cache alone for SKIP_AFTER_FAILURE_S, so a hung server costs one request its socket
+timeout (CACHES OPTIONS), not every request. A wrong password or ACL is no outage but a mistake:
+it is raised, not counted as nothing for good. Password guessing is still locked out: django-axes
+counts in the database.
 
 It is leaner: Django builds a new redis-py client for every cache operation, and redis-py's
 constructor copies its table of ~170 response callbacks each time: 40% of the CPU of a cache read
@@ -20,12 +22,16 @@ import logging
 import time
 
 from django.core.cache.backends import redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis import exceptions as redis_errors
 
 log = logging.getLogger(__name__)
 
 SKIP_AFTER_FAILURE_S = 10.0
+OUTAGES = (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.OutOfMemoryError)
+MISTAKES = (redis_errors.AuthenticationError, redis_errors.AuthorizationError)  # ConnectionErrors too
+# Until when this process leaves the cache alone (monotonic seconds). One for all threads: Django
+# gives each thread its own cache object, and each would otherwise wait out the timeout once.
+down_until = 0.0
 
 
 def missing(*_args):
@@ -37,12 +43,15 @@ def when_down(fallback):
     def wrap(operation):
         @functools.wraps(operation)
         def call(self, *args):
-            if time.monotonic() < self.down_until:
+            global down_until
+            if time.monotonic() < down_until:
                 return fallback(*args)
             try:
                 return operation(self, *args)
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                self.down_until = time.monotonic() + SKIP_AFTER_FAILURE_S
+            except MISTAKES:
+                raise
+            except OUTAGES as exc:
+                down_until = time.monotonic() + SKIP_AFTER_FAILURE_S
                 log.warning("the cache is unreachable, counting nothing for %.0f s: %s",
                             SKIP_AFTER_FAILURE_S, exc)
                 return fallback(*args)
@@ -54,7 +63,6 @@ class RedisCacheClient(redis.RedisCacheClient):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._clients = {}
-        self.down_until = 0.0
 
     def get_client(self, key=None, *, write=False):
         pool = self._get_connection_pool(write)

@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 from django.http import Http404
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
@@ -220,21 +221,27 @@ def photo_retry(photo: Photo) -> None:
         transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk), robust=True)
 
 
-def stuck_requeue(*, queued_photos: bool = True) -> tuple[list[int], list[int]]:
-    """What to send to the workers again: photos queued or processing without a change for
-    REQUEUE_AFTER_S (put back to `queued`, so the next sweep waits as long again), and training
-    runs queued as long. A run `running` for longer than its hard time limit lost its worker: it
-    is marked failed, which frees the way for a new run.
+# While the classification queue holds a backlog, a queued photo is sent again only after this many
+# times REQUEUE_AFTER_S: it most likely waits in that backlog, yet one never sent (the broker was
+# down when it came) must not wait for a backlog that never empties.
+BACKLOG_PATIENCE = 10
 
-    `queued_photos=False` leaves the queued photos alone (while the broker still holds a backlog,
-    they most likely wait in it): only those a worker started and lost are sent again."""
+
+def stuck_requeue(*, queue_empty: bool = True) -> tuple[list[int], list[int]]:
+    """What to send to the workers again: photos a worker started and lost (`processing` without a
+    change for REQUEUE_AFTER_S), photos `queued` as long (BACKLOG_PATIENCE times as long unless
+    `queue_empty`), all put back to `queued` so the next sweep waits as long again; and training
+    runs queued for REQUEUE_AFTER_S. A run `running` for longer than its hard time limit lost its
+    worker: it is marked failed, which frees the way for a new run."""
     now = timezone.now()
-    cutoff = now - timedelta(seconds=settings.REQUEUE_AFTER_S)
-    pending = Photo.PENDING if queued_photos else [Photo.Status.PROCESSING]
+    after = timedelta(seconds=settings.REQUEUE_AFTER_S)
+    cutoff = now - after
+    queued_cutoff = cutoff if queue_empty else now - BACKLOG_PATIENCE * after
     with transaction.atomic():
         photos = list(Photo.objects.select_for_update(skip_locked=True).filter(
-            status__in=pending, updated__lt=cutoff,
-        ).order_by("pk").values_list("pk", flat=True))  # the longest waiting first
+            Q(status=Photo.Status.PROCESSING, updated__lt=cutoff)
+            | Q(status=Photo.Status.QUEUED, updated__lt=queued_cutoff),
+        ).order_by("pk").values_list("pk", flat=True))  # in the order they came
         Photo.objects.filter(pk__in=photos).update(status=Photo.Status.QUEUED, updated=now)
     with transaction.atomic():  # and sent again only after as long again (the trainer may be down)
         runs = list(TrainingRun.objects.select_for_update(skip_locked=True).filter(

@@ -48,7 +48,7 @@ def messages_waiting(queue: str) -> int | None:
             return connection.default_channel.queue_declare(queue=queue, passive=True).message_count
         except connection.channel_errors:  # Redis drops a queue's list when it empties
             return 0
-        except connection.connection_errors as exc:
+        except (OperationalError, *connection.connection_errors) as exc:  # kombu's, and the transport's
             log.warning("cannot count the messages in %s: %s", queue, exc)
             return None
 
@@ -57,11 +57,11 @@ def messages_waiting(queue: str) -> int | None:
 def requeue_stuck() -> str:
     """Send again the photos and training runs that waited too long (see settings.REQUEUE_AFTER_S):
     a message lost with a killed worker or never sent while the broker was down. Safe to repeat:
-    each task does its work once. A queued photo is sent again only once the classification queue
-    has emptied: before, it most likely still waits in it (a backlog that takes longer than
-    REQUEUE_AFTER_S would otherwise be sent again, and again, growing the queue each time)."""
+    each task does its work once. While the classification queue holds a backlog, a queued photo
+    most likely still waits in it: it is sent again only after much longer (a backlog that takes
+    longer than REQUEUE_AFTER_S would otherwise be sent again at every sweep, growing the queue)."""
     backlog = messages_waiting(current_app.conf.task_default_queue)
-    photos, runs = services.stuck_requeue(queued_photos=backlog == 0)
+    photos, runs = services.stuck_requeue(queue_empty=backlog == 0)
     for pk in photos:
         enqueue(classify_photo, pk)
     for pk in runs:
@@ -181,7 +181,7 @@ def on_a_working_connection(write, *args) -> None:
         try:
             return write(*args)
         except (db.OperationalError, db.InterfaceError) as exc:
-            if wait is None:
+            if wait is None or db.connection.in_atomic_block:  # a transaction cannot go on elsewhere
                 raise
             log.warning("the database is unreachable (%s); trying again in %s s", exc, wait)
             db.close_old_connections()  # closes the connection that failed; the next query opens one

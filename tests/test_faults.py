@@ -2,9 +2,11 @@
 database gone for a moment, broken model files, a crashing training run. Nothing is lost, nothing
 is done twice, and the service comes back by itself."""
 
+import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -143,6 +145,56 @@ def test_with_redis_down_or_hung_pages_and_the_api_answer_and_uploads_wait_queue
     # a hung Redis costs the first cache call its timeout (1 s), then the cache is left alone for
     # a while; each publish gives up after three tries of 2 s
     assert elapsed < (20 if silent else 10)
+
+
+@pytest.fixture
+def redis_cache(settings, monkeypatch):
+    """Django's cache on a Redis at `url` (this process's own cache objects, and its own record of
+    an outage, restored afterwards)."""
+    from cakesite import cache as fail_open
+
+    monkeypatch.setattr(fail_open, "down_until", 0.0)
+
+    def at(url: str) -> None:
+        settings.CACHES = {"default": {"BACKEND": "cakesite.cache.RedisCache", "LOCATION": url,
+                                       "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1}}}
+    return at
+
+
+def test_after_the_cache_hangs_once_the_other_threads_do_not_wait_for_it_too(redis_cache):
+    """Django gives each thread its own cache object: the outage is known to them all at once."""
+    from django.core.cache import cache
+
+    silent = SilentServer()
+    redis_cache(f"redis://127.0.0.1:{silent.port}/0")
+
+    def timed_get(_):
+        started = time.monotonic()
+        assert cache.get("throttle_user_1") is None  # nothing counted
+        return time.monotonic() - started
+
+    try:
+        first = timed_get(0)
+        with ThreadPoolExecutor(4) as threads:
+            others = list(threads.map(timed_get, range(4)))
+    finally:
+        silent.stop()
+
+    assert 0.9 < first < 3  # the socket timeout
+    assert max(others) < 0.1
+
+
+def test_a_cache_with_a_wrong_password_is_an_error_not_a_silent_outage(redis_cache):
+    """A mistake in CACHE_URL would otherwise switch the throttles off for good, unnoticed."""
+    from django.core.cache import cache
+    from redis.exceptions import AuthenticationError
+
+    require_services()
+    broker = urlsplit(os.environ["CELERY_BROKER_URL"])
+    redis_cache(f"redis://nobody:wrong@{broker.hostname}:{broker.port or 6379}/0")
+
+    with pytest.raises(AuthenticationError):
+        cache.get("throttle_user_1")
 
 
 def four_photos() -> list[SimpleUploadedFile]:
@@ -477,8 +529,9 @@ def test_a_run_marked_failed_meanwhile_is_not_turned_into_a_success(admin_user):
 @pytest.mark.parametrize("backlog", [0, 40_000])
 def test_the_sweep_resends_what_waited_too_long_and_only_that(
         settings, user, admin_user, monkeypatch, backlog):
-    """A queued photo is sent again only once the queue has emptied (before, it most likely waits
-    in the backlog); one a worker started and lost, at once."""
+    """While the queue holds a backlog a queued photo most likely waits in it: it is sent again only
+    after ten times as long (one never sent must not wait for ever); one a worker started and lost,
+    at once."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -488,11 +541,12 @@ def test_the_sweep_resends_what_waited_too_long_and_only_that(
         monkeypatch.setattr(task, "apply_async", lambda args, task=task, **_: sent.append((task.name, *args)))
     monkeypatch.setattr(tasks, "messages_waiting", lambda queue: backlog if queue == "celery" else None)
     settings.REQUEUE_AFTER_S = 60
-    old, _fresh, done, waited = (services.photo_create(owner=user, upload=SimpleUploadedFile(
-        f"{i}.jpg", sample_photo().read_bytes())) for i in range(4))
+    old, _fresh, done, waited, never_sent = (services.photo_create(owner=user, upload=SimpleUploadedFile(
+        f"{i}.jpg", sample_photo().read_bytes())) for i in range(5))
     Photo.objects.filter(pk=old.pk).update(status="processing", updated=timezone.now() - timedelta(minutes=5))
     Photo.objects.filter(pk=done.pk).update(status="done", updated=timezone.now() - timedelta(minutes=5))
     Photo.objects.filter(pk=waited.pk).update(updated=timezone.now() - timedelta(minutes=5))
+    Photo.objects.filter(pk=never_sent.pk).update(updated=timezone.now() - timedelta(minutes=11))
     lost = TrainingRun.objects.create(started_by=admin_user, base_version=ModelVersion.objects.get(),
                                       status="running", started=timezone.now() - timedelta(hours=3))
     waiting = TrainingRun.objects.create(started_by=admin_user, base_version=ModelVersion.objects.get(),
@@ -503,7 +557,7 @@ def test_the_sweep_resends_what_waited_too_long_and_only_that(
     tasks.requeue_stuck()  # right after: nothing is sent twice in a row
 
     # the fresh photo waited less than a minute and the done one is done: neither is resent
-    resent = [old.pk, waited.pk] if backlog == 0 else [old.pk]
+    resent = [old.pk, waited.pk, never_sent.pk] if backlog == 0 else [old.pk, never_sent.pk]
     assert again == [*(("classifier.tasks.classify_photo", pk) for pk in resent),
                      ("classifier.tasks.train_model", waiting.pk)]
     assert sent == again
@@ -529,6 +583,40 @@ def test_the_sweep_counts_the_messages_waiting_on_the_broker_in_use():
         with current_app.connection_for_write() as connection:
             connection.default_channel.queue_purge(queue)
     assert tasks.messages_waiting(queue) == 0
+
+
+@pytest.mark.parametrize("broker", ["refusing", "hanging"])
+def test_the_sweep_goes_on_without_the_count_when_the_broker_cannot_be_asked(
+        settings, user, monkeypatch, broker):
+    """No count: queued photos are taken to wait in a backlog (sent again only after much longer);
+    the rest of the sweep (photos a worker lost, runs) still happens, in bounded time."""
+    from datetime import timedelta
+
+    from celery import current_app
+    from django.utils import timezone
+
+    require_services()  # the Redis broker's settings (its socket timeouts)
+    silent = SilentServer() if broker == "hanging" else None
+    monkeypatch.setattr(current_app.conf, "broker_read_url",
+                        f"redis://127.0.0.1:{silent.port if silent else free_port()}/0")
+    sent = []
+    monkeypatch.setattr(tasks.classify_photo, "apply_async", lambda args, **_: sent.append(args[0]))
+    lost, waiting = (services.photo_create(owner=user, upload=SimpleUploadedFile(
+        f"{i}.jpg", sample_photo().read_bytes())) for i in range(2))
+    five_minutes_ago = timezone.now() - timedelta(minutes=5)
+    Photo.objects.filter(pk=lost.pk).update(status="processing", updated=five_minutes_ago)
+    Photo.objects.filter(pk=waiting.pk).update(updated=five_minutes_ago)
+
+    started = time.monotonic()
+    try:
+        assert tasks.messages_waiting("celery") is None
+        tasks.requeue_stuck()
+    finally:
+        if silent:
+            silent.stop()
+
+    assert sent == [lost.pk]
+    assert time.monotonic() - started < 20
 
 
 @pytest.mark.django_db
