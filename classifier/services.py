@@ -254,12 +254,18 @@ def stuck_requeue(*, queue_empty: bool = True) -> tuple[list[int], list[int]]:
     return photos, runs
 
 
+def lock_photo(photo: Photo) -> str | None:
+    """Inside a transaction: lock the photo's row until it ends (a deletion, a prediction being
+    recorded and an answer being written wait for each other); its status now, None if it is gone."""
+    return Photo.objects.select_for_update().filter(pk=photo.pk).values_list("status", flat=True).first()
+
+
 def photo_delete(photo: Photo) -> None:
     """Delete the photo with its predictions and feedback; its files go once that is committed
     (classifier.signals). Locked first: a prediction the worker is recording meanwhile is either
     in (and deleted with its heat map) or waits and finds the photo gone."""
     with transaction.atomic():
-        Photo.objects.select_for_update().filter(pk=photo.pk).first()
+        lock_photo(photo)
         announce_settled(photo.pk)  # a request waiting for it answers 404 at once
         photo.delete()
 
@@ -284,8 +290,7 @@ def prediction_record(*, photo: Photo, version_id: int, probabilities: dict[str,
         if heatmap is not None:
             prediction.heatmap.save("heatmap", overlay_png(heatmap, photo.width, photo.height), save=False)
         with transaction.atomic():
-            locked = Photo.objects.select_for_update().filter(pk=photo.pk).values_list("pk", flat=True)
-            recorded = locked.first() is not None and not Prediction.objects.filter(photo=photo).exists()
+            recorded = lock_photo(photo) is not None and not Prediction.objects.filter(photo=photo).exists()
             if recorded:
                 prediction.save(force_insert=True)
                 photo_mark_done(photo)
@@ -306,9 +311,7 @@ def feedback_record(*, photo: Photo, user, label: str) -> Feedback:
     A photo deleted meanwhile is a 404.
     """
     with transaction.atomic():
-        # Locks the photo, so it cannot be deleted under the answer being written.
-        locked = Photo.objects.select_for_update().filter(pk=photo.pk)
-        status = locked.values_list("status", flat=True).first()
+        status = lock_photo(photo)  # so it cannot be deleted under the answer being written
         if status is None:
             raise Http404("The photo no longer exists.")
         prediction = selectors.latest_prediction(photo)
