@@ -208,9 +208,33 @@ class TrainingRunAdmin(admin.ModelAdmin):
                     "started_by", "created", "duration"]
     list_filter = ["status", "mode", "created"]
     readonly_fields = [f.name for f in TrainingRun._meta.fields]
+    actions = ["cancel_runs"]
 
     def has_add_permission(self, request):
         return False
+
+    def has_cancel_permission(self, request):  # whoever may start runs may cancel them
+        return request.user.has_perm("classifier.add_trainingrun")
+
+    @admin.action(description="Cancel the selected queued or running runs", permissions=["cancel"])
+    def cancel_runs(self, request, queryset):
+        cancelled = []
+        for run in queryset:
+            try:
+                cancelled.append(services.training_run_cancel(run, user=request.user).pk)
+            except Http404:  # deleted meanwhile
+                continue
+            except ValidationError as exc:  # ended (said below if none was cancelled), or finishing
+                if exc.code != "ended":
+                    self.message_user(request, " ".join(exc.messages), messages.ERROR)
+        if cancelled:
+            self.message_user(request, f"Cancelled run{'s' if len(cancelled) > 1 else ''} "
+                                       f"{', '.join(map(str, cancelled))}: a running one stops at its next "
+                                       "step and registers no version. A new run can start now.",
+                              messages.SUCCESS)
+        else:
+            self.message_user(request, "No run was cancelled: only queued or running runs can be.",
+                              messages.WARNING)
 
     def has_change_permission(self, request, obj=None):
         return False

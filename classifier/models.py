@@ -140,6 +140,7 @@ class TrainingRun(models.Model):
         RUNNING = "running"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
+        CANCELLED = "cancelled"
 
     class Mode(models.TextChoices):
         FAST = "fast", "fast: refit the head on cached embeddings (seconds)"

@@ -151,8 +151,8 @@ def execute(run: TrainingRun) -> ModelVersion:
         report.record(folder, slugs, new, card=(folder / "MODEL_CARD.md").is_file())
         run.metrics = {"new": new, "base": before, "retrain_seconds": summary["seconds"],
                        "total_seconds": round(time.perf_counter() - started, 1)}
-        version = services.model_version_register(name=name, path=name)
-    except BaseException:
+        version = services.training_run_register(run, name)
+    except BaseException:  # a failure, or services.RunStopped: the run was cancelled
         shutil.rmtree(folder, ignore_errors=True)
         raise
     activate, run.decision = decide(run, new, before)

@@ -425,10 +425,52 @@ def training_run_start(*, user, mode: str = TrainingRun.Mode.FAST,
     return run
 
 
+class RunStopped(Exception):
+    """The run was cancelled (or given up on) while it trained: stop, and register nothing."""
+
+
 def training_run_progress(run: TrainingRun, stage: str, percent: int) -> None:
+    """Show how far a running run is; RunStopped if it is no longer running (cancelled meanwhile)."""
     run.stage, run.progress = stage, percent
     run.log += f"{timezone.now():%H:%M:%S} {stage}\n"
-    TrainingRun.objects.filter(pk=run.pk).update(stage=stage, progress=percent, log=run.log)
+    if not TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+            stage=stage, progress=percent, log=run.log):
+        raise RunStopped(f"training run {run.pk} is no longer running")
+
+
+def training_run_cancel(run: TrainingRun, *, user) -> TrainingRun:
+    """Cancel a queued or running run, and free the way for the next one at once (its worker may be
+    gone). A queued run never starts; a running one stops at its next step (the next epoch, or before
+    it registers its version) and leaves no model folder. Refused once it has registered its version:
+    it is finishing."""
+    with transaction.atomic():  # waits for a registration under way (training_run_register)
+        locked = TrainingRun.objects.select_for_update().filter(pk=run.pk).first()
+        if locked is None:
+            raise Http404("The training run no longer exists.")
+        if locked.status not in TrainingRun.LIVE:
+            raise ValidationError(f"Training run {run.pk} has already ended ({locked.status}).", code="ended")
+        if locked.result_version_id is not None:
+            raise ValidationError(f"Training run {run.pk} has registered its version already and is "
+                                  "finishing; it cannot be cancelled now.", code="finishing")
+        now = timezone.now()
+        locked.status, locked.finished = TrainingRun.Status.CANCELLED, now
+        locked.error = f"Cancelled by {user.get_username()}."
+        locked.log += f"{now:%H:%M:%S} cancelled by {user.get_username()}\n"
+        locked.save(update_fields=["status", "finished", "error", "log"])
+    return locked
+
+
+def training_run_register(run: TrainingRun, name: str) -> ModelVersion:
+    """Register the version a running run made (its folder `name` under MODELS_DIR) as the run's
+    result; RunStopped if the run was cancelled meanwhile. From here on it cannot be cancelled."""
+    with transaction.atomic():
+        if not TrainingRun.objects.select_for_update().filter(pk=run.pk, status=TrainingRun.Status.RUNNING
+                                                              ).exists():
+            raise RunStopped(f"training run {run.pk} is no longer running")
+        version = model_version_register(name=name, path=name)
+        TrainingRun.objects.filter(pk=run.pk).update(result_version=version)
+    run.result_version = version
+    return version
 
 
 def training_run_begin(run: TrainingRun, task_id: str = "") -> bool:
@@ -452,5 +494,6 @@ def training_run_succeed(run: TrainingRun, version: ModelVersion) -> None:
 
 
 def training_run_fail(run: TrainingRun, error: str) -> None:
-    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.FAILED, error=error[:5000],
-                                                 finished=timezone.now())
+    """Mark a queued or running run failed (a cancelled one stays cancelled)."""
+    TrainingRun.objects.filter(pk=run.pk, status__in=TrainingRun.LIVE).update(
+        status=TrainingRun.Status.FAILED, error=error[:5000], finished=timezone.now())

@@ -160,6 +160,9 @@ def train_model(self, run_id: int) -> str:
         return "not queued"  # gone, or already taken by an earlier delivery
     try:
         version = retraining.execute(run)
+    except services.RunStopped:
+        log.info("training run %s was cancelled; it stopped and registered nothing", run_id)
+        return "cancelled"
     except Exception as exc:
         log.exception("training run %s failed", run_id)
         on_a_working_connection(services.training_run_fail, run, f"{type(exc).__name__}: {exc}")

@@ -25,4 +25,5 @@ urlpatterns = [
     path("staff/models/<int:pk>/curves.png", views.model_version_curves, name="model-version-curves"),
     path("staff/feedback-accuracy.png", views.feedback_accuracy_plot, name="feedback-accuracy-plot"),
     path("staff/training/start/", views.training_run_start, name="training-run-start"),
+    path("staff/training/<int:pk>/cancel/", views.training_run_cancel, name="training-run-cancel"),
 ]

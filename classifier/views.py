@@ -257,7 +257,7 @@ def model_versions(request: HttpRequest) -> HttpResponse:
     `?part=runs`: the runs table alone, which the page's script fetches while a run is live."""
     runs = {
         "runs": TrainingRun.objects.select_related("base_version", "result_version", "started_by")[:10],
-        "live": TrainingRun.objects.filter(status__in=TrainingRun.LIVE).exists(),
+        "live": TrainingRun.objects.filter(status__in=TrainingRun.LIVE).first(),
     }
     if request.GET.get("part") == "runs":
         return render(request, "classifier/_runs.html", runs)
@@ -324,6 +324,25 @@ def training_run_start(request: HttpRequest) -> HttpResponse:
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     return redirect("model-versions")
+
+
+@staff_with("classifier.add_trainingrun")
+@post_only("model-versions", with_id=False)
+def training_run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        run = services.training_run_cancel(get_object_or_404(TrainingRun, pk=pk), user=request.user)
+        messages.success(request, cancelled_message(run))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("model-versions")
+
+
+def cancelled_message(run: TrainingRun) -> str:
+    """What staff are told once they cancelled `run` (the website and the admin)."""
+    if run.started is None:
+        return f"Training run {run.pk} is cancelled; it will not start. A new run can start now."
+    return (f"Training run {run.pk} is cancelled: it stops at its next step and registers no version. "
+            "A new run can start now (it begins once the trainer is free).")
 
 
 def card(photo: Photo) -> dict:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.conf import settings as django_settings
+from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -305,3 +306,126 @@ def test_a_fifth_is_held_out_by_content_so_copies_of_a_photo_never_straddle_the_
     assert sorted(train + held) == sorted(items + copies) and not set(train) & set(held)
     assert {sha for *_, sha in train}.isdisjoint({sha for *_, sha in held})
     assert split_user_photos(items[:4]) == (items[:4], [])
+
+
+def test_staff_cancel_a_queued_run_on_the_page_it_never_starts_and_a_new_one_may(
+        client, admin_user, started_runs):
+    """A run whose trainer is gone would otherwise hold off every new run until the sweep gives up
+    on it (an hour)."""
+    client.force_login(admin_user)
+    run = services.training_run_start(user=admin_user)
+    page = client.get("/staff/models/").content.decode()
+    assert f'action="/staff/training/{run.pk}/cancel/"' in page and f"Cancel run {run.pk}" in page
+
+    cancelled = client.post(f"/staff/training/{run.pk}/cancel/", follow=True).content.decode()
+
+    assert f"Training run {run.pk} is cancelled; it will not start." in cancelled
+    assert "Cancel run" not in cancelled  # nothing live is left to cancel
+    run.refresh_from_db()
+    assert (run.status, run.error) == ("cancelled", "Cancelled by root.") and run.finished
+    assert "cancelled by root" in run.log
+    assert tasks.train_model(run.pk) == "not queued"  # its message, when it comes, does nothing
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+    assert services.training_run_start(user=admin_user).status == "queued"
+    again = client.post(f"/staff/training/{run.pk}/cancel/", follow=True).content.decode()
+    assert f"Training run {run.pk} has already ended (cancelled)." in again
+
+
+def test_the_api_cancels_a_run_for_staff_who_may_start_runs(admin_user, user, django_user_model,
+                                                             started_runs):
+    run = services.training_run_start(user=admin_user)
+    viewer = django_user_model.objects.create_user("viewer", password="kue-cucur-2026", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_trainingrun"))
+    staff_api, viewer_api, user_api = APIClient(), APIClient(), APIClient()
+    staff_api.force_authenticate(admin_user)
+    viewer_api.force_authenticate(viewer)
+    user_api.force_authenticate(user)
+
+    assert user_api.post(f"/api/training-runs/{run.pk}/cancel/").status_code == 403
+    assert viewer_api.post(f"/api/training-runs/{run.pk}/cancel/").status_code == 403
+    run.refresh_from_db()
+    assert run.status == "queued"
+
+    cancelled = staff_api.post(f"/api/training-runs/{run.pk}/cancel/")
+    again = staff_api.post(f"/api/training-runs/{run.pk}/cancel/")
+    missing = staff_api.post(f"/api/training-runs/{run.pk + 100}/cancel/")
+
+    assert cancelled.status_code == 200
+    assert (cancelled.json()["status"], cancelled.json()["error"]) == ("cancelled", "Cancelled by root.")
+    assert again.status_code == 409 and "has already ended" in again.json()["error"]["message"]
+    assert missing.status_code == 404
+    listed = staff_api.get("/api/training-runs/", {"status": "cancelled"}).json()["results"]
+    assert [r["id"] for r in listed] == [run.pk]
+
+
+def test_the_admin_cancels_the_selected_runs_that_are_still_going(admin_client, admin_user):
+    version = ModelVersion.objects.get(is_active=True)
+    ended = TrainingRun.objects.create(started_by=admin_user, base_version=version, status="succeeded")
+    running = TrainingRun.objects.create(started_by=admin_user, base_version=version, status="running")
+
+    answer = admin_client.post(reverse("admin:classifier_trainingrun_changelist"), {
+        "action": "cancel_runs", "_selected_action": [ended.pk, running.pk]}, follow=True).content.decode()
+
+    assert f"Cancelled run {running.pk}: a running one stops at its next step" in answer
+    running.refresh_from_db()
+    ended.refresh_from_db()
+    assert (running.status, ended.status) == ("cancelled", "succeeded")
+
+
+def test_a_run_that_registered_its_version_cannot_be_cancelled_as_it_finishes(admin_user, started_runs):
+    run = services.training_run_start(user=admin_user)
+    assert services.training_run_begin(run, "task-1")
+    TrainingRun.objects.filter(pk=run.pk).update(result_version=ModelVersion.objects.get(is_active=True))
+
+    with pytest.raises(ValidationError, match="has registered its version already"):
+        services.training_run_cancel(run, user=admin_user)
+    run.refresh_from_db()
+    assert run.status == "running"
+
+
+def test_a_run_cancelled_as_it_crashes_stays_cancelled(admin_user, started_runs, monkeypatch):
+    from classifier import retraining
+
+    run = services.training_run_start(user=admin_user)
+
+    def cancelled_then_crash(run):
+        services.training_run_cancel(run, user=admin_user)
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(retraining, "execute", cancelled_then_crash)
+    tasks.train_model(run.pk)
+
+    run.refresh_from_db()
+    assert (run.status, run.error) == ("cancelled", "Cancelled by root.")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["while it refits", "while it evaluates"])
+def test_a_running_run_that_is_cancelled_stops_and_leaves_nothing_behind(admin_user, started_runs,
+                                                                        private_models, monkeypatch, when):
+    """Its next step (a progress report, or registering the version) finds it cancelled: no version,
+    no model folder, the active version untouched, and the way free for a new run."""
+    from classifier import retraining
+    from training import report, retrain
+
+    run = services.training_run_start(user=admin_user)
+    step = (retrain, "refit_head") if when == "while it refits" else (report, "record")
+    original = getattr(*step)
+
+    def cancelled_meanwhile(*args, **kwargs):
+        result = original(*args, **kwargs)
+        services.training_run_cancel(run, user=admin_user)  # staff press the button now
+        return result
+
+    monkeypatch.setattr(*step, cancelled_meanwhile)
+    assert tasks.train_model(run.pk) == "cancelled"
+
+    run.refresh_from_db()
+    assert run.status == "cancelled" and run.result_version is None
+    assert run.log.endswith("cancelled by root\n")  # no step after it, and it overwrote nothing
+    assert ("evaluating" in run.log) == (when == "while it evaluates")  # it stopped at the next step
+    assert list(ModelVersion.objects.all()) == [private_models] and private_models.is_active
+    assert sorted(p.name for p in Path(django_settings.MODELS_DIR).iterdir()) == [private_models.path]
+    assert retraining.new_version_name(private_models, run) == f"{private_models.name}+run{run.pk}"
+    assert services.training_run_start(user=admin_user).status == "queued"

@@ -400,3 +400,15 @@ class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
                 raise Conflict(exc.messages[0]) from exc
             raise
         return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Cancel a queued or running run (staff): a queued one never starts, a running "
+                           "one stops at its next step and registers no version", request=None,
+                   responses={200: serializers.TrainingRunSerializer, 403: ERROR, 409: ERROR,
+                              **COMMON_ERRORS})
+    @action(detail=True, methods=["post"], permission_classes=[staff_with("classifier.add_trainingrun")])
+    def cancel(self, request, pk=None):
+        try:
+            run = services.training_run_cancel(self.get_object(), user=request.user)
+        except ValidationError as exc:  # it has ended, or is finishing
+            raise Conflict(exc.messages[0]) from exc
+        return Response(self.get_serializer(run).data)
