@@ -43,6 +43,7 @@ WEBSITE = [
     ("get", "/staff/feedback-accuracy.png", [302, 302, 302, 403, 200]),
     ("post", "/staff/models/{version}/activate/", [302, 302, 302, 403, 302]),
     ("post", "/staff/training/start/", [302, 302, 302, 403, 302]),
+    ("post", "/staff/training/{run}/cancel/", [302, 302, 302, 403, 302]),  # (it has ended: said so)
     ("get", "/admin/", [302, 302, 302, 200, 200]),
     ("get", "/admin/classifier/photo/", [302, 302, 302, 200, 200]),
     ("get", "/admin/classifier/trainingrun/", [302, 302, 302, 403, 200]),
@@ -71,6 +72,7 @@ API = [
     ("get", "/api/training-runs/", [401, 403, 403, 403, 200]),
     ("get", "/api/training-runs/{run}/", [401, 403, 403, 403, 200]),
     ("post", "/api/training-runs/", [401, 403, 403, 403, 201]),
+    ("post", "/api/training-runs/{run}/cancel/", [401, 403, 403, 403, 409]),  # it has ended
     ("get", "/api/nothing-here/", [404, 404, 404, 404, 404]),
 ]
 
