@@ -130,6 +130,19 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "gallery"
 LOGOUT_REDIRECT_URL = "home"
 
+# E-mail: only a forgotten password's reset link is sent. Without EMAIL_HOST the messages are
+# written to the log (development); production sets it (`manage.py check --deploy` warns otherwise).
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_BACKEND = ("django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
+                 else "django.core.mail.backends.console.EmailBackend")
+EMAIL_PORT = envint("EMAIL_PORT", 587)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10)  # seconds: a hung mail server must not hold a request
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "cakesite <noreply@localhost>")
+PASSWORD_RESET_TIMEOUT = envint("PASSWORD_RESET_TIMEOUT", 3600)  # seconds a reset link works
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -192,6 +205,7 @@ REST_FRAMEWORK = {
         "uploads": os.environ.get("THROTTLE_UPLOADS", "120/minute"),
         "token": os.environ.get("THROTTLE_TOKEN", "10/minute"),
         "signup": os.environ.get("THROTTLE_SIGNUP", "10/hour"),  # new accounts per client address
+        "password_reset": os.environ.get("THROTTLE_PASSWORD_RESET", "5/hour"),  # e-mails per address
     },
     "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -1,18 +1,30 @@
 """Project URLs: the site, accounts (django.contrib.auth) and the admin. Media is served by views
 that check ownership, never as public files."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.shortcuts import redirect
 from django.templatetags.static import static
 from django.urls import include, path
 
-# django.contrib.auth's views, less the password reset by e-mail: sign-up asks for no address.
+from classifier import views
+
+# django.contrib.auth's views (the reset e-mails limited per address), and the account page.
 accounts = [
+    path("", views.account, name="account"),
+    path("token/", views.account_token, name="account-token"),
+    path("delete/", views.account_delete, name="account-delete"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path("password_change/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
+    path("password_reset/", views.PasswordResetView.as_view(), name="password_reset"),
+    path("password_reset/done/", auth_views.PasswordResetDoneView.as_view(
+        extra_context={"reset_minutes": settings.PASSWORD_RESET_TIMEOUT // 60}), name="password_reset_done"),
+    path("reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(),
+         name="password_reset_confirm"),
+    path("reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
 ]
 
 urlpatterns = [

@@ -51,6 +51,14 @@ def revoke_api_token_of_a_disabled_password(sender, instance, update_fields=None
     instance._password_loaded = password
 
 
+def password_confirmed(request, password: str) -> bool:
+    """Whether `password` is the signed-in user's, asked before a step that a session left open must
+    not be enough for. It counts as a sign-in attempt: guesses lock out as on the login page."""
+    from django.contrib.auth import authenticate
+
+    return authenticate(request, username=request.user.get_username(), password=password) is not None
+
+
 def client_ip(request) -> str:
     """The client's address, as the API's throttles see it (REST_FRAMEWORK["NUM_PROXIES"]): django-axes
     calls this too (AXES_CLIENT_IP_CALLABLE), so a lockout is per user name and real client, never

@@ -2,7 +2,7 @@
 refuses to start on them, see cakesite.celery): settings that only work together."""
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Warning, register
 
 
 @register()
@@ -24,3 +24,12 @@ def time_limits(app_configs, **kwargs) -> list[Error]:
             f"({settings.TRAINING_TIME_LIMIT_S} s): Redis would hand a running training task to another "
             "worker.", id="classifier.E003"))
     return errors
+
+
+@register(deploy=True)
+def email_is_sent(app_configs, **kwargs) -> list[Warning]:
+    if settings.EMAIL_HOST:
+        return []
+    return [Warning("EMAIL_HOST is not set: password reset links are written to the log, not sent.",
+                    hint="Set EMAIL_HOST, and EMAIL_HOST_USER, EMAIL_HOST_PASSWORD and DEFAULT_FROM_EMAIL "
+                         "as the mail server needs.", id="classifier.W001")]

@@ -66,6 +66,37 @@ class GalleryFilterForm(forms.Form):
         self.fields["label"].choices = [("", "any cake")] + [(item["slug"], item["name"]) for item in labels]
 
 
+EMAIL_HELP = "Optional: only to send you a link if you forget your password. Nobody else sees it."
+
+
 class SignUpForm(UserCreationForm):
     class Meta(UserCreationForm.Meta):
-        fields = ("username",)
+        fields = ("username", "email")
+        help_texts = {"email": EMAIL_HELP}
+
+
+class PasswordConfirmForm(forms.Form):
+    """A step that needs the account's password again (a session left open must not be enough)."""
+
+    password = forms.CharField(label="Your password", strip=False,
+                               widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+
+    def __init__(self, *args, request, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request = request
+
+    def clean_password(self):
+        from classifier.accounts import password_confirmed
+
+        password = self.cleaned_data["password"]
+        if not password_confirmed(self.request, password):  # (locked out: django-axes answers its page)
+            raise forms.ValidationError("That is not your password.", code="password_incorrect")
+        return password
+
+
+class EmailForm(PasswordConfirmForm):
+    """A new e-mail address (or none), which a password reset link would be sent to: it needs the
+    password, or a session left open would be enough to take the account over."""
+
+    email = forms.EmailField(label="E-mail address", required=False, help_text=EMAIL_HELP)
+    field_order = ["email", "password"]

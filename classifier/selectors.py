@@ -11,6 +11,7 @@ from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
+from rest_framework.authtoken.models import Token
 
 from classifier.models import Feedback, ModelVersion, Photo, Prediction
 
@@ -252,3 +253,12 @@ def model_versions_compared() -> list[dict]:
             "curves": (version.folder / "training_curves.png").is_file(),
         })
     return rows
+
+
+def api_token(user) -> Token | None:
+    """The user's API token, or None."""
+    return Token.objects.filter(user=user).first()
+
+
+def photo_count(user) -> int:
+    return Photo.objects.filter(owner=user).count()

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
@@ -335,6 +336,34 @@ def feedback_record(*, photo: Photo, user, label: str) -> Feedback:
 def api_token_revoke(user) -> None:
     """Sign `user`'s API clients out: the token stops working; asking again makes a new one."""
     Token.objects.filter(user=user).delete()
+
+
+def api_token_renew(user) -> Token:
+    """A new API token for `user`: the old one, if any, stops working."""
+    with transaction.atomic():
+        api_token_revoke(user)
+        return Token.objects.create(user=user)
+
+
+def account_email_set(user, email: str) -> None:
+    user.email = email
+    user.save(update_fields=["email"])
+
+
+def account_delete(user) -> int:
+    """Delete an account with its photos, their files, predictions and answers; the number of
+    photos deleted. A staff account is refused: an administrator removes it in the admin (the last
+    one would lock everyone out of it)."""
+    if user.is_staff or user.is_superuser:
+        raise ValidationError("A staff account is removed by an administrator, in the admin.", code="staff")
+    with transaction.atomic():
+        # The account's row, then its photos' rows, locked first: an upload under way waits and then
+        # fails (its account is gone), a worker recording a prediction waits and then finds its photo
+        # gone, instead of either adding a row that makes the whole deletion fail at commit.
+        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+        photos = len(Photo.objects.select_for_update().filter(owner=user).values_list("pk"))
+        user.delete()  # the photos' files go once this commits (classifier.signals)
+    return photos
 
 
 def model_version_files(path: str | Path) -> tuple[list[dict], dict]:

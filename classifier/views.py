@@ -8,22 +8,32 @@ import math
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.contrib.auth import login
+from django.contrib.auth import login, logout
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import TooManyFilesSent, ValidationError
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import defaults
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import requires_csrf_token
 from django.views.decorators.http import require_GET, require_http_methods
 from rest_framework.throttling import SimpleRateThrottle, UserRateThrottle
 
 from classifier import files, plots, selectors, services
 from classifier.cakes import catalogue
-from classifier.forms import GalleryFilterForm, SignUpForm, UploadForm, too_many_files_message
+from classifier.forms import (
+    EmailForm,
+    GalleryFilterForm,
+    PasswordConfirmForm,
+    SignUpForm,
+    UploadForm,
+    too_many_files_message,
+)
 from classifier.middleware import refusal
 from classifier.models import Feedback, ModelVersion, Photo, TrainingRun
 
@@ -87,6 +97,87 @@ def signup(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"Welcome, {user.username}. Upload a cake photo to start.")
         return redirect("upload")
     return render(request, "registration/signup.html", {"form": form})
+
+
+class PasswordResetRateThrottle(SignUpRateThrottle):
+    """Reset e-mails asked for per client address (THROTTLE_PASSWORD_RESET): the form must not be a
+    way to flood someone's inbox."""
+
+    scope = "password_reset"
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's: a link to the account's address, if an account has it (the answer is the same
+    either way, so the form tells nobody which addresses have accounts)."""
+
+    def form_valid(self, form):
+        throttle = PasswordResetRateThrottle()
+        if not throttle.allow_request(self.request, None):
+            wait = math.ceil(throttle.wait() or 1)
+            response = self.render_to_response(self.get_context_data(
+                form=form, refusal="That is more reset e-mails from your address than we send in an hour; "
+                                   f"try again in {math.ceil(wait / 60)} min."), status=429)
+            response["Retry-After"] = str(wait)
+            return response
+        return super().form_valid(form)
+
+
+def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpResponse:
+    """The account page, with the forms given (bound, showing their errors) or fresh ones."""
+    user = request.user
+    context = {
+        "email_form": EmailForm(request=request, initial={"email": user.email}),
+        "delete_form": PasswordConfirmForm(request=request, prefix="delete"),
+        "token": selectors.api_token(user),
+        "photos": selectors.photo_count(user),
+        **forms,
+    }
+    return render(request, "registration/account.html", context, status=status)
+
+
+@never_cache
+@login_required
+def account(request: HttpRequest) -> HttpResponse:
+    """The account: its e-mail address (where a reset link goes), its API token, deleting it."""
+    if request.method != "POST":
+        return account_page(request)
+    form = EmailForm(request.POST, request=request)
+    if not form.is_valid():
+        return account_page(request, email_form=form, status=400)
+    services.account_email_set(request.user, form.cleaned_data["email"])
+    messages.success(request, "Your e-mail address is saved." if form.cleaned_data["email"]
+                     else "Your e-mail address is removed: a forgotten password can no longer be reset.")
+    return redirect("account")
+
+
+@never_cache
+@login_required
+@post_only("account", with_id=False)
+def account_token(request: HttpRequest) -> HttpResponse:
+    """A new API token, shown on this answer only; or, with `revoke`, none."""
+    if "revoke" in request.POST:
+        services.api_token_revoke(request.user)
+        messages.success(request, "Your API token is revoked: the programs that used it are signed out.")
+        return redirect("account")
+    return account_page(request, new_token=services.api_token_renew(request.user).key)
+
+
+@never_cache
+@login_required
+@post_only("account", with_id=False)
+def account_delete(request: HttpRequest) -> HttpResponse:
+    form = PasswordConfirmForm(request.POST, request=request, prefix="delete")
+    if not form.is_valid():
+        return account_page(request, delete_form=form, status=400)
+    try:
+        photos = services.account_delete(request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("account")
+    logout(request)
+    messages.success(request, f"Your account is deleted, with its {photos} photo{pluralize(photos)} and "
+                              "your answers.")
+    return redirect("home")
 
 
 class UploadRateThrottle(UserRateThrottle):

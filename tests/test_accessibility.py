@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 import pytest
 from django.urls import reverse
 
-from classifier.models import Feedback
+from classifier.models import Feedback, ModelVersion, TrainingRun
 from tests.test_photo_pages import make_photo
 
 pytestmark = pytest.mark.django_db
@@ -64,8 +64,10 @@ def test_forms_with_errors_point_their_fields_at_the_error_and_the_help(client, 
     client.force_login(user)
     password = page(client, reverse("password_change"), "post", old_password="wrong")
     upload = page(client, reverse("upload"), "post", status=400)  # no files
+    email = page(client, reverse("account"), "post", status=400, email="x", password="wrong")
+    delete = page(client, reverse("account-delete"), "post", status=400, **{"delete-password": "wrong"})
 
-    for html in (signup, password, upload):
+    for html in (signup, password, upload, email, delete):
         parsed = Page(html)
         assert parsed.problems() == []
         assert 'aria-invalid="true"' in html
@@ -82,7 +84,8 @@ def test_every_page_a_user_sees_has_sound_references_images_and_a_skip_link(clie
     client.force_login(user)
     urls = [reverse("home"), reverse("upload"), reverse("gallery"), reverse("review"),
             done.get_absolute_url(), pending.get_absolute_url(), failed.get_absolute_url(),
-            unsure.get_absolute_url(), reverse("photo-delete", args=[done.pk])]
+            unsure.get_absolute_url(), reverse("photo-delete", args=[done.pk]), reverse("account"),
+            reverse("password_reset"), reverse("password_reset_done")]
 
     for url in urls:
         html = page(client, url)
@@ -92,6 +95,9 @@ def test_every_page_a_user_sees_has_sound_references_images_and_a_skip_link(clie
 
     client.force_login(admin_user)
     assert Page(page(client, reverse("model-versions"))).problems() == []
+    TrainingRun.objects.create(started_by=admin_user, base_version=ModelVersion.objects.get(is_active=True))
+    live = page(client, reverse("model-versions"))  # with the form that cancels the live run
+    assert Page(live).problems() == [] and "Cancel run" in live
 
 
 def test_a_result_that_arrives_later_carries_the_sentence_the_live_region_says(client, user):

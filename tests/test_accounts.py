@@ -1,4 +1,8 @@
-"""Signing up, logging in and out, changing the password: django.contrib.auth with our pages."""
+"""Signing up, logging in and out, changing or resetting the password, the account page and its API:
+django.contrib.auth with our pages."""
+
+import functools
+import re
 
 import pytest
 from django.urls import reverse
@@ -118,6 +122,11 @@ def test_the_api_token_endpoint_locks_out_and_throttles_password_guessing(user, 
     ("/photos/1/delete/", {}),
     ("/staff/training/start/", {}),
     ("/accounts/logout/", {}),
+    ("/accounts/", {"email": "root@example.org", "password": "kue-bika-ambon-1"}),
+    ("/accounts/token/", {}),
+    ("/accounts/delete/", {"delete-password": "kue-bika-ambon-1"}),
+    ("/accounts/password_reset/", {"email": "root@example.org"}),
+    ("/staff/training/1/cancel/", {}),
 ])
 def test_every_form_refuses_a_post_without_the_csrf_token(user, admin_user, path, data):
     from django.test import Client
@@ -139,9 +148,191 @@ def test_the_schema_says_the_token_endpoint_needs_no_authentication(client):
     assert {"tokenAuth": []} in schema["paths"]["/api/photos/"]["get"]["security"]
 
 
-def test_there_is_no_password_reset_by_email_since_sign_up_asks_for_no_address(client):
-    assert client.get("/accounts/password_reset/").status_code == 404
-    assert "password_reset" not in client.get("/accounts/login/").content.decode()
+def test_a_forgotten_password_is_reset_by_the_link_sent_to_the_address_given_at_sign_up(
+        client, django_user_model, mailoutbox):
+    from rest_framework.authtoken.models import Token
+
+    client.post(reverse("signup"), {"username": "citra", "email": "citra@example.org",
+                                    "password1": "onde-onde-wijen-9", "password2": "onde-onde-wijen-9"})
+    citra = django_user_model.objects.get(username="citra")
+    Token.objects.create(user=citra)
+    client.post(reverse("logout"))
+    assert 'href="/accounts/password_reset/"' in client.get(reverse("login")).content.decode()
+
+    asked = client.post("/accounts/password_reset/", {"email": "CITRA@example.org"}, follow=True)
+
+    assert "If an account has that address, a link to choose a new password is on its way" in \
+        asked.content.decode() and "for 60 minutes" in asked.content.decode()
+    assert [mail.to for mail in mailoutbox] == [["citra@example.org"]]
+    assert 'account "citra"' in mailoutbox[0].body
+    link = re.search(r"http://testserver(/accounts/reset/\S+/)", mailoutbox[0].body).group(1)
+    form = client.get(link, follow=True)
+    assert "Choose a new password" in form.content.decode()
+    done = client.post(form.redirect_chain[-1][0], {"new_password1": "klepon-gula-jawa-5",
+                                                    "new_password2": "klepon-gula-jawa-5"}, follow=True)
+    assert "Password set" in done.content.decode()
+    citra.refresh_from_db()
+    assert citra.check_password("klepon-gula-jawa-5") and not citra.check_password("onde-onde-wijen-9")
+    assert not Token.objects.filter(user=citra).exists()  # a program with the old token is signed out
+    assert "This link no longer works" in client.get(link, follow=True).content.decode()  # once only
+
+
+def test_a_reset_for_an_address_no_account_has_answers_the_same_and_sends_nothing(client, user, mailoutbox):
+    """The form must not tell who has an account; an account without an address gets nothing."""
+    asked = client.post("/accounts/password_reset/", {"email": "nobody@example.org"}, follow=True)
+
+    assert "If an account has that address" in asked.content.decode() and mailoutbox == []
+
+
+def test_reset_emails_are_limited_per_address_so_the_form_cannot_flood_an_inbox(client, user, mailoutbox,
+                                                                               monkeypatch):
+    from rest_framework.throttling import SimpleRateThrottle
+
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES",
+                        {**SimpleRateThrottle.THROTTLE_RATES, "password_reset": "2/hour"})
+    user.email = "ayu@example.org"
+    user.save()
+
+    answers = [client.post("/accounts/password_reset/", {"email": "ayu@example.org"}) for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [302, 302, 429] and int(answers[2]["Retry-After"]) > 0
+    assert "more reset e-mails from your address" in answers[2].content.decode()
+    assert len(mailoutbox) == 2
+
+
+def test_the_account_page_changes_the_address_only_with_the_password(client, user):
+    client.force_login(user)
+    assert 'href="/accounts/"' in client.get(reverse("gallery")).content.decode()
+
+    wrong = client.post("/accounts/", {"email": "thief@example.org", "password": "guess"})
+    user.refresh_from_db()
+    assert wrong.status_code == 400 and "That is not your password." in wrong.content.decode()
+    assert user.email == ""
+
+    saved = client.post("/accounts/", {"email": "ayu@example.org", "password": "kue-lapis-2026"}, follow=True)
+    user.refresh_from_db()
+    assert "Your e-mail address is saved." in saved.content.decode() and user.email == "ayu@example.org"
+    assert 'value="ayu@example.org"' in saved.content.decode()
+
+    removed = client.post("/accounts/", {"email": "", "password": "kue-lapis-2026"}, follow=True)
+    user.refresh_from_db()
+    assert "can no longer be reset" in removed.content.decode() and user.email == ""
+
+
+@pytest.mark.parametrize("where", ["website", "api"])
+def test_wrong_passwords_on_the_account_page_lock_out_like_the_login_page(client, user, settings, where):
+    """A session or token left open must not let someone guess the password there instead."""
+    from rest_framework.test import APIClient
+
+    if where == "website":
+        client.force_login(user)
+        delete = functools.partial(client.post, "/accounts/delete/")
+        key = "delete-password"
+    else:
+        client = APIClient()
+        client.force_authenticate(user)
+        delete = functools.partial(client.delete, "/api/account/", format="json")
+        key = "password"
+    guesses = [delete({key: "guess"}).status_code for _ in range(settings.AXES_FAILURE_LIMIT)]
+
+    locked = delete({key: "kue-lapis-2026"})
+
+    assert guesses[0] == 400 and locked.status_code == 429
+    assert ("Too many failed sign-in attempts" if where == "website" else "Too many wrong passwords") \
+        in locked.content.decode()
+    assert type(user).objects.filter(pk=user.pk).exists()
+
+
+def test_the_account_page_makes_shows_once_and_revokes_the_api_token(client, user):
+    from rest_framework.authtoken.models import Token
+
+    old = Token.objects.create(user=user).key
+    client.force_login(user)
+    assert "You have a token, made" in client.get("/accounts/").content.decode()
+
+    made = client.post("/accounts/token/").content.decode()
+
+    new = Token.objects.get(user=user).key
+    assert new != old and f'<code class="token">{new}</code>' in made
+    assert new not in client.get("/accounts/").content.decode()  # shown on that answer only
+    revoked = client.post("/accounts/token/", {"revoke": "1"}, follow=True).content.decode()
+    assert "Your API token is revoked" in revoked and "You have no API token." in revoked
+    assert not Token.objects.filter(user=user).exists()
+
+
+def test_deleting_an_account_takes_its_photos_and_files_and_signs_out(client, user, other_user, settings,
+                                                                     django_capture_on_commit_callbacks):
+    from pathlib import Path
+
+    from classifier.models import Photo
+    from tests.test_photo_pages import make_photo
+
+    mine = [make_photo(user, status="done", label="kue_lapis"), make_photo(user)]
+    theirs = make_photo(other_user, status="done", label="kue_lapis")
+
+    def files():
+        return {p.name for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()}
+
+    kept = {Path(f.name).name for f in (theirs.image, theirs.thumbnail, theirs.predictions.get().heatmap)}
+    client.force_login(user)
+    page = client.get("/accounts/").content.decode()
+    assert "your 2 photos, their results and your answers are deleted" in page
+
+    wrong = client.post("/accounts/delete/", {"delete-password": "guess"})
+    assert wrong.status_code == 400 and "That is not your password." in wrong.content.decode()
+    assert Photo.objects.filter(owner=user).count() == 2
+
+    with django_capture_on_commit_callbacks(execute=True):
+        done = client.post("/accounts/delete/", {"delete-password": "kue-lapis-2026"}, follow=True)
+
+    assert "Your account is deleted, with its 2 photos and your answers." in done.content.decode()
+    assert "Signed in as" not in done.content.decode()
+    assert not type(user).objects.filter(pk=user.pk).exists()
+    assert not Photo.objects.filter(pk__in=[p.pk for p in mine]).exists()
+    assert files() == kept  # the other user's files only
+    assert client.get(reverse("gallery")).status_code == 302
+
+
+def test_a_staff_account_is_not_deleted_from_its_page(client, staff):
+    client.force_login(staff)
+    assert "A staff account is removed by an administrator" in client.get("/accounts/").content.decode()
+
+    refused = client.post("/accounts/delete/", {"delete-password": "serabi-solo-2026"}, follow=True)
+
+    assert "A staff account is removed by an administrator, in the admin." in refused.content.decode()
+    assert type(staff).objects.filter(pk=staff.pk).exists()
+
+
+def test_the_api_reads_changes_and_deletes_the_account_with_the_password(user, staff):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    from tests.test_photo_pages import make_photo
+
+    make_photo(user)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+
+    me = api.get("/api/account/").json()
+    assert (me["username"], me["email"], me["photos"]) == ("ayu", "", 1)
+    no_password = api.patch("/api/account/", {"email": "ayu@example.org"}, format="json")
+    wrong = api.patch("/api/account/", {"email": "ayu@example.org", "password": "guess"}, format="json")
+    bad = api.patch("/api/account/", {"email": "not an address", "password": "kue-lapis-2026"}, format="json")
+    changed = api.patch("/api/account/", {"email": "ayu@example.org", "password": "kue-lapis-2026"},
+                        format="json")
+    assert (no_password.status_code, wrong.status_code, bad.status_code) == (400, 400, 400)
+    assert "That is not your password." in str(wrong.json())
+    assert changed.status_code == 200 and changed.json()["email"] == "ayu@example.org"
+
+    assert api.delete("/api/account/", {"password": "guess"}, format="json").status_code == 400
+    assert api.delete("/api/account/", {"password": "kue-lapis-2026"}, format="json").status_code == 204
+    assert not type(user).objects.filter(pk=user.pk).exists()
+    assert api.get("/api/account/").status_code == 401  # its token went with it
+
+    staff_api = APIClient()
+    staff_api.force_authenticate(staff)
+    refused = staff_api.delete("/api/account/", {"password": "serabi-solo-2026"}, format="json")
+    assert refused.status_code == 403 and type(staff).objects.filter(pk=staff.pk).exists()
 
 
 def test_an_api_client_signs_out_by_deleting_its_token_and_a_new_one_is_made_on_request(user):

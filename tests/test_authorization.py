@@ -23,6 +23,10 @@ WEBSITE = [
     ("get", "/signup/", [200, 200, 200, 200, 200]),
     ("get", "/accounts/login/", [200, 200, 200, 200, 200]),
     ("get", "/accounts/password_change/", [302, 200, 200, 200, 200]),
+    ("get", "/accounts/password_reset/", [200, 200, 200, 200, 200]),
+    ("get", "/accounts/", [302, 200, 200, 200, 200]),
+    ("post", "/accounts/token/", [302, 200, 200, 200, 200]),  # a new token, shown
+    ("post", "/accounts/delete/", [302, 400, 400, 400, 400]),  # without the password
     ("get", "/upload/", [302, 200, 200, 200, 200]),
     ("get", "/photos/", [302, 200, 200, 200, 200]),
     ("get", "/photos/status/?ids={photo}", [302, 200, 200, 200, 200]),
@@ -69,6 +73,9 @@ API = [
     ("get", "/api/model-versions/accuracy-by-day/", [401, 403, 403, 403, 200]),
     ("post", "/api/auth/token/", [400, 400, 400, 400, 400]),  # wrong password, whoever asks
     ("delete", "/api/auth/token/", [401, 204, 204, 204, 204]),  # one's own token
+    ("get", "/api/account/", [401, 200, 200, 200, 200]),  # one's own account
+    ("patch", "/api/account/", [401, 400, 400, 400, 400]),  # without the password
+    ("delete", "/api/account/", [401, 400, 400, 400, 400]),
     ("get", "/api/training-runs/", [401, 403, 403, 403, 200]),
     ("get", "/api/training-runs/{run}/", [401, 403, 403, 403, 200]),
     ("post", "/api/training-runs/", [401, 403, 403, 403, 201]),

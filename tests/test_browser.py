@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+from rest_framework.authtoken.models import Token
 
 from classifier.models import Feedback, ModelVersion, Photo, TrainingRun
 from tests.conftest import PHOTOS, services_required
@@ -217,6 +218,15 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
     me.page.keyboard.press("y")  # confirm the highlighted photo from the keyboard
     me.page.wait_for_selector("text=Nothing to review")
     me.shoot("8-review-done")
+
+    me.page.get_by_role("link", name="Account").click()
+    me.page.get_by_role("button", name="Make a token").click()
+    assert me.page.locator("code.token").inner_text() == Token.objects.get(user__username="sari").key
+    me.shoot("9-account")
+    me.page.fill("#id_delete-password", "lapis-legit-9x")
+    me.page.get_by_role("button", name="Delete my account").click()
+    me.page.wait_for_selector("text=Your account is deleted, with its 2 photos and your answers.")
+    assert not Photo.objects.filter(owner__username="sari").exists()
 
     assert me.errors == []
     print(f"screenshots: {SCREENSHOTS}")

@@ -161,3 +161,32 @@ class TrainingRunStartSerializer(serializers.Serializer):
     auto_activate = serializers.BooleanField(
         default=False, help_text="activate the new version if it matches the benchmark and beats the "
                                  "active version on held-out user photos")
+
+
+class AccountSerializer(serializers.Serializer):
+    username = serializers.CharField(source="get_username", read_only=True)
+    email = serializers.CharField(read_only=True, help_text="where a reset link for a forgotten password "
+                                                            "goes; empty if none")
+    date_joined = serializers.DateTimeField(read_only=True)
+    photos = serializers.IntegerField(source="photos.count", read_only=True)
+
+
+class PasswordConfirmSerializer(serializers.Serializer):
+    password = serializers.CharField(write_only=True, trim_whitespace=False, style={"input_type": "password"},
+                                     help_text="your password, again: a token alone is not enough for this")
+
+    def validate_password(self, password: str) -> str:
+        from rest_framework.exceptions import Throttled
+
+        from classifier.accounts import password_confirmed
+
+        request = self.context["request"]
+        if not password_confirmed(request, password):
+            if getattr(request, "axes_locked_out", False):
+                raise Throttled(detail="Too many wrong passwords for this account; try again later.")
+            raise serializers.ValidationError("That is not your password.", code="password_incorrect")
+        return password
+
+
+class AccountEmailSerializer(PasswordConfirmSerializer):
+    email = serializers.EmailField(allow_blank=True, help_text="the new address; empty removes it")

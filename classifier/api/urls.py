@@ -16,6 +16,7 @@ router.register("training-runs", views.TrainingRunViewSet, basename="trainingrun
 
 urlpatterns = [
     path("auth/token/", views.TokenView.as_view(), name="token"),
+    path("account/", views.AccountView.as_view(), name="account"),
     path("stats/", views.stats, name="stats"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),

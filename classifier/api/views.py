@@ -27,6 +27,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.serializers import CharField, Serializer
 from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
 
 from classifier import files, selectors, services
 from classifier.api import serializers
@@ -145,6 +146,39 @@ class TokenView(ObtainAuthToken):
                     detail="Too many failed sign-in attempts for this user name; try again later.",
                 ) from None
             raise
+
+
+@extend_schema_view(
+    get=extend_schema(summary="Your account", responses={200: serializers.AccountSerializer, 401: ERROR,
+                                                          429: ERROR}),
+    patch=extend_schema(summary="Change your e-mail address (your password confirms it)",
+                        request=serializers.AccountEmailSerializer,
+                        responses={200: serializers.AccountSerializer, 400: ERROR, 415: ERROR,
+                                   **WRITE_ERRORS}),
+    delete=extend_schema(summary="Delete your account, its photos and answers (your password confirms it)",
+                         request=serializers.PasswordConfirmSerializer,
+                         responses={204: None, 400: ERROR, 415: ERROR, **WRITE_ERRORS}),
+)
+class AccountView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    def get(self, request):
+        return Response(serializers.AccountSerializer(request.user).data)
+
+    def patch(self, request):
+        data = serializers.AccountEmailSerializer(data=request.data, context={"request": request})
+        data.is_valid(raise_exception=True)
+        services.account_email_set(request.user, data.validated_data["email"])
+        return Response(serializers.AccountSerializer(request.user).data)
+
+    def delete(self, request):
+        serializers.PasswordConfirmSerializer(data=request.data, context={"request": request}
+                                              ).is_valid(raise_exception=True)
+        try:
+            services.account_delete(request.user)
+        except ValidationError as exc:  # a staff account
+            raise exceptions.PermissionDenied(exc.messages[0]) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @contextmanager
