@@ -1,13 +1,16 @@
 """Accounts: what follows a password change, wherever it happens (the website, the admin,
 `manage.py changepassword`, a script's `set_password`), or a disabled password, a logout, and whose
-address a request comes from."""
+address a request comes from, how many accounts and reset e-mails an address gets, and the password
+asked again before a step that a session left open must not be enough for."""
+
+import math
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import post_init, post_save
 from django.dispatch import receiver
-from rest_framework.throttling import BaseThrottle
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from classifier import services
 
@@ -57,6 +60,32 @@ def password_confirmed(request, password: str) -> bool:
     from django.contrib.auth import authenticate
 
     return authenticate(request, username=request.user.get_username(), password=password) is not None
+
+
+class PerAddressThrottle(SimpleRateThrottle):
+    """A rate per client address (the scope's THROTTLE_... setting), counted where the caller says:
+    what was done, not typing errors."""
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+    def wait_if_over(self, request) -> int | None:
+        """Count this request: None within the rate, else the seconds to wait."""
+        return None if self.allow_request(request, None) else math.ceil(self.wait() or 1)
+
+
+class SignUpRateThrottle(PerAddressThrottle):
+    """New accounts (THROTTLE_SIGNUP), on the website and the API: each account has its own upload
+    budget, and each sign-up costs a password hash."""
+
+    scope = "signup"
+
+
+class PasswordResetRateThrottle(PerAddressThrottle):
+    """Reset e-mails asked for (THROTTLE_PASSWORD_RESET), on the website and the API: the form must
+    not be a way to flood someone's inbox."""
+
+    scope = "password_reset"
 
 
 def client_ip(request) -> str:

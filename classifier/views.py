@@ -22,9 +22,10 @@ from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import requires_csrf_token
 from django.views.decorators.http import require_GET, require_http_methods
-from rest_framework.throttling import SimpleRateThrottle, UserRateThrottle
+from rest_framework.throttling import UserRateThrottle
 
 from classifier import files, plots, selectors, services
+from classifier.accounts import PasswordResetRateThrottle, SignUpRateThrottle
 from classifier.cakes import catalogue
 from classifier.forms import (
     EmailForm,
@@ -71,22 +72,11 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "classifier/home.html", {"cakes": catalogue(selectors.known_labels())})
 
 
-class SignUpRateThrottle(SimpleRateThrottle):
-    """New accounts per client address (THROTTLE_SIGNUP): each account has its own upload budget,
-    and each sign-up costs a password hash."""
-
-    scope = "signup"
-
-    def get_cache_key(self, request, view):
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
-
-
 def signup(request: HttpRequest) -> HttpResponse:
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        throttle = SignUpRateThrottle()
-        if not throttle.allow_request(request, None):  # counts the accounts made, not typing errors
-            wait = math.ceil(throttle.wait() or 1)
+        wait = SignUpRateThrottle().wait_if_over(request)  # counts the accounts made, not typing errors
+        if wait:
             refused = {"form": form, "refusal": "That is more new accounts from your address than we "
                                                 f"make in an hour; try again in {math.ceil(wait / 60)} min."}
             response = render(request, "registration/signup.html", refused, status=429)
@@ -99,21 +89,13 @@ def signup(request: HttpRequest) -> HttpResponse:
     return render(request, "registration/signup.html", {"form": form})
 
 
-class PasswordResetRateThrottle(SignUpRateThrottle):
-    """Reset e-mails asked for per client address (THROTTLE_PASSWORD_RESET): the form must not be a
-    way to flood someone's inbox."""
-
-    scope = "password_reset"
-
-
 class PasswordResetView(auth_views.PasswordResetView):
     """Django's: a link to the account's address, if an account has it (the answer is the same
     either way, so the form tells nobody which addresses have accounts)."""
 
     def form_valid(self, form):
-        throttle = PasswordResetRateThrottle()
-        if not throttle.allow_request(self.request, None):
-            wait = math.ceil(throttle.wait() or 1)
+        wait = PasswordResetRateThrottle().wait_if_over(self.request)
+        if wait:
             response = self.render_to_response(self.get_context_data(
                 form=form, refusal="That is more reset e-mails from your address than we send in an hour; "
                                    f"try again in {math.ceil(wait / 60)} min."), status=429)

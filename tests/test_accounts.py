@@ -501,3 +501,47 @@ def test_a_browser_asking_for_favicon_ico_gets_the_sites_icon(client):
     response = client.get("/favicon.ico")
 
     assert response.status_code == 301 and response["Location"] == "/static/favicon.svg"
+
+
+def test_the_api_signs_up_a_new_account_as_the_website_does_and_gives_its_token(user, monkeypatch):
+    from rest_framework.test import APIClient
+    from rest_framework.throttling import SimpleRateThrottle
+
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES",
+                        {**SimpleRateThrottle.THROTTLE_RATES, "signup": "1/hour"})
+    api = APIClient()
+
+    taken = api.post("/api/account/", {"username": "AYU", "password": "onde-onde-wijen-9"}, format="json")
+    weak = api.post("/api/account/", {"username": "citra", "password": "12345678"}, format="json")
+    made = api.post("/api/account/", {"username": "citra", "password": "onde-onde-wijen-9",
+                                      "email": "citra@example.org"}, format="json")
+    more = api.post("/api/account/", {"username": "dewi", "password": "onde-onde-wijen-9"}, format="json")
+
+    assert taken.status_code == 400 and "already exists" in str(taken.json()["error"])
+    assert weak.status_code == 400 and "too common" in str(weak.json()["error"])
+    assert made.status_code == 201
+    assert {k: made.json()[k] for k in ("username", "email", "photos")} == \
+        {"username": "citra", "email": "citra@example.org", "photos": 0}
+    assert more.status_code == 429 and int(more["Retry-After"]) > 0
+    api.credentials(HTTP_AUTHORIZATION=f"Token {made.json()['token']}")
+    assert api.get("/api/account/").json()["username"] == "citra"
+
+
+def test_the_api_sends_a_reset_link_to_an_address_and_answers_the_same_for_any(user, mailoutbox, monkeypatch):
+    from rest_framework.test import APIClient
+    from rest_framework.throttling import SimpleRateThrottle
+
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES",
+                        {**SimpleRateThrottle.THROTTLE_RATES, "password_reset": "2/hour"})
+    user.email = "ayu@example.org"
+    user.save()
+    api = APIClient()
+
+    known = api.post("/api/auth/password-reset/", {"email": "ayu@example.org"}, format="json")
+    unknown = api.post("/api/auth/password-reset/", {"email": "nobody@example.org"}, format="json")
+    bad = api.post("/api/auth/password-reset/", {"email": "not an address"}, format="json")
+    over = api.post("/api/auth/password-reset/", {"email": "ayu@example.org"}, format="json")
+
+    assert (known.status_code, unknown.status_code, bad.status_code, over.status_code) == (202, 202, 400, 429)
+    assert [mail.to for mail in mailoutbox] == [["ayu@example.org"]]
+    assert re.search(r"http://testserver/accounts/reset/\S+/", mailoutbox[0].body)  # the website's page

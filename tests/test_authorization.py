@@ -73,6 +73,8 @@ API = [
     ("get", "/api/model-versions/accuracy-by-day/", [401, 403, 403, 403, 200]),
     ("post", "/api/auth/token/", [400, 400, 400, 400, 400]),  # wrong password, whoever asks
     ("delete", "/api/auth/token/", [401, 204, 204, 204, 204]),  # one's own token
+    ("post", "/api/account/", [400, 400, 400, 400, 400]),  # a sign-up without a name and password
+    ("post", "/api/auth/password-reset/", [400, 400, 400, 400, 400]),  # without an address
     ("get", "/api/account/", [401, 200, 200, 200, 200]),  # one's own account
     ("patch", "/api/account/", [401, 400, 400, 400, 400]),  # without the password
     ("delete", "/api/account/", [401, 400, 400, 400, 400]),

@@ -190,3 +190,36 @@ class PasswordConfirmSerializer(serializers.Serializer):
 
 class AccountEmailSerializer(PasswordConfirmSerializer):
     email = serializers.EmailField(allow_blank=True, help_text="the new address; empty removes it")
+
+
+class AccountCreateSerializer(serializers.Serializer):
+    """A new account, checked as the website's sign-up form checks it (the same form underneath)."""
+
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(write_only=True, trim_whitespace=False, style={"input_type": "password"})
+    email = serializers.EmailField(required=False, allow_blank=True, default="",
+                                   help_text="optional: where a reset link for a forgotten password goes")
+
+    def validate(self, attrs):
+        from classifier.forms import SignUpForm
+
+        form = SignUpForm(data={"username": attrs["username"], "email": attrs["email"],
+                                "password1": attrs["password"], "password2": attrs["password"]})
+        if not form.is_valid():  # the form's password1/password2 are this one's password
+            errors: dict[str, list[str]] = {}
+            for field, messages in form.errors.items():
+                errors.setdefault("password" if field.startswith("password") else field, []).extend(messages)
+            raise serializers.ValidationError(errors)
+        self.form = form
+        return attrs
+
+    def create(self, validated_data):
+        return self.form.save()
+
+
+class NewAccountSerializer(AccountSerializer):
+    token = serializers.CharField(read_only=True, help_text="the new account's API token")
+
+
+class PasswordResetSerializer(serializers.Serializer):
+    email = serializers.EmailField()

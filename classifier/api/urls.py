@@ -17,6 +17,7 @@ router.register("training-runs", views.TrainingRunViewSet, basename="trainingrun
 urlpatterns = [
     path("auth/token/", views.TokenView.as_view(), name="token"),
     path("account/", views.AccountView.as_view(), name="account"),
+    path("auth/password-reset/", views.password_reset, name="password-reset"),
     path("stats/", views.stats, name="stats"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),

@@ -8,6 +8,7 @@ from datetime import UTC
 
 import django_filters
 from django.conf import settings
+from django.contrib.auth.forms import PasswordResetForm
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from drf_spectacular.types import OpenApiTypes
@@ -20,7 +21,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.decorators import action, api_view, permission_classes
+from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
 from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -30,6 +31,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from classifier import files, selectors, services
+from classifier.accounts import PasswordResetRateThrottle, SignUpRateThrottle
 from classifier.api import serializers
 from classifier.api.errors import Conflict
 from classifier.api.permissions import StaffModelPermissions, staff_with
@@ -148,19 +150,37 @@ class TokenView(ObtainAuthToken):
             raise
 
 
+ACCOUNT_ERRORS = {401: ERROR, 403: ERROR, 429: ERROR}  # 403: a staff account, or a session without CSRF
+
+
 @extend_schema_view(
+    post=extend_schema(summary="Sign up: a new account, with its API token", auth=[],
+                       request=serializers.AccountCreateSerializer,
+                       responses={201: serializers.NewAccountSerializer, 400: ERROR, 415: ERROR, 429: ERROR}),
     get=extend_schema(summary="Your account", responses={200: serializers.AccountSerializer, 401: ERROR,
                                                           429: ERROR}),
     patch=extend_schema(summary="Change your e-mail address (your password confirms it)",
                         request=serializers.AccountEmailSerializer,
                         responses={200: serializers.AccountSerializer, 400: ERROR, 415: ERROR,
-                                   **WRITE_ERRORS}),
+                                   **ACCOUNT_ERRORS}),
     delete=extend_schema(summary="Delete your account, its photos and answers (your password confirms it)",
                          request=serializers.PasswordConfirmSerializer,
-                         responses={204: None, 400: ERROR, 415: ERROR, **WRITE_ERRORS}),
+                         responses={204: None, 400: ERROR, 415: ERROR, **ACCOUNT_ERRORS}),
 )
 class AccountView(APIView):
-    permission_classes = [IsAuthenticated]
+    def get_permissions(self):
+        return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
+
+    def post(self, request):
+        data = serializers.AccountCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        wait = SignUpRateThrottle().wait_if_over(request)  # counts the accounts made, not typing errors
+        if wait:
+            raise exceptions.Throttled(wait=wait, detail="That is more new accounts from your address than "
+                                                          "we make in an hour.")
+        user = data.save()
+        body = {**serializers.AccountSerializer(user).data, "token": services.api_token_renew(user).key}
+        return Response(body, status=status.HTTP_201_CREATED)
 
     def get(self, request):
         return Response(serializers.AccountSerializer(request.user).data)
@@ -179,6 +199,26 @@ class AccountView(APIView):
         except ValidationError as exc:  # a staff account
             raise exceptions.PermissionDenied(exc.messages[0]) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(summary="Send a link to choose a new password to this address, if an account has it "
+                       "(the answer is the same either way)", auth=[],
+               request=serializers.PasswordResetSerializer, responses={202: None, 400: ERROR, 415: ERROR,
+                                                                       429: ERROR})
+@api_view(["POST"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+def password_reset(request):
+    data = serializers.PasswordResetSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    wait = PasswordResetRateThrottle().wait_if_over(request)
+    if wait:
+        raise exceptions.Throttled(wait=wait, detail="That is more reset e-mails from your address than we "
+                                                      "send in an hour.")
+    form = PasswordResetForm(data.validated_data)
+    form.is_valid()  # (the address was checked above)
+    form.save(request=request, use_https=request.is_secure())  # the website's e-mail and link
+    return Response(status=status.HTTP_202_ACCEPTED)
 
 
 @contextmanager
