@@ -10,14 +10,15 @@ from django.urls import include, path
 
 from classifier import views
 
-# django.contrib.auth's views (the reset e-mails limited per address), and the account page.
+# django.contrib.auth's views (the old password checked as a sign-in attempt, the reset e-mails
+# limited), and the account page.
 accounts = [
     path("", views.account, name="account"),
     path("token/", views.account_token, name="account-token"),
     path("delete/", views.account_delete, name="account-delete"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("password_change/", views.PasswordChangeView.as_view(), name="password_change"),
     path("password_change/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("password_reset/", views.PasswordResetView.as_view(), name="password_reset"),
     path("password_reset/done/", auth_views.PasswordResetDoneView.as_view(

@@ -2,6 +2,7 @@
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.forms import UserCreationForm
 
 from classifier.models import Photo
@@ -73,6 +74,29 @@ class SignUpForm(UserCreationForm):
     class Meta(UserCreationForm.Meta):
         fields = ("username", "email")
         help_texts = {"email": EMAIL_HELP}
+        widgets = {"email": forms.EmailInput(attrs={"autocomplete": "email"})}
+
+
+def password_checked(request, password: str) -> str:
+    """`password`, if it is the signed-in user's (a guess counts towards the lockout: django-axes then
+    answers its page); else a ValidationError."""
+    from classifier.accounts import password_confirmed
+
+    if not password_confirmed(request, password):
+        raise forms.ValidationError("That is not your password.", code="password_incorrect")
+    return password
+
+
+class PasswordChangeForm(auth_forms.PasswordChangeForm):
+    """Django's, with the old password checked as a sign-in attempt: a session left open is not a
+    way to guess it."""
+
+    def __init__(self, user, *args, request, **kwargs):
+        super().__init__(user, *args, **kwargs)
+        self.request = request
+
+    def clean_old_password(self):
+        return password_checked(self.request, self.cleaned_data["old_password"])
 
 
 class PasswordConfirmForm(forms.Form):
@@ -86,17 +110,13 @@ class PasswordConfirmForm(forms.Form):
         self.request = request
 
     def clean_password(self):
-        from classifier.accounts import password_confirmed
-
-        password = self.cleaned_data["password"]
-        if not password_confirmed(self.request, password):  # (locked out: django-axes answers its page)
-            raise forms.ValidationError("That is not your password.", code="password_incorrect")
-        return password
+        return password_checked(self.request, self.cleaned_data["password"])
 
 
 class EmailForm(PasswordConfirmForm):
     """A new e-mail address (or none), which a password reset link would be sent to: it needs the
     password, or a session left open would be enough to take the account over."""
 
-    email = forms.EmailField(label="E-mail address", required=False, help_text=EMAIL_HELP)
+    email = forms.EmailField(label="E-mail address", required=False, help_text=EMAIL_HELP,
+                             widget=forms.EmailInput(attrs={"autocomplete": "email"}))
     field_order = ["email", "password"]

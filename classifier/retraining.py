@@ -157,8 +157,8 @@ def execute(run: TrainingRun) -> ModelVersion:
         raise
     activate, run.decision = decide(run, new, before)
     if activate:
-        try:  # only in place of the version it was compared with
-            services.model_version_activate(version, replacing=base)
+        try:  # only in place of the version it was compared with, and only if it was not cancelled
+            services.training_run_activate(run, version, replacing=base)
         except ValidationError as exc:
             rule = run.decision.removeprefix("Activated: ").rstrip(".")
             run.decision = f"Not activated, although it met the rule ({rule}): {' '.join(exc.messages)}"

@@ -356,14 +356,18 @@ def account_delete(user) -> int:
     one would lock everyone out of it)."""
     if user.is_staff or user.is_superuser:
         raise ValidationError("A staff account is removed by an administrator, in the admin.", code="staff")
+    photos = Photo.objects.select_for_update().filter(owner=user).values_list("pk")
     with transaction.atomic():
-        # The account's row, then its photos' rows, locked first: an upload under way waits and then
-        # fails (its account is gone), a worker recording a prediction waits and then finds its photo
-        # gone, instead of either adding a row that makes the whole deletion fail at commit.
+        # Locked first, so that nothing adds a row that makes the whole deletion fail at commit: the
+        # photos (in the order the photo's own writes take: an answer or a prediction being written
+        # finishes first, or waits and then finds its photo gone), then the account (an upload under
+        # way then waits, and fails: its account is gone), then the photos again (one that an upload
+        # committed in between).
+        list(photos)
         list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
-        photos = len(Photo.objects.select_for_update().filter(owner=user).values_list("pk"))
+        count = len(photos.all())
         user.delete()  # the photos' files go once this commits (classifier.signals)
-    return photos
+    return count
 
 
 def model_version_files(path: str | Path) -> tuple[list[dict], dict]:
@@ -470,36 +474,50 @@ def training_run_progress(run: TrainingRun, stage: str, percent: int) -> None:
 def training_run_cancel(run: TrainingRun, *, user) -> TrainingRun:
     """Cancel a queued or running run, and free the way for the next one at once (its worker may be
     gone). A queued run never starts; a running one stops at its next step (the next epoch, or before
-    it registers its version) and leaves no model folder. Refused once it has registered its version:
-    it is finishing."""
-    with transaction.atomic():  # waits for a registration under way (training_run_register)
+    it registers its version) and leaves no model folder. One that has registered its version already
+    keeps it, and does not activate it."""
+    with transaction.atomic():  # waits for a registration or activation under way
         locked = TrainingRun.objects.select_for_update().filter(pk=run.pk).first()
         if locked is None:
             raise Http404("The training run no longer exists.")
         if locked.status not in TrainingRun.LIVE:
             raise ValidationError(f"Training run {run.pk} has already ended ({locked.status}).", code="ended")
-        if locked.result_version_id is not None:
-            raise ValidationError(f"Training run {run.pk} has registered its version already and is "
-                                  "finishing; it cannot be cancelled now.", code="finishing")
         now = timezone.now()
         locked.status, locked.finished = TrainingRun.Status.CANCELLED, now
         locked.error = f"Cancelled by {user.get_username()}."
+        if locked.result_version:
+            locked.error += (f" It had registered {locked.result_version.name}, which stays, and was not "
+                             "activated by the run.")
         locked.log += f"{now:%H:%M:%S} cancelled by {user.get_username()}\n"
         locked.save(update_fields=["status", "finished", "error", "log"])
     return locked
 
 
+def lock_running(run: TrainingRun) -> None:
+    """Inside a transaction: lock the run's row until it ends (a cancellation waits); RunStopped if
+    the run is no longer running (cancelled meanwhile)."""
+    if not TrainingRun.objects.select_for_update().filter(pk=run.pk, status=TrainingRun.Status.RUNNING
+                                                          ).exists():
+        raise RunStopped(f"training run {run.pk} is no longer running")
+
+
 def training_run_register(run: TrainingRun, name: str) -> ModelVersion:
     """Register the version a running run made (its folder `name` under MODELS_DIR) as the run's
-    result; RunStopped if the run was cancelled meanwhile. From here on it cannot be cancelled."""
+    result; RunStopped if the run was cancelled meanwhile."""
     with transaction.atomic():
-        if not TrainingRun.objects.select_for_update().filter(pk=run.pk, status=TrainingRun.Status.RUNNING
-                                                              ).exists():
-            raise RunStopped(f"training run {run.pk} is no longer running")
+        lock_running(run)
         version = model_version_register(name=name, path=name)
         TrainingRun.objects.filter(pk=run.pk).update(result_version=version)
     run.result_version = version
     return version
+
+
+def training_run_activate(run: TrainingRun, version: ModelVersion, *, replacing: ModelVersion) -> None:
+    """Activate a running run's version in place of `replacing` (model_version_activate); RunStopped
+    if the run was cancelled meanwhile."""
+    with transaction.atomic():
+        lock_running(run)
+        model_version_activate(version, replacing=replacing)
 
 
 def training_run_begin(run: TrainingRun, task_id: str = "") -> bool:

@@ -161,7 +161,7 @@ def train_model(self, run_id: int) -> str:
     try:
         version = retraining.execute(run)
     except services.RunStopped:
-        log.info("training run %s was cancelled; it stopped and registered nothing", run_id)
+        log.info("training run %s is no longer running (cancelled); it stopped", run_id)
         return "cancelled"
     except Exception as exc:
         log.exception("training run %s failed", run_id)

@@ -21,6 +21,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import requires_csrf_token
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods
 from rest_framework.throttling import UserRateThrottle
 
@@ -30,6 +31,7 @@ from classifier.cakes import catalogue
 from classifier.forms import (
     EmailForm,
     GalleryFilterForm,
+    PasswordChangeForm,
     PasswordConfirmForm,
     SignUpForm,
     UploadForm,
@@ -104,11 +106,19 @@ class PasswordResetView(auth_views.PasswordResetView):
         return super().form_valid(form)
 
 
+class PasswordChangeView(auth_views.PasswordChangeView):
+    form_class = PasswordChangeForm
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}
+
+
 def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpResponse:
     """The account page, with the forms given (bound, showing their errors) or fresh ones."""
     user = request.user
     context = {
         "email_form": EmailForm(request=request, initial={"email": user.email}),
+        "token_form": PasswordConfirmForm(request=request, prefix="token"),
         "delete_form": PasswordConfirmForm(request=request, prefix="delete"),
         "token": selectors.api_token(user),
         "photos": selectors.photo_count(user),
@@ -117,6 +127,7 @@ def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpRes
     return render(request, "registration/account.html", context, status=status)
 
 
+@sensitive_post_parameters("password")
 @never_cache
 @login_required
 def account(request: HttpRequest) -> HttpResponse:
@@ -132,18 +143,24 @@ def account(request: HttpRequest) -> HttpResponse:
     return redirect("account")
 
 
+@sensitive_post_parameters("token-password")
 @never_cache
 @login_required
 @post_only("account", with_id=False)
 def account_token(request: HttpRequest) -> HttpResponse:
-    """A new API token, shown on this answer only; or, with `revoke`, none."""
+    """A new API token (the password asked again, as the API's token endpoint asks it), shown on this
+    answer only; or, with `revoke`, none."""
     if "revoke" in request.POST:
         services.api_token_revoke(request.user)
         messages.success(request, "Your API token is revoked: the programs that used it are signed out.")
         return redirect("account")
+    form = PasswordConfirmForm(request.POST, request=request, prefix="token")
+    if not form.is_valid():
+        return account_page(request, token_form=form, status=400)
     return account_page(request, new_token=services.api_token_renew(request.user).key)
 
 
+@sensitive_post_parameters("delete-password")
 @never_cache
 @login_required
 @post_only("account", with_id=False)

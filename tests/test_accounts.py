@@ -240,17 +240,40 @@ def test_wrong_passwords_on_the_account_page_lock_out_like_the_login_page(client
     assert guesses[0] == 400 and locked.status_code == 429
     assert ("Too many failed sign-in attempts" if where == "website" else "Too many wrong passwords") \
         in locked.content.decode()
+    if where == "api":
+        assert int(locked["Retry-After"]) == settings.AXES_COOLOFF_TIME * 3600
     assert type(user).objects.filter(pk=user.pk).exists()
 
 
-def test_the_account_page_makes_shows_once_and_revokes_the_api_token(client, user):
+def test_the_old_password_on_the_change_page_locks_out_like_the_login_page(client, user, settings):
+    client.force_login(user)
+
+    def change(old):
+        return client.post(reverse("password_change"), {
+            "old_password": old, "new_password1": "putri-salju-77x", "new_password2": "putri-salju-77x"})
+
+    guesses = [change("guess") for _ in range(settings.AXES_FAILURE_LIMIT)]
+    locked = change("kue-lapis-2026")
+
+    assert guesses[0].status_code == 200 and "Your old password was entered incorrectly" not in \
+        guesses[0].content.decode() and "That is not your password." in guesses[0].content.decode()
+    assert locked.status_code == 429
+    user.refresh_from_db()
+    assert user.check_password("kue-lapis-2026")
+
+
+def test_the_account_page_makes_with_the_password_shows_once_and_revokes_the_api_token(client, user):
     from rest_framework.authtoken.models import Token
 
     old = Token.objects.create(user=user).key
     client.force_login(user)
     assert "You have a token, made" in client.get("/accounts/").content.decode()
 
-    made = client.post("/accounts/token/").content.decode()
+    refused = client.post("/accounts/token/", {"token-password": "guess"})
+    assert refused.status_code == 400 and "That is not your password." in refused.content.decode()
+    assert Token.objects.get(user=user).key == old  # a session alone does not make a token
+
+    made = client.post("/accounts/token/", {"token-password": "kue-lapis-2026"}).content.decode()
 
     new = Token.objects.get(user=user).key
     assert new != old and f'<code class="token">{new}</code>' in made
@@ -545,3 +568,47 @@ def test_the_api_sends_a_reset_link_to_an_address_and_answers_the_same_for_any(u
     assert (known.status_code, unknown.status_code, bad.status_code, over.status_code) == (202, 202, 400, 429)
     assert [mail.to for mail in mailoutbox] == [["ayu@example.org"]]
     assert re.search(r"http://testserver/accounts/reset/\S+/", mailoutbox[0].body)  # the website's page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_account_deleted_while_its_owner_answers_in_another_tab_goes_after_the_answer(user):
+    """The answer locks its photo, then (committing) needs its user's row; the deletion must lock in
+    the same order, or PostgreSQL finds a deadlock and one of them fails."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    from classifier import services
+    from classifier.models import Photo
+    from tests.processes import require_services
+    from tests.test_photo_pages import make_photo
+
+    require_services()
+    photo = make_photo(user, status="done", label="kue_lapis")
+    answered = threading.Event()
+    outcome = {}
+
+    def answer():
+        try:
+            with transaction.atomic():
+                services.feedback_record(photo=photo, user=user, label="kue_lumpur")
+                answered.set()
+                time.sleep(0.5)  # the deletion comes now, while the answer holds its photo
+            outcome["answer"] = "committed"
+        except Exception as exc:
+            outcome["answer"] = repr(exc)
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=answer)
+    other.start()
+    assert answered.wait(10)
+    try:
+        outcome["delete"] = services.account_delete(user)
+    except Exception as exc:
+        outcome["delete"] = repr(exc)
+    other.join(10)
+
+    assert outcome == {"answer": "committed", "delete": 1}
+    assert not Photo.objects.filter(pk=photo.pk).exists()

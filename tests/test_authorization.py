@@ -25,7 +25,7 @@ WEBSITE = [
     ("get", "/accounts/password_change/", [302, 200, 200, 200, 200]),
     ("get", "/accounts/password_reset/", [200, 200, 200, 200, 200]),
     ("get", "/accounts/", [302, 200, 200, 200, 200]),
-    ("post", "/accounts/token/", [302, 200, 200, 200, 200]),  # a new token, shown
+    ("post", "/accounts/token/", [302, 400, 400, 400, 400]),  # a new token needs the password
     ("post", "/accounts/delete/", [302, 400, 400, 400, 400]),  # without the password
     ("get", "/upload/", [302, 200, 200, 200, 200]),
     ("get", "/photos/", [302, 200, 200, 200, 200]),

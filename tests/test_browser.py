@@ -220,6 +220,7 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
     me.shoot("8-review-done")
 
     me.page.get_by_role("link", name="Account").click()
+    me.page.fill("#id_token-password", "lapis-legit-9x")
     me.page.get_by_role("button", name="Make a token").click()
     assert me.page.locator("code.token").inner_text() == Token.objects.get(user__username="sari").key
     me.shoot("9-account")

@@ -373,15 +373,20 @@ def test_the_admin_cancels_the_selected_runs_that_are_still_going(admin_client, 
     assert (running.status, ended.status) == ("cancelled", "succeeded")
 
 
-def test_a_run_that_registered_its_version_cannot_be_cancelled_as_it_finishes(admin_user, started_runs):
+def test_a_run_cancelled_after_it_registered_its_version_keeps_it_and_says_so(admin_user, started_runs):
+    """Its worker may have died between registering and finishing: the way must be free all the same."""
     run = services.training_run_start(user=admin_user)
     assert services.training_run_begin(run, "task-1")
-    TrainingRun.objects.filter(pk=run.pk).update(result_version=ModelVersion.objects.get(is_active=True))
+    registered = ModelVersion.objects.create(name="kue+run1", path="kue+run1", labels=[])
+    TrainingRun.objects.filter(pk=run.pk).update(result_version=registered)
 
-    with pytest.raises(ValidationError, match="has registered its version already"):
-        services.training_run_cancel(run, user=admin_user)
+    services.training_run_cancel(run, user=admin_user)
+
     run.refresh_from_db()
-    assert run.status == "running"
+    assert run.status == "cancelled" and run.result_version == registered
+    assert run.error == ("Cancelled by root. It had registered kue+run1, which stays, and was not activated "
+                         "by the run.")
+    assert services.training_run_start(user=admin_user).status == "queued"
 
 
 def test_a_run_cancelled_as_it_crashes_stays_cancelled(admin_user, started_runs, monkeypatch):
@@ -401,16 +406,19 @@ def test_a_run_cancelled_as_it_crashes_stays_cancelled(admin_user, started_runs,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("when", ["while it refits", "while it evaluates"])
+@pytest.mark.parametrize("when", ["while it refits", "while it evaluates", "after it registered"])
 def test_a_running_run_that_is_cancelled_stops_and_leaves_nothing_behind(admin_user, started_runs,
                                                                         private_models, monkeypatch, when):
-    """Its next step (a progress report, or registering the version) finds it cancelled: no version,
-    no model folder, the active version untouched, and the way free for a new run."""
+    """Its next step (a progress report, registering the version, activating it) finds it cancelled:
+    no version (or the one it had registered, not active), no model folder, the active version
+    untouched, and the way free for a new run."""
     from classifier import retraining
     from training import report, retrain
 
-    run = services.training_run_start(user=admin_user)
-    step = (retrain, "refit_head") if when == "while it refits" else (report, "record")
+    run = services.training_run_start(user=admin_user, auto_activate=True)
+    monkeypatch.setattr(retraining, "decide", lambda *_: (True, "Activated: it met the rule."))
+    step = {"while it refits": (retrain, "refit_head"), "while it evaluates": (report, "record"),
+            "after it registered": (services, "training_run_register")}[when]
     original = getattr(*step)
 
     def cancelled_meanwhile(*args, **kwargs):
@@ -422,10 +430,16 @@ def test_a_running_run_that_is_cancelled_stops_and_leaves_nothing_behind(admin_u
     assert tasks.train_model(run.pk) == "cancelled"
 
     run.refresh_from_db()
-    assert run.status == "cancelled" and run.result_version is None
+    assert run.status == "cancelled"
     assert run.log.endswith("cancelled by root\n")  # no step after it, and it overwrote nothing
-    assert ("evaluating" in run.log) == (when == "while it evaluates")  # it stopped at the next step
-    assert list(ModelVersion.objects.all()) == [private_models] and private_models.is_active
-    assert sorted(p.name for p in Path(django_settings.MODELS_DIR).iterdir()) == [private_models.path]
-    assert retraining.new_version_name(private_models, run) == f"{private_models.name}+run{run.pk}"
+    assert ("evaluating" in run.log) == (when != "while it refits")  # it stopped at the next step
+    private_models.refresh_from_db()
+    assert private_models.is_active and ModelVersion.objects.filter(is_active=True).count() == 1
+    folders = sorted(p.name for p in Path(django_settings.MODELS_DIR).iterdir())
+    if when == "after it registered":  # it keeps the version it registered, not activated
+        assert run.result_version.name == f"{private_models.name}+run{run.pk}"
+        assert folders == sorted([private_models.path, run.result_version.path])
+    else:
+        assert run.result_version is None and list(ModelVersion.objects.all()) == [private_models]
+        assert folders == [private_models.path]
     assert services.training_run_start(user=admin_user).status == "queued"

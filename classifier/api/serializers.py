@@ -1,5 +1,6 @@
 """API representations. Reading only: writes go through classifier.services."""
 
+from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -183,7 +184,8 @@ class PasswordConfirmSerializer(serializers.Serializer):
         request = self.context["request"]
         if not password_confirmed(request, password):
             if getattr(request, "axes_locked_out", False):
-                raise Throttled(detail="Too many wrong passwords for this account; try again later.")
+                raise Throttled(wait=round(settings.AXES_COOLOFF_TIME * 3600),
+                                detail="Too many wrong passwords for this account; try again later.")
             raise serializers.ValidationError("That is not your password.", code="password_incorrect")
         return password
 
