@@ -142,6 +142,7 @@ EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", True)
 EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10)  # seconds: a hung mail server must not hold a request
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "cakesite <noreply@localhost>")
 PASSWORD_RESET_TIMEOUT = envint("PASSWORD_RESET_TIMEOUT", 3600)  # seconds a reset link works
+PASSWORD_RESET_EMAILS_PER_ADDRESS = envint("PASSWORD_RESET_EMAILS_PER_ADDRESS", 3)  # an hour
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -1,9 +1,12 @@
 """Forms: parsing and field-level messages only; validation of images lives in services."""
 
+import itertools
+
 from django import forms
 from django.conf import settings
 from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.forms import UserCreationForm
+from django.db import transaction
 
 from classifier.models import Photo
 
@@ -85,6 +88,39 @@ def password_checked(request, password: str) -> str:
     if not password_confirmed(request, password):
         raise forms.ValidationError("That is not your password.", code="password_incorrect")
     return password
+
+
+class PasswordResetForm(auth_forms.PasswordResetForm):
+    """Django's, with the e-mails sent by the worker (services.password_reset_send): the request only
+    queues the address, so it takes as long whether an account has it or not, and a slow mail
+    server holds no web thread."""
+
+    def save(self, *, request, use_https: bool = False, **_kwargs) -> None:
+        from django.contrib.sites.shortcuts import get_current_site
+
+        from classifier import tasks
+
+        email, domain = self.cleaned_data["email"], get_current_site(request).domain
+        transaction.on_commit(lambda: tasks.enqueue(tasks.send_password_reset, email, domain, use_https),
+                              robust=True)
+
+
+class ResetEmails(auth_forms.PasswordResetForm):
+    """Django's form as the worker uses it: the links to at most `most` of the accounts with the
+    address; save() says how many it sent."""
+
+    def __init__(self, *args, most: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.most, self.sent = max(most, 0), 0
+
+    def get_users(self, email):
+        for user in itertools.islice(super().get_users(email), self.most):
+            self.sent += 1
+            yield user
+
+    def save(self, **kwargs) -> int:
+        super().save(**kwargs)
+        return self.sent
 
 
 class PasswordChangeForm(auth_forms.PasswordChangeForm):

@@ -345,6 +345,28 @@ def api_token_renew(user) -> Token:
         return Token.objects.create(user=user)
 
 
+def password_reset_send(email: str, domain: str, use_https: bool) -> int:
+    """E-mail a link to choose a new password to each active account with this address (Django's
+    form and templates), at most PASSWORD_RESET_EMAILS_PER_ADDRESS an hour to one address (several
+    accounts may give the same address, and nobody checked that it is theirs); how many were sent."""
+    from django.core.cache import cache
+
+    from classifier.forms import ResetEmails
+
+    key = "password-reset-to:" + hashlib.sha256(email.casefold().encode()).hexdigest()
+    cache.add(key, 0, timeout=3600)
+    form = ResetEmails({"email": email}, most=settings.PASSWORD_RESET_EMAILS_PER_ADDRESS - cache.get(key, 0))
+    if not form.is_valid():
+        return 0
+    sent = form.save(domain_override=domain, use_https=use_https)
+    if sent:
+        try:
+            cache.incr(key, sent)
+        except ValueError:  # gone meanwhile (the hour ended, or the cache is away)
+            cache.set(key, sent, timeout=3600)
+    return sent
+
+
 def account_email_set(user, email: str) -> None:
     user.email = email
     user.save(update_fields=["email"])

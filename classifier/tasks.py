@@ -139,6 +139,12 @@ def classify_photo(self, photo_id: int) -> str:
     return result.label
 
 
+@shared_task
+def send_password_reset(email: str, domain: str, use_https: bool) -> str:
+    """E-mail a reset link to the accounts with this address (the request that asked only queued it)."""
+    return f"{services.password_reset_send(email, domain, use_https)} e-mails"
+
+
 @shared_task(bind=True, acks_late=True, time_limit=settings.TRAINING_TIME_LIMIT_S,
              soft_time_limit=settings.TRAINING_TIME_LIMIT_S - 300)
 def train_model(self, run_id: int) -> str:

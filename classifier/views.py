@@ -33,6 +33,7 @@ from classifier.forms import (
     GalleryFilterForm,
     PasswordChangeForm,
     PasswordConfirmForm,
+    PasswordResetForm,
     SignUpForm,
     UploadForm,
     too_many_files_message,
@@ -92,8 +93,10 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 
 class PasswordResetView(auth_views.PasswordResetView):
-    """Django's: a link to the account's address, if an account has it (the answer is the same
-    either way, so the form tells nobody which addresses have accounts)."""
+    """Django's: a link to the account's address, if an account has it (the answer is the same, and
+    as quick, either way, so the form tells nobody which addresses have accounts)."""
+
+    form_class = PasswordResetForm
 
     def form_valid(self, form):
         wait = PasswordResetRateThrottle().wait_if_over(self.request)

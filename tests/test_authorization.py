@@ -77,7 +77,7 @@ API = [
     ("post", "/api/auth/password-reset/", [400, 400, 400, 400, 400]),  # without an address
     ("get", "/api/account/", [401, 200, 200, 200, 200]),  # one's own account
     ("patch", "/api/account/", [401, 400, 400, 400, 400]),  # without the password
-    ("delete", "/api/account/", [401, 400, 400, 400, 400]),
+    ("post", "/api/account/delete/", [401, 400, 400, 400, 400]),  # without the password
     ("get", "/api/training-runs/", [401, 403, 403, 403, 200]),
     ("get", "/api/training-runs/{run}/", [401, 403, 403, 403, 200]),
     ("post", "/api/training-runs/", [401, 403, 403, 403, 201]),
