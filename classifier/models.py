@@ -166,6 +166,8 @@ class TrainingRun(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     sent = models.DateTimeField(default=timezone.now, help_text="when its task was last sent to the workers")
     task_id = models.CharField(max_length=50, blank=True, help_text="the Celery task that runs it")
+    folder = models.CharField(max_length=500, blank=True,
+                              help_text="the model folder it writes (under MODELS_DIR), once it is named")
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
 

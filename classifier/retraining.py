@@ -16,7 +16,7 @@ from django.db.models import Q
 from classifier import selectors, services
 from classifier.models import ModelVersion, TrainingRun
 from training import report
-from training.data import counts_per_class
+from training.data import counts_per_class, remove_leftover_pixels
 from training.preprocess import ImageDecodeError, load_image
 from training.runtime import CONFIG_FILE
 
@@ -116,6 +116,7 @@ def execute(run: TrainingRun) -> ModelVersion:
     train_pixels, train_labels = load_user_photos(train_items, slugs, size)
     held_pixels, held_labels = load_user_photos(held_items, slugs, size)
     name = new_version_name(base, run)
+    services.training_run_folder(run, name)
     folder = Path(settings.MODELS_DIR) / name
     started = time.perf_counter()
     try:  # a run that fails leaves no half-made folder behind (it is ~20 MB)
@@ -124,6 +125,8 @@ def execute(run: TrainingRun) -> ModelVersion:
             if not data_dir.is_dir():
                 raise FileNotFoundError(f"the full mode needs the base training photos in {data_dir} "
                                         "(CAKESITE_TRAINING_DATA_DIR); the fast mode does not")
+            for leftover in remove_leftover_pixels():  # a killed run's decoded photos
+                log.warning("training: removed %s, left by a run whose worker was killed", leftover)
             services.training_run_progress(run, "fine-tuning on the base and user photos", 30)
 
             def epoch_done(done: int, planned: int) -> None:  # minutes a run: the page shows each epoch

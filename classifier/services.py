@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import logging
+import shutil
 from datetime import timedelta
 from pathlib import Path
 from typing import NamedTuple
@@ -17,7 +18,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Concat
 from django.http import Http404
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
@@ -512,7 +514,30 @@ def training_run_cancel(run: TrainingRun, *, user) -> TrainingRun:
                              "activated by the run.")
         locked.log += f"{now:%H:%M:%S} cancelled by {user.get_username()}\n"
         locked.save(update_fields=["status", "finished", "error", "log"])
+        transaction.on_commit(lambda: remove_unregistered_folder(run.pk))
     return locked
+
+
+def training_run_folder(run: TrainingRun, name: str) -> None:
+    """Note the model folder (under MODELS_DIR) a running run is about to write, so that it can be
+    removed if the run ends without registering it."""
+    run.folder = name
+    TrainingRun.objects.filter(pk=run.pk).update(folder=name)
+
+
+def remove_unregistered_folder(run_id: int) -> None:
+    """Remove the model folder of a run that ended without registering it: ~20 MB that looks like a
+    version, left when its worker was killed (a run that fails removes its own), or cut short when
+    it is still going after a cancel (it then fails at its next step, changing nothing)."""
+    folder = TrainingRun.objects.filter(pk=run_id).values_list("folder", flat=True).first()
+    if folder and not ModelVersion.objects.filter(path=folder).exists():
+        shutil.rmtree(Path(settings.MODELS_DIR) / folder, ignore_errors=True)
+
+
+def training_run_stopped(run: TrainingRun) -> None:
+    """Say in the log of a run no longer running (cancelled) when its worker stopped working on it."""
+    line = f"{timezone.now():%H:%M:%S} its worker stopped\n"
+    TrainingRun.objects.filter(pk=run.pk).update(log=Concat("log", Value(line)))
 
 
 def lock_running(run: TrainingRun) -> None:
@@ -563,6 +588,8 @@ def training_run_succeed(run: TrainingRun, version: ModelVersion) -> None:
 
 
 def training_run_fail(run: TrainingRun, error: str) -> None:
-    """Mark a queued or running run failed (a cancelled one stays cancelled)."""
+    """Mark a queued or running run failed (a cancelled one stays cancelled), and remove the model
+    folder it leaves unregistered."""
     TrainingRun.objects.filter(pk=run.pk, status__in=TrainingRun.LIVE).update(
         status=TrainingRun.Status.FAILED, error=error[:5000], finished=timezone.now())
+    transaction.on_commit(lambda: remove_unregistered_folder(run.pk))

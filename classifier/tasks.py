@@ -168,6 +168,7 @@ def train_model(self, run_id: int) -> str:
         version = retraining.execute(run)
     except services.RunStopped:
         log.info("training run %s is no longer running (cancelled); it stopped", run_id)
+        on_a_working_connection(services.training_run_stopped, run)
         return "cancelled"
     except Exception as exc:
         log.exception("training run %s failed", run_id)

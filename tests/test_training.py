@@ -176,6 +176,27 @@ def test_augmentation_changes_photos_but_keeps_their_shape_and_range(tiny_data):
     assert not np.allclose(np.sort(augmented.ravel()), np.sort(plain.ravel()))
 
 
+def test_the_decoded_photos_a_killed_trainer_left_are_removed_and_a_live_one_keeps_reading(
+        tiny_data, tmp_path, monkeypatch):
+    """A SIGKILL skips the temporary folder's cleanup: each killed full run left every base photo
+    decoded (165 MB) in TMPDIR for good."""
+    import tempfile
+
+    tmp = tmp_path / "tmp"
+    (tmp / "cakesite-pixels-killed").mkdir(parents=True)
+    (tmp / "cakesite-pixels-killed" / "pixels.npy").write_bytes(b"x" * 1000)
+    (tmp / "someone-else").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    data = datasets.discover(tiny_data)
+
+    with datasets.decoded(data, 8) as pixels:
+        removed = datasets.remove_leftover_pixels()  # a second trainer starting now, say
+        assert float(pixels[35].mean()) == float(datasets.load_pixels(data, 8)[35].mean())
+
+    assert len(removed) == 2 and "cakesite-pixels-killed" in removed  # and the live one's, unharmed
+    assert [p.name for p in tmp.iterdir()] == ["someone-else"]
+
+
 def test_the_pipeline_reads_the_chosen_rows_of_a_pixel_file_without_copying_them(tiny_data, tmp_path):
     data = datasets.discover(tiny_data)
     on_disk = datasets.load_pixels(data, 16, out=datasets.pixel_array(len(data.files), 16, tmp_path))

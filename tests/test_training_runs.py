@@ -389,6 +389,48 @@ def test_a_run_cancelled_after_it_registered_its_version_keeps_it_and_says_so(ad
     assert services.training_run_start(user=admin_user).status == "queued"
 
 
+@pytest.mark.parametrize("how", ["cancelled", "given up on by the sweep"])
+def test_the_model_folder_a_killed_run_left_unregistered_is_removed_when_it_ends(admin_user, started_runs,
+                                                                                settings, tmp_path, how,
+                                                                                django_capture_on_commit_callbacks):
+    """Killed after writing its folder (while evaluating, say): ~20 MB that looks like a version,
+    which staff could even add in the admin."""
+    settings.MODELS_DIR = tmp_path
+    run = services.training_run_start(user=admin_user)
+    services.training_run_begin(run, "task-1")
+    services.training_run_folder(run, "kue-mobilenetv2+run1")
+    (tmp_path / "kue-mobilenetv2+run1").mkdir()
+    (tmp_path / "kue-mobilenetv2+run1" / "model.tflite").write_bytes(b"x" * 1000)
+    (tmp_path / "kue-mobilenetv2").mkdir()  # the active version's
+
+    with django_capture_on_commit_callbacks(execute=True):
+        if how == "cancelled":
+            services.training_run_cancel(run, user=admin_user)
+        else:
+            settings.TRAINING_TIME_LIMIT_S = settings.REQUEUE_AFTER_S = 0
+            services.stuck_requeue()
+
+    run.refresh_from_db()
+    assert run.status == ("cancelled" if how == "cancelled" else "failed")
+    assert [p.name for p in tmp_path.iterdir()] == ["kue-mobilenetv2"]
+
+
+def test_a_run_that_ends_after_registering_its_folder_keeps_it(admin_user, started_runs, settings, tmp_path,
+                                                              django_capture_on_commit_callbacks):
+    settings.MODELS_DIR = tmp_path
+    run = services.training_run_start(user=admin_user)
+    services.training_run_begin(run, "task-1")
+    services.training_run_folder(run, "kue+run1")
+    (tmp_path / "kue+run1").mkdir()
+    registered = ModelVersion.objects.create(name="kue+run1", path="kue+run1", labels=[])
+    TrainingRun.objects.filter(pk=run.pk).update(result_version=registered)
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        services.training_run_fail(run, "The training worker stopped during the run.")
+
+    assert len(callbacks) == 1 and (tmp_path / "kue+run1").is_dir()
+
+
 def test_a_run_cancelled_as_it_crashes_stays_cancelled(admin_user, started_runs, monkeypatch):
     from classifier import retraining
 
@@ -431,7 +473,8 @@ def test_a_running_run_that_is_cancelled_stops_and_leaves_nothing_behind(admin_u
 
     run.refresh_from_db()
     assert run.status == "cancelled"
-    assert run.log.endswith("cancelled by root\n")  # no step after it, and it overwrote nothing
+    assert run.log.splitlines()[-2].endswith("cancelled by root")  # no step after it, nothing overwritten
+    assert run.log.splitlines()[-1].endswith("its worker stopped")
     assert ("evaluating" in run.log) == (when != "while it refits")  # it stopped at the next step
     private_models.refresh_from_db()
     assert private_models.is_active and ModelVersion.objects.filter(is_active=True).count() == 1
