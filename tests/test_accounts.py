@@ -638,7 +638,7 @@ def test_the_api_sends_a_reset_link_to_an_address_and_answers_the_same_for_any(u
     assert re.search(r"http://testserver/accounts/reset/\S+/", mailoutbox[0].body)  # the website's page
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # (keeps the migrations' rows)
 def test_an_account_deleted_while_its_owner_answers_in_another_tab_goes_after_the_answer(user):
     """The answer locks its photo, then (committing) needs its user's row; the deletion must lock in
     the same order, or PostgreSQL finds a deadlock and one of them fails."""
