@@ -206,7 +206,7 @@ REST_FRAMEWORK = {
         "uploads": os.environ.get("THROTTLE_UPLOADS", "120/minute"),
         "token": os.environ.get("THROTTLE_TOKEN", "10/minute"),
         "signup": os.environ.get("THROTTLE_SIGNUP", "10/hour"),  # new accounts per client address
-        "password_reset": os.environ.get("THROTTLE_PASSWORD_RESET", "5/hour"),  # e-mails per address
+        "password_reset": os.environ.get("THROTTLE_PASSWORD_RESET", "5/hour"),  # requests per address
     },
     "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -285,6 +285,9 @@ CELERY_DB_REUSE_MAX = envint("CELERY_DB_REUSE_MAX", 10_000)
 # again what waited longer than REQUEUE_AFTER_S: work lost with a killed worker or never sent while
 # the broker was down. Above the classification time limit, so running work is not sent twice.
 REQUEUE_AFTER_S = envint("REQUEUE_AFTER_S", 180)
+# A photo whose classification was started this many times without an end (its worker died on it
+# each time) fails instead of being sent again: one that kills its worker would do so for ever.
+CLASSIFY_MAX_STARTS = envint("CLASSIFY_MAX_STARTS", 5)
 TRAINING_TIME_LIMIT_S = envint("TRAINING_TIME_LIMIT_S", 3600)
 CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-work": {"task": "classifier.tasks.requeue_stuck",

@@ -125,8 +125,8 @@ class PhotoAdmin(admin.ModelAdmin):
     list_display = ["id", "preview", "owner", "status", "width", "height", "created"]
     list_filter = ["status", "created", "image_format"]
     search_fields = ["owner__username", "sha256", "original_name"]
-    readonly_fields = ["preview", "owner", "status", "error", "sha256", "width", "height", "image_format",
-                       "created", "updated"]
+    readonly_fields = ["preview", "owner", "status", "error", "starts", "sha256", "width", "height",
+                       "image_format", "created", "updated"]
     exclude = ["image", "thumbnail"]  # private files: the preview shows the photo
     inlines = [PredictionInline]
     actions = ["retry_failed"]
@@ -222,11 +222,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
         for run in queryset:
             try:
                 cancelled.append(services.training_run_cancel(run, user=request.user).pk)
-            except Http404:  # deleted meanwhile
+            except (Http404, ValidationError):  # deleted meanwhile, or ended (said below if none is left)
                 continue
-            except ValidationError as exc:  # ended (said below if none was cancelled), or finishing
-                if exc.code != "ended":
-                    self.message_user(request, " ".join(exc.messages), messages.ERROR)
         if cancelled:
             self.message_user(request, f"Cancelled run{'s' if len(cancelled) > 1 else ''} "
                                        f"{', '.join(map(str, cancelled))}: a running one stops at its next "

@@ -70,6 +70,7 @@ class Photo(models.Model):
     height = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=12, choices=Status, default=Status.QUEUED, db_index=True)
     error = models.TextField(blank=True)
+    starts = models.PositiveSmallIntegerField(default=0, help_text="times a worker started classifying it")
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     updated = models.DateTimeField(auto_now=True)
 

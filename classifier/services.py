@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Q, Value
+from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.http import Http404
 from django.template.defaultfilters import filesizeformat
@@ -199,7 +199,9 @@ def announce_settled(photo_id: int) -> None:
 # first one finished: it never turns a result (or a reason for none) back into `processing` or
 # `failed`. (A failed photo it then classifies after all becomes done when its prediction lands.)
 def photo_start(photo: Photo) -> None:
-    photo_set_status(photo, Photo.Status.PROCESSING, if_pending=True)
+    """Processing, by one more start (see tasks.classify_photo's CLASSIFY_MAX_STARTS)."""
+    Photo.objects.filter(pk=photo.pk, status__in=Photo.PENDING).update(
+        status=Photo.Status.PROCESSING, starts=F("starts") + 1, error="", updated=timezone.now())
 
 
 def photo_mark_done(photo: Photo) -> None:
@@ -216,7 +218,7 @@ def photo_retry(photo: Photo) -> None:
 
     with transaction.atomic():
         retried = Photo.objects.filter(pk=photo.pk, status=Photo.Status.FAILED).update(
-            status=Photo.Status.QUEUED, error="", updated=timezone.now())
+            status=Photo.Status.QUEUED, error="", starts=0, updated=timezone.now())
         if not retried:
             if not Photo.objects.filter(pk=photo.pk).exists():
                 raise Http404("The photo no longer exists.")

@@ -110,6 +110,8 @@ class PasswordResetView(auth_views.PasswordResetView):
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's, with the old password checked as a sign-in attempt (forms.PasswordChangeForm)."""
+
     form_class = PasswordChangeForm
 
     def get_form_kwargs(self):
@@ -431,7 +433,7 @@ def training_run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def cancelled_message(run: TrainingRun) -> str:
-    """What staff are told once they cancelled `run` (the website and the admin)."""
+    """What staff are told on the staff page once they cancelled `run`."""
     if run.started is None:
         return f"Training run {run.pk} is cancelled; it will not start. A new run can start now."
     return (f"Training run {run.pk} is cancelled: it stops at its next step and registers no version. "

@@ -48,6 +48,25 @@ def test_classifying_a_photo_takes_a_fixed_handful_of_statements(photo, django_a
         assert tasks.classify_photo(photo.pk) == "kue_risoles"
 
 
+def test_a_photo_its_worker_died_on_each_time_fails_instead_of_being_sent_for_ever(photo, settings):
+    """A photo that kills the process classifying it (out of memory, a crash in native code) comes
+    back with every redelivery and every sweep, and would kill a worker process each time."""
+    settings.CLASSIFY_MAX_STARTS = 3
+    for _ in range(3):  # three deliveries, each started and never finished
+        services.photo_start(photo)
+
+    assert tasks.classify_photo(photo.pk) == "given up"
+
+    photo.refresh_from_db()
+    assert photo.status == "failed" and not photo.predictions.exists()
+    assert photo.error == ("Classifying this photo was started 3 times and its worker stopped each time; "
+                           "it is not tried again unless you retry it.")
+    services.photo_retry(photo)  # its owner may try again: a worker lost to something else, say
+    assert tasks.classify_photo(photo.pk) == "kue_risoles"
+    photo.refresh_from_db()
+    assert (photo.status, photo.starts) == ("done", 1)
+
+
 def test_a_redelivered_task_never_makes_a_second_prediction(photo):
     tasks.classify_photo(photo.pk)
 

@@ -486,6 +486,6 @@ class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
     def cancel(self, request, pk=None):
         try:
             run = services.training_run_cancel(self.get_object(), user=request.user)
-        except ValidationError as exc:  # it has ended, or is finishing
+        except ValidationError as exc:  # it has ended
             raise Conflict(exc.messages[0]) from exc
         return Response(self.get_serializer(run).data)
