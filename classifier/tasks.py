@@ -102,12 +102,13 @@ def classify_photo(self, photo_id: int) -> str:
         services.photo_mark_done(photo)
         return "already done"
     if photo.starts >= settings.CLASSIFY_MAX_STARTS:
-        # Each start ended without a word: the worker process died on it (killed, out of memory, a
-        # crash in a native library), and the broker handed the task back (reject_on_worker_lost) or
-        # the sweep sent it again. A photo that kills its worker would do so for ever.
+        # Its starts ended without a word: most likely the worker process died on it (killed, out of
+        # memory, a crash in a native library), and the broker handed the task back
+        # (reject_on_worker_lost) or the sweep sent it again. A photo that kills its worker would do
+        # so for ever. (The retries of one delivery count too: at most 4, below the limit.)
         log.error("photo %s was started %s times and never finished; giving up", photo_id, photo.starts)
-        services.photo_fail(photo, f"Classifying this photo was started {photo.starts} times and its worker "
-                                   "stopped each time; it is not tried again unless you retry it.")
+        services.photo_fail(photo, f"Classifying this photo was started {photo.starts} times and never "
+                                   "finished; it is not tried again unless you retry it.")
         return "given up"
     services.photo_start(photo)
     try:

@@ -158,20 +158,29 @@ def test_answers_stored_before_their_photo_had_a_result_are_repaired_by_a_migrat
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
-    MigrationExecutor(connection).migrate([("classifier", "0007_prediction_heatmap")])
-    confirmed_since = make_photo(user, status="done", label="kue_lapis")
-    still_queued = make_photo(user)
-    for photo in (confirmed_since, still_queued):  # as feedback_record stored them then
-        Feedback.objects.create(photo=photo, user=user, label="kue_lapis", predicted_label="",
-                                is_correction=True)
-
+    before = [("classifier", "0007_prediction_heatmap")]
     executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes("classifier"))
+    executor.migrate(before)
+    try:  # rows as they were then, through the models as they were then (later fields do not exist yet)
+        old = executor.loader.project_state(before).apps
+        version = old.get_model("classifier", "ModelVersion").objects.get(is_active=True)
+        photos = [old.get_model("classifier", "Photo").objects.create(
+            owner_id=user.pk, image=f"photos/{status}.png", image_format="png", sha256=status * 8,
+            width=48, height=36, status=status) for status in ("done", "queued")]
+        old.get_model("classifier", "Prediction").objects.create(
+            photo=photos[0], model_version=version, label="kue_lapis", confidence=0.9,
+            probabilities={"kue_lapis": 0.9}, inference_ms=5.0)
+        for photo in photos:  # as feedback_record stored them then
+            old.get_model("classifier", "Feedback").objects.create(
+                photo=photo, user_id=user.pk, label="kue_lapis", predicted_label="", is_correction=True)
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes("classifier"))
 
     repaired = Feedback.objects.get()
-    assert repaired.photo == confirmed_since
+    assert repaired.photo_id == photos[0].pk
     assert (repaired.predicted_label, repaired.is_correction) == ("kue_lapis", False)
-    assert repaired.model_version == confirmed_since.predictions.get().model_version
+    assert repaired.model_version_id == version.pk
 
 
 def classified(owner, probabilities: dict) -> Photo:
