@@ -287,7 +287,7 @@ CELERY_DB_REUSE_MAX = envint("CELERY_DB_REUSE_MAX", 10_000)
 REQUEUE_AFTER_S = envint("REQUEUE_AFTER_S", 180)
 # A photo whose classification was started this many times without an end (its worker died on it
 # each time) fails instead of being sent again: one that kills its worker would do so for ever. Keep
-# it above 4: one delivery's own retries (database errors, unexpected ones) start it up to 4 times.
+# it above 4: one delivery's retries on a lost database start it up to 4 times.
 CLASSIFY_MAX_STARTS = envint("CLASSIFY_MAX_STARTS", 5)
 TRAINING_TIME_LIMIT_S = envint("TRAINING_TIME_LIMIT_S", 3600)
 CELERY_BEAT_SCHEDULE = {

@@ -227,7 +227,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         if cancelled:
             self.message_user(request, f"Cancelled run{'s' if len(cancelled) > 1 else ''} "
                                        f"{', '.join(map(str, cancelled))}: a running one stops at its next "
-                                       "step and registers no version. A new run can start now.",
+                                       "step and activates nothing. A new run can start now.",
                               messages.SUCCESS)
         else:
             self.message_user(request, "No run was cancelled: only queued or running runs can be.",

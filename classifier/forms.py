@@ -1,7 +1,5 @@
 """Forms: parsing and field-level messages only; validation of images lives in services."""
 
-import itertools
-
 from django import forms
 from django.conf import settings
 from django.contrib.auth import forms as auth_forms
@@ -106,15 +104,17 @@ class PasswordResetForm(auth_forms.PasswordResetForm):
 
 
 class ResetEmails(auth_forms.PasswordResetForm):
-    """Django's form as the worker uses it: the links to at most `most` of the accounts with the
-    address; save() says how many it sent."""
+    """Django's form as the worker uses it: a link to each account with the address for which
+    `reserve()` allows one more e-mail; save() says how many it sent."""
 
-    def __init__(self, *args, most: int, **kwargs):
+    def __init__(self, *args, reserve, **kwargs):
         super().__init__(*args, **kwargs)
-        self.most, self.sent = max(most, 0), 0
+        self.reserve, self.sent = reserve, 0
 
     def get_users(self, email):
-        for user in itertools.islice(super().get_users(email), self.most):
+        for user in super().get_users(email):
+            if not self.reserve():
+                return
             self.sent += 1
             yield user
 

@@ -204,6 +204,12 @@ def photo_start(photo: Photo) -> None:
         status=Photo.Status.PROCESSING, starts=F("starts") + 1, error="", updated=timezone.now())
 
 
+def photo_start_ended(photo: Photo) -> None:
+    """Take back a start that ended in an error the task handles by retrying: `starts` counts the
+    starts that ended without a word (the worker died on them) or on a lost database."""
+    Photo.objects.filter(pk=photo.pk, starts__gt=0).update(starts=F("starts") - 1)
+
+
 def photo_mark_done(photo: Photo) -> None:
     photo_set_status(photo, Photo.Status.DONE)
 
@@ -234,19 +240,24 @@ BACKLOG_PATIENCE = 10
 
 def stuck_requeue(*, queue_empty: bool = True) -> tuple[list[int], list[int]]:
     """What to send to the workers again: photos a worker started and lost (`processing` without a
-    change for REQUEUE_AFTER_S), photos `queued` as long (BACKLOG_PATIENCE times as long unless
-    `queue_empty`), all put back to `queued` so the next sweep waits as long again; and training
-    runs queued for REQUEUE_AFTER_S. A run `running` for longer than its hard time limit lost its
-    worker: it is marked failed, which frees the way for a new run."""
+    change for REQUEUE_AFTER_S; of those lost more than once, one a sweep), photos `queued` as long
+    (BACKLOG_PATIENCE times as long unless `queue_empty`), all put back to `queued` so the next sweep
+    waits as long again; and training runs queued for REQUEUE_AFTER_S. A run `running` for longer
+    than its hard time limit lost its worker: it is marked failed, which frees the way for a new run."""
     now = timezone.now()
     after = timedelta(seconds=settings.REQUEUE_AFTER_S)
     cutoff = now - after
     queued_cutoff = cutoff if queue_empty else now - BACKLOG_PATIENCE * after
     with transaction.atomic():
-        photos = list(Photo.objects.select_for_update(skip_locked=True).filter(
-            Q(status=Photo.Status.PROCESSING, updated__lt=cutoff)
-            | Q(status=Photo.Status.QUEUED, updated__lt=queued_cutoff),
-        ).order_by("pk").values_list("pk", flat=True))  # in the order they came
+        stuck = Photo.objects.select_for_update(skip_locked=True).order_by("pk")  # in the order they came
+        started = Q(status=Photo.Status.PROCESSING, updated__lt=cutoff)
+        photos = list(stuck.filter(
+            (started & Q(starts__lt=2)) | Q(status=Photo.Status.QUEUED, updated__lt=queued_cutoff),
+        ).values_list("pk", flat=True))
+        # One lost more than once may be what kills its worker: one such a sweep, so that it runs
+        # beside no other lost photo, whose start would be counted with its own when it kills the
+        # whole worker again (see tasks.classify_photo, CLASSIFY_MAX_STARTS).
+        photos += list(stuck.filter(started & Q(starts__gte=2)).values_list("pk", flat=True)[:1])
         Photo.objects.filter(pk__in=photos).update(status=Photo.Status.QUEUED, updated=now)
     with transaction.atomic():  # and sent again only after as long again (the trainer may be down)
         runs = list(TrainingRun.objects.select_for_update(skip_locked=True).filter(
@@ -358,17 +369,16 @@ def password_reset_send(email: str, domain: str, use_https: bool) -> int:
     from classifier.forms import ResetEmails
 
     key = "password-reset-to:" + hashlib.sha256(email.casefold().encode()).hexdigest()
-    cache.add(key, 0, timeout=3600)
-    form = ResetEmails({"email": email}, most=settings.PASSWORD_RESET_EMAILS_PER_ADDRESS - cache.get(key, 0))
-    if not form.is_valid():
-        return 0
-    sent = form.save(domain_override=domain, use_https=use_https)
-    if sent:
+
+    def one_more() -> bool:  # reserved before each e-mail (Redis counts atomically for all workers)
+        cache.add(key, 0, timeout=3600)
         try:
-            cache.incr(key, sent)
-        except ValueError:  # gone meanwhile (the hour ended, or the cache is away)
-            cache.set(key, sent, timeout=3600)
-    return sent
+            return cache.incr(key) <= settings.PASSWORD_RESET_EMAILS_PER_ADDRESS
+        except ValueError:  # the cache is away: as the throttles do, count nothing
+            return True
+
+    form = ResetEmails({"email": email}, reserve=one_more)
+    return form.save(domain_override=domain, use_https=use_https) if form.is_valid() else 0
 
 
 def account_email_set(user, email: str) -> None:
@@ -532,8 +542,11 @@ def remove_unregistered_folder(run_id: int) -> None:
     version, left when its worker was killed (a run that fails removes its own), or cut short when
     it is still going after a cancel (it then fails at its next step, changing nothing)."""
     folder = TrainingRun.objects.filter(pk=run_id).values_list("folder", flat=True).first()
-    if folder and not ModelVersion.objects.filter(path=folder).exists():
-        shutil.rmtree(Path(settings.MODELS_DIR) / folder, ignore_errors=True)
+    if not folder:
+        return
+    target = (Path(settings.MODELS_DIR) / folder).resolve()
+    if all(version.folder.resolve() != target for version in ModelVersion.objects.only("path")):
+        shutil.rmtree(target, ignore_errors=True)  # (a version registered by hand, however spelt, stays)
 
 
 def training_run_stopped(run: TrainingRun) -> None:
@@ -562,11 +575,13 @@ def training_run_register(run: TrainingRun, name: str) -> ModelVersion:
 
 
 def training_run_activate(run: TrainingRun, version: ModelVersion, *, replacing: ModelVersion) -> None:
-    """Activate a running run's version in place of `replacing` (model_version_activate); RunStopped
-    if the run was cancelled meanwhile."""
+    """Activate a running run's version in place of `replacing` (model_version_activate) and record
+    the run's success, at once: a cancel waiting meanwhile finds it ended. RunStopped if the run was
+    cancelled before."""
     with transaction.atomic():
         lock_running(run)
         model_version_activate(version, replacing=replacing)
+        training_run_succeed(run, version)
 
 
 def training_run_begin(run: TrainingRun, task_id: str = "") -> bool:

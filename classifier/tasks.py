@@ -105,7 +105,7 @@ def classify_photo(self, photo_id: int) -> str:
         # Its starts ended without a word: most likely the worker process died on it (killed, out of
         # memory, a crash in a native library), and the broker handed the task back
         # (reject_on_worker_lost) or the sweep sent it again. A photo that kills its worker would do
-        # so for ever. (The retries of one delivery count too: at most 4, below the limit.)
+        # so for ever. (A lost database's retries count too: at most 4, below the limit.)
         log.error("photo %s was started %s times and never finished; giving up", photo_id, photo.starts)
         services.photo_fail(photo, f"Classifying this photo was started {photo.starts} times and never "
                                    "finished; it is not tried again unless you retry it.")
@@ -139,6 +139,7 @@ def classify_photo(self, photo_id: int) -> str:
     except Exception as exc:
         if self.request.retries < self.max_retries:
             log.exception("classifying photo %s failed; retrying", photo_id)
+            services.photo_start_ended(photo)  # this start ended (in an error): it is no lost one
             raise self.retry(exc=exc) from exc
         log.exception("classifying photo %s failed for good", photo_id)
         services.photo_fail(photo, "Classification failed; please retry later.")

@@ -436,7 +436,7 @@ def cancelled_message(run: TrainingRun) -> str:
     """What staff are told on the staff page once they cancelled `run`."""
     if run.started is None:
         return f"Training run {run.pk} is cancelled; it will not start. A new run can start now."
-    return (f"Training run {run.pk} is cancelled: it stops at its next step and registers no version. "
+    return (f"Training run {run.pk} is cancelled: it stops at its next step and activates nothing. "
             "A new run can start now (it begins once the trainer is free).")
 
 

@@ -680,3 +680,39 @@ def test_an_account_deleted_while_its_owner_answers_in_another_tab_goes_after_th
 
     assert outcome == {"answer": "committed", "delete": 1}
     assert not Photo.objects.filter(pk=photo.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_cap_on_reset_emails_to_one_address_holds_for_workers_sending_at_once(
+        django_user_model, mailoutbox, settings, monkeypatch):
+    import threading
+    import time
+
+    from django.db import connection
+
+    from classifier import services
+    from classifier.forms import ResetEmails
+
+    settings.PASSWORD_RESET_EMAILS_PER_ADDRESS = 3
+    for name in ("a1", "a2", "a3"):
+        django_user_model.objects.create_user(name, email="victim@example.org", password="onde-onde-wijen-9")
+    send = ResetEmails.send_mail
+
+    def slowly(self, *args, **kwargs):  # a mail server's round trip
+        time.sleep(0.2)
+        send(self, *args, **kwargs)
+
+    monkeypatch.setattr(ResetEmails, "send_mail", slowly)
+    sent = []
+
+    def worker():
+        sent.append(services.password_reset_send("victim@example.org", "testserver", False))
+        connection.close()
+
+    workers = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(10)
+
+    assert sum(sent) == 3 and len(mailoutbox) == 3

@@ -67,6 +67,21 @@ def test_a_photo_its_worker_died_on_each_time_fails_instead_of_being_sent_for_ev
     assert (photo.status, photo.starts) == ("done", 1)
 
 
+def test_a_start_that_ends_in_an_error_and_a_retry_is_not_counted_as_lost(photo, monkeypatch):
+    """Only starts that end without a word count towards CLASSIFY_MAX_STARTS: three retries of an
+    error must not make a photo look like one that kills its worker."""
+    def broken(*_args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(inference, "classify", broken)
+    for _ in range(3):
+        with pytest.raises(RuntimeError):  # called directly, the retry raises the error itself
+            tasks.classify_photo(photo.pk)
+
+    photo.refresh_from_db()
+    assert (photo.status, photo.starts) == ("processing", 0)
+
+
 def test_a_redelivered_task_never_makes_a_second_prediction(photo):
     tasks.classify_photo(photo.pk)
 

@@ -566,6 +566,31 @@ def test_the_sweep_resends_what_waited_too_long_and_only_that(
     assert lost.status == "failed" and "stopped during the run" in lost.error
 
 
+@pytest.mark.django_db
+def test_photos_lost_more_than_once_are_resent_one_a_sweep(settings, user, monkeypatch):
+    """One of them may kill its whole worker: sent beside the others, it would kill them along with
+    it, and each of their starts would count towards CLASSIFY_MAX_STARTS as its own does."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    sent = []
+    monkeypatch.setattr(tasks.classify_photo, "apply_async", lambda args, **_: sent.append(args[0]))
+    monkeypatch.setattr(tasks, "messages_waiting", lambda queue: 0)
+    settings.REQUEUE_AFTER_S = 60
+    once, twice, four_times = (services.photo_create(owner=user, upload=SimpleUploadedFile(
+        f"{i}.jpg", sample_photo().read_bytes())) for i in range(3))
+    for photo, starts in ((once, 1), (twice, 2), (four_times, 4)):
+        Photo.objects.filter(pk=photo.pk).update(status="processing", starts=starts,
+                                                 updated=timezone.now() - timedelta(minutes=5))
+
+    tasks.requeue_stuck()
+    first = list(sent)
+    tasks.requeue_stuck()
+
+    assert first == [once.pk, twice.pk] and sent == [once.pk, twice.pk, four_times.pk]
+
+
 def test_the_sweep_counts_the_messages_waiting_on_the_broker_in_use():
     """The sweep's count, on the configured broker itself (Redis in CI, the filesystem one in
     development), in a queue of its own that no worker reads."""

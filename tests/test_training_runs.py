@@ -486,3 +486,36 @@ def test_a_running_run_that_is_cancelled_stops_and_leaves_nothing_behind(admin_u
         assert run.result_version is None and list(ModelVersion.objects.all()) == [private_models]
         assert folders == [private_models.path]
     assert services.training_run_start(user=admin_user).status == "queued"
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_cancel_pressed_while_the_run_activates_its_version_finds_the_run_ended(admin_user, monkeypatch):
+    """The activation loads the model (seconds) holding the run's row: a cancel then waits, and must
+    not mark cancelled a run whose version it has just made active."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    from tests.processes import require_services
+    from training import runtime
+
+    require_services()
+    monkeypatch.setattr(tasks.train_model, "apply_async", lambda *a, **k: None)
+    monkeypatch.setattr(runtime, "check", lambda folder: time.sleep(1))  # loading the new model
+    active = ModelVersion.objects.get(is_active=True)
+    run = services.training_run_start(user=admin_user)
+    services.training_run_begin(run, "task-1")
+    new = ModelVersion.objects.create(name="kue+run1", path="kue+run1", labels=active.labels)
+    activating = threading.Thread(target=lambda: (services.training_run_activate(run, new, replacing=active),
+                                                  connection.close()))
+    activating.start()
+    time.sleep(0.3)
+
+    with pytest.raises(ValidationError, match="has already ended"):
+        services.training_run_cancel(run, user=admin_user)
+    activating.join(10)
+
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.result_version == new
+    assert ModelVersion.objects.get(is_active=True) == new
