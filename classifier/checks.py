@@ -17,6 +17,10 @@ def time_limits(app_configs, **kwargs) -> list[Error]:
         errors.append(Error(
             f"TRAINING_TIME_LIMIT_S ({settings.TRAINING_TIME_LIMIT_S} s) must be above 300: the soft limit, "
             "which lets a run record its failure, is 300 s before it.", id="classifier.E002"))
+    if settings.CLASSIFY_MAX_STARTS <= 4:
+        errors.append(Error(
+            f"CLASSIFY_MAX_STARTS ({settings.CLASSIFY_MAX_STARTS}) must be above 4: the retries of one "
+            "delivery on a lost database start a photo up to 4 times.", id="classifier.E004"))
     visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout")
     if visibility is not None and visibility <= settings.TRAINING_TIME_LIMIT_S:
         errors.append(Error(

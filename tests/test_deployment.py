@@ -134,6 +134,7 @@ def test_production_refuses_to_start_without_allowed_hosts(tmp_path):
     ("CELERY_TASK_TIME_LIMIT", 600, "classifier.E001"),
     ("TRAINING_TIME_LIMIT_S", 120, "classifier.E002"),
     ("TRAINING_TIME_LIMIT_S", 4 * 3600, "classifier.E003"),
+    ("CLASSIFY_MAX_STARTS", 4, "classifier.E004"),
 ])
 def test_time_limits_that_do_not_fit_together_stop_the_site_from_starting(settings, setting, value, error):
     from django.core.checks import run_checks
