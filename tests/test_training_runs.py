@@ -502,7 +502,13 @@ def test_a_cancel_pressed_while_the_run_activates_its_version_finds_the_run_ende
 
     require_services()
     monkeypatch.setattr(tasks.train_model, "apply_async", lambda *a, **k: None)
-    monkeypatch.setattr(runtime, "check", lambda folder: time.sleep(1))  # loading the new model
+    loading = threading.Event()
+
+    def check(folder):  # loading the new model, with the run's row locked
+        loading.set()
+        time.sleep(1)
+
+    monkeypatch.setattr(runtime, "check", check)
     active = ModelVersion.objects.get(is_active=True)
     run = services.training_run_start(user=admin_user)
     services.training_run_begin(run, "task-1")
@@ -510,7 +516,7 @@ def test_a_cancel_pressed_while_the_run_activates_its_version_finds_the_run_ende
     activating = threading.Thread(target=lambda: (services.training_run_activate(run, new, replacing=active),
                                                   connection.close()))
     activating.start()
-    time.sleep(0.3)
+    assert loading.wait(10)
 
     with pytest.raises(ValidationError, match="has already ended"):
         services.training_run_cancel(run, user=admin_user)
