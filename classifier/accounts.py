@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import post_init, post_save
 from django.dispatch import receiver
+from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from classifier import services
@@ -64,7 +65,9 @@ def password_confirmed(request, password: str) -> bool:
 
 class PerAddressThrottle(SimpleRateThrottle):
     """A rate per client address (the scope's THROTTLE_... setting), counted where the caller says:
-    what was done, not typing errors."""
+    what was done, not typing errors. `refusal` says what was refused, on the website and the API."""
+
+    refusal = ""
 
     def get_cache_key(self, request, view):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
@@ -73,12 +76,19 @@ class PerAddressThrottle(SimpleRateThrottle):
         """Count this request: None within the rate, else the seconds to wait."""
         return None if self.allow_request(request, None) else math.ceil(self.wait() or 1)
 
+    def refuse_if_over(self, request) -> None:
+        """Count this request; over the rate, the API's 429 (with Retry-After)."""
+        wait = self.wait_if_over(request)
+        if wait:
+            raise Throttled(wait=wait, detail=f"{self.refusal}.")
+
 
 class SignUpRateThrottle(PerAddressThrottle):
     """New accounts (THROTTLE_SIGNUP), on the website and the API: each account has its own upload
     budget, and each sign-up costs a password hash."""
 
     scope = "signup"
+    refusal = "That is more new accounts from your address than we make in an hour"
 
 
 class PasswordResetRateThrottle(PerAddressThrottle):
@@ -86,6 +96,7 @@ class PasswordResetRateThrottle(PerAddressThrottle):
     not be a way to flood someone's inbox."""
 
     scope = "password_reset"
+    refusal = "That is more reset e-mails from your address than we send in an hour"
 
 
 def client_ip(request) -> str:

@@ -176,14 +176,14 @@ def photos_create(*, owner, uploads: list[UploadedFile]
     return results
 
 
-def photo_set_status(photo: Photo, status: str, error: str = "", *, if_pending: bool = False) -> None:
-    """Change the status with one UPDATE (`if_pending`: only of a queued or processing photo); `updated`
-    moves too, so pollers see the change. Done or failed is also announced to requests waiting for
-    it (`selectors.settling`)."""
+def photo_set_status(photo: Photo, status: str, error: str = "", *, if_pending: bool = False, **also) -> None:
+    """Change the status, and the fields in `also`, with one UPDATE (`if_pending`: only of a queued or
+    processing photo); `updated` moves too, so pollers see the change. Done or failed is also
+    announced to requests waiting for it (`selectors.settling`)."""
     photos = Photo.objects.filter(pk=photo.pk)
     if if_pending:
         photos = photos.filter(status__in=Photo.PENDING)
-    changed = photos.update(status=status, error=error[:2000], updated=timezone.now())
+    changed = photos.update(status=status, error=error[:2000], updated=timezone.now(), **also)
     if changed and status not in Photo.PENDING:
         announce_settled(photo.pk)
 
@@ -200,8 +200,7 @@ def announce_settled(photo_id: int) -> None:
 # `failed`. (A failed photo it then classifies after all becomes done when its prediction lands.)
 def photo_start(photo: Photo) -> None:
     """Processing, by one more start (see tasks.classify_photo's CLASSIFY_MAX_STARTS)."""
-    Photo.objects.filter(pk=photo.pk, status__in=Photo.PENDING).update(
-        status=Photo.Status.PROCESSING, starts=F("starts") + 1, error="", updated=timezone.now())
+    photo_set_status(photo, Photo.Status.PROCESSING, if_pending=True, starts=F("starts") + 1)
 
 
 def photo_start_ended(photo: Photo) -> None:

@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from rest_framework.throttling import UserRateThrottle
 
 from classifier import files, plots, selectors, services
-from classifier.accounts import PasswordResetRateThrottle, SignUpRateThrottle
+from classifier.accounts import PasswordResetRateThrottle, PerAddressThrottle, SignUpRateThrottle
 from classifier.cakes import catalogue
 from classifier.forms import (
     EmailForm,
@@ -75,16 +75,26 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "classifier/home.html", {"cakes": catalogue(selectors.known_labels())})
 
 
+def refused_over_rate(request: HttpRequest, throttle: PerAddressThrottle, page) -> HttpResponse | None:
+    """Count this request against `throttle`: None within its rate, else `page(refusal)`, the form's
+    page saying when to come back, as a 429 with Retry-After."""
+    wait = throttle.wait_if_over(request)
+    if not wait:
+        return None
+    response = page(f"{throttle.refusal}; try again in {math.ceil(wait / 60)} min.")
+    response.status_code = 429
+    response["Retry-After"] = str(wait)
+    return response
+
+
 def signup(request: HttpRequest) -> HttpResponse:
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        wait = SignUpRateThrottle().wait_if_over(request)  # counts the accounts made, not typing errors
-        if wait:
-            refused = {"form": form, "refusal": "That is more new accounts from your address than we "
-                                                f"make in an hour; try again in {math.ceil(wait / 60)} min."}
-            response = render(request, "registration/signup.html", refused, status=429)
-            response["Retry-After"] = str(wait)
-            return response
+        refused = refused_over_rate(  # counts the accounts made, not typing errors
+            request, SignUpRateThrottle(),
+            lambda refusal: render(request, "registration/signup.html", {"form": form, "refusal": refusal}))
+        if refused:
+            return refused
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         messages.success(request, f"Welcome, {user.username}. Upload a cake photo to start.")
@@ -99,14 +109,9 @@ class PasswordResetView(auth_views.PasswordResetView):
     form_class = PasswordResetForm
 
     def form_valid(self, form):
-        wait = PasswordResetRateThrottle().wait_if_over(self.request)
-        if wait:
-            response = self.render_to_response(self.get_context_data(
-                form=form, refusal="That is more reset e-mails from your address than we send in an hour; "
-                                   f"try again in {math.ceil(wait / 60)} min."), status=429)
-            response["Retry-After"] = str(wait)
-            return response
-        return super().form_valid(form)
+        refused = refused_over_rate(self.request, PasswordResetRateThrottle(), lambda refusal: (
+            self.render_to_response(self.get_context_data(form=form, refusal=refusal))))
+        return refused or super().form_valid(form)
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):

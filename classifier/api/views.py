@@ -170,10 +170,7 @@ class AccountView(APIView):
     def post(self, request):
         data = serializers.AccountCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        wait = SignUpRateThrottle().wait_if_over(request)  # counts the accounts made, not typing errors
-        if wait:
-            raise exceptions.Throttled(wait=wait, detail="That is more new accounts from your address than "
-                                                          "we make in an hour.")
+        SignUpRateThrottle().refuse_if_over(request)  # counts the accounts made, not typing errors
         user = data.save()
         body = {**serializers.AccountSerializer(user).data, "token": services.api_token_renew(user).key}
         return Response(body, status=status.HTTP_201_CREATED)
@@ -214,10 +211,7 @@ def account_delete(request):
 def password_reset(request):
     data = serializers.PasswordResetSerializer(data=request.data)
     data.is_valid(raise_exception=True)
-    wait = PasswordResetRateThrottle().wait_if_over(request)
-    if wait:
-        raise exceptions.Throttled(wait=wait, detail="That is more reset e-mails from your address than we "
-                                                      "send in an hour.")
+    PasswordResetRateThrottle().refuse_if_over(request)
     form = PasswordResetForm(data.validated_data)
     form.is_valid()  # (the address was checked above)
     form.save(request=request, use_https=request.is_secure())  # the worker sends the website's link
