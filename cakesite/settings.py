@@ -130,8 +130,9 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "gallery"
 LOGOUT_REDIRECT_URL = "home"
 
-# E-mail: only a forgotten password's reset link is sent. Without EMAIL_HOST the messages are
-# written to the log (development); production sets it (`manage.py check --deploy` warns otherwise).
+# E-mail: only links are sent, to confirm an address and to reset a forgotten password. Without
+# EMAIL_HOST the messages are written to the log (development); production sets it (`manage.py
+# check --deploy` warns otherwise).
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
 EMAIL_BACKEND = ("django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
                  else "django.core.mail.backends.console.EmailBackend")
@@ -142,7 +143,8 @@ EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", True)
 EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10)  # seconds: a hung mail server must not hold a request
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "cakesite <noreply@localhost>")
 PASSWORD_RESET_TIMEOUT = envint("PASSWORD_RESET_TIMEOUT", 3600)  # seconds a reset link works
-PASSWORD_RESET_EMAILS_PER_ADDRESS = envint("PASSWORD_RESET_EMAILS_PER_ADDRESS", 3)  # an hour
+EMAIL_CONFIRM_TIMEOUT = envint("EMAIL_CONFIRM_TIMEOUT", 3 * 86400)  # seconds a confirmation link works
+EMAILS_PER_ADDRESS = envint("EMAILS_PER_ADDRESS", 3)  # an hour, whoever asks (anyone may type an address)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -68,7 +68,8 @@ class GalleryFilterForm(forms.Form):
         self.fields["label"].choices = [("", "any cake")] + [(item["slug"], item["name"]) for item in labels]
 
 
-EMAIL_HELP = "Optional: only to send you a link if you forget your password. Nobody else sees it."
+EMAIL_HELP = ("Optional: only to send you a link if you forget your password, once you confirm the address "
+              "by the link we send to it. Nobody else sees it.")
 
 
 class SignUpForm(UserCreationForm):

@@ -183,3 +183,19 @@ class TrainingRun(models.Model):
         if self.started and self.finished:
             return (self.finished - self.started).total_seconds()
         return None
+
+
+class PendingEmail(models.Model):
+    """An e-mail address an account asked for and has not confirmed yet. A reset link for a forgotten
+    password goes only to the account's own address (`User.email`), which is set from here when its
+    owner opens the link e-mailed to it: an address typed wrong, or someone else's, never receives
+    links that open the account."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="pending_email")
+    email = models.EmailField()
+    created = models.DateTimeField(auto_now_add=True)
+    sent = models.DateTimeField(null=True, blank=True, help_text="when its link was last e-mailed")
+
+    def __str__(self) -> str:
+        return f"{self.email} (not confirmed)"

@@ -7,13 +7,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
+from django.conf import settings
+from django.core import signing
 from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from rest_framework.authtoken.models import Token
 
-from classifier.models import Feedback, ModelVersion, Photo, Prediction
+from classifier.models import Feedback, ModelVersion, PendingEmail, Photo, Prediction
 
 
 def latest_predictions() -> QuerySet[Prediction]:
@@ -262,3 +264,26 @@ def api_token(user) -> Token | None:
 
 def photo_count(user) -> int:
     return Photo.objects.filter(owner=user).count()
+
+
+EMAIL_CONFIRM_SALT = "cakesite.email-confirm"
+
+
+def pending_email(user) -> PendingEmail | None:
+    """The address `user` asked for and has not confirmed yet, if any."""
+    return PendingEmail.objects.filter(user=user).first()
+
+
+def email_confirmation_token(pending: PendingEmail) -> str:
+    """What the link e-mailed to an address waiting carries: signed, and good for EMAIL_CONFIRM_TIMEOUT."""
+    return signing.dumps([pending.user_id, pending.email], salt=EMAIL_CONFIRM_SALT, compress=True)
+
+
+def pending_email_for_token(token: str) -> PendingEmail | None:
+    """The address waiting that `token` confirms; None if the token is forged or too old, or the
+    address was confirmed, replaced or withdrawn since."""
+    try:
+        user_id, email = signing.loads(token, salt=EMAIL_CONFIRM_SALT, max_age=settings.EMAIL_CONFIRM_TIMEOUT)
+    except (signing.BadSignature, ValueError, TypeError):
+        return None
+    return PendingEmail.objects.select_related("user").filter(user_id=user_id, email=email).first()

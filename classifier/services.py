@@ -10,6 +10,7 @@ import shutil
 from datetime import timedelta
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import numpy as np
 from django.conf import settings
@@ -22,12 +23,13 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.http import Http404
 from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
 from django.utils import timezone
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from rest_framework.authtoken.models import Token
 
 from classifier import selectors
-from classifier.models import Feedback, ModelVersion, Photo, Prediction, TrainingRun
+from classifier.models import Feedback, ModelVersion, PendingEmail, Photo, Prediction, TrainingRun
 from training import runtime
 from training.preprocess import to_rgb
 from training.runtime import CONFIG_FILE, LABELS_FILE, METRICS_FILE
@@ -359,30 +361,110 @@ def api_token_renew(user) -> Token:
         return Token.objects.create(user=user)
 
 
-def password_reset_send(email: str, domain: str, use_https: bool) -> int:
-    """E-mail a link to choose a new password to each active account with this address (Django's
-    form and templates), at most PASSWORD_RESET_EMAILS_PER_ADDRESS an hour to one address (several
-    accounts may give the same address, and nobody checked that it is theirs); how many were sent."""
+def one_more_email_to(email: str) -> bool:
+    """Reserve one more e-mail to `email` this hour: False beyond EMAILS_PER_ADDRESS (reset links and
+    confirmation links together; anyone may type anyone's address). Redis counts atomically for
+    all workers."""
     from django.core.cache import cache
 
+    key = "emails-to:" + hashlib.sha256(email.casefold().encode()).hexdigest()
+    cache.add(key, 0, timeout=3600)
+    try:
+        return cache.incr(key) <= settings.EMAILS_PER_ADDRESS
+    except ValueError:  # the cache is away: as the throttles do, count nothing
+        return True
+
+
+def password_reset_send(email: str, domain: str, use_https: bool) -> int:
+    """E-mail a link to choose a new password to each active account whose confirmed address this is
+    (Django's form and templates), within one_more_email_to's limit; how many were sent."""
     from classifier.forms import ResetEmails
 
-    key = "password-reset-to:" + hashlib.sha256(email.casefold().encode()).hexdigest()
-
-    def one_more() -> bool:  # reserved before each e-mail (Redis counts atomically for all workers)
-        cache.add(key, 0, timeout=3600)
-        try:
-            return cache.incr(key) <= settings.PASSWORD_RESET_EMAILS_PER_ADDRESS
-        except ValueError:  # the cache is away: as the throttles do, count nothing
-            return True
-
-    form = ResetEmails({"email": email}, reserve=one_more)
+    form = ResetEmails({"email": email}, reserve=lambda: one_more_email_to(email))
     return form.save(domain_override=domain, use_https=use_https) if form.is_valid() else 0
 
 
-def account_email_set(user, email: str) -> None:
-    user.email = email
-    user.save(update_fields=["email"])
+def account_create(form, *, absolute):
+    """A new account from a valid SignUpForm, signed up without a confirmed address: the one given,
+    if any, waits for its owner to open the link sent to it (see account_email_set)."""
+    with transaction.atomic():
+        user = form.save(commit=False)
+        email, user.email = user.email, ""
+        user.save()
+        account_email_set(user, email, absolute=absolute)
+    return user
+
+
+def account_email_set(user, email: str, *, absolute) -> PendingEmail | None:
+    """Ask for `email` as `user`'s address: it is used once its owner opens the link that the worker
+    e-mails to it (`absolute(path)` makes the link's URL, as the request that asked sees the site).
+    "" removes the address; the address the account has already withdraws a change asked for. The
+    address waiting, if any."""
+    with transaction.atomic():
+        # The account locked: a form sent twice at once would otherwise make two rows for one account.
+        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+        PendingEmail.objects.filter(user=user).delete()  # an earlier one's link stops working
+        if not email or email.casefold() == user.email.casefold():
+            user.email = email
+            user.save(update_fields=["email"])
+            return None
+        pending = PendingEmail.objects.create(user=user, email=email)
+        email_confirmation_queue(pending, absolute)
+    return pending
+
+
+def account_email_resend(user, *, absolute) -> PendingEmail | None:
+    """Send the link for the address waiting again (a new link, for as long again); None if none."""
+    pending = PendingEmail.objects.filter(user=user).first()
+    if pending is not None:
+        PendingEmail.objects.filter(pk=pending.pk).update(sent=None)
+        email_confirmation_queue(pending, absolute)
+    return pending
+
+
+def email_confirmation_queue(pending: PendingEmail, absolute) -> None:
+    """Have the worker e-mail a new link for `pending` once the transaction commits."""
+    from classifier import tasks
+
+    link = absolute(reverse("email-confirm", args=[selectors.email_confirmation_token(pending)]))
+    transaction.on_commit(lambda: tasks.enqueue(tasks.send_email_confirmation, pending.pk, link), robust=True)
+
+
+def email_confirmation_send(pending_id: int, link: str) -> bool:
+    """E-mail `link` to the address waiting, once (a second delivery of its task sends nothing), within
+    one_more_email_to's limit; whether it was sent."""
+    from django.core.mail import send_mail
+    from django.template.loader import render_to_string
+
+    # Claimed first, so that two deliveries of one task send one e-mail; released if none was sent.
+    if not PendingEmail.objects.filter(pk=pending_id, sent=None).update(sent=timezone.now()):
+        return False  # confirmed, replaced or deleted meanwhile, or already sent
+    pending = PendingEmail.objects.select_related("user").filter(pk=pending_id).first()
+    unclaim = PendingEmail.objects.filter(pk=pending_id).update
+    if pending is None or not one_more_email_to(pending.email):
+        unclaim(sent=None)
+        return False
+    context = {"user": pending.user, "email": pending.email, "link": link, "site": urlsplit(link).netloc,
+               "days": settings.EMAIL_CONFIRM_TIMEOUT // 86400}
+    try:
+        send_mail(render_to_string("registration/email_confirm_subject.txt", context).strip(),
+                  render_to_string("registration/email_confirm_email.txt", context), None, [pending.email])
+    except Exception:
+        unclaim(sent=None)
+        raise
+    return True
+
+
+def account_email_confirm(pending: PendingEmail) -> bool:
+    """Make the address waiting the account's own (its link was opened); False if it was confirmed,
+    replaced or withdrawn meanwhile."""
+    with transaction.atomic():
+        locked = PendingEmail.objects.select_for_update().filter(pk=pending.pk, email=pending.email).first()
+        if locked is None:
+            return False
+        get_user_model().objects.filter(pk=locked.user_id).update(email=locked.email)
+        locked.delete()
+    return True
 
 
 def account_delete(user) -> int:

@@ -155,6 +155,12 @@ def send_password_reset(email: str, domain: str, use_https: bool) -> str:
     return f"{services.password_reset_send(email, domain, use_https)} e-mails"
 
 
+@shared_task
+def send_email_confirmation(pending_id: int, link: str) -> str:
+    """E-mail the link that confirms an address an account asked for (once, whatever the deliveries)."""
+    return "sent" if services.email_confirmation_send(pending_id, link) else "not sent"
+
+
 @shared_task(bind=True, acks_late=True, time_limit=settings.TRAINING_TIME_LIMIT_S,
              soft_time_limit=settings.TRAINING_TIME_LIMIT_S - 300)
 def train_model(self, run_id: int) -> str:

@@ -95,9 +95,11 @@ def signup(request: HttpRequest) -> HttpResponse:
             lambda refusal: render(request, "registration/signup.html", {"form": form, "refusal": refusal}))
         if refused:
             return refused
-        user = form.save()
+        user = services.account_create(form, absolute=request.build_absolute_uri)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, f"Welcome, {user.username}. Upload a cake photo to start.")
+        email = form.cleaned_data["email"]
+        messages.success(request, f"Welcome, {user.username}. " + (email_sent_message(email) if email else "")
+                         + "Upload a cake photo to start.")
         return redirect("upload")
     return render(request, "registration/signup.html", {"form": form})
 
@@ -128,6 +130,7 @@ def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpRes
     user = request.user
     context = {
         "email_form": EmailForm(request=request, initial={"email": user.email}),
+        "pending_email": selectors.pending_email(user),
         "token_form": PasswordConfirmForm(request=request, prefix="token"),
         "delete_form": PasswordConfirmForm(request=request, prefix="delete"),
         "token": selectors.api_token(user),
@@ -147,10 +150,46 @@ def account(request: HttpRequest) -> HttpResponse:
     form = EmailForm(request.POST, request=request)
     if not form.is_valid():
         return account_page(request, email_form=form, status=400)
-    services.account_email_set(request.user, form.cleaned_data["email"])
-    messages.success(request, "Your e-mail address is saved." if form.cleaned_data["email"]
-                     else "Your e-mail address is removed: a forgotten password can no longer be reset.")
+    email = form.cleaned_data["email"]
+    pending = services.account_email_set(request.user, email, absolute=request.build_absolute_uri)
+    if pending:
+        messages.success(request, email_sent_message(email))
+    else:
+        messages.success(request, f"Your e-mail address is {email}." if email else
+                         "Your e-mail address is removed: a forgotten password can no longer be reset.")
     return redirect("account")
+
+
+def email_sent_message(email: str) -> str:
+    return (f"We sent a link to {email}: the address is used once you open it (it works for "
+            f"{settings.EMAIL_CONFIRM_TIMEOUT // 86400} days). ")
+
+
+@never_cache
+@login_required
+@post_only("account", with_id=False)
+def account_email_resend(request: HttpRequest) -> HttpResponse:
+    pending = services.account_email_resend(request.user, absolute=request.build_absolute_uri)
+    messages.success(request, email_sent_message(pending.email) if pending
+                     else "No address waits for you to confirm it.")
+    return redirect("account")
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def email_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """The page the link e-mailed to an address opens: a button (POST) confirms it, so that a mail
+    program that fetches the link to preview it confirms nothing."""
+    pending = selectors.pending_email_for_token(token)
+    if pending is not None and request.method == "POST":
+        if services.account_email_confirm(pending):
+            messages.success(request, f"{pending.email} is confirmed: it is the address of the account "
+                                      f"{pending.user.get_username()}.")
+            return redirect("account" if request.user.is_authenticated else "login")
+        pending = None  # confirmed, replaced or withdrawn a moment ago
+    return render(request, "registration/email_confirm.html",
+                  {"pending": pending, "days": settings.EMAIL_CONFIRM_TIMEOUT // 86400},
+                  status=200 if pending else 404)
 
 
 @sensitive_post_parameters("token-password")

@@ -7,7 +7,8 @@ from html.parser import HTMLParser
 import pytest
 from django.urls import reverse
 
-from classifier.models import Feedback, ModelVersion, TrainingRun
+from classifier.models import Feedback, ModelVersion, PendingEmail, TrainingRun
+from classifier.selectors import email_confirmation_token
 from tests.test_photo_pages import make_photo
 
 pytestmark = pytest.mark.django_db
@@ -81,18 +82,21 @@ def test_every_page_a_user_sees_has_sound_references_images_and_a_skip_link(clie
     failed = make_photo(user, status="failed")
     unsure = make_photo(user, status="done", label="kue_serabi", confidence=0.3)
     Feedback.objects.create(photo=done, user=user, label="kue_lapis", is_correction=False)
+    waiting = PendingEmail.objects.create(user=user, email="ayu@example.org")  # shown on the account page
     client.force_login(user)
     urls = [reverse("home"), reverse("upload"), reverse("gallery"), reverse("review"),
             done.get_absolute_url(), pending.get_absolute_url(), failed.get_absolute_url(),
             unsure.get_absolute_url(), reverse("photo-delete", args=[done.pk]), reverse("account"),
             reverse("password_reset"), reverse("password_reset_done"), reverse("password_reset_complete"),
-            reverse("password_reset_confirm", args=["MQ", "set-password"])]  # (a link that no longer works)
+            reverse("password_reset_confirm", args=["MQ", "set-password"]),  # (a link that no longer works)
+            reverse("email-confirm", args=[email_confirmation_token(waiting)])]
 
     for url in urls:
         html = page(client, url)
         assert Page(html).problems() == [], url
         assert '<a class="skip" href="#main">' in html and '<main id="main"' in html, url
         assert '<p id="announce" class="visually-hidden" role="status" aria-live="polite">' in html, url
+    assert Page(page(client, reverse("email-confirm", args=["forged"]), status=404)).problems() == []
 
     client.force_login(admin_user)
     assert Page(page(client, reverse("model-versions"))).problems() == []

@@ -124,6 +124,7 @@ def test_the_api_token_endpoint_locks_out_and_throttles_password_guessing(user, 
     ("/accounts/logout/", {}),
     ("/accounts/", {"email": "root@example.org", "password": "kue-bika-ambon-1"}),
     ("/accounts/token/", {}),
+    ("/accounts/email/resend/", {}),
     ("/accounts/delete/", {"delete-password": "kue-bika-ambon-1"}),
     ("/accounts/password_reset/", {"email": "root@example.org"}),
     ("/staff/training/1/cancel/", {}),
@@ -148,54 +149,64 @@ def test_the_schema_says_the_token_endpoint_needs_no_authentication(client):
     assert {"tokenAuth": []} in schema["paths"]["/api/photos/"]["get"]["security"]
 
 
-class ResetWorker:
-    """The broker boundary for reset e-mails: `ask(request)` makes the request and commits it; the
-    addresses it queued are in `queued`, and the worker's task sends them at once (unless `runs` is
-    off)."""
+class MailWorker:
+    """The broker boundary for e-mails (reset links, confirmation links): `ask(request)` makes the
+    request and commits it; the tasks it queued are in `queued` (name and first argument), and the
+    worker runs them at once (unless `runs` is off)."""
 
     def __init__(self, capture):
         self.capture, self.queued, self.runs = capture, [], True
 
-    def arrive(self, args, **_kwargs):
-        from classifier import tasks
-
-        self.queued.append(args[0])
+    def arrive(self, task, args, **_kwargs):
+        self.queued.append((task.name.rsplit(".", 1)[-1], args[0]))
         if self.runs:
-            tasks.send_password_reset(*args)
+            task(*args)
 
     def ask(self, request):
         with self.capture(execute=True):
             return request()
 
+    def reset_addresses(self) -> list[str]:
+        return [arg for name, arg in self.queued if name == "send_password_reset"]
+
 
 @pytest.fixture
-def reset_worker(monkeypatch, django_capture_on_commit_callbacks):
+def mail_worker(monkeypatch, django_capture_on_commit_callbacks):
     from classifier import tasks
 
-    worker = ResetWorker(django_capture_on_commit_callbacks)
-    monkeypatch.setattr(tasks.send_password_reset, "apply_async", worker.arrive)
+    worker = MailWorker(django_capture_on_commit_callbacks)
+    for task in (tasks.send_password_reset, tasks.send_email_confirmation):
+        monkeypatch.setattr(task, "apply_async", functools.partial(worker.arrive, task))
     return worker
 
 
+def confirmation_link(mail) -> str:
+    return re.search(r"http://testserver(/accounts/email/\S+/)", mail.body).group(1)
+
+
 def test_a_forgotten_password_is_reset_by_the_link_sent_to_the_address_given_at_sign_up(
-        client, django_user_model, mailoutbox, reset_worker):
+        client, django_user_model, mailoutbox, mail_worker):
     from rest_framework.authtoken.models import Token
 
-    client.post(reverse("signup"), {"username": "citra", "email": "citra@example.org",
-                                    "password1": "onde-onde-wijen-9", "password2": "onde-onde-wijen-9"})
+    welcome = mail_worker.ask(lambda: client.post(reverse("signup"), {
+        "username": "citra", "email": "citra@example.org", "password1": "onde-onde-wijen-9",
+        "password2": "onde-onde-wijen-9"}, follow=True))
+    assert "We sent a link to citra@example.org: the address is used once you open it" in \
+        welcome.content.decode()
+    client.post(confirmation_link(mailoutbox[0]))  # opened, and confirmed
     citra = django_user_model.objects.get(username="citra")
     Token.objects.create(user=citra)
     client.post(reverse("logout"))
     assert 'href="/accounts/password_reset/"' in client.get(reverse("login")).content.decode()
 
-    asked = reset_worker.ask(lambda: client.post("/accounts/password_reset/", {"email": "CITRA@example.org"},
-                                                 follow=True))
+    asked = mail_worker.ask(lambda: client.post("/accounts/password_reset/", {"email": "CITRA@example.org"},
+                                                follow=True))
 
-    assert "If an account has that address, a link to choose a new password is on its way" in \
+    assert "If an account has confirmed that address, a link to choose a new password is on its way" in \
         asked.content.decode() and "for 60 minutes" in asked.content.decode()
-    assert [mail.to for mail in mailoutbox] == [["citra@example.org"]]
-    assert 'account "citra"' in mailoutbox[0].body
-    link = re.search(r"http://testserver(/accounts/reset/\S+/)", mailoutbox[0].body).group(1)
+    assert [mail.to for mail in mailoutbox] == [["citra@example.org"]] * 2
+    assert 'account "citra"' in mailoutbox[1].body
+    link = re.search(r"http://testserver(/accounts/reset/\S+/)", mailoutbox[1].body).group(1)
     form = client.get(link, follow=True)
     assert "Choose a new password" in form.content.decode()
     done = client.post(form.redirect_chain[-1][0], {"new_password1": "klepon-gula-jawa-5",
@@ -207,27 +218,159 @@ def test_a_forgotten_password_is_reset_by_the_link_sent_to_the_address_given_at_
     assert "This link no longer works" in client.get(link, follow=True).content.decode()  # once only
 
 
+def test_an_address_is_used_only_once_its_owner_opens_the_link_e_mailed_to_it(client, user, mailoutbox,
+                                                                              mail_worker):
+    """Else an address typed wrong, or someone else's, would receive links that open the account: its
+    owner asks for a reset with their own address and gets this account's."""
+    client.force_login(user)
+    saved = mail_worker.ask(lambda: client.post("/accounts/", {"email": "ayu@example.org",
+                                                               "password": "kue-lapis-2026"}, follow=True))
+    page = saved.content.decode()
+    assert "We sent a link to ayu@example.org: the address is used once you open it (it works for 3 days)" \
+        in page and "You have no confirmed address" in page and "on its way there" in page
+    assert [mail.to for mail in mailoutbox] == [["ayu@example.org"]]
+    assert "we sent there on" in client.get("/accounts/").content.decode()
+    assert 'the account "ayu" at testserver' in mailoutbox[0].body
+    mail_worker.ask(lambda: client.post("/accounts/password_reset/", {"email": "ayu@example.org"}))
+    assert mail_worker.reset_addresses() == ["ayu@example.org"] and len(mailoutbox) == 1  # not yet
+
+    client.logout()  # opened in a mail program, without the session
+    link = confirmation_link(mailoutbox[0])
+    shown = client.get(link)  # a mail program previewing the link confirms nothing
+    user.refresh_from_db()
+    assert shown.status_code == 200 and user.email == ""
+    assert "Make <strong>ayu@example.org</strong> the address of the account <strong>ayu</strong>?" in \
+        shown.content.decode()
+    confirmed = client.post(link, follow=True)
+    user.refresh_from_db()
+    assert user.email == "ayu@example.org" and confirmed.redirect_chain[-1][0] == "/accounts/login/"
+    assert "ayu@example.org is confirmed: it is the address of the account ayu." in confirmed.content.decode()
+    again = client.post(link)
+    assert again.status_code == 404 and "This link no longer works" in again.content.decode()
+
+    mail_worker.ask(lambda: client.post("/accounts/password_reset/", {"email": "ayu@example.org"}))
+    assert len(mailoutbox) == 2 and "/accounts/reset/" in mailoutbox[1].body
+
+
+def test_a_link_stops_working_when_another_address_is_asked_for_is_too_old_or_forged(
+        client, user, mailoutbox, mail_worker, settings):
+    client.force_login(user)
+
+    def ask_for(email):
+        mail_worker.ask(lambda: client.post("/accounts/", {"email": email, "password": "kue-lapis-2026"}))
+
+    ask_for("typo@example.org")
+    ask_for("ayu@example.org")
+    typo, right = (confirmation_link(mail) for mail in mailoutbox)
+
+    assert client.get(typo).status_code == 404 and client.post(typo).status_code == 404
+    settings.EMAIL_CONFIRM_TIMEOUT = -1
+    assert client.post(right).status_code == 404  # too old
+    settings.EMAIL_CONFIRM_TIMEOUT = 3600
+    assert client.post(right[:-3] + "xx/").status_code == 404  # forged
+    user.refresh_from_db()
+    assert user.email == ""
+    assert client.post(right).status_code == 302
+    user.refresh_from_db()
+    assert user.email == "ayu@example.org"
+
+
+def test_the_address_waiting_can_be_sent_again_withdrawn_or_removed(client, user, mailoutbox, mail_worker):
+    from classifier.models import PendingEmail
+
+    client.force_login(user)
+    user.email = "ayu@example.org"
+    user.save()
+
+    def ask_for(email, **kwargs):
+        data = {"email": email, "password": "kue-lapis-2026"}
+        return mail_worker.ask(lambda: client.post("/accounts/", data, **kwargs))
+
+    def link_works(mail):
+        return client.post(confirmation_link(mail)).status_code != 404
+
+    ask_for("ayu@work.example")
+
+    again = mail_worker.ask(lambda: client.post("/accounts/email/resend/", follow=True))
+    assert "We sent a link to ayu@work.example" in again.content.decode()
+    assert [mail.to for mail in mailoutbox] == [["ayu@work.example"]] * 2
+
+    kept = ask_for("AYU@example.org", follow=True)
+    user.refresh_from_db()
+    assert "Your e-mail address is AYU@example.org." in kept.content.decode() and len(mailoutbox) == 2
+    assert not PendingEmail.objects.exists() and not link_works(mailoutbox[1])
+    assert "No address waits for you to confirm it." in client.post("/accounts/email/resend/",
+                                                                    follow=True).content.decode()
+
+    ask_for("ayu@work.example")
+    removed = ask_for("", follow=True)
+    user.refresh_from_db()
+    assert "can no longer be reset" in removed.content.decode() and user.email == ""
+    assert not PendingEmail.objects.exists() and not link_works(mailoutbox[2])
+
+
+def test_a_confirmation_link_is_e_mailed_once_per_request_and_within_the_cap_on_one_address(
+        user, other_user, mailoutbox, settings, django_capture_on_commit_callbacks):
+    from classifier import services
+    from classifier.models import PendingEmail
+
+    settings.EMAILS_PER_ADDRESS = 1
+
+    def ask(who):
+        with django_capture_on_commit_callbacks():  # (the task is called here, not queued)
+            return services.account_email_set(who, "victim@example.org", absolute="http://t".__add__)
+
+    first, second = ask(user), ask(other_user)
+    sent = [services.email_confirmation_send(first.pk, "http://t/1"),
+            services.email_confirmation_send(first.pk, "http://t/1"),  # a second delivery of its task
+            services.email_confirmation_send(second.pk, "http://t/2")]  # over the cap
+    assert sent == [True, False, False] and len(mailoutbox) == 1
+    assert services.password_reset_send("victim@example.org", "t", False) == 0  # the same cap
+    assert PendingEmail.objects.get(pk=second.pk).sent is None  # the account page says "on its way"
+
+
+def test_a_mail_server_that_fails_leaves_the_link_to_be_sent_again(user, monkeypatch,
+                                                                   django_capture_on_commit_callbacks):
+    import smtplib
+
+    from django.core.mail.backends.locmem import EmailBackend
+
+    from classifier import services
+
+    def refused(*_args):
+        raise smtplib.SMTPServerDisconnected("gone")
+
+    monkeypatch.setattr(EmailBackend, "send_messages", refused)
+    with django_capture_on_commit_callbacks():
+        pending = services.account_email_set(user, "ayu@example.org", absolute="http://t".__add__)
+
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        services.email_confirmation_send(pending.pk, "http://t/1")
+    pending.refresh_from_db()
+    assert pending.sent is None
+
+
 def test_a_reset_for_an_address_no_account_has_answers_the_same_and_sends_nothing(client, user, mailoutbox,
-                                                                                   reset_worker):
+                                                                                   mail_worker):
     """The form must not tell who has an account; an account without an address gets nothing."""
-    asked = reset_worker.ask(lambda: client.post("/accounts/password_reset/", {"email": "nobody@example.org"},
+    asked = mail_worker.ask(lambda: client.post("/accounts/password_reset/", {"email": "nobody@example.org"},
                                                  follow=True))
 
-    assert "If an account has that address" in asked.content.decode() and mailoutbox == []
+    assert "If an account has confirmed that address" in asked.content.decode() and mailoutbox == []
 
 
 def test_the_request_only_queues_the_address_so_it_takes_as_long_whether_an_account_has_it(
-        client, user, mailoutbox, reset_worker):
+        client, user, mailoutbox, mail_worker):
     """Sending in the request would take a mail server's round trip for an address with an account
     and none for one without: a timing that tells who has an account."""
-    reset_worker.runs = False
+    mail_worker.runs = False
     user.email = "ayu@example.org"
     user.save()
 
     for address in ("ayu@example.org", "nobody@example.org"):
-        reset_worker.ask(lambda a=address: client.post("/accounts/password_reset/", {"email": a}))
+        mail_worker.ask(lambda a=address: client.post("/accounts/password_reset/", {"email": a}))
 
-    assert reset_worker.queued == ["ayu@example.org", "nobody@example.org"] and mailoutbox == []
+    assert mail_worker.reset_addresses() == ["ayu@example.org", "nobody@example.org"] and mailoutbox == []
 
 
 def test_at_most_a_few_reset_emails_an_hour_go_to_one_address_however_many_accounts_give_it(
@@ -236,7 +379,7 @@ def test_at_most_a_few_reset_emails_an_hour_go_to_one_address_however_many_accou
     fill with the links of accounts made for that purpose."""
     from classifier import services
 
-    settings.PASSWORD_RESET_EMAILS_PER_ADDRESS = 3
+    settings.EMAILS_PER_ADDRESS = 3
     for name in ("a1", "a2"):
         django_user_model.objects.create_user(name, email="victim@example.org", password="onde-onde-wijen-9")
 
@@ -247,7 +390,7 @@ def test_at_most_a_few_reset_emails_an_hour_go_to_one_address_however_many_accou
 
 
 def test_reset_emails_are_limited_per_address_so_the_form_cannot_flood_an_inbox(client, user, mailoutbox,
-                                                                               monkeypatch, reset_worker):
+                                                                               monkeypatch, mail_worker):
     from rest_framework.throttling import SimpleRateThrottle
 
     monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES",
@@ -258,7 +401,7 @@ def test_reset_emails_are_limited_per_address_so_the_form_cannot_flood_an_inbox(
     def ask():
         return client.post("/accounts/password_reset/", {"email": "ayu@example.org"})
 
-    answers = [reset_worker.ask(ask) for _ in range(3)]
+    answers = [mail_worker.ask(ask) for _ in range(3)]
 
     assert [a.status_code for a in answers] == [302, 302, 429] and int(answers[2]["Retry-After"]) > 0
     assert "more reset e-mails from your address" in answers[2].content.decode()
@@ -274,14 +417,10 @@ def test_the_account_page_changes_the_address_only_with_the_password(client, use
     assert wrong.status_code == 400 and "That is not your password." in wrong.content.decode()
     assert user.email == ""
 
-    saved = client.post("/accounts/", {"email": "ayu@example.org", "password": "kue-lapis-2026"}, follow=True)
+    asked = client.post("/accounts/", {"email": "ayu@example.org", "password": "kue-lapis-2026"}, follow=True)
     user.refresh_from_db()
-    assert "Your e-mail address is saved." in saved.content.decode() and user.email == "ayu@example.org"
-    assert 'value="ayu@example.org"' in saved.content.decode()
-
-    removed = client.post("/accounts/", {"email": "", "password": "kue-lapis-2026"}, follow=True)
-    user.refresh_from_db()
-    assert "can no longer be reset" in removed.content.decode() and user.email == ""
+    assert "We sent a link to ayu@example.org" in asked.content.decode() and user.pending_email.email == \
+        "ayu@example.org"
 
 
 @pytest.mark.parametrize("where", ["website", "api"])
@@ -410,7 +549,9 @@ def test_the_api_reads_changes_and_deletes_the_account_with_the_password(user, s
                         format="json")
     assert (no_password.status_code, wrong.status_code, bad.status_code) == (400, 400, 400)
     assert "That is not your password." in str(wrong.json())
-    assert changed.status_code == 200 and changed.json()["email"] == "ayu@example.org"
+    assert changed.status_code == 200 and (changed.json()["email"], changed.json()["email_pending"]) == \
+        ("", "ayu@example.org")
+    assert api.get("/api/account/").json()["email_pending"] == "ayu@example.org"
 
     assert api.post("/api/account/delete/", {"password": "guess"}, format="json").status_code == 400
     assert api.post("/api/account/delete/", {"password": "kue-lapis-2026"}, format="json").status_code == 204
@@ -608,15 +749,15 @@ def test_the_api_signs_up_a_new_account_as_the_website_does_and_gives_its_token(
     assert taken.status_code == 400 and "already exists" in str(taken.json()["error"])
     assert weak.status_code == 400 and "too common" in str(weak.json()["error"])
     assert made.status_code == 201
-    assert {k: made.json()[k] for k in ("username", "email", "photos")} == \
-        {"username": "citra", "email": "citra@example.org", "photos": 0}
+    assert {k: made.json()[k] for k in ("username", "email", "email_pending", "photos")} == \
+        {"username": "citra", "email": "", "email_pending": "citra@example.org", "photos": 0}
     assert more.status_code == 429 and int(more["Retry-After"]) > 0
     api.credentials(HTTP_AUTHORIZATION=f"Token {made.json()['token']}")
     assert api.get("/api/account/").json()["username"] == "citra"
 
 
 def test_the_api_sends_a_reset_link_to_an_address_and_answers_the_same_for_any(user, mailoutbox, monkeypatch,
-                                                                               reset_worker):
+                                                                               mail_worker):
     from rest_framework.test import APIClient
     from rest_framework.throttling import SimpleRateThrottle
 
@@ -627,7 +768,7 @@ def test_the_api_sends_a_reset_link_to_an_address_and_answers_the_same_for_any(u
     api = APIClient()
 
     def ask(address):
-        return reset_worker.ask(lambda: api.post("/api/auth/password-reset/", {"email": address},
+        return mail_worker.ask(lambda: api.post("/api/auth/password-reset/", {"email": address},
                                                  format="json"))
 
     known, unknown = ask("ayu@example.org"), ask("nobody@example.org")
@@ -693,7 +834,7 @@ def test_the_cap_on_reset_emails_to_one_address_holds_for_workers_sending_at_onc
     from classifier import services
     from classifier.forms import ResetEmails
 
-    settings.PASSWORD_RESET_EMAILS_PER_ADDRESS = 3
+    settings.EMAILS_PER_ADDRESS = 3
     for name in ("a1", "a2", "a3"):
         django_user_model.objects.create_user(name, email="victim@example.org", password="onde-onde-wijen-9")
     send = ResetEmails.send_mail

@@ -27,6 +27,8 @@ WEBSITE = [
     ("get", "/accounts/", [302, 200, 200, 200, 200]),
     ("post", "/accounts/token/", [302, 400, 400, 400, 400]),  # a new token needs the password
     ("post", "/accounts/delete/", [302, 400, 400, 400, 400]),  # without the password
+    ("post", "/accounts/email/resend/", [302, 302, 302, 302, 302]),  # (none waits: said so)
+    ("get", "/accounts/email/forged/", [404, 404, 404, 404, 404]),
     ("get", "/upload/", [302, 200, 200, 200, 200]),
     ("get", "/photos/", [302, 200, 200, 200, 200]),
     ("get", "/photos/status/?ids={photo}", [302, 200, 200, 200, 200]),

@@ -166,8 +166,12 @@ class TrainingRunStartSerializer(serializers.Serializer):
 
 class AccountSerializer(serializers.Serializer):
     username = serializers.CharField(source="get_username", read_only=True)
-    email = serializers.CharField(read_only=True, help_text="where a reset link for a forgotten password "
-                                                            "goes; empty if none")
+    email = serializers.CharField(read_only=True, help_text="the confirmed address, where a reset link for a "
+                                                            "forgotten password goes; empty if none")
+    email_pending = serializers.CharField(
+        source="pending_email.email", read_only=True, allow_null=True, default=None,
+        help_text="an address asked for and not confirmed yet: it becomes `email` once its owner opens the "
+                  "link e-mailed to it; null if none")
     date_joined = serializers.DateTimeField(read_only=True)
     photos = serializers.IntegerField(source="photos.count", read_only=True)
 
@@ -191,7 +195,9 @@ class PasswordConfirmSerializer(serializers.Serializer):
 
 
 class AccountEmailSerializer(PasswordConfirmSerializer):
-    email = serializers.EmailField(allow_blank=True, help_text="the new address; empty removes it")
+    email = serializers.EmailField(allow_blank=True, help_text=(
+        "the new address, used once its owner opens the link e-mailed to it (asking again sends a new "
+        "link); the confirmed address withdraws a change asked for; empty removes the address"))
 
 
 class AccountCreateSerializer(serializers.Serializer):
@@ -200,7 +206,8 @@ class AccountCreateSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(write_only=True, trim_whitespace=False, style={"input_type": "password"})
     email = serializers.EmailField(required=False, allow_blank=True, default="",
-                                   help_text="optional: where a reset link for a forgotten password goes")
+                                   help_text="optional: where a reset link for a forgotten password goes, "
+                                             "once its owner opens the link e-mailed to it")
 
     def validate(self, attrs):
         from classifier.forms import SignUpForm
@@ -216,7 +223,9 @@ class AccountCreateSerializer(serializers.Serializer):
         return attrs
 
     def create(self, validated_data):
-        return self.form.save()
+        from classifier import services
+
+        return services.account_create(self.form, absolute=self.context["request"].build_absolute_uri)
 
 
 class NewAccountSerializer(AccountSerializer):

@@ -158,7 +158,8 @@ ACCOUNT_ERRORS = {401: ERROR, 403: ERROR, 429: ERROR}  # 403: a staff account, o
                        responses={201: serializers.NewAccountSerializer, 400: ERROR, 415: ERROR, 429: ERROR}),
     get=extend_schema(summary="Your account", responses={200: serializers.AccountSerializer, 401: ERROR,
                                                           429: ERROR}),
-    patch=extend_schema(summary="Change your e-mail address (your password confirms it)",
+    patch=extend_schema(summary="Change your e-mail address (your password allows it, the link e-mailed to "
+                                "the new address confirms it)",
                         request=serializers.AccountEmailSerializer,
                         responses={200: serializers.AccountSerializer, 400: ERROR, 415: ERROR,
                                    **ACCOUNT_ERRORS}),
@@ -168,7 +169,7 @@ class AccountView(APIView):
         return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
 
     def post(self, request):
-        data = serializers.AccountCreateSerializer(data=request.data)
+        data = serializers.AccountCreateSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         SignUpRateThrottle().refuse_if_over(request)  # counts the accounts made, not typing errors
         user = data.save()
@@ -181,7 +182,8 @@ class AccountView(APIView):
     def patch(self, request):
         data = serializers.AccountEmailSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
-        services.account_email_set(request.user, data.validated_data["email"])
+        services.account_email_set(request.user, data.validated_data["email"],
+                                   absolute=request.build_absolute_uri)
         return Response(serializers.AccountSerializer(request.user).data)
 
 
