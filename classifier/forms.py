@@ -15,8 +15,8 @@ def upload_too_large(request) -> bool:
     A missing length (chunked) passes here; the proxy's body limit caps those."""
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return True
+    except ValueError:  # Django reads a body of a length that is no number as empty: a 400 follows
+        return False
     return length > settings.MAX_FILES_PER_UPLOAD * (settings.MAX_UPLOAD_BYTES + 8192)
 
 
@@ -154,6 +154,6 @@ class EmailForm(PasswordConfirmForm):
     """A new e-mail address (or none), which a password reset link would be sent to: it needs the
     password, or a session left open would be enough to take the account over."""
 
-    email = forms.EmailField(label="E-mail address", required=False, help_text=EMAIL_HELP,
+    email = forms.EmailField(label="E-mail address", required=False, help_text=EMAIL_HELP, max_length=254,
                              widget=forms.EmailInput(attrs={"autocomplete": "email"}))
     field_order = ["email", "password"]

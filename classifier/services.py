@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.http import Http404
@@ -282,7 +282,8 @@ def photo_delete(photo: Photo) -> None:
     (classifier.signals). Locked first: a prediction the worker is recording meanwhile is either
     in (and deleted with its heat map) or waits and finds the photo gone."""
     with transaction.atomic():
-        lock_photo(photo)
+        if lock_photo(photo) is None:
+            raise Http404("The photo no longer exists.")  # deleted a moment ago
         announce_settled(photo.pk)  # a request waiting for it answers 404 at once
         photo.delete()
 
@@ -387,11 +388,15 @@ def password_reset_send(email: str, domain: str, use_https: bool) -> int:
 def account_create(form, *, absolute):
     """A new account from a valid SignUpForm, signed up without a confirmed address: the one given,
     if any, waits for its owner to open the link sent to it (see account_email_set)."""
-    with transaction.atomic():
-        user = form.save(commit=False)
-        email, user.email = user.email, ""
-        user.save()
-        account_email_set(user, email, absolute=absolute)
+    try:
+        with transaction.atomic():
+            user = form.save(commit=False)
+            email, user.email = user.email, ""
+            user.save()
+            account_email_set(user, email, absolute=absolute)
+    except IntegrityError as exc:  # the name was free when the form checked, and taken a moment later
+        raise ValidationError({"username": "A user with that username already exists."},
+                              code="unique") from exc
     return user
 
 

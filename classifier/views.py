@@ -95,7 +95,11 @@ def signup(request: HttpRequest) -> HttpResponse:
             lambda refusal: render(request, "registration/signup.html", {"form": form, "refusal": refusal}))
         if refused:
             return refused
-        user = services.account_create(form, absolute=request.build_absolute_uri)
+        try:
+            user = services.account_create(form, absolute=request.build_absolute_uri)
+        except ValidationError as exc:  # the name taken a moment ago
+            form.add_error(None, exc)
+            return render(request, "registration/signup.html", {"form": form})
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         email = form.cleaned_data["email"]
         messages.success(request, f"Welcome, {user.username}. " + (email_sent_message(email) if email else "")

@@ -53,3 +53,20 @@ def test_every_operation_answers_within_its_schema(case, token):
         checks.content_type_conformance,
         checks.response_schema_conformance,
     ])
+
+
+def test_the_schema_gives_parameters_the_types_and_ranges_the_server_takes(client):
+    paths = client.get("/api/schema/?format=json").json()["paths"]
+    listing = {p["name"]: p["schema"] for p in paths["/api/photos/"]["get"]["parameters"]}
+    versions = {p["name"]: p["schema"] for p in paths["/api/model-versions/"]["get"]["parameters"]}
+    wait = {p["name"]: p["schema"] for p in paths["/api/photos/{id}/"]["get"]["parameters"]}["wait"]
+
+    assert listing["reviewed"] == listing["corrected"] == versions["is_active"] == {"type": "boolean"}
+    assert (wait["type"], wait["minimum"], wait["maximum"]) == ("number", 0, 30)
+
+
+def test_head_is_answered_wherever_get_is(client, user):
+    client.force_login(user)
+
+    for path in ("/api/stats/", "/api/photos/", "/api/model-versions/"):
+        assert client.head(path).status_code == 200, path

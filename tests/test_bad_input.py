@@ -348,3 +348,91 @@ def test_ids_that_do_not_exist_are_a_404(api, client, user, pk):
     assert api.get(f"/api/photos/{pk}/").status_code == 404
     assert api.put(f"/api/photos/{pk}/feedback/", {"label": "kue_lapis"}, format="json").status_code == 404
     assert client.get(f"/photos/{pk}/").status_code == 404
+
+
+TOO_LONG_EMAIL = "a" * 60 + "@" + ("b" * 60 + ".") * 4 + "com"  # valid in form, 308 characters
+
+
+def test_an_address_longer_than_an_address_may_be_is_a_400_and_changes_nothing(api, client, user):
+    from classifier.models import PendingEmail
+
+    client.force_login(user)
+    changed = api.patch("/api/account/", {"email": TOO_LONG_EMAIL, "password": "kue-lapis-2026"},
+                        format="json")
+    page = client.post("/accounts/", {"email": TOO_LONG_EMAIL, "password": "kue-lapis-2026"})
+    reset = APIClient().post("/api/auth/password-reset/", {"email": TOO_LONG_EMAIL}, format="json")
+    signup = APIClient().post("/api/account/", {"username": "eka", "password": "onde-onde-wijen-9",
+                                                "email": TOO_LONG_EMAIL}, format="json")
+
+    assert (changed.status_code, page.status_code, reset.status_code, signup.status_code) == (400,) * 4
+    assert "no more than 254 characters" in str(changed.json()) and "254" in str(reset.json())
+    assert not PendingEmail.objects.exists() and not type(user).objects.filter(username="eka").exists()
+
+
+def test_a_user_name_longer_than_an_account_may_have_is_a_400_on_the_token_endpoint():
+    """django-axes writes a failed sign-in's name to a column of 255 characters (a 500 on PostgreSQL)."""
+    response = APIClient().post("/api/auth/token/", {"username": "u" * 300, "password": "x"}, format="json")
+
+    assert response.status_code == 400 and "no more than 150 characters" in str(response.json())
+
+
+@pytest.mark.parametrize("route", ["website", "api"])
+def test_a_name_taken_between_the_forms_check_and_the_save_is_refused_like_any_taken_name(
+        client, django_user_model, monkeypatch, route):
+    """Two sign-ups with one new name at once: both forms found it free; the second save fails."""
+    from classifier.forms import SignUpForm
+
+    check = SignUpForm.clean_username
+
+    def another_sign_up_commits_meanwhile(form):
+        name = check(form)
+        django_user_model.objects.create_user(name, password="onde-onde-wijen-9")
+        return name
+
+    monkeypatch.setattr(SignUpForm, "clean_username", another_sign_up_commits_meanwhile)
+    if route == "api":
+        response = APIClient().post("/api/account/", {"username": "racer", "password": "onde-onde-wijen-9"},
+                                    format="json")
+        assert response.status_code == 400
+        assert response.json()["error"]["fields"]["username"] == ["A user with that username already exists."]
+    else:
+        response = client.post("/signup/", {"username": "racer", "password1": "onde-onde-wijen-9",
+                                            "password2": "onde-onde-wijen-9"})
+        assert response.status_code == 200 and "A user with that username already exists." in \
+            response.content.decode()
+    assert django_user_model.objects.filter(username="racer").count() == 1
+
+
+def test_a_photo_deleted_twice_at_once_is_deleted_once_and_the_second_is_a_404(api, user):
+    from django.http import Http404
+
+    from tests.test_photo_pages import make_photo
+
+    photo = make_photo(user)
+    stale = Photo.objects.get(pk=photo.pk)  # what a second request read before the first deleted it
+
+    assert api.delete(f"/api/photos/{photo.pk}/").status_code == 204
+    with pytest.raises(Http404):
+        services.photo_delete(stale)
+
+
+def test_api_errors_are_json_whatever_the_client_accepts(api, user):
+    for response in (api.get("/api/photos/999999/", HTTP_ACCEPT="text/html"),
+                     api.post("/api/photos/", HTTP_ACCEPT="text/html"),
+                     api.get("/api/photos/?format=api")):
+        assert response["Content-Type"] == "application/json" and "error" in response.json()
+
+
+def test_a_boolean_filter_refuses_values_that_are_no_boolean(api, staff):
+    api.force_authenticate(staff)
+
+    assert api.get("/api/model-versions/?is_active=maybe").status_code == 400
+    active = api.get("/api/model-versions/?is_active=true").json()["results"]
+    assert [version["is_active"] for version in active] == [True]
+
+
+def test_a_content_length_that_is_no_number_is_a_400_not_a_413(api, user):
+    response = api.generic("POST", "/api/photos/", b"", content_type="multipart/form-data; boundary=x",
+                           CONTENT_LENGTH="abc")
+
+    assert response.status_code == 400 and Photo.objects.count() == 0

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 
 from classifier import selectors
 from classifier.models import Feedback, ModelVersion, Photo, Prediction, TrainingRun
@@ -164,6 +165,9 @@ class TrainingRunStartSerializer(serializers.Serializer):
                                  "active version on held-out user photos")
 
 
+EMAIL_MAX_LENGTH = 254  # the column's (User.email, PendingEmail.email)
+
+
 class AccountSerializer(serializers.Serializer):
     username = serializers.CharField(source="get_username", read_only=True)
     email = serializers.CharField(read_only=True, help_text="the confirmed address, where a reset link for a "
@@ -195,7 +199,7 @@ class PasswordConfirmSerializer(serializers.Serializer):
 
 
 class AccountEmailSerializer(PasswordConfirmSerializer):
-    email = serializers.EmailField(allow_blank=True, help_text=(
+    email = serializers.EmailField(allow_blank=True, max_length=EMAIL_MAX_LENGTH, help_text=(
         "the new address, used once its owner opens the link e-mailed to it (asking again sends a new "
         "link); the confirmed address withdraws a change asked for; empty removes the address"))
 
@@ -205,7 +209,7 @@ class AccountCreateSerializer(serializers.Serializer):
 
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(write_only=True, trim_whitespace=False, style={"input_type": "password"})
-    email = serializers.EmailField(required=False, allow_blank=True, default="",
+    email = serializers.EmailField(required=False, allow_blank=True, default="", max_length=EMAIL_MAX_LENGTH,
                                    help_text="optional: where a reset link for a forgotten password goes, "
                                              "once its owner opens the link e-mailed to it")
 
@@ -232,5 +236,12 @@ class NewAccountSerializer(AccountSerializer):
     token = serializers.CharField(read_only=True, help_text="the new account's API token")
 
 
+class TokenCredentialsSerializer(AuthTokenSerializer):
+    """DRF's, with a user name no longer than an account's may be: django-axes writes the name of a
+    failed sign-in to a column of 255 characters, and a longer one was a 500 instead of a 400."""
+
+    username = serializers.CharField(label="Username", write_only=True, max_length=150)
+
+
 class PasswordResetSerializer(serializers.Serializer):
-    email = serializers.EmailField()
+    email = serializers.EmailField(max_length=EMAIL_MAX_LENGTH)

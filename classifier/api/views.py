@@ -16,6 +16,7 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     PolymorphicProxySerializer,
     extend_schema,
+    extend_schema_field,
     extend_schema_view,
 )
 from rest_framework import exceptions, mixins, status, viewsets
@@ -74,6 +75,7 @@ class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UTCDateTimeField
 
 
+@extend_schema_field(OpenApiTypes.BOOL)  # (not the enum of strings its choices would say)
 class StrictBooleanFilter(django_filters.TypedChoiceFilter):
     """`true` or `false` (also `True`/`False`, `1`/`0`, as django-filter takes them); anything else is
     a 400 (django-filter's BooleanFilter ignores it silently)."""
@@ -82,6 +84,14 @@ class StrictBooleanFilter(django_filters.TypedChoiceFilter):
         values = ["true", "false", "True", "False", "1", "0"]
         super().__init__(choices=[(v, v) for v in values], coerce=lambda v: v in ("true", "True", "1"),
                          **kwargs)
+
+
+class ModelVersionFilter(django_filters.FilterSet):
+    is_active = StrictBooleanFilter(help_text="true: the active version only; false: the others")
+
+    class Meta:
+        model = ModelVersion
+        fields = ["is_active"]
 
 
 class PhotoFilter(django_filters.FilterSet):
@@ -118,6 +128,7 @@ class TokenView(ObtainAuthToken):
     """Exchange a username and password for the user's API token (throttled: password guessing), or
     revoke it. A password change revokes it too (classifier.accounts)."""
 
+    serializer_class = serializers.TokenCredentialsSerializer
     throttle_classes = [ScopedRateThrottle]  # ObtainAuthToken turns throttling off; turn it back on
     throttle_scope = "token"
 
@@ -213,9 +224,10 @@ def account_delete(request):
 def password_reset(request):
     data = serializers.PasswordResetSerializer(data=request.data)
     data.is_valid(raise_exception=True)
-    PasswordResetRateThrottle().refuse_if_over(request)
     form = PasswordResetForm(data.validated_data)
-    form.is_valid()  # (the address was checked above)
+    if not form.is_valid():  # (the serializer checks the same: never expected)
+        raise ValidationError(form.errors.as_data())
+    PasswordResetRateThrottle().refuse_if_over(request)
     form.save(request=request, use_https=request.is_secure())  # the worker sends the website's link
     return Response(status=status.HTTP_202_ACCEPTED)
 
@@ -246,7 +258,7 @@ def waiting_slot(user_id: int) -> Iterator[None]:
 @extend_schema(summary="Counters of the photos you may see: how many, reviewed, corrected, and "
                        "the accuracy users measured per model version (the review page's figures)",
                responses={200: serializers.StatsSerializer, **COMMON_ERRORS})
-@api_view(["GET"])
+@api_view(["GET", "HEAD"])
 def stats(request):
     return Response(serializers.StatsSerializer(selectors.feedback_stats(request.user)).data)
 
@@ -257,14 +269,16 @@ def stats(request):
     retrieve=extend_schema(
         summary="A photo with its status and latest prediction",
         parameters=[OpenApiParameter(
-            "wait", float, description="While the photo is queued or processing, wait up to this many "
+            "wait", {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S},
+            description="While the photo is queued or processing, wait up to this many "
             f"seconds (at most {MAX_WAIT_S}) for its result before answering: one request instead of "
             "many polls. A user may have a few such requests open at once (LONG_POLLS_PER_USER, "
             "4 by default); one more is a 429.",
         )],
         responses={200: serializers.PhotoSerializer, 400: ERROR, **COMMON_ERRORS,
                    304: OpenApiResponse(description="unchanged since the ETag")}),
-    destroy=extend_schema(summary="Delete an own photo", responses={204: None, **WRITE_ERRORS}),
+    destroy=extend_schema(summary="Delete a photo: your own, or, as staff with the delete permission, "
+                                  "anyone's", responses={204: None, **WRITE_ERRORS}),
 )
 class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                    viewsets.GenericViewSet):
@@ -308,7 +322,7 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         photo = None if row else self.get_object()  # 404 when not found, or deleted while we waited
         updated = row[0] if row else photo.updated
         etag = f'"{kwargs["pk"]}-{updated.timestamp():.6f}"'
-        if etag in request.headers.get("If-None-Match", ""):
+        if etag in request.headers.get("If-None-Match", "") or request.headers.get("If-None-Match") == "*":
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
         return Response(self.get_serializer(photo or self.get_object()).data, headers={"ETag": etag})
 
@@ -424,7 +438,7 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = ModelVersion.objects.all()
     serializer_class = serializers.ModelVersionSerializer
-    filterset_fields = ["is_active"]
+    filterset_class = ModelVersionFilter
     ordering_fields = ["created", "name"]
     lookup_value_converter = "int"
 
