@@ -86,7 +86,18 @@ def evaluate_version(folder: Path, benchmark: Path | None, held_pixels, held_lab
 def decide(run: TrainingRun, new: dict, base: dict) -> tuple[bool, str]:
     """Auto-activate only if asked, at least as good on the benchmark, and better on user photos."""
     if "test" not in new:
-        return False, "Not activated: no benchmark split was available to compare on."
+        text, better = "no benchmark split was available to compare on (CAKESITE_BENCHMARK_DIR)", False
+    else:
+        text, better = benchmark_comparison(new, base)
+    if not run.auto_activate:
+        return False, f"Not activated (auto-activation off): {text}."
+    if better:
+        return True, f"Activated: {text}."
+    return False, f"Not activated: it must match the benchmark and beat the user photos; {text}."
+
+
+def benchmark_comparison(new: dict, base: dict) -> tuple[str, bool]:
+    """The new version's figures against the active one's, and whether it is better."""
     bench_new, bench_base = new["test"]["top1"], base["test"]["top1"]
     text = f"benchmark top-1 {bench_new:.3f} vs {bench_base:.3f} (active)"
     if "user_heldout" in new:
@@ -96,11 +107,7 @@ def decide(run: TrainingRun, new: dict, base: dict) -> tuple[bool, str]:
     else:
         text += "; no held-out user photos yet"
         better = False
-    if not run.auto_activate:
-        return False, f"Not activated (auto-activation off): {text}."
-    if better:
-        return True, f"Activated: {text}."
-    return False, f"Not activated: it must match the benchmark and beat the user photos; {text}."
+    return text, better
 
 
 def execute(run: TrainingRun) -> ModelVersion:

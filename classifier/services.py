@@ -56,6 +56,10 @@ class CheckedImage(NamedTuple):
     height: int
 
 
+def file_too_large_message() -> str:
+    return f"The file is larger than {filesizeformat(settings.MAX_UPLOAD_BYTES)}."
+
+
 def validate_image(upload: UploadedFile) -> CheckedImage:
     """Check an upload is a whole image we accept; return its format, hash, thumbnail and size.
 
@@ -68,8 +72,7 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
     if upload.size == 0:
         raise ValidationError("The file is empty.", code="empty")
     if upload.size > settings.MAX_UPLOAD_BYTES:
-        limit = filesizeformat(settings.MAX_UPLOAD_BYTES)
-        raise ValidationError(f"The file is larger than {limit}.", code="too_large")
+        raise ValidationError(file_too_large_message(), code="too_large")
     digest = hashlib.sha256()
     for chunk in upload.chunks():
         digest.update(chunk)

@@ -267,9 +267,11 @@ def upload(request: HttpRequest) -> HttpResponse:
 
 
 def upload_page(request: HttpRequest, context: dict, status: int) -> HttpResponse:
-    """The upload page; its script words a result below UNSURE_BELOW as the gallery does."""
-    return render(request, "classifier/upload.html", {**context, "unsure_below": settings.UNSURE_BELOW},
-                  status=status)
+    """The upload page; its script words a result below UNSURE_BELOW as the gallery does, and refuses
+    a file over the size limit as the server would, before sending it."""
+    return render(request, "classifier/upload.html", {
+        **context, "unsure_below": settings.UNSURE_BELOW, "max_bytes": settings.MAX_UPLOAD_BYTES,
+        "too_large": services.file_too_large_message()}, status=status)
 
 
 @requires_csrf_token  # as Django's own: its page may show a form
@@ -385,7 +387,9 @@ def photo_feedback(request: HttpRequest, pk: int) -> HttpResponse:
     label = request.POST.get("label") or request.POST.get("correction", "")
     try:
         services.feedback_record(photo=photo, user=request.user, label=label)
-        messages.success(request, "Thank you: your answer will teach the next model version.")
+        messages.success(request, "Thank you: noted as none of our cakes, so the next model version does not "
+                                  "learn from this photo." if label == Feedback.NONE
+                         else "Thank you: your answer will teach the next model version.")
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     next_url = request.POST.get("next", "")

@@ -132,6 +132,36 @@ def test_many_photos_dropped_at_once_leave_the_browser_connections_for_other_pag
     assert me.errors == []
 
 
+def test_a_file_over_the_limit_is_refused_before_it_is_sent_and_a_non_picture_gets_no_broken_preview(
+        browser, live_server, django_user_model, settings, tmp_path):
+    django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    settings.MAX_UPLOAD_BYTES = 20_000
+    big = sorted(PHOTOS.glob("*/*.jpg"), key=lambda p: p.stat().st_size)[-1]
+    assert big.stat().st_size > 20_000
+    fake = tmp_path / "notes.jpg"  # sent as image/jpeg, and no picture
+    fake.write_text("not a picture")
+    me = Visitor(browser, live_server.url, "limits")
+    sent = []
+    me.page.on("request", lambda r: sent.append(r.url) if r.url.endswith("/api/photos/") else None)
+    me.go("/accounts/login/?next=/upload/")
+    me.page.fill("#id_username", "ayu")
+    me.page.fill("#id_password", "kue-lapis-2026")
+    me.page.get_by_role("button", name="Log in").click()
+    me.page.wait_for_url(re.compile(r"/upload/$"))
+
+    me.page.set_input_files("input[type=file]", [str(big), str(fake)])
+    me.page.wait_for_function("document.querySelectorAll('.upload.failed').length === 2")
+
+    shown = me.page.locator(".upload-status").all_text_contents()
+    assert f"{big.name}: The file is larger than 19.5\xa0KB." in shown  # (as the server says it)
+    assert "notes.jpg: The file is not an image we can read." in shown
+    assert len(sent) == 1  # only the small one went
+    me.page.wait_for_selector(".upload:has-text('notes.jpg') span.preview")  # a blank square
+    assert me.page.locator(".upload:has-text('notes.jpg') img").count() == 0
+    assert me.page.locator(f".upload:has-text('{big.name}') img.preview").count() == 1
+    assert me.errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"]
+
+
 def test_a_gallery_stops_asking_about_a_photo_deleted_elsewhere(browser, live_server, django_user_model):
     from tests.test_photo_pages import make_photo
 

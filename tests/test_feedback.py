@@ -36,11 +36,24 @@ def test_a_correction_replaces_the_earlier_answer(client, user):
     url = reverse("photo-feedback", args=[photo.pk])
 
     client.post(url, {"label": "kue_serabi"})
-    client.post(url, {"label": "kue_lumpur"})
+    page = client.post(url, {"label": "kue_lumpur", "next": photo.get_absolute_url()}, follow=True)
 
     feedback = Feedback.objects.get(photo=photo)
     assert (feedback.label, feedback.predicted_label) == ("kue_lumpur", "kue_serabi")
     assert feedback.is_correction
+    assert '<option value="kue_lumpur" selected>' in page.content.decode()  # the answer shown, to change
+
+
+def test_none_of_these_is_thanked_for_what_it_does(client, user):
+    """Such photos are left out of training: the answer must not say it teaches the next version."""
+    photo = make_photo(user, status="done", label="kue_serabi")
+    client.force_login(user)
+
+    page = client.post(reverse("photo-feedback", args=[photo.pk]),
+                       {"correction": "none", "next": photo.get_absolute_url()}, follow=True).content.decode()
+
+    assert "noted as none of our cakes, so the next model version does not learn from this photo" in page
+    assert "will teach" not in page and '<option value="none" selected>' in page
 
 
 def test_yes_wins_over_a_cake_chosen_in_the_list_and_save_sends_the_chosen_one(client, user):
@@ -105,7 +118,8 @@ def test_the_review_queue_puts_the_least_certain_photos_first(client, user, othe
     response = client.get(reverse("review"))
 
     assert [c["photo"].pk for c in response.context["cards"]] == [torn.pk, sure.pk]
-    assert "Kue Serabi?" in response.content.decode()
+    assert 'Not sure: <span class="name">Kue Serabi?</span>' in response.content.decode()  # (0.45)
+    assert '<p class="verdict"><span class="name">Kue Lapis?</span>' in response.content.decode()
 
 
 def test_the_margin_is_the_gap_between_the_two_most_likely_cakes(user):

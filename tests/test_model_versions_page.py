@@ -140,3 +140,17 @@ def test_a_version_without_training_curves_shows_no_broken_curves_picture(client
     assert "<h2>kue-refit" in page and "Training curves of kue-refit" not in page
     assert reverse("model-version-curves", args=[refit.pk]) not in page
     assert reverse("model-version-curves", args=[shipped.pk]) in page  # the shipped version has them
+
+
+def test_a_held_out_table_shows_no_figures_for_cakes_without_held_out_photos(client, root):
+    shipped = ModelVersion.objects.get(is_active=True)
+    per_class = {"kue_lapis": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2},
+                 "kue_klepon": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}}
+    ModelVersion.objects.create(name="kue-v2", path=shipped.path, labels=shipped.labels, metrics={
+        "user_heldout": {"n": 2, "top1": 1.0, "macro_f1": 1.0, "per_class": per_class}})
+    client.force_login(root)
+
+    html = " ".join(client.get("/staff/models/").content.decode().split())
+
+    assert "<td>kue_lapis</td><td>2</td><td>1.00</td><td>1.00</td>" in html
+    assert "<td>kue_klepon</td><td>0</td><td>–</td><td>–</td>" in html  # not a recall of 0

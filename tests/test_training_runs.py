@@ -290,6 +290,8 @@ def test_auto_activation_needs_the_benchmark_matched_and_the_users_photos_beaten
     assert says in decide(run, new, base)[1]
     run.auto_activate = False
     assert decide(run, new, base)[0] is False
+    assert decide(run, new, base)[1].startswith("Not activated (auto-activation off): ")  # whatever else
+
 
 
 def test_a_fifth_is_held_out_by_content_so_copies_of_a_photo_never_straddle_the_split():
@@ -321,6 +323,7 @@ def test_staff_cancel_a_queued_run_on_the_page_it_never_starts_and_a_new_one_may
 
     assert f"Training run {run.pk} is cancelled; it will not start." in cancelled
     assert "Cancel run" not in cancelled  # nothing live is left to cancel
+    assert "stopped at 0%" in cancelled and "<progress" not in cancelled  # no bar that looks live
     run.refresh_from_db()
     assert (run.status, run.error) == ("cancelled", "Cancelled by root.") and run.finished
     assert "cancelled by root" in run.log

@@ -14,6 +14,7 @@
   const uploading = limitTo(2);
   const waiting = limitTo(2);
   const unsureBelow = Number(form.dataset.unsureBelow);
+  const maxBytes = Number(form.dataset.maxBytes);
   let unsent = 0; // photos picked but not yet stored or refused
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -25,6 +26,7 @@
     img.className = "preview";
     if (img.tagName === "IMG") {
       img.alt = `Preview of ${file.name}`;
+      img.addEventListener("error", () => img.replaceWith(blank()), { once: true }); // not a picture
       img.src = URL.createObjectURL(file);
     }
     const name = document.createElement("span");
@@ -42,6 +44,12 @@
     const view = { li, bar, status, name: file.name };
     show(view, "Waiting…");
     return view;
+  }
+
+  function blank() {
+    const span = document.createElement("span");
+    span.className = "preview";
+    return span;
   }
 
   // The status line is a live region: what it says starts with the file's name (hidden on screen,
@@ -73,6 +81,7 @@
 
   async function send(file) {
     const view = item(file);
+    if (file.size > maxBytes) return fail(view, form.dataset.tooLarge); // as the server would say
     let request;
     unsent++;
     try {
