@@ -27,7 +27,8 @@ run: install
 	$(PY) -m celery -A cakesite worker -n classify@%h --loglevel=INFO --concurrency=$(WORKERS) \
 	  -Q $(or $(CELERY_QUEUE),celery) --beat --schedule $(or $(CAKESITE_VAR_DIR),var)/celerybeat-schedule & \
 	classify=$$!; \
-	$(PY) -m celery -A cakesite worker -n train@%h --loglevel=INFO --concurrency=1 -Q training & \
+	$(PY) -m celery -A cakesite worker -n train@%h --loglevel=INFO --concurrency=1 -Q training \
+	  --max-tasks-per-child=1 & \
 	train=$$!; \
 	$(PY) manage.py runserver $(HOST):$(PORT) & \
 	web=$$!; trap 'pkill -P $$web 2>/dev/null; kill $$web $$classify $$train 2>/dev/null; wait' EXIT INT TERM; \

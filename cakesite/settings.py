@@ -282,6 +282,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 90)
 CELERY_TASK_ROUTES = {"classifier.tasks.train_model": {"queue": "training"}}
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "celery")  # classification
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"  # what prints (the console e-mail backend's) is no warning
+# A broker connection lost mid-task lets the task go on (its message is redelivered only after the
+# visibility timeout; every task is safe to run twice). Celery 6 would cancel it by default.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Celery's Django fixup closes the database connection around every task unless this is set, so each
 # photo paid for a new PostgreSQL backend. Set, it recycles only after this many tasks;
 # classifier.tasks checks the connection around each task as Django does around each request.

@@ -1,6 +1,7 @@
 """The deployment files: docker-compose runs what the repository has, and production settings are safe."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def compose() -> dict:
-    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+def compose(env: dict[str, str] | None = None) -> dict:
+    """docker-compose.yml as compose reads it with `env` as its .env (each ${NAME:-default})."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    return yaml.safe_load(re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: (env or {}).get(m[1]) or m[2], text))
 
 
 def test_compose_has_web_worker_redis_and_postgres_with_healthchecks():
@@ -34,7 +37,7 @@ def test_the_commands_compose_runs_exist_in_the_repository():
 
     assert "gunicorn cakesite.wsgi:application" in web and "manage.py migrate" in web
     assert worker.startswith("celery -A cakesite worker") and worker.endswith("-Q celery")
-    assert trainer.startswith("celery -A cakesite worker") and trainer.endswith("-Q training")
+    assert trainer.startswith("celery -A cakesite worker") and "-Q training " in trainer
     assert (ROOT / "manage.py").is_file() and (ROOT / "Dockerfile").is_file()
     assert "COPY requirements.txt" in (ROOT / "Dockerfile").read_text()
     code = "import cakesite.wsgi, cakesite.celery; print(cakesite.wsgi.application, cakesite.celery.app.main)"
@@ -42,6 +45,23 @@ def test_the_commands_compose_runs_exist_in_the_repository():
                          env={**os.environ, "DJANGO_SETTINGS_MODULE": "cakesite.settings"}, check=True)
     assert "WSGIHandler" in out.stdout and "cakesite" in out.stdout
     assert "gunicorn" in (ROOT / "requirements.txt").read_text()
+
+
+def test_settings_given_in_dot_env_reach_every_service_and_the_worker_reads_the_queue_the_web_sends_to():
+    """compose's `environment` overrides `env_file`: a value written there alone would ignore .env."""
+    env = {"DATABASE_URL": "postgres://db.example.org/cakes", "CELERY_QUEUE": "kue"}
+    services = compose(env)["services"]
+
+    for name in ("web", "worker", "trainer"):
+        assert services[name]["environment"]["DATABASE_URL"] == "postgres://db.example.org/cakes"
+        assert "CELERY_QUEUE" not in services[name]["environment"]  # from env_file, as written
+    assert services["worker"]["command"].endswith("-Q kue")
+
+
+def test_secrets_and_retrained_versions_stay_out_of_the_image():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+
+    assert {".env", ".env.*", "models/*+run*/"} <= set(ignored)
 
 
 def test_the_image_hands_its_volume_folders_to_the_user_that_writes_them():
