@@ -310,7 +310,9 @@ def test_filters_by_status_label_feedback_confidence_and_date(api, user):
         return [p["id"] for p in api.get("/api/photos/", params).json()["results"]]
 
     assert ids(status="queued") == [queued.pk]
-    assert ids(label="kue_serabi") == [serabi.pk]
+    assert ids(label="kue_lumpur") == [serabi.pk]  # the answer, as the website's filter
+    assert ids(label="kue_serabi") == [] and ids(predicted_label="kue_serabi") == [serabi.pk]
+    assert ids(label="kue_lapis") == ids(predicted_label="kue_lapis") == [lapis.pk]
     assert ids(corrected="true") == [serabi.pk]
     assert ids(corrected="false") == [lapis.pk]
     assert ids(reviewed="false") == [queued.pk]
