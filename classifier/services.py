@@ -242,12 +242,15 @@ def photo_retry(photo: Photo) -> None:
 BACKLOG_PATIENCE = 10
 
 
-def stuck_requeue(*, queue_empty: bool = True) -> tuple[list[int], list[int]]:
+def stuck_requeue(*, queue_empty: bool = True,
+                  training_queue_empty: bool = True) -> tuple[list[int], list[int]]:
     """What to send to the workers again: photos a worker started and lost (`processing` without a
     change for REQUEUE_AFTER_S; of those lost more than once, one a sweep), photos `queued` as long
     (BACKLOG_PATIENCE times as long unless `queue_empty`), all put back to `queued` so the next sweep
-    waits as long again; and training runs queued for REQUEUE_AFTER_S. A run `running` for longer
-    than its hard time limit lost its worker: it is marked failed, which frees the way for a new run."""
+    waits as long again; and training runs queued for REQUEUE_AFTER_S, unless the training queue
+    holds a message (most likely the run's own, waiting for a trainer that is down: one more each
+    sweep would pile up). A run `running` for longer than its hard time limit lost its worker: it is
+    marked failed, which frees the way for a new run."""
     now = timezone.now()
     after = timedelta(seconds=settings.REQUEUE_AFTER_S)
     cutoff = now - after
@@ -266,7 +269,7 @@ def stuck_requeue(*, queue_empty: bool = True) -> tuple[list[int], list[int]]:
     with transaction.atomic():  # and sent again only after as long again (the trainer may be down)
         runs = list(TrainingRun.objects.select_for_update(skip_locked=True).filter(
             status=TrainingRun.Status.QUEUED, sent__lt=cutoff,
-        ).values_list("pk", flat=True))
+        ).values_list("pk", flat=True)) if training_queue_empty else []
         TrainingRun.objects.filter(pk__in=runs).update(sent=now)
     lost = now - timedelta(seconds=settings.TRAINING_TIME_LIMIT_S + settings.REQUEUE_AFTER_S)
     for run in TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, started__lt=lost):

@@ -61,7 +61,8 @@ def requeue_stuck() -> str:
     most likely still waits in it: it is sent again only after much longer (a backlog that takes
     longer than REQUEUE_AFTER_S would otherwise be sent again at every sweep, growing the queue)."""
     backlog = messages_waiting(current_app.conf.task_default_queue)
-    photos, runs = services.stuck_requeue(queue_empty=backlog == 0)
+    training_waiting = messages_waiting(settings.CELERY_TASK_ROUTES["classifier.tasks.train_model"]["queue"])
+    photos, runs = services.stuck_requeue(queue_empty=backlog == 0, training_queue_empty=not training_waiting)
     for pk in photos:
         enqueue(classify_photo, pk)
     for pk in runs:

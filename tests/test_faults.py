@@ -567,6 +567,27 @@ def test_the_sweep_resends_what_waited_too_long_and_only_that(
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("waiting", [0, 1, None])  # None: the broker cannot be asked
+def test_a_queued_run_is_not_resent_while_a_message_waits_in_the_training_queue(
+        settings, admin_user, monkeypatch, waiting):
+    """Its own message, most likely, waiting for a trainer that is down: one more a sweep would pile up."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    sent = []
+    monkeypatch.setattr(tasks.train_model, "apply_async", lambda args, **_: sent.append(args[0]))
+    monkeypatch.setattr(tasks, "messages_waiting", lambda queue: waiting if queue == "training" else 0)
+    settings.REQUEUE_AFTER_S = 60
+    run = TrainingRun.objects.create(started_by=admin_user, base_version=ModelVersion.objects.get(),
+                                     sent=timezone.now() - timedelta(minutes=5))
+
+    tasks.requeue_stuck()
+
+    assert sent == ([] if waiting else [run.pk])
+
+
+@pytest.mark.django_db
 def test_photos_lost_more_than_once_are_resent_one_a_sweep(settings, user, monkeypatch):
     """One of them may kill its whole worker: sent beside the others, it would kill them along with
     it, and each of their starts would count towards CLASSIFY_MAX_STARTS as its own does."""
