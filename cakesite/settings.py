@@ -144,7 +144,8 @@ EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10)  # seconds: a hung mail server must 
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "cakesite <noreply@localhost>")
 PASSWORD_RESET_TIMEOUT = envint("PASSWORD_RESET_TIMEOUT", 3600)  # seconds a reset link works
 EMAIL_CONFIRM_TIMEOUT = envint("EMAIL_CONFIRM_TIMEOUT", 3 * 86400)  # seconds a confirmation link works
-EMAILS_PER_ADDRESS = envint("EMAILS_PER_ADDRESS", 3)  # an hour, whoever asks (anyone may type an address)
+EMAILS_PER_ADDRESS = envint("EMAILS_PER_ADDRESS", 3)  # of each kind an hour, whoever asks
+EMAIL_LINKS_PER_ACCOUNT = envint("EMAIL_LINKS_PER_ACCOUNT", 5)  # confirmation links an account asks, an hour
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -111,3 +111,9 @@ def say_signed_out(sender, request, user, **_kwargs) -> None:
     """Logging out lands on the home page: it says so (the messages outlive the ended session)."""
     if request is not None and user is not None:
         messages.info(request, "You are signed out.", fail_silently=True)  # (a test client has none)
+
+
+def site_of(request) -> str:
+    """The site's address as `request` reached it (scheme and host: ALLOWED_HOSTS checked the host),
+    for links that the worker e-mails later."""
+    return f"{request.scheme}://{request.get_host()}"

@@ -194,7 +194,11 @@ class PendingEmail(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
                                 related_name="pending_email")
     email = models.EmailField()
+    site = models.CharField(max_length=300, help_text="the site's address as the request that asked saw it "
+                                                      "(scheme and host): where its link points")
     created = models.DateTimeField(auto_now_add=True)
+    asked = models.DateTimeField(default=timezone.now, help_text="when its link was last asked for (or the "
+                                                                 "sweep sent it again)")
     sent = models.DateTimeField(null=True, blank=True, help_text="when its link was last e-mailed")
 
     def __str__(self) -> str:

@@ -275,15 +275,34 @@ def pending_email(user) -> PendingEmail | None:
 
 
 def email_confirmation_token(pending: PendingEmail) -> str:
-    """What the link e-mailed to an address waiting carries: signed, and good for EMAIL_CONFIRM_TIMEOUT."""
-    return signing.dumps([pending.user_id, pending.email], salt=EMAIL_CONFIRM_SALT, compress=True)
+    """What the link e-mailed to an address waiting carries: signed, good for EMAIL_CONFIRM_TIMEOUT,
+    and for this request only (an address withdrawn and asked for again gets a new one)."""
+    return signing.dumps([pending.pk, pending.user_id, pending.email], salt=EMAIL_CONFIRM_SALT, compress=True)
+
+
+def email_confirmation_claim(token: str) -> tuple[int, int, str] | None:
+    """(address waiting's id, account's id, address) that `token` says, if it is genuine and not too old."""
+    try:
+        pk, user_id, email = signing.loads(token, salt=EMAIL_CONFIRM_SALT,
+                                           max_age=settings.EMAIL_CONFIRM_TIMEOUT)
+    except (signing.BadSignature, ValueError, TypeError):
+        return None
+    return pk, user_id, email
 
 
 def pending_email_for_token(token: str) -> PendingEmail | None:
     """The address waiting that `token` confirms; None if the token is forged or too old, or the
     address was confirmed, replaced or withdrawn since."""
-    try:
-        user_id, email = signing.loads(token, salt=EMAIL_CONFIRM_SALT, max_age=settings.EMAIL_CONFIRM_TIMEOUT)
-    except (signing.BadSignature, ValueError, TypeError):
+    claim = email_confirmation_claim(token)
+    if claim is None:
         return None
-    return PendingEmail.objects.select_related("user").filter(user_id=user_id, email=email).first()
+    pk, user_id, email = claim
+    return PendingEmail.objects.select_related("user").filter(pk=pk, user_id=user_id, email=email).first()
+
+
+def email_confirmed_by(token: str) -> bool:
+    """Whether the address `token` confirms is its account's already."""
+    from django.contrib.auth import get_user_model
+
+    claim = email_confirmation_claim(token)
+    return claim is not None and get_user_model().objects.filter(pk=claim[1], email=claim[2]).exists()

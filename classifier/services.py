@@ -368,30 +368,46 @@ def api_token_renew(user) -> Token:
         return Token.objects.create(user=user)
 
 
-def one_more_email_to(email: str) -> bool:
-    """Reserve one more e-mail to `email` this hour: False beyond EMAILS_PER_ADDRESS (reset links and
-    confirmation links together; anyone may type anyone's address). Redis counts atomically for
-    all workers."""
+def one_more(key: str, limit: int) -> bool:
+    """Reserve one more of `limit` an hour under `key`, in the cache (Redis counts atomically for all
+    processes); while the cache is away, as the throttles do, count nothing."""
     from django.core.cache import cache
 
-    key = "emails-to:" + hashlib.sha256(email.casefold().encode()).hexdigest()
     cache.add(key, 0, timeout=3600)
     try:
-        return cache.incr(key) <= settings.EMAILS_PER_ADDRESS
-    except ValueError:  # the cache is away: as the throttles do, count nothing
+        return cache.incr(key) <= limit
+    except ValueError:
         return True
+
+
+def give_back(key: str) -> None:
+    """Return a reservation of one_more (what it was for did not happen)."""
+    from django.core.cache import cache
+
+    try:
+        cache.decr(key)
+    except ValueError:  # expired, or the cache is away
+        pass
+
+
+def emails_to(email: str, kind: str) -> str:
+    """The key that counts the e-mails of `kind` ("reset" or "confirm") to `email`: at most
+    EMAILS_PER_ADDRESS an hour of each, whoever asks (anyone may type anyone's address), and the one
+    kind cannot use up the other's."""
+    return f"emails-to:{kind}:" + hashlib.sha256(email.casefold().encode()).hexdigest()
 
 
 def password_reset_send(email: str, domain: str, use_https: bool) -> int:
     """E-mail a link to choose a new password to each active account whose confirmed address this is
-    (Django's form and templates), within one_more_email_to's limit; how many were sent."""
+    (Django's form and templates), within EMAILS_PER_ADDRESS; how many were sent."""
     from classifier.forms import ResetEmails
 
-    form = ResetEmails({"email": email}, reserve=lambda: one_more_email_to(email))
+    form = ResetEmails({"email": email}, reserve=lambda: one_more(emails_to(email, "reset"),
+                                                                   settings.EMAILS_PER_ADDRESS))
     return form.save(domain_override=domain, use_https=use_https) if form.is_valid() else 0
 
 
-def account_create(form, *, absolute):
+def account_create(form, *, site: str):
     """A new account from a valid SignUpForm, signed up without a confirmed address: the one given,
     if any, waits for its owner to open the link sent to it (see account_email_set)."""
     try:
@@ -399,51 +415,91 @@ def account_create(form, *, absolute):
             user = form.save(commit=False)
             email, user.email = user.email, ""
             user.save()
-            account_email_set(user, email, absolute=absolute)
+            account_email_set(user, email, site=site)
     except IntegrityError as exc:  # the name was free when the form checked, and taken a moment later
         raise ValidationError({"username": "A user with that username already exists."},
                               code="unique") from exc
     return user
 
 
-def account_email_set(user, email: str, *, absolute) -> PendingEmail | None:
+def account_email_set(user, email: str, *, site: str) -> PendingEmail | None:
     """Ask for `email` as `user`'s address: it is used once its owner opens the link that the worker
-    e-mails to it (`absolute(path)` makes the link's URL, as the request that asked sees the site).
-    "" removes the address; the address the account has already withdraws a change asked for. The
-    address waiting, if any."""
+    e-mails to it (pointing at `site`, the scheme and host the request that asked saw). "" removes
+    the address; the address the account has already withdraws a change asked for. The address
+    waiting, if any. At most EMAIL_LINKS_PER_ACCOUNT links an hour (each to any address: the
+    e-mails say the account's name, which its owner chose)."""
+    email = get_user_model().objects.normalize_email(email)
     with transaction.atomic():
-        # The account locked: a form sent twice at once would otherwise make two rows for one account.
-        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+        # The account locked first (as confirming and deleting it lock it): a form sent twice at once
+        # would otherwise make two rows for one account.
+        lock_account(user.pk)
         PendingEmail.objects.filter(user=user).delete()  # an earlier one's link stops working
         if not email or email.casefold() == user.email.casefold():
             user.email = email
             user.save(update_fields=["email"])
             return None
-        pending = PendingEmail.objects.create(user=user, email=email)
-        email_confirmation_queue(pending, absolute)
+        email_links_reserve(user)
+        pending = PendingEmail.objects.create(user=user, email=email, site=site)
+        email_confirmation_queue(pending)
     return pending
 
 
-def account_email_resend(user, *, absolute) -> PendingEmail | None:
-    """Send the link for the address waiting again (a new link, for as long again); None if none."""
-    pending = PendingEmail.objects.filter(user=user).first()
-    if pending is not None:
-        PendingEmail.objects.filter(pk=pending.pk).update(sent=None)
-        email_confirmation_queue(pending, absolute)
+def lock_account(user_id: int) -> bool:
+    """Lock the account's row until the transaction ends; False if it is gone."""
+    return bool(list(get_user_model().objects.select_for_update().filter(pk=user_id).values_list("pk")))
+
+
+def email_links_reserve(user) -> None:
+    if not one_more(f"email-links:{user.pk}", settings.EMAIL_LINKS_PER_ACCOUNT):
+        raise ValidationError({"email": f"You asked for {settings.EMAIL_LINKS_PER_ACCOUNT} links in the last "
+                                        "hour, the most we send; try again later."}, code="too_many")
+
+
+def account_email_resend(user, *, site: str) -> PendingEmail | None:
+    """Send the link for the address waiting again (a new one, for as long again); None if none."""
+    with transaction.atomic():
+        lock_account(user.pk)
+        pending = PendingEmail.objects.filter(user=user).first()
+        if pending is not None:
+            email_links_reserve(user)
+            PendingEmail.objects.filter(pk=pending.pk).update(site=site, asked=timezone.now(), sent=None)
+            email_confirmation_queue(pending)
     return pending
 
 
-def email_confirmation_queue(pending: PendingEmail, absolute) -> None:
-    """Have the worker e-mail a new link for `pending` once the transaction commits."""
+def email_confirmation_queue(pending: PendingEmail) -> None:
+    """Have the worker e-mail a link for `pending` once the transaction commits (the sweep sends it
+    again while it has not gone: the broker down, the mail server down)."""
     from classifier import tasks
 
-    link = absolute(reverse("email-confirm", args=[selectors.email_confirmation_token(pending)]))
-    transaction.on_commit(lambda: tasks.enqueue(tasks.send_email_confirmation, pending.pk, link), robust=True)
+    transaction.on_commit(lambda: tasks.enqueue(tasks.send_email_confirmation, pending.pk), robust=True)
 
 
-def email_confirmation_send(pending_id: int, link: str) -> bool:
-    """E-mail `link` to the address waiting, once (a second delivery of its task sends nothing), within
-    one_more_email_to's limit; whether it was sent."""
+def email_confirmations_unsent() -> list[int]:
+    """The addresses waiting whose link has not gone after REQUEUE_AFTER_S (the broker or the mail
+    server was down, or the limit of e-mails to the address held it), for the sweep to send again;
+    each is sent again only after as long again. Tried for EMAIL_CONFIRM_TIMEOUT."""
+    now = timezone.now()
+    with transaction.atomic():
+        pending = list(PendingEmail.objects.select_for_update(skip_locked=True).filter(
+            sent=None, asked__lt=now - timedelta(seconds=settings.REQUEUE_AFTER_S),
+            created__gt=now - timedelta(seconds=settings.EMAIL_CONFIRM_TIMEOUT),
+        ).values_list("pk", flat=True))
+        PendingEmail.objects.filter(pk__in=pending).update(asked=now)
+    return pending
+
+
+def email_confirm_period() -> str:
+    """How long a confirmation link works, in words ("3 days")."""
+    from django.utils.timesince import timesince
+
+    now = timezone.now()
+    return timesince(now - timedelta(seconds=settings.EMAIL_CONFIRM_TIMEOUT), now)
+
+
+def email_confirmation_send(pending_id: int) -> bool:
+    """E-mail a link to the address waiting, once (a second delivery of its task sends nothing),
+    within EMAILS_PER_ADDRESS; whether it was sent."""
     from django.core.mail import send_mail
     from django.template.loader import render_to_string
 
@@ -452,24 +508,29 @@ def email_confirmation_send(pending_id: int, link: str) -> bool:
         return False  # confirmed, replaced or deleted meanwhile, or already sent
     pending = PendingEmail.objects.select_related("user").filter(pk=pending_id).first()
     unclaim = PendingEmail.objects.filter(pk=pending_id).update
-    if pending is None or not one_more_email_to(pending.email):
+    key = emails_to(pending.email, "confirm") if pending else ""
+    if pending is None or not one_more(key, settings.EMAILS_PER_ADDRESS):
         unclaim(sent=None)
         return False
+    link = pending.site + reverse("email-confirm", args=[selectors.email_confirmation_token(pending)])
     context = {"user": pending.user, "email": pending.email, "link": link, "site": urlsplit(link).netloc,
-               "days": settings.EMAIL_CONFIRM_TIMEOUT // 86400}
+               "period": email_confirm_period()}
     try:
         send_mail(render_to_string("registration/email_confirm_subject.txt", context).strip(),
                   render_to_string("registration/email_confirm_email.txt", context), None, [pending.email])
     except Exception:
         unclaim(sent=None)
+        give_back(key)  # the mail server is down: the sweep tries again
         raise
     return True
 
 
 def account_email_confirm(pending: PendingEmail) -> bool:
     """Make the address waiting the account's own (its link was opened); False if it was confirmed,
-    replaced or withdrawn meanwhile."""
+    replaced or withdrawn meanwhile. The account is locked first, as changing or deleting it does."""
     with transaction.atomic():
+        if not lock_account(pending.user_id):
+            return False
         locked = PendingEmail.objects.select_for_update().filter(pk=pending.pk, email=pending.email).first()
         if locked is None:
             return False
@@ -492,7 +553,7 @@ def account_delete(user) -> int:
         # way then waits, and fails: its account is gone), then the photos again (one that an upload
         # committed in between).
         list(photos)
-        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+        lock_account(user.pk)
         count = len(photos.all())
         user.delete()  # the photos' files go once this commits (classifier.signals)
     return count

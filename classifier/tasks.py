@@ -55,8 +55,9 @@ def messages_waiting(queue: str) -> int | None:
 
 @shared_task
 def requeue_stuck() -> str:
-    """Send again the photos and training runs that waited too long (see settings.REQUEUE_AFTER_S):
-    a message lost with a killed worker or never sent while the broker was down. Safe to repeat:
+    """Send again the photos, training runs and confirmation e-mails that waited too long (see
+    settings.REQUEUE_AFTER_S): a message lost with a killed worker or never sent while the broker
+    was down. Safe to repeat:
     each task does its work once. While the classification queue holds a backlog, a queued photo
     most likely still waits in it: it is sent again only after much longer (a backlog that takes
     longer than REQUEUE_AFTER_S would otherwise be sent again at every sweep, growing the queue)."""
@@ -67,7 +68,10 @@ def requeue_stuck() -> str:
         enqueue(classify_photo, pk)
     for pk in runs:
         enqueue(train_model, pk)
-    return f"{len(photos)} photos, {len(runs)} training runs"
+    emails = services.email_confirmations_unsent()
+    for pk in emails:
+        enqueue(send_email_confirmation, pk)
+    return f"{len(photos)} photos, {len(runs)} training runs, {len(emails)} confirmation e-mails"
 
 
 @task_prerun.connect
@@ -157,9 +161,9 @@ def send_password_reset(email: str, domain: str, use_https: bool) -> str:
 
 
 @shared_task
-def send_email_confirmation(pending_id: int, link: str) -> str:
+def send_email_confirmation(pending_id: int) -> str:
     """E-mail the link that confirms an address an account asked for (once, whatever the deliveries)."""
-    return "sent" if services.email_confirmation_send(pending_id, link) else "not sent"
+    return "sent" if services.email_confirmation_send(pending_id) else "not sent"
 
 
 @shared_task(bind=True, acks_late=True, time_limit=settings.TRAINING_TIME_LIMIT_S,

@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from rest_framework.throttling import UserRateThrottle
 
 from classifier import files, plots, selectors, services
-from classifier.accounts import PasswordResetRateThrottle, PerAddressThrottle, SignUpRateThrottle
+from classifier.accounts import PasswordResetRateThrottle, PerAddressThrottle, SignUpRateThrottle, site_of
 from classifier.cakes import catalogue
 from classifier.forms import (
     EmailForm,
@@ -96,14 +96,14 @@ def signup(request: HttpRequest) -> HttpResponse:
         if refused:
             return refused
         try:
-            user = services.account_create(form, absolute=request.build_absolute_uri)
+            user = services.account_create(form, site=site_of(request))
         except ValidationError as exc:  # the name taken a moment ago
             form.add_error(None, exc)
             return render(request, "registration/signup.html", {"form": form})
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        email = form.cleaned_data["email"]
-        messages.success(request, f"Welcome, {user.username}. " + (email_sent_message(email) if email else "")
-                         + "Upload a cake photo to start.")
+        pending = selectors.pending_email(user)
+        messages.success(request, f"Welcome, {user.username}. "
+                         + (email_sent_message(pending) if pending else "") + "Upload a cake photo to start.")
         return redirect("upload")
     return render(request, "registration/signup.html", {"form": form})
 
@@ -154,27 +154,40 @@ def account(request: HttpRequest) -> HttpResponse:
     form = EmailForm(request.POST, request=request)
     if not form.is_valid():
         return account_page(request, email_form=form, status=400)
-    email = form.cleaned_data["email"]
-    pending = services.account_email_set(request.user, email, absolute=request.build_absolute_uri)
+    waiting = selectors.pending_email(request.user)
+    try:
+        pending = services.account_email_set(request.user, form.cleaned_data["email"], site=site_of(request))
+    except ValidationError as exc:  # too many links asked for
+        form.add_error(None, exc)
+        return account_page(request, email_form=form, status=400)
+    request.user.refresh_from_db(fields=["email"])
+    email = request.user.email
     if pending:
-        messages.success(request, email_sent_message(email))
+        messages.success(request, email_sent_message(pending))
+    elif email:
+        messages.success(request, f"Your e-mail address is {email}."
+                         + (f" The change to {waiting.email} is withdrawn." if waiting else ""))
     else:
-        messages.success(request, f"Your e-mail address is {email}." if email else
-                         "Your e-mail address is removed: a forgotten password can no longer be reset.")
+        messages.success(request, "Your e-mail address is removed: a forgotten password can no longer be "
+                                  "reset.")
     return redirect("account")
 
 
-def email_sent_message(email: str) -> str:
-    return (f"We sent a link to {email}: the address is used once you open it (it works for "
-            f"{settings.EMAIL_CONFIRM_TIMEOUT // 86400} days). ")
+def email_sent_message(pending) -> str:
+    return (f"We are sending a link to {pending.email}: the address is used once you open it (it works for "
+            f"{services.email_confirm_period()}). ")
 
 
 @never_cache
 @login_required
 @post_only("account", with_id=False)
 def account_email_resend(request: HttpRequest) -> HttpResponse:
-    pending = services.account_email_resend(request.user, absolute=request.build_absolute_uri)
-    messages.success(request, email_sent_message(pending.email) if pending
+    try:
+        pending = services.account_email_resend(request.user, site=site_of(request))
+    except ValidationError as exc:  # too many links asked for
+        messages.error(request, " ".join(exc.messages))
+        return redirect("account")
+    messages.success(request, email_sent_message(pending) if pending
                      else "No address waits for you to confirm it.")
     return redirect("account")
 
@@ -191,8 +204,11 @@ def email_confirm(request: HttpRequest, token: str) -> HttpResponse:
                                       f"{pending.user.get_username()}.")
             return redirect("account" if request.user.is_authenticated else "login")
         pending = None  # confirmed, replaced or withdrawn a moment ago
+    if pending is None and selectors.email_confirmed_by(token):  # (a second click, a second tab)
+        messages.info(request, "That address is confirmed already.")
+        return redirect("account" if request.user.is_authenticated else "login")
     return render(request, "registration/email_confirm.html",
-                  {"pending": pending, "days": settings.EMAIL_CONFIRM_TIMEOUT // 86400},
+                  {"pending": pending, "period": services.email_confirm_period()},
                   status=200 if pending else 404)
 
 

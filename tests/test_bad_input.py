@@ -380,16 +380,13 @@ def test_a_user_name_longer_than_an_account_may_have_is_a_400_on_the_token_endpo
 def test_a_name_taken_between_the_forms_check_and_the_save_is_refused_like_any_taken_name(
         client, django_user_model, monkeypatch, route):
     """Two sign-ups with one new name at once: both forms found it free; the second save fails."""
-    from classifier.forms import SignUpForm
+    from classifier.accounts import SignUpRateThrottle
 
-    check = SignUpForm.clean_username
+    def another_sign_up_commits_meanwhile(throttle, request):  # counted after the form's checks
+        django_user_model.objects.create_user("racer", password="onde-onde-wijen-9")
+        return None
 
-    def another_sign_up_commits_meanwhile(form):
-        name = check(form)
-        django_user_model.objects.create_user(name, password="onde-onde-wijen-9")
-        return name
-
-    monkeypatch.setattr(SignUpForm, "clean_username", another_sign_up_commits_meanwhile)
+    monkeypatch.setattr(SignUpRateThrottle, "wait_if_over", another_sign_up_commits_meanwhile)
     if route == "api":
         response = APIClient().post("/api/account/", {"username": "racer", "password": "onde-onde-wijen-9"},
                                     format="json")

@@ -228,8 +228,9 @@ class AccountCreateSerializer(serializers.Serializer):
 
     def create(self, validated_data):
         from classifier import services
+        from classifier.accounts import site_of
 
-        return services.account_create(self.form, absolute=self.context["request"].build_absolute_uri)
+        return services.account_create(self.form, site=site_of(self.context["request"]))
 
 
 class NewAccountSerializer(AccountSerializer):

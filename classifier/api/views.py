@@ -32,7 +32,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from classifier import files, selectors, services
-from classifier.accounts import PasswordResetRateThrottle, SignUpRateThrottle
+from classifier.accounts import PasswordResetRateThrottle, SignUpRateThrottle, site_of
 from classifier.api import serializers
 from classifier.api.errors import Conflict
 from classifier.api.permissions import StaffModelPermissions, staff_with
@@ -197,8 +197,8 @@ class AccountView(APIView):
     def patch(self, request):
         data = serializers.AccountEmailSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
-        services.account_email_set(request.user, data.validated_data["email"],
-                                   absolute=request.build_absolute_uri)
+        services.account_email_set(request.user, data.validated_data["email"], site=site_of(request))
+        request.user.refresh_from_db(fields=["email"])
         return Response(serializers.AccountSerializer(request.user).data)
 
 
