@@ -196,7 +196,7 @@ class PendingEmail(models.Model):
     email = models.EmailField()
     site = models.CharField(max_length=300, help_text="the site's address as the request that asked saw it "
                                                       "(scheme and host): where its link points")
-    created = models.DateTimeField(auto_now_add=True)
+    created = models.DateTimeField(auto_now_add=True, help_text="when its owner last asked for its link")
     asked = models.DateTimeField(default=timezone.now, help_text="when its link was last asked for (or the "
                                                                  "sweep sent it again)")
     sent = models.DateTimeField(null=True, blank=True, help_text="when its link was last e-mailed")

@@ -380,16 +380,6 @@ def one_more(key: str, limit: int) -> bool:
         return True
 
 
-def give_back(key: str) -> None:
-    """Return a reservation of one_more (what it was for did not happen)."""
-    from django.core.cache import cache
-
-    try:
-        cache.decr(key)
-    except ValueError:  # expired, or the cache is away
-        pass
-
-
 def emails_to(email: str, kind: str) -> str:
     """The key that counts the e-mails of `kind` ("reset" or "confirm") to `email`: at most
     EMAILS_PER_ADDRESS an hour of each, whoever asks (anyone may type anyone's address), and the one
@@ -462,7 +452,8 @@ def account_email_resend(user, *, site: str) -> PendingEmail | None:
         pending = PendingEmail.objects.filter(user=user).first()
         if pending is not None:
             email_links_reserve(user)
-            PendingEmail.objects.filter(pk=pending.pk).update(site=site, asked=timezone.now(), sent=None)
+            now = timezone.now()
+            PendingEmail.objects.filter(pk=pending.pk).update(site=site, created=now, asked=now, sent=None)
             email_confirmation_queue(pending)
     return pending
 
@@ -478,7 +469,8 @@ def email_confirmation_queue(pending: PendingEmail) -> None:
 def email_confirmations_unsent() -> list[int]:
     """The addresses waiting whose link has not gone after REQUEUE_AFTER_S (the broker or the mail
     server was down, or the limit of e-mails to the address held it), for the sweep to send again;
-    each is sent again only after as long again. Tried for EMAIL_CONFIRM_TIMEOUT."""
+    each is sent again only after as long again. Tried for EMAIL_CONFIRM_TIMEOUT after its owner
+    last asked for it."""
     now = timezone.now()
     with transaction.atomic():
         pending = list(PendingEmail.objects.select_for_update(skip_locked=True).filter(
@@ -519,8 +511,9 @@ def email_confirmation_send(pending_id: int) -> bool:
         send_mail(render_to_string("registration/email_confirm_subject.txt", context).strip(),
                   render_to_string("registration/email_confirm_email.txt", context), None, [pending.email])
     except Exception:
+        # The sweep tries again, within the limit: a try counts, as a server that took the message
+        # and then timed out has sent it all the same.
         unclaim(sent=None)
-        give_back(key)  # the mail server is down: the sweep tries again
         raise
     return True
 

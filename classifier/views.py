@@ -164,12 +164,10 @@ def account(request: HttpRequest) -> HttpResponse:
     email = request.user.email
     if pending:
         messages.success(request, email_sent_message(pending))
-    elif email:
-        messages.success(request, f"Your e-mail address is {email}."
-                         + (f" The change to {waiting.email} is withdrawn." if waiting else ""))
     else:
-        messages.success(request, "Your e-mail address is removed: a forgotten password can no longer be "
-                                  "reset.")
+        withdrawn = f" The change to {waiting.email} is withdrawn." if waiting else ""
+        messages.success(request, f"Your e-mail address is {email}.{withdrawn}" if email
+                         else f"You have no e-mail address: a forgotten password cannot be reset.{withdrawn}")
     return redirect("account")
 
 
