@@ -70,3 +70,26 @@ def test_a_training_run_through_the_worker_registers_a_version_the_worker_then_u
     prediction = newest.predictions.get()
     assert prediction.model_version == ModelVersion.objects.get(is_active=True) == run.result_version
     assert prediction.label == "kue_lumpur"  # the new version follows what users taught
+
+
+def test_the_worker_e_mails_the_links_that_confirm_an_address_and_then_reset_its_password(
+        worker, client, django_user_model):
+    """Through the broker, in the worker (whose console backend writes the e-mails to its log)."""
+    import re
+
+    client.post(reverse("signup"), {"username": "citra", "email": "citra@example.org",
+                                    "password1": "onde-onde-wijen-9", "password2": "onde-onde-wijen-9"})
+
+    def log():
+        return worker.log.read_text(errors="replace")
+
+    assert wait_for(lambda: "/accounts/email/" in log()), worker.tail()
+    link = re.search(r"http://testserver(/accounts/email/\S+/)", log()).group(1)
+    assert client.post(link).status_code == 302
+    assert django_user_model.objects.get(username="citra").email == "citra@example.org"
+
+    client.post(reverse("logout"))
+    client.post(reverse("password_reset"), {"email": "citra@example.org"})
+
+    assert wait_for(lambda: "/accounts/reset/" in log()), worker.tail()
+    assert 'account "citra"' in log()
