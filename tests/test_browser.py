@@ -195,6 +195,7 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
 
     me.page.get_by_role("link", name="Sign up").first.click()
     me.page.fill("#id_username", "sari")
+    me.page.fill("#id_email", "sari@example.org")
     me.page.fill("#id_password1", "lapis-legit-9x")
     me.page.fill("#id_password2", "lapis-legit-9x")
     me.shoot("2-signup")
@@ -250,6 +251,7 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
     me.shoot("8-review-done")
 
     me.page.get_by_role("link", name="Account").click()
+    assert me.page.locator("p", has_text="sari@example.org is used once you open the link").is_visible()
     me.page.fill("#id_token-password", "lapis-legit-9x")
     me.page.get_by_role("button", name="Make a token").click()
     assert me.page.locator("code.token").inner_text() == Token.objects.get(user__username="sari").key
