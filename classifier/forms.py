@@ -68,6 +68,7 @@ class GalleryFilterForm(forms.Form):
         self.fields["label"].choices = [("", "any cake")] + [(item["slug"], item["name"]) for item in labels]
 
 
+EMAIL_MAX_LENGTH = 254  # the columns' (User.email, PendingEmail.email)
 EMAIL_HELP = ("Optional: only to send you a link if you forget your password, once you confirm the address "
               "by the link we send to it. Nobody else sees it.")
 
@@ -154,6 +155,7 @@ class EmailForm(PasswordConfirmForm):
     """A new e-mail address (or none), which a password reset link would be sent to: it needs the
     password, or a session left open would be enough to take the account over."""
 
-    email = forms.EmailField(label="E-mail address", required=False, help_text=EMAIL_HELP, max_length=254,
+    email = forms.EmailField(label="E-mail address", required=False, help_text=EMAIL_HELP,
+                             max_length=EMAIL_MAX_LENGTH,
                              widget=forms.EmailInput(attrs={"autocomplete": "email"}))
     field_order = ["email", "password"]

@@ -436,7 +436,7 @@ def account_email_set(user, email: str, *, site: str) -> PendingEmail | None:
 
 def lock_account(user_id: int) -> bool:
     """Lock the account's row until the transaction ends; False if it is gone."""
-    return bool(list(get_user_model().objects.select_for_update().filter(pk=user_id).values_list("pk")))
+    return get_user_model().objects.select_for_update().filter(pk=user_id).exists()
 
 
 def email_links_reserve(user) -> None:
@@ -500,8 +500,7 @@ def email_confirmation_send(pending_id: int) -> bool:
         return False  # confirmed, replaced or deleted meanwhile, or already sent
     pending = PendingEmail.objects.select_related("user").filter(pk=pending_id).first()
     unclaim = PendingEmail.objects.filter(pk=pending_id).update
-    key = emails_to(pending.email, "confirm") if pending else ""
-    if pending is None or not one_more(key, settings.EMAILS_PER_ADDRESS):
+    if pending is None or not one_more(emails_to(pending.email, "confirm"), settings.EMAILS_PER_ADDRESS):
         unclaim(sent=None)
         return False
     link = pending.site + reverse("email-confirm", args=[selectors.email_confirmation_token(pending)])

@@ -160,8 +160,7 @@ def account(request: HttpRequest) -> HttpResponse:
     except ValidationError as exc:  # too many links asked for
         form.add_error(None, exc)
         return account_page(request, email_form=form, status=400)
-    request.user.refresh_from_db(fields=["email"])
-    email = request.user.email
+    email = request.user.email  # (as account_email_set left it)
     if pending:
         messages.success(request, email_sent_message(pending))
     else:

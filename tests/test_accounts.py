@@ -180,6 +180,35 @@ def mail_worker(monkeypatch, django_capture_on_commit_callbacks):
     return worker
 
 
+def side_by_side(first, second, *, once) -> tuple:
+    """Run `first` in another thread (on its own database connection) and, once it has set the event
+    `once`, `second` in this one: what each returned, or the repr of what it raised (a deadlock)."""
+    import threading
+
+    from django.db import connection
+
+    def outcome_of(call):
+        try:
+            return call()
+        except Exception as exc:
+            return repr(exc)
+
+    outcomes = []
+
+    def background():
+        try:
+            outcomes.append(outcome_of(first))
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=background)
+    other.start()
+    assert once.wait(10)
+    mine = outcome_of(second)
+    other.join(10)
+    return (outcomes[0] if outcomes else "still running", mine)
+
+
 def confirmation_link(mail) -> str:
     return re.search(r"http://testserver(/accounts/email/\S+/)", mail.body).group(1)
 
@@ -447,8 +476,6 @@ def test_a_confirmation_racing_a_change_of_address_waits_for_it_and_finds_its_li
     import threading
     import time
 
-    from django.db import connection
-
     from classifier import services
     from tests.processes import require_services
 
@@ -465,26 +492,11 @@ def test_a_confirmation_racing_a_change_of_address_waits_for_it_and_finds_its_li
         return held
 
     monkeypatch.setattr(services, "lock_account", slowly)
-    outcome = {}
 
-    def change():
-        try:
-            outcome["change"] = services.account_email_set(user, "ayu@work.example", site="http://t").email
-        except Exception as exc:
-            outcome["change"] = repr(exc)
-        finally:
-            connection.close()
+    outcome = side_by_side(lambda: services.account_email_set(user, "ayu@work.example", site="http://t").email,
+                           lambda: services.account_email_confirm(pending), once=locked)
 
-    other = threading.Thread(target=change)
-    other.start()
-    assert locked.wait(10)
-    try:
-        outcome["confirm"] = services.account_email_confirm(pending)
-    except Exception as exc:
-        outcome["confirm"] = repr(exc)
-    other.join(10)
-
-    assert outcome == {"change": "ayu@work.example", "confirm": False}
+    assert outcome == ("ayu@work.example", False)
     user.refresh_from_db()
     assert user.email == "" and user.pending_email.email == "ayu@work.example"
 
@@ -925,7 +937,7 @@ def test_an_account_deleted_while_its_owner_answers_in_another_tab_goes_after_th
     import threading
     import time
 
-    from django.db import connection, transaction
+    from django.db import transaction
 
     from classifier import services
     from classifier.models import Photo
@@ -935,30 +947,17 @@ def test_an_account_deleted_while_its_owner_answers_in_another_tab_goes_after_th
     require_services()
     photo = make_photo(user, status="done", label="kue_lapis")
     answered = threading.Event()
-    outcome = {}
 
     def answer():
-        try:
-            with transaction.atomic():
-                services.feedback_record(photo=photo, user=user, label="kue_lumpur")
-                answered.set()
-                time.sleep(0.5)  # the deletion comes now, while the answer holds its photo
-            outcome["answer"] = "committed"
-        except Exception as exc:
-            outcome["answer"] = repr(exc)
-        finally:
-            connection.close()
+        with transaction.atomic():
+            services.feedback_record(photo=photo, user=user, label="kue_lumpur")
+            answered.set()
+            time.sleep(0.5)  # the deletion comes now, while the answer holds its photo
+        return "committed"
 
-    other = threading.Thread(target=answer)
-    other.start()
-    assert answered.wait(10)
-    try:
-        outcome["delete"] = services.account_delete(user)
-    except Exception as exc:
-        outcome["delete"] = repr(exc)
-    other.join(10)
+    outcome = side_by_side(answer, lambda: services.account_delete(user), once=answered)
 
-    assert outcome == {"answer": "committed", "delete": 1}
+    assert outcome == ("committed", 1)
     assert not Photo.objects.filter(pk=photo.pk).exists()
 
 

@@ -7,6 +7,7 @@ from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 
 from classifier import selectors
+from classifier.forms import EMAIL_MAX_LENGTH
 from classifier.models import Feedback, ModelVersion, Photo, Prediction, TrainingRun
 
 
@@ -165,7 +166,7 @@ class TrainingRunStartSerializer(serializers.Serializer):
                                  "active version on held-out user photos")
 
 
-EMAIL_MAX_LENGTH = 254  # the column's (User.email, PendingEmail.email)
+USERNAME_MAX_LENGTH = 150  # the column's (User.username)
 
 
 class AccountSerializer(serializers.Serializer):
@@ -207,7 +208,7 @@ class AccountEmailSerializer(PasswordConfirmSerializer):
 class AccountCreateSerializer(serializers.Serializer):
     """A new account, checked as the website's sign-up form checks it (the same form underneath)."""
 
-    username = serializers.CharField(max_length=150)
+    username = serializers.CharField(max_length=USERNAME_MAX_LENGTH)
     password = serializers.CharField(write_only=True, trim_whitespace=False, style={"input_type": "password"})
     email = serializers.EmailField(required=False, allow_blank=True, default="", max_length=EMAIL_MAX_LENGTH,
                                    help_text="optional: where a reset link for a forgotten password goes, "
@@ -241,7 +242,7 @@ class TokenCredentialsSerializer(AuthTokenSerializer):
     """DRF's, with a user name no longer than an account's may be: django-axes writes the name of a
     failed sign-in to a column of 255 characters, and a longer one was a 500 instead of a 400."""
 
-    username = serializers.CharField(label="Username", write_only=True, max_length=150)
+    username = serializers.CharField(label="Username", write_only=True, max_length=USERNAME_MAX_LENGTH)
 
 
 class PasswordResetSerializer(serializers.Serializer):

@@ -198,7 +198,6 @@ class AccountView(APIView):
         data = serializers.AccountEmailSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         services.account_email_set(request.user, data.validated_data["email"], site=site_of(request))
-        request.user.refresh_from_db(fields=["email"])
         return Response(serializers.AccountSerializer(request.user).data)
 
 
