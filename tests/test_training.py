@@ -561,3 +561,37 @@ def test_a_full_retrain_is_reproducible(retrained, tmp_path):
     first = load(retrained.full_folder).model.get_weights()
     again = load(tmp_path / "again").model.get_weights()
     assert len(first) == len(again) and all(np.array_equal(a, b) for a, b in zip(first, again))
+
+
+@pytest.mark.slow
+def test_a_full_retrain_validates_only_on_photos_the_base_did_not_train_on(retrained, tmp_path):
+    """Photos added to the training folder since the base was trained go to training, and one of
+    its validation photos that has gone is simply missing: carving the split afresh would move
+    photos the base trained on into validation, where early stopping would measure on them."""
+    base_config = config_of(retrained.base)
+    grown = tmp_path / "data"
+    write_photos(grown, ["cats", "dogs", "user"])
+    for path in list(grown.rglob("*.*")):
+        path.rename(path.with_name(f"new-{path.name}"))
+    for path in retrained.data_dir.rglob("*.*"):
+        (grown / path.relative_to(retrained.data_dir)).write_bytes(path.read_bytes())
+    gone, *kept = base_config["val_files"]
+    (grown / gone).unlink()
+
+    summary = retrain.finetune(retrained.base, tmp_path / "grown", grown, *retrained.extra, epochs=1,
+                               max_steps=1, finetune_from=retrained.first_layer)
+
+    config = config_of(tmp_path / "grown")
+    assert sorted(config["val_files"]) == sorted(kept)
+    assert config["n_val"] == len(kept)
+    assert config["n_train"] == base_config["n_train"] + 36 + len(retrained.extra[1])
+    assert summary["base_photos"] == 36 + 36 - 1
+
+
+def test_a_retrain_on_another_folder_says_so(tmp_path):
+    data = datasets.discover(write_photos(tmp_path / "other", ["cats", "dogs"]))
+
+    with pytest.raises(datasets.DataError, match="none of the 2 validation photos .* are in"):
+        datasets.split_as_before(data, ["cats/a.jpg", "dogs/b.jpg"], 0.2, 0)
+    train_idx, val_idx = datasets.split_as_before(data, ["cats/0.jpg", "gone/b.jpg"], 0.2, 0)
+    assert [data.files[i] for i in val_idx] == ["cats/0.jpg"] and len(train_idx) == 23

@@ -121,6 +121,25 @@ def split(data: Dataset, val_fraction: float, seed: int) -> tuple[np.ndarray, np
     return indices[~in_val], indices[in_val]
 
 
+def split_as_before(data: Dataset, val_files: list[str] | None, val_fraction: float,
+                    seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The validation split a model was trained with: its `val_files` that the folder still holds.
+
+    Photos added to the folder since go to training. Carving the split afresh would move photos
+    the model trained on into validation (ten new photos moved three quarters of it), and early
+    stopping would then measure on photos the model has learnt. Folders written before
+    `val_files` was recorded are split as `split` does.
+    """
+    if val_files is None:
+        return split(data, val_fraction, seed)
+    indices = np.arange(len(data.files))
+    in_val = np.isin(np.array(data.files, dtype=str), np.array(val_files, dtype=str))
+    if val_files and not in_val.any():
+        raise DataError(f"none of the {len(val_files)} validation photos the model was trained with "
+                        f"(e.g. {val_files[0]}) are in {data.root}: is it the folder it was trained on?")
+    return indices[~in_val], indices[in_val]
+
+
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     """Balanced weights, n / (k * count), so every class carries the same total weight."""
     counts = np.bincount(labels, minlength=num_classes)

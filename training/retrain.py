@@ -124,8 +124,9 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
              finetune_from: str | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
     """Write `out`: `base` fine-tuned further on `data_dir` (its training part) plus the extra photos.
 
-    The validation split is carved from `data_dir` exactly as when `base` was trained (same seed
-    and fraction), so early stopping never sees the extra photos or the base model's training part.
+    The validation split is the one `base` was trained with (its `val_files` still in `data_dir`;
+    photos added since train), so early stopping never sees the extra photos or any photo `base`
+    trained on.
     The base weights do not compete with the epochs: they were chosen as the best on that very split,
     which holds none of the extra photos, so they would nearly always win and the retrain would learn
     nothing from them. The run's evaluation decides whether the new version is any better.
@@ -151,7 +152,8 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
     frozen_from = finetune_from or options.get("finetune_from", "block_9_expand")
     n = networks.unfreeze_top(model, frozen_from)  # a wrong layer name fails before any decoding
     data = datasets.discover(data_dir, classes=classes)
-    train_idx, val_idx = datasets.split(data, options["val_fraction"], options["seed"])
+    train_idx, val_idx = datasets.split_as_before(data, config.get("val_files"), options["val_fraction"],
+                                                  options["seed"])
     extra_labels = np.asarray(extra_labels, dtype=np.int64)
     n_base = len(data.files)
     train_rows = np.concatenate([train_idx, n_base + np.arange(len(extra_labels))])
@@ -176,6 +178,7 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
         }
         config |= {"retrain": summary, "train_seconds": summary["seconds"],
                    "n_train": int(len(y)), "n_val": int(len(val_idx)),
+                   "val_files": [data.files[i] for i in val_idx],
                    "phases": [{k: v for k, v in phase.items() if k != "history"}]}
         config.pop("command", None)
         export(out, model, config, [phase], embed(model, pixels[:n_base], options["batch_size"]), data,
