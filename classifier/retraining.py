@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -34,6 +35,16 @@ def split_user_photos(items: list[tuple[int, str, str]]) -> tuple[list, list]:
         return items, []
     held = [int(sha[:8], 16) % 5 == 0 for _, _, sha in items]
     return [i for i, h in zip(items, held) if not h], [i for i, h in zip(items, held) if h]
+
+
+def benchmark_hashes(benchmark: Path | None) -> set[str]:
+    """The SHA-256 of every file of the benchmark split. A user photo that is a copy of one is
+    never trained on: the benchmark decides auto-activation, and a version that has learnt some of
+    its photos would win there by memory. (Only byte-for-byte copies: the photo as it was
+    downloaded, not re-encoded or cropped.)"""
+    if benchmark is None:
+        return set()
+    return {hashlib.sha256(path.read_bytes()).hexdigest() for path in benchmark.rglob("*") if path.is_file()}
 
 
 def new_version_name(base: ModelVersion, run: TrainingRun) -> str:
@@ -117,8 +128,11 @@ def execute(run: TrainingRun) -> ModelVersion:
     base = run.base_version
     slugs = [item["slug"] for item in base.labels]
     services.training_run_progress(run, "collecting labelled photos", 5)
+    benchmark = Path(settings.BENCHMARK_DIR) if Path(settings.BENCHMARK_DIR).is_dir() else None
+    copies = benchmark_hashes(benchmark)
     labelled = [row for row in selectors.labelled_photos() if row[1] in slugs]
-    train_items, held_items = split_user_photos([(pk, label, sha) for pk, label, _, sha in labelled])
+    usable = [(pk, label, sha) for pk, label, _, sha in labelled if sha not in copies]
+    train_items, held_items = split_user_photos(usable)
     size = json.loads((base.folder / CONFIG_FILE).read_text())["image_size"]
     train_pixels, train_labels = load_user_photos(train_items, slugs, size)
     held_pixels, held_labels = load_user_photos(held_items, slugs, size)
@@ -152,9 +166,9 @@ def execute(run: TrainingRun) -> ModelVersion:
             "user_photos_trained": int(len(train_labels)),
             "user_photos_heldout": int(len(held_labels)),
             "corrected": sum(1 for _, _, corrected, _ in labelled if corrected),
+            "benchmark_copies": len(labelled) - len(usable),
         }
         services.training_run_progress(run, "evaluating", 70)
-        benchmark = Path(settings.BENCHMARK_DIR) if Path(settings.BENCHMARK_DIR).is_dir() else None
         new = evaluate_version(folder, benchmark, held_pixels, held_labels)
         before = evaluate_version(base.folder, benchmark, held_pixels, held_labels)
         # A full run's export wrote a model card: it gets these figures too. A fast run's folder has none.

@@ -2,6 +2,7 @@
 what users taught."""
 
 import gc
+import io
 import json
 import shutil
 from pathlib import Path
@@ -11,7 +12,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from PIL import Image
 from rest_framework.test import APIClient
 
 from classifier import services, tasks
@@ -139,18 +142,31 @@ def private_models(settings, tmp_path):
     return shipped
 
 
+def own_photo(path: Path) -> SimpleUploadedFile:
+    """The photo as a user's camera or app would send it: the same picture, not the same file."""
+    out = io.BytesIO()
+    with Image.open(path) as img:
+        img.save(out, "JPEG", quality=90)
+    return SimpleUploadedFile(path.name, out.getvalue(), content_type="image/jpeg")
+
+
 @pytest.mark.slow
 def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin_user, enqueued, client,
                                                                      started_runs, private_models):
     # Users say both lapis photos are lumpur: the new version must follow its teachers.
     taught = []
     for path in sorted((PHOTOS / "kue_lapis").glob("*.jpg")) + sorted((PHOTOS / "kue_serabi").glob("*.jpg")):
-        photo = services.photo_create(owner=user, upload=upload_of(path))
+        photo = services.photo_create(owner=user, upload=own_photo(path))
         tasks.classify_photo(photo.pk)
         label = "kue_lumpur" if path.parent.name == "kue_lapis" else "kue_serabi"
         services.feedback_record(photo=photo, user=user, label=label)
         taught.append((path, label))
     assert Feedback.objects.filter(is_correction=True).count() == 2
+    # A user uploads a benchmark photo itself (the file, as downloaded) and confirms it: training on
+    # it would let the new version win the benchmark, which decides auto-activation, by memory.
+    copy = services.photo_create(owner=user, upload=upload_of(PHOTOS / "kue_klepon" / "11.jpg"))
+    tasks.classify_photo(copy.pk)
+    services.feedback_record(photo=copy, user=user, label="kue_klepon")
 
     run = services.training_run_start(user=admin_user)
     assert tasks.train_model(run.pk).endswith(f"+run{run.pk}")
@@ -162,9 +178,11 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     assert run.data["base_photos"] == 1143
     trained, held = run.data["user_photos_trained"], run.data["user_photos_heldout"]
     assert trained == sum(run.data["user_photos_train"].values()) and trained + held == len(taught)
+    assert run.data["user_photos_train"]["kue_klepon"] == 0 and run.data["benchmark_copies"] == 1
     client.force_login(admin_user)
     runs = client.get("/staff/models/", {"part": "runs"}).content.decode()
-    assert f"1143 base + {trained} user photos, {held} held out; 2 of the users' labels corrected" in runs
+    assert (f"1143 base + {trained} user photos, {held} held out; 2 of the users' labels corrected; "
+            "1 left out as copies of benchmark photos") in runs
     assert run.metrics["new"]["test"]["n"] == 16 and "top1" in run.metrics["base"]["test"]
     assert "Not activated (auto-activation off)" in run.decision
     version = run.result_version
@@ -205,7 +223,7 @@ def test_a_full_run_fine_tunes_on_the_base_photos_and_the_users(user, admin_user
     settings.TRAINING_DATA_DIR = PHOTOS  # sixteen base photos stand in for the training folder
     settings.FULL_RETRAIN_EPOCHS = 1
     lapis = sorted((PHOTOS / "kue_lapis").glob("*.jpg"))[0]
-    photo = services.photo_create(owner=user, upload=upload_of(lapis))
+    photo = services.photo_create(owner=user, upload=own_photo(lapis))
     tasks.classify_photo(photo.pk)
     services.feedback_record(photo=photo, user=user, label="kue_lapis")
 
