@@ -268,11 +268,11 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
 def test_staff_start_a_fast_retraining_watch_it_finish_and_activate_the_new_version(
         browser, site, django_user_model, user):
     from classifier import services
-    from tests.conftest import upload_of
+    from tests.conftest import own_photo
 
     django_user_model.objects.create_superuser("chef", password="kue-bika-ambon-7")
     for path in sorted((PHOTOS / "kue_klepon").glob("*.jpg")):  # users taught it something
-        photo = services.photo_create(owner=user, upload=upload_of(path))
+        photo = services.photo_create(owner=user, upload=own_photo(path))
         assert Photo.objects.filter(pk=photo.pk).exists()
     from tests.processes import wait_for
 

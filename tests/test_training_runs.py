@@ -2,7 +2,6 @@
 what users taught."""
 
 import gc
-import io
 import json
 import shutil
 from pathlib import Path
@@ -12,14 +11,12 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
-from PIL import Image
 from rest_framework.test import APIClient
 
 from classifier import services, tasks
 from classifier.models import Feedback, ModelVersion, TrainingRun
-from tests.conftest import PHOTOS, upload_of
+from tests.conftest import PHOTOS, own_photo, upload_of
 from training.runtime import load
 
 pytestmark = pytest.mark.django_db
@@ -140,14 +137,6 @@ def private_models(settings, tmp_path):
     settings.MODELS_DIR = tmp_path / "models"
     settings.BENCHMARK_DIR = PHOTOS
     return shipped
-
-
-def own_photo(path: Path) -> SimpleUploadedFile:
-    """The photo as a user's camera or app would send it: the same picture, not the same file."""
-    out = io.BytesIO()
-    with Image.open(path) as img:
-        img.save(out, "JPEG", quality=90)
-    return SimpleUploadedFile(path.name, out.getvalue(), content_type="image/jpeg")
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from classifier import services
 from classifier.models import ModelVersion, Photo, TrainingRun
-from tests.conftest import PHOTOS, sample_photo, upload_of
+from tests.conftest import PHOTOS, own_photo, sample_photo, upload_of
 from tests.processes import app_env, require_services, start_worker, wait_for
 
 # Real processes share the database, so these tests commit; serialized rollback restores what the
@@ -51,7 +51,7 @@ def test_uploaded_photos_are_classified_by_the_worker(worker, client, user):
 def test_a_training_run_through_the_worker_registers_a_version_the_worker_then_uses(worker, client, user,
                                                                                     staff):
     client.force_login(user)
-    photos = [upload_of(p) for p in sorted((PHOTOS / "kue_klepon").glob("*.jpg"))]
+    photos = [own_photo(p) for p in sorted((PHOTOS / "kue_klepon").glob("*.jpg"))]
     client.post(reverse("upload"), {"photos": photos})
     assert wait_for(lambda: Photo.objects.filter(status="done").count() == 2)
     for photo in Photo.objects.all():  # users teach: these klepon are kue_lumpur
