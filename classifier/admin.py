@@ -125,6 +125,7 @@ class PhotoAdmin(admin.ModelAdmin):
     list_display = ["id", "preview", "owner", "status", "width", "height", "created"]
     list_filter = ["status", "created", "image_format"]
     search_fields = ["owner__username", "sha256", "original_name"]
+    show_full_result_count = False
     readonly_fields = ["preview", "owner", "status", "error", "starts", "sha256", "width", "height",
                        "image_format", "created", "updated"]
     exclude = ["image", "thumbnail"]  # private files: the preview shows the photo
@@ -187,6 +188,7 @@ class PredictionAdmin(ReadOnlyAdmin):
     list_display = ["id", "photo", "label", "confidence", "model_version", "inference_ms", "created"]
     list_filter = ["label", "model_version", "created"]
     search_fields = ["photo__owner__username", "label"]
+    show_full_result_count = False
 
 
 @admin.register(Feedback)
@@ -197,6 +199,7 @@ class FeedbackAdmin(ReadOnlyAdmin):
     list_display = ["photo", "label", "predicted_label", "is_correction", "user", "model_version", "updated"]
     list_filter = ["is_correction", "label", "model_version", "updated"]
     search_fields = ["user__username", "label", "predicted_label"]
+    list_select_related = ["photo__owner", "user", "model_version"]
 
 
 @admin.register(TrainingRun)
@@ -207,6 +210,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     list_display = ["id", "mode", "status", "progress", "stage", "base_version", "result_version",
                     "started_by", "created", "duration"]
     list_filter = ["status", "mode", "created"]
+    list_select_related = ["base_version", "result_version", "started_by"]
     readonly_fields = [f.name for f in TrainingRun._meta.fields]
     actions = ["cancel_runs"]
 

@@ -76,6 +76,11 @@ class Photo(models.Model):
 
     class Meta:
         ordering = ["-created", "-id"]
+        indexes = [
+            # "My photos" and everyone's (staff, admin), newest first: read in index order, no sort
+            models.Index(fields=["owner", "-created", "-id"], name="photo_owner_newest"),
+            models.Index(fields=["-created", "-id"], name="photo_newest"),
+        ]
 
     def __str__(self) -> str:
         return f"photo {self.pk} of {self.owner}"
@@ -99,6 +104,11 @@ class Prediction(models.Model):
 
     class Meta:
         ordering = ["-created", "-id"]
+        indexes = [
+            # a photo's latest prediction (the subqueries and the prefetch) without a sort
+            models.Index(fields=["photo", "-created", "-id"], name="prediction_photo_latest"),
+            models.Index(fields=["-created", "-id"], name="prediction_newest"),  # the admin's list
+        ]
         constraints = [
             # A redelivered task never records a second prediction for the same photo and model.
             models.UniqueConstraint(fields=["photo", "model_version"], name="one_prediction_per_version"),

@@ -18,6 +18,37 @@ def test_every_model_has_an_admin_list(admin_client, model, user):
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize("model", ["photo", "prediction", "feedback", "trainingrun"])
+def test_an_admin_list_costs_the_same_queries_for_2_or_12_rows(admin_client, admin_user, model, user):
+    """Each row's user, version and photo come with it, not one query per row."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from classifier import services
+    from classifier.models import ModelVersion, TrainingRun
+
+    def add_rows(n):
+        shipped = ModelVersion.objects.get(is_active=True)
+        for _ in range(n):
+            photo = make_photo(user, status="done", label="kue_lapis")
+            services.feedback_record(photo=photo, user=user, label="kue_klepon")
+            result = ModelVersion.objects.create(name=f"v{photo.pk}", path=shipped.path,
+                                                 labels=shipped.labels)
+            TrainingRun.objects.create(started_by=admin_user, base_version=shipped, result_version=result,
+                                       status="succeeded")
+
+    def queries_for_list() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client.get(reverse(f"admin:classifier_{model}_changelist")).status_code == 200
+        return len(captured)
+
+    add_rows(2)
+    few = queries_for_list()
+    add_rows(10)
+
+    assert queries_for_list() == few
+
+
 def test_the_photo_list_shows_thumbnails_and_the_versions_show_test_figures(admin_client, user):
     photo = make_photo(user, status="done", label="kue_lapis")
 

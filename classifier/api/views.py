@@ -10,7 +10,6 @@ import django_filters
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db.models.functions import Coalesce
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -98,12 +97,12 @@ class ModelVersionFilter(django_filters.FilterSet):
 class PhotoFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Photo.Status.choices)
     label = django_filters.CharFilter(
-        field_name="shown_label", help_text="the cake the photo shows, as the website's filter: the answer "
+        method="filter_label", help_text="the cake the photo shows, as the website's filter: the answer "
         "given where there is one (`none`: none of the cakes), else the predicted class slug")
     predicted_label = django_filters.CharFilter(field_name="latest_label", help_text="predicted class slug")
     corrected = StrictBooleanFilter(field_name="feedback__is_correction",
                                     help_text="true: the label was corrected; false: confirmed")
-    reviewed = StrictBooleanFilter(field_name="feedback", lookup_expr="isnull", exclude=True,
+    reviewed = StrictBooleanFilter(method="filter_reviewed",
                                    help_text="has feedback (confirmed or corrected)")
     confidence_min = django_filters.NumberFilter(field_name="confidence", lookup_expr="gte")
     confidence_max = django_filters.NumberFilter(field_name="confidence", lookup_expr="lte")
@@ -113,6 +112,13 @@ class PhotoFilter(django_filters.FilterSet):
     class Meta:
         model = Photo
         fields = ["status"]
+
+    def filter_label(self, queryset, name, value):
+        return queryset.filter(selectors.shows_label(value))
+
+    def filter_reviewed(self, queryset, name, value):
+        unanswered = selectors.unanswered()
+        return queryset.filter(~unanswered if value else unanswered)
 
 
 @extend_schema(exclude=True)
@@ -304,7 +310,6 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             return photos
         return photos.annotate(  # what the list's filters and ordering read
             latest_label=selectors.latest_prediction_value("label"),
-            shown_label=Coalesce("feedback__label", "latest_label"),
             confidence=selectors.latest_prediction_value("confidence"),
             margin=selectors.latest_prediction_value("margin"),
         )
