@@ -156,6 +156,10 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     copy = services.photo_create(owner=user, upload=upload_of(PHOTOS / "kue_klepon" / "11.jpg"))
     tasks.classify_photo(copy.pk)
     services.feedback_record(photo=copy, user=user, label="kue_klepon")
+    # "None of these": the photo shows no cake the model knows, so it teaches no class.
+    stranger = services.photo_create(owner=user, upload=own_photo(PHOTOS / "kue_risoles" / "100.jpg"))
+    tasks.classify_photo(stranger.pk)
+    services.feedback_record(photo=stranger, user=user, label=Feedback.NONE)
 
     run = services.training_run_start(user=admin_user)
     assert tasks.train_model(run.pk).endswith(f"+run{run.pk}")
@@ -168,6 +172,7 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     trained, held = run.data["user_photos_trained"], run.data["user_photos_heldout"]
     assert trained == sum(run.data["user_photos_train"].values()) and trained + held == len(taught)
     assert run.data["user_photos_train"]["kue_klepon"] == 0 and run.data["benchmark_copies"] == 1
+    assert run.data["user_photos_train"]["kue_risoles"] == 0
     client.force_login(admin_user)
     runs = client.get("/staff/models/", {"part": "runs"}).content.decode()
     assert (f"1143 base + {trained} user photos, {held} held out; 2 of the users' labels corrected; "
