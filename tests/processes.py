@@ -45,6 +45,27 @@ def wait_for(predicate, timeout: float = 90.0, step: float = 0.25) -> bool:
     return False
 
 
+def lock_waited_for(timeout: float = 10.0) -> bool:
+    """Whether, within `timeout` seconds, a connection to this test's PostgreSQL database waits for a
+    lock: how a race test holding a lock knows the other party is blocked behind it (a sleep would
+    pass without testing anything when the other party came late). Asked on a connection of its
+    own, with the activity snapshot cleared each time (it is kept for a transaction otherwise)."""
+    from django.db import connections
+
+    probe = connections.create_connection("default")
+    try:
+        with probe.cursor() as cursor:
+            def someone_waits() -> bool:
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
+                cursor.execute("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                               "WHERE NOT l.granted AND a.datname = current_database()")
+                return cursor.fetchone()[0] > 0
+
+            return wait_for(someone_waits, timeout, step=0.02)
+    finally:
+        probe.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

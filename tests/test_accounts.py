@@ -474,21 +474,21 @@ def test_a_confirmation_racing_a_change_of_address_waits_for_it_and_finds_its_li
         user, monkeypatch, django_capture_on_commit_callbacks):
     """Both lock the account first: in the other order PostgreSQL found a deadlock (a 500)."""
     import threading
-    import time
 
     from classifier import services
-    from tests.processes import require_services
+    from tests.processes import lock_waited_for, require_services
 
     require_services()
     with django_capture_on_commit_callbacks():
         pending = services.account_email_set(user, "ayu@example.org", site="http://t")
     lock = services.lock_account
-    locked = threading.Event()
+    locked, waited = threading.Event(), []
 
-    def slowly(user_id):  # each holds the account a moment
+    def slowly(user_id):  # the first to hold the account keeps it until the other waits for it
         held = lock(user_id)
-        locked.set()
-        time.sleep(0.5)
+        if not locked.is_set():
+            locked.set()
+            waited.append(lock_waited_for())
         return held
 
     monkeypatch.setattr(services, "lock_account", slowly)
@@ -496,6 +496,7 @@ def test_a_confirmation_racing_a_change_of_address_waits_for_it_and_finds_its_li
     outcome = side_by_side(lambda: services.account_email_set(user, "ayu@work.example", site="http://t").email,
                            lambda: services.account_email_confirm(pending), once=locked)
 
+    assert waited == [True]
     assert outcome == ("ayu@work.example", False)
     user.refresh_from_db()
     assert user.email == "" and user.pending_email.email == "ayu@work.example"
@@ -935,28 +936,28 @@ def test_an_account_deleted_while_its_owner_answers_in_another_tab_goes_after_th
     """The answer locks its photo, then (committing) needs its user's row; the deletion must lock in
     the same order, or PostgreSQL finds a deadlock and one of them fails."""
     import threading
-    import time
 
     from django.db import transaction
 
     from classifier import services
     from classifier.models import Photo
-    from tests.processes import require_services
+    from tests.processes import lock_waited_for, require_services
     from tests.test_photo_pages import make_photo
 
     require_services()
     photo = make_photo(user, status="done", label="kue_lapis")
-    answered = threading.Event()
+    answered, waited = threading.Event(), []
 
     def answer():
         with transaction.atomic():
             services.feedback_record(photo=photo, user=user, label="kue_lumpur")
             answered.set()
-            time.sleep(0.5)  # the deletion comes now, while the answer holds its photo
+            waited.append(lock_waited_for())  # the deletion comes now, while the answer holds its photo
         return "committed"
 
     outcome = side_by_side(answer, lambda: services.account_delete(user), once=answered)
 
+    assert waited == [True]
     assert outcome == ("committed", 1)
     assert not Photo.objects.filter(pk=photo.pk).exists()
 

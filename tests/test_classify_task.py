@@ -346,10 +346,10 @@ def test_a_result_that_cannot_be_recorded_is_retried_then_fails_the_photo_never_
 def test_a_delivery_waiting_on_the_photo_while_another_records_adds_no_second_prediction(photo):
     """On PostgreSQL: the second recorder waits for the first's lock, then must see its prediction."""
     import threading
-    import time
 
     from django.db import connection, connections, transaction
 
+    from tests.processes import lock_waited_for
     from tests.test_api_photos import needs_postgresql
 
     needs_postgresql()
@@ -370,7 +370,7 @@ def test_a_delivery_waiting_on_the_photo_while_another_records_adds_no_second_pr
         Photo.objects.select_for_update().get(pk=photo.pk)
         waiting = threading.Thread(target=second_delivery)
         waiting.start()
-        time.sleep(1)  # the second is waiting for the lock by now
+        assert lock_waited_for()  # the second waits for the lock
         Prediction.objects.create(photo=photo, model_version=shipped, label="kue_risoles", confidence=0.125,
                                   probabilities=probabilities, margin=0.0, inference_ms=1.0)
     waiting.join()

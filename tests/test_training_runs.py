@@ -508,20 +508,19 @@ def test_a_cancel_pressed_while_the_run_activates_its_version_finds_the_run_ende
     """The activation loads the model (seconds) holding the run's row: a cancel then waits, and must
     not mark cancelled a run whose version it has just made active."""
     import threading
-    import time
 
     from django.db import connection
 
-    from tests.processes import require_services
+    from tests.processes import lock_waited_for, require_services
     from training import runtime
 
     require_services()
     monkeypatch.setattr(tasks.train_model, "apply_async", lambda *a, **k: None)
-    loading = threading.Event()
+    loading, waited = threading.Event(), []
 
-    def check(folder):  # loading the new model, with the run's row locked
+    def check(folder):  # loading the new model, with the run's row locked, until the cancel waits
         loading.set()
-        time.sleep(1)
+        waited.append(lock_waited_for())
 
     monkeypatch.setattr(runtime, "check", check)
     active = ModelVersion.objects.get(is_active=True)
@@ -537,6 +536,7 @@ def test_a_cancel_pressed_while_the_run_activates_its_version_finds_the_run_ende
         services.training_run_cancel(run, user=admin_user)
     activating.join(10)
 
+    assert waited == [True]
     run.refresh_from_db()
     assert run.status == "succeeded" and run.result_version == new
     assert ModelVersion.objects.get(is_active=True) == new
