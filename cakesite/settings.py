@@ -244,6 +244,9 @@ SHIPPED_MODEL = os.environ.get("CAKESITE_SHIPPED_MODEL", "kue-mobilenetv2")
 TRAINING_DATA_DIR = Path(os.environ.get("CAKESITE_TRAINING_DATA_DIR",
                                         BASE_DIR.parent / "shared" / "data" / "kue-indonesia" / "train"))
 FULL_RETRAIN_EPOCHS = envint("FULL_RETRAIN_EPOCHS", 8)
+# Auto-activation compares the new and the active version on the held-out user photos: on a handful,
+# one photo decides, which is luck, not a better model.
+AUTO_ACTIVATE_MIN_HELDOUT = envint("AUTO_ACTIVATE_MIN_HELDOUT", 20)
 # The fixed benchmark every new version is measured on (never trained on); optional.
 BENCHMARK_DIR = Path(os.environ.get("CAKESITE_BENCHMARK_DIR",
                                     BASE_DIR.parent / "shared" / "data" / "kue-indonesia" / "test"))

@@ -95,7 +95,8 @@ def evaluate_version(folder: Path, benchmark: Path | None, held_pixels, held_lab
 
 
 def decide(run: TrainingRun, new: dict, base: dict) -> tuple[bool, str]:
-    """Auto-activate only if asked, at least as good on the benchmark, and better on user photos."""
+    """Auto-activate only if asked, at least as good on the benchmark, and better on enough held-out
+    user photos (AUTO_ACTIVATE_MIN_HELDOUT)."""
     if "test" not in new:
         text, better = "no benchmark split was available to compare on (CAKESITE_BENCHMARK_DIR)", False
     else:
@@ -104,7 +105,8 @@ def decide(run: TrainingRun, new: dict, base: dict) -> tuple[bool, str]:
         return False, f"Not activated (auto-activation off): {text}."
     if better:
         return True, f"Activated: {text}."
-    return False, f"Not activated: it must match the benchmark and beat the user photos; {text}."
+    return False, (f"Not activated: it must match the benchmark and beat the user photos, on at least "
+                   f"{settings.AUTO_ACTIVATE_MIN_HELDOUT} held out; {text}.")
 
 
 def benchmark_comparison(new: dict, base: dict) -> tuple[str, bool]:
@@ -113,8 +115,9 @@ def benchmark_comparison(new: dict, base: dict) -> tuple[str, bool]:
     text = f"benchmark top-1 {bench_new:.3f} vs {bench_base:.3f} (active)"
     if "user_heldout" in new:
         user_new, user_base = new["user_heldout"]["top1"], base["user_heldout"]["top1"]
-        text += f"; held-out user photos top-1 {user_new:.3f} vs {user_base:.3f}"
-        better = bench_new >= bench_base and user_new > user_base
+        n = new["user_heldout"]["n"]
+        text += f"; held-out user photos ({n}) top-1 {user_new:.3f} vs {user_base:.3f}"
+        better = bench_new >= bench_base and user_new > user_base and n >= settings.AUTO_ACTIVATE_MIN_HELDOUT
     else:
         text += "; no held-out user photos yet"
         better = False

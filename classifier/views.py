@@ -426,6 +426,7 @@ def model_versions(request: HttpRequest) -> HttpResponse:
         "accuracy_by_day": selectors.feedback_accuracy_by_day(),  # the chart's figures, as a table
         "versions": selectors.model_versions_compared(),
         "modes": TrainingRun.Mode.choices,
+        "min_heldout": settings.AUTO_ACTIVATE_MIN_HELDOUT,
         "active_created": getattr(selectors.active_version(), "created", None),
     })
 

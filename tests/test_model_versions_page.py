@@ -47,7 +47,9 @@ def test_activating_and_rolling_back_from_the_page(client, root):
     assert list(ModelVersion.objects.filter(is_active=True)) == [shipped]
 
 
-def test_starting_a_run_from_the_page(client, root, monkeypatch, django_capture_on_commit_callbacks):
+def test_starting_a_run_from_the_page(client, root, monkeypatch, settings,
+                                      django_capture_on_commit_callbacks):
+    settings.AUTO_ACTIVATE_MIN_HELDOUT = 30
     sent = []
     monkeypatch.setattr(tasks.train_model, "apply_async", lambda args, **_: sent.append(args[0]))
     client.force_login(root)
@@ -60,6 +62,7 @@ def test_starting_a_run_from_the_page(client, root, monkeypatch, django_capture_
     assert run.auto_activate and sent == [run.pk]
     page = response.content.decode()
     assert f"Training run {run.pk} is queued" in page
+    assert "better on the held-out user photos (at least 30 of them)" in page  # the rule it will follow
     assert 'id="runs" data-live-runs' in page and "js/runs.js" in page  # it updates itself while live
     assert "disabled aria-describedby=\"start-help\"" in page and "the next can start when it ends" in page
     assert '<noscript><p class="help">A training run is still going: <a href="">reload' in page

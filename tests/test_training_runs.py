@@ -277,10 +277,10 @@ def test_the_training_api_needs_staff_status_not_only_the_permissions(django_use
     assert started_runs == [] and not TrainingRun.objects.exists()
 
 
-def figures(benchmark: float, held_out: float | None) -> dict:
+def figures(benchmark: float, held_out: float | None, n: int = 20) -> dict:
     result = {"test": {"top1": benchmark}}
     if held_out is not None:
-        result["user_heldout"] = {"top1": held_out}
+        result["user_heldout"] = {"top1": held_out, "n": n}
     return result
 
 
@@ -291,6 +291,9 @@ def figures(benchmark: float, held_out: float | None) -> dict:
     (figures(0.90, 0.70), figures(0.86, 0.70), False, "beat the user photos"),  # equal is not better
     (figures(0.90, None), figures(0.86, None), False, "no held-out user photos yet"),
     ({}, figures(0.86, 0.70), False, "no benchmark split"),
+    # One photo in 19 more is luck: the rule needs AUTO_ACTIVATE_MIN_HELDOUT (20) photos to tell.
+    (figures(0.87, 1.0, n=19), figures(0.86, 0.0, n=19), False, "on at least 20 held out; benchmark "
+     "top-1 0.870 vs 0.860 (active); held-out user photos (19) top-1 1.000 vs 0.000"),
 ])
 def test_auto_activation_needs_the_benchmark_matched_and_the_users_photos_beaten(admin_user, new, base,
                                                                                 activated, says):

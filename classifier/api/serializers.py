@@ -163,7 +163,8 @@ class TrainingRunStartSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=TrainingRun.Mode.choices, default=TrainingRun.Mode.FAST)
     auto_activate = serializers.BooleanField(
         default=False, help_text="activate the new version if it matches the benchmark and beats the "
-                                 "active version on held-out user photos")
+                                 "active version on held-out user photos (at least "
+                                 "AUTO_ACTIVATE_MIN_HELDOUT of them, 20 by default)")
 
 
 USERNAME_MAX_LENGTH = 150  # the column's (User.username)
