@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import signal
 import statistics
 import sys
 import tempfile
@@ -203,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.perf_counter()
     tag = f"cakesite_scale_{os.getpid()}"
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill or a timeout drops the database too
     with tempfile.TemporaryDirectory(prefix="cakesite-scale-") as tmp:
         os.environ.update({
             "DATABASE_URL": urlunsplit(urlsplit(database)._replace(path="/" + tag)), "DEBUG": "0",

@@ -37,14 +37,18 @@ def split_user_photos(items: list[tuple[int, str, str]]) -> tuple[list, list]:
     return [i for i, h in zip(items, held) if not h], [i for i, h in zip(items, held) if h]
 
 
-def benchmark_hashes(benchmark: Path | None) -> set[str]:
-    """The SHA-256 of every file of the benchmark split. A user photo that is a copy of one is
-    never trained on: the benchmark decides auto-activation, and a version that has learnt some of
-    its photos would win there by memory. (Only byte-for-byte copies: the photo as it was
-    downloaded, not re-encoded or cropped.)"""
+def benchmark_hashes(benchmark: Path | None, slugs: list[str]) -> set[str]:
+    """The SHA-256 of every photo of the benchmark split, as its evaluation reads them (class
+    folders that are links included). A user photo that is a copy of one is never trained on: the
+    benchmark decides auto-activation, and a version that has learnt some of its photos would win
+    there by memory. (Only byte-for-byte copies: the photo as it was downloaded, not re-encoded or
+    cropped.)"""
+    from training.data import discover
+
     if benchmark is None:
         return set()
-    return {hashlib.sha256(path.read_bytes()).hexdigest() for path in benchmark.rglob("*") if path.is_file()}
+    return {hashlib.sha256((benchmark / name).read_bytes()).hexdigest()
+            for name in discover(benchmark, classes=slugs).files}
 
 
 def new_version_name(base: ModelVersion, run: TrainingRun) -> str:
@@ -132,7 +136,7 @@ def execute(run: TrainingRun) -> ModelVersion:
     slugs = [item["slug"] for item in base.labels]
     services.training_run_progress(run, "collecting labelled photos", 5)
     benchmark = Path(settings.BENCHMARK_DIR) if Path(settings.BENCHMARK_DIR).is_dir() else None
-    copies = benchmark_hashes(benchmark)
+    copies = benchmark_hashes(benchmark, slugs)
     labelled = [row for row in selectors.labelled_photos() if row[1] in slugs]
     usable = [(pk, label, sha) for pk, label, _, sha in labelled if sha not in copies]
     train_items, held_items = split_user_photos(usable)
@@ -168,7 +172,7 @@ def execute(run: TrainingRun) -> ModelVersion:
             "user_photos_train": counts_per_class(train_labels, slugs),
             "user_photos_trained": int(len(train_labels)),
             "user_photos_heldout": int(len(held_labels)),
-            "corrected": sum(1 for _, _, corrected, _ in labelled if corrected),
+            "corrected": sum(1 for _, _, corrected, sha in labelled if corrected and sha not in copies),
             "benchmark_copies": len(labelled) - len(usable),
         }
         services.training_run_progress(run, "evaluating", 70)

@@ -593,5 +593,7 @@ def test_a_retrain_on_another_folder_says_so(tmp_path):
 
     with pytest.raises(datasets.DataError, match="none of the 2 validation photos .* are in"):
         datasets.split_as_before(data, ["cats/a.jpg", "dogs/b.jpg"], 0.2, 0)
+    with pytest.raises(datasets.DataError, match="trained without a validation split"):
+        datasets.split_as_before(data, [], 0.2, 0)
     train_idx, val_idx = datasets.split_as_before(data, ["cats/0.jpg", "gone/b.jpg"], 0.2, 0)
     assert [data.files[i] for i in val_idx] == ["cats/0.jpg"] and len(train_idx) == 23

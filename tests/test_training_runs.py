@@ -309,6 +309,25 @@ def test_auto_activation_needs_the_benchmark_matched_and_the_users_photos_beaten
 
 
 
+def test_copies_of_benchmark_photos_are_known_by_what_the_evaluation_reads_linked_folders_too(tmp_path):
+    import hashlib
+
+    from classifier.retraining import benchmark_hashes
+
+    benchmark = tmp_path / "benchmark"
+    benchmark.mkdir()
+    (benchmark / "kue_lapis").symlink_to(PHOTOS / "kue_lapis", target_is_directory=True)
+    shutil.copytree(PHOTOS / "kue_klepon", benchmark / "kue_klepon")
+    (benchmark / "kue_klepon" / "notes.txt").write_text("not a photo: the evaluation skips it")
+    slugs = sorted(path.name for path in PHOTOS.iterdir() if path.is_dir())
+
+    found = benchmark_hashes(benchmark, slugs)
+
+    photos = sorted((PHOTOS / "kue_lapis").glob("*.jpg")) + sorted((PHOTOS / "kue_klepon").glob("*.jpg"))
+    assert found == {hashlib.sha256(path.read_bytes()).hexdigest() for path in photos} and len(found) == 4
+    assert benchmark_hashes(None, slugs) == set()
+
+
 def test_a_fifth_is_held_out_by_content_so_copies_of_a_photo_never_straddle_the_split():
     import hashlib
 

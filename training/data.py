@@ -132,9 +132,12 @@ def split_as_before(data: Dataset, val_files: list[str] | None, val_fraction: fl
     """
     if val_files is None:
         return split(data, val_fraction, seed)
+    if not val_files:
+        raise DataError("the model was trained without a validation split: a retrain has nothing to "
+                        "stop early on")
     indices = np.arange(len(data.files))
     in_val = np.isin(np.array(data.files, dtype=str), np.array(val_files, dtype=str))
-    if val_files and not in_val.any():
+    if not in_val.any():
         raise DataError(f"none of the {len(val_files)} validation photos the model was trained with "
                         f"(e.g. {val_files[0]}) are in {data.root}: is it the folder it was trained on?")
     return indices[~in_val], indices[in_val]
