@@ -344,6 +344,35 @@ def test_a_fifth_is_held_out_by_content_so_copies_of_a_photo_never_straddle_the_
     assert split_user_photos(items[:4]) == (items[:4], [])
 
 
+def test_a_photo_uploaded_again_as_another_file_is_in_the_same_look_alike_group():
+    """Re-compressed, resized or saved as PNG (a messaging app, a screenshot): another file, the same
+    picture. Different photos stay apart."""
+    import io
+
+    from PIL import Image
+
+    from classifier.retraining import look_alike_groups, look_alike_key
+    from training.preprocess import load_image
+
+    def saved(path, fmt, scale=1.0, **options):
+        out = io.BytesIO()
+        with Image.open(path) as img:
+            size = (int(img.width * scale), int(img.height * scale))
+            img.convert("RGB").resize(size).save(out, fmt, **options)
+        out.seek(0)
+        return out
+
+    originals = sorted(PHOTOS.rglob("*.jpg"))
+    sources = [*originals, *(saved(path, "JPEG", quality=70) for path in originals),
+               *(saved(path, "PNG", 0.5) for path in originals)]
+
+    groups = look_alike_groups([look_alike_key(load_image(source, 224)) for source in sources])
+
+    n = len(originals)
+    assert len(set(groups)) == n  # one group per picture
+    assert groups[:n] == groups[n:2 * n] == groups[2 * n:]
+
+
 def test_staff_cancel_a_queued_run_on_the_page_it_never_starts_and_a_new_one_may(
         client, admin_user, started_runs):
     """A run whose trainer is gone would otherwise hold off every new run until the sweep gives up
