@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 LOOK_ALIKE_BITS = 4
 
 
-def split_user_photos(items: list[tuple[int, str, str]]) -> tuple[list, list]:
-    """(photo id, label, key) items: train and held-out parts, once there are five or more.
+def split_user_photos(items: list[tuple]) -> tuple[list, list]:
+    """(photo, label, key) items, the key in hex: train and held-out parts, once there are five or
+    more.
 
     A fifth of the photos is held out for evaluation, chosen by content (the key: the photo's group
     in `look_alike_groups`), not by id: copies of one photo, uploaded twice, always land on the same
