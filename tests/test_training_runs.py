@@ -168,14 +168,14 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     assert run.status == "succeeded" and run.progress == 100
     assert run.started <= run.finished and run.seconds > 0
     assert run.data["user_photos_train"]["kue_lumpur"] == 2 and run.data["corrected"] == 2
-    assert run.data["base_photos"] == 1143
+    assert run.data["base_photos"] == 1143 - 171  # its base's validation photos left out
     trained, held = run.data["user_photos_trained"], run.data["user_photos_heldout"]
     assert trained == sum(run.data["user_photos_train"].values()) and trained + held == len(taught)
     assert run.data["user_photos_train"]["kue_klepon"] == 0 and run.data["benchmark_copies"] == 1
     assert run.data["user_photos_train"]["kue_risoles"] == 0
     client.force_login(admin_user)
     runs = client.get("/staff/models/", {"part": "runs"}).content.decode()
-    assert (f"1143 base + {trained} user photos, {held} held out; 2 of the users' labels corrected; "
+    assert (f"972 base + {trained} user photos, {held} held out; 2 of the users' labels corrected; "
             "1 left out as copies of benchmark photos") in runs
     assert run.metrics["new"]["test"]["n"] == 16 and "top1" in run.metrics["base"]["test"]
     assert "Not activated (auto-activation off)" in run.decision
@@ -199,7 +199,7 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     tasks.train_model(again.pk)
     again.refresh_from_db()
     assert again.status == "succeeded", again.error
-    assert again.data["base_photos"] == 1143 and again.data["user_photos_train"]["kue_lumpur"] == 2
+    assert again.data["base_photos"] == 972 and again.data["user_photos_train"]["kue_lumpur"] == 2
     assert len(np.load(again.result_version.folder / "embeddings.npz")["labels"]) == 1143
     assert again.result_version.name == f"{private_models.name}+run{again.pk}"  # not +run1+run2
 

@@ -67,8 +67,9 @@ def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extr
     """Write `out`: `base` with a head refit on the cached base embeddings plus the extra photos.
 
     Extra photos are what users taught the model; `sample_weights` keeps a handful of corrections
-    from being drowned out by a thousand base photos. Returns a summary (counts, seconds) that is
-    also saved in config.json.
+    from being drowned out by a thousand base photos. The base's validation photos (`val_files`)
+    are left out, as from every training of the line: a full retrain of this version early-stops
+    and reports on them. Returns a summary (counts, seconds) that is also saved in config.json.
     """
     from training.model import HEAD
     from training.train import embed
@@ -85,11 +86,13 @@ def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extr
         kept = ~np.char.startswith(cache["files"].astype(str), "user/")
     base_embeddings, base_labels, base_files = (cache[key][kept] for key in ("embeddings", "labels", "files"))
     base_labels = base_labels.astype(np.int64)
+    config = json.loads((base / CONFIG_FILE).read_text())
+    fit = ~np.isin(base_files.astype(str), np.array(config.get("val_files", []), dtype=str))
     k = len(classes)
     extra = embed(classifier.model, extra_pixels, batch_size=32).astype(np.float32)
-    x = np.concatenate([base_embeddings.astype(np.float32), extra])
-    y = np.concatenate([base_labels, np.asarray(extra_labels, dtype=np.int64)])
-    weights = sample_weights(base_labels, extra_labels, k)
+    x = np.concatenate([base_embeddings[fit].astype(np.float32), extra])
+    y = np.concatenate([base_labels[fit], np.asarray(extra_labels, dtype=np.int64)])
+    weights = sample_weights(base_labels[fit], extra_labels, k)
     head = classifier.model.get_layer(HEAD)
     new_weights = fit_head(x, y, weights, k, head.get_weights(), epochs=epochs, seed=seed)
     head.set_weights(new_weights)
@@ -104,11 +107,10 @@ def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extr
     shutil.copy(base / LABELS_FILE, out / LABELS_FILE)
     np.savez_compressed(out / EMBEDDINGS_FILE, embeddings=base_embeddings.astype(np.float16),
                         labels=base_labels, files=base_files, classes=np.array(classes))
-    config = json.loads((base / CONFIG_FILE).read_text())
     summary = {
         "mode": "fast",
         "base": base.name,
-        "base_photos": int(len(base_labels)),
+        "base_photos": int(fit.sum()),
         "extra_photos": int(len(extra)),
         "extra_per_class": counts_per_class(extra_labels, classes),
         "epochs": epochs,
