@@ -18,7 +18,7 @@ from PIL import Image
 from classifier import selectors, services
 from classifier.models import ModelVersion, TrainingRun
 from training import report
-from training.data import counts_per_class, remove_leftover_pixels
+from training.data import counts_per_class, discover, remove_leftover_pixels
 from training.preprocess import ImageDecodeError, load_image
 from training.runtime import CONFIG_FILE
 
@@ -85,8 +85,6 @@ def benchmark_hashes(benchmark: Path | None, slugs: list[str]) -> set[str]:
     benchmark decides auto-activation, and a version that has learnt some of its photos would win
     there by memory. (Only byte-for-byte copies: the photo as it was downloaded, not re-encoded or
     cropped.)"""
-    from training.data import discover
-
     if benchmark is None:
         return set()
     return {hashlib.sha256((benchmark / name).read_bytes()).hexdigest()
@@ -185,9 +183,9 @@ def execute(run: TrainingRun) -> ModelVersion:
     benchmark = Path(settings.BENCHMARK_DIR) if Path(settings.BENCHMARK_DIR).is_dir() else None
     copies = benchmark_hashes(benchmark, slugs)
     labelled = [row for row in selectors.labelled_photos() if row[1] in slugs]
-    usable = [(pk, label) for pk, label, _, sha in labelled if sha not in copies]
+    usable = [row for row in labelled if row[3] not in copies]
     size = json.loads((base.folder / CONFIG_FILE).read_text())["image_size"]
-    photos = load_user_photos(usable, slugs, size)
+    photos = load_user_photos([(pk, label) for pk, label, *_ in usable], slugs, size)
     groups = look_alike_groups([look_alike_key(pixels) for pixels, _ in photos])
     train_rows, held_rows = split_user_photos(
         [(row, label, group) for row, ((_, label), group) in enumerate(zip(photos, groups))])
@@ -223,7 +221,7 @@ def execute(run: TrainingRun) -> ModelVersion:
             "user_photos_train": counts_per_class(train_labels, slugs),
             "user_photos_trained": int(len(train_labels)),
             "user_photos_heldout": int(len(held_labels)),
-            "corrected": sum(1 for _, _, corrected, sha in labelled if corrected and sha not in copies),
+            "corrected": sum(1 for _, _, corrected, _ in usable if corrected),
             "benchmark_copies": len(labelled) - len(usable),
         }
         services.training_run_progress(run, "evaluating", 70)

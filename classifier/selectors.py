@@ -37,10 +37,11 @@ def newer_prediction(prefix: str = "") -> Exists:
                   .filter(Q(created__gt=created) | Q(created=created, pk__gt=pk)))
 
 
-def unanswered() -> Exists:
-    """Negated Exists (NOT EXISTS: an anti-join the planner estimates right) instead of
+def unanswered(photo: str = "pk") -> Exists:
+    """The photo (`photo` of the outer query: "pk" on a Photo query, "photo" on a Prediction query)
+    has no answer. Negated Exists (NOT EXISTS: an anti-join the planner estimates right) instead of
     feedback__isnull=True (a LEFT JOIN ... IS NULL PostgreSQL estimates at one row)."""
-    return ~Exists(Feedback.objects.filter(photo=OuterRef("pk")))
+    return ~Exists(Feedback.objects.filter(photo=OuterRef(photo)))
 
 
 def shows_label(label: str) -> Q:
@@ -49,7 +50,7 @@ def shows_label(label: str) -> Q:
     subquery evaluated for every photo."""
     answered = Feedback.objects.filter(label=label).values("photo_id")
     predicted = (Prediction.objects.filter(label=label).filter(~newer_prediction())
-                 .filter(~Exists(Feedback.objects.filter(photo=OuterRef("photo")))).values("photo_id"))
+                 .filter(unanswered("photo")).values("photo_id"))
     return Q(pk__in=answered) | Q(pk__in=predicted)
 
 

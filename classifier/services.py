@@ -449,7 +449,7 @@ def account_email_resend(user, *, site: str) -> PendingEmail | None:
     """Send the link for the address waiting again (a new one, for as long again); None if none."""
     with transaction.atomic():
         lock_account(user.pk)
-        pending = PendingEmail.objects.filter(user=user).first()
+        pending = selectors.pending_email(user)
         if pending is not None:
             email_links_reserve(user)
             now = timezone.now()

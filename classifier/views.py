@@ -195,15 +195,16 @@ def email_confirm(request: HttpRequest, token: str) -> HttpResponse:
     """The page the link e-mailed to an address opens: a button (POST) confirms it, so that a mail
     program that fetches the link to preview it confirms nothing."""
     pending = selectors.pending_email_for_token(token)
+    onwards = "account" if request.user.is_authenticated else "login"
     if pending is not None and request.method == "POST":
         if services.account_email_confirm(pending):
             messages.success(request, f"{pending.email} is confirmed: it is the address of the account "
                                       f"{pending.user.get_username()}.")
-            return redirect("account" if request.user.is_authenticated else "login")
+            return redirect(onwards)
         pending = None  # confirmed, replaced or withdrawn a moment ago
     if pending is None and selectors.email_confirmed_by(token):  # (a second click, a second tab)
         messages.info(request, "That address is confirmed already.")
-        return redirect("account" if request.user.is_authenticated else "login")
+        return redirect(onwards)
     return render(request, "registration/email_confirm.html",
                   {"pending": pending, "period": services.email_confirm_period()},
                   status=200 if pending else 404)
