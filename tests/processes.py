@@ -88,12 +88,14 @@ def app_env(settings, tmp_path: Path, **extra: str) -> dict[str, str]:
         shutil.copytree(ROOT / "models", models)
     settings.MODELS_DIR = models
     settings.BENCHMARK_DIR = PHOTOS
+    settings.TRAINING_DATA_DIR = tmp_path / "no-shared-data"  # as conftest: nothing from ../shared
     return {
         **os.environ,
         "DATABASE_URL": database_url(),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "CAKESITE_MODELS_DIR": str(models),
         "CAKESITE_BENCHMARK_DIR": str(PHOTOS),
+        "CAKESITE_TRAINING_DATA_DIR": str(settings.TRAINING_DATA_DIR),
         "CAKESITE_VAR_DIR": str(tmp_path / "var"),
         "PYTHONUNBUFFERED": "1",
         **extra,
