@@ -17,15 +17,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-# The site and two Celery workers (classification, with the beat that runs the periodic sweep;
-# training on its own queue, so a retraining never delays a photo), on SQLite and a broker that
+# The site and two Celery workers (classification and e-mails, with the beat that runs the periodic
+# sweep; training on its own queue, so a retraining never delays a photo), on SQLite and a broker that
 # needs no server unless DATABASE_URL / CELERY_BROKER_URL say otherwise. Ctrl-C (or a SIGTERM to
 # make) stops them all; all three run in the background so that the shell's trap runs at once.
 run: install
 	$(PY) manage.py migrate --noinput
 	@echo "Cakesite: http://$(HOST):$(PORT)/  (Ctrl-C stops the site and the worker)"
 	$(PY) -m celery -A cakesite worker -n classify@%h --loglevel=INFO --concurrency=$(WORKERS) \
-	  -Q $(or $(CELERY_QUEUE),celery) --beat --schedule $(or $(CAKESITE_VAR_DIR),var)/celerybeat-schedule & \
+	  -Q $(or $(CELERY_QUEUE),celery),email --beat --schedule $(or $(CAKESITE_VAR_DIR),var)/celerybeat-schedule & \
 	classify=$$!; \
 	$(PY) -m celery -A cakesite worker -n train@%h --loglevel=INFO --concurrency=1 -Q training \
 	  --max-tasks-per-child=1 & \

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CAKESITE_VAR_DIR", BASE_DIR / "var"))
@@ -283,8 +284,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # long tasks: do not hoard messages
 CELERY_WORKER_PROC_ALIVE_TIMEOUT = 60  # each process loads the model (seconds) before it reports up
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 120)
 CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 90)
-CELERY_TASK_ROUTES = {"classifier.tasks.train_model": {"queue": "training"}}
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "celery")  # classification
+# E-mails have a queue of their own, which the classification worker takes too (-Q celery,email, or
+# no -Q at all): a worker takes turns between its queues, so a link waits for the photo in hand at
+# most, never behind a backlog of photos. Training has its own worker (-Q training).
+CELERY_TASK_QUEUES = [Queue(CELERY_TASK_DEFAULT_QUEUE), Queue("email")]
+CELERY_TASK_ROUTES = {"classifier.tasks.train_model": {"queue": "training"},
+                      "classifier.tasks.send_password_reset": {"queue": "email"},
+                      "classifier.tasks.send_email_confirmation": {"queue": "email"}}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"  # what prints (the console e-mail backend's) is no warning
 # A broker connection lost mid-task lets the task go on (its message is redelivered only after the

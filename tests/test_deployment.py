@@ -36,7 +36,7 @@ def test_the_commands_compose_runs_exist_in_the_repository():
     web, worker, trainer = (services[name]["command"] for name in ("web", "worker", "trainer"))
 
     assert "gunicorn cakesite.wsgi:application" in web and "manage.py migrate" in web
-    assert worker.startswith("celery -A cakesite worker") and worker.endswith("-Q celery")
+    assert worker.startswith("celery -A cakesite worker") and worker.endswith("-Q celery,email")
     assert trainer.startswith("celery -A cakesite worker") and "-Q training " in trainer
     assert (ROOT / "manage.py").is_file() and (ROOT / "Dockerfile").is_file()
     assert "COPY requirements.txt" in (ROOT / "Dockerfile").read_text()
@@ -55,7 +55,7 @@ def test_settings_given_in_dot_env_reach_every_service_and_the_worker_reads_the_
     for name in ("web", "worker", "trainer"):
         assert services[name]["environment"]["DATABASE_URL"] == "postgres://db.example.org/cakes"
         assert "CELERY_QUEUE" not in services[name]["environment"]  # from env_file, as written
-    assert services["worker"]["command"].endswith("-Q kue")
+    assert services["worker"]["command"].endswith("-Q kue,email")
 
 
 def test_secrets_and_retrained_versions_stay_out_of_the_image():

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from classifier import services
-from classifier.models import ModelVersion, Photo, TrainingRun
+from classifier.models import ModelVersion, PendingEmail, Photo, Prediction, TrainingRun
 from tests.conftest import PHOTOS, own_photo, sample_photo, upload_of
 from tests.processes import app_env, require_services, start_worker, wait_for
 
@@ -23,7 +23,7 @@ def worker(settings, tmp_path):
     copy of the models folder, and the sample photos as the benchmark split."""
     require_services()
     process = start_worker(app_env(settings, tmp_path), tmp_path / "worker.log", "--pool=solo",
-                           "-Q", "celery,training")
+                           "-Q", "celery,email,training")
     yield process
     process.stop()
     print(process.tail())  # shown by pytest when the test failed
@@ -93,3 +93,24 @@ def test_the_worker_e_mails_the_links_that_confirm_an_address_and_then_reset_its
 
     assert wait_for(lambda: "/accounts/reset/" in log()), worker.tail()
     assert 'account "citra"' in log()
+
+
+def test_a_link_asked_for_behind_a_backlog_of_photos_goes_out_before_the_backlog_is_done(
+        settings, tmp_path, user):
+    """E-mails have a queue of their own, which the classification worker takes in turn with the
+    photos' (as `make run` and docker-compose start it): a link waits for a photo or two, not for
+    every photo uploaded before it was asked for."""
+    require_services()
+    backlog = services.photos_create(owner=user, uploads=[upload_of(sample_photo()) for _ in range(30)])
+    pending = services.account_email_set(user, "citra@example.org", site="http://testserver")
+    worker = start_worker(app_env(settings, tmp_path), tmp_path / "worker.log", "--concurrency=1",
+                          "-Q", "celery,email")
+    try:
+        done = wait_for(lambda: Photo.objects.filter(status="done").count() == len(backlog), 120)
+        mailed = wait_for(lambda: PendingEmail.objects.get(pk=pending.pk).sent is not None, 30)
+        assert done and mailed, worker.tail()
+    finally:
+        worker.stop()
+
+    sent = PendingEmail.objects.get(pk=pending.pk).sent
+    assert Prediction.objects.filter(created__lt=sent).count() <= 2  # of 30 photos queued first
