@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, IntegrityError, connection, transaction
@@ -147,13 +147,18 @@ def photo_create(*, owner, upload: UploadedFile) -> Photo:
             # robust: a publish that fails after the commit (any error) only logs; the photo stays
             # queued for the sweep and keeps its files.
             transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk), robust=True)
-    except Exception:
+    except Exception as exc:
         # Leave no orphan file behind a row that was never written, also when the commit itself
         # fails (foreign keys are checked there: an owner deleted meanwhile).
         photo.image.delete(save=False)
         photo.thumbnail.delete(save=False)
+        if isinstance(exc, IntegrityError) and not get_user_model().objects.filter(pk=owner.pk).exists():
+            raise PermissionDenied(ACCOUNT_GONE) from exc  # (account_delete took the photos stored before)
         raise
     return photo
+
+
+ACCOUNT_GONE = "This account was deleted while the photos were being stored; none was kept."
 
 
 NOT_STORED = "Not stored: the server could not store it just now (nothing of it was kept); send it again."

@@ -963,6 +963,50 @@ def test_an_account_deleted_while_its_owner_answers_in_another_tab_goes_after_th
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("where", ["website", "api"])
+def test_an_upload_landing_while_its_account_is_deleted_is_refused_and_keeps_no_file(user, settings, where):
+    """The deletion locks the account; the upload's photo, committing, needs that row, waits for the
+    deletion and finds the account gone: a refusal that says so, not a server error, no file kept."""
+    import threading
+
+    from django.db import transaction
+    from django.test import Client
+    from rest_framework.test import APIClient
+
+    from classifier import services
+    from tests.conftest import sample_photo, upload_of
+    from tests.processes import lock_waited_for, require_services
+
+    require_services()
+    deleting, waited = threading.Event(), []
+
+    def delete():
+        with transaction.atomic():
+            deleted = services.account_delete(user)
+            deleting.set()
+            waited.append(lock_waited_for())  # the upload comes now, while the deletion holds the account
+        return deleted
+
+    client = APIClient() if where == "api" else Client()
+    client.force_login(user)
+    photos = [upload_of(sample_photo()), upload_of(sample_photo("kue_klepon"))]
+    if where == "api":
+        def upload():
+            return client.post("/api/photos/", {"files": photos}, format="multipart")
+    else:
+        def upload():
+            return client.post(reverse("upload"), {"photos": photos})
+
+    deleted, response = side_by_side(delete, upload, once=deleting)
+
+    assert waited == [True] and deleted == 0
+    assert response.status_code == 403, response
+    text = response.json()["error"]["message"] if where == "api" else response.content.decode()
+    assert "This account was deleted while the photos were being stored; none was kept." in text
+    assert not [f for f in settings.MEDIA_ROOT.rglob("*") if f.is_file()]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_cap_on_reset_emails_to_one_address_holds_for_workers_sending_at_once(
         django_user_model, mailoutbox, settings, monkeypatch):
     import threading

@@ -5,8 +5,8 @@ import io
 
 import numpy as np
 import pytest
+from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import IntegrityError
 from django.urls import reverse
 from PIL import Image
 
@@ -101,7 +101,7 @@ def test_an_upload_whose_commit_fails_leaves_no_file(user, enqueued, settings, d
     """Foreign keys are checked at commit: an account deleted while its upload was being stored."""
     django_user_model.objects.filter(pk=user.pk).delete()
 
-    with pytest.raises(IntegrityError):
+    with pytest.raises(PermissionDenied, match="This account was deleted while the photos were being stored"):
         services.photo_create(owner=user, upload=upload_of(sample_photo()))
 
     assert Photo.objects.count() == 0 and stored_files(settings) == [] and enqueued == []
