@@ -317,7 +317,11 @@ def prediction_record(*, photo: Photo, version_id: int, probabilities: dict[str,
     )
     try:  # the heat map's file too: a time limit may strike right after it is written
         if heatmap is not None:
-            prediction.heatmap.save("heatmap", overlay_png(heatmap, photo.width, photo.height), save=False)
+            picture = overlay_png(heatmap, photo.width, photo.height)
+            try:
+                prediction.heatmap.save("heatmap", picture, save=False)
+            except OSError:  # a full disk, an unwritable folder: the label matters more than the picture
+                log.exception("photo %s: its heat map could not be stored; recorded without one", photo.pk)
         with transaction.atomic():
             recorded = lock_photo(photo) is not None and not Prediction.objects.filter(photo=photo).exists()
             if recorded:

@@ -120,8 +120,8 @@ def classify_photo(self, photo_id: int) -> str:
         with photo.image.open("rb") as source:
             result = inference.classify(photo.active_version_id, source)
         # result.version_id is the active version's, or, when that one does not load, the one still
-        # served. Recording can fail too (a full disk for the heat map, the time limit): the same
-        # retries, then a failed photo that says so, never one left processing.
+        # served. Recording can fail too (the time limit; a heat map the disk refuses is left out):
+        # the same retries, then a failed photo that says so, never one left processing.
         recorded = services.prediction_record(
             photo=photo, version_id=result.version_id, probabilities=result.probabilities,
             label=result.label, confidence=result.confidence, inference_ms=result.inference_ms,
