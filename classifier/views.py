@@ -321,6 +321,10 @@ def gallery(request: HttpRequest) -> HttpResponse:
         "page": page, "cards": cards, "filters": filters, "query": query.urlencode(),
         "pending": any(c["pending"] for c in cards),
         "everyones": selectors.may_act_on_others_photos(request.user),
+        # The first page, unfiltered, shows photos uploaded elsewhere (another tab, the phone, the
+        # API) as they come: newer than the newest one shown (see photo_status's `after`).
+        "newer_than": max((c["photo"].pk for c in cards), default=0)
+        if page.number == 1 and not (label or status) else None,
     })
 
 
@@ -341,18 +345,27 @@ def photo_image(request: HttpRequest, pk: int, kind: str) -> FileResponse:
 @login_required
 @require_GET
 def photo_status(request: HttpRequest) -> JsonResponse:
-    """Status of some of the user's photos with their rendered result, for the pages to poll."""
+    """Status of some of the user's photos with their rendered result, for the pages to poll; with
+    `after` (a photo id, or 0), also as `new` the gallery's cards of the photos newer than it (the
+    oldest of them first, at most a page: a page that asks again with the newest it got catches up)."""
     ids = [i for i in request.GET.get("ids", "").split(",") if i][:100]
+    after = request.GET.get("after")
     if not all(i.isascii() and i.isdigit() and len(i) < 19 and int(i) > 0 for i in ids):  # 64-bit ids
         return JsonResponse({"error": "ids must be comma-separated photo ids"}, status=400)
+    if after is not None and not (after.isascii() and after.isdigit() and len(after) < 19):
+        return JsonResponse({"error": "after must be a photo id, or 0"}, status=400)
     template = "classifier/_card.html" if request.GET.get("view") == "card" else "classifier/_result.html"
-    photos = selectors.photos_for_user(request.user).filter(pk__in=ids)
-    return JsonResponse({"photos": [
-        {"id": photo.pk, "status": photo.status, "html": render_to_string(
-            template, {"card": card(photo), "can_review": selectors.may_review(request.user, photo)},
-            request=request)}
-        for photo in photos
-    ]})
+
+    def rendered(photos, template_name: str) -> list[dict]:
+        return [{"id": photo.pk, "status": photo.status, "html": render_to_string(
+            template_name, {"card": card(photo), "can_review": selectors.may_review(request.user, photo)},
+            request=request)} for photo in photos]
+
+    body = {"photos": rendered(selectors.photos_for_user(request.user).filter(pk__in=ids), template)}
+    if after is not None:
+        newer = selectors.photos_for_user(request.user).filter(pk__gt=after).order_by("pk")[:PAGE_SIZE]
+        body["new"] = rendered(newer, "classifier/_card.html")
+    return JsonResponse(body)
 
 
 @login_required

@@ -162,14 +162,18 @@ def test_a_file_over_the_limit_is_refused_before_it_is_sent_and_a_non_picture_ge
     assert me.errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"]
 
 
-def test_a_gallery_stops_asking_about_a_photo_deleted_elsewhere(browser, live_server, django_user_model):
+def test_a_gallery_stops_asking_about_a_photo_deleted_elsewhere_and_shows_one_uploaded_elsewhere(
+        browser, live_server, django_user_model):
+    from urllib.parse import parse_qs, urlsplit
+
     from tests.test_photo_pages import make_photo
 
     owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
     photo = make_photo(owner)  # queued, and no worker here to take it
-    me = Visitor(browser, live_server.url, "deleted")
+    me = Visitor(browser, live_server.url, "elsewhere")
     asked = []
-    me.page.on("request", lambda r: asked.append(r.url) if "/photos/status/" in r.url else None)
+    me.page.on("request", lambda r: asked.append(parse_qs(urlsplit(r.url).query, keep_blank_values=True))
+               if "/photos/status/" in r.url else None)
     me.go("/accounts/login/?next=/photos/")
     me.page.fill("#id_username", "ayu")
     me.page.fill("#id_password", "kue-lapis-2026")
@@ -181,9 +185,20 @@ def test_a_gallery_stops_asking_about_a_photo_deleted_elsewhere(browser, live_se
     photo.delete()  # in another tab, or through the API
     me.page.wait_for_selector(".tile:not([data-pending]) >> text=Deleted", timeout=20_000)
     before = len(asked)
-    me.page.wait_for_timeout(3000)
+    me.page.wait_for_timeout(2000)
+    assert before >= 1 and [query["ids"] for query in asked[before:]] == [[""]] * (len(asked) - before)
 
-    assert before >= 1 and len(asked) == before
+    newer = make_photo(owner)  # from the phone, say
+    first = f".grid > .tile[data-photo='{newer.pk}'][data-pending]:first-child"
+    me.page.wait_for_selector(first, timeout=20_000)
+    me.page.wait_for_function("document.querySelector('.tile img').naturalWidth > 0")
+
+    assert "1 new photo from elsewhere." in me.page.inner_text("#announce")
+    for _ in range(80):  # and from then on it asks about that one, and for photos newer than it
+        if {"after": [str(newer.pk)], "ids": [str(newer.pk)], "view": ["card"]} in asked:
+            break
+        me.page.wait_for_timeout(250)
+    assert asked[-1] == {"after": [str(newer.pk)], "ids": [str(newer.pk)], "view": ["card"]}, asked
     assert me.errors == []
 
 

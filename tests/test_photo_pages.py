@@ -184,6 +184,49 @@ def test_the_status_view_reports_own_photos_only_with_their_rendered_result(clie
     assert "Kue Kastengel" in body["photos"][0]["html"]
 
 
+def test_the_gallery_s_first_page_gets_photos_uploaded_elsewhere_as_they_come(client, user, other_user):
+    """Its script asks for the photos newer than the newest it shows (data-after): the owner's only,
+    the oldest first, a page at most, as the gallery's cards."""
+    shown = make_photo(user, status="done", label="kue_lapis")
+    client.force_login(user)
+    page = client.get(reverse("gallery")).content.decode()
+    assert f'data-after="{shown.pk}"' in page
+    later = [make_photo(user) for _ in range(26)]
+    make_photo(other_user)
+
+    def new_after(after):
+        body = client.get(reverse("photo-status"), {"view": "card", "after": after}).json()
+        assert body["photos"] == []
+        return body["new"]
+
+    first = new_after(shown.pk)
+    rest = new_after(first[-1]["id"])
+
+    assert [p["id"] for p in first + rest] == [p.pk for p in later]
+    assert len(first) == 24 and first[0]["status"] == "queued"
+    assert first[0]["html"].startswith(f'<li class="tile" data-photo="{later[0].pk}" data-pending')
+    assert new_after(later[-1].pk) == []
+
+
+def test_only_the_gallery_s_first_unfiltered_page_waits_for_new_photos(client, user):
+    for _ in range(25):
+        make_photo(user, status="done", label="kue_lapis")
+    client.force_login(user)
+
+    def waits(**params) -> bool:
+        return "data-after=" in client.get(reverse("gallery"), params).content.decode()
+
+    assert waits() and not waits(page=2) and not waits(label="kue_lapis") and not waits(status="done")
+
+
+def test_an_empty_gallery_waits_for_the_first_photo(client, user):
+    client.force_login(user)
+
+    page = client.get(reverse("gallery")).content.decode()
+
+    assert "No photos here yet" in page and 'data-after="0"' in page
+
+
 def test_a_result_that_arrives_while_the_page_is_open_brings_the_answer_form(client, user, staff):
     photo = make_photo(user)  # queued when the page opens
     client.force_login(user)
@@ -208,6 +251,8 @@ def test_the_status_view_refuses_ids_that_are_not_photo_ids(client, user):
 
     for ids in ("1,x", "99999999999999999999999", "-1"):
         assert client.get(reverse("photo-status"), {"ids": ids}).status_code == 400, ids
+    for after in ("x", "-1", "99999999999999999999999", ""):
+        assert client.get(reverse("photo-status"), {"after": after}).status_code == 400, after
 
 
 def test_a_failed_photo_shows_its_reason_and_can_be_retried(client, user, enqueued,

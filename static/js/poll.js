@@ -1,13 +1,21 @@
 // Pages with photos still queued or processing ask the server every second until each is done or
 // failed, and swap in the server-rendered result: no manual reload. While nothing changes they ask
 // less and less often (up to every 15 s); a photo deleted meanwhile is marked so and no longer asked.
-// Each result that lands is said in the page's live region (#announce) for screen readers, and the
-// keyboard focus stays where it was. Signed out meanwhile: the page says so and stops asking.
+// The gallery's first page (data-after: the newest photo it shows) keeps asking, as long as it is
+// open, for photos uploaded elsewhere, and puts them first. Each result or new photo that lands is
+// said in the page's live region (#announce) for screen readers, and the keyboard focus stays where
+// it was. Signed out meanwhile: the page says so and stops asking.
 (function () {
   const container = document.querySelector("[data-poll]");
   if (!container) return;
   const view = container.dataset.poll; // "result" (photo page) or "card" (gallery)
   const announcer = document.getElementById("announce");
+
+  function fromHtml(html) {
+    const template = document.createElement("template");
+    template.innerHTML = html.trim();
+    return template.content.firstElementChild;
+  }
 
   function pendingIds() {
     return Array.from(container.querySelectorAll("[data-pending]")).map((el) => el.dataset.photo);
@@ -31,9 +39,7 @@
   // Swap `old` for the server's new HTML; focus inside `old` moves to the same place in the new one.
   function swap(old, html) {
     const focused = old.contains(document.activeElement) ? document.activeElement : null;
-    const template = document.createElement("template");
-    template.innerHTML = html.trim();
-    const fresh = template.content.firstElementChild;
+    const fresh = fromHtml(html);
     old.replaceWith(fresh);
     if (focused) {
       const again = (focused.getAttribute("href") && fresh.querySelector(`a[href="${focused.getAttribute("href")}"]`))
@@ -43,10 +49,23 @@
     return fresh.dataset.announce || "";
   }
 
+  // Photos newer than the newest shown, oldest first: each put first, so the newest ends first.
+  function addNew(photos) {
+    for (const photo of photos) {
+      if (!container.querySelector(`[data-photo="${photo.id}"]`)) container.prepend(fromHtml(photo.html));
+      container.dataset.after = Math.max(Number(container.dataset.after), photo.id);
+    }
+    const empty = document.querySelector("[data-empty]");
+    if (photos.length && empty) empty.remove();
+    return photos.length ? `${photos.length} new photo${photos.length > 1 ? "s" : ""} from elsewhere.` : "";
+  }
+
   repeatWithBackoff(async function () {
     const ids = pendingIds();
-    if (!ids.length) return false;
-    const response = await fetch(`/photos/status/?view=${view}&ids=${ids.join(",")}`, {
+    const watching = "after" in container.dataset;
+    if (!ids.length && !watching) return false;
+    const after = watching ? `&after=${container.dataset.after}` : "";
+    const response = await fetch(`/photos/status/?view=${view}&ids=${ids.join(",")}${after}`, {
       headers: { Accept: "application/json" },
       credentials: "same-origin",
     });
@@ -70,6 +89,7 @@
         news.push(swap(old, photo.html));
       }
     }
+    if (body.new && body.new.length) news.push(addNew(body.new));
     say(news.filter(Boolean).join(" "));
     return news.length ? true : "idle";
   }, 1000, 15000);
