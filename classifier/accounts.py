@@ -57,10 +57,17 @@ def revoke_api_token_of_a_disabled_password(sender, instance, update_fields=None
 
 def password_confirmed(request, password: str) -> bool:
     """Whether `password` is the signed-in user's, asked before a step that a session left open must
-    not be enough for. It counts as a sign-in attempt: guesses lock out as on the login page."""
+    not be enough for. It counts as a sign-in attempt: guesses lock out as on the login page, and the
+    right password starts the count again, as a login does (AXES_RESET_ON_SUCCESS)."""
+    from axes.handlers.proxy import AxesProxyHandler
+    from axes.helpers import get_credentials
     from django.contrib.auth import authenticate
 
-    return authenticate(request, username=request.user.get_username(), password=password) is not None
+    username = request.user.get_username()
+    if authenticate(request, username=username, password=password) is None:
+        return False
+    AxesProxyHandler.get_implementation().reset_user_attempts(request, get_credentials(username))
+    return True
 
 
 class PerAddressThrottle(SimpleRateThrottle):

@@ -601,6 +601,30 @@ def test_wrong_passwords_on_the_account_page_lock_out_like_the_login_page(client
     assert type(user).objects.filter(pk=user.pk).exists()
 
 
+@pytest.mark.parametrize("where", ["website", "api"])
+def test_the_right_password_on_the_account_page_starts_the_count_again_as_a_login_does(
+        client, user, settings, where):
+    from rest_framework.test import APIClient
+
+    if where == "website":
+        client.force_login(user)
+        ask = functools.partial(client.post, "/accounts/")
+    else:
+        client = APIClient()
+        client.force_authenticate(user)
+        ask = functools.partial(client.patch, "/api/account/", format="json")
+    answers = []
+    for address in ("ayu@example.org", "ayu@example.com"):
+        answers += [ask({"email": address, "password": "guess"}).status_code
+                    for _ in range(settings.AXES_FAILURE_LIMIT - 1)]
+        answers.append(ask({"email": address, "password": "kue-lapis-2026"}).status_code)
+
+    right = 302 if where == "website" else 200
+    assert answers == ([400] * (settings.AXES_FAILURE_LIMIT - 1) + [right]) * 2
+    user.refresh_from_db()
+    assert user.pending_email.email == "ayu@example.com"
+
+
 def test_the_old_password_on_the_change_page_locks_out_like_the_login_page(client, user, settings):
     client.force_login(user)
 
