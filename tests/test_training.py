@@ -539,6 +539,16 @@ def test_a_full_retrain_records_its_own_phase_and_no_command_of_the_base(retrain
 
 
 @pytest.mark.slow
+def test_a_head_refit_records_its_own_phase_time_and_photos_and_no_command_of_the_base(retrained):
+    config, base = config_of(retrained.fast_folder), config_of(retrained.base)
+
+    assert config["phases"] == [{"name": "head refit on cached embeddings (1 epochs)", "epochs_run": 1}]
+    assert config["train_seconds"] == retrained.fast["seconds"] != base["train_seconds"]
+    assert config["n_train"] == retrained.fast["base_photos"] + retrained.fast["extra_photos"] == 24 + 6
+    assert config["val_files"] == base["val_files"] and "command" not in config
+
+
+@pytest.mark.slow
 def test_a_full_retrain_reports_progress_after_every_epoch(retrained):
     assert retrained.full["epochs_run"] == 2
     assert retrained.progress == [(1, 2), (2, 2)]

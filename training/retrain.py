@@ -72,7 +72,7 @@ def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extr
     and reports on them. Returns a summary (counts, seconds) that is also saved in config.json.
     """
     from training.model import HEAD
-    from training.train import embed
+    from training.train import embed, machine
 
     started = time.perf_counter()
     base, out = Path(base), Path(out)
@@ -116,7 +116,11 @@ def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extr
         "epochs": epochs,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    config["retrain"] = summary
+    # What this run did, not the base's phases, time and command (which would rebuild the base).
+    phase = {"name": f"head refit on cached embeddings ({epochs} epochs)", "epochs_run": epochs}
+    config |= {"retrain": summary, "train_seconds": summary["seconds"], "machine": machine(),
+               "n_train": int(len(y)), "phases": [phase]}
+    config.pop("command", None)
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     return summary
 
@@ -142,7 +146,7 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
 
     from training import data as datasets
     from training import model as networks
-    from training.train import deterministic, embed, export, fit_phase
+    from training.train import deterministic, embed, export, fit_phase, machine
 
     started = time.perf_counter()
     base, out = Path(base), Path(out)
@@ -178,7 +182,7 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
             "epochs_run": phase["epochs_run"], "kept": phase["kept"],
             "seconds": round(time.perf_counter() - started, 1),
         }
-        config |= {"retrain": summary, "train_seconds": summary["seconds"],
+        config |= {"retrain": summary, "train_seconds": summary["seconds"], "machine": machine(),
                    "n_train": int(len(y)), "n_val": int(len(val_idx)),
                    "val_files": [data.files[i] for i in val_idx],
                    "phases": [{k: v for k, v in phase.items() if k != "history"}]}

@@ -73,6 +73,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def machine() -> str:
+    """Where a training ran, for its config and model card."""
+    return f"{platform.machine()}, {os.cpu_count()} CPUs"
+
+
 def fit_phase(model, name, train_ds, val_ds, epochs, lr, class_weight, args, *,
               start_competes: bool = True, progress: Callable[[int, int], None] | None = None) -> dict:
     """One phase of training with early stopping; the weights with the lowest validation loss win.
@@ -205,7 +210,7 @@ def fit_and_export(args: argparse.Namespace, data: datasets.Dataset, pixels: np.
         "options": {k_: v for k_, v in vars(args).items() if k_ not in ("data", "out", "argv")},
         "phases": [{k_: v for k_, v in p.items() if k_ != "history"} for p in phases],
         "train_seconds": round(train_seconds, 1),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": machine(),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "command": "python -m training.train " + shlex.join(args.argv),
     }
