@@ -551,6 +551,8 @@ def test_a_running_run_that_is_cancelled_stops_and_leaves_nothing_behind(admin_u
     if when == "after it registered":  # it keeps the version it registered, not activated
         assert run.result_version.name == f"{private_models.name}+run{run.pk}"
         assert folders == sorted([private_models.path, run.result_version.path])
+        assert run.data["base_photos"] == 972 and run.metrics["new"]["test"]["n"] == 16  # what it measured
+        assert run.metrics["new"] == run.result_version.metrics
     else:
         assert run.result_version is None and list(ModelVersion.objects.all()) == [private_models]
         assert folders == [private_models.path]
