@@ -17,10 +17,10 @@ every page again: the small size is the baseline, so the ratios do not depend on
 
 Each page is asked for through Django's test client with DEBUG off (one warm-up, one with its
 queries counted, then the median of 5): the gallery, the review page, the API's list (plain,
-filtered, unreviewed), its review queue and counters, the staff's model versions page and the
-admin's lists. Ends with `RESULT photos=.. review_staff_ms=.. label_staff_ms=.. gallery_ms=..
-api_list_ms=.. worst_ratio=.. worst=.. queries_grow=..` (queries_grow: how many pages ran more
-queries at the full size).
+filtered, ordered by confidence and by margin, unreviewed, its last page), its review queue and
+counters, the staff's model versions page and the admin's lists. Ends with `RESULT photos=..
+review_staff_ms=.. label_staff_ms=.. gallery_ms=.. api_list_ms=.. worst_ratio=.. worst=..
+queries_grow=..` (queries_grow: how many pages ran more queries at the full size).
 """
 
 from __future__ import annotations
@@ -111,15 +111,18 @@ def add_photos(count: int, site: dict, rng: np.random.Generator, now) -> None:
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     top = np.sort(probs, axis=1)[:, ::-1]
     version = (age_days[:, None] <= np.array(VERSION_AGES)).sum(axis=1) - 1
+    done = [i for i in range(count) if status[i] == "done"]
+    predicted = {i: labels[int(probs[i].argmax())] for i in done}
     with own_timestamps(Photo, Prediction, Feedback):
         photos = Photo.objects.bulk_create([Photo(
             owner_id=int(owners[i]), image=FILES[0], thumbnail=FILES[1], image_format="png", width=48,
             height=36, sha256=secrets.token_hex(32), status=status[i], starts=int(status[i] != "queued"),
             error="the model could not read it" if status[i] == "failed" else "",
             created=created[i], updated=created[i] + timedelta(seconds=2),
+            # the prediction's copies, as services.prediction_record writes them
+            predicted_label=predicted.get(i, ""), confidence=float(top[i, 0]) if i in predicted else None,
+            margin=float(top[i, 0] - top[i, 1]) if i in predicted else None,
         ) for i in range(count)], batch_size=2000)
-        done = [i for i in range(count) if status[i] == "done"]
-        predicted = {i: labels[int(probs[i].argmax())] for i in done}
         Prediction.objects.bulk_create([Prediction(
             photo=photos[i], model_version=versions[version[i]], label=predicted[i],
             probabilities=dict(zip(labels, map(float, probs[i]), strict=True)),
@@ -160,8 +163,17 @@ def measure(client, url: str) -> tuple[float, int]:
     return statistics.median(times), count
 
 
+def last_page() -> int:
+    """The number of the API list's last page for staff (20 photos a page), at the size loaded now."""
+    from classifier.api.pagination import PageNumberPagination
+    from classifier.models import Photo
+
+    return -(-Photo.objects.count() // PageNumberPagination.page_size)
+
+
 def pages(site: dict) -> dict[str, tuple[object, str]]:
-    """Each endpoint: the client (signed in or with a token) and the URL."""
+    """Each endpoint: the client (signed in or with a token) and the URL (or what makes it, for the
+    size loaded)."""
     from django.test import Client
     from django.urls import reverse
 
@@ -180,6 +192,10 @@ def pages(site: dict) -> dict[str, tuple[object, str]]:
         "api_list_heavy": (api["heavy"], photos),
         "api_list_staff": (api["staff"], photos),
         "api_label_heavy": (api["heavy"], f"{photos}?label={LABEL}"),
+        "api_confidence_heavy": (api["heavy"], f"{photos}?ordering=-confidence"),
+        "api_confidence_staff": (api["staff"], f"{photos}?ordering=-confidence"),
+        "api_margin_staff": (api["staff"], f"{photos}?ordering=margin"),
+        "api_last_page_staff": (api["staff"], lambda: f"{photos}?page={last_page()}"),  # the deepest OFFSET
         "api_unreviewed_heavy": (api["heavy"], f"{photos}?reviewed=false"),
         "api_review_staff": (api["staff"], reverse("api:photo-review-queue")),
         "api_stats_staff": (api["staff"], reverse("api:stats")),
@@ -236,7 +252,8 @@ def main(argv: list[str] | None = None) -> None:
                 loading = time.perf_counter()
                 add_photos(adding, site, rng, now)
                 load_s.append(time.perf_counter() - loading)
-                results[size] = {name: measure(client, url) for name, (client, url) in endpoints.items()}
+                results[size] = {name: measure(client, url() if callable(url) else url)
+                                 for name, (client, url) in endpoints.items()}
         finally:
             connections.close_all()
             private_database(database, tag, drop=True)

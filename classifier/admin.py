@@ -127,7 +127,7 @@ class PhotoAdmin(admin.ModelAdmin):
     search_fields = ["owner__username", "sha256", "original_name"]
     show_full_result_count = False
     readonly_fields = ["preview", "owner", "status", "error", "starts", "sha256", "width", "height",
-                       "image_format", "created", "updated"]
+                       "image_format", "created", "updated", "predicted_label", "confidence", "margin"]
     exclude = ["image", "thumbnail"]  # private files: the preview shows the photo
     inlines = [PredictionInline]
     actions = ["retry_failed"]

@@ -10,7 +10,7 @@ from datetime import datetime
 from django.conf import settings
 from django.core import signing
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 from rest_framework.authtoken.models import Token
 
@@ -21,37 +21,19 @@ def latest_predictions() -> QuerySet[Prediction]:
     return Prediction.objects.select_related("model_version").order_by("-created", "-id")
 
 
-def latest_prediction_value(field: str) -> Subquery:
-    """A photo's latest prediction's `field`, for annotating photo querysets."""
-    latest = Prediction.objects.filter(photo=OuterRef("pk")).order_by("-created", "-id")
-    return Subquery(latest.values(field)[:1])
-
-
-def newer_prediction(prefix: str = "") -> Exists:
-    """Whether the photo has a prediction newer than the prediction row at `prefix` of the outer
-    query ("" on a Prediction query, "predictions__" on a Photo query joined to its predictions):
-    negated, it keeps each photo's latest prediction only, as a join the planner can drive from an
-    index instead of a subquery per photo."""
-    created, pk = OuterRef(f"{prefix}created"), OuterRef(f"{prefix}id")
-    return Exists(Prediction.objects.filter(photo=OuterRef(f"{prefix}photo"))
-                  .filter(Q(created__gt=created) | Q(created=created, pk__gt=pk)))
-
-
-def unanswered(photo: str = "pk") -> Exists:
-    """The photo (`photo` of the outer query: "pk" on a Photo query, "photo" on a Prediction query)
-    has no answer. Negated Exists (NOT EXISTS: an anti-join the planner estimates right) instead of
-    feedback__isnull=True (a LEFT JOIN ... IS NULL PostgreSQL estimates at one row)."""
-    return ~Exists(Feedback.objects.filter(photo=OuterRef(photo)))
+def unanswered() -> Exists:
+    """The photo (of an outer Photo query) has no answer. Negated Exists (NOT EXISTS: an anti-join
+    the planner estimates right) instead of feedback__isnull=True (a LEFT JOIN ... IS NULL
+    PostgreSQL estimates at one row)."""
+    return ~Exists(Feedback.objects.filter(photo=OuterRef("pk")))
 
 
 def shows_label(label: str) -> Q:
-    """The photo shows `label`: its answer, where there is one, else its latest prediction's label.
-    Two uncorrelated subqueries (hashed once per query) instead of a COALESCE over a correlated
-    subquery evaluated for every photo."""
+    """The photo shows `label`: its answer, where there is one, else its prediction's label (the
+    photo's copy). An uncorrelated subquery (hashed once per query) for the answers, instead of a
+    COALESCE evaluated for every photo."""
     answered = Feedback.objects.filter(label=label).values("photo_id")
-    predicted = (Prediction.objects.filter(label=label).filter(~newer_prediction())
-                 .filter(unanswered("photo")).values("photo_id"))
-    return Q(pk__in=answered) | Q(pk__in=predicted)
+    return Q(pk__in=answered) | (Q(predicted_label=label) & unanswered())
 
 
 def photos_for_user(user, *, label: str | None = None, status: str | None = None,
@@ -210,31 +192,26 @@ def review_queue_for_user(user) -> QuerySet[Photo]:
     to another class is the one whose correction teaches it most, and the margin says exactly
     that, where entropy is also moved by the six unlikely classes.
     """
-    return (
-        photos_for_user(user, status=Photo.Status.DONE)
-        .filter(unanswered())
-        # joined to its latest prediction (one filter call: the Exists reuses the join), so the
-        # planner walks the margin index and stops at the page instead of sorting every photo
-        .filter(~newer_prediction("predictions__"), predictions__isnull=False)
-        .annotate(margin=F("predictions__margin"))
-        .order_by("margin", "-created")
-    )
+    # the photo's copy of its prediction's margin: the planner walks its index and stops at the page
+    return photos_for_user(user, status=Photo.Status.DONE).filter(unanswered()).order_by("margin", "-created")
 
 
 def feedback_stats(user) -> dict:
     """Counters of the photos `user` may see, and the accuracy users measured per model version."""
     photos = photos_for_user(user)
-    reviewed = Feedback.objects.filter(photo__in=photos.values("pk"))
+    # Every answer is on a photo: who may see every photo sees every answer, with no join to photos.
+    reviewed = (Feedback.objects.all() if may_act_on_others_photos(user)
+                else Feedback.objects.filter(photo__owner=user))
     per_version = (
         reviewed.exclude(model_version=None)
         .values("model_version__name")
         .annotate(reviewed=Count("pk"), confirmed=Count("pk", filter=Q(is_correction=False)))
         .order_by("model_version__name")
     )
+    answers = reviewed.aggregate(reviewed=Count("pk"), corrected=Count("pk", filter=Q(is_correction=True)))
     return {
         "photos": photos.count(),
-        "reviewed": reviewed.count(),
-        "corrected": reviewed.filter(is_correction=True).count(),
+        **answers,
         "per_version": [
             {"version": row["model_version__name"], "reviewed": row["reviewed"],
              "confirmed": row["confirmed"], "accuracy": row["confirmed"] / row["reviewed"]}

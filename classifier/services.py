@@ -219,8 +219,12 @@ def photo_start_ended(photo: Photo) -> None:
     Photo.objects.filter(pk=photo.pk, starts__gt=0).update(starts=F("starts") - 1)
 
 
-def photo_mark_done(photo: Photo) -> None:
-    photo_set_status(photo, Photo.Status.DONE)
+def photo_mark_done(photo: Photo, prediction: Prediction | None = None) -> None:
+    """Done; with the `prediction` just recorded, its label, confidence and margin copied onto the
+    photo in the same UPDATE (what the API's list filters and orders on)."""
+    copies = {} if prediction is None else {
+        "predicted_label": prediction.label, "confidence": prediction.confidence, "margin": prediction.margin}
+    photo_set_status(photo, Photo.Status.DONE, **copies)
 
 
 def photo_fail(photo: Photo, reason: str) -> None:
@@ -326,7 +330,7 @@ def prediction_record(*, photo: Photo, version_id: int, probabilities: dict[str,
             recorded = lock_photo(photo) is not None and not Prediction.objects.filter(photo=photo).exists()
             if recorded:
                 prediction.save(force_insert=True)
-                photo_mark_done(photo)
+                photo_mark_done(photo, prediction)
     except Exception:
         prediction.heatmap.delete(save=False)
         raise

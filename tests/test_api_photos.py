@@ -289,6 +289,27 @@ def test_the_list_has_own_photos_only_newest_first_and_paginated(api, user, othe
     assert body["next"].endswith("page=2&page_size=2")
 
 
+def test_a_later_page_keeps_the_ordering_asked_for(api, user):
+    """A page reads its ids first, then their rows: in the order asked for, not the rows' own."""
+    photos = [make_photo(user, status="done", label="kue_lapis", confidence=c)
+              for c in (0.5, 0.9, 0.7, 0.6, 0.8)]
+
+    body = api.get("/api/photos/", {"ordering": "-confidence", "page": 2, "page_size": 2}).json()
+
+    assert body["count"] == 5 and [p["id"] for p in body["results"]] == [photos[2].pk, photos[3].pk]
+
+
+def test_the_photo_keeps_a_copy_of_its_predictions_label_confidence_and_margin(user):
+    """What the list filters and orders on without reading the predictions: copied when the prediction
+    is recorded, in the same transaction."""
+    queued = make_photo(user)
+    done = make_photo(user, status="done", label="kue_lapis", confidence=0.7)  # every other class 0.01
+
+    assert (queued.predicted_label, queued.confidence, queued.margin) == ("", None, None)
+    assert (done.predicted_label, done.confidence) == ("kue_lapis", 0.7)
+    assert done.margin == pytest.approx(0.69) == done.predictions.get().margin
+
+
 def test_the_page_size_is_bounded(api, user):
     make_photo(user)
 

@@ -99,7 +99,8 @@ class PhotoFilter(django_filters.FilterSet):
     label = django_filters.CharFilter(
         method="filter_label", help_text="the cake the photo shows, as the website's filter: the answer "
         "given where there is one (`none`: none of the cakes), else the predicted class slug")
-    predicted_label = django_filters.CharFilter(field_name="latest_label", help_text="predicted class slug")
+    predicted_label = django_filters.CharFilter(field_name="predicted_label",
+                                                help_text="predicted class slug")
     corrected = StrictBooleanFilter(field_name="feedback__is_correction",
                                     help_text="true: the label was corrected; false: confirmed")
     reviewed = StrictBooleanFilter(method="filter_reviewed",
@@ -305,14 +306,7 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return Photo.objects.none()
         permission = {"destroy": "delete", "retry": "change", "feedback": "change"}.get(self.action, "view")
-        photos = selectors.photos_for_user(self.request.user, action=permission)
-        if self.action != "list":
-            return photos
-        return photos.annotate(  # what the list's filters and ordering read
-            latest_label=selectors.latest_prediction_value("label"),
-            confidence=selectors.latest_prediction_value("confidence"),
-            margin=selectors.latest_prediction_value("margin"),
-        )
+        return selectors.photos_for_user(self.request.user, action=permission)
 
     def filter_queryset(self, queryset):
         """Filters and ordering shape lists; one photo's own URL is answered whatever the query string."""
