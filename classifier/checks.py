@@ -37,3 +37,12 @@ def email_is_sent(app_configs, **kwargs) -> list[Warning]:
     return [Warning("EMAIL_HOST is not set: password reset links are written to the log, not sent.",
                     hint="Set EMAIL_HOST, and EMAIL_HOST_USER, EMAIL_HOST_PASSWORD and DEFAULT_FROM_EMAIL "
                          "as the mail server needs.", id="classifier.W001")]
+
+
+@register(deploy=True)
+def counters_are_shared(app_configs, **kwargs) -> list[Warning]:
+    if settings.CACHE_URL.startswith("redis"):
+        return []
+    return [Warning("CACHE_URL is not set: each web process counts the API's rate limits, the e-mails "
+                    "asked for and the long polls per user on its own, so several processes allow more.",
+                    hint="Set CACHE_URL=redis://... (docker-compose.yml does).", id="classifier.W002")]

@@ -82,23 +82,29 @@ def test_the_image_hands_its_volume_folders_to_the_user_that_writes_them():
         assert f"mkdir -p {target}" in run or shipped, target
 
 
-@pytest.mark.parametrize("redirect, mail", [("1", "smtp.example.org"),
-                                            ("0", "smtp.example.org"),  # 0: the proxy redirects (compose)
-                                            ("0", "")])
-def test_production_settings_pass_the_deployment_checklist(tmp_path, redirect, mail):
+@pytest.mark.parametrize("redirect, mail, cache", [
+    ("1", "smtp.example.org", "redis://127.0.0.1:6379/1"),
+    ("0", "smtp.example.org", "redis://127.0.0.1:6379/1"),  # 0: the proxy redirects (compose)
+    ("0", "", "redis://127.0.0.1:6379/1"),
+    ("0", "smtp.example.org", ""),
+])
+def test_production_settings_pass_the_deployment_checklist(tmp_path, redirect, mail, cache):
     env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "x" * 50 + "-production-secret-for-the-check",
            "ALLOWED_HOSTS": "cakes.example.org", "CAKESITE_VAR_DIR": str(tmp_path),
-           "SECURE_SSL_REDIRECT": redirect, "EMAIL_HOST": mail}
+           "SECURE_SSL_REDIRECT": redirect, "EMAIL_HOST": mail, "CACHE_URL": cache}
 
     result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
                             cwd=ROOT, env=env, capture_output=True, text=True)
 
-    if mail:
+    if mail and cache:
         assert result.returncode == 0, result.stdout + result.stderr
         assert "no issues" in result.stdout
-    else:  # password reset links would go to the log, never to the user
+    elif not mail:  # password reset links would go to the log, never to the user
         assert result.returncode == 1 and "?: (classifier.W001) EMAIL_HOST is not set" in result.stderr
         assert result.stderr.count("?: (") == 1, result.stderr  # the only issue
+    else:  # three gunicorn processes would each allow the whole rate
+        assert result.returncode == 1 and "?: (classifier.W002) CACHE_URL is not set" in result.stderr
+        assert result.stderr.count("?: (") == 1, result.stderr
 
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):
