@@ -75,8 +75,9 @@ class Photo(models.Model):
     updated = models.DateTimeField(auto_now=True)
     # Its prediction's label, confidence and margin, copied by services.prediction_record in the
     # transaction that records it (empty until then): the API's list filters and orders on them with
-    # an index instead of a subquery per photo.
-    predicted_label = models.CharField(max_length=100, blank=True)
+    # an index instead of a subquery per photo. (A worker of the release before them, still running
+    # while this one is deployed, leaves them empty: the sweep fills them, services.copies_fill.)
+    predicted_label = models.CharField(max_length=100, blank=True, default="", db_default="")
     confidence = models.FloatField(null=True, blank=True)
     margin = models.FloatField(null=True, blank=True)
 
@@ -91,6 +92,9 @@ class Photo(models.Model):
             models.Index(fields=["confidence"], name="photo_confidence"),
             models.Index(fields=["owner", "margin"], name="photo_owner_margin"),
             models.Index(fields=["margin"], name="photo_margin"),
+            # the sweep's look for photos done without their copies (nearly always none)
+            models.Index(fields=["id"], condition=models.Q(status="done", confidence__isnull=True),
+                         name="photo_done_without_copies"),
         ]
 
     def __str__(self) -> str:

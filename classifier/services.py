@@ -19,7 +19,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import F, Q, Value
+from django.db.models import Exists, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Concat
 from django.http import Http404
 from django.template.defaultfilters import filesizeformat
@@ -225,6 +225,15 @@ def photo_mark_done(photo: Photo, prediction: Prediction | None = None) -> None:
     copies = {} if prediction is None else {
         "predicted_label": prediction.label, "confidence": prediction.confidence, "margin": prediction.margin}
     photo_set_status(photo, Photo.Status.DONE, **copies)
+
+
+def copies_fill() -> int:
+    """Copy their prediction onto the done photos that lack the copies (photo_mark_done): those a
+    worker of the release before them classified while this one was being deployed. How many."""
+    latest = Prediction.objects.filter(photo=OuterRef("pk")).order_by("-created", "-id")
+    lacking = Photo.objects.filter(Exists(latest), status=Photo.Status.DONE, confidence__isnull=True)
+    return lacking.update(**{field: Subquery(latest.values(column)[:1]) for field, column in (
+        ("predicted_label", "label"), ("confidence", "confidence"), ("margin", "margin"))})
 
 
 def photo_fail(photo: Photo, reason: str) -> None:

@@ -57,10 +57,11 @@ def messages_waiting(queue: str) -> int | None:
 def requeue_stuck() -> str:
     """Send again the photos, training runs and confirmation e-mails that waited too long (see
     settings.REQUEUE_AFTER_S): a message lost with a killed worker or never sent while the broker
-    was down. Safe to repeat: each task does its work once. While the classification queue holds a
-    backlog, a queued photo most likely still waits in it: it is sent again only after much longer
-    (a backlog that takes longer than REQUEUE_AFTER_S would otherwise be sent again at every sweep,
-    growing the queue)."""
+    was down; and fill in the copies of predictions that a worker of an earlier release left out
+    (see Photo.predicted_label). Safe to repeat: each task does its work once. While the
+    classification queue holds a backlog, a queued photo most likely still waits in it: it is sent
+    again only after much longer (a backlog that takes longer than REQUEUE_AFTER_S would otherwise
+    be sent again at every sweep, growing the queue)."""
     backlog = messages_waiting(current_app.conf.task_default_queue)
     training_waiting = messages_waiting(settings.CELERY_TASK_ROUTES["classifier.tasks.train_model"]["queue"])
     photos, runs = services.stuck_requeue(queue_empty=backlog == 0, training_queue_empty=not training_waiting)
@@ -71,7 +72,9 @@ def requeue_stuck() -> str:
     emails = services.email_confirmations_unsent()
     for pk in emails:
         enqueue(send_email_confirmation, pk)
-    return f"{len(photos)} photos, {len(runs)} training runs, {len(emails)} confirmation e-mails"
+    copied = services.copies_fill()
+    return (f"{len(photos)} photos, {len(runs)} training runs, {len(emails)} confirmation e-mails"
+            + (f", {copied} predictions copied onto their photos" if copied else ""))
 
 
 @task_prerun.connect

@@ -310,6 +310,27 @@ def test_the_photo_keeps_a_copy_of_its_predictions_label_confidence_and_margin(u
     assert done.margin == pytest.approx(0.69) == done.predictions.get().margin
 
 
+def test_the_sweep_fills_in_the_copies_a_worker_of_the_release_before_left_out(api, user, monkeypatch):
+    """While a release that adds the copies is deployed, a worker of the one before it records
+    predictions without them: the photo would be missing from the label filter and misplaced in the
+    review queue for good. The sweep fills them in."""
+    from classifier import tasks
+
+    done = make_photo(user, status="done", label="kue_lapis", confidence=0.7)
+    Photo.objects.filter(pk=done.pk).update(predicted_label="", confidence=None, margin=None)
+    monkeypatch.setattr(tasks, "messages_waiting", lambda queue: 0)
+
+    def listed() -> list[int]:
+        return [p["id"] for p in api.get("/api/photos/", {"predicted_label": "kue_lapis"}).json()["results"]]
+
+    assert listed() == []
+    assert tasks.requeue_stuck().endswith(", 1 predictions copied onto their photos")
+    assert listed() == [done.pk]
+    done.refresh_from_db()
+    assert (done.confidence, done.margin) == (0.7, pytest.approx(0.69))
+    assert tasks.requeue_stuck() == "0 photos, 0 training runs, 0 confirmation e-mails"
+
+
 def test_the_page_size_is_bounded(api, user):
     make_photo(user)
 
