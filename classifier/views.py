@@ -346,8 +346,9 @@ def photo_image(request: HttpRequest, pk: int, kind: str) -> FileResponse:
 @require_GET
 def photo_status(request: HttpRequest) -> JsonResponse:
     """Status of some of the user's photos with their rendered result, for the pages to poll; with
-    `after` (a photo id, or 0), also as `new` the gallery's cards of the photos newer than it (the
-    oldest of them first, at most a page: a page that asks again with the newest it got catches up)."""
+    `after` (a photo id, or 0), also as `new` the gallery's cards of the newest photos (at most a
+    page) after it. The gallery asks with the newest it showed when it was opened, every time: a
+    photo whose id came before another's but whose upload was committed after it still turns up."""
     ids = [i for i in request.GET.get("ids", "").split(",") if i][:100]
     after = request.GET.get("after")
     if not all(i.isascii() and i.isdigit() and len(i) < 19 and int(i) > 0 for i in ids):  # 64-bit ids
@@ -363,7 +364,7 @@ def photo_status(request: HttpRequest) -> JsonResponse:
 
     body = {"photos": rendered(selectors.photos_for_user(request.user).filter(pk__in=ids), template)}
     if after is not None:
-        newer = selectors.photos_for_user(request.user).filter(pk__gt=after).order_by("pk")[:PAGE_SIZE]
+        newer = selectors.photos_for_user(request.user).filter(pk__gt=after)[:PAGE_SIZE]
         body["new"] = rendered(newer, "classifier/_card.html")
     return JsonResponse(body)
 

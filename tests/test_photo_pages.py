@@ -185,27 +185,28 @@ def test_the_status_view_reports_own_photos_only_with_their_rendered_result(clie
 
 
 def test_the_gallery_s_first_page_gets_photos_uploaded_elsewhere_as_they_come(client, user, other_user):
-    """Its script asks for the photos newer than the newest it shows (data-after): the owner's only,
-    the oldest first, a page at most, as the gallery's cards."""
+    """Its script asks for the newest photos after the newest it showed when it was opened
+    (data-after), every time: the owner's only, newest first, a page at most, as the gallery's cards.
+    Asking from the same photo each time, it also gets one committed after a newer one."""
     shown = make_photo(user, status="done", label="kue_lapis")
     client.force_login(user)
     page = client.get(reverse("gallery")).content.decode()
-    assert f'data-after="{shown.pk}"' in page
-    later = [make_photo(user) for _ in range(26)]
-    make_photo(other_user)
+    assert f'data-after="{shown.pk}" data-page-size="24"' in page
 
     def new_after(after):
         body = client.get(reverse("photo-status"), {"view": "card", "after": after}).json()
         assert body["photos"] == []
-        return body["new"]
+        return [p["id"] for p in body["new"]], body["new"]
 
-    first = new_after(shown.pk)
-    rest = new_after(first[-1]["id"])
+    assert new_after(shown.pk)[0] == []
+    later = [make_photo(user) for _ in range(26)]
+    make_photo(other_user)
+    ids, cards = new_after(shown.pk)
 
-    assert [p["id"] for p in first + rest] == [p.pk for p in later]
-    assert len(first) == 24 and first[0]["status"] == "queued"
-    assert first[0]["html"].startswith(f'<li class="tile" data-photo="{later[0].pk}" data-pending')
-    assert new_after(later[-1].pk) == []
+    assert ids == [p.pk for p in reversed(later)][:24]
+    assert cards[0]["status"] == "queued"
+    assert cards[0]["html"].startswith(f'<li class="tile" data-photo="{later[-1].pk}" data-pending')
+    assert new_after(later[-1].pk)[0] == []
 
 
 def test_only_the_gallery_s_first_unfiltered_page_waits_for_new_photos(client, user):

@@ -1,10 +1,11 @@
 // Pages with photos still queued or processing ask the server every second until each is done or
 // failed, and swap in the server-rendered result: no manual reload. While nothing changes they ask
 // less and less often (up to every 15 s); a photo deleted meanwhile is marked so and no longer asked.
-// The gallery's first page (data-after: the newest photo it shows) keeps asking, as long as it is
-// open, for photos uploaded elsewhere, and puts them first. Each result or new photo that lands is
-// said in the page's live region (#announce) for screen readers, and the keyboard focus stays where
-// it was. Signed out meanwhile: the page says so and stops asking.
+// The gallery's first page (data-after: the newest photo it showed when opened) keeps asking, while
+// it is open and in view, for photos uploaded elsewhere, and puts them in their place among the
+// first (at most two pages' worth of photos stay). Each result or new photo that lands is said in
+// the page's live region (#announce) for screen readers, and the keyboard focus stays where it was.
+// Signed out meanwhile: the page says so and stops asking.
 (function () {
   const container = document.querySelector("[data-poll]");
   if (!container) return;
@@ -33,7 +34,7 @@
     link.href = `/accounts/login/?next=${encodeURIComponent(location.pathname + location.search)}`;
     link.textContent = "log in again";
     note.append("You are signed out: ", link, " to see the results.");
-    container.prepend(note);
+    container.before(note); // (not inside the list, which holds photos only)
   }
 
   // Swap `old` for the server's new HTML; focus inside `old` moves to the same place in the new one.
@@ -49,21 +50,26 @@
     return fresh.dataset.announce || "";
   }
 
-  // Photos newer than the newest shown, oldest first: each put first, so the newest ends first.
+  // The newest photos since the page was opened: those not shown yet go in their place (newest
+  // first); the oldest beyond two pages' worth leave. What was added, in words.
   function addNew(photos) {
+    let added = 0;
     for (const photo of photos) {
-      if (!container.querySelector(`[data-photo="${photo.id}"]`)) container.prepend(fromHtml(photo.html));
-      container.dataset.after = Math.max(Number(container.dataset.after), photo.id);
+      if (container.querySelector(`[data-photo="${photo.id}"]`)) continue;
+      const older = Array.from(container.children).find((tile) => Number(tile.dataset.photo) < photo.id);
+      container.insertBefore(fromHtml(photo.html), older || null);
+      added += 1;
     }
+    while (container.children.length > 2 * Number(container.dataset.pageSize)) container.lastElementChild.remove();
     const empty = document.querySelector("[data-empty]");
-    if (photos.length && empty) empty.remove();
-    return photos.length ? `${photos.length} new photo${photos.length > 1 ? "s" : ""} from elsewhere.` : "";
+    if (added && empty) empty.remove();
+    return added ? `${added} new photo${added > 1 ? "s" : ""} from elsewhere.` : "";
   }
 
   repeatWithBackoff(async function () {
     const ids = pendingIds();
-    const watching = "after" in container.dataset;
-    if (!ids.length && !watching) return false;
+    const watching = "after" in container.dataset && !document.hidden; // (a tab out of view waits)
+    if (!ids.length && !watching) return "after" in container.dataset ? "idle" : false;
     const after = watching ? `&after=${container.dataset.after}` : "";
     const response = await fetch(`/photos/status/?view=${view}&ids=${ids.join(",")}${after}`, {
       headers: { Accept: "application/json" },
