@@ -7,6 +7,7 @@ MODEL ?= models/kue-mobilenetv2
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
+QUEUE := $(or $(CELERY_QUEUE),celery)
 
 .PHONY: install run test lint bench model baseline
 install: $(VENV)/.installed
@@ -25,9 +26,9 @@ run: install
 	$(PY) manage.py migrate --noinput
 	@echo "Cakesite: http://$(HOST):$(PORT)/  (Ctrl-C stops the site and the worker)"
 	$(PY) -m celery -A cakesite worker -n classify@%h --loglevel=INFO --concurrency=$(WORKERS) \
-	  -Q $(or $(CELERY_QUEUE),celery),email --beat --schedule $(or $(CAKESITE_VAR_DIR),var)/celerybeat-schedule & \
+	  -Q $(QUEUE),$(QUEUE).email --beat --schedule $(or $(CAKESITE_VAR_DIR),var)/celerybeat-schedule & \
 	classify=$$!; \
-	$(PY) -m celery -A cakesite worker -n train@%h --loglevel=INFO --concurrency=1 -Q training \
+	$(PY) -m celery -A cakesite worker -n train@%h --loglevel=INFO --concurrency=1 -Q $(QUEUE).training \
 	  --max-tasks-per-child=1 & \
 	train=$$!; \
 	$(PY) manage.py runserver $(HOST):$(PORT) & \

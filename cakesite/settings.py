@@ -285,13 +285,17 @@ CELERY_WORKER_PROC_ALIVE_TIMEOUT = 60  # each process loads the model (seconds) 
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 120)
 CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 90)
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "celery")  # classification
-# E-mails have a queue of their own, which the classification worker takes too (-Q celery,email, or
-# no -Q at all): a worker takes turns between its queues, so a link waits for the photo in hand at
-# most, never behind a backlog of photos. Training has its own worker (-Q training).
-CELERY_TASK_QUEUES = [Queue(CELERY_TASK_DEFAULT_QUEUE), Queue("email")]
-CELERY_TASK_ROUTES = {"classifier.tasks.train_model": {"queue": "training"},
-                      "classifier.tasks.send_password_reset": {"queue": "email"},
-                      "classifier.tasks.send_email_confirmation": {"queue": "email"}}
+# E-mails and training have queues of their own, named after it (sites sharing one Redis each set
+# their own CELERY_QUEUE, and no site's worker takes another's e-mails or runs). The classification
+# worker takes the e-mails' too (-Q celery,celery.email, or no -Q at all): a worker takes turns
+# between its queues, so a link waits for the photo in hand at most, never behind a backlog of
+# photos. Training has its own worker (-Q celery.training).
+EMAIL_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}.email"
+TRAINING_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}.training"
+CELERY_TASK_QUEUES = [Queue(CELERY_TASK_DEFAULT_QUEUE), Queue(EMAIL_QUEUE)]
+CELERY_TASK_ROUTES = {"classifier.tasks.train_model": {"queue": TRAINING_QUEUE},
+                      "classifier.tasks.send_password_reset": {"queue": EMAIL_QUEUE},
+                      "classifier.tasks.send_email_confirmation": {"queue": EMAIL_QUEUE}}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"  # what prints (the console e-mail backend's) is no warning
 # A broker connection lost mid-task lets the task go on (its message is redelivered only after the

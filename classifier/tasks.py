@@ -63,7 +63,7 @@ def requeue_stuck() -> str:
     again only after much longer (a backlog that takes longer than REQUEUE_AFTER_S would otherwise
     be sent again at every sweep, growing the queue)."""
     backlog = messages_waiting(current_app.conf.task_default_queue)
-    training_waiting = messages_waiting(settings.CELERY_TASK_ROUTES["classifier.tasks.train_model"]["queue"])
+    training_waiting = messages_waiting(settings.TRAINING_QUEUE)
     photos, runs = services.stuck_requeue(queue_empty=backlog == 0, training_queue_empty=not training_waiting)
     for pk in photos:
         enqueue(classify_photo, pk)
@@ -172,7 +172,7 @@ def send_email_confirmation(pending_id: int) -> str:
 @shared_task(bind=True, acks_late=True, time_limit=settings.TRAINING_TIME_LIMIT_S,
              soft_time_limit=settings.TRAINING_TIME_LIMIT_S - 300)
 def train_model(self, run_id: int) -> str:
-    """Run a queued training run (on the `training` queue, so classification never waits on it)."""
+    """Run a queued training run (on the training queue, so classification never waits on it)."""
     from classifier import retraining
     from classifier.models import TrainingRun
 

@@ -47,7 +47,7 @@ def site(live_server, settings, tmp_path):
     """The live server plus a worker on both queues, sharing its database and media."""
     require_services()
     worker = start_worker(app_env(settings, tmp_path), tmp_path / "worker.log", "--pool=solo",
-                          "-Q", "celery,email,training")
+                          "-Q", "celery,celery.email,celery.training")
     yield live_server.url
     worker.stop()
     print(worker.tail())

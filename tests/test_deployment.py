@@ -1,5 +1,6 @@
 """The deployment files: docker-compose runs what the repository has, and production settings are safe."""
 
+import json
 import os
 import re
 import subprocess
@@ -36,8 +37,8 @@ def test_the_commands_compose_runs_exist_in_the_repository():
     web, worker, trainer = (services[name]["command"] for name in ("web", "worker", "trainer"))
 
     assert "gunicorn cakesite.wsgi:application" in web and "manage.py migrate" in web
-    assert worker.startswith("celery -A cakesite worker") and worker.endswith("-Q celery,email")
-    assert trainer.startswith("celery -A cakesite worker") and "-Q training " in trainer
+    assert worker.startswith("celery -A cakesite worker") and worker.endswith("-Q celery,celery.email")
+    assert trainer.startswith("celery -A cakesite worker") and "-Q celery.training " in trainer
     assert (ROOT / "manage.py").is_file() and (ROOT / "Dockerfile").is_file()
     assert "COPY requirements.txt" in (ROOT / "Dockerfile").read_text()
     code = "import cakesite.wsgi, cakesite.celery; print(cakesite.wsgi.application, cakesite.celery.app.main)"
@@ -47,7 +48,7 @@ def test_the_commands_compose_runs_exist_in_the_repository():
     assert "gunicorn" in (ROOT / "requirements.txt").read_text()
 
 
-def test_settings_given_in_dot_env_reach_every_service_and_the_worker_reads_the_queue_the_web_sends_to():
+def test_settings_given_in_dot_env_reach_every_service_and_the_workers_read_the_queues_the_web_sends_to():
     """compose's `environment` overrides `env_file`: a value written there alone would ignore .env."""
     env = {"DATABASE_URL": "postgres://db.example.org/cakes", "CELERY_QUEUE": "kue"}
     services = compose(env)["services"]
@@ -55,7 +56,20 @@ def test_settings_given_in_dot_env_reach_every_service_and_the_worker_reads_the_
     for name in ("web", "worker", "trainer"):
         assert services[name]["environment"]["DATABASE_URL"] == "postgres://db.example.org/cakes"
         assert "CELERY_QUEUE" not in services[name]["environment"]  # from env_file, as written
-    assert services["worker"]["command"].endswith("-Q kue,email")
+    assert services["worker"]["command"].endswith("-Q kue,kue.email")
+    assert "-Q kue.training " in services["trainer"]["command"]
+
+
+def test_sites_sharing_one_redis_send_e_mails_and_runs_to_queues_of_their_own():
+    """Another site's worker would look the e-mail's or the run's id up in its own database."""
+    code = ("import json; from cakesite.celery import app; router = app.amqp.router; print(json.dumps("
+            "[router.route({}, f'classifier.tasks.{t}')['queue'].name for t in "
+            "('classify_photo', 'send_email_confirmation', 'send_password_reset', 'train_model')]))")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "cakesite.settings", "CELERY_QUEUE": "kue"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True)
+
+    assert json.loads(out.stdout.splitlines()[-1]) == ["kue", "kue.email", "kue.email", "kue.training"]
 
 
 def test_secrets_and_retrained_versions_stay_out_of_the_image():

@@ -577,7 +577,7 @@ def test_a_queued_run_is_not_resent_while_a_message_waits_in_the_training_queue(
 
     sent = []
     monkeypatch.setattr(tasks.train_model, "apply_async", lambda args, **_: sent.append(args[0]))
-    monkeypatch.setattr(tasks, "messages_waiting", lambda queue: waiting if queue == "training" else 0)
+    monkeypatch.setattr(tasks, "messages_waiting", lambda queue: waiting if queue == "celery.training" else 0)
     settings.REQUEUE_AFTER_S = 60
     run = TrainingRun.objects.create(started_by=admin_user, base_version=ModelVersion.objects.get(),
                                      sent=timezone.now() - timedelta(minutes=5))

@@ -23,7 +23,7 @@ def worker(settings, tmp_path):
     copy of the models folder, and the sample photos as the benchmark split."""
     require_services()
     process = start_worker(app_env(settings, tmp_path), tmp_path / "worker.log", "--pool=solo",
-                           "-Q", "celery,email,training")
+                           "-Q", "celery,celery.email,celery.training")
     yield process
     process.stop()
     print(process.tail())  # shown by pytest when the test failed
@@ -104,7 +104,7 @@ def test_a_link_asked_for_behind_a_backlog_of_photos_goes_out_before_the_backlog
     backlog = services.photos_create(owner=user, uploads=[upload_of(sample_photo()) for _ in range(30)])
     pending = services.account_email_set(user, "citra@example.org", site="http://testserver")
     worker = start_worker(app_env(settings, tmp_path), tmp_path / "worker.log", "--concurrency=1",
-                          "-Q", "celery,email")
+                          "-Q", "celery,celery.email")
     try:
         done = wait_for(lambda: Photo.objects.filter(status="done").count() == len(backlog), 120)
         mailed = wait_for(lambda: PendingEmail.objects.get(pk=pending.pk).sent is not None, 30)
