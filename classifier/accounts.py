@@ -60,13 +60,13 @@ def password_confirmed(request, password: str) -> bool:
     not be enough for. It counts as a sign-in attempt: guesses lock out as on the login page, and the
     right password starts the count again, as a login does (AXES_RESET_ON_SUCCESS)."""
     from axes.handlers.proxy import AxesProxyHandler
-    from axes.helpers import get_credentials
     from django.contrib.auth import authenticate
 
     username = request.user.get_username()
     if authenticate(request, username=username, password=password) is None:
         return False
-    AxesProxyHandler.get_implementation().reset_user_attempts(request, get_credentials(username))
+    AxesProxyHandler.update_request(request)  # (done already by authenticate; the client's address)
+    AxesProxyHandler.reset_attempts(ip_address=request.axes_ip_address, username=username)  # any handler
     return True
 
 
