@@ -199,7 +199,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
-        "rest_framework.filters.OrderingFilter",
+        "classifier.api.pagination.StableOrderingFilter",
     ],
     "DEFAULT_PAGINATION_CLASS": "classifier.api.pagination.PageNumberPagination",
     "DEFAULT_THROTTLE_CLASSES": [

@@ -299,6 +299,19 @@ def test_a_later_page_keeps_the_ordering_asked_for(api, user):
     assert body["count"] == 5 and [p["id"] for p in body["results"]] == [photos[2].pk, photos[3].pk]
 
 
+@pytest.mark.parametrize("ordering", ["confidence", "-confidence"])
+def test_pages_ordered_by_a_value_many_photos_share_show_each_photo_once(api, user, ordering):
+    photos = [make_photo(user, status="done", label="kue_lapis", confidence=c) for c in [0.6, 0.8, 0.7] * 8]
+    by = sorted(photos, key=lambda p: (p.confidence, p.pk), reverse=ordering.startswith("-"))
+    Photo.objects.filter(pk__in=[p.pk for p in photos[::2]]).update(error="")  # rows stored anew, elsewhere
+
+    def page(number: int) -> list[int]:
+        query = {"ordering": ordering, "page": number, "page_size": 4}
+        return [p["id"] for p in api.get("/api/photos/", query).json()["results"]]
+
+    assert [pk for number in range(1, 7) for pk in page(number)] == [p.pk for p in by]
+
+
 def test_the_photo_keeps_a_copy_of_its_predictions_label_confidence_and_margin(user):
     """What the list filters and orders on without reading the predictions: copied when the prediction
     is recorded, in the same transaction."""

@@ -1,6 +1,6 @@
 """Page-number pagination with a bounded, client-chosen page size."""
 
-from rest_framework import pagination
+from rest_framework import filters, pagination
 
 
 class PageNumberPagination(pagination.PageNumberPagination):
@@ -17,3 +17,14 @@ class PageNumberPagination(pagination.PageNumberPagination):
             return None
         rows = (view.get_queryset() if view is not None else queryset).in_bulk(ids)
         return [rows[pk] for pk in ids if pk in rows]  # (one deleted meanwhile is left out)
+
+
+class StableOrderingFilter(filters.OrderingFilter):
+    """DRF's ?ordering=, with the id last (in the direction of the last field): photos with the
+    same confidence keep one order from page to page, so no page repeats or skips one."""
+
+    def get_ordering(self, request, queryset, view):
+        ordering = super().get_ordering(request, queryset, view)
+        if ordering and not any(field.lstrip("-") in ("id", "pk") for field in ordering):
+            ordering = [*ordering, "-id" if ordering[-1].startswith("-") else "id"]
+        return ordering
