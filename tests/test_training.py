@@ -546,6 +546,9 @@ def test_a_head_refit_records_its_own_phase_time_and_photos_and_no_command_of_th
     assert config["train_seconds"] == retrained.fast["seconds"] != base["train_seconds"]
     assert config["n_train"] == retrained.fast["base_photos"] + retrained.fast["extra_photos"] == 24 + 6
     assert config["val_files"] == base["val_files"] and "command" not in config
+    extra = retrained.fast["extra_per_class"]  # the base's photos plus the users'
+    assert config["class_counts"] == {c: n + extra[c] for c, n in base["class_counts"].items()}
+    assert config_of(retrained.full_folder)["class_counts"] == config["class_counts"]
 
 
 @pytest.mark.slow

@@ -119,7 +119,8 @@ def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extr
     # What this run did, not the base's phases, time and command (which would rebuild the base).
     phase = {"name": f"head refit on cached embeddings ({epochs} epochs)", "epochs_run": epochs}
     config |= {"retrain": summary, "train_seconds": summary["seconds"], "machine": machine(),
-               "n_train": int(len(y)), "phases": [phase]}
+               "n_train": int(len(y)), "phases": [phase],
+               "class_counts": counts_per_class(np.concatenate([base_labels, extra_labels]), classes)}
     config.pop("command", None)
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     return summary
@@ -184,6 +185,7 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
         }
         config |= {"retrain": summary, "train_seconds": summary["seconds"], "machine": machine(),
                    "n_train": int(len(y)), "n_val": int(len(val_idx)),
+                   "class_counts": counts_per_class(np.concatenate([data.labels, extra_labels]), classes),
                    "val_files": [data.files[i] for i in val_idx],
                    "phases": [{k: v for k, v in phase.items() if k != "history"}]}
         config.pop("command", None)
