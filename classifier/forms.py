@@ -56,7 +56,7 @@ class MultipleImageField(forms.FileField):
 
 class UploadForm(forms.Form):
     photos = MultipleImageField(label="Cake photos",
-                                help_text="JPEG, PNG, GIF, BMP or WebP; several at once.")
+                                help_text="JPEG, PNG, GIF, BMP, WebP or HEIC; several at once.")
 
 
 class GalleryFilterForm(forms.Form):

@@ -38,8 +38,12 @@ log = logging.getLogger(__name__)
 
 # Pillow format name -> the extension we store under; what a browser can also show.
 # MPO is a JPEG with a second picture after the first (a phone's depth or gain map): stored as the
-# JPEG it is, and browsers and the worker read its first picture.
-ALLOWED_FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "WEBP": "webp"}
+# JPEG it is, and browsers and the worker read its first picture. HEIF (HEIC, phones' own format;
+# decoded by pillow-heif, training.preprocess) most browsers cannot show: stored as a JPEG of the
+# picture, upright (training.preprocess), without its metadata (a phone's puts the place there).
+ALLOWED_FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "WEBP": "webp",
+                   "HEIF": "jpg"}
+STORED_AS_JPEG = {"HEIF"}
 CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "bmp": "image/bmp",
                  "webp": "image/webp"}
 
@@ -54,6 +58,7 @@ class CheckedImage(NamedTuple):
     thumbnail: ContentFile
     width: int  # upright, as shown (EXIF orientation applied)
     height: int
+    converted: ContentFile | None = None  # what is stored instead of the file, if anything
 
 
 def file_too_large_message() -> str:
@@ -82,7 +87,7 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
             fmt = img.format
             if fmt not in ALLOWED_FORMATS:
                 raise ValidationError(
-                    f"{fmt or 'This'} images are not supported; send JPEG, PNG, GIF, BMP or WebP.",
+                    f"{fmt or 'This'} images are not supported; send JPEG, PNG, GIF, BMP, WebP or HEIC.",
                     code="format",
                 )
             if img.width * img.height > settings.MAX_IMAGE_PIXELS:
@@ -102,6 +107,7 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
                 width, height = height, width
             img.draft("RGB", thumbnail_size(img.size))  # JPEG: the smallest scale that still covers it
             img.load()
+            converted = as_jpeg(img) if fmt in STORED_AS_JPEG else None  # (before the thumbnail shrinks it)
             thumbnail = make_thumbnail(img)
     except ValidationError:
         raise
@@ -113,13 +119,20 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
         raise ValidationError("The image is truncated or corrupt.", code="corrupt") from exc
     finally:
         upload.seek(0)
-    return CheckedImage(ALLOWED_FORMATS[fmt], digest.hexdigest(), thumbnail, width, height)
+    return CheckedImage(ALLOWED_FORMATS[fmt], digest.hexdigest(), thumbnail, width, height, converted)
 
 
 def thumbnail_size(size: tuple[int, int]) -> tuple[int, int]:
     """The thumbnail's size for a picture of `size`: within THUMBNAIL_SIZE square, never enlarged."""
     scale = min(1.0, THUMBNAIL_SIZE / max(size))
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def as_jpeg(img: Image.Image) -> ContentFile:
+    """The picture as a JPEG a browser shows: upright, full size, no metadata."""
+    buffer = io.BytesIO()
+    to_rgb(ImageOps.exif_transpose(img)).save(buffer, "JPEG", quality=92)
+    return ContentFile(buffer.getvalue())
 
 
 def make_thumbnail(img: Image.Image) -> ContentFile:
@@ -140,7 +153,7 @@ def photo_create(*, owner, upload: UploadedFile) -> Photo:
                   original_name=Path(upload.name or "").name[:255])
     try:
         with transaction.atomic():
-            photo.image.save("upload", upload, save=False)
+            photo.image.save("upload", checked.converted or upload, save=False)
             photo.thumbnail.save("thumbnail", checked.thumbnail, save=False)
             photo.width, photo.height = checked.width, checked.height  # upright, not as stored
             photo.save()

@@ -23,7 +23,7 @@ def halves(width: int, height: int) -> Image.Image:
     return img
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP", "WEBP"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP", "WEBP", "HEIF"])
 def test_it_reads_every_supported_format_as_square_rgb(fmt):
     pixels = load_image(encode(halves(60, 40), fmt), size=32)
 
@@ -33,10 +33,11 @@ def test_it_reads_every_supported_format_as_square_rgb(fmt):
     assert pixels[16, 29, 2] > 150 and pixels[16, 29, 0] < 100  # blue on the right
 
 
-def test_it_honours_exif_orientation():
+@pytest.mark.parametrize("fmt", ["JPEG", "HEIF"])
+def test_it_honours_exif_orientation(fmt):
     exif = Image.Exif()
     exif[0x0112] = 6  # stored sideways: the viewer turns it 90 degrees clockwise
-    photo = encode(halves(80, 40), "JPEG", exif=exif)
+    photo = encode(halves(80, 40), fmt, exif=exif.tobytes())  # (pillow-heif: as a HEIF turn, as phones do)
 
     pixels = load_image(photo, size=32)
 

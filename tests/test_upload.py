@@ -81,12 +81,14 @@ def bomb_png() -> bytes:
     ("cut.jpg", None, "The image is truncated or corrupt."),
     ("bomb.png", "bomb", "megapixels are accepted"),
     ("vector.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>", "The file is not an image we can read."),
+    ("cut.heic", "cut heic", "The image is truncated or corrupt."),
 ])
 def test_a_bad_file_is_refused_with_a_reason_and_leaves_nothing_behind(
     client, user, enqueued, settings, name, content, message
 ):
     client.force_login(user)
-    content = {None: truncated_jpeg, "bomb": bomb_png}.get(content, lambda: content)()
+    content = {None: truncated_jpeg, "bomb": bomb_png,
+               "cut heic": lambda: heic(sample_photo())[:-500]}.get(content, lambda: content)()
 
     response = client.post(reverse("upload"), {"photos": [SimpleUploadedFile(name, content)]}, follow=True)
 
@@ -205,6 +207,35 @@ def test_a_large_photo_gets_a_faithful_320_pixel_thumbnail(client, user, enqueue
     reference = np.asarray(big.resize((320, 240), Image.Resampling.LANCZOS), dtype=np.int16)
     assert (photo.width, photo.height) == (1600, 1200) and pixels.shape == (240, 320, 3)
     assert np.abs(pixels - reference).mean() < 4  # decoded small, yet the same picture
+
+
+def heic(path, **kwargs) -> bytes:
+    """The photo as a phone saves it: HEIC (pillow-heif's encoder)."""
+    out = io.BytesIO()
+    with Image.open(path) as img:
+        img.save(out, "HEIF", quality=85, **kwargs)
+    return out.getvalue()
+
+
+def test_a_heic_photo_from_a_phone_is_stored_upright_as_a_jpeg_a_browser_shows_and_classified(
+        client, user, enqueued):
+    from classifier import tasks
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # taken with the phone upright: the picture is stored turned
+    client.force_login(user)
+
+    response = client.post(reverse("upload"), {"photos": [SimpleUploadedFile(
+        "IMG_0042.HEIC", heic(sample_photo("kue_dadar_gulung"), exif=exif.tobytes()))]})
+
+    photo = Photo.objects.get()
+    assert response.status_code == 302 and photo.original_name == "IMG_0042.HEIC"
+    with Image.open(photo.image.path) as stored, Image.open(sample_photo("kue_dadar_gulung")) as original:
+        assert stored.format == "JPEG" and photo.image_format == "jpg"
+        assert stored.size == (photo.width, photo.height) == original.size[::-1]  # upright
+        assert not stored.getexif()  # nor where it was taken
+    assert client.get(reverse("photo-image", args=[photo.pk]))["Content-Type"] == "image/jpeg"
+    assert tasks.classify_photo(photo.pk) == "kue_dadar_gulung"
 
 
 def test_a_large_jpeg_cut_short_is_refused_though_it_is_decoded_small(client, user, enqueued, settings):

@@ -7,10 +7,14 @@ from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
+from pillow_heif import register_heif_opener
+
+# HEIC/HEIF, phones' own format, opens like any other (libheif turns it upright as it decodes).
+register_heif_opener()
 
 IMAGE_SIZE = 224
 # What Pillow can decode for us; the training reader accepts these suffixes.
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".heic", ".heif"}
 
 
 class ImageDecodeError(ValueError):
