@@ -193,7 +193,8 @@ def review_queue_for_user(user) -> QuerySet[Photo]:
     that, where entropy is also moved by the six unlikely classes.
     """
     # the photo's copy of its prediction's margin: the planner walks its index and stops at the page
-    return photos_for_user(user, status=Photo.Status.DONE).filter(unanswered()).order_by("margin", "-created")
+    unanswered_photos = photos_for_user(user, status=Photo.Status.DONE).filter(unanswered())
+    return unanswered_photos.order_by("margin", "-created", "-id")
 
 
 def feedback_stats(user) -> dict:

@@ -105,9 +105,16 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
             width, height = img.size
             if img.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):  # shown turned a quarter
                 width, height = height, width
-            img.draft("RGB", thumbnail_size(img.size))  # JPEG: the smallest scale that still covers it
+            if fmt in ("JPEG", "MPO"):  # the smallest scale that still covers the thumbnail
+                img.draft("RGB", thumbnail_size(img.size))
             img.load()
-            converted = as_jpeg(img) if fmt in STORED_AS_JPEG else None  # (before the thumbnail shrinks it)
+            if fmt in STORED_AS_JPEG:  # (before the thumbnail shrinks it)
+                if img.width * img.height > settings.MAX_IMAGE_PIXELS:  # decoded larger than it said
+                    raise ValidationError("The image is too large to decode safely.", code="bomb")
+                width, height = img.size  # as decoded: upright already
+                converted = as_jpeg(img)
+            else:
+                converted = None
             thumbnail = make_thumbnail(img)
     except ValidationError:
         raise
@@ -129,9 +136,11 @@ def thumbnail_size(size: tuple[int, int]) -> tuple[int, int]:
 
 
 def as_jpeg(img: Image.Image) -> ContentFile:
-    """The picture as a JPEG a browser shows: upright, full size, no metadata."""
+    """The picture as a JPEG a browser shows: upright, full size, its colour profile (a phone's is
+    Display P3) but no other metadata."""
     buffer = io.BytesIO()
-    to_rgb(ImageOps.exif_transpose(img)).save(buffer, "JPEG", quality=92)
+    upright = to_rgb(ImageOps.exif_transpose(img))
+    upright.save(buffer, "JPEG", quality=92, icc_profile=img.info.get("icc_profile"))
     return ContentFile(buffer.getvalue())
 
 

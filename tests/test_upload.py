@@ -5,7 +5,7 @@ import io
 
 import numpy as np
 import pytest
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from PIL import Image
@@ -236,6 +236,41 @@ def test_a_heic_photo_from_a_phone_is_stored_upright_as_a_jpeg_a_browser_shows_a
         assert not stored.getexif()  # nor where it was taken
     assert client.get(reverse("photo-image", args=[photo.pk]))["Content-Type"] == "image/jpeg"
     assert tasks.classify_photo(photo.pk) == "kue_dadar_gulung"
+
+
+def phone_heic(**kwargs) -> bytes:
+    """A 2000x1500 HEIC as phones write it: with a small thumbnail of its own inside."""
+    out = io.BytesIO()
+    with Image.open(sample_photo("kue_dadar_gulung")) as img:
+        img.convert("RGB").resize((2000, 1500)).save(out, "HEIF", quality=85, thumbnails=[400], **kwargs)
+    return out.getvalue()
+
+
+def test_a_phone_heic_is_stored_whole_not_as_the_thumbnail_inside_it():
+    checked = services.validate_image(SimpleUploadedFile("IMG.HEIC", phone_heic()))
+
+    with Image.open(checked.converted) as stored:
+        assert stored.size == (checked.width, checked.height) == (2000, 1500)
+
+
+def test_a_heic_whose_picture_is_corrupt_is_refused_though_its_thumbnail_is_whole():
+    data = phone_heic()
+    start = data.find(b"mdat") + 4  # the picture comes first, the thumbnail last
+    broken = data[:start] + b"\xff" * 50 + data[start + 50:]
+
+    with pytest.raises(ValidationError, match="The image is truncated or corrupt."):
+        services.validate_image(SimpleUploadedFile("IMG.HEIC", broken))
+
+
+def test_a_heic_keeps_its_colour_profile_so_browsers_show_its_colours():
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # a phone's is Display P3
+
+    checked = services.validate_image(SimpleUploadedFile("IMG.HEIC", phone_heic(icc_profile=profile)))
+
+    with Image.open(checked.converted) as stored:
+        assert stored.info["icc_profile"] == profile
 
 
 def test_a_large_jpeg_cut_short_is_refused_though_it_is_decoded_small(client, user, enqueued, settings):

@@ -9,8 +9,10 @@ import numpy as np
 from PIL import Image, ImageOps
 from pillow_heif import register_heif_opener
 
-# HEIC/HEIF, phones' own format, opens like any other (libheif turns it upright as it decodes).
-register_heif_opener()
+# HEIC/HEIF, phones' own format, opens like any other (libheif turns it upright as it decodes). Its
+# embedded thumbnail is never used in place of the picture (draft() would: a phone's is ~320 px, and
+# a corrupt picture would pass unseen), nor are its depth and auxiliary images read.
+register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 IMAGE_SIZE = 224
 # What Pillow can decode for us; the training reader accepts these suffixes.

@@ -95,7 +95,8 @@
         news.push(swap(old, photo.html));
       }
     }
-    if (body.new && body.new.length) news.push(addNew(body.new));
+    const added = body.new && body.new.length ? addNew(body.new) : "";
+    if (added) news.push(added); // (the same newest photos come each time: only those added are news)
     say(news.filter(Boolean).join(" "));
     return news.length ? true : "idle";
   }, 1000, 15000);
