@@ -209,11 +209,11 @@ def test_a_large_photo_gets_a_faithful_320_pixel_thumbnail(client, user, enqueue
     assert np.abs(pixels - reference).mean() < 4  # decoded small, yet the same picture
 
 
-def heic(path, **kwargs) -> bytes:
-    """The photo as a phone saves it: HEIC (pillow-heif's encoder)."""
+def heic(path, size: tuple[int, int] | None = None, **kwargs) -> bytes:
+    """The photo (resized to `size`) as a phone saves it: HEIC (pillow-heif's encoder)."""
     out = io.BytesIO()
     with Image.open(path) as img:
-        img.save(out, "HEIF", quality=85, **kwargs)
+        (img.resize(size) if size else img).save(out, "HEIF", quality=85, **kwargs)
     return out.getvalue()
 
 
@@ -240,10 +240,7 @@ def test_a_heic_photo_from_a_phone_is_stored_upright_as_a_jpeg_a_browser_shows_a
 
 def phone_heic(**kwargs) -> bytes:
     """A 2000x1500 HEIC as phones write it: with a small thumbnail of its own inside."""
-    out = io.BytesIO()
-    with Image.open(sample_photo("kue_dadar_gulung")) as img:
-        img.convert("RGB").resize((2000, 1500)).save(out, "HEIF", quality=85, thumbnails=[400], **kwargs)
-    return out.getvalue()
+    return heic(sample_photo("kue_dadar_gulung"), (2000, 1500), thumbnails=[400], **kwargs)
 
 
 def test_a_phone_heic_is_stored_whole_not_as_the_thumbnail_inside_it():
