@@ -160,7 +160,7 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise serves from here; c
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": {"BACKEND": "classifier.storage.WholeFileSystemStorage"},  # no half-written files
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG

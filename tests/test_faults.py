@@ -275,6 +275,39 @@ def test_an_error_on_the_server_side_is_a_page_on_the_site_and_the_api_error_sha
     assert Photo.objects.count() == 0 and files_under(settings.MEDIA_ROOT) == []
 
 
+@pytest.mark.django_db
+def test_a_photo_the_disk_takes_only_in_part_leaves_no_part_of_it(client, user, enqueued, settings):
+    """A real write failing midway (the process may write at most half the photo: the kernel refuses
+    the rest as it would on a full disk): the upload is refused and nothing of it stays on disk."""
+    import resource
+
+    photo = sample_photo().read_bytes()
+    client.force_login(user)
+    client.raise_request_exception = False
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(photo) // 2, hard))  # Python ignores SIGXFSZ
+    try:
+        response = client.post("/api/photos/", {"files": [SimpleUploadedFile("a.jpg", photo)]})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+    assert response.status_code == 500 and Photo.objects.count() == 0 and enqueued == []
+    assert files_under(settings.MEDIA_ROOT) == []
+
+
+def test_a_file_never_replaces_one_that_took_its_name_while_it_was_written(settings):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    first = default_storage.save("photos/a.jpg", ContentFile(b"first"))
+    # what a second writer does when the name was free as it started
+    second = default_storage._save("photos/a.jpg", ContentFile(b"second"))
+
+    assert first == "photos/a.jpg" and second != first
+    assert default_storage.open(first).read() == b"first" and default_storage.open(second).read() == b"second"
+    assert sorted(files_under(settings.MEDIA_ROOT)) == sorted(p.split("/")[1] for p in (first, second))
+
+
 def postgres_address(settings) -> tuple[str, int]:
     """Where the test database's server listens, for a proxy in front of it."""
     return (settings.DATABASES["default"]["HOST"] or "127.0.0.1",
