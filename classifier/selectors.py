@@ -243,7 +243,7 @@ def split_order(name: str) -> tuple[int, str]:
 def model_versions_compared() -> list[dict]:
     """Every version with the figures a comparison needs, newest first."""
     rows = []
-    for version in ModelVersion.objects.select_related("training_run").order_by("-created"):
+    for version in ModelVersion.objects.select_related("training_run").order_by("-created", "-id"):
         run = getattr(version, "training_run", None)
         names = [item["name"] for item in version.labels]
         rows.append({

@@ -39,6 +39,21 @@ def test_users_list_versions_with_labels_metrics_and_the_active_flag(user, other
     assert by_name["kue-mobilenetv2"]["metrics"]["test"]["n"] == 162
 
 
+def test_versions_registered_at_the_same_moment_list_newest_first(user, admin_user, client):
+    shipped = ModelVersion.objects.get(is_active=True)
+    for name in ["kue-v2", "kue-v3", "kue-v4"]:
+        ModelVersion.objects.create(name=name, path=shipped.path, labels=shipped.labels)
+    ModelVersion.objects.update(created=shipped.created)
+    client.force_login(admin_user)
+
+    listed = [v["name"] for v in as_user(user).get("/api/model-versions/").json()["results"]]
+    page = client.get("/staff/models/").content.decode()
+
+    assert listed == ["kue-v4", "kue-v3", "kue-v2", "kue-mobilenetv2"]
+    shown = [page.index(f"<h2>{name}") for name in listed]
+    assert shown == sorted(shown)
+
+
 def test_a_version_is_retrieved_by_id_and_a_wrong_id_is_a_404(user, other_version):
     client = as_user(user)
 
