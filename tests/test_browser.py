@@ -210,6 +210,34 @@ def test_a_gallery_stops_asking_about_a_photo_deleted_elsewhere_and_shows_one_up
     assert me.errors == []
 
 
+def test_photos_from_elsewhere_that_push_the_focused_photo_past_two_pages_leave_it_and_its_focus(
+        browser, live_server, django_user_model, monkeypatch):
+    from classifier import views
+    from tests.test_photo_pages import make_photo
+
+    monkeypatch.setattr(views, "PAGE_SIZE", 2)  # (the live server runs in this process)
+    owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    oldest, _ = make_photo(owner, "done", "kue_lapis"), make_photo(owner, "done", "kue_klepon")
+    me = Visitor(browser, live_server.url, "focus")
+    me.go("/accounts/login/?next=/photos/")
+    me.page.fill("#id_username", "ayu")
+    me.page.fill("#id_password", "kue-lapis-2026")
+    me.page.get_by_role("button", name="Log in").click()
+    me.page.wait_for_selector(".grid > .tile")
+    me.page.locator(f".tile[data-photo='{oldest.pk}'] a").first.focus()
+
+    newer = []
+    for _ in range(2):  # a page's worth at a time, from the phone, say
+        newer += [make_photo(owner, "done", "kue_lapis") for _ in range(2)]
+        me.page.wait_for_selector(f".grid > .tile[data-photo='{newer[-1].pk}']:first-child", timeout=20_000)
+    me.page.wait_for_function("document.querySelectorAll('.grid > .tile').length < 6")
+
+    shown = me.page.eval_on_selector_all(".grid > .tile", "tiles => tiles.map(t => Number(t.dataset.photo))")
+    assert shown == [p.pk for p in reversed(newer)] + [oldest.pk]  # the other old one left
+    assert me.page.evaluate("document.activeElement.closest('.tile').dataset.photo") == str(oldest.pk)
+    assert me.errors == []
+
+
 def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(browser, site):
     me = Visitor(browser, site, "user")
     me.go("/")

@@ -3,7 +3,7 @@
 // less and less often (up to every 15 s); a photo deleted meanwhile is marked so and no longer asked.
 // The gallery's first page (data-after: the newest photo it showed when opened) keeps asking, while
 // it is open and in view, for photos uploaded elsewhere, and puts them in their place among the
-// first (at most two pages' worth of photos stay). Each result or new photo that lands is said in
+// first (at most two pages' worth of photos stay, and the one holding the keyboard focus). Each result or new photo that lands is said in
 // the page's live region (#announce) for screen readers, and the keyboard focus stays where it was.
 // Signed out meanwhile: the page says so and stops asking.
 (function () {
@@ -60,7 +60,9 @@
       container.insertBefore(fromHtml(photo.html), older || null);
       added += 1;
     }
-    while (container.children.length > 2 * Number(container.dataset.pageSize)) container.lastElementChild.remove();
+    for (const tile of Array.from(container.children).slice(2 * Number(container.dataset.pageSize))) {
+      if (!tile.contains(document.activeElement)) tile.remove(); // (the focus stays where it was)
+    }
     const empty = document.querySelector("[data-empty]");
     if (added && empty) empty.remove();
     return added ? `${added} new photo${added > 1 ? "s" : ""} from elsewhere.` : "";
