@@ -22,7 +22,8 @@ class ModelVersionAddForm(forms.ModelForm):
 
     def clean_path(self):
         path = self.cleaned_data["path"]
-        self.instance.labels, self.instance.metrics = services.model_version_files(path)
+        for field, value in services.model_version_files(path).items():
+            setattr(self.instance, field, value)
         return path
 
 
@@ -56,7 +57,7 @@ class ModelVersionAdmin(WithoutBulkDelete):
         return ["name", "path"] if obj is None else ["name", *self.get_readonly_fields(request, obj)]
 
     def get_readonly_fields(self, request, obj=None):
-        return [] if obj is None else ["path", "labels", "metrics", "is_active", "created"]
+        return [] if obj is None else ["path", "fingerprint", "labels", "metrics", "is_active", "created"]
 
     def has_delete_permission(self, request, obj=None):
         return super().has_delete_permission(request, obj) and not (obj and obj.is_active)

@@ -48,7 +48,7 @@ def classifier_for(version_id: int) -> tuple[int, runtime.Classifier]:
             try:
                 if version is None:
                     raise ValueError("it is no longer registered")
-                _loaded = (version_id, runtime.check(version.folder))
+                _loaded = (version_id, runtime.check(version.folder, version.fingerprint))
             except ValueError as exc:
                 name = version.name if version else f"id {version_id}"
                 if _loaded is None:

@@ -30,6 +30,10 @@ class ModelVersion(models.Model):
     path = models.CharField(max_length=500, help_text="model folder, relative to MODELS_DIR or absolute")
     labels = models.JSONField(help_text='[{"slug": ..., "name": ...}] in the model\'s output order')
     metrics = models.JSONField(default=dict, blank=True)
+    fingerprint = models.CharField(
+        max_length=64, blank=True,
+        help_text="SHA-256 of its files when registered (training.runtime.fingerprint): files changed "
+                  "afterwards are neither activated nor served; empty: not checked")
     is_active = models.BooleanField(default=False)
     created = models.DateTimeField(auto_now_add=True)
 

@@ -595,21 +595,22 @@ def account_delete(user) -> int:
     return count
 
 
-def model_version_files(path: str | Path) -> tuple[list[dict], dict]:
-    """The labels and metrics of the exported model folder at `path` (under MODELS_DIR)."""
+def model_version_files(path: str | Path) -> dict:
+    """A version's fields read from the exported model folder at `path` (under MODELS_DIR): its
+    labels, metrics and the fingerprint of its files."""
     folder = Path(settings.MODELS_DIR) / path
     if not (folder / CONFIG_FILE).exists() or not (folder / LABELS_FILE).exists():
         raise ValidationError(f"{folder} is not an exported model folder", code="not_model")
     labels = json.loads((folder / LABELS_FILE).read_text())
     metrics = json.loads((folder / METRICS_FILE).read_text()) if (folder / METRICS_FILE).exists() else {}
-    return labels, metrics
+    return {"labels": labels, "metrics": metrics, "fingerprint": runtime.fingerprint(folder)}
 
 
 def model_version_register(*, name: str, path: str | Path, activate: bool = False) -> ModelVersion:
     """Register an exported model folder (labels and metrics read from it) as a version."""
-    labels, metrics = model_version_files(path)
+    fields = model_version_files(path)
     with transaction.atomic():
-        version = ModelVersion.objects.create(name=name, path=str(path), labels=labels, metrics=metrics)
+        version = ModelVersion.objects.create(name=name, path=str(path), **fields)
         if activate:
             model_version_activate(version)
     return version
@@ -631,7 +632,7 @@ def model_version_activate(version: ModelVersion, *, replacing: ModelVersion | N
     (a training run's automatic activation never overrules staff who activated another meanwhile).
     """
     try:
-        runtime.check(version.folder)
+        runtime.check(version.folder, version.fingerprint)
     except ValueError as exc:
         raise ValidationError(f"{version.name} cannot be activated: its model files do not load ({exc}).",
                               code="broken_model") from exc

@@ -37,6 +37,8 @@ def test_users_list_versions_with_labels_metrics_and_the_active_flag(user, other
     assert by_name["kue-v2"]["is_active"] is False
     assert by_name["kue-mobilenetv2"]["labels"][0] == {"slug": "kue_dadar_gulung", "name": "Kue Dadar Gulung"}
     assert by_name["kue-mobilenetv2"]["metrics"]["test"]["n"] == 162
+    shipped = ModelVersion.objects.get(name="kue-mobilenetv2")
+    assert by_name["kue-mobilenetv2"]["fingerprint"] == runtime.fingerprint(shipped.folder)
 
 
 def test_versions_registered_at_the_same_moment_list_newest_first(user, admin_user, client):
@@ -107,8 +109,8 @@ def test_activations_and_run_starts_at_the_same_moment_leave_one_active_version(
     monkeypatch.setattr(tasks.train_model, "apply_async", lambda *_, **__: None)  # the broker boundary
     check, together = runtime.check, threading.Barrier(3)
 
-    def check_then_wait(folder):  # the real check, then both activations reach the database at once
-        check(folder)
+    def check_then_wait(*args):  # the real check, then both activations reach the database at once
+        check(*args)
         together.wait(10)
 
     monkeypatch.setattr(runtime, "check", check_then_wait)

@@ -292,8 +292,8 @@ def test_activating_a_version_deleted_meanwhile_is_refused_and_the_active_one_st
     copy = ModelVersion.objects.create(name="copy", path=shipped.path, labels=shipped.labels)
     check = runtime.check
 
-    def deleted_while_checked(folder):  # loading the model takes seconds
-        check(folder)
+    def deleted_while_checked(*args):  # loading the model takes seconds
+        check(*args)
         ModelVersion.objects.filter(pk=copy.pk).delete()
 
     monkeypatch.setattr(runtime, "check", deleted_while_checked)

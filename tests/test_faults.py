@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
 import requests
 from django.core.exceptions import ValidationError
@@ -29,6 +30,7 @@ from tests.processes import (
     start_worker,
     wait_for,
 )
+from training import runtime
 
 # The sweep: anything waiting longer than a second is sent again, checked every second (so a photo
 # in a worker's hands may be sent twice, which the tests allow: a worker would refuse that setting).
@@ -401,22 +403,28 @@ def test_a_worker_whose_database_connection_was_cut_classifies_the_next_photo_on
 
 
 def broken_copy(settings, tmp_path, damage: str) -> ModelVersion:
-    """A registered version whose files are damaged: 'missing' or 'corrupt' network."""
+    """A registered version whose files were then damaged: a 'missing' or 'corrupt' network, or one
+    'changed' in place (another head: it loads and runs, but it is not what was registered)."""
     settings.MODELS_DIR = tmp_path / "models"
     shutil.copytree(settings.BASE_DIR / "models" / "kue-mobilenetv2", settings.MODELS_DIR / "broken")
+    shutil.copytree(settings.BASE_DIR / "models" / "kue-mobilenetv2",
+                    settings.MODELS_DIR / "kue-mobilenetv2")
+    version = services.model_version_register(name=f"broken-{damage}", path="broken")
     network = settings.MODELS_DIR / "broken" / "model.tflite"
     if damage == "missing":
         network.unlink()
         (settings.MODELS_DIR / "broken" / "model.keras").unlink()
-    else:
+    elif damage == "corrupt":
         network.write_bytes(network.read_bytes()[:5000])
-    shutil.copytree(settings.BASE_DIR / "models" / "kue-mobilenetv2",
-                    settings.MODELS_DIR / "kue-mobilenetv2")
-    return services.model_version_register(name=f"broken-{damage}", path="broken")
+    else:
+        head = dict(np.load(settings.MODELS_DIR / "broken" / "head.npz"))
+        np.savez(settings.MODELS_DIR / "broken" / "head.npz", kernel=head["kernel"], bias=head["bias"] + 10)
+        runtime.check(version.folder)  # (it still loads and runs)
+    return version
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+@pytest.mark.parametrize("damage", ["missing", "corrupt", "changed"])
 def test_a_version_with_broken_files_cannot_be_activated(settings, tmp_path, admin_client, damage):
     active = ModelVersion.objects.get(is_active=True)
     broken = broken_copy(settings, tmp_path, damage)
@@ -426,15 +434,17 @@ def test_a_version_with_broken_files_cannot_be_activated(settings, tmp_path, adm
     page = admin_client.post(f"/staff/models/{broken.pk}/activate/", follow=True).content.decode()
 
     assert "cannot be activated" in page
+    assert ("the files differ from those it was registered with" in page) == (damage == "changed")
     assert ModelVersion.objects.get(is_active=True) == active
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("damage", ["corrupt", "changed"])
 def test_a_worker_keeps_serving_its_model_when_the_active_one_breaks(settings, tmp_path, user, monkeypatch,
-                                                                     enqueued):
+                                                                     enqueued, damage):
     monkeypatch.setattr(inference, "_loaded", None)
     good = ModelVersion.objects.get(is_active=True)
-    broken = broken_copy(settings, tmp_path, "corrupt")
+    broken = broken_copy(settings, tmp_path, damage)
     inference.warm_up()  # the process serves the good version
     ModelVersion.objects.filter(pk=good.pk).update(is_active=False)  # files broke after activation
     ModelVersion.objects.filter(pk=broken.pk).update(is_active=True)

@@ -28,6 +28,16 @@ def test_it_knows_the_eight_cakes_by_slug_and_display_name(classifier):
     assert classifier.image_size == 224
 
 
+@pytest.mark.django_db
+def test_its_registered_fingerprint_is_that_of_its_files():
+    """Files changed in place would be refused by the workers of every site that registered them:
+    a changed model needs a new folder and version (or a migration recording its new fingerprint)."""
+    from classifier.models import ModelVersion
+    from training.runtime import fingerprint
+
+    assert ModelVersion.objects.get(name="kue-mobilenetv2").fingerprint == fingerprint(SHIPPED)
+
+
 def test_every_class_has_sample_photos():
     assert sorted({p.parent.name for p in SAMPLES}) == KUE
 

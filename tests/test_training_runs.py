@@ -574,7 +574,7 @@ def test_a_cancel_pressed_while_the_run_activates_its_version_finds_the_run_ende
     monkeypatch.setattr(tasks.train_model, "apply_async", lambda *a, **k: None)
     loading, waited = threading.Event(), []
 
-    def check(folder):  # loading the new model, with the run's row locked, until the cancel waits
+    def check(*_):  # loading the new model, with the run's row locked, until the cancel waits
         loading.set()
         waited.append(lock_waited_for())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -177,9 +178,29 @@ def load(folder: str | Path) -> Classifier:
     return Classifier(folder=folder, labels=labels, image_size=image_size)
 
 
-def check(folder: str | Path) -> Classifier:
+# What a version is: the files that decide its answers, and those a head refit starts from.
+FINGERPRINTED = (LABELS_FILE, CONFIG_FILE, MODEL_FILE, TFLITE_FILE, HEAD_FILE, EMBEDDINGS_FILE)
+
+
+def fingerprint(folder: str | Path) -> str:
+    """SHA-256 over the folder's FINGERPRINTED files that exist, each with its name: recorded when a
+    version is registered, so that files changed afterwards (a new export into the same folder) are
+    not served under its name and figures."""
+    digest = hashlib.sha256()
+    for name in FINGERPRINTED:
+        path = Path(folder) / name
+        if path.is_file():
+            digest.update(f"{name}\0{path.stat().st_size}\0".encode())
+            with path.open("rb") as file:
+                while chunk := file.read(1 << 20):
+                    digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check(folder: str | Path, expected_fingerprint: str = "") -> Classifier:
     """Load a folder and classify one blank photo with it; raises ValueError saying what is wrong
-    (missing or corrupt files, outputs that do not match the labels)."""
+    (missing or corrupt files, outputs that do not match the labels, or files other than those
+    `expected_fingerprint` was taken of)."""
     try:
         classifier = load(folder)
         probs = classifier.predict_pixels(np.zeros((1, classifier.image_size, classifier.image_size, 3),
@@ -188,6 +209,8 @@ def check(folder: str | Path) -> Classifier:
         raise ValueError(f"{type(exc).__name__}: {exc}") from exc
     if probs.shape != (1, len(classifier.labels)) or not np.isfinite(probs).all():
         raise ValueError(f"the network gives {probs.shape[-1]} outputs for {len(classifier.labels)} labels")
+    if expected_fingerprint and fingerprint(folder) != expected_fingerprint:
+        raise ValueError("the files differ from those it was registered with: register them as a new version")
     return classifier
 
 

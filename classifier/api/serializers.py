@@ -122,7 +122,7 @@ class UploadResponseSerializer(serializers.Serializer):
 class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
-        fields = ["id", "name", "labels", "metrics", "is_active", "created"]
+        fields = ["id", "name", "labels", "metrics", "fingerprint", "is_active", "created"]
 
 
 class VersionAccuracySerializer(serializers.Serializer):
