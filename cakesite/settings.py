@@ -34,6 +34,7 @@ ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG el
 if not ALLOWED_HOSTS and not DEBUG:  # it would start, then answer every request with a 400
     raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is off (e.g. cakes.example.org)")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+CSRF_FAILURE_VIEW = "classifier.views.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -472,7 +472,7 @@ def account_email_set(user, email: str, *, site: str) -> PendingEmail | None:
             user.email = email
             user.save(update_fields=["email"])
             return None
-        email_links_reserve(user)
+        email_links_reserve(user, email)
         pending = PendingEmail.objects.create(user=user, email=email, site=site)
         email_confirmation_queue(pending)
     return pending
@@ -483,7 +483,17 @@ def lock_account(user_id: int) -> bool:
     return get_user_model().objects.select_for_update().filter(pk=user_id).exists()
 
 
-def email_links_reserve(user) -> None:
+def email_links_reserve(user, email: str) -> None:
+    """One more of the account's EMAIL_LINKS_PER_ACCOUNT links an hour, to `email`; refused, saying
+    so, when that is spent or when `email` had its EMAILS_PER_ADDRESS for the hour (the worker would
+    hold the link until the hour is over, while the page said it was on its way)."""
+    from django.core.cache import cache
+
+    most = settings.EMAILS_PER_ADDRESS
+    if (cache.get(emails_to(email, "confirm")) or 0) >= most:
+        raise ValidationError({"email": f"{email} got {most} links from us in the last hour, the most we "
+                                        "send to one address. A link sent to it for this account still "
+                                        "works; if none came, ask again in an hour."}, code="too_many")
     if not one_more(f"email-links:{user.pk}", settings.EMAIL_LINKS_PER_ACCOUNT):
         raise ValidationError({"email": f"You asked for {settings.EMAIL_LINKS_PER_ACCOUNT} links in the last "
                                         "hour, the most we send; try again later."}, code="too_many")
@@ -495,7 +505,7 @@ def account_email_resend(user, *, site: str) -> PendingEmail | None:
         lock_account(user.pk)
         pending = selectors.pending_email(user)
         if pending is not None:
-            email_links_reserve(user)
+            email_links_reserve(user, pending.email)
             now = timezone.now()
             PendingEmail.objects.filter(pk=pending.pk).update(site=site, created=now, asked=now, sent=None)
             email_confirmation_queue(pending)

@@ -14,6 +14,7 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import TooManyFilesSent, ValidationError
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.middleware import csrf
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
@@ -150,7 +151,7 @@ def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpRes
 def account(request: HttpRequest) -> HttpResponse:
     """The account: its e-mail address (where a reset link goes), its API token, deleting it."""
     if request.method != "POST":
-        return account_page(request)
+        return account_page(request, new_token=request.session.pop(NEW_TOKEN, None))
     form = EmailForm(request.POST, request=request)
     if not form.is_valid():
         return account_page(request, email_form=form, status=400)
@@ -210,13 +211,17 @@ def email_confirm(request: HttpRequest, token: str) -> HttpResponse:
                   status=200 if pending else 404)
 
 
+NEW_TOKEN = "new_api_token"  # in the session from making a token to the page that shows it
+
+
 @sensitive_post_parameters("token-password")
 @never_cache
 @login_required
 @post_only("account", with_id=False)
 def account_token(request: HttpRequest) -> HttpResponse:
-    """A new API token (the password asked again, as the API's token endpoint asks it), shown on this
-    answer only; or, with `revoke`, none."""
+    """A new API token (the password asked again, as the API's token endpoint asks it), shown once on
+    the account page this redirects to (so reloading that page neither shows it again nor sends the
+    form again, which would replace the token just copied); or, with `revoke`, none."""
     if "revoke" in request.POST:
         services.api_token_revoke(request.user)
         messages.success(request, "Your API token is revoked: the programs that used it are signed out.")
@@ -224,7 +229,8 @@ def account_token(request: HttpRequest) -> HttpResponse:
     form = PasswordConfirmForm(request.POST, request=request, prefix="token")
     if not form.is_valid():
         return account_page(request, token_form=form, status=400)
-    return account_page(request, new_token=services.api_token_renew(request.user).key)
+    request.session[NEW_TOKEN] = services.api_token_renew(request.user).key
+    return redirect("account")
 
 
 @sensitive_post_parameters("delete-password")
@@ -294,6 +300,18 @@ def server_error(request: HttpRequest) -> HttpResponse:
     under /api/. The signed-in user is not looked up: the database may be why it failed."""
     message = "Something went wrong on our side; it has been logged. Try again in a moment."
     return refusal(request, 500, "server_error", message, "500.html", with_user=False)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """Django's refusal of a form without its CSRF token (CSRF_FAILURE_VIEW), in words a person can
+    act on: mostly a page opened before signing in or out in another tab (the token changed then)."""
+    if reason == csrf.REASON_NO_CSRF_COOKIE:
+        message = ("Your browser did not send this site's cookie with the form, so nothing was changed. "
+                   "Allow cookies for this site, then reload the page and send the form again.")
+    else:
+        message = ("Nothing was changed: the form came from a page opened before you signed in or out "
+                   "(perhaps in another tab). Go back, reload the page, and send the form again.")
+    return refusal(request, 403, "csrf_failed", message, "403_csrf.html")
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:

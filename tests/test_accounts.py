@@ -373,6 +373,22 @@ def test_confirmation_links_to_one_address_are_capped_and_leave_its_reset_links_
     assert services.password_reset_send("victim@example.org", "t", False) == 1
 
 
+def test_a_link_asked_for_again_past_what_one_address_gets_an_hour_is_refused_not_promised(
+        client, user, settings, mail_worker, mailoutbox):
+    settings.EMAILS_PER_ADDRESS, settings.EMAIL_LINKS_PER_ACCOUNT = 2, 5
+    client.force_login(user)
+    asked = {"email": "ayu@example.org", "password": "kue-lapis-2026"}
+    mail_worker.ask(lambda: client.post("/accounts/", asked))
+
+    again = [mail_worker.ask(lambda: client.post("/accounts/email/resend/", follow=True)).content.decode()
+             for _ in range(2)]
+
+    assert len(mailoutbox) == 2 and "We are sending a link to ayu@example.org" in again[0]
+    assert "ayu@example.org got 2 links from us in the last hour, the most we send to one" in again[1]
+    assert "We are sending" not in again[1] and "we are sending there" not in again[1]
+    assert user.pending_email.sent is not None  # the links sent still work
+
+
 def test_an_account_asks_for_a_few_links_an_hour_at_most(client, user, settings, mail_worker, mailoutbox):
     """Each e-mail carries the account's name, which its owner chose: no relay for messages."""
     from rest_framework.test import APIClient
@@ -653,11 +669,14 @@ def test_the_account_page_makes_with_the_password_shows_once_and_revokes_the_api
     assert refused.status_code == 400 and "That is not your password." in refused.content.decode()
     assert Token.objects.get(user=user).key == old  # a session alone does not make a token
 
-    made = client.post("/accounts/token/", {"token-password": "kue-lapis-2026"}).content.decode()
+    made = client.post("/accounts/token/", {"token-password": "kue-lapis-2026"})
+    shown = client.get(made.url).content.decode()
+    reloaded = client.get(made.url).content.decode()  # (a reload repeats the GET, not the form)
 
     new = Token.objects.get(user=user).key
-    assert new != old and f'<code class="token">{new}</code>' in made
-    assert new not in client.get("/accounts/").content.decode()  # shown on that answer only
+    assert made.status_code == 302 and new != old and f'<code class="token">{new}</code>' in shown
+    assert new not in reloaded and "You have a token, made" in reloaded  # shown once only
+    assert Token.objects.get(user=user).key == new
     revoked = client.post("/accounts/token/", {"revoke": "1"}, follow=True).content.decode()
     assert "Your API token is revoked" in revoked and "You have no API token." in revoked
     assert not Token.objects.filter(user=user).exists()

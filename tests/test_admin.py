@@ -91,6 +91,7 @@ def test_a_version_is_added_from_its_folder_and_then_only_renamed(admin_client):
 
     assert "is not an exported model folder" in refused.content.decode()
     assert copy.labels == shipped.labels and copy.metrics["test"]["n"] == 162 and not copy.is_active
+    assert copy.fingerprint == shipped.fingerprint != ""  # the same files
     shipped.refresh_from_db()
     assert shipped.name == "kue-mobilenetv2-shipped"
     assert shipped.path == copy.path and shipped.labels == copy.labels and shipped.is_active

@@ -61,6 +61,15 @@ def test_anonymous_requests_get_401_but_the_schema_and_docs_are_open():
     assert client.get("/api/docs/").status_code == 200
 
 
+def test_the_api_answers_a_browser_in_json_and_a_client_that_takes_only_html_with_a_406(api):
+    browser = api.get("/api/photos/", HTTP_ACCEPT="text/html,application/xhtml+xml,*/*;q=0.8")
+    html_only = api.get("/api/photos/", HTTP_ACCEPT="text/html")
+
+    assert browser.status_code == 200 and browser["Content-Type"] == "application/json"
+    assert html_only.status_code == 406 and html_only["Content-Type"] == "application/json"
+    assert html_only.json()["error"]["code"] == "not_acceptable"
+
+
 def test_uploading_two_photos_in_one_request_queues_both(api, user, enqueued,
                                                          django_capture_on_commit_callbacks):
     files = [upload_of(sample_photo("kue_lapis")), upload_of(sample_photo("kue_klepon"))]

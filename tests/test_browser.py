@@ -238,6 +238,30 @@ def test_photos_from_elsewhere_that_push_the_focused_photo_past_two_pages_leave_
     assert me.errors == []
 
 
+def test_back_after_changing_an_answer_shows_the_answer_the_page_says(browser, live_server,
+                                                                      django_user_model):
+    from tests.test_photo_pages import make_photo
+
+    owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    photo = make_photo(owner, "done", "kue_lapis")
+    me = Visitor(browser, live_server.url, "back")
+    me.go(f"/accounts/login/?next=/photos/{photo.pk}/")
+    me.page.fill("#id_username", "ayu")
+    me.page.fill("#id_password", "kue-lapis-2026")
+    me.page.get_by_role("button", name="Log in").click()
+    me.page.select_option("select[name=correction]", "none")
+    me.page.get_by_role("button", name="Save").click()
+    me.page.wait_for_selector("text=none of these (corrected)")
+    me.page.get_by_role("button", name="Yes, it is Kue Lapis").click()
+    me.page.wait_for_selector("text=Kue Lapis (confirmed)")
+
+    me.page.go_back()
+    me.page.wait_for_selector("text=Kue Lapis (confirmed)")  # (the page is never cached)
+
+    assert me.page.input_value("select[name=correction]") == ""  # not "none", the answer before
+    assert me.errors == []
+
+
 def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(browser, site):
     me = Visitor(browser, site, "user")
     me.go("/")

@@ -30,6 +30,34 @@ def test_the_owner_confirms_a_prediction_from_the_photo_page(client, user):
     assert "Your answer: <strong>Kue Klepon</strong>" in response.content.decode()
 
 
+def test_an_answer_from_a_page_opened_before_signing_in_again_is_refused_with_what_to_do(user):
+    import re
+
+    from django.test import Client
+
+    def form_token(page) -> str:
+        return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
+
+    def log_in():  # (a real login: it gives the browser a new CSRF secret)
+        token = form_token(tab.get("/accounts/login/"))
+        tab.post("/accounts/login/", {"username": user.username, "password": "kue-lapis-2026",
+                                      "csrfmiddlewaretoken": token})
+
+    photo = make_photo(user, status="done", label="kue_klepon", confidence=0.8)
+    tab = Client(enforce_csrf_checks=True)
+    log_in()
+    token = form_token(tab.get(photo.get_absolute_url()))
+    tab.logout()
+    log_in()  # in another tab
+
+    stale = tab.post(reverse("photo-feedback", args=[photo.pk]),
+                     {"label": "kue_klepon", "next": photo.get_absolute_url(), "csrfmiddlewaretoken": token})
+
+    assert stale.status_code == 403 and "This page was out of date" in stale.content.decode()
+    assert "Go back, reload the page, and send the form again." in stale.content.decode()
+    assert not Feedback.objects.filter(photo=photo).exists()
+
+
 def test_a_correction_replaces_the_earlier_answer(client, user):
     photo = make_photo(user, status="done", label="kue_serabi")
     client.force_login(user)
