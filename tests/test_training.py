@@ -611,3 +611,16 @@ def test_a_retrain_on_another_folder_says_so(tmp_path):
         datasets.split_as_before(data, [], 0.2, 0)
     train_idx, val_idx = datasets.split_as_before(data, ["cats/0.jpg", "gone/b.jpg"], 0.2, 0)
     assert [data.files[i] for i in val_idx] == ["cats/0.jpg"] and len(train_idx) == 23
+
+
+def test_calibration_compares_the_confidence_shown_with_how_often_it_is_right():
+    # 10 photos shown at 0.8 of which 8 are right (honest), 10 shown at 0.95 of which 5 are (not)
+    probs = np.array([[0.8, 0.2]] * 10 + [[0.05, 0.95]] * 10)
+    truth = np.array([0] * 8 + [1] * 2 + [1] * 5 + [0] * 5)
+
+    c = report.calibration(truth, probs, unsure_below=0.9)
+
+    bins = [(round(b["from"], 1), b["n"], round(b["accuracy"], 2)) for b in c["bins"]]
+    assert bins == [(0.7, 10, 0.8), (0.9, 10, 0.5)]
+    assert c["ece"] == pytest.approx(0.5 * 0 + 0.5 * 0.45)
+    assert (c["unsure"], c["unsure_wrong"], c["wrong"], c["sure_accuracy"]) == (10, 2, 7, 0.5)

@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # files only, never a window
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import (  # noqa: E402
     accuracy_score,
     classification_report,
@@ -50,6 +51,28 @@ def metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
             for i, name in enumerate(classes)
         },
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def calibration(y_true: np.ndarray, probs: np.ndarray, *, bins: int = 10, unsure_below: float = 0.6) -> dict:
+    """How far the confidence shown (the top probability) is from how often the top label is right:
+    per confidence bin (of `bins` equal ones, those with photos), and the expected calibration error
+    (the bins' gaps weighted by their photos). And what "Not sure" below `unsure_below` does: how
+    many results it marks, how many of the wrong ones among them, how often the others are right."""
+    confidence, right = probs.max(axis=1), probs.argmax(axis=1) == y_true
+    accuracy, mean_confidence = calibration_curve(right, confidence, n_bins=bins, strategy="uniform")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    counts = np.bincount(np.searchsorted(edges[1:-1], confidence), minlength=bins)  # as calibration_curve
+    shown = np.flatnonzero(counts)  # (it leaves out the empty bins)
+    unsure = confidence < unsure_below
+    return {
+        "ece": float(np.sum(counts[shown] / len(right) * np.abs(accuracy - mean_confidence))),
+        "bins": [{"from": float(edges[i]), "to": float(edges[i + 1]), "n": int(counts[i]),
+                  "confidence": float(c), "accuracy": float(a)}
+                 for i, c, a in zip(shown, mean_confidence, accuracy)],
+        "unsure": int(unsure.sum()), "unsure_wrong": int((unsure & ~right).sum()),
+        "wrong": int((~right).sum()),
+        "sure_accuracy": float(right[~unsure].mean()) if (~unsure).any() else float("nan"),
     }
 
 
