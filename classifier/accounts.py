@@ -16,13 +16,14 @@ from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 from classifier import services
 
 
-class RevokeApiTokenOnPasswordChange:
+class EndAccessOnPasswordChange:
     """Listed in AUTH_PASSWORD_VALIDATORS for Django's own hook: after a user is saved with a new
     password, Django calls every validator's `password_changed`. It checks nothing itself; its help
     text (one item of the password's help list) says what it does.
 
     A new password signs out the sessions elsewhere (Django checks the password hash); this signs
-    out the API clients too: an old token could otherwise outlive the password that was stolen.
+    out the API clients too, and withdraws an address change waiting for confirmation: an old token
+    or an address asked for with a stolen password could otherwise outlive the password.
     """
 
     def validate(self, password, user=None):
@@ -30,10 +31,11 @@ class RevokeApiTokenOnPasswordChange:
 
     def password_changed(self, password, user=None):
         if user is not None and user.pk is not None:
-            services.api_token_revoke(user)
+            services.password_changed(user)
 
     def get_help_text(self):
-        return "A new password also signs out the programs that use your API token."
+        return ("A new password also signs out the programs that use your API token, and withdraws "
+                "an e-mail address change not confirmed yet.")
 
 
 @receiver(post_init, sender=settings.AUTH_USER_MODEL)
@@ -42,16 +44,16 @@ def remember_the_password_loaded(sender, instance, **_kwargs) -> None:
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL)
-def revoke_api_token_of_a_disabled_password(sender, instance, update_fields=None, **_kwargs) -> None:
+def end_access_of_a_disabled_password(sender, instance, update_fields=None, **_kwargs) -> None:
     """A password disabled (the admin's "Password-based authentication: Disabled", or a script's
     `set_unusable_password`) is no password change to Django's hook above, yet it ends the user's
-    sessions (Django ties them to the password): it ends their API token too. Only then: an API-only
-    account, which never had a password, keeps its token through other changes."""
+    sessions (Django ties them to the password): it ends what a new password ends too. Only then: an
+    API-only account, which never had a password, keeps its token through other changes."""
     password = instance.__dict__.get("password")
     if (update_fields is not None and "password" not in update_fields) or password is None:
         return
     if password != instance._password_loaded and not instance.has_usable_password():
-        services.api_token_revoke(instance)
+        services.password_changed(instance)
     instance._password_loaded = password
 
 

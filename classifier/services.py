@@ -405,6 +405,14 @@ def api_token_revoke(user) -> None:
     Token.objects.filter(user=user).delete()
 
 
+def password_changed(user) -> None:
+    """What a new or disabled password ends besides the sessions (which Django ties to the password):
+    the API token, and an address change waiting for its link to be opened. Whoever knew the old
+    password may have asked for both; a confirmed address of theirs would get the reset links."""
+    api_token_revoke(user)
+    PendingEmail.objects.filter(user=user).delete()
+
+
 def api_token_renew(user) -> Token:
     """A new API token for `user`: the old one, if any, stops working."""
     with transaction.atomic():

@@ -775,14 +775,22 @@ def test_an_api_client_signs_out_by_deleting_its_token_and_a_new_one_is_made_on_
 
 
 @pytest.mark.parametrize("where", ["website", "anywhere else"])
-def test_a_new_password_signs_out_the_programs_using_the_old_token(client, user, where):
-    """Whoever stole the password may have taken the token too: a new password ends both."""
+def test_a_new_password_ends_the_old_token_and_an_address_change_waiting(client, user, where,
+                                                                         django_capture_on_commit_callbacks):
+    """Whoever stole the password may have taken the token too, and asked for their own address
+    (the reset links would go there once they open the link it got): a new password ends all."""
+    from django.test import Client
     from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
+
+    from classifier import selectors, services
 
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
     assert api.get("/api/photos/").status_code == 200
+    with django_capture_on_commit_callbacks():
+        waiting = services.account_email_set(user, "thief@example.org", site="http://testserver")
+    link = reverse("email-confirm", args=[selectors.email_confirmation_token(waiting)])
     if where == "website":
         client.force_login(user)
         response = client.post(reverse("password_change"), {"old_password": "kue-lapis-2026",
@@ -794,7 +802,10 @@ def test_a_new_password_signs_out_the_programs_using_the_old_token(client, user,
         user.save()
 
     assert api.get("/api/photos/").status_code == 401
-    assert "signs out the programs that use your API token" in client.get(reverse("signup")).content.decode()
+    assert Client().post(link).status_code == 404  # the link the thief got confirms nothing
+    user.refresh_from_db()
+    assert user.email == ""
+    assert "withdraws an e-mail address change" in client.get(reverse("signup")).content.decode()
 
 
 def test_disabling_a_password_in_the_admin_signs_out_the_programs_using_the_token_for_good(
