@@ -4,6 +4,7 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
@@ -23,10 +24,15 @@ def heatmap_upload_to(instance: "Prediction", filename: str) -> str:
     return f"heatmaps/{uuid.uuid4().hex}.png"
 
 
+# A version's name also names the folders of the runs retrained from it: one plain path component.
+version_name = RegexValidator(r"\A[A-Za-z0-9][A-Za-z0-9._+-]*\Z",
+                              "Use letters, digits and . _ + - only, starting with a letter or a digit.")
+
+
 class ModelVersion(models.Model):
     """A trained model folder the worker can serve; exactly one is active."""
 
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=100, unique=True, validators=[version_name])
     path = models.CharField(max_length=500, help_text="model folder, relative to MODELS_DIR or absolute")
     labels = models.JSONField(help_text='[{"slug": ..., "name": ...}] in the model\'s output order')
     metrics = models.JSONField(default=dict, blank=True)

@@ -16,7 +16,7 @@ from django.db.models import Q
 from PIL import Image
 
 from classifier import selectors, services
-from classifier.models import ModelVersion, TrainingRun
+from classifier.models import ModelVersion, TrainingRun, version_name
 from training import report
 from training.data import counts_per_class, discover, remove_leftover_pixels
 from training.preprocess import ImageDecodeError, load_image
@@ -97,7 +97,12 @@ def new_version_name(base: ModelVersion, run: TrainingRun) -> str:
     (kue-mobilenetv2+run7 is retrained as kue-mobilenetv2+run9, so names never outgrow their
     column), with -2, -3... if a folder or version of that name is left from elsewhere (a database
     started afresh beside old model folders)."""
-    stem = f"{base.name.partition('+run')[0][:80]}+run{run.pk}"
+    line = base.name.partition("+run")[0][:80]
+    try:
+        version_name(line)
+    except ValidationError:  # (a name from before names were checked: no folder may come of it)
+        line = "version"
+    stem = f"{line}+run{run.pk}"
     name, n = stem, 1
     while (Path(settings.MODELS_DIR) / name).exists() or \
             ModelVersion.objects.filter(Q(name=name) | Q(path=name)).exists():

@@ -29,7 +29,15 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from rest_framework.authtoken.models import Token
 
 from classifier import selectors
-from classifier.models import Feedback, ModelVersion, PendingEmail, Photo, Prediction, TrainingRun
+from classifier.models import (
+    Feedback,
+    ModelVersion,
+    PendingEmail,
+    Photo,
+    Prediction,
+    TrainingRun,
+    version_name,
+)
 from training import runtime
 from training.preprocess import to_rgb
 from training.runtime import CONFIG_FILE, LABELS_FILE, METRICS_FILE
@@ -626,6 +634,7 @@ def model_version_files(path: str | Path) -> dict:
 
 def model_version_register(*, name: str, path: str | Path, activate: bool = False) -> ModelVersion:
     """Register an exported model folder (labels and metrics read from it) as a version."""
+    version_name(name)
     fields = model_version_files(path)
     with transaction.atomic():
         version = ModelVersion.objects.create(name=name, path=str(path), **fields)

@@ -97,6 +97,29 @@ def test_a_version_is_added_from_its_folder_and_then_only_renamed(admin_client):
     assert shipped.path == copy.path and shipped.labels == copy.labels and shipped.is_active
 
 
+def test_a_version_name_that_is_a_path_is_refused_and_runs_never_write_outside_the_models_folder(
+        admin_client, admin_user, settings):
+    """A version's name names its retrained versions' folders: "../x" would put one (and its removal,
+    when the run is cancelled) anywhere."""
+    from django.core.exceptions import ValidationError
+
+    from classifier import retraining, services
+    from classifier.models import ModelVersion, TrainingRun
+
+    shipped = ModelVersion.objects.get(is_active=True)
+    change = reverse("admin:classifier_modelversion_change", args=[shipped.pk])
+
+    renamed = admin_client.post(change, {"name": "../../../tmp/escape"})
+    with pytest.raises(ValidationError, match="letters, digits"):
+        services.model_version_register(name="/tmp/escape", path=shipped.path)
+    ModelVersion.objects.filter(pk=shipped.pk).update(name="../escape")  # from before names were checked
+    run = TrainingRun.objects.create(started_by=admin_user, base_version=shipped)
+    name = retraining.new_version_name(ModelVersion.objects.get(pk=shipped.pk), run)
+
+    assert "Use letters, digits and . _ + - only" in renamed.content.decode()
+    assert name == f"version+run{run.pk}"
+
+
 def test_the_active_version_and_a_live_run_cannot_be_deleted(admin_client, admin_user):
     from classifier import services
     from classifier.models import ModelVersion, TrainingRun
