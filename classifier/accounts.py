@@ -11,7 +11,7 @@ from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import post_init, post_save
 from django.dispatch import receiver
 from rest_framework.exceptions import Throttled
-from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle, UserRateThrottle
 
 from classifier import services
 
@@ -106,6 +106,30 @@ class PasswordResetRateThrottle(PerAddressThrottle):
 
     scope = "password_reset"
     refusal = "That is more reset e-mails from your address than we send in an hour"
+
+
+class UploadRateThrottle(UserRateThrottle):
+    """Photos uploaded a minute (THROTTLE_UPLOADS), through the API and the website's form in one
+    budget (the cache key of the scope "uploads"). It counts photos, not requests: a request of 20
+    files costs 20, and is refused when they do not all fit (one in a minute with nothing before it
+    goes whatever it holds, or a rate below 20 would refuse it for ever). Each photo is a
+    classification job: the queue is shared with every other user."""
+
+    scope = "uploads"
+
+    def allow_request(self, request, view) -> bool:  # SimpleRateThrottle's, counting each file
+        self.key = self.get_cache_key(request, view)
+        if self.rate is None or self.key is None:
+            return True
+        self.history, self.now = self.cache.get(self.key, []), self.timer()
+        while self.history and self.history[-1] <= self.now - self.duration:
+            self.history.pop()
+        photos = max(1, sum(len(files) for _, files in request.FILES.lists()))
+        if self.history and len(self.history) + photos > self.num_requests:
+            return self.throttle_failure()
+        self.history[:0] = [self.now] * photos
+        self.cache.set(self.key, self.history, self.duration)
+        return True
 
 
 def client_ip(request) -> str:

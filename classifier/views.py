@@ -24,10 +24,15 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import requires_csrf_token
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods
-from rest_framework.throttling import UserRateThrottle
 
 from classifier import files, plots, selectors, services
-from classifier.accounts import PasswordResetRateThrottle, PerAddressThrottle, SignUpRateThrottle, site_of
+from classifier.accounts import (
+    PasswordResetRateThrottle,
+    PerAddressThrottle,
+    SignUpRateThrottle,
+    UploadRateThrottle,
+    site_of,
+)
 from classifier.cakes import catalogue
 from classifier.forms import (
     EmailForm,
@@ -250,13 +255,6 @@ def account_delete(request: HttpRequest) -> HttpResponse:
     messages.success(request, f"Your account is deleted, with its {photos} photo{pluralize(photos)} and "
                               "your answers.")
     return redirect("home")
-
-
-class UploadRateThrottle(UserRateThrottle):
-    """The API's upload rate (THROTTLE_UPLOADS) for the website's form too, in the same budget: the
-    same cache key as the API's ScopedRateThrottle for the scope "uploads"."""
-
-    scope = "uploads"
 
 
 @login_required

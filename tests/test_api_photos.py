@@ -524,6 +524,23 @@ def test_uploads_are_throttled_with_retry_after(api, monkeypatch, enqueued):
     assert int(throttled["Retry-After"]) > 0 and error_of(throttled)["code"] == "throttled"
 
 
+def test_the_upload_rate_counts_photos_not_requests(api, monkeypatch, enqueued):
+    """Each photo is a job in the queue every user shares: 20 files in one request are 20 uploads."""
+    from django.core.cache import cache
+    from rest_framework.throttling import SimpleRateThrottle
+
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES",
+                        {**SimpleRateThrottle.THROTTLE_RATES, "uploads": "3/minute"})
+    cache.clear()
+
+    def upload(n):
+        files = [SimpleUploadedFile(f"{i}.png", png_bytes()) for i in range(n)]
+        return api.post("/api/photos/", {"files": files}, format="multipart").status_code
+
+    assert [upload(2), upload(2), upload(1), upload(1)] == [201, 429, 201, 429]
+    assert Photo.objects.count() == 3
+
+
 def test_with_redis_the_throttle_counters_live_where_every_web_process_sees_them(api, monkeypatch, enqueued,
                                                                                   settings):
     import redis

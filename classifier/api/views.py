@@ -31,7 +31,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from classifier import files, selectors, services
-from classifier.accounts import PasswordResetRateThrottle, SignUpRateThrottle, site_of
+from classifier.accounts import PasswordResetRateThrottle, SignUpRateThrottle, UploadRateThrottle, site_of
 from classifier.api import serializers
 from classifier.api.errors import Conflict
 from classifier.api.permissions import StaffModelPermissions, staff_with
@@ -299,8 +299,8 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     lookup_value_converter = "int"  # ASCII digits only (str.isdigit also takes other scripts')
 
     def get_throttles(self):
-        self.throttle_scope = "uploads" if self.action == "create" else None
-        return super().get_throttles()
+        throttles = super().get_throttles()
+        return [*throttles, UploadRateThrottle()] if self.action == "create" else throttles
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
