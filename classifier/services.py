@@ -25,7 +25,7 @@ from django.http import Http404
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from rest_framework.authtoken.models import Token
 
 from classifier import selectors
@@ -39,7 +39,7 @@ from classifier.models import (
     version_name,
 )
 from training import runtime
-from training.preprocess import to_rgb
+from training.preprocess import orientation, to_rgb, upright
 from training.runtime import CONFIG_FILE, LABELS_FILE, METRICS_FILE
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 ALLOWED_FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "WEBP": "webp",
                    "HEIF": "jpg"}
 STORED_AS_JPEG = {"HEIF"}
+READERS = [fmt for fmt in ALLOWED_FORMATS if fmt != "MPO"]  # (the JPEG reader opens MPO files)
 CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "bmp": "image/bmp",
                  "webp": "image/webp"}
 
@@ -91,31 +92,31 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
         digest.update(chunk)
     upload.seek(0)
     try:
-        with Image.open(upload) as img:
+        # Only the formats we take are tried: the others' readers raise anything on a broken file.
+        with Image.open(upload, formats=READERS) as img:
             fmt = img.format
-            if fmt not in ALLOWED_FORMATS:
-                raise ValidationError(
-                    f"{fmt or 'This'} images are not supported; send JPEG, PNG, GIF, BMP, WebP or HEIC.",
-                    code="format",
-                )
-            if img.width * img.height > settings.MAX_IMAGE_PIXELS:
-                raise ValidationError(
-                    f"The image is {img.width}x{img.height} pixels; at most "
-                    f"{settings.MAX_IMAGE_PIXELS // 1_000_000} megapixels are accepted.",
-                    code="too_many_pixels",
-                )
+            coded = heif_coded_size(upload) if fmt == "HEIF" else img.size
+            for size in (img.size, coded):
+                if size[0] * size[1] > settings.MAX_IMAGE_PIXELS:
+                    raise ValidationError(
+                        f"The image is {size[0]}x{size[1]} pixels; at most "
+                        f"{settings.MAX_IMAGE_PIXELS // 1_000_000} megapixels are accepted.",
+                        code="too_many_pixels",
+                    )
             if min(img.size) < MIN_IMAGE_SIDE:
                 raise ValidationError(
                     f"The image is {img.width}x{img.height} pixels; a photo needs at least "
                     f"{MIN_IMAGE_SIDE} pixels on each side.",
                     code="too_small",
                 )
+            if fmt == "BMP" and img.info.get("compression") in (1, 2):  # Pillow decodes RLE in Python
+                raise ValidationError("Compressed (RLE) BMP images are not supported; send JPEG, PNG, GIF, "
+                                      "WebP, HEIC or an uncompressed BMP.", code="format")
             width, height = img.size
-            if img.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):  # shown turned a quarter
-                width, height = height, width
             if fmt in ("JPEG", "MPO"):  # the smallest scale that still covers the thumbnail
                 img.draft("RGB", thumbnail_size(img.size))
-            img.load()
+            if orientation(img) in (5, 6, 7, 8):  # (decoded first) shown turned a quarter
+                width, height = height, width
             if fmt in STORED_AS_JPEG:  # (before the thumbnail shrinks it)
                 if img.width * img.height > settings.MAX_IMAGE_PIXELS:  # decoded larger than it said
                     raise ValidationError("The image is too large to decode safely.", code="bomb")
@@ -129,12 +130,41 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
     except Image.DecompressionBombError as exc:
         raise ValidationError("The image is too large to decode safely.", code="bomb") from exc
     except (UnidentifiedImageError, SyntaxError) as exc:
+        other = format_of(upload) if isinstance(exc, UnidentifiedImageError) else None
+        if other:
+            raise ValidationError(f"{other} images are not supported; send JPEG, PNG, GIF, BMP, WebP or "
+                                  "HEIC.", code="format") from exc
         raise ValidationError("The file is not an image we can read.", code="not_image") from exc
-    except (OSError, ValueError, EOFError) as exc:  # Pillow raises ValueError for some corrupt chunks
+    # Pillow raises ValueError for some corrupt chunks, pillow-heif RuntimeError (libheif's errors)
+    except (OSError, ValueError, EOFError, RuntimeError) as exc:
         raise ValidationError("The image is truncated or corrupt.", code="corrupt") from exc
     finally:
         upload.seek(0)
     return CheckedImage(ALLOWED_FORMATS[fmt], digest.hexdigest(), thumbnail, width, height, converted)
+
+
+def format_of(upload: UploadedFile) -> str | None:
+    """The format Pillow would take a file we do not take for, to name it in the refusal; None if
+    none (any reader's error on a broken file included)."""
+    upload.seek(0)
+    try:
+        with Image.open(upload) as img:
+            return img.format
+    except Exception:  # noqa: BLE001 - only the name was wanted
+        return None
+
+
+def heif_coded_size(upload: UploadedFile) -> tuple[int, int]:
+    """The largest picture a HEIF file's 'ispe' boxes declare: libheif decodes that whole, before
+    cropping it to the size it reports (its clean aperture, 'clap'), which may be far smaller."""
+    upload.seek(0)
+    data, largest, at = upload.read(), (0, 0), 0
+    while (at := data.find(b"ispe", at + 1)) >= 4:
+        if data[at - 4:at] == (20).to_bytes(4, "big") and len(data) >= at + 16:  # size, type, flags, w, h
+            size = (int.from_bytes(data[at + 8:at + 12], "big"), int.from_bytes(data[at + 12:at + 16], "big"))
+            largest = max(largest, size, key=lambda s: s[0] * s[1])
+    upload.seek(0)
+    return largest
 
 
 def thumbnail_size(size: tuple[int, int]) -> tuple[int, int]:
@@ -147,15 +177,15 @@ def as_jpeg(img: Image.Image) -> ContentFile:
     """The picture as a JPEG a browser shows: upright, full size, its colour profile (a phone's is
     Display P3) but no other metadata."""
     buffer = io.BytesIO()
-    upright = to_rgb(ImageOps.exif_transpose(img))
-    upright.save(buffer, "JPEG", quality=92, icc_profile=img.info.get("icc_profile"))
+    to_rgb(upright(img)).save(buffer, "JPEG", quality=92, icc_profile=img.info.get("icc_profile"))
     return ContentFile(buffer.getvalue())
 
 
 def make_thumbnail(img: Image.Image) -> ContentFile:
     """A small upright JPEG for galleries (transparency on white); shrinks `img` in place."""
-    img.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), reducing_gap=2.0)
-    small = to_rgb(ImageOps.exif_transpose(img))  # after shrinking: the box is square
+    # (Pillow's reduce() takes no 16-bit greys: they are resized in one step)
+    img.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), reducing_gap=None if img.mode.startswith("I;16") else 2.0)
+    small = to_rgb(upright(img))  # after shrinking: the box is square
     buffer = io.BytesIO()
     small.save(buffer, "JPEG", quality=85)
     return ContentFile(buffer.getvalue())

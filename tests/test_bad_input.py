@@ -99,6 +99,53 @@ def mpo_jpeg() -> bytes:
     return encoded(img, "MPO", save_all=True, append_images=[img.resize((40, 30))])
 
 
+def jpeg_with_a_malformed_exif_tag() -> bytes:
+    """Turned a quarter (orientation 6), with a resolution unit stored as a 4-byte number (it is a
+    2-byte one): rewriting that EXIF, as ImageOps.exif_transpose does, raises."""
+    entries = struct.pack("<HHIHxx", 0x0112, 3, 1, 6) + struct.pack("<HHII", 0x0128, 4, 1, 100_000)
+    exif = b"Exif\0\0II*\0" + struct.pack("<I", 8) + struct.pack("<H", 2) + entries + struct.pack("<I", 0)
+    return encoded(photo_like((200, 100)), "JPEG", exif=exif)
+
+
+def big_sixteen_bit_png() -> bytes:
+    """16-bit grey, large enough that the thumbnail would be made by Pillow's reduce(), which
+    takes no such image."""
+    grey = (np.linspace(0, 65535, 1300 * 1040).reshape(1040, 1300)).astype(np.uint16)
+    return encoded(Image.fromarray(grey), "PNG")
+
+
+def avif_without_its_picture() -> bytes:
+    """An AVIF whose primary item is not there: Pillow's AVIF reader raises RuntimeError."""
+    data = encoded(photo_like((64, 64)), "AVIF")
+    at = data.index(b"pitm") + 8
+    return data[:at] + b"\0\x63" + data[at + 2:]
+
+
+def dds_with_no_pixel_format() -> bytes:
+    """Pillow's DDS reader raises NotImplementedError for it."""
+    data = bytearray(encoded(Image.new("RGBA", (64, 64)), "DDS"))
+    struct.pack_into("<I", data, 80, 0)
+    return bytes(data)
+
+
+def heic_decoding_far_larger_than_it_says() -> bytes:
+    """A small HEIC whose coded picture ('ispe') says 40000x40000: libheif decodes that whole
+    before cropping it to the size it reports."""
+    data = bytearray(encoded(photo_like((80, 48)), "HEIF", quality=50))
+    struct.pack_into(">II", data, data.index(b"ispe") + 8, 40_000, 40_000)
+    return bytes(data)
+
+
+def rle_bmp_wide_and_slow() -> bytes:
+    """1.2 KB, 1,249,999 x 32 pixels of 8-bit run-length encoding: Pillow decodes RLE in Python,
+    for seconds."""
+    rows = b"\x01\x07\x00\x00" * 32 + b"\x00\x01"  # one pixel and end of line, each row; end
+    offset = 14 + 40 + 1024
+    return (b"BM" + struct.pack("<IHHI", offset + len(rows), 0, 0, offset)
+            + struct.pack("<IiiHHIIiiII", 40, 1_249_999, 32, 1, 8, 1, len(rows), 0, 0, 256, 0)
+            + bytes(1024) + rows)
+
+
 JPEG = sample_photo().read_bytes()
 NOISE_PNG = encoded(Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)),
                     "PNG")
@@ -121,6 +168,12 @@ REFUSED = {
     "TIFF": ("scan.tif", encoded(photo_like(), "TIFF"), "TIFF images are not supported"),
     "PNG with a corrupt header": ("bad.png", png_with_a_short_header(), "truncated or corrupt"),
     "PNG with a text bomb": ("text.png", png_with_inflating_text(), "truncated or corrupt"),
+    # found by fuzzing: each was a 500, or took seconds or hundreds of MB
+    "broken AVIF": ("photo.jpg", avif_without_its_picture(), "not an image we can read"),
+    "broken DDS": ("photo.jpg", dds_with_no_pixel_format(), "not an image we can read"),
+    "HEIC decoding 40000x40000": ("IMG.HEIC", heic_decoding_far_larger_than_it_says(),
+                                  "at most 40 megapixels"),
+    "RLE BMP": ("wide.bmp", rle_bmp_wide_and_slow(), "Compressed (RLE) BMP images are not supported"),
 }
 
 ACCEPTED = {
@@ -134,6 +187,8 @@ ACCEPTED = {
     "EXIF-rotated and mirrored JPEG (5)": ("selfie5.jpg", exif_rotated_jpeg(5), "jpg", (100, 200)),
     "EXIF-rotated and mirrored JPEG (7)": ("selfie7.jpg", exif_rotated_jpeg(7), "jpg", (100, 200)),
     "JPEG with a second picture (MPO)": ("IMG_0001.jpg", mpo_jpeg(), "jpg", (120, 90)),
+    "turned JPEG with a malformed EXIF tag": ("odd.jpg", jpeg_with_a_malformed_exif_tag(), "jpg", (100, 200)),
+    "16-bit PNG of 1300 px": ("deep-big.png", big_sixteen_bit_png(), "png", (1300, 1040)),
 }
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image
 from pillow_heif import register_heif_opener
 
 # HEIC/HEIF, phones' own format, opens like any other (libheif turns it upright as it decodes). Its
@@ -21,6 +21,26 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".heic", ".h
 
 class ImageDecodeError(ValueError):
     """The file is not an image Pillow can fully decode."""
+
+
+# EXIF orientation -> the turn that shows the picture as meant (as ImageOps.exif_transpose turns it)
+TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+         4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
+         7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+
+
+def orientation(img: Image.Image) -> int:
+    """The EXIF (or XMP) orientation of a decoded image: read after decoding, as a PNG's EXIF may
+    come after its pixels, so that the site and the worker agree on which one counts."""
+    img.load()
+    return img.getexif().get(ExifTags.Base.Orientation, 1)
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """The picture turned as its orientation says. ImageOps.exif_transpose does the same but also
+    rewrites the EXIF it keeps, which raises on a malformed tag; nothing here keeps the EXIF."""
+    turn = TURNS.get(orientation(img))
+    return img.transpose(turn) if turn is not None else img
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -58,9 +78,11 @@ def load_image(source: str | Path | BinaryIO, size: int = IMAGE_SIZE) -> np.ndar
     try:
         with Image.open(source) as img:
             img.draft("RGB", (size, size))
-            img = ImageOps.exif_transpose(img)
+            img = upright(img)
             img = to_rgb(img)
             img = img.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(img, dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageDecodeError(f"cannot decode image: {exc}") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # a corrupt file makes Pillow's and pillow-heif's decoders raise anything
+        raise ImageDecodeError(f"cannot decode image: {type(exc).__name__}: {exc}") from exc
