@@ -1,9 +1,12 @@
-"""Versions record the fingerprint of their files. The shipped model's is written here, as its files
-are in this commit: files changed in place later (a new export into the same folder) are then
-refused instead of served under its name and figures, and need a new version or a migration."""
+"""Model versions: listed newest first with the id breaking ties; their name is one plain folder
+name (the runs retrained from a version name their folders after it); and they record the
+fingerprint of their files. The shipped model's is written here, as its files are in this commit:
+files changed in place later (a new export into the same folder) are then refused instead of served
+under its name and figures, and need a new version or a migration."""
 
 from pathlib import Path
 
+import django.core.validators
 from django.conf import settings
 from django.db import migrations, models
 
@@ -28,10 +31,22 @@ def fill(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("classifier", "0016_model_version_order_tie_break"),
+        ("classifier", "0015_photo_prediction_copies"),
     ]
 
     operations = [
+        migrations.AlterModelOptions(
+            name="modelversion",
+            options={"ordering": ["-created", "-id"]},
+        ),
+        migrations.AlterField(
+            model_name="modelversion",
+            name="name",
+            field=models.CharField(max_length=100, unique=True, validators=[
+                django.core.validators.RegexValidator(
+                    "\\A[A-Za-z0-9][A-Za-z0-9._+-]*\\Z",
+                    "Use letters, digits and . _ + - only, starting with a letter or a digit.")]),
+        ),
         migrations.AddField(
             model_name="modelversion",
             name="fingerprint",
