@@ -619,15 +619,38 @@ def email_confirmation_send(pending_id: int) -> bool:
 
 def account_email_confirm(pending: PendingEmail) -> bool:
     """Make the address waiting the account's own (its link was opened); False if it was confirmed,
-    replaced or withdrawn meanwhile. The account is locked first, as changing or deleting it does."""
+    replaced or withdrawn meanwhile. The account is locked first, as changing or deleting it does.
+    The address it had, if any, is told (someone who knew the password could have made the change,
+    and the reset links go to the new address now)."""
+    from classifier import tasks
+
     with transaction.atomic():
         if not lock_account(pending.user_id):
             return False
         locked = PendingEmail.objects.select_for_update().filter(pk=pending.pk, email=pending.email).first()
         if locked is None:
             return False
+        old = get_user_model().objects.filter(pk=locked.user_id).values_list("email", flat=True).get()
         get_user_model().objects.filter(pk=locked.user_id).update(email=locked.email)
         locked.delete()
+        if old and old.casefold() != locked.email.casefold():
+            transaction.on_commit(lambda: tasks.enqueue(tasks.send_email_changed_notice, locked.user_id, old,
+                                                        locked.site), robust=True)
+    return True
+
+
+def email_changed_notice_send(user_id: int, old: str, site: str) -> bool:
+    """E-mail `old`, an account's former address, that the account has another one now (not which:
+    `old` may no longer be its owner's to read); whether it was sent (the account may be gone)."""
+    from django.core.mail import send_mail
+    from django.template.loader import render_to_string
+
+    user = get_user_model().objects.filter(pk=user_id).first()
+    if user is None or user.email.casefold() == old.casefold():
+        return False
+    context = {"user": user, "old": old, "site": urlsplit(site).netloc, "link": site + reverse("login")}
+    send_mail(render_to_string("registration/email_changed_subject.txt", context).strip(),
+              render_to_string("registration/email_changed_email.txt", context), None, [old])
     return True
 
 

@@ -169,6 +169,12 @@ def send_email_confirmation(pending_id: int) -> str:
     return "sent" if services.email_confirmation_send(pending_id) else "not sent"
 
 
+@shared_task
+def send_email_changed_notice(user_id: int, old: str, site: str) -> str:
+    """Tell an account's former address that the account has another one now."""
+    return "sent" if services.email_changed_notice_send(user_id, old, site) else "not sent"
+
+
 @shared_task(bind=True, acks_late=True, time_limit=settings.TRAINING_TIME_LIMIT_S,
              soft_time_limit=settings.TRAINING_TIME_LIMIT_S - 300)
 def train_model(self, run_id: int) -> str:

@@ -175,7 +175,7 @@ def mail_worker(monkeypatch, django_capture_on_commit_callbacks):
     from classifier import tasks
 
     worker = MailWorker(django_capture_on_commit_callbacks)
-    for task in (tasks.send_password_reset, tasks.send_email_confirmation):
+    for task in (tasks.send_password_reset, tasks.send_email_confirmation, tasks.send_email_changed_notice):
         monkeypatch.setattr(task, "apply_async", functools.partial(worker.arrive, task))
     return worker
 
@@ -278,7 +278,27 @@ def test_an_address_is_used_only_once_its_owner_opens_the_link_e_mailed_to_it(cl
     assert "That address is confirmed already." in again.content.decode()
 
     mail_worker.ask(lambda: client.post("/accounts/password_reset/", {"email": "ayu@example.org"}))
-    assert len(mailoutbox) == 2 and "/accounts/reset/" in mailoutbox[1].body
+    assert len(mailoutbox) == 2 and "/accounts/reset/" in mailoutbox[1].body  # (no notice: no address before)
+
+
+def test_the_address_an_account_had_is_told_when_another_is_confirmed(client, user, mailoutbox, mail_worker):
+    """Someone who knew the password may have made the change: the reset links go to theirs now."""
+    user.email = "ayu@example.org"
+    user.save()
+    client.force_login(user)
+    asked = {"email": "new@example.org", "password": "kue-lapis-2026"}
+    mail_worker.ask(lambda: client.post("/accounts/", asked))
+    link = confirmation_link(mailoutbox[0])
+
+    mail_worker.ask(lambda: client.post(link))
+
+    user.refresh_from_db()
+    notice = mailoutbox[-1]
+    assert user.email == "new@example.org" and len(mailoutbox) == 2 and notice.to == ["ayu@example.org"]
+    assert notice.subject == "The e-mail address of your account at testserver was changed"
+    assert 'The account "ayu" at testserver has another e-mail address now' in notice.body
+    assert "new@example.org" not in notice.body  # (the old address may be someone else's by now)
+    assert "http://testserver/accounts/login/" in notice.body
 
 
 def test_a_link_stops_working_when_another_address_is_asked_for_is_too_old_or_forged(
