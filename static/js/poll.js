@@ -3,8 +3,9 @@
 // less and less often (up to every 15 s); a photo deleted meanwhile is marked so and no longer asked.
 // The gallery's first page (data-after: the newest photo it showed when opened) keeps asking, while
 // it is open and in view, for photos uploaded elsewhere, and puts them in their place among the
-// first (at most two pages' worth of photos stay, and the one holding the keyboard focus). Each result or new photo that lands is said in
-// the page's live region (#announce) for screen readers, and the keyboard focus stays where it was.
+// first (at most two pages' worth of photos stay, and the one holding the keyboard focus). Each
+// result or new photo that lands is said in the page's live region (#announce) for screen readers,
+// and the keyboard focus stays where it was.
 // Signed out meanwhile: the page says so and stops asking.
 (function () {
   const container = document.querySelector("[data-poll]");
