@@ -589,12 +589,19 @@ def email_confirm_period() -> str:
     return timesince(now - timedelta(seconds=settings.EMAIL_CONFIRM_TIMEOUT), now)
 
 
-def email_confirmation_send(pending_id: int) -> bool:
-    """E-mail a link to the address waiting, once (a second delivery of its task sends nothing),
-    within EMAILS_PER_ADDRESS; whether it was sent."""
+def email_from_templates(name: str, context: dict, to: str) -> None:
+    """Send `to` the e-mail whose subject and body are the templates registration/<name>_subject.txt
+    and registration/<name>_email.txt."""
     from django.core.mail import send_mail
     from django.template.loader import render_to_string
 
+    send_mail(render_to_string(f"registration/{name}_subject.txt", context).strip(),
+              render_to_string(f"registration/{name}_email.txt", context), None, [to])
+
+
+def email_confirmation_send(pending_id: int) -> bool:
+    """E-mail a link to the address waiting, once (a second delivery of its task sends nothing),
+    within EMAILS_PER_ADDRESS; whether it was sent."""
     # Claimed first, so that two deliveries of one task send one e-mail; released if none was sent.
     if not PendingEmail.objects.filter(pk=pending_id, sent=None).update(sent=timezone.now()):
         return False  # confirmed, replaced or deleted meanwhile, or already sent
@@ -607,8 +614,7 @@ def email_confirmation_send(pending_id: int) -> bool:
     context = {"user": pending.user, "email": pending.email, "link": link, "site": urlsplit(link).netloc,
                "period": email_confirm_period()}
     try:
-        send_mail(render_to_string("registration/email_confirm_subject.txt", context).strip(),
-                  render_to_string("registration/email_confirm_email.txt", context), None, [pending.email])
+        email_from_templates("email_confirm", context, pending.email)
     except Exception:
         # The sweep tries again, within the limit: a try counts, as a server that took the message
         # and then timed out has sent it all the same.
@@ -642,15 +648,11 @@ def account_email_confirm(pending: PendingEmail) -> bool:
 def email_changed_notice_send(user_id: int, old: str, site: str) -> bool:
     """E-mail `old`, an account's former address, that the account has another one now (not which:
     `old` may no longer be its owner's to read); whether it was sent (the account may be gone)."""
-    from django.core.mail import send_mail
-    from django.template.loader import render_to_string
-
     user = get_user_model().objects.filter(pk=user_id).first()
     if user is None or user.email.casefold() == old.casefold():
         return False
     context = {"user": user, "old": old, "site": urlsplit(site).netloc, "link": site + reverse("login")}
-    send_mail(render_to_string("registration/email_changed_subject.txt", context).strip(),
-              render_to_string("registration/email_changed_email.txt", context), None, [old])
+    email_from_templates("email_changed", context, old)
     return True
 
 
