@@ -54,9 +54,9 @@ def calibration_table(c: dict) -> str:
     rows = ["confidence     n  mean  right"]
     rows += [f"{b['from']:.1f} to {b['to']:.1f} {b['n']:>4} {b['confidence']:>5.2f} {b['accuracy']:>6.2f}"
              for b in c["bins"]]
-    rows.append(f"expected calibration error {c['ece']:.4f}; \"Not sure\" below {unsure_below():.2f} marks "
-                f"{c['unsure']} results, {c['unsure_wrong']} of the {c['wrong']} wrong ones; the others are "
-                f"right {c['sure_accuracy']:.1%} of the time")
+    rows.append(f"expected calibration error {c['ece']:.4f}; \"Not sure\" below {c['unsure_below']:.2f} "
+                f"marks {c['unsure']} results, {c['unsure_wrong']} of the {c['wrong']} wrong ones; "
+                f"the others are right {c['sure_accuracy']:.1%} of the time")
     return "\n".join(rows)
 
 

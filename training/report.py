@@ -70,8 +70,8 @@ def calibration(y_true: np.ndarray, probs: np.ndarray, *, bins: int = 10, unsure
         "bins": [{"from": float(edges[i]), "to": float(edges[i + 1]), "n": int(counts[i]),
                   "confidence": float(c), "accuracy": float(a)}
                  for i, c, a in zip(shown, mean_confidence, accuracy)],
-        "unsure": int(unsure.sum()), "unsure_wrong": int((unsure & ~right).sum()),
-        "wrong": int((~right).sum()),
+        "unsure_below": unsure_below, "unsure": int(unsure.sum()),
+        "unsure_wrong": int((unsure & ~right).sum()), "wrong": int((~right).sum()),
         "sure_accuracy": float(right[~unsure].mean()) if (~unsure).any() else float("nan"),
     }
 
