@@ -18,10 +18,10 @@ def services_required() -> bool:
 
 @pytest.fixture(autouse=True)
 def private_media(settings, tmp_path):
-    """Each test its own media folder, and no data set from ../shared (a fresh clone has none): a
-    test that wants a benchmark or base photos names them (tests/photos)."""
+    """Each test its own media folder, and an empty folder as its benchmark and base data set (a
+    fresh clone has no data set beside it): a test that wants photos names them (tests/photos)."""
     settings.MEDIA_ROOT = tmp_path / "media"
-    settings.BENCHMARK_DIR = settings.TRAINING_DATA_DIR = tmp_path / "no-shared-data"
+    settings.BENCHMARK_DIR = settings.TRAINING_DATA_DIR = tmp_path / "no-data-set"
 
 
 @pytest.fixture(autouse=True)

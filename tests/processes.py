@@ -88,7 +88,7 @@ def app_env(settings, tmp_path: Path, **extra: str) -> dict[str, str]:
         shutil.copytree(ROOT / "models", models)
     settings.MODELS_DIR = models
     settings.BENCHMARK_DIR = PHOTOS
-    settings.TRAINING_DATA_DIR = tmp_path / "no-shared-data"  # as conftest: nothing from ../shared
+    settings.TRAINING_DATA_DIR = tmp_path / "no-data-set"  # as conftest: the shipped photos only
     return {
         **os.environ,
         "DATABASE_URL": database_url(),
