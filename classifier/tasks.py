@@ -12,7 +12,7 @@ from django import db
 from django.conf import settings
 from kombu.exceptions import OperationalError
 
-from classifier import inference, selectors, services
+from classifier import inference, selectors, services, storage
 from training.preprocess import ImageDecodeError
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ def enqueue(task, *args) -> bool:
 def sweep_at_start(sender=None, **_kwargs) -> None:
     """A worker that starts (again) picks up what a killed worker or a broker outage left behind."""
     enqueue(requeue_stuck)
+    enqueue(remove_abandoned_files)
 
 
 def messages_waiting(queue: str) -> int | None:
@@ -75,6 +76,13 @@ def requeue_stuck() -> str:
     copied = services.copies_fill()
     return (f"{len(photos)} photos, {len(runs)} training runs, {len(emails)} confirmation e-mails"
             + (f", {copied} predictions copied onto their photos" if copied else ""))
+
+
+@shared_task
+def remove_abandoned_files() -> str:
+    """Remove the partial files of writes killed midway (classifier.storage); at every worker start,
+    not in the periodic sweep, as it reads every folder of the media."""
+    return f"{storage.remove_abandoned(settings.MEDIA_ROOT)} abandoned partial files removed"
 
 
 @task_prerun.connect

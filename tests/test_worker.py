@@ -4,6 +4,11 @@ Needs CELERY_BROKER_URL=redis://... and DATABASE_URL=postgres://... (CI sets bot
 without them, except in CI (REQUIRE_SERVICES=1), where it must run.
 """
 
+import os
+import subprocess
+import sys
+import time
+
 import pytest
 from django.urls import reverse
 
@@ -114,3 +119,51 @@ def test_a_link_asked_for_behind_a_backlog_of_photos_goes_out_before_the_backlog
 
     sent = PendingEmail.objects.get(pk=pending.pk).sent
     assert Prediction.objects.filter(created__lt=sent).count() <= 2  # of 30 photos queued first
+
+
+# A process that writes a photo through the site's storage and is killed, as by SIGKILL, halfway.
+KILLED_MIDWAY = """
+import os, sys, time
+from django.conf import settings
+settings.configure(MEDIA_ROOT=sys.argv[1])
+from django.core.files.base import File
+from classifier.storage import WholeFileSystemStorage
+
+class HalfThenHang:
+    sent = False
+    def read(self, size=-1):
+        if self.sent:
+            print("half written", flush=True)
+            time.sleep(60)
+        self.sent = True
+        return b"x" * 1000
+
+WholeFileSystemStorage().save("photos/a.jpg", File(HalfThenHang()))
+"""
+
+
+def test_a_worker_that_starts_removes_what_writes_killed_midway_left_once_they_are_old(settings, tmp_path):
+    require_services()
+    photos = settings.MEDIA_ROOT / "photos"
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_MIDWAY, str(settings.MEDIA_ROOT)],
+                              cwd=settings.BASE_DIR, stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline() == "half written\n"
+    writer.kill()
+    writer.wait()
+    (left,) = photos.iterdir()
+    assert left.name.startswith(".partial-")
+    an_hour_ago = time.time() - 3700
+    os.utime(left, (an_hour_ago, an_hour_ago))
+    being_written = photos / ".partial-now"  # as a write under way in another process
+    being_written.write_bytes(b"x")
+    whole = photos / "b.jpg"
+    whole.write_bytes(b"x")
+    os.utime(whole, (an_hour_ago, an_hour_ago))
+
+    worker = start_worker(app_env(settings, tmp_path), tmp_path / "worker.log", "--pool=solo")
+    try:
+        assert wait_for(lambda: not left.exists(), 60), worker.tail()
+    finally:
+        worker.stop()
+
+    assert sorted(p.name for p in photos.iterdir()) == [".partial-now", "b.jpg"]
