@@ -2,12 +2,16 @@
 refused with a message a person can act on; never a 500, never a half-written row or orphan file."""
 
 import io
+import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from PIL import Image
@@ -488,3 +492,46 @@ def test_a_content_length_that_is_no_number_is_a_400_not_a_413(api, user):
                            CONTENT_LENGTH="abc")
 
     assert response.status_code == 400 and Photo.objects.count() == 0
+
+
+# How much more memory a process needs at its peak to check `count` copies of a file at once, each in
+# its own thread, as a web process's threads check uploads that arrive together (MB).
+# (Linux: a process's peak, VmHWM, comes with it from the process that forked it until reset.)
+PEAK_CHECKING_AT_ONCE = """
+import re, sys, threading
+import django
+django.setup()
+from django.core.files.uploadedfile import SimpleUploadedFile
+from classifier import services
+def kb(field):
+    return int(re.search(field + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
+data, count = open(sys.argv[1], "rb").read(), int(sys.argv[2])
+open("/proc/self/clear_refs", "w").write("5")  # the peak is now
+before = kb("VmHWM")
+threads = [threading.Thread(target=services.validate_image, args=(SimpleUploadedFile("a.webp", data),))
+           for _ in range(count)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print((kb("VmHWM") - before) // 1024)
+"""
+
+
+def test_small_files_of_huge_pictures_sent_together_cost_the_memory_of_one(tmp_path):
+    """A WebP of 38 megapixels weighs 2 KB and costs some 600 MB to decode: six arriving together
+    must not cost six times that."""
+    huge = tmp_path / "huge.webp"
+    Image.new("RGB", (16000, 2400), (200, 120, 60)).save(huge, lossless=True)
+    assert huge.stat().st_size < 4000
+
+    def peak_mb(count: int) -> int:
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "cakesite.settings"}
+        out = subprocess.run([sys.executable, "-c", PEAK_CHECKING_AT_ONCE, str(huge), str(count)],
+                             cwd=django_settings.BASE_DIR, env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-3000:]
+        return int(out.stdout.split()[-1])
+
+    one, six = peak_mb(1), peak_mb(6)
+    assert one > 300 and six < 1.5 * one, (one, six)
