@@ -2,6 +2,7 @@
 with generated requests (valid and invalid) and authentication: no 5xx, every status code is
 documented, and every response matches its schema and content type."""
 
+import json
 import os
 
 import pytest
@@ -62,6 +63,9 @@ def test_the_schema_gives_parameters_the_types_and_ranges_the_server_takes(clien
     wait = {p["name"]: p["schema"] for p in paths["/api/photos/{id}/"]["get"]["parameters"]}["wait"]
 
     assert listing["reviewed"] == listing["corrected"] == versions["is_active"] == {"type": "boolean"}
+    described = {p["name"]: p.get("description", "") for p in paths["/api/photos/"]["get"]["parameters"]}
+    assert described["corrected"].startswith("true: photos whose label was corrected; false:")
+    assert described["created_before"] == "uploaded before this time (not at it)"
     assert (wait["type"], wait["minimum"], wait["maximum"]) == ("number", 0, 30)
 
 
@@ -70,3 +74,47 @@ def test_head_is_answered_wherever_get_is(client, user):
 
     for path in ("/api/stats/", "/api/photos/", "/api/model-versions/"):
         assert client.head(path).status_code == 200, path
+
+
+def test_the_schema_is_valid_openapi_and_says_what_every_answer_holds(client):
+    """What a generated client relies on: a schema its tools accept (OpenAPI 3.1: null is a type,
+    where 3.0's `nullable` beside a reference means nothing to strict validators), every field of
+    an answer marked as always there, and the answers any request may get documented everywhere."""
+    from openapi_spec_validator import validate
+
+    document = client.get("/api/schema/?format=json").json()
+    validate(document)
+    assert document["openapi"].startswith("3.1") and '"nullable"' not in json.dumps(document)
+    components = document["components"]["schemas"]
+    photo = components["Photo"]
+    assert photo["properties"]["prediction"]["oneOf"][1] == {"type": "null"}
+    for name, component in components.items():
+        if "properties" in component and not name.endswith("Request"):  # answers, not what is sent
+            assert set(component["required"]) == set(component["properties"]), name
+    assert set(components["AccountEmailRequest"]["required"]) == {"email", "password"}  # the PATCH
+
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            answers = operation["responses"]
+            assert "503" in answers and ("413" in answers) == ("requestBody" in operation), (method, path)
+            a_file = path.endswith(("/image/", "/thumbnail/", "/heatmap/"))  # whatever the client accepts
+            assert ("406" in answers) != a_file, (method, path)
+            for code in ("429", "503"):
+                assert code not in answers or "Retry-After" in answers[code]["headers"], (method, path, code)
+    detail = document["paths"]["/api/photos/{id}/"]["get"]
+    assert "If-None-Match" in {p["name"] for p in detail["parameters"]}
+    assert "ETag" in detail["responses"]["200"]["headers"] and "ETag" in detail["responses"]["304"]["headers"]
+    assert "X-CSRFToken" in document["components"]["securitySchemes"]["cookieAuth"]["description"]
+
+
+def test_a_token_no_longer_valid_does_not_stop_what_needs_no_account(client, user):
+    """A client that kept the header of a revoked token (or of an account it deleted) may still sign
+    up, get a token and read the schema."""
+    stale = {"HTTP_AUTHORIZATION": "Token 0123456789abcdef0123456789abcdef01234567"}
+
+    signed_up = client.post("/api/account/", {"username": "dewi", "password": "kue-lapis-2026"}, **stale)
+    token = client.post("/api/auth/token/", {"username": "dewi", "password": "kue-lapis-2026"}, **stale)
+
+    assert signed_up.status_code == 201 and token.status_code == 200
+    assert client.get("/api/schema/", **stale).status_code == 200
+    assert client.get("/api/account/", **stale).status_code == 401  # what needs one still says so

@@ -1,12 +1,33 @@
 """Page-number pagination with a bounded, client-chosen page size."""
 
 from rest_framework import filters, pagination
+from rest_framework.exceptions import ValidationError
 
 
 class PageNumberPagination(pagination.PageNumberPagination):
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
+
+    def get_paginated_response_schema(self, schema):
+        """DRF's, in OpenAPI 3.1: `next` and `previous` are a URL or null."""
+        answer = super().get_paginated_response_schema(schema)
+        for link in ("next", "previous"):
+            answer["properties"][link].pop("nullable")
+            answer["properties"][link]["type"] = ["string", "null"]
+        answer["required"] = ["count", "next", "previous", "results"]
+        return answer
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["maximum"] = self.max_page_size
+                most = self.max_page_size
+                parameter["description"] = (f"Results per page: {self.page_size} unless given, at most "
+                                            f"{most} (a larger number gives {most}).")
+        return parameters
 
     def paginate_queryset(self, queryset, request, view=None):
         """The page's ids first, then their rows, read through the view's queryset before its filters
@@ -21,7 +42,25 @@ class PageNumberPagination(pagination.PageNumberPagination):
 
 class StableOrderingFilter(filters.OrderingFilter):
     """DRF's ?ordering=, with the id last (in the direction of the last field): photos with the
-    same confidence keep one order from page to page, so no page repeats or skips one."""
+    same confidence keep one order from page to page, so no page repeats or skips one. A field it
+    cannot order by is a 400 (DRF leaves it out silently), and the schema says which it can."""
+
+    def remove_invalid_fields(self, queryset, fields, view, request):
+        valid = super().remove_invalid_fields(queryset, fields, view, request)
+        if len(valid) < len([field for field in fields if field.strip()]):
+            raise ValidationError({self.ordering_param: [self.explained(view)]})
+        return valid
+
+    @staticmethod
+    def explained(view) -> str:
+        return (f"Order by {', '.join(view.ordering_fields)}; a leading - reverses a field; several, "
+                "comma-separated, order by the first, then the next.")
+
+    def get_schema_operation_parameters(self, view):
+        fields = "|".join(view.ordering_fields)
+        return [{"name": self.ordering_param, "required": False, "in": "query",
+                 "description": self.explained(view),
+                 "schema": {"type": "string", "pattern": rf"^-?({fields})(,-?({fields}))*$"}}]
 
     def get_ordering(self, request, queryset, view):
         ordering = super().get_ordering(request, queryset, view)

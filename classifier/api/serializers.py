@@ -11,15 +11,31 @@ from classifier.forms import EMAIL_MAX_LENGTH
 from classifier.models import Feedback, ModelVersion, Photo, Prediction, TrainingRun
 
 
+# A model as the API answers it, never as it is sent: every field is read-only, so the schema says
+# each one is in every answer (required), as it is. (A comment: the schema would take a docstring
+# for every subclass's description.)
+class Representation(serializers.ModelSerializer):
+    def get_fields(self):
+        fields = super().get_fields()
+        for field in fields.values():
+            field.read_only = True
+        return fields
+
+
 class ErrorBodySerializer(serializers.Serializer):
     status = serializers.IntegerField()
-    code = serializers.CharField()
-    message = serializers.CharField()
-    fields = serializers.DictField(help_text="field name -> messages, for 400s")
+    code = serializers.CharField(help_text=(
+        "what went wrong, for programs: invalid (see `fields`), parse_error, not_authenticated, "
+        "authentication_failed, permission_denied, not_found, method_not_allowed, not_acceptable, "
+        "unsupported_media_type, too_large, conflict, throttled, unavailable (503), server_error (500)"))
+    message = serializers.CharField(help_text="what went wrong, for people")
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
+                                   help_text="field name -> messages, for 400s")
 
 
 class ErrorSerializer(serializers.Serializer):
-    """Every 4xx answer: the same shape, whatever went wrong."""
+    """An error: every 4xx and 5xx answer has this shape, except an upload whose files were all
+    refused (400 with each file's errors, as a 201 gives them)."""
 
     error = ErrorBodySerializer()
 
@@ -35,7 +51,7 @@ def absolute(serializer: serializers.Serializer, path: str) -> str:
     return request.build_absolute_uri(path) if request else path
 
 
-class PredictionSerializer(serializers.ModelSerializer):
+class PredictionSerializer(Representation):
     display_name = serializers.SerializerMethodField()
     top_k = serializers.SerializerMethodField()
     model_version = serializers.CharField(source="model_version.name")
@@ -59,7 +75,7 @@ class PredictionSerializer(serializers.ModelSerializer):
         return selectors.top_k(obj, k=3)
 
 
-class FeedbackSerializer(serializers.ModelSerializer):
+class FeedbackSerializer(Representation):
     user = serializers.CharField(source="user.username", allow_null=True, default=None)
 
     class Meta:
@@ -73,7 +89,7 @@ class FeedbackInputSerializer(serializers.Serializer):
     )
 
 
-class PhotoSerializer(serializers.ModelSerializer):
+class PhotoSerializer(Representation):
     url = serializers.HyperlinkedIdentityField(view_name="api:photo-detail")
     owner = serializers.CharField(source="owner.username")
     image_url = serializers.SerializerMethodField()
@@ -119,7 +135,15 @@ class UploadResponseSerializer(serializers.Serializer):
     results = UploadResultSerializer(many=True)
 
 
-class ModelVersionSerializer(serializers.ModelSerializer):
+class LabelSerializer(serializers.Serializer):
+    slug = serializers.CharField(help_text="what predictions, answers and filters call the cake")
+    name = serializers.CharField(help_text="what people call it")
+
+
+class ModelVersionSerializer(Representation):
+    labels = LabelSerializer(many=True, help_text="the cakes the version knows, in its output order")
+    metrics = serializers.DictField(help_text="its figures on the benchmark and held-out user photos")
+
     class Meta:
         model = ModelVersion
         fields = ["id", "name", "labels", "metrics", "fingerprint", "is_active", "created"]
@@ -146,11 +170,13 @@ class AccuracyDaySerializer(serializers.Serializer):
     confirmed = serializers.IntegerField()
 
 
-class TrainingRunSerializer(serializers.ModelSerializer):
+class TrainingRunSerializer(Representation):
     started_by = serializers.CharField(source="started_by.username", allow_null=True, default=None)
     base_version = serializers.CharField(source="base_version.name")
     result_version = serializers.CharField(source="result_version.name", allow_null=True, default=None)
     seconds = serializers.FloatField(allow_null=True, read_only=True)
+    data = serializers.DictField(help_text="photos used, per class and source")
+    metrics = serializers.DictField(help_text="new and base version, side by side")
 
     class Meta:
         model = TrainingRun
@@ -211,14 +237,14 @@ class AccountCreateSerializer(serializers.Serializer):
 
     username = serializers.CharField(max_length=USERNAME_MAX_LENGTH)
     password = serializers.CharField(write_only=True, trim_whitespace=False, style={"input_type": "password"})
-    email = serializers.EmailField(required=False, allow_blank=True, default="", max_length=EMAIL_MAX_LENGTH,
+    email = serializers.EmailField(required=False, allow_blank=True, max_length=EMAIL_MAX_LENGTH,
                                    help_text="optional: where a reset link for a forgotten password goes, "
                                              "once its owner opens the link e-mailed to it")
 
     def validate(self, attrs):
         from classifier.forms import SignUpForm
 
-        form = SignUpForm(data={"username": attrs["username"], "email": attrs["email"],
+        form = SignUpForm(data={"username": attrs["username"], "email": attrs.get("email", ""),
                                 "password1": attrs["password"], "password2": attrs["password"]})
         if not form.is_valid():  # the form's password1/password2 are this one's password
             errors: dict[str, list[str]] = {}

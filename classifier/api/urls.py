@@ -20,8 +20,10 @@ urlpatterns = [
     path("account/delete/", views.account_delete, name="account-delete"),
     path("auth/password-reset/", views.password_reset, name="password-reset"),
     path("stats/", views.stats, name="stats"),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # (public: no authentication, so a token no longer valid in the header is no 401 there)
+    path("schema/", SpectacularAPIView.as_view(authentication_classes=[]), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema", authentication_classes=[]),
+         name="docs"),
     path("", include(router.urls)),
     re_path(r"^.*$", views.not_found),  # anything else under /api/: a JSON 404, never an HTML page
 ]

@@ -40,6 +40,7 @@ from classifier.models import ModelVersion, Photo, TrainingRun
 
 ERROR = serializers.ErrorSerializer
 MAX_WAIT_S = 30  # a long poll; below common proxy timeouts
+LONG_POLL_RETRY_S = 5  # Retry-After of a long poll beyond LONG_POLLS_PER_USER
 
 
 class AuthTokenSerializer(Serializer):
@@ -75,15 +76,16 @@ class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UTCDateTimeField
 
 
-@extend_schema_field(OpenApiTypes.BOOL)  # (not the enum of strings its choices would say)
 class StrictBooleanFilter(django_filters.TypedChoiceFilter):
     """`true` or `false` (also `True`/`False`, `1`/`0`, as django-filter takes them); anything else is
     a 400 (django-filter's BooleanFilter ignores it silently)."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, help_text: str, **kwargs):
         values = ["true", "false", "True", "False", "1", "0"]
         super().__init__(choices=[(v, v) for v in values], coerce=lambda v: v in ("true", "True", "1"),
-                         **kwargs)
+                         help_text=help_text, **kwargs)
+        # In the schema a boolean (not the enum of strings its choices would say), with its meaning.
+        extend_schema_field({"type": "boolean", "description": help_text})(self)
 
 
 class ModelVersionFilter(django_filters.FilterSet):
@@ -101,14 +103,19 @@ class PhotoFilter(django_filters.FilterSet):
         "given where there is one (`none`: none of the cakes), else the predicted class slug")
     predicted_label = django_filters.CharFilter(field_name="predicted_label",
                                                 help_text="predicted class slug")
-    corrected = StrictBooleanFilter(field_name="feedback__is_correction",
-                                    help_text="true: the label was corrected; false: confirmed")
-    reviewed = StrictBooleanFilter(method="filter_reviewed",
-                                   help_text="has feedback (confirmed or corrected)")
-    confidence_min = django_filters.NumberFilter(field_name="confidence", lookup_expr="gte")
-    confidence_max = django_filters.NumberFilter(field_name="confidence", lookup_expr="lte")
-    created_after = UTCDateTimeFilter(field_name="created", lookup_expr="gte")
-    created_before = UTCDateTimeFilter(field_name="created", lookup_expr="lt")
+    corrected = StrictBooleanFilter(field_name="feedback__is_correction", help_text=(
+        "true: photos whose label was corrected; false: photos whose label was confirmed (photos "
+        "without an answer are in neither: see `reviewed`)"))
+    reviewed = StrictBooleanFilter(method="filter_reviewed", help_text=(
+        "true: photos with an answer (confirmed or corrected); false: photos without one"))
+    confidence_min = django_filters.NumberFilter(field_name="confidence", lookup_expr="gte",
+                                                 help_text="the prediction's confidence is at least this")
+    confidence_max = django_filters.NumberFilter(field_name="confidence", lookup_expr="lte",
+                                                 help_text="the prediction's confidence is at most this")
+    created_after = UTCDateTimeFilter(field_name="created", lookup_expr="gte",
+                                      help_text="uploaded at or after this time")
+    created_before = UTCDateTimeFilter(field_name="created", lookup_expr="lt",
+                                       help_text="uploaded before this time (not at it)")
 
     class Meta:
         model = Photo
@@ -129,13 +136,32 @@ def not_found(request, *args, **kwargs):
     raise NotFound()
 
 
+class OpenToAnyone:
+    """A view whose requests of some methods need no account: those are not authenticated at all, so
+    a token no longer valid in their header (revoked, or its account deleted) makes no 401 there."""
+
+    @staticmethod
+    def open_to_anyone(method: str) -> bool:
+        raise NotImplementedError
+
+    def initialize_request(self, request, *args, **kwargs):
+        self.open = self.open_to_anyone(request.method)
+        return super().initialize_request(request, *args, **kwargs)
+
+    def get_authenticators(self):
+        return [] if self.open else super().get_authenticators()
+
+    def get_permissions(self):
+        return [AllowAny()] if self.open else [IsAuthenticated()]
+
+
 @extend_schema_view(
     post=extend_schema(summary="Get the API token for a username and password",
                        responses={200: AuthTokenSerializer, 400: ERROR, 415: ERROR, 429: ERROR}),
     delete=extend_schema(summary="Revoke the token (sign the API out); the next POST makes a new one",
                          request=None, responses={204: None, 401: ERROR, 403: ERROR, 429: ERROR}),
 )
-class TokenView(ObtainAuthToken):
+class TokenView(OpenToAnyone, ObtainAuthToken):
     """Exchange a username and password for the user's API token (throttled: password guessing), or
     revoke it. A password change revokes it too (classifier.accounts)."""
 
@@ -143,16 +169,10 @@ class TokenView(ObtainAuthToken):
     throttle_classes = [ScopedRateThrottle]  # ObtainAuthToken turns throttling off; turn it back on
     throttle_scope = "token"
 
-    def initialize_request(self, request, *args, **kwargs):
+    @staticmethod
+    def open_to_anyone(method: str) -> bool:
         # POST: the credentials are in the body, no token or session needed; DELETE: whose token
-        self.credentials_in_body = request.method != "DELETE"  # (and OPTIONS: what the endpoint takes)
-        return super().initialize_request(request, *args, **kwargs)
-
-    def get_authenticators(self):
-        return [] if self.credentials_in_body else super().get_authenticators()
-
-    def get_permissions(self):
-        return [AllowAny()] if self.credentials_in_body else [IsAuthenticated()]
+        return method != "DELETE"  # (and OPTIONS: what the endpoint takes)
 
     def delete(self, request, *args, **kwargs):
         services.api_token_revoke(request.user)
@@ -186,9 +206,10 @@ ACCOUNT_ERRORS = {401: ERROR, 403: ERROR, 429: ERROR}  # 403: a staff account, o
                         responses={200: serializers.AccountSerializer, 400: ERROR, 415: ERROR,
                                    **ACCOUNT_ERRORS}),
 )
-class AccountView(APIView):
-    def get_permissions(self):
-        return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
+class AccountView(OpenToAnyone, APIView):
+    @staticmethod
+    def open_to_anyone(method: str) -> bool:
+        return method == "POST"  # signing up
 
     def post(self, request):
         data = serializers.AccountCreateSerializer(data=request.data, context={"request": request})
@@ -210,6 +231,7 @@ class AccountView(APIView):
 
 
 @extend_schema(summary="Delete your account, its photos and answers (your password confirms it)",
+               description="A staff account is a 403: an administrator removes it.",
                request=serializers.PasswordConfirmSerializer,
                responses={204: None, 400: ERROR, 415: ERROR, **ACCOUNT_ERRORS})
 @api_view(["POST"])  # (a DELETE with a body: OpenAPI tools and proxies drop the body)
@@ -254,9 +276,10 @@ def waiting_slot(user_id: int) -> Iterator[None]:
     else:  # it lives two waits past the last one begun: one lost with a killed thread does not last
         cache.touch(key, 2 * MAX_WAIT_S)
     try:
-        if held > settings.LONG_POLLS_PER_USER:
-            raise exceptions.Throttled(wait=1, detail=f"You already have {settings.LONG_POLLS_PER_USER} "
-                                                      "requests waiting for results; wait for one of them.")
+        if held > settings.LONG_POLLS_PER_USER:  # (one of them ends within MAX_WAIT_S: when, unknown)
+            raise exceptions.Throttled(wait=LONG_POLL_RETRY_S, detail=(
+                f"You already have {settings.LONG_POLLS_PER_USER} requests waiting for results; wait for "
+                "one of them."))
         yield
     finally:
         try:
@@ -284,6 +307,12 @@ def stats(request):
             f"seconds (at most {MAX_WAIT_S}) for its result before answering: one request instead of "
             "many polls. A user may have a few such requests open at once (LONG_POLLS_PER_USER, "
             "4 by default); one more is a 429.",
+        ), OpenApiParameter(
+            "If-None-Match", str, OpenApiParameter.HEADER,
+            description="the ETag of an earlier answer: a 304 without a body while the photo is unchanged",
+        ), OpenApiParameter(
+            "ETag", str, OpenApiParameter.HEADER, response=[200, 304],
+            description="the photo's version: send it back as If-None-Match",
         )],
         responses={200: serializers.PhotoSerializer, 400: ERROR, **COMMON_ERRORS,
                    304: OpenApiResponse(description="unchanged since the ETag")}),
