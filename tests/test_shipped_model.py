@@ -94,3 +94,46 @@ def test_the_heat_map_is_grad_cam_of_the_keras_network_for_the_predicted_cake(cl
 
     assert heatmap.shape == grad_cam.shape == (7, 7) and heatmap.max() == pytest.approx(1.0)
     assert np.allclose(heatmap, grad_cam / grad_cam.max(), atol=1e-3)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("files", ["an earlier release's", "nobody's"])
+def test_an_installation_that_kept_an_earlier_shipped_model_classifies_after_the_upgrade(
+        settings, tmp_path, monkeypatch, files):
+    """A Docker installation keeps the model files of the image it first started with (a volume):
+    its shipped model is an earlier release's, and must still be served under its own figures.
+    Files no release shipped stay refused."""
+    import importlib
+    import shutil
+
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    from classifier import inference
+    from classifier.models import ModelVersion
+    from training.runtime import fingerprint
+
+    repair = importlib.import_module("classifier.migrations.0017_shipped_model_as_its_files")
+    settings.MODELS_DIR = tmp_path
+    folder = shutil.copytree(SHIPPED, tmp_path / "kue-mobilenetv2")
+    # Files that differ from this release's, as an earlier release's do (the same labels, written
+    # otherwise; other figures), loadable all the same.
+    (folder / "labels.json").write_text(json.dumps(json.loads((folder / "labels.json").read_text())))
+    (folder / "metrics.json").write_text(json.dumps({"test": {"top1": 0.5}}))
+    if files == "an earlier release's":
+        monkeypatch.setitem(repair.RELEASED, "kue-mobilenetv2", {*repair.RELEASED["kue-mobilenetv2"],
+                                                                 fingerprint(folder)})
+    executor = MigrationExecutor(connection)
+    executor.migrate([("classifier", "0016_model_versions_order_name_fingerprint")])
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes("classifier"))
+
+    version = ModelVersion.objects.get(name="kue-mobilenetv2")
+    monkeypatch.setattr(inference, "_loaded", None)  # a worker started after the upgrade
+    if files == "nobody's":
+        assert version.fingerprint == fingerprint(SHIPPED)
+        with pytest.raises(inference.ModelUnavailable):
+            inference.classify(version.pk, str(PHOTOS / "kue_lapis" / "108.jpg"))
+    else:
+        assert version.fingerprint == fingerprint(folder) and version.metrics == {"test": {"top1": 0.5}}
+        assert inference.classify(version.pk, str(PHOTOS / "kue_lapis" / "108.jpg")).label == "kue_lapis"
