@@ -10,10 +10,10 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 # Production storage (DEBUG=0) writes the manifest the production site reads its static files by.
 # The media and models volumes start as a copy of these folders, owner included: the site writes
-# uploads under var/media and the trainer writes new model versions under models/, as cakesite.
+# uploads under var/media, and the trainer new model versions under var/models, as cakesite.
 RUN SECRET_KEY=collectstatic-only ALLOWED_HOSTS=build python manage.py collectstatic --noinput \
-    && useradd --create-home cakesite && mkdir -p /app/var/media \
-    && chown -R cakesite /app/var /app/models
+    && useradd --create-home cakesite && mkdir -p /app/var/media /app/var/models \
+    && chown -R cakesite /app/var
 USER cakesite
 EXPOSE 8000
 CMD ["gunicorn", "cakesite.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", \

@@ -8,6 +8,7 @@ import json
 import logging
 import shutil
 import threading
+import uuid
 from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
@@ -695,6 +696,28 @@ def model_version_files(path: str | Path) -> dict:
     labels = json.loads((folder / LABELS_FILE).read_text())
     metrics = json.loads((folder / METRICS_FILE).read_text()) if (folder / METRICS_FILE).exists() else {}
     return {"labels": labels, "metrics": metrics, "fingerprint": runtime.fingerprint(folder)}
+
+
+def shipped_models_install() -> list[str]:
+    """Copy the model folders the repository ships into MODELS_DIR where it lacks them (Docker keeps
+    MODELS_DIR in a volume, which holds only what it was given): each whole, under a temporary name
+    renamed when complete. A folder already there is never replaced, as versions may be registered
+    from it. The names copied."""
+    shipped, target = Path(settings.BASE_DIR) / "models", Path(settings.MODELS_DIR)
+    if not shipped.is_dir() or target.resolve() == shipped.resolve():
+        return []
+    target.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for folder in sorted(shipped.iterdir()):
+        if folder.is_dir() and not (target / folder.name).exists():
+            partial = target / f".{folder.name}.partial-{uuid.uuid4().hex}"
+            try:
+                shutil.copytree(folder, partial)
+                partial.rename(target / folder.name)
+            finally:
+                shutil.rmtree(partial, ignore_errors=True)
+            copied.append(folder.name)
+    return copied
 
 
 def model_version_register(*, name: str, path: str | Path, activate: bool = False) -> ModelVersion:

@@ -137,3 +137,21 @@ def test_an_installation_that_kept_an_earlier_shipped_model_classifies_after_the
     else:
         assert version.fingerprint == fingerprint(folder) and version.metrics == {"test": {"top1": 0.5}}
         assert inference.classify(version.pk, str(PHOTOS / "kue_lapis" / "108.jpg")).label == "kue_lapis"
+
+
+def test_install_models_copies_the_shipped_folders_a_models_folder_lacks_and_replaces_none(
+        settings, tmp_path):
+    """Docker keeps MODELS_DIR in a volume: what the image ships reaches it this way, before migrate."""
+    from django.core.management import call_command
+
+    from training.runtime import fingerprint
+
+    settings.MODELS_DIR = tmp_path / "models"  # a new volume: not even the folder yet
+    call_command("install_models")
+    assert fingerprint(settings.MODELS_DIR / "kue-mobilenetv2") == fingerprint(SHIPPED)
+    assert [p.name for p in settings.MODELS_DIR.iterdir()] == ["kue-mobilenetv2"]  # nothing partial
+
+    kept = settings.MODELS_DIR / "kue-mobilenetv2" / "labels.json"
+    kept.write_text("[]")  # an earlier release's files: versions are registered from them
+    call_command("install_models")
+    assert kept.read_text() == "[]"
