@@ -14,7 +14,7 @@ from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sub
 from django.shortcuts import get_object_or_404
 from rest_framework.authtoken.models import Token
 
-from classifier.models import Feedback, ModelVersion, PendingEmail, Photo, Prediction
+from classifier.models import Feedback, ModelVersion, PendingEmail, Photo, Prediction, TrainingRun
 
 
 def latest_predictions() -> QuerySet[Prediction]:
@@ -312,3 +312,8 @@ def email_confirmed_by(token: str) -> bool:
 
     claim = email_confirmation_claim(token)
     return claim is not None and get_user_model().objects.filter(pk=claim[1], email=claim[2]).exists()
+
+
+def run_is_running(run_id: int) -> bool:
+    """Whether a training run is still running (not cancelled, failed or done meanwhile)."""
+    return TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).exists()

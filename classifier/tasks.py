@@ -204,11 +204,14 @@ def train_model(self, run_id: int) -> str:
         return "not queued"  # gone, or already taken by an earlier delivery
     try:
         version = retraining.execute(run)
-    except services.RunStopped:
-        log.info("training run %s is no longer running (cancelled); it stopped", run_id)
-        on_a_working_connection(services.training_run_stopped, run)
-        return "cancelled"
     except Exception as exc:
+        # Cancelled: found at its next step (RunStopped), or before it, by whatever the cancel did to
+        # it (removing the folder it was writing into).
+        if isinstance(exc, services.RunStopped) or not on_a_working_connection(selectors.run_is_running,
+                                                                               run.pk):
+            log.info("training run %s is no longer running (cancelled); it stopped", run_id)
+            on_a_working_connection(services.training_run_stopped, run)
+            return "cancelled"
         log.exception("training run %s failed", run_id)
         on_a_working_connection(services.training_run_fail, run, f"{type(exc).__name__}: {exc}")
         return "failed"

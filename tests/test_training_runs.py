@@ -517,9 +517,10 @@ def test_a_run_cancelled_as_it_crashes_stays_cancelled(admin_user, started_runs,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("when", ["while it refits", "while it evaluates", "after it registered"])
-def test_a_running_run_that_is_cancelled_stops_and_leaves_nothing_behind(admin_user, started_runs,
-                                                                        private_models, monkeypatch, when):
+@pytest.mark.parametrize("when", ["while it refits", "while it evaluates", "as it writes its figures",
+                                  "after it registered"])
+def test_a_running_run_that_is_cancelled_stops_and_leaves_nothing_behind(
+        admin_user, started_runs, private_models, monkeypatch, django_capture_on_commit_callbacks, when):
     """Its next step (a progress report, registering the version, activating it) finds it cancelled:
     no version (or the one it had registered, not active), no model folder, the active version
     untouched, and the way free for a new run."""
@@ -529,10 +530,15 @@ def test_a_running_run_that_is_cancelled_stops_and_leaves_nothing_behind(admin_u
     run = services.training_run_start(user=admin_user, auto_activate=True)
     monkeypatch.setattr(retraining, "decide", lambda *_: (True, "Activated: it met the rule."))
     step = {"while it refits": (retrain, "refit_head"), "while it evaluates": (report, "record"),
+            "as it writes its figures": (report, "record"),
             "after it registered": (services, "training_run_register")}[when]
     original = getattr(*step)
 
     def cancelled_meanwhile(*args, **kwargs):
+        if when == "as it writes its figures":  # the cancel removes the folder it writes into
+            with django_capture_on_commit_callbacks(execute=True):
+                services.training_run_cancel(run, user=admin_user)
+            return original(*args, **kwargs)
         result = original(*args, **kwargs)
         services.training_run_cancel(run, user=admin_user)  # staff press the button now
         return result
