@@ -10,7 +10,7 @@ from datetime import datetime
 from django.conf import settings
 from django.core import signing
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 from rest_framework.authtoken.models import Token
 
@@ -240,16 +240,53 @@ def split_order(name: str) -> tuple[int, str]:
     return (known.index(name) if name in known else len(known), name)
 
 
+def benchmark_top1(version: ModelVersion) -> float | None:
+    test = version.metrics.get("test")
+    return test.get("top1") if isinstance(test, dict) else None
+
+
+def versions_state() -> str:
+    """Changes whenever a version is registered, deleted or activated: the staff page reloads on it."""
+    state = ModelVersion.objects.aggregate(count=Count("id"), newest=Max("id"),
+                                           active=Max("id", filter=Q(is_active=True)))
+    return f"{state['count']}-{state['newest']}-{state['active']}"
+
+
+def activation_warning(version: ModelVersion, active: ModelVersion | None) -> str:
+    """Why activating `version` in place of `active` needs a second thought; empty if it does not."""
+    if active is None or version.pk == active.pk:
+        return ""
+    new, old = benchmark_top1(version), benchmark_top1(active)
+    if new is None:
+        return "It was not measured on the benchmark split."
+    if old is not None and new < old:
+        return (f"It is {100 * (old - new):.1f} points below the active version on the benchmark split "
+                f"(top-1 {100 * new:.1f}% against {100 * old:.1f}%).")
+    return ""
+
+
 def model_versions_compared() -> list[dict]:
-    """Every version with the figures a comparison needs, newest first."""
+    """Every version with the figures a comparison needs, newest first; with what activating it
+    would mean: whether it served photos before (a roll back), and why it needs a second thought."""
     rows = []
-    for version in ModelVersion.objects.select_related("training_run").order_by("-created", "-id"):
+    active = active_version()
+    versions = ModelVersion.objects.select_related("training_run").annotate(
+        served=Exists(Prediction.objects.filter(model_version=OuterRef("pk")))).order_by("-created", "-id")
+    on_benchmark = benchmark_top1(active) if active else None
+    for version in versions:
         run = getattr(version, "training_run", None)
         names = [item["name"] for item in version.labels]
+        mine = benchmark_top1(version)
         rows.append({
             "version": version,
+            "warning": activation_warning(version, active),
+            # points of top-1 on the benchmark against the active version's (the other splits differ
+            # from version to version: each run holds out its own user photos)
+            "benchmark_change": (None if version.is_active or None in (mine, on_benchmark)
+                                 else round(100 * (mine - on_benchmark), 1)),
             "splits": [
-                {"name": split, "top1": m["top1"], "macro_f1": m["macro_f1"], "n": m["n"],
+                {"name": split, "top1": m["top1"], "top1_percent": round(100 * m["top1"], 1),
+                 "macro_f1": m["macro_f1"], "n": m["n"],
                  "per_class": m["per_class"], "classes": names,
                  # the matrix in words too (rows: the true cake), for who cannot see the picture
                  "confusion": (list(zip(names, m["confusion_matrix"]))

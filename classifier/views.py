@@ -452,6 +452,7 @@ def model_versions(request: HttpRequest) -> HttpResponse:
     runs = {
         "runs": TrainingRun.objects.select_related("base_version", "result_version", "started_by")[:10],
         "live": TrainingRun.objects.filter(status__in=TrainingRun.LIVE).first(),
+        "versions_state": selectors.versions_state(),
     }
     if request.GET.get("part") == "runs":
         return render(request, "classifier/_runs.html", runs)
@@ -461,7 +462,6 @@ def model_versions(request: HttpRequest) -> HttpResponse:
         "versions": selectors.model_versions_compared(),
         "modes": TrainingRun.Mode.choices,
         "min_heldout": settings.AUTO_ACTIVATE_MIN_HELDOUT,
-        "active_created": getattr(selectors.active_version(), "created", None),
     })
 
 
@@ -500,8 +500,14 @@ def feedback_accuracy_plot(request: HttpRequest) -> HttpResponse:
 @staff_with("classifier.change_modelversion")
 @post_only("model-versions", with_id=False)
 def model_version_activate(request: HttpRequest, pk: int) -> HttpResponse:
+    version = get_object_or_404(ModelVersion, pk=pk)
+    warning = selectors.activation_warning(version, selectors.active_version())
+    if warning and request.POST.get("confirm") != "on":  # (the page asks for the box to be ticked)
+        messages.error(request, f"{version.name} was not activated. {warning} Tick the box to activate it "
+                                "all the same.")
+        return redirect("model-versions")
     try:
-        version = services.model_version_activate(get_object_or_404(ModelVersion, pk=pk))
+        version = services.model_version_activate(version)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect("model-versions")

@@ -22,7 +22,7 @@ def test_staff_see_every_version_with_its_figures_and_confusion_matrices(client,
     image = client.get(reverse("model-version-confusion", args=[shipped.pk, "test"]))
 
     assert "kue-mobilenetv2" in page and "active" in page
-    assert "test (162 photos): top-1 86%" in page
+    assert "test (162 photos): top-1 86.4%, macro F1 0.853" in page
     assert image.status_code == 200 and image["Content-Type"] == "image/png"
     assert client.get(reverse("model-version-confusion", args=[shipped.pk, "nope"])).status_code == 404
 
@@ -36,15 +36,78 @@ def test_people_who_are_not_staff_are_sent_to_the_admin_login(client, user):
 
 
 def test_activating_and_rolling_back_from_the_page(client, root):
+    from tests.test_photo_pages import make_photo
+
     shipped = ModelVersion.objects.get(is_active=True)
-    newer = ModelVersion.objects.create(name="kue-v2", path=shipped.path, labels=shipped.labels)
+    make_photo(root, status="done", label="kue_lapis")  # classified by the shipped version
+    better = {**shipped.metrics, "test": {**shipped.metrics["test"], "top1": 0.9}}
+    newer = ModelVersion.objects.create(name="kue-v2", path=shipped.path, labels=shipped.labels,
+                                        metrics=better)
     client.force_login(root)
 
+    page = client.get(reverse("model-versions")).content.decode()
+    assert "top-1 90.0% (+3.6 points against the active version)" in page
     response = client.post(reverse("model-version-activate", args=[newer.pk]), follow=True)
     assert "kue-v2 is now the active model" in response.content.decode()
-    client.post(reverse("model-version-activate", args=[shipped.pk]))
+    page = client.get(reverse("model-versions")).content.decode()
+    assert "top-1 86.4% (-3.6 points against the active version)" in page
+    assert "Activate (roll back)" in page  # the shipped version classified photos: it was active
+    client.post(reverse("model-version-activate", args=[shipped.pk]), {"confirm": "on"})
 
     assert list(ModelVersion.objects.filter(is_active=True)) == [shipped]
+
+
+@pytest.mark.parametrize("figures", ["lower", "none"])
+def test_a_version_worse_on_the_benchmark_or_never_measured_is_activated_only_when_staff_confirm(
+        client, root, figures):
+    shipped = ModelVersion.objects.get(is_active=True)
+    metrics = {"lower": {"test": {**shipped.metrics["test"], "top1": 0.858}}, "none": {}}[figures]
+    other = ModelVersion.objects.create(name="kue-v2", path=shipped.path, labels=shipped.labels,
+                                        metrics=metrics)
+    warning = {"lower": "It is 0.6 points below the active version on the benchmark split (top-1 85.8% "
+                        "against 86.4%).",
+               "none": "It was not measured on the benchmark split."}[figures]
+    client.force_login(root)
+
+    page = client.get(reverse("model-versions")).content.decode()
+    refused = client.post(reverse("model-version-activate", args=[other.pk]), follow=True).content.decode()
+    assert ModelVersion.objects.get(is_active=True) == shipped
+    client.post(reverse("model-version-activate", args=[other.pk]), {"confirm": "on"})
+
+    assert warning in page and 'name="confirm" required' in page and "(roll back)" not in page
+    assert f"kue-v2 was not activated. {warning} Tick the box" in refused
+    assert ModelVersion.objects.get(is_active=True) == other
+
+
+def test_staff_see_only_the_buttons_their_permissions_allow(client, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("viewer", password="kue-bika-ambon-1", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=["view_modelversion",
+                                                                        "view_trainingrun"]))
+    shipped = ModelVersion.objects.get(is_active=True)
+    ModelVersion.objects.create(name="kue-v2", path=shipped.path, labels=shipped.labels)
+    client.force_login(viewer)
+
+    page = client.get(reverse("model-versions")).content.decode()
+
+    assert "kue-v2" in page and "Start a training run" not in page and ">Activate" not in page
+
+
+def test_the_runs_part_the_page_polls_changes_when_a_version_is_activated_elsewhere(client, root):
+    """The page's script reloads when it does: it never marks the wrong version active for long."""
+    shipped = ModelVersion.objects.get(is_active=True)
+    other = ModelVersion.objects.create(name="kue-v2", path=shipped.path, labels=shipped.labels,
+                                        metrics=shipped.metrics)
+    client.force_login(root)
+
+    def state():
+        part = client.get(reverse("model-versions"), {"part": "runs"}).content.decode()
+        return part.split('id="versions-state" data-state="')[1].split('"')[0]
+
+    before = state()
+    client.post(reverse("model-version-activate", args=[other.pk]))  # in another tab, say
+    assert state() != before
 
 
 def test_starting_a_run_from_the_page(client, root, monkeypatch, settings,

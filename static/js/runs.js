@@ -4,8 +4,9 @@
 // page's live region. When no run is live any more it reloads once, to show the new version and
 // enable the start button again. With no run live it still looks every 20 seconds, and reloads once
 // the runs changed (one started from the admin, the API or another tab, live or already done), so
-// the start button never offers a start that would be refused. Without JavaScript the page offers a
-// reload link.
+// the start button never offers a start that would be refused; and, live or not, once the versions
+// changed (one activated, registered or deleted elsewhere), so the page never marks the wrong one
+// active. Without JavaScript the page offers a reload link.
 (function () {
   if (!document.querySelector("[data-models-page]")) return;
   const liveAtLoad = Boolean(document.querySelector("#runs[data-live-runs]"));
@@ -23,6 +24,11 @@
     });
     if (!response.ok) throw new Error(`status ${response.status}`);
     const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    const state = (root) => (root.querySelector("#versions-state") || { dataset: {} }).dataset.state;
+    if (state(page) !== state(document)) {
+      window.location.reload();
+      return false;
+    }
     const fresh = page.querySelector("#runs");
     const current = document.querySelector("#runs");
     const changed = (fresh ? fresh.innerHTML : "") !== (current ? current.innerHTML : "");
