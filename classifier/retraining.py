@@ -222,7 +222,8 @@ def execute(run: TrainingRun) -> ModelVersion:
             services.training_run_progress(run, "refitting the head", 30)
             summary = retrain.refit_head(base.folder, folder, train_pixels, train_labels)
         run.data = {
-            "base_photos": summary["base_photos"],
+            "base_photos": summary["base_photos"],  # trained on (validation photos apart)
+            "validation_photos": summary.get("validation_photos", 0),
             "user_photos_train": counts_per_class(train_labels, slugs),
             "user_photos_trained": int(len(train_labels)),
             "user_photos_heldout": int(len(held_labels)),

@@ -599,7 +599,8 @@ def test_a_full_retrain_validates_only_on_photos_the_base_did_not_train_on(retra
     assert sorted(config["val_files"]) == sorted(kept)
     assert config["n_val"] == len(kept)
     assert config["n_train"] == base_config["n_train"] + 36 + len(retrained.extra[1])
-    assert summary["base_photos"] == 36 + 36 - 1
+    assert summary["base_photos"] == 36 + 36 - 1 - len(kept)  # trained on: not the validation photos
+    assert summary["validation_photos"] == len(kept)
 
 
 def test_a_retrain_on_another_folder_says_so(tmp_path):

@@ -232,6 +232,8 @@ def test_a_full_run_fine_tunes_on_the_base_photos_and_the_users(user, admin_user
     config = json.loads((run.result_version.folder / "config.json").read_text())
     assert config["retrain"]["mode"] == "full" and config["retrain"]["extra_photos"] == 1
     assert set(run.result_version.metrics) == {"validation", "test"}
+    # trained on the base photos but those it chose its best epoch by (counted apart)
+    assert run.data["base_photos"] == 16 - run.data["validation_photos"] == 16 - config["n_val"] < 16
     assert "fine-tuning on the base and user photos: epoch 1 of 1" in run.log  # the page showed it live
     assert ("fine-tuning on the base and user photos: epoch 1 of 1", 70) in shown  # the last epoch: 70%
     assert "| test | 16 |" in (run.result_version.folder / "MODEL_CARD.md").read_text()  # its card too

@@ -110,7 +110,7 @@ def refit_head(base: str | Path, out: str | Path, extra_pixels: np.ndarray, extr
     summary = {
         "mode": "fast",
         "base": base.name,
-        "base_photos": int(fit.sum()),
+        "base_photos": int(fit.sum()),  # (without the base's validation photos: never trained on)
         "extra_photos": int(len(extra)),
         "extra_per_class": counts_per_class(extra_labels, classes),
         "epochs": epochs,
@@ -177,7 +177,8 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
                           progress=progress)
 
         summary = {
-            "mode": "full", "base": base.name, "base_photos": int(len(data.files)),
+            "mode": "full", "base": base.name, "base_photos": int(len(train_idx)),
+            "validation_photos": int(len(val_idx)),  # the base's photos it kept its best epoch by
             "extra_photos": int(len(extra_labels)),
             "extra_per_class": counts_per_class(extra_labels, classes),
             "epochs_run": phase["epochs_run"], "kept": phase["kept"],
