@@ -208,9 +208,10 @@ class TrainingRunAdmin(admin.ModelAdmin):
     """Runs are started with the button on the list (fast mode by default), never edited by hand."""
 
     change_list_template = "admin/classifier/trainingrun/change_list.html"
-    list_display = ["id", "mode", "status", "progress", "stage", "base_version", "result_version",
+    list_display = ["id", "mode_name", "status", "progress", "stage", "base_version", "result_version",
                     "started_by", "created", "duration"]
     list_filter = ["status", "mode", "created"]
+    search_fields = ["base_version__name", "result_version__name", "started_by__username", "error"]
     list_select_related = ["base_version", "result_version", "started_by"]
     readonly_fields = [f.name for f in TrainingRun._meta.fields]
     actions = ["cancel_runs"]
@@ -231,15 +232,19 @@ class TrainingRunAdmin(admin.ModelAdmin):
                 continue
         if cancelled:
             self.message_user(request, f"Cancelled run{'s' if len(cancelled) > 1 else ''} "
-                                       f"{', '.join(map(str, cancelled))}: a running one stops at its next "
-                                       "step and activates nothing. A new run can start now.",
-                              messages.SUCCESS)
+                                       f"{', '.join(map(str, cancelled))}: a queued run never starts, a "
+                                       "running one stops at its next step and activates nothing. A new run "
+                                       "can start now.", messages.SUCCESS)
         else:
             self.message_user(request, "No run was cancelled: only queued or running runs can be.",
                               messages.WARNING)
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="mode", ordering="mode")
+    def mode_name(self, obj: TrainingRun) -> str:
+        return obj.mode  # (its long label would widen the table past the result's column)
 
     @admin.display(description="seconds")
     def duration(self, obj: TrainingRun) -> str:

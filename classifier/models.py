@@ -1,6 +1,7 @@
 """What users store and see: photos, predictions, and the model versions that made them."""
 
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -218,6 +219,11 @@ class TrainingRun(models.Model):
         if self.started and self.finished:
             return (self.finished - self.started).total_seconds()
         return None
+
+    @property
+    def waiting_long(self) -> bool:
+        """Queued for over a minute: a training worker takes a run within seconds when one is up."""
+        return self.status == self.Status.QUEUED and timezone.now() - self.created > timedelta(minutes=1)
 
 
 class PendingEmail(models.Model):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core import signing
 from django.db import connection
-from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, Max, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from classifier.models import Feedback, ModelVersion, PendingEmail, Photo, Prediction, TrainingRun
@@ -243,6 +244,16 @@ def split_order(name: str) -> tuple[int, str]:
 def benchmark_top1(version: ModelVersion) -> float | None:
     test = version.metrics.get("test")
     return test.get("top1") if isinstance(test, dict) else None
+
+
+def classification_backlog() -> dict:
+    """Photos waiting for the classification worker: how many, since when the oldest waits, and
+    whether that is longer than a working worker would take (two minutes)."""
+    backlog = Photo.objects.filter(status__in=Photo.PENDING).aggregate(count=Count("pk"),
+                                                                       oldest=Min("created"))
+    since = timezone.now() - timedelta(minutes=2)
+    backlog["stalled"] = backlog["oldest"] is not None and backlog["oldest"] < since
+    return backlog
 
 
 def versions_state() -> str:

@@ -90,8 +90,10 @@ def test_staff_see_only_the_buttons_their_permissions_allow(client, django_user_
     client.force_login(viewer)
 
     page = client.get(reverse("model-versions")).content.decode()
+    admin = client.get(reverse("admin:classifier_trainingrun_changelist")).content.decode()
 
     assert "kue-v2" in page and "Start a training run" not in page and ">Activate" not in page
+    assert "Training runs" in admin and "Start a training run" not in admin
 
 
 def test_the_runs_part_the_page_polls_changes_when_a_version_is_activated_elsewhere(client, root):
@@ -220,3 +222,30 @@ def test_a_held_out_table_shows_no_figures_for_cakes_without_held_out_photos(cli
 
     assert "<td>kue_lapis</td><td>2</td><td>1.00</td><td>1.00</td>" in html
     assert "<td>kue_klepon</td><td>0</td><td>–</td><td>–</td>" in html  # not a recall of 0
+
+
+def test_the_page_says_when_runs_or_photos_wait_longer_than_a_working_worker_lets_them(client, root):
+    """With a worker stopped, nothing else says it: a run stays queued, photos stay waiting."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from classifier.models import Photo
+    from tests.test_photo_pages import make_photo
+
+    version = ModelVersion.objects.get(is_active=True)
+    run = TrainingRun.objects.create(started_by=root, base_version=version)
+    waiting = [make_photo(root, status="queued") for _ in range(3)]
+    client.force_login(root)
+
+    fresh = client.get(reverse("model-versions")).content.decode()
+    TrainingRun.objects.filter(pk=run.pk).update(created=timezone.now() - timedelta(minutes=5))
+    Photo.objects.filter(pk=waiting[0].pk).update(created=timezone.now() - timedelta(minutes=5))
+    late = client.get(reverse("model-versions")).content.decode()
+
+    assert f"{run.pk} ({timezone.localtime(run.created):%-d %b %H:%M}, root)" in fresh  # who started it
+    assert "3 photos waiting for the classifier" in fresh
+    assert "is the classification worker running?" not in fresh
+    assert "queued 0" in fresh and "no training worker has taken it" not in fresh
+    assert "queued 5" in late and "no training worker has taken it; is one running?" in late
+    assert "the oldest\n  for 5" in late and "is the classification worker running?" in late

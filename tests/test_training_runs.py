@@ -438,7 +438,10 @@ def test_the_admin_cancels_the_selected_runs_that_are_still_going(admin_client, 
     answer = admin_client.post(reverse("admin:classifier_trainingrun_changelist"), {
         "action": "cancel_runs", "_selected_action": [ended.pk, running.pk]}, follow=True).content.decode()
 
-    assert f"Cancelled run {running.pk}: a running one stops at its next step" in answer
+    assert (f"Cancelled run {running.pk}: a queued run never starts, a running one stops at its next step"
+            in answer)
+    searched = admin_client.get(reverse("admin:classifier_trainingrun_changelist"), {"q": "nobody"})
+    assert searched.status_code == 200 and "0 results" in searched.content.decode()
     running.refresh_from_db()
     ended.refresh_from_db()
     assert (running.status, ended.status) == ("cancelled", "succeeded")
