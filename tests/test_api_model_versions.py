@@ -87,6 +87,17 @@ def test_staff_with_the_change_permission_activate_a_version_and_roll_back(staff
     assert list(ModelVersion.objects.filter(is_active=True)) == [shipped]
 
 
+def test_a_version_whose_files_changed_is_refused_with_the_reason_as_the_message(admin_user, other_version):
+    ModelVersion.objects.filter(pk=other_version.pk).update(fingerprint="0" * 64)  # files since changed
+
+    response = as_user(admin_user).post(f"/api/model-versions/{other_version.pk}/activate/")
+
+    error = response.json()["error"]
+    assert response.status_code == 400 and error["code"] == "invalid"
+    assert error["message"].startswith("kue-v2 cannot be activated: its model files do not load")
+    assert error["fields"] == {"non_field_errors": [error["message"]]}
+
+
 def test_an_automatic_activation_in_place_of_a_version_no_longer_active_is_refused(other_version):
     """A training run activates its version only in place of the one it was compared with: staff who
     activated another version while it ran are not overruled."""

@@ -220,8 +220,8 @@ def test_a_held_out_table_shows_no_figures_for_cakes_without_held_out_photos(cli
 
     html = " ".join(client.get("/staff/models/").content.decode().split())
 
-    assert "<td>kue_lapis</td><td>2</td><td>1.00</td><td>1.00</td>" in html
-    assert "<td>kue_klepon</td><td>0</td><td>–</td><td>–</td>" in html  # not a recall of 0
+    assert "<td>Kue Lapis</td><td>2</td><td>1.00</td><td>1.00</td>" in html  # by name, as the matrix
+    assert "<td>Kue Klepon</td><td>0</td><td>–</td><td>–</td>" in html  # not a recall of 0
 
 
 def test_the_page_says_when_runs_or_photos_wait_longer_than_a_working_worker_lets_them(client, root):

@@ -38,8 +38,10 @@ def exception_handler(exc, context):
         return None  # a bug: Django's 500 handling logs it
     fields = {}
     if isinstance(exc, exceptions.ValidationError):
-        message = "The request has invalid fields."
         fields = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
+        # a refusal of the request as a whole (a service's): its reason is the message
+        whole = fields.get("non_field_errors") if list(fields) == ["non_field_errors"] else None
+        message = " ".join(map(str, whole)) if whole else "The request has invalid fields."
         code = "invalid"
     else:
         detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data
