@@ -38,7 +38,7 @@ class ModelVersion(models.Model):
     labels = models.JSONField(help_text='[{"slug": ..., "name": ...}] in the model\'s output order')
     metrics = models.JSONField(default=dict, blank=True)
     fingerprint = models.CharField(
-        max_length=64, blank=True,
+        max_length=64, blank=True, default="", db_default="",  # (a worker of a release before it: empty)
         help_text="SHA-256 of its files when registered (training.runtime.fingerprint): files changed "
                   "afterwards are neither activated nor served; empty: not checked")
     is_active = models.BooleanField(default=False)

@@ -155,3 +155,19 @@ def test_install_models_copies_the_shipped_folders_a_models_folder_lacks_and_rep
     kept.write_text("[]")  # an earlier release's files: versions are registered from them
     call_command("install_models")
     assert kept.read_text() == "[]"
+
+
+@pytest.mark.django_db
+def test_a_trainer_of_an_earlier_release_still_registers_its_version_while_this_one_migrates():
+    """Its INSERT names no fingerprint column (it had none): the database fills in 'not checked'."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from classifier.models import ModelVersion
+
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO classifier_modelversion (name, path, labels, metrics, is_active, "
+                       "created) VALUES (%s, %s, %s, %s, %s, %s)",
+                       ["old+run1", "old+run1", "[]", "{}", False, timezone.now()])
+
+    assert ModelVersion.objects.get(name="old+run1").fingerprint == ""

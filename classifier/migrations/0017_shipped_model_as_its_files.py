@@ -6,13 +6,16 @@ started before 2026-11-23 still holds that release's shipped model, and 0016 mad
 it, so no photo was classified any more. Here a shipped model folder whose files are exactly those of
 a release (earlier or this one) gets their fingerprint, and the labels and figures read from them
 (0002 read them once, at the first installation: a git checkout updated since holds newer files).
-A folder that is no release's is left as 0016 left it: refused."""
+A folder that is no release's is left as 0016 left it: refused.
+
+And the fingerprint column gets a database default (empty, "not checked"): a trainer of an earlier
+release, still running while this one migrates, registers its version instead of failing on it."""
 
 import json
 from pathlib import Path
 
 from django.conf import settings
-from django.db import migrations
+from django.db import migrations, models
 
 # training.runtime.fingerprint of models/kue-mobilenetv2 as each commit that changed it left it
 # (git archive <commit> models/kue-mobilenetv2): 40b6ab5 and 068079b, bebb84e, 2b5359a, 27ad4be (the
@@ -55,5 +58,14 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AlterField(
+            model_name="modelversion",
+            name="fingerprint",
+            field=models.CharField(
+                blank=True, db_default="", default="", max_length=64,
+                help_text="SHA-256 of its files when registered (training.runtime.fingerprint): files changed "
+                          "afterwards are neither activated nor served; empty: not checked",
+            ),
+        ),
         migrations.RunPython(describe_the_files, migrations.RunPython.noop),
     ]
