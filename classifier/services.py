@@ -9,7 +9,8 @@ import logging
 import shutil
 import threading
 import uuid
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import NamedTuple
@@ -61,14 +62,37 @@ CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "b
 
 
 THUMBNAIL_SIZE = 320
-# A picture decoded whole costs up to 15 bytes a pixel (Pillow's WebP reader: +611 MB at 40
-# megapixels), and its file can weigh 2 KB. In a web process, pictures of more than
-# LARGE_DECODE_PIXELS (after a JPEG's reduced decoding: a phone's JPEG is far below) are decoded
-# in turn, so that uploads sent together cannot add that up: 8 at once cost +4.8 GB and 7.9 s, in
-# turn +615 MB and 3.6 s.
-LARGE_DECODE_PIXELS = 4_000_000
-LARGE_DECODES = threading.Lock()
 MIN_IMAGE_SIDE = 32  # smaller is an icon, not a photo of a cake
+
+
+class PixelBudget:
+    """At most `pixels` pixels decoded at once by a process's threads; a picture larger than the
+    whole budget waits until it has the budget to itself."""
+
+    def __init__(self, pixels: int):
+        self.total = self.free = pixels
+        self.changed = threading.Condition()
+
+    @contextmanager
+    def decoding(self, pixels: int) -> Iterator[None]:
+        pixels = min(pixels, self.total)
+        with self.changed:
+            self.changed.wait_for(lambda: self.free >= pixels)
+            self.free -= pixels
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.free += pixels
+                self.changed.notify_all()
+
+
+# A picture decoded whole costs up to 15 bytes a pixel (Pillow's WebP reader: +611 MB at 40
+# megapixels), and its file can weigh 2 KB: uploads sent together, each in a thread of the same web
+# process, added that up (8 at once: +4.8 GB). They now share a budget of 48 megapixels (about
+# 720 MB at worst): four phone photos of 12 megapixels decode together, two of 40 in turn (8 at once:
+# +615 MB, and 3.6 s instead of 7.9).
+DECODING = PixelBudget(48_000_000)
 
 
 class CheckedImage(NamedTuple):
@@ -123,9 +147,14 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
                 raise ValidationError("Compressed (RLE) BMP images are not supported; send JPEG, PNG, GIF, "
                                       "WebP, HEIC or an uncompressed BMP.", code="format")
             width, height = img.size
+            # The pixels decoding holds: a HEIC's whole coded picture; a JPEG's reduced one, unless it
+            # is progressive (then every coefficient of the full picture is kept).
+            decoded = max(img.size, coded, key=lambda size: size[0] * size[1])
             if fmt in ("JPEG", "MPO"):  # the smallest scale that still covers the thumbnail
                 img.draft("RGB", thumbnail_size(img.size))
-            with LARGE_DECODES if img.width * img.height > LARGE_DECODE_PIXELS else nullcontext():
+                if not img.info.get("progressive"):
+                    decoded = img.size
+            with DECODING.decoding(decoded[0] * decoded[1]):
                 if orientation(img) in (5, 6, 7, 8):  # (decoded first) shown turned a quarter
                     width, height = height, width
                 if fmt in STORED_AS_JPEG:  # (before the thumbnail shrinks it)
