@@ -89,10 +89,10 @@ class PixelBudget:
 
 # A picture decoded whole costs up to 15 bytes a pixel (Pillow's WebP reader: +611 MB at 40
 # megapixels), and its file can weigh 2 KB: uploads sent together, each in a thread of the same web
-# process, added that up (8 at once: +4.8 GB). They now share a budget of 48 megapixels (about
-# 720 MB at worst): four phone photos of 12 megapixels decode together, two of 40 in turn (8 at once:
+# process, added that up (8 at once: +4.8 GB). They now share a budget of 50 megapixels (about
+# 750 MB at worst): four phone photos of 12 megapixels decode together, two of 40 in turn (8 at once:
 # +615 MB, and 3.6 s instead of 7.9).
-DECODING = PixelBudget(48_000_000)
+DECODING = PixelBudget(50_000_000)
 
 
 class CheckedImage(NamedTuple):
