@@ -46,7 +46,7 @@ class ModelVersionAdmin(WithoutBulkDelete):
     list_display = ["name", "is_active", "test_top1", "test_macro_f1", "classes", "created"]
     list_filter = ["is_active", "created"]
     search_fields = ["name", "path"]
-    actions = ["activate"]
+    actions = ["activate", "activate_confirmed"]
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
@@ -96,16 +96,23 @@ class ModelVersionAdmin(WithoutBulkDelete):
         return len(obj.labels)
 
     @admin.action(description="Activate the selected version (exactly one)", permissions=["change"])
-    def activate(self, request, queryset):
+    def activate(self, request, queryset, confirmed=False):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
             return
         try:
-            version = services.model_version_activate(queryset.get())
+            version = services.model_version_activate(queryset.get(), confirmed=confirmed)
         except ValidationError as exc:
-            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+            also = (f" To use it all the same: “{self.activate_confirmed.short_description}”."
+                    if exc.code == "needs_confirmation" else "")
+            self.message_user(request, " ".join(exc.messages) + also, messages.ERROR)
             return
         self.message_user(request, f"The active model is now {version.name}.", messages.SUCCESS)
+
+    @admin.action(description="Activate the selected version, even if lower on the benchmark or not measured "
+                              "on it", permissions=["change"])
+    def activate_confirmed(self, request, queryset):
+        self.activate(request, queryset, confirmed=True)
 
 
 class PredictionInline(admin.TabularInline):

@@ -768,12 +768,16 @@ def lock_model_versions() -> ModelVersion | None:
     return next((v for v in versions if v.is_active), None)
 
 
-def model_version_activate(version: ModelVersion, *, replacing: ModelVersion | None = None) -> ModelVersion:
+def model_version_activate(version: ModelVersion, *, replacing: ModelVersion | None = None,
+                           confirmed: bool = False) -> ModelVersion:
     """Make `version` the one active version, atomically; workers pick it up on their next task.
 
     Refused, with the reason, when its files cannot be loaded and run (a broken version is never
-    what the workers switch to), or, with `replacing`, when that is no longer the active version
-    (a training run's automatic activation never overrules staff who activated another meanwhile).
+    what the workers switch to); unless `confirmed`, when it is lower than the active version on
+    the benchmark or was never measured on it (selectors.activation_warning; code
+    "needs_confirmation"); or, with `replacing`, when that is no longer the active version (a
+    training run's automatic activation, which has its own rule, never overrules staff who
+    activated another meanwhile).
     """
     try:
         runtime.check(version.folder, version.fingerprint)
@@ -782,6 +786,9 @@ def model_version_activate(version: ModelVersion, *, replacing: ModelVersion | N
                               code="broken_model") from exc
     with transaction.atomic():
         active = lock_model_versions()
+        warning = selectors.activation_warning(version, active)
+        if warning and not confirmed and replacing is None:
+            raise ValidationError(f"{version.name} was not activated. {warning}", code="needs_confirmation")
         if replacing is not None and active != replacing:
             raise ValidationError(f"{version.name} was not activated: the active version is no longer "
                                   f"{replacing.name} but {active.name if active else 'none'}.",

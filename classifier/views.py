@@ -501,16 +501,12 @@ def feedback_accuracy_plot(request: HttpRequest) -> HttpResponse:
 @staff_with("classifier.change_modelversion")
 @post_only("model-versions", with_id=False)
 def model_version_activate(request: HttpRequest, pk: int) -> HttpResponse:
-    version = get_object_or_404(ModelVersion, pk=pk)
-    warning = selectors.activation_warning(version, selectors.active_version())
-    if warning and request.POST.get("confirm") != "on":  # (the page asks for the box to be ticked)
-        messages.error(request, f"{version.name} was not activated. {warning} Tick the box to activate it "
-                                "all the same.")
-        return redirect("model-versions")
     try:
-        version = services.model_version_activate(version)
+        version = services.model_version_activate(get_object_or_404(ModelVersion, pk=pk),
+                                                  confirmed=request.POST.get("confirm") == "on")
     except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
+        also = " Tick the box to activate it all the same." if exc.code == "needs_confirmation" else ""
+        messages.error(request, " ".join(exc.messages) + also)
         return redirect("model-versions")
     messages.success(request, f"{version.name} is now the active model; workers use it from the next photo.")
     return redirect("model-versions")

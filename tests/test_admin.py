@@ -70,9 +70,14 @@ def test_activating_from_the_admin_needs_exactly_one_version(admin_client):
 
     two = admin_client.post(url, {"action": "activate", "_selected_action": [shipped.pk, other.pk]},
                             follow=True)
-    one = admin_client.post(url, {"action": "activate", "_selected_action": [other.pk]}, follow=True)
+    unmeasured = admin_client.post(url, {"action": "activate", "_selected_action": [other.pk]}, follow=True)
+    assert list(ModelVersion.objects.filter(is_active=True)) == [shipped]
+    one = admin_client.post(url, {"action": "activate_confirmed", "_selected_action": [other.pk]},
+                            follow=True)
 
     assert "Select exactly one version" in two.content.decode()
+    assert ("Kue-v2 was not activated. It was not measured on the benchmark split. To use it all the same: "
+            "“Activate the selected version, even if lower") in unmeasured.content.decode()  # (capitalised)
     assert "The active model is now kue-v2." in one.content.decode()
     assert list(ModelVersion.objects.filter(is_active=True)) == [other]
 

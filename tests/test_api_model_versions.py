@@ -83,7 +83,12 @@ def test_staff_with_the_change_permission_activate_a_version_and_roll_back(staff
 
     assert client.post(f"/api/model-versions/{other_version.pk}/activate/").json()["is_active"] is True
     assert list(ModelVersion.objects.filter(is_active=True)) == [other_version]
-    client.post(f"/api/model-versions/{shipped.pk}/activate/")
+    lower = client.post(f"/api/model-versions/{shipped.pk}/activate/")  # 86.4% against 90% on the benchmark
+    assert lower.status_code == 400 and lower.json()["error"]["fields"]["confirm"] == [
+        "kue-mobilenetv2 was not activated. It is 3.6 points below the active version on the benchmark "
+        "split (top-1 86.4% against 90.0%). Send true to activate it all the same."]
+    assert list(ModelVersion.objects.filter(is_active=True)) == [other_version]
+    client.post(f"/api/model-versions/{shipped.pk}/activate/", {"confirm": True}, format="json")
     assert list(ModelVersion.objects.filter(is_active=True)) == [shipped]
 
 
@@ -103,7 +108,7 @@ def test_an_automatic_activation_in_place_of_a_version_no_longer_active_is_refus
     activated another version while it ran are not overruled."""
     shipped = ModelVersion.objects.get(is_active=True)
     chosen = ModelVersion.objects.create(name="kue-v3", path=shipped.path, labels=shipped.labels)
-    services.model_version_activate(chosen)  # staff, while the run trains on `shipped`
+    services.model_version_activate(chosen, confirmed=True)  # staff, while the run trains on `shipped`
 
     with pytest.raises(ValidationError, match="no longer kue-mobilenetv2 but kue-v3"):
         services.model_version_activate(other_version, replacing=shipped)

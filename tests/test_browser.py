@@ -384,7 +384,7 @@ def test_staff_start_a_fast_retraining_watch_it_finish_and_activate_the_new_vers
     staff.page.wait_for_selector(f"#runs td:has-text('{other.pk} (')", timeout=60_000)  # reloaded by itself
     assert wait_for(lambda: TrainingRun.objects.get(pk=other.pk).status == "succeeded", 240)
     # A rollback elsewhere: the open page stops marking the version it activated as the active one.
-    services.model_version_activate(ModelVersion.objects.get(name="kue-mobilenetv2"))
+    services.model_version_activate(ModelVersion.objects.get(name="kue-mobilenetv2"), confirmed=True)
     staff.page.wait_for_selector(f"form[action='/staff/models/{run.result_version.pk}/activate/']",
                                  timeout=60_000)
 

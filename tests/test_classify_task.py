@@ -164,7 +164,7 @@ def test_activation_keeps_exactly_one_active_version(settings):
     shipped = ModelVersion.objects.get(is_active=True)
     other = ModelVersion.objects.create(name="other", path=shipped.path, labels=shipped.labels)
 
-    services.model_version_activate(other)
+    services.model_version_activate(other, confirmed=True)  # (it has no figures)
     assert list(ModelVersion.objects.filter(is_active=True)) == [other]
     services.model_version_activate(shipped)
     assert list(ModelVersion.objects.filter(is_active=True)) == [shipped]
@@ -234,7 +234,7 @@ def test_a_task_delivered_again_after_another_version_was_activated_adds_no_pred
     tasks.classify_photo(photo.pk)
     shipped = ModelVersion.objects.get(is_active=True)
     services.model_version_activate(
-        ModelVersion.objects.create(name="kue-v2", path=shipped.path, labels=shipped.labels))
+        ModelVersion.objects.create(name="kue-v2", path=shipped.path, labels=shipped.labels), confirmed=True)
 
     assert tasks.classify_photo(photo.pk) == "already done"
     assert Prediction.objects.get(photo=photo).model_version == shipped
@@ -299,7 +299,7 @@ def test_activating_a_version_deleted_meanwhile_is_refused_and_the_active_one_st
     monkeypatch.setattr(runtime, "check", deleted_while_checked)
 
     with pytest.raises(ValidationError, match="deleted meanwhile"):
-        services.model_version_activate(copy)
+        services.model_version_activate(copy, confirmed=True)
     assert list(ModelVersion.objects.filter(is_active=True)) == [shipped]
 
 

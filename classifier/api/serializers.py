@@ -185,6 +185,12 @@ class TrainingRunSerializer(Representation):
                   "finished", "seconds"]
 
 
+class ActivateSerializer(serializers.Serializer):
+    confirm = serializers.BooleanField(default=False, help_text=(
+        "activate it even if it is lower than the active version on the benchmark split, or was never "
+        "measured on it (without it: a 400 saying which)"))
+
+
 class TrainingRunStartSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=TrainingRun.Mode.choices, default=TrainingRun.Mode.FAST)
     auto_activate = serializers.BooleanField(

@@ -474,12 +474,21 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["created", "name"]
     lookup_value_converter = "int"
 
-    @extend_schema(summary="Make this the active version (staff)", request=None,
-                   responses={200: serializers.ModelVersionSerializer, 400: ERROR, 403: ERROR,
+    @extend_schema(summary="Make this the active version (staff)", request=serializers.ActivateSerializer,
+                   responses={200: serializers.ModelVersionSerializer, 400: ERROR, 403: ERROR, 415: ERROR,
                               **COMMON_ERRORS})
     @action(detail=True, methods=["post"], permission_classes=[staff_with("classifier.change_modelversion")])
     def activate(self, request, pk=None):
-        version = services.model_version_activate(self.get_object())
+        data = serializers.ActivateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        confirmed = data.validated_data["confirm"]
+        try:
+            version = services.model_version_activate(self.get_object(), confirmed=confirmed)
+        except ValidationError as exc:
+            if exc.code == "needs_confirmation":
+                message = f"{exc.messages[0]} Send true to activate it all the same."
+                raise exceptions.ValidationError({"confirm": [message]}) from exc
+            raise
         return Response(self.get_serializer(version).data)
 
     @extend_schema(summary="Users' accuracy per version and day of their answers (staff)",
