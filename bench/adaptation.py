@@ -81,7 +81,7 @@ def one_fold(teach: list[Path], held: list[Path], workdir: Path, fold: int, mode
     from classifier.models import Feedback, ModelVersion, Photo, TrainingRun
 
     shipped = ModelVersion.objects.get(name="kue-mobilenetv2")
-    services.model_version_activate(shipped)
+    services.model_version_activate(shipped, confirmed=True)  # back to the start, whatever the last fold made
     Feedback.objects.all().delete()
     Photo.objects.all().delete()
     link_folder(held, workdir / "evaluate")

@@ -197,7 +197,7 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
 
     # Retraining the retrained version starts from the base photos again: the users' photos come
     # from the database, each once, and not a second time from the new version's cache.
-    services.model_version_activate(version)
+    services.model_version_activate(version, confirmed=True)
     again = services.training_run_start(user=admin_user)
     tasks.train_model(again.pk)
     again.refresh_from_db()

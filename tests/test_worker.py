@@ -68,7 +68,7 @@ def test_a_training_run_through_the_worker_registers_a_version_the_worker_then_u
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
     assert run.result_version.metrics["test"]["n"] == 16
-    services.model_version_activate(run.result_version)
+    services.model_version_activate(run.result_version, confirmed=True)
     client.post(reverse("upload"), {"photos": [upload_of(sample_photo("kue_klepon"))]})
     newest = Photo.objects.order_by("-pk").first()
     assert wait_for(lambda: Photo.objects.get(pk=newest.pk).status == "done")
