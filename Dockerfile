@@ -3,7 +3,7 @@ FROM python:3.11-slim
 
 # Production unless told otherwise: without SECRET_KEY and ALLOWED_HOSTS the image refuses to start.
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DEBUG=0 \
-    CAKESITE_VAR_DIR=/app/var MEDIA_ROOT=/app/var/media
+    CAKESITE_VAR_DIR=/app/var MEDIA_ROOT=/app/var/media CAKESITE_MODELS_DIR=/app/var/models
 WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt

@@ -248,11 +248,13 @@ def benchmark_top1(version: ModelVersion) -> float | None:
 
 def classification_backlog() -> dict:
     """Photos waiting for the classification worker: how many, since when the oldest waits, and
-    whether that is longer than a working worker would take (two minutes)."""
+    whether the worker looks stopped (the oldest waited over two minutes, and none was classified
+    meanwhile)."""
     backlog = Photo.objects.filter(status__in=Photo.PENDING).aggregate(count=Count("pk"),
                                                                        oldest=Min("created"))
-    since = timezone.now() - timedelta(minutes=2)
-    backlog["stalled"] = backlog["oldest"] is not None and backlog["oldest"] < since
+    since = timezone.now() - timedelta(minutes=2)  # and nothing classified since: a long backlog moves
+    backlog["stalled"] = (backlog["oldest"] is not None and backlog["oldest"] < since
+                          and not Prediction.objects.filter(created__gte=since).exists())
     return backlog
 
 

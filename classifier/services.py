@@ -8,6 +8,7 @@ import json
 import logging
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -736,16 +737,22 @@ def shipped_models_install() -> list[str]:
     if not shipped.is_dir() or target.resolve() == shipped.resolve():
         return []
     target.mkdir(parents=True, exist_ok=True)
+    for stale in target.glob(".*.partial-*"):  # a copy killed midway, long ago
+        if time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True)
     copied = []
-    for folder in sorted(shipped.iterdir()):
-        if folder.is_dir() and not (target / folder.name).exists():
+    for folder in sorted(shipped.iterdir()):  # (not the versions runs made there: .gitignore's)
+        if folder.is_dir() and "+run" not in folder.name and not (target / folder.name).exists():
             partial = target / f".{folder.name}.partial-{uuid.uuid4().hex}"
             try:
                 shutil.copytree(folder, partial)
                 partial.rename(target / folder.name)
+                copied.append(folder.name)
+            except OSError:
+                if not (target / folder.name).is_dir():  # else another web process installed it first
+                    raise
             finally:
                 shutil.rmtree(partial, ignore_errors=True)
-            copied.append(folder.name)
     return copied
 
 

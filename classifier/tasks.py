@@ -209,7 +209,11 @@ def train_model(self, run_id: int) -> str:
         # it (removing the folder it was writing into).
         if isinstance(exc, services.RunStopped) or not on_a_working_connection(selectors.run_is_running,
                                                                                run.pk):
-            log.info("training run %s is no longer running (cancelled); it stopped", run_id)
+            if isinstance(exc, services.RunStopped):
+                log.info("training run %s is no longer running (cancelled); it stopped", run_id)
+            else:  # most likely what a cancel did to it; but say what, in case it was not
+                log.warning("training run %s is no longer running; it stopped on an error", run_id,
+                            exc_info=True)
             on_a_working_connection(services.training_run_stopped, run)
             return "cancelled"
         log.exception("training run %s failed", run_id)

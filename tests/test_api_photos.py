@@ -382,7 +382,7 @@ def test_filters_by_status_label_feedback_confidence_and_date(api, user):
     assert ids(reviewed="false") == [queued.pk]
     assert ids(reviewed="true") == ids(reviewed="1") == ids(reviewed="True") == [serabi.pk, lapis.pk]
     for odd in ({"reviewed": "maybe"}, {"corrected": "yes"}, {"ordering": "size"},
-                {"ordering": "-confidence,owner"}):  # refused, not ignored
+                {"ordering": "-confidence,owner"}, {"ordering": "created,"}):  # refused, not ignored
         assert api.get("/api/photos/", odd).status_code == 400, odd
     assert ids(confidence_min=0.5) == [lapis.pk]
     assert ids(confidence_max=0.5) == [serabi.pk]
@@ -390,6 +390,7 @@ def test_filters_by_status_label_feedback_confidence_and_date(api, user):
     assert ids(ordering="-confidence", status="done") == [lapis.pk, serabi.pk]
     assert ids(ordering="confidence", status="done") == [serabi.pk, lapis.pk]
     assert ids(ordering="-confidence,created", status="done") == [lapis.pk, serabi.pk]
+    assert ids(ordering="-confidence, created", status="done") == [lapis.pk, serabi.pk]
     unknown = api.get("/api/photos/", {"ordering": "size"}).json()["error"]["fields"]["ordering"]
     assert unknown == ["Order by created, confidence, margin; a leading - reverses a field; several, "
                        "comma-separated, order by the first, then the next."]

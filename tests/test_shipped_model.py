@@ -157,6 +157,22 @@ def test_install_models_copies_the_shipped_folders_a_models_folder_lacks_and_rep
     assert kept.read_text() == "[]"
 
 
+def test_two_web_processes_installing_the_models_at_once_both_start(settings, tmp_path):
+    """Two web containers start together: the second finds the folder installed by the first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from classifier import services
+    from training.runtime import fingerprint
+
+    settings.MODELS_DIR = tmp_path / "models"
+    with ThreadPoolExecutor(4) as pool:
+        installed = list(pool.map(lambda _: services.shipped_models_install(), range(4)))
+
+    assert sorted(name for names in installed for name in names) == ["kue-mobilenetv2"]  # (and no error)
+    assert [p.name for p in settings.MODELS_DIR.iterdir()] == ["kue-mobilenetv2"]
+    assert fingerprint(settings.MODELS_DIR / "kue-mobilenetv2") == fingerprint(SHIPPED)
+
+
 @pytest.mark.django_db
 def test_a_trainer_of_an_earlier_release_still_registers_its_version_while_this_one_migrates():
     """Its INSERT names no fingerprint column (it had none): the database fills in 'not checked'."""

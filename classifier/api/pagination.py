@@ -47,7 +47,7 @@ class StableOrderingFilter(filters.OrderingFilter):
 
     def remove_invalid_fields(self, queryset, fields, view, request):
         valid = super().remove_invalid_fields(queryset, fields, view, request)
-        if len(valid) < len([field for field in fields if field.strip()]):
+        if len(valid) < len(fields):  # (an empty one too: "created,")
             raise ValidationError({self.ordering_param: [self.explained(view)]})
         return valid
 
@@ -60,7 +60,7 @@ class StableOrderingFilter(filters.OrderingFilter):
         fields = "|".join(view.ordering_fields)
         return [{"name": self.ordering_param, "required": False, "in": "query",
                  "description": self.explained(view),
-                 "schema": {"type": "string", "pattern": rf"^-?({fields})(,-?({fields}))*$"}}]
+                 "schema": {"type": "string", "pattern": rf"^ *-?({fields}) *(, *-?({fields}) *)*$"}}]
 
     def get_ordering(self, request, queryset, view):
         ordering = super().get_ordering(request, queryset, view)

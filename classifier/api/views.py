@@ -152,7 +152,7 @@ class OpenToAnyone:
         return [] if self.open else super().get_authenticators()
 
     def get_permissions(self):
-        return [AllowAny()] if self.open else [IsAuthenticated()]
+        return [AllowAny()] if self.open else super().get_permissions()
 
 
 @extend_schema_view(
@@ -166,6 +166,7 @@ class TokenView(OpenToAnyone, ObtainAuthToken):
     revoke it. A password change revokes it too (classifier.accounts)."""
 
     serializer_class = serializers.TokenCredentialsSerializer
+    permission_classes = [IsAuthenticated]  # (for DELETE: ObtainAuthToken has none)
     throttle_classes = [ScopedRateThrottle]  # ObtainAuthToken turns throttling off; turn it back on
     throttle_scope = "token"
 
