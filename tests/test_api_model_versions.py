@@ -1,5 +1,6 @@
 """The REST API for model versions: everyone reads, staff activate."""
 
+import functools
 import threading
 
 import pytest
@@ -146,7 +147,8 @@ def test_activations_and_run_starts_at_the_same_moment_leave_one_active_version(
 
     for _ in range(5):
         outcomes.clear()
-        threads = [threading.Thread(target=run, args=(lambda v=v: services.model_version_activate(v),))
+        activate = functools.partial(services.model_version_activate, confirmed=True)  # (staff, sure)
+        threads = [threading.Thread(target=run, args=(lambda v=v: activate(v),))
                    for v in (other_version, shipped)] + [threading.Thread(target=run, args=(start,))]
         for t in threads:
             t.start()
