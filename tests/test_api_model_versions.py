@@ -145,9 +145,9 @@ def test_activations_and_run_starts_at_the_same_moment_leave_one_active_version(
         together.wait(10)
         return services.training_run_start(user=staff)
 
+    activate = functools.partial(services.model_version_activate, confirmed=True)  # (staff, sure)
     for _ in range(5):
         outcomes.clear()
-        activate = functools.partial(services.model_version_activate, confirmed=True)  # (staff, sure)
         threads = [threading.Thread(target=run, args=(lambda v=v: activate(v),))
                    for v in (other_version, shipped)] + [threading.Thread(target=run, args=(start,))]
         for t in threads:
