@@ -91,9 +91,16 @@ class Photo(models.Model):
     predicted_label = models.CharField(max_length=100, blank=True, default="", db_default="")
     confidence = models.FloatField(null=True, blank=True)
     margin = models.FloatField(null=True, blank=True)
+    # The Idempotency-Key of the API request that stored it and the file's place in that request:
+    # the same request sent again (its answer was lost on the way) gets this photo, not a copy.
+    client_key = models.CharField(max_length=80, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-created", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "client_key"], condition=~models.Q(client_key=""),
+                                    name="photo_client_key_once_per_owner"),
+        ]
         indexes = [
             # "My photos" and everyone's (staff, admin), newest first: read in index order, no sort
             models.Index(fields=["owner", "-created", "-id"], name="photo_owner_newest"),

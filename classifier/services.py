@@ -232,13 +232,17 @@ def make_thumbnail(img: Image.Image) -> ContentFile:
     return ContentFile(buffer.getvalue())
 
 
-def photo_create(*, owner, upload: UploadedFile) -> Photo:
-    """Store a validated photo as `queued` and enqueue its classification once committed."""
+def photo_create(*, owner, upload: UploadedFile, client_key: str = "") -> Photo:
+    """Store a validated photo as `queued` and enqueue its classification once committed. With a
+    `client_key` already used by `owner`: the photo stored under it, if it is the same file (the
+    request was sent again, its answer lost on the way), else refused."""
     from classifier import tasks
 
+    if client_key and (stored := Photo.objects.filter(owner=owner, client_key=client_key).first()):
+        return same_upload(stored, upload)
     checked = validate_image(upload)
     photo = Photo(owner=owner, image_format=checked.extension, sha256=checked.sha256,
-                  original_name=Path(upload.name or "").name[:255])
+                  original_name=Path(upload.name or "").name[:255], client_key=client_key)
     try:
         with transaction.atomic():
             photo.image.save("upload", checked.converted or upload, save=False)
@@ -255,8 +259,24 @@ def photo_create(*, owner, upload: UploadedFile) -> Photo:
         photo.thumbnail.delete(save=False)
         if isinstance(exc, IntegrityError) and not get_user_model().objects.filter(pk=owner.pk).exists():
             raise PermissionDenied(ACCOUNT_GONE) from exc  # (account_delete took the photos stored before)
+        if isinstance(exc, IntegrityError) and client_key and (
+                stored := Photo.objects.filter(owner=owner, client_key=client_key).first()):
+            return same_upload(stored, upload)  # the same request, sent again while this one ran
         raise
     return photo
+
+
+def same_upload(stored: Photo, upload: UploadedFile) -> Photo:
+    """`stored`, if `upload` is the file it was stored from; a client key used again for another
+    file is refused."""
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    upload.seek(0)
+    if digest.hexdigest() != stored.sha256:  # (of the file as sent, also when stored converted)
+        raise ValidationError("This Idempotency-Key was already used for another file.", code="key_reused")
+    stored.sent_again = True  # (not stored now: its prediction may be there already)
+    return stored
 
 
 ACCOUNT_GONE = "This account was deleted while the photos were being stored; none was kept."
@@ -265,17 +285,19 @@ ACCOUNT_GONE = "This account was deleted while the photos were being stored; non
 NOT_STORED = "Not stored: the server could not store it just now (nothing of it was kept); send it again."
 
 
-def photos_create(*, owner, uploads: list[UploadedFile]
+def photos_create(*, owner, uploads: list[UploadedFile], key: str = ""
                   ) -> list[tuple[UploadedFile, Photo | None, list[str]]]:
     """Store each upload on its own: (upload, photo or None, error messages). One bad file never
     loses the good ones. Nor does the server failing midway (the database gone, a full disk): the
     photos stored so far are reported as stored, this one and the rest as not (an error for the
     whole request would have the client send the stored ones again). Failing on the first photo,
-    it raises: nothing was stored."""
+    it raises: nothing was stored. With the request's Idempotency-Key `key`, the request sent
+    again gets the photos it stored, each once."""
     results = []
     for i, upload in enumerate(uploads):
         try:
-            results.append((upload, photo_create(owner=owner, upload=upload), []))
+            client_key = f"{key}:{i}" if key else ""
+            results.append((upload, photo_create(owner=owner, upload=upload, client_key=client_key), []))
         except ValidationError as exc:
             results.append((upload, None, exc.messages))
         except (DatabaseError, OSError):

@@ -929,3 +929,75 @@ def test_a_photo_deleted_in_another_tab_just_after_an_api_write_is_a_404_not_a_s
 
     assert response.status_code == 404
     assert response.json()["error"]["message"] == "The photo no longer exists."
+
+
+def test_an_upload_sent_again_with_its_idempotency_key_gets_its_photos_not_copies(api, user, enqueued):
+    """Its answer was lost on the way (a dropped connection, a proxy's timeout): the client sends the
+    same request again, and must not store the photos twice."""
+    from classifier import tasks
+
+    def upload(key, *classes):
+        files = [upload_of(sample_photo(c)) for c in classes]
+        return api.post("/api/photos/", {"files": files}, format="multipart", HTTP_IDEMPOTENCY_KEY=key)
+
+    first = upload("3f2c9a4e-1", "kue_lapis", "kue_klepon")
+    tasks.classify_photo(first.json()["results"][0]["photo"]["id"])
+    again = upload("3f2c9a4e-1", "kue_lapis", "kue_klepon")
+    other = upload("3f2c9a4e-2", "kue_lapis")  # a new upload of the same picture: a new photo
+
+    ids = [r["photo"]["id"] for r in first.json()["results"]]
+    assert first.status_code == again.status_code == 201
+    assert [r["photo"]["id"] for r in again.json()["results"]] == ids
+    assert again.json()["results"][0]["photo"]["prediction"]["label"] == "kue_lapis"  # as it is now
+    assert Photo.objects.count() == 3
+    assert other.json()["results"][0]["photo"]["id"] not in ids
+
+
+def test_an_idempotency_key_sent_again_with_another_file_or_malformed_is_refused(api, user, enqueued):
+    def upload(cls, key):
+        return api.post("/api/photos/", {"files": [upload_of(sample_photo(cls))]}, format="multipart",
+                        HTTP_IDEMPOTENCY_KEY=key)
+
+    upload("kue_lapis", "k1")
+    reused = upload("kue_klepon", "k1")
+    malformed = upload("kue_klepon", "no spaces/please")
+
+    assert reused.status_code == 400
+    assert reused.json()["results"][0]["errors"] == [
+        "This Idempotency-Key was already used for another file."]
+    assert malformed.status_code == 400 and "Idempotency-Key" in error_of(malformed)["fields"]
+    assert Photo.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_same_upload_arriving_twice_at_once_is_stored_once(user, monkeypatch, enqueued, settings):
+    """The browser sent it again while the first was still being stored: both meet at the database."""
+    needs_postgresql()
+    token = Token.objects.create(user=user).key
+    validate, together = services.validate_image, threading.Barrier(2)
+
+    def validate_then_wait(upload):  # the real check, then both store at once
+        checked = validate(upload)
+        together.wait(10)
+        return checked
+
+    monkeypatch.setattr(services, "validate_image", validate_then_wait)
+    answers = []
+
+    def send():
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+        answers.append(client.post("/api/photos/", {"files": [upload_of(sample_photo())]}, format="multipart",
+                                   HTTP_IDEMPOTENCY_KEY="same-upload"))
+        connections.close_all()
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert [a.status_code for a in answers] == [201, 201]
+    assert len({a.json()["results"][0]["photo"]["id"] for a in answers}) == 1
+    assert Photo.objects.count() == 1
+    assert len(os.listdir(os.path.join(settings.MEDIA_ROOT, "photos"))) == 1  # the other's file is gone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
@@ -40,6 +41,7 @@ from classifier.models import ModelVersion, Photo, TrainingRun
 
 ERROR = serializers.ErrorSerializer
 MAX_WAIT_S = 30  # a long poll; below common proxy timeouts
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 LONG_POLL_RETRY_S = 5  # Retry-After of a long poll beyond LONG_POLLS_PER_USER
 
 
@@ -375,6 +377,11 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
 
     @extend_schema(
         summary="Upload one or several photos (multipart, field `files`)",
+        parameters=[OpenApiParameter(
+            "Idempotency-Key", str, OpenApiParameter.HEADER, pattern=IDEMPOTENCY_KEY.pattern,
+            description="Any new key (a UUID, say) for each upload, the same when it is sent again: a "
+                        "request whose answer was lost gets, sent again with its key, the photos it "
+                        "stored, not copies (a key sent with another file is refused for that file).")],
         request={"multipart/form-data": serializers.PhotoUploadSerializer},
         responses={
             201: serializers.UploadResponseSerializer,
@@ -396,10 +403,14 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             raise ValidationError({"files": "Send one or more image files in the `files` field."})
         if len(files) > settings.MAX_FILES_PER_UPLOAD:
             raise ValidationError({"files": too_many_files_message()})
-        stored = services.photos_create(owner=request.user, uploads=files)
+        key = request.headers.get("Idempotency-Key", "")
+        if key and not IDEMPOTENCY_KEY.fullmatch(key):
+            raise ValidationError({"Idempotency-Key": "Up to 64 letters, digits, - and _ (a UUID, say)."})
+        stored = services.photos_create(owner=request.user, uploads=files, key=key)
         results = [
             {"file": upload.name, "errors": errors,
-             "photo": self.get_serializer(selectors.as_just_created(photo)).data if photo else None}
+             "photo": self.get_serializer(self.read_again(photo) if getattr(photo, "sent_again", False)
+                                          else selectors.as_just_created(photo)).data if photo else None}
             for upload, photo, errors in stored
         ]
         created = any(r["photo"] for r in results)
