@@ -162,6 +162,46 @@ def test_a_file_over_the_limit_is_refused_before_it_is_sent_and_a_non_picture_ge
     assert me.errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"]
 
 
+def test_an_upload_whose_answer_was_lost_or_that_found_no_connection_is_sent_again_and_stored_once(
+        browser, live_server, django_user_model):
+    """A phone on a train: the answer to an upload is lost after the server stored it, and another
+    upload starts in a tunnel. Each is sent again by itself, and each photo is stored once."""
+    django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    me = Visitor(browser, live_server.url, "network")
+    me.go("/accounts/login/?next=/upload/")
+    me.page.fill("#id_username", "ayu")
+    me.page.fill("#id_password", "kue-lapis-2026")
+    me.page.get_by_role("button", name="Log in").click()
+    me.page.wait_for_url(re.compile(r"/upload/$"))
+    lapis, klepon = (sorted((PHOTOS / cls).glob("*.jpg"))[0] for cls in ("kue_lapis", "kue_klepon"))
+    sent = []
+    me.page.on("request", lambda r: sent.append(r.url) if r.url.endswith("/api/photos/") else None)
+    me.page.evaluate("""() => {  // the first upload's answer is lost on the way: the page gets an error
+        const openOf = XMLHttpRequest.prototype.open;
+        let lose = 1;
+        XMLHttpRequest.prototype.open = function (method, url, ...rest) {
+          if (method === "POST" && String(url).endsWith("/api/photos/") && lose-- > 0) {
+            this.addEventListener("load", (event) => {  // (added before the page's own listener)
+              event.stopImmediatePropagation();
+              this.dispatchEvent(new Event("error"));
+            });
+          }
+          return openOf.call(this, method, url, ...rest);
+        };
+    }""")
+    me.page.set_input_files("input[type=file]", [str(lapis)])
+    me.page.wait_for_selector(f".upload:has-text('{lapis.name}: Stored; classifying')")
+    assert len(sent) == 2  # stored by the first, its answer lost: sent again
+    me.page.context.set_offline(True)
+    me.page.set_input_files("input[type=file]", [str(klepon)])
+    me.page.wait_for_selector(f".upload:has-text('{klepon.name}: No connection; it is sent again when')")
+    me.page.context.set_offline(False)
+    me.page.wait_for_selector(f".upload:has-text('{klepon.name}: Stored; classifying')")
+
+    assert sorted(p.original_name for p in Photo.objects.all()) == sorted([lapis.name, klepon.name])
+    assert all("ERR_INTERNET_DISCONNECTED" in e for e in me.errors), me.errors  # the tunnel
+
+
 def test_a_gallery_stops_asking_about_a_photo_deleted_elsewhere_and_shows_one_uploaded_elsewhere(
         browser, live_server, django_user_model):
     from urllib.parse import parse_qs, urlsplit

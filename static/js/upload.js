@@ -2,8 +2,12 @@
 // is sent on its own through the API (the session's login, the form's CSRF token), and then
 // waits for its prediction, which appears in place. Two uploads and two waits at a time, so that
 // the site's other pages, in other tabs, still get a connection however many photos are dropped;
-// an upload over the rate limit is sent again when the server says. Leaving the page while photos
-// are still to be sent asks first (they would never be). Without JavaScript the plain form still works.
+// an upload over the rate limit is sent again when the server says. An upload that got no answer
+// (the connection dropped, a proxy timed out) may have been stored all the same: it is sent again
+// under the same Idempotency-Key, so the server answers with the photo it stored instead of storing
+// a copy; by itself a few times (when the connection is back, if it is gone), then with a button.
+// Leaving the page while photos are still to be sent asks first (they would never be). Without
+// JavaScript the plain form still works.
 (function () {
   const form = document.querySelector("form[data-upload]");
   if (!form) return;
@@ -15,8 +19,12 @@
   const waiting = limitTo(2);
   const unsureBelow = Number(form.dataset.unsureBelow);
   const maxBytes = Number(form.dataset.maxBytes);
-  let unsent = 0; // photos picked but not yet stored or refused
+  const unsent = new Set(); // photos picked but not yet stored or refused
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  const online = () => new Promise((resolve) => window.addEventListener("online", resolve, { once: true }));
+  // (crypto.randomUUID needs https or localhost)
+  const newKey = () => (window.crypto && crypto.randomUUID ? crypto.randomUUID()
+    : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`);
 
   function item(file) {
     const li = document.createElement("li");
@@ -61,7 +69,7 @@
     view.status.replaceChildren(name, text);
   }
 
-  function post(file, view) {
+  function post(file, view, key) {
     return new Promise((resolve) => {
       const data = new FormData();
       data.append("files", file);
@@ -69,9 +77,12 @@
       request.open("POST", "/api/photos/");
       request.setRequestHeader("X-CSRFToken", csrf);
       request.setRequestHeader("Accept", "application/json");
+      request.setRequestHeader("Idempotency-Key", key);
       request.upload.addEventListener("progress", (event) => {
         if (event.lengthComputable) view.bar.value = (100 * event.loaded) / event.total;
-        if (view.status.textContent !== `${view.name}: Uploading…`) show(view, "Uploading…");
+        const text = event.lengthComputable && event.loaded === event.total ? "Sent; waiting for the server…"
+          : "Uploading…";
+        if (view.status.textContent !== `${view.name}: ${text}`) show(view, text);
       });
       request.addEventListener("load", () => resolve(request));
       ["error", "abort", "timeout"].forEach((type) => request.addEventListener(type, () => resolve(null)));
@@ -79,23 +90,37 @@
     });
   }
 
-  async function send(file) {
-    const view = item(file);
+  // No answer, or the server or a proxy failing: the photo may have been stored or not.
+  const unsure = (request) => !request || request.status >= 500;
+
+  async function send(file, view = item(file), key = newKey()) {
     if (file.size > maxBytes) return fail(view, form.dataset.tooLarge); // as the server would say
     let request;
-    unsent++;
-    try {
-      for (let attempt = 1; ; attempt++) {
-        request = await uploading(() => post(file, view));
-        if (!request || request.status !== 429 || attempt === 5) break;
+    unsent.add(file);
+    for (let attempt = 1; ; attempt++) {
+      request = await uploading(() => post(file, view, key));
+      if (request && request.status === 429 && attempt < 5) {
         const seconds = Number(request.getResponseHeader("Retry-After")) || 10;
         show(view, `Many uploads at once; sending again in ${seconds} s…`);
         await sleep(seconds * 1000);
+      } else if (unsure(request) && attempt < 5) { // the same key: never stored twice
+        if (!navigator.onLine) {
+          show(view, "No connection; it is sent again when the connection is back…");
+          await online();
+        } else {
+          const seconds = 2 ** attempt;
+          show(view, `No answer from the server; sending it again in ${seconds} s…`);
+          await sleep(seconds * 1000);
+        }
+      } else {
+        break;
       }
-    } finally {
-      unsent--;
     }
-    if (!request) return fail(view, "The upload failed: no connection.");
+    if (unsure(request)) {
+      return offerAgain(view, request ? `The upload failed (${request.status}).` : "The upload failed: no connection.",
+        () => send(file, view, key));
+    }
+    unsent.delete(file);
     let body = {};
     try { body = JSON.parse(request.responseText); } catch (err) { /* not JSON: a proxy's page */ }
     const result = body.results && body.results[0];
@@ -127,6 +152,26 @@
     show(view, reason);
   }
 
+  // A failure that sending again may mend: a button sends the same file, under the same key.
+  function offerAgain(view, reason, again) {
+    fail(view, reason);
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "button";
+    button.textContent = "Send again";
+    button.setAttribute("aria-label", `Send ${view.name} again`);
+    button.addEventListener("click", () => {
+      button.remove();
+      view.li.classList.remove("failed");
+      view.status.removeAttribute("role");
+      view.bar.value = 0;
+      view.li.insertBefore(view.bar, view.status);
+      show(view, "Waiting…");
+      again();
+    });
+    view.li.append(button);
+  }
+
   async function follow(photo, view) {
     const link = document.createElement("a");
     link.href = `/photos/${photo.id}/`;
@@ -137,8 +182,9 @@
       let response;
       try {
         response = await waiting(() => fetch(`/api/photos/${photo.id}/?wait=20`, { credentials: "same-origin" }));
-      } catch (err) { // no connection: try again shortly
-        await sleep(2000);
+      } catch (err) { // no connection: try again once it is back (an outage does not use up the tries)
+        attempt--;
+        await (navigator.onLine ? sleep(5000) : online());
         continue;
       }
       if (response.status === 401 || response.status === 403) {
@@ -166,7 +212,7 @@
   }
 
   function sendAll(files) {
-    Array.from(files).forEach(send);
+    Array.from(files).forEach((file) => send(file));
   }
 
   form.addEventListener("submit", (event) => {
@@ -189,7 +235,7 @@
     sendAll(event.dataTransfer.files);
   });
   window.addEventListener("beforeunload", (event) => {
-    if (unsent) event.preventDefault(); // the browser asks whether to leave; those photos are lost
+    if (unsent.size) event.preventDefault(); // the browser asks whether to leave; those photos are lost
   });
   // A photo dropped beside the zone would make the browser leave the page to show it.
   ["dragover", "drop"].forEach((type) => document.addEventListener(type, (event) => event.preventDefault()));
