@@ -158,8 +158,10 @@
     const button = document.createElement("button");
     button.type = "button";
     button.className = "button";
-    button.textContent = "Send again";
-    button.setAttribute("aria-label", `Send ${view.name} again`);
+    const which = document.createElement("span"); // (its name says which photo; it starts as shown)
+    which.className = "visually-hidden";
+    which.textContent = `: ${view.name}`;
+    button.append("Send again", which);
     button.addEventListener("click", () => {
       button.remove();
       view.li.classList.remove("failed");
