@@ -203,6 +203,7 @@ def test_an_upload_whose_answer_was_lost_or_that_found_no_connection_is_sent_aga
     me.page.set_input_files("input[type=file]", [str(lumpur)])
     again = me.page.locator(".upload", has_text=lumpur.name).get_by_role("button", name="Send again")
     again.wait_for(timeout=60_000)
+    me.shoot("send-again")  # (at both widths: no overflow, no WCAG violation)
     assert f"{lumpur.name}: The upload failed (503)." in me.page.locator(".upload-status").all_text_contents()
     me.page.unroute("**/api/photos/")
     again.click()
