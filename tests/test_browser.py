@@ -262,6 +262,32 @@ def test_a_gallery_stops_asking_about_a_photo_deleted_elsewhere_and_shows_one_up
     assert me.errors == []
 
 
+def test_a_gallery_that_lost_its_connection_asks_at_once_when_it_is_back(
+        browser, live_server, django_user_model):
+    """Offline, its checks fail and it waits longer each time (up to 15 s); back online, it does not
+    wait out that pause: a photo settled meanwhile shows at once."""
+    from tests.test_photo_pages import make_photo
+
+    owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    photo = make_photo(owner)  # queued, and no worker here to take it
+    me = Visitor(browser, live_server.url, "reconnect")
+    me.go("/accounts/login/?next=/photos/")
+    me.page.fill("#id_username", "ayu")
+    me.page.fill("#id_password", "kue-lapis-2026")
+    me.page.get_by_role("button", name="Log in").click()
+    me.page.wait_for_function("document.querySelector('.tile img').naturalWidth > 0")
+    me.page.route("**/photos/status/*", lambda route: route.abort("internetdisconnected"))
+    for _ in range(4):  # failed checks 1, 2, 4 and 8 s apart: the next would come 15 s after the last
+        me.page.wait_for_event("requestfailed", timeout=20_000)
+
+    me.page.unroute("**/photos/status/*")
+    photo.delete()  # meanwhile, elsewhere
+    me.page.evaluate("dispatchEvent(new Event('online'))")
+
+    me.page.wait_for_selector(".tile:not([data-pending]) >> text=Deleted", timeout=3000)
+    assert all("ERR_INTERNET_DISCONNECTED" in e for e in me.errors), me.errors
+
+
 def test_photos_from_elsewhere_that_push_the_focused_photo_past_two_pages_leave_it_and_its_focus(
         browser, live_server, django_user_model, monkeypatch):
     from classifier import views
