@@ -66,6 +66,14 @@ class Visitor:
     def go(self, path: str) -> None:
         self.page.goto(self.base + path)
 
+    def log_in(self, username: str, password: str, then: str) -> None:
+        """Sign in on the login page, which then opens the page `then`."""
+        self.go(f"/accounts/login/?next={then}")
+        self.page.fill("#id_username", username)
+        self.page.fill("#id_password", password)
+        self.page.get_by_role("button", name="Log in").click()
+        self.page.wait_for_url(re.compile(re.escape(then) + "$"))
+
     def shoot(self, name: str) -> None:
         """Save the page at each width; a page wider than the phone's screen, or one axe-core finds
         a WCAG violation on, counts as an error."""
@@ -111,11 +119,7 @@ def test_many_photos_dropped_at_once_leave_the_browser_connections_for_other_pag
           return openOf.apply(this, args);
         };
     """)
-    me.go("/accounts/login/")
-    me.page.fill("#id_username", "ayu")
-    me.page.fill("#id_password", "kue-lapis-2026")
-    me.page.get_by_role("button", name="Log in").click()
-    me.go("/upload/")
+    me.log_in("ayu", "kue-lapis-2026", then="/upload/")
 
     photos = sorted(PHOTOS.glob("*/*.jpg"))[:12]
     leaving = "() => { const e = new Event('beforeunload', {cancelable: true}); dispatchEvent(e); " \
@@ -143,11 +147,7 @@ def test_a_file_over_the_limit_is_refused_before_it_is_sent_and_a_non_picture_ge
     me = Visitor(browser, live_server.url, "limits")
     sent = []
     me.page.on("request", lambda r: sent.append(r.url) if r.url.endswith("/api/photos/") else None)
-    me.go("/accounts/login/?next=/upload/")
-    me.page.fill("#id_username", "ayu")
-    me.page.fill("#id_password", "kue-lapis-2026")
-    me.page.get_by_role("button", name="Log in").click()
-    me.page.wait_for_url(re.compile(r"/upload/$"))
+    me.log_in("ayu", "kue-lapis-2026", then="/upload/")
 
     me.page.set_input_files("input[type=file]", [str(big), str(fake)])
     me.page.wait_for_function("document.querySelectorAll('.upload.failed').length === 2")
@@ -168,11 +168,7 @@ def test_an_upload_whose_answer_was_lost_or_that_found_no_connection_is_sent_aga
     upload starts in a tunnel. Each is sent again by itself, and each photo is stored once."""
     django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
     me = Visitor(browser, live_server.url, "network")
-    me.go("/accounts/login/?next=/upload/")
-    me.page.fill("#id_username", "ayu")
-    me.page.fill("#id_password", "kue-lapis-2026")
-    me.page.get_by_role("button", name="Log in").click()
-    me.page.wait_for_url(re.compile(r"/upload/$"))
+    me.log_in("ayu", "kue-lapis-2026", then="/upload/")
     lapis, klepon, lumpur = (sorted((PHOTOS / cls).glob("*.jpg"))[0] for cls in ("kue_lapis", "kue_klepon",
                                                                                  "kue_lumpur"))
     sent = []
@@ -226,10 +222,7 @@ def test_a_gallery_stops_asking_about_a_photo_deleted_elsewhere_and_shows_one_up
     asked = []
     me.page.on("request", lambda r: asked.append(parse_qs(urlsplit(r.url).query, keep_blank_values=True))
                if "/photos/status/" in r.url else None)
-    me.go("/accounts/login/?next=/photos/")
-    me.page.fill("#id_username", "ayu")
-    me.page.fill("#id_password", "kue-lapis-2026")
-    me.page.get_by_role("button", name="Log in").click()
+    me.log_in("ayu", "kue-lapis-2026", then="/photos/")
     me.page.wait_for_function("document.querySelectorAll('.tile[data-pending]').length === 1")
     # The (lazy) thumbnail first: fetched after the deletion it would be a 404 in the console.
     me.page.wait_for_function("document.querySelector('.tile img').naturalWidth > 0")
@@ -271,10 +264,7 @@ def test_a_gallery_that_lost_its_connection_asks_at_once_when_it_is_back(
     owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
     photo = make_photo(owner)  # queued, and no worker here to take it
     me = Visitor(browser, live_server.url, "reconnect")
-    me.go("/accounts/login/?next=/photos/")
-    me.page.fill("#id_username", "ayu")
-    me.page.fill("#id_password", "kue-lapis-2026")
-    me.page.get_by_role("button", name="Log in").click()
+    me.log_in("ayu", "kue-lapis-2026", then="/photos/")
     me.page.wait_for_function("document.querySelector('.tile img').naturalWidth > 0")
     me.page.route("**/photos/status/*", lambda route: route.abort("internetdisconnected"))
     for _ in range(4):  # failed checks 1, 2, 4 and 8 s apart: the next would come 15 s after the last
@@ -297,10 +287,7 @@ def test_photos_from_elsewhere_that_push_the_focused_photo_past_two_pages_leave_
     owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
     oldest, _ = make_photo(owner, "done", "kue_lapis"), make_photo(owner, "done", "kue_klepon")
     me = Visitor(browser, live_server.url, "focus")
-    me.go("/accounts/login/?next=/photos/")
-    me.page.fill("#id_username", "ayu")
-    me.page.fill("#id_password", "kue-lapis-2026")
-    me.page.get_by_role("button", name="Log in").click()
+    me.log_in("ayu", "kue-lapis-2026", then="/photos/")
     me.page.wait_for_selector(".grid > .tile")
     me.page.locator(f".tile[data-photo='{oldest.pk}'] a").first.focus()
 
@@ -323,10 +310,7 @@ def test_back_after_changing_an_answer_shows_the_answer_the_page_says(browser, l
     owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
     photo = make_photo(owner, "done", "kue_lapis")
     me = Visitor(browser, live_server.url, "back")
-    me.go(f"/accounts/login/?next=/photos/{photo.pk}/")
-    me.page.fill("#id_username", "ayu")
-    me.page.fill("#id_password", "kue-lapis-2026")
-    me.page.get_by_role("button", name="Log in").click()
+    me.log_in("ayu", "kue-lapis-2026", then=f"/photos/{photo.pk}/")
     me.page.select_option("select[name=correction]", "none")
     me.page.get_by_role("button", name="Save").click()
     me.page.wait_for_selector("text=none of these (corrected)")
@@ -434,11 +418,7 @@ def test_staff_start_a_fast_retraining_watch_it_finish_and_activate_the_new_vers
         services.feedback_record(photo=photo, user=user, label="kue_lumpur")
 
     staff = Visitor(browser, site, "staff")
-    staff.go("/accounts/login/?next=/staff/models/")
-    staff.page.fill("#id_username", "chef")
-    staff.page.fill("#id_password", "kue-bika-ambon-7")
-    staff.page.get_by_role("button", name="Log in").click()
-    staff.page.wait_for_url(re.compile(r"/staff/models/$"))
+    staff.log_in("chef", "kue-bika-ambon-7", then="/staff/models/")
     staff.page.get_by_text("The confusion matrix as a table").first.click()  # checked open, too
     staff.shoot("1-dashboard")
 
