@@ -33,7 +33,7 @@ from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 from rest_framework.authtoken.models import Token
 
-from classifier import selectors
+from classifier import selectors, storage
 from classifier.models import (
     Feedback,
     ModelVersion,
@@ -122,10 +122,7 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
         raise ValidationError("The file is empty.", code="empty")
     if upload.size > settings.MAX_UPLOAD_BYTES:
         raise ValidationError(file_too_large_message(), code="too_large")
-    digest = hashlib.sha256()
-    for chunk in upload.chunks():
-        digest.update(chunk)
-    upload.seek(0)
+    sha256 = sha256_of(upload)
     try:
         # Only the formats we take are tried: the others' readers raise anything on a broken file.
         with Image.open(upload, formats=READERS) as img:
@@ -181,7 +178,16 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
         raise ValidationError("The image is truncated or corrupt.", code="corrupt") from exc
     finally:
         upload.seek(0)
-    return CheckedImage(ALLOWED_FORMATS[fmt], digest.hexdigest(), thumbnail, width, height, converted)
+    return CheckedImage(ALLOWED_FORMATS[fmt], sha256, thumbnail, width, height, converted)
+
+
+def sha256_of(upload: UploadedFile) -> str:
+    """The SHA-256 of the file as sent (read in chunks; left at its start)."""
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    upload.seek(0)
+    return digest.hexdigest()
 
 
 def format_of(upload: UploadedFile) -> str | None:
@@ -269,11 +275,7 @@ def photo_create(*, owner, upload: UploadedFile, client_key: str = "") -> Photo:
 def same_upload(stored: Photo, upload: UploadedFile) -> Photo:
     """`stored`, if `upload` is the file it was stored from; a client key used again for another
     file is refused."""
-    digest = hashlib.sha256()
-    for chunk in upload.chunks():
-        digest.update(chunk)
-    upload.seek(0)
-    if digest.hexdigest() != stored.sha256:  # (of the file as sent, also when stored converted)
+    if sha256_of(upload) != stored.sha256:  # (of the file as sent, also when stored converted)
         raise ValidationError("This Idempotency-Key was already used for another file.", code="key_reused")
     stored.sent_again = True  # (not stored now: its prediction may be there already)
     return stored
@@ -760,7 +762,7 @@ def shipped_models_install() -> list[str]:
         return []
     target.mkdir(parents=True, exist_ok=True)
     for stale in target.glob(".*.partial-*"):  # a copy killed midway, long ago
-        if time.time() - stale.stat().st_mtime > 3600:
+        if time.time() - stale.stat().st_mtime > storage.ABANDONED_AFTER_S:
             shutil.rmtree(stale, ignore_errors=True)
     copied = []
     for folder in sorted(shipped.iterdir()):  # (not the versions runs made there: .gitignore's)
