@@ -293,6 +293,8 @@ def model_versions_compared() -> list[dict]:
         rows.append({
             "version": version,
             "warning": activation_warning(version, active),
+            # it classified photos before, so it was active once, before the active one
+            "rolls_back": version.served and active is not None and version.created < active.created,
             # points of top-1 on the benchmark against the active version's (the other splits differ
             # from version to version: each run holds out its own user photos)
             "benchmark_change": (None if version.is_active or None in (mine, on_benchmark)

@@ -460,7 +460,6 @@ def model_versions(request: HttpRequest) -> HttpResponse:
         **runs,
         "accuracy_by_day": selectors.feedback_accuracy_by_day(),  # the chart's figures, as a table
         "backlog": selectors.classification_backlog(),
-        "active_created": getattr(selectors.active_version(), "created", None),
         "versions": selectors.model_versions_compared(),
         "modes": TrainingRun.Mode.choices,
         "min_heldout": settings.AUTO_ACTIVATE_MIN_HELDOUT,
