@@ -180,15 +180,15 @@
     link.textContent = "Open";
     link.setAttribute("aria-label", `Open ${view.name}`);
     view.li.append(link);
-    for (let attempt = 0; attempt < 40; attempt++) {
+    for (let answered = 0; answered < 40;) { // (an outage does not use up the tries)
       let response;
       try {
         response = await waiting(() => fetch(`/api/photos/${photo.id}/?wait=20`, { credentials: "same-origin" }));
-      } catch (err) { // no connection: try again once it is back (an outage does not use up the tries)
-        attempt--;
+      } catch (err) { // no connection: try again once it is back
         await (navigator.onLine ? sleep(5000) : online());
         continue;
       }
+      answered++;
       if (response.status === 401 || response.status === 403) {
         const body = await response.json().catch(() => ({}));
         return fail(view, signedOut(response.status, body) ? "You are signed out: log in again to see the result."
