@@ -60,6 +60,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "classifier.middleware.BrowserTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "classifier.middleware.UploadTooLargeMiddleware",  # answers before any process_view reads a body
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -150,7 +151,7 @@ EMAILS_PER_ADDRESS = envint("EMAILS_PER_ADDRESS", 3)  # of each kind an hour, wh
 EMAIL_LINKS_PER_ACCOUNT = envint("EMAIL_LINKS_PER_ACCOUNT", 5)  # confirmation links an account asks, an hour
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+TIME_ZONE = "UTC"  # what is stored, what the API answers in, and pages for a browser that names no zone
 USE_I18N = True
 USE_TZ = True
 

@@ -1,19 +1,24 @@
 """Answers given before the view: a database that does not answer (a 503 the user can read, not a
-500), and an upload larger than we take (a 413 before its body is read)."""
+500), and an upload larger than we take (a 413 before its body is read); and the visitor's time
+zone for the pages' dates and times."""
 
 from __future__ import annotations
 
+import functools
 import logging
+import zoneinfo
 
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from classifier.api.errors import error_body
 from classifier.forms import too_large_message, upload_too_large
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
+TIME_ZONE_COOKIE = "tz"  # set by static/js/timezone.js
 
 
 def refusal(request: HttpRequest, status: int, code: str, message: str, template: str,
@@ -60,3 +65,27 @@ class DatabaseUnavailableMiddleware:
         response = refusal(request, 503, "unavailable", message, "503.html", with_user=False)
         response["Retry-After"] = str(RETRY_AFTER_S)
         return response
+
+
+@functools.cache
+def known_time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+class BrowserTimeZoneMiddleware:
+    """Pages (the admin's included) show dates and times in the visitor's own time zone: the one
+    their browser names in the `tz` cookie, else settings.TIME_ZONE. Only names from the time zone
+    database count. Times are stored in UTC either way, and the API always answers in UTC: a program
+    gets the same answer whatever cookie it carries."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        name = request.COOKIES.get(TIME_ZONE_COOKIE, "")
+        if name in known_time_zones() and not request.path.startswith("/api/"):
+            timezone.activate(zoneinfo.ZoneInfo(name))
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()

@@ -7,6 +7,7 @@ admin is not ours)."""
 
 import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -56,8 +57,8 @@ def site(live_server, settings, tmp_path):
 class Visitor:
     """A browser tab that records JavaScript errors and saves each page at both widths."""
 
-    def __init__(self, browser, base: str, who: str):
-        self.page = browser.new_page(viewport=WIDTHS["desktop"])
+    def __init__(self, browser, base: str, who: str, **options):
+        self.page = browser.new_page(viewport=WIDTHS["desktop"], **options)
         self.base, self.who, self.errors = base, who, []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
@@ -321,6 +322,20 @@ def test_back_after_changing_an_answer_shows_the_answer_the_page_says(browser, l
     me.page.wait_for_selector("text=Kue Lapis (confirmed)")  # (the page is never cached)
 
     assert me.page.input_value("select[name=correction]") == ""  # not "none", the answer before
+    assert me.errors == []
+
+
+def test_pages_give_times_in_the_time_zone_of_the_browser_from_its_first_page_on(browser, live_server,
+                                                                                  django_user_model):
+    from tests.test_photo_pages import make_photo
+
+    owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    photo = make_photo(owner, "done", "kue_lapis")
+    Photo.objects.filter(pk=photo.pk).update(created=datetime(2026, 12, 6, 20, 30, tzinfo=UTC))
+    me = Visitor(browser, live_server.url, "jakarta", timezone_id="Asia/Jakarta")
+    me.log_in("ayu", "kue-lapis-2026", then=f"/photos/{photo.pk}/")  # the login page names the zone
+
+    assert "uploaded 7 Dec 2026 03:30 WIB" in me.page.inner_text("main")
     assert me.errors == []
 
 

@@ -243,7 +243,7 @@ def test_the_page_says_when_runs_or_photos_wait_longer_than_a_working_worker_let
     Photo.objects.filter(pk=waiting[0].pk).update(created=timezone.now() - timedelta(minutes=5))
     late = client.get(reverse("model-versions")).content.decode()
 
-    assert f"{run.pk} ({timezone.localtime(run.created):%-d %b %H:%M}, root)" in fresh  # who started it
+    assert f"{run.pk} ({timezone.localtime(run.created):%-d %b %H:%M} UTC, root)" in fresh  # who started it
     assert "3 photos waiting for the classifier" in fresh
     assert "is the classification worker running?" not in fresh
     since = f"queued since {timezone.localtime(run.created):%H:%M}"

@@ -1,6 +1,7 @@
 """Seeing photos: own photos only (staff: all), 404 for anything else, gallery filters and polling."""
 
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -435,3 +436,34 @@ def test_an_answer_sent_after_the_session_ended_leads_back_to_the_photo_once_log
     assert "Nothing was changed (you were signed out" in page.content.decode()
     photo.refresh_from_db()
     assert not hasattr(photo, "feedback")
+
+
+@pytest.mark.parametrize("cookie, shown", [
+    ("Asia/Jakarta", "7 Dec 2026 03:30 WIB"),
+    ("Asia/Jayapura", "7 Dec 2026 05:30 WIT"),
+    ("Europe/Amsterdam", "6 Dec 2026 21:30 CET"),
+    (None, "6 Dec 2026 20:30 UTC"),  # a browser that named no zone (yet)
+    ("Nowhere/Town", "6 Dec 2026 20:30 UTC"),
+    ("../../../etc/passwd", "6 Dec 2026 20:30 UTC"),
+])
+def test_the_photo_page_gives_the_upload_time_in_the_time_zone_the_browser_names(client, user, cookie, shown):
+    photo = make_photo(user, label="kue_lapis")
+    Photo.objects.filter(pk=photo.pk).update(created=datetime(2026, 12, 6, 20, 30, tzinfo=UTC))
+    if cookie is not None:
+        client.cookies["tz"] = cookie
+    client.force_login(user)
+
+    page = client.get(reverse("photo-detail", args=[photo.pk])).content.decode()
+
+    assert f"uploaded {shown}" in page
+
+
+def test_the_api_answers_in_utc_whatever_time_zone_the_browser_names(client, user):
+    photo = make_photo(user, label="kue_lapis")
+    Photo.objects.filter(pk=photo.pk).update(created=datetime(2026, 12, 6, 20, 30, tzinfo=UTC))
+    client.cookies["tz"] = "Asia/Jakarta"
+    client.force_login(user)
+
+    answer = client.get(f"/api/photos/{photo.pk}/").json()
+
+    assert answer["created"] == "2026-12-06T20:30:00Z"
