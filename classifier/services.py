@@ -33,7 +33,7 @@ from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 from rest_framework.authtoken.models import Token
 
-from classifier import selectors, storage
+from classifier import metadata, selectors, storage
 from classifier.models import (
     Feedback,
     ModelVersion,
@@ -49,7 +49,8 @@ from training.runtime import CONFIG_FILE, LABELS_FILE, METRICS_FILE
 
 log = logging.getLogger(__name__)
 
-# Pillow format name -> the extension we store under; what a browser can also show.
+# Pillow format name -> the extension we store under; what a browser can also show. Every photo is
+# stored without its metadata (classifier.metadata), the place it was taken above all.
 # MPO is a JPEG with a second picture after the first (a phone's depth or gain map): stored as the
 # JPEG it is, and browsers and the worker read its first picture. HEIF (HEIC, phones' own format;
 # decoded by pillow-heif, training.preprocess) most browsers cannot show: stored as a JPEG of the
@@ -153,16 +154,17 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
                 if not img.info.get("progressive"):
                     decoded = img.size
             with DECODING.decoding(decoded[0] * decoded[1]):
-                if orientation(img) in (5, 6, 7, 8):  # (decoded first) shown turned a quarter
+                turned = orientation(img)  # (decoded first)
+                if turned in (5, 6, 7, 8):  # shown turned a quarter
                     width, height = height, width
                 if fmt in STORED_AS_JPEG:  # (before the thumbnail shrinks it)
                     if img.width * img.height > settings.MAX_IMAGE_PIXELS:  # decoded larger than it said
                         raise ValidationError("The image is too large to decode safely.", code="bomb")
                     width, height = img.size  # as decoded: upright already
                     converted = as_jpeg(img)
-                else:
-                    converted = None
                 thumbnail = make_thumbnail(img)
+                if fmt not in STORED_AS_JPEG:
+                    converted = stored_without_metadata(upload, fmt, turned)
     except ValidationError:
         raise
     except Image.DecompressionBombError as exc:
@@ -179,6 +181,15 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
     finally:
         upload.seek(0)
     return CheckedImage(ALLOWED_FORMATS[fmt], sha256, thumbnail, width, height, converted)
+
+
+def stored_without_metadata(upload: UploadedFile, fmt: str, turned: int) -> ContentFile | None:
+    """What to store of `upload` instead of itself: the file without its metadata (where the photo
+    was taken, the camera, an editor's notes), or None if it has none."""
+    upload.seek(0)
+    data = upload.read()
+    bare = metadata.without_metadata(data, fmt, turned)
+    return ContentFile(bare) if bare != data else None
 
 
 def sha256_of(upload: UploadedFile) -> str:

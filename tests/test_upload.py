@@ -302,3 +302,65 @@ def test_the_website_form_shares_the_apis_upload_rate(client, user, enqueued, mo
     assert int(refused["Retry-After"]) > 0
     assert "more uploads than we take in a minute" in refused.content.decode()
     assert Photo.objects.count() == 2
+
+
+def with_place(fmt: str, **options) -> bytes:
+    """A photo as a phone or an editor saves it: turned (EXIF orientation 6), with the place it was
+    taken (GPS), the camera, XMP and, where the format has them, a comment and text; a JPEG also
+    with a motion photo's video after its end."""
+    from PIL import ExifTags, ImageCms
+
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    exif[ExifTags.Base.Make] = "Kamera Braga"
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    gps[ExifTags.GPS.GPSLatitudeRef], gps[ExifTags.GPS.GPSLatitude] = "S", (6.0, 55.0, 1.0)
+    gps[ExifTags.GPS.GPSLongitudeRef], gps[ExifTags.GPS.GPSLongitude] = "E", (107.0, 36.0, 33.0)
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF>Jl. Braga, Bandung</rdf:RDF></x:xmpmeta>'
+    out = io.BytesIO()
+    with Image.open(sample_photo("kue_lapis")) as img:
+        if fmt == "PNG":
+            from PIL.PngImagePlugin import PngInfo
+
+            text = PngInfo()
+            text.add_text("Location", "Jl. Braga, Bandung")
+            options["pnginfo"] = text
+        if fmt in ("JPEG", "MPO"):
+            options["comment"] = "Jl. Braga, Bandung"
+        if fmt == "MPO":  # a second picture (a depth map), with its own EXIF
+            options.update(save_all=True, append_images=[img.convert("L")])
+        img.save(out, fmt, exif=exif, xmp=xmp, icc_profile=profile, **options)
+    return out.getvalue() + (b"\x00\x00ftypmp42 Jl. Braga, Bandung" if fmt == "JPEG" else b"")
+
+
+@pytest.mark.parametrize("fmt, options", [("JPEG", {}), ("JPEG", {"progressive": True}), ("MPO", {}),
+                                          ("PNG", {}), ("WEBP", {"quality": 80}),
+                                          ("WEBP", {"lossless": True})])
+def test_a_photo_is_stored_without_where_it_was_taken_but_with_its_pixels_turn_and_colours(
+        client, user, enqueued, fmt, options):
+    sent = with_place(fmt, **options)
+    client.force_login(user)
+
+    client.post(reverse("upload"), {"photos": [SimpleUploadedFile("IMG_0042", sent)]})
+
+    photo = Photo.objects.get()
+    kept = b"".join(client.get(reverse("photo-image", args=[photo.pk])).streaming_content)
+    assert b"Braga" not in kept and b"ftyp" not in kept
+    with Image.open(io.BytesIO(kept)) as stored, Image.open(io.BytesIO(sent)) as original:
+        assert dict(stored.getexif()) == {0x0112: 6}  # the turn, and nothing else: no place, no camera
+        assert not stored.getexif().get_ifd(0x8825)
+        assert stored.info["icc_profile"] == original.info["icc_profile"]
+        assert stored.format == ("JPEG" if fmt == "MPO" else fmt)  # (an MPO's first picture)
+        assert np.array_equal(np.asarray(stored), np.asarray(original))  # not decoded and saved again
+    assert (photo.width, photo.height) == Image.open(sample_photo("kue_lapis")).size[::-1]
+    assert photo.sha256 == hashlib.sha256(sent).hexdigest()  # of the file as sent, to know it again
+
+
+def test_a_photo_without_metadata_is_stored_as_sent(client, user, enqueued):
+    client.force_login(user)
+
+    client.post(reverse("upload"), {"photos": [upload_of(sample_photo("kue_lapis"))]})
+
+    with Photo.objects.get().image.open() as stored:
+        assert stored.read() == sample_photo("kue_lapis").read_bytes()
