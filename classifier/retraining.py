@@ -184,6 +184,10 @@ def execute(run: TrainingRun) -> ModelVersion:
 
     base = run.base_version
     slugs = [item["slug"] for item in base.labels]
+    # A full run whose worker was killed (a SIGKILL, the machine's memory) left every photo it
+    # decoded, users' included, in a temporary folder: gone before any next run, in either mode.
+    for leftover in remove_leftover_pixels():
+        log.warning("training: removed %s, left by a run whose worker was killed", leftover)
     services.training_run_progress(run, "collecting labelled photos", 5)
     benchmark = Path(settings.BENCHMARK_DIR) if Path(settings.BENCHMARK_DIR).is_dir() else None
     copies = benchmark_hashes(benchmark, slugs)
@@ -207,8 +211,6 @@ def execute(run: TrainingRun) -> ModelVersion:
             if not data_dir.is_dir():
                 raise FileNotFoundError(f"the full mode needs the base training photos in {data_dir} "
                                         "(CAKESITE_TRAINING_DATA_DIR); the fast mode does not")
-            for leftover in remove_leftover_pixels():  # a killed run's decoded photos
-                log.warning("training: removed %s, left by a run whose worker was killed", leftover)
             services.training_run_progress(run, "fine-tuning on the base and user photos", 30)
 
             def epoch_done(done: int, planned: int) -> None:  # minutes a run: the page shows each epoch

@@ -4,6 +4,7 @@ what users taught."""
 import gc
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from rest_framework.test import APIClient
 from classifier import services, tasks
 from classifier.models import Feedback, ModelVersion, TrainingRun
 from tests.conftest import PHOTOS, own_photo, upload_of
+from training.data import PIXELS_PREFIX
 from training.runtime import load
 
 pytestmark = pytest.mark.django_db
@@ -141,7 +143,8 @@ def private_models(settings, tmp_path):
 
 @pytest.mark.slow
 def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin_user, enqueued, client,
-                                                                     started_runs, private_models):
+                                                                     started_runs, private_models,
+                                                                     monkeypatch, tmp_path):
     # Users say both lapis photos are lumpur: the new version must follow its teachers.
     taught = []
     for path in sorted((PHOTOS / "kue_lapis").glob("*.jpg")) + sorted((PHOTOS / "kue_serabi").glob("*.jpg")):
@@ -160,9 +163,15 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     stranger = services.photo_create(owner=user, upload=own_photo(PHOTOS / "kue_risoles" / "100.jpg"))
     tasks.classify_photo(stranger.pk)
     services.feedback_record(photo=stranger, user=user, label=Feedback.NONE)
+    # A full run killed earlier left the photos it decoded, users' included: this run removes them.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    killed = tmp_path / f"{PIXELS_PREFIX}killed"
+    killed.mkdir()
+    (killed / "pixels.npy").write_bytes(b"decoded photos")
 
     run = services.training_run_start(user=admin_user)
     assert tasks.train_model(run.pk).endswith(f"+run{run.pk}")
+    assert not killed.exists()
 
     run.refresh_from_db()
     assert run.status == "succeeded" and run.progress == 100
