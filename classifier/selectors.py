@@ -13,6 +13,7 @@ from django.db import connection
 from django.db.models import Count, Exists, Max, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 from rest_framework.authtoken.models import Token
 
 from classifier.models import Feedback, ModelVersion, PendingEmail, Photo, Prediction, TrainingRun
@@ -337,18 +338,25 @@ def pending_email(user) -> PendingEmail | None:
 
 def email_confirmation_token(pending: PendingEmail) -> str:
     """What the link e-mailed to an address waiting carries: signed, good for EMAIL_CONFIRM_TIMEOUT,
-    and for this request only (an address withdrawn and asked for again gets a new one)."""
-    return signing.dumps([pending.pk, pending.user_id, pending.email], salt=EMAIL_CONFIRM_SALT, compress=True)
+    and for this request only (an address withdrawn and asked for again gets a new one). It names
+    the address by a keyed digest, not in the clear: links end up in access logs and histories."""
+    return signing.dumps([pending.pk, pending.user_id, address_digest(pending.email)],
+                         salt=EMAIL_CONFIRM_SALT)
+
+
+def address_digest(email: str) -> str:
+    return salted_hmac(EMAIL_CONFIRM_SALT, email, algorithm="sha256").hexdigest()[:32]
 
 
 def email_confirmation_claim(token: str) -> tuple[int, int, str] | None:
-    """(address waiting's id, account's id, address) that `token` says, if it is genuine and not too old."""
+    """(address waiting's id, account's id, address digest) that `token` says, if it is genuine and
+    not too old. (Links sent before 2026-12-06 carry the address itself.)"""
     try:
-        pk, user_id, email = signing.loads(token, salt=EMAIL_CONFIRM_SALT,
-                                           max_age=settings.EMAIL_CONFIRM_TIMEOUT)
+        pk, user_id, address = signing.loads(token, salt=EMAIL_CONFIRM_SALT,
+                                             max_age=settings.EMAIL_CONFIRM_TIMEOUT)
     except (signing.BadSignature, ValueError, TypeError):
         return None
-    return pk, user_id, email
+    return pk, user_id, address_digest(address) if "@" in str(address) else str(address)
 
 
 def pending_email_for_token(token: str) -> PendingEmail | None:
@@ -357,8 +365,9 @@ def pending_email_for_token(token: str) -> PendingEmail | None:
     claim = email_confirmation_claim(token)
     if claim is None:
         return None
-    pk, user_id, email = claim
-    return PendingEmail.objects.select_related("user").filter(pk=pk, user_id=user_id, email=email).first()
+    pk, user_id, digest = claim
+    pending = PendingEmail.objects.select_related("user").filter(pk=pk, user_id=user_id).first()
+    return pending if pending and constant_time_compare(address_digest(pending.email), digest) else None
 
 
 def email_confirmed_by(token: str) -> bool:
@@ -366,7 +375,8 @@ def email_confirmed_by(token: str) -> bool:
     from django.contrib.auth import get_user_model
 
     claim = email_confirmation_claim(token)
-    return claim is not None and get_user_model().objects.filter(pk=claim[1], email=claim[2]).exists()
+    user = claim and get_user_model().objects.filter(pk=claim[1]).first()
+    return bool(user and user.email and constant_time_compare(address_digest(user.email), claim[2]))
 
 
 def run_is_running(run_id: int) -> bool:
