@@ -141,8 +141,10 @@ def classify_photo(self, photo_id: int) -> str:
     except (db.OperationalError, db.InterfaceError):
         raise  # the database: autoretry_for sends it again on a new connection
     except (ImageDecodeError, FileNotFoundError) as exc:
-        log.warning("photo %s cannot be classified: %s", photo_id, exc)
-        services.photo_fail(photo, f"The photo could not be read: {exc}")
+        log.warning("photo %s cannot be classified: %s", photo_id, exc)  # (the error names the file)
+        damage = "is missing" if isinstance(exc, FileNotFoundError) else "is damaged"
+        services.photo_fail(photo, f"The photo could not be read: its file on the server {damage}. "
+                                   "Delete it and upload it again.")
         return "failed"
     except inference.ModelUnavailable as exc:
         log.error("photo %s: %s", photo_id, exc)

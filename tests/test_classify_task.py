@@ -131,8 +131,19 @@ def test_an_unreadable_stored_file_marks_the_photo_failed_with_a_reason(photo):
 
     photo.refresh_from_db()
     assert photo.status == "failed"
-    assert photo.error.startswith("The photo could not be read")
+    assert photo.error == ("The photo could not be read: its file on the server is damaged. Delete it and "
+                           "upload it again.")  # (and not where the server keeps it)
     assert not photo.predictions.exists()
+
+
+def test_a_stored_file_that_vanished_marks_the_photo_failed_without_naming_the_servers_folders(photo):
+    Path(photo.image.path).unlink()
+
+    assert tasks.classify_photo(photo.pk) == "failed"
+
+    photo = Photo.objects.get(pk=photo.pk)  # (refresh_from_db would read the file's size again)
+    assert photo.error == ("The photo could not be read: its file on the server is missing. Delete it and "
+                           "upload it again.")
 
 
 def test_with_no_active_model_the_photo_fails_and_says_why(photo):
