@@ -42,6 +42,19 @@ def test_users_list_versions_with_labels_metrics_and_the_active_flag(user, other
     assert by_name["kue-mobilenetv2"]["fingerprint"] == runtime.fingerprint(shipped.folder)
 
 
+def test_figures_on_the_users_held_out_photos_are_for_staff_only(user, admin_user, other_version):
+    """They count what other users uploaded, class by class."""
+    held_out = {"n": 2, "top1": 0.5,
+                "per_class": {"kue_klepon": {"support": 1}, "kue_lumpur": {"support": 1}}}
+    ModelVersion.objects.filter(pk=other_version.pk).update(
+        metrics={"test": {"top1": 0.9}, "user_heldout": held_out})
+
+    for who, shown in [(user, {"test"}), (admin_user, {"test", "user_heldout"})]:
+        listed = {v["name"]: v for v in as_user(who).get("/api/model-versions/").json()["results"]}
+        one = as_user(who).get(f"/api/model-versions/{other_version.pk}/").json()
+        assert set(listed["kue-v2"]["metrics"]) == set(one["metrics"]) == shown
+
+
 def test_versions_registered_at_the_same_moment_list_newest_first(user, admin_user, client):
     shipped = ModelVersion.objects.get(is_active=True)
     for name in ["kue-v2", "kue-v3", "kue-v4"]:

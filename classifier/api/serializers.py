@@ -142,11 +142,20 @@ class LabelSerializer(serializers.Serializer):
 
 class ModelVersionSerializer(Representation):
     labels = LabelSerializer(many=True, help_text="the cakes the version knows, in its output order")
-    metrics = serializers.DictField(help_text="its figures on the benchmark and held-out user photos")
+    metrics = serializers.DictField(help_text="its figures by split: on the benchmark (`test`), its base "
+                                              "photos' `validation` and, for staff, the users' held-out "
+                                              "photos (`user_heldout`)")
 
     class Meta:
         model = ModelVersion
         fields = ["id", "name", "labels", "metrics", "fingerprint", "is_active", "created"]
+
+    def to_representation(self, version: ModelVersion) -> dict:
+        data = super().to_representation(version)
+        request = self.context.get("request")
+        if not (request and request.user.is_staff):  # what other users uploaded, if only in counts
+            data["metrics"].pop("user_heldout", None)
+        return data
 
 
 class VersionAccuracySerializer(serializers.Serializer):
