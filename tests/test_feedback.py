@@ -294,10 +294,25 @@ def test_an_answer_by_staff_is_not_called_the_owners(client, user, django_user_m
     page = client.get(photo.get_absolute_url()).content.decode()
     review = client.get("/review/").content.decode()
 
-    assert "Answer by chef: <strong>Kue Lumpur</strong>" in page and "Your answer:" not in page
+    assert "Answer by staff: <strong>Kue Lumpur</strong>" in page and "Your answer:" not in page
+    assert "chef" not in page  # staff's user names are theirs to give
     assert "by the answers on your photos" in review
+    assert as_api(user).get(f"/api/photos/{photo.pk}/").json()["feedback"]["user"] is None
     client.force_login(chef)
     assert "by the answers on everyone's photos" in client.get("/review/").content.decode()
+    other = django_user_model.objects.create_superuser("pak-budi", password="bika-ambon-77")
+    client.force_login(other)
+    seen = client.get(photo.get_absolute_url()).content.decode()
+    assert "Answer by chef: <strong>Kue Lumpur</strong>" in seen
+    assert as_api(other).get(f"/api/photos/{photo.pk}/").json()["feedback"]["user"] == "chef"
+
+
+def as_api(user):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
 
 
 def test_staff_who_may_only_view_photos_get_no_answer_form_on_others_photos(client, user, staff):

@@ -76,11 +76,20 @@ class PredictionSerializer(Representation):
 
 
 class FeedbackSerializer(Representation):
-    user = serializers.CharField(source="user.username", allow_null=True, default=None)
+    user = serializers.CharField(source="user.username", allow_null=True, default=None,
+                                 help_text="who answered: your user name; for staff, anyone's; null for "
+                                           "someone else (staff, when you are not) or a deleted account")
 
     class Meta:
         model = Feedback
         fields = ["label", "is_correction", "predicted_label", "user", "updated"]
+
+    def to_representation(self, feedback: Feedback) -> dict:
+        data = super().to_representation(feedback)
+        request = self.context.get("request")
+        if not (request and (request.user.is_staff or feedback.user_id == request.user.pk)):
+            data["user"] = None  # staff's user names are not shown to the users whose photos they answer
+        return data
 
 
 class FeedbackInputSerializer(serializers.Serializer):
@@ -116,7 +125,7 @@ class PhotoSerializer(Representation):
     @extend_schema_field(FeedbackSerializer(allow_null=True))
     def get_feedback(self, obj: Photo) -> dict | None:
         feedback = getattr(obj, "feedback", None)
-        return FeedbackSerializer(feedback).data if feedback else None
+        return FeedbackSerializer(feedback, context=self.context).data if feedback else None
 
 
 class PhotoUploadSerializer(serializers.Serializer):
