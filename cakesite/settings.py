@@ -123,6 +123,7 @@ AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = envint("LOGIN_COOLOFF_MINUTES", 15) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # no record of each sign-in (who, from where, with what) kept for ever
 # The client's address, for the lockout and the throttles alike. In production a proxy is in front
 # (SECURE_PROXY_SSL_HEADER trusts it): the address is the one it appends to X-Forwarded-For, which a
 # client cannot forge. Without a proxy (NUM_PROXIES=0), REMOTE_ADDR, whatever the headers say.

@@ -2,10 +2,12 @@
 django.contrib.auth with our pages."""
 
 import functools
+import importlib
 import re
 import zlib
 
 import pytest
+from django.apps import apps as django_apps
 from django.core import signing
 from django.urls import reverse
 
@@ -100,6 +102,20 @@ def test_a_lockout_is_for_that_username_only_and_a_success_resets_the_count(clie
 
     assert "Signed in as <strong>ayu</strong>" in response.content.decode()
     assert "Signed in as <strong>budi</strong>" in other.content.decode()
+
+
+def test_sign_ins_are_not_kept_and_the_log_kept_before_is_deleted(client, user):
+    """django-axes kept, by default and for ever, who signed in, from where and with what browser."""
+    from axes.models import AccessLog
+
+    client.post(reverse("login"), {"username": "ayu", "password": "kue-lapis-2026"})
+    client.post(reverse("logout"))
+
+    assert "_auth_user_id" not in client.session and not AccessLog.objects.exists()
+    module = importlib.import_module("classifier.migrations.0019_forget_sign_ins")
+    AccessLog.objects.create(username="ayu", ip_address="10.1.2.3", user_agent="Kamera/1.0")
+    module.forget_sign_ins(django_apps, None)  # as `migrate` runs it
+    assert not AccessLog.objects.exists()
 
 
 def test_the_api_token_endpoint_locks_out_and_throttles_password_guessing(user, settings):
