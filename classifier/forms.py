@@ -90,10 +90,17 @@ def password_checked(request, password: str) -> str:
     return password
 
 
+RESET_NOT_QUEUED = ("The e-mail cannot be sent just now (our mail queue is not answering); nothing was "
+                    "sent. Try again in a few minutes.")
+RESET_RETRY_AFTER_S = 60
+
+
 class PasswordResetForm(auth_forms.PasswordResetForm):
     """Django's, with the e-mails sent by the worker (services.password_reset_send): the request only
     queues the address, so it takes as long whether an account has it or not, and a slow mail
     server holds no web thread."""
+
+    queued: bool | None = None  # False: the broker was not answering, and nothing will send the e-mail
 
     def save(self, *, request, use_https: bool = False, **_kwargs) -> None:
         from django.contrib.sites.shortcuts import get_current_site
@@ -101,8 +108,11 @@ class PasswordResetForm(auth_forms.PasswordResetForm):
         from classifier import tasks
 
         email, domain = self.cleaned_data["email"], get_current_site(request).domain
-        transaction.on_commit(lambda: tasks.enqueue(tasks.send_password_reset, email, domain, use_https),
-                              robust=True)
+
+        def send() -> None:
+            self.queued = tasks.enqueue(tasks.send_password_reset, email, domain, use_https)
+
+        transaction.on_commit(send, robust=True)
 
 
 class ResetEmails(auth_forms.PasswordResetForm):

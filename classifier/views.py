@@ -35,6 +35,8 @@ from classifier.accounts import (
 )
 from classifier.cakes import catalogue
 from classifier.forms import (
+    RESET_NOT_QUEUED,
+    RESET_RETRY_AFTER_S,
     EmailForm,
     GalleryFilterForm,
     PasswordChangeForm,
@@ -123,7 +125,13 @@ class PasswordResetView(auth_views.PasswordResetView):
     def form_valid(self, form):
         refused = refused_over_rate(self.request, PasswordResetRateThrottle(), lambda refusal: (
             self.render_to_response(self.get_context_data(form=form, refusal=refusal))))
-        return refused or super().form_valid(form)
+        if refused:
+            return refused
+        response = super().form_valid(form)
+        if form.queued is False:  # (the same for every address: it tells nobody which have accounts)
+            response = self.render_to_response(self.get_context_data(form=form, refusal=RESET_NOT_QUEUED),
+                                               status=503, headers={"Retry-After": str(RESET_RETRY_AFTER_S)})
+        return response
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):

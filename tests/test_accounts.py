@@ -198,6 +198,30 @@ def mail_worker(monkeypatch, django_capture_on_commit_callbacks):
     return worker
 
 
+@pytest.mark.django_db(transaction=True)  # outside a transaction, as a request runs: published at once
+def test_a_reset_asked_while_the_broker_is_down_says_nothing_was_sent_and_logs_no_address(
+        client, user, monkeypatch, caplog):
+    """Nothing would send it later (the sweep resends confirmation links, which are stored; a reset
+    request is not): the person is told to try again, whether an account has the address or not."""
+    from kombu.exceptions import OperationalError
+    from rest_framework.test import APIClient
+
+    from classifier import tasks
+
+    def broker_down(*_args, **_kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.send_password_reset, "apply_async", broker_down)
+    page = client.post("/accounts/password_reset/", {"email": "ayu@example.org"})
+    api = APIClient().post("/api/auth/password-reset/", {"email": "ayu@example.org"})
+
+    assert page.status_code == 503 and page["Retry-After"] == "60"
+    assert "The e-mail cannot be sent just now" in page.content.decode()
+    assert api.status_code == 503 and api["Retry-After"] == "60"
+    assert api.json()["error"]["message"].startswith("The e-mail cannot be sent just now")
+    assert "send_password_reset" in caplog.text and "ayu@example.org" not in caplog.text
+
+
 def side_by_side(first, second, *, once) -> tuple:
     """Run `first` in another thread (on its own database connection) and, once it has set the event
     `once`, `second` in this one: what each returned, or the repr of what it raised (a deadlock)."""

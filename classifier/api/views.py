@@ -34,9 +34,9 @@ from rest_framework.views import APIView
 from classifier import files, selectors, services
 from classifier.accounts import PasswordResetRateThrottle, SignUpRateThrottle, UploadRateThrottle, site_of
 from classifier.api import serializers
-from classifier.api.errors import Conflict
+from classifier.api.errors import Conflict, error_body
 from classifier.api.permissions import StaffModelPermissions, staff_with
-from classifier.forms import PasswordResetForm, too_many_files_message
+from classifier.forms import RESET_NOT_QUEUED, RESET_RETRY_AFTER_S, PasswordResetForm, too_many_files_message
 from classifier.models import ModelVersion, Photo, TrainingRun
 
 ERROR = serializers.ErrorSerializer
@@ -251,8 +251,11 @@ def account_delete(request):
 
 @extend_schema(summary="Send a link to choose a new password to this address, if an account has it "
                        "(the answer is the same either way)", auth=[],
-               request=serializers.PasswordResetSerializer, responses={202: None, 400: ERROR, 415: ERROR,
-                                                                       429: ERROR})
+               request=serializers.PasswordResetSerializer, responses={
+                   202: None, 400: ERROR, 415: ERROR, 429: ERROR,
+                   503: OpenApiResponse(ERROR, description="the database or the mail queue does not answer "
+                                                           "(nothing is sent): ask again after `Retry-After` "
+                                                           "seconds")})
 @api_view(["POST"])
 @authentication_classes([])
 @permission_classes([AllowAny])
@@ -264,6 +267,9 @@ def password_reset(request):
         raise ValidationError(form.errors.as_data())
     PasswordResetRateThrottle().refuse_if_over(request)
     form.save(request=request, use_https=request.is_secure())  # the worker sends the website's link
+    if form.queued is False:
+        return Response(error_body(503, "unavailable", RESET_NOT_QUEUED), status=503,
+                        headers={"Retry-After": str(RESET_RETRY_AFTER_S)})
     return Response(status=status.HTTP_202_ACCEPTED)
 
 
