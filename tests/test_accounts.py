@@ -198,7 +198,7 @@ def mail_worker(monkeypatch, django_capture_on_commit_callbacks):
     return worker
 
 
-@pytest.mark.django_db(transaction=True)  # outside a transaction, as a request runs: published at once
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # as a request runs: no transaction
 def test_a_reset_asked_while_the_broker_is_down_says_nothing_was_sent_and_logs_no_address(
         client, user, monkeypatch, caplog):
     """Nothing would send it later (the sweep resends confirmation links, which are stored; a reset
