@@ -44,6 +44,27 @@ def split_user_photos(items: list[tuple]) -> tuple[list, list]:
     return [i for i, h in zip(items, held) if not h], [i for i, h in zip(items, held) if h]
 
 
+def user_photos_split(labels: list[int], keys: list[int]) -> tuple[list[int], list[int], list[int]]:
+    """The user photos with these labels and `look_alike_key`s, by index: those to train on, those
+    held out, and those left out because copies of their picture carry different labels (two users
+    disagree, or one changed their mind on a copy; nothing says which is right).
+
+    The held-out part has one photo of each picture: copies would count one picture's answer
+    several times, and alone meet AUTO_ACTIVATE_MIN_HELDOUT."""
+    groups = look_alike_groups(keys)
+    labels_of: dict[str, set[int]] = {}
+    for label, group in zip(labels, groups):
+        labels_of.setdefault(group, set()).add(label)
+    agreeing = [(i, label, group) for i, (label, group) in enumerate(zip(labels, groups))
+                if len(labels_of[group]) == 1]
+    train, held = split_user_photos(agreeing)
+    pictures: dict[str, int] = {}
+    for i, _, group in held:
+        pictures.setdefault(group, i)
+    disagreeing = [i for i, group in enumerate(groups) if len(labels_of[group]) > 1]
+    return [i for i, *_ in train], list(pictures.values()), disagreeing
+
+
 def look_alike_key(pixels: np.ndarray) -> int:
     """A difference hash of a decoded photo: 64 bits, each saying whether a cell of a 9 x 8 grey
     copy is brighter than its right neighbour. The same picture uploaded again, though
@@ -111,26 +132,27 @@ def new_version_name(base: ModelVersion, run: TrainingRun) -> str:
     return name
 
 
-def load_user_photos(items, slugs: list[str], size: int) -> list[tuple[np.ndarray, int]]:
-    """Pixels and label index of each of the (photo id, label) items; unreadable files are skipped."""
+def load_user_photos(rows: list[tuple], slugs: list[str], size: int) -> tuple[list[tuple], int]:
+    """(row, pixels, label index) of each `selectors.labelled_photos` row whose file reads; and how
+    many were skipped (a file missing or unreadable, or the photo deleted meanwhile)."""
     from classifier.models import Photo
 
-    photos = Photo.objects.in_bulk([pk for pk, _ in items])
+    photos = Photo.objects.in_bulk([row[0] for row in rows])
     loaded = []
-    for pk, label in items:
+    for row in rows:
         try:
-            with photos[pk].image.open("rb") as f:
-                loaded.append((load_image(f, size), slugs.index(label)))
+            with photos[row[0]].image.open("rb") as f:
+                loaded.append((row, load_image(f, size), slugs.index(row[1])))
         except (ImageDecodeError, FileNotFoundError, KeyError) as exc:
-            log.warning("training: skipping photo %s: %s", pk, exc)
-    return loaded
+            log.warning("training: skipping photo %s: %s", row[0], exc)
+    return loaded, len(rows) - len(loaded)
 
 
-def stacked(photos: list[tuple[np.ndarray, int]], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(pixels, label index) photos as one pixel array and one label array."""
+def stacked(photos: list[tuple], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, pixels, label index) photos as one pixel array and one label array."""
     if not photos:
         return np.zeros((0, size, size, 3), np.uint8), np.zeros(0, np.int64)
-    return np.stack([pixels for pixels, _ in photos]), np.array([label for _, label in photos], np.int64)
+    return np.stack([pixels for _, pixels, _ in photos]), np.array([label for *_, label in photos], np.int64)
 
 
 def evaluate_version(folder: Path, benchmark: Path | None, held_pixels, held_labels) -> dict:
@@ -154,7 +176,7 @@ def decide(run: TrainingRun, new: dict, base: dict) -> tuple[bool, str]:
     if "test" not in new:
         text, better = "no benchmark split was available to compare on (CAKESITE_BENCHMARK_DIR)", False
     else:
-        text, better = benchmark_comparison(new, base)
+        text, better = benchmark_comparison(new, base, run.base_version.name)
     if not run.auto_activate:
         return False, f"Not activated (auto-activation off): {text}."
     if better:
@@ -163,14 +185,15 @@ def decide(run: TrainingRun, new: dict, base: dict) -> tuple[bool, str]:
                    f"{settings.AUTO_ACTIVATE_MIN_HELDOUT} held out; {text}.")
 
 
-def benchmark_comparison(new: dict, base: dict) -> tuple[str, bool]:
-    """The new version's figures against the active one's, and whether it is better."""
+def benchmark_comparison(new: dict, base: dict, base_name: str) -> tuple[str, bool]:
+    """The new version's figures against its base's (the version active when the run started), and
+    whether it is better."""
     bench_new, bench_base = new["test"]["top1"], base["test"]["top1"]
-    text = f"benchmark top-1 {bench_new:.3f} vs {bench_base:.3f} (active)"
+    text = f"benchmark top-1 {bench_new:.3f} vs {bench_base:.3f} ({base_name})"
     if "user_heldout" in new:
         user_new, user_base = new["user_heldout"]["top1"], base["user_heldout"]["top1"]
         n = new["user_heldout"]["n"]
-        text += f"; held-out user photos ({n}) top-1 {user_new:.3f} vs {user_base:.3f}"
+        text += f"; held-out user photos ({n} pictures) top-1 {user_new:.3f} vs {user_base:.3f}"
         better = bench_new >= bench_base and user_new > user_base and n >= settings.AUTO_ACTIVATE_MIN_HELDOUT
     else:
         text += "; no held-out user photos yet"
@@ -194,12 +217,12 @@ def execute(run: TrainingRun) -> ModelVersion:
     labelled = [row for row in selectors.labelled_photos() if row[1] in slugs]
     usable = [row for row in labelled if row[3] not in copies]
     size = json.loads((base.folder / CONFIG_FILE).read_text())["image_size"]
-    photos = load_user_photos([(pk, label) for pk, label, *_ in usable], slugs, size)
-    groups = look_alike_groups([look_alike_key(pixels) for pixels, _ in photos])
-    train_rows, held_rows = split_user_photos(
-        [(row, label, group) for row, ((_, label), group) in enumerate(zip(photos, groups))])
-    train_pixels, train_labels = stacked([photos[row] for row, *_ in train_rows], size)
-    held_pixels, held_labels = stacked([photos[row] for row, *_ in held_rows], size)
+    photos, unreadable = load_user_photos(usable, slugs, size)
+    train_rows, held_rows, disagreeing = user_photos_split(
+        [label for *_, label in photos], [look_alike_key(pixels) for _, pixels, _ in photos])
+    train_pixels, train_labels = stacked([photos[i] for i in train_rows], size)
+    held_pixels, held_labels = stacked([photos[i] for i in held_rows], size)
+    corrected = sum(1 for i in train_rows if photos[i][0][2])
     del photos
     name = new_version_name(base, run)
     services.training_run_folder(run, name)
@@ -229,8 +252,10 @@ def execute(run: TrainingRun) -> ModelVersion:
             "user_photos_train": counts_per_class(train_labels, slugs),
             "user_photos_trained": int(len(train_labels)),
             "user_photos_heldout": int(len(held_labels)),
-            "corrected": sum(1 for _, _, corrected, _ in usable if corrected),
+            "corrected": corrected,  # of the photos trained on
             "benchmark_copies": len(labelled) - len(usable),
+            "unreadable": unreadable,
+            "disagreeing": len(disagreeing),
         }
         services.training_run_progress(run, "evaluating", 70)
         new = evaluate_version(folder, benchmark, held_pixels, held_labels)

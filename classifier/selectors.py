@@ -180,9 +180,10 @@ def known_labels() -> list[dict]:
 
 def labelled_photos() -> list[tuple[int, str, bool, str]]:
     """(photo id, label, corrected?, sha256) of every photo users confirmed or corrected to a known
-    cake."""
+    cake; not the answers of accounts staff disabled (an answer is read-only in the admin: disabling
+    its author is how staff take back what an abuser taught)."""
     return list(
-        Feedback.objects.exclude(label=Feedback.NONE).order_by("photo_id")
+        Feedback.objects.exclude(label=Feedback.NONE).exclude(user__is_active=False).order_by("photo_id")
         .values_list("photo_id", "label", "is_correction", "photo__sha256")
     )
 

@@ -144,7 +144,8 @@ def private_models(settings, tmp_path):
 @pytest.mark.slow
 def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin_user, enqueued, client,
                                                                      started_runs, private_models,
-                                                                     monkeypatch, tmp_path):
+                                                                     monkeypatch, tmp_path,
+                                                                     django_user_model):
     # Users say both lapis photos are lumpur: the new version must follow its teachers.
     taught = []
     for path in sorted((PHOTOS / "kue_lapis").glob("*.jpg")) + sorted((PHOTOS / "kue_serabi").glob("*.jpg")):
@@ -163,6 +164,22 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     stranger = services.photo_create(owner=user, upload=own_photo(PHOTOS / "kue_risoles" / "100.jpg"))
     tasks.classify_photo(stranger.pk)
     services.feedback_record(photo=stranger, user=user, label=Feedback.NONE)
+    # Two copies of one picture with different answers: nothing says which is right.
+    for label in ("kue_kastengel", "kue_klepon"):
+        twin = services.photo_create(owner=user, upload=own_photo(PHOTOS / "kue_kastengel" / "111.jpg"))
+        tasks.classify_photo(twin.pk)
+        services.feedback_record(photo=twin, user=user, label=label)
+    # A photo whose file is gone from the disk, and the answer of an account staff disabled.
+    lost = services.photo_create(owner=user, upload=own_photo(PHOTOS / "kue_putri_salju" / "100.jpg"))
+    tasks.classify_photo(lost.pk)
+    services.feedback_record(photo=lost, user=user, label="kue_putri_salju")
+    Path(lost.image.path).unlink()
+    abuser = django_user_model.objects.create_user("troll", password="kue-lapis-2026")
+    taught_wrong = services.photo_create(owner=abuser,
+                                         upload=own_photo(PHOTOS / "kue_dadar_gulung" / "114.jpg"))
+    tasks.classify_photo(taught_wrong.pk)
+    services.feedback_record(photo=taught_wrong, user=abuser, label="kue_risoles")
+    django_user_model.objects.filter(pk=abuser.pk).update(is_active=False)
     # A full run killed earlier left the photos it decoded, users' included: this run removes them.
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     killed = tmp_path / f"{PIXELS_PREFIX}killed"
@@ -181,11 +198,14 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     trained, held = run.data["user_photos_trained"], run.data["user_photos_heldout"]
     assert trained == sum(run.data["user_photos_train"].values()) and trained + held == len(taught)
     assert run.data["user_photos_train"]["kue_klepon"] == 0 and run.data["benchmark_copies"] == 1
-    assert run.data["user_photos_train"]["kue_risoles"] == 0
+    assert run.data["user_photos_train"]["kue_risoles"] == 0  # (none of these; the disabled account's)
+    assert run.data["disagreeing"] == 2 and run.data["user_photos_train"]["kue_kastengel"] == 0
+    assert run.data["unreadable"] == 1 and run.data["user_photos_train"]["kue_putri_salju"] == 0
     client.force_login(admin_user)
     runs = client.get("/staff/models/", {"part": "runs"}).content.decode()
     assert (f"972 base + {trained} user photos, {held} held out; 2 of the users' labels corrected; "
-            "1 left out as copies of benchmark photos") in runs
+            "1 left out as copies of benchmark photos; 2 left out as copies of one picture with different "
+            "labels; 1 skipped as unreadable (the worker's log names them)") in runs
     assert run.metrics["new"]["test"]["n"] == 16 and "top1" in run.metrics["base"]["test"]
     assert "Not activated (auto-activation off)" in run.decision
     version = run.result_version
@@ -307,13 +327,14 @@ def figures(benchmark: float, held_out: float | None, n: int = 20) -> dict:
     ({}, figures(0.86, 0.70), False, "no benchmark split"),
     # One photo in 19 more is luck: the rule needs AUTO_ACTIVATE_MIN_HELDOUT (20) photos to tell.
     (figures(0.87, 1.0, n=19), figures(0.86, 0.0, n=19), False, "on at least 20 held out; benchmark "
-     "top-1 0.870 vs 0.860 (active); held-out user photos (19) top-1 1.000 vs 0.000"),
+     "top-1 0.870 vs 0.860 (kue-mobilenetv2); held-out user photos (19 pictures) top-1 1.000 vs 0.000"),
 ])
 def test_auto_activation_needs_the_benchmark_matched_and_the_users_photos_beaten(admin_user, new, base,
                                                                                 activated, says):
     from classifier.retraining import decide
 
-    run = TrainingRun(started_by=admin_user, auto_activate=True)
+    run = TrainingRun(started_by=admin_user, auto_activate=True,
+                      base_version=ModelVersion.objects.get(name="kue-mobilenetv2"))
 
     assert decide(run, new, base)[0] is activated
     assert says in decide(run, new, base)[1]
@@ -356,6 +377,23 @@ def test_a_fifth_is_held_out_by_content_so_copies_of_a_photo_never_straddle_the_
     assert sorted(train + held) == sorted(items + copies) and not set(train) & set(held)
     assert {sha for *_, sha in train}.isdisjoint({sha for *_, sha in held})
     assert split_user_photos(items[:4]) == (items[:4], [])
+
+
+def test_copies_of_a_picture_are_one_held_out_vote_and_copies_labelled_differently_are_left_out():
+    from classifier.retraining import split_user_photos, user_photos_split
+
+    keys = [int(k) for k in np.random.default_rng(7).integers(0, 2**63, 40, dtype=np.int64)]  # ~32 bits apart
+    held_key = next(k for k in keys if split_user_photos([(0, 0, f"{k:016x}")] * 5)[1])
+    twin_key = next(k for k in keys if k != held_key)
+    # 20 copies of one held-out picture, two copies of another with different labels, 30 others
+    others = [k for k in keys if k not in (held_key, twin_key)][:30]
+    labels, picture_keys = [3] * 20 + [1, 2] + [0] * 30, [held_key] * 20 + [twin_key] * 2 + others
+
+    train, held, disagreeing = user_photos_split(labels, picture_keys)
+
+    assert sum(1 for i in held if i < 20) == 1 and not set(train) & set(range(20))
+    assert disagreeing == [20, 21] and not {20, 21} & set(train + held)
+    assert sorted(train + held + disagreeing + list(range(20))[1:]) == list(range(52))
 
 
 def test_a_photo_uploaded_again_as_another_file_is_in_the_same_look_alike_group():
