@@ -213,7 +213,8 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     assert (version.folder / "confusion_test.png").is_file()
     card = (version.folder / "MODEL_CARD.md").read_text()
     assert f"- Retrained (fast) from `{private_models.path}` with {trained} extra photos." in card
-    assert f"{972 + trained} photos for training" in card and "| test | 16 |" in card
+    assert f"{972 + trained} photos for training and none for validation (its base's 171 left out" in card
+    assert "| test | 16 |" in card
     assert ModelVersion.objects.get(is_active=True) == private_models  # promotion stays explicit
     new = load(version.folder)
     assert new.uses_litert  # the worker serves the new version through LiteRT too

@@ -156,8 +156,10 @@ def model_card(folder: Path) -> str:
         + ".",
         f"- Classes ({len(config['classes'])}): " + ", ".join(f"`{c}`" for c in config["classes"]),
         f"- Training data: `{config['data']}`, {config['n_train']} photos for training and "
-        f"{config['n_val']} for validation (stratified, seed {config['seed']}); "
-        f"per class: {config['class_counts']}.",
+        + (f"{config['n_val']} for validation (stratified, seed {config['seed']}); "
+           if config.get("retrain", {}).get("mode") != "fast"  # (a head refit uses no validation photos)
+           else f"none for validation (its base's {config['n_val']} left out, though counted per class); ")
+        + f"per class: {config['class_counts']}.",
         f"- Trained in {config['train_seconds']:.0f} s on {config['machine']}.",
     ]
     if "retrain" in config:  # the base's command would rebuild the base, not this folder
