@@ -17,6 +17,7 @@ accounts = [
     path("token/", views.account_token, name="account-token"),
     path("email/resend/", views.account_email_resend, name="account-email-resend"),
     path("email/<str:token>/", views.email_confirm, name="email-confirm"),
+    path("export/", views.account_export, name="account-export"),
     path("delete/", views.account_delete, name="account-delete"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

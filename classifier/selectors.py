@@ -57,9 +57,19 @@ def photos_for_user(user, *, label: str | None = None, status: str | None = None
         photos = photos.filter(shows_label(label))
     if status:
         photos = photos.filter(status=status)
+    return with_results(photos)
+
+
+def with_results(photos: QuerySet[Photo]) -> QuerySet[Photo]:
+    """`photos` with what a photo's page shows: its owner, its answer, its predictions (latest first)."""
     return photos.select_related("owner", "feedback", "feedback__user").prefetch_related(
         Prefetch("predictions", queryset=latest_predictions(), to_attr="prediction_list")
     )
+
+
+def own_photos(user) -> QuerySet[Photo]:
+    """The photos `user` uploaded (whatever else staff may see), oldest first, with their results."""
+    return with_results(Photo.objects.filter(owner=user).order_by("pk"))
 
 
 def may_act_on_others_photos(user, action: str = "view") -> bool:

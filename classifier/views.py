@@ -13,7 +13,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import TooManyFilesSent, ValidationError
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware import csrf
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
@@ -25,7 +25,7 @@ from django.views.decorators.csrf import requires_csrf_token
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods
 
-from classifier import files, plots, selectors, services
+from classifier import exports, files, plots, selectors, services
 from classifier.accounts import (
     PasswordResetRateThrottle,
     PerAddressThrottle,
@@ -156,6 +156,12 @@ def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpRes
         **forms,
     }
     return render(request, "registration/account.html", context, status=status)
+
+
+@login_required
+def account_export(request: HttpRequest) -> StreamingHttpResponse:
+    """The signed-in user's photos and answers, as one zip file (classifier.exports)."""
+    return exports.account_archive_response(request)
 
 
 @sensitive_post_parameters("password")

@@ -17,6 +17,7 @@ router.register("training-runs", views.TrainingRunViewSet, basename="trainingrun
 urlpatterns = [
     path("auth/token/", views.TokenView.as_view(), name="token"),
     path("account/", views.AccountView.as_view(), name="account"),
+    path("account/export/", views.account_export, name="account-export"),
     path("account/delete/", views.account_delete, name="account-delete"),
     path("auth/password-reset/", views.password_reset, name="password-reset"),
     path("stats/", views.stats, name="stats"),

@@ -22,7 +22,13 @@ from drf_spectacular.utils import (
 )
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
+from rest_framework.decorators import (
+    action,
+    api_view,
+    authentication_classes,
+    content_negotiation_class,
+    permission_classes,
+)
 from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -31,7 +37,7 @@ from rest_framework.serializers import CharField, Serializer
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from classifier import files, selectors, services
+from classifier import exports, files, selectors, services
 from classifier.accounts import PasswordResetRateThrottle, SignUpRateThrottle, UploadRateThrottle, site_of
 from classifier.api import serializers
 from classifier.api.errors import Conflict, error_body
@@ -231,6 +237,19 @@ class AccountView(OpenToAnyone, APIView):
         services.account_email_set(request.user, data.validated_data["email"], site=site_of(request))
         return Response(serializers.AccountSerializer(request.user).data)
 
+
+
+@extend_schema(summary="Your photos and answers as one zip file",
+               description="Your photos as stored (without their metadata), named after the files you "
+                           "uploaded, under `photos/`; `photos.json`, each photo as `GET /api/photos/{id}/` "
+                           "shows it plus `file`, its path in the archive (null if its file is gone); and "
+                           "`account.json`. Streamed as it is written: it has no Content-Length.",
+               responses={(200, "application/zip"): OpenApiTypes.BINARY, 401: ERROR, 429: ERROR})
+@api_view(["GET"])
+@permission_classes([IsAuthenticated])
+@content_negotiation_class(AnyAccept)
+def account_export(request):
+    return exports.account_archive_response(request)
 
 
 @extend_schema(summary="Delete your account, its photos and answers (your password confirms it)",

@@ -1,0 +1,91 @@
+"""A user takes all their data away: the website's account page and the API give the same zip."""
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from classifier import services
+from tests.conftest import sample_photo
+from tests.test_photo_pages import make_photo
+
+pytestmark = pytest.mark.django_db
+
+
+def archive_of(response) -> zipfile.ZipFile:
+    return zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+
+
+@pytest.fixture
+def photos(user, other_user, enqueued):
+    """Two of the user's photos (one answered, one a HEIC from a phone), and someone else's."""
+    from tests.test_upload import heic
+
+    lapis = make_photo(user, "done", "kue_lapis")
+    type(lapis).objects.filter(pk=lapis.pk).update(original_name='lapis legit: ibu "enak".png')
+    services.feedback_record(photo=lapis, user=user, label="kue_lumpur")
+    phone = services.photo_create(owner=user, upload=SimpleUploadedFile(
+        "IMG_0042.HEIC", heic(sample_photo("kue_dadar_gulung"))))
+    theirs = make_photo(other_user, "done", "kue_klepon")
+    return lapis, phone, theirs
+
+
+def test_a_user_downloads_their_photos_and_answers_as_one_zip(client, user, photos):
+    lapis, phone, theirs = photos
+    client.force_login(user)
+
+    assert 'href="/accounts/export/"' in client.get("/accounts/").content.decode()
+    response = client.get("/accounts/export/")
+
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    assert response["Content-Disposition"].startswith('attachment; filename="cakesite-ayu-')
+    archive = archive_of(response)
+    described = json.loads(archive.read("photos.json"))
+    assert [entry["id"] for entry in described] == [lapis.pk, phone.pk]  # not someone else's
+    assert [entry["file"] for entry in described] == [
+        f"photos/{lapis.pk}-lapis legit_ ibu _enak_.png", f"photos/{phone.pk}-IMG_0042.jpg"]
+    assert described[0]["prediction"]["label"] == "kue_lapis"
+    assert described[0]["feedback"]["label"] == "kue_lumpur" and described[0]["feedback"]["user"] == "ayu"
+    assert described[1]["status"] == "queued" and described[1]["original_name"] == "IMG_0042.HEIC"
+    for photo, entry in zip((lapis, phone), described):
+        with photo.image.open("rb") as stored:
+            assert archive.read(entry["file"]) == stored.read()
+    account = json.loads(archive.read("account.json"))
+    assert account["username"] == "ayu" and account["photos"] == 2
+    assert sorted(archive.namelist()) == sorted([*(entry["file"] for entry in described),
+                                                 "photos.json", "account.json"])
+
+
+def test_the_api_gives_the_same_archive_to_a_token_and_nothing_without_one(user, photos):
+    api = APIClient()
+    assert api.get("/api/account/export/").status_code == 401
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+
+    response = api.get("/api/account/export/", HTTP_ACCEPT="application/zip")
+
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    assert len(json.loads(archive_of(response).read("photos.json"))) == 2
+
+
+def test_a_photo_whose_file_is_gone_is_described_without_it(client, user, photos):
+    lapis, phone, _ = photos
+    Path(lapis.image.path).unlink()
+    client.force_login(user)
+
+    archive = archive_of(client.get("/accounts/export/"))
+
+    described = json.loads(archive.read("photos.json"))
+    assert [(entry["id"], entry["file"]) for entry in described][0] == (lapis.pk, None)
+    assert described[1]["file"] == f"photos/{phone.pk}-IMG_0042.jpg"
+    assert archive.testzip() is None
+
+
+def test_visitors_are_sent_to_the_login_page(client):
+    response = client.get("/accounts/export/")
+
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
