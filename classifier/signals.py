@@ -10,9 +10,15 @@ from classifier.models import Photo, Prediction
 
 def delete_files_on_commit(*files) -> None:
     """Remove the stored files after the transaction commits (never before: a rollback keeps the row,
-    and its files with it)."""
-    kept = [file for file in files if file]
-    transaction.on_commit(lambda: [file.delete(save=False) for file in kept], robust=True)
+    and its files with it), each on its own: one the disk refuses (logged) does not keep the others."""
+    def deleter(file):
+        def delete_file() -> None:  # (a function: Django names it in the log if it raises)
+            file.delete(save=False)
+        return delete_file
+
+    for file in files:
+        if file:
+            transaction.on_commit(deleter(file), robust=True)
 
 
 @receiver(post_delete, sender=Photo)

@@ -168,6 +168,29 @@ def test_photos_deleted_in_the_admin_take_their_files_with_them(admin_client, us
     assert len(media_files(settings)) == left
 
 
+def test_a_file_the_disk_refuses_to_delete_leaves_the_photos_other_files_deleted(
+        user, settings, monkeypatch, django_capture_on_commit_callbacks):
+    from django.core.files.storage import FileSystemStorage
+
+    from tests.test_photo_pages import make_photo
+
+    photo = make_photo(user, status="done", label="kue_lapis")
+    delete = FileSystemStorage.delete
+
+    def refusing(storage, name):
+        if name.startswith("photos/"):
+            raise PermissionError(13, "Permission denied", name)
+        delete(storage, name)
+
+    monkeypatch.setattr(FileSystemStorage, "delete", refusing)
+    with django_capture_on_commit_callbacks(execute=True):
+        photo.delete()
+
+    root = settings.MEDIA_ROOT
+    left = [p.relative_to(root).parts[0] for p in root.rglob("*") if p.is_file()]
+    assert left == ["photos"]  # the thumbnail and the heat map went
+
+
 def test_predictions_and_answers_are_read_only_in_the_admin(admin_client, user):
     """A deleted prediction would leave its photo done without a result; a hand-made answer would
     skip the checks on its label."""
