@@ -27,6 +27,7 @@ WEBSITE = [
     ("get", "/accounts/", [302, 200, 200, 200, 200]),
     ("post", "/accounts/token/", [302, 400, 400, 400, 400]),  # a new token needs the password
     ("post", "/accounts/delete/", [302, 400, 400, 400, 400]),  # without the password
+    ("get", "/accounts/export/", [302, 200, 200, 200, 200]),  # one's own photos only (tests/test_export.py)
     ("post", "/accounts/email/resend/", [302, 302, 302, 302, 302]),  # (none waits: said so)
     ("get", "/accounts/email/forged/", [404, 404, 404, 404, 404]),
     ("get", "/upload/", [302, 200, 200, 200, 200]),
@@ -80,6 +81,7 @@ API = [
     ("get", "/api/account/", [401, 200, 200, 200, 200]),  # one's own account
     ("patch", "/api/account/", [401, 400, 400, 400, 400]),  # without the password
     ("post", "/api/account/delete/", [401, 400, 400, 400, 400]),  # without the password
+    ("get", "/api/account/export/", [401, 200, 200, 200, 200]),  # one's own photos only
     ("get", "/api/training-runs/", [401, 403, 403, 403, 200]),
     ("get", "/api/training-runs/{run}/", [401, 403, 403, 403, 200]),
     ("post", "/api/training-runs/", [401, 403, 403, 403, 201]),
