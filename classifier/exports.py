@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import zipfile
 from collections.abc import Iterator
-from pathlib import PurePath
 
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.http import content_disposition_header
 
-from classifier import selectors
+from classifier import files, selectors
 
 CHUNK = 1 << 20
 
@@ -41,10 +39,8 @@ class Pending(io.RawIOBase):
 
 
 def archive_name(photo) -> str:
-    """Where the photo goes in the archive: its id (unique) and the name of the file uploaded, with
-    the extension of the file stored (a HEIC is stored as a JPEG)."""
-    stem = re.sub(r"[\x00-\x1f\\/:*?\"<>|]+", "_", PurePath(photo.original_name).stem).strip(" .")[:100]
-    return f"photos/{photo.pk}{'-' + stem if stem else ''}.{photo.image_format}"
+    """Where the photo goes in the archive: its id (unique), then the name it is saved under."""
+    return f"photos/{photo.pk}-{files.file_name(photo)}"
 
 
 def account_archive(request: HttpRequest) -> Iterator[bytes]:

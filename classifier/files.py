@@ -3,6 +3,9 @@ API's views both serve them with this, to whoever `selectors.photo_for_user` let
 
 from __future__ import annotations
 
+import re
+from pathlib import PurePath
+
 from django.http import FileResponse, Http404
 
 from classifier import selectors, services
@@ -25,7 +28,15 @@ def photo_file_response(photo: Photo, kind: str) -> FileResponse:
         opened = field.open("rb")
     except FileNotFoundError:  # deleted between reading its row and opening it
         raise Http404("This photo is gone.") from None
-    response = FileResponse(opened, content_type=content_type)
+    name = file_name(photo) if kind == "image" else ""  # shown inline; saved, named as the file uploaded
+    response = FileResponse(opened, content_type=content_type, filename=name)
     response["Cache-Control"] = "private, max-age=86400"
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def file_name(photo: Photo) -> str:
+    """The name a photo's file is saved under: the name of the file uploaded, with the extension of
+    the file stored (a HEIC is stored as a JPEG), and without characters file systems refuse."""
+    stem = re.sub(r"[\x00-\x1f\\/:*?\"<>|]+", "_", PurePath(photo.original_name).stem).strip(" .")[:100]
+    return f"{stem or f'photo-{photo.pk}'}.{photo.image_format}"

@@ -55,6 +55,8 @@ def test_a_user_downloads_their_photos_and_answers_as_one_zip(client, user, phot
     for photo, entry in zip((lapis, phone), described):
         with photo.image.open("rb") as stored:
             assert archive.read(entry["file"]) == stored.read()
+    shown = client.get(f"/photos/{phone.pk}/image/")  # one photo on its own, saved from the browser
+    assert shown["Content-Disposition"] == 'inline; filename="IMG_0042.jpg"'
     account = json.loads(archive.read("account.json"))
     assert account["username"] == "ayu" and account["photos"] == 2
     assert sorted(archive.namelist()) == sorted([*(entry["file"] for entry in described),
