@@ -18,7 +18,7 @@ from PIL import Image
 from classifier import selectors, services
 from classifier.models import ModelVersion, TrainingRun, version_name
 from training import report
-from training.data import counts_per_class, discover, remove_leftover_pixels
+from training.data import counts_per_class, discover, remove_leftover_pixels, split_as_before
 from training.preprocess import ImageDecodeError, load_image
 from training.runtime import CONFIG_FILE
 
@@ -110,6 +110,18 @@ def benchmark_hashes(benchmark: Path | None, slugs: list[str]) -> set[str]:
         return set()
     return {hashlib.sha256((benchmark / name).read_bytes()).hexdigest()
             for name in discover(benchmark, classes=slugs).files}
+
+
+def validation_hashes(base: ModelVersion, data_dir: Path, slugs: list[str]) -> set[str]:
+    """The SHA-256 of the base's validation photos in `data_dir`, the split a full run keeps its best
+    epoch by (`training.data.split_as_before`, as `retrain.finetune` takes it): a user photo that is
+    a copy of one (the same web picture) is not trained on, or the epoch would be chosen, and the
+    version measured, on photos it learnt."""
+    config = json.loads((base.folder / CONFIG_FILE).read_text())
+    data = discover(data_dir, classes=slugs)
+    _, validation = split_as_before(data, config.get("val_files"), config["options"]["val_fraction"],
+                                    config["options"]["seed"])
+    return {hashlib.sha256((data.root / data.files[i]).read_bytes()).hexdigest() for i in validation}
 
 
 def new_version_name(base: ModelVersion, run: TrainingRun) -> str:
@@ -214,8 +226,15 @@ def execute(run: TrainingRun) -> ModelVersion:
     services.training_run_progress(run, "collecting labelled photos", 5)
     benchmark = Path(settings.BENCHMARK_DIR) if Path(settings.BENCHMARK_DIR).is_dir() else None
     copies = benchmark_hashes(benchmark, slugs)
+    validation = set()
+    if run.mode == TrainingRun.Mode.FULL:
+        data_dir = Path(settings.TRAINING_DATA_DIR)
+        if not data_dir.is_dir():
+            raise FileNotFoundError(f"the full mode needs the base training photos in {data_dir} "
+                                    "(CAKESITE_TRAINING_DATA_DIR); the fast mode does not")
+        validation = validation_hashes(base, data_dir, slugs) - copies
     labelled = [row for row in selectors.labelled_photos() if row[1] in slugs]
-    usable = [row for row in labelled if row[3] not in copies]
+    usable = [row for row in labelled if row[3] not in copies | validation]
     size = json.loads((base.folder / CONFIG_FILE).read_text())["image_size"]
     photos, unreadable = load_user_photos(usable, slugs, size)
     train_rows, held_rows, disagreeing = user_photos_split(
@@ -230,10 +249,6 @@ def execute(run: TrainingRun) -> ModelVersion:
     started = time.perf_counter()
     try:  # a run that fails leaves no half-made folder behind (it is ~20 MB)
         if run.mode == TrainingRun.Mode.FULL:
-            data_dir = Path(settings.TRAINING_DATA_DIR)
-            if not data_dir.is_dir():
-                raise FileNotFoundError(f"the full mode needs the base training photos in {data_dir} "
-                                        "(CAKESITE_TRAINING_DATA_DIR); the fast mode does not")
             services.training_run_progress(run, "fine-tuning on the base and user photos", 30)
 
             def epoch_done(done: int, planned: int) -> None:  # minutes a run: the page shows each epoch
@@ -253,7 +268,8 @@ def execute(run: TrainingRun) -> ModelVersion:
             "user_photos_trained": int(len(train_labels)),
             "user_photos_heldout": int(len(held_labels)),
             "corrected": corrected,  # of the photos trained on
-            "benchmark_copies": len(labelled) - len(usable),
+            "benchmark_copies": sum(1 for row in labelled if row[3] in copies),
+            "validation_copies": sum(1 for row in labelled if row[3] in validation),
             "unreadable": unreadable,
             "disagreeing": len(disagreeing),
         }

@@ -13,12 +13,13 @@ from django.conf import settings as django_settings
 from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.urls import reverse
+from PIL import Image
 from rest_framework.test import APIClient
 
 from classifier import services, tasks
 from classifier.models import Feedback, ModelVersion, TrainingRun
 from tests.conftest import PHOTOS, own_photo, upload_of
-from training.data import PIXELS_PREFIX
+from training.data import PIXELS_PREFIX, discover, split_as_before
 from training.runtime import load
 
 pytestmark = pytest.mark.django_db
@@ -239,7 +240,8 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
 
 @pytest.mark.slow
 def test_a_full_run_fine_tunes_on_the_base_photos_and_the_users(user, admin_user, enqueued, started_runs,
-                                                                private_models, settings, monkeypatch):
+                                                                private_models, settings, monkeypatch,
+                                                                tmp_path):
     progress, shown = services.training_run_progress, []  # what the page showed, as it went
 
     def recorded(run, stage, percent):
@@ -247,12 +249,25 @@ def test_a_full_run_fine_tunes_on_the_base_photos_and_the_users(user, admin_user
         progress(run, stage, percent)
 
     monkeypatch.setattr(services, "training_run_progress", recorded)
-    settings.TRAINING_DATA_DIR = PHOTOS  # sixteen base photos stand in for the training folder
+    # Sixteen base photos stand in for the training folder: the benchmark's, saved again (another file).
+    settings.TRAINING_DATA_DIR = tmp_path / "train"
+    for path in sorted(PHOTOS.rglob("*.jpg")):
+        (tmp_path / "train" / path.parent.name).mkdir(parents=True, exist_ok=True)
+        Image.open(path).save(tmp_path / "train" / path.parent.name / path.name, quality=95)
     settings.FULL_RETRAIN_EPOCHS = 1
     lapis = sorted((PHOTOS / "kue_lapis").glob("*.jpg"))[0]
     photo = services.photo_create(owner=user, upload=own_photo(lapis))
     tasks.classify_photo(photo.pk)
     services.feedback_record(photo=photo, user=user, label="kue_lapis")
+    # A user's copy of one of the photos the run keeps its best epoch by (the same web picture).
+    base = json.loads((private_models.folder / "config.json").read_text())
+    data = discover(tmp_path / "train", classes=[item["slug"] for item in private_models.labels])
+    _, validation = split_as_before(data, base["val_files"], base["options"]["val_fraction"],
+                                    base["options"]["seed"])
+    picked = data.files[validation[0]]
+    copy = services.photo_create(owner=user, upload=upload_of(tmp_path / "train" / picked))
+    tasks.classify_photo(copy.pk)
+    services.feedback_record(photo=copy, user=user, label=str(Path(picked).parent))
 
     run = services.training_run_start(user=admin_user, mode="full")
     tasks.train_model(run.pk)
@@ -260,7 +275,8 @@ def test_a_full_run_fine_tunes_on_the_base_photos_and_the_users(user, admin_user
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
     config = json.loads((run.result_version.folder / "config.json").read_text())
-    assert config["retrain"]["mode"] == "full" and config["retrain"]["extra_photos"] == 1
+    assert config["retrain"]["mode"] == "full" and config["retrain"]["extra_photos"] == 1  # not the copy
+    assert run.data["validation_copies"] == 1 and run.data["benchmark_copies"] == 0
     assert set(run.result_version.metrics) == {"validation", "test"}
     # trained on the base photos but those it chose its best epoch by (counted apart)
     assert run.data["base_photos"] == 16 - run.data["validation_photos"] == 16 - config["n_val"] < 16
