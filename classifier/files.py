@@ -1,5 +1,6 @@
-"""A photo's files (the photo, its thumbnail, its heat map) as HTTP answers: the website's and the
-API's views both serve them with this, to whoever `selectors.photo_for_user` lets through."""
+"""A photo's files (the photo, the copy its page shows, its thumbnail, its heat map) as HTTP
+answers: the website's and the API's views both serve them with this, to whoever
+`selectors.photo_for_user` lets through."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from classifier.models import Photo
 
 
 def photo_file_response(photo: Photo, kind: str) -> FileResponse:
-    """`kind` ("image", "thumbnail" or "heatmap") of `photo`, private to its viewer; 404 if there is
-    none (yet)."""
+    """`kind` ("image", "display", "thumbnail" or "heatmap") of `photo`, private to its viewer; 404
+    if there is none (yet)."""
     if kind == "heatmap":
         prediction = selectors.latest_prediction(photo)
         if prediction is None or not prediction.heatmap:
@@ -22,6 +23,8 @@ def photo_file_response(photo: Photo, kind: str) -> FileResponse:
         field, content_type = prediction.heatmap, "image/png"
     elif kind == "thumbnail" and photo.thumbnail:
         field, content_type = photo.thumbnail, "image/jpeg"
+    elif kind == "display" and services.photo_display(photo).display:  # (else the photo itself)
+        field, content_type = photo.display, "image/jpeg"
     else:
         field, content_type = photo.image, services.CONTENT_TYPES[photo.image_format]
     try:

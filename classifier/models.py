@@ -21,6 +21,10 @@ def thumbnail_upload_to(instance: "Photo", filename: str) -> str:
     return f"thumbnails/{uuid.uuid4().hex}.jpg"
 
 
+def display_upload_to(instance: "Photo", filename: str) -> str:
+    return f"displays/{uuid.uuid4().hex}.jpg"
+
+
 def heatmap_upload_to(instance: "Prediction", filename: str) -> str:
     return f"heatmaps/{uuid.uuid4().hex}.png"
 
@@ -74,6 +78,8 @@ class Photo(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="photos")
     image = models.ImageField(upload_to=photo_upload_to, width_field="width", height_field="height")
     thumbnail = models.ImageField(upload_to=thumbnail_upload_to, blank=True)
+    # What the photo's page shows of a photo larger than services.DISPLAY_SIZE (none: the photo itself)
+    display = models.ImageField(upload_to=display_upload_to, blank=True, db_default="", default="")
     image_format = models.CharField(max_length=8)
     original_name = models.CharField(max_length=255, blank=True)
     sha256 = models.CharField(max_length=64, db_index=True)

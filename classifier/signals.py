@@ -23,7 +23,7 @@ def delete_files_on_commit(*files) -> None:
 
 @receiver(post_delete, sender=Photo)
 def photo_files(sender, instance: Photo, **_kwargs) -> None:
-    delete_files_on_commit(instance.image, instance.thumbnail)
+    delete_files_on_commit(instance.image, instance.thumbnail, instance.display)
 
 
 @receiver(post_delete, sender=Prediction)

@@ -12,6 +12,7 @@ urlpatterns = [
     path("photos/status/", views.photo_status, name="photo-status"),
     path("photos/<int:pk>/", views.photo_detail, name="photo-detail"),
     path("photos/<int:pk>/image/", views.photo_image, {"kind": "image"}, name="photo-image"),
+    path("photos/<int:pk>/display/", views.photo_image, {"kind": "display"}, name="photo-display"),
     path("photos/<int:pk>/thumbnail/", views.photo_image, {"kind": "thumbnail"}, name="photo-thumbnail"),
     path("photos/<int:pk>/heatmap/", views.photo_image, {"kind": "heatmap"}, name="photo-heatmap"),
     path("photos/<int:pk>/retry/", views.photo_retry, name="photo-retry"),

@@ -575,4 +575,5 @@ def card(photo: Photo) -> dict:
         "feedback": feedback,
         "labels": prediction.model_version.labels if prediction else [],
         "unsure": bool(prediction) and prediction.confidence < settings.UNSURE_BELOW,
+        "shown_smaller": max(photo.width, photo.height) > services.DISPLAY_SIZE,  # (photo_display)
     }

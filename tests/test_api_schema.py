@@ -97,7 +97,7 @@ def test_the_schema_is_valid_openapi_and_says_what_every_answer_holds(client):
         for method, operation in operations.items():
             answers = operation["responses"]
             assert "503" in answers and ("413" in answers) == ("requestBody" in operation), (method, path)
-            a_file = path.endswith(("/image/", "/thumbnail/", "/heatmap/", "/export/"))  # any Accept
+            a_file = path.endswith(("/image/", "/display/", "/thumbnail/", "/heatmap/", "/export/"))
             assert ("406" in answers) != a_file, (method, path)
             for code in ("429", "503"):
                 assert code not in answers or "Retry-After" in answers[code]["headers"], (method, path, code)

@@ -209,6 +209,64 @@ def test_a_large_photo_gets_a_faithful_320_pixel_thumbnail(client, user, enqueue
     assert np.abs(pixels - reference).mean() < 4  # decoded small, yet the same picture
 
 
+def test_a_phone_sized_photo_is_shown_on_its_page_as_a_copy_that_size_with_the_photo_a_click_away(
+        client, user, enqueued):
+    from PIL import ImageCms
+
+    big, _ = large_jpeg((4000, 3000))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # taken with the phone upright
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    sent = io.BytesIO()
+    big.save(sent, "JPEG", quality=92, exif=exif, icc_profile=profile)
+    client.force_login(user)
+
+    client.post(reverse("upload"), {"photos": [SimpleUploadedFile("IMG_1.jpg", sent.getvalue())]})
+
+    photo = Photo.objects.get()
+    page = client.get(photo.get_absolute_url()).content.decode()
+    assert f'<img src="/photos/{photo.pk}/display/"' in page and f'href="/photos/{photo.pk}/image/"' in page
+    shown = b"".join(client.get(f"/photos/{photo.pk}/display/").streaming_content)
+    assert len(shown) < len(sent.getvalue()) / 3  # (a real phone photo, noisier, shrinks more)
+    with Image.open(io.BytesIO(shown)) as copy:
+        assert copy.size == (1500, 2000) == (photo.width // 2, photo.height // 2)  # upright
+        assert copy.info["icc_profile"] == profile and not copy.getexif()
+        pixels = np.asarray(copy.convert("RGB"), dtype=np.int16)
+    reference = big.transpose(Image.Transpose.ROTATE_270).resize((1500, 2000), Image.Resampling.LANCZOS)
+    assert np.abs(pixels - np.asarray(reference, dtype=np.int16)).mean() < 4
+    made = Photo.objects.get().display.name  # made once, on the first request, and kept
+    assert made and b"".join(client.get(f"/photos/{photo.pk}/display/").streaming_content) == shown
+    assert Photo.objects.get().display.name == made
+
+
+def test_two_requests_making_a_photos_display_copy_at_once_keep_one_and_its_deletion_takes_it(
+        client, user, enqueued, settings, django_capture_on_commit_callbacks):
+    _, data = large_jpeg((4000, 3000))
+    photo = services.photo_create(owner=user, upload=SimpleUploadedFile("IMG_2.jpg", data))
+    first, second = Photo.objects.get(pk=photo.pk), Photo.objects.get(pk=photo.pk)  # both read none
+
+    services.photo_display(first)
+    services.photo_display(second)
+
+    displays = settings.MEDIA_ROOT / "displays"
+    assert first.display.name == second.display.name and len(list(displays.iterdir())) == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        Photo.objects.get(pk=photo.pk).delete()
+    assert list(displays.iterdir()) == []
+
+
+def test_a_photo_no_larger_than_its_page_shows_is_its_own_display_copy(client, user, enqueued):
+    client.force_login(user)
+    path = sample_photo("kue_lapis")
+
+    client.post(reverse("upload"), {"photos": [upload_of(path)]})
+
+    photo = Photo.objects.get()
+    assert not photo.display
+    assert b"".join(client.get(f"/photos/{photo.pk}/display/").streaming_content) == path.read_bytes()
+    assert f'href="/photos/{photo.pk}/image/"' not in client.get(photo.get_absolute_url()).content.decode()
+
+
 def heic(path, size: tuple[int, int] | None = None, **kwargs) -> bytes:
     """The photo (resized to `size`) as a phone saves it: HEIC (pillow-heif's encoder)."""
     out = io.BytesIO()

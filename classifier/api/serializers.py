@@ -102,6 +102,7 @@ class PhotoSerializer(Representation):
     url = serializers.HyperlinkedIdentityField(view_name="api:photo-detail")
     owner = serializers.CharField(source="owner.username")
     image_url = serializers.SerializerMethodField()
+    display_url = serializers.SerializerMethodField(help_text="the photo at the size its page shows it")
     thumbnail_url = serializers.SerializerMethodField()
     prediction = serializers.SerializerMethodField()
     feedback = serializers.SerializerMethodField()
@@ -109,10 +110,13 @@ class PhotoSerializer(Representation):
     class Meta:
         model = Photo
         fields = ["id", "url", "owner", "status", "error", "original_name", "width", "height", "sha256",
-                  "image_url", "thumbnail_url", "prediction", "feedback", "created", "updated"]
+                  "image_url", "display_url", "thumbnail_url", "prediction", "feedback", "created", "updated"]
 
     def get_image_url(self, obj: Photo) -> str:
         return absolute(self, reverse("api:photo-image", args=[obj.pk]))
+
+    def get_display_url(self, obj: Photo) -> str:
+        return absolute(self, reverse("api:photo-display", args=[obj.pk]))
 
     def get_thumbnail_url(self, obj: Photo) -> str:
         return absolute(self, reverse("api:photo-thumbnail", args=[obj.pk]))

@@ -485,6 +485,13 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     def image(self, request, pk=None):
         return files.photo_file_response(self.get_object(), "image")
 
+    @extend_schema(summary="The photo at the size its page shows it (JPEG, at most 1600 px, upright); "
+                           "a photo no larger is its own", responses={
+        (200, "image/*"): OpenApiTypes.BINARY, **COMMON_ERRORS})
+    @action(detail=True, content_negotiation_class=AnyAccept)
+    def display(self, request, pk=None):
+        return files.photo_file_response(self.get_object(), "display")
+
     @extend_schema(summary="The photo's thumbnail (JPEG, at most 320 px)", responses={
         (200, "image/jpeg"): OpenApiTypes.BINARY, **COMMON_ERRORS})
     @action(detail=True, content_negotiation_class=AnyAccept)
