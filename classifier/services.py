@@ -310,6 +310,29 @@ def same_upload(stored: Photo, upload: UploadedFile) -> Photo:
     return stored
 
 
+def photo_metadata_strip(photo: Photo) -> bool:
+    """Store `photo`'s file again without its metadata, if it has any: photos uploaded before every
+    photo was (`manage.py strip_metadata`). Whether it did; a file that cannot be read is left."""
+    try:
+        with photo.image.open("rb") as source:
+            data = source.read()
+        with Image.open(io.BytesIO(data)) as img:
+            fmt, turned = img.format, orientation(img)
+        bare = metadata.without_metadata(data, fmt, turned)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        log.warning("photo %s left as it is: %s", photo.pk, exc)
+        return False
+    if bare == data:
+        return False
+    storage, old = photo.image.storage, photo.image.name
+    new = storage.save(photo.image.field.generate_filename(photo, "upload"), ContentFile(bare))
+    if Photo.objects.filter(pk=photo.pk, image=old).update(image=new):
+        storage.delete(old)
+        return True
+    storage.delete(new)  # deleted, or stored again, meanwhile
+    return False
+
+
 def photo_display(photo: Photo) -> Photo:
     """`photo` with the copy its page shows (make_display), made now if it is larger than
     DISPLAY_SIZE and has none yet. Made when its page first asks, not at upload: many photos are

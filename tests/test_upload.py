@@ -415,6 +415,35 @@ def test_a_photo_is_stored_without_where_it_was_taken_but_with_its_pixels_turn_a
     assert photo.sha256 == hashlib.sha256(sent).hexdigest()  # of the file as sent, to know it again
 
 
+def test_photos_stored_with_their_metadata_before_are_stored_again_without_it(user, settings):
+    from django.core.files.base import ContentFile
+    from django.core.management import call_command
+
+    from tests.test_photo_pages import make_photo
+
+    sent = with_place("JPEG")
+    photo = make_photo(user, "done", "kue_lapis")  # as an upload of the release before stored it
+    old = photo.image.name
+    Photo.objects.filter(pk=photo.pk).update(image_format="jpg")
+    photo.image.storage.delete(old)
+    photo.image.storage.save(old, ContentFile(sent))
+    untouched = make_photo(user, "done", "kue_lapis")  # a PNG without metadata
+    out = io.StringIO()
+
+    call_command("strip_metadata", stdout=out)
+    call_command("strip_metadata", stdout=out)  # (once is enough)
+
+    assert out.getvalue() == ("1 photos stored again without their metadata\n"
+                              "0 photos stored again without their metadata\n")
+    photo = Photo.objects.get(pk=photo.pk)
+    with photo.image.open("rb") as stored:
+        kept = stored.read()
+    assert photo.image.name != old and not photo.image.storage.exists(old)
+    assert b"Braga" not in kept and dict(Image.open(io.BytesIO(kept)).getexif()) == {0x0112: 6}
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(kept))), np.asarray(Image.open(io.BytesIO(sent))))
+    assert Photo.objects.get(pk=untouched.pk).image.name == untouched.image.name
+
+
 def test_a_photo_without_metadata_is_stored_as_sent(client, user, enqueued):
     client.force_login(user)
 
