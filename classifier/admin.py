@@ -136,7 +136,7 @@ class PhotoAdmin(admin.ModelAdmin):
     show_full_result_count = False
     readonly_fields = ["preview", "owner", "status", "error", "starts", "sha256", "width", "height",
                        "image_format", "created", "updated", "predicted_label", "confidence", "margin"]
-    exclude = ["image", "thumbnail"]  # private files: the preview shows the photo
+    exclude = ["image", "thumbnail", "display"]  # private files: the preview shows the photo
     inlines = [PredictionInline]
     actions = ["retry_failed"]
 

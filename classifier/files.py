@@ -15,7 +15,9 @@ from classifier.models import Photo
 
 def photo_file_response(photo: Photo, kind: str) -> FileResponse:
     """`kind` ("image", "display", "thumbnail" or "heatmap") of `photo`, private to its viewer; 404
-    if there is none (yet)."""
+    if there is none (yet). The photo and its display copy are named, saved from a browser, after
+    the file uploaded."""
+    name = ""  # (a thumbnail or a heat map: the stored file's name)
     if kind == "heatmap":
         prediction = selectors.latest_prediction(photo)
         if prediction is None or not prediction.heatmap:
@@ -24,22 +26,21 @@ def photo_file_response(photo: Photo, kind: str) -> FileResponse:
     elif kind == "thumbnail" and photo.thumbnail:
         field, content_type = photo.thumbnail, "image/jpeg"
     elif kind == "display" and services.photo_display(photo).display:  # (else the photo itself)
-        field, content_type = photo.display, "image/jpeg"
+        field, content_type, name = photo.display, "image/jpeg", file_name(photo, "jpg")
     else:
-        field, content_type = photo.image, services.CONTENT_TYPES[photo.image_format]
+        field, content_type, name = photo.image, services.CONTENT_TYPES[photo.image_format], file_name(photo)
     try:
         opened = field.open("rb")
     except FileNotFoundError:  # deleted between reading its row and opening it
         raise Http404("This photo is gone.") from None
-    name = file_name(photo) if kind == "image" else ""  # shown inline; saved, named as the file uploaded
     response = FileResponse(opened, content_type=content_type, filename=name)
     response["Cache-Control"] = "private, max-age=86400"
     response["X-Content-Type-Options"] = "nosniff"
     return response
 
 
-def file_name(photo: Photo) -> str:
+def file_name(photo: Photo, extension: str | None = None) -> str:
     """The name a photo's file is saved under: the name of the file uploaded, with the extension of
     the file stored (a HEIC is stored as a JPEG), and without characters file systems refuse."""
     stem = re.sub(r"[\x00-\x1f\\/:*?\"<>|]+", "_", PurePath(photo.original_name).stem).strip(" .")[:100]
-    return f"{stem or f'photo-{photo.pk}'}.{photo.image_format}"
+    return f"{stem or f'photo-{photo.pk}'}.{extension or photo.image_format}"

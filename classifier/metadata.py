@@ -2,14 +2,16 @@
 XMP, IPTC, comments, maker notes, a phone's appended video or depth map), its pixels left byte for
 byte: the picture is not decoded or encoded again. What a browser needs to show it as taken is
 kept: the colour profile, a JPEG's Adobe colour transform, the orientation (as the only tag of a
-new EXIF block) and, for PNG and WebP, transparency and animation. GIF and BMP carry none of this
-metadata and are stored as sent; HEIC is stored as a JPEG made from its pixels (services.as_jpeg).
+new EXIF block) and, for PNG, WebP and GIF, transparency and animation (and a GIF's looping). BMP
+carries none of this metadata and is stored as sent; HEIC is stored as a JPEG made from its pixels
+(services.as_jpeg).
 
 Each function takes a file that Pillow has already decoded whole (services.validate_image) and
 raises ValueError for a structure it cannot follow."""
 
 from __future__ import annotations
 
+import re
 import zlib
 
 from PIL import ExifTags, Image
@@ -17,14 +19,20 @@ from PIL import ExifTags, Image
 ORIENTATION = ExifTags.Base.Orientation
 
 
-def without_metadata(data: bytes, fmt: str, orientation: int) -> bytes:
-    """`data`, a file of Pillow format `fmt`, without its metadata; `orientation` (1 to 8) is kept."""
+def without_metadata(data: bytes, fmt: str, orientation) -> bytes:
+    """`data`, a file of Pillow format `fmt`, without its metadata; `orientation` (1 to 8, as Pillow
+    read it) is kept. A tag that is no orientation (text, a negative number) counts as none, as
+    `training.preprocess.upright` takes it."""
+    if not (isinstance(orientation, int) and 1 <= orientation <= 8):
+        orientation = 1
     if fmt in ("JPEG", "MPO"):
         return jpeg_without_metadata(data, orientation)
     if fmt == "PNG":
         return png_without_metadata(data, orientation)
     if fmt == "WEBP":
         return webp_without_metadata(data, orientation)
+    if fmt == "GIF":
+        return gif_without_metadata(data)
     return data
 
 
@@ -47,37 +55,31 @@ def jpeg_kept(marker: int, payload: bytes) -> bool:
     return not (0xE1 <= marker <= 0xEF or marker == 0xFE)  # other APPn and comments: metadata
 
 
+# The next marker: 0xFF (after any fill bytes 0xFF) and a byte that is not a stuffed zero, a restart
+# marker inside a scan, or more fill. Anything else before it (stray bytes between segments, as
+# libjpeg skips; a scan's entropy-coded data) is passed over in one search.
+MARKER = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
+
+
 def jpeg_without_metadata(data: bytes, orientation: int) -> bytes:
     if not data.startswith(b"\xff\xd8"):
         raise ValueError("no JPEG start of image")
     kept, at, size = [], 2, len(data)
     while True:
-        at = data.find(b"\xff", at)
-        while 0 <= at < size - 1 and data[at + 1] == 0xFF:  # fill bytes before a marker
-            at += 1
-        if at < 0 or at >= size - 1:
+        found = MARKER.search(data, at)
+        if found is None:
             raise ValueError("no JPEG end of image")
-        marker = data[at + 1]
+        at, marker = found.end() - 2, data[found.end() - 1]
         if marker == 0xD9:  # the end of the first picture: an MPO's others and any trailer go
             break
-        if marker == 0x00 or 0xD0 <= marker <= 0xD7:  # stray bytes between segments, as libjpeg skips
-            at += 2
-            continue
         end = at + 2 + int.from_bytes(data[at + 2:at + 4], "big")
         if end > size or end < at + 4:
             raise ValueError("a JPEG segment runs past the end of the file")
         if marker == 0xDA:  # a scan: its header, then entropy-coded data up to the next marker
-            while True:
-                end = data.find(b"\xff", end)
-                if end < 0 or end >= size - 1:
-                    raise ValueError("a JPEG scan runs past the end of the file")
-                following = data[end + 1]
-                if following == 0x00 or 0xD0 <= following <= 0xD7:  # a stuffed byte, a restart
-                    end += 2
-                elif following == 0xFF:
-                    end += 1
-                else:
-                    break
+            found = MARKER.search(data, end)
+            if found is None:
+                raise ValueError("a JPEG scan runs past the end of the file")
+            end = found.end() - 2
         if jpeg_kept(marker, data[at + 4:end]):
             kept.append(data[at:end])
         at = end
@@ -147,3 +149,40 @@ def webp_without_metadata(data: bytes, orientation: int) -> bytes:
             chunks.append([b"EXIF", exif_with_orientation(orientation)])
     body = b"WEBP" + b"".join(riff_chunk(kind, payload) for kind, payload in chunks)
     return b"RIFF" + len(body).to_bytes(4, "little") + body
+
+
+# --- GIF: blocks after the header and colour table (extensions 0x21, pictures 0x2C, the end 0x3B) ---
+
+def gif_sub_blocks_end(data: bytes, at: int) -> int:
+    """Where the data sub-blocks starting at `at` end (after their zero-length terminator)."""
+    while data[at]:
+        at += 1 + data[at]
+    return at + 1
+
+
+def gif_without_metadata(data: bytes) -> bytes:
+    """Comments and application extensions other than NETSCAPE2.0 (how many times it loops) go:
+    XMP among them."""
+    if data[:3] != b"GIF":
+        raise ValueError("no GIF header")
+    at = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)  # (the global colour table)
+    kept = [data[:at]]
+    try:
+        while data[at] != 0x3B:
+            start = at
+            if data[at] == 0x21:  # an extension: its label, then sub-blocks
+                at = gif_sub_blocks_end(data, at + 2)
+                label = data[start + 1]
+                looping = label == 0xFF and data[start + 3:start + 14] == b"NETSCAPE2.0"
+                if label == 0xFE or (label == 0xFF and not looping):
+                    continue
+            elif data[at] == 0x2C:  # a picture: its descriptor, local colour table, code size, sub-blocks
+                flags = data[at + 9]
+                at += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+                at = gif_sub_blocks_end(data, at + 1)
+            else:
+                raise ValueError(f"an unknown GIF block {data[at]:#x}")
+            kept.append(data[start:at])
+    except IndexError:
+        raise ValueError("a GIF block runs past the end of the file") from None
+    return b"".join([*kept, b"\x3b"])

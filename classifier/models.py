@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import timedelta
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from django.conf import settings
 from django.core.validators import RegexValidator
@@ -22,7 +22,9 @@ def thumbnail_upload_to(instance: "Photo", filename: str) -> str:
 
 
 def display_upload_to(instance: "Photo", filename: str) -> str:
-    return f"displays/{uuid.uuid4().hex}.jpg"
+    """Named after the photo's own file: a deletion that read the photo before its display copy was
+    made still knows the copy's name (classifier.signals)."""
+    return f"displays/{PurePath(instance.image.name).stem}.jpg"
 
 
 def heatmap_upload_to(instance: "Prediction", filename: str) -> str:

@@ -167,8 +167,8 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
                     width, height = img.size  # as decoded: upright already
                     converted = as_jpeg(img)
                 thumbnail = make_thumbnail(img)
-                if fmt not in STORED_AS_JPEG:
-                    converted = stored_without_metadata(upload, fmt, turned)
+            if fmt not in STORED_AS_JPEG:  # (the decoding budget given back first: no pixels here)
+                converted = stored_without_metadata(upload, fmt, turned)
     except ValidationError:
         raise
     except Image.DecompressionBombError as exc:
@@ -243,17 +243,23 @@ def make_display(img: Image.Image) -> ContentFile:
     factor = max(img.size) // DISPLAY_SIZE  # (a JPEG decoded at a reduced scale may need none)
     rgb = to_rgb(img)  # (first: reduce() takes neither 16-bit greys nor palettes)
     shown = rgb.reduce(factor) if factor > 1 else rgb
-    shown.info = img.info  # the orientation and the colour profile
+    shown.info = img.info  # the orientation
     buffer = io.BytesIO()
-    upright(shown).save(buffer, "JPEG", quality=85, icc_profile=img.info.get("icc_profile"))
+    upright(shown).save(buffer, "JPEG", quality=85, icc_profile=rgb_profile(img))
     return ContentFile(buffer.getvalue())
+
+
+def rgb_profile(img: Image.Image) -> bytes | None:
+    """`img`'s colour profile, for its pixels made RGB: a CMYK or grey picture's profile describes
+    other channels (a browser would misread the RGB with it), so it has none then."""
+    return img.info.get("icc_profile") if img.mode in ("RGB", "RGBA", "RGBX", "P", "PA") else None
 
 
 def as_jpeg(img: Image.Image) -> ContentFile:
     """The picture as a JPEG a browser shows: upright, full size, its colour profile (a phone's is
     Display P3) but no other metadata."""
     buffer = io.BytesIO()
-    to_rgb(upright(img)).save(buffer, "JPEG", quality=92, icc_profile=img.info.get("icc_profile"))
+    to_rgb(upright(img)).save(buffer, "JPEG", quality=92, icc_profile=rgb_profile(img))
     return ContentFile(buffer.getvalue())
 
 

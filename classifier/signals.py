@@ -5,7 +5,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from classifier.models import Photo, Prediction
+from classifier.models import Photo, Prediction, display_upload_to
 
 
 def delete_files_on_commit(*files) -> None:
@@ -24,6 +24,9 @@ def delete_files_on_commit(*files) -> None:
 @receiver(post_delete, sender=Photo)
 def photo_files(sender, instance: Photo, **_kwargs) -> None:
     delete_files_on_commit(instance.image, instance.thumbnail, instance.display)
+    if not instance.display and instance.image:  # one its page may have made since this was read
+        storage, name = instance.display.storage, display_upload_to(instance, "")
+        transaction.on_commit(lambda: storage.delete(name), robust=True)
 
 
 @receiver(post_delete, sender=Prediction)

@@ -59,6 +59,8 @@ def test_the_photo_list_shows_thumbnails_and_the_versions_show_test_figures(admi
     assert f'src="/photos/{photo.pk}/thumbnail/"' in photos
     assert "86.4%" in versions
     assert "Start a training run" in runs
+    changing = admin_client.get(reverse("admin:classifier_photo_change", args=[photo.pk])).content.decode()
+    assert 'type="file"' not in changing  # no file of a photo is swapped past the upload's checks
 
 
 def test_activating_from_the_admin_needs_exactly_one_version(admin_client):

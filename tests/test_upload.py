@@ -234,6 +234,7 @@ def test_a_phone_sized_photo_is_shown_on_its_page_as_a_copy_that_size_with_the_p
         pixels = np.asarray(copy.convert("RGB"), dtype=np.int16)
     reference = big.transpose(Image.Transpose.ROTATE_270).resize((1500, 2000), Image.Resampling.LANCZOS)
     assert np.abs(pixels - np.asarray(reference, dtype=np.int16)).mean() < 4
+    assert client.get(f"/photos/{photo.pk}/display/")["Content-Disposition"] == 'inline; filename="IMG_1.jpg"'
     made = Photo.objects.get().display.name  # made once, on the first request, and kept
     assert made and b"".join(client.get(f"/photos/{photo.pk}/display/").streaming_content) == shown
     assert Photo.objects.get().display.name == made
@@ -252,6 +253,15 @@ def test_two_requests_making_a_photos_display_copy_at_once_keep_one_and_its_dele
     assert first.display.name == second.display.name and len(list(displays.iterdir())) == 1
     with django_capture_on_commit_callbacks(execute=True):
         Photo.objects.get(pk=photo.pk).delete()
+    assert list(displays.iterdir()) == []
+    # Deleted by a request that read it before its page made its copy (an account's deletion reads
+    # all its photos first): the copy goes too.
+    _, data = large_jpeg((4000, 3000))
+    photo = services.photo_create(owner=user, upload=SimpleUploadedFile("IMG_3.jpg", data))
+    read_before = Photo.objects.get(pk=photo.pk)
+    services.photo_display(Photo.objects.get(pk=photo.pk))
+    with django_capture_on_commit_callbacks(execute=True):
+        read_before.delete()
     assert list(displays.iterdir()) == []
 
 
@@ -442,6 +452,44 @@ def test_photos_stored_with_their_metadata_before_are_stored_again_without_it(us
     assert b"Braga" not in kept and dict(Image.open(io.BytesIO(kept)).getexif()) == {0x0112: 6}
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(kept))), np.asarray(Image.open(io.BytesIO(sent))))
     assert Photo.objects.get(pk=untouched.pk).image.name == untouched.image.name
+
+
+def test_a_gif_is_stored_without_its_comment_and_xmp_but_with_its_frames_and_looping(client, user, enqueued):
+    frames = [Image.new("RGB", (64, 48), colour) for colour in ("red", "green", "blue")]
+    sent = io.BytesIO()
+    frames[0].save(sent, "GIF", save_all=True, append_images=frames[1:], loop=0, duration=100,
+                   comment=b"Jl. Braga, Bandung", xmp=b"<x:xmpmeta>Jl. Braga, Bandung</x:xmpmeta>")
+    client.force_login(user)
+
+    client.post(reverse("upload"), {"photos": [SimpleUploadedFile("kue.gif", sent.getvalue())]})
+
+    with Photo.objects.get().image.open("rb") as stored:
+        kept = stored.read()
+    assert b"Braga" in sent.getvalue() and b"Braga" not in kept
+    with Image.open(io.BytesIO(kept)) as gif, Image.open(sent) as original:
+        assert gif.n_frames == original.n_frames == 3 and gif.info["loop"] == 0
+        for frame in range(3):
+            gif.seek(frame), original.seek(frame)
+            assert np.array_equal(np.asarray(gif.convert("RGB")), np.asarray(original.convert("RGB")))
+
+
+def test_a_photo_whose_orientation_tag_holds_no_orientation_is_stored_as_not_turned(client, user, enqueued):
+    """A signed -1 (an editor's bug): Pillow reads it, and could not write it back."""
+    tiff = (b"MM\x00*\x00\x00\x00\x08" + (1).to_bytes(2, "big")
+            + b"\x01\x12" + (8).to_bytes(2, "big") + (1).to_bytes(4, "big") + b"\xff\xff\x00\x00"
+            + b"\x00\x00\x00\x00")  # one entry: Orientation, SSHORT, -1; no next directory
+    sent = io.BytesIO()
+    Image.open(sample_photo("kue_lapis")).save(sent, "JPEG", exif=b"Exif\x00\x00" + tiff)
+    assert Image.open(io.BytesIO(sent.getvalue())).getexif()[0x0112] == -1
+    client.force_login(user)
+
+    response = client.post(reverse("upload"), {"photos": [SimpleUploadedFile("odd.jpg", sent.getvalue())]})
+
+    photo = Photo.objects.get()
+    assert response.status_code == 302
+    assert (photo.width, photo.height) == Image.open(sample_photo("kue_lapis")).size
+    with photo.image.open("rb") as stored:
+        assert not Image.open(stored).getexif()
 
 
 def test_a_photo_without_metadata_is_stored_as_sent(client, user, enqueued):
