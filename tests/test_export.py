@@ -91,3 +91,24 @@ def test_visitors_are_sent_to_the_login_page(client):
     response = client.get("/accounts/export/")
 
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+def test_one_export_at_a_time_per_user_each_keeps_part_of_the_server_busy(client, user, other_user, photos):
+    client.force_login(user)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    theirs = APIClient()
+    theirs.force_authenticate(other_user)
+
+    downloading = client.get("/accounts/export/")  # (its download has not ended)
+    again, by_api = client.get("/accounts/export/"), api.get("/api/account/export/")
+
+    assert again.status_code == 429 and again["Retry-After"] == "60"
+    assert "An export of your data is being downloaded already" in again.content.decode()
+    assert by_api.status_code == 429 and by_api.json()["error"]["code"] == "throttled"
+    assert theirs.get("/api/account/export/").status_code == 200  # someone else's is theirs
+    b"".join(downloading.streaming_content)  # done
+    left = client.get("/accounts/export/")
+    assert left.status_code == 200
+    left.close()  # the client went away midway: the next may start
+    assert client.get("/accounts/export/").status_code == 200
