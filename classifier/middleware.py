@@ -83,7 +83,7 @@ class BrowserTimeZoneMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         name = request.COOKIES.get(TIME_ZONE_COOKIE, "")
-        if name in known_time_zones() and not request.path.startswith("/api/"):
+        if name in known_time_zones() and not request.path_info.startswith("/api/"):
             timezone.activate(zoneinfo.ZoneInfo(name))
         try:
             return self.get_response(request)

@@ -226,15 +226,16 @@ def execute(run: TrainingRun) -> ModelVersion:
     services.training_run_progress(run, "collecting labelled photos", 5)
     benchmark = Path(settings.BENCHMARK_DIR) if Path(settings.BENCHMARK_DIR).is_dir() else None
     copies = benchmark_hashes(benchmark, slugs)
-    validation = set()
-    if run.mode == TrainingRun.Mode.FULL:
-        data_dir = Path(settings.TRAINING_DATA_DIR)
-        if not data_dir.is_dir():
-            raise FileNotFoundError(f"the full mode needs the base training photos in {data_dir} "
-                                    "(CAKESITE_TRAINING_DATA_DIR); the fast mode does not")
-        validation = validation_hashes(base, data_dir, slugs) - copies
+    data_dir = Path(settings.TRAINING_DATA_DIR)
+    if run.mode == TrainingRun.Mode.FULL and not data_dir.is_dir():
+        raise FileNotFoundError(f"the full mode needs the base training photos in {data_dir} "
+                                "(CAKESITE_TRAINING_DATA_DIR); the fast mode does not")
+    # (the fast mode, which may run without the base photos, finds the copies where they are: a full
+    # run of a later version keeps its best epoch by the same photos)
+    validation = validation_hashes(base, data_dir, slugs) - copies if data_dir.is_dir() else set()
     labelled = [row for row in selectors.labelled_photos() if row[1] in slugs]
-    usable = [row for row in labelled if row[3] not in copies | validation]
+    left_out = copies | validation
+    usable = [row for row in labelled if row[3] not in left_out]
     size = json.loads((base.folder / CONFIG_FILE).read_text())["image_size"]
     photos, unreadable = load_user_photos(usable, slugs, size)
     train_rows, held_rows, disagreeing = user_photos_split(

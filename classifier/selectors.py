@@ -235,10 +235,13 @@ def feedback_stats(user) -> dict:
 
 
 def feedback_accuracy_by_day() -> list[dict]:
-    """Per model version and day of the answer: how many photos users reviewed and confirmed."""
+    """Per model version and day (UTC, as the API's times) of the answer: how many photos users
+    reviewed and confirmed. (Not the visitor's zone: the database may not know its name.)"""
+    from datetime import UTC
+
     from django.db.models.functions import TruncDate
 
-    rows = (Feedback.objects.exclude(model_version=None).annotate(day=TruncDate("updated"))
+    rows = (Feedback.objects.exclude(model_version=None).annotate(day=TruncDate("updated", tzinfo=UTC))
             .values("model_version__name", "day")
             .annotate(reviewed=Count("pk"), confirmed=Count("pk", filter=Q(is_correction=False)))
             .order_by("day", "model_version__name"))

@@ -28,7 +28,7 @@ def enqueue(task, *args) -> bool:
     try:
         task.apply_async(args, retry=True, retry_policy=PUBLISH_RETRY)
     except OperationalError as exc:  # kombu's "cannot reach the broker"
-        ids = [arg for arg in args if isinstance(arg, int)]  # (not the e-mail addresses some tasks take)
+        ids = [arg for arg in args if type(arg) is int]  # (not the e-mail addresses some tasks take)
         log.warning("broker unreachable, %s%s not sent: %s", task.name, ids, exc)
         return False
     return True

@@ -111,6 +111,8 @@ class PhotoSerializer(Representation):
         model = Photo
         fields = ["id", "url", "owner", "status", "error", "original_name", "width", "height", "sha256",
                   "image_url", "display_url", "thumbnail_url", "prediction", "feedback", "created", "updated"]
+        extra_kwargs = {"sha256": {"help_text": "of the file as it was sent (what is stored, and served at "
+                                                "image_url, is that file without its metadata)"}}
 
     def get_image_url(self, obj: Photo) -> str:
         return absolute(self, reverse("api:photo-image", args=[obj.pk]))
@@ -156,8 +158,8 @@ class LabelSerializer(serializers.Serializer):
 class ModelVersionSerializer(Representation):
     labels = LabelSerializer(many=True, help_text="the cakes the version knows, in its output order")
     metrics = serializers.DictField(help_text="its figures by split: on the benchmark (`test`), its base "
-                                              "photos' `validation` and, for staff, the users' held-out "
-                                              "photos (`user_heldout`)")
+                                              "photos' `validation` and, for staff who may view versions, "
+                                              "the users' held-out photos (`user_heldout`)")
 
     class Meta:
         model = ModelVersion
@@ -166,7 +168,8 @@ class ModelVersionSerializer(Representation):
     def to_representation(self, version: ModelVersion) -> dict:
         data = super().to_representation(version)
         request = self.context.get("request")
-        if not (request and request.user.is_staff):  # what other users uploaded, if only in counts
+        staff = request and request.user.is_staff and request.user.has_perm("classifier.view_modelversion")
+        if not staff:  # (as for the staff page) what other users uploaded, if only in counts
             data["metrics"].pop("user_heldout", None)
         return data
 

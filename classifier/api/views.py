@@ -485,8 +485,9 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     def image(self, request, pk=None):
         return files.photo_file_response(self.get_object(), "image")
 
-    @extend_schema(summary="The photo at the size its page shows it (JPEG, at most 1600 px, upright); "
-                           "a photo no larger is its own", responses={
+    @extend_schema(summary="The photo at the size its page shows it: a photo over 1600 px on its "
+                           "long side as an upright JPEG of 1600 to 3200 px, made at the first request; "
+                           "a photo no larger, itself", responses={
         (200, "image/*"): OpenApiTypes.BINARY, **COMMON_ERRORS})
     @action(detail=True, content_negotiation_class=AnyAccept)
     def display(self, request, pk=None):
