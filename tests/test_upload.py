@@ -499,3 +499,14 @@ def test_a_photo_without_metadata_is_stored_as_sent(client, user, enqueued):
 
     with Photo.objects.get().image.open() as stored:
         assert stored.read() == sample_photo("kue_lapis").read_bytes()
+
+
+def test_the_rgb_copies_of_a_cmyk_photo_carry_no_cmyk_colour_profile():
+    """A browser would read the copy's RGB through the CMYK profile: colours all wrong."""
+    cmyk = Image.new("CMYK", (3400, 200), (10, 200, 30, 0))
+    cmyk.info["icc_profile"] = b"a CMYK profile"
+    rgb = Image.new("RGB", (3400, 200), "red")
+    rgb.info["icc_profile"] = profile = b"an RGB profile"
+
+    assert "icc_profile" not in Image.open(services.make_display(cmyk)).info
+    assert Image.open(services.make_display(rgb)).info["icc_profile"] == profile
