@@ -55,10 +55,22 @@ def jpeg_kept(marker: int, payload: bytes) -> bool:
     return not (0xE1 <= marker <= 0xEF or marker == 0xFE)  # other APPn and comments: metadata
 
 
-# The next marker: 0xFF (after any fill bytes 0xFF) and a byte that is not a stuffed zero, a restart
-# marker inside a scan, or more fill. Anything else before it (stray bytes between segments, as
-# libjpeg skips; a scan's entropy-coded data) is passed over in one search.
-MARKER = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
+FILL = re.compile(rb"\xff+")
+
+
+def next_marker(data: bytes, at: int) -> int:
+    """Where the next marker at or after `at` starts: 0xFF (the last of any fill bytes 0xFF, passed
+    over in one match however many) and a byte that is not a stuffed zero or a restart marker
+    inside a scan. Anything before it (stray bytes between segments, as libjpeg skips them; a
+    scan's entropy-coded data) is passed over by bytes.find."""
+    while (at := data.find(b"\xff", at)) >= 0:
+        after = FILL.match(data, at).end()
+        if after >= len(data):
+            break
+        if data[after] != 0x00 and not 0xD0 <= data[after] <= 0xD7:
+            return after - 1
+        at = after + 1
+    raise ValueError("a JPEG ends without its end of image")
 
 
 def jpeg_without_metadata(data: bytes, orientation: int) -> bytes:
@@ -66,20 +78,15 @@ def jpeg_without_metadata(data: bytes, orientation: int) -> bytes:
         raise ValueError("no JPEG start of image")
     kept, at, size = [], 2, len(data)
     while True:
-        found = MARKER.search(data, at)
-        if found is None:
-            raise ValueError("no JPEG end of image")
-        at, marker = found.end() - 2, data[found.end() - 1]
+        at = next_marker(data, at)
+        marker = data[at + 1]
         if marker == 0xD9:  # the end of the first picture: an MPO's others and any trailer go
             break
         end = at + 2 + int.from_bytes(data[at + 2:at + 4], "big")
         if end > size or end < at + 4:
             raise ValueError("a JPEG segment runs past the end of the file")
         if marker == 0xDA:  # a scan: its header, then entropy-coded data up to the next marker
-            found = MARKER.search(data, end)
-            if found is None:
-                raise ValueError("a JPEG scan runs past the end of the file")
-            end = found.end() - 2
+            end = next_marker(data, end)
         if jpeg_kept(marker, data[at + 4:end]):
             kept.append(data[at:end])
         at = end
