@@ -18,7 +18,7 @@ from PIL import Image
 from classifier import selectors, services
 from classifier.models import ModelVersion, TrainingRun, version_name
 from training import report
-from training.data import counts_per_class, discover, remove_leftover_pixels, split_as_before
+from training.data import DataError, counts_per_class, discover, remove_leftover_pixels, split_as_before
 from training.preprocess import ImageDecodeError, load_image
 from training.runtime import CONFIG_FILE
 
@@ -231,8 +231,16 @@ def execute(run: TrainingRun) -> ModelVersion:
         raise FileNotFoundError(f"the full mode needs the base training photos in {data_dir} "
                                 "(CAKESITE_TRAINING_DATA_DIR); the fast mode does not")
     # (the fast mode, which may run without the base photos, finds the copies where they are: a full
-    # run of a later version keeps its best epoch by the same photos)
-    validation = validation_hashes(base, data_dir, slugs) - copies if data_dir.is_dir() else set()
+    # run of a later version keeps its best epoch by the same photos; a folder the base was not
+    # trained on fails a full run, and leaves a fast one to go on without)
+    validation = set()
+    if data_dir.is_dir():
+        try:
+            validation = validation_hashes(base, data_dir, slugs) - copies
+        except DataError:
+            if run.mode == TrainingRun.Mode.FULL:
+                raise
+            log.warning("training: %s holds none of %s's validation photos", data_dir, base.name)
     labelled = [row for row in selectors.labelled_photos() if row[1] in slugs]
     left_out = copies | validation
     usable = [row for row in labelled if row[3] not in left_out]

@@ -238,8 +238,8 @@ def fitted(size: tuple[int, int], side: int) -> tuple[int, int]:
 def make_display(img: Image.Image) -> ContentFile:
     """The copy a photo's page shows: upright, its colour profile kept, at least DISPLAY_SIZE on its
     long side and less than twice that. It is shrunk by a whole factor (averaging blocks of pixels)
-    and not resampled to DISPLAY_SIZE exactly: resampling a phone's photo took 50 to 80 ms of the
-    upload, four times what all the rest of the checking takes."""
+    and not resampled to DISPLAY_SIZE exactly: resampling a phone's photo took 50 to 80 ms, where
+    all of this takes 40 (bench/README.md)."""
     factor = max(img.size) // DISPLAY_SIZE  # (a JPEG decoded at a reduced scale may need none)
     rgb = to_rgb(img)  # (first: reduce() takes neither 16-bit greys nor palettes)
     shown = rgb.reduce(factor) if factor > 1 else rgb
@@ -342,7 +342,7 @@ def photo_metadata_strip(photo: Photo) -> bool:
 def photo_display(photo: Photo) -> Photo:
     """`photo` with the copy its page shows (make_display), made now if it is larger than
     DISPLAY_SIZE and has none yet. Made when its page first asks, not at upload: many photos are
-    only ever seen in a gallery, and making it takes a phone's photo 45 ms. Two requests at once may
+    only ever seen in a gallery, and making it takes a phone's photo 40 ms. Two requests at once may
     each make one: the first stored is kept. A file that cannot be read gets none: the page shows
     the photo itself."""
     if photo.display or max(photo.width, photo.height) <= DISPLAY_SIZE:

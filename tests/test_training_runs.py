@@ -146,7 +146,7 @@ def private_models(settings, tmp_path):
 def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin_user, enqueued, client,
                                                                      started_runs, private_models,
                                                                      monkeypatch, tmp_path,
-                                                                     django_user_model):
+                                                                     django_user_model, settings):
     # Users say both lapis photos are lumpur: the new version must follow its teachers.
     taught = []
     for path in sorted((PHOTOS / "kue_lapis").glob("*.jpg")) + sorted((PHOTOS / "kue_serabi").glob("*.jpg")):
@@ -229,6 +229,10 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     # Retraining the retrained version starts from the base photos again: the users' photos come
     # from the database, each once, and not a second time from the new version's cache.
     services.model_version_activate(version, confirmed=True)
+    # A base photos' folder that is not the one the base was trained on: a fast run goes on without.
+    (tmp_path / "elsewhere" / "kue_lapis").mkdir(parents=True)
+    shutil.copy(PHOTOS / "kue_lapis" / "108.jpg", tmp_path / "elsewhere" / "kue_lapis" / "mine.jpg")
+    settings.TRAINING_DATA_DIR = tmp_path / "elsewhere"
     again = services.training_run_start(user=admin_user)
     tasks.train_model(again.pk)
     again.refresh_from_db()
