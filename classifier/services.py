@@ -150,13 +150,9 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
                 raise ValidationError("Compressed (RLE) BMP images are not supported; send JPEG, PNG, GIF, "
                                       "WebP, HEIC or an uncompressed BMP.", code="format")
             width, height = img.size
-            # The pixels decoding holds: a HEIC's whole coded picture; a JPEG's reduced one, unless it
-            # is progressive (then every coefficient of the full picture is kept).
-            decoded = max(img.size, coded, key=lambda size: size[0] * size[1])
-            if fmt in ("JPEG", "MPO"):  # the smallest scale that still covers the thumbnail
-                img.draft("RGB", fitted(img.size, THUMBNAIL_SIZE))
-                if not img.info.get("progressive"):
-                    decoded = img.size
+            decoded = drafted(img, THUMBNAIL_SIZE)  # (the smallest scale that still covers the thumbnail)
+            if fmt == "HEIF":  # libheif decodes the whole coded picture
+                decoded = max(decoded, coded, key=lambda size: size[0] * size[1])
             with DECODING.decoding(decoded[0] * decoded[1]):
                 turned = orientation(img)  # (decoded first)
                 if turned in (5, 6, 7, 8):  # shown turned a quarter
@@ -227,6 +223,18 @@ def heif_coded_size(upload: UploadedFile) -> tuple[int, int]:
             largest = max(largest, size, key=lambda s: s[0] * s[1])
     upload.seek(0)
     return largest
+
+
+def drafted(img: Image.Image, side: int) -> tuple[int, int]:
+    """Let a JPEG decode at the smallest scale that still covers `side` on its long side; the size
+    of the picture its decoding holds: that reduced one, or the full one for a progressive JPEG
+    (every coefficient of the full picture is kept) and for the other formats."""
+    full = img.size
+    if img.format in ("JPEG", "MPO"):
+        img.draft("RGB", fitted(img.size, side))
+        if not img.info.get("progressive"):
+            return img.size
+    return full
 
 
 def fitted(size: tuple[int, int], side: int) -> tuple[int, int]:
@@ -328,15 +336,22 @@ def photo_metadata_strip(photo: Photo) -> bool:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         log.warning("photo %s left as it is: %s", photo.pk, exc)
         return False
-    if bare == data:
-        return False
-    storage, old = photo.image.storage, photo.image.name
-    new = storage.save(photo.image.field.generate_filename(photo, "upload"), ContentFile(bare))
-    if Photo.objects.filter(pk=photo.pk, image=old).update(image=new):
-        storage.delete(old)
-        return True
-    storage.delete(new)  # deleted, or stored again, meanwhile
-    return False
+    old = photo.image.name
+    if bare == data or not stored_in_place_of(photo, "image", old, ContentFile(bare)):
+        return False  # (none, or the photo was deleted or stored again meanwhile)
+    photo.image.storage.delete(old)
+    return True
+
+
+def stored_in_place_of(photo: Photo, field: str, was: str, content: ContentFile) -> str | None:
+    """Store `content` as the file of `photo`'s `field`, if the row still names `was` there; its
+    name, or None (nothing kept) if another request stored its own, or deleted the photo, meanwhile."""
+    file = getattr(photo, field)
+    name = file.storage.save(file.field.generate_filename(photo, field), content)
+    if Photo.objects.filter(pk=photo.pk, **{field: was}).update(**{field: name}):
+        return name
+    file.storage.delete(name)
+    return None
 
 
 def photo_display(photo: Photo) -> Photo:
@@ -349,19 +364,14 @@ def photo_display(photo: Photo) -> Photo:
         return photo
     try:
         with photo.image.open("rb") as source, Image.open(source) as img:
-            decoded = img.size
-            if img.format in ("JPEG", "MPO"):
-                img.draft("RGB", fitted(img.size, DISPLAY_SIZE))
-                decoded = decoded if img.info.get("progressive") else img.size  # (see validate_image)
+            decoded = drafted(img, DISPLAY_SIZE)
             with DECODING.decoding(decoded[0] * decoded[1]):
                 copy = make_display(img)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         log.warning("photo %s: no copy for its page: %s", photo.pk, exc)
         return photo
-    storage = photo.display.storage
-    name = storage.save(photo.display.field.generate_filename(photo, "display"), copy)
-    if not Photo.objects.filter(pk=photo.pk, display="").update(display=name):  # another request's won
-        storage.delete(name)  # (or the photo was deleted meanwhile)
+    name = stored_in_place_of(photo, "display", "", copy)
+    if name is None:  # another request's copy (or none: the photo was deleted)
         name = Photo.objects.filter(pk=photo.pk).values_list("display", flat=True).first() or ""
     photo.display = name
     return photo
