@@ -127,12 +127,15 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
         raise ValidationError("The file is empty.", code="empty")
     if upload.size > settings.MAX_UPLOAD_BYTES:
         raise ValidationError(file_too_large_message(), code="too_large")
-    sha256 = sha256_of(upload)
+    upload.seek(0)
+    data = upload.read()  # (read once: the hash, a HEIC's coded size and the metadata come from it)
+    upload.seek(0)
+    sha256 = hashlib.sha256(data).hexdigest()
     try:
         # Only the formats we take are tried: the others' readers raise anything on a broken file.
         with Image.open(upload, formats=READERS) as img:
             fmt = img.format
-            coded = heif_coded_size(upload) if fmt == "HEIF" else img.size
+            coded = heif_coded_size(data) if fmt == "HEIF" else img.size
             for size in (img.size, coded):
                 if size[0] * size[1] > settings.MAX_IMAGE_PIXELS:
                     raise ValidationError(
@@ -164,7 +167,7 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
                     converted = as_jpeg(img)
                 thumbnail = make_thumbnail(img)
             if fmt not in STORED_AS_JPEG:  # (the decoding budget given back first: no pixels here)
-                converted = stored_without_metadata(upload, fmt, turned)
+                converted = stored_without_metadata(data, fmt, turned)
     except ValidationError:
         raise
     except Image.DecompressionBombError as exc:
@@ -183,11 +186,9 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
     return CheckedImage(ALLOWED_FORMATS[fmt], sha256, thumbnail, width, height, converted)
 
 
-def stored_without_metadata(upload: UploadedFile, fmt: str, turned: int) -> ContentFile | None:
-    """What to store of `upload` instead of itself: the file without its metadata (where the photo
-    was taken, the camera, an editor's notes), or None if it has none."""
-    upload.seek(0)
-    data = upload.read()
+def stored_without_metadata(data: bytes, fmt: str, turned: int) -> ContentFile | None:
+    """What to store of the file `data` instead of itself: the file without its metadata (where the
+    photo was taken, the camera, an editor's notes), or None if it has none."""
     bare = metadata.without_metadata(data, fmt, turned)
     return ContentFile(bare) if bare != data else None
 
@@ -212,16 +213,14 @@ def format_of(upload: UploadedFile) -> str | None:
         return None
 
 
-def heif_coded_size(upload: UploadedFile) -> tuple[int, int]:
+def heif_coded_size(data: bytes) -> tuple[int, int]:
     """The largest picture a HEIF file's 'ispe' boxes declare: libheif decodes that whole, before
     cropping it to the size it reports (its clean aperture, 'clap'), which may be far smaller."""
-    upload.seek(0)
-    data, largest, at = upload.read(), (0, 0), 0
+    largest, at = (0, 0), 0
     while (at := data.find(b"ispe", at + 1)) >= 4:
         if data[at - 4:at] == (20).to_bytes(4, "big") and len(data) >= at + 16:  # size, type, flags, w, h
             size = (int.from_bytes(data[at + 8:at + 12], "big"), int.from_bytes(data[at + 12:at + 16], "big"))
             largest = max(largest, size, key=lambda s: s[0] * s[1])
-    upload.seek(0)
     return largest
 
 
