@@ -108,20 +108,22 @@ def benchmark_hashes(benchmark: Path | None, slugs: list[str]) -> set[str]:
     cropped.)"""
     if benchmark is None:
         return set()
-    return {hashlib.sha256((benchmark / name).read_bytes()).hexdigest()
-            for name in discover(benchmark, classes=slugs).files}
+    return file_hashes(benchmark, discover(benchmark, classes=slugs).files)
 
 
-def validation_hashes(base: ModelVersion, data_dir: Path, slugs: list[str]) -> set[str]:
-    """The SHA-256 of the base's validation photos in `data_dir`, the split a full run keeps its best
+def file_hashes(root: Path, names: list[str]) -> set[str]:
+    return {hashlib.sha256((root / name).read_bytes()).hexdigest() for name in names}
+
+
+def validation_hashes(config: dict, data_dir: Path, slugs: list[str]) -> set[str]:
+    """The SHA-256 of a base's validation photos in `data_dir`, the split a full run keeps its best
     epoch by (`training.data.split_as_before`, as `retrain.finetune` takes it): a user photo that is
     a copy of one (the same web picture) is not trained on, or the epoch would be chosen, and the
-    version measured, on photos it learnt."""
-    config = json.loads((base.folder / CONFIG_FILE).read_text())
+    version measured, on photos it learnt. `config`: the base's config.json."""
     data = discover(data_dir, classes=slugs)
     _, validation = split_as_before(data, config.get("val_files"), config["options"]["val_fraction"],
                                     config["options"]["seed"])
-    return {hashlib.sha256((data.root / data.files[i]).read_bytes()).hexdigest() for i in validation}
+    return file_hashes(data.root, [data.files[i] for i in validation])
 
 
 def new_version_name(base: ModelVersion, run: TrainingRun) -> str:
@@ -233,10 +235,11 @@ def execute(run: TrainingRun) -> ModelVersion:
     # (the fast mode, which may run without the base photos, finds the copies where they are: a full
     # run of a later version keeps its best epoch by the same photos; a folder the base was not
     # trained on fails a full run, and leaves a fast one to go on without)
+    config = json.loads((base.folder / CONFIG_FILE).read_text())
     validation = set()
     if data_dir.is_dir():
         try:
-            validation = validation_hashes(base, data_dir, slugs) - copies
+            validation = validation_hashes(config, data_dir, slugs) - copies
         except DataError:
             if run.mode == TrainingRun.Mode.FULL:
                 raise
@@ -244,7 +247,7 @@ def execute(run: TrainingRun) -> ModelVersion:
     labelled = [row for row in selectors.labelled_photos() if row[1] in slugs]
     left_out = copies | validation
     usable = [row for row in labelled if row[3] not in left_out]
-    size = json.loads((base.folder / CONFIG_FILE).read_text())["image_size"]
+    size = config["image_size"]
     photos, unreadable = load_user_photos(usable, slugs, size)
     train_rows, held_rows, disagreeing = user_photos_split(
         [label for *_, label in photos], [look_alike_key(pixels) for _, pixels, _ in photos])
