@@ -100,7 +100,7 @@ ALREADY = ("An export of your data is being downloaded already; wait until it is
            "each keeps part of the server busy for as long as the download takes).")
 
 
-def account_archive_response(request: HttpRequest) -> HttpResponse:
+def account_archive_response(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     """The zip as a download; a 429 while the same user downloads one already."""
     lock = f"export:{request.user.pk}"
     if not cache.add(lock, 1, timeout=LOCK_S):

@@ -159,7 +159,7 @@ def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpRes
 
 
 @login_required
-def account_export(request: HttpRequest) -> StreamingHttpResponse:
+def account_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     """The signed-in user's photos and answers, as one zip file (classifier.exports)."""
     return exports.account_archive_response(request)
 
