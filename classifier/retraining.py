@@ -29,18 +29,23 @@ log = logging.getLogger(__name__)
 # moved at most 1 bit of 64).
 LOOK_ALIKE_BITS = 4
 
+# A class's user photos are split into trained on and held out from this many pictures on.
+HELD_OUT_FROM = 5
+
 
 def split_user_photos(items: list[tuple]) -> tuple[list, list]:
-    """(photo, label, key) items, the key in hex: train and held-out parts, once there are five or
-    more.
+    """(photo, label, key) items, the key in hex: train and held-out parts.
 
-    A fifth of the photos is held out for evaluation, chosen by content (the key: the photo's group
-    in `look_alike_groups`), not by id: copies of one photo, uploaded twice, always land on the same
-    side, so a held-out photo is never one the new version trained on.
+    A fifth of each class's photos is held out for evaluation, chosen by content (the key: the
+    photo's group in `look_alike_groups`), not by id: copies of one photo, uploaded twice, always
+    land on the same side, so a held-out photo is never one the new version trained on. A class with
+    fewer than HELD_OUT_FROM pictures is trained on whole: held out, its few corrections would not be
+    learnt at all (one user's two photos of a class the model gets wrong, say).
     """
-    if len(items) < 5:
-        return items, []
-    held = [int(key[:8], 16) % 5 == 0 for _, _, key in items]
+    pictures: dict = {}
+    for _, label, key in items:
+        pictures.setdefault(label, set()).add(key)
+    held = [len(pictures[label]) >= HELD_OUT_FROM and int(key[:8], 16) % 5 == 0 for _, label, key in items]
     return [i for i, h in zip(items, held) if not h], [i for i, h in zip(items, held) if h]
 
 

@@ -400,15 +400,38 @@ def test_a_fifth_is_held_out_by_content_so_copies_of_a_photo_never_straddle_the_
     assert split_user_photos(items[:4]) == (items[:4], [])
 
 
+def test_a_class_with_few_pictures_is_trained_on_whole_so_its_corrections_are_learnt():
+    """Two users' few corrections of a class the model gets wrong: held out, they would teach
+    nothing. A class with five pictures or more gives a fifth to the held-out part."""
+    from classifier.retraining import split_user_photos
+
+    def key(n):  # the key's first 32 bits decide: n % 5 == 0 is held out
+        return f"{n << 32:016x}"
+
+    lapis = [(pk, "kue_lapis", key(pk)) for pk in range(1, 201)]
+    few = [(1000 + n, "kue_serabi", key(1000 + 5 * n)) for n in range(4)]  # each one held out by content
+    copies = [(2000 + pk, label, k) for pk, label, k in few]  # the same pictures uploaded again
+
+    train, held = split_user_photos(lapis + few + copies)
+
+    assert set(few + copies) <= set(train)
+    assert len(held) == 40 and {label for _, label, _ in held} == {"kue_lapis"}
+
+    fifth = (1004, "kue_serabi", key(1021))  # a fifth picture: the class is split by content now
+    train, held = split_user_photos(lapis + few + [fifth])
+    assert [row for row in held if row[1] == "kue_serabi"] == few and fifth in train
+
+
 def test_copies_of_a_picture_are_one_held_out_vote_and_copies_labelled_differently_are_left_out():
     from classifier.retraining import split_user_photos, user_photos_split
 
     keys = [int(k) for k in np.random.default_rng(7).integers(0, 2**63, 40, dtype=np.int64)]  # ~32 bits apart
-    held_key = next(k for k in keys if split_user_photos([(0, 0, f"{k:016x}")] * 5)[1])
+    held_key = next(k for k in keys if split_user_photos([(0, 0, f"{k:016x}"), *(
+        (0, 0, f"{n:016x}") for n in range(1, 5))])[1][:1] == [(0, 0, f"{k:016x}")])
     twin_key = next(k for k in keys if k != held_key)
     # 20 copies of one held-out picture, two copies of another with different labels, 30 others
     others = [k for k in keys if k not in (held_key, twin_key)][:30]
-    labels, picture_keys = [3] * 20 + [1, 2] + [0] * 30, [held_key] * 20 + [twin_key] * 2 + others
+    labels, picture_keys = [0] * 20 + [1, 2] + [0] * 30, [held_key] * 20 + [twin_key] * 2 + others
 
     train, held, disagreeing = user_photos_split(labels, picture_keys)
 
