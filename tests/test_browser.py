@@ -211,6 +211,58 @@ def test_an_upload_whose_answer_was_lost_or_that_found_no_connection_is_sent_aga
     assert all("ERR_INTERNET_DISCONNECTED" in e or "503" in e for e in me.errors), me.errors
 
 
+def test_an_upload_whose_connection_stalls_without_a_word_is_given_up_on_and_sent_again(
+        browser, live_server, django_user_model):
+    """A phone moving between networks: the upload's connection stops with no error, nothing more
+    is sent and no answer comes. After 30 s without a byte, or 2 minutes without an answer once all
+    was sent, the page gives it up and sends it again; the server stores it once."""
+    django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    me = Visitor(browser, live_server.url, "stall")
+    me.page.clock.install()
+    me.log_in("ayu", "kue-lapis-2026", then="/upload/")
+    lapis, klepon = (sorted((PHOTOS / cls).glob("*.jpg"))[0] for cls in ("kue_lapis", "kue_klepon"))
+    me.page.evaluate("""() => {  // the first upload's connection stalls: no progress, no answer, no error
+        const sendOf = XMLHttpRequest.prototype.send;
+        let stall = 1;
+        XMLHttpRequest.prototype.send = function (body) {
+          if (body instanceof FormData && stall-- > 0) return;
+          return sendOf.call(this, body);
+        };
+    }""")
+    me.page.set_input_files("input[type=file]", [str(lapis)])
+    me.page.wait_for_selector(f".upload:has-text('{lapis.name}: Waiting')")
+    me.page.clock.run_for(29_000)
+    assert not me.page.locator(".upload", has_text="sending it again").count()
+    me.page.clock.run_for(2_000)
+    me.page.wait_for_selector(f".upload:has-text('{lapis.name}: No answer from the server; sending it')")
+    me.page.clock.run_for(2_000)
+    me.page.wait_for_selector(f".upload:has-text('{lapis.name}: Stored; classifying')")
+    # Another is sent whole, and stored, but its answer never comes: after 2 minutes it is sent again.
+    me.page.evaluate("""() => {
+        const openOf = XMLHttpRequest.prototype.open;
+        let lose = 1;
+        XMLHttpRequest.prototype.open = function (method, url, ...rest) {
+          if (method === "POST" && lose-- > 0) {
+            ["load", "loadend"].forEach((type) => this.addEventListener(type, (event) => {
+              event.stopImmediatePropagation();  // (added before the page's own listeners)
+            }));
+          }
+          return openOf.call(this, method, url, ...rest);
+        };
+    }""")
+    me.page.set_input_files("input[type=file]", [str(klepon)])
+    me.page.wait_for_selector(f".upload:has-text('{klepon.name}: Sent; waiting for the server')")
+    me.page.clock.run_for(119_000)
+    assert me.page.locator(".upload", has_text=f"{klepon.name}: Sent; waiting").count() == 1
+    me.page.clock.run_for(2_000)
+    me.page.wait_for_selector(f".upload:has-text('{klepon.name}: No answer from the server; sending it')")
+    me.page.clock.run_for(2_000)
+    me.page.wait_for_selector(f".upload:has-text('{klepon.name}: Stored; classifying')")
+
+    assert sorted(p.original_name for p in Photo.objects.all()) == sorted([lapis.name, klepon.name])
+    assert me.errors == []
+
+
 def test_a_gallery_stops_asking_about_a_photo_deleted_elsewhere_and_shows_one_uploaded_elsewhere(
         browser, live_server, django_user_model):
     from urllib.parse import parse_qs, urlsplit

@@ -6,6 +6,8 @@
 // (the connection dropped, a proxy timed out) may have been stored all the same: it is sent again
 // under the same Idempotency-Key, so the server answers with the photo it stored instead of storing
 // a copy; by itself a few times (when the connection is back, if it is gone), then with a button.
+// So is one whose connection stopped without a word (a phone between networks): no byte sent for
+// 30 s, or no answer 2 minutes after the last one.
 // Leaving the page while photos are still to be sent asks first (they would never be). Without
 // JavaScript the plain form still works.
 (function () {
@@ -20,6 +22,8 @@
   const unsureBelow = Number(form.dataset.unsureBelow);
   const maxBytes = Number(form.dataset.maxBytes);
   const unsent = new Set(); // photos picked but not yet stored or refused
+  const STALLED_MS = 30_000; // an upload that sent nothing for this long has lost its connection
+  const UNANSWERED_MS = 120_000; // an upload sent whole that got no answer for this long, too
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   const online = () => new Promise((resolve) => window.addEventListener("online", resolve, { once: true }));
   // (crypto.randomUUID needs https or localhost)
@@ -78,15 +82,27 @@
       request.setRequestHeader("X-CSRFToken", csrf);
       request.setRequestHeader("Accept", "application/json");
       request.setRequestHeader("Idempotency-Key", key);
+      let watchdog;
+      const watch = (ms) => {
+        clearTimeout(watchdog);
+        watchdog = setTimeout(() => {
+          request.abort();
+          resolve(null); // (an abort fires nothing on a request that never got going)
+        }, ms);
+      };
       request.upload.addEventListener("progress", (event) => {
+        watch(STALLED_MS);
         if (event.lengthComputable) view.bar.value = (100 * event.loaded) / event.total;
         const text = event.lengthComputable && event.loaded === event.total ? "Sent; waiting for the server…"
           : "Uploading…";
         if (view.status.textContent !== `${view.name}: ${text}`) show(view, text);
       });
+      request.upload.addEventListener("load", () => watch(UNANSWERED_MS));
       request.addEventListener("load", () => resolve(request));
       ["error", "abort", "timeout"].forEach((type) => request.addEventListener(type, () => resolve(null)));
+      request.addEventListener("loadend", () => clearTimeout(watchdog));
       request.send(data);
+      watch(STALLED_MS);
     });
   }
 
