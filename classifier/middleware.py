@@ -1,6 +1,6 @@
 """Answers given before the view: a database that does not answer (a 503 the user can read, not a
-500), and an upload larger than we take (a 413 before its body is read); and the visitor's time
-zone for the pages' dates and times."""
+500), and an upload larger than we take (a 413 before its body is read); the visitor's time zone
+for the pages' dates and times; and what a signed-in user is shown kept out of caches."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 
 from classifier.api.errors import error_body
 from classifier.forms import too_large_message, upload_too_large
@@ -89,3 +90,20 @@ class BrowserTimeZoneMiddleware:
             return self.get_response(request)
         finally:
             timezone.deactivate()
+
+
+class SignedInNeverCachedMiddleware:
+    """What a signed-in user is shown (pages, the API) is theirs, as in Django's admin: no shared
+    cache keeps it, and no browser keeps it for the next person at the computer, who after they
+    sign out would see their photos on pressing Back. Responses that say how they may be cached
+    (the photos' files: private, for a day) keep their own word."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        # (request.user: the session's, or the one DRF authenticated by token for the view)
+        if not response.has_header("Cache-Control") and request.user.is_authenticated:
+            add_never_cache_headers(response)
+        return response

@@ -467,3 +467,23 @@ def test_the_api_answers_in_utc_whatever_time_zone_the_browser_names(client, use
     answer = client.get(f"/api/photos/{photo.pk}/").json()
 
     assert answer["created"] == "2026-12-06T20:30:00Z"
+
+
+def test_what_a_signed_in_user_is_shown_is_never_cached_but_a_photo_file_is_for_them_a_day(client, user):
+    """Someone at the same computer after them, pressing Back, must not see their photos; nor may a
+    shared cache keep them. A photo's file, unchanging, is kept a day by their own browser only."""
+    from rest_framework.authtoken.models import Token
+
+    photo = make_photo(user, "done", "kue_lapis")
+    client.force_login(user)
+
+    for path in ("/photos/", f"/photos/{photo.pk}/", "/review/", "/upload/", "/api/photos/",
+                 f"/photos/status/?ids={photo.pk}"):
+        cache_control = client.get(path)["Cache-Control"]
+        assert {"private", "no-store"} <= set(cache_control.replace(" ", "").split(",")), path
+    assert client.get(f"/photos/{photo.pk}/image/")["Cache-Control"] == "private, max-age=86400"
+    client.logout()
+    token = Token.objects.create(user=user)
+    by_token = client.get("/api/photos/", headers={"Authorization": f"Token {token.key}"})
+    assert by_token.status_code == 200 and "no-store" in by_token["Cache-Control"]
+    assert not client.get("/").has_header("Cache-Control")  # (a visitor's: nothing of anyone's)
