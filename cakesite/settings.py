@@ -64,6 +64,7 @@ MIDDLEWARE = [
     "classifier.middleware.BrowserTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "classifier.middleware.UploadTooLargeMiddleware",  # answers before any process_view reads a body
+    "classifier.middleware.SignInFailuresMiddleware",  # so does this one
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "classifier.middleware.DatabaseUnavailableMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as its documentation asks
@@ -218,6 +219,7 @@ REST_FRAMEWORK = {
         "token": os.environ.get("THROTTLE_TOKEN", "10/minute"),
         "signup": os.environ.get("THROTTLE_SIGNUP", "10/hour"),  # new accounts per client address
         "password_reset": os.environ.get("THROTTLE_PASSWORD_RESET", "5/hour"),  # requests per address
+        "sign_in_failures": os.environ.get("THROTTLE_SIGN_IN_FAILURES", "20/hour"),  # per address
     },
     "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

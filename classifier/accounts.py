@@ -1,13 +1,13 @@
 """Accounts: what follows a password change, wherever it happens (the website, the admin,
 `manage.py changepassword`, a script's `set_password`), or a disabled password, a logout, and whose
-address a request comes from, how many accounts and reset e-mails an address gets, and the password
-asked again before a step that a session left open must not be enough for."""
+address a request comes from, how many accounts, reset e-mails and failed sign-ins an address
+gets, and the password asked again before a step that a session left open must not be enough for."""
 
 import math
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.signals import user_logged_out
+from django.contrib.auth.signals import user_logged_out, user_login_failed
 from django.db.models.signals import post_init, post_save
 from django.dispatch import receiver
 from rest_framework.exceptions import Throttled
@@ -81,6 +81,13 @@ class PerAddressThrottle(SimpleRateThrottle):
     def get_cache_key(self, request, view):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
+    def wait_if_full(self, request) -> int | None:
+        """Without counting this request: None if one more is within the rate, else the seconds to
+        wait."""
+        self.key, self.now = self.get_cache_key(request, None), self.timer()
+        self.history = [at for at in self.cache.get(self.key, []) if at > self.now - self.duration]
+        return math.ceil(self.wait() or 1) if len(self.history) >= self.num_requests else None
+
     def wait_if_over(self, request) -> int | None:
         """Count this request: None within the rate, else the seconds to wait."""
         return None if self.allow_request(request, None) else math.ceil(self.wait() or 1)
@@ -106,6 +113,22 @@ class PasswordResetRateThrottle(PerAddressThrottle):
 
     scope = "password_reset"
     refusal = "That is more reset e-mails from your address than we send in an hour"
+
+
+class SignInFailureThrottle(PerAddressThrottle):
+    """Failed sign-ins per client address (THROTTLE_SIGN_IN_FAILURES), whatever user names they
+    try, counted on the website's, the admin's and the API's: django-axes locks out one user name at
+    one address after a few; this stops one address trying a password on every account. Checked
+    before a sign-in by SignInFailuresMiddleware; successful sign-ins do not count."""
+
+    scope = "sign_in_failures"
+    refusal = "That is more failed sign-ins from your address than we take in an hour"
+
+
+@receiver(user_login_failed)
+def count_a_failed_sign_in(sender, credentials, request=None, **_kwargs) -> None:
+    if request is not None:
+        SignInFailureThrottle().wait_if_over(request)
 
 
 class UploadRateThrottle(UserRateThrottle):

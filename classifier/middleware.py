@@ -1,19 +1,23 @@
 """Answers given before the view: a database that does not answer (a 503 the user can read, not a
-500), and an upload larger than we take (a 413 before its body is read); the visitor's time zone
-for the pages' dates and times; and what a signed-in user is shown kept out of caches."""
+500), an upload larger than we take (a 413 before its body is read), a sign-in from an address
+that failed too many (a 429); the visitor's time zone for the pages' dates and times; and what a
+signed-in user is shown kept out of caches."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import zoneinfo
 
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 
+from classifier.accounts import SignInFailureThrottle
 from classifier.api.errors import error_body
 from classifier.forms import too_large_message, upload_too_large
 
@@ -48,6 +52,30 @@ class UploadTooLargeMiddleware:
         if request.method in ("POST", "PUT", "PATCH") and upload_too_large(request):
             return refusal(request, 413, "too_large", too_large_message(), "413.html")
         return self.get_response(request)
+
+
+class SignInFailuresMiddleware:
+    """A sign-in (the website's, the admin's, the API's token) from an address that has failed too
+    many, whatever the user names, is refused before the password is checked: a 429 that says when
+    to come back (accounts.SignInFailureThrottle)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "POST" and request.path_info in sign_in_paths():
+            throttle = SignInFailureThrottle()
+            if wait := throttle.wait_if_full(request):
+                message = f"{throttle.refusal}; try again in {math.ceil(wait / 60)} min."
+                response = refusal(request, 429, "throttled", message, "429.html")
+                response["Retry-After"] = str(wait)
+                return response
+        return self.get_response(request)
+
+
+@functools.cache
+def sign_in_paths() -> frozenset[str]:
+    return frozenset(reverse(name) for name in ("login", "admin:login", "api:token"))
 
 
 class DatabaseUnavailableMiddleware:

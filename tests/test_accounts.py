@@ -132,6 +132,38 @@ def test_the_api_token_endpoint_locks_out_and_throttles_password_guessing(user, 
     assert int(locked["Retry-After"]) == settings.AXES_COOLOFF_TIME * 3600
 
 
+def test_one_address_trying_a_password_on_many_user_names_is_refused_on_every_sign_in(
+        client, user, admin_user, monkeypatch):
+    """Each name's own lockout (five failures) never comes when every try is for another name. The
+    failures of one address count together, on the website's, the admin's and the API's sign-in;
+    successes do not count, and another address still signs in."""
+    from rest_framework.test import APIClient
+    from rest_framework.throttling import SimpleRateThrottle
+
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES",
+                        {**SimpleRateThrottle.THROTTLE_RATES, "sign_in_failures": "6/hour"})
+    api, right = APIClient(), {"username": "ayu", "password": "kue-lapis-2026"}
+    for _ in range(10):  # successes: not counted
+        assert client.post("/accounts/login/", right).status_code == 302
+        client.logout()
+    failed = [client.post("/accounts/login/", {"username": f"name{n}", "password": "Guess-2026!"}).status_code
+              for n in range(2)]
+    failed += [client.post("/admin/login/", {"username": f"staff{n}", "password": "Guess-2026!"}).status_code
+               for n in range(2)]
+    failed += [api.post("/api/auth/token/", {"username": f"api{n}", "password": "Guess-2026!"}).status_code
+               for n in range(2)]
+
+    refused = [client.post("/accounts/login/", right), client.post("/admin/login/", right),
+               api.post("/api/auth/token/", right)]
+    elsewhere = client.post("/accounts/login/", right, REMOTE_ADDR="203.0.113.9")
+
+    assert failed == [200, 200, 200, 200, 400, 400]
+    assert [r.status_code for r in refused] == [429] * 3 and all(int(r["Retry-After"]) > 0 for r in refused)
+    assert "more failed sign-ins from your address" in refused[0].content.decode()
+    assert "more failed sign-ins from your address" in refused[2].json()["error"]["message"]
+    assert elsewhere.status_code == 302
+
+
 @pytest.mark.parametrize("path, data", [
     ("/accounts/login/", {"username": "ayu", "password": "kue-lapis-2026"}),
     ("/signup/", {"username": "eka", "password1": "onde-onde-wijen-9", "password2": "onde-onde-wijen-9"}),
