@@ -105,30 +105,54 @@ def look_alike_groups(keys: list[int], bits: int = LOOK_ALIKE_BITS) -> list[str]
     return [f"{smallest[root(i)]:016x}" for i in range(len(keys))]
 
 
-def benchmark_hashes(benchmark: Path | None, slugs: list[str]) -> set[str]:
-    """The SHA-256 of every photo of the benchmark split, as its evaluation reads them (class
-    folders that are links included). A user photo that is a copy of one is never trained on: the
-    benchmark decides auto-activation, and a version that has learnt some of its photos would win
-    there by memory. (Only byte-for-byte copies: the photo as it was downloaded, not re-encoded or
-    cropped.)"""
+def benchmark_files(benchmark: Path | None, slugs: list[str]) -> list[Path]:
+    """Every photo of the benchmark split, as its evaluation reads them (class folders that are
+    links included). A user photo that is a copy of one is never trained on: the benchmark decides
+    auto-activation, and a version that has learnt some of its photos would win there by memory."""
     if benchmark is None:
-        return set()
-    return file_hashes(benchmark, discover(benchmark, classes=slugs).files)
+        return []
+    return [benchmark / name for name in discover(benchmark, classes=slugs).files]
 
 
-def file_hashes(root: Path, names: list[str]) -> set[str]:
-    return {hashlib.sha256((root / name).read_bytes()).hexdigest() for name in names}
-
-
-def validation_hashes(config: dict, data_dir: Path, slugs: list[str]) -> set[str]:
-    """The SHA-256 of a base's validation photos in `data_dir`, the split a full run keeps its best
-    epoch by (`training.data.split_as_before`, as `retrain.finetune` takes it): a user photo that is
-    a copy of one (the same web picture) is not trained on, or the epoch would be chosen, and the
-    version measured, on photos it learnt. `config`: the base's config.json."""
+def validation_files(config: dict, data_dir: Path, slugs: list[str]) -> list[Path]:
+    """A base's validation photos in `data_dir`, the split a full run keeps its best epoch by
+    (`training.data.split_as_before`, as `retrain.finetune` takes it): a user photo that is a copy
+    of one (the same web picture) is not trained on, or the epoch would be chosen, and the version
+    measured, on photos it learnt. `config`: the base's config.json."""
     data = discover(data_dir, classes=slugs)
     _, validation = split_as_before(data, config.get("val_files"), config["options"]["val_fraction"],
                                     config["options"]["seed"])
-    return file_hashes(data.root, [data.files[i] for i in validation])
+    return [data.root / data.files[i] for i in validation]
+
+
+def file_hashes(paths: list[Path]) -> set[str]:
+    """The SHA-256 of each file: a user photo with one of them is a byte-for-byte copy (the photo
+    as it was downloaded), known without decoding it."""
+    return {hashlib.sha256(path.read_bytes()).hexdigest() for path in paths}
+
+
+def reference_keys(paths: list[Path], size: int) -> np.ndarray:
+    """The `look_alike_key` of each photo (the benchmark's, a base's validation photos), decoded as
+    for training, to know a user photo that is a copy of one saved again as another file (re-
+    compressed, resized, mirrored: `look_alike_copies`). About 5 ms a photo."""
+    keys = []
+    for path in paths:
+        try:
+            keys.append(look_alike_key(load_image(path, size)))
+        except ImageDecodeError as exc:
+            log.warning("training: cannot read %s to know copies of it: %s", path, exc)
+    return np.array(keys, dtype=np.uint64)
+
+
+def look_alike_copies(pixels: list[np.ndarray], reference: np.ndarray,
+                      bits: int = LOOK_ALIKE_BITS) -> list[bool]:
+    """For each decoded photo, whether it, or it mirrored (training flips photos, so a mirrored copy
+    teaches the same), is within `bits` of a `reference_keys` photo."""
+    if not len(reference) or not pixels:
+        return [False] * len(pixels)
+    keys = np.array([[look_alike_key(p), look_alike_key(p[:, ::-1])] for p in pixels], dtype=np.uint64)
+    near = (np.bitwise_count(keys[:, :, None] ^ reference[None, None, :]) <= bits).any(axis=(1, 2))
+    return [bool(copy) for copy in near]
 
 
 def new_version_name(base: ModelVersion, run: TrainingRun) -> str:
@@ -232,7 +256,8 @@ def execute(run: TrainingRun) -> ModelVersion:
         log.warning("training: removed %s, left by a run whose worker was killed", leftover)
     services.training_run_progress(run, "collecting labelled photos", 5)
     benchmark = Path(settings.BENCHMARK_DIR) if Path(settings.BENCHMARK_DIR).is_dir() else None
-    copies = benchmark_hashes(benchmark, slugs)
+    benchmark_photos = benchmark_files(benchmark, slugs)
+    copies = file_hashes(benchmark_photos)
     data_dir = Path(settings.TRAINING_DATA_DIR)
     if run.mode == TrainingRun.Mode.FULL and not data_dir.is_dir():
         raise FileNotFoundError(f"the full mode needs the base training photos in {data_dir} "
@@ -241,19 +266,23 @@ def execute(run: TrainingRun) -> ModelVersion:
     # run of a later version keeps its best epoch by the same photos; a folder the base was not
     # trained on fails a full run, and leaves a fast one to go on without)
     config = json.loads((base.folder / CONFIG_FILE).read_text())
-    validation = set()
+    validation_photos = []
     if data_dir.is_dir():
         try:
-            validation = validation_hashes(config, data_dir, slugs) - copies
+            validation_photos = validation_files(config, data_dir, slugs)
         except DataError:
             if run.mode == TrainingRun.Mode.FULL:
                 raise
             log.warning("training: %s holds none of %s's validation photos", data_dir, base.name)
+    validation = file_hashes(validation_photos) - copies
     labelled = [row for row in selectors.labelled_photos() if row[1] in slugs]
-    left_out = copies | validation
-    usable = [row for row in labelled if row[3] not in left_out]
+    usable = [row for row in labelled if row[3] not in copies | validation]
     size = config["image_size"]
     photos, unreadable = load_user_photos(usable, slugs, size)
+    # Copies saved again as other files: known by the picture, as the held-out split knows them.
+    like_benchmark = look_alike_copies([p for _, p, _ in photos], reference_keys(benchmark_photos, size))
+    like_validation = look_alike_copies([p for _, p, _ in photos], reference_keys(validation_photos, size))
+    photos = [photo for photo, b, v in zip(photos, like_benchmark, like_validation) if not (b or v)]
     train_rows, held_rows, disagreeing = user_photos_split(
         [label for *_, label in photos], [look_alike_key(pixels) for _, pixels, _ in photos])
     train_pixels, train_labels = stacked([photos[i] for i in train_rows], size)
@@ -285,8 +314,9 @@ def execute(run: TrainingRun) -> ModelVersion:
             "user_photos_trained": int(len(train_labels)),
             "user_photos_heldout": int(len(held_labels)),
             "corrected": corrected,  # of the photos trained on
-            "benchmark_copies": sum(1 for row in labelled if row[3] in copies),
-            "validation_copies": sum(1 for row in labelled if row[3] in validation),
+            "benchmark_copies": sum(1 for row in labelled if row[3] in copies) + sum(like_benchmark),
+            "validation_copies": sum(1 for row in labelled if row[3] in validation)
+            + sum(1 for b, v in zip(like_benchmark, like_validation) if v and not b),
             "unreadable": unreadable,
             "disagreeing": len(disagreeing),
         }

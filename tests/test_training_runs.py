@@ -2,6 +2,7 @@
 what users taught."""
 
 import gc
+import io
 import json
 import shutil
 import tempfile
@@ -12,6 +13,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from PIL import Image
 from rest_framework.test import APIClient
@@ -161,6 +163,13 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     copy = services.photo_create(owner=user, upload=upload_of(PHOTOS / "kue_klepon" / "11.jpg"))
     tasks.classify_photo(copy.pk)
     services.feedback_record(photo=copy, user=user, label="kue_klepon")
+    # So is one saved again as another file: mirrored, at half size, re-compressed.
+    with Image.open(PHOTOS / "kue_klepon" / "101.jpg") as img:
+        again = io.BytesIO()
+        img.transpose(Image.Transpose.FLIP_LEFT_RIGHT).reduce(2).save(again, "JPEG", quality=75)
+    resaved = services.photo_create(owner=user, upload=SimpleUploadedFile("mine.jpg", again.getvalue()))
+    tasks.classify_photo(resaved.pk)
+    services.feedback_record(photo=resaved, user=user, label="kue_klepon")
     # "None of these": the photo shows no cake the model knows, so it teaches no class.
     stranger = services.photo_create(owner=user, upload=own_photo(PHOTOS / "kue_risoles" / "100.jpg"))
     tasks.classify_photo(stranger.pk)
@@ -198,14 +207,14 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     assert run.data["base_photos"] == 1143 - 171  # its base's validation photos left out
     trained, held = run.data["user_photos_trained"], run.data["user_photos_heldout"]
     assert trained == sum(run.data["user_photos_train"].values()) and trained + held == len(taught)
-    assert run.data["user_photos_train"]["kue_klepon"] == 0 and run.data["benchmark_copies"] == 1
+    assert run.data["user_photos_train"]["kue_klepon"] == 0 and run.data["benchmark_copies"] == 2
     assert run.data["user_photos_train"]["kue_risoles"] == 0  # (none of these; the disabled account's)
     assert run.data["disagreeing"] == 2 and run.data["user_photos_train"]["kue_kastengel"] == 0
     assert run.data["unreadable"] == 1 and run.data["user_photos_train"]["kue_putri_salju"] == 0
     client.force_login(admin_user)
     runs = client.get("/staff/models/", {"part": "runs"}).content.decode()
     assert (f"972 base + {trained} user photos, {held} held out; 2 of the users' labels corrected; "
-            "1 left out as copies of benchmark photos; 2 left out as copies of one picture with different "
+            "2 left out as copies of benchmark photos; 2 left out as copies of one picture with different "
             "labels; 1 skipped as unreadable (the worker's log names them)") in runs
     assert run.metrics["new"]["test"]["n"] == 16 and "top1" in run.metrics["base"]["test"]
     assert "Not activated (auto-activation off)" in run.decision
@@ -368,7 +377,7 @@ def test_auto_activation_needs_the_benchmark_matched_and_the_users_photos_beaten
 def test_copies_of_benchmark_photos_are_known_by_what_the_evaluation_reads_linked_folders_too(tmp_path):
     import hashlib
 
-    from classifier.retraining import benchmark_hashes
+    from classifier.retraining import benchmark_files, file_hashes
 
     benchmark = tmp_path / "benchmark"
     benchmark.mkdir()
@@ -377,11 +386,11 @@ def test_copies_of_benchmark_photos_are_known_by_what_the_evaluation_reads_linke
     (benchmark / "kue_klepon" / "notes.txt").write_text("not a photo: the evaluation skips it")
     slugs = sorted(path.name for path in PHOTOS.iterdir() if path.is_dir())
 
-    found = benchmark_hashes(benchmark, slugs)
+    found = file_hashes(benchmark_files(benchmark, slugs))
 
     photos = sorted((PHOTOS / "kue_lapis").glob("*.jpg")) + sorted((PHOTOS / "kue_klepon").glob("*.jpg"))
     assert found == {hashlib.sha256(path.read_bytes()).hexdigest() for path in photos} and len(found) == 4
-    assert benchmark_hashes(None, slugs) == set()
+    assert benchmark_files(None, slugs) == []
 
 
 def test_a_fifth_is_held_out_by_content_so_copies_of_a_photo_never_straddle_the_split():
@@ -467,6 +476,32 @@ def test_a_photo_uploaded_again_as_another_file_is_in_the_same_look_alike_group(
     n = len(originals)
     assert len(set(groups)) == n  # one group per picture
     assert groups[:n] == groups[n:2 * n] == groups[2 * n:]
+
+
+def test_a_copy_of_a_benchmark_photo_saved_again_or_mirrored_is_known_and_another_framing_is_not():
+    from classifier.retraining import benchmark_files, look_alike_copies, reference_keys
+    from training.preprocess import load_image
+
+    slugs = sorted(path.name for path in PHOTOS.iterdir() if path.is_dir())
+    reference = reference_keys(benchmark_files(PHOTOS, slugs), 224)
+
+    def decoded(path, change):
+        out = io.BytesIO()
+        with Image.open(path) as img:
+            change(img.convert("RGB")).save(out, "JPEG", quality=70)
+        out.seek(0)
+        return load_image(out, 224)
+
+    originals = sorted(PHOTOS.rglob("*.jpg"))
+    mirrored = Image.Transpose.FLIP_LEFT_RIGHT
+    copies = [decoded(path, change) for path in originals
+              for change in (lambda img: img, lambda img: img.reduce(3), lambda img: img.transpose(mirrored))]
+    others = [load_image(own_photo(path), 224) for path in originals]  # a tenth cut off each side
+
+    assert len(reference) == 16
+    assert look_alike_copies(copies, reference) == [True] * 48
+    assert look_alike_copies(others, reference) == [False] * 16
+    assert look_alike_copies(others, reference_keys([], 224)) == [False] * 16
 
 
 def test_staff_cancel_a_queued_run_on_the_page_it_never_starts_and_a_new_one_may(
