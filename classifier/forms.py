@@ -9,15 +9,19 @@ from django.db import transaction
 from classifier.models import Photo
 
 
+def declared_length(request) -> int:
+    """The length a request declares for its body; 0 for none (chunked: the proxy's body limit caps
+    those) or for one that is no number (Django reads such a body as empty: a 400 follows)."""
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
 def upload_too_large(request) -> bool:
     """Whether a request's declared body is more than the most photos we take at once can be
-    (each at the size limit, plus room for the multipart headers): refused before it is read.
-    A missing length (chunked) passes here; the proxy's body limit caps those."""
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:  # Django reads a body of a length that is no number as empty: a 400 follows
-        return False
-    return length > settings.MAX_FILES_PER_UPLOAD * (settings.MAX_UPLOAD_BYTES + 8192)
+    (each at the size limit, plus room for the multipart headers): refused before it is read."""
+    return declared_length(request) > settings.MAX_FILES_PER_UPLOAD * (settings.MAX_UPLOAD_BYTES + 8192)
 
 
 def too_large_message() -> str:

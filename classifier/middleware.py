@@ -10,8 +10,10 @@ import logging
 import math
 import zoneinfo
 
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -19,7 +21,7 @@ from django.utils.cache import add_never_cache_headers
 
 from classifier.accounts import SignInFailureThrottle
 from classifier.api.errors import error_body
-from classifier.forms import too_large_message, upload_too_large
+from classifier.forms import declared_length, too_large_message, upload_too_large
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
@@ -40,18 +42,38 @@ def refusal(request: HttpRequest, status: int, code: str, message: str, template
 
 
 class UploadTooLargeMiddleware:
-    """A POST, PUT or PATCH whose declared length is more than the most we take at once (a full
-    upload) is refused before anything reads its body, at any URL: the CSRF check (in process_view,
-    after every middleware's __call__, this one's included) parses the whole body for its token,
-    and DRF's parsers spool file parts to disk."""
+    """A POST, PUT or PATCH whose declared length is more than we take there is refused before
+    anything reads its body: the CSRF check (in process_view, after every middleware's __call__,
+    this one's included) parses the whole body for its token, and Django and DRF spool file parts
+    to disk. Photo uploads take up to a full upload (the API's from anyone: it reads no body before
+    it knows who sends it; the page's form from the signed-in); anything else, which never carries
+    a file, no more than DATA_UPLOAD_MAX_MEMORY_SIZE: no one has the server write 300 MB to disk
+    for a login page."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method in ("POST", "PUT", "PATCH") and upload_too_large(request):
-            return refusal(request, 413, "too_large", too_large_message(), "413.html")
+        if request.method in ("POST", "PUT", "PATCH"):
+            if upload_too_large(request):
+                return refusal(request, 413, "too_large", too_large_message(), "413.html")
+            if declared_length(request) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE and not takes_photos(request):
+                message = (f"That is more than we take here: at most "
+                           f"{filesizeformat(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)}.")
+                return refusal(request, 413, "too_large", message, "413.html")
         return self.get_response(request)
+
+
+@functools.cache
+def photo_upload_paths() -> dict[str, bool]:
+    """The paths that take photos, and whether only from a signed-in session (the page's form)."""
+    return {reverse("upload"): True, reverse("api:photo-list"): False}
+
+
+def takes_photos(request: HttpRequest) -> bool:
+    if request.path_info not in photo_upload_paths():
+        return False
+    return not photo_upload_paths()[request.path_info] or signed_in(request)
 
 
 class SignInFailuresMiddleware:
@@ -131,7 +153,15 @@ class SignedInNeverCachedMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        # (request.user: the session's, or the one DRF authenticated by token for the view)
-        if not response.has_header("Cache-Control") and request.user.is_authenticated:
+        if not response.has_header("Cache-Control") and signed_in(request):
             add_never_cache_headers(response)
         return response
+
+
+def signed_in(request: HttpRequest) -> bool:
+    """Whether the request is a signed-in user's (the session's, or the one DRF authenticated by
+    token for the view); where the database cannot say, as if it were."""
+    try:
+        return request.user.is_authenticated
+    except DatabaseError:
+        return True

@@ -351,6 +351,31 @@ def test_no_url_reads_a_body_beyond_what_we_take_at_once(client, user, settings,
         assert "Too much at once" in response.content.decode() and "Log out" in response.content.decode()
 
 
+def test_only_photo_uploads_take_a_body_of_many_megabytes_and_the_pages_form_only_when_signed_in(
+        client, user, settings):
+    """A login page (or any address that takes no file) does not spool 300 MB to disk for anyone:
+    beyond DATA_UPLOAD_MAX_MEMORY_SIZE it answers 413 before reading. Uploads still take a full
+    batch of photos; the API reads nothing before it knows the sender, the page's form is for the
+    signed-in."""
+    length = str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+
+    def post(path):
+        return client.generic("POST", path, b"", content_type="multipart/form-data; boundary=x",
+                              CONTENT_LENGTH=length, **{"wsgi.input": Unreadable()})
+
+    anonymous = {path: post(path) for path in ("/accounts/login/", "/admin/login/", "/signup/", "/upload/",
+                                               "/api/auth/token/")}
+    api_upload = post("/api/photos/")
+    client.force_login(user)
+    feedback, account = post("/photos/1/feedback/"), post("/api/account/")
+
+    assert {path: r.status_code for path, r in anonymous.items()} == dict.fromkeys(anonymous, 413)
+    assert "at most 2.5" in anonymous["/accounts/login/"].content.decode()
+    assert feedback.status_code == account.status_code == 413
+    assert api_upload.status_code in (401, 403)  # (not signed in: refused unread)
+    assert post("/upload/").status_code == 400  # read by the view (an empty multipart body)
+
+
 def test_a_body_beyond_what_we_take_is_a_413_even_while_the_database_is_down(client, user, settings,
                                                                             monkeypatch):
     from django.contrib.sessions.backends.db import SessionStore
