@@ -218,6 +218,7 @@ REST_FRAMEWORK = {
         "uploads": os.environ.get("THROTTLE_UPLOADS", "120/minute"),
         "token": os.environ.get("THROTTLE_TOKEN", "10/minute"),
         "signup": os.environ.get("THROTTLE_SIGNUP", "10/hour"),  # new accounts per client address
+        "signup_attempts": os.environ.get("THROTTLE_SIGNUP_ATTEMPTS", "30/hour"),  # forms sent, per address
         "password_reset": os.environ.get("THROTTLE_PASSWORD_RESET", "5/hour"),  # requests per address
         "sign_in_failures": os.environ.get("THROTTLE_SIGN_IN_FAILURES", "20/hour"),  # per address
     },

@@ -107,6 +107,14 @@ class SignUpRateThrottle(PerAddressThrottle):
     refusal = "That is more new accounts from your address than we make in an hour"
 
 
+class SignUpAttemptThrottle(PerAddressThrottle):
+    """Sign-up forms sent (THROTTLE_SIGNUP_ATTEMPTS), made or refused, on the website and the API:
+    a sign-up says whether a user name is taken, which must not be a way to list the users."""
+
+    scope = "signup_attempts"
+    refusal = "That is more sign-up attempts from your address than we take in an hour"
+
+
 class PasswordResetRateThrottle(PerAddressThrottle):
     """Reset e-mails asked for (THROTTLE_PASSWORD_RESET), on the website and the API: the form must
     not be a way to flood someone's inbox."""

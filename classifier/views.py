@@ -29,6 +29,7 @@ from classifier import exports, files, plots, selectors, services
 from classifier.accounts import (
     PasswordResetRateThrottle,
     PerAddressThrottle,
+    SignUpAttemptThrottle,
     SignUpRateThrottle,
     UploadRateThrottle,
     site_of,
@@ -97,6 +98,11 @@ def refused_over_rate(request: HttpRequest, throttle: PerAddressThrottle, page) 
 
 def signup(request: HttpRequest) -> HttpResponse:
     form = SignUpForm(request.POST or None)
+    if request.method == "POST" and (refused := refused_over_rate(
+            request, SignUpAttemptThrottle(),
+            lambda refusal: render(request, "registration/signup.html", {"form": SignUpForm(),
+                                                                         "refusal": refusal}))):
+        return refused
     if request.method == "POST" and form.is_valid():
         refused = refused_over_rate(  # counts the accounts made, not typing errors
             request, SignUpRateThrottle(),

@@ -1023,6 +1023,29 @@ def test_sign_ups_from_one_address_are_limited_and_typing_errors_do_not_count(cl
     assert sorted(django_user_model.objects.values_list("username", flat=True)) == ["citra", "dewi"]
 
 
+def test_sign_up_attempts_from_one_address_are_limited_so_they_cannot_list_the_user_names(
+        client, user, monkeypatch):
+    """A sign-up says whether a name is taken: every one sent counts, made or not, on the website and
+    the API together; the page refused says nothing of the name asked for."""
+    from rest_framework.test import APIClient
+    from rest_framework.throttling import SimpleRateThrottle
+
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES",
+                        {**SimpleRateThrottle.THROTTLE_RATES, "signup_attempts": "4/hour"})
+    probe = {"password1": "a", "password2": "b"}
+    answers = [client.post(reverse("signup"), {"username": name, **probe}) for name in ("ayu", "nobody")]
+    answers += [APIClient().post("/api/account/", {"username": name, "password": "onde-onde-wijen-9"})
+                for name in ("ayu", "nobody")]
+    refused = [client.post(reverse("signup"), {"username": "ayu", **probe}),
+               APIClient().post("/api/account/", {"username": "ayu", "password": "onde-onde-wijen-9"})]
+
+    assert [a.status_code for a in answers] == [200, 200, 400, 201]
+    assert [r.status_code for r in refused] == [429, 429] and int(refused[0]["Retry-After"]) > 0
+    page = refused[0].content.decode()
+    assert "more sign-up attempts from your address" in page and "already exists" not in page
+    assert "more sign-up attempts from your address" in refused[1].json()["error"]["message"]
+
+
 def test_the_token_endpoint_answers_options_without_credentials_and_revokes_only_with_them():
     from rest_framework.test import APIClient
 

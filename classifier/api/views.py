@@ -38,7 +38,13 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from classifier import exports, files, selectors, services
-from classifier.accounts import PasswordResetRateThrottle, SignUpRateThrottle, UploadRateThrottle, site_of
+from classifier.accounts import (
+    PasswordResetRateThrottle,
+    SignUpAttemptThrottle,
+    SignUpRateThrottle,
+    UploadRateThrottle,
+    site_of,
+)
 from classifier.api import serializers
 from classifier.api.errors import Conflict, error_body
 from classifier.api.permissions import StaffModelPermissions, staff_with
@@ -221,6 +227,7 @@ class AccountView(OpenToAnyone, APIView):
         return method == "POST"  # signing up
 
     def post(self, request):
+        SignUpAttemptThrottle().refuse_if_over(request)  # every one: it says whether a name is taken
         data = serializers.AccountCreateSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         SignUpRateThrottle().refuse_if_over(request)  # counts the accounts made, not typing errors
