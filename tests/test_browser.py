@@ -127,7 +127,8 @@ def test_many_photos_dropped_at_once_leave_the_browser_connections_for_other_pag
               "return e.defaultPrevented; }"  # true: the browser asks before leaving the page
     me.page.set_input_files("input[type=file]", [str(p) for p in photos])
     assert me.page.evaluate(leaving) is True  # photos still to send would be lost
-    me.page.wait_for_function("document.querySelectorAll('.upload.done').length === 12", timeout=120_000)
+    me.page.wait_for_function("() => document.querySelectorAll('.upload.done').length === 12",
+                              timeout=120_000)
     assert me.page.evaluate(leaving) is False  # all stored: leave freely
 
     assert Photo.objects.filter(status="done").count() == 12
@@ -151,7 +152,7 @@ def test_a_file_over_the_limit_is_refused_before_it_is_sent_and_a_non_picture_ge
     me.log_in("ayu", "kue-lapis-2026", then="/upload/")
 
     me.page.set_input_files("input[type=file]", [str(big), str(fake)])
-    me.page.wait_for_function("document.querySelectorAll('.upload.failed').length === 2")
+    me.page.wait_for_function("() => document.querySelectorAll('.upload.failed').length === 2")
 
     shown = me.page.locator(".upload-status").all_text_contents()
     assert f"{big.name}: The file is larger than 19.5\xa0KB." in shown  # (as the server says it)
@@ -276,9 +277,9 @@ def test_a_gallery_stops_asking_about_a_photo_deleted_elsewhere_and_shows_one_up
     me.page.on("request", lambda r: asked.append(parse_qs(urlsplit(r.url).query, keep_blank_values=True))
                if "/photos/status/" in r.url else None)
     me.log_in("ayu", "kue-lapis-2026", then="/photos/")
-    me.page.wait_for_function("document.querySelectorAll('.tile[data-pending]').length === 1")
+    me.page.wait_for_function("() => document.querySelectorAll('.tile[data-pending]').length === 1")
     # The (lazy) thumbnail first: fetched after the deletion it would be a 404 in the console.
-    me.page.wait_for_function("document.querySelector('.tile img').naturalWidth > 0")
+    me.page.wait_for_function("() => document.querySelector('.tile img').naturalWidth > 0")
 
     opened_with = photo.pk  # the newest photo the page showed
     photo.delete()  # in another tab, or through the API
@@ -290,7 +291,7 @@ def test_a_gallery_stops_asking_about_a_photo_deleted_elsewhere_and_shows_one_up
     newer = make_photo(owner)  # from the phone, say
     first = f".grid > .tile[data-photo='{newer.pk}'][data-pending]:first-child"
     me.page.wait_for_selector(first, timeout=20_000)
-    me.page.wait_for_function("document.querySelector('.tile img').naturalWidth > 0")
+    me.page.wait_for_function("() => document.querySelector('.tile img').naturalWidth > 0")
 
     assert "1 new photo from elsewhere." in me.page.inner_text("#announce")
     # From then on it asks about that one too, and still for the photos after the newest it showed
@@ -318,7 +319,7 @@ def test_a_gallery_that_lost_its_connection_asks_at_once_when_it_is_back(
     photo = make_photo(owner)  # queued, and no worker here to take it
     me = Visitor(browser, live_server.url, "reconnect")
     me.log_in("ayu", "kue-lapis-2026", then="/photos/")
-    me.page.wait_for_function("document.querySelector('.tile img').naturalWidth > 0")
+    me.page.wait_for_function("() => document.querySelector('.tile img').naturalWidth > 0")
     me.page.route("**/photos/status/*", lambda route: route.abort("internetdisconnected"))
     for _ in range(4):  # failed checks 1, 2, 4 and 8 s apart: the next would come 15 s after the last
         me.page.wait_for_event("requestfailed", timeout=20_000)
@@ -348,7 +349,7 @@ def test_photos_from_elsewhere_that_push_the_focused_photo_past_two_pages_leave_
     for _ in range(2):  # a page's worth at a time, from the phone, say
         newer += [make_photo(owner, "done", "kue_lapis") for _ in range(2)]
         me.page.wait_for_selector(f".grid > .tile[data-photo='{newer[-1].pk}']:first-child", timeout=20_000)
-    me.page.wait_for_function("document.querySelectorAll('.grid > .tile').length < 6")
+    me.page.wait_for_function("() => document.querySelectorAll('.grid > .tile').length < 6")
 
     shown = me.page.eval_on_selector_all(".grid > .tile", "tiles => tiles.map(t => Number(t.dataset.photo))")
     assert shown == [p.pk for p in reversed(newer)] + [oldest.pk]  # the other old one left
@@ -408,7 +409,7 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
 
     photos = [PHOTOS / "kue_lapis" / "108.jpg", PHOTOS / "kue_klepon" / "11.jpg"]
     me.page.set_input_files("input[type=file]", [str(p) for p in photos])
-    me.page.wait_for_function("document.querySelectorAll('.upload.done').length === 2", timeout=90_000)
+    me.page.wait_for_function("() => document.querySelectorAll('.upload.done').length === 2", timeout=90_000)
     results = me.page.locator(".upload .upload-status").all_text_contents()  # with the hidden file name
     assert sorted(r.split(" ·")[0] for r in results) == ["108.jpg: Kue Lapis", "11.jpg: Kue Klepon"]
     me.shoot("3-upload-done")
@@ -420,7 +421,7 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
     lapis = Photo.objects.get(original_name="108.jpg")
     me.go(f"/photos/{lapis.pk}/")
     me.page.get_by_label("Show where the model looked").check()
-    me.page.wait_for_function("document.querySelector('.photo .heat').naturalWidth > 0")
+    me.page.wait_for_function("() => document.querySelector('.photo .heat').naturalWidth > 0")
     assert me.page.locator(".photo .heat").is_visible()
     me.shoot("5-photo-heatmap")
     me.page.get_by_label("Show where the model looked").uncheck()
@@ -467,6 +468,24 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
 
     assert me.errors == []
     print(f"screenshots: {SCREENSHOTS}")
+
+
+def test_the_admin_and_the_api_docs_work_under_the_content_security_policy(browser, live_server,
+                                                                          django_user_model):
+    """Every page is sent with a policy that runs no inline script: the admin's pages and the API's
+    docs (Swagger UI) must still work, with no refusal in the console."""
+    django_user_model.objects.create_superuser("chef", password="kue-bika-ambon-7")
+    staff = Visitor(browser, live_server.url, "policy")
+    staff.log_in("chef", "kue-bika-ambon-7", then="/admin/classifier/trainingrun/")
+    staff.page.wait_for_selector("text=Start a training run")
+    staff.go("/admin/classifier/photo/")
+    staff.page.wait_for_selector("#changelist")
+    staff.go("/api/docs/")
+    staff.page.wait_for_selector(".opblock-summary-path >> text=/api/photos/")
+
+    assert "script-src 'self'" in staff.page.evaluate(
+        "fetch('/upload/').then(r => r.headers.get('Content-Security-Policy'))")
+    assert staff.errors == []
 
 
 def test_staff_start_a_fast_retraining_watch_it_finish_and_activate_the_new_version(
