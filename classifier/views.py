@@ -197,8 +197,10 @@ def account(request: HttpRequest) -> HttpResponse:
 
 
 def email_sent_message(pending) -> str:
-    return (f"We are sending a link to {pending.email}: the address is used once you open it (it works for "
-            f"{services.email_confirm_period()}). ")
+    when = (" within the hour (it got several links from us lately, the most we send to one address in "
+            "an hour)" if services.address_busy(pending.email) else "")
+    return (f"We are sending a link to {pending.email}{when}: the address is used once you open it (it works "
+            f"for {services.email_confirm_period()}). ")
 
 
 @never_cache

@@ -5,6 +5,7 @@ import functools
 import importlib
 import re
 import zlib
+from datetime import timedelta
 
 import pytest
 from django.apps import apps as django_apps
@@ -503,6 +504,35 @@ def test_a_link_asked_for_again_past_what_one_address_gets_an_hour_is_refused_no
     assert "ayu@example.org got 2 links from us in the last hour, the most we send to one" in again[1]
     assert "We are sending" not in again[1] and "we are sending there" not in again[1]
     assert user.pending_email.sent is not None  # the links sent still work
+
+
+def test_an_address_others_asked_for_all_hour_is_not_refused_to_its_owner_its_link_comes_after_the_hour(
+        client, user, other_user, django_user_model, settings, mail_worker, mailoutbox):
+    """Anyone may type anyone's address: a stranger asking for it a few times must not keep its owner
+    from adding it. Their link is held while the address had its links for the hour, and said so."""
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from classifier import services
+    from classifier.models import PendingEmail
+
+    settings.EMAILS_PER_ADDRESS = 2
+    for stranger in (user, other_user):
+        mail_worker.ask(lambda who=stranger: services.account_email_set(who, "sari@example.org", site="http://t"))
+    owner = django_user_model.objects.create_user("sari", password="onde-onde-wijen-9")
+    client.force_login(owner)
+
+    page = mail_worker.ask(lambda: client.post("/accounts/", {"email": "sari@example.org",
+                                                               "password": "onde-onde-wijen-9"}, follow=True))
+
+    assert "We are sending a link to sari@example.org within the hour" in page.content.decode()
+    assert len(mailoutbox) == 2 and owner.pending_email.sent is None  # held
+    cache.delete(services.emails_to("sari@example.org", "confirm"))  # the hour is over
+    PendingEmail.objects.filter(user=owner).update(asked=timezone.now() - timedelta(hours=1))
+    for pending_id in services.email_confirmations_unsent():  # the sweep
+        services.email_confirmation_send(pending_id)
+    assert len(mailoutbox) == 3 and mailoutbox[-1].to == ["sari@example.org"]
+    assert "sari" in mailoutbox[-1].body
 
 
 def test_an_account_asks_for_a_few_links_an_hour_at_most(client, user, settings, mail_worker, mailoutbox):
