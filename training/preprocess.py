@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import io
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, ImageCms
 from pillow_heif import register_heif_opener
 
 # HEIC/HEIF, phones' own format, opens like any other (libheif turns it upright as it decodes). Its
@@ -15,6 +17,7 @@ from pillow_heif import register_heif_opener
 register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 IMAGE_SIZE = 224
+SRGB = ImageCms.createProfile("sRGB")
 # What Pillow can decode for us; the training reader accepts these suffixes.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".heic", ".heif"}
 
@@ -65,22 +68,48 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:
+    """An RGB picture whose embedded colour profile `icc` is another than sRGB (a phone's Display P3,
+    a camera's Adobe RGB) converted to sRGB, as a browser shows it, and as the photos the model was
+    trained on are: read as sRGB, a P3 photo's colours come out dull. Anything else as it is (no
+    profile, an sRGB one, a CMYK or grey one, one that does not parse)."""
+    transform = srgb_transform(icc) if icc else None
+    return ImageCms.applyTransform(img, transform) if transform is not None else img
+
+
+@functools.lru_cache(maxsize=16)
+def srgb_transform(icc: bytes) -> ImageCms.ImageCmsTransform | None:
+    """The transform from an RGB profile to sRGB; None for sRGB itself or a profile it cannot use.
+    Kept: a phone's photos all carry the same profile."""
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        described = profile.profile.profile_description or ""
+        if profile.profile.xcolor_space.strip() != "RGB" or "srgb" in described.lower():
+            return None
+        return ImageCms.buildTransform(profile, SRGB, "RGB", "RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None
+
+
 def load_image(source: str | Path | BinaryIO, size: int = IMAGE_SIZE) -> np.ndarray:
     """Decode a photo to a `size` x `size` RGB uint8 array.
 
     Steps, in this order and nowhere else: JPEG draft decoding (the decoder scales by a power of
     two while staying at or above `size`, so big photos decode fast without losing detail we use),
-    EXIF orientation, first frame of animations, alpha on white, and one antialiased bilinear
-    resize of the whole photo to a square (no crop: a cake near the edge stays in view).
+    EXIF orientation, first frame of animations, alpha on white, one antialiased bilinear resize of
+    the whole photo to a square (no crop: a cake near the edge stays in view), and colours from
+    another profile than sRGB to sRGB (at that size: the same to the model, and cheap).
     Pixel scaling to the network's range lives inside the model, so this array is all a caller
     feeds it.
     """
     try:
         with Image.open(source) as img:
             img.draft("RGB", (size, size))
+            icc = img.info.get("icc_profile") if img.mode in ("RGB", "RGBA", "P") else None
             img = upright(img)
             img = to_rgb(img)
             img = img.resize((size, size), Image.Resampling.BILINEAR)
+            img = to_srgb(img, icc)
             return np.asarray(img, dtype=np.uint8)
     except MemoryError:
         raise
