@@ -52,8 +52,10 @@ def fit_head(embeddings: np.ndarray, labels: np.ndarray, sample_weight: np.ndarr
 
 
 def sample_weights(base_labels: np.ndarray, extra_labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Per-photo loss weights for base photos then extra ones: classes balanced, and the extra photos
-    together weigh at least as much as one base class (never less than a base photo each)."""
+    """Per-photo loss weights for base photos then extra ones: classes balanced, and, on top of that,
+    fewer extra photos than an average base class has are scaled up together to count as many
+    photos as that class (their total weight then comes near a base class's, not always up to it:
+    the balance already weighs a photo of a large class less); never down."""
     y = np.concatenate([base_labels, extra_labels]).astype(np.int64)
     counts = np.bincount(y, minlength=num_classes)
     weights = len(y) / (num_classes * np.maximum(counts[y], 1))
