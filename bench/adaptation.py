@@ -9,8 +9,9 @@ label is corrected through `services.feedback_record`; a fast training run then 
 which it never saw. Then A and B swap, and the two halves are averaged. This is the only place
 where benchmark photos are trained on, and only the half that is not evaluated. (The split is by
 photo: the test split holds two near-identical pairs, kastengel 2/20 and 3/21, which land in
-different halves. The shipped model labels all four right, so none is corrected and trained on
-today; a model that got them wrong would learn half B's photo from its twin in A.)
+different halves. A run leaves out a user photo that is a look-alike of a photo of the benchmark
+it is measured on, half B here, so neither twin in A would be trained on; the shipped model labels
+all four right anyway, so none is corrected.)
 
 Runs on a throwaway SQLite database and media folder; prints per-class recall before and after and
 ends with `RESULT top1_before=.. top1_after=.. serabi_before=.. serabi_after=.. fast_s=..`, where

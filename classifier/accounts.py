@@ -3,6 +3,7 @@
 address a request comes from, how many accounts, reset e-mails and failed sign-ins an address
 gets, and the password asked again before a step that a session left open must not be enough for."""
 
+import ipaddress
 import math
 
 from django.conf import settings
@@ -79,7 +80,10 @@ class PerAddressThrottle(SimpleRateThrottle):
     refusal = ""
 
     def get_cache_key(self, request, view):
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+        return self.cache_format % {"scope": self.scope, "ident": client_ip(request)}
+
+    def refusal_after(self, wait: int) -> str:
+        return f"{self.refusal}; try again in {math.ceil(wait / 60)} min."
 
     def wait_if_full(self, request) -> int | None:
         """Without counting this request: None if one more is within the rate, else the seconds to
@@ -135,7 +139,11 @@ class SignInFailureThrottle(PerAddressThrottle):
 
 @receiver(user_login_failed)
 def count_a_failed_sign_in(sender, credentials, request=None, **_kwargs) -> None:
-    if request is not None:
+    """On the sign-in pages only: a signed-in user's password typed wrong before deleting their
+    account (`password_confirmed`) is no guess at other accounts."""
+    from classifier.middleware import sign_in_paths
+
+    if request is not None and request.path in sign_in_paths():
         SignInFailureThrottle().wait_if_over(request)
 
 
@@ -166,8 +174,14 @@ class UploadRateThrottle(UserRateThrottle):
 def client_ip(request) -> str:
     """The client's address, as the API's throttles see it (REST_FRAMEWORK["NUM_PROXIES"]): django-axes
     calls this too (AXES_CLIENT_IP_CALLABLE), so a lockout is per user name and real client, never
-    per proxy, nor per address a client wrote into X-Forwarded-For."""
-    return BaseThrottle().get_ident(request)
+    per proxy, nor per address a client wrote into X-Forwarded-For. An IPv6 address stands for its
+    /64, which one client gets whole: every address in it is the same client to the limits."""
+    ident = BaseThrottle().get_ident(request)
+    try:
+        address = ipaddress.ip_address(ident)
+    except ValueError:
+        return ident
+    return str(ipaddress.ip_network(f"{address}/64", strict=False)) if address.version == 6 else ident
 
 
 @receiver(user_logged_out)

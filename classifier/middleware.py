@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import zoneinfo
 
 from django.conf import settings
@@ -66,14 +65,15 @@ class UploadTooLargeMiddleware:
 
 @functools.cache
 def photo_upload_paths() -> dict[str, bool]:
-    """The paths that take photos, and whether only from a signed-in session (the page's form)."""
+    """The paths that take photos (as `request.path`, with the site's prefix if it has one), and
+    whether only from a signed-in session (the page's form)."""
     return {reverse("upload"): True, reverse("api:photo-list"): False}
 
 
 def takes_photos(request: HttpRequest) -> bool:
-    if request.path_info not in photo_upload_paths():
+    if request.path not in photo_upload_paths():
         return False
-    return not photo_upload_paths()[request.path_info] or signed_in(request)
+    return not photo_upload_paths()[request.path] or signed_in(request)
 
 
 class SignInFailuresMiddleware:
@@ -85,11 +85,10 @@ class SignInFailuresMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method == "POST" and request.path_info in sign_in_paths():
+        if request.method == "POST" and request.path in sign_in_paths():
             throttle = SignInFailureThrottle()
             if wait := throttle.wait_if_full(request):
-                message = f"{throttle.refusal}; try again in {math.ceil(wait / 60)} min."
-                response = refusal(request, 429, "throttled", message, "429.html")
+                response = refusal(request, 429, "throttled", throttle.refusal_after(wait), "429.html")
                 response["Retry-After"] = str(wait)
                 return response
         return self.get_response(request)
@@ -97,6 +96,7 @@ class SignInFailuresMiddleware:
 
 @functools.cache
 def sign_in_paths() -> frozenset[str]:
+    """As `request.path`: with the site's prefix, as reverse() gives them."""
     return frozenset(reverse(name) for name in ("login", "admin:login", "api:token"))
 
 

@@ -44,7 +44,7 @@ from classifier.models import (
     version_name,
 )
 from training import runtime
-from training.preprocess import orientation, to_rgb, upright
+from training.preprocess import orientation, rgb_profile, to_rgb, upright
 from training.runtime import CONFIG_FILE, LABELS_FILE, METRICS_FILE
 
 log = logging.getLogger(__name__)
@@ -254,12 +254,6 @@ def make_display(img: Image.Image) -> ContentFile:
     buffer = io.BytesIO()
     upright(shown).save(buffer, "JPEG", quality=85, icc_profile=rgb_profile(img))
     return ContentFile(buffer.getvalue())
-
-
-def rgb_profile(img: Image.Image) -> bytes | None:
-    """`img`'s colour profile, for its pixels made RGB: a CMYK or grey picture's profile describes
-    other channels (a browser would misread the RGB with it), so it has none then."""
-    return img.info.get("icc_profile") if img.mode in ("RGB", "RGBA", "RGBX", "P", "PA") else None
 
 
 def as_jpeg(img: Image.Image) -> ContentFile:
@@ -740,13 +734,14 @@ def email_confirmations_unsent() -> list[int]:
     """The addresses waiting whose link has not gone after REQUEUE_AFTER_S (the broker or the mail
     server was down, or the limit of e-mails to the address held it), for the sweep to send again;
     each is sent again only after as long again. Tried for EMAIL_CONFIRM_TIMEOUT after its owner
-    last asked for it."""
+    last asked for it. Newest asked first: where an address had its links for the hour, links others
+    asked for earlier do not keep its owner's waiting behind them."""
     now = timezone.now()
     with transaction.atomic():
         pending = list(PendingEmail.objects.select_for_update(skip_locked=True).filter(
             sent=None, asked__lt=now - timedelta(seconds=settings.REQUEUE_AFTER_S),
             created__gt=now - timedelta(seconds=settings.EMAIL_CONFIRM_TIMEOUT),
-        ).values_list("pk", flat=True))
+        ).order_by("-created", "-pk").values_list("pk", flat=True))
         PendingEmail.objects.filter(pk__in=pending).update(asked=now)
     return pending
 

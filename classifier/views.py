@@ -90,7 +90,7 @@ def refused_over_rate(request: HttpRequest, throttle: PerAddressThrottle, page) 
     wait = throttle.wait_if_over(request)
     if not wait:
         return None
-    response = page(f"{throttle.refusal}; try again in {math.ceil(wait / 60)} min.")
+    response = page(throttle.refusal_after(wait))
     response.status_code = 429
     response["Retry-After"] = str(wait)
     return response
@@ -197,8 +197,8 @@ def account(request: HttpRequest) -> HttpResponse:
 
 
 def email_sent_message(pending) -> str:
-    when = (" within the hour (it got several links from us lately, the most we send to one address in "
-            "an hour)" if services.address_busy(pending.email) else "")
+    when = (" as soon as it may get one (it got several links from us lately, the most we send to one "
+            "address in an hour)" if services.address_busy(pending.email) else "")
     return (f"We are sending a link to {pending.email}{when}: the address is used once you open it (it works "
             f"for {services.email_confirm_period()}). ")
 

@@ -215,23 +215,27 @@ def test_an_upload_whose_answer_was_lost_or_that_found_no_connection_is_sent_aga
 def test_an_upload_whose_connection_stalls_without_a_word_is_given_up_on_and_sent_again(
         browser, live_server, django_user_model):
     """A phone moving between networks: the upload's connection stops with no error, nothing more
-    is sent and no answer comes. After 30 s without a byte, or 2 minutes without an answer once all
-    was sent, the page gives it up and sends it again; the server stores it once."""
+    is sent and no answer comes. After 30 s without a byte once sending began, or 2 minutes without an
+    answer once all was sent, the page gives it up and sends it again; the server stores it once."""
     django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
     me = Visitor(browser, live_server.url, "stall")
     me.page.clock.install()
     me.log_in("ayu", "kue-lapis-2026", then="/upload/")
     lapis, klepon = (sorted((PHOTOS / cls).glob("*.jpg"))[0] for cls in ("kue_lapis", "kue_klepon"))
-    me.page.evaluate("""() => {  // the first upload's connection stalls: no progress, no answer, no error
+    me.page.evaluate("""() => {  // the first upload's connection stalls after its first bytes: no error
         const sendOf = XMLHttpRequest.prototype.send;
         let stall = 1;
         XMLHttpRequest.prototype.send = function (body) {
-          if (body instanceof FormData && stall-- > 0) return;
+          if (body instanceof FormData && stall-- > 0) {
+            this.upload.dispatchEvent(new ProgressEvent("progress", { lengthComputable: true, loaded: 1000,
+                                                                      total: 50000 }));
+            return;
+          }
           return sendOf.call(this, body);
         };
     }""")
     me.page.set_input_files("input[type=file]", [str(lapis)])
-    me.page.wait_for_selector(f".upload:has-text('{lapis.name}: Waiting')")
+    me.page.wait_for_selector(f".upload:has-text('{lapis.name}: Uploading')")
     me.page.clock.run_for(29_000)
     assert not me.page.locator(".upload", has_text="sending it again").count()
     me.page.clock.run_for(2_000)

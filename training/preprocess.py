@@ -68,6 +68,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def rgb_profile(img: Image.Image) -> bytes | None:
+    """`img`'s colour profile, for its pixels made RGB: a CMYK or grey picture's profile describes
+    other channels (a browser would misread the RGB with it), so it has none then."""
+    return img.info.get("icc_profile") if img.mode in ("RGB", "RGBA", "RGBX", "P", "PA") else None
+
+
 def to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:
     """An RGB picture whose embedded colour profile `icc` is another than sRGB (a phone's Display P3,
     a camera's Adobe RGB) converted to sRGB, as a browser shows it, and as the photos the model was
@@ -105,7 +111,7 @@ def load_image(source: str | Path | BinaryIO, size: int = IMAGE_SIZE) -> np.ndar
     try:
         with Image.open(source) as img:
             img.draft("RGB", (size, size))
-            icc = img.info.get("icc_profile") if img.mode in ("RGB", "RGBA", "P") else None
+            icc = rgb_profile(img)
             img = upright(img)
             img = to_rgb(img)
             img = img.resize((size, size), Image.Resampling.BILINEAR)

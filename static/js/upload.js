@@ -7,7 +7,8 @@
 // under the same Idempotency-Key, so the server answers with the photo it stored instead of storing
 // a copy; by itself a few times (when the connection is back, if it is gone), then with a button.
 // So is one whose connection stopped without a word (a phone between networks): no byte sent for
-// 30 s, or no answer 2 minutes after the last one.
+// 30 s once sending began, or no answer 2 minutes after the last byte. (Not before sending begins:
+// the browser may hold a request back while other tabs use its connections to the site.)
 // Leaving the page while photos are still to be sent asks first (they would never be). Without
 // JavaScript the plain form still works.
 (function () {
@@ -102,7 +103,6 @@
       ["error", "abort", "timeout"].forEach((type) => request.addEventListener(type, () => resolve(null)));
       request.addEventListener("loadend", () => clearTimeout(watchdog));
       request.send(data);
-      watch(STALLED_MS);
     });
   }
 
