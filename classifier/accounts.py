@@ -175,13 +175,16 @@ def client_ip(request) -> str:
     """The client's address, as the API's throttles see it (REST_FRAMEWORK["NUM_PROXIES"]): django-axes
     calls this too (AXES_CLIENT_IP_CALLABLE), so a lockout is per user name and real client, never
     per proxy, nor per address a client wrote into X-Forwarded-For. An IPv6 address stands for its
-    /64, which one client gets whole: every address in it is the same client to the limits."""
+    /64, which one client gets whole: every address in it is the same client to the limits (named by
+    its first address, an address still, as django-axes stores it in an address field)."""
     ident = BaseThrottle().get_ident(request)
     try:
         address = ipaddress.ip_address(ident)
     except ValueError:
         return ident
-    return str(ipaddress.ip_network(f"{address}/64", strict=False)) if address.version == 6 else ident
+    if address.version == 4:
+        return ident
+    return str(ipaddress.ip_network(f"{address}/64", strict=False).network_address)
 
 
 @receiver(user_logged_out)
