@@ -122,6 +122,9 @@ class PredictionInline(admin.TabularInline):
     readonly_fields = fields
     can_delete = False
 
+    def has_add_permission(self, request, obj=None):
+        return False  # a prediction comes from the worker only
+
 
 @admin.register(Photo)
 class PhotoAdmin(admin.ModelAdmin):
@@ -135,7 +138,8 @@ class PhotoAdmin(admin.ModelAdmin):
     search_fields = ["owner__username", "sha256", "original_name"]
     show_full_result_count = False
     readonly_fields = ["preview", "owner", "status", "error", "starts", "sha256", "width", "height",
-                       "image_format", "created", "updated", "predicted_label", "confidence", "margin"]
+                       "image_format", "created", "updated", "predicted_label", "confidence", "margin",
+                       "client_key"]
     exclude = ["image", "thumbnail", "display"]  # private files: the preview shows the photo
     inlines = [PredictionInline]
     actions = ["retry_failed"]

@@ -83,6 +83,18 @@ class SignUpForm(UserCreationForm):
         help_texts = {"email": EMAIL_HELP}
         widgets = {"email": forms.EmailInput(attrs={"autocomplete": "email"})}
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The password's rules, without what a new password does to an account's token and address
+        # change (accounts.EndAccessOnPasswordChange): a new account has neither.
+        from django.contrib.auth import password_validation
+
+        from classifier.accounts import EndAccessOnPasswordChange
+
+        rules = [v for v in password_validation.get_default_password_validators()
+                 if not isinstance(v, EndAccessOnPasswordChange)]
+        self.fields["password1"].help_text = password_validation.password_validators_help_text_html(rules)
+
 
 def password_checked(request, password: str) -> str:
     """`password`, if it is the signed-in user's (a guess counts towards the lockout: django-axes then

@@ -13,6 +13,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import TooManyFilesSent, ValidationError
 from django.core.paginator import Paginator
+from django.forms import BaseForm
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware import csrf
 from django.shortcuts import get_object_or_404, redirect, render
@@ -150,8 +151,14 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
 
 def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpResponse:
-    """The account page, with the forms given (bound, showing their errors) or fresh ones."""
+    """The account page, with the forms given (bound, showing their errors) or fresh ones. The field
+    of the first error has the focus: on a phone the page is long, and the error far down."""
     user = request.user
+    for form in forms.values():
+        if isinstance(form, BaseForm) and form.is_bound and form.errors:
+            name = next((name for name in form.errors if name in form.fields), next(iter(form.fields)))
+            form.fields[name].widget.attrs["autofocus"] = True
+            break
     context = {
         "email_form": EmailForm(request=request, initial={"email": user.email}),
         "pending_email": selectors.pending_email(user),
@@ -357,6 +364,7 @@ def gallery(request: HttpRequest) -> HttpResponse:
     cards = [card(photo) for photo in page]
     return render(request, "classifier/gallery.html", {
         "page": page, "cards": cards, "filters": filters, "query": query.urlencode(),
+        "filtered": bool(label or status),
         "pending": any(c["pending"] for c in cards),
         "everyones": selectors.may_act_on_others_photos(request.user),
         # The first page, unfiltered, shows photos uploaded elsewhere (another tab, the phone, the

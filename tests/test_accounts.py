@@ -855,6 +855,9 @@ def test_deleting_an_account_takes_its_photos_and_files_and_signs_out(client, us
     wrong = client.post("/accounts/delete/", {"delete-password": "guess"})
     assert wrong.status_code == 400 and "That is not your password." in wrong.content.decode()
     assert Photo.objects.filter(owner=user).count() == 2
+    # (the page is long on a phone: the field with the error has the focus, so it is in view)
+    assert re.search(r'<input type="password" name="delete-password"[^>]*autofocus', wrong.content.decode())
+    assert "autofocus" not in client.get("/accounts/").content.decode()
 
     with django_capture_on_commit_callbacks(execute=True):
         done = client.post("/accounts/delete/", {"delete-password": "kue-lapis-2026"}, follow=True)
@@ -957,7 +960,11 @@ def test_a_new_password_ends_the_old_token_and_an_address_change_waiting(client,
     assert Client().post(link).status_code == 404  # the link the thief got confirms nothing
     user.refresh_from_db()
     assert user.email == ""
-    assert "withdraws an e-mail address change" in client.get(reverse("signup")).content.decode()
+    client.force_login(user)  # the page where a password changes says so; a new account has neither
+    assert "withdraws an e-mail address change" in client.get(reverse("password_change")).content.decode()
+    client.logout()
+    sign_up = client.get(reverse("signup")).content.decode()
+    assert "withdraws an e-mail address change" not in sign_up and "at least" in sign_up
 
 
 def test_disabling_a_password_in_the_admin_signs_out_the_programs_using_the_token_for_good(

@@ -216,6 +216,9 @@ def test_predictions_and_answers_are_read_only_in_the_admin(admin_client, user):
         assert 'value="delete_selected"' not in changelist
     photo.refresh_from_db()
     assert photo.predictions.get().label == "kue_lapis" and photo.feedback.label == "kue_lapis"
+    # The photo's page offers no empty prediction row to add, nor its upload's key to edit.
+    page = admin_client.get(reverse("admin:classifier_photo_change", args=[photo.pk])).content.decode()
+    assert 'name="predictions-MAX_NUM_FORMS" value="0"' in page and 'name="client_key"' not in page
 
 
 def test_a_version_activated_while_its_deletion_was_confirmed_is_not_deleted(admin_client, monkeypatch):

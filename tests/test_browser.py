@@ -234,6 +234,7 @@ def test_an_upload_whose_connection_stalls_without_a_word_is_given_up_on_and_sen
           return sendOf.call(this, body);
         };
     }""")
+    assert me.page.locator("form[data-upload] button[type=submit]").is_hidden()  # picking sends at once
     me.page.set_input_files("input[type=file]", [str(lapis)])
     me.page.wait_for_selector(f".upload:has-text('{lapis.name}: Uploading')")
     me.page.clock.run_for(29_000)

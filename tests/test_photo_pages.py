@@ -229,6 +229,16 @@ def test_an_empty_gallery_waits_for_the_first_photo(client, user):
     assert "No photos here yet" in page and 'data-after="0"' in page
 
 
+def test_filters_that_match_none_of_the_photos_say_so_and_lead_back_to_all(client, user):
+    make_photo(user, "done", "kue_lapis")
+    client.force_login(user)
+
+    page = client.get(reverse("gallery"), {"label": "kue_klepon", "status": ""}).content.decode()
+
+    assert "No photos match these filters" in page and "No photos here yet" not in page
+    assert f'<a href="{reverse("gallery")}">Show all your photos</a>' in page
+
+
 def test_a_result_that_arrives_while_the_page_is_open_brings_the_answer_form(client, user, staff):
     photo = make_photo(user)  # queued when the page opens
     client.force_login(user)

@@ -15,6 +15,9 @@ function showHeatmap(toggle) {
 
 document.addEventListener("change", (event) => {
   const toggle = event.target.closest(".heat-toggle");
-  if (toggle) showHeatmap(toggle);
+  if (!toggle) return;
+  showHeatmap(toggle);
+  // On a phone the photo is above the toggle, out of view: bring it in, so that the change shows.
+  if (toggle.checked) document.querySelector(".photo .frame").scrollIntoView({ block: "nearest" });
 });
 document.querySelectorAll(".heat-toggle").forEach(showHeatmap);

@@ -18,6 +18,9 @@
   const zone = form.querySelector(".dropzone");
   const list = document.querySelector(".uploads");
   const csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+  // Picking or dropping photos sends them at once: the form's own button would only say that no
+  // file is chosen.
+  form.querySelector("button[type=submit]").hidden = true;
   const uploading = limitTo(2);
   const waiting = limitTo(2);
   const unsureBelow = Number(form.dataset.unsureBelow);
