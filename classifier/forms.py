@@ -59,8 +59,15 @@ class MultipleImageField(forms.FileField):
 
 
 class UploadForm(forms.Form):
-    photos = MultipleImageField(label="Cake photos",
-                                help_text="JPEG, PNG, GIF, BMP, WebP or HEIC; several at once.")
+    photos = MultipleImageField(label="Cake photos")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from django.template.defaultfilters import filesizeformat
+
+        self.fields["photos"].help_text = (
+            f"JPEG, PNG, GIF, BMP, WebP or HEIC; up to {settings.MAX_FILES_PER_UPLOAD} at once, "
+            f"{filesizeformat(settings.MAX_UPLOAD_BYTES)} each.")
 
 
 class GalleryFilterForm(forms.Form):

@@ -497,3 +497,17 @@ def test_what_a_signed_in_user_is_shown_is_never_cached_but_a_photo_file_is_for_
     by_token = client.get("/api/photos/", headers={"Authorization": f"Token {token.key}"})
     assert by_token.status_code == 200 and "no-store" in by_token["Cache-Control"]
     assert not client.get("/").has_header("Cache-Control")  # (a visitor's: nothing of anyone's)
+
+
+def test_the_menu_marks_the_page_it_is_on_and_the_upload_page_gives_the_limits_before_a_file_is_picked(
+        client, user, settings):
+    settings.MAX_FILES_PER_UPLOAD, settings.MAX_UPLOAD_BYTES = 20, 15 * 1024 * 1024
+    client.force_login(user)
+
+    gallery = client.get(reverse("gallery")).content.decode()
+    upload = client.get(reverse("upload")).content.decode()
+
+    assert f'<a href="{reverse("gallery")}" aria-current="page">My photos</a>' in gallery
+    assert gallery.count('aria-current="page"') == 1
+    assert f'<a href="{reverse("upload")}" aria-current="page">Upload</a>' in upload
+    assert "up to 20 at once, 15.0\xa0MB each" in upload
