@@ -446,9 +446,15 @@ def photo_delete(request: HttpRequest, pk: int) -> HttpResponse:
 def review_queue(request: HttpRequest) -> HttpResponse:
     queue = selectors.review_queue_for_user(request.user)
     page = Paginator(queue, PAGE_SIZE).get_page(request.GET.get("page"))
+    photos = list(page)
+    # An answer comes back to the photo after the one answered (it takes that one's place), not to
+    # the top of the queue past the photos skipped.
+    here = request.get_full_path()
+    then = [f"{here}#review-{after.pk}" for after in photos[1:]] + [here]
     return render(request, "classifier/review.html", {
         "page": page,
-        "cards": [card(photo) | {"can_review": selectors.may_review(request.user, photo)} for photo in page],
+        "cards": [card(photo) | {"can_review": selectors.may_review(request.user, photo), "then": back}
+                  for photo, back in zip(photos, then)],
         "stats": selectors.feedback_stats(request.user), "labels": selectors.known_labels(),
         "everyones": selectors.may_act_on_others_photos(request.user),
     })

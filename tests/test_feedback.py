@@ -150,6 +150,25 @@ def test_the_review_queue_puts_the_least_certain_photos_first(client, user, othe
     assert '<p class="verdict"><span class="name">Kue Lapis?</span>' in response.content.decode()
 
 
+def test_an_answer_in_the_queue_comes_back_to_the_photo_after_it_not_to_the_top(client, user):
+    """Photos skipped at the top of the queue stay there: scrolling past them after every answer
+    would wear out anyone reviewing on a phone."""
+    skipped, answered, after = (make_photo(user, status="done", label="kue_lapis", confidence=c)
+                                for c in (0.40, 0.50, 0.60))
+    client.force_login(user)
+    page = client.get(reverse("review")).content.decode()
+    assert f'id="review-{after.pk}"' in page
+    assert f'name="next" value="/review/#review-{answered.pk}"' in page  # (the skipped one's form)
+    assert f'name="next" value="/review/#review-{after.pk}"' in page
+    assert 'name="next" value="/review/"' in page  # the last one's: no photo after it
+
+    response = client.post(reverse("photo-feedback", args=[answered.pk]),
+                           {"label": "kue_lapis", "next": f"/review/#review-{after.pk}"})
+
+    assert response.status_code == 302 and response["Location"] == f"/review/#review-{after.pk}"
+    assert f'id="review-{after.pk}"' in client.get(reverse("review")).content.decode()
+
+
 def test_the_margin_is_the_gap_between_the_two_most_likely_cakes(user):
     photo = make_photo(user, status="done", label="kue_lapis", confidence=0.6)
 
