@@ -383,6 +383,27 @@ def test_back_after_changing_an_answer_shows_the_answer_the_page_says(browser, l
     assert me.errors == []
 
 
+def test_an_answer_in_the_review_queue_carries_on_from_the_photo_after_it(browser, live_server,
+                                                                          django_user_model):
+    """A photo skipped at the top stays there: after an answer further down, the queue comes back
+    to the photo that followed the answered one, focused if the answer came from the keyboard."""
+    from tests.test_photo_pages import make_photo
+
+    owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    skipped, answered, after = (make_photo(owner, "done", "kue_lapis", confidence=c) for c in (0.4, 0.5, 0.6))
+    me = Visitor(browser, live_server.url, "queue")
+    me.log_in("ayu", "kue-lapis-2026", then="/review/")
+    me.page.locator(f"#review-{skipped.pk}").focus()
+    me.page.keyboard.press("j")  # skip the first
+    me.page.keyboard.press("y")  # confirm the second
+    me.page.wait_for_url(re.compile(f"#review-{after.pk}$"))
+    me.page.wait_for_selector(f"#review-{after.pk}.current:focus")
+
+    shown = me.page.eval_on_selector_all(".review-item", "items => items.map(item => item.id)")
+    assert shown == [f"review-{skipped.pk}", f"review-{after.pk}"]  # the answered one gone, the skipped kept
+    assert me.errors == []
+
+
 def test_pages_give_times_in_the_time_zone_of_the_browser_from_its_first_page_on(browser, live_server,
                                                                                   django_user_model):
     from tests.test_photo_pages import make_photo

@@ -3,7 +3,7 @@
 // queue (Tab to it, or click a photo), never on the page's links and buttons nor on a page just
 // opened, where a stray key would answer the least certain photo unseen; the page does not move the
 // focus by itself on load. Answering reloads the queue with the answered photo gone, and the focus
-// comes back to the queue's first photo.
+// comes back to the photo that came after it.
 (function () {
   const queue = document.querySelector("[data-review]");
   if (!queue) return;
@@ -52,5 +52,8 @@
   });
   const cameBack = sessionStorage.getItem("review-focus");
   sessionStorage.removeItem("review-focus");
-  highlight(0, Boolean(cameBack)); // after an answer from the keyboard, carry on where it was
+  // After an answer the address names the photo that came after it: carry on from there (with the
+  // focus, if the answer came from the keyboard).
+  const after = items.findIndex((item) => `#${item.id}` === window.location.hash);
+  highlight(Math.max(after, 0), Boolean(cameBack));
 })();
