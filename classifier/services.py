@@ -667,7 +667,7 @@ def account_email_set(user, email: str, *, site: str) -> PendingEmail | None:
         # The account locked first (as confirming and deleting it lock it): a form sent twice at once
         # would otherwise make two rows for one account.
         lock_account(user.pk)
-        earlier = PendingEmail.objects.filter(user=user).first()
+        earlier = selectors.pending_email(user)
         PendingEmail.objects.filter(user=user).delete()  # an earlier one's link stops working
         if not email or email.casefold() == user.email.casefold():
             user.email = email

@@ -362,15 +362,15 @@ def gallery(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
     cards = [card(photo) for photo in page]
+    filtered = bool(label or status)
     return render(request, "classifier/gallery.html", {
-        "page": page, "cards": cards, "filters": filters, "query": query.urlencode(),
-        "filtered": bool(label or status),
+        "page": page, "cards": cards, "filters": filters, "query": query.urlencode(), "filtered": filtered,
         "pending": any(c["pending"] for c in cards),
         "everyones": selectors.may_act_on_others_photos(request.user),
         # The first page, unfiltered, shows photos uploaded elsewhere (another tab, the phone, the
         # API) as they come: newer than the newest one shown (see photo_status's `after`).
         "newer_than": max((c["photo"].pk for c in cards), default=0)
-        if page.number == 1 and not (label or status) else None,
+        if page.number == 1 and not filtered else None,
     })
 
 

@@ -7,6 +7,7 @@ from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 
 from classifier import selectors
+from classifier.api.permissions import staff_with
 from classifier.forms import EMAIL_MAX_LENGTH
 from classifier.models import Feedback, ModelVersion, Photo, Prediction, TrainingRun
 
@@ -168,7 +169,7 @@ class ModelVersionSerializer(Representation):
     def to_representation(self, version: ModelVersion) -> dict:
         data = super().to_representation(version)
         request = self.context.get("request")
-        staff = request and request.user.is_staff and request.user.has_perm("classifier.view_modelversion")
+        staff = request and staff_with("classifier.view_modelversion")().has_permission(request, None)
         if not staff:  # (as for the staff page) what other users uploaded, if only in counts
             data["metrics"].pop("user_heldout", None)
         return data
