@@ -144,18 +144,17 @@ def reference_keys(paths: list[Path], size: int) -> np.ndarray:
     return np.array(keys, dtype=np.uint64)
 
 
-def look_alike_copies(keys: list[int], pixels: list[np.ndarray], reference: np.ndarray,
+def look_alike_copies(keys: list[int], mirrored: list[int], reference: np.ndarray,
                       bits: int = LOOK_ALIKE_BITS) -> list[bool]:
-    """For each decoded photo (its `look_alike_key` in `keys`), whether it, or it mirrored (training
-    flips photos, so a mirrored copy teaches the same), is within `bits` of a `reference_keys`
-    photo. A block of photos at a time, as `look_alike_groups`."""
+    """For each photo, whether its `look_alike_key` (in `keys`) or that of it mirrored (in
+    `mirrored`: training flips photos, so a mirrored copy teaches the same) is within `bits` of a
+    `reference_keys` photo. A block of photos at a time, as `look_alike_groups`."""
     if not len(reference):
         return [False] * len(keys)
+    both = np.array([keys, mirrored], dtype=np.uint64).T  # (photo, its key and its mirror's)
     near = []
-    for start in range(0, len(keys), 1024):
-        block = np.array([[key, look_alike_key(p[:, ::-1])] for key, p in
-                          zip(keys[start:start + 1024], pixels[start:start + 1024])], dtype=np.uint64)
-        distance = np.bitwise_count(block[:, :, None] ^ reference[None, None, :])
+    for start in range(0, len(both), 1024):
+        distance = np.bitwise_count(both[start:start + 1024, :, None] ^ reference[None, None, :])
         near += [bool(copy) for copy in (distance <= bits).any(axis=(1, 2))]
     return near
 
@@ -285,12 +284,12 @@ def execute(run: TrainingRun) -> ModelVersion:
     size = config["image_size"]
     photos, unreadable = load_user_photos(usable, slugs, size)
     # Copies saved again as other files: known by the picture, as the held-out split knows them.
-    keys, pixels = [look_alike_key(p) for _, p, _ in photos], [p for _, p, _ in photos]
-    like_benchmark = look_alike_copies(keys, pixels, reference_keys(benchmark_photos, size))
-    like_validation = look_alike_copies(keys, pixels, reference_keys(validation_photos, size))
+    keys = [look_alike_key(p) for _, p, _ in photos]
+    mirrored = [look_alike_key(p[:, ::-1]) for _, p, _ in photos]
+    like_benchmark = look_alike_copies(keys, mirrored, reference_keys(benchmark_photos, size))
+    like_validation = look_alike_copies(keys, mirrored, reference_keys(validation_photos, size))
     kept = [i for i, (b, v) in enumerate(zip(like_benchmark, like_validation)) if not (b or v)]
     photos, keys = [photos[i] for i in kept], [keys[i] for i in kept]
-    del pixels
     train_rows, held_rows, disagreeing = user_photos_split([label for *_, label in photos], keys)
     train_pixels, train_labels = stacked([photos[i] for i in train_rows], size)
     held_pixels, held_labels = stacked([photos[i] for i in held_rows], size)
