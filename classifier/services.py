@@ -317,6 +317,10 @@ def same_upload(stored: Photo, upload: UploadedFile) -> Photo:
     return stored
 
 
+# What reading a stored photo's file again may raise: gone or refused by the disk, or damaged.
+STORED_FILE_UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
 def photo_metadata_strip(photo: Photo) -> bool:
     """Store `photo`'s file again without its metadata, if it has any: photos uploaded before every
     photo was (`manage.py strip_metadata`). Whether it did; a file that cannot be read is left."""
@@ -326,7 +330,7 @@ def photo_metadata_strip(photo: Photo) -> bool:
         with Image.open(io.BytesIO(data)) as img:
             fmt, turned = img.format, orientation(img)
         bare = metadata.without_metadata(data, fmt, turned)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except STORED_FILE_UNREADABLE as exc:
         log.warning("photo %s left as it is: %s", photo.pk, exc)
         return False
     old = photo.image.name
@@ -360,7 +364,7 @@ def photo_display(photo: Photo) -> Photo:
             decoded = drafted(img, DISPLAY_SIZE)
             with DECODING.decoding(decoded[0] * decoded[1]):
                 copy = make_display(img)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except STORED_FILE_UNREADABLE as exc:
         log.warning("photo %s: no copy for its page: %s", photo.pk, exc)
         return photo
     name = stored_in_place_of(photo, "display", "", copy)
