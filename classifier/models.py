@@ -211,6 +211,9 @@ class TrainingRun(models.Model):
     progress = models.PositiveSmallIntegerField(default=0, help_text="percent done")
     data = models.JSONField(default=dict, blank=True, help_text="photos used, per class and source")
     metrics = models.JSONField(default=dict, blank=True, help_text="new and base version, side by side")
+    photos_used = models.JSONField(default=dict, db_default={}, blank=True, help_text=(
+        '{"trained": [[photo id, label], ...], "held_out": [...]}: the users\' answers it learnt from and '
+        "those it measured on ({} for runs before it was recorded)"))
     auto_activate = models.BooleanField(default=False)
     decision = models.TextField(blank=True, help_text="whether the new version was activated, and why")
     log = models.TextField(blank=True)

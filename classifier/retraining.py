@@ -218,12 +218,15 @@ def evaluate_version(folder: Path, benchmark: Path | None, held_pixels, held_lab
 
 
 def decide(run: TrainingRun, new: dict, base: dict) -> tuple[bool, str]:
-    """Auto-activate only if asked, at least as good on the benchmark, and better on enough held-out
-    user photos (AUTO_ACTIVATE_MIN_HELDOUT)."""
+    """Auto-activate only if asked, at least as good on the benchmark, better on enough held-out user
+    photos (AUTO_ACTIVATE_MIN_HELDOUT), and taught something new: an answer its base had not learnt."""
     if "test" not in new:
         text, better = "no benchmark split was available to compare on (CAKESITE_BENCHMARK_DIR)", False
     else:
         text, better = benchmark_comparison(new, base, run.base_version.name)
+    if run.data.get("user_photos_new") == 0:  # its figures differ from the base's by training alone
+        text += f"; it learnt from no users' answer that {run.base_version.name} had not learnt from"
+        better = False
     if not run.auto_activate:
         return False, f"Not activated (auto-activation off): {text}."
     if better:
@@ -294,6 +297,9 @@ def execute(run: TrainingRun) -> ModelVersion:
     train_pixels, train_labels = stacked([photos[i] for i in train_rows], size)
     held_pixels, held_labels = stacked([photos[i] for i in held_rows], size)
     corrected = sum(1 for i in train_rows if photos[i][0][2])
+    run.photos_used = {"trained": [[photos[i][0][0], photos[i][0][1]] for i in train_rows],
+                       "held_out": [[photos[i][0][0], photos[i][0][1]] for i in held_rows]}
+    new_to_base = selectors.answers_new_to(run.photos_used["trained"], base)
     del photos
     name = new_version_name(base, run)
     services.training_run_folder(run, name)
@@ -320,6 +326,7 @@ def execute(run: TrainingRun) -> ModelVersion:
             "user_photos_trained": int(len(train_labels)),
             "user_photos_heldout": int(len(held_labels)),
             "corrected": corrected,  # of the photos trained on
+            "user_photos_new": new_to_base,  # trained on, and not learnt by the base (None: unknown)
             "benchmark_copies": sum(1 for row in labelled if row[3] in copies) + sum(like_benchmark),
             "validation_copies": sum(1 for row in labelled if row[3] in validation)
             + sum(1 for b, v in zip(like_benchmark, like_validation) if v and not b),

@@ -192,10 +192,41 @@ def labelled_photos() -> list[tuple[int, str, bool, str]]:
     """(photo id, label, corrected?, sha256) of every photo users confirmed or corrected to a known
     cake; not the answers of accounts staff disabled (an answer is read-only in the admin: disabling
     its author is how staff take back what an abuser taught)."""
-    return list(
-        Feedback.objects.exclude(label=Feedback.NONE).exclude(user__is_active=False).order_by("photo_id")
-        .values_list("photo_id", "label", "is_correction", "photo__sha256")
-    )
+    return list(labelled_answers().order_by("photo_id")
+                .values_list("photo_id", "label", "is_correction", "photo__sha256"))
+
+
+def labelled_answers() -> QuerySet[Feedback]:
+    """The answers a run learns from (labelled_photos)."""
+    return Feedback.objects.exclude(label=Feedback.NONE).exclude(user__is_active=False)
+
+
+def answers_learnt(version: ModelVersion) -> set[tuple[int, str]] | None:
+    """The users' answers, as (photo id, label), that the run which made `version` trained on; none
+    for a version no run made (the shipped one, or one registered by hand: users' answers reach a
+    model only through a run); None if unknown (its run predates the record)."""
+    run = getattr(version, "training_run", None)
+    if run is None:
+        return set()
+    trained = run.photos_used.get("trained")
+    return None if trained is None else {(pk, label) for pk, label in trained}
+
+
+def answers_new_to(trained: list[list], version: ModelVersion) -> int | None:
+    """How many of the answers `trained` ([photo id, label] each) `version` did not learn from; None
+    if unknown."""
+    known = answers_learnt(version)
+    return None if known is None else len({(pk, label) for pk, label in trained} - known)
+
+
+def answers_since(version: ModelVersion) -> int:
+    """Answers given or changed since the run that made `version` began (every answer, if no run made
+    it): what a run started now could learn that `version` has not."""
+    run = getattr(version, "training_run", None)
+    answers = labelled_answers()
+    if run is not None and run.started is not None:
+        answers = answers.filter(updated__gte=run.started)
+    return answers.count()
 
 
 def review_queue_for_user(user) -> QuerySet[Photo]:
@@ -284,13 +315,25 @@ def activation_warning(version: ModelVersion, active: ModelVersion | None) -> st
     """Why activating `version` in place of `active` needs a second thought; empty if it does not."""
     if active is None or version.pk == active.pk:
         return ""
+    warnings = []
     new, old = benchmark_top1(version), benchmark_top1(active)
     if new is None:
-        return "It was not measured on the benchmark split."
-    if old is not None and new < old:
-        return (f"It is {100 * (old - new):.1f} points below the active version on the benchmark split "
-                f"(top-1 {100 * new:.1f}% against {100 * old:.1f}%).")
-    return ""
+        warnings.append("It was not measured on the benchmark split.")
+    elif old is not None and new < old:
+        warnings.append(f"It is {100 * (old - new):.1f} points below the active version on the benchmark "
+                        f"split (top-1 {100 * new:.1f}% against {100 * old:.1f}%).")
+    if version.created > active.created and learnt_nothing_new(version, active):
+        warnings.append("It learnt from no users' answer that the active version had not learnt from: what "
+                        "differs between them comes from training again, not from what users taught.")
+    return " ".join(warnings)
+
+
+def learnt_nothing_new(version: ModelVersion, than: ModelVersion) -> bool:
+    """`version` was made by a run that trained on no users' answer `than` had not learnt from (False
+    if unknown, or if no run made it: one trained by hand may have learnt from anything)."""
+    mine, theirs = answers_learnt(version), answers_learnt(than)
+    return (getattr(version, "training_run", None) is not None and None not in (mine, theirs)
+            and not mine - theirs)
 
 
 def model_versions_compared() -> list[dict]:

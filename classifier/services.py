@@ -1041,13 +1041,13 @@ def lock_running(run: TrainingRun) -> None:
 
 def training_run_register(run: TrainingRun, name: str) -> ModelVersion:
     """Register the version a running run made (its folder `name` under MODELS_DIR) as the run's
-    result, with the data it used and the figures it measured (kept should it be cancelled before it
-    ends); RunStopped if the run was cancelled meanwhile."""
+    result, with the data it used (the answers by photo id too) and the figures it measured (kept
+    should it be cancelled before it ends); RunStopped if the run was cancelled meanwhile."""
     with transaction.atomic():
         lock_running(run)
         version = model_version_register(name=name, path=name)
         TrainingRun.objects.filter(pk=run.pk).update(result_version=version, data=run.data,
-                                                     metrics=run.metrics)
+                                                     metrics=run.metrics, photos_used=run.photos_used)
     run.result_version = version
     return version
 

@@ -486,14 +486,17 @@ def model_versions(request: HttpRequest) -> HttpResponse:
     """Versions side by side (metrics, confusion matrices, data used, which is active) and runs;
     `?part=runs`: the runs table alone, which the page's script fetches while a run is live."""
     runs = {
-        "runs": TrainingRun.objects.select_related("base_version", "result_version", "started_by")[:10],
+        "runs": TrainingRun.objects.select_related("base_version", "result_version", "started_by")
+        .defer("photos_used")[:10],
         "live": TrainingRun.objects.filter(status__in=TrainingRun.LIVE).first(),
         "versions_state": selectors.versions_state(),
     }
     if request.GET.get("part") == "runs":
         return render(request, "classifier/_runs.html", runs)
+    active = selectors.active_version()
     return render(request, "classifier/model_versions.html", {
         **runs,
+        "answers_since": selectors.answers_since(active) if active else 0,
         "accuracy_by_day": selectors.feedback_accuracy_by_day(),  # the chart's figures, as a table
         "backlog": selectors.classification_backlog(),
         "versions": selectors.model_versions_compared(),

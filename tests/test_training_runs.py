@@ -19,7 +19,7 @@ from PIL import Image
 from rest_framework.test import APIClient
 
 from classifier import services, tasks
-from classifier.models import Feedback, ModelVersion, TrainingRun
+from classifier.models import Feedback, ModelVersion, Photo, TrainingRun
 from tests.conftest import PHOTOS, own_photo, upload_of
 from training.data import PIXELS_PREFIX, discover, split_as_before
 from training.runtime import load
@@ -144,6 +144,11 @@ def private_models(settings, tmp_path):
     return shipped
 
 
+def staff_page(client) -> str:
+    """The staff page's text, each run of spaces and line breaks as one space."""
+    return " ".join(client.get("/staff/models/").content.decode().split())
+
+
 @pytest.mark.slow
 def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin_user, enqueued, client,
                                                                      started_runs, private_models,
@@ -156,7 +161,7 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
         tasks.classify_photo(photo.pk)
         label = "kue_lumpur" if path.parent.name == "kue_lapis" else "kue_serabi"
         services.feedback_record(photo=photo, user=user, label=label)
-        taught.append((path, label))
+        taught.append((path, label, photo.pk))
     assert Feedback.objects.filter(is_correction=True).count() == 2
     # A user uploads a benchmark photo itself (the file, as downloaded) and confirms it: training on
     # it would let the new version win the benchmark, which decides auto-activation, by memory.
@@ -196,6 +201,8 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     killed.mkdir()
     (killed / "pixels.npy").write_bytes(b"decoded photos")
 
+    client.force_login(admin_user)
+    assert "9 answers given or changed since the active version was trained" in staff_page(client)
     run = services.training_run_start(user=admin_user)
     assert tasks.train_model(run.pk).endswith(f"+run{run.pk}")
     assert not killed.exists()
@@ -211,9 +218,13 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     assert run.data["user_photos_train"]["kue_risoles"] == 0  # (none of these; the disabled account's)
     assert run.data["disagreeing"] == 2 and run.data["user_photos_train"]["kue_kastengel"] == 0
     assert run.data["unreadable"] == 1 and run.data["user_photos_train"]["kue_putri_salju"] == 0
-    client.force_login(admin_user)
+    # Which answers it learnt from and which it measured on, by photo: all new to the shipped model.
+    used = run.photos_used["trained"] + run.photos_used["held_out"]
+    assert sorted(map(tuple, used)) == sorted((pk, label) for _, label, pk in taught)
+    assert len(run.photos_used["trained"]) == trained and run.data["user_photos_new"] == trained
     runs = client.get("/staff/models/", {"part": "runs"}).content.decode()
-    assert (f"972 base + {trained} user photos, {held} held out; 2 of the users' labels corrected; "
+    assert (f"972 base + {trained} user photos, {held} held out; {trained} of the user photos new to its "
+            "base; 2 of the users' labels corrected; "
             "2 left out as copies of benchmark photos; 2 left out as copies of one picture with different "
             "labels; 1 skipped as unreadable (the worker's log names them)") in runs
     assert run.metrics["new"]["test"]["n"] == 16 and "top1" in run.metrics["base"]["test"]
@@ -231,7 +242,7 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     # Only the head changed: the new version keeps its base's LiteRT file, which needs no conversion.
     base_file = (private_models.folder / "model.tflite").read_bytes()
     assert (version.folder / "model.tflite").read_bytes() == base_file
-    for path, label in taught:
+    for path, label, _ in taught:
         assert new.slugs[int(new.classify(path).argmax())] == label
     assert tasks.train_model(run.pk) == "not queued"  # a redelivery does nothing
 
@@ -249,6 +260,17 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     assert again.data["base_photos"] == 972 and again.data["user_photos_train"]["kue_lumpur"] == 2
     assert len(np.load(again.result_version.folder / "embeddings.npz")["labels"]) == 1143
     assert again.result_version.name == f"{private_models.name}+run{again.pk}"  # not +run1+run2
+    # No answer came since: the second run learnt nothing its base had not, whatever its figures say.
+    assert again.data["user_photos_new"] == 0
+    assert f"it learnt from no users' answer that {version.name} had not learnt from" in again.decision
+    page = staff_page(client)
+    assert "No answer was given or changed since the active version was trained" in page
+    assert ("answer that the active version had not learnt from: what differs between them comes from "
+            "training again") in page
+    with pytest.raises(ValidationError, match="learnt from no users' answer"):
+        services.model_version_activate(again.result_version)
+    services.feedback_record(photo=Photo.objects.get(pk=taught[0][2]), user=user, label="kue_lapis")
+    assert "1 answer given or changed since" in staff_page(client)
 
 
 @pytest.mark.slow

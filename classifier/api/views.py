@@ -563,7 +563,8 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
                                     409: ERROR, 415: ERROR, 401: ERROR, 429: ERROR}),
 )
 class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    queryset = TrainingRun.objects.select_related("started_by", "base_version", "result_version")
+    queryset = TrainingRun.objects.select_related("started_by", "base_version", "result_version").defer(
+        "photos_used")
     serializer_class = serializers.TrainingRunSerializer
     permission_classes = [StaffModelPermissions]
     filterset_fields = ["status", "mode"]
