@@ -73,6 +73,21 @@ def password_confirmed(request, password: str) -> bool:
     return True
 
 
+def wrong_password(request) -> str:
+    """What a signed-in user who typed a wrong password is told; with how many tries are left when
+    the lockout is two tries away or less (a typo more than the count allows would lock them out of
+    these steps, and of signing in from their address, with no warning)."""
+    from axes.handlers.proxy import AxesProxyHandler
+
+    failures = AxesProxyHandler.get_failures(request, {"username": request.user.get_username()})
+    left = settings.AXES_FAILURE_LIMIT - failures
+    if not 0 < left <= 2:
+        return "That is not your password."
+    minutes = round(settings.AXES_COOLOFF_TIME * 60)
+    return (f"That is not your password. {left} more wrong password{'s' if left > 1 else ''} in a row, and "
+            f"what asks for it (signing in too, from this address) is paused for {minutes} minutes.")
+
+
 class PerAddressThrottle(SimpleRateThrottle):
     """A rate per client address (the scope's THROTTLE_... setting), counted where the caller says:
     what was done, not typing errors. `refusal` says what was refused, on the website and the API."""

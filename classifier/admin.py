@@ -1,6 +1,7 @@
 """The Django admin: every model with useful lists and filters; activation as an explicit action."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -107,7 +108,7 @@ class ModelVersionAdmin(WithoutBulkDelete):
                     if exc.code == "needs_confirmation" else "")
             self.message_user(request, " ".join(exc.messages) + also, messages.ERROR)
             return
-        self.message_user(request, f"The active model is now {version.name}.", messages.SUCCESS)
+        self.message_user(request, f"The active version is now {version.name}.", messages.SUCCESS)
 
     @admin.action(description="Activate the selected version, even if lower on the benchmark or not measured "
                               "on it", permissions=["change"])
@@ -115,10 +116,26 @@ class ModelVersionAdmin(WithoutBulkDelete):
         self.activate(request, queryset, confirmed=True)
 
 
-class PredictionInline(admin.TabularInline):
+class Figures:
+    """A prediction's figures as the site shows them (87%, 41.3 ms), not as stored (0.8734123)."""
+
+    @admin.display(description="confidence", ordering="confidence")
+    def confidence_shown(self, obj) -> str:
+        return "-" if obj.confidence is None else f"{obj.confidence:.0%}"
+
+    @admin.display(description="margin", ordering="margin")
+    def margin_shown(self, obj) -> str:  # to the second most probable cake
+        return "-" if obj.margin is None else f"{obj.margin:.0%}"
+
+    @admin.display(description="inference", ordering="inference_ms")
+    def inference_shown(self, obj: Prediction) -> str:
+        return f"{obj.inference_ms:.1f} ms"
+
+
+class PredictionInline(Figures, admin.TabularInline):
     model = Prediction
     extra = 0
-    fields = ["model_version", "label", "confidence", "inference_ms", "created"]
+    fields = ["model_version", "label", "confidence_shown", "inference_shown", "created"]
     readonly_fields = fields
     can_delete = False
 
@@ -127,7 +144,7 @@ class PredictionInline(admin.TabularInline):
 
 
 @admin.register(Photo)
-class PhotoAdmin(admin.ModelAdmin):
+class PhotoAdmin(Figures, admin.ModelAdmin):
     """Photos come in through the site or the API, which check, thumbnail and queue them. Here they
     are read, filtered, deleted, and failed ones queued again (after a model outage, say); their
     files and status follow the product's rules, not a hand edit (a photo made `done` by hand would
@@ -138,9 +155,10 @@ class PhotoAdmin(admin.ModelAdmin):
     search_fields = ["owner__username", "sha256", "original_name"]
     show_full_result_count = False
     readonly_fields = ["preview", "owner", "status", "error", "starts", "sha256", "width", "height",
-                       "image_format", "created", "updated", "predicted_label", "confidence", "margin",
-                       "client_key"]
-    exclude = ["image", "thumbnail", "display"]  # private files: the preview shows the photo
+                       "image_format", "created", "updated", "predicted_label", "confidence_shown",
+                       "margin_shown", "client_key"]
+    # private files (the preview shows the photo), and the figures shown as the site shows them
+    exclude = ["image", "thumbnail", "display", "confidence", "margin"]
     inlines = [PredictionInline]
     actions = ["retry_failed"]
 
@@ -196,8 +214,8 @@ class ReadOnlyAdmin(WithoutBulkDelete):
 
 
 @admin.register(Prediction)
-class PredictionAdmin(ReadOnlyAdmin):
-    list_display = ["id", "photo", "label", "confidence", "model_version", "inference_ms", "created"]
+class PredictionAdmin(Figures, ReadOnlyAdmin):
+    list_display = ["id", "photo", "label", "confidence_shown", "model_version", "inference_shown", "created"]
     list_filter = ["label", "model_version", "created"]
     search_fields = ["photo__owner__username", "label"]
     show_full_result_count = False
@@ -263,6 +281,11 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):  # a live run would come back when it ends
         return super().has_delete_permission(request, obj) and not (obj and obj.status in TrainingRun.LIVE)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "modes": TrainingRun.Mode.choices,
+                         "min_heldout": settings.AUTO_ACTIVATE_MIN_HELDOUT}
+        return super().changelist_view(request, extra_context)
 
     def get_urls(self):
         start = self.admin_site.admin_view(self.start_view)

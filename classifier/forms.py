@@ -88,6 +88,7 @@ class SignUpForm(UserCreationForm):
     class Meta(UserCreationForm.Meta):
         fields = ("username", "email")
         help_texts = {"email": EMAIL_HELP}
+        labels = {"email": "E-mail address"}  # as everywhere on the site (Django's: "Email address")
         widgets = {"email": forms.EmailInput(attrs={"autocomplete": "email"})}
 
     def __init__(self, *args, **kwargs):
@@ -106,10 +107,10 @@ class SignUpForm(UserCreationForm):
 def password_checked(request, password: str) -> str:
     """`password`, if it is the signed-in user's (a guess counts towards the lockout: django-axes then
     answers its page); else a ValidationError."""
-    from classifier.accounts import password_confirmed
+    from classifier.accounts import password_confirmed, wrong_password
 
     if not password_confirmed(request, password):
-        raise forms.ValidationError("That is not your password.", code="password_incorrect")
+        raise forms.ValidationError(wrong_password(request), code="password_incorrect")
     return password
 
 
@@ -124,6 +125,10 @@ class PasswordResetForm(auth_forms.PasswordResetForm):
     server holds no web thread."""
 
     queued: bool | None = None  # False: the broker was not answering, and nothing will send the e-mail
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["email"].label = "E-mail address"  # as everywhere on the site (Django's: "Email")
 
     def save(self, *, request, use_https: bool = False, **_kwargs) -> None:
         from django.contrib.sites.shortcuts import get_current_site

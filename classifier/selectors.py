@@ -77,10 +77,15 @@ def may_act_on_others_photos(user, action: str = "view") -> bool:
     return user.is_staff and user.has_perm(f"classifier.{action}_photo")
 
 
+def may_act_on(user, photo: Photo, action: str) -> bool:
+    """Whether `user` may `action` `photo`: its owner, or staff with the permission (what
+    photo_for_user(action=...) lets through)."""
+    return photo.owner_id == user.pk or may_act_on_others_photos(user, action)
+
+
 def may_review(user, photo: Photo) -> bool:
-    """Whether `user` may confirm or correct `photo`'s label: its owner, or staff allowed to change
-    others' photos (what photo_for_user(action="change") lets through)."""
-    return photo.owner_id == user.pk or may_act_on_others_photos(user, "change")
+    """Whether `user` may confirm or correct `photo`'s label, or classify it again."""
+    return may_act_on(user, photo, "change")
 
 
 def photo_for_user(user, pk: int, action: str = "view") -> Photo:

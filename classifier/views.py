@@ -366,7 +366,6 @@ def gallery(request: HttpRequest) -> HttpResponse:
     return render(request, "classifier/gallery.html", {
         "page": page, "cards": cards, "filters": filters, "query": query.urlencode(), "filtered": filtered,
         "pending": any(c["pending"] for c in cards),
-        "everyones": selectors.may_act_on_others_photos(request.user),
         # The first page, unfiltered, shows photos uploaded elsewhere (another tab, the phone, the
         # API) as they come: newer than the newest one shown (see photo_status's `after`).
         "newer_than": max((c["photo"].pk for c in cards), default=0)
@@ -378,7 +377,8 @@ def gallery(request: HttpRequest) -> HttpResponse:
 def photo_detail(request: HttpRequest, pk: int) -> HttpResponse:
     photo = selectors.photo_for_user(request.user, pk)
     return render(request, "classifier/photo_detail.html", {
-        "card": card(photo), "can_review": selectors.may_review(request.user, photo)})
+        "card": card(photo), "can_review": selectors.may_review(request.user, photo),
+        "can_delete": selectors.may_act_on(request.user, photo, "delete")})
 
 
 @login_required
@@ -456,7 +456,6 @@ def review_queue(request: HttpRequest) -> HttpResponse:
         "cards": [card(photo) | {"can_review": selectors.may_review(request.user, photo), "then": back}
                   for photo, back in zip(photos, then)],
         "stats": selectors.feedback_stats(request.user), "labels": selectors.known_labels(),
-        "everyones": selectors.may_act_on_others_photos(request.user),
     })
 
 
@@ -547,7 +546,8 @@ def model_version_activate(request: HttpRequest, pk: int) -> HttpResponse:
         also = " Tick the box to activate it all the same." if exc.code == "needs_confirmation" else ""
         messages.error(request, " ".join(exc.messages) + also)
         return redirect("model-versions")
-    messages.success(request, f"{version.name} is now the active model; workers use it from the next photo.")
+    messages.success(request, f"{version.name} is now the active version; workers use it from the next "
+                              "photo.")
     return redirect("model-versions")
 
 

@@ -25,6 +25,14 @@ def test_signing_up_logs_the_new_user_in_and_shows_their_name(client, django_use
     assert "Signed in as <strong>citra</strong>" in response.content.decode()
 
 
+def test_the_address_is_called_the_same_on_sign_up_reset_and_account_pages(client, user):
+    label = '>E-mail address</label>'
+    assert label in client.get(reverse("signup")).content.decode()
+    assert label in client.get(reverse("password_reset")).content.decode()
+    client.force_login(user)
+    assert label in client.get(reverse("account")).content.decode()
+
+
 def test_signing_up_with_a_weak_password_is_refused_with_a_reason(client, django_user_model):
     response = client.post(reverse("signup"), {
         "username": "dewi", "password1": "12345678", "password2": "12345678",
@@ -757,15 +765,23 @@ def test_wrong_passwords_on_the_account_page_lock_out_like_the_login_page(client
         client.force_authenticate(user)
         delete = functools.partial(client.post, "/api/account/delete/", format="json")
         key = "password"
-    guesses = [delete({key: "guess"}).status_code for _ in range(settings.AXES_FAILURE_LIMIT)]
+    guesses = [delete({key: "guess"}) for _ in range(settings.AXES_FAILURE_LIMIT)]
 
     locked = delete({key: "kue-lapis-2026"})
 
-    assert guesses[0] == 400 and locked.status_code == 429
-    assert ("Too many failed sign-in attempts" if where == "website" else "Too many wrong passwords") \
-        in locked.content.decode()
+    assert [g.status_code for g in guesses[:-1]] == [400] * (settings.AXES_FAILURE_LIMIT - 1)
+    assert locked.status_code == 429 and "Too many wrong passwords" in locked.content.decode()
+    # The last two tries before the pause say so; the first ones only that the password is wrong.
+    said = [" ".join(g.content.decode().split()) for g in guesses]
+    assert "That is not your password." in said[0] and "more wrong password" not in said[0]
+    assert ("That is not your password. 2 more wrong passwords in a row, and what asks for it (signing in "
+            "too, from this address) is paused for 15 minutes.") in said[-3]
+    assert "That is not your password. 1 more wrong password in a row" in said[-2]
     if where == "api":
         assert int(locked["Retry-After"]) == settings.AXES_COOLOFF_TIME * 3600
+    else:  # said as what it is to someone signed in: not a sign-in, and they still are
+        assert "You are still signed in, and nothing was changed" in " ".join(locked.content.decode().split())
+        assert client.get(reverse("gallery")).status_code == 200
     assert type(user).objects.filter(pk=user.pk).exists()
 
 

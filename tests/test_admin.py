@@ -80,7 +80,7 @@ def test_activating_from_the_admin_needs_exactly_one_version(admin_client):
     assert "Select exactly one version" in two.content.decode()
     assert ("Kue-v2 was not activated. It was not measured on the benchmark split. To use it all the same: "
             "“Activate the selected version, even if lower") in unmeasured.content.decode()  # (capitalised)
-    assert "The active model is now kue-v2." in one.content.decode()
+    assert "The active version is now kue-v2." in one.content.decode()
     assert list(ModelVersion.objects.filter(is_active=True)) == [other]
 
 
@@ -219,6 +219,26 @@ def test_predictions_and_answers_are_read_only_in_the_admin(admin_client, user):
     # The photo's page offers no empty prediction row to add, nor its upload's key to edit.
     page = admin_client.get(reverse("admin:classifier_photo_change", args=[photo.pk])).content.decode()
     assert 'name="predictions-MAX_NUM_FORMS" value="0"' in page and 'name="client_key"' not in page
+
+
+def test_the_admin_gives_confidence_as_the_site_does(admin_client, user):
+    photo = make_photo(user, status="done", label="kue_lapis", confidence=0.8734123)
+    page = admin_client.get(reverse("admin:classifier_photo_change", args=[photo.pk])).content.decode()
+    predictions = admin_client.get(reverse("admin:classifier_prediction_changelist")).content.decode()
+
+    for html in (page, predictions):
+        assert "87%" in html and "0.873" not in html and "5.0 ms" in html
+    assert "86%" in page  # the margin to the second most probable cake (1%)
+
+
+def test_the_admin_states_the_auto_activation_rule_as_the_staff_page_does(admin_client, settings):
+    settings.AUTO_ACTIVATE_MIN_HELDOUT = 30
+    runs = admin_client.get(reverse("admin:classifier_trainingrun_changelist")).content.decode()
+    runs = " ".join(runs.split())
+
+    assert ("activate it if it is at least as good on the benchmark and better on the held-out user photos "
+            "(at least 30 of them)") in runs
+    assert "fast: refit the head on cached embeddings (seconds)" in runs
 
 
 def test_a_version_activated_while_its_deletion_was_confirmed_is_not_deleted(admin_client, monkeypatch):

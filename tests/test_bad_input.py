@@ -348,7 +348,7 @@ def test_no_url_reads_a_body_beyond_what_we_take_at_once(client, user, settings,
 
     assert response.status_code == 413
     if not path.startswith("/api/"):
-        assert "Too much at once" in response.content.decode() and "Log out" in response.content.decode()
+        assert "Too much at once" in response.content.decode() and "Sign out" in response.content.decode()
 
 
 def test_only_photo_uploads_take_a_body_of_many_megabytes_and_the_pages_form_only_when_signed_in(

@@ -72,7 +72,7 @@ class Visitor:
         self.go(f"/accounts/login/?next={then}")
         self.page.fill("#id_username", username)
         self.page.fill("#id_password", password)
-        self.page.get_by_role("button", name="Log in").click()
+        self.page.get_by_role("button", name="Sign in").click()
         self.page.wait_for_url(re.compile(re.escape(then) + "$"))
 
     def shoot(self, name: str) -> None:
@@ -545,7 +545,7 @@ def test_staff_start_a_fast_retraining_watch_it_finish_and_activate_the_new_vers
     if activate.locator("input[name=confirm]").count():  # lower on the benchmark: staff confirm
         activate.locator("input[name=confirm]").check()
     activate.locator("button").click()
-    staff.page.wait_for_selector("text=is now the active model")
+    staff.page.wait_for_selector("text=is now the active version")
     assert ModelVersion.objects.get(is_active=True) == run.result_version
     staff.shoot("4-activated")
 

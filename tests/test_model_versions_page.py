@@ -48,7 +48,7 @@ def test_activating_and_rolling_back_from_the_page(client, root):
     page = client.get(reverse("model-versions")).content.decode()
     assert "top-1 90.0% (+3.6 points against the active version)" in page
     response = client.post(reverse("model-version-activate", args=[newer.pk]), follow=True)
-    assert "kue-v2 is now the active model" in response.content.decode()
+    assert "kue-v2 is now the active version" in response.content.decode()
     page = client.get(reverse("model-versions")).content.decode()
     assert "top-1 86.4% (-3.6 points against the active version)" in page
     assert "Activate (roll back)" in page  # the shipped version classified photos: it was active

@@ -144,13 +144,25 @@ def test_a_photo_id_that_does_not_exist_is_a_404(client, user):
 
 def test_staff_with_the_view_permission_see_everyones_photos_but_cannot_delete_them(client, staff, user):
     photo = make_photo(user, status="done", label="kue_lumpur")
+    failed = make_photo(user, status="failed")
     client.force_login(staff)
 
-    assert client.get(photo.get_absolute_url()).status_code == 200
+    page = client.get(photo.get_absolute_url())
+    assert page.status_code == 200
     assert client.get(reverse("photo-image", args=[photo.pk])).status_code == 200
-    assert [c["photo"].pk for c in client.get(reverse("gallery")).context["cards"]] == [photo.pk]
+    gallery = client.get(reverse("gallery"))
+    assert [c["photo"].pk for c in gallery.context["cards"]] == [failed.pk, photo.pk]
+    assert "<h1>All photos</h1>" in gallery.content.decode()
+    assert 'aria-current="page">All photos</a>' in gallery.content.decode()  # the menu says so too
     assert client.post(reverse("photo-delete", args=[photo.pk])).status_code == 404
     assert Photo.objects.filter(pk=photo.pk).exists()
+    # Nor are they offered what they may not do: no link to delete, no button to classify it again.
+    assert reverse("photo-delete", args=[photo.pk]) not in page.content.decode()
+    failed_page = client.get(failed.get_absolute_url()).content.decode()
+    assert reverse("photo-retry", args=[failed.pk]) not in failed_page
+    client.force_login(user)
+    assert reverse("photo-delete", args=[photo.pk]) in client.get(photo.get_absolute_url()).content.decode()
+    assert reverse("photo-retry", args=[failed.pk]) in client.get(failed.get_absolute_url()).content.decode()
 
 
 def test_staff_without_the_permission_see_only_their_own_photos(client, django_user_model, user):

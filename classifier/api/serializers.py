@@ -78,7 +78,7 @@ class PredictionSerializer(Representation):
 
 class FeedbackSerializer(Representation):
     user = serializers.CharField(source="user.username", allow_null=True, default=None,
-                                 help_text="who answered: your user name; for staff, anyone's; null for "
+                                 help_text="who answered: your username; for staff, anyone's; null for "
                                            "someone else (staff, when you are not) or a deleted account")
 
     class Meta:
@@ -247,14 +247,14 @@ class PasswordConfirmSerializer(serializers.Serializer):
     def validate_password(self, password: str) -> str:
         from rest_framework.exceptions import Throttled
 
-        from classifier.accounts import password_confirmed
+        from classifier.accounts import password_confirmed, wrong_password
 
         request = self.context["request"]
         if not password_confirmed(request, password):
             if getattr(request, "axes_locked_out", False):
                 raise Throttled(wait=round(settings.AXES_COOLOFF_TIME * 3600),
                                 detail="Too many wrong passwords for this account; try again later.")
-            raise serializers.ValidationError("That is not your password.", code="password_incorrect")
+            raise serializers.ValidationError(wrong_password(request), code="password_incorrect")
         return password
 
 

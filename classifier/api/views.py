@@ -201,7 +201,7 @@ class TokenView(OpenToAnyone, ObtainAuthToken):
             if getattr(request, "axes_locked_out", False):
                 raise exceptions.Throttled(
                     wait=round(settings.AXES_COOLOFF_TIME * 3600),
-                    detail="Too many failed sign-in attempts for this user name; try again later.",
+                    detail="Too many failed sign-in attempts for this username; try again later.",
                 ) from None
             raise
 

@@ -33,7 +33,7 @@
     note.setAttribute("role", "alert");
     const link = document.createElement("a");
     link.href = `/accounts/login/?next=${encodeURIComponent(location.pathname + location.search)}`;
-    link.textContent = "log in again";
+    link.textContent = "sign in again";
     note.append("You are signed out: ", link, " to see the results.");
     container.before(note); // (not inside the list, which holds photos only)
   }

@@ -148,7 +148,7 @@
       show(view, "Stored; classifying…");
       follow(result.photo, view);
     } else if (signedOut(request.status, body)) {
-      fail(view, "Not uploaded: you are signed out. Log in again, then upload it.");
+      fail(view, "Not uploaded: you are signed out. Sign in again, then upload it.");
     } else if (body.error && /^CSRF/.test(body.error.message)) { // signed in again in another tab
       fail(view, "Not uploaded: this page is out of date. Reload it, then upload again.");
     } else {
@@ -210,7 +210,7 @@
       answered++;
       if (response.status === 401 || response.status === 403) {
         const body = await response.json().catch(() => ({}));
-        return fail(view, signedOut(response.status, body) ? "You are signed out: log in again to see the result."
+        return fail(view, signedOut(response.status, body) ? "You are signed out: sign in again to see the result."
           : (body.error && body.error.message) || `The result cannot be shown (${response.status}).`);
       }
       if (response.status === 404) return fail(view, "This photo was deleted.");
