@@ -255,8 +255,12 @@ NEW_TOKEN = "new_api_token"  # in the session from making a token to the page th
 def account_token(request: HttpRequest) -> HttpResponse:
     """A new API token (the password asked again, as the API's token endpoint asks it), shown once on
     the account page this redirects to (so reloading that page neither shows it again nor sends the
-    form again, which would replace the token just copied); or, with `revoke`, none."""
+    form again, which would replace the token just copied); or, with `revoke` and its box ticked, none."""
     if "revoke" in request.POST:
+        if request.POST.get("revoke-confirm") != "on":  # (the box is required: a browser asks first)
+            messages.error(request, "The token was not revoked: tick the box that says the programs using it "
+                                    "stop working.")
+            return redirect("account")
         services.api_token_revoke(request.user)
         messages.success(request, "Your API token is revoked: the programs that used it are signed out.")
         return redirect("account")

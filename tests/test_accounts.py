@@ -845,7 +845,12 @@ def test_the_account_page_makes_with_the_password_shows_once_and_revokes_the_api
     assert made.status_code == 302 and new != old and f'<code class="token">{new}</code>' in shown
     assert new not in reloaded and "You have a token, made" in reloaded  # shown once only
     assert Token.objects.get(user=user).key == new
-    revoked = client.post("/accounts/token/", {"revoke": "1"}, follow=True).content.decode()
+    # Programs that use it stop working at once: the page asks to tick that first.
+    kept = client.post("/accounts/token/", {"revoke": "1"}, follow=True).content.decode()
+    assert "The token was not revoked: tick the box" in kept and Token.objects.get(user=user).key == new
+    assert 'name="revoke-confirm" required' in kept
+    revoked = client.post("/accounts/token/", {"revoke": "1", "revoke-confirm": "on"}, follow=True)
+    revoked = revoked.content.decode()
     assert "Your API token is revoked" in revoked and "You have no API token." in revoked
     assert not Token.objects.filter(user=user).exists()
 

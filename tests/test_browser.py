@@ -404,6 +404,25 @@ def test_an_answer_in_the_review_queue_carries_on_from_the_photo_after_it(browse
     assert me.errors == []
 
 
+def test_the_review_queue_on_a_phone_shows_each_photo_across_the_screen_and_no_keyboard_help(
+        browser, live_server, django_user_model):
+    from tests.test_photo_pages import make_photo
+
+    owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    make_photo(owner, "done", "kue_lapis", confidence=0.4)
+    desktop = Visitor(browser, live_server.url, "queue-desktop")
+    phone = Visitor(browser, live_server.url, "queue-phone", has_touch=True, is_mobile=True)
+    for visitor in (desktop, phone):
+        visitor.log_in("ayu", "kue-lapis-2026", then="/review/")
+    phone.page.set_viewport_size(WIDTHS["phone"])
+
+    assert phone.page.locator(".review-item img").bounding_box()["width"] >= 280
+    assert desktop.page.locator(".review-item img").bounding_box()["width"] == 120
+    assert not phone.page.locator("#review-keys").is_visible()
+    assert desktop.page.locator("#review-keys").is_visible()
+    assert phone.errors == [] and desktop.errors == []
+
+
 def test_pages_give_times_in_the_time_zone_of_the_browser_from_its_first_page_on(browser, live_server,
                                                                                   django_user_model):
     from tests.test_photo_pages import make_photo
