@@ -385,6 +385,17 @@ def test_macro_figures_count_only_the_classes_in_the_data(tmp_path):
     assert "| 0.833 | a 0.50 |" in report.model_card(tmp_path)
 
 
+def test_the_confusion_matrix_names_the_classes_as_the_site_does(tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(report, "plot_confusion", lambda matrix, classes, path, title: drawn.append(classes))
+    (tmp_path / "labels.json").write_text(json.dumps([{"slug": "kue_lapis", "name": "Kue Lapis Legit"}]))
+    m = report.metrics(np.array([0, 1]), np.eye(2), ["kue_lapis", "kue_klepon"])
+
+    report.record(tmp_path, ["kue_lapis", "kue_klepon"], {"test": m}, card=False)
+
+    assert drawn == [["Kue Lapis Legit", "kue_klepon"]]  # a class labels.json does not name: its slug
+
+
 def test_display_names_read_like_words():
     assert display_name("kue_putri_salju") == "Kue Putri Salju"
     assert display_name("cats") == "Cats"

@@ -20,7 +20,7 @@ from sklearn.metrics import (  # noqa: E402
     precision_recall_fscore_support,
 )
 
-from training.runtime import CONFIG_FILE, METRICS_FILE  # noqa: E402
+from training.runtime import CONFIG_FILE, LABELS_FILE, METRICS_FILE  # noqa: E402
 
 
 def metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
@@ -92,8 +92,8 @@ def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path, titl
     image = ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel("the model said")
+    ax.set_ylabel("it was")  # (the words of the staff page's table)
     ax.set_title(title)
     for (i, j), value in np.ndenumerate(cm):
         ax.text(j, i, str(value), ha="center", va="center",
@@ -129,14 +129,24 @@ def plot_history(phases: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def display_names(folder: Path, classes: list[str]) -> list[str]:
+    """The classes by the names the site shows ("Kue Dadar Gulung"), from the folder's labels.json;
+    a class it does not name keeps its slug."""
+    labels = folder / LABELS_FILE
+    items = json.loads(labels.read_text()) if labels.is_file() else []
+    names = {item["slug"]: item["name"] for item in items}
+    return [names.get(slug, slug) for slug in classes]
+
+
 def record(folder: Path, classes: list[str], results: dict[str, dict], *, card: bool = True) -> None:
     """Add `results` (split name -> `metrics(...)`) to the folder's metrics.json, draw each split's
     confusion matrix beside it, and (with `card`) renew MODEL_CARD.md from the figures."""
     metrics_file = folder / METRICS_FILE
     recorded = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     metrics_file.write_text(json.dumps(recorded | results, indent=2) + "\n")
+    shown = display_names(folder, classes)
     for name, m in results.items():
-        plot_confusion(m["confusion_matrix"], classes, folder / f"confusion_{name}.png",
+        plot_confusion(m["confusion_matrix"], shown, folder / f"confusion_{name}.png",
                        f"{folder.name}: {name}")
     if card:
         (folder / "MODEL_CARD.md").write_text(model_card(folder))
