@@ -230,6 +230,7 @@ class FeedbackAdmin(ReadOnlyAdmin):
     list_filter = ["is_correction", "label", "model_version", "updated"]
     search_fields = ["user__username", "label", "predicted_label"]
     list_select_related = ["photo__owner", "user", "model_version"]
+    show_full_result_count = False  # (a count of every answer more on each filtered page)
 
 
 @admin.register(TrainingRun)

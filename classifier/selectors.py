@@ -346,7 +346,7 @@ def model_versions_compared() -> list[dict]:
     would mean: whether it served photos before (a roll back), and why it needs a second thought."""
     rows = []
     active = active_version()
-    versions = ModelVersion.objects.select_related("training_run").annotate(
+    versions = ModelVersion.objects.select_related("training_run__base_version").annotate(
         served=Exists(Prediction.objects.filter(model_version=OuterRef("pk")))).order_by("-created", "-id")
     on_benchmark = benchmark_top1(active) if active else None
     for version in versions:

@@ -120,3 +120,22 @@ def test_one_export_at_a_time_per_user_each_keeps_part_of_the_server_busy(client
     finally:
         request_finished.connect(close_old_connections)
     assert client.get("/accounts/export/").status_code == 200
+
+
+def test_an_account_without_photos_gets_an_archive_that_says_so(client, user):
+    client.force_login(user)
+
+    archive = archive_of(client.get("/accounts/export/"))
+
+    assert json.loads(archive.read("photos.json")) == []
+    assert json.loads(archive.read("account.json"))["photos"] == 0
+
+
+def test_names_in_any_script_come_back_as_they_were_given(client, user):
+    photo = make_photo(user, "done", "kue_lapis")
+    type(photo).objects.filter(pk=photo.pk).update(original_name="kue lapis 千層糕 — ibu’s.png")
+    client.force_login(user)
+
+    described = json.loads(archive_of(client.get("/accounts/export/")).read("photos.json"))
+
+    assert described[0]["original_name"] == "kue lapis 千層糕 — ibu’s.png"

@@ -27,6 +27,32 @@ def test_staff_see_every_version_with_its_figures_and_confusion_matrices(client,
     assert client.get(reverse("model-version-confusion", args=[shipped.pk, "nope"])).status_code == 404
 
 
+def test_the_page_costs_the_same_queries_for_one_or_four_versions_made_by_runs(client, root):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    shipped = ModelVersion.objects.get(is_active=True)
+
+    def made_by_a_run(n: int) -> None:
+        for _ in range(n):
+            version = ModelVersion.objects.create(name=f"v{ModelVersion.objects.count()}", path=shipped.path,
+                                                  labels=shipped.labels, metrics=shipped.metrics)
+            TrainingRun.objects.create(started_by=root, base_version=shipped, result_version=version,
+                                       status="succeeded", photos_used={"trained": [], "held_out": []})
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(reverse("model-versions")).status_code == 200
+        return len(captured)
+
+    client.force_login(root)
+    made_by_a_run(1)
+    one = queries()
+    made_by_a_run(3)
+
+    assert queries() == one
+
+
 def test_people_who_are_not_staff_are_sent_to_the_admin_login(client, user):
     client.force_login(user)
 
