@@ -16,11 +16,11 @@ as autovacuum would. First N/100 photos are loaded and every page is measured, t
 every page again: the small size is the baseline, so the ratios do not depend on the machine.
 
 Each page is asked for through Django's test client with DEBUG off (one warm-up, one with its
-queries counted, then the median of 5): the gallery, the review page, the API's list (plain,
-filtered, ordered by confidence and by margin, unreviewed, its last page), its review queue and
-counters, the staff's model versions page and the admin's lists. Ends with `RESULT photos=..
-review_staff_ms=.. label_staff_ms=.. gallery_ms=.. api_list_ms=.. worst_ratio=.. worst=..
-queries_grow=..` (queries_grow: how many pages ran more queries at the full size).
+queries counted, then the median of 5): the gallery and the review page (first and last pages),
+the API's list (plain, filtered, ordered by confidence and by margin, unreviewed, its last page),
+its review queue and counters, the staff's model versions page and the admin's lists. Ends with
+`RESULT photos=.. review_staff_ms=.. label_staff_ms=.. gallery_ms=.. api_list_ms=.. worst_ratio=..
+worst=.. queries_grow=..` (queries_grow: how many pages ran more queries at the full size).
 """
 
 from __future__ import annotations
@@ -189,6 +189,9 @@ def pages(site: dict) -> dict[str, tuple[object, str]]:
         "gallery_label_staff": (web["staff"], f"{reverse('gallery')}?label={LABEL}"),
         "review_heavy": (web["heavy"], reverse("review")),
         "review_staff": (web["staff"], reverse("review")),
+        # the deepest pages (a number past the last gives the last): the longest OFFSET
+        "gallery_last_page_staff": (web["staff"], f"{reverse('gallery')}?page=999999"),
+        "review_last_page_staff": (web["staff"], f"{reverse('review')}?page=999999"),
         "api_list_heavy": (api["heavy"], photos),
         "api_list_staff": (api["staff"], photos),
         "api_label_heavy": (api["heavy"], f"{photos}?label={LABEL}"),

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core import signing
+from django.core.paginator import Page, Paginator
 from django.db import connection
 from django.db.models import Count, Exists, Max, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
@@ -65,6 +66,15 @@ def with_results(photos: QuerySet[Photo]) -> QuerySet[Photo]:
     return photos.select_related("owner", "feedback", "feedback__user").prefetch_related(
         Prefetch("predictions", queryset=latest_predictions(), to_attr="prediction_list")
     )
+
+
+def photo_page(photos: QuerySet[Photo], number, size: int) -> tuple[Page, list[Photo]]:
+    """Page `number` of `photos` (Django's get_page: a bad number gives the first or the last), and
+    its photos: the page's ids first, then their rows, as the API pages (a deep page's OFFSET skips
+    index entries, not rows joined to their owner and answer)."""
+    page = Paginator(photos.values_list("pk", flat=True), size).get_page(number)
+    rows = photos.in_bulk(list(page))
+    return page, [rows[pk] for pk in page if pk in rows]  # (one deleted meanwhile is left out)
 
 
 def own_photos(user) -> QuerySet[Photo]:

@@ -12,7 +12,6 @@ from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import TooManyFilesSent, ValidationError
-from django.core.paginator import Paginator
 from django.forms import BaseForm
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware import csrf
@@ -362,10 +361,10 @@ def gallery(request: HttpRequest) -> HttpResponse:
         label = filters.cleaned_data["label"] or None
         status = filters.cleaned_data["status"] or None
     photos = selectors.photos_for_user(request.user, label=label, status=status)
-    page = Paginator(photos, PAGE_SIZE).get_page(request.GET.get("page"))
+    page, shown = selectors.photo_page(photos, request.GET.get("page"), PAGE_SIZE)
     query = request.GET.copy()
     query.pop("page", None)
-    cards = [card(photo) for photo in page]
+    cards = [card(photo) for photo in shown]
     filtered = bool(label or status)
     return render(request, "classifier/gallery.html", {
         "page": page, "cards": cards, "filters": filters, "query": query.urlencode(), "filtered": filtered,
@@ -449,8 +448,7 @@ def photo_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def review_queue(request: HttpRequest) -> HttpResponse:
     queue = selectors.review_queue_for_user(request.user)
-    page = Paginator(queue, PAGE_SIZE).get_page(request.GET.get("page"))
-    photos = list(page)
+    page, photos = selectors.photo_page(queue, request.GET.get("page"), PAGE_SIZE)
     # An answer comes back to the photo after the one answered (it takes that one's place), not to
     # the top of the queue past the photos skipped.
     here = request.get_full_path()

@@ -82,15 +82,27 @@ def test_the_gallery_filters_by_predicted_label_and_status(client, user):
 
 
 def test_the_gallery_is_paginated(client, user):
-    for _ in range(26):
-        make_photo(user)
+    photos = [make_photo(user).pk for _ in range(26)]
     client.force_login(user)
 
     first = client.get(reverse("gallery"))
     second = client.get(reverse("gallery"), {"page": 2})
+    past = client.get(reverse("gallery"), {"page": 99})  # a page that is no longer there: the last
 
     assert len(first.context["cards"]) == 24 and len(second.context["cards"]) == 2
-    assert "Page 2 of 2" in second.content.decode()
+    assert "Page 2 of 2" in second.content.decode() and "Page 2 of 2" in past.content.decode()
+    shown = [c["photo"].pk for c in first.context["cards"] + second.context["cards"]]
+    assert shown == photos[::-1]  # newest first, each once
+
+
+def test_the_review_queue_is_paginated_least_certain_first(client, user):
+    photos = {make_photo(user, "done", "kue_lapis", confidence=0.3 + i / 100).pk: i for i in range(26)}
+    client.force_login(user)
+
+    pages = [client.get(reverse("review"), {"page": n}).context["cards"] for n in (1, 2)]
+
+    assert [len(cards) for cards in pages] == [24, 2]
+    assert [c["photo"].pk for c in pages[0] + pages[1]] == sorted(photos, key=photos.get)
 
 
 @pytest.mark.parametrize("url, params", [
