@@ -175,6 +175,7 @@ EMAILS_PER_ADDRESS = envint("EMAILS_PER_ADDRESS", 3)  # of each kind an hour, wh
 EMAIL_LINKS_PER_ACCOUNT = envint("EMAIL_LINKS_PER_ACCOUNT", 5)  # confirmation links an account asks, an hour
 
 LANGUAGE_CODE = "en-us"
+FORMAT_MODULE_PATH = "cakesite.formats"  # the admin's dates as the pages write them
 TIME_ZONE = "UTC"  # what is stored, what the API answers in, and pages for a browser that names no zone
 USE_I18N = True
 USE_TZ = True

@@ -283,6 +283,17 @@ def test_the_runs_list_gives_a_run_time_in_tenths_of_a_second(admin_client, admi
     assert '<td class="field-duration">10.5</td>' in page and "10.458847" not in page
 
 
+def test_the_admin_writes_dates_as_the_pages_do(admin_client, user):
+    from datetime import datetime, timezone
+
+    photo = make_photo(user)
+    Photo.objects.filter(pk=photo.pk).update(created=datetime(2026, 12, 7, 3, 30, tzinfo=timezone.utc))
+
+    listed = admin_client.get(reverse("admin:classifier_photo_changelist")).content.decode()
+
+    assert "7 Dec 2026 03:30 UTC" in listed and "Dec. 7, 2026" not in listed
+
+
 def test_a_run_without_an_end_shows_no_time(admin_client, admin_user):
     from classifier.models import ModelVersion, TrainingRun
 
