@@ -284,10 +284,10 @@ def test_the_runs_list_gives_a_run_time_in_tenths_of_a_second(admin_client, admi
 
 
 def test_the_admin_writes_dates_as_the_pages_do(admin_client, user):
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     photo = make_photo(user)
-    Photo.objects.filter(pk=photo.pk).update(created=datetime(2026, 12, 7, 3, 30, tzinfo=timezone.utc))
+    Photo.objects.filter(pk=photo.pk).update(created=datetime(2026, 12, 7, 3, 30, tzinfo=UTC))
 
     listed = admin_client.get(reverse("admin:classifier_photo_changelist")).content.decode()
 
