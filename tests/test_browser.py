@@ -404,7 +404,7 @@ def test_an_answer_in_the_review_queue_carries_on_from_the_photo_after_it(browse
     assert me.errors == []
 
 
-def test_the_review_queue_on_a_phone_shows_each_photo_across_the_screen_and_no_keyboard_help(
+def test_on_a_phone_the_review_queue_shows_each_photo_across_the_screen_and_no_keyboard_help(
         browser, live_server, django_user_model):
     from tests.test_photo_pages import make_photo
 
@@ -420,6 +420,10 @@ def test_the_review_queue_on_a_phone_shows_each_photo_across_the_screen_and_no_k
     assert desktop.page.locator(".review-item img").bounding_box()["width"] == 120
     assert not phone.page.locator("#review-keys").is_visible()
     assert desktop.page.locator("#review-keys").is_visible()
+    # The gallery's filters: one a row, each list beside its name, not wrapped wherever they fall.
+    phone.go("/photos/")
+    cake, status = (phone.page.locator(f"#id_{name}").bounding_box() for name in ("label", "status"))
+    assert cake["x"] == status["x"] and status["y"] > cake["y"]
     assert phone.errors == [] and desktop.errors == []
 
 
