@@ -1,7 +1,6 @@
 """The Django admin: every model with useful lists and filters; activation as an explicit action."""
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -10,7 +9,7 @@ from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from classifier import services
+from classifier import selectors, services
 from classifier.models import Feedback, ModelVersion, Photo, Prediction, TrainingRun
 
 
@@ -110,8 +109,8 @@ class ModelVersionAdmin(WithoutBulkDelete):
             return
         self.message_user(request, f"The active version is now {version.name}.", messages.SUCCESS)
 
-    @admin.action(description="Activate the selected version, even if lower on the benchmark or not measured "
-                              "on it", permissions=["change"])
+    @admin.action(description="Activate the selected version, even with a warning (lower on the benchmark, "
+                              "not measured on it, or nothing new learnt)", permissions=["change"])
     def activate_confirmed(self, request, queryset):
         self.activate(request, queryset, confirmed=True)
 
@@ -243,8 +242,21 @@ class TrainingRunAdmin(admin.ModelAdmin):
     list_filter = ["status", "mode", "created"]
     search_fields = ["base_version__name", "result_version__name", "started_by__username", "error"]
     list_select_related = ["base_version", "result_version", "started_by"]
-    readonly_fields = [f.name for f in TrainingRun._meta.fields]
+    # (the answers a run used: their count and ids, not thousands of pairs as JSON)
+    readonly_fields = [f.name for f in TrainingRun._meta.fields if f.name != "photos_used"] + ["answers_used"]
+    exclude = ["photos_used"]
     actions = ["cancel_runs"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("photos_used")  # the list shows none of them
+
+    @admin.display(description="answers used")
+    def answers_used(self, obj: TrainingRun) -> str:
+        if not obj.photos_used:
+            return "not recorded (a run before the record, or one that registered no version)"
+        return " ".join(f"{part.replace('_', ' ')}: {len(pairs)} (photo ids "
+                        f"{', '.join(str(pk) for pk, _ in pairs) or 'none'})."
+                        for part, pairs in obj.photos_used.items())
 
     def has_add_permission(self, request):
         return False
@@ -285,7 +297,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "modes": TrainingRun.Mode.choices,
-                         "min_heldout": settings.AUTO_ACTIVATE_MIN_HELDOUT}
+                         "auto_rule": selectors.auto_activation_rule()}
         return super().changelist_view(request, extra_context)
 
     def get_urls(self):

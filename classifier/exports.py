@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from classifier.middleware import refusal
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+BATCH = 200  # photos read, and described, at a time
 
 
 class Pending(io.RawIOBase):
@@ -67,7 +67,7 @@ class Locked:
 
 def account_archive(request: HttpRequest, lock: str) -> Iterator[bytes]:
     """The zip of the signed-in user's data, a piece at a time, holding `lock` (in the cache, taken
-    by `account_archive_response`) a while longer at each photo. The photos are read 200 at a time,
+    by `account_archive_response`) a while longer at each photo. The photos are read BATCH at a time,
     by id: no query stays open while the client downloads (an open read keeps SQLite's writers out).
     Each photo's description goes to a temporary file as text at once, for `photos.json` at the end:
     thirty thousand of them kept as the serializer's objects took 1.5 GB."""
@@ -78,8 +78,8 @@ def account_archive(request: HttpRequest, lock: str) -> Iterator[bytes]:
     with (zipfile.ZipFile(pending, "w", zipfile.ZIP_STORED) as archive,
           tempfile.SpooledTemporaryFile(max_size=CHUNK, mode="w+", encoding="utf-8") as described):
         described.write("[")
-        for start in range(0, len(ids), 200):
-            photos = list(selectors.own_photos(user).filter(pk__in=ids[start:start + 200]))
+        for start in range(0, len(ids), BATCH):
+            photos = list(selectors.own_photos(user).filter(pk__in=ids[start:start + BATCH]))
             shown = PhotoSerializer(photos, many=True, context={"request": request}).data
             for photo, fields in zip(photos, shown):
                 name = archive_name(photo)
@@ -98,24 +98,15 @@ def account_archive(request: HttpRequest, lock: str) -> Iterator[bytes]:
                 yield pending.take()
         described.write("\n]\n" if count else "]\n")
         described.seek(0)
-        with archive.open("photos.json", "w") as target:
-            shutil.copyfileobj(Utf8(described), target, CHUNK)
-        yield pending.take()
+        with archive.open("photos.json", "w") as target:  # a piece at a time, as the photos
+            while text := described.read(CHUNK):
+                target.write(text.encode())
+                yield pending.take()
         archive.writestr("account.json", json.dumps({
             "username": user.get_username(), "email": user.email,
             "date_joined": user.date_joined.isoformat(), "exported": timezone.now().isoformat(),
             "photos": count}, indent=2, ensure_ascii=False))
     yield pending.take()
-
-
-class Utf8:
-    """A text file read as UTF-8 bytes (for shutil.copyfileobj into a zip entry)."""
-
-    def __init__(self, text):
-        self.text = text
-
-    def read(self, size: int) -> bytes:
-        return self.text.read(size).encode()
 
 
 LOCK_S = 15 * 60  # an export whose process died frees its user this long after its last photo

@@ -217,18 +217,44 @@ def evaluate_version(folder: Path, benchmark: Path | None, held_pixels, held_lab
     return results
 
 
+def answers_against(trained: list[list], base: ModelVersion) -> tuple[int | None, int | None]:
+    """Of the answers a run trained on ([photo id, label] each): how many its base had not learnt,
+    and how many the base learnt that it did not train on (None, None: unknown)."""
+    learnt = selectors.answers_learnt(base)
+    if learnt is None:
+        return None, None
+    mine = {(pk, label) for pk, label in trained}
+    return len(mine - learnt), len(learnt - mine)
+
+
+def repeats_base(run: TrainingRun, base: ModelVersion, new: int | None, dropped: int | None,
+                 base_photos: int) -> bool | None:
+    """Whether the run trained its base again on what the base was trained on, the same way: the
+    same answers (none new, none gone), the same mode and as many base photos as the run that made
+    it (a version made by hand: only a fast run, which refits its head on its fixed cached
+    embeddings). Then what differs from the base is the noise of training again. None if unknown."""
+    if new is None or dropped is None:
+        return None
+    made_by = getattr(base, "training_run", None)
+    same_way = (run.mode == TrainingRun.Mode.FAST if made_by is None
+                else made_by.mode == run.mode and made_by.data.get("base_photos") == base_photos)
+    return new == 0 and dropped == 0 and same_way
+
+
 def decide(run: TrainingRun, new: dict, base: dict) -> tuple[bool, str]:
     """Auto-activate only if asked, at least as good on the benchmark, better on enough held-out user
-    photos (AUTO_ACTIVATE_MIN_HELDOUT), and taught something new: an answer its base had not learnt."""
+    photos (AUTO_ACTIVATE_MIN_HELDOUT), and not its base trained again on the same answers the same
+    way (`repeats_base`: then its figures differ from the base's by the noise of training alone)."""
     if "test" not in new:
         text, better = "no benchmark split was available to compare on (CAKESITE_BENCHMARK_DIR)", False
     else:
         text, better = benchmark_comparison(new, base, run.base_version.name)
-    if run.data.get("user_photos_new") == 0:  # its figures differ from the base's by training alone
-        text += f"; it learnt from no users' answer that {run.base_version.name} had not learnt from"
-        better = False
+    repeats = (f"it learnt from the very answers {run.base_version.name} learnt from, and the same way"
+               if run.data.get("repeats_base") else "")
     if not run.auto_activate:
-        return False, f"Not activated (auto-activation off): {text}."
+        return False, f"Not activated (auto-activation off): {text}{'; ' + repeats if repeats else ''}."
+    if better and repeats:
+        return False, f"Not activated: {repeats}, so its gain is noise; {text}."
     if better:
         return True, f"Activated: {text}."
     return False, (f"Not activated: it must match the benchmark and beat the user photos, on at least "
@@ -299,7 +325,7 @@ def execute(run: TrainingRun) -> ModelVersion:
     corrected = sum(1 for i in train_rows if photos[i][0][2])
     run.photos_used = {"trained": [[photos[i][0][0], photos[i][0][1]] for i in train_rows],
                        "held_out": [[photos[i][0][0], photos[i][0][1]] for i in held_rows]}
-    new_to_base = selectors.answers_new_to(run.photos_used["trained"], base)
+    new_to_base, dropped = answers_against(run.photos_used["trained"], base)
     del photos
     name = new_version_name(base, run)
     services.training_run_folder(run, name)
@@ -327,6 +353,8 @@ def execute(run: TrainingRun) -> ModelVersion:
             "user_photos_heldout": int(len(held_labels)),
             "corrected": corrected,  # of the photos trained on
             "user_photos_new": new_to_base,  # trained on, and not learnt by the base (None: unknown)
+            "user_photos_dropped": dropped,  # learnt by the base, not trained on (disabled, deleted...)
+            "repeats_base": repeats_base(run, base, new_to_base, dropped, summary["base_photos"]),
             "benchmark_copies": sum(1 for row in labelled if row[3] in copies) + sum(like_benchmark),
             "validation_copies": sum(1 for row in labelled if row[3] in validation)
             + sum(1 for b, v in zip(like_benchmark, like_validation) if v and not b),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -218,30 +219,31 @@ def labelled_answers() -> QuerySet[Feedback]:
 
 def answers_learnt(version: ModelVersion) -> set[tuple[int, str]] | None:
     """The users' answers, as (photo id, label), that the run which made `version` trained on; none
-    for a version no run made (the shipped one, or one registered by hand: users' answers reach a
-    model only through a run); None if unknown (its run predates the record)."""
+    for a version made by hand (`training.train`, which reads no answers); None if unknown (its run
+    predates the record, or was deleted)."""
     run = getattr(version, "training_run", None)
     if run is None:
-        return set()
+        return None if made_by_a_run(version) else set()
     trained = run.photos_used.get("trained")
     return None if trained is None else {(pk, label) for pk, label in trained}
 
 
-def answers_new_to(trained: list[list], version: ModelVersion) -> int | None:
-    """How many of the answers `trained` ([photo id, label] each) `version` did not learn from; None
-    if unknown."""
-    known = answers_learnt(version)
-    return None if known is None else len({(pk, label) for pk, label in trained} - known)
+def made_by_a_run(version: ModelVersion) -> bool | None:
+    """Whether a training run made `version` (its folder's config records the retrain), run deleted
+    since or not; None if its folder cannot be read."""
+    try:
+        return "retrain" in json.loads((version.folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
-def answers_since(version: ModelVersion) -> int:
-    """Answers given or changed since the run that made `version` began (every answer, if no run made
-    it): what a run started now could learn that `version` has not."""
+def answers_since(version: ModelVersion) -> int | None:
+    """Answers given or changed (to a cake or to "none of these") since the run that made `version`
+    began; every answer for a version made by hand; None if unknown."""
     run = getattr(version, "training_run", None)
-    answers = labelled_answers()
-    if run is not None and run.started is not None:
-        answers = answers.filter(updated__gte=run.started)
-    return answers.count()
+    if run is not None:
+        return Feedback.objects.filter(updated__gte=run.started).count() if run.started else None
+    return None if made_by_a_run(version) is not False else Feedback.objects.count()
 
 
 def review_queue_for_user(user) -> QuerySet[Photo]:
@@ -337,18 +339,18 @@ def activation_warning(version: ModelVersion, active: ModelVersion | None) -> st
     elif old is not None and new < old:
         warnings.append(f"It is {100 * (old - new):.1f} points below the active version on the benchmark "
                         f"split (top-1 {100 * new:.1f}% against {100 * old:.1f}%).")
-    if version.created > active.created and learnt_nothing_new(version, active):
-        warnings.append("It learnt from no users' answer that the active version had not learnt from: what "
-                        "differs between them comes from training again, not from what users taught.")
+    run = getattr(version, "training_run", None)
+    if run is not None and run.base_version_id == active.pk and run.data.get("repeats_base"):
+        warnings.append("It learnt from the very answers the active version learnt from, and the same way: "
+                        "what differs between them comes from training again, not from what users taught.")
     return " ".join(warnings)
 
 
-def learnt_nothing_new(version: ModelVersion, than: ModelVersion) -> bool:
-    """`version` was made by a run that trained on no users' answer `than` had not learnt from (False
-    if unknown, or if no run made it: one trained by hand may have learnt from anything)."""
-    mine, theirs = answers_learnt(version), answers_learnt(than)
-    return (getattr(version, "training_run", None) is not None and None not in (mine, theirs)
-            and not mine - theirs)
+def auto_activation_rule() -> str:
+    """The rule `retraining.decide` applies, in words, for the forms that offer it."""
+    return (f"at least as good on the benchmark, better on the held-out user photos (at least "
+            f"{settings.AUTO_ACTIVATE_MIN_HELDOUT} of them), and not the active version trained again on "
+            "the same answers, the same way")
 
 
 def model_versions_compared() -> list[dict]:
@@ -356,7 +358,8 @@ def model_versions_compared() -> list[dict]:
     would mean: whether it served photos before (a roll back), and why it needs a second thought."""
     rows = []
     active = active_version()
-    versions = ModelVersion.objects.select_related("training_run__base_version").annotate(
+    versions = ModelVersion.objects.select_related("training_run__base_version").defer(
+        "training_run__photos_used").annotate(
         served=Exists(Prediction.objects.filter(model_version=OuterRef("pk")))).order_by("-created", "-id")
     on_benchmark = benchmark_top1(active) if active else None
     for version in versions:

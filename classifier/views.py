@@ -497,12 +497,12 @@ def model_versions(request: HttpRequest) -> HttpResponse:
     active = selectors.active_version()
     return render(request, "classifier/model_versions.html", {
         **runs,
-        "answers_since": selectors.answers_since(active) if active else 0,
+        "answers_since": selectors.answers_since(active) if active else None,
         "accuracy_by_day": selectors.feedback_accuracy_by_day(),  # the chart's figures, as a table
         "backlog": selectors.classification_backlog(),
         "versions": selectors.model_versions_compared(),
         "modes": TrainingRun.Mode.choices,
-        "min_heldout": settings.AUTO_ACTIVATE_MIN_HELDOUT,
+        "auto_rule": selectors.auto_activation_rule(),
     })
 
 

@@ -79,7 +79,7 @@ def test_activating_from_the_admin_needs_exactly_one_version(admin_client):
 
     assert "Select exactly one version" in two.content.decode()
     assert ("Kue-v2 was not activated. It was not measured on the benchmark split. To use it all the same: "
-            "“Activate the selected version, even if lower") in unmeasured.content.decode()  # (capitalised)
+            "“Activate the selected version, even with a") in unmeasured.content.decode()  # (its capital K)
     assert "The active version is now kue-v2." in one.content.decode()
     assert list(ModelVersion.objects.filter(is_active=True)) == [other]
 
@@ -236,8 +236,9 @@ def test_the_admin_states_the_auto_activation_rule_as_the_staff_page_does(admin_
     runs = admin_client.get(reverse("admin:classifier_trainingrun_changelist")).content.decode()
     runs = " ".join(runs.split())
 
-    assert ("activate it if it is at least as good on the benchmark and better on the held-out user photos "
-            "(at least 30 of them)") in runs
+    assert ("activate it if it is at least as good on the benchmark, better on the held-out user photos "
+            "(at least 30 of them), and not the active version trained again on the same answers, the same "
+            "way") in runs
     assert "fast: refit the head on cached embeddings (seconds)" in runs
 
 
@@ -292,6 +293,19 @@ def test_the_admin_writes_dates_as_the_pages_do(admin_client, user):
     listed = admin_client.get(reverse("admin:classifier_photo_changelist")).content.decode()
 
     assert "7 Dec 2026 03:30 UTC" in listed and "Dec. 7, 2026" not in listed
+
+
+def test_a_runs_page_in_the_admin_names_the_answers_it_used_by_photo(admin_client, admin_user):
+    from classifier.models import ModelVersion, TrainingRun
+
+    shipped = ModelVersion.objects.get(is_active=True)
+    used = {"trained": [[5, "kue_lapis"], [7, "kue_klepon"]], "held_out": []}
+    run = TrainingRun.objects.create(started_by=admin_user, base_version=shipped, photos_used=used)
+
+    page = admin_client.get(reverse("admin:classifier_trainingrun_change", args=[run.pk])).content.decode()
+
+    assert "trained: 2 (photo ids 5, 7). held out: 0 (photo ids none)." in page
+    assert "[[5, " not in page  # (not the record itself)
 
 
 def test_a_run_without_an_end_shows_no_time(admin_client, admin_user):

@@ -139,3 +139,17 @@ def test_names_in_any_script_come_back_as_they_were_given(client, user):
     described = json.loads(archive_of(client.get("/accounts/export/")).read("photos.json"))
 
     assert described[0]["original_name"] == "kue lapis 千層糕 — ibu’s.png"
+
+
+def test_photos_read_in_several_batches_are_each_described_once_in_order(client, user, photos, monkeypatch):
+    from classifier import exports
+
+    monkeypatch.setattr(exports, "BATCH", 2)
+    third = make_photo(user, "done", "kue_klepon")
+    client.force_login(user)
+
+    archive = archive_of(client.get("/accounts/export/"))
+
+    described = json.loads(archive.read("photos.json"))
+    assert [entry["id"] for entry in described] == [photos[0].pk, photos[1].pk, third.pk]
+    assert described[2]["prediction"]["label"] == "kue_klepon" and archive.testzip() is None

@@ -202,7 +202,8 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     (killed / "pixels.npy").write_bytes(b"decoded photos")
 
     client.force_login(admin_user)
-    assert "9 answers given or changed since the active version was trained" in staff_page(client)
+    # (every answer counts: "none of these" and the disabled account's too; the shipped model has none)
+    assert "11 answers given or changed since the active version was trained" in staff_page(client)
     run = services.training_run_start(user=admin_user)
     assert tasks.train_model(run.pk).endswith(f"+run{run.pk}")
     assert not killed.exists()
@@ -222,6 +223,7 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     used = run.photos_used["trained"] + run.photos_used["held_out"]
     assert sorted(map(tuple, used)) == sorted((pk, label) for _, label, pk in taught)
     assert len(run.photos_used["trained"]) == trained and run.data["user_photos_new"] == trained
+    assert run.data["user_photos_dropped"] == 0 and run.data["repeats_base"] is False
     runs = client.get("/staff/models/", {"part": "runs"}).content.decode()
     assert (f"972 base + {trained} user photos, {held} held out; {trained} of the user photos new to its "
             "base; 2 of the users' labels corrected; "
@@ -260,17 +262,28 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     assert again.data["base_photos"] == 972 and again.data["user_photos_train"]["kue_lumpur"] == 2
     assert len(np.load(again.result_version.folder / "embeddings.npz")["labels"]) == 1143
     assert again.result_version.name == f"{private_models.name}+run{again.pk}"  # not +run1+run2
-    # No answer came since: the second run learnt nothing its base had not, whatever its figures say.
-    assert again.data["user_photos_new"] == 0
-    assert f"it learnt from no users' answer that {version.name} had not learnt from" in again.decision
+    # No answer came or went since, and it trained the same way: whatever its figures say, they differ
+    # from its base's by the noise of training again.
+    assert again.data["user_photos_new"] == again.data["user_photos_dropped"] == 0
+    assert again.data["repeats_base"] is True
+    assert (f"; it learnt from the very answers {version.name} learnt from, and the same way."
+            in again.decision)
     page = staff_page(client)
-    assert "No answer was given or changed since the active version was trained" in page
-    assert ("answer that the active version had not learnt from: what differs between them comes from "
-            "training again") in page
-    with pytest.raises(ValidationError, match="learnt from no users' answer"):
+    assert "No answer was given or changed since the active version was trained." in page
+    assert ("learnt from the very answers the active version learnt from, and the same way: what differs "
+            "between them comes from training again") in page
+    with pytest.raises(ValidationError, match="learnt from the very answers the active version"):
         services.model_version_activate(again.result_version)
     services.feedback_record(photo=Photo.objects.get(pk=taught[0][2]), user=user, label="kue_lapis")
-    assert "1 answer given or changed since" in staff_page(client)
+    assert "1 answer given or changed since the active version was trained." in staff_page(client)
+    # Staff disable the account that gave every answer: a run then unlearns them, which is no repeat.
+    django_user_model.objects.filter(pk=user.pk).update(is_active=False)
+    third = services.training_run_start(user=admin_user)
+    tasks.train_model(third.pk)
+    third.refresh_from_db()
+    assert third.data["user_photos_new"] == 0 and third.data["user_photos_dropped"] == trained
+    assert third.data["repeats_base"] is False  # its version has no warning; the second's keeps its own
+    assert staff_page(client).count("learnt from the very answers the active version learnt from") == 1
 
 
 @pytest.mark.slow
@@ -380,12 +393,17 @@ def figures(benchmark: float, held_out: float | None, n: int = 20) -> dict:
     # One photo in 19 more is luck: the rule needs AUTO_ACTIVATE_MIN_HELDOUT (20) photos to tell.
     (figures(0.87, 1.0, n=19), figures(0.86, 0.0, n=19), False, "on at least 20 held out; benchmark "
      "top-1 0.870 vs 0.860 (kue-mobilenetv2); held-out user photos (19 pictures) top-1 1.000 vs 0.000"),
+    # Its base trained again on the very answers it learnt, the same way: a gain is noise.
+    (figures(0.87, 0.80) | {"repeats_base": True}, figures(0.86, 0.70), False,
+     "Not activated: it learnt from the very answers kue-mobilenetv2 learnt from, and the same way, so its "
+     "gain is noise; benchmark top-1 0.870 vs 0.860"),
 ])
 def test_auto_activation_needs_the_benchmark_matched_and_the_users_photos_beaten(admin_user, new, base,
                                                                                 activated, says):
     from classifier.retraining import decide
 
-    run = TrainingRun(started_by=admin_user, auto_activate=True,
+    repeats = new.pop("repeats_base", False)
+    run = TrainingRun(started_by=admin_user, auto_activate=True, data={"repeats_base": repeats},
                       base_version=ModelVersion.objects.get(name="kue-mobilenetv2"))
 
     assert decide(run, new, base)[0] is activated

@@ -213,8 +213,9 @@ class TrainingRunSerializer(Representation):
 
 class ActivateSerializer(serializers.Serializer):
     confirm = serializers.BooleanField(default=False, help_text=(
-        "activate it even if it is lower than the active version on the benchmark split, or was never "
-        "measured on it (without it: a 400 saying which)"))
+        "activate it even if it is lower than the active version on the benchmark split, was never "
+        "measured on it, or is the active version trained again on the same answers (without it: a 400 "
+        "saying which)"))
 
 
 class TrainingRunStartSerializer(serializers.Serializer):
@@ -222,7 +223,8 @@ class TrainingRunStartSerializer(serializers.Serializer):
     auto_activate = serializers.BooleanField(
         default=False, help_text="activate the new version if it matches the benchmark and beats the "
                                  "active version on held-out user photos (at least "
-                                 "AUTO_ACTIVATE_MIN_HELDOUT of them, 20 by default)")
+                                 "AUTO_ACTIVATE_MIN_HELDOUT of them, 20 by default), unless it is the "
+                                 "active version trained again on the same answers, the same way")
 
 
 USERNAME_MAX_LENGTH = 150  # the column's (User.username)
