@@ -283,6 +283,8 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     third.refresh_from_db()
     assert third.data["user_photos_new"] == 0 and third.data["user_photos_dropped"] == trained
     assert third.data["repeats_base"] is False  # its version has no warning; the second's keeps its own
+    assert f"0 of the user photos new to its base; {trained} its base learnt from no longer used" in \
+        " ".join(client.get("/staff/models/", {"part": "runs"}).content.decode().split())
     assert staff_page(client).count("learnt from the very answers the active version learnt from") == 1
 
 
