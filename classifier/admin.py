@@ -110,7 +110,7 @@ class ModelVersionAdmin(WithoutBulkDelete):
         self.message_user(request, f"The active version is now {version.name}.", messages.SUCCESS)
 
     @admin.action(description="Activate the selected version, even with a warning (lower on the benchmark, "
-                              "not measured on it, or nothing new learnt)", permissions=["change"])
+                              "not measured on it, or a repeat of its training)", permissions=["change"])
     def activate_confirmed(self, request, queryset):
         self.activate(request, queryset, confirmed=True)
 
@@ -254,8 +254,11 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def answers_used(self, obj: TrainingRun) -> str:
         if not obj.photos_used:
             return "not recorded (a run before the record, or one that registered no version)"
-        return " ".join(f"{part.replace('_', ' ')}: {len(pairs)} (photo ids "
-                        f"{', '.join(str(pk) for pk, _ in pairs) or 'none'})."
+        def ids(pairs: list) -> str:  # (a long list: its first ids; the rest are in the record)
+            shown = ", ".join(str(pk) for pk, _ in pairs[:50])
+            return f"{shown}, and {len(pairs) - 50} more" if len(pairs) > 50 else shown or "none"
+
+        return " ".join(f"{part.replace('_', ' ')}: {len(pairs)} (photo ids {ids(pairs)})."
                         for part, pairs in obj.photos_used.items())
 
     def has_add_permission(self, request):

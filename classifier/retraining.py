@@ -249,16 +249,18 @@ def decide(run: TrainingRun, new: dict, base: dict) -> tuple[bool, str]:
         text, better = "no benchmark split was available to compare on (CAKESITE_BENCHMARK_DIR)", False
     else:
         text, better = benchmark_comparison(new, base, run.base_version.name)
-    repeats = (f"it learnt from the very answers {run.base_version.name} learnt from, and the same way"
+    repeats = (f"it repeats {run.base_version.name}'s training ({selectors.REPEAT}), so what differs "
+               "comes from training again on the same data, not from users' answers"
                if run.data.get("repeats_base") else "")
     if not run.auto_activate:
         return False, f"Not activated (auto-activation off): {text}{'; ' + repeats if repeats else ''}."
     if better and repeats:
-        return False, f"Not activated: {repeats}, so its gain is noise; {text}."
+        return False, f"Not activated: {repeats}; {text}."
     if better:
         return True, f"Activated: {text}."
+    also = f"; also, {repeats}" if repeats else ""
     return False, (f"Not activated: it must match the benchmark and beat the user photos, on at least "
-                   f"{settings.AUTO_ACTIVATE_MIN_HELDOUT} held out; {text}.")
+                   f"{settings.AUTO_ACTIVATE_MIN_HELDOUT} held out; {text}{also}.")
 
 
 def benchmark_comparison(new: dict, base: dict, base_name: str) -> tuple[str, bool]:

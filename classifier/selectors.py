@@ -223,7 +223,7 @@ def answers_learnt(version: ModelVersion) -> set[tuple[int, str]] | None:
     predates the record, or was deleted)."""
     run = getattr(version, "training_run", None)
     if run is None:
-        return None if made_by_a_run(version) else set()
+        return None if made_by_a_run(version) is not False else set()
     trained = run.photos_used.get("trained")
     return None if trained is None else {(pk, label) for pk, label in trained}
 
@@ -232,18 +232,23 @@ def made_by_a_run(version: ModelVersion) -> bool | None:
     """Whether a training run made `version` (its folder's config records the retrain), run deleted
     since or not; None if its folder cannot be read."""
     try:
-        return "retrain" in json.loads((version.folder / "config.json").read_text())
+        config = json.loads((version.folder / "config.json").read_text())
     except (OSError, ValueError):
         return None
+    return "retrain" in config if isinstance(config, dict) else None
 
 
 def answers_since(version: ModelVersion) -> int | None:
     """Answers given or changed (to a cake or to "none of these") since the run that made `version`
-    began; every answer for a version made by hand; None if unknown."""
-    run = getattr(version, "training_run", None)
-    if run is not None:
-        return Feedback.objects.filter(updated__gte=run.started).count() if run.started else None
-    return None if made_by_a_run(version) is not False else Feedback.objects.count()
+    began, or since a version made by hand was registered; None if unknown."""
+    run = TrainingRun.objects.filter(result_version=version).values_list("started", flat=True)[:1]
+    if run:  # (the start alone, not the run's answers)
+        since = run[0]
+    elif made_by_a_run(version) is False:
+        since = version.created
+    else:
+        return None
+    return Feedback.objects.filter(updated__gte=since).count() if since else None
 
 
 def review_queue_for_user(user) -> QuerySet[Photo]:
@@ -328,6 +333,10 @@ def versions_state() -> str:
     return f"{state['count']}-{state['newest']}-{state['active']}"
 
 
+# What makes a run a repeat of its base's training (retraining.repeats_base), in words.
+REPEAT = "the same users' answers (none new, none dropped), the same mode, as many base photos"
+
+
 def activation_warning(version: ModelVersion, active: ModelVersion | None) -> str:
     """Why activating `version` in place of `active` needs a second thought; empty if it does not."""
     if active is None or version.pk == active.pk:
@@ -341,16 +350,16 @@ def activation_warning(version: ModelVersion, active: ModelVersion | None) -> st
                         f"split (top-1 {100 * new:.1f}% against {100 * old:.1f}%).")
     run = getattr(version, "training_run", None)
     if run is not None and run.base_version_id == active.pk and run.data.get("repeats_base"):
-        warnings.append("It learnt from the very answers the active version learnt from, and the same way: "
-                        "what differs between them comes from training again, not from what users taught.")
+        warnings.append(f"It repeats the active version's training: {REPEAT}. What differs between them "
+                        "comes from training again on the same data, not from what users taught.")
     return " ".join(warnings)
 
 
 def auto_activation_rule() -> str:
     """The rule `retraining.decide` applies, in words, for the forms that offer it."""
     return (f"at least as good on the benchmark, better on the held-out user photos (at least "
-            f"{settings.AUTO_ACTIVATE_MIN_HELDOUT} of them), and not the active version trained again on "
-            "the same answers, the same way")
+            f"{settings.AUTO_ACTIVATE_MIN_HELDOUT} of them), and not a repeat of the active version's "
+            "training (the same answers, mode and base photos)")
 
 
 def model_versions_compared() -> list[dict]:

@@ -489,7 +489,7 @@ def model_versions(request: HttpRequest) -> HttpResponse:
     runs = {
         "runs": TrainingRun.objects.select_related("base_version", "result_version", "started_by")
         .defer("photos_used")[:10],
-        "live": TrainingRun.objects.filter(status__in=TrainingRun.LIVE).first(),
+        "live": TrainingRun.objects.filter(status__in=TrainingRun.LIVE).defer("photos_used").first(),
         "versions_state": selectors.versions_state(),
     }
     if request.GET.get("part") == "runs":

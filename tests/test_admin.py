@@ -1,5 +1,7 @@
 """The Django admin lists every model with its columns, and a photo row shows its thumbnail."""
 
+import html
+
 import pytest
 from django.urls import reverse
 
@@ -226,19 +228,19 @@ def test_the_admin_gives_confidence_as_the_site_does(admin_client, user):
     page = admin_client.get(reverse("admin:classifier_photo_change", args=[photo.pk])).content.decode()
     predictions = admin_client.get(reverse("admin:classifier_prediction_changelist")).content.decode()
 
-    for html in (page, predictions):
-        assert "87%" in html and "0.873" not in html and "5.0 ms" in html
+    for shown in (page, predictions):
+        assert "87%" in shown and "0.873" not in shown and "5.0 ms" in shown
     assert "86%" in page  # the margin to the second most probable cake (1%)
 
 
 def test_the_admin_states_the_auto_activation_rule_as_the_staff_page_does(admin_client, settings):
     settings.AUTO_ACTIVATE_MIN_HELDOUT = 30
     runs = admin_client.get(reverse("admin:classifier_trainingrun_changelist")).content.decode()
-    runs = " ".join(runs.split())
+    runs = " ".join(html.unescape(runs).split())
 
     assert ("activate it if it is at least as good on the benchmark, better on the held-out user photos "
-            "(at least 30 of them), and not the active version trained again on the same answers, the same "
-            "way") in runs
+            "(at least 30 of them), and not a repeat of the active version's training (the same answers, "
+            "mode and base photos)") in runs
     assert "fast: refit the head on cached embeddings (seconds)" in runs
 
 

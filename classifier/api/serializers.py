@@ -214,8 +214,8 @@ class TrainingRunSerializer(Representation):
 class ActivateSerializer(serializers.Serializer):
     confirm = serializers.BooleanField(default=False, help_text=(
         "activate it even if it is lower than the active version on the benchmark split, was never "
-        "measured on it, or is the active version trained again on the same answers (without it: a 400 "
-        "saying which)"))
+        "measured on it, or repeats the active version's training: the same answers, mode and base "
+        "photos (without it: a 400 saying which)"))
 
 
 class TrainingRunStartSerializer(serializers.Serializer):
@@ -223,8 +223,8 @@ class TrainingRunStartSerializer(serializers.Serializer):
     auto_activate = serializers.BooleanField(
         default=False, help_text="activate the new version if it matches the benchmark and beats the "
                                  "active version on held-out user photos (at least "
-                                 "AUTO_ACTIVATE_MIN_HELDOUT of them, 20 by default), unless it is the "
-                                 "active version trained again on the same answers, the same way")
+                                 "AUTO_ACTIVATE_MIN_HELDOUT of them, 20 by default), unless it repeats "
+                                 "the active version's training: the same answers, mode and base photos")
 
 
 USERNAME_MAX_LENGTH = 150  # the column's (User.username)
