@@ -254,6 +254,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def answers_used(self, obj: TrainingRun) -> str:
         if not obj.photos_used:
             return "not recorded (a run before the record, or one that registered no version)"
+
         def ids(pairs: list) -> str:  # (a long list: its first ids; the rest are in the record)
             shown = ", ".join(str(pk) for pk, _ in pairs[:50])
             return f"{shown}, and {len(pairs) - 50} more" if len(pairs) > 50 else shown or "none"

@@ -208,13 +208,10 @@ def labelled_photos() -> list[tuple[int, str, bool, str]]:
     """(photo id, label, corrected?, sha256) of every photo users confirmed or corrected to a known
     cake; not the answers of accounts staff disabled (an answer is read-only in the admin: disabling
     its author is how staff take back what an abuser taught)."""
-    return list(labelled_answers().order_by("photo_id")
-                .values_list("photo_id", "label", "is_correction", "photo__sha256"))
-
-
-def labelled_answers() -> QuerySet[Feedback]:
-    """The answers a run learns from (labelled_photos)."""
-    return Feedback.objects.exclude(label=Feedback.NONE).exclude(user__is_active=False)
+    return list(
+        Feedback.objects.exclude(label=Feedback.NONE).exclude(user__is_active=False).order_by("photo_id")
+        .values_list("photo_id", "label", "is_correction", "photo__sha256")
+    )
 
 
 def answers_learnt(version: ModelVersion) -> set[tuple[int, str]] | None:
