@@ -132,6 +132,7 @@ def test_many_photos_dropped_at_once_leave_the_browser_connections_for_other_pag
     assert me.page.evaluate(leaving) is False  # all stored: leave freely
 
     assert Photo.objects.filter(status="done").count() == 12
+    assert me.page.locator(".upload-summary").inner_text() == "12 photos: 12 classified."
     assert 2 <= me.page.evaluate("window.most") <= 4
     statuses = me.page.locator(".upload.done.unsure .upload-status").all_text_contents()
     assert len(statuses) == 12 and all(": Not sure: " in s and "? · " in s for s in statuses), statuses
@@ -158,6 +159,7 @@ def test_a_file_over_the_limit_is_refused_before_it_is_sent_and_a_non_picture_ge
     assert f"{big.name}: The file is larger than 19.5\xa0KB." in shown  # (as the server says it)
     assert "notes.jpg: The file is not an image we can read." in shown
     assert len(sent) == 1  # only the small one went
+    assert me.page.locator(".upload-summary").inner_text() == "2 photos: 2 failed."
     me.page.wait_for_selector(".upload:has-text('notes.jpg') span.preview")  # a blank square
     assert me.page.locator(".upload:has-text('notes.jpg') img").count() == 0
     assert me.page.locator(f".upload:has-text('{big.name}') img.preview").count() == 1

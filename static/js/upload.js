@@ -17,6 +17,7 @@
   const input = form.querySelector("input[type=file]");
   const zone = form.querySelector(".dropzone");
   const list = document.querySelector(".uploads");
+  const summary = document.querySelector(".upload-summary");
   const csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
   // Picking or dropping photos sends them at once: the form's own button would only say that no
   // file is chosen.
@@ -33,6 +34,18 @@
   // (crypto.randomUUID needs https or localhost)
   const newKey = () => (window.crypto && crypto.randomUUID ? crypto.randomUUID()
     : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`);
+  const states = new Map(); // each upload's view: "sending", "classifying", "classified" or "failed"
+
+  // Where a batch stands, in one line above the list (from two photos on). Not a live region: each
+  // photo's own line says what happens to it, and this would say it all again at every step.
+  function track(view, state) {
+    states.set(view, state);
+    const count = (which) => [...states.values()].filter((s) => s === which).length;
+    const parts = [["classified", "classified"], ["classifying", "being classified"], ["sending", "to send"],
+      ["failed", "failed"]].filter(([which]) => count(which)).map(([which, words]) => `${count(which)} ${words}`);
+    summary.textContent = `${states.size} photos: ${parts.join(", ")}.`;
+    summary.hidden = states.size < 2;
+  }
 
   function item(file) {
     const li = document.createElement("li");
@@ -59,6 +72,7 @@
     list.prepend(li);
     const view = { li, bar, status, name: file.name };
     show(view, "Waiting…");
+    track(view, "sending");
     return view;
   }
 
@@ -146,6 +160,7 @@
     if (request.status === 201 && result && result.photo) {
       view.bar.value = 100;
       show(view, "Stored; classifying…");
+      track(view, "classifying");
       follow(result.photo, view);
     } else if (signedOut(request.status, body)) {
       fail(view, "Not uploaded: you are signed out. Sign in again, then upload it.");
@@ -165,6 +180,7 @@
   }
 
   function fail(view, reason) {
+    track(view, "failed");
     view.li.classList.add("failed");
     view.bar.remove();
     view.status.setAttribute("role", "alert");
@@ -188,6 +204,7 @@
       view.bar.value = 0;
       view.li.insertBefore(view.bar, view.status);
       show(view, "Waiting…");
+      track(view, "sending");
       again();
     });
     view.li.append(button);
@@ -225,6 +242,7 @@
         show(view, `${unsure ? `Not sure: ${p.display_name}?` : p.display_name} · ${Math.round(p.confidence * 100)}%`);
         view.li.classList.add("done", ...(unsure ? ["unsure"] : []));
         view.bar.remove();
+        track(view, "classified");
         return;
       }
       if (body.status === "failed") return fail(view, body.error || "Classification failed.");
