@@ -176,8 +176,8 @@ class Feedback(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True, db_index=True)
 
-    class Meta:
-        verbose_name_plural = "feedback"
+    class Meta:  # (what the site calls it: the user's answer about the photo's cake)
+        verbose_name = "answer"
 
     def __str__(self) -> str:
         verdict = "corrected to" if self.is_correction else "confirmed"

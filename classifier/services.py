@@ -139,13 +139,13 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
             for size in (img.size, coded):
                 if size[0] * size[1] > settings.MAX_IMAGE_PIXELS:
                     raise ValidationError(
-                        f"The image is {size[0]}x{size[1]} pixels; at most "
+                        f"The image is {size[0]}×{size[1]} pixels; at most "
                         f"{settings.MAX_IMAGE_PIXELS // 1_000_000} megapixels are accepted.",
                         code="too_many_pixels",
                     )
             if min(img.size) < MIN_IMAGE_SIDE:
                 raise ValidationError(
-                    f"The image is {img.width}x{img.height} pixels; a photo needs at least "
+                    f"The image is {img.width}×{img.height} pixels; a photo needs at least "
                     f"{MIN_IMAGE_SIDE} pixels on each side.",
                     code="too_small",
                 )

@@ -65,6 +65,12 @@ def test_the_photo_list_shows_thumbnails_and_the_versions_show_test_figures(admi
     assert 'type="file"' not in changing  # no file of a photo is swapped past the upload's checks
 
 
+def test_the_admin_calls_an_answer_what_the_site_calls_it(admin_client):
+    index = admin_client.get(reverse("admin:index")).content.decode()
+
+    assert ">Answers</a>" in index and ">Feedback" not in index
+
+
 def test_activating_from_the_admin_needs_exactly_one_version(admin_client):
     from classifier.models import ModelVersion
 
