@@ -55,6 +55,19 @@ def test_figures_on_the_users_held_out_photos_are_for_staff_only(user, admin_use
         assert set(listed["kue-v2"]["metrics"]) == set(one["metrics"]) == shown
 
 
+def test_staff_read_how_many_answers_came_since_the_active_version_was_trained(user, admin_user,
+                                                                              other_version):
+    from tests.test_photo_pages import make_photo
+
+    for label in ("kue_lapis", "kue_klepon"):
+        services.feedback_record(photo=make_photo(user, "done", "kue_lapis"), user=user, label=label)
+
+    for who, since in [(admin_user, 2), (user, None)]:
+        listed = {v["name"]: v for v in as_user(who).get("/api/model-versions/").json()["results"]}
+        assert listed["kue-mobilenetv2"]["answers_since"] == since  # (the shipped version, made by hand)
+        assert listed["kue-v2"]["answers_since"] is None  # not the active one
+
+
 def test_versions_registered_at_the_same_moment_list_newest_first(user, admin_user, client):
     shipped = ModelVersion.objects.get(is_active=True)
     for name in ["kue-v2", "kue-v3", "kue-v4"]:

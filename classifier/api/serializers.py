@@ -161,10 +161,14 @@ class ModelVersionSerializer(Representation):
     metrics = serializers.DictField(help_text="its figures by split: on the benchmark (`test`), its base "
                                               "photos' `validation` and, for staff who may view versions, "
                                               "the users' held-out photos (`user_heldout`)")
+    answers_since = serializers.IntegerField(allow_null=True, default=None, help_text=(
+        "for staff who may view versions, on the active version: the answers given or changed since it "
+        "was trained, what a run started now could learn (as the staff page says); null otherwise, or "
+        "if unknown"))
 
     class Meta:
         model = ModelVersion
-        fields = ["id", "name", "labels", "metrics", "fingerprint", "is_active", "created"]
+        fields = ["id", "name", "labels", "metrics", "fingerprint", "is_active", "created", "answers_since"]
 
     def to_representation(self, version: ModelVersion) -> dict:
         data = super().to_representation(version)
@@ -172,6 +176,7 @@ class ModelVersionSerializer(Representation):
         staff = request and staff_with("classifier.view_modelversion")().has_permission(request, None)
         if not staff:  # (as for the staff page) what other users uploaded, if only in counts
             data["metrics"].pop("user_heldout", None)
+        data["answers_since"] = selectors.answers_since(version) if staff and version.is_active else None
         return data
 
 
