@@ -84,8 +84,8 @@ def wrong_password(request) -> str:
     if not 0 < left <= 2:
         return "That is not your password."
     minutes = round(settings.AXES_COOLOFF_TIME * 60)
-    return (f"That is not your password. {left} more wrong password{'s' if left > 1 else ''} in a row, and "
-            f"what asks for it (signing in too, from this address) is paused for {minutes} minutes.")
+    return (f"That is not your password. After {left} more wrong password{'s' if left > 1 else ''} in a "
+            f"row, entering it here and signing in from this connection are paused for {minutes} minutes.")
 
 
 class PerAddressThrottle(SimpleRateThrottle):
@@ -123,7 +123,7 @@ class SignUpRateThrottle(PerAddressThrottle):
     budget, and each sign-up costs a password hash."""
 
     scope = "signup"
-    refusal = "That is more new accounts from your address than we make in an hour"
+    refusal = "That is more new accounts from your connection than we make in an hour"
 
 
 class SignUpAttemptThrottle(PerAddressThrottle):
@@ -131,7 +131,7 @@ class SignUpAttemptThrottle(PerAddressThrottle):
     a sign-up says whether a user name is taken, which must not be a way to list the users."""
 
     scope = "signup_attempts"
-    refusal = "That is more sign-up attempts from your address than we take in an hour"
+    refusal = "That is more sign-up attempts from your connection than we take in an hour"
 
 
 class PasswordResetRateThrottle(PerAddressThrottle):
@@ -139,7 +139,7 @@ class PasswordResetRateThrottle(PerAddressThrottle):
     not be a way to flood someone's inbox."""
 
     scope = "password_reset"
-    refusal = "That is more reset e-mails from your address than we send in an hour"
+    refusal = "That is more reset e-mails from your connection than we send in an hour"
 
 
 class SignInFailureThrottle(PerAddressThrottle):
@@ -149,7 +149,7 @@ class SignInFailureThrottle(PerAddressThrottle):
     before a sign-in by SignInFailuresMiddleware; successful sign-ins do not count."""
 
     scope = "sign_in_failures"
-    refusal = "That is more failed sign-ins from your address than we take in an hour"
+    refusal = "That is more failed sign-ins from your connection than we take in an hour"
 
 
 @receiver(user_login_failed)

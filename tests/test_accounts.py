@@ -174,8 +174,8 @@ def test_one_address_trying_a_password_on_many_user_names_is_refused_on_every_si
     assert failed == [200, 200, 200, 200, 400, 400]
     assert ipv6 == [200] * 6 + [429] and next_network.status_code == 302
     assert [r.status_code for r in refused] == [429] * 3 and all(int(r["Retry-After"]) > 0 for r in refused)
-    assert "more failed sign-ins from your address" in refused[0].content.decode()
-    assert "more failed sign-ins from your address" in refused[2].json()["error"]["message"]
+    assert "more failed sign-ins from your connection" in refused[0].content.decode()
+    assert "more failed sign-ins from your connection" in refused[2].json()["error"]["message"]
     assert elsewhere.status_code == 302
 
 
@@ -732,7 +732,7 @@ def test_reset_emails_are_limited_per_address_so_the_form_cannot_flood_an_inbox(
     answers = [mail_worker.ask(ask) for _ in range(3)]
 
     assert [a.status_code for a in answers] == [302, 302, 429] and int(answers[2]["Retry-After"]) > 0
-    assert "more reset e-mails from your address" in answers[2].content.decode()
+    assert "more reset e-mails from your connection" in answers[2].content.decode()
     assert len(mailoutbox) == 2
 
 
@@ -774,9 +774,9 @@ def test_wrong_passwords_on_the_account_page_lock_out_like_the_login_page(client
     # The last two tries before the pause say so; the first ones only that the password is wrong.
     said = [" ".join(g.content.decode().split()) for g in guesses]
     assert "That is not your password." in said[0] and "more wrong password" not in said[0]
-    assert ("That is not your password. 2 more wrong passwords in a row, and what asks for it (signing in "
-            "too, from this address) is paused for 15 minutes.") in said[-3]
-    assert "That is not your password. 1 more wrong password in a row" in said[-2]
+    assert ("That is not your password. After 2 more wrong passwords in a row, entering it here and signing "
+            "in from this connection are paused for 15 minutes.") in said[-3]
+    assert "That is not your password. After 1 more wrong password in a row" in said[-2]
     if where == "api":
         assert int(locked["Retry-After"]) == settings.AXES_COOLOFF_TIME * 3600
     else:  # said as what it is to someone signed in: not a sign-in, and they still are
@@ -1083,7 +1083,7 @@ def test_sign_ups_from_one_address_are_limited_and_typing_errors_do_not_count(cl
 
     assert typo.status_code == 200 and made == [302, 302]
     assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
-    assert "more new accounts from your address" in refused.content.decode()
+    assert "more new accounts from your connection" in refused.content.decode()
     assert sorted(django_user_model.objects.values_list("username", flat=True)) == ["citra", "dewi"]
 
 
@@ -1106,8 +1106,8 @@ def test_sign_up_attempts_from_one_address_are_limited_so_they_cannot_list_the_u
     assert [a.status_code for a in answers] == [200, 200, 400, 201]
     assert [r.status_code for r in refused] == [429, 429] and int(refused[0]["Retry-After"]) > 0
     page = refused[0].content.decode()
-    assert "more sign-up attempts from your address" in page and "already exists" not in page
-    assert "more sign-up attempts from your address" in refused[1].json()["error"]["message"]
+    assert "more sign-up attempts from your connection" in page and "already exists" not in page
+    assert "more sign-up attempts from your connection" in refused[1].json()["error"]["message"]
 
 
 def test_the_token_endpoint_answers_options_without_credentials_and_revokes_only_with_them():

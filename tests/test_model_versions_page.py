@@ -71,8 +71,12 @@ def test_activating_and_rolling_back_from_the_page(client, root):
                                         metrics=better)
     client.force_login(root)
 
+    same = ModelVersion.objects.create(name="kue-v1b", path=shipped.path, labels=shipped.labels,
+                                       metrics=shipped.metrics)
     page = client.get(reverse("model-versions")).content.decode()
     assert "top-1 90.0% (+3.6 points against the active version)" in page
+    assert "top-1 86.4% (the same as the active version)" in page  # kue-v1b's
+    same.delete()
     response = client.post(reverse("model-version-activate", args=[newer.pk]), follow=True)
     assert "kue-v2 is now the active version" in response.content.decode()
     page = client.get(reverse("model-versions")).content.decode()

@@ -86,19 +86,22 @@ def text_report(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> st
 
 
 def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path, title: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     cm = np.asarray(matrix)
     size = max(4.0, 0.7 * len(classes) + 2)
     fig, ax = plt.subplots(figsize=(size + 1, size))
     image = ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("the model said")
-    ax.set_ylabel("it was")  # (the words of the staff page's table)
-    ax.set_title(title)
+    # Large type: the staff page shows the picture at about half its size.
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=13)
+    ax.set_yticks(range(len(classes)), classes, fontsize=13)
+    ax.set_xlabel("the model said", fontsize=13)
+    ax.set_ylabel("it was", fontsize=13)  # (the words of the staff page's table)
+    ax.set_title(title, fontsize=14)
     for (i, j), value in np.ndenumerate(cm):
-        ax.text(j, i, str(value), ha="center", va="center",
+        ax.text(j, i, str(value), ha="center", va="center", fontsize=13,
                 color="white" if value > cm.max() / 2 else "black")
-    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.colorbar(image, ax=ax, fraction=0.046, ticks=MaxNLocator(integer=True))  # whole photos
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
