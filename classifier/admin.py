@@ -153,11 +153,11 @@ class PhotoAdmin(Figures, admin.ModelAdmin):
     list_filter = ["status", "created", "image_format"]
     search_fields = ["owner__username", "sha256", "original_name"]
     show_full_result_count = False
-    readonly_fields = ["preview", "owner", "status", "error", "starts", "sha256", "width", "height",
+    readonly_fields = ["preview", "owner", "status", "error", "starts", "sha256_shown", "width", "height",
                        "image_format", "created", "updated", "predicted_label", "confidence_shown",
-                       "margin_shown", "client_key"]
+                       "margin_shown", "answer", "client_key"]
     # private files (the preview shows the photo), and the figures shown as the site shows them
-    exclude = ["image", "thumbnail", "display", "confidence", "margin"]
+    exclude = ["image", "thumbnail", "display", "confidence", "margin", "sha256"]
     inlines = [PredictionInline]
     actions = ["retry_failed"]
 
@@ -183,6 +183,22 @@ class PhotoAdmin(Figures, admin.ModelAdmin):
         self.message_user(request, f"{retried} failed photo{'s' if retried != 1 else ''} queued again"
                                    + (f"; {skipped} of those selected were not failed." if skipped else "."),
                           messages.SUCCESS)
+
+    @admin.display(description="SHA-256")
+    def sha256_shown(self, obj: Photo) -> str:
+        return obj.sha256
+
+    @admin.display(description="answer")
+    def answer(self, obj: Photo) -> str:
+        """The user's answer, as the photo's page gives it (read-only: see the answers' admin)."""
+        feedback = getattr(obj, "feedback", None)
+        if feedback is None:
+            return "none yet"
+        verdict = "corrected to" if feedback.is_correction else "confirmed as"
+        who = feedback.user.get_username() if feedback.user else "a deleted account"
+        name = "none of these" if feedback.label == Feedback.NONE else (
+            feedback.model_version.display_name(feedback.label) if feedback.model_version else feedback.label)
+        return f"{verdict} {name} by {who}"
 
     @admin.display(description="photo")
     def preview(self, obj: Photo) -> str:

@@ -239,6 +239,18 @@ def test_the_admin_gives_confidence_as_the_site_does(admin_client, user):
     assert "86%" in page  # the margin to the second most probable cake (1%)
 
 
+def test_a_photos_admin_page_gives_its_answer_and_its_digest_by_name(admin_client, user):
+    from classifier import services
+
+    photo = make_photo(user, status="done", label="kue_lapis")
+    before = admin_client.get(reverse("admin:classifier_photo_change", args=[photo.pk])).content.decode()
+    services.feedback_record(photo=photo, user=user, label="kue_lumpur")
+    page = admin_client.get(reverse("admin:classifier_photo_change", args=[photo.pk])).content.decode()
+
+    assert "none yet" in before
+    assert "corrected to Kue Lumpur by ayu" in page and "SHA-256" in page and photo.sha256 in page
+
+
 def test_the_admin_states_the_auto_activation_rule_as_the_staff_page_does(admin_client, settings):
     settings.AUTO_ACTIVATE_MIN_HELDOUT = 30
     runs = admin_client.get(reverse("admin:classifier_trainingrun_changelist")).content.decode()

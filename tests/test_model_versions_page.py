@@ -164,8 +164,10 @@ def test_starting_a_run_from_the_page(client, root, monkeypatch, settings,
     part = client.get(reverse("model-versions"), {"part": "runs"}).content.decode()
     assert part.lstrip().startswith("<section") and 'data-live-runs' in part and "<h1>" not in part
 
-    TrainingRun.objects.filter(pk=run.pk).update(status="succeeded")  # the script reloads on this
-    assert 'data-live-runs' not in client.get(reverse("model-versions"), {"part": "runs"}).content.decode()
+    assert "<progress" in part  # while it goes
+    TrainingRun.objects.filter(pk=run.pk).update(status="succeeded", progress=100)  # the script reloads
+    ended = client.get(reverse("model-versions"), {"part": "runs"}).content.decode()
+    assert 'data-live-runs' not in ended and "<progress" not in ended and "<td>done</td>" in ended
 
 
 def test_the_dashboard_draws_accuracy_by_answers_over_time_and_the_training_curves(client, root, user):
