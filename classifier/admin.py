@@ -196,9 +196,7 @@ class PhotoAdmin(Figures, admin.ModelAdmin):
             return "none yet"
         verdict = "corrected to" if feedback.is_correction else "confirmed as"
         who = feedback.user.get_username() if feedback.user else "a deleted account"
-        name = "none of these" if feedback.label == Feedback.NONE else (
-            feedback.model_version.display_name(feedback.label) if feedback.model_version else feedback.label)
-        return f"{verdict} {name} by {who}"
+        return f"{verdict} {feedback.answer_name(feedback.model_version)} by {who}"
 
     @admin.display(description="photo")
     def preview(self, obj: Photo) -> str:

@@ -179,6 +179,12 @@ class Feedback(models.Model):
     class Meta:  # (what the site calls it: the user's answer about the photo's cake)
         verbose_name = "answer"
 
+    def answer_name(self, version: ModelVersion | None) -> str:
+        """The answer in words: "none of these", or the cake's name as `version` gives it."""
+        if self.label == self.NONE:
+            return "none of these"
+        return version.display_name(self.label) if version else self.label
+
     def __str__(self) -> str:
         verdict = "corrected to" if self.is_correction else "confirmed"
         return f"photo {self.photo_id} {verdict} {self.label}"

@@ -590,8 +590,7 @@ def card(photo: Photo) -> dict:
     feedback = getattr(photo, "feedback", None)
     answer_name = ""  # what the photo was answered to be, in words (the gallery's caption, the form's note)
     if feedback and prediction:
-        answer_name = ("none of these" if feedback.label == Feedback.NONE
-                       else prediction.model_version.display_name(feedback.label))
+        answer_name = feedback.answer_name(prediction.model_version)
     return {
         "photo": photo,
         "pending": photo.status in Photo.PENDING,
