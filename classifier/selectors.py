@@ -74,8 +74,14 @@ def photo_page(photos: QuerySet[Photo], number, size: int) -> tuple[Page, list[P
     its photos: the page's ids first, then their rows, as the API pages (a deep page's OFFSET skips
     index entries, not rows joined to their owner and answer)."""
     page = Paginator(photos.values_list("pk", flat=True), size).get_page(number)
-    rows = photos.in_bulk(list(page))
-    return page, [rows[pk] for pk in page if pk in rows]  # (one deleted meanwhile is left out)
+    return page, in_order(photos, list(page))
+
+
+def in_order(queryset: QuerySet, ids: list[int]) -> list:
+    """The rows of `queryset` with these ids, in the ids' order (a page's, read first: the site's
+    pages and the API's lists); one deleted meanwhile is left out."""
+    rows = queryset.in_bulk(ids)
+    return [rows[pk] for pk in ids if pk in rows]
 
 
 def own_photos(user) -> QuerySet[Photo]:

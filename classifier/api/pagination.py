@@ -3,6 +3,8 @@
 from rest_framework import filters, pagination
 from rest_framework.exceptions import ValidationError
 
+from classifier import selectors
+
 
 class PageNumberPagination(pagination.PageNumberPagination):
     page_size = 20
@@ -36,8 +38,7 @@ class PageNumberPagination(pagination.PageNumberPagination):
         ids = super().paginate_queryset(queryset.values_list("pk", flat=True), request, view)
         if ids is None:  # not paginated
             return None
-        rows = (view.get_queryset() if view is not None else queryset).in_bulk(ids)
-        return [rows[pk] for pk in ids if pk in rows]  # (one deleted meanwhile is left out)
+        return selectors.in_order(view.get_queryset() if view is not None else queryset, ids)
 
 
 class StableOrderingFilter(filters.OrderingFilter):
