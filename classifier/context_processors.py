@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 from classifier import selectors
 
 
 def photo_scope(request) -> dict:
-    """`sees_all_photos`: whether the gallery shows everyone's photos ("All photos") or the user's own
-    ("My photos"); asked only by the pages that say it."""
-    return {"sees_all_photos": lambda: selectors.may_act_on_others_photos(request.user)}
+    """`sees_all_photos`: whether the gallery shows everyone's photos or the user's own; and
+    `gallery_name`, what the pages call it then ("All photos" or "My photos"). Asked only by the
+    pages that say it, once a request."""
+    sees_all = functools.cache(lambda: selectors.may_act_on_others_photos(request.user))
+    return {"sees_all_photos": sees_all, "gallery_name": lambda: "All photos" if sees_all() else "My photos"}
