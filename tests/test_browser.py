@@ -511,6 +511,10 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
     me.page.fill("#id_token-password", "lapis-legit-9x")
     me.page.get_by_role("button", name="Make a token").click()
     assert me.page.locator("code.token").inner_text() == Token.objects.get(user__username="sari").key
+    me.page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    me.page.get_by_role("button", name="Copy").click()
+    me.page.wait_for_selector("text=Copied.")
+    assert me.page.evaluate("navigator.clipboard.readText()") == Token.objects.get(user__username="sari").key
     me.shoot("9-account")
     me.page.fill("#id_delete-password", "lapis-legit-9x")
     me.page.get_by_role("button", name="Delete my account").click()
