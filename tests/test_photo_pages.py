@@ -74,11 +74,14 @@ def test_the_gallery_filters_by_predicted_label_and_status(client, user):
     failed = make_photo(user, status="failed")
     client.force_login(user)
 
-    by_label = client.get(reverse("gallery"), {"label": "kue_lapis"}).context["cards"]
-    by_status = client.get(reverse("gallery"), {"status": "failed"}).context["cards"]
+    by_label = client.get(reverse("gallery"), {"label": "kue_lapis"})
+    by_status = client.get(reverse("gallery"), {"status": "failed"})
 
-    assert [c["photo"].pk for c in by_label] == [lapis.pk]
-    assert [c["photo"].pk for c in by_status] == [failed.pk]
+    assert [c["photo"].pk for c in by_label.context["cards"]] == [lapis.pk]
+    assert [c["photo"].pk for c in by_status.context["cards"]] == [failed.pk]
+    show_all = '<a href="/photos/">Show all</a>'
+    assert show_all in by_status.content.decode()  # the way back
+    assert show_all not in client.get(reverse("gallery")).content.decode()
 
 
 def test_the_gallery_is_paginated(client, user):
@@ -105,6 +108,9 @@ def test_the_review_queue_is_paginated_least_certain_first(client, user):
 
     assert [len(cards) for cards in pages] == [24, 2]
     assert [c["photo"].pk for c in pages[0] + pages[1]] == sorted(photos, key=photos.get)
+    make_photo(user)  # not classified yet: not in the queue, but one of the photos
+    page = client.get(reverse("review")).content.decode()
+    assert "<dt>To review</dt><dd>26</dd>" in page and "<dt>Photos</dt><dd>27</dd>" in page
 
 
 @pytest.mark.parametrize("url, params", [
