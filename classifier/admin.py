@@ -116,7 +116,12 @@ class ModelVersionAdmin(WithoutBulkDelete):
 
 
 class Figures:
-    """A prediction's figures as the site shows them (87%, 41.3 ms), not as stored (0.8734123)."""
+    """A prediction's figures as the site shows them (Kue Lapis, 87%, 41.3 ms), not as stored
+    (kue_lapis, 0.8734123)."""
+
+    @admin.display(description="label", ordering="label")
+    def label_shown(self, obj: Prediction) -> str:
+        return obj.model_version.display_name(obj.label)
 
     @admin.display(description="confidence", ordering="confidence")
     def confidence_shown(self, obj) -> str:
@@ -134,7 +139,7 @@ class Figures:
 class PredictionInline(Figures, admin.TabularInline):
     model = Prediction
     extra = 0
-    fields = ["model_version", "label", "confidence_shown", "inference_shown", "created"]
+    fields = ["model_version", "label_shown", "confidence_shown", "inference_shown", "created"]
     readonly_fields = fields
     can_delete = False
 
@@ -154,7 +159,7 @@ class PhotoAdmin(Figures, admin.ModelAdmin):
     search_fields = ["owner__username", "sha256", "original_name"]
     show_full_result_count = False
     readonly_fields = ["preview", "owner", "status", "error", "starts", "sha256_shown", "width", "height",
-                       "image_format", "created", "updated", "predicted_label", "confidence_shown",
+                       "image_format", "created", "updated", "predicted", "confidence_shown",
                        "margin_shown", "answer", "client_key"]
     # private files (the preview shows the photo), and the figures shown as the site shows them
     exclude = ["image", "thumbnail", "display", "confidence", "margin", "sha256"]
@@ -183,6 +188,11 @@ class PhotoAdmin(Figures, admin.ModelAdmin):
         self.message_user(request, f"{retried} failed photo{'s' if retried != 1 else ''} queued again"
                                    + (f"; {skipped} of those selected were not failed." if skipped else "."),
                           messages.SUCCESS)
+
+    @admin.display(description="predicted label")
+    def predicted(self, obj: Photo) -> str:
+        prediction = obj.predictions.select_related("model_version").first()
+        return prediction.model_version.display_name(prediction.label) if prediction else "-"
 
     @admin.display(description="SHA-256")
     def sha256_shown(self, obj: Photo) -> str:
@@ -228,7 +238,8 @@ class ReadOnlyAdmin(WithoutBulkDelete):
 
 @admin.register(Prediction)
 class PredictionAdmin(Figures, ReadOnlyAdmin):
-    list_display = ["id", "photo", "label", "confidence_shown", "model_version", "inference_shown", "created"]
+    list_display = ["id", "photo", "label_shown", "confidence_shown", "model_version", "inference_shown",
+                    "created"]
     list_filter = ["label", "model_version", "created"]
     search_fields = ["photo__owner__username", "label"]
     show_full_result_count = False
@@ -239,11 +250,20 @@ class FeedbackAdmin(ReadOnlyAdmin):
     """Answers are given on the photo's page, the review queue or the API (deleting the photo
     deletes its answer)."""
 
-    list_display = ["photo", "label", "predicted_label", "is_correction", "user", "model_version", "updated"]
+    list_display = ["photo", "answer", "predicted", "is_correction", "user", "model_version", "updated"]
     list_filter = ["is_correction", "label", "model_version", "updated"]
     search_fields = ["user__username", "label", "predicted_label"]
     list_select_related = ["photo__owner", "user", "model_version"]
     show_full_result_count = False  # (a count of every answer more on each filtered page)
+
+    @admin.display(description="answer", ordering="label")
+    def answer(self, obj: Feedback) -> str:
+        return obj.answer_name(obj.model_version)
+
+    @admin.display(description="predicted label", ordering="predicted_label")
+    def predicted(self, obj: Feedback) -> str:
+        version = obj.model_version
+        return version.display_name(obj.predicted_label) if version else obj.predicted_label
 
 
 @admin.register(TrainingRun)

@@ -251,6 +251,22 @@ def test_a_photos_admin_page_gives_its_answer_and_its_digest_by_name(admin_clien
     assert "corrected to Kue Lumpur by ayu" in page and "SHA-256" in page and photo.sha256 in page
 
 
+def test_the_admin_lists_name_the_cakes_as_the_site_does(admin_client, user):
+    from classifier import services
+
+    photo = make_photo(user, status="done", label="kue_lapis")
+    services.feedback_record(photo=photo, user=user, label="kue_lumpur")
+    pages = {name: admin_client.get(reverse(f"admin:classifier_{name}")).content.decode()
+             for name in ("prediction_changelist", "feedback_changelist")}
+    change = reverse("admin:classifier_photo_change", args=[photo.pk])
+    pages["photo"] = admin_client.get(change).content.decode()
+
+    assert '<td class="field-label_shown">Kue Lapis</td>' in pages["prediction_changelist"]
+    assert '<td class="field-answer">Kue Lumpur</td>' in pages["feedback_changelist"]
+    assert '<td class="field-predicted">Kue Lapis</td>' in pages["feedback_changelist"]
+    assert '<div class="readonly">Kue Lapis</div>' in pages["photo"]
+
+
 def test_the_admin_states_the_auto_activation_rule_as_the_staff_page_does(admin_client, settings):
     settings.AUTO_ACTIVATE_MIN_HELDOUT = 30
     runs = admin_client.get(reverse("admin:classifier_trainingrun_changelist")).content.decode()
