@@ -69,11 +69,11 @@ class ModelVersion(models.Model):
 
 
 class Photo(models.Model):
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        PROCESSING = "processing"
-        DONE = "done"
-        FAILED = "failed"
+    class Status(models.TextChoices):  # named as the upload page names them
+        QUEUED = "queued", "Waiting"
+        PROCESSING = "processing", "Being classified"
+        DONE = "done", "Classified"
+        FAILED = "failed", "Failed"
 
     PENDING = (Status.QUEUED, Status.PROCESSING)  # not classified yet: waiting for or in the worker
 

@@ -383,7 +383,7 @@ def test_a_photo_being_classified_is_shown_as_on_its_way_like_a_queued_one(clien
     page = client.get(photo.get_absolute_url()).content.decode()
     gallery = client.get(reverse("gallery")).content.decode()
 
-    assert 'data-status="processing" data-pending' in page and "Processing…" in page
+    assert 'data-status="processing" data-pending' in page and "Being classified…" in page
     assert '<a href="">reload this page</a>' in page and '<a href="">reload this page</a>' in gallery
     assert f'data-photo="{photo.pk}" data-pending' in gallery
 

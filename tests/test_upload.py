@@ -38,7 +38,7 @@ def test_one_photo_is_stored_queued_and_opens_its_page(client, user, enqueued, s
     assert path.name not in photo.image.name  # stored under a generated name
     assert enqueued == [photo.pk]
     page = client.get(response["Location"]).content.decode()
-    assert "Queued" in page and "data-pending" in page
+    assert "Waiting…" in page and "data-pending" in page
 
 
 def test_several_photos_at_once_land_in_the_gallery(client, user, enqueued,
