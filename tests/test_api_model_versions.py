@@ -88,6 +88,24 @@ def test_a_version_is_retrieved_by_id_and_a_wrong_id_is_a_404(user, other_versio
 
     assert client.get(f"/api/model-versions/{other_version.pk}/").json()["name"] == "kue-v2"
     assert client.get("/api/model-versions/99999/").status_code == 404
+    # The list's filters and ordering are the list's: one version's URL answers whatever they say.
+    for query in ("is_active=true", "is_active=maybe", "ordering=bogus"):
+        assert client.get(f"/api/model-versions/{other_version.pk}/?{query}").json()["name"] == "kue-v2"
+
+
+def test_a_stray_list_filter_does_not_stop_staff_activating_or_cancelling(admin_user, other_version):
+    from classifier.models import TrainingRun
+
+    client = as_user(admin_user)
+    run = TrainingRun.objects.create(started_by=admin_user, base_version=other_version)
+
+    activated = client.post(f"/api/model-versions/{other_version.pk}/activate/?is_active=true",
+                            {"confirm": True}, format="json")
+    cancelled = client.post(f"/api/training-runs/{run.pk}/cancel/?status=succeeded&ordering=x")
+
+    assert activated.status_code == 200 and activated.json()["is_active"] is True
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert client.get(f"/api/training-runs/{run.pk}/?mode=full").json()["id"] == run.pk
 
 
 def test_a_user_who_is_not_staff_cannot_activate_a_version(user, other_version):

@@ -835,6 +835,27 @@ def test_an_answer_changes_the_photos_etag(api, user):
     assert polled.status_code == 200 and polled.json()["feedback"]["label"] == "kue_lumpur"
 
 
+def test_the_etag_moves_with_the_names_the_photo_shows_from_other_rows(user, staff, django_user_model):
+    """A model version renamed in the admin, or the account that answered deleted, changes what the
+    photo's representation says without touching the photo: a client is not told 304 about it."""
+    photo = make_photo(user, status="done", label="kue_lapis")
+    helper = django_user_model.objects.create_user("staffer", is_staff=True)
+    services.feedback_record(photo=photo, user=helper, label="kue_lapis")
+    api = APIClient()
+    api.force_authenticate(staff)  # who sees the names of the staff who answered
+    first = api.get(f"/api/photos/{photo.pk}/")
+
+    ModelVersion.objects.update(name="kue-renamed")
+    renamed = api.get(f"/api/photos/{photo.pk}/", HTTP_IF_NONE_MATCH=first["ETag"])
+    helper.delete()
+    gone = api.get(f"/api/photos/{photo.pk}/", HTTP_IF_NONE_MATCH=renamed["ETag"])
+
+    assert first.json()["feedback"]["user"] == "staffer"
+    assert renamed.status_code == 200 and renamed.json()["prediction"]["model_version"] == "kue-renamed"
+    assert gone.status_code == 200 and gone.json()["feedback"]["user"] is None
+    assert api.get(f"/api/photos/{photo.pk}/", HTTP_IF_NONE_MATCH=gone["ETag"]).status_code == 304
+
+
 def test_a_failed_photo_says_why_in_the_api(api, user):
     photo = make_photo(user)
     services.photo_fail(photo, "The photo could not be read: truncated")

@@ -107,6 +107,21 @@ def test_the_schema_is_valid_openapi_and_says_what_every_answer_holds(client):
     assert "X-CSRFToken" in document["components"]["securitySchemes"]["cookieAuth"]["description"]
 
 
+def test_the_schema_says_what_the_server_takes_in_words_for_its_users(client):
+    """A JSON Schema pattern matches anywhere in a value (as re.search does), and descriptions come
+    from docstrings: the schema's pattern refuses what the server refuses, and no description is a
+    note on the code or DRF's example of a URL the API does not have."""
+    import re
+
+    document = client.get("/api/schema/?format=json").json()
+    upload = {p["name"]: p for p in document["paths"]["/api/photos/"]["post"]["parameters"]}
+    key = upload["Idempotency-Key"]["schema"]["pattern"]
+    text = json.dumps(document)
+
+    assert re.search(key, "3f2a-b_9") and not re.search(key, "abc!!") and not re.search(key, "a" * 65)
+    assert "A view whose" not in text and "(classifier." not in text and "api.example.org" not in text
+
+
 def test_a_token_no_longer_valid_does_not_stop_what_needs_no_account(client, user):
     """A client that kept the header of a revoked token (or of an account it deleted) may still sign
     up, get a token and read the schema."""

@@ -426,6 +426,11 @@ def test_on_a_phone_the_review_queue_shows_each_photo_across_the_screen_and_no_k
     phone.go("/photos/")
     cake, status = (phone.page.locator(f"#id_{name}").bounding_box() for name in ("label", "status"))
     assert cake["x"] == status["x"] and status["y"] > cake["y"]
+    phone.go("/photos/?label=kue_lapis")  # filtered: the way back to all on a row of its own
+    button, show_all = (phone.page.get_by_role(role, name=name).bounding_box()
+                        for role, name in (("button", "Filter"), ("link", "Show all")))
+    assert show_all["x"] == button["x"] and show_all["y"] > button["y"]
+    phone.shoot("gallery-filtered")
     assert phone.errors == [] and desktop.errors == []
 
 

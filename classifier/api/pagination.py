@@ -12,10 +12,12 @@ class PageNumberPagination(pagination.PageNumberPagination):
     max_page_size = 100
 
     def get_paginated_response_schema(self, schema):
-        """DRF's, in OpenAPI 3.1: `next` and `previous` are a URL or null."""
+        """DRF's, in OpenAPI 3.1: `next` and `previous` are a URL or null (without DRF's example, a
+        URL of an /accounts/ list the API does not have)."""
         answer = super().get_paginated_response_schema(schema)
         for link in ("next", "previous"):
             answer["properties"][link].pop("nullable")
+            answer["properties"][link].pop("example", None)
             answer["properties"][link]["type"] = ["string", "null"]
         answer["required"] = ["count", "next", "previous", "results"]
         return answer

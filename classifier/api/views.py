@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,7 +54,7 @@ from classifier.models import ModelVersion, Photo, TrainingRun
 
 ERROR = serializers.ErrorSerializer
 MAX_WAIT_S = 30  # a long poll; below common proxy timeouts
-IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # (anchored for the schema's readers)
 LONG_POLL_RETRY_S = 5  # Retry-After of a long poll beyond LONG_POLLS_PER_USER
 
 
@@ -150,6 +151,14 @@ def not_found(request, *args, **kwargs):
     raise NotFound()
 
 
+class FiltersOnLists:
+    """Filters and ordering shape lists; one item's own URL, and its actions, are answered whatever
+    the query string (a stray `?is_active=false` is no 404 for the active version)."""
+
+    def filter_queryset(self, queryset):
+        return super().filter_queryset(queryset) if self.action == "list" else queryset
+
+
 class OpenToAnyone:
     """A view whose requests of some methods need no account: those are not authenticated at all, so
     a token no longer valid in their header (revoked, or its account deleted) makes no 401 there."""
@@ -177,7 +186,7 @@ class OpenToAnyone:
 )
 class TokenView(OpenToAnyone, ObtainAuthToken):
     """Exchange a username and password for the user's API token (throttled: password guessing), or
-    revoke it. A password change revokes it too (classifier.accounts)."""
+    revoke it. A new password revokes it too."""
 
     serializer_class = serializers.TokenCredentialsSerializer
     permission_classes = [IsAuthenticated]  # (for DELETE: ObtainAuthToken has none)
@@ -222,6 +231,8 @@ ACCOUNT_ERRORS = {401: ERROR, 403: ERROR, 429: ERROR}  # 403: a staff account, o
                                    **ACCOUNT_ERRORS}),
 )
 class AccountView(OpenToAnyone, APIView):
+    """Your account: sign up (no account needed), read it, change its e-mail address."""
+
     @staticmethod
     def open_to_anyone(method: str) -> bool:
         return method == "POST"  # signing up
@@ -354,7 +365,7 @@ def stats(request):
     destroy=extend_schema(summary="Delete a photo: your own, or, as staff with the delete permission, "
                                   "anyone's", responses={204: None, **WRITE_ERRORS}),
 )
-class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                    viewsets.GenericViewSet):
     serializer_class = serializers.PhotoSerializer
     filterset_class = PhotoFilter
@@ -372,26 +383,25 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         permission = {"destroy": "delete", "retry": "change", "feedback": "change"}.get(self.action, "view")
         return selectors.photos_for_user(self.request.user, action=permission)
 
-    def filter_queryset(self, queryset):
-        """Filters and ordering shape lists; one photo's own URL is answered whatever the query string."""
-        return super().filter_queryset(queryset) if self.action == "list" else queryset
-
     def retrieve(self, request, *args, **kwargs):
         """Cheap to poll: one small query answers 304 when nothing changed since the client's ETag;
         `?wait=` holds the request until the photo is done or failed (or the wait ends)."""
-        wait = self.wait_seconds(request)
-        with selectors.settling(int(kwargs["pk"]), listen=wait > 0) as settled:
-            row = selectors.photo_state(int(kwargs["pk"]), self.get_queryset())
+        wait, pk = self.wait_seconds(request), int(kwargs["pk"])
+        with selectors.settling(pk, listen=wait > 0) as settled:
+            row = selectors.photo_tag(pk, self.get_queryset())
             if row is not None and row[1] in Photo.PENDING and wait > 0:
                 with waiting_slot(request.user.pk):
                     settled(wait)
-                row = None  # settled, gone, or the wait is over: read the photo itself below
-        photo = None if row else self.get_object()  # 404 when not found, or deleted while we waited
-        updated = row[0] if row else photo.updated
-        etag = f'"{kwargs["pk"]}-{updated.timestamp():.6f}"'
+                row = selectors.photo_tag(pk, self.get_queryset())  # settled, gone, or the wait is over
+        if row is None:  # not found, or deleted while we waited: get_object's 404
+            self.get_object()
+            raise NotFound()  # (here only if it came back: ids are not reused)
+        updated, _status, names = row
+        names = hashlib.blake2s(repr(names).encode(), digest_size=6).hexdigest()
+        etag = f'"{pk}-{updated.timestamp():.6f}-{names}"'
         if etag in request.headers.get("If-None-Match", "") or request.headers.get("If-None-Match") == "*":
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
-        return Response(self.get_serializer(photo or self.get_object()).data, headers={"ETag": etag})
+        return Response(self.get_serializer(self.get_object()).data, headers={"ETag": etag})
 
     @staticmethod
     def wait_seconds(request) -> float:
@@ -519,7 +529,7 @@ class PhotoViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     retrieve=extend_schema(summary="A model version", responses={
         200: serializers.ModelVersionSerializer, **COMMON_ERRORS}),
 )
-class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
+class ModelVersionViewSet(FiltersOnLists, viewsets.ReadOnlyModelViewSet):
     queryset = ModelVersion.objects.all()
     serializer_class = serializers.ModelVersionSerializer
     filterset_class = ModelVersionFilter
@@ -562,7 +572,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
                          responses={201: serializers.TrainingRunSerializer, 400: ERROR, 403: ERROR,
                                     409: ERROR, 415: ERROR, 401: ERROR, 429: ERROR}),
 )
-class TrainingRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+class TrainingRunViewSet(FiltersOnLists, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     queryset = TrainingRun.objects.select_related("started_by", "base_version", "result_version").defer(
         "photos_used")
     serializer_class = serializers.TrainingRunSerializer
