@@ -2,6 +2,8 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import Http404
@@ -174,6 +176,18 @@ class PhotoAdmin(Figures, admin.ModelAdmin):
         undoing the worker's change meanwhile."""
         if form.changed_data:
             obj.save(update_fields=[*form.changed_data, "updated"])
+
+    def delete_model(self, request, obj):
+        """As the site deletes one (services.photo_delete: the photo locked first), so a result the
+        worker is recording meanwhile is deleted with it instead of failing the deletion at commit."""
+        try:
+            services.photo_delete(obj)
+        except Http404:  # deleted meanwhile
+            pass
+
+    def delete_queryset(self, request, queryset):
+        for photo in queryset:
+            self.delete_model(request, photo)
 
     @admin.action(description="Classify the selected failed photos again", permissions=["change"])
     def retry_failed(self, request, queryset):
@@ -355,3 +369,20 @@ class TrainingRunAdmin(admin.ModelAdmin):
         except ValidationError as exc:
             self.message_user(request, " ".join(exc.messages), messages.ERROR)
         return redirect("admin:classifier_trainingrun_changelist")
+
+
+admin.site.unregister(get_user_model())
+
+
+@admin.register(get_user_model())
+class AccountAdmin(UserAdmin):
+    """Django's, deleting an account as the site does (services.account_remove: its photos and the
+    account locked first), so an upload stored or a result recorded meanwhile waits for the deletion
+    instead of failing it at commit."""
+
+    def delete_model(self, request, obj):
+        services.account_remove(obj)
+
+    def delete_queryset(self, request, queryset):
+        for account in queryset:
+            services.account_remove(account)

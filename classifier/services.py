@@ -355,8 +355,8 @@ def photo_display(photo: Photo) -> Photo:
     """`photo` with the copy its page shows (make_display), made now if it is larger than
     DISPLAY_SIZE and has none yet. Made when its page first asks, not at upload: many photos are
     only ever seen in a gallery, and making it takes a phone's photo 40 ms. Two requests at once may
-    each make one: the first stored is kept. A file that cannot be read gets none: the page shows
-    the photo itself."""
+    each make one: the first to name its copy in the row is kept. A file that cannot be read gets
+    none: the page shows the photo itself."""
     if photo.display or max(photo.width, photo.height) <= DISPLAY_SIZE:
         return photo
     try:
@@ -522,12 +522,15 @@ def lock_photo(photo: Photo) -> str | None:
 def photo_delete(photo: Photo) -> None:
     """Delete the photo with its predictions and feedback; its files go once that is committed
     (classifier.signals). Locked first: a prediction the worker is recording meanwhile is either
-    in (and deleted with its heat map) or waits and finds the photo gone."""
+    in (and deleted with its heat map) or waits and finds the photo gone. The row deleted is the
+    one read under the lock: the caller's copy may predate a display copy made since, whose file
+    (its name chosen by the storage) would be left behind."""
     with transaction.atomic():
-        if lock_photo(photo) is None:
+        locked = Photo.objects.select_for_update().filter(pk=photo.pk).first()
+        if locked is None:
             raise Http404("The photo no longer exists.")  # deleted a moment ago
         announce_settled(photo.pk)  # a request waiting for it answers 404 at once
-        photo.delete()
+        locked.delete()
 
 
 def prediction_record(*, photo: Photo, version_id: int, probabilities: dict[str, float],
@@ -610,8 +613,12 @@ def password_changed(user) -> None:
 
 
 def api_token_renew(user) -> Token:
-    """A new API token for `user`: the old one, if any, stops working."""
+    """A new API token for `user`: the old one, if any, stops working. The account locked first: two
+    asked for at once (a double click) would otherwise both delete the old one, and the second's
+    new one collide with the first's."""
     with transaction.atomic():
+        if not lock_account(user.pk):
+            raise PermissionDenied(ACCOUNT_DELETED)
         api_token_revoke(user)
         return Token.objects.create(user=user)
 
@@ -670,7 +677,8 @@ def account_email_set(user, email: str, *, site: str) -> PendingEmail | None:
     with transaction.atomic():
         # The account locked first (as confirming and deleting it lock it): a form sent twice at once
         # would otherwise make two rows for one account.
-        lock_account(user.pk)
+        if not lock_account(user.pk):
+            raise PermissionDenied(ACCOUNT_DELETED)  # deleted in another tab
         earlier = selectors.pending_email(user)
         PendingEmail.objects.filter(user=user).delete()  # an earlier one's link stops working
         if not email or email.casefold() == user.email.casefold():
@@ -681,6 +689,9 @@ def account_email_set(user, email: str, *, site: str) -> PendingEmail | None:
         pending = PendingEmail.objects.create(user=user, email=email, site=site)
         email_confirmation_queue(pending)
     return pending
+
+
+ACCOUNT_DELETED = "This account no longer exists (it was deleted meanwhile)."
 
 
 def lock_account(user_id: int) -> bool:
@@ -716,7 +727,8 @@ def address_busy(email: str) -> bool:
 def account_email_resend(user, *, site: str) -> PendingEmail | None:
     """Send the link for the address waiting again (a new one, for as long again); None if none."""
     with transaction.atomic():
-        lock_account(user.pk)
+        if not lock_account(user.pk):
+            raise PermissionDenied(ACCOUNT_DELETED)
         pending = selectors.pending_email(user)
         if pending is not None:
             email_links_reserve(user, pending.email, pending)
@@ -831,6 +843,12 @@ def account_delete(user) -> int:
     one would lock everyone out of it)."""
     if user.is_staff or user.is_superuser:
         raise ValidationError("A staff account is removed by an administrator, in the admin.", code="staff")
+    return account_remove(user)
+
+
+def account_remove(user) -> int:
+    """Delete any account (the admin's deletion, staff included) as account_delete does; the number
+    of photos deleted."""
     photos = Photo.objects.select_for_update().filter(owner=user).values_list("pk")
     with transaction.atomic():
         # Locked first, so that nothing adds a row that makes the whole deletion fail at commit: the

@@ -842,7 +842,8 @@ def test_the_account_page_makes_with_the_password_shows_once_and_revokes_the_api
     reloaded = client.get(made.url).content.decode()  # (a reload repeats the GET, not the form)
 
     new = Token.objects.get(user=user).key
-    assert made.status_code == 302 and new != old and f'<code class="token">{new}</code>' in shown
+    assert made.status_code == 302 and new != old
+    assert f'<code class="token" id="new-token">{new}</code>' in shown
     assert new not in reloaded and "You have a token, made" in reloaded  # shown once only
     assert Token.objects.get(user=user).key == new
     # Programs that use it stop working at once: the page asks to tick that first.

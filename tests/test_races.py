@@ -1,0 +1,147 @@
+"""Two requests, or a request and the worker, at the same time. Where the outcome depends on
+PostgreSQL's row locks the test runs there (CI); each holds one side back a moment, so that the two
+overlap every time instead of now and then."""
+
+import threading
+import time
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.core.files.base import ContentFile
+from django.db import connection
+from django.test import Client
+from rest_framework.authtoken.models import Token
+
+from classifier import services
+from classifier.models import ModelVersion, PendingEmail, Photo, Prediction, display_upload_to
+from tests.test_api_photos import needs_postgresql
+from tests.test_photo_pages import make_photo
+
+TOGETHER = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+def at_once(*actions) -> list:
+    """Run the actions in threads started together; each one's result, or the exception it raised."""
+    outcomes: list = [None] * len(actions)
+
+    def run(i, action):
+        try:
+            outcomes[i] = action()
+        except Exception as exc:  # noqa: BLE001 - the outcome under test
+            outcomes[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, action)) for i, action in enumerate(actions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return outcomes
+
+
+@TOGETHER
+def test_a_double_click_on_make_a_token_leaves_one_working_token(user, monkeypatch):
+    """Each click deletes the old token, then makes a new one: unlocked, both deleted the old one and
+    the second's new token collided with the first's (a 500)."""
+    needs_postgresql()
+    Token.objects.create(user=user)
+    revoke = services.api_token_revoke
+
+    def revoke_slowly(account):  # the window between deleting the old token and making the new one
+        revoke(account)
+        time.sleep(0.3)
+
+    monkeypatch.setattr(services, "api_token_revoke", revoke_slowly)
+
+    def click():
+        browser = Client(raise_request_exception=False)
+        browser.force_login(user)
+        return browser.post("/accounts/token/", {"token-password": "kue-lapis-2026"}).status_code
+
+    assert at_once(click, click) == [302, 302]
+    assert Token.objects.filter(user=user).count() == 1
+
+
+def worker_recording_slowly(photo: Photo, monkeypatch):
+    """The worker's recording of `photo`'s result, its transaction held open a moment once the
+    result is in."""
+    mark_done = services.photo_mark_done
+
+    def mark_done_slowly(*args, **kwargs):
+        mark_done(*args, **kwargs)
+        time.sleep(0.4)
+
+    monkeypatch.setattr(services, "photo_mark_done", mark_done_slowly)
+    version = ModelVersion.objects.get(is_active=True)
+    probabilities = {item["slug"]: 1 / len(version.labels) for item in version.labels}
+    return lambda: services.prediction_record(photo=photo, version_id=version.pk, probabilities=probabilities,
+                                              label="kue_lapis", confidence=0.9, inference_ms=5.0)
+
+
+def deleting_in_the_admin(admin_user, path: str):
+    """The admin's deletion confirmed, a moment after the worker began recording."""
+    def delete():
+        time.sleep(0.15)
+        browser = Client(raise_request_exception=False)
+        browser.force_login(admin_user)
+        return browser.post(path, {"post": "yes"}).status_code
+    return delete
+
+
+@TOGETHER
+def test_a_photo_deleted_in_the_admin_while_the_worker_records_its_result_is_deleted(user, admin_user,
+                                                                                  monkeypatch):
+    """The admin's deletion used to read the photo's results before the worker's commit, then fail at
+    its own commit on the result it had not seen (a 500, the photo kept)."""
+    needs_postgresql()
+    photo = make_photo(user)
+    record = worker_recording_slowly(photo, monkeypatch)
+    delete = deleting_in_the_admin(admin_user, f"/admin/classifier/photo/{photo.pk}/delete/")
+
+    assert at_once(record, delete) == [True, 302]
+    assert not Photo.objects.exists() and not Prediction.objects.exists()
+
+
+@TOGETHER
+def test_an_account_deleted_in_the_admin_while_the_worker_records_a_result_is_deleted(
+        user, admin_user, monkeypatch):
+    needs_postgresql()
+    record = worker_recording_slowly(make_photo(user), monkeypatch)
+    delete = deleting_in_the_admin(admin_user, f"/admin/auth/user/{user.pk}/delete/")
+
+    assert at_once(record, delete) == [True, 302]
+    assert not Photo.objects.exists() and not type(user).objects.filter(pk=user.pk).exists()
+
+
+def test_a_display_copy_made_after_the_deletion_read_the_photo_goes_with_it(
+        user, monkeypatch, django_capture_on_commit_callbacks):
+    """Two first views of a large photo's page each make its display copy; the second's file gets
+    another name from the storage, and may be the one kept. A deletion that read the photo before
+    either used to delete the first's name only, and leave the kept copy on disk for good."""
+    monkeypatch.setattr(services, "DISPLAY_SIZE", 16)  # (the photo, 48 px wide, is "large")
+    photo = make_photo(user)
+    stale = Photo.objects.get(pk=photo.pk)  # the deletion's read, before any copy
+    storage = photo.image.storage
+    first = storage.save(display_upload_to(photo, ""), ContentFile(b"the first view's copy, not kept"))
+    kept = services.photo_display(Photo.objects.get(pk=photo.pk)).display.name
+    assert kept != first and storage.exists(kept)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.photo_delete(stale)
+
+    assert not Photo.objects.exists() and not storage.exists(kept)
+
+
+@pytest.mark.parametrize("change", [
+    lambda account: services.account_email_set(account, "new@example.org", site="http://testserver"),
+    lambda account: services.api_token_renew(account),
+], ids=["e-mail address", "token"])
+def test_a_change_asked_for_in_a_tab_after_the_account_was_deleted_in_another_is_refused(user, change):
+    """Not a database error at commit on a row of a deleted account."""
+    stale = type(user).objects.get(pk=user.pk)
+    services.account_delete(user)
+
+    with pytest.raises(PermissionDenied, match="no longer exists"):
+        change(stale)
+    assert not PendingEmail.objects.exists() and not Token.objects.exists()
