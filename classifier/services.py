@@ -612,6 +612,18 @@ def password_changed(user) -> None:
     PendingEmail.objects.filter(user=user).delete()
 
 
+def password_change(user, new_password: str, *, new_token: bool) -> Token | None:
+    """Set `user`'s new password (checked by the caller: the old one, the rules). What a new password
+    ends follows (classifier.accounts: the sessions, the token, an address change waiting); with
+    `new_token`, a new token for the program that asked, made once the old one is gone."""
+    with transaction.atomic():
+        if not lock_account(user.pk):
+            raise PermissionDenied(ACCOUNT_DELETED)
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        return Token.objects.create(user=user) if new_token else None
+
+
 def api_token_renew(user) -> Token:
     """A new API token for `user`: the old one, if any, stops working. The account locked first: two
     asked for at once (a double click) would otherwise both delete the old one, and the second's

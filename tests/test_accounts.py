@@ -936,6 +936,59 @@ def test_the_api_reads_changes_and_deletes_the_account_with_the_password(user, s
     assert refused.status_code == 403 and type(staff).objects.filter(pk=staff.pk).exists()
 
 
+def test_the_api_changes_the_password_with_the_old_one_and_answers_with_a_new_token(
+        user, django_capture_on_commit_callbacks):
+    """As the website's form: the old password allows it (counted as a sign-in attempt), the new one
+    is held to the same rules, and what a new password ends ends; the program that asked goes on."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    from classifier import services
+
+    old_token = Token.objects.create(user=user).key
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {old_token}")
+    with django_capture_on_commit_callbacks():
+        services.account_email_set(user, "thief@example.org", site="http://testserver")
+
+    def change(old, new):
+        return api.post("/api/account/password/", {"password": old, "new_password": new}, format="json")
+
+    wrong, weak = change("guess", "bika-ambon-77"), change("kue-lapis-2026", "ayu")
+    assert wrong.status_code == 400 and wrong.json()["error"]["fields"]["password"] == [
+        "That is not your password."]
+    assert weak.status_code == 400 and "too short" in str(weak.json()["error"]["fields"]["new_password"])
+    user.refresh_from_db()
+    assert user.check_password("kue-lapis-2026")
+
+    changed = change("kue-lapis-2026", "bika-ambon-77")
+
+    new_token = changed.json()["token"]
+    assert changed.status_code == 200 and new_token and new_token != old_token
+    assert api.get("/api/account/").status_code == 401  # the old token ended
+    api.credentials(HTTP_AUTHORIZATION=f"Token {new_token}")
+    me = api.get("/api/account/").json()
+    assert me["email_pending"] is None  # and the address change it may have been asked with
+    assert APIClient().post("/api/auth/token/", {"username": "ayu", "password": "bika-ambon-77"}).json()[
+        "token"] == new_token
+
+
+def test_a_session_that_changes_the_password_through_the_api_stays_signed_in_without_a_token(client, user):
+    from rest_framework.authtoken.models import Token
+
+    Token.objects.create(user=user)
+    client.force_login(user)
+
+    changed = client.post("/api/account/password/", content_type="application/json",
+                          data={"password": "kue-lapis-2026", "new_password": "bika-ambon-77"})
+
+    assert changed.status_code == 200 and changed.json() == {"token": None}
+    assert not Token.objects.filter(user=user).exists()
+    assert client.get("/api/account/").status_code == 200  # this session goes on
+    user.refresh_from_db()
+    assert user.check_password("bika-ambon-77")
+
+
 def test_an_api_client_signs_out_by_deleting_its_token_and_a_new_one_is_made_on_request(user):
     from rest_framework.test import APIClient
 

@@ -1,6 +1,7 @@
 """API representations. Reading only: writes go through classifier.services."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -263,6 +264,27 @@ class PasswordConfirmSerializer(serializers.Serializer):
                                 detail="Too many wrong passwords for this account; try again later.")
             raise serializers.ValidationError(wrong_password(request), code="password_incorrect")
         return password
+
+
+class PasswordChangeSerializer(PasswordConfirmSerializer):
+    new_password = serializers.CharField(
+        write_only=True, trim_whitespace=False, style={"input_type": "password"},
+        help_text="held to the website's rules (the errors say which it breaks)")
+
+    def validate_new_password(self, new_password: str) -> str:
+        from django.contrib.auth.password_validation import validate_password
+
+        try:
+            validate_password(new_password, self.context["request"].user)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
+        return new_password
+
+
+class NewTokenSerializer(serializers.Serializer):
+    token = serializers.CharField(allow_null=True, help_text=(
+        "the new password revoked the API token: the new one for the program that changed it (asked "
+        "with a token); null when asked in a browser's session (POST /api/auth/token/ makes one)"))
 
 
 class AccountEmailSerializer(PasswordConfirmSerializer):

@@ -19,6 +19,7 @@ urlpatterns = [
     path("account/", views.AccountView.as_view(), name="account"),
     path("account/export/", views.account_export, name="account-export"),
     path("account/delete/", views.account_delete, name="account-delete"),
+    path("account/password/", views.account_password, name="account-password"),
     path("auth/password-reset/", views.password_reset, name="password-reset"),
     path("stats/", views.stats, name="stats"),
     # (public: no authentication, so a token no longer valid in the header is no 401 there)

@@ -10,6 +10,7 @@ from datetime import UTC
 
 import django_filters
 from django.conf import settings
+from django.contrib.auth import update_session_auth_hash
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from drf_spectacular.types import OpenApiTypes
@@ -22,6 +23,8 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import (
     action,
@@ -268,6 +271,25 @@ class AccountView(OpenToAnyone, APIView):
 @content_negotiation_class(AnyAccept)
 def account_export(request):
     return exports.account_archive_response(request)
+
+
+@extend_schema(summary="Change your password (the current one, `password`, allows it)",
+               description="As on the website, the new password signs out your sessions elsewhere, revokes "
+                           "your API token and withdraws an e-mail address change waiting for its link; "
+                           "a program that asked with its token gets a new one in the answer. A session "
+                           "that asked stays signed in.",
+               request=serializers.PasswordChangeSerializer,
+               responses={200: serializers.NewTokenSerializer, 400: ERROR, 415: ERROR, **ACCOUNT_ERRORS})
+@api_view(["POST"])
+@permission_classes([IsAuthenticated])
+def account_password(request):
+    data = serializers.PasswordChangeSerializer(data=request.data, context={"request": request})
+    data.is_valid(raise_exception=True)
+    token = services.password_change(request.user, data.validated_data["new_password"],
+                                     new_token=isinstance(request.auth, Token))
+    if isinstance(request.successful_authenticator, SessionAuthentication):
+        update_session_auth_hash(request, request.user)  # as the website's form does
+    return Response({"token": token.key if token else None})
 
 
 @extend_schema(summary="Delete your account, its photos and answers (your password confirms it)",
