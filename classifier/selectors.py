@@ -10,9 +10,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core import signing
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db import connection
 from django.db.models import Count, Exists, Max, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
@@ -106,8 +108,21 @@ def may_review(user, photo: Photo) -> bool:
 
 
 def photo_for_user(user, pk: int, action: str = "view") -> Photo:
-    """One photo the user may `action`, or 404: another user's photo is indistinguishable from none."""
-    return get_object_or_404(photos_for_user(user, action=action), pk=pk)
+    """One photo the user may `action`, or 404: another user's photo is indistinguishable from none
+    (but see refuse_if_visible)."""
+    try:
+        return get_object_or_404(photos_for_user(user, action=action), pk=pk)
+    except Http404:
+        refuse_if_visible(user, pk, action)
+        raise
+
+
+def refuse_if_visible(user, pk: int, action: str) -> None:
+    """A 403 for a photo `user` may see but not `action` (staff allowed to view others' photos only):
+    a 404 would deny what they can see."""
+    if action != "view" and photos_for_user(user).filter(pk=pk).exists():
+        verb = "delete" if action == "delete" else "answer or retry"
+        raise PermissionDenied(f"You may see other users' photos, but not {verb} them.")
 
 
 POLL_STEP_S = 0.02  # without notifications: how often a waiting request reads the photo's status

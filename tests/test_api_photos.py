@@ -597,7 +597,9 @@ def test_staff_who_may_change_but_not_delete_photos_cannot_delete_others(django_
     api.force_authenticate(editor)
 
     assert api.get(f"/api/photos/{photo.pk}/").status_code == 200
-    assert api.delete(f"/api/photos/{photo.pk}/").status_code == 404
+    refused = api.delete(f"/api/photos/{photo.pk}/")
+    assert refused.status_code == 403  # not a 404: they see it
+    assert refused.json()["error"]["message"] == "You may see other users' photos, but not delete them."
     assert Photo.objects.filter(pk=photo.pk).exists()
 
 

@@ -38,10 +38,10 @@ WEBSITE = [
     ("get", "/photos/{photo}/thumbnail/", [302, 200, 404, 200, 200]),
     ("get", "/photos/{photo}/display/", [302, 200, 404, 200, 200]),
     ("get", "/photos/{photo}/heatmap/", [302, 200, 404, 200, 200]),
-    ("post", "/photos/{photo}/retry/", [302, 302, 404, 404, 302]),
-    ("post", "/photos/{photo}/feedback/", [302, 302, 404, 404, 302]),
-    ("get", "/photos/{photo}/delete/", [302, 200, 404, 404, 200]),  # asks to confirm
-    ("post", "/photos/{photo}/delete/", [302, 302, 404, 404, 302]),
+    ("post", "/photos/{photo}/retry/", [302, 302, 404, 403, 302]),  # staff may see it, not retry it
+    ("post", "/photos/{photo}/feedback/", [302, 302, 404, 403, 302]),
+    ("get", "/photos/{photo}/delete/", [302, 200, 404, 403, 200]),  # asks to confirm
+    ("post", "/photos/{photo}/delete/", [302, 302, 404, 403, 302]),
     ("get", "/review/", [302, 200, 200, 200, 200]),
     # staff pages: the model permissions too, as the API and the admin ask for the same data
     ("get", "/staff/models/", [302, 302, 302, 403, 200]),
@@ -69,9 +69,9 @@ API = [
     ("get", "/api/photos/{photo}/heatmap/", [401, 200, 404, 200, 200]),
     ("get", "/api/photos/review-queue/", [401, 200, 200, 200, 200]),
     ("get", "/api/stats/", [401, 200, 200, 200, 200]),
-    ("put", "/api/photos/{photo}/feedback/", [401, 200, 404, 404, 200]),
-    ("post", "/api/photos/{photo}/retry/", [401, 400, 404, 404, 400]),  # a done photo: not retried
-    ("delete", "/api/photos/{photo}/", [401, 204, 404, 404, 204]),
+    ("put", "/api/photos/{photo}/feedback/", [401, 200, 404, 403, 200]),  # staff may see it, not answer
+    ("post", "/api/photos/{photo}/retry/", [401, 400, 404, 403, 400]),  # a done photo: not retried
+    ("delete", "/api/photos/{photo}/", [401, 204, 404, 403, 204]),
     ("get", "/api/model-versions/", [401, 200, 200, 200, 200]),
     ("get", "/api/model-versions/{version}/", [401, 200, 200, 200, 200]),
     ("post", "/api/model-versions/{version}/activate/", [401, 403, 403, 403, 200]),
@@ -83,6 +83,7 @@ API = [
     ("get", "/api/account/", [401, 200, 200, 200, 200]),  # one's own account
     ("patch", "/api/account/", [401, 400, 400, 400, 400]),  # without the password
     ("post", "/api/account/delete/", [401, 400, 400, 400, 400]),  # without the password
+    ("post", "/api/account/password/", [401, 400, 400, 400, 400]),  # without the passwords
     ("get", "/api/account/export/", [401, 200, 200, 200, 200]),  # one's own photos only
     ("get", "/api/training-runs/", [401, 403, 403, 403, 200]),
     ("get", "/api/training-runs/{run}/", [401, 403, 403, 403, 200]),

@@ -117,7 +117,7 @@ def test_only_the_owner_and_staff_allowed_to_change_photos_give_feedback(client,
     client.force_login(other_user)
     assert client.post(url, {"label": "kue_lapis"}).status_code == 404
     client.force_login(staff)  # may view everyone's photos, not change them
-    assert client.post(url, {"label": "kue_lapis"}).status_code == 404
+    assert client.post(url, {"label": "kue_lapis"}).status_code == 403
     assert not Feedback.objects.exists()
     staff.user_permissions.add(Permission.objects.get(codename="change_photo"))
     assert client.post(url, {"label": "kue_lumpur"}).status_code == 302

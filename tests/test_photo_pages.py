@@ -175,7 +175,7 @@ def test_staff_with_the_view_permission_see_everyones_photos_but_cannot_delete_t
     assert "<h1>All photos</h1>" in gallery.content.decode()
     assert gallery.content.decode().count("ayu's photo") == 2  # whose each photo is, as in the queue
     assert 'aria-current="page">All photos</a>' in gallery.content.decode()  # the menu says so too
-    assert client.post(reverse("photo-delete", args=[photo.pk])).status_code == 404
+    assert client.post(reverse("photo-delete", args=[photo.pk])).status_code == 403
     assert Photo.objects.filter(pk=photo.pk).exists()
     # Nor are they offered what they may not do: no link to delete, no button to classify it again.
     assert reverse("photo-delete", args=[photo.pk]) not in page.content.decode()

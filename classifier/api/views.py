@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth import update_session_auth_hash
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -402,8 +403,18 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return Photo.objects.none()
-        permission = {"destroy": "delete", "retry": "change", "feedback": "change"}.get(self.action, "view")
-        return selectors.photos_for_user(self.request.user, action=permission)
+        return selectors.photos_for_user(self.request.user, action=self.permission)
+
+    @property
+    def permission(self) -> str:
+        return {"destroy": "delete", "retry": "change", "feedback": "change"}.get(self.action, "view")
+
+    def get_object(self):
+        try:
+            return super().get_object()
+        except Http404:
+            selectors.refuse_if_visible(self.request.user, int(self.kwargs["pk"]), self.permission)
+            raise
 
     def retrieve(self, request, *args, **kwargs):
         """Cheap to poll: one small query answers 304 when nothing changed since the client's ETag;
