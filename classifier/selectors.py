@@ -432,6 +432,16 @@ def model_versions_compared() -> list[dict]:
     return rows
 
 
+def training_history(version: ModelVersion) -> list | None:
+    """The version's training phases with their figures per epoch (what its curves plot), as its
+    folder records them; None for one not trained epoch by epoch (a head refit) or unreadable."""
+    try:
+        phases = json.loads((version.folder / "history.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return phases if isinstance(phases, list) else None
+
+
 def api_token(user) -> Token | None:
     """The user's API token, or None."""
     return Token.objects.filter(user=user).first()

@@ -235,6 +235,21 @@ def test_staff_read_users_accuracy_per_version_and_day(user, admin_user):
     assert api.get("/api/model-versions/accuracy-by-day/").status_code == 403
 
 
+def test_staff_read_a_versions_training_epoch_by_epoch(user, admin_user):
+    shipped = ModelVersion.objects.get(is_active=True)
+    refit = ModelVersion.objects.create(name="kue-refit", path="kue-refit-elsewhere", labels=shipped.labels)
+    api = as_user(admin_user)
+
+    phases = api.get(f"/api/model-versions/{shipped.pk}/history/").json()
+    none = api.get(f"/api/model-versions/{refit.pk}/history/")
+
+    assert [p["name"].split(" (")[0] for p in phases] == ["head", "fine-tune"]
+    head = phases[0]
+    assert len(head["history"]["val_accuracy"]) == head["epochs_run"] and 1 <= head["best_epoch"] <= 15
+    assert none.status_code == 404 and "not trained epoch by epoch" in none.json()["error"]["message"]
+    assert as_user(user).get(f"/api/model-versions/{shipped.pk}/history/").status_code == 403
+
+
 def test_an_answer_counts_on_the_day_it_was_last_changed(user, admin_user):
     """A photo confirmed days ago and corrected today is today's correction: the chart follows what
     users think of a version now, not when they first looked."""

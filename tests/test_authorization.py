@@ -76,6 +76,7 @@ API = [
     ("get", "/api/model-versions/{version}/", [401, 200, 200, 200, 200]),
     ("post", "/api/model-versions/{version}/activate/", [401, 403, 403, 403, 200]),
     ("get", "/api/model-versions/accuracy-by-day/", [401, 403, 403, 403, 200]),
+    ("get", "/api/model-versions/{version}/history/", [401, 403, 403, 403, 200]),
     ("post", "/api/auth/token/", [400, 400, 400, 400, 400]),  # wrong password, whoever asks
     ("delete", "/api/auth/token/", [401, 204, 204, 204, 204]),  # one's own token
     ("post", "/api/account/", [400, 400, 400, 400, 400]),  # a sign-up without a name and password

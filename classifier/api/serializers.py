@@ -181,6 +181,16 @@ class ModelVersionSerializer(Representation):
         return data
 
 
+class TrainingPhaseSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text='e.g. "head (frozen backbone)", "fine-tune (48 layers from ...)"')
+    epochs_run = serializers.IntegerField()
+    best_epoch = serializers.IntegerField(help_text="the epoch whose weights were kept, from 1")
+    seconds = serializers.FloatField()
+    history = serializers.DictField(child=serializers.ListField(child=serializers.FloatField()), help_text=(
+        "per epoch: `loss` and `accuracy` on the training photos, `val_loss` and `val_accuracy` on the "
+        "validation photos"))
+
+
 class VersionAccuracySerializer(serializers.Serializer):
     version = serializers.CharField()
     reviewed = serializers.IntegerField()

@@ -586,6 +586,18 @@ class ModelVersionViewSet(FiltersOnLists, viewsets.ReadOnlyModelViewSet):
             raise
         return Response(self.get_serializer(version).data)
 
+    @extend_schema(summary="The version's training, phase by phase, epoch by epoch (staff): what the staff "
+                           "page plots as its curves",
+                   responses={200: serializers.TrainingPhaseSerializer(many=True), 403: ERROR,
+                              **COMMON_ERRORS})
+    @action(detail=True, pagination_class=None,
+            permission_classes=[staff_with("classifier.view_modelversion")])
+    def history(self, request, pk=None):
+        phases = selectors.training_history(self.get_object())
+        if phases is None:
+            raise NotFound("This version was not trained epoch by epoch (a head refit has no curves).")
+        return Response(serializers.TrainingPhaseSerializer(phases, many=True).data)
+
     @extend_schema(summary="Users' accuracy per version and day of their answers (staff)",
                    responses={200: serializers.AccuracyDaySerializer(many=True), 403: ERROR, **COMMON_ERRORS})
     @action(detail=False, url_path="accuracy-by-day", pagination_class=None, filter_backends=[],
