@@ -1216,7 +1216,8 @@ def test_the_api_signs_up_a_new_account_as_the_website_does_and_gives_its_token(
         {"username": "citra", "email": "", "email_pending": "citra@example.org", "photos": 0}
     assert more.status_code == 429 and int(more["Retry-After"]) > 0
     api.credentials(HTTP_AUTHORIZATION=f"Token {made.json()['token']}")
-    assert api.get("/api/account/").json()["username"] == "citra"
+    assert made["Location"] == "http://testserver/api/account/"
+    assert api.get(made["Location"]).json()["username"] == "citra"
 
 
 def test_the_api_sends_a_reset_link_to_an_address_and_answers_the_same_for_any(user, mailoutbox, monkeypatch,

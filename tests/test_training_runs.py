@@ -66,7 +66,8 @@ def test_the_api_starts_lists_and_follows_runs_for_staff_only(user, admin_user, 
     assert created.status_code == 201 and created.json()["status"] == "queued"
     assert created.json()["auto_activate"] is True
     assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "conflict"
-    assert staff_api.get(f"/api/training-runs/{created.json()['id']}/").json()["progress"] == 0
+    assert created["Location"] == f"http://testserver/api/training-runs/{created.json()['id']}/"
+    assert staff_api.get(created["Location"]).json()["progress"] == 0
     assert user_api.get("/api/training-runs/").status_code == 403
     assert user_api.post("/api/training-runs/", {}, format="json").status_code == 403
 

@@ -14,6 +14,7 @@ from django.contrib.auth import update_session_auth_hash
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import Http404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -219,12 +220,18 @@ class TokenView(OpenToAnyone, ObtainAuthToken):
             raise
 
 
+def located(what: str) -> OpenApiParameter:
+    """The Location header of a 201, in the schema."""
+    return OpenApiParameter("Location", str, OpenApiParameter.HEADER, response=[201],
+                            description=f"the URL of {what}")
+
+
 ACCOUNT_ERRORS = {401: ERROR, 403: ERROR, 429: ERROR}  # 403: a staff account, or a session without CSRF
 
 
 @extend_schema_view(
     post=extend_schema(summary="Sign up: a new account, with its API token", auth=[],
-                       request=serializers.AccountCreateSerializer,
+                       request=serializers.AccountCreateSerializer, parameters=[located("the account")],
                        responses={201: serializers.NewAccountSerializer, 400: ERROR, 415: ERROR, 429: ERROR}),
     get=extend_schema(summary="Your account", responses={200: serializers.AccountSerializer, 401: ERROR,
                                                           429: ERROR}),
@@ -248,7 +255,8 @@ class AccountView(OpenToAnyone, APIView):
         SignUpRateThrottle().refuse_if_over(request)  # counts the accounts made, not typing errors
         user = data.save()
         body = {**serializers.AccountSerializer(user).data, "token": services.api_token_renew(user).key}
-        return Response(body, status=status.HTTP_201_CREATED)
+        where = request.build_absolute_uri(reverse("api:account"))
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": where})
 
     def get(self, request):
         return Response(serializers.AccountSerializer(request.user).data)
@@ -613,7 +621,7 @@ class ModelVersionViewSet(FiltersOnLists, viewsets.ReadOnlyModelViewSet):
     retrieve=extend_schema(summary="A training run with its live progress (staff)", responses={
         200: serializers.TrainingRunSerializer, 403: ERROR, **COMMON_ERRORS}),
     create=extend_schema(summary="Start a training run on the active version (staff)",
-                         request=serializers.TrainingRunStartSerializer,
+                         request=serializers.TrainingRunStartSerializer, parameters=[located("the run")],
                          responses={201: serializers.TrainingRunSerializer, 400: ERROR, 403: ERROR,
                                     409: ERROR, 415: ERROR, 401: ERROR, 429: ERROR}),
 )
@@ -635,7 +643,9 @@ class TrainingRunViewSet(FiltersOnLists, mixins.CreateModelMixin, viewsets.ReadO
             if exc.code == "busy":
                 raise Conflict(exc.messages[0]) from exc
             raise
-        return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)
+        where = request.build_absolute_uri(reverse("api:trainingrun-detail", args=[run.pk]))
+        return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED,
+                        headers={"Location": where})
 
     @extend_schema(summary="Cancel a queued or running run (staff): a queued one never starts, a running "
                            "one stops at its next step and registers no version", request=None,
