@@ -136,14 +136,17 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
     assert "SECRET_KEY must be set" in result.stderr
 
 
-def test_the_web_healthcheck_passes_on_the_production_site_compose_runs(tmp_path):
-    """Behind its proxy the site serves only its own host names, over https: the check asks as the
-    proxy does (a plain request to localhost gets a 400, or a redirect to https)."""
+PRODUCTION = {"DEBUG": "0", "SECRET_KEY": "x" * 50 + "-production-secret-for-the-check",
+              "ALLOWED_HOSTS": "cakes.example.org", "SECURE_SSL_REDIRECT": "1"}
+
+
+@pytest.fixture
+def production_site(tmp_path):
+    """The site as compose runs it (gunicorn, production settings, on SQLite here): its port."""
     from tests.processes import Process, answers, free_port, wait_for
 
-    env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "x" * 50 + "-production-secret-for-the-check",
-           "ALLOWED_HOSTS": "cakes.example.org", "SECURE_SSL_REDIRECT": "1",
-           "CAKESITE_VAR_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    env = {**os.environ, **PRODUCTION, "CAKESITE_VAR_DIR": str(tmp_path),
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
     for command in (["migrate"], ["collectstatic"]):
         subprocess.run([sys.executable, "manage.py", *command, "--noinput", "-v", "0"], cwd=ROOT, env=env,
                        check=True)
@@ -152,15 +155,42 @@ def test_the_web_healthcheck_passes_on_the_production_site_compose_runs(tmp_path
                   tmp_path / "web.log")
     try:
         assert wait_for(lambda: answers(port), 60), web.tail()
-        check = compose()["services"]["web"]["healthcheck"]["test"]
-        assert check[:3] == ["CMD", "python", "-c"]
-        code = check[3].replace("localhost:8000", f"localhost:{port}")
-
-        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-
-        assert result.returncode == 0, result.stderr + web.tail()
+        yield port
     finally:
         web.stop()
+
+
+def test_the_web_healthcheck_passes_on_the_production_site_compose_runs(production_site):
+    """Behind its proxy the site serves only its own host names, over https: the check asks as the
+    proxy does (a plain request to localhost gets a 400, or a redirect to https)."""
+    check = compose()["services"]["web"]["healthcheck"]["test"]
+    assert check[:3] == ["CMD", "python", "-c"]
+    code = check[3].replace("localhost:8000", f"localhost:{production_site}")
+
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, **PRODUCTION},
+                            capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("method, path, content_type, status", [
+    ("POST", "/api/auth/token/", "multipart/form-data; boundary*=xyz''%41", 415),  # the API's error body
+    ("POST", "/api/auth/token/", "application/json; charset*=nope''%41", 415),
+    ("POST", "/accounts/login/", "multipart/form-data; boundary*=xyz''%41", 403),  # the site's CSRF page
+    ("GET", "/", "text/plain; x*=xyz''%41", 200),
+])
+def test_a_content_type_whose_parameters_cannot_be_decoded_gets_the_sites_answer(
+        production_site, method, path, content_type, status):
+    """An RFC 2231 parameter in an unknown charset made Django raise while it made the request,
+    before any middleware: the server's bare 500, for any URL, signed in or not."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", production_site, timeout=30)
+    connection.request(method, path, body=b"x", headers={
+        "Host": "cakes.example.org", "X-Forwarded-Proto": "https", "Content-Type": content_type})
+    response = connection.getresponse()
+
+    assert response.status == status, response.read()[:300]
 
 
 def test_production_refuses_to_start_without_allowed_hosts(tmp_path):
