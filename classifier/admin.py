@@ -2,9 +2,10 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import BadRequest, PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect
@@ -29,7 +30,26 @@ class ModelVersionAddForm(forms.ModelForm):
         return path
 
 
-class WithoutBulkDelete(admin.ModelAdmin):
+class QueryChecked:
+    """The admin takes lookups and selected ids from the request as they come; two it cannot answer
+    were 500s, and are bad requests (400): a year outside 1 to 9999 (`?created__year=0`, which
+    Python's dates cannot hold) and a selected id that is no id (`_selected_action=abc`)."""
+
+    def lookup_allowed(self, lookup, value, request=None):
+        if {"year", "iso_year"} & set(lookup.split("__")):
+            years = str(value).split(",")  # (one, or several for __in)
+            if not all(year.isascii() and year.isdigit() and 1 <= int(year) <= 9999 for year in years):
+                return False
+        return super().lookup_allowed(lookup, value, request)
+
+    def response_action(self, request, queryset):
+        selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+        if not all(pk.isascii() and pk.isdigit() and int(pk) < 2**63 for pk in selected):
+            raise BadRequest("The selected items are not ids.")
+        return super().response_action(request, queryset)
+
+
+class WithoutBulkDelete(QueryChecked, admin.ModelAdmin):
     """No "delete selected" action: what may not be deleted one by one (or only through a service
     that may refuse) must not go in bulk, under a "Successfully deleted" said regardless."""
 
@@ -150,7 +170,7 @@ class PredictionInline(Figures, admin.TabularInline):
 
 
 @admin.register(Photo)
-class PhotoAdmin(Figures, admin.ModelAdmin):
+class PhotoAdmin(Figures, QueryChecked, admin.ModelAdmin):
     """Photos come in through the site or the API, which check, thumbnail and queue them. Here they
     are read, filtered, deleted, and failed ones queued again (after a model outage, say); their
     files and status follow the product's rules, not a hand edit (a photo made `done` by hand would
@@ -281,7 +301,7 @@ class FeedbackAdmin(ReadOnlyAdmin):
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
+class TrainingRunAdmin(QueryChecked, admin.ModelAdmin):
     """Runs are started with the button on the list (fast mode by default), never edited by hand."""
 
     change_list_template = "admin/classifier/trainingrun/change_list.html"
@@ -375,7 +395,7 @@ admin.site.unregister(get_user_model())
 
 
 @admin.register(get_user_model())
-class AccountAdmin(UserAdmin):
+class AccountAdmin(QueryChecked, UserAdmin):
     """Django's, deleting an account as the site does (services.account_remove: its photos and the
     account locked first), so an upload stored or a result recorded meanwhile waits for the deletion
     instead of failing it at commit."""

@@ -429,3 +429,29 @@ def test_retrying_photos_one_of_which_was_deleted_meanwhile_queues_the_others(
     assert response.status_code == 200
     assert "1 failed photo queued again; 1 of those selected were not failed." in response.content.decode()
     assert enqueued == [kept.pk]
+
+
+@pytest.mark.parametrize("changelist", ["photo", "prediction", "feedback", "modelversion", "trainingrun"])
+@pytest.mark.parametrize("year", ["0", "10000", "99999999999", "-1", "2026,0"])
+def test_a_year_the_admin_cannot_look_up_is_a_bad_request(admin_client, changelist, year):
+    field = "updated" if changelist == "feedback" else "created"
+    url = reverse(f"admin:classifier_{changelist}_changelist")
+    lookup = f"{field}__year__in" if "," in year else f"{field}__year"
+
+    assert admin_client.get(url, {lookup: year}).status_code == 400
+    assert admin_client.get(url, {f"{field}__year": "2026"}).status_code == 200
+
+
+@pytest.mark.parametrize("model, action", [
+    ("photo", "retry_failed"), ("photo", "delete_selected"), ("modelversion", "activate"),
+    ("trainingrun", "cancel_runs"), ("user", "delete_selected"),
+])
+@pytest.mark.parametrize("selected", ["abc", "1.5", "\x00", str(10**30)])
+def test_an_admin_action_on_ids_that_are_no_ids_is_a_bad_request(admin_client, model, action, selected):
+    app = "auth" if model == "user" else "classifier"
+
+    response = admin_client.post(reverse(f"admin:{app}_{model}_changelist"),
+                                 {"action": action, "_selected_action": [selected], "index": 0})
+
+    assert response.status_code == 400
+

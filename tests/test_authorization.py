@@ -60,6 +60,7 @@ WEBSITE = [
 API = [
     ("get", "/api/schema/", [200, 200, 200, 200, 200]),
     ("get", "/api/docs/", [200, 200, 200, 200, 200]),
+    ("options", "/api/docs/", [405, 405, 405, 405, 405]),  # an HTML page: nothing to describe
     ("get", "/api/photos/", [401, 200, 200, 200, 200]),
     ("post", "/api/photos/", [401, 400, 400, 400, 400]),  # no files: a 400 once allowed
     ("get", "/api/photos/{photo}/", [401, 200, 404, 200, 200]),

@@ -25,8 +25,9 @@ urlpatterns = [
     # (public: no authentication, so a token no longer valid in the header is no 401 there)
     path("schema/", SpectacularAPIView.as_view(authentication_classes=[]), name="schema"),
     # (its script in a file of its own, as the Content-Security-Policy allows no inline one)
-    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema", authentication_classes=[]),
-         name="docs"),
+    # (GET only: DRF's OPTIONS answer through its HTML renderer, which has no template, was a 500)
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema", authentication_classes=[],
+                                                       http_method_names=["get", "head"]), name="docs"),
     path("", include(router.urls)),
     re_path(r"^.*$", views.not_found),  # anything else under /api/: a JSON 404, never an HTML page
 ]
