@@ -120,6 +120,12 @@ def test_the_schema_says_what_the_server_takes_in_words_for_its_users(client):
 
     assert re.search(key, "3f2a-b_9") and not re.search(key, "abc!!") and not re.search(key, "a" * 65)
     assert "A view whose" not in text and "(classifier." not in text and "api.example.org" not in text
+    # what a generated client calls an action: account_delete(), not account_delete_create()
+    ids = {operation["operationId"] for operations in document["paths"].values()
+           for operation in operations.values()}
+    assert {"account_delete", "account_password_change", "photos_retry", "model_versions_activate",
+            "training_runs_cancel"} <= ids and not {i for i in ids if i.endswith("_create")} - {
+            "account_create", "auth_token_create", "photos_create", "training_runs_create"}
 
 
 def test_a_token_no_longer_valid_does_not_stop_what_needs_no_account(client, user):

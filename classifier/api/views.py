@@ -269,7 +269,7 @@ class AccountView(OpenToAnyone, APIView):
 
 
 
-@extend_schema(summary="Your photos and answers as one zip file",
+@extend_schema(summary="Your photos and answers as one zip file", operation_id="account_export",
                description="Your photos as stored (without their metadata), named after the files you "
                            "uploaded, under `photos/`; `photos.json`, each photo as `GET /api/photos/{id}/` "
                            "shows it plus `file`, its path in the archive (null if its file is gone); and "
@@ -283,6 +283,7 @@ def account_export(request):
 
 
 @extend_schema(summary="Change your password (the current one, `password`, allows it)",
+               operation_id="account_password_change",
                description="As on the website, the new password signs out your sessions elsewhere, revokes "
                            "your API token and withdraws an e-mail address change waiting for its link; "
                            "a program that asked with its token gets a new one in the answer. A session "
@@ -302,6 +303,7 @@ def account_password(request):
 
 
 @extend_schema(summary="Delete your account, its photos and answers (your password confirms it)",
+               operation_id="account_delete",
                description="A staff account is a 403: an administrator removes it.",
                request=serializers.PasswordConfirmSerializer,
                responses={204: None, 400: ERROR, 415: ERROR, **ACCOUNT_ERRORS})
@@ -317,7 +319,8 @@ def account_delete(request):
     return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-@extend_schema(summary="Send a link to choose a new password to this address, if an account has it "
+@extend_schema(operation_id="auth_password_reset",
+               summary="Send a link to choose a new password to this address, if an account has it "
                        "(the answer is the same either way)", auth=[],
                request=serializers.PasswordResetSerializer, responses={
                    202: None, 400: ERROR, 415: ERROR, 429: ERROR,
@@ -511,7 +514,7 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
         services.feedback_record(photo=photo, user=request.user, label=data.validated_data["label"])
         return Response(self.get_serializer(self.read_again(photo)).data)
 
-    @extend_schema(summary="Queue a failed photo again", request=None,
+    @extend_schema(summary="Queue a failed photo again", request=None, operation_id="photos_retry",
                    responses={202: serializers.PhotoSerializer, 400: ERROR, **WRITE_ERRORS})
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
@@ -578,6 +581,7 @@ class ModelVersionViewSet(FiltersOnLists, viewsets.ReadOnlyModelViewSet):
     lookup_value_converter = "int"
 
     @extend_schema(summary="Make this the active version (staff)", request=serializers.ActivateSerializer,
+                   operation_id="model_versions_activate",
                    responses={200: serializers.ModelVersionSerializer, 400: ERROR, 403: ERROR, 415: ERROR,
                               **COMMON_ERRORS})
     @action(detail=True, methods=["post"], permission_classes=[staff_with("classifier.change_modelversion")])
@@ -594,7 +598,8 @@ class ModelVersionViewSet(FiltersOnLists, viewsets.ReadOnlyModelViewSet):
             raise
         return Response(self.get_serializer(version).data)
 
-    @extend_schema(summary="The version's training, phase by phase, epoch by epoch (staff): what the staff "
+    @extend_schema(operation_id="model_versions_history",
+                   summary="The version's training, phase by phase, epoch by epoch (staff): what the staff "
                            "page plots as its curves",
                    responses={200: serializers.TrainingPhaseSerializer(many=True), 403: ERROR,
                               **COMMON_ERRORS})
@@ -647,7 +652,8 @@ class TrainingRunViewSet(FiltersOnLists, mixins.CreateModelMixin, viewsets.ReadO
         return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED,
                         headers={"Location": where})
 
-    @extend_schema(summary="Cancel a queued or running run (staff): a queued one never starts, a running "
+    @extend_schema(operation_id="training_runs_cancel",
+                   summary="Cancel a queued or running run (staff): a queued one never starts, a running "
                            "one stops at its next step and registers no version", request=None,
                    responses={200: serializers.TrainingRunSerializer, 403: ERROR, 409: ERROR,
                               **COMMON_ERRORS})
