@@ -24,7 +24,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 # make) stops them all; all three run in the background so that the shell's trap runs at once.
 run: install
 	$(PY) manage.py migrate --noinput
-	@echo "Cakesite: http://$(HOST):$(PORT)/  (Ctrl-C stops the site and the worker)"
+	@echo "Cakesite: http://$(HOST):$(PORT)/  (Ctrl-C stops the site and its workers)"
 	$(PY) -m celery -A cakesite worker -n classify@%h --loglevel=INFO --concurrency=$(WORKERS) \
 	  -Q $(QUEUE),$(QUEUE).email --beat --schedule $(or $(CAKESITE_VAR_DIR),var)/celerybeat-schedule & \
 	classify=$$!; \

@@ -287,7 +287,7 @@ BENCHMARK_DIR = Path(os.environ.get("CAKESITE_BENCHMARK_DIR",
 
 # Celery: Redis in production and CI; with no URL set, a broker that needs no server
 # (kombu's filesystem transport under var/), so `make run` works on a bare machine.
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost//")  # (no host: kombu warns)
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     for _sub in ("queue", "processed", "control"):  # kombu expects the folders to exist
@@ -298,6 +298,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        "polling_interval": 0.1,  # (kombu's default, 1 s, had a worker take one photo a second)
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -377,5 +378,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"axes": {"level": "WARNING"}},  # lockouts, not every successful login
+    "loggers": {
+        "axes": {"level": "WARNING"},  # lockouts, not every successful login
+        # to the root's handler only: Django's own (in DEBUG) printed each of its lines twice
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+    },
 }

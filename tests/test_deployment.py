@@ -193,6 +193,22 @@ def test_a_content_type_whose_parameters_cannot_be_decoded_gets_the_sites_answer
     assert response.status == status, response.read()[:300]
 
 
+def test_a_line_django_logs_is_written_once_in_development(settings):
+    """Django's own console handler (in DEBUG) and the site's, on the root logger, each wrote it:
+    the handlers a record of django.request passes through, as logging walks them."""
+    import logging
+
+    settings.DEBUG = True
+    record = logging.LogRecord("django.request", logging.WARNING, __file__, 0, "Not Found: /x/", None, None)
+    writing, logger = [], logging.getLogger("django.request")
+    while logger:
+        writing += [h for h in logger.handlers if record.levelno >= h.level and h.filter(record)
+                    and not type(h).__module__.startswith("_pytest")]  # (pytest's own capture)
+        logger = logger.parent if logger.propagate else None
+
+    assert len(writing) == 1
+
+
 def test_production_refuses_to_start_without_allowed_hosts(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "ALLOWED_HOSTS"}
     env.update(DEBUG="0", SECRET_KEY="x" * 50, CAKESITE_VAR_DIR=str(tmp_path))
