@@ -154,12 +154,21 @@ def photo_state(photo_id: int, photos: QuerySet[Photo] | None = None) -> tuple[d
 def photo_tag(photo_id: int, photos: QuerySet[Photo]) -> tuple[datetime, str, tuple] | None:
     """(updated, status, names) of a photo among `photos`, or None: one query. The names are those
     its representation shows that change without touching the photo (an account renamed or deleted,
-    a model version renamed): its owner's, its answer's author's, its latest result's version's."""
+    a model version renamed): its owner's, its answer's author's, its latest result's version's, as
+    photo_names gives them of a photo already read."""
     version = latest_predictions().filter(photo=OuterRef("pk")).values("model_version__name")[:1]
     row = (photos.filter(pk=photo_id)
            .values_list("updated", "status", "owner__username", "feedback__user__username", Subquery(version))
            .first())
     return None if row is None else (row[0], row[1], row[2:])
+
+
+def photo_names(photo: Photo) -> tuple:
+    """photo_tag's names, of a photo read with its results (with_results): no query."""
+    feedback = getattr(photo, "feedback", None)
+    prediction = latest_prediction(photo)
+    return (photo.owner.username, feedback.user.username if feedback and feedback.user else None,
+            prediction.model_version.name if prediction else None)
 
 
 @contextmanager
@@ -435,8 +444,9 @@ def model_versions_compared() -> list[dict]:
 def training_history(version: ModelVersion) -> list | None:
     """The version's training phases with their figures per epoch (what its curves plot), as its
     folder records them; None for one not trained epoch by epoch (a head refit) or unreadable."""
-    try:
-        phases = json.loads((version.folder / "history.json").read_text())
+    try:  # (NaN, as Keras records a diverged loss, becomes None: JSON has no NaN)
+        phases = json.loads((version.folder / "history.json").read_text(),
+                            parse_constant=lambda _constant: None)
     except (OSError, ValueError):
         return None
     return phases if isinstance(phases, list) else None

@@ -250,6 +250,21 @@ def test_staff_read_a_versions_training_epoch_by_epoch(user, admin_user):
     assert as_user(user).get(f"/api/model-versions/{shipped.pk}/history/").status_code == 403
 
 
+def test_a_diverged_epoch_reads_as_null_in_a_versions_training(admin_user, settings, tmp_path):
+    """Keras records a diverged loss as NaN, which JSON cannot carry."""
+    settings.MODELS_DIR = tmp_path
+    (tmp_path / "diverged").mkdir()
+    (tmp_path / "diverged" / "history.json").write_text(
+        '[{"name": "head", "epochs_run": 2, "best_epoch": 1, "seconds": 3.0,'
+        ' "history": {"loss": [1.5, NaN], "val_loss": [1.2, Infinity]}}]')
+    version = ModelVersion.objects.create(name="kue-diverged", path="diverged", labels=[])
+
+    answer = as_user(admin_user).get(f"/api/model-versions/{version.pk}/history/")
+
+    assert answer.status_code == 200
+    assert answer.json()[0]["history"] == {"loss": [1.5, None], "val_loss": [1.2, None]}
+
+
 def test_an_answer_counts_on_the_day_it_was_last_changed(user, admin_user):
     """A photo confirmed days ago and corrected today is today's correction: the chart follows what
     users think of a version now, not when they first looked."""

@@ -269,6 +269,7 @@ def test_filters_that_match_none_of_the_photos_say_so_and_lead_back_to_all(clien
     page = client.get(reverse("gallery"), {"label": "kue_klepon", "status": ""}).content.decode()
 
     assert "No photos match these filters" in page and "No photos here yet" not in page
+    assert page.count(">Show all") == 1  # the message's link, not the filters' too
     assert f'<a href="{reverse("gallery")}">Show all your photos</a>' in page
 
 

@@ -184,11 +184,12 @@ class ModelVersionSerializer(Representation):
 class TrainingPhaseSerializer(serializers.Serializer):
     name = serializers.CharField(help_text='e.g. "head (frozen backbone)", "fine-tune (48 layers from ...)"')
     epochs_run = serializers.IntegerField()
-    best_epoch = serializers.IntegerField(help_text="the epoch whose weights were kept, from 1")
+    best_epoch = serializers.IntegerField(help_text="the epoch with the lowest `val_loss`, from 1")
     seconds = serializers.FloatField()
-    history = serializers.DictField(child=serializers.ListField(child=serializers.FloatField()), help_text=(
-        "per epoch: `loss` and `accuracy` on the training photos, `val_loss` and `val_accuracy` on the "
-        "validation photos"))
+    history = serializers.DictField(
+        child=serializers.ListField(child=serializers.FloatField(allow_null=True)), help_text=(
+            "per epoch: `loss` and `accuracy` on the training photos, `val_loss` and `val_accuracy` on the "
+            "validation photos; null where it was not a number (a diverged epoch's loss)"))
 
 
 class VersionAccuracySerializer(serializers.Serializer):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.urls import reverse
+from django.utils.crypto import salted_hmac
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -157,16 +157,18 @@ def not_found(request, *args, **kwargs):
 
 
 class FiltersOnLists:
-    """Filters and ordering shape lists; one item's own URL, and its actions, are answered whatever
-    the query string (a stray `?is_active=false` is no 404 for the active version)."""
+    # Filters and ordering shape lists; one item's own URL, and its actions, are answered whatever
+    # the query string (a stray `?is_active=false` is no 404 for the active version). (A comment:
+    # the schema would give a docstring as the description of every operation of the views.)
 
     def filter_queryset(self, queryset):
         return super().filter_queryset(queryset) if self.action == "list" else queryset
 
 
 class OpenToAnyone:
-    """A view whose requests of some methods need no account: those are not authenticated at all, so
-    a token no longer valid in their header (revoked, or its account deleted) makes no 401 there."""
+    # A view whose requests of some methods need no account: those are not authenticated at all, so
+    # a token no longer valid in their header (revoked, or its account deleted) makes no 401 there.
+    # (A comment, as the schema gives a mixin's docstring as its views' descriptions.)
 
     @staticmethod
     def open_to_anyone(method: str) -> bool:
@@ -218,6 +220,13 @@ class TokenView(OpenToAnyone, ObtainAuthToken):
                     detail="Too many failed sign-in attempts for this username; try again later.",
                 ) from None
             raise
+
+
+def photo_etag(pk: int, updated, names: tuple) -> str:
+    """A photo's ETag: its last change, and the names from other rows it shows (selectors.photo_tag),
+    keyed by the site's secret: an owner, who is not shown which staff member answered, must not
+    find the name by hashing likely ones."""
+    return f'"{pk}-{updated.timestamp():.6f}-{salted_hmac("photo-etag", repr(names)).hexdigest()[:16]}"'
 
 
 def located(what: str) -> OpenApiParameter:
@@ -430,22 +439,22 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
     def retrieve(self, request, *args, **kwargs):
         """Cheap to poll: one small query answers 304 when nothing changed since the client's ETag;
         `?wait=` holds the request until the photo is done or failed (or the wait ends)."""
-        wait, pk = self.wait_seconds(request), int(kwargs["pk"])
+        wait, pk, photo = self.wait_seconds(request), int(kwargs["pk"]), None
         with selectors.settling(pk, listen=wait > 0) as settled:
             row = selectors.photo_tag(pk, self.get_queryset())
             if row is not None and row[1] in Photo.PENDING and wait > 0:
                 with waiting_slot(request.user.pk):
                     settled(wait)
-                row = selectors.photo_tag(pk, self.get_queryset())  # settled, gone, or the wait is over
-        if row is None:  # not found, or deleted while we waited: get_object's 404
-            self.get_object()
-            raise NotFound()  # (here only if it came back: ids are not reused)
-        updated, _status, names = row
-        names = hashlib.blake2s(repr(names).encode(), digest_size=6).hexdigest()
-        etag = f'"{pk}-{updated.timestamp():.6f}-{names}"'
+                photo = self.get_object()  # settled, or the wait is over (a 404 if deleted meanwhile)
+        if photo is not None:
+            etag = photo_etag(pk, photo.updated, selectors.photo_names(photo))
+        elif row is not None:
+            etag = photo_etag(pk, row[0], row[2])
+        else:
+            raise NotFound(f"No {Photo._meta.object_name} matches the given query.")  # (as get_object says)
         if etag in request.headers.get("If-None-Match", "") or request.headers.get("If-None-Match") == "*":
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
-        return Response(self.get_serializer(self.get_object()).data, headers={"ETag": etag})
+        return Response(self.get_serializer(photo or self.get_object()).data, headers={"ETag": etag})
 
     @staticmethod
     def wait_seconds(request) -> float:
@@ -504,6 +513,7 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
                         status=status.HTTP_201_CREATED if created else status.HTTP_400_BAD_REQUEST)
 
     @extend_schema(summary="Confirm or correct the label (or say it is none of the cakes)",
+                   operation_id="photos_feedback",
                    request=serializers.FeedbackInputSerializer,
                    responses={200: serializers.PhotoSerializer, 400: ERROR, 415: ERROR, **WRITE_ERRORS})
     @action(detail=True, methods=["put"])
@@ -531,6 +541,7 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
         return photo
 
     @extend_schema(summary="Photos still without feedback, least certain first: the review queue",
+                   operation_id="photos_review_queue",
                    description="Done photos with no confirmation or correction yet, ordered by the "
                    "margin between the two most probable cakes (smallest first), as the website's "
                    "review page (own photos; staff allowed to see others': everyone's).",
@@ -540,13 +551,14 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
         page = self.paginate_queryset(selectors.review_queue_for_user(request.user))
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    @extend_schema(summary="The photo's file, as uploaded", responses={
+    @extend_schema(summary="The photo's file, as uploaded", operation_id="photos_image", responses={
         (200, "image/*"): OpenApiTypes.BINARY, **COMMON_ERRORS})
     @action(detail=True, content_negotiation_class=AnyAccept)
     def image(self, request, pk=None):
         return files.photo_file_response(self.get_object(), "image")
 
-    @extend_schema(summary="The photo at the size its page shows it: a photo over 1600 px on its "
+    @extend_schema(operation_id="photos_display",
+                   summary="The photo at the size its page shows it: a photo over 1600 px on its "
                            "long side as an upright JPEG of 1600 to 3200 px, made at the first request; "
                            "a photo no larger, itself", responses={
         (200, "image/*"): OpenApiTypes.BINARY, **COMMON_ERRORS})
@@ -554,13 +566,15 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
     def display(self, request, pk=None):
         return files.photo_file_response(self.get_object(), "display")
 
-    @extend_schema(summary="The photo's thumbnail (JPEG, at most 320 px)", responses={
+    @extend_schema(summary="The photo's thumbnail (JPEG, at most 320 px)", operation_id="photos_thumbnail",
+                   responses={
         (200, "image/jpeg"): OpenApiTypes.BINARY, **COMMON_ERRORS})
     @action(detail=True, content_negotiation_class=AnyAccept)
     def thumbnail(self, request, pk=None):
         return files.photo_file_response(self.get_object(), "thumbnail")
 
-    @extend_schema(summary="Where the model looked for its latest prediction (PNG); 404 until there "
+    @extend_schema(operation_id="photos_heatmap",
+                   summary="Where the model looked for its latest prediction (PNG); 404 until there "
                            "is one", responses={(200, "image/png"): OpenApiTypes.BINARY, **COMMON_ERRORS})
     @action(detail=True, content_negotiation_class=AnyAccept)
     def heatmap(self, request, pk=None):
@@ -603,7 +617,7 @@ class ModelVersionViewSet(FiltersOnLists, viewsets.ReadOnlyModelViewSet):
                            "page plots as its curves",
                    responses={200: serializers.TrainingPhaseSerializer(many=True), 403: ERROR,
                               **COMMON_ERRORS})
-    @action(detail=True, pagination_class=None,
+    @action(detail=True, pagination_class=None, filter_backends=[],
             permission_classes=[staff_with("classifier.view_modelversion")])
     def history(self, request, pk=None):
         phases = selectors.training_history(self.get_object())
@@ -612,6 +626,7 @@ class ModelVersionViewSet(FiltersOnLists, viewsets.ReadOnlyModelViewSet):
         return Response(serializers.TrainingPhaseSerializer(phases, many=True).data)
 
     @extend_schema(summary="Users' accuracy per version and day of their answers (staff)",
+                   operation_id="model_versions_accuracy_by_day",
                    responses={200: serializers.AccuracyDaySerializer(many=True), 403: ERROR, **COMMON_ERRORS})
     @action(detail=False, url_path="accuracy-by-day", pagination_class=None, filter_backends=[],
             permission_classes=[staff_with("classifier.view_modelversion")])

@@ -1,6 +1,7 @@
-// A "Copy" button next to a value shown once (the account page's new API token). Without JavaScript,
-// or where the browser refuses the clipboard (a page not served over HTTPS, say), the value is
-// selected instead, for Ctrl-C; the button says which happened.
+// A "Copy" button next to a value shown once (the account page's new API token), shown by this
+// script (without it, the value is still there to select). Where the browser refuses the clipboard
+// (a page not served over HTTPS, say), the value is selected instead, for Ctrl-C; a note beside the
+// button says which happened.
 document.querySelectorAll("button[data-copy]").forEach((button) => {
   const value = document.getElementById(button.dataset.copy);
   const said = button.nextElementSibling; // a live region that says what the click did
