@@ -140,11 +140,13 @@ PRODUCTION = {"DEBUG": "0", "SECRET_KEY": "x" * 50 + "-production-secret-for-the
               "ALLOWED_HOSTS": "cakes.example.org", "SECURE_SSL_REDIRECT": "1"}
 
 
-@pytest.fixture
-def production_site(tmp_path):
-    """The site as compose runs it (gunicorn, production settings, on SQLite here): its port."""
+@pytest.fixture(scope="module")
+def production_site(tmp_path_factory):
+    """The site as compose runs it (gunicorn, production settings, on SQLite here): its port. One for
+    the module's tests: each asks without changing it."""
     from tests.processes import Process, answers, free_port, wait_for
 
+    tmp_path = tmp_path_factory.mktemp("production")
     env = {**os.environ, **PRODUCTION, "CAKESITE_VAR_DIR": str(tmp_path),
            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
     for command in (["migrate"], ["collectstatic"]):
