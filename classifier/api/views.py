@@ -440,18 +440,19 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
         """Cheap to poll: one small query answers 304 when nothing changed since the client's ETag;
         `?wait=` holds the request until the photo is done or failed (or the wait ends)."""
         wait, pk, photo = self.wait_seconds(request), int(kwargs["pk"]), None
-        with selectors.settling(pk, listen=wait > 0) as settled:
-            row = selectors.photo_tag(pk, self.get_queryset())
-            if row is not None and row[1] in Photo.PENDING and wait > 0:
-                with waiting_slot(request.user.pk):
-                    settled(wait)
-                photo = self.get_object()  # settled, or the wait is over (a 404 if deleted meanwhile)
-        if photo is not None:
+        if wait > 0:  # the status alone (a small query), then the photo as it is after any wait
+            with selectors.settling(pk) as settled:
+                row = selectors.photo_state(pk, self.get_queryset())
+                if row is not None and row[1] in Photo.PENDING:
+                    with waiting_slot(request.user.pk):
+                        settled(wait)
+            photo = self.get_object()  # (a 404 if it is not there, or was deleted while we waited)
             etag = photo_etag(pk, photo.updated, selectors.photo_names(photo))
-        elif row is not None:
+        else:  # a poll without a wait: what its ETag needs, in one query
+            row = selectors.photo_tag(pk, self.get_queryset())
+            if row is None:
+                raise NotFound(f"No {Photo._meta.object_name} matches the given query.")  # (get_object's)
             etag = photo_etag(pk, row[0], row[2])
-        else:
-            raise NotFound(f"No {Photo._meta.object_name} matches the given query.")  # (as get_object says)
         if etag in request.headers.get("If-None-Match", "") or request.headers.get("If-None-Match") == "*":
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
         return Response(self.get_serializer(photo or self.get_object()).data, headers={"ETag": etag})
