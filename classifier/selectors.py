@@ -151,16 +151,16 @@ def photo_state(photo_id: int, photos: QuerySet[Photo] | None = None) -> tuple[d
     return photos.filter(pk=photo_id).values_list("updated", "status").first()
 
 
-def photo_tag(photo_id: int, photos: QuerySet[Photo]) -> tuple[datetime, str, tuple] | None:
-    """(updated, status, names) of a photo among `photos`, or None: one query. The names are those
+def photo_tag(photo_id: int, photos: QuerySet[Photo]) -> tuple[datetime, tuple] | None:
+    """(updated, names) of a photo among `photos`, or None: one query. The names are those
     its representation shows that change without touching the photo (an account renamed or deleted,
     a model version renamed): its owner's, its answer's author's, its latest result's version's, as
     photo_names gives them of a photo already read."""
     version = latest_predictions().filter(photo=OuterRef("pk")).values("model_version__name")[:1]
     row = (photos.filter(pk=photo_id)
-           .values_list("updated", "status", "owner__username", "feedback__user__username", Subquery(version))
+           .values_list("updated", "owner__username", "feedback__user__username", Subquery(version))
            .first())
-    return None if row is None else (row[0], row[1], row[2:])
+    return None if row is None else (row[0], row[1:])
 
 
 def photo_names(photo: Photo) -> tuple:

@@ -452,7 +452,7 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
             row = selectors.photo_tag(pk, self.get_queryset())
             if row is None:
                 raise NotFound(f"No {Photo._meta.object_name} matches the given query.")  # (get_object's)
-            etag = photo_etag(pk, row[0], row[2])
+            etag = photo_etag(pk, *row)
         if etag in request.headers.get("If-None-Match", "") or request.headers.get("If-None-Match") == "*":
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
         return Response(self.get_serializer(photo or self.get_object()).data, headers={"ETag": etag})
