@@ -225,7 +225,7 @@ class PhotoAdmin(Figures, QueryChecked, admin.ModelAdmin):
 
     @admin.display(description="predicted label")
     def predicted(self, obj: Photo) -> str:
-        prediction = obj.predictions.select_related("model_version").first()
+        prediction = selectors.latest_prediction(obj)  # (the one the site shows)
         return prediction.model_version.display_name(prediction.label) if prediction else "-"
 
     @admin.display(description="SHA-256")
