@@ -12,7 +12,7 @@ class Request(WSGIRequest):
     """Django's, reading a Content-Type whose parameters cannot be decoded (an RFC 2231 value in an
     unknown charset, `boundary*=xyz''%41`) as that type without parameters. Django raised there while
     it made the request, before any middleware, and the server answered any URL with its own bare
-    500; now the site answers (a body it then cannot parse is a 400)."""
+    500; now the site answers (the API with its 415 for a media type it cannot read)."""
 
     def _set_content_type_params(self, meta):
         try:
