@@ -352,6 +352,19 @@ def benchmark_top1(version: ModelVersion) -> float | None:
     return test.get("top1") if isinstance(test, dict) else None
 
 
+def benchmark_size(version: ModelVersion) -> int | None:
+    """How many photos `version` was measured on in the benchmark split (None if unknown)."""
+    test = version.metrics.get("test")
+    return test.get("n") if isinstance(test, dict) else None
+
+
+def other_benchmark(version: ModelVersion, active: ModelVersion) -> bool:
+    """Whether the two were measured on benchmarks of different sizes (the split changed between
+    them, or a run read another CAKESITE_BENCHMARK_DIR): then their top-1 are not comparable."""
+    sizes = benchmark_size(version), benchmark_size(active)
+    return None not in sizes and sizes[0] != sizes[1]
+
+
 def classification_backlog() -> dict:
     """Photos waiting for the classification worker: how many, since when the oldest waits, and
     whether the worker looks stopped (the oldest waited over two minutes, and none was classified
@@ -383,6 +396,10 @@ def activation_warning(version: ModelVersion, active: ModelVersion | None) -> st
     new, old = benchmark_top1(version), benchmark_top1(active)
     if new is None:
         warnings.append("It was not measured on the benchmark split.")
+    elif other_benchmark(version, active):
+        warnings.append(f"It was measured on another benchmark than the active version ("
+                        f"{benchmark_size(version)} photos against {benchmark_size(active)}): their "
+                        "top-1 cannot be compared.")
     elif old is not None and new < old:
         warnings.append(f"It is {100 * (old - new):.1f} points below the active version on the benchmark "
                         f"split (top-1 {100 * new:.1f}% against {100 * old:.1f}%).")
@@ -413,6 +430,7 @@ def model_versions_compared() -> list[dict]:
         run = getattr(version, "training_run", None)
         names = [item["name"] for item in version.labels]
         mine = benchmark_top1(version)
+        apart = not version.is_active and active is not None and other_benchmark(version, active)
         rows.append({
             "version": version,
             "warning": activation_warning(version, active),
@@ -420,8 +438,9 @@ def model_versions_compared() -> list[dict]:
             "rolls_back": version.served and active is not None and version.created < active.created,
             # points of top-1 on the benchmark against the active version's (the other splits differ
             # from version to version: each run holds out its own user photos)
-            "benchmark_change": (None if version.is_active or None in (mine, on_benchmark)
+            "benchmark_change": (None if version.is_active or None in (mine, on_benchmark) or apart
                                  else round(100 * (mine - on_benchmark), 1)),
+            "other_benchmark": apart,
             "splits": [
                 {"name": split, "top1": m["top1"], "top1_percent": round(100 * m["top1"], 1),
                  "macro_f1": m["macro_f1"], "n": m["n"],
