@@ -132,7 +132,8 @@ class ModelVersionAdmin(WithoutBulkDelete):
         self.message_user(request, f"The active version is now {version.name}.", messages.SUCCESS)
 
     @admin.action(description="Activate the selected version, even with a warning (lower on the benchmark, "
-                              "not measured on it, or a repeat of its training)", permissions=["change"])
+                              "not measured on it or on another one, or a repeat of its training)",
+                  permissions=["change"])
     def activate_confirmed(self, request, queryset):
         self.activate(request, queryset, confirmed=True)
 
