@@ -617,8 +617,7 @@ def password_change(user, new_password: str, *, new_token: bool) -> Token | None
     ends follows (classifier.accounts: the sessions, the token, an address change waiting); with
     `new_token`, a new token for the program that asked, made once the old one is gone."""
     with transaction.atomic():
-        if not lock_account(user.pk):
-            raise PermissionDenied(ACCOUNT_DELETED)
+        lock_live_account(user.pk)
         user.set_password(new_password)
         user.save(update_fields=["password"])
         return Token.objects.create(user=user) if new_token else None
@@ -629,8 +628,7 @@ def api_token_renew(user) -> Token:
     asked for at once (a double click) would otherwise both delete the old one, and the second's
     new one collide with the first's."""
     with transaction.atomic():
-        if not lock_account(user.pk):
-            raise PermissionDenied(ACCOUNT_DELETED)
+        lock_live_account(user.pk)
         api_token_revoke(user)
         return Token.objects.create(user=user)
 
@@ -689,8 +687,7 @@ def account_email_set(user, email: str, *, site: str) -> PendingEmail | None:
     with transaction.atomic():
         # The account locked first (as confirming and deleting it lock it): a form sent twice at once
         # would otherwise make two rows for one account.
-        if not lock_account(user.pk):
-            raise PermissionDenied(ACCOUNT_DELETED)  # deleted in another tab
+        lock_live_account(user.pk)  # (refused if it was deleted in another tab)
         earlier = selectors.pending_email(user)
         PendingEmail.objects.filter(user=user).delete()  # an earlier one's link stops working
         if not email or email.casefold() == user.email.casefold():
@@ -703,12 +700,16 @@ def account_email_set(user, email: str, *, site: str) -> PendingEmail | None:
     return pending
 
 
-ACCOUNT_DELETED = "This account no longer exists (it was deleted meanwhile)."
-
-
 def lock_account(user_id: int) -> bool:
     """Lock the account's row until the transaction ends; False if it is gone."""
     return get_user_model().objects.select_for_update().filter(pk=user_id).exists()
+
+
+def lock_live_account(user_id: int) -> None:
+    """lock_account, for a change to the account: refused (PermissionDenied) if it is gone, deleted
+    meanwhile in another tab, say, rather than a database error at commit on a row of no account."""
+    if not lock_account(user_id):
+        raise PermissionDenied("This account no longer exists (it was deleted meanwhile).")
 
 
 def email_links_reserve(user, email: str, earlier: PendingEmail | None) -> None:
@@ -739,8 +740,7 @@ def address_busy(email: str) -> bool:
 def account_email_resend(user, *, site: str) -> PendingEmail | None:
     """Send the link for the address waiting again (a new one, for as long again); None if none."""
     with transaction.atomic():
-        if not lock_account(user.pk):
-            raise PermissionDenied(ACCOUNT_DELETED)
+        lock_live_account(user.pk)
         pending = selectors.pending_email(user)
         if pending is not None:
             email_links_reserve(user, pending.email, pending)
