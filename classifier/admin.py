@@ -144,7 +144,7 @@ class Figures:
 
     @admin.display(description="label", ordering="label")
     def label_shown(self, obj: Prediction) -> str:
-        return obj.model_version.display_name(obj.label)
+        return obj.label_name
 
     @admin.display(description="confidence", ordering="confidence")
     def confidence_shown(self, obj) -> str:
@@ -227,7 +227,7 @@ class PhotoAdmin(Figures, QueryChecked, admin.ModelAdmin):
     @admin.display(description="predicted label")
     def predicted(self, obj: Photo) -> str:
         prediction = selectors.latest_prediction(obj)  # (the one the site shows)
-        return prediction.model_version.display_name(prediction.label) if prediction else "-"
+        return prediction.label_name if prediction else "-"
 
     @admin.display(description="SHA-256")
     def sha256_shown(self, obj: Photo) -> str:

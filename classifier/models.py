@@ -143,6 +143,11 @@ class Prediction(models.Model):
                                 help_text="where the model looked (Grad-CAM), a transparent overlay")
     created = models.DateTimeField(auto_now_add=True)
 
+    @property
+    def label_name(self) -> str:
+        """The label in words, as its version names the cake ("Kue Lapis")."""
+        return self.model_version.display_name(self.label)
+
     class Meta:
         ordering = ["-created", "-id"]
         indexes = [

@@ -595,7 +595,7 @@ def card(photo: Photo) -> dict:
         "photo": photo,
         "pending": photo.status in Photo.PENDING,
         "prediction": prediction,
-        "label_name": prediction.model_version.display_name(prediction.label) if prediction else "",
+        "label_name": prediction.label_name if prediction else "",
         "answer_name": answer_name,
         "top": selectors.top_k(prediction) if prediction else [],
         "feedback": feedback,

@@ -66,7 +66,7 @@ class PredictionSerializer(Representation):
         extra_kwargs = {"margin": {"help_text": "top probability minus the second: small means unsure"}}
 
     def get_display_name(self, obj: Prediction) -> str:
-        return obj.model_version.display_name(obj.label)
+        return obj.label_name
 
     def get_heatmap_url(self, obj: Prediction) -> str | None:
         """Where the model looked (PNG), or null for a prediction made without one."""
