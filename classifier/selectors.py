@@ -359,10 +359,17 @@ def benchmark_size(version: ModelVersion) -> int | None:
 
 
 def other_benchmark(version: ModelVersion, active: ModelVersion) -> bool:
-    """Whether the two were measured on benchmarks of different sizes (the split changed between
-    them, or a run read another CAKESITE_BENCHMARK_DIR): then their top-1 are not comparable."""
-    sizes = benchmark_size(version), benchmark_size(active)
-    return None not in sizes and sizes[0] != sizes[1]
+    """Whether the two were measured on other photos (the split changed between them, or a run read
+    another CAKESITE_BENCHMARK_DIR): then their top-1 are not comparable. Known by the photos' digest
+    where both have one, else (figures from before digests were kept) only by their number."""
+    tests = [v.metrics.get("test") for v in (version, active)]
+    if not all(isinstance(test, dict) for test in tests):
+        return False
+    for key in ("digest", "n"):
+        mine, theirs = tests[0].get(key), tests[1].get(key)
+        if mine is not None and theirs is not None:
+            return mine != theirs
+    return False
 
 
 def classification_backlog() -> dict:
@@ -397,8 +404,10 @@ def activation_warning(version: ModelVersion, active: ModelVersion | None) -> st
     if new is None:
         warnings.append("It was not measured on the benchmark split.")
     elif other_benchmark(version, active):
-        warnings.append(f"It was measured on another benchmark than the active version ("
-                        f"{benchmark_size(version)} photos against {benchmark_size(active)}): their "
+        sizes = benchmark_size(version), benchmark_size(active)
+        which = (f"{sizes[0]} photos against {sizes[1]}" if sizes[0] != sizes[1]
+                 else f"as many photos, {sizes[0]}, but not the same ones")
+        warnings.append(f"It was measured on another benchmark than the active version ({which}): their "
                         "top-1 cannot be compared.")
     elif old is not None and new < old:
         warnings.append(f"It is {100 * (old - new):.1f} points below the active version on the benchmark "

@@ -939,7 +939,7 @@ def model_version_activate(version: ModelVersion, *, replacing: ModelVersion | N
 
     Refused, with the reason, when its files cannot be loaded and run (a broken version is never
     what the workers switch to); unless `confirmed`, when it is lower than the active version on
-    the benchmark, was never measured on it (or on one of another size), or repeats the active
+    the benchmark, was never measured on it (or on other photos), or repeats the active
     version's training (selectors.activation_warning; code "needs_confirmation"); or, with
     `replacing`, when that is no longer the active version (a training run's automatic activation,
     which has its own rule, never overrules staff who activated another meanwhile).

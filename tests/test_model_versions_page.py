@@ -87,21 +87,25 @@ def test_activating_and_rolling_back_from_the_page(client, root):
     assert list(ModelVersion.objects.filter(is_active=True)) == [shipped]
 
 
-@pytest.mark.parametrize("figures", ["lower", "none", "elsewhere"])
+@pytest.mark.parametrize("figures", ["lower", "none", "elsewhere", "swapped"])
 def test_a_version_worse_on_the_benchmark_or_never_measured_is_activated_only_when_staff_confirm(
         client, root, figures):
-    """Also one measured on another benchmark (a changed split, another CAKESITE_BENCHMARK_DIR):
-    its top-1, higher or not, says nothing against the active version's."""
+    """Also one measured on another benchmark (a changed split, another CAKESITE_BENCHMARK_DIR),
+    even of as many photos: its top-1, higher or not, says nothing against the active version's."""
     shipped = ModelVersion.objects.get(is_active=True)
+    before_digests = {key: value for key, value in shipped.metrics["test"].items() if key != "digest"}
     metrics = {"lower": {"test": {**shipped.metrics["test"], "top1": 0.858}}, "none": {},
-               "elsewhere": {"test": {**shipped.metrics["test"], "top1": 0.938, "n": 16}}}[figures]
+               "elsewhere": {"test": {**before_digests, "top1": 0.938, "n": 16}},  # by size alone
+               "swapped": {"test": {**shipped.metrics["test"], "top1": 0.938, "digest": "0" * 64}}}[figures]
     other = ModelVersion.objects.create(name="kue-v2", path=shipped.path, labels=shipped.labels,
                                         metrics=metrics)
     warning = {"lower": "It is 0.6 points below the active version on the benchmark split (top-1 85.8% "
                         "against 86.4%).",
                "none": "It was not measured on the benchmark split.",
                "elsewhere": "It was measured on another benchmark than the active version (16 photos "
-                            "against 162): their top-1 cannot be compared."}[figures]
+                            "against 162): their top-1 cannot be compared.",
+               "swapped": "It was measured on another benchmark than the active version (as many photos, "
+                          "162, but not the same ones): their top-1 cannot be compared."}[figures]
     client.force_login(root)
 
     page = client.get(reverse("model-versions")).content.decode()
@@ -110,7 +114,7 @@ def test_a_version_worse_on_the_benchmark_or_never_measured_is_activated_only_wh
     client.post(reverse("model-version-activate", args=[other.pk]), {"confirm": "on"})
 
     assert warning in page and 'name="confirm" required' in page and "(roll back)" not in page
-    if figures == "elsewhere":
+    if figures in ("elsewhere", "swapped"):
         assert "points against the active version" not in page
         assert "top-1 93.8% (not comparable with the active version's: other photos)" in page
     assert f"kue-v2 was not activated. {warning} Tick the box" in refused

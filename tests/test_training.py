@@ -89,6 +89,18 @@ def test_discover_skips_hidden_files(tiny_data):
     assert datasets.load_pixels(data, 8).shape == (36, 8, 8, 3)
 
 
+def test_a_data_sets_digest_tells_other_photos_or_labels_apart_and_not_file_names(tiny_data):
+    before = datasets.discover(tiny_data).digest()
+    (tiny_data / "cats" / "0.jpg").rename(tiny_data / "cats" / "renamed.jpg")
+    renamed = datasets.discover(tiny_data).digest()
+    (tiny_data / "cats" / "renamed.jpg").rename(tiny_data / "dogs" / "renamed.jpg")
+    relabelled = datasets.discover(tiny_data).digest()
+    (tiny_data / "dogs" / "renamed.jpg").unlink()
+    (tiny_data / "dogs" / "1.png").write_bytes((tiny_data / "dogs" / "2.bmp").read_bytes())
+
+    assert renamed == before and len({before, relabelled, datasets.discover(tiny_data).digest()}) == 3
+
+
 def test_a_photo_that_cannot_be_decoded_is_named_with_all_the_others(tiny_data):
     jpeg = tiny_data / "cats" / "0.jpg"
     jpeg.write_bytes(jpeg.read_bytes()[:200])  # truncated
@@ -302,7 +314,7 @@ def test_mobilenet_learns_and_exports_a_folder_that_loads_and_predicts(tiny_data
     assert classifier.slugs == ["cats", "dogs", "striped_zebras"]
     assert probs.shape == (3,) and np.isclose(probs.sum(), 1.0)
     metrics, _, _ = evaluate.evaluate(classifier, tiny_data)
-    assert metrics["top1"] >= 0.9
+    assert metrics["top1"] >= 0.9 and metrics["digest"] == datasets.discover(tiny_data).digest()
     assert "| validation | 12 |" in (folder / "MODEL_CARD.md").read_text()
 
     evaluate.main(["--model", str(folder), "--data", str(tiny_data), "--name", "test", "--save"])

@@ -35,7 +35,9 @@ def evaluate(classifier: Classifier, data_dir: str | Path) -> tuple[dict, np.nda
             bad.append(f"{data.root / f}: {exc}")
     raise_undecodable(bad)
     probs = np.stack(probs)
-    return report.metrics(data.labels, probs, classifier.slugs), data.labels, probs
+    metrics = report.metrics(data.labels, probs, classifier.slugs)
+    metrics["digest"] = data.digest()  # which photos: two versions' figures compare only on the same
+    return metrics, data.labels, probs
 
 
 def per_class_table(m: dict) -> str:
