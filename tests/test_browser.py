@@ -476,6 +476,8 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
 
     lapis = Photo.objects.get(original_name="108.jpg")
     me.go(f"/photos/{lapis.pk}/")
+    heights = me.page.locator(".bars .bar").evaluate_all("bars => bars.map(b => b.offsetHeight)")
+    assert heights == [13] * 3  # .8rem: none of the page header's padding and border (a shared class)
     me.page.get_by_label("Show where the model looked").check()
     me.page.wait_for_function("() => document.querySelector('.photo .heat').naturalWidth > 0")
     assert me.page.locator(".photo .heat").is_visible()
