@@ -1,13 +1,14 @@
 """Django's Redis cache backend, with two changes.
 
-It fails open. The cache holds only counters (the throttles, the long polls per user), so when
-Redis is down, hangs or is out of memory it counts nothing: a read finds nothing, a write keeps
-nothing, and requests go through instead of every page and API call failing with it (the broker is
-often the same Redis; an upload is then stored and waits for it). After a failure the process
-leaves the cache alone for SKIP_AFTER_FAILURE_S, so a hung server costs one request its socket
-timeout (CACHES OPTIONS), not every request. A wrong password or ACL is no outage but a mistake:
-it is raised, not counted as nothing for good. Password guessing is still locked out: django-axes
-counts in the database.
+It fails open. The cache holds only counters and limits (the throttles, the long polls per user, the
+e-mails per address, one export per user at a time), so when Redis is down, hangs or is out of
+memory it counts nothing: a read finds nothing, a write keeps nothing (an `add` answers as if it
+kept: the export lock then lets a second export through), and requests go through instead of every
+page and API call failing with it (the broker is often the same Redis; an upload is then stored and
+waits for it). After a failure the process leaves the cache alone for SKIP_AFTER_FAILURE_S, so a
+hung server costs one request its socket timeout (CACHES OPTIONS), not every request. A wrong
+password or ACL is no outage but a mistake: it is raised, not counted as nothing for good. Password
+guessing is still locked out: django-axes counts in the database.
 
 It is leaner: Django builds a new redis-py client for every cache operation, and redis-py's
 constructor copies its table of ~170 response callbacks each time: 40% of the CPU of a cache read

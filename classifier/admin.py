@@ -105,12 +105,12 @@ class ModelVersionAdmin(WithoutBulkDelete):
 
     @admin.display(description="test top-1")
     def test_top1(self, obj: ModelVersion) -> str:
-        value = obj.metrics.get("test", {}).get("top1")
+        value = selectors.benchmark_figure(obj, "top1")
         return "-" if value is None else f"{value:.1%}"
 
     @admin.display(description="test macro F1")
     def test_macro_f1(self, obj: ModelVersion) -> str:
-        value = obj.metrics.get("test", {}).get("macro_f1")
+        value = selectors.benchmark_figure(obj, "macro_f1")
         return "-" if value is None else f"{value:.3f}"
 
     @admin.display(description="classes")

@@ -347,26 +347,19 @@ def split_order(name: str) -> tuple[int, str]:
     return (known.index(name) if name in known else len(known), name)
 
 
-def benchmark_top1(version: ModelVersion) -> float | None:
+def benchmark_figure(version: ModelVersion, name: str):
+    """One of `version`'s figures on the benchmark split ("top1", "macro_f1", "n" photos, their
+    "digest"), or None if unknown (never measured there, or a metrics.json of another shape)."""
     test = version.metrics.get("test")
-    return test.get("top1") if isinstance(test, dict) else None
-
-
-def benchmark_size(version: ModelVersion) -> int | None:
-    """How many photos `version` was measured on in the benchmark split (None if unknown)."""
-    test = version.metrics.get("test")
-    return test.get("n") if isinstance(test, dict) else None
+    return test.get(name) if isinstance(test, dict) else None
 
 
 def other_benchmark(version: ModelVersion, active: ModelVersion) -> bool:
     """Whether the two were measured on other photos (the split changed between them, or a run read
     another CAKESITE_BENCHMARK_DIR): then their top-1 are not comparable. Known by the photos' digest
     where both have one, else (figures from before digests were kept) only by their number."""
-    tests = [v.metrics.get("test") for v in (version, active)]
-    if not all(isinstance(test, dict) for test in tests):
-        return False
-    for key in ("digest", "n"):
-        mine, theirs = tests[0].get(key), tests[1].get(key)
+    for name in ("digest", "n"):
+        mine, theirs = benchmark_figure(version, name), benchmark_figure(active, name)
         if mine is not None and theirs is not None:
             return mine != theirs
     return False
@@ -382,6 +375,23 @@ def classification_backlog() -> dict:
     backlog["stalled"] = (backlog["oldest"] is not None and backlog["oldest"] < since
                           and not Prediction.objects.filter(created__gte=since).exists())
     return backlog
+
+
+def training_runs() -> QuerySet[TrainingRun]:
+    """Training runs, newest first, with the versions and account their lists name (not the long list
+    of photos each used)."""
+    return TrainingRun.objects.select_related("started_by", "base_version", "result_version").defer(
+        "photos_used")
+
+
+def live_run() -> TrainingRun | None:
+    """The run queued or running, if any (one at a time: services.training_run_start)."""
+    return TrainingRun.objects.filter(status__in=TrainingRun.LIVE).defer("photos_used").first()
+
+
+def run_to_train(run_id: int) -> TrainingRun | None:
+    """The run a training task works on, with its base version; None once it is deleted."""
+    return TrainingRun.objects.filter(pk=run_id).select_related("base_version").first()
 
 
 def versions_state() -> str:
@@ -400,11 +410,11 @@ def activation_warning(version: ModelVersion, active: ModelVersion | None) -> st
     if active is None or version.pk == active.pk:
         return ""
     warnings = []
-    new, old = benchmark_top1(version), benchmark_top1(active)
+    new, old = benchmark_figure(version, "top1"), benchmark_figure(active, "top1")
     if new is None:
         warnings.append("It was not measured on the benchmark split.")
     elif other_benchmark(version, active):
-        sizes = benchmark_size(version), benchmark_size(active)
+        sizes = benchmark_figure(version, "n"), benchmark_figure(active, "n")
         which = (f"{sizes[0]} photos against {sizes[1]}" if sizes[0] != sizes[1]
                  else f"as many photos, {sizes[0]}, but not the same ones")
         warnings.append(f"It was measured on another benchmark than the active version ({which}): their "
@@ -434,11 +444,11 @@ def model_versions_compared() -> list[dict]:
     versions = ModelVersion.objects.select_related("training_run__base_version").defer(
         "training_run__photos_used").annotate(
         served=Exists(Prediction.objects.filter(model_version=OuterRef("pk")))).order_by("-created", "-id")
-    on_benchmark = benchmark_top1(active) if active else None
+    on_benchmark = benchmark_figure(active, "top1") if active else None
     for version in versions:
         run = getattr(version, "training_run", None)
         names = [item["name"] for item in version.labels]
-        mine = benchmark_top1(version)
+        mine = benchmark_figure(version, "top1")
         apart = not version.is_active and active is not None and other_benchmark(version, active)
         rows.append({
             "version": version,

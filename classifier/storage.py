@@ -1,5 +1,5 @@
-"""Where photos, thumbnails and heat maps are stored: Django's FileSystemStorage, except that a file
-takes its name only once it is whole."""
+"""Where photos, their display copies, thumbnails and heat maps are stored: Django's
+FileSystemStorage, except that a file takes its name only once it is whole."""
 
 from __future__ import annotations
 

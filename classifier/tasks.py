@@ -1,4 +1,5 @@
-"""Celery tasks: thin. They take ids, re-fetch, and are safe to run twice."""
+"""Celery tasks: thin. They take ids (or, for e-mails with no row behind them, the address), re-fetch,
+and are safe to run twice."""
 
 from __future__ import annotations
 
@@ -193,7 +194,7 @@ def train_model(self, run_id: int) -> str:
     from classifier import retraining
     from classifier.models import TrainingRun
 
-    run = TrainingRun.objects.filter(pk=run_id).select_related("base_version").first()
+    run = selectors.run_to_train(run_id)
     if run is None or not services.training_run_begin(run, self.request.id or ""):
         # Redis hands the very task that runs a run back, marked redelivered, when the pool process
         # running it died (killed, out of memory): that run will never finish, and would hold off

@@ -387,7 +387,8 @@ def photo_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def photo_image(request: HttpRequest, pk: int, kind: str) -> FileResponse:
-    """The photo, its thumbnail or its heat map, to its owner (and staff) only: media is never public."""
+    """The photo, its display copy, thumbnail or heat map, to its owner (and staff) only: media is
+    never public."""
     return files.photo_file_response(selectors.photo_for_user(request.user, pk), kind)
 
 
@@ -487,9 +488,8 @@ def model_versions(request: HttpRequest) -> HttpResponse:
     """Versions side by side (metrics, confusion matrices, data used, which is active) and runs;
     `?part=runs`: the runs table alone, which the page's script fetches while a run is live."""
     runs = {
-        "runs": TrainingRun.objects.select_related("base_version", "result_version", "started_by")
-        .defer("photos_used")[:10],
-        "live": TrainingRun.objects.filter(status__in=TrainingRun.LIVE).defer("photos_used").first(),
+        "runs": selectors.training_runs()[:10],
+        "live": selectors.live_run(),
         "versions_state": selectors.versions_state(),
     }
     if request.GET.get("part") == "runs":

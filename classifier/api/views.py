@@ -14,6 +14,7 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.urls import reverse
+from django.utils.cache import parse_etags
 from django.utils.crypto import salted_hmac
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -55,7 +56,7 @@ from classifier.api import serializers
 from classifier.api.errors import Conflict, error_body
 from classifier.api.permissions import StaffModelPermissions, staff_with
 from classifier.forms import RESET_NOT_QUEUED, RESET_RETRY_AFTER_S, PasswordResetForm, too_many_files_message
-from classifier.models import ModelVersion, Photo, TrainingRun
+from classifier.models import ModelVersion, Photo
 
 ERROR = serializers.ErrorSerializer
 MAX_WAIT_S = 30  # a long poll; below common proxy timeouts
@@ -453,7 +454,8 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
             if row is None:
                 raise NotFound(f"No {Photo._meta.object_name} matches the given query.")  # (get_object's)
             etag = photo_etag(pk, *row)
-        if etag in request.headers.get("If-None-Match", "") or request.headers.get("If-None-Match") == "*":
+        sent = {tag.removeprefix("W/") for tag in parse_etags(request.headers.get("If-None-Match", ""))}
+        if etag in sent or "*" in sent:  # (a weak comparison, as Django's: a proxy may weaken the tag)
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
         return Response(self.get_serializer(photo or self.get_object()).data, headers={"ETag": etag})
 
@@ -647,8 +649,7 @@ class ModelVersionViewSet(FiltersOnLists, viewsets.ReadOnlyModelViewSet):
                                     409: ERROR, 415: ERROR, 401: ERROR, 429: ERROR}),
 )
 class TrainingRunViewSet(FiltersOnLists, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    queryset = TrainingRun.objects.select_related("started_by", "base_version", "result_version").defer(
-        "photos_used")
+    queryset = selectors.training_runs()
     serializer_class = serializers.TrainingRunSerializer
     permission_classes = [StaffModelPermissions]
     filterset_fields = ["status", "mode"]
