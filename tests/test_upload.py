@@ -437,14 +437,21 @@ def test_photos_stored_with_their_metadata_before_are_stored_again_without_it(us
     Photo.objects.filter(pk=photo.pk).update(image_format="jpg")
     photo.image.storage.delete(old)
     photo.image.storage.save(old, ContentFile(sent))
+    gif, commented = make_photo(user, "done", "kue_lapis"), io.BytesIO()
+    Image.new("RGB", (64, 48), "red").save(commented, "GIF", comment=b"Jl. Braga, Bandung")
+    Photo.objects.filter(pk=gif.pk).update(image_format="gif")
+    gif.image.storage.delete(gif.image.name)
+    gif.image.storage.save(gif.image.name, ContentFile(commented.getvalue()))
     untouched = make_photo(user, "done", "kue_lapis")  # a PNG without metadata
     out = io.StringIO()
 
     call_command("strip_metadata", stdout=out)
     call_command("strip_metadata", stdout=out)  # (once is enough)
 
-    assert out.getvalue() == ("1 photos stored again without their metadata\n"
+    assert out.getvalue() == ("2 photos stored again without their metadata\n"
                               "0 photos stored again without their metadata\n")
+    with Photo.objects.get(pk=gif.pk).image.open("rb") as stored:
+        assert b"Braga" not in stored.read()
     photo = Photo.objects.get(pk=photo.pk)
     with photo.image.open("rb") as stored:
         kept = stored.read()

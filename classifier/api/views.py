@@ -330,8 +330,8 @@ def account_delete(request):
 
 
 @extend_schema(operation_id="auth_password_reset",
-               summary="Send a link to choose a new password to this address, if an account has it "
-                       "(the answer is the same either way)", auth=[],
+               summary="Send a link to choose a new password to this address, if an account has "
+                       "confirmed it (the answer is the same either way)", auth=[],
                request=serializers.PasswordResetSerializer, responses={
                    202: None, 400: ERROR, 415: ERROR, 429: ERROR,
                    503: OpenApiResponse(ERROR, description="the database or the mail queue does not answer "
@@ -671,7 +671,8 @@ class TrainingRunViewSet(FiltersOnLists, mixins.CreateModelMixin, viewsets.ReadO
 
     @extend_schema(operation_id="training_runs_cancel",
                    summary="Cancel a queued or running run (staff): a queued one never starts, a running "
-                           "one stops at its next step and registers no version", request=None,
+                           "one stops at its next step and registers no version (one that registered "
+                           "it already keeps it, not activated)", request=None,
                    responses={200: serializers.TrainingRunSerializer, 403: ERROR, 409: ERROR,
                               **COMMON_ERRORS})
     @action(detail=True, methods=["post"], permission_classes=[staff_with("classifier.add_trainingrun")])

@@ -14,6 +14,6 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         # Not those waiting for the worker: it may be about to open the file that would be replaced.
         photos = Photo.objects.exclude(status__in=Photo.PENDING).filter(
-            image_format__in=["jpg", "png", "webp"])
+            image_format__in=["jpg", "png", "webp", "gif"])  # (a BMP has none)
         stripped = sum(services.photo_metadata_strip(photo) for photo in photos.order_by("pk").iterator())
         self.stdout.write(f"{stripped} photos stored again without their metadata")
