@@ -231,8 +231,8 @@ class TrainingRunSerializer(Representation):
 class ActivateSerializer(serializers.Serializer):
     confirm = serializers.BooleanField(default=False, help_text=(
         "activate it even if it is lower than the active version on the benchmark split, was never "
-        "measured on it or measured on other photos, or repeats the active version's training: the same answers, mode and base "
-        "photos (without it: a 400 saying which)"))
+        "measured on it or measured on other photos, or repeats the active version's training: the "
+        "same answers, mode and base photos (without it: a 400 saying which)"))
 
 
 class TrainingRunStartSerializer(serializers.Serializer):
