@@ -84,7 +84,7 @@ class Photo(models.Model):
     display = models.ImageField(upload_to=display_upload_to, blank=True, db_default="", default="")
     image_format = models.CharField(max_length=8)
     original_name = models.CharField(max_length=255, blank=True)
-    sha256 = models.CharField(max_length=64, db_index=True)
+    sha256 = models.CharField(max_length=64)  # (nothing looks photos up by it: no index)
     width = models.PositiveIntegerField(default=0)
     height = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=12, choices=Status, default=Status.QUEUED, db_index=True)
@@ -136,7 +136,7 @@ class Prediction(models.Model):
     label = models.CharField(max_length=100, db_index=True)
     confidence = models.FloatField()
     probabilities = models.JSONField(help_text="{slug: probability} for every class")
-    margin = models.FloatField(default=1.0, db_index=True,
+    margin = models.FloatField(default=1.0,  # (the review queue orders by the photo's copy of it)
                                help_text="top probability minus the second: small means unsure")
     inference_ms = models.FloatField()
     heatmap = models.ImageField(upload_to=heatmap_upload_to, blank=True,
