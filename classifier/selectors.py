@@ -377,6 +377,13 @@ def classification_backlog() -> dict:
     return backlog
 
 
+def photos_that_may_carry_metadata() -> QuerySet[Photo]:
+    """Photos in the formats that hold metadata (a BMP has none), by id; not those waiting for the
+    worker, which may be about to open the file that `manage.py strip_metadata` would replace."""
+    return Photo.objects.exclude(status__in=Photo.PENDING).filter(
+        image_format__in=["jpg", "png", "webp", "gif"]).order_by("pk")
+
+
 def training_runs() -> QuerySet[TrainingRun]:
     """Training runs, newest first, with the versions and account their lists name (not the long list
     of photos each used)."""

@@ -3,8 +3,7 @@
 
 from django.core.management.base import BaseCommand
 
-from classifier import services
-from classifier.models import Photo
+from classifier import selectors, services
 
 
 class Command(BaseCommand):
@@ -12,8 +11,6 @@ class Command(BaseCommand):
             "before every photo was stored without it.")
 
     def handle(self, *args, **options):
-        # Not those waiting for the worker: it may be about to open the file that would be replaced.
-        photos = Photo.objects.exclude(status__in=Photo.PENDING).filter(
-            image_format__in=["jpg", "png", "webp", "gif"])  # (a BMP has none)
-        stripped = sum(services.photo_metadata_strip(photo) for photo in photos.order_by("pk").iterator())
+        photos = selectors.photos_that_may_carry_metadata()
+        stripped = sum(services.photo_metadata_strip(photo) for photo in photos.iterator())
         self.stdout.write(f"{stripped} photos stored again without their metadata")
