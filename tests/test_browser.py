@@ -472,6 +472,8 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
 
     me.go("/photos/")
     assert me.page.locator(".tile").count() == 2
+    heights = me.page.locator(".tile a").evaluate_all("cards => cards.map(c => c.offsetHeight)")
+    assert heights[0] == heights[1]  # one caption on two lines ("Kue Klepon · 86%"), the other on one
     me.shoot("4-gallery")
 
     lapis = Photo.objects.get(original_name="108.jpg")
