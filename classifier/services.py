@@ -640,9 +640,12 @@ def one_more(key: str, limit: int) -> bool:
 
     cache.add(key, 0, timeout=3600)
     try:
-        return cache.incr(key) <= limit
+        count = cache.incr(key)
     except ValueError:
         return True
+    if count == 1:  # the hour starts; or the key expired between add and incr, and Redis's INCR made
+        cache.touch(key, 3600)  # one that would never expire, refusing the address for good
+    return count <= limit
 
 
 def emails_to(email: str, kind: str) -> str:

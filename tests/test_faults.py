@@ -186,6 +186,30 @@ def test_after_the_cache_hangs_once_the_other_threads_do_not_wait_for_it_too(red
     assert max(others) < 0.1
 
 
+def test_an_email_limits_count_expires_even_when_its_key_lapsed_just_before_it_was_counted(
+        redis_cache, monkeypatch):
+    """Django's Redis incr asks whether the key exists, then INCRs it: a key that expired in between
+    comes back from INCR without an expiry, and the address would get no more links, ever."""
+    import redis
+    from django.core.cache import cache
+
+    from classifier import services
+
+    require_services()
+    broker = urlsplit(os.environ["CELERY_BROKER_URL"])
+    url = f"redis://{broker.hostname}:{broker.port or 6379}/3"
+    redis_cache(url)
+    key = services.emails_to(f"{time.time_ns()}@example.org", "reset")
+    monkeypatch.setattr(cache, "add", lambda *args, **kwargs: False)  # it was there, and then it lapsed
+    monkeypatch.setattr(redis.Redis, "exists", lambda self, *keys: len(keys))
+
+    assert services.one_more(key, 3)
+
+    monkeypatch.undo()
+    assert 3500 < redis.Redis.from_url(url).ttl(cache.make_key(key)) <= 3600
+    cache.delete(key)
+
+
 def test_a_cache_with_a_wrong_password_is_an_error_not_a_silent_outage(redis_cache):
     """A mistake in CACHE_URL would otherwise switch the throttles off for good, unnoticed."""
     from django.core.cache import cache
