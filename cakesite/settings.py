@@ -352,6 +352,7 @@ TRAINING_TIME_LIMIT_S = envint("TRAINING_TIME_LIMIT_S", 3600)
 CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-work": {"task": "classifier.tasks.requeue_stuck",
                            "schedule": float(envint("SWEEP_INTERVAL_S", 60))},
+    "remove-expired": {"task": "classifier.tasks.remove_expired", "schedule": 3600.0},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A worker keeps reconnecting however long the broker is away (Celery's default gives up after 100

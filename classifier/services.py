@@ -785,6 +785,22 @@ def email_confirm_period() -> str:
     return timesince(now - timedelta(seconds=settings.EMAIL_CONFIRM_TIMEOUT), now)
 
 
+# An address asked for and never confirmed is forgotten this long after its link stopped working.
+FORGET_UNCONFIRMED_AFTER = timedelta(days=30)
+
+
+def expired_remove() -> int:
+    """Remove what has expired and would otherwise stay for good: the sessions past their expiry
+    (what `manage.py clearsessions` does) and the addresses asked for whose link stopped working
+    over FORGET_UNCONFIRMED_AFTER ago (perhaps someone else's address, typed in by mistake). How
+    many addresses."""
+    from importlib import import_module
+
+    import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
+    expired = timezone.now() - timedelta(seconds=settings.EMAIL_CONFIRM_TIMEOUT) - FORGET_UNCONFIRMED_AFTER
+    return PendingEmail.objects.filter(created__lt=expired).delete()[0]
+
+
 def email_from_templates(name: str, context: dict, to: str) -> None:
     """Send `to` the e-mail whose subject and body are the templates registration/<name>_subject.txt
     and registration/<name>_email.txt."""

@@ -40,6 +40,7 @@ def sweep_at_start(sender=None, **_kwargs) -> None:
     """A worker that starts (again) picks up what a killed worker or a broker outage left behind."""
     enqueue(requeue_stuck)
     enqueue(remove_abandoned_files)
+    enqueue(remove_expired)  # (also hourly; a worker restarted more often would never get to it)
 
 
 def messages_waiting(queue: str) -> int | None:
@@ -78,6 +79,12 @@ def requeue_stuck() -> str:
     copied = services.copies_fill()
     return (f"{len(photos)} photos, {len(runs)} training runs, {len(emails)} confirmation e-mails"
             + (f", {copied} predictions copied onto their photos" if copied else ""))
+
+
+@shared_task
+def remove_expired() -> str:
+    """Hourly: expired sessions, and addresses never confirmed long after their link expired."""
+    return f"expired sessions and {services.expired_remove()} forgotten unconfirmed addresses removed"
 
 
 @shared_task

@@ -1352,3 +1352,29 @@ def test_the_cap_on_reset_emails_to_one_address_holds_for_workers_sending_at_onc
         thread.join(10)
 
     assert sum(sent) == 3 and len(mailoutbox) == 3
+
+
+def test_expired_sessions_and_long_forgotten_unconfirmed_addresses_are_removed_every_hour(
+        client, user, django_user_model):
+    from django.conf import settings
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    from classifier import tasks
+    from classifier.models import PendingEmail
+
+    client.force_login(user)
+    Session.objects.create(session_key="e" * 32, session_data="", expire_date=timezone.now() - timedelta(1))
+    link_expired = timezone.now() - timedelta(seconds=settings.EMAIL_CONFIRM_TIMEOUT)
+    for name, age in [("old", timedelta(days=31)), ("recent", timedelta(days=29))]:
+        pending = PendingEmail.objects.create(user=django_user_model.objects.create_user(name),
+                                              email=f"{name}@example.org", site="http://testserver")
+        PendingEmail.objects.filter(pk=pending.pk).update(created=link_expired - age)
+
+    outcome = tasks.remove_expired()
+
+    assert outcome == "expired sessions and 1 forgotten unconfirmed addresses removed"
+    assert Session.objects.count() == 1 and "Signed in as" in client.get(reverse("account")).content.decode()
+    assert list(PendingEmail.objects.values_list("email", flat=True)) == ["recent@example.org"]
+    assert settings.CELERY_BEAT_SCHEDULE["remove-expired"] == {"task": "classifier.tasks.remove_expired",
+                                                                "schedule": 3600.0}
