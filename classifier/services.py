@@ -988,13 +988,18 @@ def model_version_activate(version: ModelVersion, *, replacing: ModelVersion | N
 
 def model_version_delete(version: ModelVersion) -> None:
     """Delete a version that is not active, with the activations held off (one that commits first
-    makes it active, and then it stays). Its folder stays on disk: another version may share it."""
+    makes it active, and then it stays). The folder a training run made for it goes too (~20 MB),
+    unless another version is registered from it; a folder registered by hand stays on disk (it
+    may be the repository's own, or another version's)."""
     with transaction.atomic():
         lock_model_versions()
         if ModelVersion.objects.filter(pk=version.pk, is_active=True).exists():
             raise ValidationError(f"{version.name} is the active version: activate another one first.",
                                   code="active")
+        made_by = TrainingRun.objects.filter(result_version=version.pk).values_list("pk", flat=True).first()
         version.delete()
+        if made_by is not None:
+            transaction.on_commit(lambda: remove_unregistered_folder(made_by))
 
 
 def training_run_start(*, user, mode: str = TrainingRun.Mode.FAST,
@@ -1063,9 +1068,10 @@ def training_run_folder(run: TrainingRun, name: str) -> None:
 
 
 def remove_unregistered_folder(run_id: int) -> None:
-    """Remove the model folder of a run that ended without registering it: ~20 MB that looks like a
-    version, left when its worker was killed (a run that fails removes its own), or cut short when
-    it is still going after a cancel (it then fails at its next step, changing nothing)."""
+    """Remove the model folder of a run once no version is registered from it: ~20 MB that looks
+    like a version, left when its worker was killed (a run that fails removes its own), cut short
+    when it is still going after a cancel (it then fails at its next step, changing nothing), or
+    the folder of its version once that is deleted."""
     folder = TrainingRun.objects.filter(pk=run_id).values_list("folder", flat=True).first()
     if not folder:
         return

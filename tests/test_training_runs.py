@@ -684,6 +684,28 @@ def test_a_run_that_ends_after_registering_its_folder_keeps_it(admin_user, start
     assert len(callbacks) == 1 and (tmp_path / "kue+run1").is_dir()
 
 
+def test_deleting_a_version_removes_the_folder_its_run_made_and_not_one_registered_by_hand(
+        admin_client, admin_user, started_runs, settings, tmp_path, django_capture_on_commit_callbacks):
+    settings.MODELS_DIR = tmp_path
+    run = services.training_run_start(user=admin_user)
+    services.training_run_begin(run, "task-1")
+    services.training_run_folder(run, "kue+run1")
+    for name in ("kue+run1", "by-hand"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.tflite").write_bytes(b"x" * 1000)
+    made = ModelVersion.objects.create(name="kue+run1", path="kue+run1", labels=[])
+    TrainingRun.objects.filter(pk=run.pk).update(result_version=made, status="succeeded")
+    by_hand = ModelVersion.objects.create(name="by-hand", path="by-hand", labels=[])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        for version in (made, by_hand):
+            admin_client.post(reverse("admin:classifier_modelversion_delete", args=[version.pk]),
+                              {"post": "yes"})
+
+    assert not ModelVersion.objects.filter(name__in=["kue+run1", "by-hand"]).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["by-hand"]
+
+
 def test_a_run_cancelled_as_it_crashes_stays_cancelled(admin_user, started_runs, monkeypatch):
     from classifier import retraining
 
