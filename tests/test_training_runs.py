@@ -245,6 +245,7 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     # Only the head changed: the new version keeps its base's LiteRT file, which needs no conversion.
     base_file = (private_models.folder / "model.tflite").read_bytes()
     assert (version.folder / "model.tflite").read_bytes() == base_file
+    assert (version.folder / "model.tflite").samefile(private_models.folder / "model.tflite")  # not 9 MB more
     for path, label, _ in taught:
         assert new.slugs[int(new.classify(path).argmax())] == label
     assert tasks.train_model(run.pk) == "not queued"  # a redelivery does nothing
