@@ -355,8 +355,8 @@ def photo_display(photo: Photo) -> Photo:
     """`photo` with the copy its page shows (make_display), made now if it is larger than
     DISPLAY_SIZE and has none yet. Made when its page first asks, not at upload: many photos are
     only ever seen in a gallery, and making it takes a phone's photo 40 ms. Two requests at once may
-    each make one: the first to name its copy in the row is kept. A file that cannot be read gets
-    none: the page shows the photo itself."""
+    each make one: the first to name its copy in the row is kept. A file that cannot be read, or a
+    copy the disk refuses (full), gets none: the page shows the photo itself."""
     if photo.display or max(photo.width, photo.height) <= DISPLAY_SIZE:
         return photo
     try:
@@ -367,7 +367,11 @@ def photo_display(photo: Photo) -> Photo:
     except STORED_FILE_UNREADABLE as exc:
         log.warning("photo %s: no copy for its page: %s", photo.pk, exc)
         return photo
-    name = stored_in_place_of(photo, "display", "", copy)
+    try:
+        name = stored_in_place_of(photo, "display", "", copy)
+    except OSError as exc:  # (storage removes what it wrote of it)
+        log.error("photo %s: its copy for its page could not be stored: %s", photo.pk, exc)
+        return photo
     if name is None:  # another request's copy (or none: the photo was deleted)
         name = Photo.objects.filter(pk=photo.pk).values_list("display", flat=True).first() or ""
     photo.display = name

@@ -265,6 +265,30 @@ def test_two_requests_making_a_photos_display_copy_at_once_keep_one_and_its_dele
     assert list(displays.iterdir()) == []
 
 
+def test_a_display_copy_the_full_disk_refuses_leaves_the_page_showing_the_photo_itself(
+        client, user, enqueued, monkeypatch, settings):
+    from django.core.files.storage import FileSystemStorage
+
+    _, data = large_jpeg((4000, 3000))
+    photo = services.photo_create(owner=user, upload=SimpleUploadedFile("IMG_4.jpg", data))
+    save = FileSystemStorage._save
+
+    def full_for_copies(self, name, content):
+        if name.startswith("displays/"):
+            raise OSError(28, "No space left on device")
+        return save(self, name, content)
+
+    monkeypatch.setattr(FileSystemStorage, "_save", full_for_copies)
+    client.force_login(user)
+
+    page = client.get(photo.get_absolute_url())
+    shown = client.get(f"/photos/{photo.pk}/display/")
+
+    assert page.status_code == 200 and f'<img src="/photos/{photo.pk}/display/"' in page.content.decode()
+    assert shown.status_code == 200 and b"".join(shown.streaming_content) == data
+    assert not Photo.objects.get().display and not (settings.MEDIA_ROOT / "displays").exists()
+
+
 def test_a_photo_no_larger_than_its_page_shows_is_its_own_display_copy(client, user, enqueued):
     client.force_login(user)
     path = sample_photo("kue_lapis")
