@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from django import db
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Q
@@ -279,6 +280,15 @@ def benchmark_comparison(new: dict, base: dict, base_name: str) -> tuple[str, bo
     return text, better
 
 
+def progress(run: TrainingRun, stage: str, percent: int) -> None:
+    """services.training_run_progress on a connection that works: a step may take minutes (a full
+    run's epoch), over which the database may have cut the run's connection (a restart, a
+    failover). As Django does before each request, the connection is checked first, and replaced
+    if it was cut, instead of the run failing on it."""
+    db.close_old_connections()
+    services.training_run_progress(run, stage, percent)
+
+
 def execute(run: TrainingRun) -> ModelVersion:
     """Retrain for `run` (fast or full) and register its version (the caller marks failures)."""
     from training import retrain
@@ -289,7 +299,7 @@ def execute(run: TrainingRun) -> ModelVersion:
     # decoded, users' included, in a temporary folder: gone before any next run, in either mode.
     for leftover in remove_leftover_pixels():
         log.warning("training: removed %s, left by a run whose worker was killed", leftover)
-    services.training_run_progress(run, "collecting labelled photos", 5)
+    progress(run, "collecting labelled photos", 5)
     benchmark = Path(settings.BENCHMARK_DIR) if Path(settings.BENCHMARK_DIR).is_dir() else None
     benchmark_photos = benchmark_files(benchmark, slugs)
     copies = file_hashes(benchmark_photos)
@@ -335,17 +345,17 @@ def execute(run: TrainingRun) -> ModelVersion:
     started = time.perf_counter()
     try:  # a run that fails leaves no half-made folder behind (it is ~20 MB)
         if run.mode == TrainingRun.Mode.FULL:
-            services.training_run_progress(run, "fine-tuning on the base and user photos", 30)
+            progress(run, "fine-tuning on the base and user photos", 30)
 
             def epoch_done(done: int, planned: int) -> None:  # minutes a run: the page shows each epoch
-                services.training_run_progress(
+                progress(
                     run, f"fine-tuning on the base and user photos: epoch {done} of {planned}",
                     30 + 40 * done // planned)
 
             summary = retrain.finetune(base.folder, folder, data_dir, train_pixels, train_labels,
                                        epochs=settings.FULL_RETRAIN_EPOCHS, progress=epoch_done)
         else:
-            services.training_run_progress(run, "refitting the head", 30)
+            progress(run, "refitting the head", 30)
             summary = retrain.refit_head(base.folder, folder, train_pixels, train_labels)
         run.data = {
             "base_photos": summary["base_photos"],  # trained on (validation photos apart)
@@ -363,7 +373,7 @@ def execute(run: TrainingRun) -> ModelVersion:
             "unreadable": unreadable,
             "disagreeing": len(disagreeing),
         }
-        services.training_run_progress(run, "evaluating", 70)
+        progress(run, "evaluating", 70)
         new = evaluate_version(folder, benchmark, held_pixels, held_labels)
         before = evaluate_version(base.folder, benchmark, held_pixels, held_labels)
         report.record(folder, slugs, new)  # with its model card (a full run's gets these figures too)

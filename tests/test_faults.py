@@ -544,6 +544,27 @@ def test_a_run_whose_database_connection_was_cut_still_records_how_it_ended(admi
         assert run.status == "succeeded" and run.result_version == active
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_runs_progress_after_a_long_step_goes_on_a_new_connection_when_the_old_one_was_cut(
+        admin_user, monkeypatch):
+    """A full run's epoch takes minutes, over which a database restart or failover cuts its
+    connection: the run goes on, as a request after it would, instead of failing at its next epoch."""
+    import psycopg
+    from django.db import connection
+
+    require_services()
+    monkeypatch.setattr(tasks.train_model, "apply_async", lambda *a, **k: None)
+    run = services.training_run_start(user=admin_user)
+    services.training_run_begin(run, "task-1")
+    with psycopg.connect(database_url(), autocommit=True) as other:  # while the epoch ran
+        other.execute("select pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+
+    retraining.progress(run, "fine-tuning on the base and user photos: epoch 1 of 8", 35)
+
+    run.refresh_from_db()
+    assert (run.status, run.progress) == ("running", 35) and run.stage.endswith("epoch 1 of 8")
+
+
 @pytest.mark.django_db
 def test_a_run_whose_worker_died_is_marked_failed_when_the_broker_hands_its_task_back(admin_user):
     """With acks_late and reject_on_worker_lost the broker redelivers the task of a killed worker;
