@@ -284,8 +284,9 @@ def progress(run: TrainingRun, stage: str, percent: int) -> None:
     """services.training_run_progress on a connection that works: a step may take minutes (a full
     run's epoch), over which the database may have cut the run's connection (a restart, a
     failover). As Django does before each request, the connection is checked first, and replaced
-    if it was cut, instead of the run failing on it."""
-    db.close_old_connections()
+    if it was cut, instead of the run failing on it (never inside a transaction, which it would end)."""
+    if not db.connection.in_atomic_block:
+        db.close_old_connections()
     services.training_run_progress(run, stage, percent)
 
 

@@ -34,6 +34,15 @@ def fresh_throttles():
 
 
 @pytest.fixture(autouse=True)
+def broker_reachable():
+    """Each test starts with no broker outage noted by a test before it (tasks.enqueue skips the
+    broker for a few seconds after it failed)."""
+    from classifier import tasks
+
+    tasks.broker_down_until = 0.0
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     """Tests make many users: a deliberately slow hash would cost a second each (not a security test)."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

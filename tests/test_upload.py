@@ -128,6 +128,31 @@ def test_an_upload_whose_publishing_fails_after_the_commit_keeps_its_photo(user,
         assert f.read() == sample_photo().read_bytes()
 
 
+def test_an_upload_to_a_broker_that_hangs_waits_on_it_once_not_once_a_photo(client, user, monkeypatch,
+                                                                           django_capture_on_commit_callbacks):
+    """Each try on a hung broker costs its timeout (3.5 s): twenty photos would hold the request
+    for over a minute, past the proxy's patience. The photos are stored; the sweep sends them."""
+    from kombu.exceptions import OperationalError
+
+    tries = []
+
+    def hung(args, **kwargs):
+        tries.append(args[0])
+        raise OperationalError("timed out")
+
+    monkeypatch.setattr(tasks.classify_photo, "apply_async", hung)
+    client.force_login(user)
+    photos = [upload_of(sample_photo(cls)) for cls in ("kue_lapis", "kue_klepon", "kue_lumpur")]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/api/photos/", {"files": photos})
+    first = Photo.objects.order_by("pk").first()
+
+    assert response.status_code == 201 and Photo.objects.filter(status="queued").count() == 3
+    assert tries == [first.pk]  # the other two not even tried
+    tasks.broker_down_until = 0.0  # a few seconds later: tried again
+    assert not tasks.enqueue(tasks.classify_photo, first.pk) and tries == [first.pk, first.pk]
+
+
 def test_a_file_over_the_size_limit_is_refused(client, user, enqueued, settings):
     settings.MAX_UPLOAD_BYTES = 1000
     client.force_login(user)
