@@ -167,3 +167,28 @@ def test_a_worker_that_starts_removes_what_writes_killed_midway_left_once_they_a
         worker.stop()
 
     assert sorted(p.name for p in photos.iterdir()) == [".partial-now", "b.jpg"]
+
+
+def test_a_stopping_worker_on_make_runs_broker_takes_what_waits_and_then_stops_waiting(tmp_path, monkeypatch):
+    """The filesystem broker of `make run`: Ctrl-C no longer waits out Celery's 2-second polls of the
+    folder (one more after it noticed), and a message already there is still taken."""
+    from celery.worker import state
+    from kombu import Connection, Exchange, Queue
+
+    from cakesite.broker import Transport
+
+    options = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path), "store_processed": False,
+               "control_folder": str(tmp_path), "polling_interval": 0.1}
+    queue, got = Queue("photos", Exchange("photos"), "photos"), []
+    with Connection(transport=Transport, transport_options=options) as connection, connection.Consumer(
+            queue, callbacks=[lambda body, message: (got.append(body), message.ack())]):
+        connection.Producer().publish("photo 1", exchange=queue.exchange, routing_key="photos",
+                                      declare=[queue])
+        monkeypatch.setattr(state, "should_stop", 0)  # Ctrl-C: a warm shutdown, whose exit code is 0
+        connection.drain_events(timeout=2.0)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            connection.drain_events(timeout=2.0)
+        waited = time.monotonic() - started
+
+    assert got == ["photo 1"] and waited < 1.0
