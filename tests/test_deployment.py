@@ -22,10 +22,10 @@ def compose(env: dict[str, str] | None = None) -> dict:
 def test_compose_has_web_worker_redis_and_postgres_with_healthchecks():
     services = compose()["services"]
 
-    assert set(services) == {"web", "worker", "trainer", "redis", "postgres"}
+    assert set(services) == {"web", "worker", "beat", "trainer", "redis", "postgres"}
     assert all("healthcheck" in service for service in services.values())
     assert all(service["restart"] == "unless-stopped" for service in services.values())  # after a crash
-    for name in ("web", "worker", "trainer"):
+    for name in ("web", "worker", "beat", "trainer"):
         assert services[name]["build"] == "."
         assert services[name]["environment"]["DATABASE_URL"].startswith("postgres://")
         assert services[name]["environment"]["CELERY_BROKER_URL"].startswith("redis://redis:")
@@ -36,12 +36,13 @@ def test_compose_has_web_worker_redis_and_postgres_with_healthchecks():
 
 def test_the_commands_compose_runs_exist_in_the_repository():
     services = compose()["services"]
-    web, worker, trainer = (services[name]["command"] for name in ("web", "worker", "trainer"))
+    web, worker, beat, trainer = (services[name]["command"] for name in ("web", "worker", "beat", "trainer"))
 
     assert "gunicorn cakesite.wsgi:application" in web
     assert web.index("manage.py install_models") < web.index("manage.py migrate")  # migrate registers them
     assert worker.startswith("celery -A cakesite worker") and worker.endswith("-Q celery,celery.email")
     assert trainer.startswith("celery -A cakesite worker") and "-Q celery.training " in trainer
+    assert beat.startswith("celery -A cakesite beat") and all("--beat" not in c for c in (worker, trainer))
     assert (ROOT / "manage.py").is_file() and (ROOT / "Dockerfile").is_file()
     assert "COPY requirements.txt" in (ROOT / "Dockerfile").read_text()
     code = "import cakesite.wsgi, cakesite.celery; print(cakesite.wsgi.application, cakesite.celery.app.main)"
