@@ -905,6 +905,10 @@ def model_version_files(path: str | Path) -> dict:
     if not (folder / CONFIG_FILE).exists() or not (folder / LABELS_FILE).exists():
         raise ValidationError(f"{folder} is not an exported model folder", code="not_model")
     labels = json.loads((folder / LABELS_FILE).read_text())
+    if any(item["slug"] == Feedback.NONE for item in labels):
+        raise ValidationError(f"{folder} has a class named {Feedback.NONE!r}, the site's answer \"none of "
+                              "these\": its users could not confirm a photo of it. Rename the class "
+                              "and train again.", code="reserved_class")
     metrics = json.loads((folder / METRICS_FILE).read_text()) if (folder / METRICS_FILE).exists() else {}
     return {"labels": labels, "metrics": metrics, "fingerprint": runtime.fingerprint(folder)}
 

@@ -92,6 +92,25 @@ def test_activating_from_the_admin_needs_exactly_one_version(admin_client):
     assert list(ModelVersion.objects.filter(is_active=True)) == [other]
 
 
+def test_a_model_folder_with_a_class_called_none_is_refused_as_a_version(admin_client, settings, tmp_path):
+    """"none" is the site's answer "none of these": a class of that name could never be confirmed."""
+    import json
+    import shutil
+
+    from classifier.models import ModelVersion
+
+    shutil.copytree(settings.MODELS_DIR / "kue-mobilenetv2", tmp_path / "odd")
+    labels = json.loads((tmp_path / "odd" / "labels.json").read_text())
+    labels[0] = {"slug": "none", "name": "None"}
+    (tmp_path / "odd" / "labels.json").write_text(json.dumps(labels))
+    settings.MODELS_DIR = tmp_path
+
+    refused = admin_client.post(reverse("admin:classifier_modelversion_add"), {"name": "odd", "path": "odd"})
+
+    assert "has a class named &#x27;none&#x27;, the site&#x27;s answer" in refused.content.decode()
+    assert not ModelVersion.objects.filter(name="odd").exists()
+
+
 def test_a_version_is_added_from_its_folder_and_then_only_renamed(admin_client):
     from classifier.models import ModelVersion
 

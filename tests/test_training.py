@@ -89,6 +89,50 @@ def test_discover_skips_hidden_files(tiny_data):
     assert datasets.load_pixels(data, 8).shape == (36, 8, 8, 3)
 
 
+def test_discover_reads_jfif_names_lists_what_it_skips_and_refuses_folders_it_would_leave_out(tiny_data):
+    (tiny_data / "cats" / "0.jpg").rename(tiny_data / "cats" / "0.jfif")  # as browsers save some JPEGs
+    (tiny_data / "dogs" / "Thumbs.db").write_bytes(b"\0")
+
+    data = datasets.discover(tiny_data)
+    (tiny_data / "dogs" / "more").mkdir()
+    with pytest.raises(datasets.DataError, match=r"folders inside class folders: \[.*dogs/more'\]"):
+        datasets.discover(tiny_data)
+    (tiny_data / "dogs" / "more").rmdir()
+    (tiny_data / "caf\udce9").mkdir()  # bytes that were not UTF-8 (an old zip's), as Python reads them
+    with pytest.raises(datasets.DataError, match=r"class folder names that are not text: 'caf\\udce9'; rename them"):
+        datasets.discover(tiny_data)
+
+    assert "cats/0.jfif" in data.files and data.counts()["cats"] == 12
+    assert data.skipped == ["cats/notes.txt", "dogs/Thumbs.db"]
+    assert data.skipped_note().startswith("skipped 2 files whose names are not a photo's (.bmp, ")
+    assert data.skipped_note().endswith(": cats/notes.txt, dogs/Thumbs.db")
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--image-size", "8"], "--image-size must be at least 16 for simple-cnn"),
+    (["--arch", "mobilenet_v2", "--image-size", "16"], "--image-size must be at least 32 for mobilenet_v2"),
+    (["--patience", "-1"], "--patience cannot be negative"),
+])
+def test_training_options_that_cannot_work_are_refused_before_any_photo_is_read(tmp_path, capsys,
+                                                                                options, message):
+    with pytest.raises(SystemExit) as exited:
+        train.parse_args(["--data", str(tmp_path), "--out", str(tmp_path / "m"), "--arch", "simple-cnn",
+                          *options])
+
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_confusion_plots_take_any_class_name_and_stay_in_bounds_with_many_classes(tmp_path):
+    report.plot_confusion([[1, 0], [0, 1]], ["$_$", "a_b$"], tmp_path / "dollars.png", "t")  # no formula
+    many = np.eye(150, dtype=int).tolist()
+    report.plot_confusion(many, [f"class {i}" for i in range(150)], tmp_path / "many.png", "t")
+
+    with Image.open(tmp_path / "dollars.png") as small, Image.open(tmp_path / "many.png") as large:
+        assert small.size[0] < 1000 and large.size[0] <= 4100 and large.size[1] <= 4000
+
+
 def test_a_data_sets_digest_tells_other_photos_or_labels_apart_and_not_file_names(tiny_data):
     before = datasets.discover(tiny_data).digest()
     (tiny_data / "cats" / "0.jpg").rename(tiny_data / "cats" / "renamed.jpg")
@@ -409,6 +453,7 @@ def test_the_confusion_matrix_names_the_classes_as_the_site_does(tmp_path, monke
 
 
 def test_display_names_read_like_words():
+    assert display_name("_") == "_"  # no words: as it is
     assert display_name("kue_putri_salju") == "Kue Putri Salju"
     assert display_name("cats") == "Cats"
     assert display_name("kue-lapis") == "Kue Lapis"

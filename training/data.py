@@ -8,7 +8,7 @@ import tempfile
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,8 @@ from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
 from training.preprocess import IMAGE_SUFFIXES, ImageDecodeError, load_image
+
+IMAGE_NAMES = ", ".join(sorted(IMAGE_SUFFIXES))
 
 
 class DataError(ValueError):
@@ -36,9 +38,18 @@ class Dataset:
     files: list[str]
     labels: np.ndarray
     classes: list[str]
+    skipped: list[str] = field(default_factory=list)  # files in class folders that are not photos by name
 
     def counts(self) -> dict[str, int]:
         return counts_per_class(self.labels, self.classes)
+
+    def skipped_note(self) -> str:
+        """A line naming the files left out as not photos by their names (empty if none)."""
+        if not self.skipped:
+            return ""
+        more = len(self.skipped) - 5
+        shown = ", ".join(self.skipped[:5]) + (f" and {more} more" if more > 0 else "")
+        return f"skipped {len(self.skipped)} files whose names are not a photo's ({IMAGE_NAMES}): {shown}"
 
     def digest(self) -> str:
         """SHA-256 of which photos the set holds, by content, and under which class: two evaluations
@@ -54,13 +65,25 @@ def counts_per_class(labels: np.ndarray, classes: list[str]) -> dict[str, int]:
     return dict(zip(classes, counts.tolist()))
 
 
+def is_text(name: str) -> bool:
+    """Whether a file name is printable text (not bytes that were not UTF-8, which Python keeps as
+    lone surrogates, nor control characters)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return name.isprintable()
+
+
 def discover(root: str | Path, classes: list[str] | None = None) -> Dataset:
     """List the photos under `root/<class>/`, classes sorted by name unless given.
 
     Passing `classes` (a model's labels) maps folders onto that model's indices; a folder the model
     does not know is an error, since its photos could never be right. So is a folder without photos
     (empty, or only hidden files such as .DS_Store): a class with no photos cannot be learned.
-    Hidden files (names starting with '.', such as macOS `._*` AppleDouble files) are skipped.
+    Hidden files (names starting with '.', such as macOS `._*` AppleDouble files) are skipped; other
+    files whose names are not a photo's (README.txt, Thumbs.db) are skipped and listed in `skipped`.
+    A folder inside a class folder is an error: its photos would be left out without a word.
     Without `classes` there must be two folders or more: one class leaves nothing to tell apart (and
     TensorFlow would fail deep inside training, with a message about indices).
     """
@@ -69,6 +92,10 @@ def discover(root: str | Path, classes: list[str] | None = None) -> Dataset:
         what = "is a file, not a folder of <class>/ folders" if root.exists() else "not found"
         raise FileNotFoundError(f"data folder {what}: {root}")
     folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    unreadable = [name for name in folders if not is_text(name)]
+    if unreadable:  # (bytes that are not UTF-8, as old zip files name folders: no class name to keep)
+        raise DataError(f"class folder names that are not text: {', '.join(map(ascii, unreadable))}; "
+                        "rename them")
     if classes is None:
         if len(folders) < 2:
             raise DataError(f"{root} has {len(folders)} class folder(s) {folders}: a classifier needs "
@@ -78,20 +105,26 @@ def discover(root: str | Path, classes: list[str] | None = None) -> Dataset:
     if unknown:
         raise DataError(f"folders {unknown} are not classes of the model ({classes})")
     index = {name: i for i, name in enumerate(classes)}
-    files, labels, empty = [], [], []
+    files, labels, empty, nested, skipped = [], [], [], [], []
     for name in folders:
-        photos = [path.name for path in sorted((root / name).iterdir())
-                  if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
-                  and not path.name.startswith(".")]
+        entries = [path for path in sorted((root / name).iterdir()) if not path.name.startswith(".")]
+        photos = [path.name for path in entries if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES]
+        nested += [str(path) for path in entries if path.is_dir()]
+        skipped += [f"{name}/{path.name}" for path in entries
+                    if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES]
         if not photos:
             empty.append(str(root / name))
         files += [f"{name}/{photo}" for photo in photos]
         labels += [index[name]] * len(photos)
+    if nested:  # their photos would be left out without a word
+        raise DataError(f"folders inside class folders: {nested}; a class's photos go directly in its "
+                        "folder (<class>/<file>): move them up, or out of the data set")
     if empty:
         raise DataError(f"class folders without photos: {empty}; add photos or remove the folders")
     if not files:
         raise DataError(f"no images found under {root}/<class>/")
-    return Dataset(root=root, files=files, labels=np.array(labels, dtype=np.int64), classes=classes)
+    return Dataset(root=root, files=files, labels=np.array(labels, dtype=np.int64), classes=classes,
+                   skipped=skipped)
 
 
 def split(data: Dataset, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

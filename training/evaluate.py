@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     print(report.text_report(y_true, probs, classifier.slugs))
     print(per_class_table(m))
+    if note := discover(args.data, classes=classifier.slugs).skipped_note():
+        print(note)
     if args.save:
         report.record(classifier.folder, classifier.slugs, {args.name: m})
         print(f"saved '{args.name}' metrics to {classifier.folder / METRICS_FILE}")

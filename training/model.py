@@ -43,6 +43,10 @@ def build(arch: str, num_classes: int, image_size: int, dropout: float = 0.3,
     return keras.Model(inputs, outputs, name=arch.replace("-", "_"))
 
 
+# The smallest input each takes: MobileNetV2's, and four halvings of the simple CNN's.
+SMALLEST_IMAGE_SIZE = {"mobilenet_v2": 32, "simple-cnn": 16}
+
+
 def simple_cnn_backbone(image_size: int) -> keras.Model:
     """Four conv / batch-norm / pooling blocks with dropout: the usual from-scratch baseline."""
     inputs = keras.Input((image_size, image_size, 3))

@@ -19,7 +19,7 @@ register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 IMAGE_SIZE = 224
 SRGB = ImageCms.createProfile("sRGB")
 # What Pillow can decode for us; the training reader accepts these suffixes.
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".heic", ".heif"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".webp", ".heic", ".heif"}
 
 
 class ImageDecodeError(ValueError):

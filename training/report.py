@@ -8,6 +8,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window
+matplotlib.rcParams["text.parse_math"] = False  # a class named "$_$" is text, not a formula
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -85,22 +86,29 @@ def text_report(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> st
     )
 
 
+MAX_CLASSES_NAMED, MAX_CLASSES_COUNTED = 60, 30  # (the figures are in metrics.json, whatever the plot)
+
+
 def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path, title: str) -> None:
     from matplotlib.ticker import MaxNLocator
 
     cm = np.asarray(matrix)
-    size = max(4.0, 0.7 * len(classes) + 2)
+    # At most 40 inches (4,000 pixels) whatever the classes (a thousand would take a figure of 70,000
+    # pixels, and more memory than a machine has); names and counts only while they can be read.
+    size = min(max(4.0, 0.7 * len(classes) + 2), 40.0)
     fig, ax = plt.subplots(figsize=(size + 1, size))
     image = ax.imshow(cm, cmap="Blues")
     # Large type: the staff page shows the picture at about half its size.
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=13)
-    ax.set_yticks(range(len(classes)), classes, fontsize=13)
+    if len(classes) <= MAX_CLASSES_NAMED:
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=13)
+        ax.set_yticks(range(len(classes)), classes, fontsize=13)
     ax.set_xlabel("the model said", fontsize=13)
     ax.set_ylabel("it was", fontsize=13)  # (the words of the staff page's table)
     ax.set_title(title, fontsize=14)
-    for (i, j), value in np.ndenumerate(cm):
-        ax.text(j, i, str(value), ha="center", va="center", fontsize=13,
-                color="white" if value > cm.max() / 2 else "black")
+    if len(classes) <= MAX_CLASSES_COUNTED:
+        for (i, j), value in np.ndenumerate(cm):
+            ax.text(j, i, str(value), ha="center", va="center", fontsize=13,
+                    color="white" if value > cm.max() / 2 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, ticks=MaxNLocator(integer=True))  # whole photos
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -39,7 +39,8 @@ def display_name(slug: str) -> str:
     Words are split on spaces, `_` and `-`; each gets a capital first letter and keeps the rest as
     it was written ("BMW_M3" -> "BMW M3", not "Bmw M3").
     """
-    return " ".join(part[0].upper() + part[1:] for part in re.split(r"[\s_-]+", slug) if part)
+    words = " ".join(part[0].upper() + part[1:] for part in re.split(r"[\s_-]+", slug) if part)
+    return words or slug  # ("_" has no words: it is called as it is)
 
 
 @dataclass

@@ -70,6 +70,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.image_size = 224 if args.arch == "mobilenet_v2" else 128
     if not 0 < args.val_fraction < 1:
         p.error("--val-fraction must be between 0 and 1: early stopping needs a validation split")
+    # (checked here: TensorFlow's and Keras's own messages come deep inside training, some after
+    # every photo was decoded, and speak of tensors)
+    smallest = networks.SMALLEST_IMAGE_SIZE[args.arch]
+    if args.image_size < smallest:
+        p.error(f"--image-size must be at least {smallest} for {args.arch}")
+    for option in ("batch_size", "head_epochs", "finetune_epochs", "epochs", "max_steps"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            p.error(f"--{option.replace('_', '-')} must be at least 1")
+    if args.patience < 0:
+        p.error("--patience cannot be negative")
     return args
 
 
@@ -174,6 +185,8 @@ def fit_and_export(args: argparse.Namespace, data: datasets.Dataset, pixels: np.
     weights = datasets.class_weights(data.labels[train_idx], k)
     print(f"{len(data.files)} photos, {k} classes, {len(train_idx)} train / {len(val_idx)} val; "
           f"class weights {', '.join(f'{c}={w:.2f}' for c, w in zip(classes, weights.values()))}")
+    if note := data.skipped_note():
+        print(note)
 
     model = networks.build(args.arch, k, args.image_size, args.dropout,
                            weights=args.weights if args.arch == "mobilenet_v2" else None)
