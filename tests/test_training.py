@@ -99,7 +99,7 @@ def test_discover_reads_jfif_names_lists_what_it_skips_and_refuses_folders_it_wo
         datasets.discover(tiny_data)
     (tiny_data / "dogs" / "more").rmdir()
     (tiny_data / "caf\udce9").mkdir()  # bytes that were not UTF-8 (an old zip's), as Python reads them
-    with pytest.raises(datasets.DataError, match=r"class folder names that are not text: 'caf\\udce9'; rename them"):
+    with pytest.raises(datasets.DataError, match=r"folder names that are not text: 'caf\\udce9'; rename"):
         datasets.discover(tiny_data)
 
     assert "cats/0.jfif" in data.files and data.counts()["cats"] == 12
