@@ -423,6 +423,27 @@ def test_folders_exported_before_the_head_moved_out_of_litert_still_serve(tmp_pa
     assert np.allclose(classifier.predict_pixels(pixels), expected, atol=1e-5)
 
 
+def test_an_export_into_a_folder_leaves_the_files_other_folders_link_to_as_they_were(tmp_path):
+    """A head refit links its base's LiteRT file: training again into the base's folder must not
+    change the refit version's model under it (nor a worker's, which maps the file in memory)."""
+    import keras
+
+    from training.runtime import write_tflite
+
+    for folder in ("base", "refit"):
+        (tmp_path / folder).mkdir()
+    keras.utils.set_random_seed(1)
+    write_tflite(networks.build("simple-cnn", 2, 32), tmp_path / "base")
+    retrain.link_or_copy(tmp_path / "base" / "model.tflite", tmp_path / "refit" / "model.tflite")
+    linked = (tmp_path / "refit" / "model.tflite").read_bytes()
+    keras.utils.set_random_seed(2)
+    write_tflite(networks.build("simple-cnn", 2, 32), tmp_path / "base")
+
+    assert (tmp_path / "refit" / "model.tflite").read_bytes() == linked
+    assert (tmp_path / "base" / "model.tflite").read_bytes() != linked
+    assert sorted(p.name for p in (tmp_path / "base").iterdir()) == ["head.npz", "model.tflite"]
+
+
 def test_macro_figures_count_only_the_classes_in_the_data(tmp_path):
     classes = ["a", "b", "c", "d"]
     y_true = np.array([0, 0, 1, 1])

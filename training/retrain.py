@@ -67,7 +67,8 @@ def sample_weights(base_labels: np.ndarray, extra_labels: np.ndarray, num_classe
 
 def link_or_copy(source: Path, target: Path) -> None:
     """`target` as a second name of `source` (9 MB less on disk for each version a fast run makes;
-    exported files are never written again in place), or a copy where the disk cannot link."""
+    an export writes a new file under the name, never over the old one: runtime.write_tflite), or a
+    copy where the disk cannot link."""
     try:
         os.link(source, target)
     except OSError:

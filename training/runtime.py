@@ -228,7 +228,11 @@ def write_tflite(model: keras.Model, folder: Path) -> Path:
 
     serving = keras.Model(model.input, model.get_layer(FEATURES).input)  # the backbone's feature map
     path = Path(folder) / TFLITE_FILE
-    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(serving).convert())
+    # A new file under the name, never the old one written over: the file may also be another
+    # folder's (a head refit links its base's), and a worker may have it mapped in memory.
+    partial = path.with_name(f".{TFLITE_FILE}.partial-{os.getpid()}")
+    partial.write_bytes(tf.lite.TFLiteConverter.from_keras_model(serving).convert())
+    os.replace(partial, path)
     write_head(model, folder)
     return path
 
