@@ -293,7 +293,8 @@ def photo_create(*, owner, upload: UploadedFile, client_key: str = "") -> Photo:
             photo.save()
             # robust: a publish that fails after the commit (any error) only logs; the photo stays
             # queued for the sweep and keeps its files.
-            transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk), robust=True)
+            transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk, swept=True),
+                                  robust=True)
     except Exception as exc:
         # Leave no orphan file behind a row that was never written, also when the commit itself
         # fails (foreign keys are checked there: an owner deleted meanwhile).
@@ -473,7 +474,7 @@ def photo_retry(photo: Photo) -> None:
             if not Photo.objects.filter(pk=photo.pk).exists():
                 raise Http404("The photo no longer exists.")
             raise ValidationError("Only a failed photo can be retried.", code="not_failed")
-        transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk), robust=True)
+        transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk, swept=True), robust=True)
 
 
 # While the classification queue holds a backlog, a queued photo is sent again only after this many

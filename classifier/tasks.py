@@ -24,20 +24,21 @@ log = logging.getLogger(__name__)
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.25, "interval_max": 0.5}
 
 
-# After a message could not be sent, this process sends none for this long: a broker that hangs
-# costs each message some 3.5 s (PUBLISH_RETRY on its socket timeout), so an upload of twenty photos
-# would wait over a minute (past a proxy's timeout) for photos that are stored anyway, and that the
-# sweep sends once the broker is back (the cache's outages are skipped alike: cakesite/cache.py).
+# After a message could not be sent, this process sends no photo's for this long: a broker that
+# hangs costs each message some 3.5 s (PUBLISH_RETRY on its socket timeout), so an upload of twenty
+# photos would wait over a minute (past a proxy's timeout) for photos that are stored anyway, and
+# that the sweep sends once the broker is back (the cache's outages are skipped alike:
+# cakesite/cache.py). Other messages, which no sweep would send, are always tried.
 SKIP_AFTER_FAILURE_S = 5.0
 broker_down_until = 0.0  # time.monotonic()
 
 
-def enqueue(task, *args) -> bool:
-    """Send `task(*args)`; False (logged) when the broker cannot be reached, or could not a moment
-    ago (SKIP_AFTER_FAILURE_S)."""
+def enqueue(task, *args, swept: bool = False) -> bool:
+    """Send `task(*args)`; False (logged) when the broker cannot be reached, or, for a message the
+    sweep sends again (`swept`: a photo's), could not a moment ago (SKIP_AFTER_FAILURE_S)."""
     global broker_down_until
     ids = [arg for arg in args if type(arg) is int]  # (not the e-mail addresses some tasks take)
-    if time.monotonic() < broker_down_until:
+    if swept and time.monotonic() < broker_down_until:
         log.warning("broker unreachable a moment ago, %s%s not sent", task.name, ids)
         return False
     try:
