@@ -280,13 +280,17 @@ def benchmark_comparison(new: dict, base: dict, base_name: str) -> tuple[str, bo
     return text, better
 
 
-def progress(run: TrainingRun, stage: str, percent: int) -> None:
-    """services.training_run_progress on a connection that works: a step may take minutes (a full
-    run's epoch), over which the database may have cut the run's connection (a restart, a
-    failover). As Django does before each request, the connection is checked first, and replaced
-    if it was cut, instead of the run failing on it (never inside a transaction, which it would end)."""
+def working_connection() -> None:
+    """Before a write that follows a step of minutes (a full run's epoch, reading the users' photos,
+    the evaluations), over which the database may have cut the run's connection (a restart, a
+    failover): as Django does before each request, the connection is checked, and replaced if it
+    was cut, instead of the run failing on it (never inside a transaction, which it would end)."""
     if not db.connection.in_atomic_block:
         db.close_old_connections()
+
+
+def progress(run: TrainingRun, stage: str, percent: int) -> None:
+    working_connection()
     services.training_run_progress(run, stage, percent)
 
 
@@ -338,6 +342,7 @@ def execute(run: TrainingRun) -> ModelVersion:
     corrected = sum(1 for i in train_rows if photos[i][0][2])
     run.photos_used = {"trained": [[photos[i][0][0], photos[i][0][1]] for i in train_rows],
                        "held_out": [[photos[i][0][0], photos[i][0][1]] for i in held_rows]}
+    working_connection()  # (after decoding every user photo)
     new_to_base, dropped = answers_against(run.photos_used["trained"], base)
     del photos
     name = new_version_name(base, run)
@@ -380,6 +385,7 @@ def execute(run: TrainingRun) -> ModelVersion:
         report.record(folder, slugs, new)  # with its model card (a full run's gets these figures too)
         run.metrics = {"new": new, "base": before, "retrain_seconds": summary["seconds"],
                        "total_seconds": round(time.perf_counter() - started, 1)}
+        working_connection()
         version = services.training_run_register(run, name)
     except BaseException:  # a failure, or services.RunStopped: the run was cancelled
         shutil.rmtree(folder, ignore_errors=True)
