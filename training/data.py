@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+import unicodedata
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,12 +45,14 @@ class Dataset:
         return counts_per_class(self.labels, self.classes)
 
     def skipped_note(self) -> str:
-        """A line naming the files left out as not photos by their names (empty if none)."""
+        """A line naming the files left out as not photos by their names, and the folders inside
+        class folders (empty if none)."""
         if not self.skipped:
             return ""
         more = len(self.skipped) - 5
         shown = ", ".join(self.skipped[:5]) + (f" and {more} more" if more > 0 else "")
-        return f"skipped {len(self.skipped)} files whose names are not a photo's ({IMAGE_NAMES}): {shown}"
+        return (f"skipped {len(self.skipped)} folders inside class folders, or files whose names are not "
+                f"a photo's ({IMAGE_NAMES}): {shown}")
 
     def digest(self) -> str:
         """SHA-256 of which photos the set holds, by content, and under which class: two evaluations
@@ -66,13 +69,9 @@ def counts_per_class(labels: np.ndarray, classes: list[str]) -> dict[str, int]:
 
 
 def is_text(name: str) -> bool:
-    """Whether a file name is printable text (not bytes that were not UTF-8, which Python keeps as
-    lone surrogates, nor control characters)."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return name.isprintable()
+    """Whether a file name is text: no bytes that were not UTF-8 (which Python keeps as lone
+    surrogates), no control characters."""
+    return not any(unicodedata.category(char) in ("Cs", "Cc") for char in name)
 
 
 def discover(root: str | Path, classes: list[str] | None = None) -> Dataset:
@@ -82,8 +81,8 @@ def discover(root: str | Path, classes: list[str] | None = None) -> Dataset:
     does not know is an error, since its photos could never be right. So is a folder without photos
     (empty, or only hidden files such as .DS_Store): a class with no photos cannot be learned.
     Hidden files (names starting with '.', such as macOS `._*` AppleDouble files) are skipped; other
-    files whose names are not a photo's (README.txt, Thumbs.db) are skipped and listed in `skipped`.
-    A folder inside a class folder is an error: its photos would be left out without a word.
+    files whose names are not a photo's (README.txt, Thumbs.db), and folders inside class folders
+    (whose photos are not read), are skipped and listed in `skipped`, for the tools to say so.
     Without `classes` there must be two folders or more: one class leaves nothing to tell apart (and
     TensorFlow would fail deep inside training, with a message about indices).
     """
@@ -105,22 +104,20 @@ def discover(root: str | Path, classes: list[str] | None = None) -> Dataset:
     if unknown:
         raise DataError(f"folders {unknown} are not classes of the model ({classes})")
     index = {name: i for i, name in enumerate(classes)}
-    files, labels, empty, nested, skipped = [], [], [], [], []
+    files, labels, empty, skipped = [], [], [], []
     for name in folders:
         entries = [path for path in sorted((root / name).iterdir()) if not path.name.startswith(".")]
         photos = [path.name for path in entries if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES]
-        nested += [str(path) for path in entries if path.is_dir()]
-        skipped += [f"{name}/{path.name}" for path in entries
-                    if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES]
+        skipped += [f"{name}/{path.name}{'/' if path.is_dir() else ''}" for path in entries
+                    if path.is_dir() or path.suffix.lower() not in IMAGE_SUFFIXES]
         if not photos:
             empty.append(str(root / name))
         files += [f"{name}/{photo}" for photo in photos]
         labels += [index[name]] * len(photos)
-    if nested:  # their photos would be left out without a word
-        raise DataError(f"folders inside class folders: {nested}; a class's photos go directly in its "
-                        "folder (<class>/<file>): move them up, or out of the data set")
     if empty:
-        raise DataError(f"class folders without photos: {empty}; add photos or remove the folders")
+        raise DataError(f"class folders without photos: {empty}; add photos or remove the folders (a "
+                        "class's photos go directly in its folder, <class>/<file>: folders inside it are "
+                        "not read)")
     if not files:
         raise DataError(f"no images found under {root}/<class>/")
     return Dataset(root=root, files=files, labels=np.array(labels, dtype=np.int64), classes=classes,
