@@ -2,7 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data/kue-indonesia
-MODEL ?= var/models/kue-mobilenetv2  # `make model`'s output: beside the shipped folder, never over it
+# `make model`'s output: apart from the shipped folder (models/kue-mobilenetv2), never over it
+MODEL ?= var/models/kue-mobilenetv2
 
 HOST ?= 127.0.0.1
 PORT ?= 8000

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -1085,8 +1086,18 @@ def remove_unregistered_folder(run_id: int) -> None:
     if not folder:
         return
     target = (Path(settings.MODELS_DIR) / folder).resolve()
-    if all(version.folder.resolve() != target for version in ModelVersion.objects.only("path")):
+    if target.is_dir() and not any(same_folder(version.folder, target)
+                                   for version in ModelVersion.objects.only("path")):
         shutil.rmtree(target, ignore_errors=True)  # (a version registered by hand, however spelt, stays)
+
+
+def same_folder(one: Path, other: Path) -> bool:
+    """Whether two paths name one folder: however spelt (a link, another case on a disk that
+    ignores case, a bind mount), where both exist."""
+    try:
+        return one.resolve() == other.resolve() or os.path.samefile(one, other)
+    except OSError:  # (one of them is not there)
+        return False
 
 
 def training_run_stopped(run: TrainingRun) -> None:

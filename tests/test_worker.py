@@ -184,7 +184,7 @@ def test_a_stopping_worker_on_make_runs_broker_takes_what_waits_and_then_stops_w
             queue, callbacks=[lambda body, message: (got.append(body), message.ack())]):
         connection.Producer().publish("photo 1", exchange=queue.exchange, routing_key="photos",
                                       declare=[queue])
-        monkeypatch.setattr(state, "should_stop", 0)  # Ctrl-C: a warm shutdown, whose exit code is 0
+        monkeypatch.setattr(state, "should_stop", 0)  # make's SIGTERM: a warm shutdown, exit code 0
         connection.drain_events(timeout=2.0)
         started = time.monotonic()
         with pytest.raises(TimeoutError):
