@@ -59,6 +59,18 @@ def test_discover_reads_any_class_names_in_sorted_order(tiny_data):
     assert "cats/notes.txt" not in data.files
 
 
+def test_discover_knows_a_class_whose_accents_are_written_apart_as_macos_writes_them(tmp_path):
+    for name in ("cre\u0300me", "tart"):  # "crème" with a combining grave, as a Mac may have saved it
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / name / "1.png")
+
+    trained = datasets.discover(tmp_path)
+    evaluated = datasets.discover(tmp_path, classes=["crème", "tart"])  # a model's labels, composed
+
+    assert trained.classes == ["crème", "tart"] and list(evaluated.labels) == [0, 1]
+    assert trained.files[0] == "cre\u0300me/1.png"  # read where it is
+
+
 def test_discover_refuses_a_folder_the_model_does_not_know(tiny_data):
     with pytest.raises(ValueError, match="not classes of the model"):
         datasets.discover(tiny_data, classes=["cats", "dogs"])

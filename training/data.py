@@ -74,6 +74,12 @@ def is_text(name: str) -> bool:
     return not any(unicodedata.category(char) in ("Cs", "Cc") for char in name)
 
 
+def nfc(name: str) -> str:
+    """A name with its accents written one way (composed): macOS may write "crème" as "cre" and a
+    combining grave, which reads the same and compares unequal."""
+    return unicodedata.normalize("NFC", name)
+
+
 def discover(root: str | Path, classes: list[str] | None = None) -> Dataset:
     """List the photos under `root/<class>/`, classes sorted by name unless given.
 
@@ -84,7 +90,8 @@ def discover(root: str | Path, classes: list[str] | None = None) -> Dataset:
     files whose names are not a photo's (README.txt, Thumbs.db), and folders inside class folders
     (whose photos are not read), are skipped and listed in `skipped`, for the tools to say so.
     Without `classes` there must be two folders or more: one class leaves nothing to tell apart (and
-    TensorFlow would fail deep inside training, with a message about indices).
+    TensorFlow would fail deep inside training, with a message about indices). Class names are
+    compared, and recorded, with their accents composed (`nfc`).
     """
     root = Path(root)
     if not root.is_dir():
@@ -99,11 +106,14 @@ def discover(root: str | Path, classes: list[str] | None = None) -> Dataset:
         if len(folders) < 2:
             raise DataError(f"{root} has {len(folders)} class folder(s) {folders}: a classifier needs "
                             "at least two <class>/ folders, each holding the photos of its class")
-        classes = folders
-    unknown = sorted(set(folders) - set(classes))
+        classes = sorted({nfc(name) for name in folders})
+        if len(classes) < len(folders):
+            raise DataError(f"{root} has class folders whose names differ only in how their accents are "
+                            "written (composed or not, as macOS writes them): merge them")
+    index = {nfc(name): i for i, name in enumerate(classes)}
+    unknown = sorted(name for name in folders if nfc(name) not in index)
     if unknown:
         raise DataError(f"folders {unknown} are not classes of the model ({classes})")
-    index = {name: i for i, name in enumerate(classes)}
     files, labels, empty, skipped = [], [], [], []
     for name in folders:
         entries = [path for path in sorted((root / name).iterdir()) if not path.name.startswith(".")]
@@ -113,7 +123,7 @@ def discover(root: str | Path, classes: list[str] | None = None) -> Dataset:
         if not photos:
             empty.append(str(root / name))
         files += [f"{name}/{photo}" for photo in photos]
-        labels += [index[name]] * len(photos)
+        labels += [index[nfc(name)]] * len(photos)
     if empty:
         raise DataError(f"class folders without photos: {empty}; add photos or remove the folders (a "
                         "class's photos go directly in its folder, <class>/<file>: folders inside it are "
