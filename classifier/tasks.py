@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.25, "interval_max": 0.5}
 
 
-# After a message could not be sent, this process sends no photo's for this long: a broker that
+# After a message could not be sent, this process sends no photo to the broker for this long: one that
 # hangs costs each message some 3.5 s (PUBLISH_RETRY on its socket timeout), so an upload of twenty
 # photos would wait over a minute (past a proxy's timeout) for photos that are stored anyway, and
 # that the sweep sends once the broker is back (the cache's outages are skipped alike:

@@ -39,7 +39,7 @@ class Dataset:
     files: list[str]
     labels: np.ndarray
     classes: list[str]
-    skipped: list[str] = field(default_factory=list)  # files in class folders that are not photos by name
+    skipped: list[str] = field(default_factory=list)  # in class folders: files not named as photos, folders
 
     def counts(self) -> dict[str, int]:
         return counts_per_class(self.labels, self.classes)
