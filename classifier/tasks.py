@@ -28,14 +28,16 @@ PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.25, "
 # hangs costs each message some 3.5 s (PUBLISH_RETRY on its socket timeout), so an upload of twenty
 # photos would wait over a minute (past a proxy's timeout) for photos that are stored anyway, and
 # that the sweep sends once the broker is back (the cache's outages are skipped alike:
-# cakesite/cache.py). Other messages, which no sweep would send, are always tried.
+# cakesite/cache.py); so do the sweep's own messages. The others (a run or a link someone just asked
+# for, e-mails no sweep sends, the worker's start-up tasks) are always tried.
 SKIP_AFTER_FAILURE_S = 5.0
 broker_down_until = 0.0  # time.monotonic()
 
 
 def enqueue(task, *args, swept: bool = False) -> bool:
     """Send `task(*args)`; False (logged) when the broker cannot be reached, or, for a message the
-    sweep sends again (`swept`: a photo's), could not a moment ago (SKIP_AFTER_FAILURE_S)."""
+    sweep sends again (`swept`: a photo's, or the sweep's own), could not a moment ago
+    (SKIP_AFTER_FAILURE_S)."""
     global broker_down_until
     ids = [arg for arg in args if type(arg) is int]  # (not the e-mail addresses some tasks take)
     if swept and time.monotonic() < broker_down_until:
@@ -84,13 +86,13 @@ def requeue_stuck() -> str:
     backlog = messages_waiting(current_app.conf.task_default_queue)
     training_waiting = messages_waiting(settings.TRAINING_QUEUE)
     photos, runs = services.stuck_requeue(queue_empty=backlog == 0, training_queue_empty=not training_waiting)
-    for pk in photos:
-        enqueue(classify_photo, pk)
+    for pk in photos:  # (swept: on a broker that hangs, the rest wait for the next sweep, not 3.5 s each)
+        enqueue(classify_photo, pk, swept=True)
     for pk in runs:
-        enqueue(train_model, pk)
+        enqueue(train_model, pk, swept=True)
     emails = services.email_confirmations_unsent()
     for pk in emails:
-        enqueue(send_email_confirmation, pk)
+        enqueue(send_email_confirmation, pk, swept=True)
     copied = services.copies_fill()
     return (f"{len(photos)} photos, {len(runs)} training runs, {len(emails)} confirmation e-mails"
             + (f", {copied} predictions copied onto their photos" if copied else ""))

@@ -69,6 +69,10 @@ def test_discover_knows_a_class_whose_accents_are_written_apart_as_macos_writes_
 
     assert trained.classes == ["crème", "tart"] and list(evaluated.labels) == [0, 1]
     assert trained.files[0] == "cre\u0300me/1.png"  # read where it is
+    # a base trained where the name was written composed keeps its validation photo there
+    _, validation = datasets.split_as_before(trained, ["crème/1.png"], 0.5, 1)
+    assert list(validation) == [0]
+    assert datasets.is_text("noon\u200cday") and not datasets.is_text("tart\u202eeliforp")
 
 
 def test_discover_refuses_a_folder_the_model_does_not_know(tiny_data):

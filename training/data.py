@@ -68,10 +68,15 @@ def counts_per_class(labels: np.ndarray, classes: list[str]) -> dict[str, int]:
     return dict(zip(classes, counts.tolist()))
 
 
+# Characters that change how the text around them reads: line and paragraph breaks, direction overrides.
+NOT_IN_NAMES = set("\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def is_text(name: str) -> bool:
     """Whether a file name is text: no bytes that were not UTF-8 (which Python keeps as lone
-    surrogates), no control characters."""
-    return not any(unicodedata.category(char) in ("Cs", "Cc") for char in name)
+    surrogates), no control characters, no line breaks or direction overrides (zero-width joiners,
+    which scripts need, are text)."""
+    return not any(unicodedata.category(char) in ("Cs", "Cc") or char in NOT_IN_NAMES for char in name)
 
 
 def nfc(name: str) -> str:
@@ -184,7 +189,8 @@ def split_as_before(data: Dataset, val_files: list[str] | None, val_fraction: fl
         raise DataError("the model was trained without a validation split: a retrain has nothing to "
                         "stop early on")
     indices = np.arange(len(data.files))
-    in_val = np.isin(np.array(data.files, dtype=str), np.array(val_files, dtype=str))
+    in_val = np.isin(np.array([nfc(f) for f in data.files], dtype=str),  # (however macOS wrote accents)
+                     np.array([nfc(f) for f in val_files], dtype=str))
     if not in_val.any():
         raise DataError(f"none of the {len(val_files)} validation photos the model was trained with "
                         f"(e.g. {val_files[0]}) are in {data.root}: is it the folder it was trained on?")

@@ -231,8 +231,11 @@ def write_tflite(model: keras.Model, folder: Path) -> Path:
     # A new file under the name, never the old one written over: the file may also be another
     # folder's (a head refit links its base's), and a worker may have it mapped in memory.
     partial = path.with_name(f".{TFLITE_FILE}.partial-{os.getpid()}")
-    partial.write_bytes(tf.lite.TFLiteConverter.from_keras_model(serving).convert())
-    os.replace(partial, path)
+    try:
+        partial.write_bytes(tf.lite.TFLiteConverter.from_keras_model(serving).convert())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)  # (a write cut short: a full disk)
     write_head(model, folder)
     return path
 

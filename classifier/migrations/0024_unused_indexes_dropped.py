@@ -27,6 +27,8 @@ def create(apps, schema_editor):
     for table, name, column, opclass in INDEXES:
         if opclass and not postgresql:
             continue
+        if postgresql:  # (one an interrupted CREATE ... CONCURRENTLY left INVALID would be kept as it is)
+            schema_editor.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
         schema_editor.execute(f'CREATE INDEX {"CONCURRENTLY " if postgresql else ""}IF NOT EXISTS "{name}" '
                               f'ON "{table}" ("{column}"{opclass})')
 
