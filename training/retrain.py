@@ -172,6 +172,8 @@ def finetune(base: str | Path, out: str | Path, data_dir: str | Path, extra_pixe
     frozen_from = finetune_from or options.get("finetune_from", "block_9_expand")
     n = networks.unfreeze_top(model, frozen_from)  # a wrong layer name fails before any decoding
     data = datasets.discover(data_dir, classes=classes)
+    if note := data.skipped_note():  # (the worker's log, in a run of the website's)
+        print(f"{data_dir}: {note}", flush=True)
     train_idx, val_idx = datasets.split_as_before(data, config.get("val_files"), options["val_fraction"],
                                                   options["seed"])
     extra_labels = np.asarray(extra_labels, dtype=np.int64)
