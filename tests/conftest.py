@@ -78,6 +78,24 @@ def enqueued(monkeypatch):
     return sent
 
 
+@pytest.fixture
+def disk_full_for(monkeypatch):
+    """`disk_full_for("heatmaps/")`: the media disk refuses the files of that folder as a full disk
+    does (OSError 28); the others are stored."""
+    from django.core.files.storage import FileSystemStorage
+
+    save = FileSystemStorage._save
+
+    def refusing(folder: str) -> None:
+        def full(storage, name, content):
+            if name.startswith(folder):
+                raise OSError(28, "No space left on device")
+            return save(storage, name, content)
+
+        monkeypatch.setattr(FileSystemStorage, "_save", full)
+    return refusing
+
+
 def sample_photo(cls: str = "kue_lapis") -> Path:
     return sorted((PHOTOS / cls).glob("*.jpg"))[0]
 

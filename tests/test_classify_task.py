@@ -331,19 +331,10 @@ def test_two_deliveries_under_different_active_versions_record_one_prediction(ph
 
 
 def test_a_heat_map_the_disk_refuses_leaves_the_photo_classified_without_one(
-        photo, client, user, monkeypatch, caplog):
+        photo, client, user, disk_full_for, caplog):
     """The label matters more than the picture: a full disk (or an unwritable heat-map folder) is
     logged, and the photo gets its result without a heat map instead of failing."""
-    from django.core.files.storage import FileSystemStorage
-
-    storage_save = FileSystemStorage._save
-
-    def heat_maps_refused(storage, name, content):
-        if name.startswith("heatmaps/"):
-            raise OSError(28, "No space left on device")
-        return storage_save(storage, name, content)
-
-    monkeypatch.setattr(FileSystemStorage, "_save", heat_maps_refused)
+    disk_full_for("heatmaps/")
 
     tasks.classify_photo(photo.pk)
 

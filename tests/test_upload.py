@@ -294,19 +294,10 @@ def test_two_requests_making_a_photos_display_copy_at_once_keep_one_and_its_dele
 
 
 def test_a_display_copy_the_full_disk_refuses_leaves_the_page_showing_the_photo_itself(
-        client, user, enqueued, monkeypatch, settings):
-    from django.core.files.storage import FileSystemStorage
-
+        client, user, enqueued, disk_full_for, settings):
     _, data = large_jpeg((4000, 3000))
     photo = services.photo_create(owner=user, upload=SimpleUploadedFile("IMG_4.jpg", data))
-    save = FileSystemStorage._save
-
-    def full_for_copies(self, name, content):
-        if name.startswith("displays/"):
-            raise OSError(28, "No space left on device")
-        return save(self, name, content)
-
-    monkeypatch.setattr(FileSystemStorage, "_save", full_for_copies)
+    disk_full_for("displays/")
     client.force_login(user)
 
     page = client.get(photo.get_absolute_url())
