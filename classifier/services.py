@@ -1095,7 +1095,7 @@ def same_folder(one: Path, other: Path) -> bool:
     """Whether two paths name one folder: however spelt (a link, another case on a disk that
     ignores case, a bind mount), where both exist."""
     try:
-        return one.resolve() == other.resolve() or os.path.samefile(one, other)
+        return os.path.samefile(one, other)
     except OSError:  # (one of them is not there)
         return False
 
