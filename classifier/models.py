@@ -90,6 +90,9 @@ class Photo(models.Model):
     status = models.CharField(max_length=12, choices=Status, default=Status.QUEUED, db_index=True)
     error = models.TextField(blank=True)
     starts = models.PositiveSmallIntegerField(default=0, help_text="times a worker started classifying it")
+    # Failed for want of a model that loads: queued again when a version is activated (and at worker
+    # start), services.photos_awaiting_model_requeue; the owner need not retry it.
+    awaits_model = models.BooleanField(default=False, db_default=False)
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     updated = models.DateTimeField(auto_now=True)
     # Its prediction's label, confidence and margin, copied by services.prediction_record in the

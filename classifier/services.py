@@ -460,8 +460,21 @@ def copies_fill() -> int:
         ("predicted_label", "label"), ("confidence", "confidence"), ("margin", "margin"))})
 
 
-def photo_fail(photo: Photo, reason: str) -> None:
-    photo_set_status(photo, Photo.Status.FAILED, reason, if_pending=True)
+def photo_fail(photo: Photo, reason: str, *, awaits_model: bool = False) -> None:
+    """Failed, saying why; `awaits_model`: for want of a model that loads, and queued again by itself
+    once one is active (photos_awaiting_model_requeue)."""
+    photo_set_status(photo, Photo.Status.FAILED, reason, if_pending=True, awaits_model=awaits_model)
+
+
+def photos_awaiting_model_requeue() -> list[int]:
+    """Queue again the photos that failed for want of a model (photo_fail's `awaits_model`), in the
+    order they came; their ids, to send to the workers."""
+    with transaction.atomic():
+        waiting = list(Photo.objects.select_for_update(skip_locked=True).filter(
+            status=Photo.Status.FAILED, awaits_model=True).order_by("pk").values_list("pk", flat=True))
+        Photo.objects.filter(pk__in=waiting).update(
+            status=Photo.Status.QUEUED, error="", starts=0, awaits_model=False, updated=timezone.now())
+    return waiting
 
 
 def photo_retry(photo: Photo) -> None:
@@ -470,7 +483,7 @@ def photo_retry(photo: Photo) -> None:
 
     with transaction.atomic():
         retried = Photo.objects.filter(pk=photo.pk, status=Photo.Status.FAILED).update(
-            status=Photo.Status.QUEUED, error="", starts=0, updated=timezone.now())
+            status=Photo.Status.QUEUED, error="", starts=0, awaits_model=False, updated=timezone.now())
         if not retried:
             if not Photo.objects.filter(pk=photo.pk).exists():
                 raise Http404("The photo no longer exists.")
@@ -971,8 +984,11 @@ def model_version_activate(version: ModelVersion, *, replacing: ModelVersion | N
     the benchmark, was never measured on it (or on other photos), or repeats the active
     version's training (selectors.activation_warning; code "needs_confirmation"); or, with
     `replacing`, when that is no longer the active version (a training run's automatic activation,
-    which has its own rule, never overrules staff who activated another meanwhile).
+    which has its own rule, never overrules staff who activated another meanwhile). The photos that
+    failed for want of a model are then queued again.
     """
+    from classifier import tasks
+
     try:
         runtime.check(version.folder, version.fingerprint)
     except ValueError as exc:
@@ -991,6 +1007,7 @@ def model_version_activate(version: ModelVersion, *, replacing: ModelVersion | N
         if not ModelVersion.objects.filter(pk=version.pk).update(is_active=True):  # rolls back the above
             raise ValidationError(f"{version.name} was not activated: it was deleted meanwhile.",
                                   code="gone")
+        transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photos_awaiting_model), robust=True)
     version.refresh_from_db()
     log.info("model version %s is now active", version.name)
     return version

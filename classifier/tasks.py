@@ -58,6 +58,7 @@ def sweep_at_start(sender=None, **_kwargs) -> None:
     enqueue(requeue_stuck)
     enqueue(remove_abandoned_files)
     enqueue(remove_expired)  # (also hourly; a worker restarted more often would never get to it)
+    enqueue(classify_photos_awaiting_model)  # (the model's files may have been mended meanwhile)
 
 
 def messages_waiting(queue: str) -> int | None:
@@ -96,6 +97,17 @@ def requeue_stuck() -> str:
     copied = services.copies_fill()
     return (f"{len(photos)} photos, {len(runs)} training runs, {len(emails)} confirmation e-mails"
             + (f", {copied} predictions copied onto their photos" if copied else ""))
+
+
+@shared_task
+def classify_photos_awaiting_model() -> str:
+    """Send again the photos that failed for want of a model: a version was just activated, or a
+    worker started (again), perhaps after its files were mended. Sent each on its own, as uploads
+    are; one that still finds no model that loads fails again, awaiting the next."""
+    photos = services.photos_awaiting_model_requeue()
+    for pk in photos:
+        enqueue(classify_photo, pk, swept=True)  # (one never sent waits in `queued` for the sweep)
+    return f"{len(photos)} photos"
 
 
 @shared_task
@@ -138,7 +150,8 @@ def classify_photo(self, photo_id: int) -> str:
     if photo is None:
         return "gone"  # deleted before the worker got to it: nothing to do
     if photo.active_version_id is None:
-        services.photo_fail(photo, "No model is active yet; an administrator must activate one.")
+        services.photo_fail(photo, "No model is active yet; the photo is classified once an administrator "
+                                   "activates one.", awaits_model=True)
         return "no model"
     if photo.already_predicted:
         services.photo_mark_done(photo)
@@ -174,8 +187,8 @@ def classify_photo(self, photo_id: int) -> str:
         return "failed"
     except inference.ModelUnavailable as exc:
         log.error("photo %s: %s", photo_id, exc)
-        services.photo_fail(photo, "The model cannot be loaded right now; retry once an administrator "
-                                   "has activated a working version.")
+        services.photo_fail(photo, "The model cannot be loaded right now; the photo is classified once "
+                                   "a working version is active.", awaits_model=True)
         return "failed"
     except SoftTimeLimitExceeded:
         services.photo_fail(photo, "Classification took too long.")

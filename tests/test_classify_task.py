@@ -146,13 +146,43 @@ def test_a_stored_file_that_vanished_marks_the_photo_failed_without_naming_the_s
                            "upload it again.")
 
 
-def test_with_no_active_model_the_photo_fails_and_says_why(photo):
-    ModelVersion.objects.update(is_active=False)
+@pytest.mark.parametrize("outage", ["no version active", "the active version's files broken"])
+def test_a_photo_failed_for_want_of_a_model_is_classified_once_a_version_is_activated(
+        photo, user, enqueued, monkeypatch, django_capture_on_commit_callbacks, outage):
+    """Its owner need not come back to retry it; a photo failed for another reason stays failed."""
+    shipped, classify = ModelVersion.objects.get(is_active=True), inference.classify
+    damaged = services.photo_create(owner=user, upload=upload_of(sample_photo("kue_lapis")))
+    Path(damaged.image.path).write_bytes(b"garbage that is no longer a jpeg")
+    tasks.classify_photo(damaged.pk)
+    if outage == "no version active":
+        ModelVersion.objects.update(is_active=False)
+    else:
+        def model_gone(*_args):
+            raise inference.ModelUnavailable("the version's files are gone")
 
+        monkeypatch.setattr(inference, "classify", model_gone)
     tasks.classify_photo(photo.pk)
-
     photo.refresh_from_db()
-    assert photo.status == "failed" and "No model is active" in photo.error
+    assert photo.status == "failed"
+    assert photo.error == ("No model is active yet; the photo is classified once an administrator "
+                           "activates one." if outage == "no version active" else
+                           "The model cannot be loaded right now; the photo is classified once a working "
+                           "version is active.")
+    monkeypatch.setattr(inference, "classify", classify)  # (the files mended)
+    sent = []
+    monkeypatch.setattr(tasks.classify_photos_awaiting_model, "apply_async", lambda *a, **_: sent.append(1))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.model_version_activate(shipped)
+    assert sent == [1]
+    assert tasks.classify_photos_awaiting_model() == "1 photos"
+
+    assert enqueued == [photo.pk]
+    photo.refresh_from_db()
+    assert (photo.status, photo.error) == ("queued", "")
+    assert tasks.classify_photo(photo.pk) == "kue_lapis"
+    assert Photo.objects.get(pk=damaged.pk).status == "failed"
+    assert tasks.classify_photos_awaiting_model() == "0 photos"  # (a second run finds none)
 
 
 def test_a_newly_activated_version_is_used_without_a_restart(photo, user, settings, tmp_path):
