@@ -67,7 +67,7 @@ MIDDLEWARE = [
     "classifier.middleware.UploadTooLargeMiddleware",  # answers before any process_view reads a body
     "classifier.middleware.SignInFailuresMiddleware",  # so does this one
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "classifier.middleware.DatabaseUnavailableMiddleware",
+    "classifier.middleware.ServiceUnavailableMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as its documentation asks
 ]
 

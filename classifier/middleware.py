@@ -1,10 +1,11 @@
-"""Answers given before the view: a database that does not answer (a 503 the user can read, not a
-500), an upload larger than we take (a 413 before its body is read), a sign-in from an address
-that failed too many (a 429); the visitor's time zone for the pages' dates and times; and what a
-signed-in user is shown kept out of caches."""
+"""Answers given before the view: a database that does not answer or a full disk (a 503 the user
+can read, not a 500), an upload larger than we take (a 413 before its body is read), a sign-in
+from an address that failed too many (a 429); the visitor's time zone for the pages' dates and
+times; and what a signed-in user is shown kept out of caches."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import zoneinfo
@@ -100,7 +101,16 @@ def sign_in_paths() -> frozenset[str]:
     return frozenset(reverse(name) for name in ("login", "admin:login", "api:token"))
 
 
-class DatabaseUnavailableMiddleware:
+# A full disk (or a quota met) where the server writes what it is sent: photos, their thumbnails
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
+FULL_DISK_RETRY_AFTER_S = 300  # (someone must make room first)
+
+
+class ServiceUnavailableMiddleware:
+    """A 503 the user can read, not a 500, when the database does not answer or the disk is full:
+    nothing was half-saved (a transaction rolled back; a file written in part is removed,
+    classifier.storage), and it is worth trying again later."""
+
     def __init__(self, get_response):
         self.get_response = get_response
 
@@ -108,13 +118,21 @@ class DatabaseUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not isinstance(exception, OperationalError | InterfaceError):
+        if isinstance(exception, OperationalError | InterfaceError):
+            # Django closes the broken connection when the request ends; the next one reconnects.
+            log.error("database unavailable for %s %s: %s", request.method, request.path, exception)
+            message = "The service is briefly unavailable (its database is not answering). Try again shortly."
+            wait = RETRY_AFTER_S
+        elif isinstance(exception, OSError) and exception.errno in FULL_DISK:
+            log.critical("disk full for %s %s: %s", request.method, request.path, exception,
+                         exc_info=exception)
+            message = ("The server has no room to store more just now; nothing you sent was stored. "
+                       "Try again later.")
+            wait = FULL_DISK_RETRY_AFTER_S
+        else:
             return None
-        # Django closes the broken connection when the request ends; the next one reconnects.
-        log.error("database unavailable for %s %s: %s", request.method, request.path, exception)
-        message = "The service is briefly unavailable (its database is not answering). Try again shortly."
         response = refusal(request, 503, "unavailable", message, "503.html", with_user=False)
-        response["Retry-After"] = str(RETRY_AFTER_S)
+        response["Retry-After"] = str(wait)
         return response
 
 

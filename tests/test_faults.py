@@ -285,10 +285,10 @@ def test_an_error_on_the_server_side_is_a_page_on_the_site_and_the_api_error_sha
         client, user, enqueued, monkeypatch, settings):
     from django.core.files.storage import FileSystemStorage
 
-    def disk_full(*_args):
-        raise OSError(28, "No space left on device")
+    def storage_broken(*_args):
+        raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(FileSystemStorage, "_save", disk_full)
+    monkeypatch.setattr(FileSystemStorage, "_save", storage_broken)
     client.force_login(user)
     client.raise_request_exception = False  # as a server answers: with handler500
 
@@ -299,6 +299,25 @@ def test_an_error_on_the_server_side_is_a_page_on_the_site_and_the_api_error_sha
     assert "it has been logged" in api.json()["error"]["message"]
     assert page.status_code == 500 and "Something went wrong" in page.content.decode()
     assert Photo.objects.count() == 0 and files_under(settings.MEDIA_ROOT) == []
+
+
+@pytest.mark.django_db
+def test_an_upload_onto_a_full_disk_is_refused_for_now_and_stores_nothing(
+        client, user, enqueued, disk_full_for, settings, caplog):
+    """Not "something went wrong": the user learns to come back later, the operator that the disk
+    is full (logged as critical)."""
+    disk_full_for("photos/")
+    client.force_login(user)
+
+    api = client.post("/api/photos/", {"files": four_photos()})
+    page = client.post("/upload/", {"photos": four_photos()})
+
+    assert (api.status_code, api["Retry-After"], api.json()["error"]["code"]) == (503, "300", "unavailable")
+    assert api.json()["error"]["message"] == ("The server has no room to store more just now; nothing you "
+                                              "sent was stored. Try again later.")
+    assert page.status_code == 503 and "no room to store more just now" in page.content.decode()
+    assert Photo.objects.count() == 0 and files_under(settings.MEDIA_ROOT) == [] and enqueued == []
+    assert [r.levelname for r in caplog.records if "disk full for POST" in r.getMessage()] == ["CRITICAL"] * 2
 
 
 @pytest.mark.django_db
