@@ -167,9 +167,10 @@ def test_a_file_over_the_limit_is_refused_before_it_is_sent_and_a_non_picture_ge
 
 
 def test_an_upload_whose_answer_was_lost_or_that_found_no_connection_is_sent_again_and_stored_once(
-        browser, live_server, django_user_model):
+        browser, live_server, django_user_model, disk_full_for):
     """A phone on a train: the answer to an upload is lost after the server stored it, and another
-    upload starts in a tunnel. Each is sent again by itself, and each photo is stored once."""
+    upload starts in a tunnel. Each is sent again by itself, and each photo is stored once. One that
+    meets a full disk on the server says so, and is sent again when its owner asks."""
     django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
     me = Visitor(browser, live_server.url, "network")
     me.log_in("ayu", "kue-lapis-2026", then="/upload/")
@@ -199,13 +200,15 @@ def test_an_upload_whose_answer_was_lost_or_that_found_no_connection_is_sent_aga
     me.page.context.set_offline(False)
     me.page.wait_for_selector(f".upload:has-text('{klepon.name}: Stored; classifying')")
     # A server that keeps failing: after its tries (30 s) the page offers to send the photo again.
-    me.page.route("**/api/photos/", lambda route: route.fulfill(status=503, body="busy"))
+    full = "The server has no room to store more just now; nothing you sent was stored. Try again later."
+    disk_full_for("photos/")
     me.page.set_input_files("input[type=file]", [str(lumpur)])
+    me.page.wait_for_selector(f".upload:has-text('{lumpur.name}: {full} Sending it again in 2 s')")
     again = me.page.locator(".upload", has_text=lumpur.name).get_by_role("button", name="Send again")
     again.wait_for(timeout=60_000)
     me.shoot("send-again")  # (at both widths: no overflow, no WCAG violation)
-    assert f"{lumpur.name}: The upload failed (503)." in me.page.locator(".upload-status").all_text_contents()
-    me.page.unroute("**/api/photos/")
+    assert f"{lumpur.name}: {full}" in me.page.locator(".upload-status").all_text_contents()
+    disk_full_for("nothing-is-stored-under-this/")  # room made on the disk
     again.click()
     me.page.wait_for_selector(f".upload:has-text('{lumpur.name}: Stored; classifying')")
 

@@ -125,6 +125,10 @@
 
   // No answer, or the server or a proxy failing: the photo may have been stored or not.
   const unsure = (request) => !request || request.status >= 500;
+  // What our server says of such a failure (a full disk, its database down), if it said anything.
+  function serverSays(request) {
+    try { return JSON.parse(request.responseText).error.message || ""; } catch (err) { return ""; }
+  }
 
   async function send(file, view = item(file), key = newKey()) {
     if (file.size > maxBytes) return fail(view, form.dataset.tooLarge); // as the server would say
@@ -142,7 +146,9 @@
           await online();
         } else {
           const seconds = 2 ** attempt;
-          show(view, `No answer from the server; sending it again in ${seconds} s…`);
+          const said = request && serverSays(request);
+          show(view, said ? `${said} Sending it again in ${seconds} s…`
+            : `No answer from the server; sending it again in ${seconds} s…`);
           await sleep(seconds * 1000);
         }
       } else {
@@ -150,8 +156,9 @@
       }
     }
     if (unsure(request)) {
-      return offerAgain(view, request ? `The upload failed (${request.status}).` : "The upload failed: no connection.",
-        () => send(file, view, key));
+      const reason = !request ? "The upload failed: no connection."
+        : serverSays(request) || `The upload failed (${request.status}).`;
+      return offerAgain(view, reason, () => send(file, view, key));
     }
     unsent.delete(file);
     let body = {};
