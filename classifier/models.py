@@ -238,6 +238,9 @@ class TrainingRun(models.Model):
     folder = models.CharField(max_length=500, blank=True,
                               help_text="the model folder it writes (under MODELS_DIR), once it is named")
     started = models.DateTimeField(null=True, blank=True)
+    stepped = models.DateTimeField(null=True, blank=True, help_text=(
+        "when it last began a step (its worker was alive then): one killed leaves it running until "
+        "the sweep gives up on it"))
     finished = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -1057,10 +1057,10 @@ class RunStopped(Exception):
 
 def training_run_progress(run: TrainingRun, stage: str, percent: int) -> None:
     """Show how far a running run is; RunStopped if it is no longer running (cancelled meanwhile)."""
-    run.stage, run.progress = stage, percent
-    run.log += f"{timezone.now():%H:%M:%S} {stage}\n"
+    run.stage, run.progress, run.stepped = stage, percent, timezone.now()
+    run.log += f"{run.stepped:%H:%M:%S} {stage}\n"
     if not TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
-            stage=stage, progress=percent, log=run.log):
+            stage=stage, progress=percent, stepped=run.stepped, log=run.log):
         raise RunStopped(f"training run {run.pk} is no longer running")
 
 
@@ -1158,9 +1158,9 @@ def training_run_begin(run: TrainingRun, task_id: str = "") -> bool:
     """Mark a queued run running, by the task `task_id`; False if it is not queued (a duplicate)."""
     now = timezone.now()
     taken = TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
-        status=TrainingRun.Status.RUNNING, started=now, task_id=task_id)
+        status=TrainingRun.Status.RUNNING, started=now, stepped=now, task_id=task_id)
     if taken:  # keep the in-memory run in step
-        run.status, run.started, run.task_id = TrainingRun.Status.RUNNING, now, task_id
+        run.status, run.started, run.stepped, run.task_id = TrainingRun.Status.RUNNING, now, now, task_id
     return bool(taken)
 
 

@@ -182,6 +182,33 @@ def test_starting_a_run_from_the_page(client, root, monkeypatch, settings,
     assert 'data-live-runs' not in ended and "<progress" not in ended and "<td>done</td>" in ended
 
 
+def test_a_running_run_shows_when_it_last_began_a_step(client, root):
+    """A run whose worker was killed stays "running" until the sweep gives up on it (about an hour):
+    its last step's time tells staff whether it still moves."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from classifier import services
+
+    run = TrainingRun.objects.create(started_by=root, base_version=ModelVersion.objects.get(is_active=True))
+    services.training_run_begin(run)
+    forty_minutes_ago = timezone.now() - timedelta(minutes=40)
+    TrainingRun.objects.filter(pk=run.pk).update(started=forty_minutes_ago, stepped=forty_minutes_ago)
+    run.refresh_from_db()
+    client.force_login(root)
+    begun = client.get("/staff/models/", {"part": "runs"}).content.decode()
+
+    services.training_run_progress(run, "collecting labelled photos", 5)
+    stepped = client.get("/staff/models/", {"part": "runs"}).content.decode()
+
+    since = f"running since {timezone.localtime(run.started):%H:%M} UTC"
+    assert since in begun and "last step" not in begun
+    assert f"{since}, last step at {timezone.localtime(run.stepped):%H:%M} UTC" in stepped
+    assert client.get(f"/api/training-runs/{run.pk}/").json()["stepped"] == (
+        run.stepped.isoformat().replace("+00:00", "Z"))
+
+
 def test_the_dashboard_draws_accuracy_by_answers_over_time_and_the_training_curves(client, root, user):
     import io
 

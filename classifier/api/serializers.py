@@ -225,7 +225,7 @@ class TrainingRunSerializer(Representation):
         model = TrainingRun
         fields = ["id", "mode", "status", "stage", "progress", "started_by", "base_version", "result_version",
                   "auto_activate", "decision", "data", "metrics", "error", "log", "created", "started",
-                  "finished", "seconds"]
+                  "stepped", "finished", "seconds"]
 
 
 class ActivateSerializer(serializers.Serializer):
