@@ -109,6 +109,7 @@ class CheckedImage(NamedTuple):
     width: int  # upright, as shown (EXIF orientation applied)
     height: int
     converted: ContentFile | None = None  # what is stored instead of the file, if anything
+    display: ContentFile | None = None  # the copy its page shows, where one is made at once
 
 
 def file_too_large_message() -> str:
@@ -166,6 +167,13 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
                         raise ValidationError("The image is too large to decode safely.", code="bomb")
                     width, height = img.size  # as decoded: upright already
                     converted = as_jpeg(img)
+                display = None
+                if turned not in (None, 1) and fmt not in ("JPEG", "MPO", *STORED_AS_JPEG) and (
+                        max(img.size) <= DISPLAY_SIZE):
+                    # Stored sideways with a tag that only JPEG's has every browser obey (Chromium
+                    # shows a WebP as stored): its page shows an upright copy, made from the
+                    # pixels decoded whole here. (A larger one gets its copy as ever, photo_display.)
+                    display = make_display(img)
                 thumbnail = make_thumbnail(img)
             if fmt not in STORED_AS_JPEG:  # (the decoding budget given back first: no pixels here)
                 converted = stored_without_metadata(data, fmt, turned)
@@ -184,7 +192,7 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
         raise ValidationError("The image is truncated or corrupt.", code="corrupt") from exc
     finally:
         upload.seek(0)
-    return CheckedImage(ALLOWED_FORMATS[fmt], sha256, thumbnail, width, height, converted)
+    return CheckedImage(ALLOWED_FORMATS[fmt], sha256, thumbnail, width, height, converted, display)
 
 
 def stored_without_metadata(data: bytes, fmt: str, turned: int) -> ContentFile | None:
@@ -290,6 +298,8 @@ def photo_create(*, owner, upload: UploadedFile, client_key: str = "") -> Photo:
         with transaction.atomic():
             photo.image.save("upload", checked.converted or upload, save=False)
             photo.thumbnail.save("thumbnail", checked.thumbnail, save=False)
+            if checked.display:
+                photo.display.save("display", checked.display, save=False)
             photo.width, photo.height = checked.width, checked.height  # upright, not as stored
             photo.save()
             # robust: a publish that fails after the commit (any error) only logs; the photo stays
@@ -301,6 +311,7 @@ def photo_create(*, owner, upload: UploadedFile, client_key: str = "") -> Photo:
         # fails (foreign keys are checked there: an owner deleted meanwhile).
         photo.image.delete(save=False)
         photo.thumbnail.delete(save=False)
+        photo.display.delete(save=False)
         if isinstance(exc, IntegrityError) and not get_user_model().objects.filter(pk=owner.pk).exists():
             raise PermissionDenied(ACCOUNT_GONE) from exc  # (account_delete took the photos stored before)
         if isinstance(exc, IntegrityError) and client_key and (

@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from PIL import Image
+from rest_framework.test import APIClient
 
 from classifier import services, tasks
 from classifier.models import Photo
@@ -318,6 +319,32 @@ def test_a_photo_no_larger_than_its_page_shows_is_its_own_display_copy(client, u
     assert not photo.display
     assert b"".join(client.get(f"/photos/{photo.pk}/display/").streaming_content) == path.read_bytes()
     assert f'href="/photos/{photo.pk}/image/"' not in client.get(photo.get_absolute_url()).content.decode()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_a_small_photo_stored_sideways_is_shown_upright_whatever_its_format(client, user, enqueued, fmt):
+    """Its pixels are kept as sent, with the turn as a tag: every browser obeys a JPEG's, but
+    Chromium shows a WebP as stored (sideways, the heat map off the cake). Its page and the API's
+    display_url show an upright copy of any other format."""
+    client.force_login(user)
+    sent = with_place(fmt)
+    client.post(reverse("upload"), {"photos": [SimpleUploadedFile("IMG_0042", sent)]})
+    photo = Photo.objects.get()
+
+    shown = b"".join(client.get(f"/photos/{photo.pk}/display/").streaming_content)
+    api = APIClient()
+    api.force_authenticate(user)
+    display_url = api.get(f"/api/photos/{photo.pk}/").json()["display_url"]
+
+    with Image.open(io.BytesIO(shown)) as img, Image.open(sample_photo("kue_lapis")) as original:
+        if fmt == "JPEG":
+            assert not photo.display and img.getexif().get(0x0112) == 6  # the browser turns it
+        else:
+            assert photo.display and img.format == "JPEG" and img.getexif().get(0x0112, 1) == 1
+            assert img.size == (photo.width, photo.height) == original.size[::-1]
+            upright = np.asarray(original.convert("RGB").transpose(Image.Transpose.ROTATE_270), dtype=float)
+            assert np.abs(np.asarray(img.convert("RGB"), dtype=float) - upright).mean() < 4
+    assert b"".join(api.get(display_url).streaming_content) == shown
 
 
 def heic(path, size: tuple[int, int] | None = None, **kwargs) -> bytes:
