@@ -85,7 +85,8 @@ def wrong_password(request) -> str:
         return "That is not your password."
     minutes = round(settings.AXES_COOLOFF_TIME * 60)
     return (f"That is not your password. After {left} more wrong password{'s' if left > 1 else ''} in a "
-            f"row, entering it here and signing in from this connection are paused for {minutes} minutes.")
+            f"row, entering it here and signing in from this connection are paused for {minutes} "
+            f"minute{'s' if minutes != 1 else ''}.")
 
 
 class PerAddressThrottle(SimpleRateThrottle):

@@ -81,10 +81,11 @@ def classify(version_id: int, source: str | BinaryIO) -> Result:
     probs, heatmap = model.classify_with_heatmap(source)
     elapsed = (time.perf_counter() - started) * 1000
     best = int(probs.argmax())
+    probabilities = {slug: round(float(p), 6) for slug, p in zip(model.slugs, probs)}
     return Result(
-        probabilities={slug: round(float(p), 6) for slug, p in zip(model.slugs, probs)},
+        probabilities=probabilities,
         label=model.slugs[best],
-        confidence=float(probs[best]),
+        confidence=probabilities[model.slugs[best]],  # (as its top-k shows it)
         inference_ms=elapsed,
         version_id=served_id,
         heatmap=heatmap,

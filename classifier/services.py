@@ -577,7 +577,7 @@ def prediction_record(*, photo: Photo, version_id: int, probabilities: dict[str,
     top_two = sorted(probabilities.values(), reverse=True)[:2] + [0.0]
     prediction = Prediction(
         photo=photo, model_version_id=version_id, label=label, confidence=confidence,
-        probabilities=probabilities, margin=top_two[0] - top_two[1], inference_ms=inference_ms,
+        probabilities=probabilities, margin=round(top_two[0] - top_two[1], 6), inference_ms=inference_ms,
     )
     try:  # the heat map's file too: a time limit may strike right after it is written
         if heatmap is not None:

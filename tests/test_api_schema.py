@@ -120,6 +120,9 @@ def test_the_schema_says_what_the_server_takes_in_words_for_its_users(client):
 
     assert re.search(key, "3f2a-b_9") and not re.search(key, "abc!!") and not re.search(key, "a" * 65)
     assert "(classifier." not in text and "api.example.org" not in text
+    prediction = document["components"]["schemas"]["Prediction"]["properties"]
+    assert "among the cakes it knows" in prediction["confidence"]["description"]
+    assert "small means unsure" in prediction["margin"]["description"]
     # drf-spectacular describes a view by the first docstring up its classes: a mixin's is a note on
     # the code, not what the operation does
     import inspect

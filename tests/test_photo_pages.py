@@ -34,6 +34,27 @@ def make_photo(owner, status="queued", label=None, confidence=0.9) -> Photo:
     return photo
 
 
+def test_percentages_never_claim_certainty_or_rule_out_a_cake_the_model_did_not(client, user):
+    """99.6% is shown as 99%, not "100% sure"; 0.3% as 1%, not 0%; 12.5% as 13% everywhere (the
+    upload page's script rounds half up)."""
+    version = ModelVersion.objects.get(is_active=True)
+    slugs = [item["slug"] for item in version.labels]
+    photo = make_photo(user)
+    probabilities = {slug: 0.0 for slug in slugs} | {"kue_lapis": 0.996, "kue_klepon": 0.003}
+    services.prediction_record(photo=photo, version_id=version.pk, probabilities=probabilities,
+                               label="kue_lapis", confidence=0.996, inference_ms=5.0)
+    halfway = make_photo(user, label="kue_lumpur", confidence=0.125)
+    client.force_login(user)
+
+    page = client.get(photo.get_absolute_url()).content.decode()
+    gallery = client.get("/photos/").content.decode()
+
+    assert "99% sure" in page and "100%" not in page
+    assert '<span class="bar-value">1%</span>' in page and '<span class="bar-value">0%</span>' in page
+    assert "Kue Lapis · 99%" in gallery and "Not sure: Kue Lumpur? · 13%" in gallery
+    assert "only at 13%" in client.get(halfway.get_absolute_url()).content.decode()
+
+
 def test_the_shipped_model_is_registered_as_the_active_version():
     version = ModelVersion.objects.get(is_active=True)
 
@@ -51,6 +72,8 @@ def test_the_photo_page_shows_the_cake_in_words_with_the_top_three(client, user)
     assert "Kue Putri Salju" in page and "87% sure" in page
     assert page.count('class="bar-label"') == 3
     assert "kue-mobilenetv2" in page
+    assert "Show where the model looked for Kue Putri Salju</label>" in page  # (its top guess only)
+    assert "it knows 8 cakes, and\n       gives a photo of anything else one of them too" in page
     assert "data-pending" not in page
 
 

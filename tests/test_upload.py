@@ -347,6 +347,18 @@ def test_a_small_photo_stored_sideways_is_shown_upright_whatever_its_format(clie
     assert b"".join(api.get(display_url).streaming_content) == shown
 
 
+def test_the_upload_pages_numbers_are_read_by_its_script_whatever_the_sites_language(client, user, settings):
+    """A site set to Indonesian writes 0,6 for 0.6 in its pages: the script would read no number, and
+    never say "Not sure"."""
+    settings.LANGUAGE_CODE = "id"
+    settings.UNSURE_BELOW, settings.MAX_UPLOAD_BYTES = 0.6, 20_000_000
+    client.force_login(user)
+
+    page = client.get(reverse("upload")).content.decode()
+
+    assert 'data-unsure-below="0.6" data-max-bytes="20000000"' in page
+
+
 def heic(path, size: tuple[int, int] | None = None, **kwargs) -> bytes:
     """The photo (resized to `size`) as a phone saves it: HEIC (pillow-heif's encoder)."""
     out = io.BytesIO()

@@ -63,7 +63,11 @@ class PredictionSerializer(Representation):
         model = Prediction
         fields = ["label", "display_name", "confidence", "margin", "top_k", "heatmap_url", "model_version",
                   "inference_ms", "created"]
-        extra_kwargs = {"margin": {"help_text": "top probability minus the second: small means unsure"}}
+        extra_kwargs = {
+            "confidence": {"help_text": "the model's probability for `label`, 0 to 1, among the cakes it "
+                                        "knows (a photo of anything else gets one of them too)"},
+            "margin": {"help_text": "top probability minus the second: small means unsure"},
+        }
 
     def get_display_name(self, obj: Prediction) -> str:
         return obj.label_name

@@ -6,7 +6,7 @@ function showHeatmap(toggle) {
   if (!heat && toggle.checked) {
     heat = document.createElement("img");
     heat.className = "heat";
-    heat.alt = "Heat map: brighter where the model looked most";
+    heat.alt = `Heat map: brighter where the model looked most for ${toggle.dataset.label}`;
     heat.src = toggle.dataset.heatmap;
     document.querySelector(".photo .frame").append(heat);
   }

@@ -30,6 +30,8 @@
   const STALLED_MS = 30_000; // an upload that sent nothing for this long has lost its connection
   const UNANSWERED_MS = 120_000; // an upload sent whole that got no answer for this long, too
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  // A probability as the pages show it (the `percent` template filter): never 100 short of 1.
+  const percent = (p) => Math.max(p > 0 ? 1 : 0, Math.min(p < 1 ? 99 : 100, Math.round(p * 100)));
   const online = () => new Promise((resolve) => window.addEventListener("online", resolve, { once: true }));
   // (crypto.randomUUID needs https or localhost)
   const newKey = () => (window.crypto && crypto.randomUUID ? crypto.randomUUID()
@@ -246,7 +248,7 @@
       if (body.status === "done" && body.prediction) {
         const p = body.prediction;
         const unsure = p.confidence < unsureBelow; // worded as the gallery words it
-        show(view, `${unsure ? `Not sure: ${p.display_name}?` : p.display_name} · ${Math.round(p.confidence * 100)}%`);
+        show(view, `${unsure ? `Not sure: ${p.display_name}?` : p.display_name} · ${percent(p.confidence)}%`);
         view.li.classList.add("done", ...(unsure ? ["unsure"] : []));
         view.bar.remove();
         track(view, "classified");
