@@ -65,15 +65,22 @@ class Locked:
         cache.delete(self.lock)
 
 
-def account_archive(request: HttpRequest, lock: str) -> Iterator[bytes]:
+def entry(name: str, when, zone) -> zipfile.ZipInfo:
+    """An archive entry dated `when` as a clock in `zone` showed it (zip keeps local times; without
+    one, a photo would unpack as of 1 January 1980)."""
+    return zipfile.ZipInfo(name, date_time=timezone.localtime(when, zone).timetuple()[:6])
+
+
+def account_archive(request: HttpRequest, lock: str, zone) -> Iterator[bytes]:
     """The zip of the signed-in user's data, a piece at a time, holding `lock` (in the cache, taken
-    by `account_archive_response`) a while longer at each photo. The photos are read BATCH at a time,
-    by id: no query stays open while the client downloads (an open read keeps SQLite's writers out).
-    Each photo's description goes to a temporary file as text at once, for `photos.json` at the end:
-    thirty thousand of them kept as the serializer's objects took 1.5 GB."""
+    by `account_archive_response`) a while longer at each photo, its entries dated in `zone` (the
+    visitor's: the body is written after the request's own zone is undone). The photos are read
+    BATCH at a time, by id: no query stays open while the client downloads (an open read keeps
+    SQLite's writers out). Each photo's description goes to a temporary file as text at once, for
+    `photos.json` at the end: thirty thousand of them kept as the serializer's objects took 1.5 GB."""
     from classifier.api.serializers import PhotoSerializer
 
-    user, pending, count = request.user, Pending(), 0
+    user, pending, count, now = request.user, Pending(), 0, timezone.now()
     ids = list(selectors.own_photos(user).values_list("pk", flat=True))
     with (zipfile.ZipFile(pending, "w", zipfile.ZIP_STORED) as archive,
           tempfile.SpooledTemporaryFile(max_size=CHUNK, mode="w+", encoding="utf-8") as described):
@@ -84,7 +91,8 @@ def account_archive(request: HttpRequest, lock: str) -> Iterator[bytes]:
             for photo, fields in zip(photos, shown):
                 name = archive_name(photo)
                 try:
-                    with photo.image.open("rb") as source, archive.open(name, "w") as target:
+                    with (photo.image.open("rb") as source,
+                          archive.open(entry(name, photo.created, zone), "w") as target):
                         while chunk := source.read(CHUNK):
                             target.write(chunk)
                             yield pending.take()
@@ -98,13 +106,13 @@ def account_archive(request: HttpRequest, lock: str) -> Iterator[bytes]:
                 yield pending.take()
         described.write("\n]\n" if count else "]\n")
         described.seek(0)
-        with archive.open("photos.json", "w") as target:  # a piece at a time, as the photos
+        with archive.open(entry("photos.json", now, zone), "w") as target:  # a piece at a time
             while text := described.read(CHUNK):
                 target.write(text.encode())
                 yield pending.take()
-        archive.writestr("account.json", json.dumps({
+        archive.writestr(entry("account.json", now, zone), json.dumps({
             "username": user.get_username(), "email": user.email,
-            "date_joined": user.date_joined.isoformat(), "exported": timezone.now().isoformat(),
+            "date_joined": user.date_joined.isoformat(), "exported": now.isoformat(),
             "photos": count}, indent=2, ensure_ascii=False))
     yield pending.take()
 
@@ -122,7 +130,7 @@ def account_archive_response(request: HttpRequest) -> HttpResponse | StreamingHt
         response["Retry-After"] = "60"
         return response
     day = timezone.localdate()
-    archive = Locked(account_archive(request, lock), lock)
+    archive = Locked(account_archive(request, lock, timezone.get_current_timezone()), lock)
     response = StreamingHttpResponse(archive, content_type="application/zip")
     response["Content-Disposition"] = content_disposition_header(
         True, f"cakesite-{request.user.get_username()}-{day:%Y-%m-%d}.zip")

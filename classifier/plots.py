@@ -30,7 +30,7 @@ def feedback_accuracy_png(rows: list[dict]) -> bytes:
     ax.xaxis.set_major_formatter(dates.DateFormatter("%d %b"))
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("confirmed / reviewed")
-    ax.set_title("Accuracy of each model version by users' answers, per day")
+    ax.set_title("Accuracy of each model version by users' answers, per day (UTC)")
     ax.grid(alpha=0.3)
     if by_version:
         ax.legend(loc="lower left", fontsize=8)

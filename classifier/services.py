@@ -1069,7 +1069,7 @@ class RunStopped(Exception):
 def training_run_progress(run: TrainingRun, stage: str, percent: int) -> None:
     """Show how far a running run is; RunStopped if it is no longer running (cancelled meanwhile)."""
     run.stage, run.progress, run.stepped = stage, percent, timezone.now()
-    run.log += f"{run.stepped:%H:%M:%S} {stage}\n"
+    run.log += f"{run.stepped:%H:%M:%S} UTC {stage}\n"
     if not TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
             stage=stage, progress=percent, stepped=run.stepped, log=run.log):
         raise RunStopped(f"training run {run.pk} is no longer running")
@@ -1092,7 +1092,7 @@ def training_run_cancel(run: TrainingRun, *, user) -> TrainingRun:
         if locked.result_version:
             locked.error += (f" It had registered {locked.result_version.name}, which stays, and was not "
                              "activated by the run.")
-        locked.log += f"{now:%H:%M:%S} cancelled by {user.get_username()}\n"
+        locked.log += f"{now:%H:%M:%S} UTC cancelled by {user.get_username()}\n"
         locked.save(update_fields=["status", "finished", "error", "log"])
         transaction.on_commit(lambda: remove_unregistered_folder(run.pk))
     return locked
@@ -1130,7 +1130,7 @@ def same_folder(one: Path, other: Path) -> bool:
 
 def training_run_stopped(run: TrainingRun) -> None:
     """Say in the log of a run no longer running (cancelled) when its worker stopped working on it."""
-    line = f"{timezone.now():%H:%M:%S} its worker stopped\n"
+    line = f"{timezone.now():%H:%M:%S} UTC its worker stopped\n"
     TrainingRun.objects.filter(pk=run.pk).update(log=Concat("log", Value(line)))
 
 

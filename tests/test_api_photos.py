@@ -405,6 +405,24 @@ def test_dates_with_any_legal_offset_are_compared_in_utc(api, user):
     assert found.status_code == 200 and [p["id"] for p in found.json()["results"]] == [photo.pk]
 
 
+def test_a_positive_offset_typed_without_encoding_its_plus_counts_as_that_offset(api, user):
+    """From an address bar or curl, "+07:00" arrives as " 07:00"; a date alone is still a date."""
+    from datetime import UTC, datetime
+
+    photo = make_photo(user)
+    Photo.objects.filter(pk=photo.pk).update(created=datetime(2026, 12, 6, 23, 45, tzinfo=UTC))
+
+    def ids(query):
+        response = api.get(f"/api/photos/?{query}")
+        assert response.status_code == 200, response.json()
+        return [p["id"] for p in response.json()["results"]]
+
+    assert ids("created_after=2026-12-07T06:30:00+07:00") == [photo.pk]  # 23:30 UTC
+    assert ids("created_after=2026-12-07T06:50:00%2B07:00") == []
+    assert ids("created_after=2026-12-07T06:50:00+0700") == []
+    assert ids("created_before=2026-12-07") == [photo.pk]
+
+
 @pytest.mark.parametrize("param", ["created_after", "created_before"])
 def test_a_date_out_of_range_is_a_400_under_the_parameter_the_client_sent(api, param):
     response = api.get("/api/photos/", {param: "9999-12-31T23:59:59-23:59"})  # year 10000 in UTC

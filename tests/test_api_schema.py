@@ -65,7 +65,8 @@ def test_the_schema_gives_parameters_the_types_and_ranges_the_server_takes(clien
     assert listing["reviewed"] == listing["corrected"] == versions["is_active"] == {"type": "boolean"}
     described = {p["name"]: p.get("description", "") for p in paths["/api/photos/"]["get"]["parameters"]}
     assert described["corrected"].startswith("true: photos whose label was corrected; false:")
-    assert described["created_before"] == "uploaded before this time (not at it)"
+    assert described["created_before"] == ("uploaded before this time (not at it): ISO 8601 (without an "
+                                           "offset, UTC)")
     assert (wait["type"], wait["minimum"], wait["maximum"]) == ("number", 0, 30)
 
 

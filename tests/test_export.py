@@ -65,6 +65,29 @@ def test_a_user_downloads_their_photos_and_answers_as_one_zip(client, user, phot
                                                  "photos.json", "account.json"])
 
 
+def test_the_archives_files_are_dated_as_the_visitors_clock_showed_their_upload(client, user, photos):
+    """Unpacked, a photo carries the time it was uploaded, in the visitor's time zone (zip keeps
+    local times), not 1 January 1980; photos.json and account.json the time of the export."""
+    import zoneinfo
+    from datetime import datetime, timedelta
+
+    from django.utils import timezone
+
+    lapis, phone, _ = photos
+    uploaded = datetime(2026, 12, 6, 23, 30, 8, tzinfo=zoneinfo.ZoneInfo("UTC"))
+    type(lapis).objects.filter(pk=lapis.pk).update(created=uploaded)
+    client.force_login(user)
+    client.cookies["tz"] = "Asia/Jakarta"
+
+    archive = archive_of(client.get("/accounts/export/"))
+
+    dated = {info.filename: datetime(*info.date_time) for info in archive.infolist()}
+    assert dated[f"photos/{lapis.pk}-lapis legit_ ibu _enak_.png"] == datetime(2026, 12, 7, 6, 30, 8)
+    jakarta_now = timezone.localtime(timezone.now(), zoneinfo.ZoneInfo("Asia/Jakarta")).replace(tzinfo=None)
+    for name in ("photos.json", "account.json", f"photos/{phone.pk}-IMG_0042.jpg"):
+        assert abs(dated[name] - jakarta_now) < timedelta(minutes=1), name
+
+
 def test_the_api_gives_the_same_archive_to_a_token_and_nothing_without_one(user, photos):
     api = APIClient()
     assert api.get("/api/account/export/").status_code == 401

@@ -205,6 +205,7 @@ def test_a_running_run_shows_when_it_last_began_a_step(client, root):
     since = f"running since {timezone.localtime(run.started):%H:%M} UTC"
     assert since in begun and "last step" not in begun
     assert f"{since}, last step at {timezone.localtime(run.stepped):%H:%M} UTC" in stepped
+    assert run.log == f"{run.stepped:%H:%M:%S} UTC collecting labelled photos\n"  # (the log's zone said)
     assert client.get(f"/api/training-runs/{run.pk}/").json()["stepped"] == (
         run.stepped.isoformat().replace("+00:00", "Z"))
 

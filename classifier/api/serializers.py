@@ -212,7 +212,7 @@ class StatsSerializer(serializers.Serializer):
 
 class AccuracyDaySerializer(serializers.Serializer):
     version = serializers.CharField()
-    day = serializers.DateField()
+    day = serializers.DateField(help_text="the day the answers were given, from midnight to midnight UTC")
     reviewed = serializers.IntegerField()
     confirmed = serializers.IntegerField()
 

@@ -82,10 +82,17 @@ class AnyAccept(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
+# An offset's "+" sent unencoded in a query string arrives as a space (every Indonesian offset is
+# positive): after a time of day, a space and an offset are that offset.
+SPACED_OFFSET = re.compile(r"(\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?) (\d\d(?::?\d\d)?)$")
+
+
 class UTCDateTimeField(django_filters.fields.IsoDateTimeField):
     """In UTC: a client may send offsets (say -16:13) that PostgreSQL refuses to parse."""
 
     def to_python(self, value):
+        if isinstance(value, str):
+            value = SPACED_OFFSET.sub(r"\1+\2", value.strip())
         value = super().to_python(value)
         try:
             return value and value.astimezone(UTC)
@@ -133,10 +140,11 @@ class PhotoFilter(django_filters.FilterSet):
                                                  help_text="the prediction's confidence is at least this")
     confidence_max = django_filters.NumberFilter(field_name="confidence", lookup_expr="lte",
                                                  help_text="the prediction's confidence is at most this")
-    created_after = UTCDateTimeFilter(field_name="created", lookup_expr="gte",
-                                      help_text="uploaded at or after this time")
-    created_before = UTCDateTimeFilter(field_name="created", lookup_expr="lt",
-                                       help_text="uploaded before this time (not at it)")
+    created_after = UTCDateTimeFilter(field_name="created", lookup_expr="gte", help_text=(
+        "uploaded at or after this time: ISO 8601, such as 2026-12-07T06:30:00+07:00 (without an "
+        "offset, UTC)"))
+    created_before = UTCDateTimeFilter(field_name="created", lookup_expr="lt", help_text=(
+        "uploaded before this time (not at it): ISO 8601 (without an offset, UTC)"))
 
     class Meta:
         model = Photo
