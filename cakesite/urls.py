@@ -9,6 +9,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 
 from classifier import views
+from classifier.forms import SetPasswordForm, SignInForm
 
 # django.contrib.auth's views (the old password checked as a sign-in attempt, the reset e-mails
 # limited), and the account page.
@@ -19,14 +20,14 @@ accounts = [
     path("email/<str:token>/", views.email_confirm, name="email-confirm"),
     path("export/", views.account_export, name="account-export"),
     path("delete/", views.account_delete, name="account-delete"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", auth_views.LoginView.as_view(authentication_form=SignInForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("password_change/", views.PasswordChangeView.as_view(), name="password_change"),
     path("password_change/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("password_reset/", views.PasswordResetView.as_view(), name="password_reset"),
     path("password_reset/done/", auth_views.PasswordResetDoneView.as_view(
         extra_context={"reset_minutes": settings.PASSWORD_RESET_TIMEOUT // 60}), name="password_reset_done"),
-    path("reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(),
+    path("reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(form_class=SetPasswordForm),
          name="password_reset_confirm"),
     path("reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
 ]

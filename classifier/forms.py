@@ -58,6 +58,33 @@ class MultipleImageField(forms.FileField):
         return files  # each file is checked on its own by services.validate_image
 
 
+NON_FIELD_ERRORS_ID = "form-errors"  # (registration/_fields.html)
+
+
+def focus_first_error(form: forms.BaseForm) -> None:
+    """Give the keyboard focus to the field of the form's first error instead of its first field
+    (Django's autofocus): a screen reader then reads that field's error, tied to it, and a phone
+    scrolls to it. An error of the whole form (a wrong password at sign-in) focuses the password,
+    which is what is typed again, with the error tied to it."""
+    if not (form.is_bound and form.errors):
+        return
+    name = next((name for name in form.errors if name in form.fields), None)
+    if name is None:
+        name = next((name for name in form.fields if "password" in name), next(iter(form.fields)))
+        form.fields[name].widget.attrs["aria-describedby"] = NON_FIELD_ERRORS_ID
+    for field in form.fields.values():
+        field.widget.attrs.pop("autofocus", None)
+    form.fields[name].widget.attrs["autofocus"] = True
+
+
+class FocusOnError:
+    """For a form shown again with its errors: focus_first_error."""
+
+    def full_clean(self):
+        super().full_clean()
+        focus_first_error(self)
+
+
 class UploadForm(forms.Form):
     photos = MultipleImageField(label="Cake photos")
 
@@ -84,7 +111,7 @@ EMAIL_HELP = ("Optional: only to send you a link if you forget your password, on
               "by the link we send to it. Nobody else sees it.")
 
 
-class SignUpForm(UserCreationForm):
+class SignUpForm(FocusOnError, UserCreationForm):
     class Meta(UserCreationForm.Meta):
         fields = ("username", "email")
         help_texts = {"email": EMAIL_HELP}
@@ -119,7 +146,7 @@ RESET_NOT_QUEUED = ("The e-mail cannot be sent just now (our mail queue is not a
 RESET_RETRY_AFTER_S = 60
 
 
-class PasswordResetForm(auth_forms.PasswordResetForm):
+class PasswordResetForm(FocusOnError, auth_forms.PasswordResetForm):
     """Django's, with the e-mails sent by the worker (services.password_reset_send): the request only
     queues the address, so it takes as long whether an account has it or not, and a slow mail
     server holds no web thread."""
@@ -163,7 +190,7 @@ class ResetEmails(auth_forms.PasswordResetForm):
         return self.sent
 
 
-class PasswordChangeForm(auth_forms.PasswordChangeForm):
+class PasswordChangeForm(FocusOnError, auth_forms.PasswordChangeForm):
     """Django's, with the old password checked as a sign-in attempt: a session left open is not a
     way to guess it."""
 
@@ -173,6 +200,14 @@ class PasswordChangeForm(auth_forms.PasswordChangeForm):
 
     def clean_old_password(self):
         return password_checked(self.request, self.cleaned_data["old_password"])
+
+
+class SignInForm(FocusOnError, auth_forms.AuthenticationForm):
+    """Django's sign-in form (FocusOnError)."""
+
+
+class SetPasswordForm(FocusOnError, auth_forms.SetPasswordForm):
+    """Django's form for the new password a reset link sets (FocusOnError)."""
 
 
 class PasswordConfirmForm(forms.Form):

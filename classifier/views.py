@@ -45,6 +45,7 @@ from classifier.forms import (
     PasswordResetForm,
     SignUpForm,
     UploadForm,
+    focus_first_error,
     too_many_files_message,
 )
 from classifier.middleware import refusal
@@ -155,8 +156,7 @@ def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpRes
     user = request.user
     for form in forms.values():
         if isinstance(form, BaseForm) and form.is_bound and form.errors:
-            name = next((name for name in form.errors if name in form.fields), next(iter(form.fields)))
-            form.fields[name].widget.attrs["autofocus"] = True
+            focus_first_error(form)
             break
     context = {
         "email_form": EmailForm(request=request, initial={"email": user.email}),

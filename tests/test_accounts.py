@@ -1378,3 +1378,27 @@ def test_expired_sessions_and_long_forgotten_unconfirmed_addresses_are_removed_e
     assert list(PendingEmail.objects.values_list("email", flat=True)) == ["recent@example.org"]
     assert settings.CELERY_BEAT_SCHEDULE["remove-expired"] == {"task": "classifier.tasks.remove_expired",
                                                                 "schedule": 3600.0}
+
+
+def test_a_form_shown_again_with_its_errors_focuses_the_field_in_error(client, user):
+    """Not the first field (Django's autofocus): a screen reader reads the field and its error, tied
+    to it; an error of the whole form (a wrong password at sign-in) is tied to the password field."""
+    import re
+
+    def focused(response) -> list[str]:
+        return [re.search(r'name="([^"]+)"', tag).group(1)
+                for tag in re.findall(r"<input[^>]*>", response.content.decode()) if "autofocus" in tag]
+
+    signup = client.post("/signup/", {"username": "bima", "password1": "kue-lapis-2026",
+                                      "password2": "kue-lapis-2027"})
+    sign_in = client.post("/accounts/login/", {"username": "ayu", "password": "guess"})
+    client.force_login(user)
+    change = client.post("/accounts/password_change/", {
+        "old_password": "kue-lapis-2026", "new_password1": "serabi-kuah-2026", "new_password2": "serabi"})
+
+    assert focused(client.get("/accounts/password_change/")) == ["old_password"]  # (a fresh form: Django's)
+    assert focused(signup) == ["password2"] and 'aria-invalid="true"' in signup.content.decode()
+    assert focused(change) == ["new_password2"]
+    assert focused(sign_in) == ["password"]
+    tied = re.search(r'<input type="password" name="password"[^>]*>', sign_in.content.decode()).group(0)
+    assert 'aria-describedby="form-errors"' in tied and '<div id="form-errors">' in sign_in.content.decode()
