@@ -215,10 +215,15 @@ class PasswordConfirmForm(forms.Form):
 
     password = forms.CharField(label="Your password", strip=False,
                                widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    # What each step's password is for, in its label: the account page has three, and a list of its
+    # fields (a screen reader's) would name them all alike.
+    PURPOSES = {"": "to change the address", "token": "for a new API token",
+                "delete": "to delete the account"}
 
     def __init__(self, *args, request, **kwargs):
         super().__init__(*args, **kwargs)
         self.request = request
+        self.fields["password"].label = f"Your password, {self.PURPOSES[self.prefix or '']}"
 
     def clean_password(self):
         return password_checked(self.request, self.cleaned_data["password"])

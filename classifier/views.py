@@ -431,7 +431,7 @@ def photo_retry(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, "The photo is queued again.")
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
-    return redirect(photo)
+    return redirect(f"{photo.get_absolute_url()}#result")  # (its result panel has the focus)
 
 
 @login_required

@@ -127,3 +127,24 @@ def test_each_photo_page_has_its_own_title(client, user):
               for p in (first, second)}
 
     assert titles == {f"Photo {first.pk}: Kue Lapis · Cakesite", f"Photo {second.pk}: Kue Lapis · Cakesite"}
+
+
+def test_controls_that_do_different_things_have_different_names(client, user, admin_user):
+    """A screen reader's list of a page's fields or buttons shows their names alone: three "Your
+    password" fields, or two "Activate" buttons, would not say which is which."""
+    import re
+
+    shipped = ModelVersion.objects.get(is_active=True)
+    ModelVersion.objects.create(name="kue-v2", path=shipped.path, labels=shipped.labels)
+    ModelVersion.objects.create(name="kue-v3", path=shipped.path, labels=shipped.labels)
+    client.force_login(user)
+    account = client.get(reverse("account")).content.decode()
+    client.force_login(admin_user)
+    staff = client.get(reverse("model-versions")).content.decode()
+
+    labels = re.findall(r"<label for=\"[^\"]*password\">([^<]+)</label>", account)
+    assert labels == ["Your password, to change the address", "Your password, for a new API token",
+                      "Your password, to delete the account"]
+    buttons = re.findall(r'<button type="submit" class="button">(Activate.*?)</button>', staff)
+    buttons = [re.sub(r"<[^>]+>", "", button) for button in buttons]
+    assert sorted(buttons) == ["Activate kue-v2", "Activate kue-v3"]

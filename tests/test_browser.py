@@ -209,7 +209,9 @@ def test_an_upload_whose_answer_was_lost_or_that_found_no_connection_is_sent_aga
     me.shoot("send-again")  # (at both widths: no overflow, no WCAG violation)
     assert f"{lumpur.name}: {full}" in me.page.locator(".upload-status").all_text_contents()
     disk_full_for("nothing-is-stored-under-this/")  # room made on the disk
-    again.click()
+    again.focus()
+    me.page.keyboard.press("Enter")
+    assert me.page.evaluate("() => document.activeElement.className") == "upload-status"  # not lost
     me.page.wait_for_selector(f".upload:has-text('{lumpur.name}: Stored; classifying')")
 
     stored = sorted(p.original_name for p in Photo.objects.all())
@@ -581,8 +583,13 @@ def test_staff_start_a_fast_retraining_watch_it_finish_and_activate_the_new_vers
     staff.page.get_by_role("button", name="Start a training run").click()
     staff.page.wait_for_selector("text=is queued")
     staff.shoot("2-run-started")
+    staff.page.focus("#runs .scroll")  # a keyboard user in the runs table
     staff.page.wait_for_selector("td:has-text('succeeded')", timeout=240_000)  # the page refreshes itself
     run = TrainingRun.objects.get()
+    # The page reloaded once the run ended: the user is still in the table, and told how it ended.
+    staff.page.wait_for_function(f"() => document.getElementById('announce').textContent"
+                                 f" === 'Run {run.pk}: Succeeded, done'")
+    assert staff.page.evaluate("() => document.activeElement.matches('#runs .scroll')")
     staff.shoot("3-run-finished")
 
     activate = staff.page.locator(f"form[action='/staff/models/{run.result_version.pk}/activate/']")
@@ -605,3 +612,32 @@ def test_staff_start_a_fast_retraining_watch_it_finish_and_activate_the_new_vers
 
     assert staff.errors == []
     print(f"screenshots: {SCREENSHOTS}")
+
+
+TEXT_SPACING = """* { line-height: 1.5 !important; letter-spacing: .12em !important;
+                     word-spacing: .16em !important; } p { margin-bottom: 2em !important; }"""
+
+
+def test_every_page_reflows_at_320_pixels_with_wider_text_spacing(browser, live_server, django_user_model):
+    """WCAG 1.4.10 and 1.4.12: at 320 CSS pixels (a 1280 px screen zoomed to 400%), with the text
+    spacing a reader may set, no page needs scrolling sideways (the runs and metrics tables scroll
+    inside their own region)."""
+    from tests.test_photo_pages import make_photo
+
+    root = django_user_model.objects.create_superuser("chef", password="kue-bika-ambon-7")
+    photo = make_photo(root, status="done", label="kue_lapis", confidence=0.55)
+    me = Visitor(browser, live_server.url, "reflow")
+    me.log_in("chef", "kue-bika-ambon-7", then="/upload/")
+    me.page.set_viewport_size({"width": 320, "height": 640})
+    wide = {}
+    for path in ("/upload/", "/photos/", f"/photos/{photo.pk}/", "/review/", "/accounts/", "/staff/models/"):
+        me.go(path)
+        me.page.add_style_tag(content=TEXT_SPACING)
+        over = me.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        if over > 0:
+            wide[path] = (over, me.page.evaluate("""() => [...document.querySelectorAll('body *')]
+                .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5
+                        && !e.closest('.scroll'))
+                .slice(0, 4).map(e => e.tagName + '.' + e.className)"""))
+
+    assert wide == {}

@@ -22,9 +22,13 @@ def test_the_owner_confirms_a_prediction_from_the_photo_page(client, user):
 
     page = client.get(photo.get_absolute_url()).content.decode()
     response = client.post(reverse("photo-feedback", args=[photo.pk]),
-                           {"label": "kue_klepon", "next": photo.get_absolute_url()}, follow=True)
+                           {"label": "kue_klepon", "next": photo.get_absolute_url() + "#answer"}, follow=True)
 
     assert "Yes, it is Kue Klepon" in page
+    # It comes back to the answer, which takes the focus, not to the page's top.
+    assert f'name="next" value="/photos/{photo.pk}/#answer"' in page
+    assert '<h2 id="answer" tabindex="-1">' in page
+    assert response.redirect_chain == [(f"/photos/{photo.pk}/#answer", 302)]
     feedback = Feedback.objects.get(photo=photo)
     assert (feedback.label, feedback.is_correction, feedback.user) == ("kue_klepon", False, user)
     assert "Your answer: <strong>Kue Klepon</strong>" in response.content.decode()

@@ -81,7 +81,8 @@ def test_activating_and_rolling_back_from_the_page(client, root):
     assert "kue-v2 is now the active version" in response.content.decode()
     page = client.get(reverse("model-versions")).content.decode()
     assert "top-1 86.4% (-3.6 points against the active version)" in page
-    assert "Activate (roll back)" in page  # the shipped version classified photos: it was active
+    # the shipped version classified photos: it was active
+    assert 'Activate<span class="visually-hidden"> kue-mobilenetv2</span> (roll back)' in page
     client.post(reverse("model-version-activate", args=[shipped.pk]), {"confirm": "on"})
 
     assert list(ModelVersion.objects.filter(is_active=True)) == [shipped]

@@ -311,7 +311,7 @@ def test_a_result_that_arrives_while_the_page_is_open_brings_the_answer_form(cli
     assert "Is it right?" not in opened
     assert "Is it right?" in swapped_in["html"]
     assert reverse("photo-feedback", args=[photo.pk]) in swapped_in["html"]
-    assert f'name="next" value="{photo.get_absolute_url()}"' in swapped_in["html"]
+    assert f'name="next" value="{photo.get_absolute_url()}#answer"' in swapped_in["html"]
     assert "Kue Lapis" in for_staff["html"] and "Is it right?" not in for_staff["html"]
 
 
@@ -333,10 +333,12 @@ def test_a_failed_photo_shows_its_reason_and_can_be_retried(client, user, enqueu
     page = client.get(photo.get_absolute_url()).content.decode()
     assert "Failed: The photo could not be read: boom" in page
     with django_capture_on_commit_callbacks(execute=True):
-        client.post(reverse("photo-retry", args=[photo.pk]))
+        retried = client.post(reverse("photo-retry", args=[photo.pk]))
 
     photo.refresh_from_db()
     assert photo.status == "queued" and photo.error == "" and enqueued == [photo.pk]
+    assert retried["Location"] == f"/photos/{photo.pk}/#result"  # its result panel takes the focus
+    assert 'class="result" id="result" tabindex="-1"' in client.get(photo.get_absolute_url()).content.decode()
 
 
 def test_deleting_a_photo_removes_the_row_and_its_files(client, user, django_capture_on_commit_callbacks):

@@ -6,15 +6,38 @@
 // the runs changed (one started from the admin, the API or another tab, live or already done), so
 // the start button never offers a start that would be refused; and, live or not, once the versions
 // changed (one activated, registered or deleted elsewhere), so the page never marks the wrong one
-// active. Without JavaScript the page offers a reload link.
+// active. A reload keeps a keyboard user's place in the runs table and says how the newest run
+// stands (how it ended): the page it replaces cannot. Without JavaScript the page offers a reload link.
 (function () {
   if (!document.querySelector("[data-models-page]")) return;
   const liveAtLoad = Boolean(document.querySelector("#runs[data-live-runs]"));
   const announcer = document.getElementById("announce");
+  const KEPT = "runs-page-reloaded";
 
   function newest(section) {
-    const cells = section.querySelectorAll("tbody tr:first-child td");
+    const cells = section ? section.querySelectorAll("tbody tr:first-child td") : [];
     return cells.length > 2 ? `Run ${cells[0].textContent.split(" ")[0]}: ${cells[1].textContent}, ${cells[2].textContent.trim()}` : "";
+  }
+
+  function reload(fresh) {
+    const current = document.querySelector("#runs");
+    const inTable = Boolean(current && current.contains(document.activeElement));
+    try {
+      sessionStorage.setItem(KEPT, JSON.stringify({ said: newest(fresh), inTable }));
+    } catch (err) { /* storage refused (private mode): a plain reload */ }
+    window.location.reload();
+  }
+
+  let kept = null;
+  try {
+    kept = JSON.parse(sessionStorage.getItem(KEPT));
+    sessionStorage.removeItem(KEPT);
+  } catch (err) { /* none */ }
+  if (kept) {
+    const table = document.querySelector("#runs .scroll");
+    if (kept.inTable && table) table.focus();
+    // (a moment after load: a live region filled as the page loads is often not read)
+    if (kept.said && announcer) setTimeout(() => { announcer.textContent = kept.said; }, 500);
   }
 
   repeatWithBackoff(async function () {
@@ -25,15 +48,15 @@
     if (!response.ok) throw new Error(`status ${response.status}`);
     const page = new DOMParser().parseFromString(await response.text(), "text/html");
     const state = (root) => (root.querySelector("#versions-state") || { dataset: {} }).dataset.state;
+    const fresh = page.querySelector("#runs");
     if (state(page) !== state(document)) {
-      window.location.reload();
+      reload(fresh);
       return false;
     }
-    const fresh = page.querySelector("#runs");
     const current = document.querySelector("#runs");
     const changed = (fresh ? fresh.innerHTML : "") !== (current ? current.innerHTML : "");
     if (Boolean(fresh && fresh.hasAttribute("data-live-runs")) !== liveAtLoad || (!liveAtLoad && changed)) {
-      window.location.reload();
+      reload(fresh);
       return false;
     }
     if (!liveAtLoad) return true;

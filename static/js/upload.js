@@ -193,6 +193,7 @@
     view.li.classList.add("failed");
     view.bar.remove();
     view.status.setAttribute("role", "alert");
+    view.status.removeAttribute("aria-live"); // (polite would override the alert's assertive)
     show(view, reason);
   }
 
@@ -207,9 +208,15 @@
     which.textContent = `: ${view.name}`;
     button.append("Send again", which);
     button.addEventListener("click", () => {
+      const focused = document.activeElement === button;
       button.remove();
+      if (focused) { // (not lost to the page's top): the photo's status, which says what happens now
+        view.status.tabIndex = -1;
+        view.status.focus();
+      }
       view.li.classList.remove("failed");
       view.status.removeAttribute("role");
+      view.status.setAttribute("aria-live", "polite");
       view.bar.value = 0;
       view.li.insertBefore(view.bar, view.status);
       show(view, "Waiting…");
