@@ -4,6 +4,7 @@ import io
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
@@ -119,3 +120,30 @@ def png_bytes(size=(48, 36), colour=(200, 40, 40)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, colour).save(buf, "PNG")
     return buf.getvalue()
+
+
+HEATMAP = np.outer(np.hanning(7), np.hanning(7))  # hot in the middle, as a worker would give
+
+
+def make_photo(owner, status="queued", label=None, confidence=0.9):
+    """A small photo of `owner` in `status`; with a `label`, classified by the active version with
+    `confidence` (each other cake 0.01) and a heat map."""
+    import uuid
+
+    from django.core.files.base import ContentFile
+
+    from classifier import services
+    from classifier.models import ModelVersion, Photo
+
+    photo = Photo(owner=owner, image_format="png", sha256=uuid.uuid4().hex * 2, status=status)
+    photo.image.save("x", ContentFile(png_bytes()), save=False)
+    photo.thumbnail.save("t", ContentFile(png_bytes((10, 10))), save=False)
+    photo.width, photo.height = 48, 36
+    photo.save()
+    if label:
+        version = ModelVersion.objects.get(is_active=True)
+        probs = {item["slug"]: (confidence if item["slug"] == label else 0.01) for item in version.labels}
+        services.prediction_record(photo=photo, version_id=version.pk, probabilities=probs, label=label,
+                                   confidence=confidence, inference_ms=5.0, heatmap=HEATMAP)
+        photo.refresh_from_db()
+    return photo

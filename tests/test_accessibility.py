@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from classifier.models import Feedback, ModelVersion, PendingEmail, TrainingRun
 from classifier.selectors import email_confirmation_token
-from tests.test_photo_pages import make_photo
+from tests.conftest import make_photo
 
 pytestmark = pytest.mark.django_db
 

@@ -12,6 +12,8 @@ from django.apps import apps as django_apps
 from django.core import signing
 from django.urls import reverse
 
+from tests.conftest import make_photo
+
 pytestmark = pytest.mark.django_db
 
 
@@ -861,7 +863,6 @@ def test_deleting_an_account_takes_its_photos_and_files_and_signs_out(client, us
     from pathlib import Path
 
     from classifier.models import Photo
-    from tests.test_photo_pages import make_photo
 
     mine = [make_photo(user, status="done", label="kue_lapis"), make_photo(user)]
     theirs = make_photo(other_user, status="done", label="kue_lapis")
@@ -905,8 +906,6 @@ def test_a_staff_account_is_not_deleted_from_its_page(client, staff):
 def test_the_api_reads_changes_and_deletes_the_account_with_the_password(user, staff):
     from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
-
-    from tests.test_photo_pages import make_photo
 
     make_photo(user)
     api = APIClient()
@@ -1254,7 +1253,6 @@ def test_an_account_deleted_while_its_owner_answers_in_another_tab_goes_after_th
     from classifier import services
     from classifier.models import Photo
     from tests.processes import lock_waited_for, require_services
-    from tests.test_photo_pages import make_photo
 
     require_services()
     photo = make_photo(user, status="done", label="kue_lapis")

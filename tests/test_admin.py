@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from classifier.models import Photo
-from tests.test_photo_pages import make_photo
+from tests.conftest import make_photo
 
 pytestmark = pytest.mark.django_db
 
@@ -180,7 +180,6 @@ def media_files(settings) -> list:
 def test_photos_deleted_in_the_admin_take_their_files_with_them(admin_client, user, settings,
                                                                 django_capture_on_commit_callbacks, how):
     """The photo, its thumbnail and its heat map: a deleted user's private originals must not stay."""
-    from tests.test_photo_pages import make_photo
 
     photos = [make_photo(user, status="done", label="kue_lapis") for _ in range(2)]
     assert len(media_files(settings)) == 6
@@ -200,8 +199,6 @@ def test_photos_deleted_in_the_admin_take_their_files_with_them(admin_client, us
 def test_a_file_the_disk_refuses_to_delete_leaves_the_photos_other_files_deleted(
         user, settings, monkeypatch, django_capture_on_commit_callbacks):
     from django.core.files.storage import FileSystemStorage
-
-    from tests.test_photo_pages import make_photo
 
     photo = make_photo(user, status="done", label="kue_lapis")
     delete = FileSystemStorage.delete
@@ -224,7 +221,6 @@ def test_predictions_and_answers_are_read_only_in_the_admin(admin_client, user):
     """A deleted prediction would leave its photo done without a result; a hand-made answer would
     skip the checks on its label."""
     from classifier import services
-    from tests.test_photo_pages import make_photo
 
     photo = make_photo(user, status="done", label="kue_lapis")
     feedback = services.feedback_record(photo=photo, user=user, label="kue_lapis")
@@ -375,8 +371,6 @@ def test_a_run_without_an_end_shows_no_time(admin_client, admin_user):
 
 def test_a_transaction_that_rolls_back_a_deletion_keeps_the_files(user, settings):
     from django.db import transaction
-
-    from tests.test_photo_pages import make_photo
 
     photo = make_photo(user, status="done", label="kue_lapis")
     with pytest.raises(RuntimeError), transaction.atomic():

@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from classifier import services, tasks
 from classifier.models import ModelVersion, TrainingRun
+from tests.conftest import make_photo
 from tests.test_api_photos import needs_postgresql
 from training import runtime
 
@@ -57,7 +58,6 @@ def test_figures_on_the_users_held_out_photos_are_for_staff_only(user, admin_use
 
 def test_staff_read_how_many_answers_came_since_the_active_version_was_trained(user, admin_user,
                                                                               other_version):
-    from tests.test_photo_pages import make_photo
 
     for label in ("kue_lapis", "kue_klepon"):
         services.feedback_record(photo=make_photo(user, "done", "kue_lapis"), user=user, label=label)
@@ -220,8 +220,6 @@ def test_activating_needs_staff_status_not_only_the_permission(django_user_model
 
 
 def test_staff_read_users_accuracy_per_version_and_day(user, admin_user):
-    from tests.test_photo_pages import make_photo
-
     right, wrong = (make_photo(user, status="done", label="kue_lapis") for _ in range(2))
     services.feedback_record(photo=right, user=user, label="kue_lapis")
     services.feedback_record(photo=wrong, user=user, label="kue_klepon")
@@ -273,7 +271,6 @@ def test_an_answer_counts_on_the_day_it_was_last_changed(user, admin_user):
     from django.utils import timezone
 
     from classifier.models import Feedback
-    from tests.test_photo_pages import make_photo
 
     photo = make_photo(user, status="done", label="kue_lapis")
     services.feedback_record(photo=photo, user=user, label="kue_lapis")

@@ -18,8 +18,7 @@ from rest_framework.test import APIClient
 
 from classifier import selectors, services
 from classifier.models import Feedback, ModelVersion, Photo
-from tests.conftest import png_bytes, sample_photo, services_required, upload_of
-from tests.test_photo_pages import make_photo
+from tests.conftest import make_photo, png_bytes, sample_photo, services_required, upload_of
 
 pytestmark = pytest.mark.django_db
 

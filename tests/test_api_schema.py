@@ -14,6 +14,8 @@ from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
 from schemathesis import checks
 
+from tests.conftest import make_photo
+
 # The schema view reads no database, so it can be loaded while pytest collects.
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
 
@@ -32,8 +34,6 @@ def keep_the_test_connection():
 @pytest.fixture
 def token(django_user_model, enqueued):
     user = django_user_model.objects.create_user("schemathesis", password="generated-requests-2026")
-    from tests.test_photo_pages import make_photo
-
     make_photo(user, status="done", label="kue_lapis")
     make_photo(user, status="failed")
     return Token.objects.create(user=user).key

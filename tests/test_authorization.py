@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from classifier import tasks
 from classifier.models import ModelVersion, TrainingRun
-from tests.test_photo_pages import make_photo
+from tests.conftest import make_photo
 
 pytestmark = pytest.mark.django_db
 

@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 
 from classifier import services, tasks
 from classifier.models import Photo
-from tests.conftest import png_bytes, sample_photo
+from tests.conftest import make_photo, png_bytes, sample_photo
 from training.preprocess import load_image
 
 pytestmark = pytest.mark.django_db
@@ -415,8 +415,6 @@ def test_too_many_files_in_one_request_are_refused_with_the_limit(client, api, u
     ("label=kue_lapis", "text/plain"),
 ])
 def test_malformed_or_wrong_feedback_is_a_4xx_and_changes_nothing(api, user, body, content_type):
-    from tests.test_photo_pages import make_photo
-
     photo = make_photo(user, status="done", label="kue_lapis")
 
     response = api.put(f"/api/photos/{photo.pk}/feedback/", body, content_type=content_type)
@@ -486,8 +484,6 @@ def test_a_name_taken_between_the_forms_check_and_the_save_is_refused_like_any_t
 
 def test_a_photo_deleted_twice_at_once_is_deleted_once_and_the_second_is_a_404(api, user):
     from django.http import Http404
-
-    from tests.test_photo_pages import make_photo
 
     photo = make_photo(user)
     stale = Photo.objects.get(pk=photo.pk)  # what a second request read before the first deleted it

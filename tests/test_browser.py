@@ -15,7 +15,7 @@ from django.conf import settings as django_settings
 from rest_framework.authtoken.models import Token
 
 from classifier.models import Feedback, ModelVersion, Photo, TrainingRun
-from tests.conftest import PHOTOS, services_required
+from tests.conftest import PHOTOS, make_photo, services_required
 from tests.processes import app_env, require_services, start_worker
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
@@ -280,8 +280,6 @@ def test_a_gallery_stops_asking_about_a_photo_deleted_elsewhere_and_shows_one_up
         browser, live_server, django_user_model):
     from urllib.parse import parse_qs, urlsplit
 
-    from tests.test_photo_pages import make_photo
-
     owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
     photo = make_photo(owner)  # queued, and no worker here to take it
     me = Visitor(browser, live_server.url, "elsewhere")
@@ -325,7 +323,6 @@ def test_a_gallery_that_lost_its_connection_asks_at_once_when_it_is_back(
         browser, live_server, django_user_model):
     """Offline, its checks fail and it waits longer each time (up to 15 s); back online, it does not
     wait out that pause: a photo settled meanwhile shows at once."""
-    from tests.test_photo_pages import make_photo
 
     owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
     photo = make_photo(owner)  # queued, and no worker here to take it
@@ -347,7 +344,6 @@ def test_a_gallery_that_lost_its_connection_asks_at_once_when_it_is_back(
 def test_photos_from_elsewhere_that_push_the_focused_photo_past_two_pages_leave_it_and_its_focus(
         browser, live_server, django_user_model, monkeypatch):
     from classifier import views
-    from tests.test_photo_pages import make_photo
 
     monkeypatch.setattr(views, "PAGE_SIZE", 2)  # (the live server runs in this process)
     owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
@@ -371,7 +367,6 @@ def test_photos_from_elsewhere_that_push_the_focused_photo_past_two_pages_leave_
 
 def test_back_after_changing_an_answer_shows_the_answer_the_page_says(browser, live_server,
                                                                       django_user_model):
-    from tests.test_photo_pages import make_photo
 
     owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
     photo = make_photo(owner, "done", "kue_lapis")
@@ -394,7 +389,6 @@ def test_an_answer_in_the_review_queue_carries_on_from_the_photo_after_it(browse
                                                                           django_user_model):
     """A photo skipped at the top stays there: after an answer further down, the queue comes back
     to the photo that followed the answered one, focused if the answer came from the keyboard."""
-    from tests.test_photo_pages import make_photo
 
     owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
     skipped, answered, after = (make_photo(owner, "done", "kue_lapis", confidence=c) for c in (0.4, 0.5, 0.6))
@@ -413,7 +407,6 @@ def test_an_answer_in_the_review_queue_carries_on_from_the_photo_after_it(browse
 
 def test_on_a_phone_the_review_queue_shows_each_photo_across_the_screen_and_no_keyboard_help(
         browser, live_server, django_user_model):
-    from tests.test_photo_pages import make_photo
 
     owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
     make_photo(owner, "done", "kue_lapis", confidence=0.4)
@@ -441,7 +434,6 @@ def test_on_a_phone_the_review_queue_shows_each_photo_across_the_screen_and_no_k
 
 def test_pages_give_times_in_the_time_zone_of_the_browser_from_its_first_page_on(browser, live_server,
                                                                                   django_user_model):
-    from tests.test_photo_pages import make_photo
 
     owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
     photo = make_photo(owner, "done", "kue_lapis")
@@ -622,7 +614,6 @@ def test_every_page_reflows_at_320_pixels_with_wider_text_spacing(browser, live_
     """WCAG 1.4.10 and 1.4.12: at 320 CSS pixels (a 1280 px screen zoomed to 400%), with the text
     spacing a reader may set, no page needs scrolling sideways (the runs and metrics tables scroll
     inside their own region)."""
-    from tests.test_photo_pages import make_photo
 
     root = django_user_model.objects.create_superuser("chef", password="kue-bika-ambon-7")
     photo = make_photo(root, status="done", label="kue_lapis", confidence=0.55)

@@ -13,8 +13,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from classifier import services
-from tests.conftest import sample_photo
-from tests.test_photo_pages import make_photo
+from tests.conftest import make_photo, sample_photo
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,8 @@ from rest_framework.test import APIClient
 
 from classifier import selectors, services
 from classifier.models import Feedback, ModelVersion, Photo
+from tests.conftest import make_photo
 from tests.test_api_photos import needs_postgresql
-from tests.test_photo_pages import make_photo
 
 pytestmark = pytest.mark.django_db
 
@@ -283,7 +283,6 @@ def test_the_counters_count_only_the_photos_the_user_may_see(user, other_user):
 
 def test_the_gallery_shows_and_filters_on_the_answer_once_there_is_one(client, user):
     from classifier import services
-    from tests.test_photo_pages import make_photo
 
     corrected = make_photo(user, status="done", label="kue_putri_salju", confidence=0.57)
     nothing = make_photo(user, status="done", label="kue_klepon", confidence=0.86)
@@ -307,7 +306,6 @@ def test_the_gallery_shows_and_filters_on_the_answer_once_there_is_one(client, u
 
 def test_an_answer_by_staff_is_not_called_the_owners(client, user, django_user_model):
     from classifier import services
-    from tests.test_photo_pages import make_photo
 
     photo = make_photo(user, status="done", label="kue_lapis")
     chef = django_user_model.objects.create_superuser("chef", password="bika-ambon-77")

@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from classifier import tasks
 from classifier.models import ModelVersion, TrainingRun
+from tests.conftest import make_photo
 
 pytestmark = pytest.mark.django_db
 
@@ -62,8 +63,6 @@ def test_people_who_are_not_staff_are_sent_to_the_admin_login(client, user):
 
 
 def test_activating_and_rolling_back_from_the_page(client, root):
-    from tests.test_photo_pages import make_photo
-
     shipped = ModelVersion.objects.get(is_active=True)
     make_photo(root, status="done", label="kue_lapis")  # classified by the shipped version
     better = {**shipped.metrics, "test": {**shipped.metrics["test"], "top1": 0.9}}
@@ -217,7 +216,6 @@ def test_the_dashboard_draws_accuracy_by_answers_over_time_and_the_training_curv
     from PIL import Image
 
     from classifier import services
-    from tests.test_photo_pages import make_photo
 
     for label in ("kue_lapis", "kue_klepon", "kue_lapis"):
         photo = make_photo(user, status="done", label="kue_lapis")
@@ -304,7 +302,6 @@ def test_the_page_says_when_runs_or_photos_wait_longer_than_a_working_worker_let
     from django.utils import timezone
 
     from classifier.models import Photo
-    from tests.test_photo_pages import make_photo
 
     version = ModelVersion.objects.get(is_active=True)
     run = TrainingRun.objects.create(started_by=root, base_version=version)

@@ -1,37 +1,16 @@
 """Seeing photos: own photos only (staff: all), 404 for anything else, gallery filters and polling."""
 
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pytest
-from django.core.files.base import ContentFile
 from django.urls import reverse
 
 from classifier import services
 from classifier.models import ModelVersion, Photo
-from tests.conftest import png_bytes
+from tests.conftest import make_photo
 
 pytestmark = pytest.mark.django_db
-
-
-HEATMAP = np.outer(np.hanning(7), np.hanning(7))  # hot in the middle, as a worker would give
-
-
-def make_photo(owner, status="queued", label=None, confidence=0.9) -> Photo:
-    photo = Photo(owner=owner, image_format="png", sha256=uuid.uuid4().hex * 2, status=status)
-    photo.image.save("x", ContentFile(png_bytes()), save=False)
-    photo.thumbnail.save("t", ContentFile(png_bytes((10, 10))), save=False)
-    photo.width, photo.height = 48, 36
-    photo.save()
-    if label:
-        version = ModelVersion.objects.get(is_active=True)
-        probs = {item["slug"]: (confidence if item["slug"] == label else 0.01) for item in version.labels}
-        services.prediction_record(photo=photo, version_id=version.pk, probabilities=probs, label=label,
-                                   confidence=confidence, inference_ms=5.0, heatmap=HEATMAP)
-        photo.refresh_from_db()
-    return photo
 
 
 def test_percentages_never_claim_certainty_or_rule_out_a_cake_the_model_did_not(client, user):

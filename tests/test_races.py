@@ -14,8 +14,8 @@ from rest_framework.authtoken.models import Token
 
 from classifier import services
 from classifier.models import ModelVersion, PendingEmail, Photo, Prediction, display_upload_to
+from tests.conftest import make_photo
 from tests.test_api_photos import needs_postgresql
-from tests.test_photo_pages import make_photo
 
 TOGETHER = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 

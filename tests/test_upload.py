@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from classifier import services, tasks
 from classifier.models import Photo
-from tests.conftest import png_bytes, sample_photo, upload_of
+from tests.conftest import make_photo, png_bytes, sample_photo, upload_of
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
@@ -510,8 +510,6 @@ def test_a_photo_is_stored_without_where_it_was_taken_but_with_its_pixels_turn_a
 def test_photos_stored_with_their_metadata_before_are_stored_again_without_it(user, settings):
     from django.core.files.base import ContentFile
     from django.core.management import call_command
-
-    from tests.test_photo_pages import make_photo
 
     sent = with_place("JPEG")
     photo = make_photo(user, "done", "kue_lapis")  # as an upload of the release before stored it
