@@ -632,3 +632,22 @@ def test_every_page_reflows_at_320_pixels_with_wider_text_spacing(browser, live_
                 .slice(0, 4).map(e => e.tagName + '.' + e.className)"""))
 
     assert wide == {}
+
+
+def test_an_answer_comes_back_to_the_answer_with_the_focus_and_its_thanks_said(
+        browser, live_server, django_user_model):
+    """Not to the top of the page, with the thank-you in a region screen readers seldom read."""
+    from tests.conftest import make_photo
+
+    owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    photo = make_photo(owner, status="done", label="kue_lapis", confidence=0.8)
+    me = Visitor(browser, live_server.url, "answer")
+    me.log_in("ayu", "kue-lapis-2026", then=f"/photos/{photo.pk}/")
+
+    me.page.get_by_role("button", name="Yes, it is Kue Lapis").click()
+    me.page.wait_for_url(re.compile(f"/photos/{photo.pk}/#answer$"))
+
+    me.page.wait_for_function("() => document.getElementById('announce').textContent.startsWith('Thank you')")
+    assert me.page.evaluate("() => document.activeElement.id") == "answer"
+    assert me.page.locator(".feedback").inner_text().startswith("Your answer: Kue Lapis (confirmed)")
+    assert me.errors == []
