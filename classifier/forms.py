@@ -223,7 +223,8 @@ class PasswordConfirmForm(forms.Form):
     def __init__(self, *args, request, **kwargs):
         super().__init__(*args, **kwargs)
         self.request = request
-        self.fields["password"].label = f"Your password, {self.PURPOSES[self.prefix or '']}"
+        if purpose := self.PURPOSES.get(self.prefix or ""):
+            self.fields["password"].label = f"Your password, {purpose}"
 
     def clean_password(self):
         return password_checked(self.request, self.cleaned_data["password"])

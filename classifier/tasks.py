@@ -85,7 +85,8 @@ def requeue_stuck() -> str:
     again only after much longer (a backlog that takes longer than REQUEUE_AFTER_S would otherwise
     be sent again at every sweep, growing the queue)."""
     backlog = messages_waiting(current_app.conf.task_default_queue)
-    training_waiting = messages_waiting(settings.TRAINING_QUEUE)
+    # (a broker that could not be asked once is not asked again: one that hangs would cost 6 s more)
+    training_waiting = None if backlog is None else messages_waiting(settings.TRAINING_QUEUE)
     photos, runs = services.stuck_requeue(queue_empty=backlog == 0, training_queue_empty=not training_waiting)
     for pk in photos:  # (swept: on a broker that hangs, the rest wait for the next sweep, not 3.5 s each)
         enqueue(classify_photo, pk, swept=True)

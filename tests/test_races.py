@@ -1,6 +1,6 @@
 """Two requests, or a request and the worker, at the same time. Where the outcome depends on
-PostgreSQL's row locks the test runs there (CI); each holds one side back a moment, so that the two
-overlap every time instead of now and then."""
+PostgreSQL's row locks the test runs there (CI); each holds one side back (until the other waits
+for its lock, where it can tell), so that the two overlap every time instead of now and then."""
 
 import threading
 import time
@@ -64,25 +64,33 @@ def test_a_double_click_on_make_a_token_leaves_one_working_token(user, monkeypat
 
 
 def worker_recording_slowly(photo: Photo, monkeypatch):
-    """The worker's recording of `photo`'s result, its transaction held open a moment once the
-    result is in."""
+    """The worker's recording of `photo`'s result, its transaction held open once the result is in
+    until another connection waits for one of its locks (or 10 s). The recording; an event set once
+    the result is in; and whether someone waited (a sleep would let a late other party pass the test
+    without any overlap, on a busy machine)."""
+    from tests.processes import lock_waited_for
+
     mark_done = services.photo_mark_done
+    recorded, waited = threading.Event(), []
 
-    def mark_done_slowly(*args, **kwargs):
+    def mark_done_holding(*args, **kwargs):
         mark_done(*args, **kwargs)
-        time.sleep(0.4)
+        recorded.set()
+        waited.append(lock_waited_for())
 
-    monkeypatch.setattr(services, "photo_mark_done", mark_done_slowly)
+    monkeypatch.setattr(services, "photo_mark_done", mark_done_holding)
     version = ModelVersion.objects.get(is_active=True)
     probabilities = {item["slug"]: 1 / len(version.labels) for item in version.labels}
-    return lambda: services.prediction_record(photo=photo, version_id=version.pk, probabilities=probabilities,
-                                              label="kue_lapis", confidence=0.9, inference_ms=5.0)
+    def record():
+        return services.prediction_record(photo=photo, version_id=version.pk, probabilities=probabilities,
+                                          label="kue_lapis", confidence=0.9, inference_ms=5.0)
+    return record, recorded, waited
 
 
-def deleting_in_the_admin(admin_user, path: str):
-    """The admin's deletion confirmed, a moment after the worker began recording."""
+def deleting_in_the_admin(admin_user, path: str, after: threading.Event):
+    """The admin's deletion confirmed once the worker's result is in (`after`), its transaction open."""
     def delete():
-        time.sleep(0.15)
+        after.wait(10)
         browser = Client(raise_request_exception=False)
         browser.force_login(admin_user)
         return browser.post(path, {"post": "yes"}).status_code
@@ -96,10 +104,11 @@ def test_a_photo_deleted_in_the_admin_while_the_worker_records_its_result_is_del
     its own commit on the result it had not seen (a 500, the photo kept)."""
     needs_postgresql()
     photo = make_photo(user)
-    record = worker_recording_slowly(photo, monkeypatch)
-    delete = deleting_in_the_admin(admin_user, f"/admin/classifier/photo/{photo.pk}/delete/")
+    record, recorded, waited = worker_recording_slowly(photo, monkeypatch)
+    delete = deleting_in_the_admin(admin_user, f"/admin/classifier/photo/{photo.pk}/delete/", recorded)
 
     assert at_once(record, delete) == [True, 302]
+    assert waited == [True]  # the deletion waited for the worker's commit
     assert not Photo.objects.exists() and not Prediction.objects.exists()
 
 
@@ -107,10 +116,11 @@ def test_a_photo_deleted_in_the_admin_while_the_worker_records_its_result_is_del
 def test_an_account_deleted_in_the_admin_while_the_worker_records_a_result_is_deleted(
         user, admin_user, monkeypatch):
     needs_postgresql()
-    record = worker_recording_slowly(make_photo(user), monkeypatch)
-    delete = deleting_in_the_admin(admin_user, f"/admin/auth/user/{user.pk}/delete/")
+    record, recorded, waited = worker_recording_slowly(make_photo(user), monkeypatch)
+    delete = deleting_in_the_admin(admin_user, f"/admin/auth/user/{user.pk}/delete/", recorded)
 
     assert at_once(record, delete) == [True, 302]
+    assert waited == [True]
     assert not Photo.objects.exists() and not type(user).objects.filter(pk=user.pk).exists()
 
 
