@@ -419,3 +419,35 @@ def test_a_delivery_waiting_on_the_photo_while_another_records_adds_no_second_pr
 
     assert connection.vendor == "postgresql" and second == [False]
     assert list(photo.predictions.values_list("model_version__name", flat=True)) == ["kue-mobilenetv2"]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_photos_failed_for_want_of_a_model_before_the_upgrade_are_classified_once_one_is_active(user):
+    """Migration 0025 marks them as the worker now does, with the message that says so."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("classifier", "0024_unused_indexes_dropped")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:  # rows as they were then
+        old = executor.loader.project_state(before).apps.get_model("classifier", "Photo")
+        photos = [old.objects.create(owner_id=user.pk, image=f"photos/{i}.png", image_format="png",
+                                     sha256=f"{i}" * 64, width=48, height=36, status="failed", error=error)
+                  for i, error in enumerate([
+                      "No model is active yet; an administrator must activate one.",
+                      "The model cannot be loaded right now; retry once an administrator has activated a "
+                      "working version.",
+                      "Classification failed; please retry later."])]
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes("classifier"))
+
+    marked = {photo.pk: (photo.awaits_model, photo.error) for photo in Photo.objects.all()}
+    assert marked == {
+        photos[0].pk: (True, "No model is active yet; the photo is classified once an administrator "
+                             "activates one."),
+        photos[1].pk: (True, "The model cannot be loaded right now; the photo is classified once a working "
+                             "version is active."),
+        photos[2].pk: (False, "Classification failed; please retry later.")}
+    assert services.photos_awaiting_model_requeue() == [photos[0].pk, photos[1].pk]

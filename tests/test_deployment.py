@@ -40,6 +40,7 @@ def test_the_commands_compose_runs_exist_in_the_repository():
 
     assert "gunicorn cakesite.wsgi:application" in web
     assert web.index("manage.py install_models") < web.index("manage.py migrate")  # migrate registers them
+    assert "PGOPTIONS='-c lock_timeout=5s' python manage.py migrate" in web  # (no endless wait for a lock)
     assert worker.startswith("celery -A cakesite worker") and worker.endswith("-Q celery,celery.email")
     assert trainer.startswith("celery -A cakesite worker") and "-Q celery.training " in trainer
     assert beat.startswith("celery -A cakesite beat") and all("--beat" not in c for c in (worker, trainer))
