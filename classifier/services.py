@@ -45,7 +45,7 @@ from classifier.models import (
     version_name,
 )
 from training import runtime
-from training.preprocess import orientation, rgb_profile, to_rgb, upright
+from training.preprocess import TURNS, orientation, rgb_profile, to_rgb, upright
 from training.runtime import CONFIG_FILE, LABELS_FILE, METRICS_FILE
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
                     width, height = img.size  # as decoded: upright already
                     converted = as_jpeg(img)
                 display = None
-                if turned not in (None, 1) and fmt not in ("JPEG", "MPO", *STORED_AS_JPEG) and (
+                if turned in TURNS and fmt not in ("JPEG", "MPO", *STORED_AS_JPEG) and (
                         max(img.size) <= DISPLAY_SIZE):
                     # Stored sideways with a tag that only JPEG's has every browser obey (Chromium
                     # shows a WebP as stored): its page shows an upright copy, made from the
