@@ -118,22 +118,29 @@ class ServiceUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if isinstance(exception, OperationalError | InterfaceError):
-            # Django closes the broken connection when the request ends; the next one reconnects.
-            log.error("database unavailable for %s %s: %s", request.method, request.path, exception)
-            message = "The service is briefly unavailable (its database is not answering). Try again shortly."
-            wait = RETRY_AFTER_S
-        elif isinstance(exception, OSError) and exception.errno in FULL_DISK:
-            log.critical("disk full for %s %s: %s", request.method, request.path, exception,
-                         exc_info=exception)
-            message = ("The server has no room to store more just now; nothing you sent was stored. "
-                       "Try again later.")
-            wait = FULL_DISK_RETRY_AFTER_S
-        else:
-            return None
-        response = refusal(request, 503, "unavailable", message, "503.html", with_user=False)
-        response["Retry-After"] = str(wait)
-        return response
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return full_disk_refusal(request, exception)
+        # Django closes the broken connection when the request ends; the next one reconnects.
+        log.error("database unavailable for %s %s: %s", request.method, request.path, exception)
+        message = "The service is briefly unavailable (its database is not answering). Try again shortly."
+        return unavailable(request, message, RETRY_AFTER_S)
+
+
+def unavailable(request: HttpRequest, message: str, wait: int) -> HttpResponse:
+    response = refusal(request, 503, "unavailable", message, "503.html", with_user=False)
+    response["Retry-After"] = str(wait)
+    return response
+
+
+def full_disk_refusal(request: HttpRequest, exception: BaseException | None) -> HttpResponse | None:
+    """The 503 for `exception` if it is a full disk (logged as critical), else None. Also asked by the
+    500 handler: a form's upload that Django spools to a temporary file is read by the CSRF check,
+    before the view, where an error never reaches process_exception."""
+    if not (isinstance(exception, OSError) and exception.errno in FULL_DISK):
+        return None
+    log.critical("disk full for %s %s: %s", request.method, request.path, exception, exc_info=exception)
+    message = "The server has no room to store more just now; nothing you sent was stored. Try again later."
+    return unavailable(request, message, FULL_DISK_RETRY_AFTER_S)
 
 
 @functools.cache

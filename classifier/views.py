@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 
 from django.conf import settings
 from django.contrib import messages
@@ -48,7 +49,7 @@ from classifier.forms import (
     focus_first_error,
     too_many_files_message,
 )
-from classifier.middleware import refusal
+from classifier.middleware import full_disk_refusal, refusal
 from classifier.models import Feedback, ModelVersion, Photo, TrainingRun
 
 PAGE_SIZE = 24
@@ -327,7 +328,10 @@ def upload_page(request: HttpRequest, context: dict, status: int) -> HttpRespons
 @requires_csrf_token  # as Django's own: its page may show a form
 def server_error(request: HttpRequest) -> HttpResponse:
     """Django's 500 (the error is logged as ever), as the site's page, and in the API's error shape
-    under /api/. The signed-in user is not looked up: the database may be why it failed."""
+    under /api/. The signed-in user is not looked up: the database may be why it failed. A full
+    disk met before the view (an upload spooled to a file) is the 503 the view's would be."""
+    if (full := full_disk_refusal(request, sys.exc_info()[1])) is not None:
+        return full
     message = "Something went wrong on our side; it has been logged. Try again in a moment."
     return refusal(request, 500, "server_error", message, "500.html", with_user=False)
 

@@ -321,6 +321,33 @@ def test_an_upload_onto_a_full_disk_is_refused_for_now_and_stores_nothing(
 
 
 @pytest.mark.django_db
+def test_a_large_photo_sent_by_the_pages_form_onto_a_full_disk_is_the_same_503(
+        user, enqueued, settings, monkeypatch):
+    """Django spools a large upload (over FILE_UPLOAD_MAX_MEMORY_SIZE, most phones' photos) to a
+    temporary file, which the form's CSRF check reads before the view: the full disk is met there."""
+    from django.core.files.uploadhandler import TemporaryFileUploadHandler
+    from django.test import Client
+    from django.urls import reverse
+
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 10
+
+    def full(*_args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(TemporaryFileUploadHandler, "receive_data_chunk", full)
+    browser = Client(enforce_csrf_checks=True, raise_request_exception=False)
+    browser.force_login(user)
+    browser.get(reverse("upload"))
+
+    page = browser.post(reverse("upload"), {"photos": four_photos()[:1],
+                                            "csrfmiddlewaretoken": browser.cookies["csrftoken"].value})
+
+    assert (page.status_code, page["Retry-After"]) == (503, "300")
+    assert "no room to store more just now" in page.content.decode()
+    assert Photo.objects.count() == 0 and enqueued == []
+
+
+@pytest.mark.django_db
 def test_a_photo_the_disk_takes_only_in_part_leaves_no_part_of_it(client, user, enqueued, settings):
     """A real write failing midway (the process may write at most half the photo: the kernel refuses
     the rest as it would on a full disk): the upload is refused and nothing of it stays on disk."""
