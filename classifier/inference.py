@@ -33,6 +33,7 @@ class ModelUnavailable(RuntimeError):
 
 _lock = threading.Lock()
 _loaded: tuple[int, runtime.Classifier] | None = None
+_unavailable = False  # this process had no model to serve (ModelUnavailable) since it last said so
 
 
 def classifier_for(version_id: int) -> tuple[int, runtime.Classifier]:
@@ -40,7 +41,7 @@ def classifier_for(version_id: int) -> tuple[int, runtime.Classifier]:
     only when the version changes (its row is read then, not on every photo). If its files do not
     load, the process keeps serving the version it had (the id says which), and says so in the log;
     with nothing loaded before, ModelUnavailable."""
-    global _loaded
+    global _loaded, _unavailable
     with _lock:
         if _loaded is None or _loaded[0] != version_id:
             started = time.perf_counter()
@@ -52,6 +53,7 @@ def classifier_for(version_id: int) -> tuple[int, runtime.Classifier]:
             except ValueError as exc:
                 name = version.name if version else f"id {version_id}"
                 if _loaded is None:
+                    _unavailable = True
                     raise ModelUnavailable(f"model version {name} does not load: {exc}") from exc
                 log.error("model version %s does not load (%s); still serving version id %s",
                           name, exc, _loaded[0])
@@ -59,6 +61,15 @@ def classifier_for(version_id: int) -> tuple[int, runtime.Classifier]:
             log.info("loaded model version %s from %s in %.1f s", version.name, version.folder,
                      time.perf_counter() - started)
         return _loaded
+
+
+def served_again() -> bool:
+    """Whether this process serves a model after it had none to serve (ModelUnavailable): its files
+    mended in place, say. True once, then False until that happens again."""
+    global _unavailable
+    with _lock:
+        again, _unavailable = _unavailable and _loaded is not None, _unavailable and _loaded is None
+    return again
 
 
 def warm_up() -> None:

@@ -459,7 +459,7 @@ def photo_mark_done(photo: Photo, prediction: Prediction | None = None) -> None:
     photo in the same UPDATE (what the API's list filters and orders on)."""
     copies = {} if prediction is None else {
         "predicted_label": prediction.label, "confidence": prediction.confidence, "margin": prediction.margin}
-    photo_set_status(photo, Photo.Status.DONE, **copies)
+    photo_set_status(photo, Photo.Status.DONE, awaits_model=False, **copies)
 
 
 def copies_fill() -> int:
@@ -481,7 +481,7 @@ def photos_awaiting_model_requeue() -> list[int]:
     """Queue again the photos that failed for want of a model (photo_fail's `awaits_model`), in the
     order they came; their ids, to send to the workers."""
     with transaction.atomic():
-        waiting = list(Photo.objects.select_for_update(skip_locked=True).filter(
+        waiting = list(Photo.objects.select_for_update().filter(  # (waits for a row being changed)
             status=Photo.Status.FAILED, awaits_model=True).order_by("pk").values_list("pk", flat=True))
         Photo.objects.filter(pk__in=waiting).update(
             status=Photo.Status.QUEUED, error="", starts=0, awaits_model=False, updated=timezone.now())

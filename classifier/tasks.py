@@ -108,7 +108,7 @@ def classify_photos_awaiting_model() -> str:
     photos = services.photos_awaiting_model_requeue()
     for pk in photos:
         enqueue(classify_photo, pk, swept=True)  # (one never sent waits in `queued` for the sweep)
-    return f"{len(photos)} photos"
+    return f"{len(photos)} photo{'' if len(photos) == 1 else 's'}"
 
 
 @shared_task
@@ -153,6 +153,7 @@ def classify_photo(self, photo_id: int) -> str:
     if photo.active_version_id is None:
         services.photo_fail(photo, "No model is active yet; the photo is classified once an administrator "
                                    "activates one.", awaits_model=True)
+        send_awaiting_if_activated_meanwhile(photo.active_version_id)
         return "no model"
     if photo.already_predicted:
         services.photo_mark_done(photo)
@@ -190,6 +191,7 @@ def classify_photo(self, photo_id: int) -> str:
         log.error("photo %s: %s", photo_id, exc)
         services.photo_fail(photo, "The model cannot be loaded right now; the photo is classified once "
                                    "a working version is active.", awaits_model=True)
+        send_awaiting_if_activated_meanwhile(photo.active_version_id)
         return "failed"
     except SoftTimeLimitExceeded:
         services.photo_fail(photo, "Classification took too long.")
@@ -202,9 +204,21 @@ def classify_photo(self, photo_id: int) -> str:
         log.exception("classifying photo %s failed for good", photo_id)
         services.photo_fail(photo, "Classification failed; please retry later.")
         return "failed"
+    if inference.served_again():  # the model's files were mended: the photos that waited for it
+        enqueue(classify_photos_awaiting_model)
     if not recorded:  # deleted by its owner while the model ran, or a duplicate delivery
         return "gone" if selectors.photo_state(photo_id) is None else "already done"
     return result.label
+
+
+def send_awaiting_if_activated_meanwhile(read_version_id: int | None) -> None:
+    """After a photo failed for want of a model: a version activated since the photo was read may
+    have sent its classify_photos_awaiting_model before the photo was failed (another worker
+    process ran it), which found the photo still processing. Send one more (each photo is queued
+    again once, however many arrive)."""
+    active = selectors.active_version()
+    if active is not None and active.pk != read_version_id:
+        enqueue(classify_photos_awaiting_model)
 
 
 @shared_task

@@ -181,7 +181,7 @@ def test_a_photo_failed_for_want_of_a_model_is_classified_once_a_version_is_acti
     with django_capture_on_commit_callbacks(execute=True):
         services.model_version_activate(shipped)
     assert sent == [1]
-    assert tasks.classify_photos_awaiting_model() == "1 photos"
+    assert tasks.classify_photos_awaiting_model() == "1 photo"
 
     assert enqueued == [photo.pk]
     photo.refresh_from_db()
@@ -189,6 +189,27 @@ def test_a_photo_failed_for_want_of_a_model_is_classified_once_a_version_is_acti
     assert tasks.classify_photo(photo.pk) == "kue_lapis"
     assert Photo.objects.get(pk=damaged.pk).status == "failed"
     assert tasks.classify_photos_awaiting_model() == "0 photos"  # (a second run finds none)
+
+
+@pytest.mark.parametrize("meanwhile", ["a version activated", "nothing"])
+def test_a_photo_failed_for_want_of_a_model_as_one_was_activated_is_sent_again(photo, monkeypatch, meanwhile):
+    """The activation's call for the waiting photos may run (on another worker process) between this
+    photo's read and its failure, and find it still processing: the failure asks once more."""
+    from classifier import selectors
+
+    shipped = ModelVersion.objects.get(is_active=True)
+    ModelVersion.objects.update(is_active=False)
+    read_early = selectors.photo_to_classify(photo.pk)  # no version active
+    if meanwhile == "a version activated":
+        services.model_version_activate(shipped)
+    monkeypatch.setattr(selectors, "photo_to_classify", lambda _pk: read_early)
+    sent = []
+    monkeypatch.setattr(tasks.classify_photos_awaiting_model, "apply_async", lambda *a, **k: sent.append(1))
+
+    assert tasks.classify_photo(photo.pk) == "no model"
+
+    assert sent == ([1] if meanwhile == "a version activated" else [])
+    assert Photo.objects.get(pk=photo.pk).awaits_model
 
 
 def test_a_newly_activated_version_is_used_without_a_restart(photo, user, settings, tmp_path):

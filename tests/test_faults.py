@@ -544,6 +544,33 @@ def test_a_fresh_worker_with_only_a_broken_model_fails_photos_with_a_clear_reaso
 
 
 @pytest.mark.django_db
+def test_photos_that_waited_for_a_model_mended_in_place_are_classified_once_it_serves(
+        settings, tmp_path, user, monkeypatch, enqueued):
+    """The active version's files restored where they were (no activation, no worker restart): the
+    first photo classified with them sends the ones that failed meanwhile again."""
+    monkeypatch.setattr(inference, "_loaded", None)
+    monkeypatch.setattr(inference, "_unavailable", False)
+    broken = broken_copy(settings, tmp_path, "missing")
+    ModelVersion.objects.update(is_active=False)
+    ModelVersion.objects.filter(pk=broken.pk).update(is_active=True)
+    waited, later = (services.photo_create(owner=user, upload=SimpleUploadedFile(
+        f"{i}.jpg", sample_photo().read_bytes())) for i in range(2))
+    sent = []
+    monkeypatch.setattr(tasks.classify_photos_awaiting_model, "apply_async", lambda *a, **k: sent.append(1))
+    tasks.classify_photo(waited.pk)
+    assert Photo.objects.get(pk=waited.pk).awaits_model and sent == []
+
+    for name in ("model.tflite", "model.keras"):  # mended
+        shutil.copy(settings.BASE_DIR / "models" / "kue-mobilenetv2" / name, settings.MODELS_DIR / "broken")
+    tasks.classify_photo(later.pk)
+
+    assert Photo.objects.get(pk=later.pk).status == "done" and sent == [1]
+    assert tasks.classify_photos_awaiting_model() == "1 photo" and enqueued == [waited.pk]
+    tasks.classify_photo(waited.pk)
+    assert Photo.objects.get(pk=waited.pk).status == "done" and sent == [1]  # (said once)
+
+
+@pytest.mark.django_db
 def test_a_crashing_training_run_is_marked_failed_and_the_active_model_stays(admin_user, monkeypatch):
     active = ModelVersion.objects.get(is_active=True)
     monkeypatch.setattr(tasks.train_model, "apply_async", lambda *a, **k: None)
