@@ -337,7 +337,7 @@ def feedback_accuracy_by_day() -> list[dict]:
             .annotate(reviewed=Count("pk"), confirmed=Count("pk", filter=Q(is_correction=False)))
             .order_by("day", "model_version__name"))
     return [{"version": r["model_version__name"], "day": r["day"], "reviewed": r["reviewed"],
-             "confirmed": r["confirmed"]} for r in rows]
+             "confirmed": r["confirmed"], "accuracy": r["confirmed"] / r["reviewed"]} for r in rows]
 
 
 def split_order(name: str) -> tuple[int, str]:

@@ -235,6 +235,20 @@ def test_the_dashboard_draws_accuracy_by_answers_over_time_and_the_training_curv
     assert "<td>kue-mobilenetv2</td><td>3</td><td>2</td><td>67%</td>" in page
 
 
+def test_the_accuracy_table_rounds_as_every_other_page(client, root, user):
+    """1 of 8 confirmed is 13%, as the review page says it (half up), not 12% (half to even)."""
+    from classifier import services
+
+    for label in ["kue_lapis"] + ["kue_klepon"] * 7:
+        photo = make_photo(user, status="done", label="kue_lapis")
+        services.feedback_record(photo=photo, user=user, label=label)
+    client.force_login(root)
+
+    page = client.get(reverse("model-versions")).content.decode()
+
+    assert "<td>kue-mobilenetv2</td><td>8</td><td>1</td><td>13%</td>" in page
+
+
 def test_the_confusion_matrix_is_also_a_table_for_who_cannot_see_the_picture(client, root):
     client.force_login(root)
     shipped = ModelVersion.objects.get(is_active=True)
