@@ -199,13 +199,15 @@ def test_an_upload_whose_answer_was_lost_or_that_found_no_connection_is_sent_aga
     me.page.wait_for_selector(f".upload:has-text('{klepon.name}: No connection; it is sent again when')")
     me.page.context.set_offline(False)
     me.page.wait_for_selector(f".upload:has-text('{klepon.name}: Stored; classifying')")
-    # A server that keeps failing: after its tries (30 s) the page offers to send the photo again.
+    # A server that asks for more than a minute (a full disk): the page offers to send the photo
+    # again at once, saying what the server said.
     full = "The server has no room to store more just now; nothing you sent was stored. Try again later."
     disk_full_for("photos/")
+    sent.clear()
     me.page.set_input_files("input[type=file]", [str(lumpur)])
-    me.page.wait_for_selector(f".upload:has-text('{lumpur.name}: {full} Sending it again in 2 s')")
     again = me.page.locator(".upload", has_text=lumpur.name).get_by_role("button", name="Send again")
-    again.wait_for(timeout=60_000)
+    again.wait_for(timeout=10_000)
+    assert len(sent) == 1  # (not sent again and again meanwhile)
     me.shoot("send-again")  # (at both widths: no overflow, no WCAG violation)
     assert f"{lumpur.name}: {full}" in me.page.locator(".upload-status").all_text_contents()
     disk_full_for("nothing-is-stored-under-this/")  # room made on the disk
@@ -213,6 +215,17 @@ def test_an_upload_whose_answer_was_lost_or_that_found_no_connection_is_sent_aga
     me.page.keyboard.press("Enter")
     assert me.page.evaluate("() => document.activeElement.className") == "upload-status"  # not lost
     me.page.wait_for_selector(f".upload:has-text('{lumpur.name}: Stored; classifying')")
+    # A proxy's 503 (no word of ours, no Retry-After): sent again after 2, 4, 8 and 16 s, then offered.
+    serabi = sorted((PHOTOS / "kue_serabi").glob("*.jpg"))[0]
+    me.page.clock.install()
+    me.page.route("**/api/photos/", lambda route: route.fulfill(status=503, body="busy"))
+    me.page.set_input_files("input[type=file]", [str(serabi)])
+    for seconds in (2, 4, 8, 16):
+        me.page.wait_for_selector(f".upload:has-text('{serabi.name}: No answer from the server; sending it "
+                                  f"again in {seconds} s')")
+        me.page.clock.run_for(seconds * 1000)
+    me.page.locator(".upload", has_text=serabi.name).get_by_role("button", name="Send again").wait_for()
+    assert f"{serabi.name}: The upload failed (503)." in me.page.locator(".upload-status").all_text_contents()
 
     stored = sorted(p.original_name for p in Photo.objects.all())
     assert stored == sorted(p.name for p in (lapis, klepon, lumpur))
@@ -651,3 +664,28 @@ def test_an_answer_comes_back_to_the_answer_with_the_focus_and_its_thanks_said(
     assert me.page.evaluate("() => document.activeElement.id") == "answer"
     assert me.page.locator(".feedback").inner_text().startswith("Your answer: Kue Lapis (confirmed)")
     assert me.errors == []
+
+
+def test_a_retried_photos_result_arrives_where_the_focus_is(
+        browser, live_server, django_user_model, enqueued):
+    """The retry comes back to the photo's result panel, which takes the focus; the panel the result
+    replaces it with keeps it (not the heat map's checkbox, nor the page's top)."""
+    from classifier import services
+    from tests.conftest import make_photo
+
+    owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    photo = make_photo(owner, status="failed")
+    me = Visitor(browser, live_server.url, "retry")
+    me.log_in("ayu", "kue-lapis-2026", then=f"/photos/{photo.pk}/")
+
+    me.page.get_by_role("button", name="Retry").click()
+    me.page.wait_for_url(re.compile(f"/photos/{photo.pk}/#result$"))
+    assert me.page.evaluate("() => document.activeElement.id") == "result"
+    version = ModelVersion.objects.get(is_active=True)
+    services.prediction_record(photo=Photo.objects.get(pk=photo.pk), version_id=version.pk, label="kue_lapis",
+                               probabilities={"kue_lapis": 0.8, "kue_klepon": 0.2}, confidence=0.8,
+                               inference_ms=5.0)
+    me.page.wait_for_selector(".result[data-status=done]")
+
+    assert me.page.evaluate("() => document.activeElement.id") == "result"
+    assert enqueued == [photo.pk] and me.errors == []

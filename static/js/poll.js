@@ -43,7 +43,9 @@
     const focused = old.contains(document.activeElement) ? document.activeElement : null;
     const fresh = fromHtml(html);
     old.replaceWith(fresh);
-    if (focused) {
+    if (focused === old) {
+      fresh.focus(); // the panel itself had it (a retry's page opens at it): the new panel takes it
+    } else if (focused) {
       const again = (focused.getAttribute("href") && fresh.querySelector(`a[href="${focused.getAttribute("href")}"]`))
         || fresh.querySelector("a, button, input, select");
       if (again) again.focus();

@@ -127,6 +127,9 @@
 
   // No answer, or the server or a proxy failing: the photo may have been stored or not.
   const unsure = (request) => !request || request.status >= 500;
+  // A server that asks for more than a minute (a full disk: someone must make room first) is not
+  // sent the photo again and again meanwhile: its owner is offered to, with what it said.
+  const longWait = (request) => Boolean(request) && Number(request.getResponseHeader("Retry-After")) > 60;
   // What our server says of such a failure (a full disk, its database down), if it said anything.
   function serverSays(request) {
     try { return JSON.parse(request.responseText).error.message || ""; } catch (err) { return ""; }
@@ -142,7 +145,7 @@
         const seconds = Number(request.getResponseHeader("Retry-After")) || 10;
         show(view, `Many uploads at once; sending again in ${seconds} s…`);
         await sleep(seconds * 1000);
-      } else if (unsure(request) && attempt < 5) { // the same key: never stored twice
+      } else if (unsure(request) && attempt < 5 && !longWait(request)) { // the same key: never stored twice
         if (!navigator.onLine) {
           show(view, "No connection; it is sent again when the connection is back…");
           await online();
