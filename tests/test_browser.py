@@ -689,3 +689,22 @@ def test_a_retried_photos_result_arrives_where_the_focus_is(
 
     assert me.page.evaluate("() => document.activeElement.id") == "result"
     assert enqueued == [photo.pk] and me.errors == []
+
+
+def test_the_staff_page_says_what_its_own_reload_kept_and_nothing_older(
+        browser, live_server, django_user_model):
+    """What a reload of the page keeps for the page it reloads into is said there; kept for a minute
+    (a reload that led to the sign-in page, a visit later in the tab), it is not."""
+    django_user_model.objects.create_superuser("chef", password="kue-bika-ambon-7")
+    staff = Visitor(browser, live_server.url, "staff-kept")
+    staff.log_in("chef", "kue-bika-ambon-7", then="/staff/models/")
+    said = "() => document.getElementById('announce').textContent"
+
+    for age, expected in ((60_000, ""), (1_000, "Run 9: Succeeded, done")):
+        staff.page.evaluate(f"""() => sessionStorage.setItem("runs-page-reloaded", JSON.stringify(
+            {{said: "Run 9: Succeeded, done", inTable: false, at: Date.now() - {age}}}))""")
+        staff.page.reload()
+        staff.page.wait_for_timeout(800)  # (said half a second after load)
+        assert staff.page.evaluate(said) == expected
+        assert staff.page.evaluate("() => sessionStorage.getItem('runs-page-reloaded')") is None
+    assert staff.errors == []

@@ -19,11 +19,15 @@
     return cells.length > 2 ? `Run ${cells[0].textContent.split(" ")[0]}: ${cells[1].textContent}, ${cells[2].textContent.trim()}` : "";
   }
 
+  // What the reloaded page says: how the newest run stands, if the runs changed (a version
+  // activated elsewhere is seen on the page itself); kept for this reload only (a few seconds), not
+  // for a visit later in the tab after a reload that led elsewhere (the sign-in page).
   function reload(fresh) {
     const current = document.querySelector("#runs");
     const inTable = Boolean(current && current.contains(document.activeElement));
+    const changed = (fresh ? fresh.innerHTML : "") !== (current ? current.innerHTML : "");
     try {
-      sessionStorage.setItem(KEPT, JSON.stringify({ said: newest(fresh), inTable }));
+      sessionStorage.setItem(KEPT, JSON.stringify({ said: changed ? newest(fresh) : "", inTable, at: Date.now() }));
     } catch (err) { /* storage refused (private mode): a plain reload */ }
     window.location.reload();
   }
@@ -33,7 +37,7 @@
     kept = JSON.parse(sessionStorage.getItem(KEPT));
     sessionStorage.removeItem(KEPT);
   } catch (err) { /* none */ }
-  if (kept) {
+  if (kept && Date.now() - kept.at < 10000) {
     const table = document.querySelector("#runs .scroll");
     if (kept.inTable && table) table.focus();
     // (a moment after load: a live region filled as the page loads is often not read)
