@@ -71,7 +71,9 @@ def focus_first_error(form: forms.BaseForm) -> None:
     name = next((name for name in form.errors if name in form.fields), None)
     if name is None:
         name = next((name for name in form.fields if "password" in name), next(iter(form.fields)))
-        form.fields[name].widget.attrs["aria-describedby"] = NON_FIELD_ERRORS_ID
+        field = form[name]  # (its help, which Django would point at, still pointed at)
+        helped = f" {field.auto_id}_helptext" if field.help_text else ""
+        form.fields[name].widget.attrs["aria-describedby"] = NON_FIELD_ERRORS_ID + helped
     for field in form.fields.values():
         field.widget.attrs.pop("autofocus", None)
     form.fields[name].widget.attrs["autofocus"] = True

@@ -67,7 +67,8 @@ CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "b
 THUMBNAIL_SIZE = 320
 # A photo larger than this (its long side) gets a smaller copy for its page (make_display): the
 # page's column is at most 800 CSS pixels, twice that on a sharp screen. A phone's 12-megapixel photo
-# of 3 MB becomes one of 2000 x 1500 and about 400 KB; the photo itself stays a click away.
+# of 3 MB becomes one of 2000 x 1500 and about 400 KB; the photo itself stays a click away. (A
+# smaller PNG or WebP stored turned gets an upright copy too, made at upload: validate_image.)
 DISPLAY_SIZE = 1600
 MIN_IMAGE_SIDE = 32  # smaller is an icon, not a photo of a cake
 
@@ -366,8 +367,9 @@ def stored_in_place_of(photo: Photo, field: str, was: str, content: ContentFile)
 
 def photo_display(photo: Photo) -> Photo:
     """`photo` with the copy its page shows (make_display), made now if it is larger than
-    DISPLAY_SIZE and has none yet. Made when its page first asks, not at upload: many photos are
-    only ever seen in a gallery, and making it takes a phone's photo 40 ms. Two requests at once may
+    DISPLAY_SIZE and has none yet. Made when its page first asks, not at upload (except a smaller
+    one stored turned: validate_image): many photos are only ever seen in a gallery, and making it
+    takes a phone's photo 40 ms. Two requests at once may
     each make one: the first to name its copy in the row is kept. A file that cannot be read, or a
     copy the disk refuses (full), gets none: the page shows the photo itself."""
     if photo.display or max(photo.width, photo.height) <= DISPLAY_SIZE:

@@ -115,6 +115,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             user = services.account_create(form, site=site_of(request))
         except ValidationError as exc:  # the name taken a moment ago
             form.add_error(None, exc)
+            focus_first_error(form)
             return render(request, "registration/signup.html", {"form": form})
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         pending = selectors.pending_email(user)

@@ -1,6 +1,6 @@
 // What the server says after a form (a thank-you, "queued again", a deletion done) shows at the top of
-// the next page, in a live region that is there as the page loads: screen readers seldom read such a
-// region. A moment after load its words are put into the page's #announce, which they do read.
+// the next page, there as the page loads: screen readers would not say it. A moment after load its
+// words are put into the page's #announce, a live region, which they do read.
 (function () {
   const messages = document.querySelector(".messages");
   const announcer = document.getElementById("announce");
