@@ -132,13 +132,16 @@ def unavailable(request: HttpRequest, message: str, wait: int) -> HttpResponse:
     return response
 
 
-def full_disk_refusal(request: HttpRequest, exception: BaseException | None) -> HttpResponse | None:
-    """The 503 for `exception` if it is a full disk (logged as critical), else None. Also asked by the
-    500 handler: a form's upload that Django spools to a temporary file is read by the CSRF check,
-    before the view, where an error never reaches process_exception."""
+def full_disk_refusal(request: HttpRequest, exception: BaseException | None, *,
+                      traceback: bool = True) -> HttpResponse | None:
+    """The 503 for `exception` if it is a full disk (logged as critical, with its `traceback` unless
+    Django logs it too), else None. Also asked by the 500 handler: a form's upload that Django spools
+    to a temporary file is read by the CSRF check, before the view, where an error never reaches
+    process_exception."""
     if not (isinstance(exception, OSError) and exception.errno in FULL_DISK):
         return None
-    log.critical("disk full for %s %s: %s", request.method, request.path, exception, exc_info=exception)
+    log.critical("disk full for %s %s: %s", request.method, request.path, exception,
+                 exc_info=exception if traceback else None)
     message = "The server has no room to store more just now; nothing you sent was stored. Try again later."
     return unavailable(request, message, FULL_DISK_RETRY_AFTER_S)
 

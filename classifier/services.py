@@ -482,7 +482,7 @@ def photo_fail(photo: Photo, reason: str, *, awaits_model: bool = False) -> None
 def photos_awaiting_model_requeue() -> list[int]:
     """Queue again the photos that failed for want of a model (photo_fail's `awaits_model`), in the
     order they came; their ids, to send to the workers."""
-    with transaction.atomic():
+    with transaction.atomic():  # (in id order, as account_remove locks them: the two never deadlock)
         waiting = list(Photo.objects.select_for_update().filter(  # (waits for a row being changed)
             status=Photo.Status.FAILED, awaits_model=True).order_by("pk").values_list("pk", flat=True))
         Photo.objects.filter(pk__in=waiting).update(
@@ -912,7 +912,8 @@ def account_delete(user) -> int:
 def account_remove(user) -> int:
     """Delete any account (the admin's deletion, staff included) as account_delete does; the number
     of photos deleted."""
-    photos = Photo.objects.select_for_update().filter(owner=user).values_list("pk")
+    # (in id order, as every lock of several photos is taken: two never deadlock)
+    photos = Photo.objects.select_for_update().filter(owner=user).order_by("pk").values_list("pk")
     with transaction.atomic():
         # Locked first, so that nothing adds a row that makes the whole deletion fail at commit: the
         # photos (in the order the photo's own writes take: an answer or a prediction being written

@@ -45,10 +45,10 @@ def wait_for(predicate, timeout: float = 90.0, step: float = 0.25) -> bool:
     return False
 
 
-def lock_waited_for(timeout: float = 10.0) -> bool:
-    """Whether, within `timeout` seconds, a connection to this test's PostgreSQL database waits for a
-    lock: how a race test holding a lock knows the other party is blocked behind it (a sleep would
-    pass without testing anything when the other party came late). Asked on a connection of its
+def lock_waited_for(timeout: float = 10.0, waiting: int = 1) -> bool:
+    """Whether, within `timeout` seconds, `waiting` connections to this test's PostgreSQL database
+    wait for a lock: how a race test holding a lock knows the other parties are blocked behind it
+    (a sleep would pass without testing anything when one came late). Asked on a connection of its
     own, with the activity snapshot cleared each time (it is kept for a transaction otherwise)."""
     from django.db import connections
 
@@ -59,7 +59,7 @@ def lock_waited_for(timeout: float = 10.0) -> bool:
                 cursor.execute("SELECT pg_stat_clear_snapshot()")
                 cursor.execute("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
                                "WHERE NOT l.granted AND a.datname = current_database()")
-                return cursor.fetchone()[0] > 0
+                return cursor.fetchone()[0] >= waiting
 
             return wait_for(someone_waits, timeout, step=0.02)
     finally:

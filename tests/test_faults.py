@@ -322,7 +322,7 @@ def test_an_upload_onto_a_full_disk_is_refused_for_now_and_stores_nothing(
 
 @pytest.mark.django_db
 def test_a_large_photo_sent_by_the_pages_form_onto_a_full_disk_is_the_same_503(
-        user, enqueued, settings, monkeypatch):
+        user, enqueued, settings, monkeypatch, caplog):
     """Django spools a large upload (over FILE_UPLOAD_MAX_MEMORY_SIZE, most phones' photos) to a
     temporary file, which the form's CSRF check reads before the view: the full disk is met there."""
     from django.core.files.uploadhandler import TemporaryFileUploadHandler
@@ -345,6 +345,9 @@ def test_a_large_photo_sent_by_the_pages_form_onto_a_full_disk_is_the_same_503(
     assert (page.status_code, page["Retry-After"]) == (503, "300")
     assert "no room to store more just now" in page.content.decode()
     assert Photo.objects.count() == 0 and enqueued == []
+    # its traceback logged once (by Django, as for any error that reaches the 500 handler)
+    said = [(r.levelname, bool(r.exc_info)) for r in caplog.records if "/upload/" in r.getMessage()]
+    assert sorted(said) == [("CRITICAL", False), ("ERROR", True)]
 
 
 @pytest.mark.django_db

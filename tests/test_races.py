@@ -155,3 +155,36 @@ def test_a_change_asked_for_in_a_tab_after_the_account_was_deleted_in_another_is
     with pytest.raises(PermissionDenied, match="no longer exists"):
         change(stale)
     assert not PendingEmail.objects.exists() and not Token.objects.exists()
+
+
+@TOGETHER
+def test_an_account_deleted_while_its_photos_waiting_for_a_model_are_queued_again_never_deadlocks(user):
+    """Both lock several of the account's photos: in the same order, or each could hold one the other
+    waits for (PostgreSQL then aborts one: the deletion a 503, or the photos left failed)."""
+    from django.db import transaction
+
+    from tests.processes import lock_waited_for
+
+    needs_postgresql()
+    photos = [make_photo(user, status="failed") for _ in range(3)]
+    Photo.objects.filter(pk__in=[photo.pk for photo in photos]).update(awaits_model=True)
+    held, waited = threading.Event(), []
+
+    def hold_the_middle_one():  # until both others wait: each then has the lock it got first
+        with transaction.atomic():
+            Photo.objects.select_for_update().get(pk=photos[1].pk)
+            held.set()
+            waited.append(lock_waited_for(waiting=2))
+
+    def after_it(action):
+        def act():
+            held.wait(10)
+            return action()
+        return act
+
+    outcomes = at_once(hold_the_middle_one, after_it(lambda: services.account_remove(user)),
+                       after_it(services.photos_awaiting_model_requeue))
+
+    assert waited == [True]
+    assert outcomes[1] == 3 and outcomes[2] in ([], [photo.pk for photo in photos]), outcomes
+    assert not Photo.objects.exists()

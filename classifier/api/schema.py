@@ -9,7 +9,8 @@ RETRY_AFTER_HEADER = {"Retry-After": {"description": "seconds to wait before ask
                                       "schema": {"type": "integer", "minimum": 0}}}
 ANSWERS = {
     "406": "the client accepts no JSON (an `Accept` header without application/json or */*)",
-    "503": "the database does not answer: ask again after `Retry-After` seconds",
+    "503": "the database does not answer, or (storing photos) the disk is full: ask again after "
+           "`Retry-After` seconds",
 }
 WITH_A_BODY = {"413": "the request body is larger than the most taken at once"}
 SCHEMES = {
