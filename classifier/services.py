@@ -369,9 +369,9 @@ def photo_display(photo: Photo) -> Photo:
     """`photo` with the copy its page shows (make_display), made now if it is larger than
     DISPLAY_SIZE and has none yet. Made when its page first asks, not at upload (except a smaller
     one stored turned: validate_image): many photos are only ever seen in a gallery, and making it
-    takes a phone's photo 40 ms. Two requests at once may
-    each make one: the first to name its copy in the row is kept. A file that cannot be read, or a
-    copy the disk refuses (full), gets none: the page shows the photo itself."""
+    takes a phone's photo 40 ms. Two requests at once may each make one: the first to name its
+    copy in the row is kept. A file that cannot be read, or a copy the disk refuses (full), gets
+    none: the page shows the photo itself."""
     if photo.display or max(photo.width, photo.height) <= DISPLAY_SIZE:
         return photo
     try:
