@@ -80,10 +80,11 @@ def focus_first_error(form: forms.BaseForm) -> None:
 
 
 class FocusOnError:
-    """For a form shown again with its errors: focus_first_error."""
+    """For a form shown again with its errors: focus_first_error, at each error added (by its own
+    checks, or by the view after them: a service's refusal)."""
 
-    def full_clean(self):
-        super().full_clean()
+    def add_error(self, field, error):
+        super().add_error(field, error)
         focus_first_error(self)
 
 
@@ -212,7 +213,7 @@ class SetPasswordForm(FocusOnError, auth_forms.SetPasswordForm):
     """Django's form for the new password a reset link sets (FocusOnError)."""
 
 
-class PasswordConfirmForm(forms.Form):
+class PasswordConfirmForm(FocusOnError, forms.Form):
     """A step that needs the account's password again (a session left open must not be enough)."""
 
     password = forms.CharField(label="Your password", strip=False,

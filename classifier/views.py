@@ -13,7 +13,6 @@ from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import TooManyFilesSent, ValidationError
-from django.forms import BaseForm
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware import csrf
 from django.shortcuts import get_object_or_404, redirect, render
@@ -46,7 +45,6 @@ from classifier.forms import (
     PasswordResetForm,
     SignUpForm,
     UploadForm,
-    focus_first_error,
     too_many_files_message,
 )
 from classifier.middleware import full_disk_refusal, refusal
@@ -115,7 +113,6 @@ def signup(request: HttpRequest) -> HttpResponse:
             user = services.account_create(form, site=site_of(request))
         except ValidationError as exc:  # the name taken a moment ago
             form.add_error(None, exc)
-            focus_first_error(form)
             return render(request, "registration/signup.html", {"form": form})
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         pending = selectors.pending_email(user)
@@ -154,12 +151,9 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
 def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpResponse:
     """The account page, with the forms given (bound, showing their errors) or fresh ones. The field
-    of the first error has the focus: on a phone the page is long, and the error far down."""
+    of the first error has the focus (forms.FocusOnError): on a phone the page is long, and the error
+    far down."""
     user = request.user
-    for form in forms.values():
-        if isinstance(form, BaseForm) and form.is_bound and form.errors:
-            focus_first_error(form)
-            break
     context = {
         "email_form": EmailForm(request=request, initial={"email": user.email}),
         "pending_email": selectors.pending_email(user),
