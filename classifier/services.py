@@ -485,9 +485,15 @@ def photos_awaiting_model_requeue() -> list[int]:
     with transaction.atomic():  # (in id order, as account_remove locks them: the two never deadlock)
         waiting = list(Photo.objects.select_for_update().filter(  # (waits for a row being changed)
             status=Photo.Status.FAILED, awaits_model=True).order_by("pk").values_list("pk", flat=True))
-        Photo.objects.filter(pk__in=waiting).update(
-            status=Photo.Status.QUEUED, error="", starts=0, awaits_model=False, updated=timezone.now())
+        Photo.objects.filter(pk__in=waiting).update(**queued_afresh())
     return waiting
+
+
+def queued_afresh() -> dict:
+    """The fields of a failed photo sent to the workers again as if new: no error, no starts counted,
+    not awaiting a model (photo_retry, photos_awaiting_model_requeue)."""
+    return {"status": Photo.Status.QUEUED, "error": "", "starts": 0, "awaits_model": False,
+            "updated": timezone.now()}
 
 
 def photo_retry(photo: Photo) -> None:
@@ -495,8 +501,7 @@ def photo_retry(photo: Photo) -> None:
     from classifier import tasks
 
     with transaction.atomic():
-        retried = Photo.objects.filter(pk=photo.pk, status=Photo.Status.FAILED).update(
-            status=Photo.Status.QUEUED, error="", starts=0, awaits_model=False, updated=timezone.now())
+        retried = Photo.objects.filter(pk=photo.pk, status=Photo.Status.FAILED).update(**queued_afresh())
         if not retried:
             if not Photo.objects.filter(pk=photo.pk).exists():
                 raise Http404("The photo no longer exists.")
@@ -1069,10 +1074,15 @@ class RunStopped(Exception):
     """The run was cancelled (or given up on) while it trained: stop, and register nothing."""
 
 
+def log_line(when, text: str) -> str:
+    """A line of a run's log: its time of day (`when`, UTC) and what happened."""
+    return f"{when:%H:%M:%S} UTC {text}\n"
+
+
 def training_run_progress(run: TrainingRun, stage: str, percent: int) -> None:
     """Show how far a running run is; RunStopped if it is no longer running (cancelled meanwhile)."""
     run.stage, run.progress, run.stepped = stage, percent, timezone.now()
-    run.log += f"{run.stepped:%H:%M:%S} UTC {stage}\n"
+    run.log += log_line(run.stepped, stage)
     if not TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
             stage=stage, progress=percent, stepped=run.stepped, log=run.log):
         raise RunStopped(f"training run {run.pk} is no longer running")
@@ -1095,7 +1105,7 @@ def training_run_cancel(run: TrainingRun, *, user) -> TrainingRun:
         if locked.result_version:
             locked.error += (f" It had registered {locked.result_version.name}, which stays, and was not "
                              "activated by the run.")
-        locked.log += f"{now:%H:%M:%S} UTC cancelled by {user.get_username()}\n"
+        locked.log += log_line(now, f"cancelled by {user.get_username()}")
         locked.save(update_fields=["status", "finished", "error", "log"])
         transaction.on_commit(lambda: remove_unregistered_folder(run.pk))
     return locked
@@ -1133,7 +1143,7 @@ def same_folder(one: Path, other: Path) -> bool:
 
 def training_run_stopped(run: TrainingRun) -> None:
     """Say in the log of a run no longer running (cancelled) when its worker stopped working on it."""
-    line = f"{timezone.now():%H:%M:%S} UTC its worker stopped\n"
+    line = log_line(timezone.now(), "its worker stopped")
     TrainingRun.objects.filter(pk=run.pk).update(log=Concat("log", Value(line)))
 
 

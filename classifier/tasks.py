@@ -151,9 +151,8 @@ def classify_photo(self, photo_id: int) -> str:
     if photo is None:
         return "gone"  # deleted before the worker got to it: nothing to do
     if photo.active_version_id is None:
-        services.photo_fail(photo, "No model is active yet; the photo is classified once an administrator "
-                                   "activates one.", awaits_model=True)
-        send_awaiting_if_activated_meanwhile(photo.active_version_id)
+        fail_for_want_of_a_model(photo, "No model is active yet; the photo is classified once an "
+                                        "administrator activates one.")
         return "no model"
     if photo.already_predicted:
         services.photo_mark_done(photo)
@@ -189,9 +188,8 @@ def classify_photo(self, photo_id: int) -> str:
         return "failed"
     except inference.ModelUnavailable as exc:
         log.error("photo %s: %s", photo_id, exc)
-        services.photo_fail(photo, "The model cannot be loaded right now; the photo is classified once "
-                                   "a working version is active.", awaits_model=True)
-        send_awaiting_if_activated_meanwhile(photo.active_version_id)
+        fail_for_want_of_a_model(photo, "The model cannot be loaded right now; the photo is classified "
+                                        "once a working version is active.")
         return "failed"
     except SoftTimeLimitExceeded:
         services.photo_fail(photo, "Classification took too long.")
@@ -211,13 +209,14 @@ def classify_photo(self, photo_id: int) -> str:
     return result.label
 
 
-def send_awaiting_if_activated_meanwhile(read_version_id: int | None) -> None:
-    """After a photo failed for want of a model: a version activated since the photo was read may
-    have sent its classify_photos_awaiting_model before the photo was failed (another worker
-    process ran it), which found the photo still processing. Send one more (each photo is queued
-    again once, however many arrive)."""
+def fail_for_want_of_a_model(photo, reason: str) -> None:
+    """Fail the photo until a model is active (services.photo_fail's `awaits_model`). A version
+    activated since the photo was read may have sent its classify_photos_awaiting_model before the
+    photo was failed (another worker process ran it), which found the photo still processing: then
+    one more is sent (each photo is queued again once, however many arrive)."""
+    services.photo_fail(photo, reason, awaits_model=True)
     active = selectors.active_version()
-    if active is not None and active.pk != read_version_id:
+    if active is not None and active.pk != photo.active_version_id:
         enqueue(classify_photos_awaiting_model)
 
 
