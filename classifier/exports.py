@@ -16,6 +16,7 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.http import content_disposition_header
+from rest_framework.fields import DateTimeField
 
 from classifier import files, selectors
 from classifier.middleware import refusal
@@ -110,9 +111,10 @@ def account_archive(request: HttpRequest, lock: str, zone) -> Iterator[bytes]:
             while text := described.read(CHUNK):
                 target.write(text.encode())
                 yield pending.take()
+        when = DateTimeField().to_representation  # as photos.json writes its times (UTC, with Z)
         archive.writestr(entry("account.json", now, zone), json.dumps({
             "username": user.get_username(), "email": user.email,
-            "date_joined": user.date_joined.isoformat(), "exported": now.isoformat(),
+            "date_joined": when(user.date_joined), "exported": when(now),
             "photos": count}, indent=2, ensure_ascii=False))
     yield pending.take()
 

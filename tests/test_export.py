@@ -60,6 +60,8 @@ def test_a_user_downloads_their_photos_and_answers_as_one_zip(client, user, phot
     assert shown["Content-Disposition"] == 'inline; filename="IMG_0042.jpg"'
     account = json.loads(archive.read("account.json"))
     assert account["username"] == "ayu" and account["photos"] == 2
+    for written in (account["date_joined"], account["exported"], described[0]["created"]):
+        assert written.endswith("Z")  # one way of writing a time, in both files
     assert sorted(archive.namelist()) == sorted([*(entry["file"] for entry in described),
                                                  "photos.json", "account.json"])
 
