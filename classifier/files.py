@@ -9,7 +9,7 @@ from pathlib import PurePath
 
 from django.http import FileResponse, Http404
 
-from classifier import selectors, services
+from classifier import images, selectors, services
 from classifier.models import Photo
 
 
@@ -28,7 +28,7 @@ def photo_file_response(photo: Photo, kind: str) -> FileResponse:
     elif kind == "display" and services.photo_display(photo).display:  # (else the photo itself)
         field, content_type, name = photo.display, "image/jpeg", file_name(photo, "jpg")
     else:
-        field, content_type, name = photo.image, services.CONTENT_TYPES[photo.image_format], file_name(photo)
+        field, content_type, name = photo.image, images.CONTENT_TYPES[photo.image_format], file_name(photo)
     try:
         opened = field.open("rb")
     except FileNotFoundError:  # deleted between reading its row and opening it

@@ -55,7 +55,7 @@ class MultipleImageField(forms.FileField):
             raise forms.ValidationError(
                 too_many_files_message(), code="too_many"
             )
-        return files  # each file is checked on its own by services.validate_image
+        return files  # each file is checked on its own by images.validate_image
 
 
 NON_FIELD_ERRORS_ID = "form-errors"  # (registration/_fields.html)

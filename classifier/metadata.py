@@ -4,9 +4,9 @@ byte: the picture is not decoded or encoded again. What a browser needs to show 
 kept: the colour profile, a JPEG's Adobe colour transform, the orientation (as the only tag of a
 new EXIF block) and, for PNG, WebP and GIF, transparency and animation (and a GIF's looping). BMP
 carries none of this metadata and is stored as sent; HEIC is stored as a JPEG made from its pixels
-(services.as_jpeg).
+(images.as_jpeg).
 
-Each function takes a file that Pillow has already decoded whole (services.validate_image) and
+Each function takes a file that Pillow has already decoded whole (images.validate_image) and
 raises ValueError for a structure it cannot follow."""
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ class Photo(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="photos")
     image = models.ImageField(upload_to=photo_upload_to, width_field="width", height_field="height")
     thumbnail = models.ImageField(upload_to=thumbnail_upload_to, blank=True)
-    # What the photo's page shows of a photo larger than services.DISPLAY_SIZE (none: the photo itself)
+    # What the photo's page shows of a photo larger than images.DISPLAY_SIZE (none: the photo itself)
     display = models.ImageField(upload_to=display_upload_to, blank=True, db_default="", default="")
     image_format = models.CharField(max_length=8)
     original_name = models.CharField(max_length=255, blank=True)

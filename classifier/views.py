@@ -25,7 +25,7 @@ from django.views.decorators.csrf import requires_csrf_token
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods
 
-from classifier import exports, files, plots, selectors, services
+from classifier import exports, files, images, plots, selectors, services
 from classifier.accounts import (
     PasswordResetRateThrottle,
     PerAddressThrottle,
@@ -317,7 +317,7 @@ def upload_page(request: HttpRequest, context: dict, status: int) -> HttpRespons
     a file over the size limit as the server would, before sending it."""
     return render(request, "classifier/upload.html", {
         **context, "unsure_below": settings.UNSURE_BELOW, "max_bytes": settings.MAX_UPLOAD_BYTES,
-        "too_large": services.file_too_large_message()}, status=status)
+        "too_large": images.file_too_large_message()}, status=status)
 
 
 @requires_csrf_token  # as Django's own: its page may show a form
@@ -600,5 +600,5 @@ def card(photo: Photo) -> dict:
         "feedback": feedback,
         "labels": prediction.model_version.labels if prediction else [],
         "unsure": bool(prediction) and prediction.confidence < settings.UNSURE_BELOW,
-        "shown_smaller": max(photo.width, photo.height) > services.DISPLAY_SIZE,  # (photo_display)
+        "shown_smaller": max(photo.width, photo.height) > images.DISPLAY_SIZE,  # (services.photo_display)
     }

@@ -16,7 +16,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from classifier import selectors, services
+from classifier import images, selectors, services
 from classifier.models import Feedback, ModelVersion, Photo
 from tests.conftest import make_photo, png_bytes, sample_photo, services_required, upload_of
 
@@ -1028,14 +1028,14 @@ def test_the_same_upload_arriving_twice_at_once_is_stored_once(user, monkeypatch
     """The browser sent it again while the first was still being stored: both meet at the database."""
     needs_postgresql()
     token = Token.objects.create(user=user).key
-    validate, together = services.validate_image, threading.Barrier(2)
+    validate, together = images.validate_image, threading.Barrier(2)
 
     def validate_then_wait(upload):  # the real check, then both store at once
         checked = validate(upload)
         together.wait(10)
         return checked
 
-    monkeypatch.setattr(services, "validate_image", validate_then_wait)
+    monkeypatch.setattr(images, "validate_image", validate_then_wait)
     answers = []
 
     def send():

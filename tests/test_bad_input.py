@@ -523,13 +523,13 @@ import re, sys, threading
 import django
 django.setup()
 from django.core.files.uploadedfile import SimpleUploadedFile
-from classifier import services
+from classifier import images
 def kb(field):
     return int(re.search(field + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
 data, count = open(sys.argv[1], "rb").read(), int(sys.argv[2])
 open("/proc/self/clear_refs", "w").write("5")  # the peak is now
 before = kb("VmHWM")
-threads = [threading.Thread(target=services.validate_image, args=(SimpleUploadedFile("a", data),))
+threads = [threading.Thread(target=images.validate_image, args=(SimpleUploadedFile("a", data),))
            for _ in range(count)]
 for thread in threads:
     thread.start()

@@ -12,7 +12,7 @@ from django.db import connection
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
-from classifier import services
+from classifier import images, services
 from classifier.models import ModelVersion, PendingEmail, Photo, Prediction, display_upload_to
 from tests.conftest import make_photo
 from tests.test_api_photos import needs_postgresql
@@ -129,7 +129,7 @@ def test_a_display_copy_made_after_the_deletion_read_the_photo_goes_with_it(
     """Two first views of a large photo's page each make its display copy; the second's file gets
     another name from the storage, and may be the one kept. A deletion that read the photo before
     either used to delete the first's name only, and leave the kept copy on disk for good."""
-    monkeypatch.setattr(services, "DISPLAY_SIZE", 16)  # (the photo, 48 px wide, is "large")
+    monkeypatch.setattr(images, "DISPLAY_SIZE", 16)  # (the photo, 48 px wide, is "large")
     photo = make_photo(user)
     stale = Photo.objects.get(pk=photo.pk)  # the deletion's read, before any copy
     storage = photo.image.storage

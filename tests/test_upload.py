@@ -11,7 +11,7 @@ from django.urls import reverse
 from PIL import Image
 from rest_framework.test import APIClient
 
-from classifier import services, tasks
+from classifier import images, services, tasks
 from classifier.models import Photo
 from tests.conftest import make_photo, png_bytes, sample_photo, upload_of
 
@@ -394,7 +394,7 @@ def phone_heic(**kwargs) -> bytes:
 
 
 def test_a_phone_heic_is_stored_whole_not_as_the_thumbnail_inside_it():
-    checked = services.validate_image(SimpleUploadedFile("IMG.HEIC", phone_heic()))
+    checked = images.validate_image(SimpleUploadedFile("IMG.HEIC", phone_heic()))
 
     with Image.open(checked.converted) as stored:
         assert stored.size == (checked.width, checked.height) == (2000, 1500)
@@ -406,7 +406,7 @@ def test_a_heic_whose_picture_is_corrupt_is_refused_though_its_thumbnail_is_whol
     broken = data[:start] + b"\xff" * 50 + data[start + 50:]
 
     with pytest.raises(ValidationError, match="The image is truncated or corrupt."):
-        services.validate_image(SimpleUploadedFile("IMG.HEIC", broken))
+        images.validate_image(SimpleUploadedFile("IMG.HEIC", broken))
 
 
 def test_a_heic_keeps_its_colour_profile_so_browsers_show_its_colours():
@@ -414,7 +414,7 @@ def test_a_heic_keeps_its_colour_profile_so_browsers_show_its_colours():
 
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # a phone's is Display P3
 
-    checked = services.validate_image(SimpleUploadedFile("IMG.HEIC", phone_heic(icc_profile=profile)))
+    checked = images.validate_image(SimpleUploadedFile("IMG.HEIC", phone_heic(icc_profile=profile)))
 
     with Image.open(checked.converted) as stored:
         assert stored.info["icc_profile"] == profile
@@ -595,5 +595,5 @@ def test_the_rgb_copies_of_a_cmyk_photo_carry_no_cmyk_colour_profile():
     rgb = Image.new("RGB", (3400, 200), "red")
     rgb.info["icc_profile"] = profile = b"an RGB profile"
 
-    assert "icc_profile" not in Image.open(services.make_display(cmyk)).info
-    assert Image.open(services.make_display(rgb)).info["icc_profile"] == profile
+    assert "icc_profile" not in Image.open(images.make_display(cmyk)).info
+    assert Image.open(images.make_display(rgb)).info["icc_profile"] == profile

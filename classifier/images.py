@@ -1,0 +1,259 @@
+"""Photos as pictures: which files we take (validate_image: the format, size and integrity checks),
+and the copies made of them (the thumbnail, the copy a photo's page shows, the JPEG a HEIC is stored
+as). No database and no storage here: classifier.services stores what these return."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NamedTuple
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import UploadedFile
+from django.template.defaultfilters import filesizeformat
+from PIL import Image, UnidentifiedImageError
+
+from classifier import metadata
+from training.preprocess import TURNS, orientation, rgb_profile, to_rgb, upright
+
+# Pillow format name -> the extension we store under; what a browser can also show. Every photo is
+# stored without its metadata (classifier.metadata), the place it was taken above all.
+# MPO is a JPEG with a second picture after the first (a phone's depth or gain map): stored as the
+# JPEG it is, and browsers and the worker read its first picture. HEIF (HEIC, phones' own format;
+# decoded by pillow-heif, training.preprocess) most browsers cannot show: stored as a JPEG of the
+# picture, upright (training.preprocess), without its metadata (a phone's puts the place there).
+ALLOWED_FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "WEBP": "webp",
+                   "HEIF": "jpg"}
+STORED_AS_JPEG = {"HEIF"}
+READERS = [fmt for fmt in ALLOWED_FORMATS if fmt != "MPO"]  # (the JPEG reader opens MPO files)
+CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "bmp": "image/bmp",
+                 "webp": "image/webp"}
+
+
+THUMBNAIL_SIZE = 320
+# A photo larger than this (its long side) gets a smaller copy for its page (make_display): the
+# page's column is at most 800 CSS pixels, twice that on a sharp screen. A phone's 12-megapixel photo
+# of 3 MB becomes one of 2000 x 1500 and about 400 KB; the photo itself stays a click away. (A
+# smaller PNG or WebP stored turned gets an upright copy too, made at upload: validate_image.)
+DISPLAY_SIZE = 1600
+MIN_IMAGE_SIDE = 32  # smaller is an icon, not a photo of a cake
+
+
+class PixelBudget:
+    """At most `pixels` pixels decoded at once by a process's threads; a picture larger than the
+    whole budget waits until it has the budget to itself."""
+
+    def __init__(self, pixels: int):
+        self.total = self.free = pixels
+        self.changed = threading.Condition()
+
+    @contextmanager
+    def decoding(self, pixels: int) -> Iterator[None]:
+        pixels = min(pixels, self.total)
+        with self.changed:
+            self.changed.wait_for(lambda: self.free >= pixels)
+            self.free -= pixels
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.free += pixels
+                self.changed.notify_all()
+
+
+# A picture decoded whole costs up to 15 bytes a pixel (Pillow's WebP reader: +611 MB at 40
+# megapixels), and its file can weigh 2 KB: uploads sent together, each in a thread of the same web
+# process, added that up (8 at once: +4.8 GB). They now share a budget of 50 megapixels (about
+# 750 MB at worst): four phone photos of 12 megapixels decode together, two of 40 in turn (8 at once:
+# +615 MB, and 3.6 s instead of 7.9).
+DECODING = PixelBudget(50_000_000)
+
+
+class CheckedImage(NamedTuple):
+    extension: str  # of the format found in the content, whatever the file was called
+    sha256: str
+    thumbnail: ContentFile
+    width: int  # upright, as shown (EXIF orientation applied)
+    height: int
+    converted: ContentFile | None = None  # what is stored instead of the file, if anything
+    display: ContentFile | None = None  # the copy its page shows, where one is made at once
+
+
+def file_too_large_message() -> str:
+    return f"The file is larger than {filesizeformat(settings.MAX_UPLOAD_BYTES)}."
+
+
+def validate_image(upload: UploadedFile) -> CheckedImage:
+    """Check an upload is a whole image we accept; return its format, hash, thumbnail and size.
+
+    Refuses, with a message a user can act on: an empty or too large file, anything Pillow cannot
+    identify, formats we do not take, decompression bombs, and truncated or corrupt data. The whole
+    image is decoded once here (a JPEG at the smallest scale that still covers the thumbnail: every
+    byte is still read), so a bad file never reaches the queue; the same decoded image makes the
+    thumbnail.
+    """
+    if upload.size == 0:
+        raise ValidationError("The file is empty.", code="empty")
+    if upload.size > settings.MAX_UPLOAD_BYTES:
+        raise ValidationError(file_too_large_message(), code="too_large")
+    upload.seek(0)
+    data = upload.read()  # (read once: the hash, a HEIC's coded size and the metadata come from it)
+    upload.seek(0)
+    sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        # Only the formats we take are tried: the others' readers raise anything on a broken file.
+        with Image.open(upload, formats=READERS) as img:
+            fmt = img.format
+            coded = heif_coded_size(data) if fmt == "HEIF" else img.size
+            for size in (img.size, coded):
+                if size[0] * size[1] > settings.MAX_IMAGE_PIXELS:
+                    raise ValidationError(
+                        f"The image is {size[0]}×{size[1]} pixels; at most "
+                        f"{settings.MAX_IMAGE_PIXELS // 1_000_000} megapixels are accepted.",
+                        code="too_many_pixels",
+                    )
+            if min(img.size) < MIN_IMAGE_SIDE:
+                raise ValidationError(
+                    f"The image is {img.width}×{img.height} pixels; a photo needs at least "
+                    f"{MIN_IMAGE_SIDE} pixels on each side.",
+                    code="too_small",
+                )
+            if fmt == "BMP" and img.info.get("compression") in (1, 2):  # Pillow decodes RLE in Python
+                raise ValidationError("Compressed (RLE) BMP images are not supported; send JPEG, PNG, GIF, "
+                                      "WebP, HEIC or an uncompressed BMP.", code="format")
+            width, height = img.size
+            decoded = drafted(img, THUMBNAIL_SIZE)  # (the smallest scale that still covers the thumbnail)
+            if fmt == "HEIF":  # libheif decodes the whole coded picture
+                decoded = max(decoded, coded, key=lambda size: size[0] * size[1])
+            with DECODING.decoding(decoded[0] * decoded[1]):
+                turned = orientation(img)  # (decoded first)
+                if turned in (5, 6, 7, 8):  # shown turned a quarter
+                    width, height = height, width
+                if fmt in STORED_AS_JPEG:  # (before the thumbnail shrinks it)
+                    if img.width * img.height > settings.MAX_IMAGE_PIXELS:  # decoded larger than it said
+                        raise ValidationError("The image is too large to decode safely.", code="bomb")
+                    width, height = img.size  # as decoded: upright already
+                    converted = as_jpeg(img)
+                display = None
+                if turned in TURNS and fmt not in ("JPEG", "MPO", *STORED_AS_JPEG) and (
+                        max(img.size) <= DISPLAY_SIZE):
+                    # Stored sideways with a tag that only JPEG's has every browser obey (Chromium
+                    # shows a WebP as stored): its page shows an upright copy, made from the
+                    # pixels decoded whole here. (A larger one gets its copy as ever, services.photo_display.)
+                    display = make_display(img)
+                thumbnail = make_thumbnail(img)
+            if fmt not in STORED_AS_JPEG:  # (the decoding budget given back first: no pixels here)
+                converted = stored_without_metadata(data, fmt, turned)
+    except ValidationError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ValidationError("The image is too large to decode safely.", code="bomb") from exc
+    except (UnidentifiedImageError, SyntaxError) as exc:
+        other = format_of(upload) if isinstance(exc, UnidentifiedImageError) else None
+        if other:
+            raise ValidationError(f"{other} images are not supported; send JPEG, PNG, GIF, BMP, WebP or "
+                                  "HEIC.", code="format") from exc
+        raise ValidationError("The file is not an image we can read.", code="not_image") from exc
+    # Pillow raises ValueError for some corrupt chunks, pillow-heif RuntimeError (libheif's errors)
+    except (OSError, ValueError, EOFError, RuntimeError) as exc:
+        raise ValidationError("The image is truncated or corrupt.", code="corrupt") from exc
+    finally:
+        upload.seek(0)
+    return CheckedImage(ALLOWED_FORMATS[fmt], sha256, thumbnail, width, height, converted, display)
+
+
+def stored_without_metadata(data: bytes, fmt: str, turned: int) -> ContentFile | None:
+    """What to store of the file `data` instead of itself: the file without its metadata (where the
+    photo was taken, the camera, an editor's notes), or None if it has none."""
+    bare = metadata.without_metadata(data, fmt, turned)
+    return ContentFile(bare) if bare != data else None
+
+
+def sha256_of(upload: UploadedFile) -> str:
+    """The SHA-256 of the file as sent (read in chunks; left at its start)."""
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    upload.seek(0)
+    return digest.hexdigest()
+
+
+def format_of(upload: UploadedFile) -> str | None:
+    """The format Pillow would take a file we do not take for, to name it in the refusal; None if
+    none (any reader's error on a broken file included)."""
+    upload.seek(0)
+    try:
+        with Image.open(upload) as img:
+            return img.format
+    except Exception:  # noqa: BLE001 - only the name was wanted
+        return None
+
+
+def heif_coded_size(data: bytes) -> tuple[int, int]:
+    """The largest picture a HEIF file's 'ispe' boxes declare: libheif decodes that whole, before
+    cropping it to the size it reports (its clean aperture, 'clap'), which may be far smaller."""
+    largest, at = (0, 0), 0
+    while (at := data.find(b"ispe", at + 1)) >= 4:
+        if data[at - 4:at] == (20).to_bytes(4, "big") and len(data) >= at + 16:  # size, type, flags, w, h
+            size = (int.from_bytes(data[at + 8:at + 12], "big"), int.from_bytes(data[at + 12:at + 16], "big"))
+            largest = max(largest, size, key=lambda s: s[0] * s[1])
+    return largest
+
+
+def drafted(img: Image.Image, side: int) -> tuple[int, int]:
+    """Let a JPEG decode at the smallest scale that still covers `side` on its long side; the size
+    of the picture its decoding holds: that reduced one, or the full one for a progressive JPEG
+    (every coefficient of the full picture is kept) and for the other formats."""
+    full = img.size
+    if img.format in ("JPEG", "MPO"):
+        img.draft("RGB", fitted(img.size, side))
+        if not img.info.get("progressive"):
+            return img.size
+    return full
+
+
+def fitted(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """The size of a picture of `size` within a square of `side`: never enlarged."""
+    scale = min(1.0, side / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def make_display(img: Image.Image) -> ContentFile:
+    """The copy a photo's page shows: upright, its colour profile kept, at least DISPLAY_SIZE on its
+    long side and less than twice that. It is shrunk by a whole factor (averaging blocks of pixels)
+    and not resampled to DISPLAY_SIZE exactly: resampling a phone's photo took 50 to 80 ms, where
+    all of this takes 40 (bench/README.md)."""
+    factor = max(img.size) // DISPLAY_SIZE  # (a JPEG decoded at a reduced scale may need none)
+    rgb = to_rgb(img)  # (first: reduce() takes neither 16-bit greys nor palettes)
+    shown = rgb.reduce(factor) if factor > 1 else rgb
+    shown.info = img.info  # the orientation
+    buffer = io.BytesIO()
+    upright(shown).save(buffer, "JPEG", quality=85, icc_profile=rgb_profile(img))
+    return ContentFile(buffer.getvalue())
+
+
+def as_jpeg(img: Image.Image) -> ContentFile:
+    """The picture as a JPEG a browser shows: upright, full size, its colour profile (a phone's is
+    Display P3) but no other metadata."""
+    buffer = io.BytesIO()
+    to_rgb(upright(img)).save(buffer, "JPEG", quality=92, icc_profile=rgb_profile(img))
+    return ContentFile(buffer.getvalue())
+
+
+def make_thumbnail(img: Image.Image) -> ContentFile:
+    """A small upright JPEG for galleries (transparency on white); shrinks `img` in place."""
+    # (Pillow's reduce() takes no 16-bit greys: they are resized in one step)
+    img.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), reducing_gap=None if img.mode.startswith("I;16") else 2.0)
+    small = to_rgb(upright(img))  # after shrinking: the box is square
+    buffer = io.BytesIO()
+    small.save(buffer, "JPEG", quality=85)
+    return ContentFile(buffer.getvalue())
+
+
+# What reading a stored photo's file again may raise: gone or refused by the disk, or damaged.
+STORED_FILE_UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
