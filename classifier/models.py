@@ -78,7 +78,9 @@ class Photo(models.Model):
     PENDING = (Status.QUEUED, Status.PROCESSING)  # not classified yet: waiting for or in the worker
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="photos")
-    image = models.ImageField(upload_to=photo_upload_to, width_field="width", height_field="height")
+    # (no width_field/height_field: width and height are the photo upright, set at upload, where Django
+    # would read them from the file as stored, turned or not)
+    image = models.ImageField(upload_to=photo_upload_to)
     thumbnail = models.ImageField(upload_to=thumbnail_upload_to, blank=True)
     # What the photo's page shows of a photo larger than images.DISPLAY_SIZE (none: the photo itself)
     display = models.ImageField(upload_to=display_upload_to, blank=True, db_default="", default="")
