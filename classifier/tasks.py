@@ -134,10 +134,8 @@ def database_as_for_a_request(**_kwargs) -> None:
 
 @worker_process_init.connect
 def load_model_at_process_start(**_kwargs) -> None:
-    """Each worker process loads the active model once, before its first task."""
-    from django.db import connections
-
-    connections.close_all()  # never share the parent's database connections across a fork
+    """Each worker process loads the active model once, before its first task. (The parent's database
+    connections it inherited Celery's Django fixup has closed, without a word to the server.)"""
     inference.warm_up()
 
 
