@@ -10,6 +10,8 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 
 def photo_upload_to(instance: "Photo", filename: str) -> str:
@@ -261,6 +263,33 @@ class TrainingRun(models.Model):
     def waiting_long(self) -> bool:
         """Queued for over a minute: a training worker takes a run within seconds when one is up."""
         return self.status == self.Status.QUEUED and timezone.now() - self.created > timedelta(minutes=1)
+
+    def data_in_words(self) -> str:
+        """What the run trained on and left out (`data`, written by classifier.retraining), as the
+        staff page's runs table says it; empty before a run got that far. A figure an older run did
+        not record is left out."""
+        data = self.data
+        if not data:
+            return ""
+        said = [format_html("{} base", data.get("base_photos", ""))]
+        if data.get("user_photos_trained") is not None:
+            said.append(format_html(" + {} user photos", data["user_photos_trained"]))
+        if data.get("validation_photos"):
+            said.append(format_html(" ({} base photos to choose the best epoch)", data["validation_photos"]))
+        said.append(format_html(", {} held out;", data.get("user_photos_heldout", "")))
+        if data.get("user_photos_new") is not None:
+            said.append(format_html(" {} of the user photos new to its base;", data["user_photos_new"]))
+        if data.get("user_photos_dropped"):
+            said.append(format_html(" {} its base trained on not trained on this time (changed, taken back, "
+                                    "deleted, held out now, or left out);", data["user_photos_dropped"]))
+        said.append(format_html(" {} of the users' labels corrected", data.get("corrected", "")))
+        for key, words in (("benchmark_copies", "left out as copies of benchmark photos"),
+                           ("validation_copies", "left out as copies of the base's validation photos"),
+                           ("disagreeing", "left out as copies of one picture with different labels"),
+                           ("unreadable", "skipped as unreadable (the worker's log names them)")):
+            if data.get(key):
+                said.append(format_html("; {} " + words, data[key]))  # (words: no braces)
+        return mark_safe("".join(said))  # (each piece escaped its figure)
 
 
 class PendingEmail(models.Model):
