@@ -34,17 +34,18 @@ SKIP_AFTER_FAILURE_S = 5.0
 broker_down_until = 0.0  # time.monotonic()
 
 
-def enqueue(task, *args, swept: bool = False) -> bool:
+def enqueue(task, *args, swept: bool = False, priority: int | None = None) -> bool:
     """Send `task(*args)`; False (logged) when the broker cannot be reached, or, for a message the
     sweep sends again (`swept`: a photo's, or the sweep's own), could not a moment ago
-    (SKIP_AFTER_FAILURE_S)."""
+    (SKIP_AFTER_FAILURE_S). `priority`: on Redis, a message of priority 9 (BEHIND) is taken only
+    while none of priority 0 (the default) waits in its queue."""
     global broker_down_until
     ids = [arg for arg in args if type(arg) is int]  # (not the e-mail addresses some tasks take)
     if swept and time.monotonic() < broker_down_until:
         log.warning("broker unreachable a moment ago, %s%s not sent", task.name, ids)
         return False
     try:
-        task.apply_async(args, retry=True, retry_policy=PUBLISH_RETRY)
+        task.apply_async(args, retry=True, retry_policy=PUBLISH_RETRY, priority=priority)
     except OperationalError as exc:  # kombu's "cannot reach the broker"
         broker_down_until = time.monotonic() + SKIP_AFTER_FAILURE_S
         log.warning("broker unreachable, %s%s not sent: %s", task.name, ids, exc)
@@ -100,6 +101,12 @@ def requeue_stuck() -> str:
             + (f", {copied} predictions copied onto their photos" if copied else ""))
 
 
+# On Redis (kombu's priority_steps: 0, 3, 6, 9; 0 first), the priority of the photos sent again after
+# waiting for a model: behind every upload made since, which would otherwise wait for all of them (a
+# thousand photos are some 40 s of one worker process). The filesystem broker ignores it.
+BEHIND = 9
+
+
 @shared_task
 def classify_photos_awaiting_model() -> str:
     """Send again the photos that failed for want of a model: a version was just activated, or a
@@ -107,7 +114,8 @@ def classify_photos_awaiting_model() -> str:
     are; one that still finds no model that loads fails again, awaiting the next."""
     photos = services.photos_awaiting_model_requeue()
     for pk in photos:
-        enqueue(classify_photo, pk, swept=True)  # (one never sent waits in `queued` for the sweep)
+        # (one never sent waits in `queued` for the sweep)
+        enqueue(classify_photo, pk, swept=True, priority=BEHIND)
     return f"{len(photos)} photo{'' if len(photos) == 1 else 's'}"
 
 

@@ -472,3 +472,40 @@ def test_photos_failed_for_want_of_a_model_before_the_upgrade_are_classified_onc
                              "version is active."),
         photos[2].pk: (False, "Classification failed; please retry later.")}
     assert services.photos_awaiting_model_requeue() == [photos[0].pk, photos[1].pk]
+
+
+def test_photos_sent_again_after_waiting_for_a_model_wait_behind_new_uploads_on_redis(
+        user, monkeypatch, django_capture_on_commit_callbacks):
+    """A thousand photos sent again when a version is activated are some 40 s of one worker process:
+    an upload made after them is taken first (on Redis: priority 9 against the default 0)."""
+    import os
+    import uuid
+
+    from celery import current_app
+
+    from tests.conftest import services_required
+
+    if not os.environ.get("CELERY_BROKER_URL", "").startswith("redis://"):
+        (pytest.fail if services_required() else pytest.skip)("needs CELERY_BROKER_URL=redis://...")
+    queue = f"test-priority-{uuid.uuid4().hex}"  # (a queue of its own: no worker takes from it)
+    publish = tasks.classify_photo.apply_async
+    monkeypatch.setattr(tasks.classify_photo, "apply_async",
+                        lambda args, **kw: publish(args, queue=queue, **kw))
+    waiting = [services.photo_create(owner=user, upload=upload_of(sample_photo("kue_lapis")))
+               for _ in range(3)]
+    for photo in waiting:
+        services.photo_fail(photo, "No model is active yet.", awaits_model=True)
+
+    assert tasks.classify_photos_awaiting_model() == "3 photos"
+    with django_capture_on_commit_callbacks(execute=True):  # (an upload is sent once committed)
+        upload = services.photo_create(owner=user, upload=upload_of(sample_photo("kue_klepon")))
+
+    taken = []
+    with current_app.connection_for_read() as connection:
+        channel = connection.default_channel
+        try:
+            while (message := channel.basic_get(queue, no_ack=True)) is not None:
+                taken.append(message.decode()[0][0])
+        finally:
+            channel.queue_delete(queue)
+    assert taken == [upload.pk] + [photo.pk for photo in waiting]
