@@ -267,6 +267,9 @@ SPECTACULAR_SETTINGS = {
 # How many requests one user may hold open waiting for results at once (`?wait=`); beyond it, a 429:
 # one user cannot take every web thread. The upload page waits on two at a time.
 LONG_POLLS_PER_USER = envint("LONG_POLLS_PER_USER", 4)
+# And how many one web process holds open, all users together: keep it below the process's threads
+# (8 in the Dockerfile and Compose), so that other pages are served while many wait on a backlog.
+LONG_POLLS_PER_PROCESS = envint("LONG_POLLS_PER_PROCESS", 4)
 
 # Below this confidence the site says plainly that the model is unsure instead of naming a cake.
 UNSURE_BELOW = float(os.environ.get("UNSURE_BELOW", "0.6"))

@@ -735,6 +735,34 @@ def test_one_user_cannot_hold_more_than_a_few_waiting_requests(user, settings):
     assert at_once.status_code == 200 and after.status_code == 200  # the slot was given back
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the waiting request: a thread
+def test_many_users_waiting_at_once_leave_a_web_process_threads_for_other_pages(user, other_user, settings):
+    """A dozen people waiting on a backlog, a few requests each, would hold every thread of the web
+    processes: beyond LONG_POLLS_PER_PROCESS waits at once, whoever asks, a 429 says to come back."""
+    settings.LONG_POLLS_PER_PROCESS = 1
+    mine, theirs = make_photo(user), make_photo(other_user)  # queued: a wait on either lasts
+
+    def client(owner):
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=owner)[0].key}")
+        return api
+
+    first: list = []
+    holder = threading.Thread(target=lambda: first.append(client(user).get(f"/api/photos/{mine.pk}/?wait=3")))
+    holder.start()
+    time.sleep(1)  # the first request is waiting by now
+    second = client(other_user).get(f"/api/photos/{theirs.pk}/?wait=3")  # another user's first wait
+    at_once = client(other_user).get(f"/api/photos/{theirs.pk}/")  # no wait: always answered
+    holder.join()
+    connections.close_all()
+    after = client(other_user).get(f"/api/photos/{theirs.pk}/?wait=0.2")
+
+    assert first[0].status_code == 200
+    assert second.status_code == 429 and int(second["Retry-After"]) == 5
+    assert "as many requests waiting for results as it can" in error_of(second)["message"]
+    assert at_once.status_code == 200 and after.status_code == 200  # the slot was given back
+
+
 def test_the_count_of_waits_lives_as_long_as_the_waits_that_keep_coming(monkeypatch, settings):
     """A count that expired while waits were still open would restart at 1 and let more in."""
     from contextlib import ExitStack

@@ -289,6 +289,49 @@ def test_an_upload_whose_connection_stalls_without_a_word_is_given_up_on_and_sen
     assert me.errors == []
 
 
+def test_an_upload_page_told_the_server_holds_as_many_waits_as_it_can_asks_again_without_giving_up(
+        browser, live_server, django_user_model):
+    """During a backlog the server refuses waits beyond what a web process holds (a 429 with
+    Retry-After): the page asks again after the time it was told, and such refusals do not use up
+    its tries (40), so the result still arrives in place."""
+    import json
+
+    django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    me = Visitor(browser, live_server.url, "busy")
+    me.page.clock.install()
+    me.log_in("ayu", "kue-lapis-2026", then="/upload/")
+    lapis = sorted((PHOTOS / "kue_lapis").glob("*.jpg"))[0]
+    refused = []
+
+    def answer(route):
+        if len(refused) < 45:
+            refused.append(route.request.url)
+            route.fulfill(status=429, headers={"Retry-After": "5"}, content_type="application/json",
+                          body=json.dumps({"error": {"message": "busy"}}))
+        else:  # (no worker here: the photo's end, as the server would give it)
+            route.fulfill(status=200, content_type="application/json",
+                          body=json.dumps({"status": "failed", "error": "Classification failed here."}))
+
+    me.page.route(lambda url: "?wait=" in url, answer)
+    with me.page.expect_request(lambda request: "?wait=" in request.url):
+        me.page.set_input_files("input[type=file]", [str(lapis)])
+    waited = []  # seconds on the page's clock between a refusal and the next request
+    while len(refused) < 45:
+        asked = len(refused)
+        seconds = 0
+        while len(refused) == asked and seconds < 19:
+            me.page.clock.run_for(1_000)
+            seconds += 1
+        waited.append(seconds)
+        if len(refused) == asked:  # it gave up asking
+            break
+
+    me.page.wait_for_selector(f".upload:has-text('{lapis.name}: Classification failed here.')")
+    # As long as it was told (counted in steps of a second, from before the refusal's answer was read),
+    # and never given up on: the first step only finds the first refusal.
+    assert min(waited[1:]) >= 4 and max(waited) < 19
+
+
 def test_a_gallery_stops_asking_about_a_photo_deleted_elsewhere_and_shows_one_uploaded_elsewhere(
         browser, live_server, django_user_model):
     from urllib.parse import parse_qs, urlsplit

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
@@ -61,7 +62,7 @@ from classifier.models import ModelVersion, Photo
 ERROR = serializers.ErrorSerializer
 MAX_WAIT_S = 30  # a long poll; below common proxy timeouts
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # (anchored for the schema's readers)
-LONG_POLL_RETRY_S = 5  # Retry-After of a long poll beyond LONG_POLLS_PER_USER
+LONG_POLL_RETRY_S = 5  # Retry-After of a long poll beyond LONG_POLLS_PER_USER or _PER_PROCESS
 
 
 class AuthTokenSerializer(Serializer):
@@ -362,10 +363,38 @@ def password_reset(request):
     return Response(status=status.HTTP_202_ACCEPTED)
 
 
+class ProcessWaits:
+    """The requests this web process holds open waiting, all users together: one more than
+    LONG_POLLS_PER_PROCESS is a 429, so that the process keeps threads for its other pages however
+    many people wait on a backlog (each user's own count does not stop a dozen users)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.held = 0
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        with self.lock:
+            if self.held >= settings.LONG_POLLS_PER_PROCESS:
+                raise exceptions.Throttled(wait=LONG_POLL_RETRY_S, detail=(
+                    "The server is holding as many requests waiting for results as it can; ask again "
+                    "in a moment."))
+            self.held += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.held -= 1
+
+
+process_waits = ProcessWaits()
+
+
 @contextmanager
 def waiting_slot(user_id: int) -> Iterator[None]:
     """Counts the user's requests held open waiting (in the cache: across web processes where it is
-    shared); one more than LONG_POLLS_PER_USER is a 429, so one user cannot hold every web thread."""
+    shared); one more than LONG_POLLS_PER_USER is a 429, so one user cannot hold every web thread;
+    so is one more than the process holds for everyone (ProcessWaits)."""
     key = f"long-polls:{user_id}"
     try:
         held = cache.incr(key)
@@ -378,7 +407,8 @@ def waiting_slot(user_id: int) -> Iterator[None]:
             raise exceptions.Throttled(wait=LONG_POLL_RETRY_S, detail=(
                 f"You already have {settings.LONG_POLLS_PER_USER} requests waiting for results; wait for "
                 "one of them."))
-        yield
+        with process_waits.slot():
+            yield
     finally:
         try:
             cache.decr(key)
@@ -404,7 +434,8 @@ def stats(request):
             description="While the photo is queued or processing, wait up to this many "
             f"seconds (at most {MAX_WAIT_S}) for its result before answering: one request instead of "
             "many polls. A user may have a few such requests open at once (LONG_POLLS_PER_USER, "
-            "4 by default); one more is a 429.",
+            "4 by default), and a web process holds a few for everyone (LONG_POLLS_PER_PROCESS); one more "
+            "is a 429 with Retry-After.",
         ), OpenApiParameter(
             "If-None-Match", str, OpenApiParameter.HEADER,
             description="the ETag of an earlier answer: a 304 without a body while the photo is unchanged",

@@ -243,6 +243,10 @@
         await (navigator.onLine ? sleep(5000) : online());
         continue;
       }
+      if (response.status === 429) { // the server holds as many waits as it can: not a try used up
+        await sleep(1000 * (Number(response.headers.get("Retry-After")) || 5));
+        continue;
+      }
       answered++;
       if (response.status === 401 || response.status === 403) {
         const body = await response.json().catch(() => ({}));
