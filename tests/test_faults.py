@@ -508,8 +508,27 @@ def test_a_version_with_broken_files_cannot_be_activated(settings, tmp_path, adm
     page = admin_client.post(f"/staff/models/{broken.pk}/activate/", follow=True).content.decode()
 
     assert "cannot be activated" in page
-    assert ("the files differ from those it was registered with" in page) == (damage == "changed")
+    assert "the files differ from those it was registered with" in page  # (not "BadZipFile: ...")
+    assert ("(model.keras, model.tflite not there): put its own files back" in page) == (damage == "missing")
     assert ModelVersion.objects.get(is_active=True) == active
+
+
+@pytest.mark.django_db
+def test_a_worker_whose_model_files_broke_fails_each_photo_without_loading_them(
+        settings, tmp_path, monkeypatch):
+    """The files are compared with those registered before they are loaded: a network that no longer
+    loads as LiteRT falls back to Keras, seconds for each photo of a backlog, only to be refused."""
+    monkeypatch.setattr(inference, "_loaded", None)
+    broken = broken_copy(settings, tmp_path, "corrupt")
+    loads = []
+    load = runtime.load
+    monkeypatch.setattr(runtime, "load", lambda *args: loads.append(1) or load(*args))
+
+    for _ in range(3):
+        with pytest.raises(inference.ModelUnavailable, match="files differ from those it was registered"):
+            inference.classify(broken.pk, str(PHOTOS / "kue_lapis" / "108.jpg"))
+
+    assert loads == []
 
 
 @pytest.mark.django_db

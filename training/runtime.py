@@ -201,7 +201,13 @@ def fingerprint(folder: str | Path) -> str:
 def check(folder: str | Path, expected_fingerprint: str = "") -> Classifier:
     """Load a folder and classify one blank photo with it; raises ValueError saying what is wrong
     (missing or corrupt files, outputs that do not match the labels, or files other than those
-    `expected_fingerprint` was taken of)."""
+    `expected_fingerprint` was taken of: looked at first, a hash being much cheaper than a load that
+    falls back to Keras; a worker asks again at each photo while its files are broken)."""
+    if expected_fingerprint and fingerprint(folder) != expected_fingerprint:
+        missing = [name for name in FINGERPRINTED if not (Path(folder) / name).is_file()]
+        raise ValueError("the files differ from those it was registered with"
+                         + (f" ({', '.join(missing)} not there)" if missing else "")
+                         + ": put its own files back (from a backup), or register these as a new version")
     try:
         classifier = load(folder)
         probs = classifier.predict_pixels(np.zeros((1, classifier.image_size, classifier.image_size, 3),
@@ -210,8 +216,6 @@ def check(folder: str | Path, expected_fingerprint: str = "") -> Classifier:
         raise ValueError(f"{type(exc).__name__}: {exc}") from exc
     if probs.shape != (1, len(classifier.labels)) or not np.isfinite(probs).all():
         raise ValueError(f"the network gives {probs.shape[-1]} outputs for {len(classifier.labels)} labels")
-    if expected_fingerprint and fingerprint(folder) != expected_fingerprint:
-        raise ValueError("the files differ from those it was registered with: register them as a new version")
     return classifier
 
 
