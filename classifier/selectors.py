@@ -366,14 +366,16 @@ def other_benchmark(version: ModelVersion, active: ModelVersion) -> bool:
 
 
 def classification_backlog() -> dict:
-    """Photos waiting for the classification worker: how many, since when the oldest waits, and
+    """Photos waiting for the classification worker: how many, since when the oldest waits,
     whether the worker looks stopped (the oldest waited over two minutes, and none was classified
-    meanwhile)."""
+    meanwhile), and how many failed for want of a model that loads (queued again by themselves
+    once one does)."""
     backlog = Photo.objects.filter(status__in=Photo.PENDING).aggregate(count=Count("pk"),
                                                                        oldest=Min("created"))
     since = timezone.now() - timedelta(minutes=2)  # and nothing classified since: a long backlog moves
     backlog["stalled"] = (backlog["oldest"] is not None and backlog["oldest"] < since
                           and not Prediction.objects.filter(created__gte=since).exists())
+    backlog["awaiting_model"] = Photo.objects.filter(status=Photo.Status.FAILED, awaits_model=True).count()
     return backlog
 
 

@@ -337,3 +337,21 @@ def test_the_page_says_when_runs_or_photos_wait_longer_than_a_working_worker_let
     make_photo(root, status="done", label="kue_lapis")  # the worker classified one just now: it runs
     busy = client.get(reverse("model-versions")).content.decode()
     assert "is the classification worker running?" not in busy
+
+
+def test_the_page_says_when_photos_failed_for_want_of_a_model_that_loads(client, root):
+    """The active version's files deleted or damaged: it still shows as active with its figures, and
+    users' photos fail; the page says so, and what to do."""
+    from classifier.models import Photo
+
+    photo = make_photo(root, status="failed")
+    make_photo(root, status="failed")  # (failed for another reason: retried by its owner)
+    client.force_login(root)
+    fine = " ".join(client.get(reverse("model-versions")).content.decode().split())
+    Photo.objects.filter(pk=photo.pk).update(awaits_model=True)
+
+    page = " ".join(client.get(reverse("model-versions")).content.decode().split())
+
+    assert "no model that loads" not in fine
+    assert ("1 photo failed because the classification worker has no model that loads (its log says why: "
+            "\"does not load\"). Put the active version's files back") in page
