@@ -488,6 +488,48 @@ def test_on_a_phone_the_review_queue_shows_each_photo_across_the_screen_and_no_k
     assert phone.errors == [] and desktop.errors == []
 
 
+def test_on_a_phone_the_upload_button_is_large_enough_to_tap_and_a_batch_is_listed_as_picked(
+        browser, live_server, django_user_model):
+    django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    phone = Visitor(browser, live_server.url, "upload-phone", has_touch=True, is_mobile=True)
+    phone.log_in("ayu", "kue-lapis-2026", then="/upload/")
+    phone.page.set_viewport_size({"width": 390, "height": 664})
+    assert phone.page.locator("input[type=file]").bounding_box()["height"] >= 44
+    # Nothing is stored: the server is "full" (a long Retry-After: the page offers Send again at once).
+    phone.page.route("**/api/photos/", lambda route: route.fulfill(
+        status=503, headers={"Retry-After": "300"}, content_type="application/json",
+        body='{"error": {"status": 503, "code": "full", "message": "Full.", "fields": {}}}'))
+    first, second = sorted(PHOTOS.glob("*/*.jpg"))[:3], sorted(PHOTOS.glob("*/*.jpg"))[3:5]
+    for batch in (first, second):
+        phone.page.set_input_files("input[type=file]", [str(p) for p in batch])
+    names = phone.page.locator(".upload-name").all_text_contents()
+    assert names == [p.name for p in second + first]  # the newest batch on top, each as picked
+
+
+def test_on_a_phone_a_portrait_photo_leaves_its_result_and_the_heat_map_toggle_in_view(
+        browser, live_server, django_user_model):
+    from django.core.files.base import ContentFile
+
+    from tests.conftest import png_bytes
+
+    owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    photo = make_photo(owner, "done", "kue_lapis")
+    photo.image.save("portrait", ContentFile(png_bytes((600, 800))), save=False)
+    photo.width, photo.height = 600, 800
+    photo.save()
+    phone = Visitor(browser, live_server.url, "portrait-phone", has_touch=True, is_mobile=True)
+    phone.log_in("ayu", "kue-lapis-2026", then=photo.get_absolute_url())
+    phone.page.set_viewport_size({"width": 390, "height": 664})  # an iPhone 13's
+    phone.go(photo.get_absolute_url())
+    verdict = phone.page.locator(".verdict").bounding_box()
+    assert verdict["y"] + verdict["height"] <= 664  # the result with the photo, no scrolling
+    phone.page.locator(".heat-toggle").tap()  # (scrolls down to it; the page scrolls up to the photo)
+    phone.page.locator(".photo .heat").wait_for()
+    shown, toggle = (phone.page.locator(s).bounding_box() for s in (".photo .frame", ".toggle"))
+    assert shown["y"] > -1 and toggle["y"] + toggle["height"] <= 664  # the change and its switch
+    assert phone.errors == []
+
+
 def test_pages_give_times_in_the_time_zone_of_the_browser_from_its_first_page_on(browser, live_server,
                                                                                   django_user_model):
 

@@ -49,7 +49,8 @@
     summary.hidden = states.size < 2;
   }
 
-  function item(file) {
+  // A batch goes above the batches before it, in the order its photos were picked.
+  function item(file, before = list.firstChild) {
     const li = document.createElement("li");
     li.className = "upload card";
     // A preview of what the browser can show; a blank square for anything else (no broken image).
@@ -71,7 +72,7 @@
     status.className = "upload-status";
     status.setAttribute("aria-live", "polite");
     li.append(img, name, bar, status);
-    list.prepend(li);
+    list.insertBefore(li, before);
     const view = { li, bar, status, name: file.name };
     show(view, "Waiting…");
     track(view, "sending");
@@ -274,7 +275,8 @@
   }
 
   function sendAll(files) {
-    Array.from(files).forEach((file) => send(file));
+    const before = list.firstChild;
+    Array.from(files).forEach((file) => send(file, item(file, before)));
   }
 
   form.addEventListener("submit", (event) => {
