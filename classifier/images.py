@@ -227,10 +227,18 @@ def make_display(img: Image.Image) -> ContentFile:
     """The copy a photo's page shows: upright, its colour profile kept, at least DISPLAY_SIZE on its
     long side and less than twice that. It is shrunk by a whole factor (averaging blocks of pixels)
     and not resampled to DISPLAY_SIZE exactly: resampling a phone's photo took 50 to 80 ms, where
-    all of this takes 40 (bench/README.md)."""
+    all of this takes 40 (bench/README.md). One still over 1.25 times DISPLAY_SIZE (no whole factor,
+    nor a JPEG's reduced decoding, brought it to 2000 px, as they do a phone's 4000 px photo) is
+    resampled to DISPLAY_SIZE: kept whole, a photo of 3199 px was a copy of 740 KB, where 250 KB
+    shows as much (110 ms more, once per photo)."""
     factor = max(img.size) // DISPLAY_SIZE  # (a JPEG decoded at a reduced scale may need none)
     rgb = to_rgb(img)  # (first: reduce() takes neither 16-bit greys nor palettes)
-    shown = rgb.reduce(factor) if factor > 1 else rgb
+    if factor > 1:
+        shown = rgb.reduce(factor)
+    elif max(rgb.size) > 1.25 * DISPLAY_SIZE:
+        shown = rgb.resize(fitted(rgb.size, DISPLAY_SIZE), Image.Resampling.BICUBIC)
+    else:
+        shown = rgb
     shown.info = img.info  # the orientation
     buffer = io.BytesIO()
     upright(shown).save(buffer, "JPEG", quality=85, icc_profile=rgb_profile(img))

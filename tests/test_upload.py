@@ -269,6 +269,24 @@ def test_a_phone_sized_photo_is_shown_on_its_page_as_a_copy_that_size_with_the_p
     assert Photo.objects.get().display.name == made
 
 
+@pytest.mark.parametrize("size", [(3199, 2399), (2048, 1536)])
+def test_a_photo_less_than_twice_the_pages_size_is_shown_as_a_copy_of_that_size(client, user, enqueued, size):
+    """No whole factor shrinks it: kept whole, a phone downloaded three times what it shows. (A copy
+    of up to 2000 px is kept as it comes: a phone's 4000 px JPEG decoded at half its size.)"""
+    big, sent = large_jpeg(size)
+    client.force_login(user)
+    client.post(reverse("upload"), {"photos": [SimpleUploadedFile("IMG_2.jpg", sent)]})
+    photo = Photo.objects.get()
+
+    shown = b"".join(client.get(f"/photos/{photo.pk}/display/").streaming_content)
+
+    with Image.open(io.BytesIO(shown)) as copy:
+        assert copy.size == (1600, 1200)
+        pixels = np.asarray(copy.convert("RGB"), dtype=np.int16)
+    reference = big.resize((1600, 1200), Image.Resampling.LANCZOS)
+    assert np.abs(pixels - np.asarray(reference, dtype=np.int16)).mean() < 4
+
+
 def test_two_requests_making_a_photos_display_copy_at_once_keep_one_and_its_deletion_takes_it(
         client, user, enqueued, settings, django_capture_on_commit_callbacks):
     _, data = large_jpeg((4000, 3000))
