@@ -127,21 +127,20 @@ class ServiceUnavailableMiddleware:
 
 
 def unavailable(request: HttpRequest, message: str, wait: int) -> HttpResponse:
+    """The 503 saying `message`; its cause is logged by the caller, so Django does not log it again."""
     response = refusal(request, 503, "unavailable", message, "503.html", with_user=False)
     response["Retry-After"] = str(wait)
+    response._has_been_logged = True  # (django.utils.log.log_response's mark)
     return response
 
 
-def full_disk_refusal(request: HttpRequest, exception: BaseException | None, *,
-                      traceback: bool = True) -> HttpResponse | None:
-    """The 503 for `exception` if it is a full disk (logged as critical, with its `traceback` unless
-    Django logs it too), else None. Also asked by the 500 handler: a form's upload that Django spools
-    to a temporary file is read by the CSRF check, before the view, where an error never reaches
-    process_exception."""
+def full_disk_refusal(request: HttpRequest, exception: BaseException | None) -> HttpResponse | None:
+    """The 503 for `exception` if it is a full disk (logged as critical, with its traceback), else
+    None. Also asked by the 500 handler: a form's upload that Django spools to a temporary file is
+    read by the CSRF check, before the view, where an error never reaches process_exception."""
     if not (isinstance(exception, OSError) and exception.errno in FULL_DISK):
         return None
-    log.critical("disk full for %s %s: %s", request.method, request.path, exception,
-                 exc_info=exception if traceback else None)
+    log.critical("disk full for %s %s: %s", request.method, request.path, exception, exc_info=exception)
     message = "The server has no room to store more just now; nothing you sent was stored. Try again later."
     return unavailable(request, message, FULL_DISK_RETRY_AFTER_S)
 

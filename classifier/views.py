@@ -325,7 +325,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
     """Django's 500 (the error is logged as ever), as the site's page, and in the API's error shape
     under /api/. The signed-in user is not looked up: the database may be why it failed. A full
     disk met before the view (an upload spooled to a file) is the 503 the view's would be."""
-    if (full := full_disk_refusal(request, sys.exc_info()[1], traceback=False)) is not None:  # (logged)
+    if (full := full_disk_refusal(request, sys.exc_info()[1])) is not None:
         return full
     message = "Something went wrong on our side; it has been logged. Try again in a moment."
     return refusal(request, 500, "server_error", message, "500.html", with_user=False)

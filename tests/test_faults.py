@@ -345,9 +345,9 @@ def test_a_large_photo_sent_by_the_pages_form_onto_a_full_disk_is_the_same_503(
     assert (page.status_code, page["Retry-After"]) == (503, "300")
     assert "no room to store more just now" in page.content.decode()
     assert Photo.objects.count() == 0 and enqueued == []
-    # its traceback logged once (by Django, as for any error that reaches the 500 handler)
+    # logged once, as critical, with its traceback (not again by Django, as an error)
     said = [(r.levelname, bool(r.exc_info)) for r in caplog.records if "/upload/" in r.getMessage()]
-    assert sorted(said) == [("CRITICAL", False), ("ERROR", True)]
+    assert said == [("CRITICAL", True)]
 
 
 @pytest.mark.django_db
@@ -423,6 +423,9 @@ def test_while_the_database_is_unreachable_requests_get_a_clear_503_and_then_it_
     assert api.headers["Retry-After"] == "5"
     assert page.status_code == 503 and "briefly unavailable" in page.text
     assert after == [200] * 12, web.tail()
+    logged = (tmp_path / "web.log").read_text()
+    assert "database unavailable for GET /api/photos/" in logged  # once, with its cause
+    assert "Service Unavailable: /api/photos/" not in logged  # (not again by django.request)
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
