@@ -11,6 +11,7 @@ from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.text import Truncator
 
 from classifier import selectors, services
 from classifier.models import Feedback, ModelVersion, Photo, Prediction, TrainingRun
@@ -177,8 +178,8 @@ class PhotoAdmin(Figures, QueryChecked, admin.ModelAdmin):
     files and status follow the product's rules, not a hand edit (a photo made `done` by hand would
     have no result, a file swapped would skip the checks)."""
 
-    list_display = ["id", "preview", "owner", "status", "width", "height", "created"]
-    list_filter = ["status", "created", "image_format"]
+    list_display = ["id", "preview", "owner", "status", "why", "width", "height", "created"]
+    list_filter = ["status", "awaits_model", "created", "image_format"]
     search_fields = ["owner__username", "sha256", "original_name"]
     show_full_result_count = False
     readonly_fields = ["preview", "owner", "status", "error", "starts", "sha256_shown", "width", "height",
@@ -228,6 +229,11 @@ class PhotoAdmin(Figures, QueryChecked, admin.ModelAdmin):
     def predicted(self, obj: Photo) -> str:
         prediction = selectors.latest_prediction(obj)  # (the one the site shows)
         return prediction.label_name if prediction else "-"
+
+    @admin.display(description="why it failed")
+    def why(self, obj: Photo) -> str:
+        """What its owner is told, shortened: which failures a retry would mend, at a glance."""
+        return Truncator(obj.error).chars(80) if obj.status == Photo.Status.FAILED else ""
 
     @admin.display(description="SHA-256")
     def sha256_shown(self, obj: Photo) -> str:

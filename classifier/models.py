@@ -96,7 +96,7 @@ class Photo(models.Model):
     starts = models.PositiveSmallIntegerField(default=0, help_text="times a worker started classifying it")
     # Failed for want of a model that loads: queued again when a version is activated (and at worker
     # start), services.photos_awaiting_model_requeue; the owner need not retry it.
-    awaits_model = models.BooleanField(default=False, db_default=False)
+    awaits_model = models.BooleanField("awaits a model that loads", default=False, db_default=False)
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     updated = models.DateTimeField(auto_now=True)
     # Its prediction's label, confidence and margin, copied by services.prediction_record in the

@@ -386,6 +386,14 @@ def test_failed_photos_are_queued_again_from_the_admin_where_nothing_is_edited_b
     each owner pressing retry. A photo's status and files follow the product's rules only."""
     failed = [make_photo(user, status="failed") for _ in range(2)]
     done = make_photo(user, status="done", label="kue_lapis")
+    Photo.objects.filter(pk=failed[0].pk).update(
+        error="No model is active yet; the photo is classified once an administrator activates one.",
+        awaits_model=True)
+    listed = admin_client.get(reverse("admin:classifier_photo_changelist"), {"status__exact": "failed"})
+    waiting = admin_client.get(reverse("admin:classifier_photo_changelist"), {"awaits_model__exact": "1"})
+    assert "No model is active yet; the photo is classified once an administrator activates…" in \
+        listed.content.decode()  # why each failed, at a glance
+    assert list(waiting.context["cl"].result_list) == [failed[0]]
 
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(reverse("admin:classifier_photo_changelist"), {
