@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import sys
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
@@ -18,6 +19,7 @@ from django.middleware import csrf
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import defaults
 from django.views.decorators.cache import never_cache
@@ -583,6 +585,9 @@ def cancelled_message(run: TrainingRun) -> str:
             "A new run can start now (it begins once the trainer is free).")
 
 
+LATE_AFTER = timedelta(minutes=2)
+
+
 def card(photo: Photo) -> dict:
     """What the templates show of a photo: the photo, its status and its latest prediction."""
     prediction = selectors.latest_prediction(photo)
@@ -593,6 +598,8 @@ def card(photo: Photo) -> dict:
     return {
         "photo": photo,
         "pending": photo.status in Photo.PENDING,
+        # waiting longer than a worker that keeps up takes even behind a large batch (its page says so)
+        "late": photo.status in Photo.PENDING and timezone.now() - photo.updated > LATE_AFTER,
         "prediction": prediction,
         "label_name": prediction.label_name if prediction else "",
         "answer_name": answer_name,

@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings as django_settings
 from rest_framework.authtoken.models import Token
 
+from classifier import services
 from classifier.models import Feedback, ModelVersion, Photo, TrainingRun
 from tests.conftest import PHOTOS, make_photo, services_required
 from tests.processes import app_env, require_services, start_worker
@@ -330,6 +331,31 @@ def test_an_upload_page_told_the_server_holds_as_many_waits_as_it_can_asks_again
     # As long as it was told (counted in steps of a second, from before the refusal's answer was read),
     # and never given up on: the first step only finds the first refusal.
     assert min(waited[1:]) >= 4 and max(waited) < 19
+
+
+def test_a_photos_page_left_open_while_it_waits_long_says_so_and_still_shows_the_result(
+        browser, live_server, django_user_model):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    photo = make_photo(owner)  # queued, and no worker here to take it
+    me = Visitor(browser, live_server.url, "late")
+    me.log_in("ayu", "kue-lapis-2026", then=photo.get_absolute_url())
+    assert me.page.locator(".result[data-pending]").count() == 1
+    assert me.page.get_by_text("taking longer than usual").count() == 0
+
+    Photo.objects.filter(pk=photo.pk).update(updated=timezone.now() - timedelta(minutes=3))  # time passes
+    me.page.get_by_text("This is taking longer than usual").wait_for(timeout=20_000)
+    me.shoot("waiting-long")
+    version = ModelVersion.objects.get(is_active=True)  # the worker is back
+    services.prediction_record(photo=photo, version_id=version.pk, probabilities={"kue_lapis": 0.9},
+                               label="kue_lapis", confidence=0.9, inference_ms=5.0)
+    me.page.locator(".result:not([data-pending]) .verdict").wait_for(timeout=20_000)
+
+    assert me.page.get_by_text("taking longer than usual").count() == 0
+    assert me.errors == []
 
 
 def test_a_gallery_stops_asking_about_a_photo_deleted_elsewhere_and_shows_one_uploaded_elsewhere(
@@ -652,7 +678,6 @@ def test_the_admin_and_the_api_docs_work_under_the_content_security_policy(brows
 
 def test_staff_start_a_fast_retraining_watch_it_finish_and_activate_the_new_version(
         browser, site, django_user_model, user):
-    from classifier import services
     from tests.conftest import own_photo
 
     django_user_model.objects.create_superuser("chef", password="kue-bika-ambon-7")
@@ -755,7 +780,6 @@ def test_a_retried_photos_result_arrives_where_the_focus_is(
         browser, live_server, django_user_model, enqueued):
     """The retry comes back to the photo's result panel, which takes the focus; the panel the result
     replaces it with keeps it (not the heat map's checkbox, nor the page's top)."""
-    from classifier import services
     from tests.conftest import make_photo
 
     owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")

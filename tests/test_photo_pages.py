@@ -393,6 +393,26 @@ def test_a_photo_being_classified_is_shown_as_on_its_way_like_a_queued_one(clien
     assert f'data-photo="{photo.pk}" data-pending' in gallery
 
 
+def test_a_photo_waiting_longer_than_usual_says_so_and_that_its_result_still_comes(client, user):
+    """A stopped worker, or a long backlog: "Waiting…" for ever would look broken."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    photo = make_photo(user)
+    client.force_login(user)
+    fresh = client.get(photo.get_absolute_url()).content.decode()
+    Photo.objects.filter(pk=photo.pk).update(updated=timezone.now() - timedelta(minutes=3))
+
+    late = client.get(photo.get_absolute_url()).content.decode()
+    polled = client.get("/photos/status/", {"ids": photo.pk, "view": "result"}).json()["photos"][0]["html"]
+
+    assert "longer than usual" not in fresh and "data-late" not in fresh
+    for html in (late, polled):
+        assert "data-pending data-late" in html and "Waiting…" in html
+        assert "This is taking longer than usual" in " ".join(html.split())
+
+
 def test_a_photo_whose_file_is_gone_is_a_404(client, user):
     photo = make_photo(user)
     client.force_login(user)

@@ -98,6 +98,8 @@
         news.push(`Photo ${id} was deleted.`);
       } else if (photo.status !== "queued" && photo.status !== "processing") {
         news.push(swap(old, photo.html));
+      } else if (photo.html.includes(" data-late") && !old.hasAttribute("data-late")) {
+        swap(old, photo.html); // still waiting, now longer than usual: the page says so (no news)
       }
     }
     const added = body.new && body.new.length ? addNew(body.new) : "";
