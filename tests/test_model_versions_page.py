@@ -355,3 +355,36 @@ def test_the_page_says_when_photos_failed_for_want_of_a_model_that_loads(client,
     assert "no model that loads" not in fine
     assert ("1 photo failed because the classification worker has no model that loads (its log says why: "
             "\"does not load\"). Put the active version's files back") in page
+
+
+def test_manage_py_status_says_what_the_staff_page_says_and_exits_1_when_a_person_is_needed(root):
+    """For an operator's shell or a monitor: photos waiting on a stopped classifier, or failed for
+    want of a model that loads."""
+    import io
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from classifier.models import Photo
+
+    def status() -> tuple[int, str]:
+        out = io.StringIO()
+        try:
+            call_command("status", stdout=out)
+        except SystemExit as exc:
+            return exc.code, out.getvalue()
+        return 0, out.getvalue()
+
+    fine = status()
+    photo = make_photo(root)
+    Photo.objects.filter(pk=photo.pk).update(created=timezone.now() - timedelta(minutes=5))
+    stalled = status()
+    Photo.objects.filter(pk=photo.pk).update(status="failed", awaits_model=True)
+    failing = status()
+
+    assert fine[0] == 0 and "photos waiting: 0\n" in fine[1] and "active version: kue-mobilenetv2" in fine[1]
+    assert stalled[0] == 1 and "photos waiting: 1, the oldest for 30" in stalled[1]
+    assert "is the classification worker running?" in stalled[1]
+    assert failing[0] == 1 and "photos failed for want of a model that loads: 1 (" in failing[1]
+    assert "training run: none live" in failing[1]
