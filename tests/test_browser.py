@@ -549,6 +549,7 @@ def test_on_a_phone_a_portrait_photo_leaves_its_result_and_the_heat_map_toggle_i
     phone.go(photo.get_absolute_url())
     verdict = phone.page.locator(".verdict").bounding_box()
     assert verdict["y"] + verdict["height"] <= 664  # the result with the photo, no scrolling
+    assert phone.page.get_by_role("link", name="Delete this photo…").bounding_box()["height"] >= 44
     phone.page.locator(".heat-toggle").tap()  # (scrolls down to it; the page scrolls up to the photo)
     phone.page.locator(".photo .heat").wait_for()
     shown, toggle = (phone.page.locator(s).bounding_box() for s in (".photo .frame", ".toggle"))
