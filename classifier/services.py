@@ -273,15 +273,11 @@ def photo_retry(photo: Photo) -> None:
 BACKLOG_PATIENCE = 10
 
 
-def stuck_requeue(*, queue_empty: bool = True,
-                  training_queue_empty: bool = True) -> tuple[list[int], list[int]]:
-    """What to send to the workers again: photos a worker started and lost (`processing` without a
-    change for REQUEUE_AFTER_S; of those lost more than once, one a sweep), photos `queued` as long
-    (BACKLOG_PATIENCE times as long unless `queue_empty`), all put back to `queued` so the next sweep
-    waits as long again; and training runs queued for REQUEUE_AFTER_S, unless the training queue
-    holds a message (most likely the run's own, waiting for a trainer that is down: one more each
-    sweep would pile up). A run `running` for longer than its hard time limit lost its worker: it is
-    marked failed, which frees the way for a new run."""
+def stuck_photos_requeue(*, queue_empty: bool = True) -> list[int]:
+    """The photos to send to the workers again: those a worker started and lost (`processing`
+    without a change for REQUEUE_AFTER_S; of those lost more than once, one a sweep), and those
+    `queued` as long (BACKLOG_PATIENCE times as long unless `queue_empty`), all put back to `queued`
+    so that the next sweep waits as long again."""
     now = timezone.now()
     after = timedelta(seconds=settings.REQUEUE_AFTER_S)
     cutoff = now - after
@@ -297,15 +293,30 @@ def stuck_requeue(*, queue_empty: bool = True,
         # whole worker again (see tasks.classify_photo, CLASSIFY_MAX_STARTS).
         photos += list(stuck.filter(started & Q(starts__gte=2)).values_list("pk", flat=True)[:1])
         Photo.objects.filter(pk__in=photos).update(status=Photo.Status.QUEUED, updated=now)
-    with transaction.atomic():  # and sent again only after as long again (the trainer may be down)
+    return photos
+
+
+def stuck_runs_requeue(*, training_queue_empty: bool = True) -> list[int]:
+    """The training runs to send again: queued for REQUEUE_AFTER_S, unless the training queue holds
+    a message (most likely the run's own, waiting for a trainer that is down: one more each sweep
+    would pile up); sent again only after as long again."""
+    if not training_queue_empty:
+        return []
+    now = timezone.now()
+    with transaction.atomic():
         runs = list(TrainingRun.objects.select_for_update(skip_locked=True).filter(
-            status=TrainingRun.Status.QUEUED, sent__lt=cutoff,
-        ).values_list("pk", flat=True)) if training_queue_empty else []
+            status=TrainingRun.Status.QUEUED, sent__lt=now - timedelta(seconds=settings.REQUEUE_AFTER_S),
+        ).values_list("pk", flat=True))
         TrainingRun.objects.filter(pk__in=runs).update(sent=now)
-    lost = now - timedelta(seconds=settings.TRAINING_TIME_LIMIT_S + settings.REQUEUE_AFTER_S)
+    return runs
+
+
+def lost_runs_fail() -> None:
+    """A run `running` for longer than its hard time limit (and a sweep's delay) lost its worker:
+    marked failed, which frees the way for a new run."""
+    lost = timezone.now() - timedelta(seconds=settings.TRAINING_TIME_LIMIT_S + settings.REQUEUE_AFTER_S)
     for run in TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, started__lt=lost):
         training_run_fail(run, "The training worker stopped during the run (killed or restarted).")
-    return photos, runs
 
 
 def lock_photo(photo: Photo) -> str | None:

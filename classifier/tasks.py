@@ -88,7 +88,9 @@ def requeue_stuck() -> str:
     backlog = messages_waiting(current_app.conf.task_default_queue)
     # (a broker that could not be asked once is not asked again: one that hangs would cost 6 s more)
     training_waiting = None if backlog is None else messages_waiting(settings.TRAINING_QUEUE)
-    photos, runs = services.stuck_requeue(queue_empty=backlog == 0, training_queue_empty=not training_waiting)
+    photos = services.stuck_photos_requeue(queue_empty=backlog == 0)
+    runs = services.stuck_runs_requeue(training_queue_empty=not training_waiting)
+    services.lost_runs_fail()
     for pk in photos:  # (swept: on a broker that hangs, the rest wait for the next sweep, not 3.5 s each)
         enqueue(classify_photo, pk, swept=True)
     for pk in runs:

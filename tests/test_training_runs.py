@@ -125,12 +125,12 @@ def test_the_sweep_leaves_a_run_alone_while_it_may_still_be_training(admin_user,
     long_but_alive = TrainingRun.objects.create(started_by=admin_user, base_version=version, status="running",
                                                 started=timezone.now() - timedelta(seconds=3600))
 
-    services.stuck_requeue()
+    services.lost_runs_fail()
     long_but_alive.refresh_from_db()
     assert long_but_alive.status == "running" and long_but_alive.error == ""
 
     TrainingRun.objects.filter(pk=long_but_alive.pk).update(started=timezone.now() - timedelta(seconds=3800))
-    services.stuck_requeue()
+    services.lost_runs_fail()
     long_but_alive.refresh_from_db()
     assert long_but_alive.status == "failed" and "stopped during the run" in long_but_alive.error
 
@@ -662,7 +662,7 @@ def test_the_model_folder_a_killed_run_left_unregistered_is_removed_when_it_ends
             services.training_run_cancel(run, user=admin_user)
         else:
             settings.TRAINING_TIME_LIMIT_S = settings.REQUEUE_AFTER_S = 0
-            services.stuck_requeue()
+            services.lost_runs_fail()
 
     run.refresh_from_db()
     assert run.status == ("cancelled" if how == "cancelled" else "failed")
