@@ -1,4 +1,4 @@
-"""Forms: parsing and field-level messages only; validation of images lives in services."""
+"""Forms: parsing and field-level messages only; what an uploaded file must be lives in images."""
 
 from django import forms
 from django.conf import settings
@@ -7,28 +7,6 @@ from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
 
 from classifier.models import Photo
-
-
-def declared_length(request) -> int:
-    """The length a request declares for its body; 0 for none (chunked: the proxy's body limit caps
-    those) or for one that is no number (Django reads such a body as empty: a 400 follows)."""
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return 0
-
-
-def upload_too_large(request) -> bool:
-    """Whether a request's declared body is more than the most photos we take at once can be
-    (each at the size limit, plus room for the multipart headers): refused before it is read."""
-    return declared_length(request) > settings.MAX_FILES_PER_UPLOAD * (settings.MAX_UPLOAD_BYTES + 8192)
-
-
-def too_large_message() -> str:
-    from django.template.defaultfilters import filesizeformat
-
-    return (f"That is more than we take at once: at most {settings.MAX_FILES_PER_UPLOAD} photos of "
-            f"{filesizeformat(settings.MAX_UPLOAD_BYTES)} each.")
 
 
 def too_many_files_message() -> str:

@@ -21,11 +21,30 @@ from django.utils.cache import add_never_cache_headers
 
 from classifier.accounts import SignInFailureThrottle
 from classifier.api.errors import error_body
-from classifier.forms import declared_length, too_large_message, upload_too_large
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
 TIME_ZONE_COOKIE = "tz"  # set by static/js/timezone.js
+
+
+def declared_length(request) -> int:
+    """The length a request declares for its body; 0 for none (chunked: the proxy's body limit caps
+    those) or for one that is no number (Django reads such a body as empty: a 400 follows)."""
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
+def upload_too_large(request) -> bool:
+    """Whether a request's declared body is more than the most photos we take at once can be
+    (each at the size limit, plus room for the multipart headers): refused before it is read."""
+    return declared_length(request) > settings.MAX_FILES_PER_UPLOAD * (settings.MAX_UPLOAD_BYTES + 8192)
+
+
+def too_large_message() -> str:
+    return (f"That is more than we take at once: at most {settings.MAX_FILES_PER_UPLOAD} photos of "
+            f"{filesizeformat(settings.MAX_UPLOAD_BYTES)} each.")
 
 
 def refusal(request: HttpRequest, status: int, code: str, message: str, template: str,
