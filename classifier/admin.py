@@ -407,6 +407,14 @@ class AccountAdmin(QueryChecked, UserAdmin):
     account locked first), so an upload stored or a result recorded meanwhile waits for the deletion
     instead of failing it at commit."""
 
+    def lookup_allowed(self, lookup, value, request=None):
+        # An API token's key is its primary key, and Django allows `<relation>__pk` as a local field:
+        # `?auth_token__pk__startswith=ab` would let staff who may only view accounts read every
+        # token a character at a time (Django's UserAdmin refuses `password...` for the same reason).
+        if lookup.split("__")[0] == "auth_token":
+            return False
+        return super().lookup_allowed(lookup, value, request)
+
     def delete_model(self, request, obj):
         services.account_remove(obj)
 

@@ -476,3 +476,21 @@ def test_an_admin_action_on_ids_that_are_no_ids_is_a_bad_request(admin_client, m
 
     assert response.status_code == 400
 
+
+
+@pytest.mark.parametrize("lookup", ["auth_token__pk__startswith", "auth_token__key__startswith",
+                                    "auth_token__pk", "auth_token"])
+def test_the_account_list_is_no_oracle_for_api_tokens(client, django_user_model, user, lookup):
+    """Staff who may view accounts, not tokens, cannot find a token's key by filtering the list on it."""
+    from django.contrib.auth.models import Permission
+    from rest_framework.authtoken.models import Token
+
+    key = Token.objects.create(user=user).key
+    support = django_user_model.objects.create_user("support", password="risoles-2026", is_staff=True)
+    support.user_permissions.add(Permission.objects.get(codename="view_user"))
+    client.force_login(support)
+
+    assert client.get("/admin/authtoken/tokenproxy/").status_code == 403  # (no view of the tokens)
+    for guess in (key[:2], key):
+        response = client.get(reverse("admin:auth_user_changelist"), {lookup: guess})
+        assert response.status_code == 400, (lookup, guess)
