@@ -5,8 +5,9 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DEBUG=0 \
     CAKESITE_VAR_DIR=/app/var MEDIA_ROOT=/app/var/media CAKESITE_MODELS_DIR=/app/var/models
 WORKDIR /app
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+COPY requirements.txt constraints.txt ./
+# constraints.txt: every transitive version as CI tested it, not whatever is newest at build time
+RUN pip install --no-cache-dir -r requirements.txt -c constraints.txt
 COPY . .
 # Production storage (DEBUG=0) writes the manifest the production site reads its static files by.
 # The media and models volumes start as a copy of these folders, owner included: the site writes

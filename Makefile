@@ -13,10 +13,10 @@ QUEUE := $(or $(CELERY_QUEUE),celery)
 .PHONY: install run test lint bench model baseline
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt -c constraints.txt
 	touch $@
 
 # The site and two Celery workers (classification and e-mails, with the beat that runs the periodic

@@ -249,3 +249,20 @@ def test_a_worker_refuses_to_start_on_time_limits_that_do_not_fit(settings):
 
     with pytest.raises(SystemExit, match="must be below REQUEUE_AFTER_S"):
         refuse_time_limits_that_do_not_fit()
+
+
+def test_constraints_hold_the_versions_the_requirements_pin():
+    """The image and `make install` take every transitive version from constraints.txt: a pin changed
+    in requirements*.txt without regenerating it would fail the install (a conflict), so say it here."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    def pins(name):
+        lines = (ROOT / name).read_text().splitlines()
+        reqs = [Requirement(line.split(" #")[0]) for line in lines if line.strip() and line[0] not in "#-"]
+        here = [r for r in reqs if r.marker is None or r.marker.evaluate()]  # (tensorflow-cpu or tensorflow)
+        return {canonicalize_name(r.name): str(r.specifier) for r in here}
+
+    constraints = pins("constraints.txt")
+    for name, specifier in {**pins("requirements.txt"), **pins("requirements-dev.txt")}.items():
+        assert constraints.get(name) == specifier, (name, specifier, constraints.get(name))
