@@ -11,6 +11,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import task_postrun, task_prerun, worker_process_init, worker_ready
 from django import db
 from django.conf import settings
+from django.template.defaultfilters import pluralize
 from kombu.exceptions import OperationalError
 
 from classifier import inference, selectors, services, storage
@@ -99,8 +100,15 @@ def requeue_stuck() -> str:
     for pk in emails:
         enqueue(send_email_confirmation, pk, swept=True)
     copied = services.copies_fill()
-    return (f"{len(photos)} photos, {len(runs)} training runs, {len(emails)} confirmation e-mails"
-            + (f", {copied} predictions copied onto their photos" if copied else ""))
+    onto = pluralize(copied, "its photo,their photos")
+    return (f"{sent(photos, 'photo')}, {sent(runs, 'training run')}, {sent(emails, 'confirmation e-mail')}"
+            + (f", {copied} prediction{pluralize(copied)} copied onto {onto}" if copied else ""))
+
+
+def sent(ids: list[int], noun: str) -> str:
+    """How many of `noun` the sweep sent again, with their ids when few (for the worker's log)."""
+    which = f" ({', '.join(map(str, ids))})" if 0 < len(ids) <= 10 else ""
+    return f"{len(ids)} {noun}{pluralize(len(ids))}{which}"
 
 
 # On Redis (kombu's priority_steps: 0, 3, 6, 9; 0 first), the priority of the photos sent again after
@@ -118,7 +126,7 @@ def classify_photos_awaiting_model() -> str:
     for pk in photos:
         # (one never sent waits in `queued` for the sweep)
         enqueue(classify_photo, pk, swept=True, priority=BEHIND)
-    return f"{len(photos)} photo{'' if len(photos) == 1 else 's'}"
+    return f"{len(photos)} photo{pluralize(len(photos))}"
 
 
 @shared_task

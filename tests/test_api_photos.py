@@ -346,7 +346,7 @@ def test_the_sweep_fills_in_the_copies_a_worker_of_the_release_before_left_out(a
         return [p["id"] for p in api.get("/api/photos/", {"predicted_label": "kue_lapis"}).json()["results"]]
 
     assert listed() == []
-    assert tasks.requeue_stuck().endswith(", 1 predictions copied onto their photos")
+    assert tasks.requeue_stuck().endswith(", 1 prediction copied onto its photo")
     assert listed() == [done.pk]
     done.refresh_from_db()
     assert (done.confidence, done.margin) == (0.7, pytest.approx(0.69))

@@ -739,7 +739,7 @@ def test_the_sweep_resends_what_waited_too_long_and_only_that(
     waiting = TrainingRun.objects.create(started_by=admin_user, base_version=ModelVersion.objects.get(),
                                          sent=timezone.now() - timedelta(minutes=5))  # the trainer is down
 
-    tasks.requeue_stuck()
+    said = tasks.requeue_stuck()
     again = list(sent)
     tasks.requeue_stuck()  # right after: nothing is sent twice in a row
 
@@ -748,6 +748,9 @@ def test_the_sweep_resends_what_waited_too_long_and_only_that(
     assert again == [*(("classifier.tasks.classify_photo", pk) for pk in resent),
                      ("classifier.tasks.train_model", waiting.pk)]
     assert sent == again
+    # the worker's log names them
+    photos = ", ".join(map(str, resent))
+    assert said.startswith(f"{len(resent)} photos ({photos}), 1 training run ({waiting.pk}),")
     assert Photo.objects.get(pk=old.pk).status == "queued"
     lost.refresh_from_db()
     assert lost.status == "failed" and "stopped during the run" in lost.error
