@@ -27,8 +27,8 @@ def photo(user, enqueued):
 def test_it_classifies_a_photo_and_records_the_prediction(photo, user):
     other = services.photo_create(owner=user, upload=upload_of(sample_photo("kue_dadar_gulung")))
 
-    assert tasks.classify_photo(photo.pk) == "kue_lapis"
-    assert tasks.classify_photo(other.pk) == "kue_dadar_gulung"
+    assert tasks.classify_photo(photo.pk) == f"photo {photo.pk}: kue_lapis"
+    assert tasks.classify_photo(other.pk) == f"photo {other.pk}: kue_dadar_gulung"
 
     photo.refresh_from_db()
     prediction = photo.predictions.get()
@@ -52,7 +52,7 @@ def test_classifying_a_photo_takes_a_fixed_handful_of_statements(photo, django_a
     inference.warm_up()
 
     with django_assert_max_num_queries(9):
-        assert tasks.classify_photo(photo.pk) == "kue_lapis"
+        assert tasks.classify_photo(photo.pk) == f"photo {photo.pk}: kue_lapis"
 
 
 def test_a_photo_its_worker_died_on_each_time_fails_instead_of_being_sent_for_ever(photo, settings):
@@ -62,14 +62,14 @@ def test_a_photo_its_worker_died_on_each_time_fails_instead_of_being_sent_for_ev
     for _ in range(3):  # three deliveries, each started and never finished
         services.photo_start(photo)
 
-    assert tasks.classify_photo(photo.pk) == "given up"
+    assert tasks.classify_photo(photo.pk) == f"photo {photo.pk}: given up"
 
     photo.refresh_from_db()
     assert photo.status == "failed" and not photo.predictions.exists()
     assert photo.error == ("Classifying this photo was started 3 times and never finished; it is not "
                            "tried again unless you retry it.")
     services.photo_retry(photo)  # its owner may try again: a worker lost to something else, say
-    assert tasks.classify_photo(photo.pk) == "kue_lapis"
+    assert tasks.classify_photo(photo.pk) == f"photo {photo.pk}: kue_lapis"
     photo.refresh_from_db()
     assert (photo.status, photo.starts) == ("done", 1)
 
@@ -96,7 +96,7 @@ def test_a_redelivered_task_never_makes_a_second_prediction(photo, monkeypatch):
         raise AssertionError("a photo labelled already is not classified again")
 
     monkeypatch.setattr(inference, "classify", model_runs_again)  # (a worker's second of CPU for nothing)
-    assert tasks.classify_photo(photo.pk) == "already done"
+    assert tasks.classify_photo(photo.pk) == f"photo {photo.pk}: already done"
     assert Prediction.objects.filter(photo=photo).count() == 1
 
 
@@ -108,7 +108,7 @@ def test_a_delivery_that_read_the_photo_before_another_finished_leaves_its_resul
     from classifier import selectors
 
     read_early = selectors.photo_to_classify(photo.pk)
-    assert tasks.classify_photo(photo.pk) == "kue_lapis"
+    assert tasks.classify_photo(photo.pk) == f"photo {photo.pk}: kue_lapis"
     monkeypatch.setattr(selectors, "photo_to_classify", lambda _pk: read_early)
     if second_ends == "in an error":
         def model_gone(*_args):
@@ -117,7 +117,8 @@ def test_a_delivery_that_read_the_photo_before_another_finished_leaves_its_resul
         monkeypatch.setattr(inference, "classify", model_gone)
     ends = tasks.classify_photo(photo.pk)
 
-    assert ends == ("already done" if second_ends == "with the same result" else "failed")
+    outcome = "already done" if second_ends == "with the same result" else "failed"
+    assert ends == f"photo {photo.pk}: {outcome}"
 
     photo.refresh_from_db()
     assert photo.status == "done" and photo.error == "" and photo.predictions.count() == 1
@@ -126,14 +127,14 @@ def test_a_delivery_that_read_the_photo_before_another_finished_leaves_its_resul
 def test_a_photo_deleted_before_the_worker_ran_is_skipped(photo):
     Photo.objects.filter(pk=photo.pk).delete()
 
-    assert tasks.classify_photo(photo.pk) == "gone"
+    assert tasks.classify_photo(photo.pk) == f"photo {photo.pk}: gone"
 
 
 def test_an_unreadable_stored_file_marks_the_photo_failed_with_a_reason(photo):
     with open(photo.image.path, "wb") as f:
         f.write(b"garbage that is no longer a jpeg")
 
-    assert tasks.classify_photo(photo.pk) == "failed"
+    assert tasks.classify_photo(photo.pk) == f"photo {photo.pk}: failed"
 
     photo.refresh_from_db()
     assert photo.status == "failed"
@@ -145,7 +146,7 @@ def test_an_unreadable_stored_file_marks_the_photo_failed_with_a_reason(photo):
 def test_a_stored_file_that_vanished_marks_the_photo_failed_without_naming_the_servers_folders(photo):
     Path(photo.image.path).unlink()
 
-    assert tasks.classify_photo(photo.pk) == "failed"
+    assert tasks.classify_photo(photo.pk) == f"photo {photo.pk}: failed"
 
     photo = Photo.objects.get(pk=photo.pk)  # (refresh_from_db would read the file's size again)
     assert photo.error == ("The photo could not be read: its file on the server is missing. Delete it and "
@@ -186,7 +187,7 @@ def test_a_photo_failed_for_want_of_a_model_is_classified_once_a_version_is_acti
     assert enqueued == [photo.pk]
     photo.refresh_from_db()
     assert (photo.status, photo.error) == ("queued", "")
-    assert tasks.classify_photo(photo.pk) == "kue_lapis"
+    assert tasks.classify_photo(photo.pk) == f"photo {photo.pk}: kue_lapis"
     assert Photo.objects.get(pk=damaged.pk).status == "failed"
     assert tasks.classify_photos_awaiting_model() == "0 photos"  # (a second run finds none)
 
@@ -206,7 +207,7 @@ def test_a_photo_failed_for_want_of_a_model_as_one_was_activated_is_sent_again(p
     sent = []
     monkeypatch.setattr(tasks.classify_photos_awaiting_model, "apply_async", lambda *a, **k: sent.append(1))
 
-    assert tasks.classify_photo(photo.pk) == "no model"
+    assert tasks.classify_photo(photo.pk) == f"photo {photo.pk}: no model"
 
     assert sent == ([1] if meanwhile == "a version activated" else [])
     assert Photo.objects.get(pk=photo.pk).awaits_model
@@ -252,7 +253,7 @@ def test_a_photo_with_a_missing_file_fails_instead_of_hanging(user):
     photo.save()
     photo.image.storage.delete(photo.image.name)
 
-    assert tasks.classify_photo(photo.pk) == "failed"
+    assert tasks.classify_photo(photo.pk) == f"photo {photo.pk}: failed"
 
 
 def test_the_worker_draws_the_heat_map_once_and_serves_it_to_the_owner_only(photo, client, user, other_user):
@@ -293,7 +294,7 @@ def test_a_photo_deleted_while_the_model_ran_ends_the_task_quietly_and_leaves_no
 
     monkeypatch.setattr(inference, "classify", owner_deletes_it_meanwhile)
 
-    assert tasks.classify_photo(photo.pk) == "gone"
+    assert tasks.classify_photo(photo.pk) == f"photo {photo.pk}: gone"
     assert not Photo.objects.exists() and not Prediction.objects.exists()
     assert [p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()] == []
 
@@ -304,7 +305,7 @@ def test_a_task_delivered_again_after_another_version_was_activated_adds_no_pred
     services.model_version_activate(
         ModelVersion.objects.create(name="kue-v2", path=shipped.path, labels=shipped.labels), confirmed=True)
 
-    assert tasks.classify_photo(photo.pk) == "already done"
+    assert tasks.classify_photo(photo.pk) == f"photo {photo.pk}: already done"
     assert Prediction.objects.get(photo=photo).model_version == shipped
 
 

@@ -403,7 +403,7 @@ def test_a_heic_photo_from_a_phone_is_stored_upright_as_a_jpeg_a_browser_shows_a
         assert stored.size == (photo.width, photo.height) == original.size[::-1]  # upright
         assert not stored.getexif()  # nor where it was taken
     assert client.get(reverse("photo-image", args=[photo.pk]))["Content-Type"] == "image/jpeg"
-    assert tasks.classify_photo(photo.pk) == "kue_dadar_gulung"
+    assert tasks.classify_photo(photo.pk) == f"photo {photo.pk}: kue_dadar_gulung"
 
 
 def phone_heic(**kwargs) -> bytes:
