@@ -275,6 +275,7 @@ def train_model(self, run_id: int) -> str:
         # unacknowledged: that waits for the sweep.)
         if run is not None and run.status == TrainingRun.Status.RUNNING and run.task_id == self.request.id \
                 and (self.request.delivery_info or {}).get("redelivered"):
+            log.error("training run %s: its worker process died during the run; marked failed", run_id)
             services.training_run_fail(run, "The training worker stopped during the run (killed or out of "
                                             "memory); start a new run.")
             return "worker lost"

@@ -664,7 +664,7 @@ def test_a_runs_progress_after_a_long_step_goes_on_a_new_connection_when_the_old
 
 
 @pytest.mark.django_db
-def test_a_run_whose_worker_died_is_marked_failed_when_the_broker_hands_its_task_back(admin_user):
+def test_a_run_whose_worker_died_is_marked_failed_when_the_broker_hands_its_task_back(admin_user, caplog):
     """With acks_late and reject_on_worker_lost the broker redelivers the task of a killed worker;
     the run it finds running will never finish, and would hold off new runs until the sweep."""
     run = services.training_run_start(user=admin_user)
@@ -678,6 +678,7 @@ def test_a_run_whose_worker_died_is_marked_failed_when_the_broker_hands_its_task
 
     run.refresh_from_db()
     assert run.status == "failed" and "stopped during the run" in run.error
+    assert f"training run {run.pk}: its worker process died during the run" in caplog.text  # (which run)
     assert services.training_run_start(user=admin_user).status == "queued"  # the way is free again
 
 
