@@ -4,6 +4,7 @@ answers: the website's and the API's views both serve them with this, to whoever
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import PurePath
 
@@ -11,6 +12,8 @@ from django.http import FileResponse, Http404
 
 from classifier import images, selectors, services
 from classifier.models import Photo
+
+log = logging.getLogger(__name__)
 
 
 def photo_file_response(photo: Photo, kind: str) -> FileResponse:
@@ -31,7 +34,9 @@ def photo_file_response(photo: Photo, kind: str) -> FileResponse:
         field, content_type, name = photo.image, images.CONTENT_TYPES[photo.image_format], file_name(photo)
     try:
         opened = field.open("rb")
-    except FileNotFoundError:  # deleted between reading its row and opening it
+    except FileNotFoundError:  # deleted between reading its row and opening it, or lost from the disk
+        if selectors.photo_state(photo.pk) is not None:  # still there: its file is lost (a restore?)
+            log.error("photo %s: its %s file %s is missing", photo.pk, kind, field.name)
         raise Http404("This photo is gone.") from None
     response = FileResponse(opened, content_type=content_type, filename=name)
     response["Cache-Control"] = "private, max-age=86400"

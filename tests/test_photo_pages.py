@@ -413,12 +413,31 @@ def test_a_photo_waiting_longer_than_usual_says_so_and_that_its_result_still_com
         assert "This is taking longer than usual" in " ".join(html.split())
 
 
-def test_a_photo_whose_file_is_gone_is_a_404(client, user):
-    photo = make_photo(user)
-    client.force_login(user)
-    photo.image.delete(save=False)  # as by a deletion between reading the row and opening the file
+def test_a_photo_whose_file_is_gone_is_a_404_and_one_lost_from_the_disk_is_logged(client, user, caplog,
+                                                                                   monkeypatch):
+    """Deleted between reading its row and opening its file: a plain 404. Its row still there
+    (a restore without the files): the same 404 for the visitor, and an error in the log."""
+    from classifier import selectors
 
-    assert client.get(reverse("photo-image", args=[photo.pk])).status_code == 404
+    lost, deleted = make_photo(user), make_photo(user)
+    client.force_login(user)
+    name = lost.image.name
+    lost.image.delete(save=False)
+    deleted.image.delete(save=False)
+    photo_for_user = selectors.photo_for_user
+
+    def read_then_deleted(viewer, pk, **kwargs):  # the row read, then the photo deleted elsewhere
+        photo = photo_for_user(viewer, pk, **kwargs)
+        if pk == deleted.pk:
+            Photo.objects.filter(pk=pk).delete()
+        return photo
+
+    monkeypatch.setattr(selectors, "photo_for_user", read_then_deleted)
+
+    assert client.get(reverse("photo-image", args=[lost.pk])).status_code == 404
+    assert client.get(reverse("photo-image", args=[deleted.pk])).status_code == 404
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [f"photo {lost.pk}: its image file {name} is missing"]
 
 
 def test_the_landing_page_shows_each_cake_with_a_photo_and_a_line_about_it(client):
