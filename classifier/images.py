@@ -233,12 +233,9 @@ def make_display(img: Image.Image) -> ContentFile:
     shows as much (110 ms more, once per photo)."""
     factor = max(img.size) // DISPLAY_SIZE  # (a JPEG decoded at a reduced scale may need none)
     rgb = to_rgb(img)  # (first: reduce() takes neither 16-bit greys nor palettes)
-    if factor > 1:
-        shown = rgb.reduce(factor)
-    elif max(rgb.size) > 1.25 * DISPLAY_SIZE:
-        shown = rgb.resize(fitted(rgb.size, DISPLAY_SIZE), Image.Resampling.BICUBIC)
-    else:
-        shown = rgb
+    shown = rgb.reduce(factor) if factor > 1 else rgb
+    if max(shown.size) > 1.25 * DISPLAY_SIZE:  # (also after a reduce: a PNG of 4001 to 4799 px)
+        shown = shown.resize(fitted(shown.size, DISPLAY_SIZE), Image.Resampling.BICUBIC)
     shown.info = img.info  # the orientation
     buffer = io.BytesIO()
     upright(shown).save(buffer, "JPEG", quality=85, icc_profile=rgb_profile(img))

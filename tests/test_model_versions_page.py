@@ -357,9 +357,10 @@ def test_the_page_says_when_photos_failed_for_want_of_a_model_that_loads(client,
             "\"does not load\"). Put the active version's files back") in page
 
 
-def test_manage_py_status_says_what_the_staff_page_says_and_exits_1_when_a_person_is_needed(root):
+def test_manage_py_status_says_what_the_staff_page_says_and_exits_1_when_a_person_is_needed(
+        root, monkeypatch):
     """For an operator's shell or a monitor: photos waiting on a stopped classifier, or failed for
-    want of a model that loads."""
+    want of a model that loads, or a broker that does not answer."""
     import io
     from datetime import timedelta
 
@@ -388,3 +389,7 @@ def test_manage_py_status_says_what_the_staff_page_says_and_exits_1_when_a_perso
     assert "is the classification worker running?" in stalled[1]
     assert failing[0] == 1 and "photos failed for want of a model that loads: 1 (" in failing[1]
     assert "training run: none live" in failing[1]
+    Photo.objects.all().delete()
+    monkeypatch.setattr(tasks, "messages_waiting", lambda queue: None)  # the broker does not answer
+    unreachable = status()
+    assert unreachable[0] == 1 and "the broker cannot be reached" in unreachable[1]

@@ -287,6 +287,16 @@ def test_a_photo_less_than_twice_the_pages_size_is_shown_as_a_copy_of_that_size(
     assert np.abs(pixels - np.asarray(reference, dtype=np.int16)).mean() < 4
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_a_photo_that_no_reduced_decoding_shrinks_is_shown_at_most_2000_px_wide(fmt):
+    """A PNG or WebP of 4001 to 4799 px: halved, it is still over 2000 px (up to 2400)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (4799, 3599), "red").save(buffer, fmt)
+
+    with Image.open(buffer) as img, Image.open(images.make_display(img)) as copy:
+        assert copy.size == (1600, 1200)
+
+
 def test_two_requests_making_a_photos_display_copy_at_once_keep_one_and_its_deletion_takes_it(
         client, user, enqueued, settings, django_capture_on_commit_callbacks):
     _, data = large_jpeg((4000, 3000))

@@ -98,7 +98,7 @@
         news.push(`Photo ${id} was deleted.`);
       } else if (photo.status !== "queued" && photo.status !== "processing") {
         news.push(swap(old, photo.html));
-      } else if (photo.html.includes(" data-late") && !old.hasAttribute("data-late")) {
+      } else if (!old.hasAttribute("data-late") && fromHtml(photo.html).hasAttribute("data-late")) {
         swap(old, photo.html); // still waiting, now longer than usual: the page says so (no news)
       }
     }

@@ -1,6 +1,6 @@
 """`manage.py status`: what an operator asks first when something seems wrong, in a few lines, and
 an exit status a monitor can use: 1 when photos wait on a classifier that looks stopped, or failed
-for want of a model that loads (the staff page says the same)."""
+for want of a model that loads (the staff page says the same), or the broker cannot be reached."""
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -27,9 +27,10 @@ class Command(BaseCommand):
         self.stdout.write(f"photos failed for want of a model that loads: {backlog['awaiting_model']}"
                           + (" (the worker's log says why: \"does not load\")" if backlog["awaiting_model"]
                              else ""))
+        unreachable = False
         for queue in (settings.CELERY_TASK_DEFAULT_QUEUE, settings.EMAIL_QUEUE, settings.TRAINING_QUEUE):
             count = tasks.messages_waiting(queue)
-            if count is None:  # (asked once: a broker that hangs would cost seconds a queue)
+            if unreachable := count is None:  # (asked once: a broker that hangs would cost seconds a queue)
                 self.stdout.write("messages waiting: the broker cannot be reached (its log, or the worker's)")
                 break
             self.stdout.write(f"messages waiting in {queue}: {count}")
@@ -40,5 +41,5 @@ class Command(BaseCommand):
             since = run.stepped or run.started or run.created
             self.stdout.write(f"training run {run.pk}: {run.status}, last change "
                               f"{round((now - since).total_seconds())} s ago")
-        if backlog["stalled"] or backlog["awaiting_model"]:
+        if backlog["stalled"] or backlog["awaiting_model"] or unreachable:
             raise SystemExit(1)
