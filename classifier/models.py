@@ -266,8 +266,8 @@ class TrainingRun(models.Model):
 
     def data_in_words(self) -> str:
         """What the run trained on and left out (`data`, written by classifier.retraining), as the
-        staff page's runs table says it; empty before a run got that far. A figure an older run did
-        not record is left out."""
+        staff page's runs table says it; empty before a run got that far. Of the figures an older
+        run did not record, the counts always said are blank and the others left out."""
         data = self.data
         if not data:
             return ""

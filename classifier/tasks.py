@@ -152,8 +152,10 @@ def database_as_for_a_request(**_kwargs) -> None:
 
 @worker_process_init.connect
 def load_model_at_process_start(**_kwargs) -> None:
-    """Each worker process loads the active model once, before its first task. (The parent's database
-    connections it inherited Celery's Django fixup has closed, without a word to the server.)"""
+    """Each worker process loads the active model once, before its first task. (This receiver runs
+    before Celery's Django fixup's, which then drops the process's connections without a word to the
+    server: warm_up's query is safe only because the pool's parent holds no database connection when
+    it forks; the fixup closed it at worker start.)"""
     inference.warm_up()
 
 

@@ -598,7 +598,9 @@ def card(photo: Photo) -> dict:
     return {
         "photo": photo,
         "pending": photo.status in Photo.PENDING,
-        # waiting longer than a worker that keeps up takes even behind a large batch (its page says so)
+        # waiting longer than a worker that keeps up takes even behind a large batch (its page says so).
+        # (Counted from its last change: the sweep's resend of a stuck photo counts as one, so the
+        # note leaves a reloaded page for a while after each; a page left open keeps it.)
         "late": photo.status in Photo.PENDING and timezone.now() - photo.updated > LATE_AFTER,
         "prediction": prediction,
         "label_name": prediction.label_name if prediction else "",

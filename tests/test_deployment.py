@@ -260,7 +260,8 @@ def test_constraints_hold_the_versions_the_requirements_pin():
     def pins(name):
         lines = (ROOT / name).read_text().splitlines()
         reqs = [Requirement(line.split(" #")[0]) for line in lines if line.strip() and line[0] not in "#-"]
-        here = [r for r in reqs if r.marker is None or r.marker.evaluate()]  # (tensorflow-cpu or tensorflow)
+        # (as on the machine constraints.txt was frozen on, x86_64: tensorflow-cpu, not tensorflow)
+        here = [r for r in reqs if r.marker is None or r.marker.evaluate({"platform_machine": "x86_64"})]
         return {canonicalize_name(r.name): str(r.specifier) for r in here}
 
     constraints = pins("constraints.txt")
