@@ -365,14 +365,20 @@ def other_benchmark(version: ModelVersion, active: ModelVersion) -> bool:
     return False
 
 
+# Longer than a working classifier makes any photo wait, even behind a large batch: a photo waiting
+# this long is late (its page says so), and a backlog whose oldest waited this long with nothing
+# classified meanwhile looks stopped.
+LATE_AFTER = timedelta(minutes=2)
+
+
 def classification_backlog() -> dict:
     """Photos waiting for the classification worker: how many, since when the oldest waits,
-    whether the worker looks stopped (the oldest waited over two minutes, and none was classified
+    whether the worker looks stopped (the oldest waited over LATE_AFTER, and none was classified
     meanwhile), and how many failed for want of a model that loads (queued again by themselves
     once one does)."""
     backlog = Photo.objects.filter(status__in=Photo.PENDING).aggregate(count=Count("pk"),
                                                                        oldest=Min("created"))
-    since = timezone.now() - timedelta(minutes=2)  # and nothing classified since: a long backlog moves
+    since = timezone.now() - LATE_AFTER  # and nothing classified since: a long backlog moves
     backlog["stalled"] = (backlog["oldest"] is not None and backlog["oldest"] < since
                           and not Prediction.objects.filter(created__gte=since).exists())
     backlog["awaiting_model"] = Photo.objects.filter(status=Photo.Status.FAILED, awaits_model=True).count()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import math
 import sys
-from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
@@ -585,9 +584,6 @@ def cancelled_message(run: TrainingRun) -> str:
             "A new run can start now (it begins once the trainer is free).")
 
 
-LATE_AFTER = timedelta(minutes=2)
-
-
 def card(photo: Photo) -> dict:
     """What the templates show of a photo: the photo, its status and its latest prediction."""
     prediction = selectors.latest_prediction(photo)
@@ -598,10 +594,10 @@ def card(photo: Photo) -> dict:
     return {
         "photo": photo,
         "pending": photo.status in Photo.PENDING,
-        # waiting longer than a worker that keeps up takes even behind a large batch (its page says so).
-        # (Counted from its last change: the sweep's resend of a stuck photo counts as one, so the
-        # note leaves a reloaded page for a while after each; a page left open keeps it.)
-        "late": photo.status in Photo.PENDING and timezone.now() - photo.updated > LATE_AFTER,
+        # waiting longer than selectors.LATE_AFTER (its page says so). (Counted from its last change:
+        # the sweep's resend of a stuck photo counts as one, so the note leaves a reloaded page for a
+        # while after each; a page left open keeps it.)
+        "late": photo.status in Photo.PENDING and timezone.now() - photo.updated > selectors.LATE_AFTER,
         "prediction": prediction,
         "label_name": prediction.label_name if prediction else "",
         "answer_name": answer_name,
