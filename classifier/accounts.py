@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.signals import user_logged_out, user_login_failed
 from django.db.models.signals import post_init, post_save
 from django.dispatch import receiver
+from django.template.defaultfilters import pluralize
 from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle, UserRateThrottle
 
@@ -84,9 +85,9 @@ def wrong_password(request) -> str:
     if not 0 < left <= 2:
         return "That is not your password."
     minutes = round(settings.AXES_COOLOFF_TIME * 60)
-    return (f"That is not your password. After {left} more wrong password{'s' if left > 1 else ''} in a "
+    return (f"That is not your password. After {left} more wrong password{pluralize(left)} in a "
             f"row, entering it here and signing in from this connection are paused for {minutes} "
-            f"minute{'s' if minutes != 1 else ''}.")
+            f"minute{pluralize(minutes)}.")
 
 
 class PerAddressThrottle(SimpleRateThrottle):
