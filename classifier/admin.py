@@ -183,7 +183,7 @@ class PhotoAdmin(Figures, QueryChecked, admin.ModelAdmin):
     search_fields = ["owner__username", "sha256", "original_name"]
     show_full_result_count = False
     readonly_fields = ["preview", "owner", "status", "error", "starts", "sha256_shown", "width", "height",
-                       "image_format", "created", "updated", "predicted", "confidence_shown",
+                       "image_format", "created", "waiting_since", "updated", "predicted", "confidence_shown",
                        "margin_shown", "answer", "client_key"]
     # private files (the preview shows the photo), and the figures shown as the site shows them
     exclude = ["image", "thumbnail", "display", "confidence", "margin", "sha256"]

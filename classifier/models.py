@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -99,6 +100,11 @@ class Photo(models.Model):
     awaits_model = models.BooleanField("awaits a model that loads", default=False, db_default=False)
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     updated = models.DateTimeField(auto_now=True)
+    # Since when it waits for the classifier: set by the database when the photo is stored (by a web
+    # process of any release) and when it is queued again after failing; not by the sweep's resend of
+    # a photo still waiting. Read only while it waits (its page's "late", the backlog's oldest); empty
+    # for photos settled before it was kept.
+    waiting_since = models.DateTimeField(null=True, blank=True, db_default=Now())
     # Its prediction's label, confidence and margin, copied by services.prediction_record in the
     # transaction that records it (empty until then): the API's list filters and orders on them with
     # an index instead of a subquery per photo. (A worker of the release before them, still running

@@ -377,7 +377,7 @@ def classification_backlog() -> dict:
     meanwhile), and how many failed for want of a model that loads (queued again by themselves
     once one does)."""
     backlog = Photo.objects.filter(status__in=Photo.PENDING).aggregate(count=Count("pk"),
-                                                                       oldest=Min("created"))
+                                                                       oldest=Min("waiting_since"))
     since = timezone.now() - LATE_AFTER  # and nothing classified since: a long backlog moves
     backlog["stalled"] = (backlog["oldest"] is not None and backlog["oldest"] < since
                           and not Prediction.objects.filter(created__gte=since).exists())

@@ -22,7 +22,7 @@ from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Concat
+from django.db.models.functions import Concat, Now
 from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
@@ -249,9 +249,9 @@ def photos_awaiting_model_requeue() -> list[int]:
 
 def queued_afresh() -> dict:
     """The fields of a failed photo sent to the workers again as if new: no error, no starts counted,
-    not awaiting a model (photo_retry, photos_awaiting_model_requeue)."""
+    not awaiting a model, waiting from now (photo_retry, photos_awaiting_model_requeue)."""
     return {"status": Photo.Status.QUEUED, "error": "", "starts": 0, "awaits_model": False,
-            "updated": timezone.now()}
+            "updated": timezone.now(), "waiting_since": Now()}
 
 
 def photo_retry(photo: Photo) -> None:

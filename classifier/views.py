@@ -594,10 +594,9 @@ def card(photo: Photo) -> dict:
     return {
         "photo": photo,
         "pending": photo.status in Photo.PENDING,
-        # waiting longer than selectors.LATE_AFTER (its page says so). (Counted from its last change:
-        # the sweep's resend of a stuck photo counts as one, so the note leaves a reloaded page for a
-        # while after each; a page left open keeps it.)
-        "late": photo.status in Photo.PENDING and timezone.now() - photo.updated > selectors.LATE_AFTER,
+        # waiting longer than selectors.LATE_AFTER (its page says so)
+        "late": photo.status in Photo.PENDING and photo.waiting_since is not None
+                and timezone.now() - photo.waiting_since > selectors.LATE_AFTER,
         "prediction": prediction,
         "label_name": prediction.label_name if prediction else "",
         "answer_name": answer_name,

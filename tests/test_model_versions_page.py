@@ -324,7 +324,7 @@ def test_the_page_says_when_runs_or_photos_wait_longer_than_a_working_worker_let
 
     fresh = client.get(reverse("model-versions")).content.decode()
     TrainingRun.objects.filter(pk=run.pk).update(created=timezone.now() - timedelta(minutes=5))
-    Photo.objects.filter(pk=waiting[0].pk).update(created=timezone.now() - timedelta(minutes=5))
+    Photo.objects.filter(pk=waiting[0].pk).update(waiting_since=timezone.now() - timedelta(minutes=5))
     late = client.get(reverse("model-versions")).content.decode()
 
     assert f"{run.pk} ({timezone.localtime(run.created):%-d %b %H:%M} UTC, root)" in fresh  # who started it
@@ -379,7 +379,7 @@ def test_manage_py_status_says_what_the_staff_page_says_and_exits_1_when_a_perso
 
     fine = status()
     photo = make_photo(root)
-    Photo.objects.filter(pk=photo.pk).update(created=timezone.now() - timedelta(minutes=5))
+    Photo.objects.filter(pk=photo.pk).update(waiting_since=timezone.now() - timedelta(minutes=5))
     stalled = status()
     Photo.objects.filter(pk=photo.pk).update(status="failed", awaits_model=True)
     failing = status()
@@ -393,3 +393,28 @@ def test_manage_py_status_says_what_the_staff_page_says_and_exits_1_when_a_perso
     monkeypatch.setattr(tasks, "messages_waiting", lambda queue: None)  # the broker does not answer
     unreachable = status()
     assert unreachable[0] == 1 and "the broker cannot be reached" in unreachable[1]
+
+
+def test_a_photo_retried_long_after_its_upload_is_not_a_stalled_backlog(client, root):
+    """The backlog's oldest wait counts from when each photo began to wait: a photo of last week
+    retried now has waited seconds, and the worker is not said to be stopped."""
+    import io
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from classifier import services
+    from classifier.models import Photo
+
+    photo = make_photo(root, status="failed")
+    Photo.objects.filter(pk=photo.pk).update(created=timezone.now() - timedelta(days=7))
+    services.photo_retry(photo)
+    out = io.StringIO()
+    call_command("status", stdout=out)  # (exits 1 when it looks stalled)
+    client.force_login(root)
+    page = client.get(reverse("model-versions")).content.decode()
+
+    assert "photos waiting: 1, the oldest for 0 s\n" in out.getvalue()
+    assert "1 photo waiting for the classifier, the oldest\n  for 0" in page
+    assert "is the classification worker running?" not in out.getvalue() + page

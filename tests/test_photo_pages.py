@@ -402,7 +402,7 @@ def test_a_photo_waiting_longer_than_usual_says_so_and_that_its_result_still_com
     photo = make_photo(user)
     client.force_login(user)
     fresh = client.get(photo.get_absolute_url()).content.decode()
-    Photo.objects.filter(pk=photo.pk).update(updated=timezone.now() - timedelta(minutes=3))
+    Photo.objects.filter(pk=photo.pk).update(waiting_since=timezone.now() - timedelta(minutes=3))
 
     late = client.get(photo.get_absolute_url()).content.decode()
     polled = client.get("/photos/status/", {"ids": photo.pk, "view": "result"}).json()["photos"][0]["html"]
@@ -411,6 +411,29 @@ def test_a_photo_waiting_longer_than_usual_says_so_and_that_its_result_still_com
     for html in (late, polled):
         assert "data-pending data-late" in html and "Waiting…" in html
         assert "This is taking longer than usual" in " ".join(html.split())
+
+
+def test_a_photo_is_late_from_when_it_began_to_wait_not_from_its_upload_or_a_resend(client, user, settings):
+    """Retried a day after its upload, a photo is not late at once; sent again by the sweep while it
+    waits (a lost worker, the broker down), it stays late: it has waited all that time."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    long_ago = timezone.now() - timedelta(days=1)
+    retried, resent = make_photo(user, status="failed"), make_photo(user)
+    Photo.objects.filter(pk__in=[retried.pk, resent.pk]).update(created=long_ago, updated=long_ago,
+                                                                  waiting_since=long_ago)
+    client.force_login(user)
+
+    services.photo_retry(retried)
+    settings.REQUEUE_AFTER_S = 60
+    assert services.stuck_photos_requeue() == [resent.pk]  # (its `updated` moves: it is sent again)
+
+    pages = {photo.pk: client.get(photo.get_absolute_url()).content.decode() for photo in (retried, resent)}
+    assert 'data-status="queued" data-pending\n' in pages[retried.pk]
+    assert "longer than usual" not in pages[retried.pk]
+    assert "data-pending data-late" in pages[resent.pk]
 
 
 def test_a_photo_whose_file_is_gone_is_a_404_and_one_lost_from_the_disk_is_logged(client, user, caplog,
@@ -588,3 +611,34 @@ def test_the_menu_marks_the_page_it_is_on_and_the_upload_page_gives_the_limits_b
     assert gallery.count('aria-current="page"') == 1
     assert f'<a href="{reverse("upload")}" aria-current="page">Upload</a>' in upload
     assert "up to 20 at once, 15.0\xa0MB each" in upload
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_photos_waiting_through_the_upgrade_wait_since_their_upload_and_new_ones_since_stored(user):
+    """Migration 0028: photos queued or processing then keep their wait (from upload, as before);
+    those settled have none; a photo stored afterwards gets the database's time."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+    from django.utils import timezone
+
+    before = [("classifier", "0027_photo_state_only")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:  # rows as they were then
+        old = executor.loader.project_state(before).apps.get_model("classifier", "Photo")
+        photos = [old.objects.create(owner_id=user.pk, image=f"photos/{i}.png", image_format="png",
+                                     sha256=f"{i}" * 64, width=48, height=36, status=status)
+                  for i, status in enumerate(["queued", "processing", "done"])]
+        old.objects.filter(pk=photos[0].pk).update(created=timezone.now() - timedelta(hours=1))
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes("classifier"))
+    stored = make_photo(user)
+
+    since = dict(Photo.objects.values_list("pk", "waiting_since"))
+    created = dict(Photo.objects.values_list("pk", "created"))
+    assert since[photos[0].pk] == created[photos[0].pk] and since[photos[1].pk] == created[photos[1].pk]
+    assert since[photos[2].pk] is None
+    assert abs(since[stored.pk] - created[stored.pk]) < timedelta(seconds=5)
