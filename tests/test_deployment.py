@@ -127,6 +127,15 @@ def test_production_settings_pass_the_deployment_checklist(tmp_path, redirect, m
         assert result.stderr.count("?: (") == 1, result.stderr
 
 
+@pytest.mark.django_db
+def test_every_model_change_has_its_migration():
+    """A field added or changed without a migration works in the tests' database yet breaks
+    every deployed one."""
+    from django.core.management import call_command
+
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)  # (exits 1 when one is missing)
+
+
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
     env.update(DEBUG="0", CAKESITE_VAR_DIR=str(tmp_path))
