@@ -34,6 +34,18 @@ def test_compose_has_web_worker_redis_and_postgres_with_healthchecks():
         assert services[name]["environment"]["CAKESITE_MODELS_DIR"] == "/app/var/models"
 
 
+def test_the_application_containers_have_memory_limits_that_dot_env_raises_and_the_data_stores_none():
+    """A process gone wrong (a trainer on a huge data set) is killed and started again, instead of
+    taking the host's memory and PostgreSQL with it."""
+    limits = {name: service.get("mem_limit") for name, service in compose()["services"].items()}
+    raised = {name: service.get("mem_limit") for name, service in compose(
+        {"WEB_MEMORY": "6g", "WORKER_MEMORY": "3g", "TRAINER_MEMORY": "16g"})["services"].items()}
+
+    assert limits == {"web": "4g", "worker": "2g", "beat": "512m", "trainer": "8g", "redis": None,
+                      "postgres": None}
+    assert (raised["web"], raised["worker"], raised["trainer"]) == ("6g", "3g", "16g")
+
+
 def test_the_commands_compose_runs_exist_in_the_repository():
     services = compose()["services"]
     web, worker, beat, trainer = (services[name]["command"] for name in ("web", "worker", "beat", "trainer"))
