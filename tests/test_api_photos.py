@@ -507,6 +507,30 @@ def test_a_failed_photo_can_be_retried_and_a_done_one_cannot(api, user, enqueued
     assert refused.status_code == 400 and "Only a failed photo" in str(error_of(refused)["fields"])
 
 
+def test_a_waiting_photo_says_since_when_it_waits_and_a_settled_one_does_not(api, user, enqueued):
+    """What the site's "taking longer than usual" counts from: the upload, or a retry however old the
+    photo; null once classified or failed."""
+    from datetime import datetime
+
+    long_ago = timezone.now() - timedelta(days=1)
+    failed, queued = make_photo(user, status="failed"), make_photo(user)
+    done = make_photo(user, status="done", label="kue_lapis")
+    Photo.objects.filter(pk=failed.pk).update(created=long_ago, waiting_since=long_ago)
+    before = timezone.now()
+
+    retried = api.post(f"/api/photos/{failed.pk}/retry/").json()
+    listed = {photo["id"]: photo for photo in api.get("/api/photos/").json()["results"]}
+
+    def when(text: str) -> datetime:
+        return datetime.fromisoformat(text)
+
+    waited = when(listed[queued.pk]["waiting_since"]) - when(listed[queued.pk]["created"])
+    assert abs(waited) < timedelta(seconds=5)
+    assert when(retried["waiting_since"]) >= before - timedelta(seconds=1)
+    assert listed[failed.pk]["waiting_since"] == retried["waiting_since"]
+    assert "waiting_since" in listed[done.pk] and listed[done.pk]["waiting_since"] is None
+
+
 def test_two_retries_of_a_failed_photo_both_read_as_failed_queue_it_once(user, enqueued,
                                                                          django_capture_on_commit_callbacks):
     failed = make_photo(user, status="failed")

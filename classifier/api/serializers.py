@@ -104,6 +104,13 @@ class FeedbackInputSerializer(serializers.Serializer):
     )
 
 
+class WhileWaiting(serializers.DateTimeField):
+    """A time of a photo's wait for the classifier: null once it is classified or failed."""
+
+    def get_attribute(self, instance: Photo):
+        return super().get_attribute(instance) if instance.status in Photo.PENDING else None
+
+
 class PhotoSerializer(Representation):
     url = serializers.HyperlinkedIdentityField(view_name="api:photo-detail")
     owner = serializers.CharField(source="owner.username")
@@ -112,11 +119,16 @@ class PhotoSerializer(Representation):
     thumbnail_url = serializers.SerializerMethodField()
     prediction = serializers.SerializerMethodField()
     feedback = serializers.SerializerMethodField()
+    waiting_since = WhileWaiting(read_only=True, allow_null=True, help_text=(
+        "while it is queued or processing: since when it waits for the classifier (from its upload, or from "
+        "when it was retried); null otherwise. The site says a photo waiting over "
+        f"{selectors.LATE_AFTER.seconds // 60} minutes is taking longer than usual"))
 
     class Meta:
         model = Photo
         fields = ["id", "url", "owner", "status", "error", "original_name", "width", "height", "sha256",
-                  "image_url", "display_url", "thumbnail_url", "prediction", "feedback", "created", "updated"]
+                  "image_url", "display_url", "thumbnail_url", "prediction", "feedback", "created", "updated",
+                  "waiting_since"]
         extra_kwargs = {"sha256": {"help_text": "of the file as it was sent (what is stored, and served at "
                                                 "image_url, is that file without its metadata)"}}
 
