@@ -477,13 +477,17 @@ def test_an_answer_in_the_review_queue_carries_on_from_the_photo_after_it(browse
     me = Visitor(browser, live_server.url, "queue")
     me.log_in("ayu", "kue-lapis-2026", then="/review/")
     me.page.locator(f"#review-{skipped.pk}").focus()
+    helped = [me.page.evaluate("document.activeElement.getAttribute('aria-describedby')")]
     me.page.keyboard.press("j")  # skip the first
+    helped.append(me.page.evaluate("document.activeElement.getAttribute('aria-describedby')"))
     me.page.keyboard.press("y")  # confirm the second
     me.page.wait_for_url(re.compile(f"#review-{after.pk}$"))
     me.page.wait_for_selector(f"#review-{after.pk}.current:focus")
+    helped.append(me.page.evaluate("document.activeElement.getAttribute('aria-describedby')"))
 
     shown = me.page.eval_on_selector_all(".review-item", "items => items.map(item => item.id)")
     assert shown == [f"review-{skipped.pk}", f"review-{after.pk}"]  # the answered one gone, the skipped kept
+    assert helped == ["review-keys", None, None]  # the keys' help read once, with the first photo
     assert me.errors == []
 
 

@@ -52,6 +52,11 @@
   });
   const cameBack = sessionStorage.getItem("review-focus");
   sessionStorage.removeItem("review-focus");
+  // The keys' help is read with the first photo that has the focus, not again with each next one,
+  // nor after an answer from the keyboard (the queue reloads: it was heard already).
+  const quiet = () => items.forEach((item) => item.removeAttribute("aria-describedby"));
+  if (cameBack) quiet();
+  else queue.addEventListener("focusout", quiet, { once: true });
   // After an answer the address names the photo that came after it: carry on from there (with the
   // focus, if the answer came from the keyboard).
   const after = items.findIndex((item) => `#${item.id}` === window.location.hash);
