@@ -1,5 +1,6 @@
 """Seeing photos: own photos only (staff: all), 404 for anything else, gallery filters and polling."""
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,6 +55,8 @@ def test_the_photo_page_shows_the_cake_in_words_with_the_top_three(client, user)
     assert "Show where the model looked for Kue Putri Salju</label>" in page  # (its top guess only)
     assert "it knows 8 cakes, and\n       gives a photo of anything else one of them too" in page
     assert "data-pending" not in page
+    heading = re.search(r"<h1>(.*?)</h1>", page)[1]
+    assert re.sub(r"<[^>]+>", "", heading) == f"Photo {photo.pk}: Prediction"  # (what a screen reader says)
 
 
 def test_the_gallery_lists_own_photos_newest_first_with_label_and_confidence(client, user, other_user):
