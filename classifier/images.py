@@ -109,7 +109,8 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
         # Only the formats we take are tried: the others' readers raise anything on a broken file.
         with Image.open(upload, formats=READERS) as img:
             fmt = img.format
-            coded = heif_coded_size(data) if fmt == "HEIF" else img.size
+            coded = max(heif_coded_size(data), heif_uncropped_size(img),
+                        key=lambda size: size[0] * size[1]) if fmt == "HEIF" else img.size
             for size in (img.size, coded):
                 if size[0] * size[1] > settings.MAX_IMAGE_PIXELS:
                     raise ValidationError(
@@ -196,13 +197,30 @@ def format_of(upload: UploadedFile) -> str | None:
 
 def heif_coded_size(data: bytes) -> tuple[int, int]:
     """The largest picture a HEIF file's 'ispe' boxes declare: libheif decodes that whole, before
-    cropping it to the size it reports (its clean aperture, 'clap'), which may be far smaller."""
+    cropping it to the size it reports (its clean aperture, 'clap'), which may be far smaller. Each
+    box as libheif reads it: its size may also be 0 (to the end of its container), 1 (a 64-bit
+    size follows) or more than its fields need."""
     largest, at = (0, 0), 0
     while (at := data.find(b"ispe", at + 1)) >= 4:
-        if data[at - 4:at] == (20).to_bytes(4, "big") and len(data) >= at + 16:  # size, type, flags, w, h
-            size = (int.from_bytes(data[at + 8:at + 12], "big"), int.from_bytes(data[at + 12:at + 16], "big"))
-            largest = max(largest, size, key=lambda s: s[0] * s[1])
+        size = int.from_bytes(data[at - 4:at], "big")
+        fields = at + 16 if size == 1 else at + 8  # (after the type, a 64-bit size if any, version and flags)
+        if (size in (0, 1) or size >= 20) and len(data) >= fields + 8:
+            found = (int.from_bytes(data[fields:fields + 4], "big"),
+                     int.from_bytes(data[fields + 4:fields + 8], "big"))
+            largest = max(largest, found, key=lambda s: s[0] * s[1])
     return largest
+
+
+def heif_uncropped_size(img: Image.Image) -> tuple[int, int]:
+    """The size libheif crops a HEIF picture from, as libheif reads its 'clap' (pillow-heif's
+    transformations: left, top, right and bottom borders, then that size); (0, 0) without a crop.
+    A crop with no 'ispe' to measure it by is of a picture decoded whatever size its stream says
+    (libheif checks the decoded size against its 'ispe' only): refused as a bomb."""
+    image = img._heif_file[img.tell()]  # noqa: SLF001 - pillow-heif keeps libheif's reading there
+    uncropped = [tuple(step[5:7]) for step in image._c_image.transformations if step[0] == "clap"]  # noqa: SLF001
+    if any(0 in size for size in uncropped):
+        raise ValidationError("The image is too large to decode safely.", code="bomb")
+    return max(uncropped, default=(0, 0), key=lambda size: size[0] * size[1])
 
 
 def drafted(img: Image.Image, side: int) -> tuple[int, int]:

@@ -140,6 +140,28 @@ def heic_decoding_far_larger_than_it_says() -> bytes:
     return bytes(data)
 
 
+def heic_with_its_ispe_written(form: str, side: int = 40_000) -> bytes:
+    """A small HEIC whose coded picture ('ispe') says `side` x `side`, that box written otherwise
+    than in its usual 20 bytes, as libheif also reads it: with a 64-bit size ("large"), or with
+    bytes after its fields ("padded"). The colour box before it gives up the room (a 'free' box
+    now), so that nothing after it moves."""
+    data = bytearray(encoded(photo_like((80, 48)), "HEIF", quality=50))
+    colr, ispe = data.index(b"colr") - 4, data.index(b"ispe") - 4
+    assert struct.unpack_from(">I", data, ispe)[0] == 20 and ispe == colr + 19  # (as pillow-heif writes them)
+    grown = {"large": 8, "padded": 4}[form]
+    fields = struct.pack(">III", 0, side, side)
+    box = (struct.pack(">I4sQ", 1, b"ispe", 28) + fields if form == "large"
+           else struct.pack(">I4s", 24, b"ispe") + fields + bytes(4))
+    data[colr:ispe + 20] = struct.pack(">I4s", 19 - grown, b"free") + bytes(11 - grown) + box
+    return bytes(data)
+
+
+def heic_cropped_without_an_ispe() -> bytes:
+    """A HEIC whose picture has no 'ispe' but is cropped ('clap'): libheif decodes whatever size its
+    stream says (this one 80x64; another, of 15 KB, 8000x8008 in 300 MB) and reports the crop."""
+    return encoded(photo_like((80, 48)), "HEIF", quality=50).replace(b"ispe", b"free")
+
+
 def rle_bmp_wide_and_slow() -> bytes:
     """1.2 KB, 1,249,999 x 32 pixels of 8-bit run-length encoding: Pillow decodes RLE in Python,
     for seconds."""
@@ -177,6 +199,12 @@ REFUSED = {
     "broken DDS": ("photo.jpg", dds_with_no_pixel_format(), "not an image we can read"),
     "HEIC decoding 40000x40000": ("IMG.HEIC", heic_decoding_far_larger_than_it_says(),
                                   "at most 40 megapixels"),
+    "HEIC decoding 40000x40000, its size in 64 bits": ("IMG.HEIC", heic_with_its_ispe_written("large"),
+                                                      "at most 40 megapixels"),
+    "HEIC decoding 40000x40000, its box padded": ("IMG.HEIC", heic_with_its_ispe_written("padded"),
+                                                  "at most 40 megapixels"),
+    "HEIC cropped without an ispe": ("IMG.HEIC", heic_cropped_without_an_ispe(),
+                                     "too large to decode safely"),
     "RLE BMP": ("wide.bmp", rle_bmp_wide_and_slow(), "Compressed (RLE) BMP images are not supported"),
 }
 
