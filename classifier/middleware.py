@@ -140,9 +140,15 @@ class ServiceUnavailableMiddleware:
         if not isinstance(exception, OperationalError | InterfaceError):
             return full_disk_refusal(request, exception)
         # Django closes the broken connection when the request ends; the next one reconnects.
-        log.error("database unavailable for %s %s: %s", request.method, request.path, exception)
+        log.error("database unavailable for %s %s: %s", request.method, printable(request.path), exception)
         message = "The service is briefly unavailable (its database is not answering). Try again shortly."
         return unavailable(request, message, RETRY_AFTER_S)
+
+
+def printable(path: str) -> str:
+    """A request's path for a log line, its control characters escaped (as Django's own request log
+    does): a decoded %0A in a path would start a forged line."""
+    return path.encode("unicode_escape").decode("ascii")
 
 
 def unavailable(request: HttpRequest, message: str, wait: int) -> HttpResponse:
@@ -159,7 +165,8 @@ def full_disk_refusal(request: HttpRequest, exception: BaseException | None) -> 
     read by the CSRF check, before the view, where an error never reaches process_exception."""
     if not (isinstance(exception, OSError) and exception.errno in FULL_DISK):
         return None
-    log.critical("disk full for %s %s: %s", request.method, request.path, exception, exc_info=exception)
+    log.critical("disk full for %s %s: %s", request.method, printable(request.path), exception,
+                 exc_info=exception)
     message = "The server has no room to store more just now; nothing you sent was stored. Try again later."
     return unavailable(request, message, FULL_DISK_RETRY_AFTER_S)
 

@@ -301,6 +301,24 @@ def test_an_error_on_the_server_side_is_a_page_on_the_site_and_the_api_error_sha
     assert Photo.objects.count() == 0 and files_under(settings.MEDIA_ROOT) == []
 
 
+def test_a_path_in_a_503s_log_line_cannot_start_a_forged_line(rf, caplog):
+    """Logged as Django logs a request's path: a decoded %0A in it is written as \\n."""
+    import errno
+
+    from django.db import OperationalError
+
+    from classifier.middleware import ServiceUnavailableMiddleware, full_disk_refusal
+
+    request = rf.get("/accounts/email/x%0A2026-12-07 ERROR forged/")
+    middleware = ServiceUnavailableMiddleware(lambda _: None)
+    database = middleware.process_exception(request, OperationalError("gone"))
+    disk = full_disk_refusal(request, OSError(errno.ENOSPC, "No space left on device"))
+
+    logged = [record.getMessage() for record in caplog.records]
+    assert database.status_code == disk.status_code == 503 and len(logged) == 2
+    assert all("\n" not in line and "/accounts/email/x\\n2026-12-07 ERROR forged/" in line for line in logged)
+
+
 @pytest.mark.django_db
 def test_an_upload_onto_a_full_disk_is_refused_for_now_and_stores_nothing(
         client, user, enqueued, disk_full_for, settings, caplog):
