@@ -6,14 +6,17 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 from django.core import signing
 from django.core.exceptions import PermissionDenied
+from django.core.files.storage import default_storage
 from django.core.paginator import Page, Paginator
 from django.db import connection
-from django.db.models import Count, Exists, Max, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, FileField, Max, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -21,6 +24,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from rest_framework.authtoken.models import Token
 
 from classifier.models import Feedback, ModelVersion, PendingEmail, Photo, Prediction, TrainingRun
+from training.runtime import CONFIG_FILE, LABELS_FILE
 
 
 def latest_predictions() -> QuerySet[Prediction]:
@@ -568,3 +572,91 @@ def email_confirmed_by(token: str) -> bool:
 def run_is_running(run_id: int) -> bool:
     """Whether a training run is still running (not cancelled, failed or done meanwhile)."""
     return TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).exists()
+
+
+# Files no row names are left alone this long: an upload, a heat map, a page's copy of a photo is
+# written before the row that names it commits, and none takes nearly this long.
+ORPHAN_AFTER = timedelta(hours=1)
+
+
+def media_file_fields() -> list[tuple[type, list[str]]]:
+    """The models that name files in the media storage, each with its file fields."""
+    found = [(model, [f.name for f in model._meta.get_fields() if isinstance(f, FileField)])
+             for model in (Photo, Prediction)]
+    return [(model, names) for model, names in found if names]
+
+
+def media_folders() -> list[str]:
+    """The folders of the media storage the file fields store into (photos, thumbnails, ...)."""
+    return sorted({str(PurePosixPath(model._meta.get_field(name).generate_filename(model(), "x")).parent)
+                   for model, names in media_file_fields() for name in names})
+
+
+@dataclass
+class MediaCheck:
+    orphans: list[tuple[str, int]] = field(default_factory=list)  # (name, bytes), older than the safe age
+    young: int = 0  # files no row names yet, younger than it: left alone (an upload under way?)
+    missing: list[tuple[str, int, str, str]] = field(default_factory=list)  # (model, id, field, name)
+
+
+def media_files(storage) -> Iterator[str]:
+    """The names of the files in the media folders, as the storage lists them (links not followed:
+    nothing outside the storage is ever named)."""
+    folders = [folder for folder in media_folders() if storage.exists(folder)]
+    while folders:
+        folder = folders.pop()
+        subfolders, files = storage.listdir(folder)
+        for sub in subfolders:
+            if not is_link(storage, f"{folder}/{sub}"):
+                folders.append(f"{folder}/{sub}")
+        yield from (f"{folder}/{name}" for name in files)
+
+
+def is_link(storage, name: str) -> bool:
+    """Whether `name` is a symbolic link, on a storage with local paths (a link could lead out of it)."""
+    try:
+        return Path(storage.path(name)).is_symlink()
+    except NotImplementedError:  # (a remote storage: no links)
+        return False
+
+
+def model_versions_missing_files() -> list[tuple[ModelVersion, str]]:
+    """The versions whose folder, or the files a version is read from, are not there, with what is
+    missing."""
+    missing = []
+    for version in ModelVersion.objects.only("name", "path"):
+        if not version.folder.is_dir():
+            missing.append((version, f"its folder {version.folder}"))
+        elif lacking := [name for name in (LABELS_FILE, CONFIG_FILE)
+                         if not (version.folder / name).is_file()]:
+            missing.append((version, f"{', '.join(lacking)} in {version.folder}"))
+    return missing
+
+
+def media_check(older_than: timedelta = ORPHAN_AFTER) -> MediaCheck:
+    """The files in the media folders that no row names (once older than `older_than`), and the rows
+    that name a file that is not there. The files are listed first and the rows read after, in
+    chunks (their names only): a row committed meanwhile names a file young or listed, never an old
+    one unlisted. Only the few files no row names are looked at one by one."""
+    storage = default_storage
+    unnamed = set(media_files(storage))
+    missing = []
+    for model, fields in media_file_fields():
+        rows = model.objects.values_list("pk", *fields).order_by().iterator(chunk_size=5000)
+        for pk, *names in rows:
+            for field_name, name in zip(fields, names, strict=True):
+                if name in unnamed:
+                    unnamed.discard(name)
+                elif name:  # (or written after the list: looked at again below)
+                    missing.append((str(model._meta.verbose_name), pk, field_name, name))
+    check, cutoff = MediaCheck(), timezone.now() - older_than
+    for name in sorted(unnamed):
+        try:
+            if storage.get_modified_time(name) > cutoff:
+                check.young += 1
+            else:
+                check.orphans.append((name, storage.size(name)))
+        except FileNotFoundError:  # deleted meanwhile (with its row)
+            pass
+    check.missing = [row for row in missing if not storage.exists(row[3])]  # (not written after the list)
+    return check

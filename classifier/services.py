@@ -19,6 +19,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery, Value
@@ -973,3 +974,30 @@ def training_run_fail(run: TrainingRun, error: str) -> None:
     TrainingRun.objects.filter(pk=run.pk, status__in=TrainingRun.LIVE).update(
         status=TrainingRun.Status.FAILED, error=error[:5000], finished=timezone.now())
     transaction.on_commit(lambda: remove_unregistered_folder(run.pk))
+
+
+def media_orphans_remove(names: list[str], older_than: timedelta = selectors.ORPHAN_AFTER) -> tuple[int, int]:
+    """Remove the files `names` (selectors.media_check's orphans), a batch at a time, each only if
+    no row names it now, it is older than `older_than` and it lies in the storage's media folders
+    (a link is removed, never what it leads to); how many were removed, and their bytes."""
+    removed = size = 0
+    folders, cutoff = tuple(f"{folder}/" for folder in selectors.media_folders()), timezone.now() - older_than
+    for start in range(0, len(names), 500):
+        batch = [name for name in names[start:start + 500]
+                 if name.startswith(folders) and ".." not in name.split("/")]
+        for model, fields in selectors.media_file_fields():
+            named = Q()
+            for field in fields:
+                named |= Q(**{f"{field}__in": batch})
+            for row in model.objects.filter(named).values_list(*fields):
+                batch = [name for name in batch if name not in row]
+        for name in batch:
+            try:
+                if default_storage.get_modified_time(name) > cutoff:
+                    continue
+                bytes_ = default_storage.size(name)
+                default_storage.delete(name)
+            except FileNotFoundError:
+                continue
+            removed, size = removed + 1, size + bytes_
+    return removed, size
