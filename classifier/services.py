@@ -72,10 +72,13 @@ def photo_create(*, owner, upload: UploadedFile, client_key: str = "") -> Photo:
                                   robust=True)
     except Exception as exc:
         # Leave no orphan file behind a row that was never written, also when the commit itself
-        # fails (foreign keys are checked there: an owner deleted meanwhile).
-        photo.image.delete(save=False)
-        photo.thumbnail.delete(save=False)
-        photo.display.delete(save=False)
+        # fails (foreign keys are checked there: an owner deleted meanwhile). A row that may have
+        # been written (its commit went, its answer was lost) keeps its files: an unused file only
+        # takes room (manage.py storage finds it), a row without its files is a photo lost.
+        if not photo_may_be_stored(photo):
+            photo.image.delete(save=False)
+            photo.thumbnail.delete(save=False)
+            photo.display.delete(save=False)
         if isinstance(exc, IntegrityError) and not get_user_model().objects.filter(pk=owner.pk).exists():
             raise PermissionDenied(ACCOUNT_GONE) from exc  # (account_delete took the photos stored before)
         if isinstance(exc, IntegrityError) and client_key and (
@@ -83,6 +86,17 @@ def photo_create(*, owner, upload: UploadedFile, client_key: str = "") -> Photo:
             return same_upload(stored, upload)  # the same request, sent again while this one ran
         raise
     return photo
+
+
+def photo_may_be_stored(photo: Photo) -> bool:
+    """Whether `photo`'s row may be in the database after its transaction failed: it was inserted,
+    and is there now, or the database cannot say."""
+    if photo.pk is None:
+        return False
+    try:
+        return Photo.objects.filter(pk=photo.pk).exists()
+    except DatabaseError:
+        return True
 
 
 def same_upload(stored: Photo, upload: UploadedFile) -> Photo:

@@ -280,6 +280,30 @@ def test_an_upload_the_server_fails_midway_says_which_photos_were_stored(
     assert len(files_under(settings.MEDIA_ROOT)) == 4  # the two stored photos' files, no orphan
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_photo_whose_commit_went_through_unanswered_keeps_its_files(settings, user, monkeypatch):
+    """The database committed the row and the answer was lost on the way (the connection dropped):
+    the upload fails, but the photo that was stored keeps its files (the sweep sends it to the worker;
+    were the row not there, they would be removed)."""
+    from django.db import OperationalError, connection
+
+    commit = connection.commit
+
+    def committed_unanswered():
+        commit()
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(connection, "commit", committed_unanswered)
+    with pytest.raises(OperationalError):
+        services.photo_create(owner=user, upload=SimpleUploadedFile("a.jpg", sample_photo().read_bytes()))
+    monkeypatch.undo()
+
+    photo = Photo.objects.get()
+    assert photo.status == "queued" and photo.image.storage.exists(photo.image.name)
+    assert photo.thumbnail.storage.exists(photo.thumbnail.name)
+    assert len(files_under(settings.MEDIA_ROOT)) == 2
+
+
 @pytest.mark.django_db
 def test_an_error_on_the_server_side_is_a_page_on_the_site_and_the_api_error_shape_under_api(
         client, user, enqueued, monkeypatch, settings):
