@@ -75,7 +75,7 @@ def photo_create(*, owner, upload: UploadedFile, client_key: str = "") -> Photo:
         # fails (foreign keys are checked there: an owner deleted meanwhile). A row that may have
         # been written (its commit went, its answer was lost) keeps its files: an unused file only
         # takes room (manage.py storage finds it), a row without its files is a photo lost.
-        if not photo_may_be_stored(photo):
+        if not may_be_stored(photo):
             photo.image.delete(save=False)
             photo.thumbnail.delete(save=False)
             photo.display.delete(save=False)
@@ -88,13 +88,13 @@ def photo_create(*, owner, upload: UploadedFile, client_key: str = "") -> Photo:
     return photo
 
 
-def photo_may_be_stored(photo: Photo) -> bool:
-    """Whether `photo`'s row may be in the database after its transaction failed: it was inserted,
-    and is there now, or the database cannot say."""
-    if photo.pk is None:
+def may_be_stored(row: Photo | Prediction) -> bool:
+    """Whether `row` may be in the database after its transaction failed: it was inserted, and is
+    there now, or the database cannot say."""
+    if row.pk is None:
         return False
     try:
-        return Photo.objects.filter(pk=photo.pk).exists()
+        return type(row).objects.filter(pk=row.pk).exists()
     except DatabaseError:
         return True
 
@@ -383,7 +383,8 @@ def prediction_record(*, photo: Photo, version_id: int, probabilities: dict[str,
                 prediction.save(force_insert=True)
                 photo_mark_done(photo, prediction)
     except Exception:
-        prediction.heatmap.delete(save=False)
+        if not may_be_stored(prediction):  # (as photo_create's files)
+            prediction.heatmap.delete(save=False)
         raise
     if not recorded:
         prediction.heatmap.delete(save=False)  # the earlier prediction stands (or the photo is gone)

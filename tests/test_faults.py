@@ -284,7 +284,7 @@ def test_an_upload_the_server_fails_midway_says_which_photos_were_stored(
 def test_a_photo_whose_commit_went_through_unanswered_keeps_its_files(settings, user, monkeypatch):
     """The database committed the row and the answer was lost on the way (the connection dropped):
     the upload fails, but the photo that was stored keeps its files (the sweep sends it to the worker;
-    were the row not there, they would be removed)."""
+    were the row not there, they would be removed), and so does a prediction its heat map."""
     from django.db import OperationalError, connection
 
     commit = connection.commit
@@ -302,6 +302,16 @@ def test_a_photo_whose_commit_went_through_unanswered_keeps_its_files(settings, 
     assert photo.status == "queued" and photo.image.storage.exists(photo.image.name)
     assert photo.thumbnail.storage.exists(photo.thumbnail.name)
     assert len(files_under(settings.MEDIA_ROOT)) == 2
+
+    monkeypatch.setattr(connection, "commit", committed_unanswered)  # the worker's result, the same way
+    with pytest.raises(OperationalError):
+        services.prediction_record(photo=photo, version_id=ModelVersion.objects.get(is_active=True).pk,
+                                   probabilities={"kue_lapis": 0.9}, label="kue_lapis", confidence=0.9,
+                                   inference_ms=5.0, heatmap=np.ones((7, 7), dtype="float32"))
+    monkeypatch.undo()
+
+    heatmap = photo.predictions.get().heatmap
+    assert heatmap and heatmap.storage.exists(heatmap.name) and len(files_under(settings.MEDIA_ROOT)) == 3
 
 
 @pytest.mark.django_db
