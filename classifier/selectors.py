@@ -375,17 +375,22 @@ def other_benchmark(version: ModelVersion, active: ModelVersion) -> bool:
 LATE_AFTER = timedelta(minutes=2)
 
 
-def classification_backlog() -> dict:
+def classification_backlog(*, ask_broker: bool = False) -> dict:
     """Photos waiting for the classification worker: how many, since when the oldest waits,
     whether the worker looks stopped (the oldest waited over LATE_AFTER, and none was classified
     meanwhile), and how many failed for want of a model that loads (queued again by themselves
-    once one does)."""
+    once one does). With `ask_broker`, whether a stop is the broker's, which cannot be reached
+    (asked only when it looks stopped: a broker that refuses costs 2 s)."""
+    from classifier import tasks
+
     backlog = Photo.objects.filter(status__in=Photo.PENDING).aggregate(count=Count("pk"),
                                                                        oldest=Min("waiting_since"))
     since = timezone.now() - LATE_AFTER  # and nothing classified since: a long backlog moves
     backlog["stalled"] = (backlog["oldest"] is not None and backlog["oldest"] < since
                           and not Prediction.objects.filter(created__gte=since).exists())
     backlog["awaiting_model"] = Photo.objects.filter(status=Photo.Status.FAILED, awaits_model=True).count()
+    backlog["broker_unreachable"] = (ask_broker and backlog["stalled"]
+                                     and tasks.messages_waiting(settings.CELERY_TASK_DEFAULT_QUEUE) is None)
     return backlog
 
 

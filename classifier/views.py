@@ -499,7 +499,7 @@ def model_versions(request: HttpRequest) -> HttpResponse:
         **runs,
         "answers_since": selectors.answers_since(active) if active else None,
         "accuracy_by_day": selectors.feedback_accuracy_by_day(),  # the chart's figures, as a table
-        "backlog": selectors.classification_backlog(),
+        "backlog": selectors.classification_backlog(ask_broker=True),
         "versions": selectors.model_versions_compared(),
         "modes": TrainingRun.Mode.choices,
         "auto_rule": selectors.auto_activation_rule(),

@@ -339,6 +339,34 @@ def test_the_page_says_when_runs_or_photos_wait_longer_than_a_working_worker_let
     assert "is the classification worker running?" not in busy
 
 
+def test_when_the_broker_is_what_is_down_the_page_and_status_say_so_not_the_worker(client, root, monkeypatch):
+    """Uploads are stored and never sent: asking whether the worker runs would send staff to the
+    wrong place."""
+    import io
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from classifier.models import Photo
+
+    monkeypatch.setattr(tasks, "messages_waiting", lambda queue: None)  # the broker does not answer
+    photo = make_photo(root)
+    Photo.objects.filter(pk=photo.pk).update(waiting_since=timezone.now() - timedelta(minutes=5))
+    client.force_login(root)
+
+    page = " ".join(client.get(reverse("model-versions")).content.decode().split())
+    out = io.StringIO()
+    with pytest.raises(SystemExit):
+        call_command("status", stdout=out)
+
+    assert "The broker (Redis) cannot be reached: photos are stored but not sent to the worker." in page
+    assert "is the classification worker running?" not in page + out.getvalue()
+    assert "photos waiting: 1, the oldest for 300 s (none classified in 2 minutes: the broker cannot be " \
+           "reached)" in out.getvalue()
+    assert "messages waiting: the broker cannot be reached" in out.getvalue()
+
+
 def test_the_page_says_when_photos_failed_for_want_of_a_model_that_loads(client, root):
     """The active version's files deleted or damaged: it still shows as active with its figures, and
     users' photos fail; the page says so, and what to do."""

@@ -17,20 +17,24 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         now = timezone.now()
         active = ModelVersion.objects.filter(is_active=True).first()
-        backlog = selectors.classification_backlog()
+        backlog = selectors.classification_backlog(ask_broker=True)
         self.stdout.write(f"active version: {active.name if active else 'none'}")
         waiting = f"photos waiting: {backlog['count']}"
         if backlog["oldest"] is not None:
             waiting += f", the oldest for {round((now - backlog['oldest']).total_seconds())} s"
-        self.stdout.write(waiting + (" (none classified in 2 minutes: is the classification worker "
-                                     "running?)" if backlog["stalled"] else ""))
+        if backlog["broker_unreachable"]:
+            waiting += " (none classified in 2 minutes: the broker cannot be reached)"
+        elif backlog["stalled"]:
+            waiting += " (none classified in 2 minutes: is the classification worker running?)"
+        self.stdout.write(waiting)
         self.stdout.write(f"photos failed for want of a model that loads: {backlog['awaiting_model']}"
                           + (" (the worker's log says why: \"does not load\")" if backlog["awaiting_model"]
                              else ""))
-        unreachable = False
+        unreachable = backlog["broker_unreachable"]
         for queue in (settings.CELERY_TASK_DEFAULT_QUEUE, settings.EMAIL_QUEUE, settings.TRAINING_QUEUE):
-            count = tasks.messages_waiting(queue)
-            if unreachable := count is None:  # (asked once: a broker that hangs would cost seconds a queue)
+            # (asked once: a broker that hangs would cost seconds a queue)
+            count = None if unreachable else tasks.messages_waiting(queue)
+            if unreachable := count is None:
                 self.stdout.write("messages waiting: the broker cannot be reached (its log, or the worker's)")
                 break
             self.stdout.write(f"messages waiting in {queue}: {count}")
