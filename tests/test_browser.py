@@ -346,7 +346,7 @@ def test_a_photos_page_left_open_while_it_waits_long_says_so_and_still_shows_the
     assert me.page.locator(".result[data-pending]").count() == 1
     assert me.page.get_by_text("taking longer than usual").count() == 0
 
-    Photo.objects.filter(pk=photo.pk).update(updated=timezone.now() - timedelta(minutes=3))  # time passes
+    Photo.objects.filter(pk=photo.pk).update(waiting_since=timezone.now() - timedelta(minutes=3))  # time passes
     me.page.get_by_text("This is taking longer than usual").wait_for(timeout=20_000)
     me.shoot("waiting-long")
     version = ModelVersion.objects.get(is_active=True)  # the worker is back
