@@ -161,10 +161,61 @@ def test_a_file_over_the_limit_is_refused_before_it_is_sent_and_a_non_picture_ge
     assert "notes.jpg: The file is not an image we can read." in shown
     assert len(sent) == 1  # only the small one went
     assert me.page.locator(".upload-summary").inner_text() == "2 photos: 2 failed."
-    me.page.wait_for_selector(".upload:has-text('notes.jpg') span.preview")  # a blank square
+    me.page.wait_for_selector(f".upload:has-text('{big.name}') img.preview")  # (previews go in turn)
+    assert me.page.locator(".upload:has-text('notes.jpg') span.preview").count() == 1  # a blank square
     assert me.page.locator(".upload:has-text('notes.jpg') img").count() == 0
-    assert me.page.locator(f".upload:has-text('{big.name}') img.preview").count() == 1
     assert me.errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"]
+
+
+def test_a_large_photo_gets_a_small_upright_preview_and_one_the_browser_cannot_show_a_blank_square(
+        browser, live_server, django_user_model, tmp_path):
+    """A preview costs memory by its size on screen (64 px), not by the photo's (a phone's 35
+    megapixels, decoded whole for each photo picked, can cost a tab its life); turned as the photo's
+    EXIF says. A HEIC, which Chromium cannot decode, is shown as a blank square and stored all the
+    same."""
+    from PIL import Image
+
+    from tests.test_upload import heic
+
+    django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    stored = Image.new("RGB", (4000, 3000), "red")
+    stored.paste("blue", (0, 0, 1000, 3000))  # its left quarter: the top once turned
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned a quarter clockwise to be upright
+    large = tmp_path / "large.jpg"
+    stored.save(large, quality=90, exif=exif.tobytes())
+    phone = {"name": "IMG_0042.HEIC", "mimeType": "image/heic",
+             "buffer": heic(sorted((PHOTOS / "kue_lapis").glob("*.jpg"))[0])}
+    me = Visitor(browser, live_server.url, "previews")
+    # No worker classifies them: their waits for a result are held here, not in the server (whose
+    # few waiting slots the tests after this one need).
+    me.page.route(re.compile(r"/api/photos/\d+/\?wait="), lambda route: None)
+    me.log_in("ayu", "kue-lapis-2026", then="/upload/")
+
+    me.page.set_input_files("input[type=file]", [large])
+    preview = me.page.locator(".upload:has-text('large.jpg') img.preview")
+    preview.wait_for()
+    me.page.set_input_files("input[type=file]", [phone])
+    me.page.wait_for_function("() => document.querySelectorAll('.upload-status').length === 2 && "
+                              "[...document.querySelectorAll('.upload-status')].every("
+                              "(s) => s.textContent.includes('Stored; classifying'))")
+
+    shown = preview.evaluate("""(img) => {
+        const canvas = document.createElement("canvas");
+        [canvas.width, canvas.height] = [img.naturalWidth, img.naturalHeight];
+        const context = canvas.getContext("2d");
+        context.drawImage(img, 0, 0);
+        const blue = (x, y) => context.getImageData(x, y, 1, 1).data[2] > 200;
+        return {size: [img.naturalWidth, img.naturalHeight], topBlue: blue(img.naturalWidth / 2, 1),
+                leftBlue: blue(1, img.naturalHeight / 2)};
+    }""")
+    assert shown == {"size": [64, 64], "topBlue": True, "leftBlue": False}  # (the middle of it, upright)
+    assert preview.get_attribute("alt") == "Preview of large.jpg"
+    assert me.page.locator(".upload-name").all_text_contents() == ["IMG_0042.HEIC", "large.jpg"]
+    assert me.page.locator(".upload:has-text('IMG_0042.HEIC') span.preview").count() == 1
+    assert me.page.locator(".upload:has-text('IMG_0042.HEIC') img").count() == 0
+    assert sorted(p.original_name for p in Photo.objects.all()) == ["IMG_0042.HEIC", "large.jpg"]
+    assert me.errors == []
 
 
 def test_an_upload_whose_answer_was_lost_or_that_found_no_connection_is_sent_again_and_stored_once(
@@ -346,7 +397,8 @@ def test_a_photos_page_left_open_while_it_waits_long_says_so_and_still_shows_the
     assert me.page.locator(".result[data-pending]").count() == 1
     assert me.page.get_by_text("taking longer than usual").count() == 0
 
-    Photo.objects.filter(pk=photo.pk).update(waiting_since=timezone.now() - timedelta(minutes=3))  # time passes
+    waited = timezone.now() - timedelta(minutes=3)  # time passes
+    Photo.objects.filter(pk=photo.pk).update(waiting_since=waited)
     me.page.get_by_text("This is taking longer than usual").wait_for(timeout=20_000)
     me.shoot("waiting-long")
     version = ModelVersion.objects.get(is_active=True)  # the worker is back
