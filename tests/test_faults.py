@@ -280,7 +280,7 @@ def test_an_upload_the_server_fails_midway_says_which_photos_were_stored(
     assert len(files_under(settings.MEDIA_ROOT)) == 4  # the two stored photos' files, no orphan
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_photo_whose_commit_went_through_unanswered_keeps_its_files(settings, user, monkeypatch):
     """The database committed the row and the answer was lost on the way (the connection dropped):
     the upload fails, but the photo that was stored keeps its files (the sweep sends it to the worker;
