@@ -295,6 +295,13 @@ class TrainingRun(models.Model):
                            ("unreadable", "skipped as unreadable (the worker's log names them)")):
             if data.get(key):
                 said.append(format_html("; {} " + words, data[key]))  # (words: no braces)
+        if largest := data.get("largest_account"):  # (its mistakes, careless or not, are what is taught)
+            trained, held = data.get("user_photos_trained") or 0, data.get("user_photos_heldout") or 0
+            said.append(format_html("; {} of the {} trained on ({}%)", largest["trained"], trained,
+                                    round(100 * largest["trained"] / max(trained, 1))))
+            if held:
+                said.append(format_html(" and {} of the {} held out", largest["held_out"], held))
+            said.append(format_html(" from one account, {}", largest["account"]))
         return mark_safe("".join(said))  # (each piece escaped its figure)
 
 

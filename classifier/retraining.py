@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -218,6 +219,18 @@ def evaluate_version(folder: Path, benchmark: Path | None, held_pixels, held_lab
     return results
 
 
+def largest_account(trained: list[str], held_out: list[str]) -> dict | None:
+    """The account that gave the most of the answers a run used (the names of the accounts that gave
+    the photos trained on, and those held out): its name and how many of each. One account's answers
+    teach what it says: the photos it got wrong, carelessly or on purpose, as they are, and the held-out
+    part it gave measures the new version by its own answers. None if there was no answer."""
+    counts = Counter(trained + held_out)
+    if not counts:
+        return None
+    name = counts.most_common(1)[0][0]
+    return {"account": name, "trained": trained.count(name), "held_out": held_out.count(name)}
+
+
 def answers_against(trained: list[list], base: ModelVersion) -> tuple[int | None, int | None]:
     """Of the answers a run trained on ([photo id, label] each): how many its base had not learnt,
     and how many the base learnt that it did not train on (None, None: unknown)."""
@@ -243,9 +256,10 @@ def repeats_base(run: TrainingRun, base: ModelVersion, new: int | None, dropped:
 
 
 def decide(run: TrainingRun, new: dict, base: dict) -> tuple[bool, str]:
-    """Auto-activate only if asked, at least as good on the benchmark, better on enough held-out user
-    photos (AUTO_ACTIVATE_MIN_HELDOUT), and not its base trained again on the same answers the same
-    way (`repeats_base`: then its figures differ from the base's by the noise of training alone)."""
+    """Auto-activate only if asked, at least as good on the benchmark (no cake's recall there
+    selectors.RECALL_DROP_POINTS or more lower), better on enough held-out user photos
+    (AUTO_ACTIVATE_MIN_HELDOUT), and not its base trained again on the same answers the same way
+    (`repeats_base`: then its figures differ from the base's by the noise of training alone)."""
     if "test" not in new:
         text, better = "no benchmark split was available to compare on (CAKESITE_BENCHMARK_DIR)", False
     else:
@@ -269,11 +283,17 @@ def benchmark_comparison(new: dict, base: dict, base_name: str) -> tuple[str, bo
     whether it is better."""
     bench_new, bench_base = new["test"]["top1"], base["test"]["top1"]
     text = f"benchmark top-1 {bench_new:.3f} vs {bench_base:.3f} ({base_name})"
+    # (a cake taught as another loses its recall while top-1 barely moves: selectors.RECALL_DROP_POINTS)
+    drops = selectors.recall_drops(new["test"], base["test"])
+    for slug, mine, theirs in drops:
+        text += (f"; recall of {slug} on the benchmark {mine:.3f} vs {theirs:.3f}, "
+                 f"{selectors.RECALL_DROP_POINTS} points or more lower")
     if "user_heldout" in new:
         user_new, user_base = new["user_heldout"]["top1"], base["user_heldout"]["top1"]
         n = new["user_heldout"]["n"]
         text += f"; held-out user photos ({n} pictures) top-1 {user_new:.3f} vs {user_base:.3f}"
-        better = bench_new >= bench_base and user_new > user_base and n >= settings.AUTO_ACTIVATE_MIN_HELDOUT
+        better = (bench_new >= bench_base and not drops and user_new > user_base
+                  and n >= settings.AUTO_ACTIVATE_MIN_HELDOUT)
     else:
         text += "; no held-out user photos yet"
         better = False
@@ -340,6 +360,7 @@ def execute(run: TrainingRun) -> ModelVersion:
     train_pixels, train_labels = stacked([photos[i] for i in train_rows], size)
     held_pixels, held_labels = stacked([photos[i] for i in held_rows], size)
     corrected = sum(1 for i in train_rows if photos[i][0][2])
+    largest = largest_account([photos[i][0][4] for i in train_rows], [photos[i][0][4] for i in held_rows])
     run.photos_used = {"trained": [[photos[i][0][0], photos[i][0][1]] for i in train_rows],
                        "held_out": [[photos[i][0][0], photos[i][0][1]] for i in held_rows]}
     working_connection()  # (after decoding every user photo)
@@ -378,6 +399,7 @@ def execute(run: TrainingRun) -> ModelVersion:
             + sum(1 for b, v in zip(like_benchmark, like_validation) if v and not b),
             "unreadable": unreadable,
             "disagreeing": len(disagreeing),
+            "largest_account": largest,
         }
         progress(run, "evaluating", 70)
         new = evaluate_version(folder, benchmark, held_pixels, held_labels)

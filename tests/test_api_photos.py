@@ -825,11 +825,11 @@ def test_a_prediction_drawn_without_a_heat_map_says_so(api, user):
     assert missing.status_code == 404 and error_of(missing)["message"] == "This photo has no heat map."
 
 
-def test_what_users_labelled_is_listed_with_each_photos_content_hash(user):
+def test_what_users_labelled_is_listed_with_each_photos_content_hash_and_the_account_that_answered(user):
     photo = make_photo(user, status="done", label="kue_lapis")
     services.feedback_record(photo=photo, user=user, label="kue_lapis")
 
-    assert selectors.labelled_photos() == [(photo.pk, "kue_lapis", False, photo.sha256)]
+    assert selectors.labelled_photos() == [(photo.pk, "kue_lapis", False, photo.sha256, user.username)]
 
 
 @pytest.mark.parametrize("collection", ["model-versions", "training-runs"])

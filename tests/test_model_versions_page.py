@@ -121,6 +121,32 @@ def test_a_version_worse_on_the_benchmark_or_never_measured_is_activated_only_wh
     assert ModelVersion.objects.get(is_active=True) == other
 
 
+def test_a_version_that_lost_one_cakes_recall_is_activated_only_when_staff_confirm_even_if_top1_rose(
+        client, root):
+    """Answers that teach one cake as another (one account's kue lumpur answered as kue serabi) take
+    that cake's recall down while top-1 barely moves, and other users' answers may make up for it."""
+    shipped = ModelVersion.objects.get(is_active=True)
+    test = shipped.metrics["test"]
+    per_class = {**test["per_class"], "kue_lumpur": {**test["per_class"]["kue_lumpur"], "recall": 0.65},
+                 "kue_serabi": {**test["per_class"]["kue_serabi"], "recall": 0.6},
+                 "kue_klepon": {**test["per_class"]["kue_klepon"], "recall": 0.8}}  # 2 photos: luck
+    other = ModelVersion.objects.create(name="kue-v2", path=shipped.path, labels=shipped.labels,
+                                        metrics={"test": {**test, "top1": 0.87, "per_class": per_class}})
+    client.force_login(root)
+
+    page = client.get(reverse("model-versions")).content.decode()
+    refused = client.post(reverse("model-version-activate", args=[other.pk]), follow=True).content.decode()
+
+    warning = ("Its recall of Kue Lumpur on the benchmark is 25.0 points below the active version&#x27;s "
+               "(65.0% against 90.0%).")
+    assert warning in page and 'name="confirm" required' in page and "Klepon on the benchmark" not in page
+    assert "top-1 87.0% (+0.6 points against the active version)" in page
+    assert f"kue-v2 was not activated. {warning} Tick the box" in refused
+    assert ModelVersion.objects.get(is_active=True) == shipped
+    client.post(reverse("model-version-activate", args=[other.pk]), {"confirm": "on"})
+    assert ModelVersion.objects.get(is_active=True) == other
+
+
 def test_staff_see_only_the_buttons_their_permissions_allow(client, django_user_model):
     from django.contrib.auth.models import Permission
 

@@ -225,7 +225,10 @@ def test_a_fast_run_learns_what_users_taught_and_registers_a_version(user, admin
     assert sorted(map(tuple, used)) == sorted((pk, label) for _, label, pk in taught)
     assert len(run.photos_used["trained"]) == trained and run.data["user_photos_new"] == trained
     assert run.data["user_photos_dropped"] == 0 and run.data["repeats_base"] is False
+    # One account gave every answer it used (the disabled one's left out): staff see whose they were.
+    assert run.data["largest_account"] == {"account": user.username, "trained": trained, "held_out": held}
     runs = client.get("/staff/models/", {"part": "runs"}).content.decode()
+    assert f"{trained} of the {trained} trained on (100%) from one account, {user.username}" in runs
     assert (f"972 base + {trained} user photos, {held} held out; {trained} of the user photos new to its "
             "base; 2 of the users' labels corrected; "
             "2 left out as copies of benchmark photos; 2 left out as copies of one picture with different "
@@ -389,6 +392,12 @@ def figures(benchmark: float, held_out: float | None, n: int = 20) -> dict:
     return result
 
 
+def per_class(photos: int = 20, **recalls: float) -> dict:
+    """Benchmark figures per cake, of so many photos each: the recalls given, 0.9 for the others."""
+    slugs = sorted(path.name for path in PHOTOS.iterdir() if path.is_dir())
+    return {slug: {"recall": recalls.get(slug, 0.9), "support": photos} for slug in slugs}
+
+
 @pytest.mark.parametrize("new, base, activated, says", [
     (figures(0.87, 0.80), figures(0.86, 0.70), True, "Activated: benchmark top-1 0.870 vs 0.860"),
     (figures(0.86, 0.71), figures(0.86, 0.70), True, "Activated"),  # a tie on the benchmark is enough
@@ -408,6 +417,25 @@ def figures(benchmark: float, held_out: float | None, n: int = 20) -> dict:
      "must match the benchmark and beat the user photos, on at least 20 held out; benchmark top-1 0.850 "
      "vs 0.860 (kue-mobilenetv2); held-out user photos (20 pictures) top-1 0.800 vs 0.700; also, it "
      "repeats kue-mobilenetv2's training"),
+    # One account answered its kue lumpur photos as kue serabi: serabi gains what lumpur loses, and top-1
+    # rises with other users' answers, but lumpur's recall fell by 25 points.
+    (figures(0.87, 0.80) | {"test": {"top1": 0.87, "per_class": per_class(kue_lumpur=0.65)}},
+     figures(0.86, 0.70) | {"test": {"top1": 0.86, "per_class": per_class()}}, False,
+     "must match the benchmark and beat the user photos, on at least 20 held out; benchmark top-1 0.870 vs "
+     "0.860 (kue-mobilenetv2); recall of kue_lumpur on the benchmark 0.650 vs 0.900, 15 points or more "
+     "lower; held-out user photos (20 pictures) top-1 0.800 vs 0.700"),
+    (figures(0.87, 0.80) | {"test": {"top1": 0.87, "per_class": per_class(kue_lumpur=0.75)}},
+     figures(0.86, 0.70) | {"test": {"top1": 0.86, "per_class": per_class()}}, False,
+     "recall of kue_lumpur on the benchmark 0.750 vs 0.900"),  # three photos of 20
+    # Two photos are within what an honest run moves a cake by, even where they are 18 points.
+    (figures(0.87, 0.80) | {"test": {"top1": 0.87, "per_class": per_class(kue_lumpur=0.8)}},
+     figures(0.86, 0.70) | {"test": {"top1": 0.86, "per_class": per_class()}}, True, "Activated"),
+    (figures(0.87, 0.80) | {"test": {"top1": 0.87, "per_class": per_class(11, kue_lumpur=9 / 11)}},
+     figures(0.86, 0.70) | {"test": {"top1": 0.86, "per_class": per_class(11, kue_lumpur=1.0)}}, True,
+     "Activated"),
+    # Three photos of 100 (3 points) too.
+    (figures(0.87, 0.80) | {"test": {"top1": 0.87, "per_class": per_class(100, kue_lumpur=0.87)}},
+     figures(0.86, 0.70) | {"test": {"top1": 0.86, "per_class": per_class()}}, True, "Activated"),
 ])
 def test_auto_activation_needs_the_benchmark_matched_and_the_users_photos_beaten(admin_user, new, base,
                                                                                 activated, says):
@@ -423,6 +451,31 @@ def test_auto_activation_needs_the_benchmark_matched_and_the_users_photos_beaten
     assert decide(run, new, base)[0] is False
     assert decide(run, new, base)[1].startswith("Not activated (auto-activation off): ")  # whatever else
 
+
+
+def test_the_runs_table_says_how_many_answers_came_from_the_account_that_gave_the_most(admin_user):
+    """One account's mistakes, careless or not, are what a run teaches, and its held-out answers measure
+    the new version by its own labels: staff see whose they were."""
+    shipped = ModelVersion.objects.get(name="kue-mobilenetv2")
+    data = {"base_photos": 972, "user_photos_trained": 406, "user_photos_heldout": 84, "corrected": 201,
+            "largest_account": {"account": "cakefan", "trained": 200, "held_out": 50}}
+    run = TrainingRun(started_by=admin_user, base_version=shipped, data=data)
+
+    assert str(run.data_in_words()).endswith(
+        "; 200 of the 406 trained on (49%) and 50 of the 84 held out from one account, cakefan")
+    run.data = {**data, "user_photos_heldout": 0,
+                "largest_account": {**data["largest_account"], "held_out": 0}}
+    assert str(run.data_in_words()).endswith("; 200 of the 406 trained on (49%) from one account, cakefan")
+    run.data = {**data, "largest_account": {**data["largest_account"], "account": "<b>x</b>"}}
+    assert str(run.data_in_words()).endswith("from one account, &lt;b&gt;x&lt;/b&gt;")  # a name, escaped
+
+
+def test_the_account_that_gave_the_most_answers_a_run_used_is_counted_on_both_sides():
+    from classifier.retraining import largest_account
+
+    assert largest_account(["ana", "budi", "budi"], ["ana", "ana"]) == {"account": "ana", "trained": 1,
+                                                                       "held_out": 2}
+    assert largest_account([], []) is None
 
 
 def test_copies_of_benchmark_photos_are_known_by_what_the_evaluation_reads_linked_folders_too(tmp_path):

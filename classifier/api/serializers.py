@@ -254,8 +254,9 @@ class ActivateSerializer(serializers.Serializer):
 class TrainingRunStartSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=TrainingRun.Mode.choices, default=TrainingRun.Mode.FAST)
     auto_activate = serializers.BooleanField(
-        default=False, help_text="activate the new version if it matches the benchmark and beats the "
-                                 "active version on held-out user photos (at least "
+        default=False, help_text="activate the new version if it matches the benchmark (no cake's recall "
+                                 "there 15 points or more lower) and beats the active version on held-out "
+                                 "user photos (at least "
                                  "AUTO_ACTIVATE_MIN_HELDOUT of them, 20 by default), unless it repeats "
                                  "the active version's training: the same answers, mode and base photos")
 
