@@ -44,6 +44,20 @@ def browser(monkeypatch):
         browser.close()
 
 
+# What the upload list's live regions say as it changes (a polite one, not one whose aria-live is off),
+# into window.heard.
+HEARD = """() => {
+  window.heard = [];
+  new MutationObserver((changes) => {
+    for (const change of changes) {
+      const region = change.target.nodeType === 1 ? change.target : change.target.parentElement;
+      const live = region.closest("[aria-live]");
+      if (live && live.getAttribute("aria-live") !== "off") window.heard.push(live.textContent);
+    }
+  }).observe(document.querySelector(".uploads"), {childList: true, subtree: true, characterData: true});
+}"""
+
+
 @pytest.fixture(autouse=True)
 def waits_left_by_earlier_tests_take_no_slot(settings):
     """A test's pages leave their long polls running on the one live server (up to 20 s after the
@@ -651,10 +665,14 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
     me.page.wait_for_url(re.compile(r"/upload/$"))
 
     photos = [PHOTOS / "kue_lapis" / "108.jpg", PHOTOS / "kue_klepon" / "11.jpg"]
+    me.page.evaluate(HEARD)
     me.page.set_input_files("input[type=file]", [str(p) for p in photos])
     me.page.wait_for_function("() => document.querySelectorAll('.upload.done').length === 2", timeout=90_000)
     results = me.page.locator(".upload .upload-status").all_text_contents()  # with the hidden file name
     assert sorted(r.split(" ·")[0] for r in results) == ["108.jpg: Kue Lapis", "11.jpg: Kue Klepon"]
+    # A screen reader hears each photo's result, not each step before it (waiting, uploading, sent,
+    # stored: five announcements a photo).
+    assert sorted(me.page.evaluate("window.heard")) == sorted(results)
     me.shoot("3-upload-done")
 
     me.go("/photos/")

@@ -66,7 +66,6 @@
     bar.setAttribute("aria-label", `Upload of ${file.name}`);
     const status = document.createElement("span");
     status.className = "upload-status";
-    status.setAttribute("aria-live", "polite");
     li.append(square, name, bar, status);
     list.insertBefore(li, before);
     const view = { li, bar, status, name: file.name };
@@ -131,9 +130,15 @@
     return span;
   }
 
-  // The status line is a live region: what it says starts with the file's name (hidden on screen,
-  // where the name is shown beside it), so that each announcement says which photo it is about.
-  function show(view, text) {
+  // The status line is a live region for what a person must hear (`heard`): the photo's result, or
+  // why it waits longer than it should; the steps between (waiting, uploading, sent, stored) are
+  // shown, not said: five announcements a photo buried a batch's results. (A failure is an alert.)
+  // What it says starts with the file's name (hidden on screen, where the name is shown beside it),
+  // so that each announcement says which photo it is about.
+  function show(view, text, heard = false) {
+    if (view.status.getAttribute("role") !== "alert") {
+      view.status.setAttribute("aria-live", heard ? "polite" : "off");
+    }
     const name = document.createElement("span");
     name.className = "visually-hidden";
     name.textContent = `${view.name}: `;
@@ -194,13 +199,13 @@
         await sleep(seconds * 1000);
       } else if (unsure(request) && attempt < 5 && !longWait(request)) { // the same key: never stored twice
         if (!navigator.onLine) {
-          show(view, "No connection; it is sent again when the connection is back…");
+          show(view, "No connection; it is sent again when the connection is back…", true);
           await online();
         } else {
           const seconds = 2 ** attempt;
           const said = request && serverSays(request);
           show(view, said ? `${said} Sending it again in ${seconds} s…`
-            : `No answer from the server; sending it again in ${seconds} s…`);
+            : `No answer from the server; sending it again in ${seconds} s…`, true);
           await sleep(seconds * 1000);
         }
       } else {
@@ -266,7 +271,6 @@
       }
       view.li.classList.remove("failed");
       view.status.removeAttribute("role");
-      view.status.setAttribute("aria-live", "polite");
       view.bar.value = 0;
       view.li.insertBefore(view.bar, view.status);
       show(view, "Waiting…");
@@ -309,7 +313,7 @@
       if (body.status === "done" && body.prediction) {
         const p = body.prediction;
         const unsure = p.confidence < unsureBelow; // worded as the gallery words it
-        show(view, `${unsure ? `Not sure: ${p.display_name}?` : p.display_name} · ${percent(p.confidence)}%`);
+        show(view, `${unsure ? `Not sure: ${p.display_name}?` : p.display_name} · ${percent(p.confidence)}%`, true);
         view.li.classList.add("done", ...(unsure ? ["unsure"] : []));
         view.bar.remove();
         track(view, "classified");
@@ -317,7 +321,7 @@
       }
       if (body.status === "failed") return fail(view, body.error || "Classification failed.");
     }
-    show(view, "Still waiting; the gallery will show the result.");
+    show(view, "Still waiting; the gallery will show the result.", true);
   }
 
   function sendAll(files) {
