@@ -109,8 +109,7 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
         # Only the formats we take are tried: the others' readers raise anything on a broken file.
         with Image.open(upload, formats=READERS) as img:
             fmt = img.format
-            coded = max(heif_coded_size(data), heif_uncropped_size(img),
-                        key=lambda size: size[0] * size[1]) if fmt == "HEIF" else img.size
+            coded = heif_decoded_size(data, img) if fmt == "HEIF" else img.size
             for size in (img.size, coded):
                 if size[0] * size[1] > settings.MAX_IMAGE_PIXELS:
                     raise ValidationError(
@@ -195,20 +194,50 @@ def format_of(upload: UploadedFile) -> str | None:
         return None
 
 
+def heif_decoded_size(data: bytes, img: Image.Image) -> tuple[int, int]:
+    """The largest picture libheif may decode for a HEIF file: what its 'ispe' boxes declare, or the
+    size its crop is cut from. Every picture of a HEIF file has an 'ispe': one not found where libheif
+    reads it is refused, as libheif would decode whatever size the picture's stream says."""
+    coded = heif_coded_size(data)
+    if coded == (0, 0):
+        raise ValidationError("The image is too large to decode safely.", code="bomb")
+    return max(coded, heif_uncropped_size(img), key=lambda size: size[0] * size[1])
+
+
 def heif_coded_size(data: bytes) -> tuple[int, int]:
     """The largest picture a HEIF file's 'ispe' boxes declare: libheif decodes that whole, before
-    cropping it to the size it reports (its clean aperture, 'clap'), which may be far smaller. Each
-    box as libheif reads it: its size may also be 0 (to the end of its container), 1 (a 64-bit
-    size follows) or more than its fields need."""
-    largest, at = (0, 0), 0
-    while (at := data.find(b"ispe", at + 1)) >= 4:
-        size = int.from_bytes(data[at - 4:at], "big")
-        fields = at + 16 if size == 1 else at + 8  # (after the type, a 64-bit size if any, version and flags)
-        if (size in (0, 1) or size >= 20) and len(data) >= fields + 8:
-            found = (int.from_bytes(data[fields:fields + 4], "big"),
-                     int.from_bytes(data[fields + 4:fields + 8], "big"))
-            largest = max(largest, found, key=lambda s: s[0] * s[1])
+    cropping it to the size it reports (its clean aperture, 'clap'), which may be far smaller. The
+    boxes are read where libheif reads them (meta, iprp, ipco), each as libheif reads it: its size
+    may also be 0 (to the end of its container), 1 (a 64-bit size follows) or more than its fields
+    need. (Not found by searching the bytes: 'ispe' also occurs in the coded picture, or in a word of
+    its metadata, "whisper", with any numbers after it.)"""
+    largest = (0, 0)
+    for meta, meta_end in heif_boxes(data, 0, len(data), b"meta"):
+        for iprp, iprp_end in heif_boxes(data, meta + 4, meta_end, b"iprp"):  # (after its version and flags)
+            for ipco, ipco_end in heif_boxes(data, iprp, iprp_end, b"ipco"):
+                for ispe, ispe_end in heif_boxes(data, ipco, ipco_end, b"ispe"):
+                    if ispe_end - ispe >= 12:  # version and flags, width, height
+                        found = (int.from_bytes(data[ispe + 4:ispe + 8], "big"),
+                                 int.from_bytes(data[ispe + 8:ispe + 12], "big"))
+                        largest = max(largest, found, key=lambda s: s[0] * s[1])
     return largest
+
+
+def heif_boxes(data: bytes, start: int, end: int, kind: bytes) -> Iterator[tuple[int, int]]:
+    """Where the contents of the boxes of type `kind` in data[start:end] start and end (a box that
+    does not fit in its container ends the list: nothing after it is read as a box)."""
+    at = start
+    while at + 8 <= end:
+        size, header = int.from_bytes(data[at:at + 4], "big"), 8
+        if size == 1:
+            size, header = int.from_bytes(data[at + 8:at + 16], "big"), 16
+        elif size == 0:
+            size = end - at
+        if size < header or at + size > end:
+            return
+        if data[at + 4:at + 8] == kind:
+            yield at + header, at + size
+        at += size
 
 
 def heif_uncropped_size(img: Image.Image) -> tuple[int, int]:

@@ -223,8 +223,9 @@ def largest_account(trained: list[str], held_out: list[str]) -> dict | None:
     """The account that gave the most of the answers a run used (the names of the accounts that gave
     the photos trained on, and those held out): its name and how many of each. One account's answers
     teach what it says: the photos it got wrong, carelessly or on purpose, as they are, and the held-out
-    part it gave measures the new version by its own answers. None if there was no answer."""
-    counts = Counter(trained + held_out)
+    part it gave measures the new version by its own answers. None if there was no answer (of an
+    account still there: the answers of deleted accounts, whose name is None, are no one's)."""
+    counts = Counter(name for name in trained + held_out if name is not None)
     if not counts:
         return None
     name = counts.most_common(1)[0][0]

@@ -162,6 +162,16 @@ def heic_cropped_without_an_ispe() -> bytes:
     return encoded(photo_like((80, 48)), "HEIF", quality=50).replace(b"ispe", b"free")
 
 
+def heic_whose_metadata_says_whisper() -> bytes:
+    """A HEIC whose XMP description has the letters 'ispe' in it ("whisper"), numbers of billions
+    after them: no box, and no size of its picture."""
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description dc:description="A whisper of '
+           b'pandan"/></rdf:RDF></x:xmpmeta>')
+    data = encoded(photo_like(), "HEIF", quality=50, xmp=xmp)
+    assert data.count(b"ispe") == 2
+    return data
+
+
 def rle_bmp_wide_and_slow() -> bytes:
     """1.2 KB, 1,249,999 x 32 pixels of 8-bit run-length encoding: Pillow decodes RLE in Python,
     for seconds."""
@@ -221,6 +231,7 @@ ACCEPTED = {
     "JPEG with a second picture (MPO)": ("IMG_0001.jpg", mpo_jpeg(), "jpg", (120, 90)),
     "turned JPEG with a malformed EXIF tag": ("odd.jpg", jpeg_with_a_malformed_exif_tag(), "jpg", (100, 200)),
     "16-bit PNG of 1300 px": ("deep-big.png", big_sixteen_bit_png(), "png", (1300, 1040)),
+    "HEIC whose metadata says 'whisper'": ("IMG.HEIC", heic_whose_metadata_says_whisper(), "jpg", (120, 90)),
 }
 
 

@@ -476,6 +476,9 @@ def test_the_account_that_gave_the_most_answers_a_run_used_is_counted_on_both_si
     assert largest_account(["ana", "budi", "budi"], ["ana", "ana"]) == {"account": "ana", "trained": 1,
                                                                        "held_out": 2}
     assert largest_account([], []) is None
+    # Answers whose account was deleted since (Feedback.user emptied) are no one account's.
+    assert largest_account([None, None, "ana"], [None]) == {"account": "ana", "trained": 1, "held_out": 0}
+    assert largest_account([None], [None]) is None
 
 
 def test_copies_of_benchmark_photos_are_known_by_what_the_evaluation_reads_linked_folders_too(tmp_path):
