@@ -197,11 +197,16 @@ def load_user_photos(rows: list[tuple], slugs: list[str], size: int) -> tuple[li
     return loaded, len(rows) - len(loaded)
 
 
-def stacked(photos: list[tuple], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(row, pixels, label index) photos as one pixel array and one label array."""
-    if not photos:
-        return np.zeros((0, size, size, 3), np.uint8), np.zeros(0, np.int64)
-    return np.stack([pixels for _, pixels, _ in photos]), np.array([label for *_, label in photos], np.int64)
+def stacked(photos: list[tuple], indices: list[int], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels and label indices of the (row, pixels, label index) photos at `indices`, as one
+    array each. Each photo's own pixels are let go as they are copied (its row and label stay), so
+    that the user photos are held once, not twice (150 KB each at 224 px: 7.5 GB for 25,000)."""
+    pixels, labels = np.empty((len(indices), size, size, 3), np.uint8), np.empty(len(indices), np.int64)
+    for n, i in enumerate(indices):
+        row, picture, label = photos[i]
+        pixels[n], labels[n] = picture, label
+        photos[i] = (row, None, label)
+    return pixels, labels
 
 
 def evaluate_version(folder: Path, benchmark: Path | None, held_pixels, held_labels) -> dict:
@@ -358,8 +363,8 @@ def execute(run: TrainingRun) -> ModelVersion:
     kept = [i for i, (b, v) in enumerate(zip(like_benchmark, like_validation)) if not (b or v)]
     photos, keys = [photos[i] for i in kept], [keys[i] for i in kept]
     train_rows, held_rows, disagreeing = user_photos_split([label for *_, label in photos], keys)
-    train_pixels, train_labels = stacked([photos[i] for i in train_rows], size)
-    held_pixels, held_labels = stacked([photos[i] for i in held_rows], size)
+    train_pixels, train_labels = stacked(photos, train_rows, size)
+    held_pixels, held_labels = stacked(photos, held_rows, size)
     corrected = sum(1 for i in train_rows if photos[i][0][2])
     largest = largest_account([photos[i][0][4] for i in train_rows], [photos[i][0][4] for i in held_rows])
     run.photos_used = {"trained": [[photos[i][0][0], photos[i][0][1]] for i in train_rows],
