@@ -102,8 +102,9 @@ class Photo(models.Model):
     updated = models.DateTimeField(auto_now=True)
     # Since when it waits for the classifier: set by the database when the photo is stored (by a web
     # process of any release) and when it is queued again after failing; not by the sweep's resend of
-    # a photo still waiting. Read only while it waits (its page's "late", the backlog's oldest); empty
-    # for photos settled before it was kept.
+    # a photo still waiting. Read only while it waits (its page's "late", the backlog's oldest), against
+    # the web process's clock (the database's host's in Compose); empty for photos settled before it
+    # was kept.
     waiting_since = models.DateTimeField(null=True, blank=True, db_default=Now())
     # Its prediction's label, confidence and margin, copied by services.prediction_record in the
     # transaction that records it (empty until then): the API's list filters and orders on them with
