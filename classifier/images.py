@@ -205,7 +205,8 @@ def heif_decoded_size(data: bytes, img: Image.Image) -> tuple[int, int]:
 
 
 def heif_coded_size(data: bytes) -> tuple[int, int]:
-    """The largest picture a HEIF file's 'ispe' boxes declare: libheif decodes that whole, before
+    """The largest picture a HEIF file's 'ispe' boxes, or its grids' and overlays' canvases, declare
+    ((0, 0) if a canvas's size is not found): libheif decodes that whole, before
     cropping it to the size it reports (its clean aperture, 'clap'), which may be far smaller. The
     boxes are read where libheif reads them (meta, iprp, ipco), each as libheif reads it: its size
     may also be 0 (to the end of its container), 1 (a 64-bit size follows) or more than its fields
@@ -220,7 +221,86 @@ def heif_coded_size(data: bytes) -> tuple[int, int]:
                         found = (int.from_bytes(data[ispe + 4:ispe + 8], "big"),
                                  int.from_bytes(data[ispe + 8:ispe + 12], "big"))
                         largest = max(largest, found, key=lambda s: s[0] * s[1])
+        canvases = heif_canvas_sizes(data, meta + 4, meta_end)
+        if canvases is None:
+            return (0, 0)
+        largest = max([largest, *canvases], key=lambda s: s[0] * s[1])
     return largest
+
+
+def heif_canvas_sizes(data: bytes, start: int, end: int) -> list[tuple[int, int]] | None:
+    """The sizes of the canvases of a HEIF file's tiled ('grid') and overlaid ('iovl') pictures, read
+    from the meta box's contents data[start:end]; None if one's data is not found. libheif draws the
+    tiles into the whole canvas their data declares, checking it against their 'ispe' only after (a
+    file of 2 KB declaring 22528x22528, drawn from a 2048x2048 tile, took 1.5 GB)."""
+    derived = {}  # item id: its type
+    for iinf, iinf_end in heif_boxes(data, start, end, b"iinf"):
+        first = iinf + (6 if data[iinf:iinf + 1] == b"\0" else 8)  # (after its version, flags and count)
+        for infe, infe_end in heif_boxes(data, first, iinf_end, b"infe"):
+            if data[infe:infe + 1] in (b"\2", b"\3"):  # (earlier versions name no item type)
+                at = infe + (8 if data[infe] == 2 else 10)  # after its version, flags, id, protection
+                if data[at:at + 4] in (b"grid", b"iovl") and at + 4 <= infe_end:
+                    derived[int.from_bytes(data[infe + 4:at - 2], "big")] = data[at:at + 4]
+    if not derived:
+        return []
+    stored = heif_item_data(data, start, end, set(derived))
+    sizes = []
+    for item, kind in derived.items():
+        for blob in stored.get(item, [b""]):
+            field = 4 if len(blob) > 1 and blob[1] & 1 else 2  # (flag 1: 32-bit sizes)
+            at = 4 if kind == b"grid" else 10  # after the rows and columns, or the fill colour
+            if len(blob) < at + 2 * field:
+                return None
+            sizes.append((int.from_bytes(blob[at:at + field], "big"),
+                          int.from_bytes(blob[at + field:at + 2 * field], "big")))
+    return sizes
+
+
+def heif_item_data(data: bytes, start: int, end: int, items: set[int]) -> dict[int, list[bytes]]:
+    """The first bytes of the data of the given items, as the 'iloc' boxes in data[start:end] (a meta
+    box's contents) place them: in the file, or in its 'idat' box (construction methods 0 and 1, the
+    ones libheif reads); an item's extents joined, in a list for each time it is placed."""
+    idat = next(heif_boxes(data, start, end, b"idat"), (end, end))
+    found: dict[int, list[bytes]] = {}
+    for iloc, iloc_end in heif_boxes(data, start, end, b"iloc"):
+        version, sizes = data[iloc:iloc + 1], data[iloc + 4:iloc + 6]
+        if len(sizes) < 2:
+            continue
+        offset_size, length_size, base_size = sizes[0] >> 4, sizes[0] & 15, sizes[1] >> 4
+        index_size = sizes[1] & 15 if version in (b"\1", b"\2") else 0
+        fields = io.BytesIO(data[iloc + 6:iloc_end])
+        id_size = 4 if version == b"\2" else 2
+        try:
+            count = stored_number(fields, id_size)
+            if count > 1000:  # (libheif's limit on a file's items: it refuses the file)
+                continue
+            for _ in range(count):
+                item = stored_number(fields, id_size)
+                method = stored_number(fields, 2) & 15 if version in (b"\1", b"\2") else 0
+                stored_number(fields, 2)  # (its data reference: the file itself)
+                base, blob = stored_number(fields, base_size), b""
+                extents = stored_number(fields, 2)
+                if extents > 32:  # (libheif's limit: it refuses the file)
+                    break
+                for _ in range(extents):
+                    stored_number(fields, index_size)
+                    offset, length = stored_number(fields, offset_size), stored_number(fields, length_size)
+                    origin, limit = idat if method == 1 else (0, len(data))
+                    piece = origin + base + offset
+                    blob += data[piece:min(piece + (length or 64), limit)][:64]
+                if item in items and method in (0, 1):
+                    found.setdefault(item, []).append(blob)
+        except EOFError:  # (an entry cut off by the box's end: the entries before it stand)
+            continue
+    return found
+
+
+def stored_number(fields: io.BytesIO, size: int) -> int:
+    """The next `size`-byte big-endian number of a box's fields (size 0: none, 0)."""
+    read = fields.read(size)
+    if len(read) < size:
+        raise EOFError
+    return int.from_bytes(read, "big")
 
 
 def heif_boxes(data: bytes, start: int, end: int, kind: bytes) -> Iterator[tuple[int, int]]:

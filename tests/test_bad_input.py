@@ -162,6 +162,36 @@ def heic_cropped_without_an_ispe() -> bytes:
     return encoded(photo_like((80, 48)), "HEIF", quality=50).replace(b"ispe", b"free")
 
 
+def heic_tiled_far_larger_than_it_says() -> bytes:
+    """A HEIC of 829 bytes whose picture is a grid of 7x7 tiles, each the same 1024x1024 coded picture, its
+    'ispe' boxes all 1024x1024: libheif draws the tiles into the 7168x7168 canvas its grid data
+    declares before finding that is not the size it said (22528x22528 in 4:4:4 took 1.5 GB)."""
+    def box(kind: bytes, payload: bytes, version: int | None = None) -> bytes:
+        payload = payload if version is None else struct.pack(">I", version << 24) + payload
+        return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+    tile = encoded(Image.new("RGB", (1024, 1024), (200, 150, 100)), "HEIF", quality=10)
+    hvcc, ispe = (tile[tile.index(kind) - 4:][:struct.unpack_from(">I", tile, tile.index(kind) - 4)[0]]
+                  for kind in (b"hvcC", b"ispe"))
+    stream = tile[tile.index(b"mdat") + 4:]  # (its last box)
+    grid = bytes([0, 0, 6, 6]) + struct.pack(">HH", 7168, 7168)  # 7 rows and columns, the canvas
+
+    def head(stream_at: int) -> bytes:
+        iloc = (struct.pack(">BBH", 0x44, 0, 2) + struct.pack(">HHHHII", 1, 1, 0, 1, 0, len(grid))
+                + struct.pack(">HHHHII", 2, 0, 0, 1, stream_at, len(stream)))  # the grid's in 'idat'
+        items = b"".join(box(b"infe", struct.pack(">HH4sx", item, 0, kind), 2)
+                         for item, kind in ((1, b"grid"), (2, b"hvc1")))
+        ipma = struct.pack(">IHBBHBBB", 2, 1, 1, 2, 2, 2, 0x81, 2)  # the grid: its 'ispe'; the tile: both
+        properties = box(b"ipco", hvcc + ispe) + box(b"ipma", ipma, 0)
+        return box(b"ftyp", b"heic\0\0\0\0mif1heic") + box(b"meta", b"".join((
+            box(b"hdlr", bytes(4) + b"pict" + bytes(13), 0), box(b"pitm", struct.pack(">H", 1), 0),
+            box(b"iinf", struct.pack(">H", 2) + items, 0), box(b"iloc", iloc, 1),
+            box(b"iref", box(b"dimg", struct.pack(">HH", 1, 49) + struct.pack(">H", 2) * 49), 0),
+            box(b"iprp", properties), box(b"idat", grid))), 0)
+
+    return head(len(head(0)) + 8) + box(b"mdat", stream)
+
+
 def heic_whose_metadata_says_whisper() -> bytes:
     """A HEIC whose XMP description has the letters 'ispe' in it ("whisper"), numbers of billions
     after them: no box, and no size of its picture."""
@@ -215,6 +245,8 @@ REFUSED = {
                                                   "at most 40 megapixels"),
     "HEIC cropped without an ispe": ("IMG.HEIC", heic_cropped_without_an_ispe(),
                                      "too large to decode safely"),
+    "HEIC tiled far larger than it says": ("IMG.HEIC", heic_tiled_far_larger_than_it_says(),
+                                           "at most 40 megapixels"),
     "RLE BMP": ("wide.bmp", rle_bmp_wide_and_slow(), "Compressed (RLE) BMP images are not supported"),
 }
 
