@@ -268,6 +268,8 @@ def heif_item_data(data: bytes, start: int, end: int, items: set[int]) -> dict[i
             continue
         offset_size, length_size, base_size = sizes[0] >> 4, sizes[0] & 15, sizes[1] >> 4
         index_size = sizes[1] & 15 if version in (b"\1", b"\2") else 0
+        if not {offset_size, length_size, base_size, index_size} <= {0, 4, 8}:
+            continue  # (the format's only sizes; libheif reads a field of another size as none)
         fields = io.BytesIO(data[iloc + 6:iloc_end])
         id_size = 4 if version == b"\2" else 2
         try:

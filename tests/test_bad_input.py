@@ -162,10 +162,13 @@ def heic_cropped_without_an_ispe() -> bytes:
     return encoded(photo_like((80, 48)), "HEIF", quality=50).replace(b"ispe", b"free")
 
 
-def heic_tiled_far_larger_than_it_says() -> bytes:
+def heic_tiled_far_larger_than_it_says(misread: bool = False) -> bytes:
     """A HEIC of 829 bytes whose picture is a grid of 7x7 tiles, each the same 1024x1024 coded picture, its
     'ispe' boxes all 1024x1024: libheif draws the tiles into the 7168x7168 canvas its grid data
-    declares before finding that is not the size it said (22528x22528 in 4:4:4 took 1.5 GB)."""
+    declares before finding that is not the size it said (22528x22528 in 4:4:4 took 1.5 GB).
+    `misread`: its 'iloc' says base offsets are 2 bytes, which the format does not allow:
+    libheif reads a base offset of 4 or 8 bytes only (none here), so that read as 2 bytes its entries
+    place the grid elsewhere, at a grid data of 1024x1024 (22528x22528 took 750 MB so)."""
     def box(kind: bytes, payload: bytes, version: int | None = None) -> bytes:
         payload = payload if version is None else struct.pack(">I", version << 24) + payload
         return struct.pack(">I4s", 8 + len(payload), kind) + payload
@@ -176,9 +179,16 @@ def heic_tiled_far_larger_than_it_says() -> bytes:
     stream = tile[tile.index(b"mdat") + 4:]  # (its last box)
     grid = bytes([0, 0, 6, 6]) + struct.pack(">HH", 7168, 7168)  # 7 rows and columns, the canvas
 
+    small = grid[:4] + struct.pack(">HH", 1024, 1024)
+
     def head(stream_at: int) -> bytes:
         iloc = (struct.pack(">BBH", 0x44, 0, 2) + struct.pack(">HHHHII", 1, 1, 0, 1, 0, len(grid))
                 + struct.pack(">HHHHII", 2, 0, 0, 1, stream_at, len(stream)))  # the grid's in 'idat'
+        if misread:  # libheif: items 3 (3 extents), 1 (the grid, after `small`) and 2
+            read = struct.pack(">HHHHHII", 1, 1, 0, 0, 1, 0, len(small))  # as read with 2-byte base offsets
+            iloc = (struct.pack(">BBH", 0x44, 0x20, 3) + struct.pack(">HHHHH", 3, 0, 0, 3, 0) + read
+                    + struct.pack(">HH", 4, 0) + struct.pack(">HHHHII", 1, 1, 0, 1, len(small), len(grid))
+                    + struct.pack(">HHHHII", 2, 0, 0, 1, stream_at, len(stream)))
         items = b"".join(box(b"infe", struct.pack(">HH4sx", item, 0, kind), 2)
                          for item, kind in ((1, b"grid"), (2, b"hvc1")))
         ipma = struct.pack(">IHBBHBBB", 2, 1, 1, 2, 2, 2, 0x81, 2)  # the grid: its 'ispe'; the tile: both
@@ -187,7 +197,7 @@ def heic_tiled_far_larger_than_it_says() -> bytes:
             box(b"hdlr", bytes(4) + b"pict" + bytes(13), 0), box(b"pitm", struct.pack(">H", 1), 0),
             box(b"iinf", struct.pack(">H", 2) + items, 0), box(b"iloc", iloc, 1),
             box(b"iref", box(b"dimg", struct.pack(">HH", 1, 49) + struct.pack(">H", 2) * 49), 0),
-            box(b"iprp", properties), box(b"idat", grid))), 0)
+            box(b"iprp", properties), box(b"idat", (small if misread else b"") + grid))), 0)
 
     return head(len(head(0)) + 8) + box(b"mdat", stream)
 
@@ -247,6 +257,8 @@ REFUSED = {
                                      "too large to decode safely"),
     "HEIC tiled far larger than it says": ("IMG.HEIC", heic_tiled_far_larger_than_it_says(),
                                            "at most 40 megapixels"),
+    "HEIC tiled far larger than it says, its iloc misread": (
+        "IMG.HEIC", heic_tiled_far_larger_than_it_says(misread=True), "too large to decode safely"),
     "RLE BMP": ("wide.bmp", rle_bmp_wide_and_slow(), "Compressed (RLE) BMP images are not supported"),
 }
 
