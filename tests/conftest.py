@@ -2,6 +2,8 @@
 
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +149,20 @@ def make_photo(owner, status="queued", label=None, confidence=0.9):
                                    confidence=confidence, inference_ms=5.0, heatmap=HEATMAP)
         photo.refresh_from_db()
     return photo
+
+
+@contextmanager
+def migrated_back(migration: str) -> Iterator:
+    """The database migrated back to the classifier app's `migration`, for rows as they were then
+    (through the models as they were then: the apps it gives), and forward to the latest at the end."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("classifier", migration)]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        yield executor.loader.project_state(before).apps
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes("classifier"))

@@ -12,7 +12,7 @@ from PIL import Image
 
 from classifier import inference, services, tasks
 from classifier.models import ModelVersion, Photo, Prediction
-from tests.conftest import png_bytes, sample_photo, upload_of
+from tests.conftest import migrated_back, png_bytes, sample_photo, upload_of
 
 pytestmark = pytest.mark.django_db
 
@@ -446,14 +446,8 @@ def test_a_delivery_waiting_on_the_photo_while_another_records_adds_no_second_pr
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_photos_failed_for_want_of_a_model_before_the_upgrade_are_classified_once_one_is_active(user):
     """Migration 0025 marks them as the worker now does, with the message that says so."""
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
-
-    before = [("classifier", "0024_unused_indexes_dropped")]
-    executor = MigrationExecutor(connection)
-    executor.migrate(before)
-    try:  # rows as they were then
-        old = executor.loader.project_state(before).apps.get_model("classifier", "Photo")
+    with migrated_back("0024_unused_indexes_dropped") as apps:  # rows as they were then
+        old = apps.get_model("classifier", "Photo")
         photos = [old.objects.create(owner_id=user.pk, image=f"photos/{i}.png", image_format="png",
                                      sha256=f"{i}" * 64, width=48, height=36, status="failed", error=error)
                   for i, error in enumerate([
@@ -461,9 +455,6 @@ def test_photos_failed_for_want_of_a_model_before_the_upgrade_are_classified_onc
                       "The model cannot be loaded right now; retry once an administrator has activated a "
                       "working version.",
                       "Classification failed; please retry later."])]
-    finally:
-        executor = MigrationExecutor(connection)
-        executor.migrate(executor.loader.graph.leaf_nodes("classifier"))
 
     marked = {photo.pk: (photo.awaits_model, photo.error) for photo in Photo.objects.all()}
     assert marked == {

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from classifier import selectors, services
 from classifier.models import Feedback, ModelVersion, Photo
-from tests.conftest import make_photo
+from tests.conftest import make_photo, migrated_back
 from tests.test_api_photos import needs_postgresql
 
 pytestmark = pytest.mark.django_db
@@ -220,14 +220,8 @@ def test_an_answer_for_a_photo_deleted_since_it_was_read_is_a_404_and_stores_not
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_answers_stored_before_their_photo_had_a_result_are_repaired_by_a_migration(user):
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
-
-    before = [("classifier", "0007_prediction_heatmap")]
-    executor = MigrationExecutor(connection)
-    executor.migrate(before)
-    try:  # rows as they were then, through the models as they were then (later fields do not exist yet)
-        old = executor.loader.project_state(before).apps
+    # rows as they were then, through the models as they were then (later fields do not exist yet)
+    with migrated_back("0007_prediction_heatmap") as old:
         version = old.get_model("classifier", "ModelVersion").objects.get(is_active=True)
         photos = [old.get_model("classifier", "Photo").objects.create(
             owner_id=user.pk, image=f"photos/{status}.png", image_format="png", sha256=status * 8,
@@ -238,9 +232,6 @@ def test_answers_stored_before_their_photo_had_a_result_are_repaired_by_a_migrat
         for photo in photos:  # as feedback_record stored them then
             old.get_model("classifier", "Feedback").objects.create(
                 photo=photo, user_id=user.pk, label="kue_lapis", predicted_label="", is_correction=True)
-    finally:
-        executor = MigrationExecutor(connection)
-        executor.migrate(executor.loader.graph.leaf_nodes("classifier"))
 
     repaired = Feedback.objects.get()
     assert repaired.photo_id == photos[0].pk

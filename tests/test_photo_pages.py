@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from classifier import services
 from classifier.models import ModelVersion, Photo
-from tests.conftest import make_photo
+from tests.conftest import make_photo, migrated_back
 
 pytestmark = pytest.mark.django_db
 
@@ -622,22 +622,14 @@ def test_photos_waiting_through_the_upgrade_wait_since_their_upload_and_new_ones
     those settled have none; a photo stored afterwards gets the database's time."""
     from datetime import timedelta
 
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
     from django.utils import timezone
 
-    before = [("classifier", "0027_photo_state_only")]
-    executor = MigrationExecutor(connection)
-    executor.migrate(before)
-    try:  # rows as they were then
-        old = executor.loader.project_state(before).apps.get_model("classifier", "Photo")
+    with migrated_back("0027_photo_state_only") as apps:  # rows as they were then
+        old = apps.get_model("classifier", "Photo")
         photos = [old.objects.create(owner_id=user.pk, image=f"photos/{i}.png", image_format="png",
                                      sha256=f"{i}" * 64, width=48, height=36, status=status)
                   for i, status in enumerate(["queued", "processing", "done"])]
         old.objects.filter(pk=photos[0].pk).update(created=timezone.now() - timedelta(hours=1))
-    finally:
-        executor = MigrationExecutor(connection)
-        executor.migrate(executor.loader.graph.leaf_nodes("classifier"))
     stored = make_photo(user)
 
     since = dict(Photo.objects.values_list("pk", "waiting_since"))
