@@ -74,6 +74,11 @@ class PixelBudget:
 DECODING = PixelBudget(50_000_000)
 
 
+def area(size: tuple[int, int]) -> int:
+    """How many pixels a picture of `size` has: what its decoding costs, and what the limits count."""
+    return size[0] * size[1]
+
+
 class CheckedImage(NamedTuple):
     extension: str  # of the format found in the content, whatever the file was called
     sha256: str
@@ -111,7 +116,7 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
             fmt = img.format
             coded = heif_decoded_size(data, img) if fmt == "HEIF" else img.size
             for size in (img.size, coded):
-                if size[0] * size[1] > settings.MAX_IMAGE_PIXELS:
+                if area(size) > settings.MAX_IMAGE_PIXELS:
                     raise ValidationError(
                         f"The image is {size[0]}×{size[1]} pixels; at most "
                         f"{settings.MAX_IMAGE_PIXELS // 1_000_000} megapixels are accepted.",
@@ -129,8 +134,8 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
             width, height = img.size
             decoded = drafted(img, THUMBNAIL_SIZE)  # (the smallest scale that still covers the thumbnail)
             if fmt == "HEIF":  # libheif decodes the whole coded picture
-                decoded = max(decoded, coded, key=lambda size: size[0] * size[1])
-            with DECODING.decoding(decoded[0] * decoded[1]):
+                decoded = max(decoded, coded, key=area)
+            with DECODING.decoding(area(decoded)):
                 turned = orientation(img)  # (decoded first)
                 if turned in (5, 6, 7, 8):  # shown turned a quarter
                     width, height = height, width
@@ -201,7 +206,7 @@ def heif_decoded_size(data: bytes, img: Image.Image) -> tuple[int, int]:
     coded = heif_coded_size(data)
     if coded == (0, 0):
         raise ValidationError("The image is too large to decode safely.", code="bomb")
-    return max(coded, heif_uncropped_size(img), key=lambda size: size[0] * size[1])
+    return max(coded, heif_uncropped_size(img), key=area)
 
 
 def heif_coded_size(data: bytes) -> tuple[int, int]:
@@ -220,11 +225,11 @@ def heif_coded_size(data: bytes) -> tuple[int, int]:
                     if ispe_end - ispe >= 12:  # version and flags, width, height
                         found = (int.from_bytes(data[ispe + 4:ispe + 8], "big"),
                                  int.from_bytes(data[ispe + 8:ispe + 12], "big"))
-                        largest = max(largest, found, key=lambda s: s[0] * s[1])
+                        largest = max(largest, found, key=area)
         canvases = heif_canvas_sizes(data, meta + 4, meta_end)
         if canvases is None:
             return (0, 0)
-        largest = max([largest, *canvases], key=lambda s: s[0] * s[1])
+        largest = max([largest, *canvases], key=area)
     return largest
 
 
@@ -331,7 +336,7 @@ def heif_uncropped_size(img: Image.Image) -> tuple[int, int]:
     uncropped = [tuple(step[5:7]) for step in image._c_image.transformations if step[0] == "clap"]  # noqa: SLF001
     if any(0 in size for size in uncropped):
         raise ValidationError("The image is too large to decode safely.", code="bomb")
-    return max(uncropped, default=(0, 0), key=lambda size: size[0] * size[1])
+    return max(uncropped, default=(0, 0), key=area)
 
 
 def drafted(img: Image.Image, side: int) -> tuple[int, int]:
