@@ -71,32 +71,40 @@ def photo_create(*, owner, upload: UploadedFile, client_key: str = "") -> Photo:
             transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk, swept=True),
                                   robust=True)
     except Exception as exc:
+        # A commit that went through with its answer lost (the connection dropped on the way back):
+        # the photo is stored, so it is the answer, and its classification is sent now (the commit's
+        # callback never ran).
+        stored = is_stored(photo)
+        if stored:
+            log.warning("photo %s: stored, though its commit answered %r", photo.pk, exc)
+            tasks.enqueue(tasks.classify_photo, photo.pk, swept=True)
+            return photo
         # Leave no orphan file behind a row that was never written, also when the commit itself
-        # fails (foreign keys are checked there: an owner deleted meanwhile). A row that may have
-        # been written (its commit went, its answer was lost) keeps its files: an unused file only
-        # takes room (manage.py storage finds it), a row without its files is a photo lost.
-        if not may_be_stored(photo):
+        # fails (foreign keys are checked there: an owner deleted meanwhile). A row the database
+        # cannot say of keeps its files: an unused file only takes room (manage.py storage finds
+        # it), a row without its files is a photo lost.
+        if stored is False:
             photo.image.delete(save=False)
             photo.thumbnail.delete(save=False)
             photo.display.delete(save=False)
         if isinstance(exc, IntegrityError) and not get_user_model().objects.filter(pk=owner.pk).exists():
             raise PermissionDenied(ACCOUNT_GONE) from exc  # (account_delete took the photos stored before)
         if isinstance(exc, IntegrityError) and client_key and (
-                stored := Photo.objects.filter(owner=owner, client_key=client_key).first()):
-            return same_upload(stored, upload)  # the same request, sent again while this one ran
+                earlier := Photo.objects.filter(owner=owner, client_key=client_key).first()):
+            return same_upload(earlier, upload)  # the same request, sent again while this one ran
         raise
     return photo
 
 
-def may_be_stored(row: Photo | Prediction) -> bool:
-    """Whether `row` may be in the database after its transaction failed: it was inserted, and is
-    there now, or the database cannot say."""
+def is_stored(row: Photo | Prediction) -> bool | None:
+    """Whether `row` is in the database after its transaction failed (its commit went through, the
+    answer was lost); None when the database cannot say."""
     if row.pk is None:
         return False
     try:
         return type(row).objects.filter(pk=row.pk).exists()
     except DatabaseError:
-        return True
+        return None
 
 
 def same_upload(stored: Photo, upload: UploadedFile) -> Photo:
@@ -383,7 +391,7 @@ def prediction_record(*, photo: Photo, version_id: int, probabilities: dict[str,
                 prediction.save(force_insert=True)
                 photo_mark_done(photo, prediction)
     except Exception:
-        if not may_be_stored(prediction):  # (as photo_create's files)
+        if is_stored(prediction) is False:  # (as photo_create's files)
             prediction.heatmap.delete(save=False)
         raise
     if not recorded:

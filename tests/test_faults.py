@@ -14,6 +14,7 @@ import requests
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from classifier import inference, retraining, services, tasks
 from classifier.models import ModelVersion, Photo, TrainingRun
@@ -239,7 +240,6 @@ def test_an_upload_the_server_fails_midway_says_which_photos_were_stored(
     stored ones again. It says which are stored, and which to send again."""
     from django import db
     from django.core.files.storage import FileSystemStorage
-    from rest_framework.test import APIClient
 
     if fault == "the database is gone":
         import psycopg
@@ -281,10 +281,11 @@ def test_an_upload_the_server_fails_midway_says_which_photos_were_stored(
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_a_photo_whose_commit_went_through_unanswered_keeps_its_files(settings, user, monkeypatch):
+def test_a_photo_whose_commit_went_through_unanswered_is_stored(settings, user, enqueued, monkeypatch):
     """The database committed the row and the answer was lost on the way (the connection dropped):
-    the upload fails, but the photo that was stored keeps its files (the sweep sends it to the worker;
-    were the row not there, they would be removed), and so does a prediction its heat map."""
+    the photo was stored, so the upload answers with it (not a 503 that has the user send it again),
+    keeps its files and sends it to the worker (were the row not there, its files would be removed);
+    a prediction keeps its heat map."""
     from django.db import OperationalError, connection
 
     commit = connection.commit
@@ -293,22 +294,25 @@ def test_a_photo_whose_commit_went_through_unanswered_keeps_its_files(settings, 
         commit()
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(connection, "commit", committed_unanswered)
-    with pytest.raises(OperationalError):
-        services.photo_create(owner=user, upload=SimpleUploadedFile("a.jpg", sample_photo().read_bytes()))
-    monkeypatch.undo()
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    with monkeypatch.context() as patch:
+        patch.setattr(connection, "commit", committed_unanswered)
+        upload = SimpleUploadedFile("a.jpg", sample_photo().read_bytes())
+        response = api.post("/api/photos/", {"files": [upload]}, format="multipart")
 
     photo = Photo.objects.get()
+    assert response.status_code == 201 and response.json()["results"][0]["photo"]["id"] == photo.pk
+    assert enqueued == [photo.pk]
     assert photo.status == "queued" and photo.image.storage.exists(photo.image.name)
     assert photo.thumbnail.storage.exists(photo.thumbnail.name)
     assert len(files_under(settings.MEDIA_ROOT)) == 2
 
-    monkeypatch.setattr(connection, "commit", committed_unanswered)  # the worker's result, the same way
-    with pytest.raises(OperationalError):
+    with monkeypatch.context() as patch, pytest.raises(OperationalError):  # the worker's result, the same way
+        patch.setattr(connection, "commit", committed_unanswered)
         services.prediction_record(photo=photo, version_id=ModelVersion.objects.get(is_active=True).pk,
                                    probabilities={"kue_lapis": 0.9}, label="kue_lapis", confidence=0.9,
                                    inference_ms=5.0, heatmap=np.ones((7, 7), dtype="float32"))
-    monkeypatch.undo()
 
     heatmap = photo.predictions.get().heatmap
     assert heatmap and heatmap.storage.exists(heatmap.name) and len(files_under(settings.MEDIA_ROOT)) == 3
