@@ -73,13 +73,13 @@ def link_folder(paths: list[Path], folder: Path) -> None:
         (folder / path.parent.name / path.name).symlink_to(path)
 
 
-def one_fold(teach: list[Path], held: list[Path], workdir: Path, fold: int, mode: str) -> dict:
-    """Users teach with `teach`; the new version is measured on `held`."""
+def fold_start(held: list[Path], workdir: Path, fold: int):
+    """The shipped version active again, no photo, `held` as the benchmark; the fold's user and
+    staff accounts."""
     from django.contrib.auth import get_user_model
-    from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from classifier import services, tasks
-    from classifier.models import Feedback, ModelVersion, Photo, TrainingRun
+    from classifier import services
+    from classifier.models import Feedback, ModelVersion, Photo
 
     shipped = ModelVersion.objects.get(name="kue-mobilenetv2")
     services.model_version_activate(shipped, confirmed=True)  # back to the start, whatever the last fold made
@@ -89,7 +89,17 @@ def one_fold(teach: list[Path], held: list[Path], workdir: Path, fold: int, mode
     User = get_user_model()
     user = User.objects.create_user(f"teacher{fold}", password="adaptation-bench-1")
     staff = User.objects.create_superuser(f"staff{fold}", password="adaptation-bench-1")
+    return user, staff
 
+
+def one_fold(teach: list[Path], held: list[Path], workdir: Path, fold: int, mode: str) -> dict:
+    """Users teach with `teach`; the new version is measured on `held`."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from classifier import services, tasks
+    from classifier.models import TrainingRun
+
+    user, staff = fold_start(held, workdir, fold)
     wrong = 0
     for path in teach:
         upload = SimpleUploadedFile(path.name, path.read_bytes())

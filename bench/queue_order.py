@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.adaptation import DEFAULT_DATA, halves, link_folder, setup_django
+from bench.adaptation import DEFAULT_DATA, fold_start, halves, setup_django
 
 ORDERINGS = ("margin", "entropy", "random", "confident")
 
@@ -47,19 +47,11 @@ def entropy(probabilities: dict[str, float]) -> float:
 def upload(teach: list[Path], held: list[Path], workdir: Path, fold: int):
     """The fold's user and staff accounts, and {photo id: true label} of the teach half, uploaded and
     classified once."""
-    from django.contrib.auth import get_user_model
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from classifier import services, tasks
-    from classifier.models import Feedback, ModelVersion, Photo
 
-    services.model_version_activate(ModelVersion.objects.get(name="kue-mobilenetv2"), confirmed=True)
-    Feedback.objects.all().delete()
-    Photo.objects.all().delete()
-    link_folder(held, workdir / "evaluate")
-    User = get_user_model()
-    user = User.objects.create_user(f"teacher{fold}", password="queue-order-bench-1")
-    staff = User.objects.create_superuser(f"staff{fold}", password="queue-order-bench-1")
+    user, staff = fold_start(held, workdir, fold)
     truth = {}
     for path in teach:
         photo = services.photo_create(owner=user, upload=SimpleUploadedFile(path.name, path.read_bytes()))
