@@ -21,7 +21,9 @@ class MultipleImageField(forms.FileField):
     """Several files in one field (Django's documented pattern for multiple uploads)."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": "image/*", "multiple": True}))
+        # (the extensions too: a system that knows no type for them hides such files from image/*)
+        accept = "image/*,.avif,.heic,.heif"
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": accept, "multiple": True}))
         super().__init__(*args, **kwargs)
 
     def clean(self, data, initial=None):
@@ -74,7 +76,7 @@ class UploadForm(forms.Form):
         from django.template.defaultfilters import filesizeformat
 
         self.fields["photos"].help_text = (
-            f"JPEG, PNG, GIF, BMP, WebP or HEIC; up to {settings.MAX_FILES_PER_UPLOAD} at once, "
+            f"JPEG, PNG, GIF, BMP, WebP, HEIC or AVIF; up to {settings.MAX_FILES_PER_UPLOAD} at once, "
             f"{filesizeformat(settings.MAX_UPLOAD_BYTES)} each.")
 
 

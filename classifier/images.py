@@ -1,11 +1,14 @@
 """Photos as pictures: which files we take (validate_image: the format, size and integrity checks),
-and the copies made of them (the thumbnail, the copy a photo's page shows, the JPEG a HEIC is stored
-as). No database and no storage here: classifier.services stores what these return."""
+and the copies made of them (the thumbnail, the copy a photo's page shows, the JPEG a HEIC or an AVIF
+is stored as). No database and no storage here: classifier.services stores what these return."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,10 +30,14 @@ from training.preprocess import TURNS, orientation, rgb_profile, to_rgb, upright
 # JPEG it is, and browsers and the worker read its first picture. HEIF (HEIC, phones' own format;
 # decoded by pillow-heif, training.preprocess) most browsers cannot show: stored as a JPEG of the
 # picture, upright (training.preprocess), without its metadata (a phone's puts the place there).
+# AVIF (what browsers save a picture as, and some phones write) is stored so too: Safari before 16.4
+# and Edge before 121 cannot show it, and the worker and training then never decode one. It is
+# decoded only in a process of its own, its memory capped (decoded_avif): never by READERS here.
 ALLOWED_FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "WEBP": "webp",
-                   "HEIF": "jpg"}
-STORED_AS_JPEG = {"HEIF"}
-READERS = [fmt for fmt in ALLOWED_FORMATS if fmt != "MPO"]  # (the JPEG reader opens MPO files)
+                   "HEIF": "jpg", "AVIF": "jpg"}
+STORED_AS_JPEG = {"HEIF", "AVIF"}
+READERS = [fmt for fmt in ALLOWED_FORMATS if fmt not in ("MPO", "AVIF")]  # (the JPEG reader opens MPO files)
+FORMATS_TAKEN = "JPEG, PNG, GIF, BMP, WebP, HEIC or AVIF"  # (as the refusals name them)
 CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "bmp": "image/bmp",
                  "webp": "image/webp"}
 
@@ -73,6 +80,14 @@ class PixelBudget:
 # +615 MB, and 3.6 s instead of 7.9).
 DECODING = PixelBudget(50_000_000)
 
+# What the process decoding an AVIF may take beyond what it holds when it starts, and for how long:
+# a 40-megapixel AVIF of 12 bits a colour with transparency (the costliest a camera or browser
+# writes) took 653 MB and 2.3 s, a phone's 12 megapixels 110 MB and 0.4 s (its start included), on
+# one core; a grid of 65,280 tiles in 3.5 MB was still decoding at 20 s. More than the whole
+# DECODING budget: it decodes with that budget to itself.
+AVIF_DECODE_BYTES = 1024 * 1024 * 1024
+AVIF_DECODE_SECONDS = 10
+
 
 def area(size: tuple[int, int]) -> int:
     """How many pixels a picture of `size` has: what its decoding costs, and what the limits count."""
@@ -112,16 +127,12 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
     sha256 = hashlib.sha256(data).hexdigest()
     try:
         # Only the formats we take are tried: the others' readers raise anything on a broken file.
-        with Image.open(upload, formats=READERS) as img:
+        with decoded_avif(data) if is_avif(data) else Image.open(upload, formats=READERS) as img:
             fmt = img.format
             coded = heif_decoded_size(data, img) if fmt == "HEIF" else img.size
             for size in (img.size, coded):
                 if area(size) > settings.MAX_IMAGE_PIXELS:
-                    raise ValidationError(
-                        f"The image is {size[0]}×{size[1]} pixels; at most "
-                        f"{settings.MAX_IMAGE_PIXELS // 1_000_000} megapixels are accepted.",
-                        code="too_many_pixels",
-                    )
+                    raise too_many_pixels(size)
             if min(img.size) < MIN_IMAGE_SIDE:
                 raise ValidationError(
                     f"The image is {img.width}×{img.height} pixels; a photo needs at least "
@@ -130,7 +141,7 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
                 )
             if fmt == "BMP" and img.info.get("compression") in (1, 2):  # Pillow decodes RLE in Python
                 raise ValidationError("Compressed (RLE) BMP images are not supported; send JPEG, PNG, GIF, "
-                                      "WebP, HEIC or an uncompressed BMP.", code="format")
+                                      "WebP, HEIC, AVIF or an uncompressed BMP.", code="format")
             width, height = img.size
             decoded = drafted(img, THUMBNAIL_SIZE)  # (the smallest scale that still covers the thumbnail)
             if fmt == "HEIF":  # libheif decodes the whole coded picture
@@ -161,8 +172,8 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
     except (UnidentifiedImageError, SyntaxError) as exc:
         other = format_of(upload) if isinstance(exc, UnidentifiedImageError) else None
         if other:
-            raise ValidationError(f"{other} images are not supported; send JPEG, PNG, GIF, BMP, WebP or "
-                                  "HEIC.", code="format") from exc
+            raise ValidationError(f"{other} images are not supported; send {FORMATS_TAKEN}.",
+                                  code="format") from exc
         raise ValidationError("The file is not an image we can read.", code="not_image") from exc
     # Pillow raises ValueError for some corrupt chunks, pillow-heif RuntimeError (libheif's errors)
     except (OSError, ValueError, EOFError, RuntimeError) as exc:
@@ -170,6 +181,59 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
     finally:
         upload.seek(0)
     return CheckedImage(ALLOWED_FORMATS[fmt], sha256, thumbnail, width, height, converted, display)
+
+
+def too_many_pixels(size: tuple[int, int]) -> ValidationError:
+    return ValidationError(f"The image is {size[0]}×{size[1]} pixels; at most "
+                           f"{settings.MAX_IMAGE_PIXELS // 1_000_000} megapixels are accepted.",
+                           code="too_many_pixels")
+
+
+def is_avif(data: bytes) -> bool:
+    """Whether a file says it is an AVIF: its first box ('ftyp') names the AVIF brands, as libavif
+    asks, with a main brand Pillow's AVIF reader takes."""
+    size = int.from_bytes(data[:4], "big")
+    if data[4:8] != b"ftyp" or data[8:12] not in (b"avif", b"avis", b"mif1", b"msf1"):
+        return False
+    brands = {data[at:at + 4] for at in range(16, min(size, len(data)) - 3, 4)} | {data[8:12]}
+    return bool(brands & {b"avif", b"avis"})
+
+
+def decoded_avif(data: bytes) -> Image.Image:
+    """An AVIF's first picture, upright (as libheif gives a HEIC's), with its colour profile, decoded
+    in a process of its own that may take AVIF_DECODE_BYTES (classifier.avif_decode: libavif decodes
+    whatever its AV1 stream or grid says before scaling it to the size it reports). Refuses, as for
+    the other formats, a picture of more pixels than we take (before decoding it), one that needs
+    more than that memory or time, and as corrupt a file that says it is an AVIF but libavif cannot
+    read (one cut short reads as no AVIF at all)."""
+    bomb = ValidationError("The image is too large to decode safely.", code="bomb")
+    command = [sys.executable, "-m", "classifier.avif_decode", str(settings.MAX_IMAGE_PIXELS),
+               str(AVIF_DECODE_BYTES), str(AVIF_DECODE_SECONDS)]
+    with DECODING.decoding(DECODING.total):
+        try:
+            done = subprocess.run(command, input=data, capture_output=True, timeout=AVIF_DECODE_SECONDS,
+                                  cwd=settings.BASE_DIR, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise bomb from exc
+        line = done.stdout.find(b"\n") + 1
+        said = json.loads(done.stdout[:line]) if done.returncode == 0 and line else {"refused": "corrupt"}
+        pixels = memoryview(done.stdout)[line:]  # (not copied: 160 MB at 40 megapixels)
+        if said.get("refused") == "too_many_pixels":
+            raise too_many_pixels(said["size"])
+        if said.get("refused") == "bomb":
+            raise bomb
+        if said.get("refused") or said["mode"] not in ("RGB", "RGBA") or (
+                len(pixels) != area(said["size"]) * len(said["mode"])):
+            raise ValidationError("The image is truncated or corrupt.", code="corrupt")
+        img = Image.frombytes(said["mode"], tuple(said["size"]), pixels)
+        pixels.release()
+        del done
+        turn = TURNS.get(said["orientation"])
+        img = img.transpose(turn) if turn is not None else img
+    img.format = "AVIF"
+    if said["icc"]:
+        img.info["icc_profile"] = bytes.fromhex(said["icc"])
+    return img
 
 
 def stored_without_metadata(data: bytes, fmt: str, turned: int) -> ContentFile | None:

@@ -3,8 +3,8 @@ XMP, IPTC, comments, maker notes, a phone's appended video or depth map), its pi
 byte: the picture is not decoded or encoded again. What a browser needs to show it as taken is
 kept: the colour profile, a JPEG's Adobe colour transform, the orientation (as the only tag of a
 new EXIF block) and, for PNG, WebP and GIF, transparency and animation (and a GIF's looping). BMP
-carries none of this metadata and is stored as sent; HEIC is stored as a JPEG made from its pixels
-(images.as_jpeg).
+carries none of this metadata and is stored as sent; HEIC and AVIF are stored as a JPEG made from
+their pixels (images.as_jpeg).
 
 Each function takes a file that Pillow has already decoded whole (images.validate_image) and
 raises ValueError for a structure it cannot follow."""

@@ -212,6 +212,80 @@ def heic_whose_metadata_says_whisper() -> bytes:
     return data
 
 
+def avif_turned(orientation: int = 6) -> bytes:
+    """A 200x100 AVIF shown turned a quarter: its 'irot' box (Pillow writes an EXIF orientation so)."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encoded(photo_like((200, 100)), "AVIF", quality=60, exif=exif.tobytes())
+    assert b"irot" in data
+    return data
+
+
+def avif_saying(side: int) -> bytes:
+    """A small AVIF whose picture ('ispe') says `side` x `side`: libavif scales what it decodes to that."""
+    data = bytearray(encoded(photo_like(), "AVIF", quality=50))
+    struct.pack_into(">II", data, data.index(b"ispe") + 8, side, side)
+    return bytes(data)
+
+
+def avif_coded_far_larger_than_it_says() -> bytes:
+    """An AVIF of 1 KB whose picture ('ispe') says 64x64, its AV1 stream 4096x4096: libavif decodes
+    the stream whole, then scales it to the size it says (63 MB; a stream of 16384x16384 took 967 MB)."""
+    big = Image.new("RGB", (4096, 4096), (200, 150, 100))
+    data = bytearray(encoded(big, "AVIF", quality=10, speed=10, subsampling="4:4:4"))
+    struct.pack_into(">II", data, data.index(b"ispe") + 8, 64, 64)
+    return bytes(data)
+
+
+def avif_animation_far_larger_than_it_says() -> bytes:
+    """An animated AVIF whose frames are 4096x4096, its track, sample entry and 'ispe' saying 64x64."""
+    frames = [Image.new("RGB", (4096, 4096), colour) for colour in ((200, 150, 100), (90, 60, 30))]
+    data = bytearray(encoded(frames[0], "AVIF", save_all=True, append_images=frames[1:], quality=10, speed=10,
+                             subsampling="4:4:4"))
+    tkhd_end = data.index(b"tkhd") - 4 + struct.unpack_from(">I", data, data.index(b"tkhd") - 4)[0]
+    struct.pack_into(">II", data, tkhd_end - 8, 64 << 16, 64 << 16)  # (16.16 fixed point)
+    struct.pack_into(">HH", data, data.index(b"av01", data.index(b"stsd")) + 28, 64, 64)
+    struct.pack_into(">II", data, data.index(b"ispe") + 8, 64, 64)
+    return bytes(data)
+
+
+def avif_tiled_far_larger_than_it_says() -> bytes:
+    """An AVIF of 4 KB whose picture is a grid of 8x8 tiles, each the same 1024x1024 coded picture (an
+    item of its own), its 'ispe' saying 1024x1024: libavif draws the tiles into the 8192x8192 canvas
+    its grid data declares, then scales that to the size it says (585 MB; 16384x16384, 2.3 GB)."""
+    def box(kind: bytes, payload: bytes, version: int | None = None, flags: int = 0) -> bytes:
+        payload = payload if version is None else struct.pack(">I", version << 24 | flags) + payload
+        return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+    def found(kind: bytes) -> bytes:
+        at = tile.index(kind) - 4
+        return tile[at:at + struct.unpack_from(">I", tile, at)[0]]
+
+    tile = encoded(Image.new("RGB", (1024, 1024), (200, 150, 100)), "AVIF", quality=10, speed=10,
+                   subsampling="4:4:4")
+    stream = tile[tile.index(b"mdat") + 4:]  # (its last box)
+    grid = bytes([0, 0, 7, 7]) + struct.pack(">HH", 8192, 8192)  # 8 rows and columns, the canvas
+    tiles = range(2, 66)
+
+    def head(stream_at: int) -> bytes:
+        iloc = struct.pack(">BBH", 0x44, 0, 65) + struct.pack(">HHHHII", 1, 1, 0, 1, 0, len(grid))  # (idat)
+        iloc += b"".join(struct.pack(">HHHHII", item, 0, 0, 1, stream_at, len(stream)) for item in tiles)
+        items = box(b"infe", struct.pack(">HH4sx", 1, 0, b"grid"), 2) + b"".join(
+            box(b"infe", struct.pack(">HH4sx", item, 0, b"av01"), 2, flags=1) for item in tiles)  # (hidden)
+        # its properties: 1 the tile's 'ispe', 2 the grid's, 3 'av1C', 4 'colr'
+        ipma = struct.pack(">IHBBB", 65, 1, 2, 2, 4) + b"".join(
+            struct.pack(">HBBBB", item, 3, 1, 0x83, 4) for item in tiles)
+        properties = box(b"ipco", found(b"ispe") + box(b"ispe", struct.pack(">II", 1024, 1024), 0)
+                         + found(b"av1C") + found(b"colr")) + box(b"ipma", ipma, 0)
+        return box(b"ftyp", b"avif\0\0\0\0avifmif1miaf") + box(b"meta", b"".join((
+            box(b"hdlr", bytes(4) + b"pict" + bytes(13), 0), box(b"pitm", struct.pack(">H", 1), 0),
+            box(b"iloc", iloc, 1), box(b"iinf", struct.pack(">H", 65) + items, 0),
+            box(b"iref", box(b"dimg", struct.pack(">HH", 1, 64) + struct.pack(">64H", *tiles)), 0),
+            box(b"iprp", properties), box(b"idat", grid))), 0)
+
+    return head(len(head(0)) + 8) + box(b"mdat", stream)
+
+
 def rle_bmp_wide_and_slow() -> bytes:
     """1.2 KB, 1,249,999 x 32 pixels of 8-bit run-length encoding: Pillow decodes RLE in Python,
     for seconds."""
@@ -245,7 +319,7 @@ REFUSED = {
     "PNG with a corrupt header": ("bad.png", png_with_a_short_header(), "truncated or corrupt"),
     "PNG with a text bomb": ("text.png", png_with_inflating_text(), "truncated or corrupt"),
     # found by fuzzing: each was a 500, or took seconds or hundreds of MB
-    "broken AVIF": ("photo.jpg", avif_without_its_picture(), "not an image we can read"),
+    "broken AVIF": ("photo.jpg", avif_without_its_picture(), "truncated or corrupt"),
     "broken DDS": ("photo.jpg", dds_with_no_pixel_format(), "not an image we can read"),
     "HEIC decoding 40000x40000": ("IMG.HEIC", heic_decoding_far_larger_than_it_says(),
                                   "at most 40 megapixels"),
@@ -260,6 +334,14 @@ REFUSED = {
     "HEIC tiled far larger than it says, its iloc misread": (
         "IMG.HEIC", heic_tiled_far_larger_than_it_says(misread=True), "too large to decode safely"),
     "RLE BMP": ("wide.bmp", rle_bmp_wide_and_slow(), "Compressed (RLE) BMP images are not supported"),
+    "AVIF of 9000x9000": ("big.avif", avif_saying(9000), "at most 40 megapixels"),
+    # made when their test runs (each takes a second to encode)
+    "AVIF coded far larger than it says": ("IMG.avif", avif_coded_far_larger_than_it_says,
+                                           "too large to decode safely"),
+    "AVIF tiled far larger than it says": ("IMG.avif", avif_tiled_far_larger_than_it_says,
+                                           "too large to decode safely"),
+    "AVIF animation far larger than it says": ("party.avif", avif_animation_far_larger_than_it_says,
+                                               "too large to decode safely"),
 }
 
 ACCEPTED = {
@@ -276,6 +358,8 @@ ACCEPTED = {
     "turned JPEG with a malformed EXIF tag": ("odd.jpg", jpeg_with_a_malformed_exif_tag(), "jpg", (100, 200)),
     "16-bit PNG of 1300 px": ("deep-big.png", big_sixteen_bit_png(), "png", (1300, 1040)),
     "HEIC whose metadata says 'whisper'": ("IMG.HEIC", heic_whose_metadata_says_whisper(), "jpg", (120, 90)),
+    "AVIF turned a quarter ('irot')": ("IMG.avif", avif_turned(), "jpg", (100, 200)),
+    "AVIF with transparency": ("pic.avif", encoded(photo_like().convert("RGBA"), "AVIF"), "jpg", (120, 90)),
 }
 
 
@@ -323,7 +407,7 @@ def test_a_bad_file_is_refused_with_its_reason_and_leaves_nothing(client, api, u
     client.force_login(user)
     name, data, reason = REFUSED[case]
 
-    status, shown = upload_through(route, client, api, [(name, data)])
+    status, shown = upload_through(route, client, api, [(name, data() if callable(data) else data)])
 
     assert status == 400
     assert reason in shown and name in shown if route == "website" else reason in shown

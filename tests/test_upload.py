@@ -83,13 +83,15 @@ def bomb_png() -> bytes:
     ("bomb.png", "bomb", "megapixels are accepted"),
     ("vector.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>", "The file is not an image we can read."),
     ("cut.heic", "cut heic", "The image is truncated or corrupt."),
+    ("cut.avif", "cut avif", "The image is truncated or corrupt."),
 ])
 def test_a_bad_file_is_refused_with_a_reason_and_leaves_nothing_behind(
     client, user, enqueued, settings, name, content, message
 ):
     client.force_login(user)
     content = {None: truncated_jpeg, "bomb": bomb_png,
-               "cut heic": lambda: heic(sample_photo())[:-500]}.get(content, lambda: content)()
+               "cut heic": lambda: heic(sample_photo())[:-500],
+               "cut avif": lambda: avif(sample_photo())[:-500]}.get(content, lambda: content)()
 
     response = client.post(reverse("upload"), {"photos": [SimpleUploadedFile(name, content)]}, follow=True)
 
@@ -446,6 +448,37 @@ def test_a_heic_keeps_its_colour_profile_so_browsers_show_its_colours():
 
     with Image.open(checked.converted) as stored:
         assert stored.info["icc_profile"] == profile
+
+
+def avif(path, **kwargs) -> bytes:
+    """The photo as a browser saves a picture, or some phones a photo: AVIF (Pillow's encoder, libavif)."""
+    out = io.BytesIO()
+    with Image.open(path) as img:
+        img.save(out, "AVIF", quality=80, **kwargs)
+    return out.getvalue()
+
+
+def test_an_avif_photo_is_stored_upright_as_a_jpeg_every_browser_shows_and_classified(client, user, enqueued):
+    from PIL import ImageCms
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned a quarter: written as the AVIF's own turn ('irot')
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    client.force_login(user)
+
+    response = client.post(reverse("upload"), {"photos": [SimpleUploadedFile(
+        "cake.avif", avif(sample_photo("kue_dadar_gulung"), exif=exif.tobytes(), icc_profile=profile))]})
+
+    photo = Photo.objects.get()
+    assert response.status_code == 302 and photo.original_name == "cake.avif"
+    with Image.open(photo.image.path) as stored, Image.open(sample_photo("kue_dadar_gulung")) as original:
+        assert stored.format == "JPEG" and photo.image_format == "jpg"
+        assert stored.size == (photo.width, photo.height) == original.size[::-1]  # upright
+        turned = original.convert("RGB").transpose(Image.Transpose.ROTATE_270)
+        assert np.abs(np.asarray(stored, dtype=float) - np.asarray(turned, dtype=float)).mean() < 8
+        assert not stored.getexif() and stored.info["icc_profile"] == profile
+    assert client.get(reverse("photo-image", args=[photo.pk]))["Content-Type"] == "image/jpeg"
+    assert tasks.classify_photo(photo.pk) == f"photo {photo.pk}: kue_dadar_gulung"
 
 
 def test_a_large_jpeg_cut_short_is_refused_though_it_is_decoded_small(client, user, enqueued, settings):
