@@ -35,7 +35,8 @@ def test_one_photo_is_stored_queued_and_opens_its_page(client, user, enqueued, s
     assert response.status_code == 302 and response["Location"] == photo.get_absolute_url()
     assert photo.owner == user and photo.status == "queued"
     assert photo.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert (photo.width, photo.height) == Image.open(path).size
+    with Image.open(path) as img:
+        assert (photo.width, photo.height) == img.size
     assert path.name not in photo.image.name  # stored under a generated name
     assert enqueued == [photo.pk]
     page = client.get(response["Location"]).content.decode()
@@ -627,7 +628,8 @@ def test_a_photo_whose_orientation_tag_holds_no_orientation_is_stored_as_not_tur
             + b"\x01\x12" + (8).to_bytes(2, "big") + (1).to_bytes(4, "big") + b"\xff\xff\x00\x00"
             + b"\x00\x00\x00\x00")  # one entry: Orientation, SSHORT, -1; no next directory
     sent = io.BytesIO()
-    Image.open(sample_photo("kue_lapis")).save(sent, "JPEG", exif=b"Exif\x00\x00" + tiff)
+    with Image.open(sample_photo("kue_lapis")) as img:
+        img.save(sent, "JPEG", exif=b"Exif\x00\x00" + tiff)
     assert Image.open(io.BytesIO(sent.getvalue())).getexif()[0x0112] == -1
     client.force_login(user)
 
