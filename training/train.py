@@ -127,6 +127,7 @@ def fit_phase(model, name, train_ds, val_ds, epochs, lr, class_weight, args, *,
             train_ds, validation_data=val_ds, epochs=epochs, class_weight=class_weight,
             callbacks=callbacks, steps_per_epoch=args.max_steps,
             verbose=1 if sys.stdout.isatty() else 2,
+            shuffle=False,  # (the dataset shuffles itself, training.data; Keras warned it ignored True)
         )
         losses = history.history["val_loss"]
         improved = start_loss is None or min(losses) < start_loss  # the checkpoint holds the best epoch
