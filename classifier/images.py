@@ -87,6 +87,13 @@ DECODING = PixelBudget(50_000_000)
 # DECODING budget: it decodes with that budget to itself.
 AVIF_DECODE_BYTES = 1024 * 1024 * 1024
 AVIF_DECODE_SECONDS = 10
+# What libavif reads of an AVIF before that process runs it to those limits (avif_refusal): items it
+# looks up one by one among those it has (a grid of 65,280 tiles in 2.9 MB took 20 s to parse, one
+# of 16,384 1.2 s: the square of their number), and tiles drawn from the same coded bytes (1 MB of
+# noise, one 512x512 tile drawn 1,000 times into a canvas of 262 megapixels, took the whole 10 s;
+# drawn 64 times, 4.6 s). A camera's or encoder's grid has tiles of 512 px or more, each its own
+# data: 160 at 40 megapixels; libheif refuses a HEIF of more than 1000 items.
+AVIF_MAX_ITEMS = 1000
 
 
 def area(size: tuple[int, int]) -> int:
@@ -199,6 +206,46 @@ def is_avif(data: bytes) -> bool:
     return bool(brands & {b"avif", b"avis"})
 
 
+def avif_refusal(data: bytes) -> ValidationError | None:
+    """Why an AVIF is refused before it is decoded, if it is: more items (or references, or
+    properties' entries) than AVIF_MAX_ITEMS, pictures whose data add up to more than the file (a
+    tile's coded bytes drawn again and again), or a picture ('ispe') or grid canvas of more pixels
+    than we take (libavif decodes the whole canvas before scaling it to the size it reports). Read
+    from the file's boxes where libavif reads them; what they may not say (an AV1 stream larger
+    than its 'ispe') is left to the limits of the process that decodes it."""
+    bomb = ValidationError("The image is too large to decode safely.", code="bomb")
+    for meta, meta_end in heif_boxes(data, 0, len(data), b"meta"):
+        start, counts, placed = meta + 4, [], 0  # (after its version and flags)
+        idat = next(heif_boxes(data, start, meta_end, b"idat"), (meta_end, meta_end))
+        for iinf, iinf_end in heif_boxes(data, start, meta_end, b"iinf"):
+            id_size = 2 if data[iinf:iinf + 1] == b"\0" else 4
+            counts.append(int.from_bytes(data[iinf + 4:min(iinf + 4 + id_size, iinf_end)], "big"))
+        for iloc, iloc_end in heif_boxes(data, start, meta_end, b"iloc"):
+            id_size = 4 if data[iloc:iloc + 1] == b"\2" else 2
+            counts.append(int.from_bytes(data[iloc + 6:min(iloc + 6 + id_size, iloc_end)], "big"))
+            for _, method, pieces in heif_iloc_entries(data, iloc, iloc_end, AVIF_MAX_ITEMS, max_extents=32):
+                if pieces is None:  # (more extents than an encoder writes: 1)
+                    return bomb
+                origin, limit = idat if method == 1 else (0, len(data))
+                # (what a file cut short lacks is not counted: libavif finds it corrupt)
+                placed += sum(min(length or len(data), max(0, limit - origin - at)) for at, length in pieces)
+        for iprp, iprp_end in heif_boxes(data, start, meta_end, b"iprp"):
+            for ipma, ipma_end in heif_boxes(data, iprp, iprp_end, b"ipma"):
+                counts.append(int.from_bytes(data[ipma + 4:min(ipma + 8, ipma_end)], "big"))
+        for iref, iref_end in heif_boxes(data, start, meta_end, b"iref"):
+            id_size = 2 if data[iref:iref + 1] == b"\0" else 4
+            references = []
+            for ref, ref_end in heif_boxes(data, iref + 4, iref_end, None):
+                references.append(int.from_bytes(data[ref + id_size:min(ref + id_size + 2, ref_end)], "big"))
+                if len(references) > AVIF_MAX_ITEMS:
+                    break
+            counts += [len(references), sum(references)]
+        if max(counts, default=0) > AVIF_MAX_ITEMS or placed > len(data):
+            return bomb
+    coded = heif_coded_size(data)
+    return too_many_pixels(coded) if area(coded) > settings.MAX_IMAGE_PIXELS else None
+
+
 def decoded_avif(data: bytes) -> Image.Image:
     """An AVIF's first picture, upright (as libheif gives a HEIC's), with its colour profile, decoded
     in a process of its own that may take AVIF_DECODE_BYTES (classifier.avif_decode: libavif decodes
@@ -206,6 +253,9 @@ def decoded_avif(data: bytes) -> Image.Image:
     the other formats, a picture of more pixels than we take (before decoding it), one that needs
     more than that memory or time, and as corrupt a file that says it is an AVIF but libavif cannot
     read (one cut short reads as no AVIF at all)."""
+    refusal = avif_refusal(data)
+    if refusal:
+        raise refusal
     bomb = ValidationError("The image is too large to decode safely.", code="bomb")
     command = [sys.executable, "-m", "classifier.avif_decode", str(settings.MAX_IMAGE_PIXELS),
                str(AVIF_DECODE_BYTES), str(AVIF_DECODE_SECONDS)]
@@ -332,38 +382,54 @@ def heif_item_data(data: bytes, start: int, end: int, items: set[int]) -> dict[i
     idat = next(heif_boxes(data, start, end, b"idat"), (end, end))
     found: dict[int, list[bytes]] = {}
     for iloc, iloc_end in heif_boxes(data, start, end, b"iloc"):
-        version, sizes = data[iloc:iloc + 1], data[iloc + 4:iloc + 6]
-        if len(sizes) < 2:
-            continue
-        offset_size, length_size, base_size = sizes[0] >> 4, sizes[0] & 15, sizes[1] >> 4
-        index_size = sizes[1] & 15 if version in (b"\1", b"\2") else 0
-        if not {offset_size, length_size, base_size, index_size} <= {0, 4, 8}:
-            continue  # (the format's only sizes; libheif reads a field of another size as none)
-        fields = io.BytesIO(data[iloc + 6:iloc_end])
-        id_size = 4 if version == b"\2" else 2
-        try:
-            count = stored_number(fields, id_size)
-            if count > 1000:  # (libheif's limit on a file's items: it refuses the file)
-                continue
-            for _ in range(count):
-                item = stored_number(fields, id_size)
-                method = stored_number(fields, 2) & 15 if version in (b"\1", b"\2") else 0
-                stored_number(fields, 2)  # (its data reference: the file itself)
-                base, blob = stored_number(fields, base_size), b""
-                extents = stored_number(fields, 2)
-                if extents > 32:  # (libheif's limit: it refuses the file)
-                    break
-                for _ in range(extents):
-                    stored_number(fields, index_size)
-                    offset, length = stored_number(fields, offset_size), stored_number(fields, length_size)
-                    origin, limit = idat if method == 1 else (0, len(data))
-                    piece = origin + base + offset
-                    blob += data[piece:min(piece + (length or 64), limit)][:64]
-                if item in items and method in (0, 1):
-                    found.setdefault(item, []).append(blob)
-        except EOFError:  # (an entry cut off by the box's end: the entries before it stand)
-            continue
+        for item, method, pieces in heif_iloc_entries(data, iloc, iloc_end, max_items=1000, max_extents=32):
+            if pieces is None:
+                break
+            origin, limit = idat if method == 1 else (0, len(data))
+            blob = b"".join(data[origin + at:min(origin + at + (length or 64), limit)][:64]
+                            for at, length in pieces)
+            if item in items and method in (0, 1):
+                found.setdefault(item, []).append(blob)
     return found
+
+
+def heif_iloc_entries(data: bytes, iloc: int, iloc_end: int, max_items: int | None = None,
+                      max_extents: int | None = None
+                      ) -> Iterator[tuple[int, int, list[tuple[int, int]] | None]]:
+    """The entries of the 'iloc' box data[iloc:iloc_end]: (item, construction method, its extents as
+    (offset from the data's origin, length; 0: to its end)). None for a box of more than `max_items`
+    entries; an entry of more than `max_extents` extents (libheif's limits: it refuses the file) as
+    (item, method, None), and none after it, nor after one cut off by the box's end."""
+    version, sizes = data[iloc:iloc + 1], data[iloc + 4:iloc + 6]
+    if len(sizes) < 2:
+        return
+    offset_size, length_size, base_size = sizes[0] >> 4, sizes[0] & 15, sizes[1] >> 4
+    index_size = sizes[1] & 15 if version in (b"\1", b"\2") else 0
+    if not {offset_size, length_size, base_size, index_size} <= {0, 4, 8}:
+        return  # (the format's only sizes; libheif reads a field of another size as none)
+    fields = io.BytesIO(data[iloc + 6:iloc_end])
+    id_size = 4 if version == b"\2" else 2
+    try:
+        count = stored_number(fields, id_size)
+        if max_items is not None and count > max_items:
+            return
+        for _ in range(count):
+            item = stored_number(fields, id_size)
+            method = stored_number(fields, 2) & 15 if version in (b"\1", b"\2") else 0
+            stored_number(fields, 2)  # (its data reference: the file itself)
+            base = stored_number(fields, base_size)
+            extents = stored_number(fields, 2)
+            if max_extents is not None and extents > max_extents:
+                yield item, method, None
+                return
+            pieces = []
+            for _ in range(extents):
+                stored_number(fields, index_size)
+                offset, length = stored_number(fields, offset_size), stored_number(fields, length_size)
+                pieces.append((base + offset, length))
+            yield item, method, pieces
+    except EOFError:
+        return
 
 
 def stored_number(fields: io.BytesIO, size: int) -> int:
@@ -374,8 +440,8 @@ def stored_number(fields: io.BytesIO, size: int) -> int:
     return int.from_bytes(read, "big")
 
 
-def heif_boxes(data: bytes, start: int, end: int, kind: bytes) -> Iterator[tuple[int, int]]:
-    """Where the contents of the boxes of type `kind` in data[start:end] start and end (a box that
+def heif_boxes(data: bytes, start: int, end: int, kind: bytes | None) -> Iterator[tuple[int, int]]:
+    """Where the contents of the boxes of type `kind` (None: any) in data[start:end] start and end (a box that
     does not fit in its container ends the list: nothing after it is read as a box)."""
     at = start
     while at + 8 <= end:
@@ -386,7 +452,7 @@ def heif_boxes(data: bytes, start: int, end: int, kind: bytes) -> Iterator[tuple
             size = end - at
         if size < header or at + size > end:
             return
-        if data[at + 4:at + 8] == kind:
+        if kind is None or data[at + 4:at + 8] == kind:
             yield at + header, at + size
         at += size
 

@@ -162,6 +162,18 @@ def heic_cropped_without_an_ispe() -> bytes:
     return encoded(photo_like((80, 48)), "HEIF", quality=50).replace(b"ispe", b"free")
 
 
+def box(kind: bytes, payload: bytes, version: int | None = None, flags: int = 0) -> bytes:
+    """An ISOBMFF box (HEIC's and AVIF's) of `payload`; with `version`, a full box (version, flags)."""
+    payload = payload if version is None else struct.pack(">I", version << 24 | flags) + payload
+    return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+
+def box_of(data: bytes, kind: bytes) -> bytes:
+    """The first box of type `kind` in `data`, whole."""
+    at = data.index(kind) - 4
+    return data[at:at + struct.unpack_from(">I", data, at)[0]]
+
+
 def heic_tiled_far_larger_than_it_says(misread: bool = False) -> bytes:
     """A HEIC of 829 bytes whose picture is a grid of 7x7 tiles, each the same 1024x1024 coded picture, its
     'ispe' boxes all 1024x1024: libheif draws the tiles into the 7168x7168 canvas its grid data
@@ -169,13 +181,8 @@ def heic_tiled_far_larger_than_it_says(misread: bool = False) -> bytes:
     `misread`: its 'iloc' says base offsets are 2 bytes, which the format does not allow:
     libheif reads a base offset of 4 or 8 bytes only (none here), so that read as 2 bytes its entries
     place the grid elsewhere, at a grid data of 1024x1024 (22528x22528 took 750 MB so)."""
-    def box(kind: bytes, payload: bytes, version: int | None = None) -> bytes:
-        payload = payload if version is None else struct.pack(">I", version << 24) + payload
-        return struct.pack(">I4s", 8 + len(payload), kind) + payload
-
     tile = encoded(Image.new("RGB", (1024, 1024), (200, 150, 100)), "HEIF", quality=10)
-    hvcc, ispe = (tile[tile.index(kind) - 4:][:struct.unpack_from(">I", tile, tile.index(kind) - 4)[0]]
-                  for kind in (b"hvcC", b"ispe"))
+    hvcc, ispe = box_of(tile, b"hvcC"), box_of(tile, b"ispe")
     stream = tile[tile.index(b"mdat") + 4:]  # (its last box)
     grid = bytes([0, 0, 6, 6]) + struct.pack(">HH", 7168, 7168)  # 7 rows and columns, the canvas
 
@@ -249,39 +256,52 @@ def avif_animation_far_larger_than_it_says() -> bytes:
     return bytes(data)
 
 
-def avif_tiled_far_larger_than_it_says() -> bytes:
-    """An AVIF of 4 KB whose picture is a grid of 8x8 tiles, each the same 1024x1024 coded picture (an
-    item of its own), its 'ispe' saying 1024x1024: libavif draws the tiles into the 8192x8192 canvas
-    its grid data declares, then scales that to the size it says (585 MB; 16384x16384, 2.3 GB)."""
-    def box(kind: bytes, payload: bytes, version: int | None = None, flags: int = 0) -> bytes:
-        payload = payload if version is None else struct.pack(">I", version << 24 | flags) + payload
-        return struct.pack(">I4s", 8 + len(payload), kind) + payload
-
-    def found(kind: bytes) -> bytes:
-        at = tile.index(kind) - 4
-        return tile[at:at + struct.unpack_from(">I", tile, at)[0]]
-
-    tile = encoded(Image.new("RGB", (1024, 1024), (200, 150, 100)), "AVIF", quality=10, speed=10,
-                   subsampling="4:4:4")
+def avif_grid(rows: int, cols: int, side: int, says: int | None = None, shared: bool = False) -> bytes:
+    """An AVIF whose picture is a grid of rows x cols tiles of side x side, each its own copy of one
+    coded picture placed after the others, as an encoder writes a grid (`shared`: all drawn from
+    the same bytes), the grid's 'ispe' saying `says` x `says` (by default, its canvas's size)."""
+    tile = encoded(photo_like((side, side)), "AVIF", quality=90, speed=10)
     stream = tile[tile.index(b"mdat") + 4:]  # (its last box)
-    grid = bytes([0, 0, 7, 7]) + struct.pack(">HH", 8192, 8192)  # 8 rows and columns, the canvas
-    tiles = range(2, 66)
+    width, height = cols * side, rows * side
+    grid = bytes([0, 0, rows - 1, cols - 1]) + struct.pack(">HH", width, height)
+    tiles = range(2, rows * cols + 2)
 
     def head(stream_at: int) -> bytes:
-        iloc = struct.pack(">BBH", 0x44, 0, 65) + struct.pack(">HHHHII", 1, 1, 0, 1, 0, len(grid))  # (idat)
-        iloc += b"".join(struct.pack(">HHHHII", item, 0, 0, 1, stream_at, len(stream)) for item in tiles)
+        iloc = struct.pack(">BBH", 0x44, 0, len(tiles) + 1) + struct.pack(">HHHHII", 1, 1, 0, 1, 0, len(grid))
+        iloc += b"".join(struct.pack(">HHHHII", item, 0, 0, 1, stream_at + (0 if shared else i * len(stream)),
+                                     len(stream)) for i, item in enumerate(tiles))
         items = box(b"infe", struct.pack(">HH4sx", 1, 0, b"grid"), 2) + b"".join(
-            box(b"infe", struct.pack(">HH4sx", item, 0, b"av01"), 2, flags=1) for item in tiles)  # (hidden)
-        # its properties: 1 the tile's 'ispe', 2 the grid's, 3 'av1C', 4 'colr'
-        ipma = struct.pack(">IHBBB", 65, 1, 2, 2, 4) + b"".join(
+            box(b"infe", struct.pack(">HH4sx", item, 0, b"av01"), 2, flags=1) for item in tiles)
+        ipma = struct.pack(">IHBBB", len(tiles) + 1, 1, 2, 2, 4) + b"".join(
             struct.pack(">HBBBB", item, 3, 1, 0x83, 4) for item in tiles)
-        properties = box(b"ipco", found(b"ispe") + box(b"ispe", struct.pack(">II", 1024, 1024), 0)
-                         + found(b"av1C") + found(b"colr")) + box(b"ipma", ipma, 0)
+        canvas = box(b"ispe", struct.pack(">II", says or width, says or height), 0)
+        tile_ispe, av1c, colr = (box_of(tile, kind) for kind in (b"ispe", b"av1C", b"colr"))
+        properties = box(b"ipco", tile_ispe + canvas + av1c + colr)
+        properties += box(b"ipma", ipma, 0)
         return box(b"ftyp", b"avif\0\0\0\0avifmif1miaf") + box(b"meta", b"".join((
             box(b"hdlr", bytes(4) + b"pict" + bytes(13), 0), box(b"pitm", struct.pack(">H", 1), 0),
-            box(b"iloc", iloc, 1), box(b"iinf", struct.pack(">H", 65) + items, 0),
-            box(b"iref", box(b"dimg", struct.pack(">HH", 1, 64) + struct.pack(">64H", *tiles)), 0),
+            box(b"iloc", iloc, 1), box(b"iinf", struct.pack(">H", len(tiles) + 1) + items, 0),
+            box(b"iref", box(b"dimg", struct.pack(f">HH{len(tiles)}H", 1, len(tiles), *tiles)), 0),
             box(b"iprp", properties), box(b"idat", grid))), 0)
+
+    return head(len(head(0)) + 8) + box(b"mdat", stream * (1 if shared else len(tiles)))
+
+
+def avif_locating_items_it_lacks(count: int) -> bytes:
+    """A 64x64 AVIF whose 'iloc' also places `count` items of no data that no other box names:
+    libavif looks each up among those it has (60,000 took 5 s, and the picture was then taken)."""
+    picture = encoded(photo_like((64, 64)), "AVIF", quality=90, speed=10)
+    stream = picture[picture.index(b"mdat") + 4:]  # (its last box)
+
+    def head(stream_at: int) -> bytes:
+        iloc = struct.pack(">BBHHHHHII", 0x44, 0, count + 1, 1, 0, 0, 1, stream_at, len(stream))
+        iloc += b"".join(struct.pack(">HHHH", item, 0, 0, 0) for item in range(2, count + 2))
+        properties = box(b"ipco", b"".join(box_of(picture, kind) for kind in (b"ispe", b"av1C", b"colr")))
+        properties += box(b"ipma", struct.pack(">IHBBB", 1, 1, 2, 1, 0x82), 0)
+        return box(b"ftyp", b"avif\0\0\0\0avifmif1miaf") + box(b"meta", b"".join((
+            box(b"hdlr", bytes(4) + b"pict" + bytes(13), 0), box(b"pitm", struct.pack(">H", 1), 0),
+            box(b"iloc", iloc, 1), box(b"iinf", struct.pack(">H", 1) + box(b"infe", struct.pack(
+                ">HH4sx", 1, 0, b"av01"), 2), 0), box(b"iprp", properties))), 0)
 
     return head(len(head(0)) + 8) + box(b"mdat", stream)
 
@@ -338,10 +358,16 @@ REFUSED = {
     # made when their test runs (each takes a second to encode)
     "AVIF coded far larger than it says": ("IMG.avif", avif_coded_far_larger_than_it_says,
                                            "too large to decode safely"),
-    "AVIF tiled far larger than it says": ("IMG.avif", avif_tiled_far_larger_than_it_says,
-                                           "too large to decode safely"),
     "AVIF animation far larger than it says": ("party.avif", avif_animation_far_larger_than_it_says,
                                                "too large to decode safely"),
+    # each took seconds to read or decode (a grid of 65,280 tiles, 20 s), not refused before
+    "AVIF grid of 1,056 tiles": ("IMG.avif", avif_grid(32, 33, 64), "too large to decode safely"),
+    "AVIF placing 1,100 items it lacks": ("IMG.avif", avif_locating_items_it_lacks(1100),
+                                          "too large to decode safely"),
+    "AVIF grid drawing one tile's bytes 64 times": ("IMG.avif", avif_grid(8, 8, 128, shared=True),
+                                                    "too large to decode safely"),
+    "AVIF grid whose canvas is 8192x8192, its 'ispe' saying 1024x1024": (
+        "IMG.avif", lambda: avif_grid(8, 8, 1024, says=1024), "at most 40 megapixels"),
 }
 
 ACCEPTED = {
@@ -360,6 +386,8 @@ ACCEPTED = {
     "HEIC whose metadata says 'whisper'": ("IMG.HEIC", heic_whose_metadata_says_whisper(), "jpg", (120, 90)),
     "AVIF turned a quarter ('irot')": ("IMG.avif", avif_turned(), "jpg", (100, 200)),
     "AVIF with transparency": ("pic.avif", encoded(photo_like().convert("RGBA"), "AVIF"), "jpg", (120, 90)),
+    "AVIF grid of 4x4 tiles": ("IMG.avif", avif_grid(4, 4, 64), "jpg", (256, 256)),
+    "AVIF placing 2 items it lacks": ("IMG.avif", avif_locating_items_it_lacks(2), "jpg", (64, 64)),
 }
 
 
