@@ -297,8 +297,9 @@ def review_queue_for_user(user) -> QuerySet[Photo]:
     """Classified photos with no feedback yet, least certain first (own; with permission: all).
 
     Uncertainty is the margin between the two most probable cakes: a photo the model nearly gave
-    to another class is the one whose correction teaches it most, and the margin says exactly
-    that, where entropy is also moved by the six unlikely classes.
+    to another class is where it is most often wrong (bench.queue_order: four times as many wrong
+    labels in the first 20 as in random order, and a better retrain from their answers; entropy
+    measured the same, within a photo).
     """
     # the photo's copy of its prediction's margin: the planner walks its index and stops at the page
     unanswered_photos = photos_for_user(user, status=Photo.Status.DONE).filter(unanswered())
