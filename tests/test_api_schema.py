@@ -120,6 +120,9 @@ def test_the_schema_says_what_the_server_takes_in_words_for_its_users(client):
     text = json.dumps(document)
 
     assert re.search(key, "3f2a-b_9") and not re.search(key, "abc!!") and not re.search(key, "a" * 65)
+    taken = document["paths"]["/api/photos/"]["post"]["description"]
+    assert "JPEG, PNG, GIF, BMP, WebP, HEIC or AVIF" in taken and "up to 20 files a request" in taken
+    assert "at most 15.0\xa0MB and 40 megapixels and at least 32 pixels a side" in taken
     assert "(classifier." not in text and "api.example.org" not in text
     prediction = document["components"]["schemas"]["Prediction"]["properties"]
     assert "among the cakes it knows" in prediction["confidence"]["description"]

@@ -14,6 +14,7 @@ from django.contrib.auth import update_session_auth_hash
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import Http404
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.cache import parse_etags
 from django.utils.crypto import salted_hmac
@@ -45,7 +46,7 @@ from rest_framework.serializers import CharField, Serializer
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from classifier import exports, files, selectors, services
+from classifier import exports, files, images, selectors, services
 from classifier.accounts import (
     PasswordResetRateThrottle,
     SignUpAttemptThrottle,
@@ -514,6 +515,14 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
 
     @extend_schema(
         summary="Upload one or several photos (multipart, field `files`)",
+        description=(
+            "Each file becomes a queued photo or gets its own errors; good files are kept when others "
+            "fail. 201 when at least one photo was stored, 400 when none was.\n\n"
+            f"Taken: {images.FORMATS_TAKEN} (HEIC and AVIF are stored as a JPEG), every file stored "
+            f"without its metadata; up to {settings.MAX_FILES_PER_UPLOAD} files a request, each of at "
+            f"most {filesizeformat(settings.MAX_UPLOAD_BYTES)} and "
+            f"{settings.MAX_IMAGE_PIXELS // 1_000_000} megapixels and at least "
+            f"{images.MIN_IMAGE_SIDE} pixels a side."),
         parameters=[OpenApiParameter(
             "Idempotency-Key", str, OpenApiParameter.HEADER, pattern=IDEMPOTENCY_KEY.pattern,
             description="Any new key (a UUID, say) for each upload, the same when it is sent again: a "
@@ -531,10 +540,7 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
         },
     )
     def create(self, request, *args, **kwargs):
-        """Each file becomes a queued photo or gets its own errors; good files are kept when others fail.
-
-        201 when at least one photo was stored, 400 when none was.
-        """
+        """Each file becomes a queued photo or gets its own errors (the schema's description)."""
         files = request.FILES.getlist("files")  # (a body larger than we take: UploadTooLargeMiddleware)
         if not files:
             raise ValidationError({"files": "Send one or more image files in the `files` field."})
