@@ -6,8 +6,9 @@ Protocol (fixed): split the benchmark photos into two stratified halves A and B 
 upload A through `services.photo_create`, the worker's task classifies each one, and every wrong
 label is corrected through `services.feedback_record`; a fast training run then goes through
 `services.training_run_start` and the real `tasks.train_model`. The new version is evaluated on B,
-which it never saw. Then A and B swap, and the two halves are averaged. This is the only place
-where benchmark photos are trained on, and only the half that is not evaluated. (The split is by
+which it never saw. Then A and B swap, and the two halves are averaged. This protocol (here and in
+`bench.queue_order`, which runs it through `fold_start` and `halves`) is the only place where
+benchmark photos are trained on, and only the half that is not evaluated. (The split is by
 photo: the test split holds two near-identical pairs, kastengel 2/20 and 3/21, which land in
 different halves. A run leaves out a user photo that is a look-alike of a photo of the benchmark
 it is measured on, half B here, so neither twin in A would be trained on; the shipped model labels

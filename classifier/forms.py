@@ -6,6 +6,7 @@ from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
 
+from classifier.images import FORMATS_TAKEN
 from classifier.models import Photo
 
 
@@ -76,7 +77,7 @@ class UploadForm(forms.Form):
         from django.template.defaultfilters import filesizeformat
 
         self.fields["photos"].help_text = (
-            f"JPEG, PNG, GIF, BMP, WebP, HEIC or AVIF; up to {settings.MAX_FILES_PER_UPLOAD} at once, "
+            f"{FORMATS_TAKEN}; up to {settings.MAX_FILES_PER_UPLOAD} at once, "
             f"{filesizeformat(settings.MAX_UPLOAD_BYTES)} each.")
 
 

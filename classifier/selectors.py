@@ -298,8 +298,8 @@ def review_queue_for_user(user) -> QuerySet[Photo]:
 
     Uncertainty is the margin between the two most probable cakes: a photo the model nearly gave
     to another class is where it is most often wrong (bench.queue_order: four times as many wrong
-    labels in the first 20 as in random order, and a better retrain from their answers; entropy
-    measured the same, within a photo).
+    labels in the first 20 as in random order, and a better retrain from their answers at 20, not
+    clearly at 10 or 40; entropy measured the same, within a photo).
     """
     # the photo's copy of its prediction's margin: the planner walks its index and stops at the page
     unanswered_photos = photos_for_user(user, status=Photo.Status.DONE).filter(unanswered())

@@ -73,11 +73,13 @@ def photo_create(*, owner, upload: UploadedFile, client_key: str = "") -> Photo:
     except Exception as exc:
         # A commit that went through with its answer lost (the connection dropped on the way back):
         # the photo is stored, so it is the answer, and its classification is sent now (the commit's
-        # callback never ran).
+        # callback never ran), as that callback would: a publish that fails only logs, and inside an
+        # outer transaction the send waits for its commit.
         stored = is_stored(photo)
         if stored:
             log.warning("photo %s: stored, though its commit answered %r", photo.pk, exc)
-            tasks.enqueue(tasks.classify_photo, photo.pk, swept=True)
+            transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk, swept=True),
+                                  robust=True)
             return photo
         # Leave no orphan file behind a row that was never written, also when the commit itself
         # fails (foreign keys are checked there: an owner deleted meanwhile). A row the database

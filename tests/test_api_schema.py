@@ -108,7 +108,7 @@ def test_the_schema_is_valid_openapi_and_says_what_every_answer_holds(client):
     assert "X-CSRFToken" in document["components"]["securitySchemes"]["cookieAuth"]["description"]
 
 
-def test_the_schema_says_what_the_server_takes_in_words_for_its_users(client):
+def test_the_schema_says_what_the_server_takes_in_words_for_its_users(client, settings):
     """A JSON Schema pattern matches anywhere in a value (as re.search does), and descriptions come
     from docstrings: the schema's pattern refuses what the server refuses, and no description is a
     note on the code or DRF's example of a URL the API does not have."""
@@ -123,6 +123,10 @@ def test_the_schema_says_what_the_server_takes_in_words_for_its_users(client):
     taken = document["paths"]["/api/photos/"]["post"]["description"]
     assert "JPEG, PNG, GIF, BMP, WebP, HEIC or AVIF" in taken and "up to 20 files a request" in taken
     assert "at most 15.0\xa0MB and 40 megapixels and at least 32 pixels a side" in taken
+
+    settings.MAX_FILES_PER_UPLOAD, settings.MAX_UPLOAD_BYTES = 3, 2 * 1024 * 1024  # (as from the environment)
+    taken = client.get("/api/schema/?format=json").json()["paths"]["/api/photos/"]["post"]["description"]
+    assert "up to 3 files a request, each of at most 2.0\xa0MB" in taken
     assert "(classifier." not in text and "api.example.org" not in text
     prediction = document["components"]["schemas"]["Prediction"]["properties"]
     assert "among the cakes it knows" in prediction["confidence"]["description"]

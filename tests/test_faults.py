@@ -280,12 +280,9 @@ def test_an_upload_the_server_fails_midway_says_which_photos_were_stored(
     assert len(files_under(settings.MEDIA_ROOT)) == 4  # the two stored photos' files, no orphan
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_a_photo_whose_commit_went_through_unanswered_is_stored(settings, user, enqueued, monkeypatch):
-    """The database committed the row and the answer was lost on the way (the connection dropped):
-    the photo was stored, so the upload answers with it (not a 503 that has the user send it again),
-    keeps its files and sends it to the worker (were the row not there, its files would be removed);
-    a prediction keeps its heat map."""
+def commits_unanswered(patch) -> None:
+    """From now on (within `patch`'s context) the database commits, and the answer is lost on the
+    way: the connection drops."""
     from django.db import OperationalError, connection
 
     commit = connection.commit
@@ -294,10 +291,21 @@ def test_a_photo_whose_commit_went_through_unanswered_is_stored(settings, user, 
         commit()
         raise OperationalError("server closed the connection unexpectedly")
 
+    patch.setattr(connection, "commit", committed_unanswered)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_photo_whose_commit_went_through_unanswered_is_stored(settings, user, enqueued, monkeypatch):
+    """The database committed the row and the answer was lost on the way (the connection dropped):
+    the photo was stored, so the upload answers with it (not a 503 that has the user send it again),
+    keeps its files and sends it to the worker (were the row not there, its files would be removed);
+    a prediction keeps its heat map."""
+    from django.db import OperationalError
+
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
     with monkeypatch.context() as patch:
-        patch.setattr(connection, "commit", committed_unanswered)
+        commits_unanswered(patch)
         upload = SimpleUploadedFile("a.jpg", sample_photo().read_bytes())
         response = api.post("/api/photos/", {"files": [upload]}, format="multipart")
 
@@ -309,13 +317,34 @@ def test_a_photo_whose_commit_went_through_unanswered_is_stored(settings, user, 
     assert len(files_under(settings.MEDIA_ROOT)) == 2
 
     with monkeypatch.context() as patch, pytest.raises(OperationalError):  # the worker's result, the same way
-        patch.setattr(connection, "commit", committed_unanswered)
+        commits_unanswered(patch)
         services.prediction_record(photo=photo, version_id=ModelVersion.objects.get(is_active=True).pk,
                                    probabilities={"kue_lapis": 0.9}, label="kue_lapis", confidence=0.9,
                                    inference_ms=5.0, heatmap=np.ones((7, 7), dtype="float32"))
 
     heatmap = photo.predictions.get().heatmap
     assert heatmap and heatmap.storage.exists(heatmap.name) and len(files_under(settings.MEDIA_ROOT)) == 3
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_photo_stored_unanswered_whose_send_the_broker_refuses_is_still_the_answer(user, monkeypatch):
+    """As after an answered commit: a send the broker refuses (Redis out of memory) leaves the
+    stored photo queued for the sweep, and the upload answers with it, not with a 500."""
+    import redis
+
+    def refused(*_args, **_kwargs):
+        raise redis.exceptions.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    monkeypatch.setattr(tasks.classify_photo, "apply_async", refused)
+    with monkeypatch.context() as patch:
+        commits_unanswered(patch)
+        upload = SimpleUploadedFile("a.jpg", sample_photo().read_bytes())
+        response = api.post("/api/photos/", {"files": [upload]}, format="multipart")
+
+    assert response.status_code == 201
+    assert response.json()["results"][0]["photo"]["id"] == Photo.objects.get(status="queued").pk
 
 
 @pytest.mark.django_db

@@ -18,6 +18,7 @@ from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.cache import parse_etags
 from django.utils.crypto import salted_hmac
+from django.utils.functional import lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -64,6 +65,17 @@ ERROR = serializers.ErrorSerializer
 MAX_WAIT_S = 30  # a long poll; below common proxy timeouts
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # (anchored for the schema's readers)
 LONG_POLL_RETRY_S = 5  # Retry-After of a long poll beyond LONG_POLLS_PER_USER or _PER_PROCESS
+
+
+def upload_description() -> str:
+    """The upload's description in the schema: what it takes, from the settings."""
+    return ("Each file becomes a queued photo or gets its own errors; good files are kept when others "
+            "fail. 201 when at least one photo was stored, 400 when none was.\n\n"
+            f"Taken: {images.FORMATS_TAKEN} (HEIC and AVIF are stored as a JPEG), every file stored "
+            f"without its metadata; up to {settings.MAX_FILES_PER_UPLOAD} files a request, each of at "
+            f"most {filesizeformat(settings.MAX_UPLOAD_BYTES)} and "
+            f"{settings.MAX_IMAGE_PIXELS // 1_000_000} megapixels and at least "
+            f"{images.MIN_IMAGE_SIDE} pixels a side.")
 
 
 class AuthTokenSerializer(Serializer):
@@ -515,14 +527,7 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
 
     @extend_schema(
         summary="Upload one or several photos (multipart, field `files`)",
-        description=(
-            "Each file becomes a queued photo or gets its own errors; good files are kept when others "
-            "fail. 201 when at least one photo was stored, 400 when none was.\n\n"
-            f"Taken: {images.FORMATS_TAKEN} (HEIC and AVIF are stored as a JPEG), every file stored "
-            f"without its metadata; up to {settings.MAX_FILES_PER_UPLOAD} files a request, each of at "
-            f"most {filesizeformat(settings.MAX_UPLOAD_BYTES)} and "
-            f"{settings.MAX_IMAGE_PIXELS // 1_000_000} megapixels and at least "
-            f"{images.MIN_IMAGE_SIDE} pixels a side."),
+        description=lazy(upload_description, str)(),  # (the settings when the schema is made)
         parameters=[OpenApiParameter(
             "Idempotency-Key", str, OpenApiParameter.HEADER, pattern=IDEMPOTENCY_KEY.pattern,
             description="Any new key (a UUID, say) for each upload, the same when it is sent again: a "
