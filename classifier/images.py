@@ -7,6 +7,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -24,6 +27,8 @@ from PIL import Image, UnidentifiedImageError
 from classifier import metadata
 from training.preprocess import TURNS, orientation, rgb_profile, to_rgb, upright
 
+log = logging.getLogger(__name__)
+
 # Pillow format name -> the extension we store under; what a browser can also show. Every photo is
 # stored without its metadata (classifier.metadata), the place it was taken above all.
 # MPO is a JPEG with a second picture after the first (a phone's depth or gain map): stored as the
@@ -31,8 +36,9 @@ from training.preprocess import TURNS, orientation, rgb_profile, to_rgb, upright
 # decoded by pillow-heif, training.preprocess) most browsers cannot show: stored as a JPEG of the
 # picture, upright (training.preprocess), without its metadata (a phone's puts the place there).
 # AVIF (what browsers save a picture as, and some phones write) is stored so too: Safari before 16.4
-# and Edge before 121 cannot show it, and the worker and training then never decode one. It is
-# decoded only in a process of its own, its memory capped (decoded_avif): never by READERS here.
+# and Edge before 121 cannot show it, and the worker and training then never decode one. Both are
+# decoded only in a process of its own, its memory capped (decoded_apart): never by READERS here (a
+# HEIC is opened by them, its pixels not decoded, for the checks of its boxes: heif_decoded_size).
 ALLOWED_FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "WEBP": "webp",
                    "HEIF": "jpg", "AVIF": "jpg"}
 STORED_AS_JPEG = {"HEIF", "AVIF"}
@@ -80,13 +86,18 @@ class PixelBudget:
 # +615 MB, and 3.6 s instead of 7.9).
 DECODING = PixelBudget(50_000_000)
 
-# What the process decoding an AVIF may take beyond what it holds when it starts, and for how long:
-# a 40-megapixel AVIF of 12 bits a colour with transparency (the costliest a camera or browser
-# writes) took 653 MB and 2.3 s, a phone's 12 megapixels 110 MB and 0.4 s (its start included), on
-# one core; a grid of 65,280 tiles in 3.5 MB was still decoding at 20 s. More than the whole
-# DECODING budget: it decodes with that budget to itself.
-AVIF_DECODE_BYTES = 1024 * 1024 * 1024
-AVIF_DECODE_SECONDS = 10
+# What the process decoding an AVIF or a HEIC may take beyond what it holds when it starts, and for
+# how long: a 40-megapixel AVIF of 12 bits a colour with transparency (the costliest a camera or
+# browser writes) took 653 MB and 2.3 s, a phone's 12 megapixels 110 MB and 0.4 s (its start
+# included), on one core; a grid of 65,280 tiles in 3.5 MB was still decoding at 20 s. More than the
+# whole DECODING budget: an AVIF decodes with that budget to itself (the size it says bounds nothing);
+# a HEIC is charged the size its boxes were checked to decode at, as when it was decoded here. Its
+# processor time is what bounds its work (it counts every thread, and goes on if the web process is
+# gone); the wait is twice that, for a machine whose cores are busy (a legit 40-megapixel HEIC took
+# 4.3 s of one loaded core).
+DECODE_BYTES = 1024 * 1024 * 1024
+DECODE_CPU_SECONDS = 10
+DECODE_SECONDS = 2 * DECODE_CPU_SECONDS
 # What libavif reads of an AVIF before that process runs it to those limits (avif_refusal): items it
 # looks up one by one among those it has (a grid of 65,280 tiles in 2.9 MB took 20 s to parse, one
 # of 16,384 1.2 s: the square of their number), and tiles drawn from the same coded bytes (1 MB of
@@ -134,7 +145,11 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
     sha256 = hashlib.sha256(data).hexdigest()
     try:
         # Only the formats we take are tried: the others' readers raise anything on a broken file.
-        with decoded_avif(data) if is_avif(data) else Image.open(upload, formats=READERS) as img:
+        if is_avif(data):
+            opened = decoded_apart(data, "AVIF", DECODING.total)
+        else:
+            opened = Image.open(upload, formats=READERS)
+        with opened as img:
             fmt = img.format
             coded = heif_decoded_size(data, img) if fmt == "HEIF" else img.size
             for size in (img.size, coded):
@@ -149,10 +164,11 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
             if fmt == "BMP" and img.info.get("compression") in (1, 2):  # Pillow decodes RLE in Python
                 raise ValidationError("Compressed (RLE) BMP images are not supported; send JPEG, PNG, GIF, "
                                       "WebP, HEIC, AVIF or an uncompressed BMP.", code="format")
+            if fmt == "HEIF":  # its boxes checked: its pixels are decoded apart, as an AVIF's
+                # (the file opened here is closed with the block)
+                img = decoded_apart(data, "HEIF", area(coded))
             width, height = img.size
             decoded = drafted(img, THUMBNAIL_SIZE)  # (the smallest scale that still covers the thumbnail)
-            if fmt == "HEIF":  # libheif decodes the whole coded picture
-                decoded = max(decoded, coded, key=area)
             with DECODING.decoding(area(decoded)):
                 turned = orientation(img)  # (decoded first)
                 if turned in (5, 6, 7, 8):  # shown turned a quarter
@@ -246,25 +262,36 @@ def avif_refusal(data: bytes) -> ValidationError | None:
     return too_many_pixels(coded) if area(coded) > settings.MAX_IMAGE_PIXELS else None
 
 
-def decoded_avif(data: bytes) -> Image.Image:
-    """An AVIF's first picture, upright (as libheif gives a HEIC's), with its colour profile, decoded
-    in a process of its own that may take AVIF_DECODE_BYTES (classifier.avif_decode: libavif decodes
-    whatever its AV1 stream or grid says before scaling it to the size it reports). Refuses, as for
-    the other formats, a picture of more pixels than we take (before decoding it), one that needs
-    more than that memory or time, and as corrupt a file that says it is an AVIF but libavif cannot
-    read (one cut short reads as no AVIF at all)."""
-    refusal = avif_refusal(data)
+def decoded_apart(data: bytes, fmt: str, charge: int) -> Image.Image:
+    """An AVIF's or a HEIC's (`fmt`: "AVIF" or "HEIF") first picture, upright (libheif turns a HEIC
+    as it decodes), with its colour profile, decoded in a process of its own that may take
+    DECODE_BYTES (classifier.isolated_decode: libavif and libheif decode whatever size the coded
+    picture or grid says before scaling or cropping it to the size they report). Refuses, as for the
+    other formats, a picture of more pixels than we take (before decoding it), one that needs more
+    than that memory or time (the process killed by its limits among them), and as corrupt a file
+    that libavif or libheif cannot read (an AVIF cut short reads as no AVIF at all). An AVIF's boxes
+    are checked first (avif_refusal); a HEIC's were, by the caller (heif_decoded_size). `charge`: the
+    pixels of the DECODING budget held meanwhile."""
+    refusal = avif_refusal(data) if fmt == "AVIF" else None
     if refusal:
         raise refusal
     bomb = ValidationError("The image is too large to decode safely.", code="bomb")
-    command = [sys.executable, "-m", "classifier.avif_decode", str(settings.MAX_IMAGE_PIXELS),
-               str(AVIF_DECODE_BYTES), str(AVIF_DECODE_SECONDS)]
-    with DECODING.decoding(DECODING.total):
+    command = [sys.executable, "-m", "classifier.isolated_decode", fmt, str(settings.MAX_IMAGE_PIXELS),
+               str(DECODE_BYTES), str(DECODE_CPU_SECONDS)]
+    with DECODING.decoding(charge):
         try:
-            done = subprocess.run(command, input=data, capture_output=True, timeout=AVIF_DECODE_SECONDS,
-                                  cwd=settings.BASE_DIR, check=False)
+            # (glibc's memory arena for each of libheif's 4 decoding threads takes 64 MB of the address
+            # space the cap counts: a 40-megapixel grid HEIC held 1 GB, within 100 MB of it; 570 MB so)
+            done = subprocess.run(command, input=data, capture_output=True, timeout=DECODE_SECONDS,
+                                  cwd=settings.BASE_DIR, env={**os.environ, "MALLOC_ARENA_MAX": "2"},
+                                  check=False)
         except subprocess.TimeoutExpired as exc:
             raise bomb from exc
+        if done.returncode in (-signal.SIGKILL, -signal.SIGXCPU):  # killed at its limit of processor
+            raise bomb  # time, or by the kernel short of memory (its cap itself only refuses allocations)
+        if done.returncode != 0:  # (a crash, or a process that cannot start here: every such file fails)
+            log.warning("decoding a %s apart failed (exit status %s): %s", fmt, done.returncode,
+                        done.stderr[-1000:].decode(errors="replace"))
         line = done.stdout.find(b"\n") + 1
         said = json.loads(done.stdout[:line]) if done.returncode == 0 and line else {"refused": "corrupt"}
         pixels = memoryview(done.stdout)[line:]  # (not copied: 160 MB at 40 megapixels)
@@ -272,15 +299,16 @@ def decoded_avif(data: bytes) -> Image.Image:
             raise too_many_pixels(said["size"])
         if said.get("refused") == "bomb":
             raise bomb
-        if said.get("refused") or said["mode"] not in ("RGB", "RGBA") or (
-                len(pixels) != area(said["size"]) * len(said["mode"])):
+        # (a HEIC may be grey, of 8 or 16 bits: "L", "I;16"; a mode Pillow lacks raises: corrupt too)
+        pixel = len(Image.new(said["mode"], (1, 1)).tobytes()) if "mode" in said else 0
+        if said.get("refused") or len(pixels) != area(said["size"]) * pixel:
             raise ValidationError("The image is truncated or corrupt.", code="corrupt")
         img = Image.frombytes(said["mode"], tuple(said["size"]), pixels)
         pixels.release()
         del done
         turn = TURNS.get(said["orientation"])
         img = img.transpose(turn) if turn is not None else img
-    img.format = "AVIF"
+    img.format = fmt
     if said["icc"]:
         img.info["icc_profile"] = bytes.fromhex(said["icc"])
     return img

@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.conf import settings as django_settings
+from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from PIL import Image
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from classifier import services, tasks
+from classifier import images, services, tasks
 from classifier.models import Photo
 from tests.conftest import make_photo, png_bytes, sample_photo
 from training.preprocess import load_image
@@ -174,17 +175,17 @@ def box_of(data: bytes, kind: bytes) -> bytes:
     return data[at:at + struct.unpack_from(">I", data, at)[0]]
 
 
-def heic_tiled_far_larger_than_it_says(misread: bool = False) -> bytes:
-    """A HEIC of 829 bytes whose picture is a grid of 7x7 tiles, each the same 1024x1024 coded picture, its
-    'ispe' boxes all 1024x1024: libheif draws the tiles into the 7168x7168 canvas its grid data
-    declares before finding that is not the size it said (22528x22528 in 4:4:4 took 1.5 GB).
+def heic_tiled_far_larger_than_it_says(misread: bool = False, rows: int = 7) -> bytes:
+    """A HEIC of 829 bytes whose picture is a grid of 7x7 tiles (`rows`), each the same 1024x1024 coded
+    picture, its 'ispe' boxes all 1024x1024: libheif draws the tiles into the 7168x7168 canvas its grid
+    data declares before finding that is not the size it said (22528x22528 in 4:4:4 took 1.5 GB).
     `misread`: its 'iloc' says base offsets are 2 bytes, which the format does not allow:
     libheif reads a base offset of 4 or 8 bytes only (none here), so that read as 2 bytes its entries
     place the grid elsewhere, at a grid data of 1024x1024 (22528x22528 took 750 MB so)."""
     tile = encoded(Image.new("RGB", (1024, 1024), (200, 150, 100)), "HEIF", quality=10)
     hvcc, ispe = box_of(tile, b"hvcC"), box_of(tile, b"ispe")
     stream = tile[tile.index(b"mdat") + 4:]  # (its last box)
-    grid = bytes([0, 0, 6, 6]) + struct.pack(">HH", 7168, 7168)  # 7 rows and columns, the canvas
+    grid = bytes([0, 0, rows - 1, rows - 1]) + struct.pack(">HH", rows * 1024, rows * 1024)  # (and columns)
 
     small = grid[:4] + struct.pack(">HH", 1024, 1024)
 
@@ -203,7 +204,7 @@ def heic_tiled_far_larger_than_it_says(misread: bool = False) -> bytes:
         return box(b"ftyp", b"heic\0\0\0\0mif1heic") + box(b"meta", b"".join((
             box(b"hdlr", bytes(4) + b"pict" + bytes(13), 0), box(b"pitm", struct.pack(">H", 1), 0),
             box(b"iinf", struct.pack(">H", 2) + items, 0), box(b"iloc", iloc, 1),
-            box(b"iref", box(b"dimg", struct.pack(">HH", 1, 49) + struct.pack(">H", 2) * 49), 0),
+            box(b"iref", box(b"dimg", struct.pack(">HH", 1, rows**2) + struct.pack(">H", 2) * rows**2), 0),
             box(b"iprp", properties), box(b"idat", (small if misread else b"") + grid))), 0)
 
     return head(len(head(0)) + 8) + box(b"mdat", stream)
@@ -386,6 +387,7 @@ ACCEPTED = {
     "HEIC whose metadata says 'whisper'": ("IMG.HEIC", heic_whose_metadata_says_whisper(), "jpg", (120, 90)),
     "AVIF turned a quarter ('irot')": ("IMG.avif", avif_turned(), "jpg", (100, 200)),
     "AVIF with transparency": ("pic.avif", encoded(photo_like().convert("RGBA"), "AVIF"), "jpg", (120, 90)),
+    "grey AVIF": ("grey.avif", encoded(photo_like().convert("L"), "AVIF"), "jpg", (120, 90)),
     "AVIF grid of 4x4 tiles": ("IMG.avif", avif_grid(4, 4, 64), "jpg", (256, 256)),
     "AVIF placing 2 items it lacks": ("IMG.avif", avif_locating_items_it_lacks(2), "jpg", (64, 64)),
 }
@@ -474,6 +476,29 @@ def test_the_worker_classifies_every_accepted_kind_of_image(user, enqueued, case
     photo.refresh_from_db()
     assert pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8 and 20 < pixels.mean() < 235
     assert photo.status == "done" and photo.predictions.count() == 1
+
+
+def test_a_heic_larger_inside_than_the_checks_of_its_boxes_see_is_refused_by_the_process_that_decodes_it(
+        monkeypatch):
+    """The checks of a HEIC's boxes (heif_decoded_size) read the format as libheif 1.23 does, and may
+    differ from it (another libheif, a box they do not know): libheif then decodes, in a process whose
+    memory is capped, a picture larger than it says, never in the web process. Here a grid of 2.7 KB
+    whose canvas is 30720x30720 (1.4 GB), the checks off: libheif is refused the memory."""
+    monkeypatch.setattr(images, "heif_decoded_size", lambda data, img: img.size)
+
+    with pytest.raises(ValidationError, match="The image is too large to decode safely."):
+        images.validate_image(SimpleUploadedFile("IMG.HEIC", heic_tiled_far_larger_than_it_says(rows=30)))
+
+
+def test_a_picture_whose_decoding_is_killed_at_its_processor_time_limit_is_too_large_not_corrupt(monkeypatch):
+    """The process that decodes an AVIF or a HEIC is killed by the kernel at its limit of processor
+    time (signal 24, SIGXCPU): refused as too large to decode safely, as at its wall-clock limit. Here
+    an AVIF whose 60,000 items libavif takes 5 s to look up, the check of its boxes off, that limit 1 s."""
+    monkeypatch.setattr(images, "avif_refusal", lambda data: None)
+    monkeypatch.setattr(images, "DECODE_CPU_SECONDS", 1)
+
+    with pytest.raises(ValidationError, match="The image is too large to decode safely."):
+        images.validate_image(SimpleUploadedFile("IMG.avif", avif_locating_items_it_lacks(60_000)))
 
 
 @pytest.mark.parametrize("route", ["website", "api"])
