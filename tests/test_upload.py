@@ -482,6 +482,39 @@ def test_an_avif_photo_is_stored_upright_as_a_jpeg_every_browser_shows_and_class
     assert tasks.classify_photo(photo.pk) == f"photo {photo.pk}: kue_dadar_gulung"
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_heic_and_an_avif_sent_to_gunicorn_are_decoded_in_their_own_process_and_stored(
+        settings, tmp_path, user):
+    """The web server starts the process that decodes them as the tests do (its Python, the
+    project's folder); the broker is down here, which an upload does not need."""
+    import requests
+    from rest_framework.authtoken.models import Token
+
+    from tests.processes import app_env, free_port, require_services, start_web
+
+    require_services()
+    port = free_port()
+    env = app_env(settings, tmp_path, CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")
+    token = Token.objects.create(user=user).key
+    sent = [("files", ("IMG_0042.HEIC", heic(sample_photo()), "image/heic")),
+            ("files", ("cake.avif", avif(sample_photo()), "image/avif"))]
+    web = start_web(env, tmp_path / "web.log", port)
+    try:
+        response = requests.post(f"http://127.0.0.1:{port}/api/photos/", files=sent,
+                                 headers={"Authorization": f"Token {token}"}, timeout=60)
+    finally:
+        web.stop()
+
+    assert response.status_code == 201, web.tail()
+    results = response.json()["results"]
+    assert [r["errors"] for r in results] == [[], []], web.tail()
+    with Image.open(sample_photo()) as original:
+        for result in results:
+            photo = Photo.objects.get(pk=result["photo"]["id"])
+            with Image.open(photo.image.path) as stored:
+                assert stored.format == "JPEG" and stored.size == original.size == (photo.width, photo.height)
+
+
 def test_a_large_jpeg_cut_short_is_refused_though_it_is_decoded_small(client, user, enqueued, settings):
     client.force_login(user)
     _, data = large_jpeg()
