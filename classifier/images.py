@@ -164,12 +164,14 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
             if fmt == "BMP" and img.info.get("compression") in (1, 2):  # Pillow decodes RLE in Python
                 raise ValidationError("Compressed (RLE) BMP images are not supported; send JPEG, PNG, GIF, "
                                       "WebP, HEIC, AVIF or an uncompressed BMP.", code="format")
-            if fmt == "HEIF":  # its boxes checked: its pixels are decoded apart, as an AVIF's
-                # (the file opened here is closed with the block)
-                img = decoded_apart(data, "HEIF", area(coded))
             width, height = img.size
             decoded = drafted(img, THUMBNAIL_SIZE)  # (the smallest scale that still covers the thumbnail)
+            if fmt == "HEIF":  # libheif decodes the whole coded picture (apart, below)
+                decoded = max(decoded, coded, key=area)
             with DECODING.decoding(area(decoded)):
+                if fmt == "HEIF":  # its boxes checked: its pixels are decoded apart, as an AVIF's, the
+                    # budget held here from then until its JPEG and thumbnail are made (0: not asked twice)
+                    img = decoded_apart(data, "HEIF", 0)
                 turned = orientation(img)  # (decoded first)
                 if turned in (5, 6, 7, 8):  # shown turned a quarter
                     width, height = height, width
@@ -271,7 +273,8 @@ def decoded_apart(data: bytes, fmt: str, charge: int) -> Image.Image:
     than that memory or time (the process killed by its limits among them), and as corrupt a file
     that libavif or libheif cannot read (an AVIF cut short reads as no AVIF at all). An AVIF's boxes
     are checked first (avif_refusal); a HEIC's were, by the caller (heif_decoded_size). `charge`: the
-    pixels of the DECODING budget held meanwhile."""
+    pixels of the DECODING budget held meanwhile, beside any the caller holds (0 where it holds the
+    picture's own until it is done with its pixels)."""
     refusal = avif_refusal(data) if fmt == "AVIF" else None
     if refusal:
         raise refusal
@@ -288,7 +291,7 @@ def decoded_apart(data: bytes, fmt: str, charge: int) -> Image.Image:
         except subprocess.TimeoutExpired as exc:
             raise bomb from exc
         if done.returncode in (-signal.SIGKILL, -signal.SIGXCPU):  # killed at its limit of processor
-            raise bomb  # time, or by the kernel short of memory (its cap itself only refuses allocations)
+            raise bomb  # time (SIGKILL: its soft limit is its hard one), or by the kernel short of memory
         if done.returncode != 0:  # (a crash, or a process that cannot start here: every such file fails)
             log.warning("decoding a %s apart failed (exit status %s): %s", fmt, done.returncode,
                         done.stderr[-1000:].decode(errors="replace"))

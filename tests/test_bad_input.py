@@ -482,7 +482,7 @@ def test_a_heic_larger_inside_than_the_checks_of_its_boxes_see_is_refused_by_the
         monkeypatch):
     """The checks of a HEIC's boxes (heif_decoded_size) read the format as libheif 1.23 does, and may
     differ from it (another libheif, a box they do not know): libheif then decodes, in a process whose
-    memory is capped, a picture larger than it says, never in the web process. Here a grid of 2.7 KB
+    memory is capped, a picture larger than it says, never in the web process. Here a grid of 2.5 KB
     whose canvas is 30720x30720 (1.4 GB), the checks off: libheif is refused the memory."""
     monkeypatch.setattr(images, "heif_decoded_size", lambda data, img: img.size)
 
@@ -490,9 +490,30 @@ def test_a_heic_larger_inside_than_the_checks_of_its_boxes_see_is_refused_by_the
         images.validate_image(SimpleUploadedFile("IMG.HEIC", heic_tiled_far_larger_than_it_says(rows=30)))
 
 
+def test_a_heic_holds_its_share_of_the_decoding_budget_while_its_pixels_are_in_the_web_process(monkeypatch):
+    """A HEIC's pixels come back from the process that decodes it, and are made a JPEG and a thumbnail
+    here: the budget of its coded size is held from its decoding until then, as when it was decoded
+    here (else a thread holds a decoded picture the budget does not count while it waits for the budget
+    again)."""
+    held = []
+    decoded_apart = images.decoded_apart
+
+    def decoded_and_held(*args):
+        img = decoded_apart(*args)
+        held.append(images.DECODING.total - images.DECODING.free)
+        return img
+
+    monkeypatch.setattr(images, "decoded_apart", decoded_and_held)
+    checked = images.validate_image(SimpleUploadedFile("IMG.HEIC", encoded(photo_like((120, 90)), "HEIF")))
+
+    assert (checked.width, checked.height) == (120, 90)
+    assert held == [120 * 90]
+
+
 def test_a_picture_whose_decoding_is_killed_at_its_processor_time_limit_is_too_large_not_corrupt(monkeypatch):
     """The process that decodes an AVIF or a HEIC is killed by the kernel at its limit of processor
-    time (signal 24, SIGXCPU): refused as too large to decode safely, as at its wall-clock limit. Here
+    time (signal 9, SIGKILL, its soft limit being its hard one; 24, SIGXCPU, were it lower): refused as
+    too large to decode safely, as at its wall-clock limit. Here
     an AVIF whose 60,000 items libavif takes 5 s to look up, the check of its boxes off, that limit 1 s."""
     monkeypatch.setattr(images, "avif_refusal", lambda data: None)
     monkeypatch.setattr(images, "DECODE_CPU_SECONDS", 1)
