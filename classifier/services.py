@@ -58,6 +58,10 @@ def photo_create(*, owner, upload: UploadedFile, client_key: str = "") -> Photo:
     checked = images.validate_image(upload)
     photo = Photo(owner=owner, image_format=checked.extension, sha256=checked.sha256,
                   original_name=Path(upload.name or "").name[:255], client_key=client_key)
+
+    def classify() -> None:
+        tasks.enqueue(tasks.classify_photo, photo.pk, swept=True)
+
     try:
         with transaction.atomic():
             photo.image.save("upload", checked.converted or upload, save=False)
@@ -68,8 +72,7 @@ def photo_create(*, owner, upload: UploadedFile, client_key: str = "") -> Photo:
             photo.save()
             # robust: a publish that fails after the commit (any error) only logs; the photo stays
             # queued for the sweep and keeps its files.
-            transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk, swept=True),
-                                  robust=True)
+            transaction.on_commit(classify, robust=True)
     except Exception as exc:
         # A commit that went through with its answer lost (the connection dropped on the way back):
         # the photo is stored, so it is the answer, and its classification is sent now (the commit's
@@ -78,8 +81,7 @@ def photo_create(*, owner, upload: UploadedFile, client_key: str = "") -> Photo:
         stored = is_stored(photo)
         if stored:
             log.warning("photo %s: stored, though its commit answered %r", photo.pk, exc)
-            transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk, swept=True),
-                                  robust=True)
+            transaction.on_commit(classify, robust=True)
             return photo
         # Leave no orphan file behind a row that was never written, also when the commit itself
         # fails (foreign keys are checked there: an owner deleted meanwhile). A row the database
