@@ -428,9 +428,9 @@ def heif_iloc_entries(data: bytes, iloc: int, iloc_end: int, max_items: int | No
                       max_extents: int | None = None
                       ) -> Iterator[tuple[int, int, list[tuple[int, int]] | None]]:
     """The entries of the 'iloc' box data[iloc:iloc_end]: (item, construction method, its extents as
-    (offset from the data's origin, length; 0: to its end)). None for a box of more than `max_items`
-    entries; an entry of more than `max_extents` extents (libheif's limits: it refuses the file) as
-    (item, method, None), and none after it, nor after one cut off by the box's end."""
+    (offset from the data's origin, length; 0: to its end)). None at all for a box of more than
+    `max_items` entries; an entry of more than `max_extents` extents (libheif's limits: it refuses the
+    file) as (item, method, None), and none after it, nor after one cut off by the box's end."""
     version, sizes = data[iloc:iloc + 1], data[iloc + 4:iloc + 6]
     if len(sizes) < 2:
         return
