@@ -91,11 +91,17 @@ DECODING = PixelBudget(50_000_000)
 # browser writes) took 653 MB and 2.3 s, a phone's 12 megapixels 110 MB and 0.4 s (its start
 # included), on one core; a grid of 65,280 tiles in 3.5 MB was still decoding at 20 s. More than the
 # whole DECODING budget: an AVIF decodes with that budget to itself (the size it says bounds nothing);
-# a HEIC is charged the size its boxes were checked to decode at, as when it was decoded here. Its
-# processor time is what bounds its work (it counts every thread, and goes on if the web process is
-# gone); the wait is twice that, for a machine whose cores are busy (a legit 40-megapixel HEIC took
-# 4.3 s of one loaded core).
+# a HEIC is charged the size its boxes were checked to decode at, as when it was decoded here, and
+# may take DECODE_BYTES_ANY and DECODE_BYTES_A_PIXEL of that size, at most DECODE_BYTES: so HEICs
+# that decode larger than checked, side by side in one web process, take what their share of the
+# budget allows, not 1 GB each (eight such took 4.3 GB). Legit files needed less than half that
+# (64 MB + 8 bytes a pixel took a 12-megapixel HEIC; 192 MB + 16 took every legit HEIC and AVIF
+# tried, up to 40-megapixel grids of 10 bits with transparency). Its processor time is what bounds
+# its work (it counts every thread, and goes on if the web process is gone); the wait is twice that,
+# for a machine whose cores are busy (a legit 40-megapixel HEIC took 4.3 s of one loaded core).
 DECODE_BYTES = 1024 * 1024 * 1024
+DECODE_BYTES_ANY = 192 * 1024 * 1024
+DECODE_BYTES_A_PIXEL = 24
 DECODE_CPU_SECONDS = 10
 DECODE_SECONDS = 2 * DECODE_CPU_SECONDS
 # What libavif reads of an AVIF before that process runs it to those limits (avif_refusal): items it
@@ -146,7 +152,7 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
     try:
         # Only the formats we take are tried: the others' readers raise anything on a broken file.
         if is_avif(data):
-            opened = decoded_apart(data, "AVIF", DECODING.total)
+            opened = decoded_apart(data, "AVIF", DECODING.total)  # (its cap: DECODE_BYTES)
         else:
             opened = Image.open(upload, formats=READERS)
         with opened as img:
@@ -171,7 +177,7 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
             with DECODING.decoding(area(decoded)):
                 if fmt == "HEIF":  # its boxes checked: its pixels are decoded apart, as an AVIF's, the
                     # budget held here from then until its JPEG and thumbnail are made (0: not asked twice)
-                    img = decoded_apart(data, "HEIF", 0)
+                    img = decoded_apart(data, "HEIF", area(coded), held=True)
                 turned = orientation(img)  # (decoded first)
                 if turned in (5, 6, 7, 8):  # shown turned a quarter
                     width, height = height, width
@@ -264,24 +270,26 @@ def avif_refusal(data: bytes) -> ValidationError | None:
     return too_many_pixels(coded) if area(coded) > settings.MAX_IMAGE_PIXELS else None
 
 
-def decoded_apart(data: bytes, fmt: str, charge: int) -> Image.Image:
+def decoded_apart(data: bytes, fmt: str, pixels: int, *, held: bool = False) -> Image.Image:
     """An AVIF's or a HEIC's (`fmt`: "AVIF" or "HEIF") first picture, upright (libheif turns a HEIC
     as it decodes), with its colour profile, decoded in a process of its own that may take
-    DECODE_BYTES (classifier.isolated_decode: libavif and libheif decode whatever size the coded
+    DECODE_BYTES_ANY and DECODE_BYTES_A_PIXEL of `pixels`, at most DECODE_BYTES
+    (classifier.isolated_decode: libavif and libheif decode whatever size the coded
     picture or grid says before scaling or cropping it to the size they report). Refuses, as for the
     other formats, a picture of more pixels than we take (before decoding it), one that needs more
     than that memory or time (the process killed by its limits among them), and as corrupt a file
     that libavif or libheif cannot read (an AVIF cut short reads as no AVIF at all). An AVIF's boxes
-    are checked first (avif_refusal); a HEIC's were, by the caller (heif_decoded_size). `charge`: the
-    pixels of the DECODING budget held meanwhile, beside any the caller holds (0 where it holds the
-    picture's own until it is done with its pixels)."""
+    are checked first (avif_refusal); a HEIC's were, by the caller (heif_decoded_size). `pixels`
+    of the DECODING budget are held meanwhile, unless the caller holds them (`held`: until it is done
+    with the picture's pixels)."""
     refusal = avif_refusal(data) if fmt == "AVIF" else None
     if refusal:
         raise refusal
     bomb = ValidationError("The image is too large to decode safely.", code="bomb")
+    cap = min(DECODE_BYTES, DECODE_BYTES_ANY + DECODE_BYTES_A_PIXEL * pixels)
     command = [sys.executable, "-m", "classifier.isolated_decode", fmt, str(settings.MAX_IMAGE_PIXELS),
-               str(DECODE_BYTES), str(DECODE_CPU_SECONDS)]
-    with DECODING.decoding(charge):
+               str(cap), str(DECODE_CPU_SECONDS)]
+    with DECODING.decoding(0 if held else pixels):
         try:
             # (glibc's memory arena for each of libheif's 4 decoding threads takes 64 MB of the address
             # space the cap counts: a 40-megapixel grid HEIC held 1 GB, within 100 MB of it; 570 MB so)

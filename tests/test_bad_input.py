@@ -498,8 +498,8 @@ def test_a_heic_holds_its_share_of_the_decoding_budget_while_its_pixels_are_in_t
     held = []
     decoded_apart = images.decoded_apart
 
-    def decoded_and_held(*args):
-        img = decoded_apart(*args)
+    def decoded_and_held(*args, **kwargs):
+        img = decoded_apart(*args, **kwargs)
         held.append(images.DECODING.total - images.DECODING.free)
         return img
 
