@@ -94,9 +94,9 @@ DECODING = PixelBudget(50_000_000)
 # a HEIC is charged the size its boxes were checked to decode at, as when it was decoded here, and
 # may take DECODE_BYTES_ANY and DECODE_BYTES_A_PIXEL of that size, at most DECODE_BYTES: so HEICs
 # that decode larger than checked, side by side in one web process, take what their share of the
-# budget allows, not 1 GB each (eight such took 4.3 GB). Legit files needed less than half that
-# (64 MB + 8 bytes a pixel took a 12-megapixel HEIC; 192 MB + 16 took every legit HEIC and AVIF
-# tried, up to 40-megapixel grids of 10 bits with transparency). Its processor time is what bounds
+# budget allows, not 1 GB each (eight such took 4.3 GB). Every legit HEIC and AVIF tried decoded
+# within 192 MB + 16 bytes a pixel, up to 40-megapixel grids of 10 bits with transparency (a
+# 12-megapixel HEIC within 64 MB + 8; a 40-megapixel one not). Its processor time is what bounds
 # its work (it counts every thread, and goes on if the web process is gone); the wait is twice that,
 # for a machine whose cores are busy (a legit 40-megapixel HEIC took 4.3 s of one loaded core).
 DECODE_BYTES = 1024 * 1024 * 1024
@@ -176,7 +176,7 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
                 decoded = max(decoded, coded, key=area)
             with DECODING.decoding(area(decoded)):
                 if fmt == "HEIF":  # its boxes checked: its pixels are decoded apart, as an AVIF's, the
-                    # budget held here from then until its JPEG and thumbnail are made (0: not asked twice)
+                    # budget held here from then until its JPEG and thumbnail are made (not asked twice)
                     img = decoded_apart(data, "HEIF", area(coded), held=True)
                 turned = orientation(img)  # (decoded first)
                 if turned in (5, 6, 7, 8):  # shown turned a quarter
