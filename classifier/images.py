@@ -182,8 +182,8 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
                 if turned in (5, 6, 7, 8):  # shown turned a quarter
                     width, height = height, width
                 if fmt in STORED_AS_JPEG:  # (before the thumbnail shrinks it)
-                    if img.width * img.height > settings.MAX_IMAGE_PIXELS:  # decoded larger than it said
-                        raise ValidationError("The image is too large to decode safely.", code="bomb")
+                    if area(img.size) > settings.MAX_IMAGE_PIXELS:  # decoded larger than it said
+                        raise too_large_to_decode()
                     width, height = img.size  # as decoded: upright already
                     converted = as_jpeg(img)
                 display = None
@@ -199,7 +199,7 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
     except ValidationError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ValidationError("The image is too large to decode safely.", code="bomb") from exc
+        raise too_large_to_decode() from exc
     except (UnidentifiedImageError, SyntaxError) as exc:
         other = format_of(upload) if isinstance(exc, UnidentifiedImageError) else None
         if other:
@@ -212,6 +212,11 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
     finally:
         upload.seek(0)
     return CheckedImage(ALLOWED_FORMATS[fmt], sha256, thumbnail, width, height, converted, display)
+
+
+def too_large_to_decode() -> ValidationError:
+    """A picture that would take far more memory or time to decode than its size says."""
+    return ValidationError("The image is too large to decode safely.", code="bomb")
 
 
 def too_many_pixels(size: tuple[int, int]) -> ValidationError:
@@ -237,7 +242,6 @@ def avif_refusal(data: bytes) -> ValidationError | None:
     than we take (libavif decodes the whole canvas before scaling it to the size it reports). Read
     from the file's boxes where libavif reads them; what they may not say (an AV1 stream larger
     than its 'ispe') is left to the limits of the process that decodes it."""
-    bomb = ValidationError("The image is too large to decode safely.", code="bomb")
     for meta, meta_end in heif_boxes(data, 0, len(data), b"meta"):
         start, counts, placed = meta + 4, [], 0  # (after its version and flags)
         idat = next(heif_boxes(data, start, meta_end, b"idat"), (meta_end, meta_end))
@@ -249,7 +253,7 @@ def avif_refusal(data: bytes) -> ValidationError | None:
             counts.append(int.from_bytes(data[iloc + 6:min(iloc + 6 + id_size, iloc_end)], "big"))
             for _, method, pieces in heif_iloc_entries(data, iloc, iloc_end, AVIF_MAX_ITEMS, max_extents=32):
                 if pieces is None:  # (more extents than an encoder writes: 1)
-                    return bomb
+                    return too_large_to_decode()
                 origin, limit = idat if method == 1 else (0, len(data))
                 # (what a file cut short lacks is not counted: libavif finds it corrupt)
                 placed += sum(min(length or len(data), max(0, limit - origin - at)) for at, length in pieces)
@@ -265,7 +269,7 @@ def avif_refusal(data: bytes) -> ValidationError | None:
                     break
             counts += [len(references), sum(references)]
         if max(counts, default=0) > AVIF_MAX_ITEMS or placed > len(data):
-            return bomb
+            return too_large_to_decode()
     coded = heif_coded_size(data)
     return too_many_pixels(coded) if area(coded) > settings.MAX_IMAGE_PIXELS else None
 
@@ -285,7 +289,6 @@ def decoded_apart(data: bytes, fmt: str, pixels: int, *, held: bool = False) -> 
     refusal = avif_refusal(data) if fmt == "AVIF" else None
     if refusal:
         raise refusal
-    bomb = ValidationError("The image is too large to decode safely.", code="bomb")
     cap = min(DECODE_BYTES, DECODE_BYTES_ANY + DECODE_BYTES_A_PIXEL * pixels)
     command = [sys.executable, "-m", "classifier.isolated_decode", fmt, str(settings.MAX_IMAGE_PIXELS),
                str(cap), str(DECODE_CPU_SECONDS)]
@@ -297,25 +300,27 @@ def decoded_apart(data: bytes, fmt: str, pixels: int, *, held: bool = False) -> 
                                   cwd=settings.BASE_DIR, env={**os.environ, "MALLOC_ARENA_MAX": "2"},
                                   check=False)
         except subprocess.TimeoutExpired as exc:
-            raise bomb from exc
-        if done.returncode in (-signal.SIGKILL, -signal.SIGXCPU):  # killed at its limit of processor
-            raise bomb  # time (SIGKILL: its soft limit is its hard one), or by the kernel short of memory
+            raise too_large_to_decode() from exc
+        # killed at its limit of processor time (SIGKILL: its soft limit is its hard one), or by the
+        # kernel short of memory (its cap itself only refuses allocations)
+        if done.returncode in (-signal.SIGKILL, -signal.SIGXCPU):
+            raise too_large_to_decode()
         if done.returncode != 0:  # (a crash, or a process that cannot start here: every such file fails)
             log.warning("decoding a %s apart failed (exit status %s): %s", fmt, done.returncode,
                         done.stderr[-1000:].decode(errors="replace"))
         line = done.stdout.find(b"\n") + 1
         said = json.loads(done.stdout[:line]) if done.returncode == 0 and line else {"refused": "corrupt"}
-        pixels = memoryview(done.stdout)[line:]  # (not copied: 160 MB at 40 megapixels)
+        raw = memoryview(done.stdout)[line:]  # (not copied: 160 MB at 40 megapixels)
         if said.get("refused") == "too_many_pixels":
             raise too_many_pixels(said["size"])
         if said.get("refused") == "bomb":
-            raise bomb
+            raise too_large_to_decode()
         # (a HEIC may be grey, of 8 or 16 bits: "L", "I;16"; a mode Pillow lacks raises: corrupt too)
         pixel = len(Image.new(said["mode"], (1, 1)).tobytes()) if "mode" in said else 0
-        if said.get("refused") or len(pixels) != area(said["size"]) * pixel:
+        if said.get("refused") or len(raw) != area(said["size"]) * pixel:
             raise ValidationError("The image is truncated or corrupt.", code="corrupt")
-        img = Image.frombytes(said["mode"], tuple(said["size"]), pixels)
-        pixels.release()
+        img = Image.frombytes(said["mode"], tuple(said["size"]), raw)
+        raw.release()
         del done
         turn = TURNS.get(said["orientation"])
         img = img.transpose(turn) if turn is not None else img
@@ -358,7 +363,7 @@ def heif_decoded_size(data: bytes, img: Image.Image) -> tuple[int, int]:
     reads it is refused, as libheif would decode whatever size the picture's stream says."""
     coded = heif_coded_size(data)
     if coded == (0, 0):
-        raise ValidationError("The image is too large to decode safely.", code="bomb")
+        raise too_large_to_decode()
     return max(coded, heif_uncropped_size(img), key=area)
 
 
@@ -504,7 +509,7 @@ def heif_uncropped_size(img: Image.Image) -> tuple[int, int]:
     image = img._heif_file[img.tell()]  # noqa: SLF001 - pillow-heif keeps libheif's reading there
     uncropped = [tuple(step[5:7]) for step in image._c_image.transformations if step[0] == "clap"]  # noqa: SLF001
     if any(0 in size for size in uncropped):
-        raise ValidationError("The image is too large to decode safely.", code="bomb")
+        raise too_large_to_decode()
     return max(uncropped, default=(0, 0), key=area)
 
 
