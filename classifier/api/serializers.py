@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
+from django.utils.functional import lazy
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -253,12 +254,9 @@ class ActivateSerializer(serializers.Serializer):
 
 class TrainingRunStartSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=TrainingRun.Mode.choices, default=TrainingRun.Mode.FAST)
-    auto_activate = serializers.BooleanField(
-        default=False, help_text="activate the new version if it matches the benchmark (no cake's recall "
-                                 "there 15 points or more lower) and beats the active version on held-out "
-                                 "user photos (at least "
-                                 "AUTO_ACTIVATE_MIN_HELDOUT of them, 20 by default), unless it repeats "
-                                 "the active version's training: the same answers, mode and base photos")
+    auto_activate = serializers.BooleanField(  # (the rule as the staff page and the admin state it)
+        default=False, help_text=lazy(lambda: "activate the new version if it is "
+                                      + selectors.auto_activation_rule(), str)())
 
 
 USERNAME_MAX_LENGTH = 150  # the column's (User.username)
