@@ -246,8 +246,7 @@ def avif_refusal(data: bytes) -> ValidationError | None:
         start, counts, placed = meta + 4, [], 0  # (after its version and flags)
         idat = next(heif_boxes(data, start, meta_end, b"idat"), (meta_end, meta_end))
         for iinf, iinf_end in heif_boxes(data, start, meta_end, b"iinf"):
-            id_size = 2 if data[iinf:iinf + 1] == b"\0" else 4
-            counts.append(int.from_bytes(data[iinf + 4:min(iinf + 4 + id_size, iinf_end)], "big"))
+            counts.append(heif_iinf_count(data, iinf, iinf_end)[0])
         for iloc, iloc_end in heif_boxes(data, start, meta_end, b"iloc"):
             id_size = 4 if data[iloc:iloc + 1] == b"\2" else 2
             counts.append(int.from_bytes(data[iloc + 6:min(iloc + 6 + id_size, iloc_end)], "big"))
@@ -398,8 +397,7 @@ def heif_canvas_sizes(data: bytes, start: int, end: int) -> list[tuple[int, int]
     file of 2 KB declaring 22528x22528, drawn from a 2048x2048 tile, took 1.5 GB)."""
     derived = {}  # item id: its type
     for iinf, iinf_end in heif_boxes(data, start, end, b"iinf"):
-        first = iinf + (6 if data[iinf:iinf + 1] == b"\0" else 8)  # (after its version, flags and count)
-        for infe, infe_end in heif_boxes(data, first, iinf_end, b"infe"):
+        for infe, infe_end in heif_boxes(data, heif_iinf_count(data, iinf, iinf_end)[1], iinf_end, b"infe"):
             if data[infe:infe + 1] in (b"\2", b"\3"):  # (earlier versions name no item type)
                 at = infe + (8 if data[infe] == 2 else 10)  # after its version, flags, id, protection
                 if data[at:at + 4] in (b"grid", b"iovl") and at + 4 <= infe_end:
@@ -417,6 +415,13 @@ def heif_canvas_sizes(data: bytes, start: int, end: int) -> list[tuple[int, int]
             sizes.append((int.from_bytes(blob[at:at + field], "big"),
                           int.from_bytes(blob[at + field:at + 2 * field], "big")))
     return sizes
+
+
+def heif_iinf_count(data: bytes, iinf: int, iinf_end: int) -> tuple[int, int]:
+    """The number of items the 'iinf' box data[iinf:iinf_end] says it lists, and where its first
+    entry starts (after its version, flags and that count: 2 bytes in version 0, else 4)."""
+    first = iinf + (6 if data[iinf:iinf + 1] == b"\0" else 8)
+    return int.from_bytes(data[iinf + 4:min(first, iinf_end)], "big"), first
 
 
 def heif_item_data(data: bytes, start: int, end: int, items: set[int]) -> dict[int, list[bytes]]:
