@@ -203,6 +203,10 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 MAX_FILES_PER_UPLOAD = envint("MAX_FILES_PER_UPLOAD", 20)
 # One more than we take, so the form or the API says "at most N" instead of Django's bare 400.
 DATA_UPLOAD_MAX_NUMBER_FILES = MAX_FILES_PER_UPLOAD + 1
+# The photos one account may keep (0: no limit): the upload throttle only slows an account that
+# would fill the disk; this bounds what it can hold (each photo at most MAX_UPLOAD_BYTES, plus its
+# copies).
+MAX_PHOTOS_PER_ACCOUNT = envint("MAX_PHOTOS_PER_ACCOUNT", 10_000)
 
 # Throttle counters must be shared by every web process: Redis when there is one.
 CACHE_URL = os.environ.get("CACHE_URL", "")

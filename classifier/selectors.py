@@ -562,6 +562,11 @@ def photo_count(user) -> int:
     return Photo.objects.filter(owner=user).count()
 
 
+def account_full(user) -> bool:
+    """Whether `user` keeps MAX_PHOTOS_PER_ACCOUNT photos already (0: no limit): no more uploads."""
+    return bool(settings.MAX_PHOTOS_PER_ACCOUNT) and photo_count(user) >= settings.MAX_PHOTOS_PER_ACCOUNT
+
+
 EMAIL_CONFIRM_SALT = "cakesite.email-confirm"
 
 

@@ -64,6 +64,10 @@ def photo_create(*, owner, upload: UploadedFile, client_key: str = "") -> Photo:
 
     try:
         with transaction.atomic():
+            if settings.MAX_PHOTOS_PER_ACCOUNT:  # one account's uploads at once count in turn
+                if not lock_account(owner.pk):
+                    raise PermissionDenied(ACCOUNT_GONE)
+                refuse_when_account_full(owner)
             photo.image.save("upload", checked.converted or upload, save=False)
             photo.thumbnail.save("thumbnail", checked.thumbnail, save=False)
             if checked.display:
@@ -98,6 +102,17 @@ def photo_create(*, owner, upload: UploadedFile, client_key: str = "") -> Photo:
             return same_upload(earlier, upload)  # the same request, sent again while this one ran
         raise
     return photo
+
+
+def refuse_when_account_full(owner) -> None:
+    """Refuse (ValidationError) a photo more than MAX_PHOTOS_PER_ACCOUNT (0: no limit)."""
+    if selectors.account_full(owner):
+        raise ValidationError(account_full_message(), code="account_full")
+
+
+def account_full_message() -> str:
+    return (f"This account has {settings.MAX_PHOTOS_PER_ACCOUNT:,} photos, the most one account may keep: "
+            "delete some to upload more.")
 
 
 def is_stored(row: Photo | Prediction) -> bool | None:

@@ -162,6 +162,7 @@ def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpRes
         "delete_form": PasswordConfirmForm(request=request, prefix="delete"),
         "token": selectors.api_token(user),
         "photos": selectors.photo_count(user),
+        "photo_limit": f"{settings.MAX_PHOTOS_PER_ACCOUNT:,}" if settings.MAX_PHOTOS_PER_ACCOUNT else "",
         **forms,
     }
     return render(request, "registration/account.html", context, status=status)
@@ -318,7 +319,9 @@ def upload_page(request: HttpRequest, context: dict, status: int) -> HttpRespons
     a file over the size limit as the server would, before sending it."""
     return render(request, "classifier/upload.html", {
         **context, "unsure_below": settings.UNSURE_BELOW, "max_bytes": settings.MAX_UPLOAD_BYTES,
-        "too_large": images.file_too_large_message()}, status=status)
+        "too_large": images.file_too_large_message(),
+        "account_full": services.account_full_message() if selectors.account_full(request.user) else ""},
+        status=status)
 
 
 @requires_csrf_token  # as Django's own: its page may show a form

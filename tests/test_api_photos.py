@@ -104,6 +104,30 @@ def test_an_upload_with_only_bad_files_is_a_400_and_stores_nothing(api, enqueued
     assert Photo.objects.count() == 0
 
 
+def test_files_beyond_the_photos_an_account_may_keep_are_refused_each_with_its_error(api, user, enqueued,
+                                                                                     settings):
+    settings.MAX_PHOTOS_PER_ACCOUNT = 2
+    make_photo(user)
+    assert api.get("/api/account/").json()["photo_limit"] == 2
+    files = [upload_of(sample_photo("kue_lapis"), "one.jpg"),
+             upload_of(sample_photo("kue_klepon"), "two.jpg")]
+
+    response = api.post("/api/photos/", {"files": files}, format="multipart")
+
+    assert response.status_code == 201
+    stored, refused = response.json()["results"]
+    assert stored["photo"] is not None and refused["photo"] is None
+    assert refused["errors"] == ["This account has 2 photos, the most one account may keep: delete some to "
+                                 "upload more."]
+    assert Photo.objects.filter(owner=user).count() == 2
+    again = api.post("/api/photos/", {"files": [upload_of(sample_photo(), "three.jpg")]}, format="multipart")
+    assert again.status_code == 400 and Photo.objects.filter(owner=user).count() == 2
+    settings.MAX_PHOTOS_PER_ACCOUNT = 0  # no limit
+    assert api.get("/api/account/").json()["photo_limit"] is None
+    response = api.post("/api/photos/", {"files": [upload_of(sample_photo())]}, format="multipart")
+    assert response.status_code == 201
+
+
 def test_an_upload_without_files_is_a_400_with_a_field_error(api):
     response = api.post("/api/photos/", {}, format="multipart")
 

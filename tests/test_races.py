@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.db import connection
 from django.test import Client
@@ -14,7 +14,7 @@ from rest_framework.authtoken.models import Token
 
 from classifier import images, services
 from classifier.models import ModelVersion, PendingEmail, Photo, Prediction, display_upload_to
-from tests.conftest import make_photo
+from tests.conftest import make_photo, sample_photo, upload_of
 from tests.test_api_photos import needs_postgresql
 
 TOGETHER = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -188,3 +188,37 @@ def test_an_account_deleted_while_its_photos_waiting_for_a_model_are_queued_agai
     assert waited == [True]
     assert outcomes[1] == 3 and outcomes[2] in ([], [photo.pk for photo in photos]), outcomes
     assert not Photo.objects.exists()
+
+
+@TOGETHER
+def test_two_uploads_at_once_for_an_accounts_last_room_store_one_photo(user, settings, enqueued, monkeypatch):
+    """Each counts the account's photos before storing its own: unlocked, both counted one and
+    both were stored."""
+    from tests.processes import lock_waited_for
+
+    needs_postgresql()
+    settings.MAX_PHOTOS_PER_ACCOUNT = 2
+    make_photo(user)
+    check, held, waited = services.refuse_when_account_full, threading.Event(), []
+
+    def check_then_hold(owner):
+        check(owner)
+        if not held.is_set():  # the first upload's (under the account's lock)
+            held.set()
+            waited.append(lock_waited_for(waiting=1))  # until the second one waits to count
+
+    monkeypatch.setattr(services, "refuse_when_account_full", check_then_hold)
+
+    def upload(name, after=None):
+        def act():
+            if after:
+                after.wait(10)
+            return services.photo_create(owner=user, upload=upload_of(sample_photo(), name))
+        return act
+
+    first, second = at_once(upload("first.jpg"), upload("second.jpg", after=held))
+
+    assert waited == [True]
+    assert isinstance(first, Photo), first
+    assert isinstance(second, ValidationError) and "the most one account may keep" in second.messages[0]
+    assert Photo.objects.filter(owner=user).count() == 2

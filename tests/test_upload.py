@@ -103,8 +103,11 @@ def test_a_bad_file_is_refused_with_a_reason_and_leaves_nothing_behind(
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_an_upload_whose_commit_fails_leaves_no_file(user, enqueued, settings, django_user_model):
-    """Foreign keys are checked at commit: an account deleted while its upload was being stored."""
+@pytest.mark.parametrize("limit", [0, 10_000], ids=["checked-at-commit", "found-by-the-lock"])
+def test_an_upload_whose_commit_fails_leaves_no_file(user, enqueued, settings, django_user_model, limit):
+    """An account deleted while its upload was being stored: with no photo limit, foreign keys
+    find it at commit; with one, locking the account to count its photos finds it gone."""
+    settings.MAX_PHOTOS_PER_ACCOUNT = limit
     django_user_model.objects.filter(pk=user.pk).delete()
 
     with pytest.raises(PermissionDenied, match="This account was deleted while the photos were being stored"):
@@ -693,3 +696,33 @@ def test_the_rgb_copies_of_a_cmyk_photo_carry_no_cmyk_colour_profile():
 
     assert "icc_profile" not in Image.open(images.make_display(cmyk)).info
     assert Image.open(images.make_display(rgb)).info["icc_profile"] == profile
+
+
+def test_an_account_with_as_many_photos_as_it_may_keep_gets_no_more_until_it_deletes_one(
+        client, user, other_user, enqueued, settings):
+    settings.MAX_PHOTOS_PER_ACCOUNT = 2
+    client.force_login(user)
+    make_photo(other_user)  # (another account's photos do not count)
+    make_photo(user)
+    files = [upload_of(sample_photo("kue_lapis"), "one.jpg"),
+             upload_of(sample_photo("kue_klepon"), "two.jpg")]
+
+    page = client.post(reverse("upload"), {"photos": files}, follow=True).content.decode()
+
+    assert Photo.objects.filter(owner=user).count() == 2
+    assert ("two.jpg: This account has 2 photos, the most one account may keep: delete some to upload "
+            "more.") in page
+    files_before = stored_files(settings)
+    upload_page = client.get(reverse("upload")).content.decode()
+    assert "This account has 2 photos, the most one account may keep" in upload_page
+    assert "(an account keeps at most 2)" in client.get(reverse("account")).content.decode()
+
+    response = client.post(reverse("upload"), {"photos": [upload_of(sample_photo(), "three.jpg")]})
+
+    assert response.status_code == 400 and "None of the files could be stored." in response.content.decode()
+    assert Photo.objects.filter(owner=user).count() == 2 and stored_files(settings) == files_before
+    client.post(reverse("photo-delete", args=[Photo.objects.filter(owner=user).first().pk]))
+    assert "This account has 2 photos" not in client.get(reverse("upload")).content.decode()
+    response = client.post(reverse("upload"), {"photos": [upload_of(sample_photo(), "three.jpg")]})
+    assert response.status_code == 302
+    assert Photo.objects.filter(owner=user).count() == 2

@@ -272,6 +272,11 @@ class AccountSerializer(serializers.Serializer):
                   "link e-mailed to it; null if none")
     date_joined = serializers.DateTimeField(read_only=True)
     photos = serializers.IntegerField(source="photos.count", read_only=True)
+    photo_limit = serializers.SerializerMethodField(
+        help_text="the most photos an account may keep (uploads beyond it are refused); null if no limit")
+
+    def get_photo_limit(self, user) -> int | None:
+        return settings.MAX_PHOTOS_PER_ACCOUNT or None
 
 
 class PasswordConfirmSerializer(serializers.Serializer):

@@ -75,7 +75,9 @@ def upload_description() -> str:
             f"without its metadata; up to {settings.MAX_FILES_PER_UPLOAD} files a request, each of at "
             f"most {filesizeformat(settings.MAX_UPLOAD_BYTES)} and "
             f"{settings.MAX_IMAGE_PIXELS // 1_000_000} megapixels and at least "
-            f"{images.MIN_IMAGE_SIDE} pixels a side.")
+            f"{images.MIN_IMAGE_SIDE} pixels a side."
+            + (f" An account keeps at most {settings.MAX_PHOTOS_PER_ACCOUNT:,} photos: a file beyond that is "
+               "refused with its own error." if settings.MAX_PHOTOS_PER_ACCOUNT else ""))
 
 
 class AuthTokenSerializer(Serializer):
