@@ -18,4 +18,4 @@ RUN SECRET_KEY=collectstatic-only ALLOWED_HOSTS=build python manage.py collectst
 USER cakesite
 EXPOSE 8000
 CMD ["gunicorn", "cakesite.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", \
-     "--worker-class", "gthread", "--threads", "8"]
+     "--worker-class", "gthread", "--threads", "8", "--logger-class", "cakesite.accesslog.AccessLogger"]

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -164,19 +165,29 @@ PRODUCTION = {"DEBUG": "0", "SECRET_KEY": "x" * 50 + "-production-secret-for-the
 
 
 @pytest.fixture(scope="module")
-def production_site(tmp_path_factory):
-    """The site as compose runs it (gunicorn, production settings, on SQLite here): its port. One for
-    the module's tests: each asks without changing it."""
+def production_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("production")
+
+
+@pytest.fixture(scope="module")
+def production_site(production_dir):
+    """The site as compose runs it (gunicorn with its access log, production settings, on SQLite
+    here): its port. One for the module's tests: each asks without changing it."""
     from tests.processes import Process, answers, free_port, wait_for
 
-    tmp_path = tmp_path_factory.mktemp("production")
+    tmp_path = production_dir
     env = {**os.environ, **PRODUCTION, "CAKESITE_VAR_DIR": str(tmp_path),
            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
     for command in (["migrate"], ["collectstatic"]):
         subprocess.run([sys.executable, "manage.py", *command, "--noinput", "-v", "0"], cwd=ROOT, env=env,
                        check=True)
+    web_command = shlex.split(compose()["services"]["web"]["command"])[2]  # (sh -c "...")
+    options = shlex.split(web_command.split("exec gunicorn cakesite.wsgi:application")[1])
+    assert options[options.index("--access-logfile") + 1] == "-"  # (written to a file here, to read it)
     port = free_port()
-    web = Process([sys.executable, "-m", "gunicorn", "cakesite.wsgi", "-b", f"127.0.0.1:{port}"], env,
+    web = Process([sys.executable, "-m", "gunicorn", "cakesite.wsgi", "-b", f"127.0.0.1:{port}",
+                   "--access-logfile", str(tmp_path / "access.log"),
+                   "--logger-class", options[options.index("--logger-class") + 1]], env,
                   tmp_path / "web.log")
     try:
         assert wait_for(lambda: answers(port), 60), web.tail()
@@ -216,6 +227,46 @@ def test_a_content_type_whose_parameters_cannot_be_decoded_gets_the_sites_answer
     response = connection.getresponse()
 
     assert response.status == status, response.read()[:300]
+
+
+def test_the_access_log_keeps_no_token_of_a_password_reset_or_an_address_confirmation_link(
+        production_site, production_dir):
+    """Anyone who read a reset link's token in the log before its owner used it could choose the
+    account's password. The links are real ones, as the e-mails give them; the Referer is what a
+    page's stylesheet is fetched with."""
+    import http.client
+
+    from django.contrib.auth.models import User
+    from django.contrib.auth.tokens import default_token_generator
+    from django.urls import reverse
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    from classifier import selectors
+    from classifier.models import PendingEmail
+    from tests.processes import wait_for
+
+    user = User(pk=41, username="ayu", password="!")
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    reset_token = default_token_generator.make_token(user)
+    confirm_token = selectors.email_confirmation_token(PendingEmail(pk=7, user=user, email="ayu@example.org"))
+    reset = reverse("password_reset_confirm", args=[uid, reset_token])
+    confirm = reverse("email-confirm", args=[confirm_token])
+    for path, referer in [(reset, ""), (f"{confirm}?x=1", ""), ("/static/css/site.css", confirm),
+                          ("/accounts/reset/done/", "")]:
+        connection = http.client.HTTPConnection("127.0.0.1", production_site, timeout=30)
+        connection.request("GET", path, headers={"Host": "cakes.example.org", "X-Forwarded-Proto": "https",
+                                                 "Referer": f"https://cakes.example.org{referer}"})
+        connection.getresponse().read()
+
+    def log() -> str:
+        return (production_dir / "access.log").read_text()
+
+    assert wait_for(lambda: "GET /accounts/reset/done/ HTTP/1.1" in log(), 10)  # (written after answering)
+    assert reset_token not in log() and confirm_token not in log()
+    assert f"GET /accounts/reset/{uid}/[token]/ HTTP/1.1" in log()
+    assert 'GET /accounts/email/[token]/?x=1 HTTP/1.1' in log()
+    assert '"https://cakes.example.org/accounts/email/[token]/"' in log()  # the stylesheet's Referer
 
 
 def test_a_line_django_logs_is_written_once_in_development(settings):

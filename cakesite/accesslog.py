@@ -1,0 +1,21 @@
+"""Gunicorn's access log without the secrets two of the site's links carry in their path: a
+password-reset link's token (anyone who reads it in the log before it is used, within
+PASSWORD_RESET_TIMEOUT, can choose the account's password) and an e-mail confirmation link's token.
+Every field of a line is cleaned (the request line, the path, the Referer a page's stylesheet is
+fetched with, the environ); the URLs are those of cakesite/urls.py (tests/test_deployment.py)."""
+
+import re
+
+from gunicorn.glogging import Logger
+
+SECRET_IN_PATH = re.compile(r"(/accounts/(?:reset/[^/\s?]+|email)/)(?!set-password/|resend/)[^/\s?]+")
+
+
+def redacted(text: str) -> str:
+    return SECRET_IN_PATH.sub(r"\1[token]", text)
+
+
+class AccessLogger(Logger):
+    def atoms(self, resp, req, environ, request_time) -> dict:
+        atoms = super().atoms(resp, req, environ, request_time)
+        return {key: redacted(value) if isinstance(value, str) else value for key, value in atoms.items()}
