@@ -50,6 +50,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our static files, no CDN
     "axes",  # failed logins counted; password guessing locked out
+    "django_otp",  # staff's second factor: an authenticator app's codes, and backup codes
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "classifier",
 ]
 
@@ -61,6 +64,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # (request.user.is_verified(): signed in with a second factor)
     "classifier.middleware.SignedInNeverCachedMiddleware",
     "classifier.middleware.BrowserTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -68,6 +72,7 @@ MIDDLEWARE = [
     "classifier.middleware.SignInFailuresMiddleware",  # so does this one
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "classifier.middleware.ServiceUnavailableMiddleware",
+    "classifier.middleware.StaffSecondFactorMiddleware",  # (inside the one above: a database down is a 503)
     "axes.middleware.AxesMiddleware",  # last, as its documentation asks
 ]
 
@@ -153,6 +158,12 @@ AXES_DISABLE_ACCESS_LOG = True  # no record of each sign-in (who, from where, wi
 NUM_PROXIES = envint("NUM_PROXIES", 0 if DEBUG else 1)
 AXES_CLIENT_IP_CALLABLE = "classifier.accounts.client_ip"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Staff see everyone's photos and choose the model everyone is served: with STAFF_TWO_FACTOR (on in
+# production) a staff account signs in with a code of an authenticator app (or a backup code) after
+# its password, and sets one up the first time; until then its session opens nothing else, and its
+# API token works only once one is set up (classifier.middleware, classifier.api.authentication).
+STAFF_TWO_FACTOR = envbool("STAFF_TWO_FACTOR", not DEBUG)
+OTP_TOTP_ISSUER = os.environ.get("OTP_ISSUER", "cakesite")  # the name the authenticator app shows
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "gallery"
 LOGOUT_REDIRECT_URL = "home"
@@ -221,7 +232,7 @@ CACHES = {
 # The REST API (/api/): token or session auth, throttled, paginated, documented by drf-spectacular.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "classifier.api.authentication.TokenAuthentication",  # DRF's, and a staff account's second factor
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

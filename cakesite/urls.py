@@ -16,6 +16,7 @@ from classifier.forms import SetPasswordForm, SignInForm
 accounts = [
     path("", views.account, name="account"),
     path("token/", views.account_token, name="account-token"),
+    path("two-factor/", views.two_factor, name="two-factor"),
     path("email/resend/", views.account_email_resend, name="account-email-resend"),
     path("email/<str:token>/", views.email_confirm, name="email-confirm"),
     path("export/", views.account_export, name="account-export"),

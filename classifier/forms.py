@@ -214,6 +214,18 @@ class PasswordConfirmForm(FocusOnError, forms.Form):
         return password_checked(self.request, self.cleaned_data["password"])
 
 
+class SecondFactorForm(FocusOnError, forms.Form):
+    """A code of the account's authenticator app, or one of its backup codes."""
+
+    code = forms.CharField(label="Code", max_length=16, help_text=(
+        "The 6 digits your authenticator app shows now for cakesite, or one of your backup codes."),
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autocapitalize": "none",
+                                      "spellcheck": "false"}))
+
+    def clean_code(self) -> str:
+        return "".join(self.cleaned_data["code"].split()).lower()  # (typed "123 456", or a code in capitals)
+
+
 class EmailForm(PasswordConfirmForm):
     """A new e-mail address (or none), which a password reset link would be sent to: it needs the
     password, or a session left open would be enough to take the account over."""

@@ -1,7 +1,8 @@
 """Answers given before the view: a database that does not answer or a full disk (a 503 the user
 can read, not a 500), an upload larger than we take (a 413 before its body is read), a sign-in
-from an address that failed too many (a 429); the visitor's time zone for the pages' dates and
-times; and what a signed-in user is shown kept out of caches."""
+from an address that failed too many (a 429), a staff session without its second factor (that
+step); the visitor's time zone for the pages' dates and times; and what a signed-in user is shown
+kept out of caches."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import logging
 import zoneinfo
 
 from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.defaultfilters import filesizeformat
@@ -143,6 +145,36 @@ class ServiceUnavailableMiddleware:
         log.error("database unavailable for %s %s: %s", request.method, printable(request.path), exception)
         message = "The service is briefly unavailable (its database is not answering). Try again shortly."
         return unavailable(request, message, RETRY_AFTER_S)
+
+
+SECOND_FACTOR_NEEDED = ("Staff accounts sign in with a second factor: finish signing in on the website "
+                        "(Two-factor sign-in), or use an API token.")
+
+
+class StaffSecondFactorMiddleware:
+    """With STAFF_TWO_FACTOR, a staff account's session that has not signed in with its second factor
+    opens nothing but that step (its setting up, the first time) and signing out: every page sends
+    it there, and the API (the browser's session) answers 403. A staff API token is checked by
+    classifier.api.authentication instead."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            held = settings.STAFF_TWO_FACTOR and request.user.is_staff and not request.user.is_verified()
+        except DatabaseError:  # (the view's query fails too: ServiceUnavailableMiddleware's 503)
+            held = False
+        if not held or request.path in second_factor_paths():
+            return self.get_response(request)
+        if request.path.startswith("/api/"):
+            return JsonResponse(error_body(403, "second_factor_needed", SECOND_FACTOR_NEEDED), status=403)
+        return redirect_to_login(request.get_full_path(), reverse("two-factor"))
+
+
+@functools.cache
+def second_factor_paths() -> frozenset[str]:
+    return frozenset(reverse(name) for name in ("two-factor", "logout"))
 
 
 def printable(path: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +22,8 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
+from django_otp.plugins.otp_static.models import StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.authtoken.models import Token
 
 from classifier.models import Feedback, ModelVersion, PendingEmail, Photo, Prediction, TrainingRun
@@ -565,6 +568,36 @@ def photo_count(user) -> int:
 def account_full(user) -> bool:
     """Whether `user` keeps MAX_PHOTOS_PER_ACCOUNT photos already (0: no limit): no more uploads."""
     return bool(settings.MAX_PHOTOS_PER_ACCOUNT) and photo_count(user) >= settings.MAX_PHOTOS_PER_ACCOUNT
+
+
+def second_factor_required(user) -> bool:
+    """Whether `user` signs in with a second factor: a staff account, with STAFF_TWO_FACTOR."""
+    return settings.STAFF_TWO_FACTOR and user.is_staff
+
+
+def has_second_factor(user) -> bool:
+    """Whether `user` has set up an authenticator app (backup codes alone do not count: an
+    authenticator deleted in the admin is set up again)."""
+    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+
+
+def authenticator(user) -> TOTPDevice | None:
+    """`user`'s authenticator app: the one set up, else the one being set up."""
+    return TOTPDevice.objects.filter(user=user).order_by("-confirmed").first()
+
+
+def second_factor_wait_s(device: TOTPDevice | None) -> int:
+    """Seconds before `device` takes a code again after wrong ones in a row (django-otp doubles the
+    wait at each); 0 if it takes one now."""
+    if device is None:
+        return 0
+    allowed, info = device.verify_is_allowed()
+    until = None if allowed else (info or {}).get("locked_until")
+    return 0 if until is None else max(1, math.ceil((until - timezone.now()).total_seconds()))
+
+
+def backup_codes_left(user) -> int:
+    return StaticToken.objects.filter(device__user=user, device__confirmed=True).count()
 
 
 EMAIL_CONFIRM_SALT = "cakesite.email-confirm"

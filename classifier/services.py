@@ -27,6 +27,8 @@ from django.db.models.functions import Concat, Now
 from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from PIL import Image
 from rest_framework.authtoken.models import Token
 
@@ -480,6 +482,52 @@ def api_token_renew(user) -> Token:
         lock_live_account(user.pk)
         api_token_revoke(user)
         return Token.objects.create(user=user)
+
+
+BACKUP_CODES = 10
+
+
+def second_factor_device(user) -> TOTPDevice:
+    """The authenticator `user` is setting up: the one not confirmed yet, else a new one (a new
+    secret, shown until a code of it confirms it)."""
+    return (TOTPDevice.objects.filter(user=user, confirmed=False).first()
+            or TOTPDevice.objects.create(user=user, name="authenticator app", confirmed=False))
+
+
+def second_factor_confirm(device: TOTPDevice, code: str) -> list[str] | None:
+    """Confirm the authenticator `device` with a code it shows: `device` replaces any earlier one,
+    the API token made before it stops working (it was made without it), and new backup codes are
+    made; they are returned, to be shown once. None, changing nothing, if the code is wrong."""
+    if not device.verify_token(code):  # (django-otp: a code once, and a growing wait after wrong ones)
+        return None
+    with transaction.atomic():
+        lock_live_account(device.user_id)
+        TOTPDevice.objects.filter(user_id=device.user_id).exclude(pk=device.pk).delete()
+        TOTPDevice.objects.filter(pk=device.pk).update(confirmed=True)
+        api_token_revoke(device.user)
+        return backup_codes_renew(device.user)
+
+
+def backup_codes_renew(user) -> list[str]:
+    """New backup codes for `user` (each signs in once, in place of an authenticator's code); the
+    earlier ones stop working."""
+    with transaction.atomic():
+        StaticDevice.objects.filter(user=user).delete()
+        device = StaticDevice.objects.create(user=user, name="backup codes", confirmed=True)
+        codes = [StaticToken.random_token() for _ in range(BACKUP_CODES)]
+        StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
+    return codes
+
+
+def second_factor_reset(user) -> bool:
+    """Forget `user`'s authenticator and backup codes (a lost phone): the next sign-in sets one up
+    again, after the password. Their API token goes too. Whether there was any."""
+    with transaction.atomic():
+        had = selectors.has_second_factor(user) or selectors.backup_codes_left(user) > 0
+        TOTPDevice.objects.filter(user=user).delete()
+        StaticDevice.objects.filter(user=user).delete()
+        api_token_revoke(user)
+    return had
 
 
 def one_more(key: str, limit: int) -> bool:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import math
 import sys
 
+import django_otp
+import segno
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
@@ -18,8 +21,10 @@ from django.middleware import csrf
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import requires_csrf_token
@@ -44,6 +49,7 @@ from classifier.forms import (
     PasswordChangeForm,
     PasswordConfirmForm,
     PasswordResetForm,
+    SecondFactorForm,
     SignUpForm,
     UploadForm,
     too_many_files_message,
@@ -163,6 +169,8 @@ def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpRes
         "token": selectors.api_token(user),
         "photos": selectors.photo_count(user),
         "photo_limit": f"{settings.MAX_PHOTOS_PER_ACCOUNT:,}" if settings.MAX_PHOTOS_PER_ACCOUNT else "",
+        "backup_codes_left": (selectors.backup_codes_left(user) if selectors.second_factor_required(user)
+                              else None),
         **forms,
     }
     return render(request, "registration/account.html", context, status=status)
@@ -266,6 +274,55 @@ def account_token(request: HttpRequest) -> HttpResponse:
         return account_page(request, token_form=form, status=400)
     request.session[NEW_TOKEN] = services.api_token_renew(request.user).key
     return redirect("account")
+
+
+WRONG_CODE = "That code is not right (or no longer): type the one your app shows now, or a backup code."
+
+
+def wrong_code(device) -> str:
+    wait = selectors.second_factor_wait_s(device)
+    return WRONG_CODE + (f" After several wrong ones, wait {wait} s before the next." if wait > 1 else "")
+
+
+@sensitive_post_parameters("code")
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def two_factor(request: HttpRequest) -> HttpResponse:
+    """A staff account's second step of signing in (STAFF_TWO_FACTOR): a code of its authenticator
+    app or a backup code; the first time, setting the app up (its secret as a QR code and as text,
+    confirmed by a code it shows), after which its backup codes are shown, once."""
+    onwards = request.POST.get("next", request.GET.get("next", ""))
+    if not url_has_allowed_host_and_scheme(onwards, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        onwards = reverse("gallery")
+    user = request.user
+    if not selectors.second_factor_required(user) or user.is_verified():
+        return redirect(onwards)
+    form = SecondFactorForm(request.POST if request.method == "POST" else None)
+    if selectors.has_second_factor(user):
+        if form.is_valid():
+            if device := django_otp.match_token(user, form.cleaned_data["code"]):
+                django_otp.login(request, device)
+                return redirect(onwards)
+            form.add_error("code", wrong_code(selectors.authenticator(user)))
+        return render(request, "registration/two_factor.html", {"form": form, "next": onwards},
+                      status=400 if form.errors else 200)
+    device = services.second_factor_device(user)
+    if form.is_valid():
+        codes = services.second_factor_confirm(device, form.cleaned_data["code"])
+        if codes is not None:
+            django_otp.login(request, device)
+            return render(request, "registration/two_factor_backup_codes.html",
+                          {"codes": codes, "next": onwards})
+        form.add_error("code", wrong_code(device))
+    secret = base64.b32encode(device.bin_key).decode()
+    return render(request, "registration/two_factor.html", {
+        "form": form, "next": onwards, "setting_up": True,
+        "secret": " ".join(secret[i:i + 4] for i in range(0, len(secret), 4)),
+        "qr": mark_safe(segno.make(device.config_url, error="m").svg_inline(  # noqa: S308 - segno's own markup
+            scale=4, title="QR code of the secret", svgclass="qr")),
+    }, status=400 if form.errors else 200)
 
 
 @sensitive_post_parameters("delete-password")

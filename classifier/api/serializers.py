@@ -1,5 +1,6 @@
 """API representations. Reading only: writes go through classifier.services."""
 
+import django_otp
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
@@ -9,6 +10,7 @@ from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 
 from classifier import selectors
+from classifier.api.authentication import NO_SECOND_FACTOR
 from classifier.api.permissions import staff_with
 from classifier.forms import EMAIL_MAX_LENGTH
 from classifier.models import Feedback, ModelVersion, Photo, Prediction, TrainingRun
@@ -362,6 +364,23 @@ class TokenCredentialsSerializer(AuthTokenSerializer):
     failed sign-in to a column of 255 characters, and a longer one was a 500 instead of a 400."""
 
     username = serializers.CharField(label="Username", write_only=True, max_length=USERNAME_MAX_LENGTH)
+    otp = serializers.CharField(
+        label="Code", write_only=True, required=False, max_length=16,
+        help_text="staff accounts, where the site asks for two-factor sign-in: a code of their authenticator "
+                  "app, or a backup code")
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        user = attrs["user"]
+        if selectors.second_factor_required(user):
+            if not selectors.has_second_factor(user):
+                raise serializers.ValidationError(NO_SECOND_FACTOR, code="second_factor")
+            code = "".join(attrs.get("otp", "").split()).lower()
+            if not code or not django_otp.match_token(user, code):
+                raise serializers.ValidationError(
+                    "This is a staff account: send `otp` too, the code your authenticator app shows now "
+                    "(or a backup code).", code="second_factor")
+        return attrs
 
 
 class PasswordResetSerializer(serializers.Serializer):

@@ -1,0 +1,197 @@
+"""Staff sign in with a second factor (STAFF_TWO_FACTOR, on in production): an authenticator app's
+code after the password, set up at the first sign-in; backup codes; the API's token for staff."""
+
+import base64
+import re
+import time
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.conftest import make_photo
+
+pytestmark = pytest.mark.django_db
+PASSWORD = "serabi-solo-2026"  # (the staff fixture's)
+
+
+@pytest.fixture(autouse=True)
+def two_factor_on(settings):
+    settings.STAFF_TWO_FACTOR = True
+
+
+def code_of(device: TOTPDevice, steps_later: int = 0) -> str:
+    """What the authenticator app shows now (or that many 30-second steps later)."""
+    device.refresh_from_db()
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    totp.time = time.time() + steps_later * device.step
+    return f"{totp.token():06d}"
+
+
+def signed_in_with_password(username: str, password: str = PASSWORD) -> Client:
+    browser = Client()
+    assert browser.post("/accounts/login/", {"username": username, "password": password}).status_code == 302
+    return browser
+
+
+def set_up(browser: Client, staff) -> list[str]:
+    """Set the authenticator up on the first sign-in's page: the backup codes it shows."""
+    page = browser.get("/accounts/two-factor/")
+    assert page.status_code == 200 and "Set it up" in page.content.decode()
+    device = TOTPDevice.objects.get(user=staff)
+    done = browser.post("/accounts/two-factor/", {"code": code_of(device)})
+    assert done.status_code == 200, done.content.decode()
+    return re.findall(r"<li><code>([a-z2-7]{8})</code></li>", done.content.decode())
+
+
+def test_a_staff_member_signed_in_with_the_password_alone_is_sent_to_set_up_an_authenticator(staff, user):
+    photo = make_photo(user)
+    browser = signed_in_with_password("admin")
+
+    for path in ("/photos/", f"/photos/{photo.pk}/", "/admin/", "/accounts/"):
+        response = browser.get(path)
+        assert response.status_code == 302, path
+        assert response["Location"].startswith("/accounts/two-factor/?next="), path
+    api = browser.get("/api/photos/")
+    assert api.status_code == 403 and api.json()["error"]["code"] == "second_factor_needed"
+    page = browser.get("/accounts/two-factor/?next=/staff/models/").content.decode()
+    device = TOTPDevice.objects.get(user=staff, confirmed=False)
+    secret = re.search(r'id="secret">([A-Z2-7 ]+)<', page).group(1)
+    assert secret.replace(" ", "") == base64.b32encode(device.bin_key).decode()
+    assert "<svg" in page and "QR code of the secret" in page
+
+    wrong_code = "000000" if code_of(device) != "000000" else "111111"
+    wrong = browser.post("/accounts/two-factor/", {"code": wrong_code})
+    assert wrong.status_code == 400 and "That code is not right" in wrong.content.decode()
+    assert browser.get("/admin/").status_code == 302
+    time.sleep(1.1)  # (django-otp makes the next try wait a second after a wrong code, doubling each time)
+
+    done = browser.post("/accounts/two-factor/", {"code": code_of(device), "next": "/admin/"})
+
+    codes = re.findall(r"<li><code>([a-z2-7]{8})</code></li>", done.content.decode())
+    assert done.status_code == 200 and len(set(codes)) == 10
+    assert 'href="/admin/"' in done.content.decode()
+    assert browser.get("/admin/").status_code == 200
+    assert browser.get(f"/photos/{photo.pk}/").status_code == 200  # (staff see everyone's photos)
+    assert browser.get("/api/photos/").status_code == 200
+    assert "10 backup codes left" in browser.get("/accounts/").content.decode()
+
+
+def test_later_sign_ins_ask_for_a_code_of_the_app_or_a_backup_code_each_good_once(staff):
+    codes = set_up(signed_in_with_password("admin"), staff)
+    device = TOTPDevice.objects.get(user=staff, confirmed=True)
+
+    browser = signed_in_with_password("admin")
+    page = browser.get("/accounts/two-factor/").content.decode()
+    assert "Set it up" not in page and "backup codes" in page
+    used = browser.post("/accounts/two-factor/", {"code": code_of(device)})  # the code that set it up
+    assert used.status_code == 400 and browser.get("/admin/").status_code == 302
+    time.sleep(1.1)
+    assert browser.post("/accounts/two-factor/", {"code": code_of(device, steps_later=1),
+                                                  "next": "/admin/"})["Location"] == "/admin/"
+    assert browser.get("/admin/").status_code == 200
+
+    with_backup = signed_in_with_password("admin")
+    assert with_backup.post("/accounts/two-factor/", {"code": codes[0].upper()}).status_code == 302
+    assert with_backup.get("/admin/").status_code == 200
+    again = signed_in_with_password("admin")
+    assert again.post("/accounts/two-factor/", {"code": codes[0]}).status_code == 400
+    assert "9 backup codes left" in with_backup.get("/accounts/").content.decode()
+
+
+def test_the_page_of_backup_codes_goes_on_to_the_gallery_when_next_is_another_site(staff):
+    browser = signed_in_with_password("admin")
+    browser.get("/accounts/two-factor/")
+    device = TOTPDevice.objects.get(user=staff, confirmed=False)
+
+    done = browser.post("/accounts/two-factor/", {"code": code_of(device), "next": "https://evil.example.org/"})
+
+    assert done.status_code == 200
+    assert 'href="/photos/"' in done.content.decode() and "evil.example.org" not in done.content.decode()
+
+
+def test_users_who_are_not_staff_never_see_the_step(user):
+    browser = signed_in_with_password("ayu", "kue-lapis-2026")
+
+    assert browser.get("/photos/").status_code == 200
+    assert browser.get("/accounts/two-factor/")["Location"] == "/photos/"
+    assert not TOTPDevice.objects.exists()
+
+
+def test_without_the_setting_staff_sign_in_with_the_password_alone(staff, settings):
+    settings.STAFF_TWO_FACTOR = False
+
+    assert signed_in_with_password("admin").get("/admin/").status_code == 200
+
+
+def test_a_staff_api_token_needs_the_second_factor_set_up_and_a_code_to_be_asked_for(staff, user):
+    old = Token.objects.create(user=staff)  # made before two-factor sign-in was turned on
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {old.key}")
+    refused = api.get("/api/photos/")
+    assert refused.status_code == 401
+    assert "has not set up two-factor sign-in" in refused.json()["error"]["message"]
+    no_setup = APIClient().post("/api/auth/token/", {"username": "admin", "password": PASSWORD})
+    assert no_setup.status_code == 400 and "has not set up two-factor" in str(no_setup.json())
+
+    set_up(signed_in_with_password("admin"), staff)
+    assert not Token.objects.filter(key=old.key).exists()  # (setting it up revoked the token made without it)
+    device = TOTPDevice.objects.get(user=staff, confirmed=True)
+    without_code = APIClient().post("/api/auth/token/", {"username": "admin", "password": PASSWORD})
+    assert without_code.status_code == 400 and "send `otp` too" in str(without_code.json())
+    wrong = APIClient().post("/api/auth/token/", {"username": "admin", "password": PASSWORD, "otp": "12345x"})
+    assert wrong.status_code == 400
+    time.sleep(1.1)
+
+    given = APIClient().post("/api/auth/token/", {"username": "admin", "password": PASSWORD,
+                                                  "otp": code_of(device, steps_later=1)})
+
+    assert given.status_code == 200
+    api.credentials(HTTP_AUTHORIZATION=f"Token {given.json()['token']}")
+    assert api.get("/api/photos/").status_code == 200
+    member = APIClient().post("/api/auth/token/", {"username": "ayu", "password": "kue-lapis-2026"})
+    assert member.status_code == 200  # (no second factor for other accounts)
+
+
+def test_an_operator_can_reset_a_lost_authenticator_and_the_next_sign_in_sets_one_up(staff, capsys):
+    set_up(signed_in_with_password("admin"), staff)
+
+    call_command("second_factor_reset", "admin")
+
+    assert "forgotten" in capsys.readouterr().out
+    assert not TOTPDevice.objects.filter(user=staff).exists()
+    browser = signed_in_with_password("admin")
+    assert "Set it up" in browser.get("/accounts/two-factor/").content.decode()
+
+
+def test_wrong_codes_in_a_row_are_answered_with_the_growing_wait(staff):
+    set_up(signed_in_with_password("admin"), staff)
+    browser = signed_in_with_password("admin")
+
+    first = browser.post("/accounts/two-factor/", {"code": "12345x"}).content.decode()
+    time.sleep(1.1)
+    second = browser.post("/accounts/two-factor/", {"code": "12345x"}).content.decode()
+
+    assert "That code is not right" in first and "wait" not in first
+    assert "After several wrong ones, wait 2 s before the next." in second
+
+
+def test_the_steps_pages_are_sound_for_assistive_technology(staff):
+    from tests.test_accessibility import Page
+
+    browser = signed_in_with_password("admin")
+    pages = [browser.get("/accounts/two-factor/"), browser.post("/accounts/two-factor/", {"code": "x"})]
+    time.sleep(1.1)
+    pages.append(browser.post("/accounts/two-factor/", {"code": code_of(TOTPDevice.objects.get(user=staff))}))
+    later = signed_in_with_password("admin")
+    pages += [later.get("/accounts/two-factor/"), later.post("/accounts/two-factor/", {"code": "x"})]
+
+    for response in pages:
+        html = response.content.decode()
+        assert Page(html).problems() == [] and '<main id="main"' in html, html
+    assert "<title>QR code of the secret</title>" in pages[0].content.decode()
+    assert 'aria-describedby="id_code_helptext id_code_error"' in pages[1].content.decode()  # (read with it)
