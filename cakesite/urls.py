@@ -17,6 +17,7 @@ accounts = [
     path("", views.account, name="account"),
     path("token/", views.account_token, name="account-token"),
     path("two-factor/", views.two_factor, name="two-factor"),
+    path("two-factor/backup-codes/", views.backup_codes_renew, name="two-factor-backup-codes"),
     path("email/resend/", views.account_email_resend, name="account-email-resend"),
     path("email/<str:token>/", views.email_confirm, name="email-confirm"),
     path("export/", views.account_export, name="account-export"),

@@ -202,7 +202,7 @@ class PasswordConfirmForm(FocusOnError, forms.Form):
     # What each step's password is for, in its label: the account page has three, and a list of its
     # fields (a screen reader's) would name them all alike.
     PURPOSES = {"": "to change the address", "token": "for a new API token",
-                "delete": "to delete the account"}
+                "delete": "to delete the account", "codes": "for new backup codes"}
 
     def __init__(self, *args, request, **kwargs):
         super().__init__(*args, **kwargs)

@@ -166,6 +166,7 @@ def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpRes
         "pending_email": selectors.pending_email(user),
         "token_form": PasswordConfirmForm(request=request, prefix="token"),
         "delete_form": PasswordConfirmForm(request=request, prefix="delete"),
+        "codes_form": PasswordConfirmForm(request=request, prefix="codes"),
         "token": selectors.api_token(user),
         "photos": selectors.photo_count(user),
         "photo_limit": f"{settings.MAX_PHOTOS_PER_ACCOUNT:,}" if settings.MAX_PHOTOS_PER_ACCOUNT else "",
@@ -323,6 +324,22 @@ def two_factor(request: HttpRequest) -> HttpResponse:
         "qr": mark_safe(segno.make(device.config_url, error="m").svg_inline(  # noqa: S308 - segno's own markup
             scale=4, title="QR code of the secret", svgclass="qr")),
     }, status=400 if form.errors else 200)
+
+
+@sensitive_post_parameters("codes-password")
+@never_cache
+@login_required
+@post_only("account", with_id=False)
+def backup_codes_renew(request: HttpRequest) -> HttpResponse:
+    """New backup codes (the password asked again), shown once; the earlier ones stop working."""
+    if not (selectors.second_factor_required(request.user) and selectors.has_second_factor(request.user)):
+        return redirect("account")
+    form = PasswordConfirmForm(request.POST, request=request, prefix="codes")
+    if not form.is_valid():
+        return account_page(request, codes_form=form, status=400)
+    return render(request, "registration/two_factor_backup_codes.html",
+                  {"codes": services.backup_codes_renew(request.user), "next": reverse("account"),
+                   "renewed": True})
 
 
 @sensitive_post_parameters("delete-password")

@@ -195,3 +195,19 @@ def test_the_steps_pages_are_sound_for_assistive_technology(staff):
         assert Page(html).problems() == [] and '<main id="main"' in html, html
     assert "<title>QR code of the secret</title>" in pages[0].content.decode()
     assert 'aria-describedby="id_code_helptext id_code_error"' in pages[1].content.decode()  # (read with it)
+
+
+def test_new_backup_codes_need_the_password_and_end_the_earlier_ones(staff):
+    browser = signed_in_with_password("admin")
+    old = set_up(browser, staff)
+
+    refused = browser.post("/accounts/two-factor/backup-codes/", {"codes-password": "wrong"})
+    assert refused.status_code == 400 and "10 backup codes left" in refused.content.decode()
+    renewed = browser.post("/accounts/two-factor/backup-codes/", {"codes-password": PASSWORD})
+
+    new = re.findall(r"<li><code>([a-z2-7]{8})</code></li>", renewed.content.decode())
+    assert len(set(new)) == 10 and not set(new) & set(old)
+    assert "the earlier ones no longer work" in renewed.content.decode()
+    assert signed_in_with_password("admin").post("/accounts/two-factor/", {"code": old[0]}).status_code == 400
+    time.sleep(1.1)
+    assert signed_in_with_password("admin").post("/accounts/two-factor/", {"code": new[0]}).status_code == 302
