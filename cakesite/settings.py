@@ -164,6 +164,7 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # API token works only once one is set up (classifier.middleware, classifier.api.authentication).
 STAFF_TWO_FACTOR = envbool("STAFF_TWO_FACTOR", not DEBUG)
 OTP_TOTP_ISSUER = os.environ.get("OTP_ISSUER", "cakesite")  # the name the authenticator app shows
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the admin deletes a lost device; shows no secret or backup code
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "gallery"
 LOGOUT_REDIRECT_URL = "home"

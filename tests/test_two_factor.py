@@ -8,6 +8,7 @@ import time
 import pytest
 from django.core.management import call_command
 from django.test import Client
+from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.authtoken.models import Token
@@ -211,3 +212,25 @@ def test_new_backup_codes_need_the_password_and_end_the_earlier_ones(staff):
     assert signed_in_with_password("admin").post("/accounts/two-factor/", {"code": old[0]}).status_code == 400
     time.sleep(1.1)
     assert signed_in_with_password("admin").post("/accounts/two-factor/", {"code": new[0]}).status_code == 302
+
+
+def test_the_admin_removes_a_colleagues_authenticator_without_showing_its_secret_or_backup_codes(
+        staff, django_user_model):
+    codes = set_up(signed_in_with_password("admin"), staff)
+    device = TOTPDevice.objects.get(user=staff)
+    chief = django_user_model.objects.create_superuser("chief", password="lapis-legit-2026")
+    superuser = Client()
+    superuser.force_login(chief)
+    session = superuser.session  # (as if it had signed in with a second factor of its own)
+    session[DEVICE_ID_SESSION_KEY] = TOTPDevice.objects.create(user=chief, name="app").persistent_id
+    session.save()
+
+    pages = [superuser.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/"),
+             superuser.get("/admin/otp_totp/totpdevice/"),
+             superuser.get(f"/admin/otp_static/staticdevice/{staff.staticdevice_set.get().pk}/change/")]
+
+    assert [page.status_code for page in pages] == [200, 200, 200]
+    assert not any(device.key in page.content.decode() or codes[0] in page.content.decode() for page in pages)
+    assert "qrcode" not in pages[1].content.decode()
+    superuser.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
+    assert not TOTPDevice.objects.filter(pk=device.pk).exists()
