@@ -4,6 +4,7 @@ PASSWORD_RESET_TIMEOUT, can choose the account's password) and an e-mail confirm
 Every field of a line is cleaned (the request line, the path, the Referer a page's stylesheet is
 fetched with, the environ); the URLs are those of cakesite/urls.py (tests/test_deployment.py)."""
 
+import logging
 import re
 
 from gunicorn.glogging import Logger
@@ -19,3 +20,14 @@ class AccessLogger(Logger):
     def atoms(self, resp, req, environ, request_time) -> dict:
         atoms = super().atoms(resp, req, environ, request_time)
         return {key: redacted(value) if isinstance(value, str) else value for key, value in atoms.items()}
+
+
+
+class RedactingFormatter(logging.Formatter):
+    """The same for the site's own log (settings.LOGGING's handler): a reset link opened while the
+    database is down, or one that fails with a 500, is logged with its path (classifier.middleware,
+    django.request), and its token still works. (The line written, not the record: other handlers
+    see it as it was.)"""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redacted(super().format(record))

@@ -351,7 +351,8 @@ CELERY_TASK_QUEUES = [Queue(CELERY_TASK_DEFAULT_QUEUE), Queue(EMAIL_QUEUE)]
 CELERY_TASK_ROUTES = {"classifier.tasks.train_model": {"queue": TRAINING_QUEUE},
                       "classifier.tasks.send_password_reset": {"queue": EMAIL_QUEUE},
                       "classifier.tasks.send_email_confirmation": {"queue": EMAIL_QUEUE},
-                      "classifier.tasks.send_email_changed_notice": {"queue": EMAIL_QUEUE}}
+                      "classifier.tasks.send_email_changed_notice": {"queue": EMAIL_QUEUE},
+                      "classifier.tasks.send_second_factor_notice": {"queue": EMAIL_QUEUE}}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"  # what prints (the console e-mail backend's) is no warning
 # A broker connection lost mid-task lets the task go on (its message is redelivered only after the
@@ -397,7 +398,8 @@ if not DEBUG:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {"plain": {"()": "cakesite.accesslog.RedactingFormatter",  # (reset links' tokens)
+                             "format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {

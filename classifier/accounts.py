@@ -43,6 +43,7 @@ class EndAccessOnPasswordChange:
 @receiver(post_init, sender=settings.AUTH_USER_MODEL)
 def remember_the_password_loaded(sender, instance, **_kwargs) -> None:
     instance._password_loaded = instance.__dict__.get("password")  # (a deferred one is not fetched)
+    instance._is_staff_loaded = instance.__dict__.get("is_staff")
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL)
@@ -57,6 +58,20 @@ def end_access_of_a_disabled_password(sender, instance, update_fields=None, **_k
     if password != instance._password_loaded and not instance.has_usable_password():
         services.password_changed(instance)
     instance._password_loaded = password
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL)
+def end_api_access_of_new_staff(sender, instance, created=False, update_fields=None, **_kwargs) -> None:
+    """An account made staff (or made staff again) loses the API token it held: that token was asked
+    for without a second factor (classifier.api.authentication lets a staff token through once the
+    account has an authenticator, and one set up before its staff status was removed still counts);
+    a new one needs a code."""
+    is_staff = instance.__dict__.get("is_staff")
+    if (update_fields is not None and "is_staff" not in update_fields) or is_staff is None:
+        return
+    if is_staff and instance._is_staff_loaded is False and not created:
+        services.api_token_revoke(instance)
+    instance._is_staff_loaded = is_staff
 
 
 def password_confirmed(request, password: str) -> bool:

@@ -487,24 +487,37 @@ def api_token_renew(user) -> Token:
 BACKUP_CODES = 10
 
 
-def second_factor_device(user) -> TOTPDevice:
-    """The authenticator `user` is setting up: the one not confirmed yet, else a new one (a new
-    secret, shown until a code of it confirms it)."""
-    return (TOTPDevice.objects.filter(user=user, confirmed=False).first()
+def second_factor_device(user, pk: int | None = None) -> TOTPDevice:
+    """The authenticator `user` is setting up in this session: the one not confirmed yet whose id
+    the session keeps (`pk`), else a new one (a new secret, shown until a code of it confirms it).
+    Never another session's: whoever signed in with the password alone before the account's owner
+    would otherwise have read the secret its owner then confirms, and made its codes for ever."""
+    return ((pk and TOTPDevice.objects.filter(user=user, confirmed=False, pk=pk).first())
             or TOTPDevice.objects.create(user=user, name="authenticator app", confirmed=False))
 
 
-def second_factor_confirm(device: TOTPDevice, code: str) -> list[str] | None:
-    """Confirm the authenticator `device` with a code it shows: `device` replaces any earlier one,
-    the API token made before it stops working (it was made without it), and new backup codes are
-    made; they are returned, to be shown once. None, changing nothing, if the code is wrong."""
+def second_factor_confirm(device: TOTPDevice, code: str, *, site: str) -> list[str] | None:
+    """Confirm the authenticator `device` with a code it shows: `device` replaces the ones other
+    sessions were setting up, the API token made before it stops working (it was made without it),
+    and new backup codes are made; they are returned, to be shown once. None, changing nothing, if
+    the code is wrong, or another session confirmed one meanwhile (or `device` was removed). The
+    account's address is told (`site`: where it was done), as whoever knew the password alone could
+    set one up first and sign in for ever after."""
+    from classifier import tasks
+
     if not device.verify_token(code):  # (django-otp: a code once, and a growing wait after wrong ones)
         return None
     with transaction.atomic():
         lock_live_account(device.user_id)
+        if (TOTPDevice.objects.filter(user_id=device.user_id, confirmed=True).exists()
+                or not TOTPDevice.objects.filter(pk=device.pk).exists()):
+            return None
         TOTPDevice.objects.filter(user_id=device.user_id).exclude(pk=device.pk).delete()
         TOTPDevice.objects.filter(pk=device.pk).update(confirmed=True)
         api_token_revoke(device.user)
+        if device.user.email:
+            transaction.on_commit(lambda: tasks.enqueue(tasks.send_second_factor_notice, device.user_id,
+                                                        site), robust=True)
         return backup_codes_renew(device.user)
 
 
@@ -762,6 +775,17 @@ def email_changed_notice_send(user_id: int, old: str, site: str) -> bool:
         return False
     context = {"user": user, "old": old, "site": urlsplit(site).netloc, "link": site + reverse("login")}
     email_from_templates("email_changed", context, old)
+    return True
+
+
+def second_factor_notice_send(user_id: int, site: str) -> bool:
+    """E-mail an account's address that two-factor sign-in was set up for it; whether it was sent
+    (the account may be gone, or have no address)."""
+    user = get_user_model().objects.filter(pk=user_id).first()
+    if user is None or not user.email:
+        return False
+    context = {"user": user, "site": urlsplit(site).netloc, "link": site + reverse("password_change")}
+    email_from_templates("second_factor", context, user.email)
     return True
 
 

@@ -262,6 +262,12 @@ def send_email_changed_notice(user_id: int, old: str, site: str) -> str:
     return "sent" if services.email_changed_notice_send(user_id, old, site) else "not sent"
 
 
+@shared_task
+def send_second_factor_notice(user_id: int, site: str) -> str:
+    """Tell an account's address that two-factor sign-in was set up for it."""
+    return "sent" if services.second_factor_notice_send(user_id, site) else "not sent"
+
+
 @shared_task(bind=True, acks_late=True, time_limit=settings.TRAINING_TIME_LIMIT_S,
              soft_time_limit=settings.TRAINING_TIME_LIMIT_S - 300)
 def train_model(self, run_id: int) -> str:

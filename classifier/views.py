@@ -277,6 +277,7 @@ def account_token(request: HttpRequest) -> HttpResponse:
     return redirect("account")
 
 
+SETTING_UP = "second_factor_setting_up"  # in the session: the id of the authenticator it sets up
 WRONG_CODE = "That code is not right (or no longer): type the one your app shows now, or a backup code."
 
 
@@ -309,10 +310,12 @@ def two_factor(request: HttpRequest) -> HttpResponse:
             form.add_error("code", wrong_code(selectors.authenticator(user)))
         return render(request, "registration/two_factor.html", {"form": form, "next": onwards},
                       status=400 if form.errors else 200)
-    device = services.second_factor_device(user)
+    device = services.second_factor_device(user, request.session.get(SETTING_UP))
+    request.session[SETTING_UP] = device.pk  # (this session's secret: no other session is shown it)
     if form.is_valid():
-        codes = services.second_factor_confirm(device, form.cleaned_data["code"])
+        codes = services.second_factor_confirm(device, form.cleaned_data["code"], site=site_of(request))
         if codes is not None:
+            request.session.pop(SETTING_UP, None)
             django_otp.login(request, device)
             return render(request, "registration/two_factor_backup_codes.html",
                           {"codes": codes, "next": onwards})

@@ -234,3 +234,21 @@ def test_the_admin_removes_a_colleagues_authenticator_without_showing_its_secret
     assert "qrcode" not in pages[1].content.decode()
     superuser.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
     assert not TOTPDevice.objects.filter(pk=device.pk).exists()
+
+
+def test_the_accounts_address_is_told_when_two_factor_sign_in_is_set_up(
+        staff, mailoutbox, monkeypatch, django_capture_on_commit_callbacks):
+    """Whoever knows the password alone could set it up before the account's owner does."""
+    from classifier import tasks
+
+    monkeypatch.setattr(tasks.send_second_factor_notice, "apply_async",  # (the broker: the worker at once)
+                        lambda args, **_kwargs: tasks.send_second_factor_notice.run(*args))
+    staff.email = "admin@example.org"
+    staff.save()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        set_up(signed_in_with_password("admin"), staff)
+
+    assert [mail.to for mail in mailoutbox] == [["admin@example.org"]]
+    assert 'the account "admin" at testserver' in mailoutbox[0].body
+    assert "http://testserver/accounts/password_change/" in mailoutbox[0].body
