@@ -163,6 +163,7 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # its password, and sets one up the first time; until then its session opens nothing else, and its
 # API token works only once one is set up (classifier.middleware, classifier.api.authentication).
 STAFF_TWO_FACTOR = envbool("STAFF_TWO_FACTOR", not DEBUG)
+STAFF_TOKEN_DAYS = envint("STAFF_TOKEN_DAYS", 30)  # a staff API token's life (0: for ever); others' have none
 OTP_TOTP_ISSUER = os.environ.get("OTP_ISSUER", "cakesite")  # the name the authenticator app shows
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the admin deletes a lost device; shows no secret or backup code
 LOGIN_URL = "login"

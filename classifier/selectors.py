@@ -575,6 +575,19 @@ def second_factor_required(user) -> bool:
     return settings.STAFF_TWO_FACTOR and user.is_staff
 
 
+def token_expires(token: Token, user) -> datetime | None:
+    """When `user`'s API `token` stops working: a staff token (with STAFF_TWO_FACTOR), after
+    STAFF_TOKEN_DAYS; None for others, and where STAFF_TOKEN_DAYS is 0."""
+    if not (second_factor_required(user) and settings.STAFF_TOKEN_DAYS):
+        return None
+    return token.created + timedelta(days=settings.STAFF_TOKEN_DAYS)
+
+
+def token_expired(token: Token, user) -> bool:
+    expires = token_expires(token, user)
+    return expires is not None and expires <= timezone.now()
+
+
 def has_second_factor(user) -> bool:
     """Whether `user` has set up an authenticator app (backup codes alone do not count: an
     authenticator deleted in the admin is set up again)."""

@@ -474,6 +474,19 @@ def password_change(user, new_password: str, *, new_token: bool) -> Token | None
         return Token.objects.create(user=user) if new_token else None
 
 
+def api_token_for(user) -> Token:
+    """`user`'s API token, as the token endpoint gives it: the one it has, else a new one (also in
+    place of a staff token older than STAFF_TOKEN_DAYS). The account locked: two programs asking at
+    once get the same one."""
+    with transaction.atomic():
+        lock_live_account(user.pk)
+        token = Token.objects.filter(user=user).first()
+        if token is None or selectors.token_expired(token, user):
+            api_token_revoke(user)
+            token = Token.objects.create(user=user)
+        return token
+
+
 def api_token_renew(user) -> Token:
     """A new API token for `user`: the old one, if any, stops working. The account locked first: two
     asked for at once (a double click) would otherwise both delete the old one, and the second's

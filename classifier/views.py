@@ -167,7 +167,8 @@ def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpRes
         "token_form": PasswordConfirmForm(request=request, prefix="token"),
         "delete_form": PasswordConfirmForm(request=request, prefix="delete"),
         "codes_form": PasswordConfirmForm(request=request, prefix="codes"),
-        "token": selectors.api_token(user),
+        "token": (token := selectors.api_token(user)),
+        "token_expires": token and selectors.token_expires(token, user),
         "photos": selectors.photo_count(user),
         "photo_limit": f"{settings.MAX_PHOTOS_PER_ACCOUNT:,}" if settings.MAX_PHOTOS_PER_ACCOUNT else "",
         "backup_codes_left": (selectors.backup_codes_left(user) if selectors.second_factor_required(user)

@@ -252,3 +252,34 @@ def test_the_accounts_address_is_told_when_two_factor_sign_in_is_set_up(
     assert [mail.to for mail in mailoutbox] == [["admin@example.org"]]
     assert 'the account "admin" at testserver' in mailoutbox[0].body
     assert "http://testserver/accounts/password_change/" in mailoutbox[0].body
+
+
+def test_a_staff_token_works_for_staff_token_days_and_the_endpoint_then_gives_a_new_one(
+        staff, user, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.STAFF_TOKEN_DAYS = 30
+    codes = set_up(signed_in_with_password("admin"), staff)
+    device = TOTPDevice.objects.get(user=staff, confirmed=True)
+    asked = {"username": "admin", "password": PASSWORD, "otp": code_of(device, steps_later=1)}
+    first = APIClient().post("/api/auth/token/", asked).json()["token"]
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {first}")
+    assert api.get("/api/photos/").status_code == 200
+    Token.objects.filter(key=first).update(created=timezone.now() - timedelta(days=30, minutes=1))
+    member_token = Token.objects.create(user=user)
+    Token.objects.filter(key=member_token.key).update(created=timezone.now() - timedelta(days=400))
+
+    expired = api.get("/api/photos/")
+    asked["otp"] = codes[0]  # (the app's next code comes in 30 s)
+    renewed = APIClient().post("/api/auth/token/", asked).json()["token"]
+
+    assert expired.status_code == 401 and "more than 30 days old" in expired.json()["error"]["message"]
+    assert renewed != first
+    api.credentials(HTTP_AUTHORIZATION=f"Token {renewed}")
+    assert api.get("/api/photos/").status_code == 200
+    member = APIClient()
+    member.credentials(HTTP_AUTHORIZATION=f"Token {member_token.key}")
+    assert member.get("/api/photos/").status_code == 200  # (other accounts' tokens do not expire)

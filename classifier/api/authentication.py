@@ -1,7 +1,9 @@
 """Token authentication, with STAFF_TWO_FACTOR: a staff account's token works only once the account
-has set up its second factor. Its token is then one made after it (setting it up revokes the one
-before), with a code (the token endpoint) or in a session that signed in with one (the account page)."""
+has set up its second factor, and for STAFF_TOKEN_DAYS. Its token is then one made after it (setting
+it up revokes the one before), with a code (the token endpoint) or in a session that signed in with
+one (the account page)."""
 
+from django.conf import settings
 from rest_framework import authentication, exceptions
 
 from classifier import selectors
@@ -15,4 +17,8 @@ class TokenAuthentication(authentication.TokenAuthentication):
         user, token = super().authenticate_credentials(key)
         if selectors.second_factor_required(user) and not selectors.has_second_factor(user):
             raise exceptions.AuthenticationFailed(NO_SECOND_FACTOR)
+        if selectors.token_expired(token, user):
+            raise exceptions.AuthenticationFailed(
+                f"This staff token is more than {settings.STAFF_TOKEN_DAYS} days old: ask for a new one "
+                "(POST /api/auth/token/ with a code, or the account page).")
         return user, token

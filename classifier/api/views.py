@@ -235,8 +235,9 @@ class TokenView(OpenToAnyone, ObtainAuthToken):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     def post(self, request, *args, **kwargs):
+        credentials = self.get_serializer(data=request.data)
         try:
-            return super().post(request, *args, **kwargs)
+            credentials.is_valid(raise_exception=True)
         except exceptions.ValidationError:
             # django-axes marks the request it refused; its middleware only sees Django's request.
             if getattr(request, "axes_locked_out", False):
@@ -245,6 +246,7 @@ class TokenView(OpenToAnyone, ObtainAuthToken):
                     detail="Too many failed sign-in attempts for this username; try again later.",
                 ) from None
             raise
+        return Response({"token": services.api_token_for(credentials.validated_data["user"]).key})
 
 
 def photo_etag(pk: int, updated, names: tuple) -> str:
