@@ -323,10 +323,10 @@ def two_factor(request: HttpRequest) -> HttpResponse:
         form.add_error("code", wrong_code(device))
     secret = base64.b32encode(device.bin_key).decode()
     return render(request, "registration/two_factor.html", {
-        "form": form, "next": onwards, "setting_up": True,
+        "form": form, "next": onwards, "setting_up": True, "otpauth": device.config_url,
         "secret": " ".join(secret[i:i + 4] for i in range(0, len(secret), 4)),
         "qr": mark_safe(segno.make(device.config_url, error="m").svg_inline(  # noqa: S308 - segno's own markup
-            scale=4, title="QR code of the secret", svgclass="qr")),
+            omitsize=True, title="QR code of the secret", svgclass="qr")),  # (a viewBox: the CSS sizes it)
     }, status=400 if form.errors else 200)
 
 

@@ -64,6 +64,7 @@ def test_a_staff_member_signed_in_with_the_password_alone_is_sent_to_set_up_an_a
     secret = re.search(r'id="secret">([A-Z2-7 ]+)<', page).group(1)
     assert secret.replace(" ", "") == base64.b32encode(device.bin_key).decode()
     assert "<svg" in page and "QR code of the secret" in page
+    assert f'href="otpauth://totp/cakesite%3Aadmin?secret={secret.replace(" ", "")}' in page
 
     wrong_code = "000000" if code_of(device) != "000000" else "111111"
     wrong = browser.post("/accounts/two-factor/", {"code": wrong_code})
