@@ -1,8 +1,8 @@
-"""Gunicorn's access log without the secrets two of the site's links carry in their path: a
-password-reset link's token (anyone who reads it in the log before it is used, within
-PASSWORD_RESET_TIMEOUT, can choose the account's password) and an e-mail confirmation link's token.
-Every field of a line is cleaned (the request line, the path, the Referer a page's stylesheet is
-fetched with, the environ); the URLs are those of cakesite/urls.py (tests/test_deployment.py)."""
+"""Logs without the secrets two of the site's links carry in their path: a password-reset link's
+token (anyone who reads it in the log before it is used, within PASSWORD_RESET_TIMEOUT, can choose
+the account's password) and an e-mail confirmation link's token. Gunicorn's access log (every field
+of a line: the request line, the path, the Referer a page's stylesheet is fetched with, the
+environ) and the site's own. The URLs are those of cakesite/urls.py (tests/test_deployment.py)."""
 
 import logging
 import re
@@ -20,7 +20,6 @@ class AccessLogger(Logger):
     def atoms(self, resp, req, environ, request_time) -> dict:
         atoms = super().atoms(resp, req, environ, request_time)
         return {key: redacted(value) if isinstance(value, str) else value for key, value in atoms.items()}
-
 
 
 class RedactingFormatter(logging.Formatter):

@@ -223,7 +223,12 @@ class SecondFactorForm(FocusOnError, forms.Form):
                                       "spellcheck": "false"}))
 
     def clean_code(self) -> str:
-        return "".join(self.cleaned_data["code"].split()).lower()  # (typed "123 456", or a code in capitals)
+        return one_time_code(self.cleaned_data["code"])
+
+
+def one_time_code(typed: str) -> str:
+    """A code as typed ("123 456", a backup code in capitals), as django-otp compares it."""
+    return "".join(typed.split()).lower()
 
 
 class EmailForm(PasswordConfirmForm):

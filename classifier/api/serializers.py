@@ -12,7 +12,7 @@ from rest_framework.authtoken.serializers import AuthTokenSerializer
 from classifier import selectors
 from classifier.api.authentication import NO_SECOND_FACTOR
 from classifier.api.permissions import staff_with
-from classifier.forms import EMAIL_MAX_LENGTH
+from classifier.forms import EMAIL_MAX_LENGTH, one_time_code
 from classifier.models import Feedback, ModelVersion, Photo, Prediction, TrainingRun
 
 
@@ -375,7 +375,7 @@ class TokenCredentialsSerializer(AuthTokenSerializer):
         if selectors.second_factor_required(user):
             if not selectors.has_second_factor(user):
                 raise serializers.ValidationError(NO_SECOND_FACTOR, code="second_factor")
-            code = "".join(attrs.get("otp", "").split()).lower()
+            code = one_time_code(attrs.get("otp", ""))
             if not code or not django_otp.match_token(user, code):
                 raise serializers.ValidationError(
                     "This is a staff account: send `otp` too, the code your authenticator app shows now "
