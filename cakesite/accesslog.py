@@ -26,7 +26,12 @@ class RedactingFormatter(logging.Formatter):
     """The same for the site's own log (settings.LOGGING's handler): a reset link opened while the
     database is down, or one that fails with a 500, is logged with its path (classifier.middleware,
     django.request), and its token still works. (The line written, not the record: other handlers
-    see it as it was.)"""
+    see it as it was.) Except what a worker prints: without EMAIL_HOST (development) that is the
+    e-mails themselves, whose links are there to be opened."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redacted(super().format(record))
+        line = super().format(record)
+        return line if record.name == PRINTED else redacted(line)
+
+
+PRINTED = "celery.redirected"  # (the logger of a worker's standard output, CELERY_WORKER_REDIRECT_STDOUTS)
