@@ -25,12 +25,18 @@ def two_factor_on(settings):
     settings.STAFF_TWO_FACTOR = True
 
 
-def code_of(device: TOTPDevice, steps_later: int = 0) -> str:
-    """What the authenticator app shows now (or that many 30-second steps later)."""
+def code_of(device: TOTPDevice, steps_later: int = 0, *, at: float | None = None) -> str:
+    """What the authenticator app shows now (or that many 30-second steps later, or at time `at`)."""
     device.refresh_from_db()
     totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
-    totp.time = time.time() + steps_later * device.step
+    totp.time = (time.time() if at is None else at) + steps_later * device.step
     return f"{totp.token():06d}"
+
+
+def last_code_of(device: TOTPDevice) -> str:
+    """The code the device took last (its time step: django-otp keeps it, to take each once)."""
+    device.refresh_from_db()
+    return code_of(device, at=device.t0 + device.last_t * device.step)
 
 
 def signed_in_with_password(username: str, password: str = PASSWORD) -> Client:
@@ -90,7 +96,9 @@ def test_later_sign_ins_ask_for_a_code_of_the_app_or_a_backup_code_each_good_onc
     browser = signed_in_with_password("admin")
     page = browser.get("/accounts/two-factor/").content.decode()
     assert "Set it up" not in page and "backup codes" in page
-    used = browser.post("/accounts/two-factor/", {"code": code_of(device)})  # the code that set it up
+    replayed = last_code_of(device)  # the one that set it up: right for its time, and used
+    assert TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift).verify(int(replayed), 1)
+    used = browser.post("/accounts/two-factor/", {"code": replayed})
     assert used.status_code == 400 and browser.get("/admin/").status_code == 302
     time.sleep(1.1)
     assert browser.post("/accounts/two-factor/", {"code": code_of(device, steps_later=1),
