@@ -111,6 +111,9 @@ DECODE_SECONDS = 2 * DECODE_CPU_SECONDS
 # drawn 64 times, 4.6 s). A camera's or encoder's grid has tiles of 512 px or more, each its own
 # data: 160 at 40 megapixels; libheif refuses a HEIF of more than 1000 items.
 AVIF_MAX_ITEMS = 1000
+# libheif's own limits: a file of more items, or an item of more extents, it refuses.
+HEIF_MAX_ITEMS = 1000
+HEIF_MAX_EXTENTS = 32
 
 
 def area(size: tuple[int, int]) -> int:
@@ -250,7 +253,7 @@ def avif_refusal(data: bytes) -> ValidationError | None:
         for iloc, iloc_end in heif_boxes(data, start, meta_end, b"iloc"):
             id_size = 4 if data[iloc:iloc + 1] == b"\2" else 2
             counts.append(int.from_bytes(data[iloc + 6:min(iloc + 6 + id_size, iloc_end)], "big"))
-            for _, method, pieces in heif_iloc_entries(data, iloc, iloc_end, AVIF_MAX_ITEMS, max_extents=32):
+            for _, method, pieces in heif_iloc_entries(data, iloc, iloc_end, AVIF_MAX_ITEMS):
                 if pieces is None:  # (more extents than an encoder writes: 1)
                     return too_large_to_decode()
                 origin, limit = idat if method == 1 else (0, len(data))
@@ -431,7 +434,7 @@ def heif_item_data(data: bytes, start: int, end: int, items: set[int]) -> dict[i
     idat = next(heif_boxes(data, start, end, b"idat"), (end, end))
     found: dict[int, list[bytes]] = {}
     for iloc, iloc_end in heif_boxes(data, start, end, b"iloc"):
-        for item, method, pieces in heif_iloc_entries(data, iloc, iloc_end, max_items=1000, max_extents=32):
+        for item, method, pieces in heif_iloc_entries(data, iloc, iloc_end):
             if pieces is None:
                 break
             origin, limit = idat if method == 1 else (0, len(data))
@@ -442,13 +445,12 @@ def heif_item_data(data: bytes, start: int, end: int, items: set[int]) -> dict[i
     return found
 
 
-def heif_iloc_entries(data: bytes, iloc: int, iloc_end: int, max_items: int | None = None,
-                      max_extents: int | None = None
+def heif_iloc_entries(data: bytes, iloc: int, iloc_end: int, max_items: int = HEIF_MAX_ITEMS
                       ) -> Iterator[tuple[int, int, list[tuple[int, int]] | None]]:
     """The entries of the 'iloc' box data[iloc:iloc_end]: (item, construction method, its extents as
     (offset from the data's origin, length; 0: to its end)). None at all for a box of more than
-    `max_items` entries; an entry of more than `max_extents` extents (libheif's limits: it refuses the
-    file) as (item, method, None), and none after it, nor after one cut off by the box's end."""
+    `max_items` entries; an entry of more than HEIF_MAX_EXTENTS extents (libheif's limits: it refuses
+    the file) as (item, method, None), and none after it, nor after one cut off by the box's end."""
     version, sizes = data[iloc:iloc + 1], data[iloc + 4:iloc + 6]
     if len(sizes) < 2:
         return
@@ -460,7 +462,7 @@ def heif_iloc_entries(data: bytes, iloc: int, iloc_end: int, max_items: int | No
     id_size = 4 if version == b"\2" else 2
     try:
         count = stored_number(fields, id_size)
-        if max_items is not None and count > max_items:
+        if count > max_items:
             return
         for _ in range(count):
             item = stored_number(fields, id_size)
@@ -468,7 +470,7 @@ def heif_iloc_entries(data: bytes, iloc: int, iloc_end: int, max_items: int | No
             stored_number(fields, 2)  # (its data reference: the file itself)
             base = stored_number(fields, base_size)
             extents = stored_number(fields, 2)
-            if max_extents is not None and extents > max_extents:
+            if extents > HEIF_MAX_EXTENTS:
                 yield item, method, None
                 return
             pieces = []
