@@ -522,8 +522,7 @@ def second_factor_confirm(device: TOTPDevice, code: str, *, site: str) -> list[s
         return None
     with transaction.atomic():
         lock_live_account(device.user_id)
-        if (TOTPDevice.objects.filter(user_id=device.user_id, confirmed=True).exists()
-                or not TOTPDevice.objects.filter(pk=device.pk).exists()):
+        if selectors.has_second_factor(device.user) or not TOTPDevice.objects.filter(pk=device.pk).exists():
             return None
         TOTPDevice.objects.filter(user_id=device.user_id).exclude(pk=device.pk).delete()
         TOTPDevice.objects.filter(pk=device.pk).update(confirmed=True)
