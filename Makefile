@@ -10,7 +10,7 @@ PORT ?= 8000
 WORKERS ?= 1
 QUEUE := $(or $(CELERY_QUEUE),celery)
 
-.PHONY: install run test lint bench model baseline
+.PHONY: install run test lint bench model baseline messages
 install: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
@@ -41,6 +41,14 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+# The Indonesian translations (locale/id): after changing text, find what is new (GNU gettext's
+# xgettext), translate it in the .po files, and compile them (msgfmt). The compiled .mo files are
+# committed, so running the site needs no gettext.
+messages: install
+	$(PY) manage.py makemessages -l id --no-location --no-obsolete -i '.venv/*' -i 'var/*' -i 'bench/*' -i 'training/*' -i 'tests/*'
+	$(PY) manage.py makemessages -l id -d djangojs --no-location --no-obsolete -i '.venv/*' -i 'var/*' -i 'var' -i 'tests/*'
+	$(PY) manage.py compilemessages -l id -i .venv -i var
 
 # The benchmarks (bench/README.md): accuracy on the fixed test split (needs ../shared), model
 # latency, retraining wall times, the whole pipeline on PostgreSQL and Redis (the URLs from the

@@ -61,6 +61,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",  # the language: the visitor's choice, else the browser's
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -187,7 +188,15 @@ EMAIL_CONFIRM_TIMEOUT = envint("EMAIL_CONFIRM_TIMEOUT", 3 * 86400)  # seconds a 
 EMAILS_PER_ADDRESS = envint("EMAILS_PER_ADDRESS", 3)  # of each kind an hour, whoever asks
 EMAIL_LINKS_PER_ACCOUNT = envint("EMAIL_LINKS_PER_ACCOUNT", 5)  # confirmation links an account asks, an hour
 
-LANGUAGE_CODE = "en-us"
+# The site speaks English and Indonesian: the language chosen at the foot of each page (a cookie),
+# else the one the browser asks for first, else English. The API answers in the Accept-Language
+# header's. Translations are in locale/ (`make messages` finds new text and compiles them).
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("id", "Bahasa Indonesia")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+LANGUAGE_COOKIE_AGE = 365 * 86400
+LANGUAGE_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 FORMAT_MODULE_PATH = "cakesite.formats"  # the admin's dates as the pages write them
 TIME_ZONE = "UTC"  # what is stored, what the API answers in, and pages for a browser that names no zone
 USE_I18N = True
@@ -390,6 +399,7 @@ if not DEBUG:
         SILENCED_SYSTEM_CHECKS = ["security.W008"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    LANGUAGE_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

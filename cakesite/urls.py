@@ -7,6 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.shortcuts import redirect
 from django.templatetags.static import static
 from django.urls import include, path
+from django.views.i18n import JavaScriptCatalog
 
 from classifier import views
 from classifier.forms import SetPasswordForm, SignInForm
@@ -39,6 +40,10 @@ urlpatterns = [
     path("accounts/", include(accounts)),
     path("api/", include("classifier.api.urls")),
     path("admin/", admin.site.urls),
+    # The language chosen at the foot of each page (Django's set_language), and the scripts' own
+    # translations (gettext() in static/js), in the page's language.
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     # Browsers ask for it on pages that name no icon (the admin's): the site's own, not a 404. (Its
     # URL is looked up when asked: in production it is the collected file's hashed name.)
     path("favicon.ico", lambda request: redirect(static("favicon.svg"), permanent=True)),

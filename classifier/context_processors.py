@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 
+from django.utils.translation import gettext
+
 from classifier import selectors
 
 
@@ -12,4 +14,5 @@ def photo_scope(request) -> dict:
     `gallery_name`, what the pages call it then ("All photos" or "My photos"). Asked only by the
     pages that say it, once a request."""
     sees_all = functools.cache(lambda: selectors.may_act_on_others_photos(request.user))
-    return {"sees_all_photos": sees_all, "gallery_name": lambda: "All photos" if sees_all() else "My photos"}
+    return {"sees_all_photos": sees_all,
+            "gallery_name": lambda: gettext("All photos") if sees_all() else gettext("My photos")}

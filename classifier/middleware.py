@@ -155,7 +155,8 @@ class StaffSecondFactorMiddleware:
     """With STAFF_TWO_FACTOR, a staff account's session that has not signed in with its second factor
     opens nothing but that step (its setting up, the first time) and signing out: every page sends
     it there, and the API (the browser's session) answers 403. A staff API token is checked by
-    classifier.api.authentication instead."""
+    classifier.api.authentication instead. (Choosing the language, and the scripts' translations,
+    are open too: that step's page offers one and loads the other.)"""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -174,7 +175,7 @@ class StaffSecondFactorMiddleware:
 
 @functools.cache
 def second_factor_paths() -> frozenset[str]:
-    return frozenset(reverse(name) for name in ("two-factor", "logout"))
+    return frozenset(reverse(name) for name in ("two-factor", "logout", "set_language", "javascript-catalog"))
 
 
 def printable(path: str) -> str:
