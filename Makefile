@@ -46,8 +46,8 @@ lint: install
 # xgettext), translate it in the .po files, and compile them (msgfmt). The compiled .mo files are
 # committed, so running the site needs no gettext.
 messages: install
-	$(PY) manage.py makemessages -l id --no-location --no-obsolete -i '.venv/*' -i 'var/*' -i 'bench/*' -i 'training/*' -i 'tests/*'
-	$(PY) manage.py makemessages -l id -d djangojs --no-location --no-obsolete -i '.venv/*' -i 'var/*' -i 'var' -i 'tests/*'
+	$(PY) manage.py makemessages -l id -i var --no-location --no-obsolete
+	$(PY) manage.py makemessages -l id -i var --no-location --no-obsolete -d djangojs
 	$(PY) manage.py compilemessages -l id -i .venv -i var
 
 # The benchmarks (bench/README.md): accuracy on the fixed test split (needs ../shared), model
