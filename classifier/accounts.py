@@ -11,7 +11,8 @@ from django.contrib import messages
 from django.contrib.auth.signals import user_logged_out, user_login_failed
 from django.db.models.signals import post_init, post_save
 from django.dispatch import receiver
-from django.template.defaultfilters import pluralize
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle, UserRateThrottle
 
@@ -98,11 +99,15 @@ def wrong_password(request) -> str:
     failures = AxesProxyHandler.get_failures(request, {"username": request.user.get_username()})
     left = settings.AXES_FAILURE_LIMIT - failures
     if not 0 < left <= 2:
-        return "That is not your password."
+        return _("That is not your password.")
     minutes = round(settings.AXES_COOLOFF_TIME * 60)
-    return (f"That is not your password. After {left} more wrong password{pluralize(left)} in a "
-            f"row, entering it here and signing in from this connection are paused for {minutes} "
-            f"minute{pluralize(minutes)}.")
+    duration = ngettext("%(n)s minute", "%(n)s minutes", minutes) % {"n": minutes}
+    return ngettext(
+        "That is not your password. After %(left)s more wrong password in a row, entering it here and "
+        "signing in from this connection are paused for %(duration)s.",
+        "That is not your password. After %(left)s more wrong passwords in a row, entering it here and "
+        "signing in from this connection are paused for %(duration)s.",
+        left) % {"left": left, "duration": duration}
 
 
 class PerAddressThrottle(SimpleRateThrottle):
@@ -115,7 +120,8 @@ class PerAddressThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": client_ip(request)}
 
     def refusal_after(self, wait: int) -> str:
-        return f"{self.refusal}; try again in {math.ceil(wait / 60)} min."
+        return _("%(refusal)s; try again in %(minutes)s min.") % {"refusal": self.refusal,
+                                                                 "minutes": math.ceil(wait / 60)}
 
     def wait_if_full(self, request) -> int | None:
         """Without counting this request: None if one more is within the rate, else the seconds to
@@ -132,7 +138,7 @@ class PerAddressThrottle(SimpleRateThrottle):
         """Count this request; over the rate, the API's 429 (with Retry-After)."""
         wait = self.wait_if_over(request)
         if wait:
-            raise Throttled(wait=wait, detail=f"{self.refusal}.")
+            raise Throttled(wait=wait, detail=_("%(refusal)s.") % {"refusal": self.refusal})
 
 
 class SignUpRateThrottle(PerAddressThrottle):
@@ -140,7 +146,7 @@ class SignUpRateThrottle(PerAddressThrottle):
     budget, and each sign-up costs a password hash."""
 
     scope = "signup"
-    refusal = "That is more new accounts from your connection than we make in an hour"
+    refusal = gettext_lazy("That is more new accounts from your connection than we make in an hour")
 
 
 class SignUpAttemptThrottle(PerAddressThrottle):
@@ -148,7 +154,7 @@ class SignUpAttemptThrottle(PerAddressThrottle):
     a sign-up says whether a user name is taken, which must not be a way to list the users."""
 
     scope = "signup_attempts"
-    refusal = "That is more sign-up attempts from your connection than we take in an hour"
+    refusal = gettext_lazy("That is more sign-up attempts from your connection than we take in an hour")
 
 
 class PasswordResetRateThrottle(PerAddressThrottle):
@@ -156,7 +162,7 @@ class PasswordResetRateThrottle(PerAddressThrottle):
     not be a way to flood someone's inbox."""
 
     scope = "password_reset"
-    refusal = "That is more reset e-mails from your connection than we send in an hour"
+    refusal = gettext_lazy("That is more reset e-mails from your connection than we send in an hour")
 
 
 class SignInFailureThrottle(PerAddressThrottle):
@@ -166,7 +172,7 @@ class SignInFailureThrottle(PerAddressThrottle):
     before a sign-in by SignInFailuresMiddleware; successful sign-ins do not count."""
 
     scope = "sign_in_failures"
-    refusal = "That is more failed sign-ins from your connection than we take in an hour"
+    refusal = gettext_lazy("That is more failed sign-ins from your connection than we take in an hour")
 
 
 @receiver(user_login_failed)
@@ -223,7 +229,7 @@ def client_ip(request) -> str:
 def say_signed_out(sender, request, user, **_kwargs) -> None:
     """Logging out lands on the home page: it says so (the messages outlive the ended session)."""
     if request is not None and user is not None:
-        messages.info(request, "You are signed out.", fail_silently=True)  # (a test client has none)
+        messages.info(request, _("You are signed out."), fail_silently=True)  # (a test client has none)
 
 
 def site_of(request) -> str:

@@ -12,6 +12,8 @@ from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext, pgettext
 
 from classifier import selectors, services
 from classifier.models import Feedback, ModelVersion, Photo, Prediction, TrainingRun
@@ -100,40 +102,44 @@ class ModelVersionAdmin(WithoutBulkDelete):
 
     def response_delete(self, request, obj_display, obj_id):
         if refusal := getattr(request, "refused_deletion", ""):
-            self.message_user(request, f"Not deleted: {refusal}", messages.ERROR)
+            self.message_user(request, _("Not deleted: %(reason)s") % {"reason": refusal}, messages.ERROR)
             return redirect("admin:classifier_modelversion_changelist")
         return super().response_delete(request, obj_display, obj_id)
 
-    @admin.display(description="test top-1")
+    @admin.display(description=gettext_lazy("test top-1"))
     def test_top1(self, obj: ModelVersion) -> str:
         value = selectors.benchmark_figure(obj, "top1")
         return "-" if value is None else f"{value:.1%}"
 
-    @admin.display(description="test macro F1")
+    @admin.display(description=gettext_lazy("test macro F1"))
     def test_macro_f1(self, obj: ModelVersion) -> str:
         value = selectors.benchmark_figure(obj, "macro_f1")
         return "-" if value is None else f"{value:.3f}"
 
-    @admin.display(description="classes")
+    @admin.display(description=gettext_lazy("classes"))
     def classes(self, obj: ModelVersion) -> int:
         return len(obj.labels)
 
-    @admin.action(description="Activate the selected version (exactly one)", permissions=["change"])
+    @admin.action(description=gettext_lazy("Activate the selected version (exactly one)"),
+                  permissions=["change"])
     def activate(self, request, queryset, confirmed=False):
         if queryset.count() != 1:
-            self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
+            self.message_user(request, _("Select exactly one version to activate."), messages.ERROR)
             return
         try:
             version = services.model_version_activate(queryset.get(), confirmed=confirmed)
         except ValidationError as exc:
-            also = (f" To use it all the same: “{self.activate_confirmed.short_description}”."
+            also = (" " + _("To use it all the same: “%(action)s”.")
+                    % {"action": self.activate_confirmed.short_description}
                     if exc.code == "needs_confirmation" else "")
             self.message_user(request, " ".join(exc.messages) + also, messages.ERROR)
             return
-        self.message_user(request, f"The active version is now {version.name}.", messages.SUCCESS)
+        self.message_user(request, _("The active version is now %(name)s.") % {"name": version.name},
+                          messages.SUCCESS)
 
-    @admin.action(description="Activate the selected version, even with a warning (lower on the benchmark, "
-                              "not measured on it or on another one, or a repeat of its training)",
+    @admin.action(description=gettext_lazy("Activate the selected version, even with a warning (lower on the "
+                                           "benchmark, not measured on it or on another one, or a repeat of "
+                                           "its training)"),
                   permissions=["change"])
     def activate_confirmed(self, request, queryset):
         self.activate(request, queryset, confirmed=True)
@@ -143,19 +149,19 @@ class Figures:
     """A prediction's figures as the site shows them (Kue Lapis, 87%, 41.3 ms), not as stored
     (kue_lapis, 0.8734123)."""
 
-    @admin.display(description="label", ordering="label")
+    @admin.display(description=gettext_lazy("label"), ordering="label")
     def label_shown(self, obj: Prediction) -> str:
         return obj.label_name
 
-    @admin.display(description="confidence", ordering="confidence")
+    @admin.display(description=gettext_lazy("confidence"), ordering="confidence")
     def confidence_shown(self, obj) -> str:
         return "-" if obj.confidence is None else f"{obj.confidence:.0%}"
 
-    @admin.display(description="margin", ordering="margin")
+    @admin.display(description=gettext_lazy("margin"), ordering="margin")
     def margin_shown(self, obj) -> str:  # to the second most probable cake
         return "-" if obj.margin is None else f"{obj.margin:.0%}"
 
-    @admin.display(description="inference", ordering="inference_ms")
+    @admin.display(description=gettext_lazy("inference"), ordering="inference_ms")
     def inference_shown(self, obj: Prediction) -> str:
         return f"{obj.inference_ms:.1f} ms"
 
@@ -211,7 +217,8 @@ class PhotoAdmin(Figures, QueryChecked, admin.ModelAdmin):
         for photo in queryset:
             self.delete_model(request, photo)
 
-    @admin.action(description="Classify the selected failed photos again", permissions=["change"])
+    @admin.action(description=gettext_lazy("Classify the selected failed photos again"),
+                  permissions=["change"])
     def retry_failed(self, request, queryset):
         selected, retried = list(queryset), 0
         for photo in selected:
@@ -221,16 +228,22 @@ class PhotoAdmin(Figures, QueryChecked, admin.ModelAdmin):
                 continue
             retried += 1
         skipped = len(selected) - retried
-        self.message_user(request, f"{retried} failed photo{'s' if retried != 1 else ''} queued again"
-                                   + (f"; {skipped} of those selected were not failed." if skipped else "."),
-                          messages.SUCCESS)
+        if skipped:
+            said = ngettext("%(retried)s failed photo queued again; %(skipped)s of those selected were not "
+                            "failed.",
+                            "%(retried)s failed photos queued again; %(skipped)s of those selected were not "
+                            "failed.", retried)
+        else:
+            said = ngettext("%(retried)s failed photo queued again.",
+                            "%(retried)s failed photos queued again.", retried)
+        self.message_user(request, said % {"retried": retried, "skipped": skipped}, messages.SUCCESS)
 
-    @admin.display(description="predicted label")
+    @admin.display(description=gettext_lazy("predicted label"))
     def predicted(self, obj: Photo) -> str:
         prediction = selectors.latest_prediction(obj)  # (the one the site shows)
         return prediction.label_name if prediction else "-"
 
-    @admin.display(description="why it failed")
+    @admin.display(description=gettext_lazy("why it failed"))
     def why(self, obj: Photo) -> str:
         """What its owner is told, shortened: which failures a retry would mend, at a glance."""
         return Truncator(obj.error).chars(80) if obj.status == Photo.Status.FAILED else ""
@@ -239,17 +252,23 @@ class PhotoAdmin(Figures, QueryChecked, admin.ModelAdmin):
     def sha256_shown(self, obj: Photo) -> str:
         return obj.sha256
 
-    @admin.display(description="answer")
+    @admin.display(description=gettext_lazy("answer"))
     def answer(self, obj: Photo) -> str:
         """The user's answer, as the photo's page gives it (read-only: see the answers' admin)."""
         feedback = getattr(obj, "feedback", None)
         if feedback is None:
-            return "none yet"
-        verdict = "corrected to" if feedback.is_correction else "confirmed as"
-        who = feedback.user.get_username() if feedback.user else "a deleted account"
-        return f"{verdict} {feedback.answer_name(feedback.model_version)} by {who}"
+            return _("none yet")
+        values = {"answer": feedback.answer_name(feedback.model_version)}
+        if feedback.user is None:
+            said = (_("corrected to %(answer)s by a deleted account") if feedback.is_correction
+                    else _("confirmed as %(answer)s by a deleted account"))
+        else:
+            values["who"] = feedback.user.get_username()
+            said = (_("corrected to %(answer)s by %(who)s") if feedback.is_correction
+                    else _("confirmed as %(answer)s by %(who)s"))
+        return said % values
 
-    @admin.display(description="photo")
+    @admin.display(description=gettext_lazy("photo"))
     def preview(self, obj: Photo) -> str:
         if not obj.pk:
             return "-"
@@ -274,7 +293,7 @@ class ReadOnlyAdmin(WithoutBulkDelete):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def delete_view(self, request, object_id, extra_context=None):
-        raise PermissionDenied("Delete the photo instead: its prediction and answer go with it.")
+        raise PermissionDenied(_("Delete the photo instead: its prediction and answer go with it."))
 
 
 @admin.register(Prediction)
@@ -297,11 +316,11 @@ class FeedbackAdmin(ReadOnlyAdmin):
     list_select_related = ["photo__owner", "user", "model_version"]
     show_full_result_count = False  # (a count of every answer more on each filtered page)
 
-    @admin.display(description="answer", ordering="label")
+    @admin.display(description=gettext_lazy("answer"), ordering="label")
     def answer(self, obj: Feedback) -> str:
         return obj.answer_name(obj.model_version)
 
-    @admin.display(description="predicted label", ordering="predicted_label")
+    @admin.display(description=gettext_lazy("predicted label"), ordering="predicted_label")
     def predicted(self, obj: Feedback) -> str:
         version = obj.model_version
         return version.display_name(obj.predicted_label) if version else obj.predicted_label
@@ -325,16 +344,23 @@ class TrainingRunAdmin(QueryChecked, admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).defer("photos_used")  # the list shows none of them
 
-    @admin.display(description="answers used")
+    @admin.display(description=gettext_lazy("answers used"))
     def answers_used(self, obj: TrainingRun) -> str:
         if not obj.photos_used:
-            return "not recorded (a run before the record, or one that registered no version)"
+            return _("not recorded (a run before the record, or one that registered no version)")
 
         def ids(pairs: list) -> str:  # (a long list: its first ids; the rest are in the record)
-            shown = ", ".join(str(pk) for pk, _ in pairs[:50])
-            return f"{shown}, and {len(pairs) - 50} more" if len(pairs) > 50 else shown or "none"
+            shown = ", ".join(str(pk) for pk, _label in pairs[:50])
+            if len(pairs) > 50:
+                return _("%(shown)s, and %(more)s more") % {"shown": shown, "more": len(pairs) - 50}
+            return shown or pgettext("photo ids", "none")
 
-        return " ".join(f"{part.replace('_', ' ')}: {len(pairs)} (photo ids {ids(pairs)})."
+        # (the record's keys, in words)
+        parts = {"trained": pgettext("answers used", "trained"),
+                 "held_out": pgettext("answers used", "held out")}
+        return " ".join(_("%(part)s: %(count)s (photo ids %(ids)s).")
+                        % {"part": parts.get(part, part.replace("_", " ")), "count": len(pairs),
+                           "ids": ids(pairs)}
                         for part, pairs in obj.photos_used.items())
 
     def has_add_permission(self, request):
@@ -343,7 +369,8 @@ class TrainingRunAdmin(QueryChecked, admin.ModelAdmin):
     def has_cancel_permission(self, request):  # whoever may start runs may cancel them
         return request.user.has_perm("classifier.add_trainingrun")
 
-    @admin.action(description="Cancel the selected queued or running runs", permissions=["cancel"])
+    @admin.action(description=gettext_lazy("Cancel the selected queued or running runs"),
+                  permissions=["cancel"])
     def cancel_runs(self, request, queryset):
         cancelled = []
         for run in queryset:
@@ -352,22 +379,23 @@ class TrainingRunAdmin(QueryChecked, admin.ModelAdmin):
             except (Http404, ValidationError):  # deleted meanwhile, or ended (said below if none is left)
                 continue
         if cancelled:
-            self.message_user(request, f"Cancelled run{'s' if len(cancelled) > 1 else ''} "
-                                       f"{', '.join(map(str, cancelled))}: a queued run never starts, a "
-                                       "running one stops at its next step and activates nothing. A new run "
-                                       "can start now.", messages.SUCCESS)
+            said = ngettext("Cancelled run %(runs)s: a queued run never starts, a running one stops at its "
+                            "next step and activates nothing. A new run can start now.",
+                            "Cancelled runs %(runs)s: a queued run never starts, a running one stops at its "
+                            "next step and activates nothing. A new run can start now.", len(cancelled))
+            self.message_user(request, said % {"runs": ", ".join(map(str, cancelled))}, messages.SUCCESS)
         else:
-            self.message_user(request, "No run was cancelled: only queued or running runs can be.",
+            self.message_user(request, _("No run was cancelled: only queued or running runs can be."),
                               messages.WARNING)
 
     def has_change_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="mode", ordering="mode")
+    @admin.display(description=gettext_lazy("mode"), ordering="mode")
     def mode_name(self, obj: TrainingRun) -> str:
         return obj.mode  # (its long label would widen the table past the result's column)
 
-    @admin.display(description="seconds")
+    @admin.display(description=gettext_lazy("seconds"))
     def duration(self, obj: TrainingRun) -> str:
         return "-" if obj.seconds is None else f"{obj.seconds:.1f}"
 
@@ -385,14 +413,14 @@ class TrainingRunAdmin(QueryChecked, admin.ModelAdmin):
 
     def start_view(self, request):
         if request.method != "POST" or not request.user.has_perm("classifier.add_trainingrun"):
-            self.message_user(request, "Starting a run needs a POST by staff allowed to add runs.",
+            self.message_user(request, _("Starting a run needs a POST by staff allowed to add runs."),
                               messages.ERROR)
             return redirect("admin:classifier_trainingrun_changelist")
         try:
             run = services.training_run_start(user=request.user, mode=request.POST.get("mode", "fast"),
                                               auto_activate=request.POST.get("auto_activate") == "on")
-            self.message_user(request, f"Training run {run.pk} is queued ({run.mode} mode).",
-                              messages.SUCCESS)
+            said = _("Training run %(run)s is queued (%(mode)s mode).") % {"run": run.pk, "mode": run.mode}
+            self.message_user(request, said, messages.SUCCESS)
         except ValidationError as exc:
             self.message_user(request, " ".join(exc.messages), messages.ERROR)
         return redirect("admin:classifier_trainingrun_changelist")

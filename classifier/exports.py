@@ -16,6 +16,7 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.http import content_disposition_header
+from django.utils.translation import gettext_lazy
 from rest_framework.fields import DateTimeField
 
 from classifier import files, selectors
@@ -120,15 +121,15 @@ def account_archive(request: HttpRequest, lock: str, zone) -> Iterator[bytes]:
 
 
 LOCK_S = 15 * 60  # an export whose process died frees its user this long after its last photo
-ALREADY = ("An export of your data is being downloaded already; wait until it is done (one at a time: "
-           "each keeps part of the server busy for as long as the download takes).")
+ALREADY = gettext_lazy("An export of your data is being downloaded already; wait until it is done (one at "
+                       "a time: each keeps part of the server busy for as long as the download takes).")
 
 
 def account_archive_response(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     """The zip as a download; a 429 while the same user downloads one already."""
     lock = f"export:{request.user.pk}"
     if not cache.add(lock, 1, timeout=LOCK_S):
-        response = refusal(request, 429, "throttled", ALREADY, "429.html")
+        response = refusal(request, 429, "throttled", str(ALREADY), "429.html")
         response["Retry-After"] = "60"
         return response
     day = timezone.localdate()

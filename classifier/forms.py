@@ -5,13 +5,15 @@ from django.conf import settings
 from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from classifier.images import FORMATS_TAKEN
+from classifier.images import formats_taken
 from classifier.models import Photo
 
 
 def too_many_files_message() -> str:
-    return f"At most {settings.MAX_FILES_PER_UPLOAD} photos at once."
+    return _("At most %(n)s photos at once.") % {"n": settings.MAX_FILES_PER_UPLOAD}
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -31,7 +33,7 @@ class MultipleImageField(forms.FileField):
         files = data if isinstance(data, list | tuple) else [data]
         files = [f for f in files if f]
         if not files:
-            raise forms.ValidationError("Choose at least one photo.", code="required")
+            raise forms.ValidationError(_("Choose at least one photo."), code="required")
         if len(files) > settings.MAX_FILES_PER_UPLOAD:
             raise forms.ValidationError(
                 too_many_files_message(), code="too_many"
@@ -70,36 +72,39 @@ class FocusOnError:
 
 
 class UploadForm(forms.Form):
-    photos = MultipleImageField(label="Cake photos")
+    photos = MultipleImageField(label=gettext_lazy("Cake photos"))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         from django.template.defaultfilters import filesizeformat
 
-        self.fields["photos"].help_text = (
-            f"{FORMATS_TAKEN}; up to {settings.MAX_FILES_PER_UPLOAD} at once, "
-            f"{filesizeformat(settings.MAX_UPLOAD_BYTES)} each.")
+        self.fields["photos"].help_text = _("%(formats)s; up to %(n)s at once, %(size)s each.") % {
+            "formats": formats_taken(), "n": settings.MAX_FILES_PER_UPLOAD,
+            "size": filesizeformat(settings.MAX_UPLOAD_BYTES)}
 
 
 class GalleryFilterForm(forms.Form):
     label = forms.ChoiceField(required=False)
-    status = forms.ChoiceField(required=False, choices=[("", "any status"), *Photo.Status.choices])
+    status = forms.ChoiceField(required=False, choices=[("", gettext_lazy("any status")),
+                                                                     *Photo.Status.choices])
 
     def __init__(self, *args, labels: list[dict], **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["label"].choices = [("", "any cake")] + [(item["slug"], item["name"]) for item in labels]
+        self.fields["label"].choices = [("", _("any cake"))] + [(item["slug"], item["name"])
+                                                               for item in labels]
 
 
 EMAIL_MAX_LENGTH = 254  # the columns' (User.email, PendingEmail.email)
-EMAIL_HELP = ("Optional: only to send you a link if you forget your password, once you confirm the address "
-              "by the link we send to it. Nobody else sees it.")
+EMAIL_HELP = gettext_lazy("Optional: only to send you a link if you forget your password, once you confirm "
+                          "the address by the link we send to it. Nobody else sees it.")
 
 
 class SignUpForm(FocusOnError, UserCreationForm):
     class Meta(UserCreationForm.Meta):
         fields = ("username", "email")
         help_texts = {"email": EMAIL_HELP}
-        labels = {"email": "E-mail address"}  # as everywhere on the site (Django's: "Email address")
+        # as everywhere on the site (Django's: "Email address")
+        labels = {"email": gettext_lazy("E-mail address")}
         widgets = {"email": forms.EmailInput(attrs={"autocomplete": "email"})}
 
     def __init__(self, *args, **kwargs):
@@ -125,8 +130,8 @@ def password_checked(request, password: str) -> str:
     return password
 
 
-RESET_NOT_QUEUED = ("The e-mail cannot be sent just now (our mail queue is not answering); nothing was "
-                    "sent. Try again in a few minutes.")
+RESET_NOT_QUEUED = gettext_lazy("The e-mail cannot be sent just now (our mail queue is not answering); "
+                                "nothing was sent. Try again in a few minutes.")
 RESET_RETRY_AFTER_S = 60
 
 
@@ -139,17 +144,19 @@ class PasswordResetForm(FocusOnError, auth_forms.PasswordResetForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["email"].label = "E-mail address"  # as everywhere on the site (Django's: "Email")
+        self.fields["email"].label = _("E-mail address")  # as everywhere on the site (Django's: "Email")
 
     def save(self, *, request, use_https: bool = False, **_kwargs) -> None:
         from django.contrib.sites.shortcuts import get_current_site
+        from django.utils import translation
 
         from classifier import tasks
 
         email, domain = self.cleaned_data["email"], get_current_site(request).domain
+        language = translation.get_language()  # (the e-mail's, as the worker has no request)
 
         def send() -> None:
-            self.queued = tasks.enqueue(tasks.send_password_reset, email, domain, use_https)
+            self.queued = tasks.enqueue(tasks.send_password_reset, email, domain, use_https, language)
 
         transaction.on_commit(send, robust=True)
 
@@ -197,18 +204,20 @@ class SetPasswordForm(FocusOnError, auth_forms.SetPasswordForm):
 class PasswordConfirmForm(FocusOnError, forms.Form):
     """A step that needs the account's password again (a session left open must not be enough)."""
 
-    password = forms.CharField(label="Your password", strip=False,
+    password = forms.CharField(label=gettext_lazy("Your password"), strip=False,
                                widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
     # What each step's password is for, in its label: the account page has three, and a list of its
     # fields (a screen reader's) would name them all alike.
-    PURPOSES = {"": "to change the address", "token": "for a new API token",
-                "delete": "to delete the account", "codes": "for new backup codes"}
+    PURPOSES = {"": gettext_lazy("Your password, to change the address"),
+                "token": gettext_lazy("Your password, for a new API token"),
+                "delete": gettext_lazy("Your password, to delete the account"),
+                "codes": gettext_lazy("Your password, for new backup codes")}
 
     def __init__(self, *args, request, **kwargs):
         super().__init__(*args, **kwargs)
         self.request = request
-        if purpose := self.PURPOSES.get(self.prefix or ""):
-            self.fields["password"].label = f"Your password, {purpose}"
+        if label := self.PURPOSES.get(self.prefix or ""):
+            self.fields["password"].label = label
 
     def clean_password(self):
         return password_checked(self.request, self.cleaned_data["password"])
@@ -217,7 +226,7 @@ class PasswordConfirmForm(FocusOnError, forms.Form):
 class SecondFactorForm(FocusOnError, forms.Form):
     """A code of the account's authenticator app, or one of its backup codes."""
 
-    code = forms.CharField(label="Code", max_length=16, help_text=(
+    code = forms.CharField(label=gettext_lazy("Code"), max_length=16, help_text=gettext_lazy(
         "The 6 digits your authenticator app shows now for cakesite, or one of your backup codes."),
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autocapitalize": "none",
                                       "spellcheck": "false"}))
@@ -235,7 +244,7 @@ class EmailForm(PasswordConfirmForm):
     """A new e-mail address (or none), which a password reset link would be sent to: it needs the
     password, or a session left open would be enough to take the account over."""
 
-    email = forms.EmailField(label="E-mail address", required=False, help_text=EMAIL_HELP,
+    email = forms.EmailField(label=gettext_lazy("E-mail address"), required=False, help_text=EMAIL_HELP,
                              max_length=EMAIL_MAX_LENGTH,
                              widget=forms.EmailInput(attrs={"autocomplete": "email"}))
     field_order = ["email", "password"]

@@ -22,6 +22,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.template.defaultfilters import filesizeformat
+from django.utils.translation import gettext, gettext_noop
 from PIL import Image, UnidentifiedImageError
 
 from classifier import metadata
@@ -43,7 +44,12 @@ ALLOWED_FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "BMP
                    "HEIF": "jpg", "AVIF": "jpg"}
 STORED_AS_JPEG = {"HEIF", "AVIF"}
 READERS = [fmt for fmt in ALLOWED_FORMATS if fmt not in ("MPO", "AVIF")]  # (the JPEG reader opens MPO files)
-FORMATS_TAKEN = "JPEG, PNG, GIF, BMP, WebP, HEIC or AVIF"  # (as the refusals name them)
+FORMATS_TAKEN = gettext_noop("JPEG, PNG, GIF, BMP, WebP, HEIC or AVIF")  # (as the refusals name them)
+
+
+def formats_taken() -> str:
+    """FORMATS_TAKEN in the request's language (the API's schema keeps it in English)."""
+    return gettext(FORMATS_TAKEN)
 CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "bmp": "image/bmp",
                  "webp": "image/webp"}
 
@@ -132,7 +138,7 @@ class CheckedImage(NamedTuple):
 
 
 def file_too_large_message() -> str:
-    return f"The file is larger than {filesizeformat(settings.MAX_UPLOAD_BYTES)}."
+    return gettext("The file is larger than %(size)s.") % {"size": filesizeformat(settings.MAX_UPLOAD_BYTES)}
 
 
 def validate_image(upload: UploadedFile) -> CheckedImage:
@@ -145,7 +151,7 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
     thumbnail.
     """
     if upload.size == 0:
-        raise ValidationError("The file is empty.", code="empty")
+        raise ValidationError(gettext("The file is empty."), code="empty")
     if upload.size > settings.MAX_UPLOAD_BYTES:
         raise ValidationError(file_too_large_message(), code="too_large")
     upload.seek(0)
@@ -166,13 +172,15 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
                     raise too_many_pixels(size)
             if min(img.size) < MIN_IMAGE_SIDE:
                 raise ValidationError(
-                    f"The image is {img.width}×{img.height} pixels; a photo needs at least "
-                    f"{MIN_IMAGE_SIDE} pixels on each side.",
+                    gettext("The image is %(width)s×%(height)s pixels; a photo needs at least %(min)s "
+                            "pixels on each side.") % {"width": img.width, "height": img.height,
+                                                       "min": MIN_IMAGE_SIDE},
                     code="too_small",
                 )
             if fmt == "BMP" and img.info.get("compression") in (1, 2):  # Pillow decodes RLE in Python
-                raise ValidationError("Compressed (RLE) BMP images are not supported; send JPEG, PNG, GIF, "
-                                      "WebP, HEIC, AVIF or an uncompressed BMP.", code="format")
+                raise ValidationError(gettext("Compressed (RLE) BMP images are not supported; send JPEG, "
+                                              "PNG, GIF, WebP, HEIC, AVIF or an uncompressed BMP."),
+                                      code="format")
             width, height = img.size
             decoded = drafted(img, THUMBNAIL_SIZE)  # (the smallest scale that still covers the thumbnail)
             if fmt == "HEIF":  # libheif decodes the whole coded picture (apart, below)
@@ -206,12 +214,12 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
     except (UnidentifiedImageError, SyntaxError) as exc:
         other = format_of(upload) if isinstance(exc, UnidentifiedImageError) else None
         if other:
-            raise ValidationError(f"{other} images are not supported; send {FORMATS_TAKEN}.",
-                                  code="format") from exc
-        raise ValidationError("The file is not an image we can read.", code="not_image") from exc
+            raise ValidationError(gettext("%(format)s images are not supported; send %(formats)s.") % {
+                "format": other, "formats": formats_taken()}, code="format") from exc
+        raise ValidationError(gettext("The file is not an image we can read."), code="not_image") from exc
     # Pillow raises ValueError for some corrupt chunks, pillow-heif RuntimeError (libheif's errors)
     except (OSError, ValueError, EOFError, RuntimeError) as exc:
-        raise ValidationError("The image is truncated or corrupt.", code="corrupt") from exc
+        raise ValidationError(gettext("The image is truncated or corrupt."), code="corrupt") from exc
     finally:
         upload.seek(0)
     return CheckedImage(ALLOWED_FORMATS[fmt], sha256, thumbnail, width, height, converted, display)
@@ -219,12 +227,14 @@ def validate_image(upload: UploadedFile) -> CheckedImage:
 
 def too_large_to_decode() -> ValidationError:
     """A picture that would take far more memory or time to decode than its size says."""
-    return ValidationError("The image is too large to decode safely.", code="bomb")
+    return ValidationError(gettext("The image is too large to decode safely."), code="bomb")
 
 
 def too_many_pixels(size: tuple[int, int]) -> ValidationError:
-    return ValidationError(f"The image is {size[0]}×{size[1]} pixels; at most "
-                           f"{settings.MAX_IMAGE_PIXELS // 1_000_000} megapixels are accepted.",
+    return ValidationError(gettext("The image is %(width)s×%(height)s pixels; at most %(megapixels)s "
+                                   "megapixels are accepted.") % {
+                               "width": size[0], "height": size[1],
+                               "megapixels": settings.MAX_IMAGE_PIXELS // 1_000_000},
                            code="too_many_pixels")
 
 
@@ -320,7 +330,7 @@ def decoded_apart(data: bytes, fmt: str, pixels: int, *, held: bool = False) -> 
         # (a HEIC may be grey, of 8 or 16 bits: "L", "I;16"; a mode Pillow lacks raises: corrupt too)
         pixel = len(Image.new(said["mode"], (1, 1)).tobytes()) if "mode" in said else 0
         if said.get("refused") or len(raw) != area(said["size"]) * pixel:
-            raise ValidationError("The image is truncated or corrupt.", code="corrupt")
+            raise ValidationError(gettext("The image is truncated or corrupt."), code="corrupt")
         img = Image.frombytes(said["mode"], tuple(said["size"]), raw)
         raw.release()
         del done

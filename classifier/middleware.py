@@ -20,6 +20,8 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from classifier.accounts import SignInFailureThrottle
 from classifier.api.errors import error_body
@@ -45,8 +47,8 @@ def upload_too_large(request) -> bool:
 
 
 def too_large_message() -> str:
-    return (f"That is more than we take at once: at most {settings.MAX_FILES_PER_UPLOAD} photos of "
-            f"{filesizeformat(settings.MAX_UPLOAD_BYTES)} each.")
+    return _("That is more than we take at once: at most %(n)s photos of %(size)s each.") % {
+        "n": settings.MAX_FILES_PER_UPLOAD, "size": filesizeformat(settings.MAX_UPLOAD_BYTES)}
 
 
 def refusal(request: HttpRequest, status: int, code: str, message: str, template: str,
@@ -79,8 +81,8 @@ class UploadTooLargeMiddleware:
             if upload_too_large(request):
                 return refusal(request, 413, "too_large", too_large_message(), "413.html")
             if declared_length(request) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE and not takes_photos(request):
-                message = (f"That is more than we take here: at most "
-                           f"{filesizeformat(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)}.")
+                message = _("That is more than we take here: at most %(size)s.") % {
+                    "size": filesizeformat(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)}
                 return refusal(request, 413, "too_large", message, "413.html")
         return self.get_response(request)
 
@@ -143,12 +145,12 @@ class ServiceUnavailableMiddleware:
             return full_disk_refusal(request, exception)
         # Django closes the broken connection when the request ends; the next one reconnects.
         log.error("database unavailable for %s %s: %s", request.method, printable(request.path), exception)
-        message = "The service is briefly unavailable (its database is not answering). Try again shortly."
+        message = _("The service is briefly unavailable (its database is not answering). Try again shortly.")
         return unavailable(request, message, RETRY_AFTER_S)
 
 
-SECOND_FACTOR_NEEDED = ("Staff accounts sign in with a second factor: finish signing in on the website "
-                        "(Two-factor sign-in), or use an API token.")
+SECOND_FACTOR_NEEDED = gettext_lazy("Staff accounts sign in with a second factor: finish signing in on the "
+                                    "website (Two-factor sign-in), or use an API token.")
 
 
 class StaffSecondFactorMiddleware:
@@ -169,7 +171,8 @@ class StaffSecondFactorMiddleware:
         if not held or request.path in second_factor_paths():
             return self.get_response(request)
         if request.path.startswith("/api/"):
-            return JsonResponse(error_body(403, "second_factor_needed", SECOND_FACTOR_NEEDED), status=403)
+            return JsonResponse(error_body(403, "second_factor_needed", str(SECOND_FACTOR_NEEDED)),
+                                status=403)
         return redirect_to_login(request.get_full_path(), reverse("two-factor"))
 
 
@@ -200,7 +203,8 @@ def full_disk_refusal(request: HttpRequest, exception: BaseException | None) -> 
         return None
     log.critical("disk full for %s %s: %s", request.method, printable(request.path), exception,
                  exc_info=exception)
-    message = "The server has no room to store more just now; nothing you sent was stored. Try again later."
+    message = _("The server has no room to store more just now; nothing you sent was stored. Try again "
+                "later.")
     return unavailable(request, message, FULL_DISK_RETRY_AFTER_S)
 
 

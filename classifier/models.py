@@ -13,6 +13,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 
 def photo_upload_to(instance: "Photo", filename: str) -> str:
@@ -36,7 +38,7 @@ def heatmap_upload_to(instance: "Prediction", filename: str) -> str:
 
 # A version's name also names the folders of the runs retrained from it: one plain path component.
 version_name = RegexValidator(r"\A[A-Za-z0-9][A-Za-z0-9._+-]*\Z",
-                              "Use letters, digits and . _ + - only, starting with a letter or a digit.")
+                              _("Use letters, digits and . _ + - only, starting with a letter or a digit."))
 
 
 class ModelVersion(models.Model):
@@ -73,10 +75,10 @@ class ModelVersion(models.Model):
 
 class Photo(models.Model):
     class Status(models.TextChoices):  # named as the upload page names them
-        QUEUED = "queued", "Waiting"
-        PROCESSING = "processing", "Being classified"
-        DONE = "done", "Classified"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", _("Waiting")
+        PROCESSING = "processing", _("Being classified")
+        DONE = "done", _("Classified")
+        FAILED = "failed", _("Failed")
 
     PENDING = (Status.QUEUED, Status.PROCESSING)  # not classified yet: waiting for or in the worker
 
@@ -143,6 +145,12 @@ class Photo(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("photo-detail", args=[self.pk])
 
+    @property
+    def error_message(self) -> str:
+        """`error` in the request's language: it is stored in English (a fixed sentence marked with
+        gettext_noop where it is set); an older or unknown text is shown as it is."""
+        return gettext(self.error) if self.error else ""
+
 
 class Prediction(models.Model):
     photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="predictions")
@@ -201,7 +209,7 @@ class Feedback(models.Model):
     def answer_name(self, version: ModelVersion | None) -> str:
         """The answer in words: "none of these", or the cake's name as `version` gives it."""
         if self.label == self.NONE:
-            return "none of these"
+            return gettext("none of these")
         return version.display_name(self.label) if version else self.label
 
     def __str__(self) -> str:
@@ -213,15 +221,15 @@ class TrainingRun(models.Model):
     """A retraining job: what it trained on, how far it is, and the version it produced."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
 
     class Mode(models.TextChoices):
-        FAST = "fast", "fast: refit the head on cached embeddings (seconds)"
-        FULL = "full", "full: fine-tune the top blocks on the base photos too (minutes)"
+        FAST = "fast", _("fast: refit the head on cached embeddings (seconds)")
+        FULL = "full", _("full: fine-tune the top blocks on the base photos too (minutes)")
 
     LIVE = (Status.QUEUED, Status.RUNNING)
 

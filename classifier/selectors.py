@@ -22,6 +22,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
+from django.utils.translation import gettext as _
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.authtoken.models import Token
@@ -128,8 +129,9 @@ def refuse_if_visible(user, pk: int, action: str) -> None:
     """A 403 for a photo `user` may see but not `action` (staff allowed to view others' photos only):
     a 404 would deny what they can see."""
     if action != "view" and photos_for_user(user).filter(pk=pk).exists():
-        verb = "delete" if action == "delete" else "answer or retry"
-        raise PermissionDenied(f"You may see other users' photos, but not {verb} them.")
+        raise PermissionDenied(
+            _("You may see other users' photos, but not delete them.") if action == "delete"
+            else _("You may see other users' photos, but not answer or retry them."))
 
 
 POLL_STEP_S = 0.02  # without notifications: how often a waiting request reads the photo's status
@@ -440,25 +442,31 @@ def activation_warning(version: ModelVersion, active: ModelVersion | None) -> st
     warnings = []
     new, old = benchmark_figure(version, "top1"), benchmark_figure(active, "top1")
     if new is None:
-        warnings.append("It was not measured on the benchmark split.")
+        warnings.append(_("It was not measured on the benchmark split."))
     elif other_benchmark(version, active):
         sizes = benchmark_figure(version, "n"), benchmark_figure(active, "n")
-        which = (f"{sizes[0]} photos against {sizes[1]}" if sizes[0] != sizes[1]
-                 else f"as many photos, {sizes[0]}, but not the same ones")
-        warnings.append(f"It was measured on another benchmark than the active version ({which}): their "
-                        "top-1 cannot be compared.")
+        warnings.append(
+            _("It was measured on another benchmark than the active version (%(n)s photos against "
+              "%(active)s): their top-1 cannot be compared.") % {"n": sizes[0], "active": sizes[1]}
+            if sizes[0] != sizes[1] else
+            _("It was measured on another benchmark than the active version (as many photos, %(n)s, but "
+              "not the same ones): their top-1 cannot be compared.") % {"n": sizes[0]})
     else:
         if old is not None and new < old:
-            warnings.append(f"It is {100 * (old - new):.1f} points below the active version on the "
-                            f"benchmark split (top-1 {100 * new:.1f}% against {100 * old:.1f}%).")
+            warnings.append(_("It is %(points).1f points below the active version on the benchmark split "
+                              "(top-1 %(new).1f%% against %(old).1f%%).") % {
+                "points": 100 * (old - new), "new": 100 * new, "old": 100 * old})
         for slug, mine, theirs in recall_drops(version.metrics["test"], active.metrics.get("test")):
-            warnings.append(f"Its recall of {version.display_name(slug)} on the benchmark is "
-                            f"{100 * (theirs - mine):.1f} points below the active version's "
-                            f"({100 * mine:.1f}% against {100 * theirs:.1f}%).")
+            warnings.append(_("Its recall of %(cake)s on the benchmark is %(points).1f points below the "
+                              "active version's (%(mine).1f%% against %(theirs).1f%%).") % {
+                "cake": version.display_name(slug), "points": 100 * (theirs - mine), "mine": 100 * mine,
+                "theirs": 100 * theirs})
     run = getattr(version, "training_run", None)
     if run is not None and run.base_version_id == active.pk and run.data.get("repeats_base"):
-        warnings.append(f"It repeats the active version's training: {REPEAT}. What differs between them "
-                        "comes from training again on the same data, not from what users taught.")
+        # (REPEAT's words, in a whole sentence that can be translated)
+        warnings.append(_("It repeats the active version's training: the same users' answers (none new, none "
+                          "dropped), the same mode, as many base photos. What differs between them comes "
+                          "from training again on the same data, not from what users taught."))
     return " ".join(warnings)
 
 
@@ -496,10 +504,10 @@ def recall_drops(new: dict, old: dict | None) -> list[tuple[str, float, float]]:
 
 def auto_activation_rule() -> str:
     """The rule `retraining.decide` applies, in words, for the forms that offer it."""
-    return (f"at least as good on the benchmark (and no cake's recall there {RECALL_DROP_POINTS} points "
-            f"or more lower), better on the held-out user photos (at least "
-            f"{settings.AUTO_ACTIVATE_MIN_HELDOUT} of them), and not a repeat of the active version's "
-            "training (the same answers, mode and base photos)")
+    return _("at least as good on the benchmark (and no cake's recall there %(points)s points or more "
+             "lower), better on the held-out user photos (at least %(heldout)s of them), and not a repeat of "
+             "the active version's training (the same answers, mode and base photos)") % {
+        "points": RECALL_DROP_POINTS, "heldout": settings.AUTO_ACTIVATE_MIN_HELDOUT}
 
 
 def model_versions_compared() -> list[dict]:

@@ -27,6 +27,7 @@ from django.db.models.functions import Concat, Now
 from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from PIL import Image
@@ -113,8 +114,8 @@ def refuse_when_account_full(owner) -> None:
 
 
 def account_full_message() -> str:
-    return (f"This account has {settings.MAX_PHOTOS_PER_ACCOUNT:,} photos, the most one account may keep: "
-            "delete some to upload more.")
+    return gettext("This account has %(n)s photos, the most one account may keep: delete some to upload "
+                   "more.") % {"n": f"{settings.MAX_PHOTOS_PER_ACCOUNT:,}"}
 
 
 def is_stored(row: Photo | Prediction) -> bool | None:
@@ -132,7 +133,8 @@ def same_upload(stored: Photo, upload: UploadedFile) -> Photo:
     """`stored`, if `upload` is the file it was stored from; a client key used again for another
     file is refused."""
     if images.sha256_of(upload) != stored.sha256:  # (of the file as sent, also when stored converted)
-        raise ValidationError("This Idempotency-Key was already used for another file.", code="key_reused")
+        raise ValidationError(gettext("This Idempotency-Key was already used for another file."),
+                              code="key_reused")
     stored.sent_again = True  # (not stored now: its prediction may be there already)
     return stored
 
@@ -195,10 +197,11 @@ def photo_display(photo: Photo) -> Photo:
     return photo
 
 
-ACCOUNT_GONE = "This account was deleted while the photos were being stored; none was kept."
+ACCOUNT_GONE = gettext_lazy("This account was deleted while the photos were being stored; none was kept.")
 
 
-NOT_STORED = "Not stored: the server could not store it just now (nothing of it was kept); send it again."
+NOT_STORED = gettext_lazy("Not stored: the server could not store it just now (nothing of it was kept); "
+                          "send it again.")
 
 
 def photos_create(*, owner, uploads: list[UploadedFile], key: str = ""
@@ -220,7 +223,7 @@ def photos_create(*, owner, uploads: list[UploadedFile], key: str = ""
             if not any(photo for _, photo, _ in results):
                 raise
             log.exception("storing upload %s of %s failed; the rest is not stored", i + 1, len(uploads))
-            results += [(rest, None, [NOT_STORED]) for rest in uploads[i:]]
+            results += [(rest, None, [str(NOT_STORED)]) for rest in uploads[i:]]
             break
     return results
 
@@ -306,8 +309,8 @@ def photo_retry(photo: Photo) -> None:
         retried = Photo.objects.filter(pk=photo.pk, status=Photo.Status.FAILED).update(**queued_afresh())
         if not retried:
             if not Photo.objects.filter(pk=photo.pk).exists():
-                raise Http404("The photo no longer exists.")
-            raise ValidationError("Only a failed photo can be retried.", code="not_failed")
+                raise Http404(gettext("The photo no longer exists."))
+            raise ValidationError(gettext("Only a failed photo can be retried."), code="not_failed")
         transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photo, photo.pk, swept=True), robust=True)
 
 
@@ -378,7 +381,7 @@ def photo_delete(photo: Photo) -> None:
     with transaction.atomic():
         locked = Photo.objects.select_for_update().filter(pk=photo.pk).first()
         if locked is None:
-            raise Http404("The photo no longer exists.")  # deleted a moment ago
+            raise Http404(gettext("The photo no longer exists."))  # deleted a moment ago
         announce_settled(photo.pk)  # a request waiting for it answers 404 at once
         locked.delete()
 
@@ -431,14 +434,16 @@ def feedback_record(*, photo: Photo, user, label: str) -> Feedback:
     with transaction.atomic():
         status = lock_photo(photo)  # so it cannot be deleted under the answer being written
         if status is None:
-            raise Http404("The photo no longer exists.")
+            raise Http404(gettext("The photo no longer exists."))
         prediction = selectors.latest_prediction(photo)
         if status != Photo.Status.DONE or prediction is None:
-            raise ValidationError("The photo has no result yet to confirm or correct.", code="not_classified")
+            raise ValidationError(gettext("The photo has no result yet to confirm or correct."),
+                                  code="not_classified")
         known = {item["slug"] for item in prediction.model_version.labels}
         if label != Feedback.NONE and label not in known:
             raise ValidationError(
-                {"label": f"Unknown cake {label!r}; choose one of {sorted(known)} or {Feedback.NONE!r}."},
+                {"label": gettext("Unknown cake %(label)s; choose one of %(known)s or %(none)s.") % {
+                    "label": repr(label), "known": sorted(known), "none": repr(Feedback.NONE)}},
                 code="unknown_label",
             )
         feedback, _ = Feedback.objects.update_or_create(
@@ -528,8 +533,11 @@ def second_factor_confirm(device: TOTPDevice, code: str, *, site: str) -> list[s
         TOTPDevice.objects.filter(pk=device.pk).update(confirmed=True)
         api_token_revoke(device.user)
         if device.user.email:
+            from django.utils import translation
+
+            language = translation.get_language()  # (the e-mail's, as the worker has no request)
             transaction.on_commit(lambda: tasks.enqueue(tasks.send_second_factor_notice, device.user_id,
-                                                        site), robust=True)
+                                                        site, language), robust=True)
         return backup_codes_renew(device.user)
 
 
@@ -597,7 +605,7 @@ def account_create(form, *, site: str):
             user.save()
             account_email_set(user, email, site=site)
     except IntegrityError as exc:  # the name was free when the form checked, and taken a moment later
-        raise ValidationError({"username": "A user with that username already exists."},
+        raise ValidationError({"username": gettext("A user with that username already exists.")},
                               code="unique") from exc
     return user
 
@@ -634,7 +642,7 @@ def lock_live_account(user_id: int) -> None:
     """lock_account, for a change to the account: refused (PermissionDenied) if it is gone, deleted
     meanwhile in another tab, say, rather than a database error at commit on a row of no account."""
     if not lock_account(user_id):
-        raise PermissionDenied("This account no longer exists (it was deleted meanwhile).")
+        raise PermissionDenied(gettext("This account no longer exists (it was deleted meanwhile)."))
 
 
 def email_links_reserve(user, email: str, earlier: PendingEmail | None) -> None:
@@ -647,12 +655,14 @@ def email_links_reserve(user, email: str, earlier: PendingEmail | None) -> None:
     most = settings.EMAILS_PER_ADDRESS
     if address_busy(email) and earlier is not None and earlier.email == email and earlier.sent is not None \
             and earlier.sent > timezone.now() - timedelta(hours=1):
-        raise ValidationError({"email": f"{email} got {most} links from us in the last hour, the most we "
-                                        "send to one address. A link sent to it for this account still "
-                                        "works; if none came, ask again in an hour."}, code="too_many")
+        raise ValidationError({"email": gettext(
+            "%(email)s got %(most)s links from us in the last hour, the most we send to one address. A link "
+            "sent to it for this account still works; if none came, ask again in an hour.") % {
+                "email": email, "most": most}}, code="too_many")
     if not one_more(f"email-links:{user.pk}", settings.EMAIL_LINKS_PER_ACCOUNT):
-        raise ValidationError({"email": f"You asked for {settings.EMAIL_LINKS_PER_ACCOUNT} links in the last "
-                                        "hour, the most we send; try again later."}, code="too_many")
+        raise ValidationError({"email": gettext(
+            "You asked for %(most)s links in the last hour, the most we send; try again later.") % {
+                "most": settings.EMAIL_LINKS_PER_ACCOUNT}}, code="too_many")
 
 
 def address_busy(email: str) -> bool:
@@ -678,9 +688,13 @@ def account_email_resend(user, *, site: str) -> PendingEmail | None:
 def email_confirmation_queue(pending: PendingEmail) -> None:
     """Have the worker e-mail a link for `pending` once the transaction commits (the sweep sends it
     again while it has not gone: the broker down, the mail server down)."""
+    from django.utils import translation
+
     from classifier import tasks
 
-    transaction.on_commit(lambda: tasks.enqueue(tasks.send_email_confirmation, pending.pk), robust=True)
+    language = translation.get_language()  # (the e-mail's, as the worker has no request)
+    transaction.on_commit(lambda: tasks.enqueue(tasks.send_email_confirmation, pending.pk, language),
+                          robust=True)
 
 
 def email_confirmations_unsent() -> list[int]:
@@ -774,8 +788,11 @@ def account_email_confirm(pending: PendingEmail) -> bool:
         get_user_model().objects.filter(pk=locked.user_id).update(email=locked.email)
         locked.delete()
         if old and old.casefold() != locked.email.casefold():
+            from django.utils import translation
+
+            language = translation.get_language()  # (the e-mail's, as the worker has no request)
             transaction.on_commit(lambda: tasks.enqueue(tasks.send_email_changed_notice, locked.user_id, old,
-                                                        locked.site), robust=True)
+                                                        locked.site, language), robust=True)
     return True
 
 
@@ -806,7 +823,8 @@ def account_delete(user) -> int:
     photos deleted. A staff account is refused: an administrator removes it in the admin (the last
     one would lock everyone out of it)."""
     if user.is_staff or user.is_superuser:
-        raise ValidationError("A staff account is removed by an administrator, in the admin.", code="staff")
+        raise ValidationError(gettext("A staff account is removed by an administrator, in the admin."),
+                              code="staff")
     return account_remove(user)
 
 
@@ -907,21 +925,25 @@ def model_version_activate(version: ModelVersion, *, replacing: ModelVersion | N
     try:
         runtime.check(version.folder, version.fingerprint)
     except ValueError as exc:
-        raise ValidationError(f"{version.name} cannot be activated: its model files do not load ({exc}).",
-                              code="broken_model") from exc
+        raise ValidationError(
+            gettext("%(name)s cannot be activated: its model files do not load (%(error)s).")
+            % {"name": version.name, "error": exc}, code="broken_model") from exc
     with transaction.atomic():
         active = lock_model_versions()
         warning = selectors.activation_warning(version, active)
         if warning and not confirmed and replacing is None:
-            raise ValidationError(f"{version.name} was not activated. {warning}", code="needs_confirmation")
+            raise ValidationError(gettext("%(name)s was not activated. %(warning)s") % {
+                "name": version.name, "warning": warning}, code="needs_confirmation")
         if replacing is not None and active != replacing:
-            raise ValidationError(f"{version.name} was not activated: the active version is no longer "
-                                  f"{replacing.name} but {active.name if active else 'none'}.",
-                                  code="active_changed")
+            raise ValidationError(
+                gettext("%(name)s was not activated: the active version is no longer %(replaced)s but "
+                        "%(active)s.") % {"name": version.name, "replaced": replacing.name,
+                                          "active": active.name if active else "none"},
+                code="active_changed")
         ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
         if not ModelVersion.objects.filter(pk=version.pk).update(is_active=True):  # rolls back the above
-            raise ValidationError(f"{version.name} was not activated: it was deleted meanwhile.",
-                                  code="gone")
+            raise ValidationError(gettext("%(name)s was not activated: it was deleted meanwhile.") % {
+                "name": version.name}, code="gone")
         transaction.on_commit(lambda: tasks.enqueue(tasks.classify_photos_awaiting_model), robust=True)
     version.refresh_from_db()
     log.info("model version %s is now active", version.name)
@@ -936,8 +958,8 @@ def model_version_delete(version: ModelVersion) -> None:
     with transaction.atomic():
         lock_model_versions()
         if ModelVersion.objects.filter(pk=version.pk, is_active=True).exists():
-            raise ValidationError(f"{version.name} is the active version: activate another one first.",
-                                  code="active")
+            raise ValidationError(gettext("%(name)s is the active version: activate another one first.") % {
+                "name": version.name}, code="active")
         made_by = TrainingRun.objects.filter(result_version=version.pk).values_list("pk", flat=True).first()
         version.delete()
         if made_by is not None:
@@ -950,16 +972,16 @@ def training_run_start(*, user, mode: str = TrainingRun.Mode.FAST,
     from classifier import tasks
 
     if mode not in TrainingRun.Mode.values:
-        raise ValidationError(f"Unknown training mode {mode!r}.", code="mode")
+        raise ValidationError(gettext("Unknown training mode %(mode)s.") % {"mode": repr(mode)}, code="mode")
     with transaction.atomic():
         # Concurrent starts and activations serialise here, so the check below cannot let two
         # through, and the run retrains the version that is active once an activation has committed.
         active = lock_model_versions()
         if active is None:
-            raise ValidationError("No model version is active to retrain.", code="no_model")
+            raise ValidationError(gettext("No model version is active to retrain."), code="no_model")
         if TrainingRun.objects.filter(status__in=TrainingRun.LIVE).exists():
-            raise ValidationError("A training run is already queued or running; wait for it to finish.",
-                                  code="busy")
+            raise ValidationError(gettext("A training run is already queued or running; wait for it to "
+                                          "finish."), code="busy")
         run = TrainingRun.objects.create(started_by=user, mode=mode, base_version=active,
                                          auto_activate=auto_activate)
         transaction.on_commit(lambda: tasks.enqueue(tasks.train_model, run.pk), robust=True)
@@ -992,9 +1014,10 @@ def training_run_cancel(run: TrainingRun, *, user) -> TrainingRun:
     with transaction.atomic():  # waits for a registration or activation under way
         locked = TrainingRun.objects.select_for_update().filter(pk=run.pk).first()
         if locked is None:
-            raise Http404("The training run no longer exists.")
+            raise Http404(gettext("The training run no longer exists."))
         if locked.status not in TrainingRun.LIVE:
-            raise ValidationError(f"Training run {run.pk} has already ended ({locked.status}).", code="ended")
+            raise ValidationError(gettext("Training run %(id)s has already ended (%(status)s).") % {
+                "id": run.pk, "status": locked.status}, code="ended")
         now = timezone.now()
         locked.status, locked.finished = TrainingRun.Status.CANCELLED, now
         locked.error = f"Cancelled by {user.get_username()}."

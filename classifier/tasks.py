@@ -12,6 +12,7 @@ from celery.signals import task_postrun, task_prerun, worker_process_init, worke
 from django import db
 from django.conf import settings
 from django.template.defaultfilters import pluralize
+from django.utils.translation import gettext_noop
 from kombu.exceptions import OperationalError
 
 from classifier import inference, selectors, services, storage
@@ -175,8 +176,8 @@ def classify(task, photo_id: int) -> str:
     if photo is None:
         return "gone"  # deleted before the worker got to it: nothing to do
     if photo.active_version_id is None:
-        fail_for_want_of_a_model(photo, "No model is active yet; the photo is classified once an "
-                                        "administrator activates one.")
+        fail_for_want_of_a_model(photo, gettext_noop("No model is active yet; the photo is classified once "
+                                                     "an administrator activates one."))
         return "no model"
     if photo.already_predicted:
         services.photo_mark_done(photo)
@@ -187,8 +188,9 @@ def classify(task, photo_id: int) -> str:
         # (reject_on_worker_lost) or the sweep sent it again. A photo that kills its worker would do
         # so for ever. (A lost database's retries count too: at most 4, below the limit.)
         log.error("photo %s was started %s times and never finished; giving up", photo_id, photo.starts)
-        services.photo_fail(photo, f"Classifying this photo was started {photo.starts} times and never "
-                                   "finished; it is not tried again unless you retry it.")
+        # (stored in English, shown in the reader's language: Photo.error_message; the count is logged)
+        services.photo_fail(photo, gettext_noop("Classifying this photo was started several times and never "
+                                                "finished; it is not tried again unless you retry it."))
         return "given up"
     services.photo_start(photo)
     try:
@@ -206,17 +208,19 @@ def classify(task, photo_id: int) -> str:
         raise  # the database: autoretry_for sends it again on a new connection
     except (ImageDecodeError, FileNotFoundError) as exc:
         log.warning("photo %s cannot be classified: %s", photo_id, exc)  # (the error names the file)
-        damage = "is missing" if isinstance(exc, FileNotFoundError) else "is damaged"
-        services.photo_fail(photo, f"The photo could not be read: its file on the server {damage}. "
-                                   "Delete it and upload it again.")
+        services.photo_fail(photo, gettext_noop(
+            "The photo could not be read: its file on the server is missing. Delete it and upload it "
+            "again.") if isinstance(exc, FileNotFoundError) else gettext_noop(
+            "The photo could not be read: its file on the server is damaged. Delete it and upload it "
+            "again."))
         return "failed"
     except inference.ModelUnavailable as exc:
         log.error("photo %s: %s", photo_id, exc)
-        fail_for_want_of_a_model(photo, "The model cannot be loaded right now; the photo is classified "
-                                        "once a working version is active.")
+        fail_for_want_of_a_model(photo, gettext_noop("The model cannot be loaded right now; the photo is "
+                                                     "classified once a working version is active."))
         return "failed"
     except SoftTimeLimitExceeded:
-        services.photo_fail(photo, "Classification took too long.")
+        services.photo_fail(photo, gettext_noop("Classification took too long."))
         return "failed"
     except Exception as exc:
         if task.request.retries < task.max_retries:
@@ -224,7 +228,7 @@ def classify(task, photo_id: int) -> str:
             services.photo_start_ended(photo)  # this start ended (in an error): it is no lost one
             raise task.retry(exc=exc) from exc
         log.exception("classifying photo %s failed for good", photo_id)
-        services.photo_fail(photo, "Classification failed; please retry later.")
+        services.photo_fail(photo, gettext_noop("Classification failed; please retry later."))
         return "failed"
     if inference.served_again():  # the model's files were mended: the photos that waited for it
         enqueue(classify_photos_awaiting_model)
@@ -244,28 +248,46 @@ def fail_for_want_of_a_model(photo, reason: str) -> None:
         enqueue(classify_photos_awaiting_model)
 
 
+# The e-mail tasks take `language`, the language of the request that asked (the worker has none):
+# the e-mail is written in it. Its default is for the messages an earlier release queued without it,
+# and for the confirmation links the sweep sends again.
+
 @shared_task
-def send_password_reset(email: str, domain: str, use_https: bool) -> str:
+def send_password_reset(email: str, domain: str, use_https: bool,
+                        language: str = settings.LANGUAGE_CODE) -> str:
     """E-mail a reset link to the accounts with this address (the request that asked only queued it)."""
-    return f"{services.password_reset_send(email, domain, use_https)} e-mails"
+    from django.utils import translation
+
+    with translation.override(language):
+        return f"{services.password_reset_send(email, domain, use_https)} e-mails"
 
 
 @shared_task
-def send_email_confirmation(pending_id: int) -> str:
+def send_email_confirmation(pending_id: int, language: str = settings.LANGUAGE_CODE) -> str:
     """E-mail the link that confirms an address an account asked for (once, whatever the deliveries)."""
-    return "sent" if services.email_confirmation_send(pending_id) else "not sent"
+    from django.utils import translation
+
+    with translation.override(language):
+        return "sent" if services.email_confirmation_send(pending_id) else "not sent"
 
 
 @shared_task
-def send_email_changed_notice(user_id: int, old: str, site: str) -> str:
+def send_email_changed_notice(user_id: int, old: str, site: str,
+                              language: str = settings.LANGUAGE_CODE) -> str:
     """Tell an account's former address that the account has another one now."""
-    return "sent" if services.email_changed_notice_send(user_id, old, site) else "not sent"
+    from django.utils import translation
+
+    with translation.override(language):
+        return "sent" if services.email_changed_notice_send(user_id, old, site) else "not sent"
 
 
 @shared_task
-def send_second_factor_notice(user_id: int, site: str) -> str:
+def send_second_factor_notice(user_id: int, site: str, language: str = settings.LANGUAGE_CODE) -> str:
     """Tell an account's address that two-factor sign-in was set up for it."""
-    return "sent" if services.second_factor_notice_send(user_id, site) else "not sent"
+    from django.utils import translation
+
+    with translation.override(language):
+        return "sent" if services.second_factor_notice_send(user_id, site) else "not sent"
 
 
 @shared_task(bind=True, acks_late=True, time_limit=settings.TRAINING_TIME_LIMIT_S,

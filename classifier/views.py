@@ -19,12 +19,12 @@ from django.core.exceptions import TooManyFilesSent, ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware import csrf
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext, gettext_lazy, ngettext
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import requires_csrf_token
@@ -79,8 +79,8 @@ def post_only(back: str, *, with_id: bool = True):
         @functools.wraps(view)
         def wrapper(request, *args, **kwargs):
             if request.method != "POST":
-                messages.info(request, "Nothing was changed (you were signed out, or followed a link to a "
-                                       "button's address): do it again here.")
+                messages.info(request, gettext("Nothing was changed (you were signed out, or followed a link "
+                                               "to a button's address): do it again here."))
                 return redirect(back, *args, **(kwargs if with_id else {}))
             return view(request, *args, **kwargs)
         return wrapper
@@ -123,8 +123,13 @@ def signup(request: HttpRequest) -> HttpResponse:
             return render(request, "registration/signup.html", {"form": form})
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         pending = selectors.pending_email(user)
-        messages.success(request, f"Welcome, {user.username}. "
-                         + (email_sent_message(pending) if pending else "") + "Upload a cake photo to start.")
+        if pending:
+            welcome = gettext("Welcome, %(username)s. %(email_sent)s Upload a cake photo to start.") % {
+                "username": user.username, "email_sent": email_sent_message(pending)}
+        else:
+            welcome = gettext("Welcome, %(username)s. Upload a cake photo to start.") % {
+                "username": user.username}
+        messages.success(request, welcome)
         return redirect("upload")
     return render(request, "registration/signup.html", {"form": form})
 
@@ -204,17 +209,23 @@ def account(request: HttpRequest) -> HttpResponse:
     if pending:
         messages.success(request, email_sent_message(pending))
     else:
-        withdrawn = f" The change to {waiting.email} is withdrawn." if waiting else ""
-        messages.success(request, f"Your e-mail address is {email}.{withdrawn}" if email
-                         else f"You have no e-mail address: a forgotten password cannot be reset.{withdrawn}")
+        said = (gettext("Your e-mail address is %(email)s.") % {"email": email} if email
+                else gettext("You have no e-mail address: a forgotten password cannot be reset."))
+        if waiting:
+            said += " " + gettext("The change to %(email)s is withdrawn.") % {"email": waiting.email}
+        messages.success(request, said)
     return redirect("account")
 
 
 def email_sent_message(pending) -> str:
-    when = (" as soon as it may get one (it got several links from us lately, the most we send to one "
-            "address in an hour)" if services.address_busy(pending.email) else "")
-    return (f"We are sending a link to {pending.email}{when}: the address is used once you open it (it works "
-            f"for {services.email_confirm_period()}). ")
+    """(A whole sentence, ending in its full stop; no space after it.)"""
+    values = {"email": pending.email, "period": services.email_confirm_period()}
+    if services.address_busy(pending.email):
+        return gettext("We are sending a link to %(email)s as soon as it may get one (it got several "
+                       "links from us lately, the most we send to one address in an hour): the address is "
+                       "used once you open it (it works for %(period)s).") % values
+    return gettext("We are sending a link to %(email)s: the address is used once you open it (it works for "
+                   "%(period)s).") % values
 
 
 @never_cache
@@ -227,7 +238,7 @@ def account_email_resend(request: HttpRequest) -> HttpResponse:
         messages.error(request, " ".join(exc.messages))
         return redirect("account")
     messages.success(request, email_sent_message(pending) if pending
-                     else "No address waits for you to confirm it.")
+                     else gettext("No address waits for you to confirm it."))
     return redirect("account")
 
 
@@ -240,12 +251,13 @@ def email_confirm(request: HttpRequest, token: str) -> HttpResponse:
     onwards = "account" if request.user.is_authenticated else "login"
     if pending is not None and request.method == "POST":
         if services.account_email_confirm(pending):
-            messages.success(request, f"{pending.email} is confirmed: it is the address of the account "
-                                      f"{pending.user.get_username()}.")
+            messages.success(request, gettext("%(email)s is confirmed: it is the address of the account "
+                                              "%(username)s.") % {"email": pending.email,
+                                                                  "username": pending.user.get_username()})
             return redirect(onwards)
         pending = None  # confirmed, replaced or withdrawn a moment ago
     if pending is None and selectors.email_confirmed_by(token):  # (a second click, a second tab)
-        messages.info(request, "That address is confirmed already.")
+        messages.info(request, gettext("That address is confirmed already."))
         return redirect(onwards)
     return render(request, "registration/email_confirm.html",
                   {"pending": pending, "period": services.email_confirm_period()},
@@ -265,11 +277,12 @@ def account_token(request: HttpRequest) -> HttpResponse:
     form again, which would replace the token just copied); or, with `revoke` and its box ticked, none."""
     if "revoke" in request.POST:
         if request.POST.get("revoke-confirm") != "on":  # (the box is required: a browser asks first)
-            messages.error(request, "The token was not revoked: tick the box that says the programs using it "
-                                    "stop working.")
+            messages.error(request, gettext("The token was not revoked: tick the box that says the programs "
+                                            "using it stop working."))
             return redirect("account")
         services.api_token_revoke(request.user)
-        messages.success(request, "Your API token is revoked: the programs that used it are signed out.")
+        messages.success(request, gettext("Your API token is revoked: the programs that used it are signed "
+                                          "out."))
         return redirect("account")
     form = PasswordConfirmForm(request.POST, request=request, prefix="token")
     if not form.is_valid():
@@ -279,12 +292,16 @@ def account_token(request: HttpRequest) -> HttpResponse:
 
 
 SETTING_UP = "second_factor_setting_up"  # in the session: the id of the authenticator it sets up
-WRONG_CODE = "That code is not right (or no longer): type the one your app shows now, or a backup code."
+WRONG_CODE = gettext_lazy("That code is not right (or no longer): type the one your app shows now, or a "
+                          "backup code.")
 
 
 def wrong_code(device) -> str:
     wait = selectors.second_factor_wait_s(device)
-    return WRONG_CODE + (f" After several wrong ones, wait {wait} s before the next." if wait > 1 else "")
+    if wait > 1:
+        return gettext("That code is not right (or no longer): type the one your app shows now, or a backup "
+                       "code. After several wrong ones, wait %(wait)s s before the next.") % {"wait": wait}
+    return str(WRONG_CODE)
 
 
 @sensitive_post_parameters("code")
@@ -326,7 +343,8 @@ def two_factor(request: HttpRequest) -> HttpResponse:
         "form": form, "next": onwards, "setting_up": True, "otpauth": device.config_url,
         "secret": " ".join(secret[i:i + 4] for i in range(0, len(secret), 4)),
         "qr": mark_safe(segno.make(device.config_url, error="m").svg_inline(  # noqa: S308 - segno's own markup
-            omitsize=True, title="QR code of the secret", svgclass="qr")),  # (a viewBox: the CSS sizes it)
+            # (a viewBox: the CSS sizes it)
+            omitsize=True, title=gettext("QR code of the secret"), svgclass="qr")),
     }, status=400 if form.errors else 200)
 
 
@@ -360,8 +378,9 @@ def account_delete(request: HttpRequest) -> HttpResponse:
         messages.error(request, " ".join(exc.messages))
         return redirect("account")
     logout(request)
-    messages.success(request, f"Your account is deleted, with its {photos} photo{pluralize(photos)} and "
-                              "your answers.")
+    messages.success(request, ngettext("Your account is deleted, with its %(n)s photo and your answers.",
+                                       "Your account is deleted, with its %(n)s photos and your answers.",
+                                       photos) % {"n": photos})
     return redirect("home")
 
 
@@ -372,8 +391,8 @@ def upload(request: HttpRequest) -> HttpResponse:
     throttle = UploadRateThrottle()
     if request.method == "POST" and not throttle.allow_request(request, None):
         wait = math.ceil(throttle.wait() or 1)
-        refused = {"form": UploadForm(), "refusal": f"That is more uploads than we take in a minute; "
-                                                    f"try again in {wait} s."}
+        refused = {"form": UploadForm(), "refusal": gettext(
+            "That is more uploads than we take in a minute; try again in %(wait)s s.") % {"wait": wait}}
         response = upload_page(request, refused, status=429)
         response["Retry-After"] = str(wait)
         return response
@@ -383,12 +402,14 @@ def upload(request: HttpRequest) -> HttpResponse:
         created = [photo for _, photo, _ in results if photo]
         for upload, _, errors in results:
             if errors:
-                messages.error(request, f"{upload.name}: {' '.join(errors)}")
+                messages.error(request, gettext("%(file)s: %(errors)s") % {"file": upload.name,
+                                                                           "errors": " ".join(errors)})
         if created:
-            messages.success(request, f"{len(created)} photo{'s' if len(created) > 1 else ''} "
-                                      "uploaded; classification is under way.")
+            messages.success(request, ngettext("%(n)s photo uploaded; classification is under way.",
+                                               "%(n)s photos uploaded; classification is under way.",
+                                               len(created)) % {"n": len(created)})
             return redirect(created[0] if len(created) == 1 else "gallery")
-        form.add_error("photos", "None of the files could be stored.")
+        form.add_error("photos", gettext("None of the files could be stored."))
     return upload_page(request, {"form": form}, status=400 if form.errors else 200)
 
 
@@ -409,7 +430,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
     disk met before the view (an upload spooled to a file) is the 503 the view's would be."""
     if (full := full_disk_refusal(request, sys.exc_info()[1])) is not None:
         return full
-    message = "Something went wrong on our side; it has been logged. Try again in a moment."
+    message = gettext("Something went wrong on our side; it has been logged. Try again in a moment.")
     return refusal(request, 500, "server_error", message, "500.html", with_user=False)
 
 
@@ -417,11 +438,12 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """Django's refusal of a form without its CSRF token (CSRF_FAILURE_VIEW), in words a person can
     act on: mostly a page opened before signing in or out in another tab (the token changed then)."""
     if reason == csrf.REASON_NO_CSRF_COOKIE:
-        message = ("Your browser did not send this site's cookie with the form, so nothing was changed. "
-                   "Allow cookies for this site, then reload the page and send the form again.")
+        message = gettext("Your browser did not send this site's cookie with the form, so nothing was "
+                          "changed. Allow cookies for this site, then reload the page and send the form "
+                          "again.")
     else:
-        message = ("Nothing was changed: the form came from a page opened before you signed in or out "
-                   "(perhaps in another tab). Go back, reload the page, and send the form again.")
+        message = gettext("Nothing was changed: the form came from a page opened before you signed in or out "
+                          "(perhaps in another tab). Go back, reload the page, and send the form again.")
     return refusal(request, 403, "csrf_failed", message, "403_csrf.html")
 
 
@@ -486,9 +508,9 @@ def photo_status(request: HttpRequest) -> JsonResponse:
     ids = [i for i in request.GET.get("ids", "").split(",") if i][:100]
     after = request.GET.get("after")
     if not all(number(i) and int(i) > 0 for i in ids):
-        return JsonResponse({"error": "ids must be comma-separated photo ids"}, status=400)
+        return JsonResponse({"error": gettext("ids must be comma-separated photo ids")}, status=400)
     if after is not None and not number(after):
-        return JsonResponse({"error": "after must be a photo id, or 0"}, status=400)
+        return JsonResponse({"error": gettext("after must be a photo id, or 0")}, status=400)
     template = "classifier/_card.html" if request.GET.get("view") == "card" else "classifier/_result.html"
 
     def rendered(photos, template_name: str) -> list[dict]:
@@ -509,7 +531,7 @@ def photo_retry(request: HttpRequest, pk: int) -> HttpResponse:
     photo = selectors.photo_for_user(request.user, pk, action="change")
     try:
         services.photo_retry(photo)
-        messages.success(request, "The photo is queued again.")
+        messages.success(request, gettext("The photo is queued again."))
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     return redirect(f"{photo.get_absolute_url()}#result")  # (its result panel has the focus)
@@ -523,7 +545,7 @@ def photo_delete(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "GET":
         return render(request, "classifier/photo_confirm_delete.html", {"photo": photo})
     services.photo_delete(photo)
-    messages.success(request, "The photo is deleted.")
+    messages.success(request, gettext("The photo is deleted."))
     return redirect("gallery")
 
 
@@ -553,9 +575,9 @@ def photo_feedback(request: HttpRequest, pk: int) -> HttpResponse:
     label = request.POST.get("label") or request.POST.get("correction", "")
     try:
         services.feedback_record(photo=photo, user=request.user, label=label)
-        messages.success(request, "Thank you: noted as none of our cakes, so the next model version does not "
-                                  "learn from this photo." if label == Feedback.NONE
-                         else "Thank you: your answer will teach the next model version.")
+        messages.success(request, gettext("Thank you: noted as none of our cakes, so the next model version "
+                                          "does not learn from this photo.") if label == Feedback.NONE
+                         else gettext("Thank you: your answer will teach the next model version."))
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     next_url = request.POST.get("next", "")
@@ -592,16 +614,16 @@ def model_versions(request: HttpRequest) -> HttpResponse:
 def model_version_confusion(request: HttpRequest, pk: int, split: str) -> FileResponse:
     version = get_object_or_404(ModelVersion, pk=pk)
     if split not in version.metrics:
-        raise Http404("No such evaluation.")
+        raise Http404(gettext("No such evaluation."))
     return version_png(version, f"confusion_{split}.png",
-                       "No confusion matrix was drawn for this evaluation.")
+                       gettext("No confusion matrix was drawn for this evaluation."))
 
 
 @staff_with("classifier.view_modelversion")
 @require_GET
 def model_version_curves(request: HttpRequest, pk: int) -> FileResponse:
     return version_png(get_object_or_404(ModelVersion, pk=pk), "training_curves.png",
-                       "This version was not trained epoch by epoch (a head refit has no curves).")
+                       gettext("This version was not trained epoch by epoch (a head refit has no curves)."))
 
 
 def version_png(version: ModelVersion, name: str, missing: str) -> FileResponse:
@@ -626,11 +648,12 @@ def model_version_activate(request: HttpRequest, pk: int) -> HttpResponse:
         version = services.model_version_activate(get_object_or_404(ModelVersion, pk=pk),
                                                   confirmed=request.POST.get("confirm") == "on")
     except ValidationError as exc:
-        also = " Tick the box to activate it all the same." if exc.code == "needs_confirmation" else ""
+        also = (" " + gettext("Tick the box to activate it all the same.")
+                if exc.code == "needs_confirmation" else "")
         messages.error(request, " ".join(exc.messages) + also)
         return redirect("model-versions")
-    messages.success(request, f"{version.name} is now the active version; workers use it from the next "
-                              "photo.")
+    messages.success(request, gettext("%(name)s is now the active version; workers use it from the next "
+                                      "photo.") % {"name": version.name})
     return redirect("model-versions")
 
 
@@ -640,7 +663,8 @@ def training_run_start(request: HttpRequest) -> HttpResponse:
     try:
         run = services.training_run_start(user=request.user, mode=request.POST.get("mode", "fast"),
                                           auto_activate=request.POST.get("auto_activate") == "on")
-        messages.success(request, f"Training run {run.pk} is queued ({run.mode} mode).")
+        messages.success(request, gettext("Training run %(id)s is queued (%(mode)s mode).") % {
+            "id": run.pk, "mode": run.mode})
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     return redirect("model-versions")
@@ -660,9 +684,10 @@ def training_run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 def cancelled_message(run: TrainingRun) -> str:
     """What staff are told on the staff page once they cancelled `run`."""
     if run.started is None:
-        return f"Training run {run.pk} is cancelled; it will not start. A new run can start now."
-    return (f"Training run {run.pk} is cancelled: it stops at its next step and activates nothing. "
-            "A new run can start now (it begins once the trainer is free).")
+        return gettext("Training run %(id)s is cancelled; it will not start. A new run can start now.") % {
+            "id": run.pk}
+    return gettext("Training run %(id)s is cancelled: it stops at its next step and activates nothing. A new "
+                   "run can start now (it begins once the trainer is free).") % {"id": run.pk}
 
 
 def card(photo: Photo) -> dict:

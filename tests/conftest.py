@@ -51,6 +51,17 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def back_to_english():
+    """LocaleMiddleware leaves the last request's language active in the thread (a server's next
+    request sets its own): a test after one in Indonesian would read Indonesian where it calls
+    services directly."""
+    from django.utils import translation
+
+    yield
+    translation.deactivate()
+
+
 @pytest.fixture
 def user(django_user_model):
     return django_user_model.objects.create_user("ayu", password="kue-lapis-2026")

@@ -56,6 +56,8 @@ WEBSITE = [
     ("get", "/admin/classifier/photo/", [302, 302, 302, 200, 200]),
     ("get", "/admin/classifier/trainingrun/", [302, 302, 302, 403, 200]),
     ("get", "/media/photos/x.jpg", [404, 404, 404, 404, 404]),  # no public media URL
+    ("post", "/i18n/setlang/", [302, 302, 302, 302, 302]),  # the language (tests/test_languages.py)
+    ("get", "/jsi18n/", [200, 200, 200, 200, 200]),  # the scripts' translations
 ]
 API = [
     ("get", "/api/schema/", [200, 200, 200, 200, 200]),

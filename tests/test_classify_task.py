@@ -66,8 +66,8 @@ def test_a_photo_its_worker_died_on_each_time_fails_instead_of_being_sent_for_ev
 
     photo.refresh_from_db()
     assert photo.status == "failed" and not photo.predictions.exists()
-    assert photo.error == ("Classifying this photo was started 3 times and never finished; it is not "
-                           "tried again unless you retry it.")
+    assert photo.error == ("Classifying this photo was started several times and never finished; it is "
+                           "not tried again unless you retry it.")
     services.photo_retry(photo)  # its owner may try again: a worker lost to something else, say
     assert tasks.classify_photo(photo.pk) == f"photo {photo.pk}: kue_lapis"
     photo.refresh_from_db()

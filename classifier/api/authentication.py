@@ -4,12 +4,13 @@ it up revokes the one before), with a code (the token endpoint) or in a session 
 one (the account page)."""
 
 from django.conf import settings
+from django.utils.translation import gettext, gettext_lazy
 from rest_framework import authentication, exceptions
 
 from classifier import selectors
 
-NO_SECOND_FACTOR = ("This staff account has not set up two-factor sign-in: sign in on the website to set "
-                    "it up, then ask for a new token.")
+NO_SECOND_FACTOR = gettext_lazy("This staff account has not set up two-factor sign-in: sign in on the "
+                                "website to set it up, then ask for a new token.")
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
@@ -19,6 +20,7 @@ class TokenAuthentication(authentication.TokenAuthentication):
             raise exceptions.AuthenticationFailed(NO_SECOND_FACTOR)
         if selectors.token_expired(token, user):
             raise exceptions.AuthenticationFailed(
-                f"This staff token is more than {settings.STAFF_TOKEN_DAYS} days old: ask for a new one "
-                "(POST /api/auth/token/ with a code, or the account page).")
+                gettext("This staff token is more than %(days)s days old: ask for a new one (POST "
+                        "/api/auth/token/ with a code, or the account page).") % {
+                    "days": settings.STAFF_TOKEN_DAYS})
         return user, token

@@ -2,6 +2,7 @@
 
 from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext, gettext_lazy
 from rest_framework import exceptions, status
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -11,13 +12,13 @@ from classifier.forms import too_many_files_message
 
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The request is too large."
+    default_detail = gettext_lazy("The request is too large.")
     default_code = "too_large"
 
 
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
-    default_detail = "The request conflicts with the current state."
+    default_detail = gettext_lazy("The request conflicts with the current state.")
     default_code = "conflict"
 
 
@@ -41,7 +42,7 @@ def exception_handler(exc, context):
         fields = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
         # a refusal of the request as a whole (a service's): its reason is the message
         whole = fields.get("non_field_errors") if list(fields) == ["non_field_errors"] else None
-        message = " ".join(map(str, whole)) if whole else "The request has invalid fields."
+        message = " ".join(map(str, whole)) if whole else gettext("The request has invalid fields.")
         code = "invalid"
     else:
         detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data

@@ -1,5 +1,7 @@
 """Who may call what: staff status plus the model permission the website checks too."""
 
+from django.utils.functional import lazy
+from django.utils.translation import gettext
 from rest_framework.permissions import BasePermission, DjangoModelPermissions
 
 
@@ -7,7 +9,9 @@ def staff_with(permission: str) -> type[BasePermission]:
     """A DRF permission: staff users that hold `permission` (e.g. "classifier.change_modelversion")."""
 
     class StaffWith(BasePermission):
-        message = f"This needs a staff account with the {permission.split('.')[-1]} permission."
+        # (in the language of the request it refuses)
+        message = lazy(lambda: gettext("This needs a staff account with the %(permission)s permission.") % {
+            "permission": permission.split(".")[-1]}, str)()
 
         def has_permission(self, request, view) -> bool:
             user = request.user

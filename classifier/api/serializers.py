@@ -4,7 +4,9 @@ import django_otp
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
+from django.utils import translation
 from django.utils.functional import lazy
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -122,6 +124,8 @@ class PhotoSerializer(Representation):
     thumbnail_url = serializers.SerializerMethodField()
     prediction = serializers.SerializerMethodField()
     feedback = serializers.SerializerMethodField()
+    # (stored in English: the reason in the request's language, Photo.error_message)
+    error = serializers.CharField(source="error_message", read_only=True)
     waiting_since = WhileWaiting(read_only=True, allow_null=True, help_text=(
         "while it is queued or processing: since when it waits for the classifier (from its upload, or from "
         "when it was retried); null otherwise. The site says a photo waiting over "
@@ -254,11 +258,17 @@ class ActivateSerializer(serializers.Serializer):
         "same answers, mode and base photos (without it: a 400 saying which)"))
 
 
+def english(words) -> str:
+    """words() as the schema says it (for programmers: in English, whatever the request's language)."""
+    with translation.override("en"):
+        return words()
+
+
 class TrainingRunStartSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=TrainingRun.Mode.choices, default=TrainingRun.Mode.FAST)
     auto_activate = serializers.BooleanField(  # (the rule as the staff page and the admin state it)
-        default=False, help_text=lazy(lambda: "activate the new version if it is "
-                                      + selectors.auto_activation_rule(), str)())
+        default=False, help_text=lazy(lambda: "activate the new version if it is " + english(
+            selectors.auto_activation_rule), str)())
 
 
 USERNAME_MAX_LENGTH = 150  # the column's (User.username)
@@ -294,7 +304,7 @@ class PasswordConfirmSerializer(serializers.Serializer):
         if not password_confirmed(request, password):
             if getattr(request, "axes_locked_out", False):
                 raise Throttled(wait=round(settings.AXES_COOLOFF_TIME * 3600),
-                                detail="Too many wrong passwords for this account; try again later.")
+                                detail=gettext("Too many wrong passwords for this account; try again later."))
             raise serializers.ValidationError(wrong_password(request), code="password_incorrect")
         return password
 
@@ -377,9 +387,9 @@ class TokenCredentialsSerializer(AuthTokenSerializer):
                 raise serializers.ValidationError(NO_SECOND_FACTOR, code="second_factor")
             code = one_time_code(attrs.get("otp", ""))
             if not code or not django_otp.match_token(user, code):
-                raise serializers.ValidationError(
+                raise serializers.ValidationError(gettext(
                     "This is a staff account: send `otp` too, the code your authenticator app shows now "
-                    "(or a backup code).", code="second_factor")
+                    "(or a backup code)."), code="second_factor")
         return attrs
 
 

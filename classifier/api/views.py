@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils.cache import parse_etags
 from django.utils.crypto import salted_hmac
 from django.utils.functional import lazy
+from django.utils.translation import gettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -113,7 +114,7 @@ class UTCDateTimeField(django_filters.fields.IsoDateTimeField):
         try:
             return value and value.astimezone(UTC)
         except OverflowError as exc:
-            raise ValidationError("Date out of range.", code="invalid") from exc
+            raise ValidationError(gettext("Date out of range."), code="invalid") from exc
 
 
 class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
@@ -243,7 +244,7 @@ class TokenView(OpenToAnyone, ObtainAuthToken):
             if getattr(request, "axes_locked_out", False):
                 raise exceptions.Throttled(
                     wait=round(settings.AXES_COOLOFF_TIME * 3600),
-                    detail="Too many failed sign-in attempts for this username; try again later.",
+                    detail=gettext("Too many failed sign-in attempts for this username; try again later."),
                 ) from None
             raise
         return Response({"token": services.api_token_for(credentials.validated_data["user"]).key})
@@ -375,7 +376,7 @@ def password_reset(request):
     PasswordResetRateThrottle().refuse_if_over(request)
     form.save(request=request, use_https=request.is_secure())  # the worker sends the website's link
     if form.queued is False:
-        return Response(error_body(503, "unavailable", RESET_NOT_QUEUED), status=503,
+        return Response(error_body(503, "unavailable", str(RESET_NOT_QUEUED)), status=503,
                         headers={"Retry-After": str(RESET_RETRY_AFTER_S)})
     return Response(status=status.HTTP_202_ACCEPTED)
 
@@ -393,7 +394,7 @@ class ProcessWaits:
     def slot(self) -> Iterator[None]:
         with self.lock:
             if self.held >= settings.LONG_POLLS_PER_PROCESS:
-                raise exceptions.Throttled(wait=LONG_POLL_RETRY_S, detail=(
+                raise exceptions.Throttled(wait=LONG_POLL_RETRY_S, detail=gettext(
                     "The server is holding as many requests waiting for results as it can; ask again "
                     "in a moment."))
             self.held += 1
@@ -421,9 +422,9 @@ def waiting_slot(user_id: int) -> Iterator[None]:
         cache.touch(key, 2 * MAX_WAIT_S)
     try:
         if held > settings.LONG_POLLS_PER_USER:  # (one of them ends within MAX_WAIT_S: when, unknown)
-            raise exceptions.Throttled(wait=LONG_POLL_RETRY_S, detail=(
-                f"You already have {settings.LONG_POLLS_PER_USER} requests waiting for results; wait for "
-                "one of them."))
+            raise exceptions.Throttled(wait=LONG_POLL_RETRY_S, detail=gettext(
+                "You already have %(n)s requests waiting for results; wait for one of them.") % {
+                    "n": settings.LONG_POLLS_PER_USER})
         with process_waits.slot():
             yield
     finally:
@@ -523,7 +524,8 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
         except ValueError:
             wait = -1.0
         if not 0 <= wait <= MAX_WAIT_S:  # also refuses nan
-            raise exceptions.ValidationError({"wait": [f"A number of seconds from 0 to {MAX_WAIT_S}."]})
+            raise exceptions.ValidationError({"wait": [gettext("A number of seconds from 0 to %(most)s.") % {
+                "most": MAX_WAIT_S}]})
         return wait
 
     def perform_destroy(self, instance):
@@ -552,12 +554,13 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
         """Each file becomes a queued photo or gets its own errors (the schema's description)."""
         files = request.FILES.getlist("files")  # (a body larger than we take: UploadTooLargeMiddleware)
         if not files:
-            raise ValidationError({"files": "Send one or more image files in the `files` field."})
+            raise ValidationError({"files": gettext("Send one or more image files in the `files` field.")})
         if len(files) > settings.MAX_FILES_PER_UPLOAD:
             raise ValidationError({"files": too_many_files_message()})
         key = request.headers.get("Idempotency-Key", "")
         if key and not IDEMPOTENCY_KEY.fullmatch(key):
-            raise ValidationError({"Idempotency-Key": "Up to 64 letters, digits, - and _ (a UUID, say)."})
+            raise ValidationError({"Idempotency-Key": gettext(
+                "Up to 64 letters, digits, - and _ (a UUID, say).")})
         stored = services.photos_create(owner=request.user, uploads=files, key=key)
         results = [
             {"file": upload.name, "errors": errors,
@@ -594,7 +597,7 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
         another tab, say), as any later request would say."""
         photo = self.get_queryset().filter(pk=photo.pk).first()
         if photo is None:
-            raise NotFound("The photo no longer exists.")
+            raise NotFound(gettext("The photo no longer exists."))
         return photo
 
     @extend_schema(summary="Photos still without feedback, least certain first: the review queue",
@@ -664,7 +667,8 @@ class ModelVersionViewSet(FiltersOnLists, viewsets.ReadOnlyModelViewSet):
             version = services.model_version_activate(self.get_object(), confirmed=confirmed)
         except ValidationError as exc:
             if exc.code == "needs_confirmation":
-                message = f"{exc.messages[0]} Send true to activate it all the same."
+                message = gettext("%(refusal)s Send true to activate it all the same.") % {
+                    "refusal": exc.messages[0]}
                 raise exceptions.ValidationError({"confirm": [message]}) from exc
             raise
         return Response(self.get_serializer(version).data)
@@ -679,7 +683,8 @@ class ModelVersionViewSet(FiltersOnLists, viewsets.ReadOnlyModelViewSet):
     def history(self, request, pk=None):
         phases = selectors.training_history(self.get_object())
         if phases is None:
-            raise NotFound("This version was not trained epoch by epoch (a head refit has no curves).")
+            raise NotFound(gettext("This version was not trained epoch by epoch (a head refit has no "
+                                   "curves)."))
         return Response(serializers.TrainingPhaseSerializer(phases, many=True).data)
 
     @extend_schema(summary="Users' accuracy per version and day of their answers (staff)",

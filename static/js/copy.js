@@ -9,10 +9,10 @@ document.querySelectorAll("button[data-copy]").forEach((button) => {
   button.addEventListener("click", async () => {
     try {
       await navigator.clipboard.writeText(value.textContent);
-      said.textContent = "Copied.";
+      said.textContent = gettext("Copied.");
     } catch (err) {
       getSelection().selectAllChildren(value);
-      said.textContent = "Selected: press Ctrl-C (⌘-C on a Mac) to copy it.";
+      said.textContent = gettext("Selected: press Ctrl-C (⌘-C on a Mac) to copy it.");
     }
   });
 });

@@ -6,7 +6,8 @@ function showHeatmap(toggle) {
   if (!heat && toggle.checked) {
     heat = document.createElement("img");
     heat.className = "heat";
-    heat.alt = `Heat map: brighter where the model looked most for ${toggle.dataset.label}`;
+    heat.alt = interpolate(gettext("Heat map: brighter where the model looked most for %(name)s"),
+      { name: toggle.dataset.label }, true);
     heat.src = toggle.dataset.heatmap;
     document.querySelector(".photo .frame").append(heat);
   }

@@ -33,8 +33,10 @@
     note.setAttribute("role", "alert");
     const link = document.createElement("a");
     link.href = `/accounts/login/?next=${encodeURIComponent(location.pathname + location.search)}`;
-    link.textContent = "sign in again";
-    note.append("You are signed out: ", link, " to see the results.");
+    link.textContent = gettext("sign in again");
+    // One sentence to translate, the link in its place: the words either side of it.
+    const [before, after = ""] = gettext("You are signed out: %(link)s to see the results.").split("%(link)s");
+    note.append(before, link, after);
     container.before(note); // (not inside the list, which holds photos only)
   }
 
@@ -68,7 +70,8 @@
     }
     const empty = document.querySelector("[data-empty]");
     if (added && empty) empty.remove();
-    return added ? `${added} new photo${added > 1 ? "s" : ""} from elsewhere.` : "";
+    return added ? interpolate(ngettext("%(count)s new photo from elsewhere.", "%(count)s new photos from elsewhere.",
+      added), { count: added }, true) : "";
   }
 
   repeatWithBackoff(async function () {
@@ -94,8 +97,8 @@
       if (!photo) { // deleted (in another tab, or through the API)
         old.removeAttribute("data-pending");
         const status = old.querySelector(".status");
-        if (status) status.textContent = "Deleted";
-        news.push(`Photo ${id} was deleted.`);
+        if (status) status.textContent = pgettext("photo status", "Deleted");
+        news.push(interpolate(gettext("Photo %(id)s was deleted."), { id: id }, true));
       } else if (photo.status !== "queued" && photo.status !== "processing") {
         news.push(swap(old, photo.html));
       } else if (!old.hasAttribute("data-late") && fromHtml(photo.html).hasAttribute("data-late")) {

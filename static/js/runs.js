@@ -16,7 +16,12 @@
 
   function newest(section) {
     const cells = section ? section.querySelectorAll("tbody tr:first-child td") : [];
-    return cells.length > 2 ? `Run ${cells[0].textContent.split(" ")[0]}: ${cells[1].textContent}, ${cells[2].textContent.trim()}` : "";
+    if (cells.length <= 2) return "";
+    return interpolate(gettext("Run %(run)s: %(status)s, %(progress)s"), {
+      run: cells[0].textContent.split(" ")[0],
+      status: cells[1].textContent,
+      progress: cells[2].textContent.trim(),
+    }, true);
   }
 
   // What the reloaded page says: how the newest run stands, if the runs changed (a version

@@ -43,9 +43,16 @@
   function track(view, state) {
     states.set(view, state);
     const count = (which) => [...states.values()].filter((s) => s === which).length;
-    const parts = [["classified", "classified"], ["classifying", "being classified"], ["sending", "to send"],
-      ["failed", "failed"]].filter(([which]) => count(which)).map(([which, words]) => `${count(which)} ${words}`);
-    summary.textContent = `${states.size} photos: ${parts.join(", ")}.`;
+    const words = {
+      classified: (n) => ngettext("%(n)s classified", "%(n)s classified", n),
+      classifying: (n) => ngettext("%(n)s being classified", "%(n)s being classified", n),
+      sending: (n) => ngettext("%(n)s to send", "%(n)s to send", n),
+      failed: (n) => ngettext("%(n)s failed", "%(n)s failed", n),
+    };
+    const parts = ["classified", "classifying", "sending", "failed"].filter((which) => count(which))
+      .map((which) => interpolate(words[which](count(which)), { n: count(which) }, true));
+    summary.textContent = interpolate(gettext("%(count)s photos: %(parts)s."),
+      { count: states.size, parts: parts.join(", ") }, true);
     summary.hidden = states.size < 2;
   }
 
@@ -63,13 +70,13 @@
     const bar = document.createElement("progress");
     bar.max = 100;
     bar.value = 0;
-    bar.setAttribute("aria-label", `Upload of ${file.name}`);
+    bar.setAttribute("aria-label", interpolate(gettext("Upload of %(name)s"), { name: file.name }, true));
     const status = document.createElement("span");
     status.className = "upload-status";
     li.append(square, name, bar, status);
     list.insertBefore(li, before);
     const view = { li, bar, status, name: file.name };
-    show(view, "Waiting…");
+    show(view, gettext("Waiting…"));
     track(view, "sending");
     return view;
   }
@@ -92,7 +99,7 @@
     }
     const img = document.createElement("img");
     img.className = "preview";
-    img.alt = `Preview of ${file.name}`;
+    img.alt = interpolate(gettext("Preview of %(name)s"), { name: file.name }, true);
     await new Promise((resolve) => {
       img.addEventListener("load", () => {
         square.replaceWith(img);
@@ -165,8 +172,8 @@
       request.upload.addEventListener("progress", (event) => {
         watch(STALLED_MS);
         if (event.lengthComputable) view.bar.value = (100 * event.loaded) / event.total;
-        const text = event.lengthComputable && event.loaded === event.total ? "Sent; waiting for the server…"
-          : "Uploading…";
+        const text = event.lengthComputable && event.loaded === event.total ? gettext("Sent; waiting for the server…")
+          : gettext("Uploading…");
         if (view.status.textContent !== `${view.name}: ${text}`) show(view, text);
       });
       request.upload.addEventListener("load", () => watch(UNANSWERED_MS));
@@ -195,17 +202,18 @@
       request = await uploading(() => post(file, view, key));
       if (request && request.status === 429 && attempt < 5) {
         const seconds = Number(request.getResponseHeader("Retry-After")) || 10;
-        show(view, `Many uploads at once; sending again in ${seconds} s…`);
+        show(view, interpolate(gettext("Many uploads at once; sending again in %(seconds)s s…"), { seconds }, true));
         await sleep(seconds * 1000);
       } else if (unsure(request) && attempt < 5 && !longWait(request)) { // the same key: never stored twice
         if (!navigator.onLine) {
-          show(view, "No connection; it is sent again when the connection is back…", true);
+          show(view, gettext("No connection; it is sent again when the connection is back…"), true);
           await online();
         } else {
           const seconds = 2 ** attempt;
           const said = request && serverSays(request);
-          show(view, said ? `${said} Sending it again in ${seconds} s…`
-            : `No answer from the server; sending it again in ${seconds} s…`, true);
+          show(view, said ? interpolate(gettext("%(said)s Sending it again in %(seconds)s s…"), { said, seconds }, true)
+            : interpolate(gettext("No answer from the server; sending it again in %(seconds)s s…"), { seconds }, true),
+          true);
           await sleep(seconds * 1000);
         }
       } else {
@@ -213,8 +221,8 @@
       }
     }
     if (unsure(request)) {
-      const reason = !request ? "The upload failed: no connection."
-        : serverSays(request) || `The upload failed (${request.status}).`;
+      const reason = !request ? gettext("The upload failed: no connection.")
+        : serverSays(request) || interpolate(gettext("The upload failed (%(status)s)."), { status: request.status }, true);
       return offerAgain(view, reason, () => send(file, view, key));
     }
     unsent.delete(file);
@@ -223,16 +231,16 @@
     const result = body.results && body.results[0];
     if (request.status === 201 && result && result.photo) {
       view.bar.value = 100;
-      show(view, "Stored; classifying…");
+      show(view, gettext("Stored; classifying…"));
       track(view, "classifying");
       follow(result.photo, view);
     } else if (signedOut(request.status, body)) {
-      fail(view, "Not uploaded: you are signed out. Sign in again, then upload it.");
+      fail(view, gettext("Not uploaded: you are signed out. Sign in again, then upload it."));
     } else if (body.error && /^CSRF/.test(body.error.message)) { // signed in again in another tab
-      fail(view, "Not uploaded: this page is out of date. Reload it, then upload again.");
+      fail(view, gettext("Not uploaded: this page is out of date. Reload it, then upload again."));
     } else {
       const reason = (result && result.errors.join(" ")) || (body.error && body.error.message)
-        || `The upload failed (${request.status}).`;
+        || interpolate(gettext("The upload failed (%(status)s)."), { status: request.status }, true);
       fail(view, reason);
     }
   }
@@ -261,7 +269,7 @@
     const which = document.createElement("span"); // (its name says which photo; it starts as shown)
     which.className = "visually-hidden";
     which.textContent = `: ${view.name}`;
-    button.append("Send again", which);
+    button.append(gettext("Send again"), which);
     button.addEventListener("click", () => {
       const focused = document.activeElement === button;
       button.remove();
@@ -273,7 +281,7 @@
       view.status.removeAttribute("role");
       view.bar.value = 0;
       view.li.insertBefore(view.bar, view.status);
-      show(view, "Waiting…");
+      show(view, gettext("Waiting…"));
       track(view, "sending");
       again();
     });
@@ -283,8 +291,8 @@
   async function follow(photo, view) {
     const link = document.createElement("a");
     link.href = `/photos/${photo.id}/`;
-    link.textContent = "Open";
-    link.setAttribute("aria-label", `Open ${view.name}`);
+    link.textContent = gettext("Open");
+    link.setAttribute("aria-label", interpolate(gettext("Open %(name)s"), { name: view.name }, true));
     view.li.append(link);
     for (let answered = 0; answered < 40;) { // (an outage does not use up the tries)
       let response;
@@ -301,10 +309,11 @@
       answered++;
       if (response.status === 401 || response.status === 403) {
         const body = await response.json().catch(() => ({}));
-        return fail(view, signedOut(response.status, body) ? "You are signed out: sign in again to see the result."
-          : (body.error && body.error.message) || `The result cannot be shown (${response.status}).`);
+        return fail(view, signedOut(response.status, body) ? gettext("You are signed out: sign in again to see the result.")
+          : (body.error && body.error.message)
+            || interpolate(gettext("The result cannot be shown (%(status)s)."), { status: response.status }, true));
       }
-      if (response.status === 404) return fail(view, "This photo was deleted.");
+      if (response.status === 404) return fail(view, gettext("This photo was deleted."));
       if (!response.ok) { // the server is busy or down for a moment
         await sleep(2000);
         continue;
@@ -313,15 +322,16 @@
       if (body.status === "done" && body.prediction) {
         const p = body.prediction;
         const unsure = p.confidence < unsureBelow; // worded as the gallery words it
-        show(view, `${unsure ? `Not sure: ${p.display_name}?` : p.display_name} · ${percent(p.confidence)}%`, true);
+        const name = unsure ? interpolate(gettext("Not sure: %(name)s?"), { name: p.display_name }, true) : p.display_name;
+        show(view, `${name} · ${percent(p.confidence)}%`, true);
         view.li.classList.add("done", ...(unsure ? ["unsure"] : []));
         view.bar.remove();
         track(view, "classified");
         return;
       }
-      if (body.status === "failed") return fail(view, body.error || "Classification failed.");
+      if (body.status === "failed") return fail(view, body.error || gettext("Classification failed."));
     }
-    show(view, "Still waiting; the gallery will show the result.", true);
+    show(view, gettext("Still waiting; the gallery will show the result."), true);
   }
 
   function sendAll(files) {

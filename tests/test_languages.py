@@ -1,0 +1,178 @@
+"""The site in English and Indonesian: the browser's language, the one chosen at the foot of a page,
+e-mails written by the worker, the API's messages, and translations that are complete and compiled."""
+
+import re
+import shutil
+from pathlib import Path
+
+import polib
+import pytest
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext_noop
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from classifier import services, tasks
+from tests.conftest import make_photo
+
+pytestmark = pytest.mark.django_db
+
+LOCALE = Path(settings.BASE_DIR) / "locale" / "id" / "LC_MESSAGES"
+
+
+def test_a_browser_that_asks_for_indonesian_gets_the_site_in_indonesian(client, user):
+    client.force_login(user)
+
+    indonesian = client.get("/photos/", HTTP_ACCEPT_LANGUAGE="id-ID,id;q=0.9,en;q=0.8").content.decode()
+    english = client.get("/photos/", HTTP_ACCEPT_LANGUAGE="en-GB,en;q=0.9").content.decode()
+    anything_else = client.get("/photos/", HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+
+    assert '<html lang="id">' in indonesian and "Foto saya" in indonesian and "Keluar" in indonesian
+    assert "My photos" not in indonesian and "Sign out" not in indonesian
+    assert '<html lang="en">' in english and "My photos" in english and "Sign out" in english
+    assert '<html lang="en">' in anything_else and "Sign out" in anything_else
+
+
+def test_the_language_chosen_at_the_foot_of_a_page_is_kept_whatever_the_browser_asks(client):
+    page = client.get("/accounts/login/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert f'action="{reverse("set_language")}"' in page and 'value="id" lang="id">Bahasa Indonesia' in page
+
+    chosen = client.post(reverse("set_language"), {"language": "id", "next": "/accounts/login/"})
+    assert chosen.status_code == 302 and chosen.url == "/accounts/login/"
+    assert chosen.cookies[settings.LANGUAGE_COOKIE_NAME]["httponly"]
+
+    page = client.get("/accounts/login/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert '<html lang="id">' in page and "Masuk" in page and "Sign in" not in page
+    assert '<option value="id" lang="id" selected>' in page
+
+    client.post(reverse("set_language"), {"language": "en", "next": "/accounts/login/"})
+    assert '<html lang="en">' in client.get("/accounts/login/", HTTP_ACCEPT_LANGUAGE="id").content.decode()
+
+
+def test_the_chooser_never_sends_the_browser_to_another_site(client):
+    answer = client.post(reverse("set_language"), {"language": "id", "next": "https://evil.example/"})
+
+    assert answer.status_code == 302 and answer.url == "/"
+
+
+def test_a_staff_member_still_to_give_the_second_factor_can_choose_the_language(client, staff, settings):
+    settings.STAFF_TWO_FACTOR = True
+    client.force_login(staff)
+
+    chosen = client.post(reverse("set_language"), {"language": "id", "next": reverse("two-factor")})
+    catalog = client.get(reverse("javascript-catalog"))
+
+    assert chosen.status_code == 302 and chosen.url == reverse("two-factor")
+    assert catalog.status_code == 200 and catalog["Content-Type"].startswith("text/javascript")
+
+
+def test_the_scripts_speak_the_pages_language(client):
+    indonesian = client.get(reverse("javascript-catalog"), HTTP_ACCEPT_LANGUAGE="id").content.decode()
+    english = client.get(reverse("javascript-catalog"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+
+    assert '"Open": "Buka"' in indonesian
+    assert '"Open"' not in english
+
+
+def test_a_password_reset_asked_for_in_indonesian_is_e_mailed_in_indonesian(
+        client, user, mailoutbox, monkeypatch, settings, django_capture_on_commit_callbacks):
+    def worker(args, **_kwargs):  # the broker, and a worker at once: in its own language, as one is
+        with translation.override(settings.LANGUAGE_CODE):
+            tasks.send_password_reset(*args)
+
+    monkeypatch.setattr(tasks.send_password_reset, "apply_async", worker)
+    user.email = "ayu@example.org"
+    user.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        asked = client.post("/accounts/password_reset/", {"email": "ayu@example.org"}, follow=True,
+                            HTTP_ACCEPT_LANGUAGE="id")
+
+    assert asked.status_code == 200 and '<html lang="id">' in asked.content.decode()
+    [mail] = mailoutbox
+    assert mail.to == ["ayu@example.org"]
+    assert mail.subject == "Pilih kata sandi baru untuk testserver"
+    assert 'Seseorang meminta kata sandi baru untuk akun Anda "ayu" di testserver.' in mail.body
+    assert "Someone asked" not in mail.body
+    assert re.search(r"http://testserver/accounts/reset/\S+/", mail.body)  # the link, as in English
+
+
+@pytest.fixture
+def api(user):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+def upload(api, language: str, files):
+    return api.post("/api/photos/", {"files": files}, format="multipart", HTTP_ACCEPT_LANGUAGE=language)
+
+
+def test_a_refused_upload_is_explained_in_indonesian_with_the_same_code(api, enqueued):
+    not_an_image = lambda: SimpleUploadedFile("letter.jpg", b"%PDF-1.4 not a photo at all", "image/jpeg")  # noqa: E731
+
+    english, indonesian = upload(api, "en", [not_an_image()]), upload(api, "id", [not_an_image()])
+
+    assert english.status_code == indonesian.status_code == 400
+    assert english.json()["results"][0]["errors"] == ["The file is not an image we can read."]
+    assert indonesian.json()["results"][0]["errors"] == ["Berkas ini bukan gambar yang dapat kami baca."]
+    assert indonesian["Content-Language"] == "id"
+
+    # A request without files: the error shape's message and field error in Indonesian, its code not.
+    english, indonesian = upload(api, "en", []), upload(api, "id", [])
+    assert english.json()["error"]["code"] == indonesian.json()["error"]["code"] == "invalid"
+    assert english.json()["error"]["message"] == "The request has invalid fields."
+    assert indonesian.json()["error"]["message"] == "Permintaan memiliki isian yang tidak valid."
+    assert indonesian.json()["error"]["fields"] == {
+        "files": ["Kirim satu atau beberapa berkas gambar di isian `files`."]}
+
+
+def test_a_failed_photo_says_why_in_the_language_asked_for(api, user):
+    """Photo.error is stored in English and translated when it is read (Photo.error_message); a text
+    the catalogue does not know is given as it is."""
+    photo, other = make_photo(user), make_photo(user)
+    services.photo_fail(photo, gettext_noop("Classification took too long."))
+    services.photo_fail(other, "Some older reason")
+
+    assert api.get(f"/api/photos/{photo.pk}/", HTTP_ACCEPT_LANGUAGE="en").json()["error"] == \
+        "Classification took too long."
+    assert api.get(f"/api/photos/{photo.pk}/", HTTP_ACCEPT_LANGUAGE="id").json()["error"] == \
+        "Klasifikasi memakan waktu terlalu lama."
+    assert api.get(f"/api/photos/{other.pk}/", HTTP_ACCEPT_LANGUAGE="id").json()["error"] == \
+        "Some older reason"
+
+
+def entries(po: polib.POFile) -> dict[tuple[str, str], polib.POEntry]:
+    return {(entry.msgctxt or "", entry.msgid): entry for entry in po if not entry.obsolete}
+
+
+@pytest.mark.parametrize("domain", ["django", "djangojs"])
+def test_every_text_the_site_shows_is_translated_and_compiled(domain, tmp_path, monkeypatch, settings):
+    """What `make messages` would find in the code today is in the committed catalogue, translated
+    and not fuzzy, and nothing else is; the compiled .mo says the same."""
+    if not (shutil.which("xgettext") and shutil.which("msgfmt")):
+        pytest.fail("GNU gettext is needed: apt-get install gettext (.ci/run does)")
+    # makemessages reads the folder it runs in, and writes beside the files it reads: a copy of
+    # what holds text, so that the committed catalogues are only read.
+    for folder in ("cakesite", "classifier", "templates", "static"):
+        shutil.copytree(Path(settings.BASE_DIR) / folder, tmp_path / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "locale").mkdir()
+    monkeypatch.chdir(tmp_path)
+    settings.LOCALE_PATHS = [tmp_path / "locale"]
+    call_command("makemessages", locale=["id"], domain=domain, no_location=True, verbosity=0)
+    found = entries(polib.pofile(str(tmp_path / "locale" / "id" / "LC_MESSAGES" / f"{domain}.po")))
+    committed = entries(polib.pofile(str(LOCALE / f"{domain}.po")))
+    compiled = entries(polib.mofile(str(LOCALE / f"{domain}.mo")))
+
+    assert found, "no text marked for translation was found"
+    assert sorted(set(found) - set(committed)) == [], "new text: run `make messages` and translate it"
+    assert sorted(set(committed) - set(found)) == [], "text no longer used: run `make messages`"
+    assert [key for key, entry in committed.items() if not entry.translated()] == []
+    assert [key for key, entry in committed.items() if "fuzzy" in entry.flags] == []
+    assert {key: (entry.msgstr, entry.msgstr_plural) for key, entry in committed.items()} == {
+        key: (entry.msgstr, entry.msgstr_plural) for key, entry in compiled.items() if key[1]
+    }, "the .mo is out of date: run `make messages`"
