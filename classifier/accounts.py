@@ -37,8 +37,8 @@ class EndAccessOnPasswordChange:
             services.password_changed(user)
 
     def get_help_text(self):
-        return ("A new password also signs out the programs that use your API token, and withdraws "
-                "an e-mail address change not confirmed yet.")
+        return _("A new password also signs out the programs that use your API token, and withdraws "
+                 "an e-mail address change not confirmed yet.")
 
 
 @receiver(post_init, sender=settings.AUTH_USER_MODEL)

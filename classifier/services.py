@@ -27,6 +27,7 @@ from django.db.models.functions import Concat, Now
 from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.translation import gettext, gettext_lazy
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -115,7 +116,7 @@ def refuse_when_account_full(owner) -> None:
 
 def account_full_message() -> str:
     return gettext("This account has %(n)s photos, the most one account may keep: delete some to upload "
-                   "more.") % {"n": f"{settings.MAX_PHOTOS_PER_ACCOUNT:,}"}
+                   "more.") % {"n": number_format(settings.MAX_PHOTOS_PER_ACCOUNT, force_grouping=True)}
 
 
 def is_stored(row: Photo | Prediction) -> bool | None:

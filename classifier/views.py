@@ -22,6 +22,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext, gettext_lazy, ngettext
@@ -175,7 +176,8 @@ def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpRes
         "token": (token := selectors.api_token(user)),
         "token_expires": token and selectors.token_expires(token, user),
         "photos": selectors.photo_count(user),
-        "photo_limit": f"{settings.MAX_PHOTOS_PER_ACCOUNT:,}" if settings.MAX_PHOTOS_PER_ACCOUNT else "",
+        "photo_limit": (number_format(settings.MAX_PHOTOS_PER_ACCOUNT, force_grouping=True)
+                        if settings.MAX_PHOTOS_PER_ACCOUNT else ""),
         "backup_codes_left": (selectors.backup_codes_left(user) if selectors.second_factor_required(user)
                               else None),
         **forms,

@@ -37,6 +37,16 @@ def test_a_browser_that_asks_for_indonesian_gets_the_site_in_indonesian(client, 
     assert '<html lang="en">' in anything_else and "Sign out" in anything_else
 
 
+def test_what_the_site_says_of_each_cake_and_its_numbers_are_written_the_indonesian_way(client, user):
+    home = client.get("/", HTTP_ACCEPT_LANGUAGE="id").content.decode()
+    client.force_login(user)
+    account = {language: client.get("/accounts/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+               for language in ("en", "id")}
+
+    assert "Bola-bola ketan hijau" in home and "glutinous" not in home
+    assert "at most 10,000)" in account["en"] and "paling banyak 10.000)" in account["id"]
+
+
 def test_the_language_chosen_at_the_foot_of_a_page_is_kept_whatever_the_browser_asks(client):
     page = client.get("/accounts/login/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert f'action="{reverse("set_language")}"' in page and 'value="id" lang="id">Bahasa Indonesia' in page
@@ -143,6 +153,21 @@ def test_a_failed_photo_says_why_in_the_language_asked_for(api, user):
         "Klasifikasi memakan waktu terlalu lama."
     assert api.get(f"/api/photos/{other.pk}/", HTTP_ACCEPT_LANGUAGE="id").json()["error"] == \
         "Some older reason"
+
+
+def test_a_photo_held_in_english_is_sent_again_when_indonesian_is_asked_for(api, user):
+    photo = make_photo(user)
+    services.photo_fail(photo, gettext_noop("Classification took too long."))
+    english = api.get(f"/api/photos/{photo.pk}/", HTTP_ACCEPT_LANGUAGE="en")
+
+    same = api.get(f"/api/photos/{photo.pk}/", HTTP_ACCEPT_LANGUAGE="en", HTTP_IF_NONE_MATCH=english["ETag"])
+    indonesian = api.get(f"/api/photos/{photo.pk}/", HTTP_ACCEPT_LANGUAGE="id",
+                         HTTP_IF_NONE_MATCH=english["ETag"])
+
+    assert same.status_code == 304
+    assert indonesian.status_code == 200
+    assert indonesian.json()["error"] == "Klasifikasi memakan waktu terlalu lama."
+    assert "Accept-Language" in indonesian["Vary"]
 
 
 def entries(po: polib.POFile) -> dict[tuple[str, str], polib.POEntry]:

@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils.cache import parse_etags
 from django.utils.crypto import salted_hmac
 from django.utils.functional import lazy
-from django.utils.translation import gettext
+from django.utils.translation import get_language, gettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -253,8 +253,10 @@ class TokenView(OpenToAnyone, ObtainAuthToken):
 def photo_etag(pk: int, updated, names: tuple) -> str:
     """A photo's ETag: its last change, and the names from other rows it shows (selectors.photo_tag),
     keyed by the site's secret: an owner, who is not shown which staff member answered, must not
-    find the name by hashing likely ones."""
-    return f'"{pk}-{updated.timestamp():.6f}-{salted_hmac("photo-etag", repr(names)).hexdigest()[:16]}"'
+    find the name by hashing likely ones. And the language it is written in (its `error`): an answer
+    in English is not the one a client that now asks for Indonesian holds."""
+    keyed = salted_hmac("photo-etag", repr(names)).hexdigest()[:16]
+    return f'"{pk}-{updated.timestamp():.6f}-{keyed}-{get_language()}"'
 
 
 def located(what: str) -> OpenApiParameter:
