@@ -190,6 +190,35 @@ def test_a_file_over_the_limit_is_refused_before_it_is_sent_and_a_non_picture_ge
     assert me.errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"]
 
 
+def test_a_browser_in_indonesian_gets_the_pages_and_their_scripts_in_indonesian_until_english_is_chosen(
+        browser, live_server, django_user_model, tmp_path):
+    django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    fake = tmp_path / "catatan.jpg"
+    fake.write_text("bukan gambar")
+    me = Visitor(browser, live_server.url, "indonesian", locale="id-ID")
+    me.go("/accounts/login/?next=/upload/")
+    me.page.fill("#id_username", "ayu")
+    me.page.fill("#id_password", "kue-lapis-2026")
+    me.page.get_by_role("button", name="Masuk").click()
+    me.page.wait_for_url(re.compile("/upload/$"))
+
+    me.page.set_input_files("input[type=file]", [str(fake), str(PHOTOS / "kue_lapis" / "108.jpg")])
+    me.page.wait_for_function("() => document.querySelectorAll('.upload.failed').length === 1")
+    assert me.page.locator("html").get_attribute("lang") == "id"
+    assert "catatan.jpg: Berkas ini bukan gambar yang dapat kami baca." in (
+        me.page.locator(".upload-status").all_text_contents())
+    assert me.page.locator(".upload-summary").inner_text().startswith("2 foto: ")
+    me.shoot("upload")
+    me.page.select_option("#language", "en")
+    me.page.get_by_role("button", name="Ganti").click()
+    me.page.wait_for_function("() => document.documentElement.lang === 'en'")
+
+    assert me.page.url.endswith("/upload/")
+    assert me.page.get_by_role("button", name="Sign out").is_visible()
+    assert me.page.evaluate("gettext('Open')") == "Open"
+    assert me.errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"]
+
+
 def test_a_large_photo_gets_a_small_upright_preview_and_one_the_browser_cannot_show_a_blank_square(
         browser, live_server, django_user_model, tmp_path):
     """A preview costs memory by its size on screen (64 px), not by the photo's (a phone's 35
