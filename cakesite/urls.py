@@ -7,6 +7,8 @@ from django.contrib.auth import views as auth_views
 from django.shortcuts import redirect
 from django.templatetags.static import static
 from django.urls import include, path
+from django.views.decorators.cache import cache_control
+from django.views.decorators.vary import vary_on_cookie
 from django.views.i18n import JavaScriptCatalog
 
 from classifier import views
@@ -35,15 +37,19 @@ accounts = [
     path("reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
 ]
 
+catalog = cache_control(max_age=3600)(vary_on_cookie(JavaScriptCatalog.as_view(packages=["classifier"])))
+
 urlpatterns = [
     path("", include("classifier.urls")),
     path("accounts/", include(accounts)),
     path("api/", include("classifier.api.urls")),
     path("admin/", admin.site.urls),
     # The language chosen at the foot of each page (Django's set_language), and the scripts' own
-    # translations (gettext() in static/js), in the page's language.
+    # translations (gettext() in static/js; locale/ only, not the admin's), in the page's language:
+    # kept by the browser for an hour (a new release's new text is English until then), asked for
+    # again when the language changes (Vary: Accept-Language, and Cookie, which holds the one chosen).
     path("i18n/", include("django.conf.urls.i18n")),
-    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
+    path("jsi18n/", catalog, name="javascript-catalog"),
     # Browsers ask for it on pages that name no icon (the admin's): the site's own, not a 404. (Its
     # URL is looked up when asked: in production it is the collected file's hashed name.)
     path("favicon.ico", lambda request: redirect(static("favicon.svg"), permanent=True)),
