@@ -12,11 +12,32 @@ from django.contrib.auth.signals import user_logged_out, user_login_failed
 from django.db.models.signals import post_init, post_save
 from django.dispatch import receiver
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils.translation import gettext_lazy, gettext_noop, ngettext
 from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle, UserRateThrottle
 
 from classifier import services
+
+# django.contrib.auth's own words on the sign-up, sign-in and password pages, translated again in
+# locale/ (which comes before Django's catalogues): Django's Indonesian says "sandi" and "anda"
+# beside the site's "kata sandi" and "Anda" on the same form, and "150 karakter atau sedikit" ("or
+# few") for "or fewer". Listed only for makemessages to find them.
+DJANGO_WORDING = (
+    gettext_noop("Password"),
+    gettext_noop("Password confirmation"),
+    gettext_noop("Old password"),
+    gettext_noop("New password"),
+    gettext_noop("New password confirmation"),
+    gettext_noop("Enter the same password as before, for verification."),
+    gettext_noop("The two password fields didn’t match."),
+    gettext_noop("Your old password was entered incorrectly. Please enter it again."),
+    gettext_noop("Please enter a correct %(username)s and password. Note that both fields may be "
+                 "case-sensitive."),
+    gettext_noop("Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only."),
+    gettext_noop("Your password can’t be too similar to your other personal information."),
+    gettext_noop("Your password can’t be a commonly used password."),
+    gettext_noop("Your password can’t be entirely numeric."),
+)
 
 
 class EndAccessOnPasswordChange:

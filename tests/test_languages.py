@@ -47,6 +47,15 @@ def test_what_the_site_says_of_each_cake_and_its_numbers_are_written_the_indones
     assert "at most 10,000)" in account["en"] and "paling banyak 10.000)" in account["id"]
 
 
+def test_django_own_words_on_the_sign_up_form_are_the_sites_words(client):
+    """Django's Indonesian says "Sandi anda" where the site says "Kata sandi Anda" (accounts.py)."""
+    page = client.get("/signup/", HTTP_ACCEPT_LANGUAGE="id").content.decode()
+
+    assert "Kata sandi Anda tidak boleh hanya terdiri dari angka." in page
+    assert "Konfirmasi kata sandi" in page and "Paling banyak 150 karakter" in page
+    assert "Sandi" not in page and " anda " not in page
+
+
 def test_the_language_chosen_at_the_foot_of_a_page_is_kept_whatever_the_browser_asks(client):
     page = client.get("/accounts/login/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert f'action="{reverse("set_language")}"' in page and 'value="id" lang="id">Bahasa Indonesia' in page
