@@ -5,6 +5,7 @@ from django.conf import settings
 from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -148,7 +149,6 @@ class PasswordResetForm(FocusOnError, auth_forms.PasswordResetForm):
 
     def save(self, *, request, use_https: bool = False, **_kwargs) -> None:
         from django.contrib.sites.shortcuts import get_current_site
-        from django.utils import translation
 
         from classifier import tasks
 
@@ -156,7 +156,8 @@ class PasswordResetForm(FocusOnError, auth_forms.PasswordResetForm):
         language = translation.get_language()  # (the e-mail's, as the worker has no request)
 
         def send() -> None:
-            self.queued = tasks.enqueue(tasks.send_password_reset, email, domain, use_https, language)
+            self.queued = tasks.enqueue(tasks.send_password_reset, email, domain, use_https,
+                                        language=language)
 
         transaction.on_commit(send, robust=True)
 

@@ -329,6 +329,11 @@ class PendingEmail(models.Model):
     asked = models.DateTimeField(default=timezone.now, help_text="when its link was last asked for (or the "
                                                                  "sweep sent it again)")
     sent = models.DateTimeField(null=True, blank=True, help_text="when its link was last e-mailed")
+    # (kept, not only given to the task: the sweep sends the link again with no request to ask; a
+    # row a web process of a release before it writes: English)
+    language = models.CharField(max_length=16, default=settings.LANGUAGE_CODE,
+                                db_default=settings.LANGUAGE_CODE, help_text=(
+                                    "the language of the request that last asked for its link: the e-mail's"))
 
     def __str__(self) -> str:
         return f"{self.email} (not confirmed)"

@@ -26,7 +26,7 @@ from django.db.models import Exists, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Concat, Now
 from django.http import Http404
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.formats import number_format
 from django.utils.translation import gettext, gettext_lazy
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
@@ -534,11 +534,9 @@ def second_factor_confirm(device: TOTPDevice, code: str, *, site: str) -> list[s
         TOTPDevice.objects.filter(pk=device.pk).update(confirmed=True)
         api_token_revoke(device.user)
         if device.user.email:
-            from django.utils import translation
-
-            language = translation.get_language()  # (the e-mail's, as the worker has no request)
+            language = request_language()  # (the e-mail's, as the worker has no request)
             transaction.on_commit(lambda: tasks.enqueue(tasks.send_second_factor_notice, device.user_id,
-                                                        site, language), robust=True)
+                                                        site, language=language), robust=True)
         return backup_codes_renew(device.user)
 
 
@@ -629,7 +627,7 @@ def account_email_set(user, email: str, *, site: str) -> PendingEmail | None:
             user.save(update_fields=["email"])
             return None
         email_links_reserve(user, email, earlier)
-        pending = PendingEmail.objects.create(user=user, email=email, site=site)
+        pending = PendingEmail.objects.create(user=user, email=email, site=site, language=request_language())
         email_confirmation_queue(pending)
     return pending
 
@@ -681,21 +679,24 @@ def account_email_resend(user, *, site: str) -> PendingEmail | None:
         if pending is not None:
             email_links_reserve(user, pending.email, pending)
             now = timezone.now()
-            PendingEmail.objects.filter(pk=pending.pk).update(site=site, created=now, asked=now, sent=None)
+            PendingEmail.objects.filter(pk=pending.pk).update(site=site, created=now, asked=now, sent=None,
+                                                              language=request_language())
             email_confirmation_queue(pending)
     return pending
 
 
+def request_language() -> str:
+    """The language of the request under way: the e-mails it asks for are written in it."""
+    return translation.get_language() or settings.LANGUAGE_CODE
+
+
 def email_confirmation_queue(pending: PendingEmail) -> None:
     """Have the worker e-mail a link for `pending` once the transaction commits (the sweep sends it
-    again while it has not gone: the broker down, the mail server down)."""
-    from django.utils import translation
-
+    again while it has not gone: the broker down, the mail server down). In `pending.language`, so
+    the task takes the id alone, as a worker of the release before languages does."""
     from classifier import tasks
 
-    language = translation.get_language()  # (the e-mail's, as the worker has no request)
-    transaction.on_commit(lambda: tasks.enqueue(tasks.send_email_confirmation, pending.pk, language),
-                          robust=True)
+    transaction.on_commit(lambda: tasks.enqueue(tasks.send_email_confirmation, pending.pk), robust=True)
 
 
 def email_confirmations_unsent() -> list[int]:
@@ -760,10 +761,11 @@ def email_confirmation_send(pending_id: int) -> bool:
         unclaim(sent=None)
         return False
     link = pending.site + reverse("email-confirm", args=[selectors.email_confirmation_token(pending)])
-    context = {"user": pending.user, "email": pending.email, "link": link, "site": urlsplit(link).netloc,
-               "period": email_confirm_period()}
     try:
-        email_from_templates("email_confirm", context, pending.email)
+        with translation.override(pending.language):  # (the sweep's task has no language of its own)
+            context = {"user": pending.user, "email": pending.email, "link": link,
+                       "site": urlsplit(link).netloc, "period": email_confirm_period()}  # ("3 hari")
+            email_from_templates("email_confirm", context, pending.email)
     except Exception:
         # The sweep tries again, within the limit: a try counts, as a server that took the message
         # and then timed out has sent it all the same.
@@ -789,11 +791,9 @@ def account_email_confirm(pending: PendingEmail) -> bool:
         get_user_model().objects.filter(pk=locked.user_id).update(email=locked.email)
         locked.delete()
         if old and old.casefold() != locked.email.casefold():
-            from django.utils import translation
-
-            language = translation.get_language()  # (the e-mail's, as the worker has no request)
+            language = request_language()  # (the e-mail's, as the worker has no request)
             transaction.on_commit(lambda: tasks.enqueue(tasks.send_email_changed_notice, locked.user_id, old,
-                                                        locked.site, language), robust=True)
+                                                        locked.site, language=language), robust=True)
     return True
 
 

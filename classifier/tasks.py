@@ -12,6 +12,7 @@ from celery.signals import task_postrun, task_prerun, worker_process_init, worke
 from django import db
 from django.conf import settings
 from django.template.defaultfilters import pluralize
+from django.utils import translation
 from django.utils.translation import gettext_noop
 from kombu.exceptions import OperationalError
 
@@ -36,18 +37,20 @@ SKIP_AFTER_FAILURE_S = 5.0
 broker_down_until = 0.0  # time.monotonic()
 
 
-def enqueue(task, *args, swept: bool = False, priority: int | None = None) -> bool:
+def enqueue(task, *args, swept: bool = False, priority: int | None = None,
+            language: str | None = None) -> bool:
     """Send `task(*args)`; False (logged) when the broker cannot be reached, or, for a message the
     sweep sends again (`swept`: a photo's, or the sweep's own), could not a moment ago
     (SKIP_AFTER_FAILURE_S). `priority`: on Redis, a message of priority 9 (BEHIND) is taken only
-    while none of priority 0 (the default) waits in its queue."""
+    while none of priority 0 (the default) waits in its queue. `language`: an e-mail's (language_of)."""
     global broker_down_until
     ids = [arg for arg in args if type(arg) is int]  # (not the e-mail addresses some tasks take)
     if swept and time.monotonic() < broker_down_until:
         log.warning("broker unreachable a moment ago, %s%s not sent", task.name, ids)
         return False
     try:
-        task.apply_async(args, retry=True, retry_policy=PUBLISH_RETRY, priority=priority)
+        task.apply_async(args, retry=True, retry_policy=PUBLISH_RETRY, priority=priority,
+                         headers={"language": language} if language else None)
     except OperationalError as exc:  # kombu's "cannot reach the broker"
         broker_down_until = time.monotonic() + SKIP_AFTER_FAILURE_S
         log.warning("broker unreachable, %s%s not sent: %s", task.name, ids, exc)
@@ -248,45 +251,42 @@ def fail_for_want_of_a_model(photo, reason: str) -> None:
         enqueue(classify_photos_awaiting_model)
 
 
-# The e-mail tasks take `language`, the language of the request that asked (the worker has none):
-# the e-mail is written in it. Its default is for the messages an earlier release queued without it,
-# and for the confirmation links the sweep sends again.
+# The e-mail tasks write their e-mail in the language of the request that asked (the worker has
+# none), which enqueue(..., language=...) puts in the message's headers, not among its arguments: an
+# upgrade runs the new web process beside the worker of the release before for a while (the worker
+# starts once the web process is healthy), and an argument more was a TypeError there, the e-mail
+# lost; a header it does not know, it leaves alone (and writes the e-mail in English). A confirmation
+# link is written in its PendingEmail's language (the sweep sends it again with none).
 
-@shared_task
-def send_password_reset(email: str, domain: str, use_https: bool,
-                        language: str = settings.LANGUAGE_CODE) -> str:
+def language_of(task) -> str:
+    """The language the message running `task` names (enqueue's `language`), else the site's."""
+    return (task.request.headers or {}).get("language") or settings.LANGUAGE_CODE
+
+
+@shared_task(bind=True)
+def send_password_reset(task, email: str, domain: str, use_https: bool) -> str:
     """E-mail a reset link to the accounts with this address (the request that asked only queued it)."""
-    from django.utils import translation
-
-    with translation.override(language):
+    with translation.override(language_of(task)):
         return f"{services.password_reset_send(email, domain, use_https)} e-mails"
 
 
 @shared_task
-def send_email_confirmation(pending_id: int, language: str = settings.LANGUAGE_CODE) -> str:
+def send_email_confirmation(pending_id: int) -> str:
     """E-mail the link that confirms an address an account asked for (once, whatever the deliveries)."""
-    from django.utils import translation
-
-    with translation.override(language):
-        return "sent" if services.email_confirmation_send(pending_id) else "not sent"
+    return "sent" if services.email_confirmation_send(pending_id) else "not sent"
 
 
-@shared_task
-def send_email_changed_notice(user_id: int, old: str, site: str,
-                              language: str = settings.LANGUAGE_CODE) -> str:
+@shared_task(bind=True)
+def send_email_changed_notice(task, user_id: int, old: str, site: str) -> str:
     """Tell an account's former address that the account has another one now."""
-    from django.utils import translation
-
-    with translation.override(language):
+    with translation.override(language_of(task)):
         return "sent" if services.email_changed_notice_send(user_id, old, site) else "not sent"
 
 
-@shared_task
-def send_second_factor_notice(user_id: int, site: str, language: str = settings.LANGUAGE_CODE) -> str:
+@shared_task(bind=True)
+def send_second_factor_notice(task, user_id: int, site: str) -> str:
     """Tell an account's address that two-factor sign-in was set up for it."""
-    from django.utils import translation
-
-    with translation.override(language):
+    with translation.override(language_of(task)):
         return "sent" if services.second_factor_notice_send(user_id, site) else "not sent"
 
 

@@ -89,6 +89,20 @@ def test_a_staff_member_still_to_give_the_second_factor_can_choose_the_language(
     assert catalog.status_code == 200 and catalog["Content-Type"].startswith("text/javascript")
 
 
+def test_a_page_drawn_without_its_request_offers_no_chooser_that_would_be_refused(rf):
+    """The 503 page (the database down) is drawn with no request, so with no CSRF token: its chooser's
+    form was refused (403) whenever it was used."""
+    from django.db import OperationalError
+
+    from classifier.middleware import ServiceUnavailableMiddleware
+
+    page = ServiceUnavailableMiddleware(lambda _: None).process_exception(
+        rf.get("/photos/"), OperationalError("gone")).content.decode()
+
+    assert page.count("<form") == page.count('name="csrfmiddlewaretoken"')
+    assert reverse("set_language") not in page
+
+
 def test_the_scripts_speak_the_pages_language(client):
     indonesian = client.get(reverse("javascript-catalog"), HTTP_ACCEPT_LANGUAGE="id").content.decode()
     english = client.get(reverse("javascript-catalog"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
@@ -99,9 +113,12 @@ def test_the_scripts_speak_the_pages_language(client):
 
 def test_a_password_reset_asked_for_in_indonesian_is_e_mailed_in_indonesian(
         client, user, mailoutbox, monkeypatch, settings, django_capture_on_commit_callbacks):
-    def worker(args, **_kwargs):  # the broker, and a worker at once: in its own language, as one is
+    sent = []
+
+    def worker(args, headers=None, **_kwargs):  # the broker, and a worker at once, in its own language
+        sent.append(args)
         with translation.override(settings.LANGUAGE_CODE):
-            tasks.send_password_reset(*args)
+            tasks.send_password_reset.apply(args, headers=headers, throw=True)
 
     monkeypatch.setattr(tasks.send_password_reset, "apply_async", worker)
     user.email = "ayu@example.org"
@@ -111,12 +128,53 @@ def test_a_password_reset_asked_for_in_indonesian_is_e_mailed_in_indonesian(
                             HTTP_ACCEPT_LANGUAGE="id")
 
     assert asked.status_code == 200 and '<html lang="id">' in asked.content.decode()
+    # (the arguments a worker of the release before languages takes: the language is in a header)
+    assert sent == [("ayu@example.org", "testserver", False)]
     [mail] = mailoutbox
     assert mail.to == ["ayu@example.org"]
     assert mail.subject == "Pilih kata sandi baru untuk testserver"
     assert 'Seseorang meminta kata sandi baru untuk akun Anda "ayu" di testserver.' in mail.body
     assert "Someone asked" not in mail.body
     assert re.search(r"http://testserver/accounts/reset/\S+/", mail.body)  # the link, as in English
+
+
+def test_a_confirmation_link_the_sweep_sends_again_is_in_the_language_it_was_asked_in(
+        user, mailoutbox, monkeypatch, django_capture_on_commit_callbacks):
+    """Its message lost (the broker down), the sweep sends it again with no request to ask: it was
+    written in English. And the message holds the id alone, which a worker of the release before
+    languages takes (one more argument was a TypeError there, during an upgrade)."""
+    queued = []
+    monkeypatch.setattr(tasks.send_email_confirmation, "apply_async", lambda args, **_: queued.append(args))
+    with translation.override("id"), django_capture_on_commit_callbacks(execute=True):
+        pending = services.account_email_set(user, "ayu@example.org", site="http://testserver")
+
+    with translation.override(settings.LANGUAGE_CODE):  # the worker's, running the sweep's message
+        tasks.send_email_confirmation(pending.pk)
+
+    assert queued == [(pending.pk,)]
+    [mail] = mailoutbox
+    assert mail.subject == "Konfirmasikan alamat email Anda untuk testserver"
+    assert "3\xa0hari" in mail.body and "days" not in mail.body  # (its period too: timesince's)
+
+
+def test_the_notice_to_a_former_address_is_written_in_the_language_of_the_confirmation(
+        user, mailoutbox, monkeypatch, django_capture_on_commit_callbacks):
+    def worker(args, headers=None, **_kwargs):  # the broker, and a worker at once, in its own language
+        assert len(args) == 3  # (user, old address, site: as a worker of the release before takes them)
+        with translation.override(settings.LANGUAGE_CODE):
+            tasks.send_email_changed_notice.apply(args, headers=headers, throw=True)
+
+    monkeypatch.setattr(tasks.send_email_changed_notice, "apply_async", worker)
+    monkeypatch.setattr(tasks.send_email_confirmation, "apply_async", lambda args, **_: None)
+    user.email = "old@example.org"
+    user.save()
+    pending = services.account_email_set(user, "new@example.org", site="http://testserver")
+    with translation.override("id"), django_capture_on_commit_callbacks(execute=True):
+        assert services.account_email_confirm(pending)
+
+    [mail] = mailoutbox
+    assert mail.to == ["old@example.org"]
+    assert mail.subject == "Alamat email akun Anda di testserver telah diubah"
 
 
 @pytest.fixture
@@ -177,6 +235,19 @@ def test_a_photo_held_in_english_is_sent_again_when_indonesian_is_asked_for(api,
     assert indonesian.status_code == 200
     assert indonesian.json()["error"] == "Klasifikasi memakan waktu terlalu lama."
     assert "Accept-Language" in indonesian["Vary"]
+
+
+def test_the_api_schema_is_the_same_document_whatever_the_language(client):
+    """README: the API's messages change with Accept-Language, its schema does not (its choices'
+    labels and the upload's limits, "15.0 MB", were Indonesian, "15,0 MB", for such a request)."""
+    english = client.get("/api/schema/").content
+    indonesian = client.get("/api/schema/", HTTP_ACCEPT_LANGUAGE="id").content
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "id"  # a browser that chose Indonesian on a page
+
+    assert b"`queued` - Waiting" in english and b"of at most 15.0" in english
+    assert b"/api/schema/" not in english  # (drf-spectacular leaves its own view out)
+    assert indonesian == english
+    assert client.get("/api/schema/").content == english
 
 
 def entries(po: polib.POFile) -> dict[tuple[str, str], polib.POEntry]:

@@ -1,7 +1,7 @@
 """API URLs under /api/: a DRF router, the token endpoint, the OpenAPI schema and its docs."""
 
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from classifier.api import views
@@ -23,7 +23,7 @@ urlpatterns = [
     path("auth/password-reset/", views.password_reset, name="password-reset"),
     path("stats/", views.stats, name="stats"),
     # (public: no authentication, so a token no longer valid in the header is no 401 there)
-    path("schema/", SpectacularAPIView.as_view(authentication_classes=[]), name="schema"),
+    path("schema/", views.SchemaView.as_view(authentication_classes=[]), name="schema"),
     # (its script in a file of its own, as the Content-Security-Policy allows no inline one)
     # (GET only: DRF's OPTIONS answer through its HTML renderer, which has no template, was a 500)
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema", authentication_classes=[],

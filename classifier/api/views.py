@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils.cache import parse_etags
 from django.utils.crypto import salted_hmac
 from django.utils.functional import lazy
-from django.utils.translation import get_language, gettext
+from django.utils.translation import get_language, gettext, override
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -29,6 +29,7 @@ from drf_spectacular.utils import (
     extend_schema_field,
     extend_schema_view,
 )
+from drf_spectacular.views import SCHEMA_KWARGS, SpectacularAPIView
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.authtoken.models import Token
@@ -180,6 +181,17 @@ class PhotoFilter(django_filters.FilterSet):
 @permission_classes([AllowAny])
 def not_found(request, *args, **kwargs):
     raise NotFound()
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI schema in English whatever the request's language (Accept-Language, or the language
+    cookie a browser that chose Indonesian sends): one document for every client, for code generated
+    from it and diffs between releases. (drf-spectacular's own `?lang=id` still asks for another.)"""
+
+    @extend_schema(**SCHEMA_KWARGS)  # (as drf-spectacular's own: not in the schema it serves)
+    def get(self, request, *args, **kwargs):
+        with override(settings.LANGUAGE_CODE):  # (the schema's lazy texts are made strings inside)
+            return super().get(request, *args, **kwargs)
 
 
 class FiltersOnLists:
