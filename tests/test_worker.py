@@ -79,7 +79,8 @@ def test_a_training_run_through_the_worker_registers_a_version_the_worker_then_u
 
 def test_the_worker_e_mails_the_links_that_confirm_an_address_and_then_reset_its_password(
         worker, client, django_user_model):
-    """Through the broker, in the worker (whose console backend writes the e-mails to its log)."""
+    """Through the broker, in the worker (whose console backend writes the e-mails to its log); the
+    reset asked for in Indonesian, in Indonesian (its language in the message's headers)."""
     import re
 
     client.post(reverse("signup"), {"username": "citra", "email": "citra@example.org",
@@ -94,10 +95,11 @@ def test_the_worker_e_mails_the_links_that_confirm_an_address_and_then_reset_its
     assert django_user_model.objects.get(username="citra").email == "citra@example.org"
 
     client.post(reverse("logout"))
-    client.post(reverse("password_reset"), {"email": "citra@example.org"})
+    client.post(reverse("password_reset"), {"email": "citra@example.org"}, HTTP_ACCEPT_LANGUAGE="id")
 
     assert wait_for(lambda: "/accounts/reset/" in log()), worker.tail()
-    assert 'account "citra"' in log()
+    reset = log()[log().index("/accounts/email/"):]  # (after the confirmation e-mail, in English)
+    assert 'kata sandi baru untuk akun Anda "citra"' in reset and "Someone asked" not in reset
 
 
 def test_a_link_asked_for_behind_a_backlog_of_photos_goes_out_before_the_backlog_is_done(
