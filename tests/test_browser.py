@@ -219,6 +219,39 @@ def test_a_browser_in_indonesian_gets_the_pages_and_their_scripts_in_indonesian_
     assert me.errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"]
 
 
+def test_a_staff_member_sets_up_two_factor_sign_in_from_the_page_and_then_reaches_the_admin(
+        browser, live_server, django_user_model, settings):
+    """The set-up as a person does it: the secret read off the page (as an app would, from the QR
+    code or by hand), the app's code typed in, the backup codes shown once, then where they were
+    going."""
+    import base64
+
+    from django_otp.oath import TOTP
+
+    settings.STAFF_TWO_FACTOR = True
+    django_user_model.objects.create_superuser("kepala", password="kue-lapis-2026")
+    me = Visitor(browser, live_server.url, "two-factor")
+    me.go("/accounts/login/?next=/admin/")
+    me.page.fill("#id_username", "kepala")
+    me.page.fill("#id_password", "kue-lapis-2026")
+    me.page.get_by_role("button", name="Sign in").click()
+    me.page.wait_for_url(re.compile(r"/accounts/two-factor/\?next=/admin/$"))
+
+    assert me.page.locator("svg.qr title").text_content() == "QR code of the secret"
+    me.shoot("set-up")
+    key = base64.b32decode(me.page.locator("#secret").inner_text().replace(" ", ""))
+    me.page.fill("#id_code", f"{TOTP(key).token():06d}")
+    me.page.get_by_role("button", name="Set it up").click()
+    me.page.wait_for_selector(".backup-codes")
+
+    assert me.page.locator(".backup-codes li").count() == 10
+    me.shoot("backup-codes")
+    me.page.get_by_role("link", name="Go on").click()
+    me.page.wait_for_url(re.compile("/admin/$"))
+    assert me.page.get_by_role("link", name="Model versions").count() >= 1
+    assert me.errors == []
+
+
 def test_a_large_photo_gets_a_small_upright_preview_and_one_the_browser_cannot_show_a_blank_square(
         browser, live_server, django_user_model, tmp_path):
     """A preview costs memory by its size on screen (64 px), not by the photo's (a phone's 35
