@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polib
 import pytest
+from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
@@ -111,8 +112,20 @@ def test_the_scripts_speak_the_pages_language(client):
     assert '"Open"' not in english
 
 
+@pytest.fixture
+def task_apply():
+    """Celery's `apply` (which reads a message's headers as a worker does) sends task_prerun and
+    task_postrun, whose receiver closes a connection outside autocommit: the one the test's
+    transaction holds (Django's test client likewise stops request_finished's)."""
+    for signal in (task_prerun, task_postrun):
+        signal.disconnect(tasks.database_as_for_a_request)
+    yield
+    for signal in (task_prerun, task_postrun):
+        signal.connect(tasks.database_as_for_a_request)
+
+
 def test_a_password_reset_asked_for_in_indonesian_is_e_mailed_in_indonesian(
-        client, user, mailoutbox, monkeypatch, settings, django_capture_on_commit_callbacks):
+        client, user, mailoutbox, monkeypatch, settings, django_capture_on_commit_callbacks, task_apply):
     sent = []
 
     def worker(args, headers=None, **_kwargs):  # the broker, and a worker at once, in its own language
@@ -158,7 +171,7 @@ def test_a_confirmation_link_the_sweep_sends_again_is_in_the_language_it_was_ask
 
 
 def test_the_notice_to_a_former_address_is_written_in_the_language_of_the_confirmation(
-        user, mailoutbox, monkeypatch, django_capture_on_commit_callbacks):
+        user, mailoutbox, monkeypatch, django_capture_on_commit_callbacks, task_apply):
     def worker(args, headers=None, **_kwargs):  # the broker, and a worker at once, in its own language
         assert len(args) == 3  # (user, old address, site: as a worker of the release before takes them)
         with translation.override(settings.LANGUAGE_CODE):
