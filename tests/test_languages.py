@@ -18,7 +18,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from classifier import services, tasks
-from tests.conftest import make_photo
+from tests.conftest import make_photo, services_required
 
 pytestmark = pytest.mark.django_db
 
@@ -272,7 +272,10 @@ def test_every_text_the_site_shows_is_translated_and_compiled(domain, tmp_path, 
     """What `make messages` would find in the code today is in the committed catalogue, translated
     and not fuzzy, and nothing else is; the compiled .mo says the same."""
     if not (shutil.which("xgettext") and shutil.which("msgfmt")):
-        pytest.fail("GNU gettext is needed: apt-get install gettext (.ci/run does)")
+        reason = "needs GNU gettext's xgettext and msgfmt (apt-get install gettext; .ci/run does)"
+        if services_required():
+            pytest.fail(reason)
+        pytest.skip(reason)
     # makemessages reads the folder it runs in, and writes beside the files it reads: a copy of
     # what holds text, so that the committed catalogues are only read.
     for folder in ("cakesite", "classifier", "templates", "static"):
