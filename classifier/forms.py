@@ -5,7 +5,6 @@ from django.conf import settings
 from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
-from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -150,10 +149,10 @@ class PasswordResetForm(FocusOnError, auth_forms.PasswordResetForm):
     def save(self, *, request, use_https: bool = False, **_kwargs) -> None:
         from django.contrib.sites.shortcuts import get_current_site
 
-        from classifier import tasks
+        from classifier import services, tasks
 
         email, domain = self.cleaned_data["email"], get_current_site(request).domain
-        language = translation.get_language()  # (the e-mail's, as the worker has no request)
+        language = services.request_language()  # (the e-mail's, as the worker has no request)
 
         def send() -> None:
             self.queued = tasks.enqueue(tasks.send_password_reset, email, domain, use_https,

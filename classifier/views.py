@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
-from django.utils.translation import gettext, gettext_lazy, ngettext
+from django.utils.translation import gettext, ngettext
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import requires_csrf_token
@@ -294,8 +294,6 @@ def account_token(request: HttpRequest) -> HttpResponse:
 
 
 SETTING_UP = "second_factor_setting_up"  # in the session: the id of the authenticator it sets up
-WRONG_CODE = gettext_lazy("That code is not right (or no longer): type the one your app shows now, or a "
-                          "backup code.")
 
 
 def wrong_code(device) -> str:
@@ -303,7 +301,8 @@ def wrong_code(device) -> str:
     if wait > 1:
         return gettext("That code is not right (or no longer): type the one your app shows now, or a backup "
                        "code. After several wrong ones, wait %(wait)s s before the next.") % {"wait": wait}
-    return str(WRONG_CODE)
+    return gettext("That code is not right (or no longer): type the one your app shows now, or a backup "
+                   "code.")
 
 
 @sensitive_post_parameters("code")

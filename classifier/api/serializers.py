@@ -4,7 +4,6 @@ import django_otp
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
-from django.utils import translation
 from django.utils.functional import lazy
 from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema_field
@@ -258,17 +257,11 @@ class ActivateSerializer(serializers.Serializer):
         "same answers, mode and base photos (without it: a 400 saying which)"))
 
 
-def english(words) -> str:
-    """words() as the schema says it (for programmers: in English, whatever the request's language)."""
-    with translation.override("en"):
-        return words()
-
-
 class TrainingRunStartSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=TrainingRun.Mode.choices, default=TrainingRun.Mode.FAST)
     auto_activate = serializers.BooleanField(  # (the rule as the staff page and the admin state it)
-        default=False, help_text=lazy(lambda: "activate the new version if it is " + english(
-            selectors.auto_activation_rule), str)())
+        default=False, help_text=lazy(lambda: "activate the new version if it is "
+                                      + selectors.auto_activation_rule(), str)())
 
 
 USERNAME_MAX_LENGTH = 150  # the column's (User.username)
