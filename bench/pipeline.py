@@ -322,8 +322,8 @@ def main(argv: list[str] | None = None) -> None:
             tokens = subprocess.run(
                 [sys.executable, "manage.py", "shell", "-c",
                  "from django.contrib.auth.models import User; "
-                 "from rest_framework.authtoken.models import Token; "
-                 f"[print(Token.objects.create(user=User.objects.create_user(f'bench{{i}}')).key) "
+                 "from classifier.services import api_token_new; "
+                 f"[print(api_token_new(User.objects.create_user(f'bench{{i}}'))[1]) "
                  f"for i in range({args.clients})]"],
                 cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout.split()[-args.clients:]
             processes.append(subprocess.Popen(

@@ -68,9 +68,9 @@ def make_site(users: int, now) -> dict:
     model versions (the shipped one first, the newest active) with the runs that made them."""
     from django.conf import settings
     from django.contrib.auth.models import User
-    from rest_framework.authtoken.models import Token
 
     from classifier.models import ModelVersion, TrainingRun
+    from classifier.services import api_token_new
 
     people = User.objects.bulk_create([User(username=f"user{i:05d}", password="!") for i in range(users - 2)])
     heavy = User.objects.create(username="heavy", password="!")
@@ -89,7 +89,7 @@ def make_site(users: int, now) -> dict:
         started_by=staff, status=TrainingRun.Status.SUCCEEDED, base_version=base, result_version=result,
         stage="done", progress=100, decision="activated") for base, result in zip(versions, versions[1:])])
     return {"heavy": heavy, "staff": staff, "others": [u.pk for u in people], "versions": versions,
-            "tokens": {u: Token.objects.create(user=u).key for u in (heavy, staff)},
+            "tokens": {u: api_token_new(u)[1] for u in (heavy, staff)},
             "labels": [item["slug"] for item in shipped.labels]}
 
 

@@ -45,7 +45,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # API tokens, kept as hashes (classifier.models.ApiToken)
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our static files, no CDN
@@ -165,6 +165,13 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # API token works only once one is set up (classifier.middleware, classifier.api.authentication).
 STAFF_TWO_FACTOR = envbool("STAFF_TWO_FACTOR", not DEBUG)
 STAFF_TOKEN_DAYS = envint("STAFF_TOKEN_DAYS", 30)  # a staff API token's life (0: for ever); others' have none
+# API tokens (django-rest-knox): the database keeps a hash of each, so a copy of it (a backup, a
+# leak) signs nobody in. An account has one a program (POST /api/auth/token/ makes another), at
+# most API_TOKENS_PER_ACCOUNT: making one more revokes the one used least recently.
+KNOX_TOKEN_MODEL = "classifier.ApiToken"
+MIGRATION_MODULES = {"knox": None}  # its migrations make a table for its own model, which ours replaces
+REST_KNOX = {"TOKEN_TTL": None, "TOKEN_PREFIX": "kue_", "AUTH_HEADER_PREFIX": "Token"}
+API_TOKENS_PER_ACCOUNT = max(1, envint("API_TOKENS_PER_ACCOUNT", 10))
 OTP_TOTP_ISSUER = os.environ.get("OTP_ISSUER", "cakesite")  # the name the authenticator app shows
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the admin deletes a lost device; shows no secret or backup code
 LOGIN_URL = "login"
@@ -243,7 +250,7 @@ CACHES = {
 # The REST API (/api/): token or session auth, throttled, paginated, documented by drf-spectacular.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "classifier.api.authentication.TokenAuthentication",  # DRF's, and a staff account's second factor
+        "classifier.api.authentication.TokenAuthentication",  # knox's, and a staff account's second factor
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

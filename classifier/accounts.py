@@ -58,7 +58,7 @@ class EndAccessOnPasswordChange:
             services.password_changed(user)
 
     def get_help_text(self):
-        return _("A new password also signs out the programs that use your API token, and withdraws "
+        return _("A new password also signs out the programs that use your API tokens, and withdraws "
                  "an e-mail address change not confirmed yet.")
 
 
@@ -73,7 +73,7 @@ def end_access_of_a_disabled_password(sender, instance, update_fields=None, **_k
     """A password disabled (the admin's "Password-based authentication: Disabled", or a script's
     `set_unusable_password`) is no password change to Django's hook above, yet it ends the user's
     sessions (Django ties them to the password): it ends what a new password ends too. Only then: an
-    API-only account, which never had a password, keeps its token through other changes."""
+    API-only account, which never had a password, keeps its tokens through other changes."""
     password = instance.__dict__.get("password")
     if (update_fields is not None and "password" not in update_fields) or password is None:
         return
@@ -84,7 +84,7 @@ def end_access_of_a_disabled_password(sender, instance, update_fields=None, **_k
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL)
 def end_api_access_of_new_staff(sender, instance, created=False, update_fields=None, **_kwargs) -> None:
-    """An account made staff (or made staff again) loses the API token it held: that token was asked
+    """An account made staff (or made staff again) loses the API tokens it held: they were asked
     for without a second factor (classifier.api.authentication lets a staff token through once the
     account has an authenticator, and one set up before its staff status was removed still counts);
     a new one needs a code."""

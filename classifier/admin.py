@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext, pgettext
 
 from classifier import selectors, services
-from classifier.models import Feedback, ModelVersion, Photo, Prediction, TrainingRun
+from classifier.models import ApiToken, Feedback, ModelVersion, Photo, Prediction, TrainingRun
 
 
 class ModelVersionAddForm(forms.ModelForm):
@@ -326,6 +326,30 @@ class FeedbackAdmin(ReadOnlyAdmin):
         return version.display_name(obj.predicted_label) if version else obj.predicted_label
 
 
+@admin.register(ApiToken)
+class ApiTokenAdmin(WithoutBulkDelete):
+    """Accounts' API tokens, to revoke one (delete it): a program someone lost, a token seen where it
+    should not be. Nothing here shows a token, as the database keeps only its hash; an account's
+    owner makes them (the account page, the API)."""
+
+    list_display = ["start", "user", "created", "last_used"]
+    list_filter = ["created", "last_used"]
+    search_fields = ["user__username"]
+    list_select_related = ["user"]
+    fields = readonly_fields = ["start", "user", "created", "last_used"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=gettext_lazy("token"))
+    def start(self, obj: ApiToken) -> str:
+        return obj.start
+
+
 @admin.register(TrainingRun)
 class TrainingRunAdmin(QueryChecked, admin.ModelAdmin):
     """Runs are started with the button on the list (fast mode by default), never edited by hand."""
@@ -436,10 +460,11 @@ class AccountAdmin(QueryChecked, UserAdmin):
     instead of failing it at commit."""
 
     def lookup_allowed(self, lookup, value, request=None):
-        # An API token's key is its primary key, and Django allows `<relation>__pk` as a local field:
-        # `?auth_token__pk__startswith=ab` would let staff who may only view accounts read every
-        # token a character at a time (Django's UserAdmin refuses `password...` for the same reason).
-        if lookup.split("__")[0] == "auth_token":
+        # Django allows `<relation>__pk` as a local field: `?auth_token_set__pk__startswith=ab` would
+        # let staff who may only view accounts read the API tokens' hashes (and their first
+        # characters) a character at a time, as Django's UserAdmin refuses `password...`. Neither
+        # signs anyone in; what staff may not view, the account list does not show either.
+        if lookup.split("__")[0] == "auth_token_set":
             return False
         return super().lookup_allowed(lookup, value, request)
 

@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from knox.models import AbstractAuthToken
 
 
 def photo_upload_to(instance: "Photo", filename: str) -> str:
@@ -337,3 +338,24 @@ class PendingEmail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} (not confirmed)"
+
+
+class ApiToken(AbstractAuthToken):
+    """A program's API token (django-rest-knox's, with when it was last used). The database keeps
+    the token's hash (`digest`) and its first characters (`token_key`, to find the row): the token
+    itself is shown once, when it is made."""
+
+    last_used = models.DateTimeField(null=True, blank=True, help_text="when a request last sent it (to the "
+                                                                      "minute)")
+
+    class Meta:
+        verbose_name = "API token"
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.start} ({self.user})"
+
+    @property
+    def start(self) -> str:
+        """What the account page and the admin show of it: its first characters, not enough to use."""
+        return f"{self.token_key[:8]}…"

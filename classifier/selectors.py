@@ -25,9 +25,8 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.translation import gettext as _
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
-from rest_framework.authtoken.models import Token
 
-from classifier.models import Feedback, ModelVersion, PendingEmail, Photo, Prediction, TrainingRun
+from classifier.models import ApiToken, Feedback, ModelVersion, PendingEmail, Photo, Prediction, TrainingRun
 from training.runtime import CONFIG_FILE, LABELS_FILE
 
 
@@ -564,9 +563,9 @@ def training_history(version: ModelVersion) -> list | None:
     return phases if isinstance(phases, list) else None
 
 
-def api_token(user) -> Token | None:
-    """The user's API token, or None."""
-    return Token.objects.filter(user=user).first()
+def api_tokens(user) -> list[ApiToken]:
+    """The account's API tokens, the newest first."""
+    return list(ApiToken.objects.filter(user=user).order_by("-created"))
 
 
 def photo_count(user) -> int:
@@ -583,7 +582,7 @@ def second_factor_required(user) -> bool:
     return settings.STAFF_TWO_FACTOR and user.is_staff
 
 
-def token_expires(token: Token, user) -> datetime | None:
+def token_expires(token: ApiToken, user) -> datetime | None:
     """When `user`'s API `token` stops working: a staff token (with STAFF_TWO_FACTOR), after
     STAFF_TOKEN_DAYS; None for others, and where STAFF_TOKEN_DAYS is 0."""
     if not (second_factor_required(user) and settings.STAFF_TOKEN_DAYS):
@@ -591,7 +590,7 @@ def token_expires(token: Token, user) -> datetime | None:
     return token.created + timedelta(days=settings.STAFF_TOKEN_DAYS)
 
 
-def token_expired(token: Token, user) -> bool:
+def token_expired(token: ApiToken, user) -> bool:
     expires = token_expires(token, user)
     return expires is not None and expires <= timezone.now()
 

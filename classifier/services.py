@@ -32,10 +32,10 @@ from django.utils.translation import gettext, gettext_lazy
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from PIL import Image
-from rest_framework.authtoken.models import Token
 
 from classifier import images, metadata, selectors, storage
 from classifier.models import (
+    ApiToken,
     Feedback,
     ModelVersion,
     PendingEmail,
@@ -456,51 +456,55 @@ def feedback_record(*, photo: Photo, user, label: str) -> Feedback:
     return feedback
 
 
-def api_token_revoke(user) -> None:
-    """Sign `user`'s API clients out: the token stops working; asking again makes a new one."""
-    Token.objects.filter(user=user).delete()
+def api_token_revoke(user, digest: str | None = None) -> int:
+    """Sign `user`'s API programs out: every token of the account stops working, or the one whose
+    hash is `digest`. How many were revoked."""
+    tokens = ApiToken.objects.filter(user=user)
+    if digest is not None:
+        tokens = tokens.filter(digest=digest)
+    return tokens.delete()[0]
 
 
 def password_changed(user) -> None:
     """What a new or disabled password ends besides the sessions (which Django ties to the password):
-    the API token, and an address change waiting for its link to be opened. Whoever knew the old
+    the API tokens, and an address change waiting for its link to be opened. Whoever knew the old
     password may have asked for both; a confirmed address of theirs would get the reset links."""
     api_token_revoke(user)
     PendingEmail.objects.filter(user=user).delete()
 
 
-def password_change(user, new_password: str, *, new_token: bool) -> Token | None:
+def password_change(user, new_password: str, *, new_token: bool) -> str | None:
     """Set `user`'s new password (checked by the caller: the old one, the rules). What a new password
-    ends follows (classifier.accounts: the sessions, the token, an address change waiting); with
-    `new_token`, a new token for the program that asked, made once the old one is gone."""
+    ends follows (classifier.accounts: the sessions, the tokens, an address change waiting); with
+    `new_token`, a new token for the program that asked, made once the old ones are gone."""
     with transaction.atomic():
         lock_live_account(user.pk)
         user.set_password(new_password)
         user.save(update_fields=["password"])
-        return Token.objects.create(user=user) if new_token else None
+        return api_token_new(user)[1] if new_token else None
 
 
-def api_token_for(user) -> Token:
-    """`user`'s API token, as the token endpoint gives it: the one it has, else a new one (also in
-    place of a staff token older than STAFF_TOKEN_DAYS). The account locked: two programs asking at
-    once get the same one."""
+def api_token_new(user) -> tuple[ApiToken, str]:
+    """A new API token for `user`, for one program: the account's other tokens keep working. Its row
+    and the token itself, known only here (the database keeps its hash). Made when the account has
+    API_TOKENS_PER_ACCOUNT already, it revokes the one used least recently (a token never used counts
+    from when it was made); a staff token past STAFF_TOKEN_DAYS goes too. The account locked: two
+    made at once (two programs, a double click) each see the other."""
     with transaction.atomic():
         lock_live_account(user.pk)
-        token = Token.objects.filter(user=user).first()
-        if token is None or selectors.token_expired(token, user):
-            api_token_revoke(user)
-            token = Token.objects.create(user=user)
-        return token
+        live = sorted((token for token in ApiToken.objects.filter(user=user)
+                       if not selectors.token_expired(token, user)),
+                      key=lambda token: token.last_used or token.created)
+        keep = live[max(0, len(live) - (settings.API_TOKENS_PER_ACCOUNT - 1)):]  # (room for the new one)
+        ApiToken.objects.filter(user=user).exclude(pk__in=[token.pk for token in keep]).delete()
+        return ApiToken.objects.create(user=user)
 
 
-def api_token_renew(user) -> Token:
-    """A new API token for `user`: the old one, if any, stops working. The account locked first: two
-    asked for at once (a double click) would otherwise both delete the old one, and the second's
-    new one collide with the first's."""
-    with transaction.atomic():
-        lock_live_account(user.pk)
-        api_token_revoke(user)
-        return Token.objects.create(user=user)
+def api_token_used(token: ApiToken) -> None:
+    """Note that a request sent `token`, to the minute (one write a minute at most, not one a request)."""
+    now = timezone.now()
+    if token.last_used is None or now - token.last_used >= timedelta(minutes=1):
+        ApiToken.objects.filter(pk=token.pk).update(last_used=now)
 
 
 BACKUP_CODES = 10
@@ -517,7 +521,7 @@ def second_factor_device(user, pk: int | None = None) -> TOTPDevice:
 
 def second_factor_confirm(device: TOTPDevice, code: str, *, site: str) -> list[str] | None:
     """Confirm the authenticator `device` with a code it shows: `device` replaces the ones other
-    sessions were setting up, the API token made before it stops working (it was made without it),
+    sessions were setting up, the API tokens made before it stop working (made without it),
     and new backup codes are made; they are returned, to be shown once. None, changing nothing, if
     the code is wrong, or another session confirmed one meanwhile (or `device` was removed). The
     account's address is told (`site`: where it was done), as whoever knew the password alone could
@@ -553,7 +557,7 @@ def backup_codes_renew(user) -> list[str]:
 
 def second_factor_reset(user) -> bool:
     """Forget `user`'s authenticator and backup codes (a lost phone): the next sign-in sets one up
-    again, after the password. Their API token goes too. Whether there was any."""
+    again, after the password. Their API tokens go too. Whether there was any."""
     with transaction.atomic():
         had = selectors.has_second_factor(user) or selectors.backup_codes_left(user) > 0
         TOTPDevice.objects.filter(user=user).delete()

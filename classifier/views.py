@@ -173,8 +173,10 @@ def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpRes
         "token_form": PasswordConfirmForm(request=request, prefix="token"),
         "delete_form": PasswordConfirmForm(request=request, prefix="delete"),
         "codes_form": PasswordConfirmForm(request=request, prefix="codes"),
-        "token": (token := selectors.api_token(user)),
-        "token_expires": token and selectors.token_expires(token, user),
+        "tokens": [{"start": token.start, "digest": token.digest, "created": token.created,
+                    "last_used": token.last_used, "expires": selectors.token_expires(token, user)}
+                   for token in selectors.api_tokens(user)],
+        "token_limit": settings.API_TOKENS_PER_ACCOUNT,
         "photos": selectors.photo_count(user),
         "photo_limit": (number_format(settings.MAX_PHOTOS_PER_ACCOUNT, force_grouping=True)
                         if settings.MAX_PHOTOS_PER_ACCOUNT else ""),
@@ -195,7 +197,7 @@ def account_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse
 @never_cache
 @login_required
 def account(request: HttpRequest) -> HttpResponse:
-    """The account: its e-mail address (where a reset link goes), its API token, deleting it."""
+    """The account: its e-mail address (where a reset link goes), its API tokens, deleting it."""
     if request.method != "POST":
         return account_page(request, new_token=request.session.pop(NEW_TOKEN, None))
     form = EmailForm(request.POST, request=request)
@@ -275,21 +277,25 @@ NEW_TOKEN = "new_api_token"  # in the session from making a token to the page th
 @post_only("account", with_id=False)
 def account_token(request: HttpRequest) -> HttpResponse:
     """A new API token (the password asked again, as the API's token endpoint asks it), shown once on
-    the account page this redirects to (so reloading that page neither shows it again nor sends the
-    form again, which would replace the token just copied); or, with `revoke` and its box ticked, none."""
+    the account page this redirects to (so reloading that page neither shows it again nor makes
+    another); or, with `revoke`, none: the one it names (its hash), or `all` with its box ticked."""
     if "revoke" in request.POST:
-        if request.POST.get("revoke-confirm") != "on":  # (the box is required: a browser asks first)
-            messages.error(request, gettext("The token was not revoked: tick the box that says the programs "
-                                            "using it stop working."))
-            return redirect("account")
-        services.api_token_revoke(request.user)
-        messages.success(request, gettext("Your API token is revoked: the programs that used it are signed "
-                                          "out."))
+        if request.POST["revoke"] != "all":
+            revoked = services.api_token_revoke(request.user, digest=request.POST["revoke"])
+            messages.success(request, gettext("The token is revoked: the program that used it is signed out.")
+                             if revoked else gettext("That token was revoked already."))
+        elif request.POST.get("revoke-confirm") != "on":  # (the box is required: a browser asks first)
+            messages.error(request, gettext("The tokens were not revoked: tick the box that says the "
+                                            "programs using them stop working."))
+        else:
+            services.api_token_revoke(request.user)
+            messages.success(request, gettext("Your API tokens are revoked: the programs that used them are "
+                                              "signed out."))
         return redirect("account")
     form = PasswordConfirmForm(request.POST, request=request, prefix="token")
     if not form.is_valid():
         return account_page(request, token_form=form, status=400)
-    request.session[NEW_TOKEN] = services.api_token_renew(request.user).key
+    request.session[NEW_TOKEN] = services.api_token_new(request.user)[1]
     return redirect("account")
 
 

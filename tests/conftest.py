@@ -162,6 +162,13 @@ def make_photo(owner, status="queued", label=None, confidence=0.9):
     return photo
 
 
+def api_token(user) -> str:
+    """A new API token of `user`, as a program gets one (POST /api/auth/token/)."""
+    from classifier import services
+
+    return services.api_token_new(user)[1]
+
+
 @contextmanager
 def migrated_back(migration: str) -> Iterator:
     """The database migrated back to the classifier app's `migration`, for rows as they were then

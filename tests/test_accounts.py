@@ -12,7 +12,7 @@ from django.apps import apps as django_apps
 from django.core import signing
 from django.urls import reverse
 
-from tests.conftest import make_photo
+from tests.conftest import api_token, make_photo, migrated_back
 
 pytestmark = pytest.mark.django_db
 
@@ -327,7 +327,7 @@ def test_a_link_e_mailed_before_links_named_the_address_by_a_digest_still_confir
 
 def test_a_forgotten_password_is_reset_by_the_link_sent_to_the_address_given_at_sign_up(
         client, django_user_model, mailoutbox, mail_worker):
-    from rest_framework.authtoken.models import Token
+    from classifier.models import ApiToken
 
     welcome = mail_worker.ask(lambda: client.post(reverse("signup"), {
         "username": "citra", "email": "citra@example.org", "password1": "onde-onde-wijen-9",
@@ -336,7 +336,7 @@ def test_a_forgotten_password_is_reset_by_the_link_sent_to_the_address_given_at_
         welcome.content.decode()
     client.post(confirmation_link(mailoutbox[0]))  # opened, and confirmed
     citra = django_user_model.objects.get(username="citra")
-    Token.objects.create(user=citra)
+    ApiToken.objects.create(user=citra)
     client.post(reverse("logout"))
     assert 'href="/accounts/password_reset/"' in client.get(reverse("login")).content.decode()
 
@@ -355,7 +355,7 @@ def test_a_forgotten_password_is_reset_by_the_link_sent_to_the_address_given_at_
     assert "Password set" in done.content.decode()
     citra.refresh_from_db()
     assert citra.check_password("klepon-gula-jawa-5") and not citra.check_password("onde-onde-wijen-9")
-    assert not Token.objects.filter(user=citra).exists()  # a program with the old token is signed out
+    assert not ApiToken.objects.filter(user=citra).exists()  # a program with the old token is signed out
     assert "This link no longer works" in client.get(link, follow=True).content.decode()  # once only
 
 
@@ -828,34 +828,109 @@ def test_the_old_password_on_the_change_page_locks_out_like_the_login_page(clien
     assert user.check_password("kue-lapis-2026")
 
 
-def test_the_account_page_makes_with_the_password_shows_once_and_revokes_the_api_token(client, user):
-    from rest_framework.authtoken.models import Token
+def test_the_account_page_makes_with_the_password_shows_once_and_revokes_the_api_tokens(client, user):
+    from rest_framework.test import APIClient
 
-    old = Token.objects.create(user=user).key
+    from classifier.models import ApiToken
+
+    def works(key: str) -> bool:
+        return APIClient(HTTP_AUTHORIZATION=f"Token {key}").get("/api/account/").status_code == 200
+
+    old = api_token(user)
     client.force_login(user)
-    assert "You have a token, made" in client.get("/accounts/").content.decode()
+    page = client.get("/accounts/").content.decode()
+    assert f"<code>{old[:8]}…</code>" in page and "never used" in page and old not in page
+    assert works(old) and "last used" in client.get("/accounts/").content.decode()
 
     refused = client.post("/accounts/token/", {"token-password": "guess"})
     assert refused.status_code == 400 and "That is not your password." in refused.content.decode()
-    assert Token.objects.get(user=user).key == old  # a session alone does not make a token
+    assert ApiToken.objects.filter(user=user).count() == 1  # a session alone does not make a token
 
     made = client.post("/accounts/token/", {"token-password": "kue-lapis-2026"})
     shown = client.get(made.url).content.decode()
     reloaded = client.get(made.url).content.decode()  # (a reload repeats the GET, not the form)
 
-    new = Token.objects.get(user=user).key
-    assert made.status_code == 302 and new != old
-    assert f'<code class="token" id="new-token">{new}</code>' in shown
-    assert new not in reloaded and "You have a token, made" in reloaded  # shown once only
-    assert Token.objects.get(user=user).key == new
-    # Programs that use it stop working at once: the page asks to tick that first.
-    kept = client.post("/accounts/token/", {"revoke": "1"}, follow=True).content.decode()
-    assert "The token was not revoked: tick the box" in kept and Token.objects.get(user=user).key == new
+    new = shown.split('<code class="token" id="new-token">')[1].split("</code>")[0]
+    assert made.status_code == 302 and new != old and works(new) and works(old)  # (the old one kept)
+    assert new not in reloaded and f"<code>{new[:8]}…</code>" in reloaded  # shown once only
+    # One revoked by its button: its program stops working, the other goes on.
+    one = client.post("/accounts/token/", {"revoke": ApiToken.objects.get(token_key=old[:15]).digest},
+                      follow=True).content.decode()
+    assert "The token is revoked" in one and not works(old) and works(new)
+    again = client.post("/accounts/token/", {"revoke": "a" * 128}, follow=True).content.decode()
+    assert "That token was revoked already." in again and works(new)
+    # All at once: every program using them stops working, so the page asks to tick that first.
+    api_token(user)
+    kept = client.post("/accounts/token/", {"revoke": "all"}, follow=True).content.decode()
+    assert "The tokens were not revoked: tick the box" in kept and works(new)
     assert 'name="revoke-confirm" required' in kept
-    revoked = client.post("/accounts/token/", {"revoke": "1", "revoke-confirm": "on"}, follow=True)
+    revoked = client.post("/accounts/token/", {"revoke": "all", "revoke-confirm": "on"}, follow=True)
     revoked = revoked.content.decode()
-    assert "Your API token is revoked" in revoked and "You have no API token." in revoked
-    assert not Token.objects.filter(user=user).exists()
+    assert "Your API tokens are revoked" in revoked and "You have no API token." in revoked
+    assert not works(new) and not ApiToken.objects.filter(user=user).exists()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_tokens_drf_kept_in_plain_text_keep_working_and_only_their_hashes_stay(user):
+    """Migration 0030: every program keeps the token it had (made when, shown as before), and the
+    table that held the tokens themselves is emptied."""
+    from django.db import connection
+    from django.utils import timezone
+    from rest_framework.test import APIClient
+
+    from classifier.models import ApiToken
+
+    key, made = "0123456789abcdef0123456789abcdef01234567", timezone.now() - timedelta(days=3)
+    try:
+        with migrated_back("0029_pending_email_language"):  # (DRF's app then made this table)
+            with connection.cursor() as cursor:
+                cursor.execute("CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, "
+                               "created timestamp with time zone NOT NULL, user_id integer NOT NULL)")
+                cursor.execute("INSERT INTO authtoken_token (key, created, user_id) VALUES (%s, %s, %s)",
+                               [key, made, user.pk])
+
+        assert APIClient(HTTP_AUTHORIZATION=f"Token {key}").get("/api/account/").json()["username"] == "ayu"
+        assert ApiToken.objects.get(user=user).created == made
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM authtoken_token")
+            assert cursor.fetchone() == (0,)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS authtoken_token")
+
+
+def test_another_accounts_token_cannot_be_revoked_from_the_account_page(client, user, other_user):
+    from classifier.models import ApiToken
+
+    theirs = api_token(other_user)
+    client.force_login(user)
+
+    theirs_hash = ApiToken.objects.get(user=other_user).digest
+    said = client.post("/accounts/token/", {"revoke": theirs_hash}, follow=True)
+
+    assert "That token was revoked already." in said.content.decode()
+    assert ApiToken.objects.filter(token_key=theirs[:15]).exists()
+
+
+def test_an_account_keeps_at_most_its_limit_of_tokens_revoking_the_one_used_least_recently(user, settings):
+    """A program that asks for a token at each start does not pile them up: past the limit, the one
+    used least recently goes (not the one a program uses every day, though made first)."""
+    from rest_framework.test import APIClient
+
+    from classifier.models import ApiToken
+
+    settings.API_TOKENS_PER_ACCOUNT = 3
+
+    def works(key: str) -> bool:
+        return APIClient(HTTP_AUTHORIZATION=f"Token {key}").get("/api/account/").status_code == 200
+
+    daily, once, spare = (api_token(user) for _ in range(3))
+    assert works(daily)  # (used now: the others never were)
+
+    newest = api_token(user)
+
+    assert works(daily) and works(spare) and works(newest) and not works(once)
+    assert ApiToken.objects.filter(user=user).count() == 3
 
 
 def test_deleting_an_account_takes_its_photos_and_files_and_signs_out(client, user, other_user, settings,
@@ -904,12 +979,11 @@ def test_a_staff_account_is_not_deleted_from_its_page(client, staff):
 
 
 def test_the_api_reads_changes_and_deletes_the_account_with_the_password(user, staff):
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
     make_photo(user)
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
 
     me = api.get("/api/account/").json()
     assert (me["username"], me["email"], me["photos"]) == ("ayu", "", 1)
@@ -939,12 +1013,11 @@ def test_the_api_changes_the_password_with_the_old_one_and_answers_with_a_new_to
         user, django_capture_on_commit_callbacks):
     """As the website's form: the old password allows it (counted as a sign-in attempt), the new one
     is held to the same rules, and what a new password ends ends; the program that asked goes on."""
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
     from classifier import services
 
-    old_token = Token.objects.create(user=user).key
+    old_token = api_token(user)
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {old_token}")
     with django_capture_on_commit_callbacks():
@@ -968,21 +1041,21 @@ def test_the_api_changes_the_password_with_the_old_one_and_answers_with_a_new_to
     api.credentials(HTTP_AUTHORIZATION=f"Token {new_token}")
     me = api.get("/api/account/").json()
     assert me["email_pending"] is None  # and the address change it may have been asked with
-    assert APIClient().post("/api/auth/token/", {"username": "ayu", "password": "bika-ambon-77"}).json()[
-        "token"] == new_token
+    asked = APIClient().post("/api/auth/token/", {"username": "ayu", "password": "bika-ambon-77"})
+    assert asked.status_code == 200
 
 
 def test_a_session_that_changes_the_password_through_the_api_stays_signed_in_without_a_token(client, user):
-    from rest_framework.authtoken.models import Token
+    from classifier.models import ApiToken
 
-    Token.objects.create(user=user)
+    ApiToken.objects.create(user=user)
     client.force_login(user)
 
     changed = client.post("/api/account/password/", content_type="application/json",
                           data={"password": "kue-lapis-2026", "new_password": "bika-ambon-77"})
 
     assert changed.status_code == 200 and changed.json() == {"token": None}
-    assert not Token.objects.filter(user=user).exists()
+    assert not ApiToken.objects.filter(user=user).exists()
     assert client.get("/api/account/").status_code == 200  # this session goes on
     user.refresh_from_db()
     assert user.check_password("bika-ambon-77")
@@ -1009,13 +1082,12 @@ def test_a_new_password_ends_the_old_token_and_an_address_change_waiting(client,
     """Whoever stole the password may have taken the token too, and asked for their own address
     (the reset links would go there once they open the link it got): a new password ends all."""
     from django.test import Client
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
     from classifier import selectors, services
 
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     assert api.get("/api/photos/").status_code == 200
     with django_capture_on_commit_callbacks():
         waiting = services.account_email_set(user, "thief@example.org", site="http://testserver")
@@ -1045,10 +1117,9 @@ def test_disabling_a_password_in_the_admin_signs_out_the_programs_using_the_toke
         admin_client, user):
     """Disabled, the password ends the sessions (Django ties them to it); the token ends too, and
     does not come back when a password is set again later."""
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
-    key = Token.objects.create(user=user).key
+    key = api_token(user)
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert api.get("/api/photos/").status_code == 200
@@ -1071,12 +1142,11 @@ def test_an_api_only_account_without_a_password_keeps_its_token_through_other_ch
         admin_client, django_user_model):
     """Staff make such an account and its token in the admin (Tokens) for a program: renaming or
     editing it is not disabling a password, and must not sign the program out."""
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
     robot = django_user_model.objects.create_user("importer")  # no password: an unusable one
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=robot).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token(robot)}")
 
     robot.first_name = "Nightly importer"
     robot.save()

@@ -6,12 +6,13 @@ import pytest
 from django.urls import reverse
 
 from classifier.models import Photo
-from tests.conftest import make_photo
+from tests.conftest import api_token, make_photo
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("model", ["photo", "prediction", "modelversion", "feedback", "trainingrun"])
+@pytest.mark.parametrize("model", ["photo", "prediction", "modelversion", "feedback", "trainingrun",
+                                   "apitoken"])
 def test_every_model_has_an_admin_list(admin_client, model, user):
     make_photo(user, status="done", label="kue_lapis")
 
@@ -20,7 +21,7 @@ def test_every_model_has_an_admin_list(admin_client, model, user):
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize("model", ["photo", "prediction", "feedback", "trainingrun"])
+@pytest.mark.parametrize("model", ["photo", "prediction", "feedback", "trainingrun", "apitoken"])
 def test_an_admin_list_costs_the_same_queries_for_2_or_12_rows(admin_client, admin_user, model, user):
     """Each row's user, version and photo come with it, not one query per row."""
     from django.db import connection
@@ -38,6 +39,7 @@ def test_an_admin_list_costs_the_same_queries_for_2_or_12_rows(admin_client, adm
                                                  labels=shipped.labels)
             TrainingRun.objects.create(started_by=admin_user, base_version=shipped, result_version=result,
                                        status="succeeded")
+            api_token(user)
 
     def queries_for_list() -> int:
         with CaptureQueriesContext(connection) as captured:
@@ -478,19 +480,44 @@ def test_an_admin_action_on_ids_that_are_no_ids_is_a_bad_request(admin_client, m
 
 
 
-@pytest.mark.parametrize("lookup", ["auth_token__pk__startswith", "auth_token__key__startswith",
-                                    "auth_token__pk", "auth_token"])
+@pytest.mark.parametrize("lookup", ["auth_token_set__pk__startswith", "auth_token_set__token_key__startswith",
+                                    "auth_token_set__digest", "auth_token_set"])
 def test_the_account_list_is_no_oracle_for_api_tokens(client, django_user_model, user, lookup):
-    """Staff who may view accounts, not tokens, cannot find a token's key by filtering the list on it."""
+    """Staff who may view accounts, not tokens, cannot find what the site keeps of a token (its hash,
+    its first characters) by filtering the list on it."""
     from django.contrib.auth.models import Permission
-    from rest_framework.authtoken.models import Token
 
-    key = Token.objects.create(user=user).key
+    from classifier.models import ApiToken
+
+    key = api_token(user)
+    digest = ApiToken.objects.get(user=user).digest
     support = django_user_model.objects.create_user("support", password="risoles-2026", is_staff=True)
     support.user_permissions.add(Permission.objects.get(codename="view_user"))
     client.force_login(support)
 
-    assert client.get("/admin/authtoken/tokenproxy/").status_code == 403  # (no view of the tokens)
-    for guess in (key[:2], key):
+    assert client.get("/admin/classifier/apitoken/").status_code == 403  # (no view of the tokens)
+    for guess in (key[:2], key[:15], digest[:2], digest):
         response = client.get(reverse("admin:auth_user_changelist"), {lookup: guess})
         assert response.status_code == 400, (lookup, guess)
+
+
+def test_staff_revoke_an_accounts_api_token_in_the_admin_which_shows_none(admin_client, user):
+    """A token seen where it should not be: staff delete it, and its program is signed out. The admin
+    shows its first characters, never the token (the site has only its hash)."""
+    from rest_framework.test import APIClient
+
+    from classifier.models import ApiToken
+
+    key, other = api_token(user), api_token(user)
+    token = ApiToken.objects.get(token_key=key[:15])
+    listed = admin_client.get(reverse("admin:classifier_apitoken_changelist")).content.decode()
+    page = admin_client.get(reverse("admin:classifier_apitoken_change", args=[token.pk])).content.decode()
+    assert f"{key[:8]}…" in listed and f"{key[:8]}…" in page and "ayu" in page
+    assert not any(secret in shown for secret in (key[8:], other[8:]) for shown in (listed, page))
+    assert admin_client.get(reverse("admin:classifier_apitoken_add")).status_code == 403
+
+    deleted = admin_client.post(reverse("admin:classifier_apitoken_delete", args=[token.pk]), {"post": "yes"})
+
+    assert deleted.status_code == 302
+    assert APIClient(HTTP_AUTHORIZATION=f"Token {key}").get("/api/account/").status_code == 401
+    assert APIClient(HTTP_AUTHORIZATION=f"Token {other}").get("/api/account/").status_code == 200

@@ -13,12 +13,11 @@ from django.db import connection, connections
 from django.http import Http404
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from classifier import images, selectors, services
-from classifier.models import Feedback, ModelVersion, Photo
-from tests.conftest import make_photo, png_bytes, sample_photo, services_required, upload_of
+from classifier.models import ApiToken, Feedback, ModelVersion, Photo
+from tests.conftest import api_token, make_photo, png_bytes, sample_photo, services_required, upload_of
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def api(user):
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client
 
 
@@ -40,8 +39,26 @@ def error_of(response) -> dict:
 def test_a_token_is_obtained_with_username_and_password(user):
     response = APIClient().post("/api/auth/token/", {"username": "ayu", "password": "kue-lapis-2026"})
 
-    assert response.status_code == 200
-    assert response.json()["token"] == Token.objects.get(user=user).key
+    assert response.status_code == 200 and response.json()["expires"] is None
+    key = response.json()["token"]
+    program = APIClient(HTTP_AUTHORIZATION=f"Token {key}")
+    assert program.get("/api/photos/").status_code == 200
+    assert key.startswith("kue_") and len(key) == 68
+
+
+def test_each_program_gets_its_own_token_and_signs_only_itself_out(user):
+    """Two programs ask with the same password: each gets a token of its own, and one signing out
+    (DELETE) leaves the other signed in. The database keeps neither token, only their hashes."""
+    asked = {"username": "ayu", "password": "kue-lapis-2026"}
+    keys = [APIClient().post("/api/auth/token/", asked).json()["token"] for _program in range(2)]
+    laptop, phone = (APIClient(HTTP_AUTHORIZATION=f"Token {key}") for key in keys)
+
+    assert keys[0] != keys[1] and laptop.get("/api/photos/").status_code == 200
+    kept = {value for row in ApiToken.objects.values() for value in row.values() if isinstance(value, str)}
+    assert not any(key in value or value in key for key in keys for value in kept if len(value) > 15)
+    assert laptop.delete("/api/auth/token/").status_code == 204
+    assert laptop.get("/api/photos/").status_code == 401
+    assert phone.get("/api/photos/").status_code == 200
 
 
 def test_a_wrong_password_gets_no_token(user):
@@ -223,7 +240,7 @@ def test_a_long_poll_on_postgresql_sleeps_until_the_worker_settles_the_photo(api
     assert response.status_code == 200 and response.json()["status"] == "done"
     assert response.json()["prediction"]["label"] == "kue_lapis"
     assert 0.5 < waited < 10  # woken by the result, long before the 20 s wait ends
-    assert len(queries) <= 6  # asking every 20 ms for a second would take 50
+    assert len(queries) <= 7  # asking every 20 ms for a second would take 50 (7: the token's first use noted)
 
 
 def notify_from_another_connection(channel: str) -> None:
@@ -757,7 +774,7 @@ def test_one_user_cannot_hold_more_than_a_few_waiting_requests(user, settings):
     """Each wait holds a web thread: beyond LONG_POLLS_PER_USER at once, a 429 says to come back."""
     settings.LONG_POLLS_PER_USER = 1
     photo = make_photo(user)  # queued: a wait on it lasts
-    token = Token.objects.create(user=user).key
+    token = api_token(user)
 
     def client():
         api = APIClient()
@@ -792,7 +809,7 @@ def test_many_users_waiting_at_once_leave_a_web_process_threads_for_other_pages(
 
     def client(owner):
         api = APIClient()
-        api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=owner)[0].key}")
+        api.credentials(HTTP_AUTHORIZATION=f"Token {api_token(owner)}")
         return api
 
     first: list = []
@@ -873,8 +890,8 @@ def test_only_ascii_digits_name_a_version_or_a_run(admin_user, collection):
 
 def test_revoking_a_token_signs_out_only_its_own_user(user, other_user):
     mine, theirs = APIClient(), APIClient()
-    mine.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    theirs.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=other_user).key}")
+    mine.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
+    theirs.credentials(HTTP_AUTHORIZATION=f"Token {api_token(other_user)}")
 
     revoked = mine.delete("/api/auth/token/")
 
@@ -1103,7 +1120,7 @@ def test_an_idempotency_key_sent_again_with_another_file_or_malformed_is_refused
 def test_the_same_upload_arriving_twice_at_once_is_stored_once(user, monkeypatch, enqueued, settings):
     """The browser sent it again while the first was still being stored: both meet at the database."""
     needs_postgresql()
-    token = Token.objects.create(user=user).key
+    token = api_token(user)
     validate, together = images.validate_image, threading.Barrier(2)
 
     def validate_then_wait(upload):  # the real check, then both store at once

@@ -11,10 +11,9 @@ from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 from schemathesis import checks
 
-from tests.conftest import make_photo
+from tests.conftest import api_token, make_photo
 
 # The schema view reads no database, so it can be loaded while pytest collects.
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
@@ -36,7 +35,7 @@ def token(django_user_model, enqueued):
     user = django_user_model.objects.create_user("schemathesis", password="generated-requests-2026")
     make_photo(user, status="done", label="kue_lapis")
     make_photo(user, status="failed")
-    return Token.objects.create(user=user).key
+    return api_token(user)
 
 
 @pytest.mark.django_db

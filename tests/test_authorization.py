@@ -6,12 +6,11 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from classifier import tasks
 from classifier.models import ModelVersion, TrainingRun
-from tests.conftest import make_photo
+from tests.conftest import api_token, make_photo
 
 pytestmark = pytest.mark.django_db
 
@@ -125,7 +124,7 @@ def test_each_url_answers_each_kind_of_visitor_as_intended(client, people, monke
     if api:
         client = APIClient()
         if role != "anonymous":
-            client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=people[role]).key}")
+            client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(people[role])}")
     elif role != "anonymous":
         client.force_login(people[role])
 

@@ -16,12 +16,11 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from PIL import Image
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from classifier import images, services, tasks
 from classifier.models import Photo
-from tests.conftest import make_photo, png_bytes, sample_photo
+from tests.conftest import api_token, make_photo, png_bytes, sample_photo
 from training.preprocess import load_image
 
 pytestmark = pytest.mark.django_db
@@ -396,7 +395,7 @@ ACCEPTED = {
 @pytest.fixture
 def api(user):
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client
 
 

@@ -9,11 +9,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.signals import request_finished
 from django.db import close_old_connections
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from classifier import services
-from tests.conftest import make_photo, sample_photo
+from tests.conftest import api_token, make_photo, sample_photo
 
 pytestmark = pytest.mark.django_db
 
@@ -92,7 +91,7 @@ def test_the_archives_files_are_dated_as_the_visitors_clock_showed_their_upload(
 def test_the_api_gives_the_same_archive_to_a_token_and_nothing_without_one(user, photos):
     api = APIClient()
     assert api.get("/api/account/export/").status_code == 401
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
 
     response = api.get("/api/account/export/", HTTP_ACCEPT="application/zip")
 
@@ -122,7 +121,7 @@ def test_visitors_are_sent_to_the_login_page(client):
 def test_one_export_at_a_time_per_user_each_keeps_part_of_the_server_busy(client, user, other_user, photos):
     client.force_login(user)
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     theirs = APIClient()
     theirs.force_authenticate(other_user)
 

@@ -13,12 +13,11 @@ import pytest
 import requests
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from classifier import inference, retraining, services, tasks
 from classifier.models import ModelVersion, Photo, TrainingRun
-from tests.conftest import PHOTOS, sample_photo
+from tests.conftest import PHOTOS, api_token, sample_photo
 from tests.processes import (
     SilentServer,
     TcpProxy,
@@ -76,7 +75,7 @@ def test_an_upload_while_the_broker_is_down_is_kept_queued_and_classified_when_i
     require_services()
     broker_port, web_port = free_port(), free_port()
     env = app_env(settings, tmp_path, CELERY_BROKER_URL=f"redis://127.0.0.1:{broker_port}/0", **SWEEP)
-    token = Token.objects.create(user=user).key
+    token = api_token(user)
     web = start_web(env, tmp_path / "web.log", web_port)
     try:
         with sample_photo().open("rb") as f:  # no broker at all: nothing listens on its port
@@ -111,7 +110,7 @@ def test_with_redis_down_or_hung_pages_and_the_api_answer_and_uploads_wait_queue
     silent = SilentServer() if redis == "hanging" else None
     redis_url, web_port = f"redis://127.0.0.1:{silent.port if silent else free_port()}", free_port()
     env = app_env(settings, tmp_path, CACHE_URL=f"{redis_url}/1", CELERY_BROKER_URL=f"{redis_url}/0")
-    token = Token.objects.create(user=user).key
+    token = api_token(user)
     base, auth = f"http://127.0.0.1:{web_port}", {"Authorization": f"Token {token}"}
     web = start_web(env, tmp_path / "web.log", web_port)
     browser = requests.Session()
@@ -266,7 +265,7 @@ def test_an_upload_the_server_fails_midway_says_which_photos_were_stored(
 
         monkeypatch.setattr(FileSystemStorage, "_save", disk_full_at_the_third)
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
 
     response = api.post("/api/photos/", {"files": four_photos()}, format="multipart")
     db.close_old_connections()  # what the end of a request does (the test client does not)
@@ -303,7 +302,7 @@ def test_a_photo_whose_commit_went_through_unanswered_is_stored(settings, user, 
     from django.db import OperationalError
 
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     with monkeypatch.context() as patch:
         commits_unanswered(patch)
         upload = SimpleUploadedFile("a.jpg", sample_photo().read_bytes())
@@ -336,7 +335,7 @@ def test_a_photo_stored_unanswered_whose_send_the_broker_refuses_is_still_the_an
         raise redis.exceptions.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
 
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     monkeypatch.setattr(tasks.classify_photo, "apply_async", refused)
     with monkeypatch.context() as patch:
         commits_unanswered(patch)
@@ -482,7 +481,7 @@ def test_while_the_database_is_unreachable_requests_get_a_clear_503_and_then_it_
     proxy.start()
     port = free_port()
     env = app_env(settings, tmp_path, DATABASE_URL=database_url(port=proxy.port), DB_CONN_MAX_AGE="60")
-    token = Token.objects.create(user=user).key
+    token = api_token(user)
     web = start_web(env, tmp_path / "web.log", port)
     base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Token {token}"}
 
@@ -519,7 +518,7 @@ def test_a_database_that_hangs_instead_of_refusing_gets_the_same_503_in_bounded_
     require_services()
     silent, port = SilentServer(), free_port()
     env = app_env(settings, tmp_path, DATABASE_URL=database_url(port=silent.port), DB_CONNECT_TIMEOUT="2")
-    token = Token.objects.create(user=user).key
+    token = api_token(user)
     web = start_web(env, tmp_path / "web.log", port)
     try:
         started = time.monotonic()

@@ -14,11 +14,10 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext_noop
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from classifier import services, tasks
-from tests.conftest import make_photo, services_required
+from tests.conftest import api_token, make_photo, services_required
 
 pytestmark = pytest.mark.django_db
 
@@ -193,7 +192,7 @@ def test_the_notice_to_a_former_address_is_written_in_the_language_of_the_confir
 @pytest.fixture
 def api(user):
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client
 
 

@@ -9,10 +9,9 @@ import time
 
 import pytest
 import requests
-from rest_framework.authtoken.models import Token
 
 from classifier.models import Photo
-from tests.conftest import PHOTOS
+from tests.conftest import PHOTOS, api_token
 from tests.processes import app_env, free_port, require_services, start_web, start_worker, wait_for
 
 USERS = 4
@@ -37,7 +36,7 @@ def test_users_uploading_and_browsing_at_once_get_no_errors_and_every_photo_is_c
     base = f"http://127.0.0.1:{port}"
     people = [django_user_model.objects.create_user(f"eater{i}", password="kue-cubit-2026")
               for i in range(USERS)]
-    tokens = [Token.objects.create(user=u).key for u in people]
+    tokens = [api_token(u) for u in people]
     photos = sorted(PHOTOS.glob("*/*.jpg"))
     statuses: list[int] = []
     uploaded: list[int] = []

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from classifier import services
 from classifier.models import ModelVersion, Photo
-from tests.conftest import make_photo, migrated_back
+from tests.conftest import api_token, make_photo, migrated_back
 
 pytestmark = pytest.mark.django_db
 
@@ -585,8 +585,6 @@ def test_the_api_answers_in_utc_whatever_time_zone_the_browser_names(client, use
 def test_what_a_signed_in_user_is_shown_is_never_cached_but_a_photo_file_is_for_them_a_day(client, user):
     """Someone at the same computer after them, pressing Back, must not see their photos; nor may a
     shared cache keep them. A photo's file, unchanging, is kept a day by their own browser only."""
-    from rest_framework.authtoken.models import Token
-
     photo = make_photo(user, "done", "kue_lapis")
     client.force_login(user)
 
@@ -596,8 +594,7 @@ def test_what_a_signed_in_user_is_shown_is_never_cached_but_a_photo_file_is_for_
         assert {"private", "no-store"} <= set(cache_control.replace(" ", "").split(",")), path
     assert client.get(f"/photos/{photo.pk}/image/")["Cache-Control"] == "private, max-age=86400"
     client.logout()
-    token = Token.objects.create(user=user)
-    by_token = client.get("/api/photos/", headers={"Authorization": f"Token {token.key}"})
+    by_token = client.get("/api/photos/", headers={"Authorization": f"Token {api_token(user)}"})
     assert by_token.status_code == 200 and "no-store" in by_token["Cache-Control"]
     assert not client.get("/").has_header("Cache-Control")  # (a visitor's: nothing of anyone's)
 

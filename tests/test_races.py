@@ -10,10 +10,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.db import connection
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
-from classifier import images, services
-from classifier.models import ModelVersion, PendingEmail, Photo, Prediction, display_upload_to
+from classifier import images, selectors, services
+from classifier.models import ApiToken, ModelVersion, PendingEmail, Photo, Prediction, display_upload_to
 from tests.conftest import make_photo, sample_photo, upload_of
 from tests.test_api_photos import needs_postgresql
 
@@ -41,18 +40,20 @@ def at_once(*actions) -> list:
 
 
 @TOGETHER
-def test_a_double_click_on_make_a_token_leaves_one_working_token(user, monkeypatch):
-    """Each click deletes the old token, then makes a new one: unlocked, both deleted the old one and
-    the second's new token collided with the first's (a 500)."""
+def test_two_tokens_made_at_once_keep_the_account_within_its_limit(user, monkeypatch, settings):
+    """Each new token counts the account's tokens and revokes the one used least recently if it has
+    its limit: unlocked, two made at once (a double click, two programs starting) both counted the
+    same tokens, and the account kept one more than its limit."""
     needs_postgresql()
-    Token.objects.create(user=user)
-    revoke = services.api_token_revoke
+    settings.API_TOKENS_PER_ACCOUNT = 2
+    ApiToken.objects.create(user=user)
+    expired = selectors.token_expired
 
-    def revoke_slowly(account):  # the window between deleting the old token and making the new one
-        revoke(account)
+    def expired_slowly(token, account):  # the window between counting the tokens and making one
         time.sleep(0.3)
+        return expired(token, account)
 
-    monkeypatch.setattr(services, "api_token_revoke", revoke_slowly)
+    monkeypatch.setattr(selectors, "token_expired", expired_slowly)
 
     def click():
         browser = Client(raise_request_exception=False)
@@ -60,7 +61,7 @@ def test_a_double_click_on_make_a_token_leaves_one_working_token(user, monkeypat
         return browser.post("/accounts/token/", {"token-password": "kue-lapis-2026"}).status_code
 
     assert at_once(click, click) == [302, 302]
-    assert Token.objects.filter(user=user).count() == 1
+    assert ApiToken.objects.filter(user=user).count() == 2
 
 
 def worker_recording_slowly(photo: Photo, monkeypatch):
@@ -145,7 +146,7 @@ def test_a_display_copy_made_after_the_deletion_read_the_photo_goes_with_it(
 
 @pytest.mark.parametrize("change", [
     lambda account: services.account_email_set(account, "new@example.org", site="http://testserver"),
-    lambda account: services.api_token_renew(account),
+    lambda account: services.api_token_new(account),
 ], ids=["e-mail address", "token"])
 def test_a_change_asked_for_in_a_tab_after_the_account_was_deleted_in_another_is_refused(user, change):
     """Not a database error at commit on a row of a deleted account."""
@@ -154,7 +155,7 @@ def test_a_change_asked_for_in_a_tab_after_the_account_was_deleted_in_another_is
 
     with pytest.raises(PermissionDenied, match="no longer exists"):
         change(stale)
-    assert not PendingEmail.objects.exists() and not Token.objects.exists()
+    assert not PendingEmail.objects.exists() and not ApiToken.objects.exists()
 
 
 @TOGETHER

@@ -4,6 +4,7 @@ code after the password, set up at the first sign-in; backup codes; the API's to
 import base64
 import re
 import time
+from datetime import datetime, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -11,10 +12,10 @@ from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.conftest import make_photo
+from classifier.models import ApiToken
+from tests.conftest import api_token, make_photo
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "serabi-solo-2026"  # (the staff fixture's)
@@ -139,9 +140,9 @@ def test_without_the_setting_staff_sign_in_with_the_password_alone(staff, settin
 
 
 def test_a_staff_api_token_needs_the_second_factor_set_up_and_a_code_to_be_asked_for(staff, user):
-    old = Token.objects.create(user=staff)  # made before two-factor sign-in was turned on
+    old = api_token(staff)  # made before two-factor sign-in was turned on
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {old.key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {old}")
     refused = api.get("/api/photos/")
     assert refused.status_code == 401
     assert "has not set up two-factor sign-in" in refused.json()["error"]["message"]
@@ -149,7 +150,7 @@ def test_a_staff_api_token_needs_the_second_factor_set_up_and_a_code_to_be_asked
     assert no_setup.status_code == 400 and "has not set up two-factor" in str(no_setup.json())
 
     set_up(signed_in_with_password("admin"), staff)
-    assert not Token.objects.filter(key=old.key).exists()  # (setting it up revoked the token made without it)
+    assert not ApiToken.objects.filter(user=staff).exists()  # (setting it up revoked the one made without it)
     device = TOTPDevice.objects.get(user=staff, confirmed=True)
     without_code = APIClient().post("/api/auth/token/", {"username": "admin", "password": PASSWORD})
     assert without_code.status_code == 400 and "send `otp` too" in str(without_code.json())
@@ -161,6 +162,8 @@ def test_a_staff_api_token_needs_the_second_factor_set_up_and_a_code_to_be_asked
                                                   "otp": code_of(device, steps_later=1)})
 
     assert given.status_code == 200
+    expires = datetime.fromisoformat(given.json()["expires"])  # (STAFF_TOKEN_DAYS after it was made)
+    assert abs(expires - ApiToken.objects.get(user=staff).created - timedelta(days=30)) < timedelta(seconds=1)
     api.credentials(HTTP_AUTHORIZATION=f"Token {given.json()['token']}")
     assert api.get("/api/photos/").status_code == 200
     member = APIClient().post("/api/auth/token/", {"username": "ayu", "password": "kue-lapis-2026"})
@@ -265,8 +268,6 @@ def test_the_accounts_address_is_told_when_two_factor_sign_in_is_set_up(
 
 def test_a_staff_token_works_for_staff_token_days_and_the_endpoint_then_gives_a_new_one(
         staff, user, settings):
-    from datetime import timedelta
-
     from django.utils import timezone
 
     settings.STAFF_TOKEN_DAYS = 30
@@ -277,9 +278,10 @@ def test_a_staff_token_works_for_staff_token_days_and_the_endpoint_then_gives_a_
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {first}")
     assert api.get("/api/photos/").status_code == 200
-    Token.objects.filter(key=first).update(created=timezone.now() - timedelta(days=30, minutes=1))
-    member_token = Token.objects.create(user=user)
-    Token.objects.filter(key=member_token.key).update(created=timezone.now() - timedelta(days=400))
+    ApiToken.objects.filter(token_key=first[:15]).update(
+        created=timezone.now() - timedelta(days=30, minutes=1))
+    member_token = api_token(user)
+    ApiToken.objects.filter(token_key=member_token[:15]).update(created=timezone.now() - timedelta(days=400))
 
     expired = api.get("/api/photos/")
     asked["otp"] = codes[0]  # (the app's next code comes in 30 s)
@@ -287,8 +289,9 @@ def test_a_staff_token_works_for_staff_token_days_and_the_endpoint_then_gives_a_
 
     assert expired.status_code == 401 and "more than 30 days old" in expired.json()["error"]["message"]
     assert renewed != first
+    assert not ApiToken.objects.filter(token_key=first[:15]).exists()  # (the expired one goes)
     api.credentials(HTTP_AUTHORIZATION=f"Token {renewed}")
     assert api.get("/api/photos/").status_code == 200
     member = APIClient()
-    member.credentials(HTTP_AUTHORIZATION=f"Token {member_token.key}")
+    member.credentials(HTTP_AUTHORIZATION=f"Token {member_token}")
     assert member.get("/api/photos/").status_code == 200  # (other accounts' tokens do not expire)

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from classifier import images, services, tasks
 from classifier.models import Photo
-from tests.conftest import make_photo, png_bytes, sample_photo, upload_of
+from tests.conftest import api_token, make_photo, png_bytes, sample_photo, upload_of
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
@@ -491,14 +491,13 @@ def test_a_heic_and_an_avif_sent_to_gunicorn_are_decoded_in_their_own_process_an
     """The web server starts the process that decodes them as the tests do (its Python, the
     project's folder); the broker is down here, which an upload does not need."""
     import requests
-    from rest_framework.authtoken.models import Token
 
     from tests.processes import app_env, free_port, require_services, start_web
 
     require_services()
     port = free_port()
     env = app_env(settings, tmp_path, CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")
-    token = Token.objects.create(user=user).key
+    token = api_token(user)
     sent = [("files", ("IMG_0042.HEIC", heic(sample_photo()), "image/heic")),
             ("files", ("cake.avif", avif(sample_photo()), "image/avif"))]
     web = start_web(env, tmp_path / "web.log", port)
@@ -530,14 +529,13 @@ def test_a_large_jpeg_cut_short_is_refused_though_it_is_decoded_small(client, us
 
 
 def test_the_website_form_shares_the_apis_upload_rate(client, user, enqueued, monkeypatch):
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
     from rest_framework.throttling import SimpleRateThrottle
 
     monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES",
                         {**SimpleRateThrottle.THROTTLE_RATES, "uploads": "2/minute"})
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     client.force_login(user)
 
     through_api = api.post("/api/photos/", {"files": [SimpleUploadedFile("a.png", png_bytes())]},

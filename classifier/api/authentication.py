@@ -1,19 +1,23 @@
-"""Token authentication, with STAFF_TWO_FACTOR: a staff account's token works only once the account
-has set up its second factor, and for STAFF_TOKEN_DAYS. Its token is then one made after it (setting
-it up revokes the one before), with a code (the token endpoint) or in a session that signed in with
-one (the account page)."""
+"""Token authentication: django-rest-knox's (the database keeps the tokens' hashes), with
+STAFF_TWO_FACTOR: a staff account's token works only once the account has set up its second factor,
+and for STAFF_TOKEN_DAYS. Its token is then one made after it (setting it up revokes the ones
+before), with a code (the token endpoint) or in a session that signed in with one (the account
+page)."""
 
 from django.conf import settings
 from django.utils.translation import gettext, gettext_lazy
-from rest_framework import authentication, exceptions
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
+from knox import auth
+from rest_framework import exceptions
 
-from classifier import selectors
+from classifier import selectors, services
 
 NO_SECOND_FACTOR = gettext_lazy("This staff account has not set up two-factor sign-in: sign in on the "
                                 "website to set it up, then ask for a new token.")
 
 
-class TokenAuthentication(authentication.TokenAuthentication):
+class TokenAuthentication(auth.TokenAuthentication):
     def authenticate_credentials(self, key):
         user, token = super().authenticate_credentials(key)
         if selectors.second_factor_required(user) and not selectors.has_second_factor(user):
@@ -23,4 +27,20 @@ class TokenAuthentication(authentication.TokenAuthentication):
                 gettext("This staff token is more than %(days)s days old: ask for a new one (POST "
                         "/api/auth/token/ with a code, or the account page).") % {
                     "days": settings.STAFF_TOKEN_DAYS})
+        services.api_token_used(token)
         return user, token
+
+    def _cleanup_token(self, auth_token) -> bool:
+        # knox's deletes the account's tokens past their `expiry`, reading them all at each request;
+        # ours have none (TOKEN_TTL None: a staff token's life is counted above, from when it was made).
+        return False
+
+
+class TokenScheme(OpenApiAuthenticationExtension):
+    """The scheme in the OpenAPI schema (drf-spectacular's own for knox matches knox's class only)."""
+
+    target_class = TokenAuthentication
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema):
+        return build_bearer_security_scheme_object(header_name="Authorization", token_prefix="Token")

@@ -319,7 +319,7 @@ class PasswordChangeSerializer(PasswordConfirmSerializer):
 
 class NewTokenSerializer(serializers.Serializer):
     token = serializers.CharField(allow_null=True, help_text=(
-        "the new password revoked the API token: the new one for the program that changed it (asked "
+        "the new password revoked the API tokens: a new one for the program that changed it (asked "
         "with a token); null when asked in a browser's session (POST /api/auth/token/ makes one)"))
 
 
@@ -356,6 +356,13 @@ class AccountCreateSerializer(serializers.Serializer):
         from classifier.accounts import site_of
 
         return services.account_create(self.form, site=site_of(self.context["request"]))
+
+
+class IssuedTokenSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="the new API token: programs send it as `Authorization: Token "
+                                            "<token>`; shown only here")
+    expires = serializers.DateTimeField(allow_null=True, help_text=(
+        "when it stops working: a staff token's, STAFF_TOKEN_DAYS after it is made; null for others"))
 
 
 class NewAccountSerializer(AccountSerializer):

@@ -30,10 +30,8 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from drf_spectacular.views import SCHEMA_KWARGS, SpectacularAPIView
-from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework import exceptions, mixins, parsers, status, viewsets
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.authtoken.models import Token
-from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import (
     action,
     api_view,
@@ -61,7 +59,7 @@ from classifier.api import serializers
 from classifier.api.errors import Conflict, error_body
 from classifier.api.permissions import StaffModelPermissions, staff_with
 from classifier.forms import RESET_NOT_QUEUED, RESET_RETRY_AFTER_S, PasswordResetForm, too_many_files_message
-from classifier.models import ModelVersion, Photo
+from classifier.models import ApiToken, ModelVersion, Photo
 
 ERROR = serializers.ErrorSerializer
 MAX_WAIT_S = 30  # a long poll; below common proxy timeouts
@@ -224,18 +222,25 @@ class OpenToAnyone:
 
 
 @extend_schema_view(
-    post=extend_schema(summary="Get the API token for a username and password",
-                       responses={200: AuthTokenSerializer, 400: ERROR, 415: ERROR, 429: ERROR}),
-    delete=extend_schema(summary="Revoke the token (sign the API out); the next POST makes a new one",
+    post=extend_schema(summary="Get a new API token for a username and password (one for each program)",
+                       description="Each call makes a new token; the account's others keep working. An "
+                                   "account keeps at most API_TOKENS_PER_ACCOUNT (10): one more revokes "
+                                   "the one used least recently. The token is shown only in this answer "
+                                   "(the site keeps its hash).",
+                       request=serializers.TokenCredentialsSerializer,
+                       responses={200: serializers.IssuedTokenSerializer, 400: ERROR, 415: ERROR,
+                                  429: ERROR}),
+    delete=extend_schema(summary="Revoke the token this request sends (sign this program out)",
+                         description="Signed in by the website's session instead, it revokes all of the "
+                                     "account's tokens.",
                          request=None, responses={204: None, 401: ERROR, 403: ERROR, 429: ERROR}),
 )
-class TokenView(OpenToAnyone, ObtainAuthToken):
-    """Exchange a username and password for the user's API token (throttled: password guessing), or
-    revoke it. A new password revokes it too."""
+class TokenView(OpenToAnyone, APIView):
+    """Exchange a username and password for a new API token (throttled: password guessing), or revoke
+    one. A new password revokes them all."""
 
-    serializer_class = serializers.TokenCredentialsSerializer
-    permission_classes = [IsAuthenticated]  # (for DELETE: ObtainAuthToken has none)
-    throttle_classes = [ScopedRateThrottle]  # ObtainAuthToken turns throttling off; turn it back on
+    parser_classes = [parsers.FormParser, parsers.MultiPartParser, parsers.JSONParser]  # (as DRF's own)
+    throttle_classes = [ScopedRateThrottle]
     throttle_scope = "token"
 
     @staticmethod
@@ -244,11 +249,12 @@ class TokenView(OpenToAnyone, ObtainAuthToken):
         return method != "DELETE"  # (and OPTIONS: what the endpoint takes)
 
     def delete(self, request, *args, **kwargs):
-        services.api_token_revoke(request.user)
+        sent = request.auth if isinstance(request.auth, ApiToken) else None  # (None: a session's request)
+        services.api_token_revoke(request.user, digest=sent and sent.digest)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     def post(self, request, *args, **kwargs):
-        credentials = self.get_serializer(data=request.data)
+        credentials = serializers.TokenCredentialsSerializer(data=request.data, context={"request": request})
         try:
             credentials.is_valid(raise_exception=True)
         except exceptions.ValidationError:
@@ -259,7 +265,9 @@ class TokenView(OpenToAnyone, ObtainAuthToken):
                     detail=gettext("Too many failed sign-in attempts for this username; try again later."),
                 ) from None
             raise
-        return Response({"token": services.api_token_for(credentials.validated_data["user"]).key})
+        user = credentials.validated_data["user"]
+        token, key = services.api_token_new(user)
+        return Response({"token": key, "expires": selectors.token_expires(token, user)})
 
 
 def photo_etag(pk: int, updated, names: tuple) -> str:
@@ -305,7 +313,7 @@ class AccountView(OpenToAnyone, APIView):
         data.is_valid(raise_exception=True)
         SignUpRateThrottle().refuse_if_over(request)  # counts the accounts made, not typing errors
         user = data.save()
-        body = {**serializers.AccountSerializer(user).data, "token": services.api_token_renew(user).key}
+        body = {**serializers.AccountSerializer(user).data, "token": services.api_token_new(user)[1]}
         where = request.build_absolute_uri(reverse("api:account"))
         return Response(body, status=status.HTTP_201_CREATED, headers={"Location": where})
 
@@ -336,7 +344,7 @@ def account_export(request):
 @extend_schema(summary="Change your password (the current one, `password`, allows it)",
                operation_id="account_password_change",
                description="As on the website, the new password signs out your sessions elsewhere, revokes "
-                           "your API token and withdraws an e-mail address change waiting for its link; "
+                           "your API tokens and withdraws an e-mail address change waiting for its link; "
                            "a program that asked with its token gets a new one in the answer. A session "
                            "that asked stays signed in.",
                request=serializers.PasswordChangeSerializer,
@@ -347,10 +355,10 @@ def account_password(request):
     data = serializers.PasswordChangeSerializer(data=request.data, context={"request": request})
     data.is_valid(raise_exception=True)
     token = services.password_change(request.user, data.validated_data["new_password"],
-                                     new_token=isinstance(request.auth, Token))
+                                     new_token=isinstance(request.auth, ApiToken))
     if isinstance(request.successful_authenticator, SessionAuthentication):
         update_session_auth_hash(request, request.user)  # as the website's form does
-    return Response({"token": token.key if token else None})
+    return Response({"token": token})
 
 
 @extend_schema(summary="Delete your account, its photos and answers (your password confirms it)",

@@ -9,8 +9,8 @@ from classifier import services
 
 
 class Command(BaseCommand):
-    help = ("Forget an account's authenticator app and backup codes, and its API token: its next sign-in "
-            "sets two-factor sign-in up again.")
+    help = ("Forget an account's authenticator app and backup codes, and its API tokens: its next "
+            "sign-in sets two-factor sign-in up again.")
 
     def add_arguments(self, parser):
         parser.add_argument("username")
