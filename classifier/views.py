@@ -174,7 +174,8 @@ def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpRes
         "delete_form": PasswordConfirmForm(request=request, prefix="delete"),
         "codes_form": PasswordConfirmForm(request=request, prefix="codes"),
         "tokens": [{"start": token.start, "digest": token.digest, "created": token.created,
-                    "last_used": token.last_used, "expires": selectors.token_expires(token, user)}
+                    "last_used": token.last_used, "expires": selectors.token_expires(token, user),
+                    "expired": selectors.token_expired(token, user)}
                    for token in selectors.api_tokens(user)],
         "token_limit": settings.API_TOKENS_PER_ACCOUNT,
         "photos": selectors.photo_count(user),

@@ -873,27 +873,55 @@ def test_the_account_page_makes_with_the_password_shows_once_and_revokes_the_api
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_tokens_drf_kept_in_plain_text_keep_working_and_only_their_hashes_stay(user):
     """Migration 0030: every program keeps the token it had (made when, shown as before), and the
-    table that held the tokens themselves is emptied."""
+    table that held the tokens themselves goes; migrated back, the release before finds it again,
+    empty."""
     from django.db import connection
+    from django.db.migrations.recorder import MigrationRecorder
     from django.utils import timezone
     from rest_framework.test import APIClient
 
     from classifier.models import ApiToken
 
     key, made = "0123456789abcdef0123456789abcdef01234567", timezone.now() - timedelta(days=3)
+    recorder = MigrationRecorder(connection)
+    recorder.record_applied("authtoken", "0004_alter_tokenproxy_options")  # (a site DRF's app had made)
     try:
-        with migrated_back("0029_pending_email_language"):  # (DRF's app then made this table)
+        with migrated_back("0029_pending_email_language"):
             with connection.cursor() as cursor:
-                cursor.execute("CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, "
-                               "created timestamp with time zone NOT NULL, user_id integer NOT NULL)")
+                cursor.execute("SELECT count(*) FROM authtoken_token")
+                assert cursor.fetchone() == (0,)
                 cursor.execute("INSERT INTO authtoken_token (key, created, user_id) VALUES (%s, %s, %s)",
                                [key, made, user.pk])
 
         assert APIClient(HTTP_AUTHORIZATION=f"Token {key}").get("/api/account/").json()["username"] == "ayu"
         assert ApiToken.objects.get(user=user).created == made
+        assert "authtoken_token" not in connection.introspection.table_names()
+    finally:
+        recorder.record_unapplied("authtoken", "0004_alter_tokenproxy_options")
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM authtoken_token")
-            assert cursor.fetchone() == (0,)
+            cursor.execute("DROP TABLE IF EXISTS authtoken_token")
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_drf_token_whose_account_is_gone_does_not_stop_migration_0030(user):
+    """A row left by an account deleted where the foreign key was not enforced (SQLite's shell, a
+    dropped constraint) is dropped, not copied: copied, it failed the migration at commit."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from classifier.models import ApiToken
+
+    try:
+        with migrated_back("0029_pending_email_language"):
+            with connection.cursor() as cursor:
+                cursor.execute("CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, "
+                               "created timestamp with time zone NOT NULL, user_id integer NOT NULL)")
+                for key, owner in (("a" * 40, user.pk), ("b" * 40, user.pk + 1000)):
+                    cursor.execute("INSERT INTO authtoken_token (key, created, user_id) VALUES (%s, %s, %s)",
+                                   [key, timezone.now(), owner])
+
+        assert list(ApiToken.objects.values_list("user", "token_key")) == [(user.pk, "a" * 15)]
+        assert "authtoken_token" not in connection.introspection.table_names()
     finally:
         with connection.cursor() as cursor:
             cursor.execute("DROP TABLE IF EXISTS authtoken_token")

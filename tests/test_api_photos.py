@@ -61,6 +61,17 @@ def test_each_program_gets_its_own_token_and_signs_only_itself_out(user):
     assert phone.get("/api/photos/").status_code == 200
 
 
+def test_a_token_header_that_is_no_utf_8_is_a_401_not_a_500(user):
+    """knox decodes the header's token without catching the error (DRF's said 401): a client's
+    stray byte (a Latin-1 character) was a server error, logged as one."""
+    from django.test import Client
+
+    browser = Client(raise_request_exception=False)
+    response = browser.get("/api/photos/", HTTP_AUTHORIZATION="Token kue_\xe9t\xe9")
+
+    assert response.status_code == 401 and response.json()["error"]["code"] == "authentication_failed"
+
+
 def test_a_wrong_password_gets_no_token(user):
     response = APIClient().post("/api/auth/token/", {"username": "ayu", "password": "nope"})
 

@@ -271,10 +271,11 @@ def test_a_staff_token_works_for_staff_token_days_and_the_endpoint_then_gives_a_
     from django.utils import timezone
 
     settings.STAFF_TOKEN_DAYS = 30
-    codes = set_up(signed_in_with_password("admin"), staff)
+    codes = set_up(browser := signed_in_with_password("admin"), staff)
     device = TOTPDevice.objects.get(user=staff, confirmed=True)
     asked = {"username": "admin", "password": PASSWORD, "otp": code_of(device, steps_later=1)}
     first = APIClient().post("/api/auth/token/", asked).json()["token"]
+    assert "works until" in browser.get("/accounts/").content.decode()
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {first}")
     assert api.get("/api/photos/").status_code == 200
@@ -284,6 +285,7 @@ def test_a_staff_token_works_for_staff_token_days_and_the_endpoint_then_gives_a_
     ApiToken.objects.filter(token_key=member_token[:15]).update(created=timezone.now() - timedelta(days=400))
 
     expired = api.get("/api/photos/")
+    assert "expired: it no longer works" in browser.get("/accounts/").content.decode()
     asked["otp"] = codes[0]  # (the app's next code comes in 30 s)
     renewed = APIClient().post("/api/auth/token/", asked).json()["token"]
 

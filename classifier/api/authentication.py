@@ -19,6 +19,10 @@ NO_SECOND_FACTOR = gettext_lazy("This staff account has not set up two-factor si
 
 class TokenAuthentication(auth.TokenAuthentication):
     def authenticate_credentials(self, key):
+        try:
+            key.decode("utf-8")
+        except UnicodeDecodeError:  # (knox's decodes it unguarded: a 500, where DRF's said 401)
+            raise exceptions.AuthenticationFailed() from None
         user, token = super().authenticate_credentials(key)
         if selectors.second_factor_required(user) and not selectors.has_second_factor(user):
             raise exceptions.AuthenticationFailed(NO_SECOND_FACTOR)

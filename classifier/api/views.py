@@ -224,7 +224,7 @@ class OpenToAnyone:
 @extend_schema_view(
     post=extend_schema(summary="Get a new API token for a username and password (one for each program)",
                        description="Each call makes a new token; the account's others keep working. An "
-                                   "account keeps at most API_TOKENS_PER_ACCOUNT (10): one more revokes "
+                                   "account keeps at most API_TOKENS_PER_ACCOUNT (25): one more revokes "
                                    "the one used least recently. The token is shown only in this answer "
                                    "(the site keeps its hash).",
                        request=serializers.TokenCredentialsSerializer,

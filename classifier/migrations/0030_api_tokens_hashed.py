@@ -5,28 +5,54 @@ from datetime import UTC
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
+from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 from knox.crypto import hash_token
 
 KEY_START = 15  # knox.settings.CONSTANTS.TOKEN_KEY_LENGTH: the characters it finds a token's row by
 
 
+def users_table(apps, connection) -> tuple[str, str]:
+    """The accounts' table and its key column, quoted."""
+    User = apps.get_model(settings.AUTH_USER_MODEL)
+    return tuple(connection.ops.quote_name(name) for name in (User._meta.db_table, User._meta.pk.column))
+
+
 def keep_only_hashes(apps, schema_editor):
     """The tokens DRF's authtoken kept (`authtoken_token`, in plain text) become ApiTokens kept as
-    hashes: every program keeps working with the token it has. The old rows are then deleted (the
-    table stays, empty: DRF's app, no longer installed, owns it)."""
+    hashes: every program keeps working with the token it has. The old table is then dropped: left,
+    a web process of the release before (during a rolling deploy) would write new tokens into it in
+    plain text, and an account with one could not be deleted (its foreign key)."""
     connection = schema_editor.connection
     if "authtoken_token" not in connection.introspection.table_names():
         return  # (a new site)
     ApiToken = apps.get_model("classifier", "ApiToken")
+    users, pk = users_table(apps, connection)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT key, user_id, created FROM authtoken_token")
+        # (a row whose account is gone, possible where its foreign key was not enforced, is dropped:
+        # copied, it failed the migration)
+        cursor.execute(f'SELECT t."key", t.user_id, t.created FROM authtoken_token t JOIN {users} u '
+                       f"ON u.{pk} = t.user_id")
         for key, user_id, created in cursor.fetchall():
             ApiToken.objects.create(digest=hash_token(key), token_key=key[:KEY_START], user_id=user_id)
             if timezone.is_naive(created):
                 created = timezone.make_aware(created, UTC)  # (SQLite's, stored in UTC)
             ApiToken.objects.filter(digest=hash_token(key)).update(created=created)  # (not auto_now_add's)
-        cursor.execute("DELETE FROM authtoken_token")
+    schema_editor.execute("DROP TABLE authtoken_token")
+
+
+def old_table_back(apps, schema_editor):
+    """Migrating back: the release before reads and writes DRF's table, so it comes back where DRF's
+    app had made it, empty (a hash is no token: every program asks for a new one)."""
+    connection = schema_editor.connection
+    had_it = any(app == "authtoken" for app, _name in MigrationRecorder(connection).applied_migrations())
+    if not had_it or "authtoken_token" in connection.introspection.table_names():
+        return
+    users, pk = users_table(apps, connection)
+    moment = "datetime" if connection.vendor == "sqlite" else "timestamp with time zone"
+    schema_editor.execute(f'CREATE TABLE authtoken_token ("key" varchar(40) NOT NULL PRIMARY KEY, '
+                          f"created {moment} NOT NULL, user_id integer NOT NULL UNIQUE "
+                          f"REFERENCES {users} ({pk}) DEFERRABLE INITIALLY DEFERRED)")
 
 
 class Migration(migrations.Migration):
@@ -52,5 +78,5 @@ class Migration(migrations.Migration):
                 'ordering': ['-created'],
             },
         ),
-        migrations.RunPython(keep_only_hashes, migrations.RunPython.noop, elidable=True),
+        migrations.RunPython(keep_only_hashes, old_table_back),
     ]
