@@ -172,6 +172,7 @@ KNOX_TOKEN_MODEL = "classifier.ApiToken"
 MIGRATION_MODULES = {"knox": None}  # its migrations make a table for its own model, which ours replaces
 REST_KNOX = {"TOKEN_TTL": None, "TOKEN_PREFIX": "kue_", "AUTH_HEADER_PREFIX": "Token"}
 API_TOKENS_PER_ACCOUNT = max(1, envint("API_TOKENS_PER_ACCOUNT", 25))
+API_TOKEN_IDLE_DAYS = envint("API_TOKEN_IDLE_DAYS", 365)  # a token unused this long stops working (0: never)
 OTP_TOTP_ISSUER = os.environ.get("OTP_ISSUER", "cakesite")  # the name the authenticator app shows
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the admin deletes a lost device; shows no secret or backup code
 LOGIN_URL = "login"

@@ -590,9 +590,17 @@ def token_expires(token: ApiToken, user) -> datetime | None:
     return token.created + timedelta(days=settings.STAFF_TOKEN_DAYS)
 
 
+def token_unused_too_long(token: ApiToken) -> bool:
+    """Whether `token` went API_TOKEN_IDLE_DAYS without a request (counted from when it was made if
+    it never had one): it no longer works (0: it always does). A program that uses it keeps it."""
+    days = settings.API_TOKEN_IDLE_DAYS
+    return bool(days) and (token.last_used or token.created) + timedelta(days=days) <= timezone.now()
+
+
 def token_expired(token: ApiToken, user) -> bool:
+    """Whether `token` no longer works: a staff token past its life, or any unused too long."""
     expires = token_expires(token, user)
-    return expires is not None and expires <= timezone.now()
+    return (expires is not None and expires <= timezone.now()) or token_unused_too_long(token)
 
 
 def has_second_factor(user) -> bool:

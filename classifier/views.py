@@ -178,6 +178,7 @@ def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpRes
                     "expired": selectors.token_expired(token, user)}
                    for token in selectors.api_tokens(user)],
         "token_limit": settings.API_TOKENS_PER_ACCOUNT,
+        "token_idle_days": settings.API_TOKEN_IDLE_DAYS,
         "photos": selectors.photo_count(user),
         "photo_limit": (number_format(settings.MAX_PHOTOS_PER_ACCOUNT, force_grouping=True)
                         if settings.MAX_PHOTOS_PER_ACCOUNT else ""),

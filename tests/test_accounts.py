@@ -927,6 +927,36 @@ def test_a_drf_token_whose_account_is_gone_does_not_stop_migration_0030(user):
             cursor.execute("DROP TABLE IF EXISTS authtoken_token")
 
 
+def test_a_token_no_request_sent_for_api_token_idle_days_stops_working(client, user, settings):
+    """However old, a token a program uses keeps working; one forgotten (in an old script, a lost
+    laptop) stops, says why, shows as expired, and goes when a new one is made."""
+    from django.utils import timezone
+    from rest_framework.test import APIClient
+
+    from classifier.models import ApiToken
+
+    settings.API_TOKEN_IDLE_DAYS = 365
+    used, forgotten = api_token(user), api_token(user)
+    long_ago = timezone.now() - timedelta(days=366)
+    ApiToken.objects.update(created=long_ago)
+    ApiToken.objects.filter(token_key=used[:15]).update(last_used=timezone.now() - timedelta(days=364))
+    client.force_login(user)
+
+    works = APIClient(HTTP_AUTHORIZATION=f"Token {used}").get("/api/account/")
+    refused = APIClient(HTTP_AUTHORIZATION=f"Token {forgotten}").get("/api/account/")
+    page = client.get("/accounts/").content.decode()
+
+    assert works.status_code == 200
+    assert refused.status_code == 401 and refused.json()["error"]["message"] == (
+        "This token was not used for 365 days, so it no longer works: ask for a new one (POST "
+        "/api/auth/token/, or the account page).")
+    assert page.count("expired: it no longer works") == 1
+    assert "A token that no request sends for 365 days stops working." in page
+    api_token(user)
+    assert not ApiToken.objects.filter(token_key=forgotten[:15]).exists()
+    assert ApiToken.objects.filter(token_key=used[:15]).exists()
+
+
 def test_another_accounts_token_cannot_be_revoked_from_the_account_page(client, user, other_user):
     from classifier.models import ApiToken
 

@@ -1,8 +1,8 @@
-"""Token authentication: django-rest-knox's (the database keeps the tokens' hashes), with
-STAFF_TWO_FACTOR: a staff account's token works only once the account has set up its second factor,
-and for STAFF_TOKEN_DAYS. Its token is then one made after it (setting it up revokes the ones
-before), with a code (the token endpoint) or in a session that signed in with one (the account
-page)."""
+"""Token authentication: django-rest-knox's (the database keeps the tokens' hashes). A token stops
+working once API_TOKEN_IDLE_DAYS go by without a request that sends it. With STAFF_TWO_FACTOR, a
+staff account's token works only once the account has set up its second factor, and for
+STAFF_TOKEN_DAYS. Its token is then one made after it (setting it up revokes the ones before), with
+a code (the token endpoint) or in a session that signed in with one (the account page)."""
 
 from django.conf import settings
 from django.utils.translation import gettext, gettext_lazy
@@ -26,6 +26,11 @@ class TokenAuthentication(auth.TokenAuthentication):
         user, token = super().authenticate_credentials(key)
         if selectors.second_factor_required(user) and not selectors.has_second_factor(user):
             raise exceptions.AuthenticationFailed(NO_SECOND_FACTOR)
+        if selectors.token_unused_too_long(token):
+            raise exceptions.AuthenticationFailed(
+                gettext("This token was not used for %(days)s days, so it no longer works: ask for a new "
+                        "one (POST /api/auth/token/, or the account page).") % {
+                    "days": settings.API_TOKEN_IDLE_DAYS})
         if selectors.token_expired(token, user):
             raise exceptions.AuthenticationFailed(
                 gettext("This staff token is more than %(days)s days old: ask for a new one (POST "

@@ -362,7 +362,8 @@ class IssuedTokenSerializer(serializers.Serializer):
     token = serializers.CharField(help_text="the new API token: programs send it as `Authorization: Token "
                                             "<token>`; shown only here")
     expires = serializers.DateTimeField(allow_null=True, help_text=(
-        "when it stops working: a staff token's, STAFF_TOKEN_DAYS after it is made; null for others"))
+        "when it stops working: a staff token's, STAFF_TOKEN_DAYS after it is made; null for others "
+        "(any token stops working once API_TOKEN_IDLE_DAYS go by without a request that sends it)"))
 
 
 class NewAccountSerializer(AccountSerializer):
