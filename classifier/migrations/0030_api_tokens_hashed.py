@@ -28,6 +28,9 @@ def keep_only_hashes(apps, schema_editor):
         return  # (a new site)
     ApiToken = apps.get_model("classifier", "ApiToken")
     users, pk = users_table(apps, connection)
+    # When each was last used is not known: now, so that no token in use stops at the upgrade for
+    # having gone API_TOKEN_IDLE_DAYS without a request since it was made.
+    upgraded = timezone.now()
     with connection.cursor() as cursor:
         # (a row whose account is gone, possible where its foreign key was not enforced, is dropped:
         # copied, it failed the migration)
@@ -37,7 +40,8 @@ def keep_only_hashes(apps, schema_editor):
             ApiToken.objects.create(digest=hash_token(key), token_key=key[:KEY_START], user_id=user_id)
             if timezone.is_naive(created):
                 created = timezone.make_aware(created, UTC)  # (SQLite's, stored in UTC)
-            ApiToken.objects.filter(digest=hash_token(key)).update(created=created)  # (not auto_now_add's)
+            ApiToken.objects.filter(digest=hash_token(key)).update(created=created,  # (not auto_now_add's)
+                                                                   last_used=upgraded)
     schema_editor.execute("DROP TABLE authtoken_token")
 
 
