@@ -332,11 +332,11 @@ class ApiTokenAdmin(WithoutBulkDelete):
     should not be. Nothing here shows a token, as the database keeps only its hash; an account's
     owner makes them (the account page, the API)."""
 
-    list_display = ["start", "user", "created", "last_used"]
+    list_display = ["start", "name", "user", "created", "last_used"]
     list_filter = ["created", "last_used"]
-    search_fields = ["user__username"]
+    search_fields = ["user__username", "name"]
     list_select_related = ["user"]
-    fields = readonly_fields = ["start", "user", "created", "last_used"]
+    fields = readonly_fields = ["start", "name", "user", "created", "last_used"]
     show_full_result_count = False
 
     def has_add_permission(self, request):

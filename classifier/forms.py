@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from classifier.images import formats_taken
-from classifier.models import Photo
+from classifier.models import TOKEN_NAME_MAX_LENGTH, Photo
 
 
 def too_many_files_message() -> str:
@@ -221,6 +221,15 @@ class PasswordConfirmForm(FocusOnError, forms.Form):
 
     def clean_password(self):
         return password_checked(self.request, self.cleaned_data["password"])
+
+
+class ApiTokenForm(PasswordConfirmForm):
+    """A new API token: what it is for (to tell an account's tokens apart), and the password."""
+
+    name = forms.CharField(
+        label=gettext_lazy("What it is for (optional)"), required=False, max_length=TOKEN_NAME_MAX_LENGTH,
+        help_text=gettext_lazy("A program or a computer: the list of your tokens shows it."))
+    field_order = ["name", "password"]
 
 
 class SecondFactorForm(FocusOnError, forms.Form):

@@ -340,6 +340,9 @@ class PendingEmail(models.Model):
         return f"{self.email} (not confirmed)"
 
 
+TOKEN_NAME_MAX_LENGTH = 50
+
+
 class ApiToken(AbstractAuthToken):
     """A program's API token (django-rest-knox's, with when it was last used). The database keeps
     the token's hash (`digest`) and its first characters (`token_key`, to find the row): the token
@@ -347,13 +350,15 @@ class ApiToken(AbstractAuthToken):
 
     last_used = models.DateTimeField(null=True, blank=True, help_text="when a request last sent it (to the "
                                                                       "minute)")
+    name = models.CharField(max_length=TOKEN_NAME_MAX_LENGTH, blank=True,
+                            help_text="what its owner said it is for (a program, a computer)")
 
     class Meta:
         verbose_name = "API token"
         ordering = ["-created"]
 
     def __str__(self) -> str:
-        return f"{self.start} ({self.user})"
+        return f"{self.start} ({self.user}{', ' + self.name if self.name else ''})"
 
     @property
     def start(self) -> str:

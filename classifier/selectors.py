@@ -564,8 +564,12 @@ def training_history(version: ModelVersion) -> list | None:
 
 
 def api_tokens(user) -> list[ApiToken]:
-    """The account's API tokens, the newest first."""
-    return list(ApiToken.objects.filter(user=user).order_by("-created"))
+    """The account's API tokens, the newest first, each with when it `expires` (None: no fixed time)
+    and whether it has `expired`."""
+    tokens = list(ApiToken.objects.filter(user=user).order_by("-created"))
+    for token in tokens:
+        token.expires, token.expired = token_expires(token, user), token_expired(token, user)
+    return tokens
 
 
 def photo_count(user) -> int:

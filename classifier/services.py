@@ -484,12 +484,12 @@ def password_change(user, new_password: str, *, new_token: bool) -> str | None:
         return api_token_new(user)[1] if new_token else None
 
 
-def api_token_new(user) -> tuple[ApiToken, str]:
+def api_token_new(user, name: str = "") -> tuple[ApiToken, str]:
     """A new API token for `user`, for one program: the account's other tokens keep working. Its row
     and the token itself, known only here (the database keeps its hash). Made when the account has
     API_TOKENS_PER_ACCOUNT already, it revokes the one used least recently (a token never used counts
     from when it was made); a staff token past STAFF_TOKEN_DAYS goes too. The account locked: two
-    made at once (two programs, a double click) each see the other."""
+    made at once (two programs, a double click) each see the other. `name`: what it is for."""
     with transaction.atomic():
         lock_live_account(user.pk)
         live = sorted((token for token in ApiToken.objects.filter(user=user)
@@ -497,7 +497,7 @@ def api_token_new(user) -> tuple[ApiToken, str]:
                       key=lambda token: token.last_used or token.created)
         keep = live[max(0, len(live) - (settings.API_TOKENS_PER_ACCOUNT - 1)):]  # (room for the new one)
         ApiToken.objects.filter(user=user).exclude(pk__in=[token.pk for token in keep]).delete()
-        return ApiToken.objects.create(user=user)
+        return ApiToken.objects.create(user=user, name=name)
 
 
 def api_token_used(token: ApiToken) -> None:

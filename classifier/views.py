@@ -45,6 +45,7 @@ from classifier.cakes import catalogue
 from classifier.forms import (
     RESET_NOT_QUEUED,
     RESET_RETRY_AFTER_S,
+    ApiTokenForm,
     EmailForm,
     GalleryFilterForm,
     PasswordChangeForm,
@@ -170,13 +171,10 @@ def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpRes
     context = {
         "email_form": EmailForm(request=request, initial={"email": user.email}),
         "pending_email": selectors.pending_email(user),
-        "token_form": PasswordConfirmForm(request=request, prefix="token"),
+        "token_form": ApiTokenForm(request=request, prefix="token"),
         "delete_form": PasswordConfirmForm(request=request, prefix="delete"),
         "codes_form": PasswordConfirmForm(request=request, prefix="codes"),
-        "tokens": [{"start": token.start, "digest": token.digest, "created": token.created,
-                    "last_used": token.last_used, "expires": selectors.token_expires(token, user),
-                    "expired": selectors.token_expired(token, user)}
-                   for token in selectors.api_tokens(user)],
+        "tokens": selectors.api_tokens(user),
         "token_limit": settings.API_TOKENS_PER_ACCOUNT,
         "token_idle_days": settings.API_TOKEN_IDLE_DAYS,
         "photos": selectors.photo_count(user),
@@ -294,10 +292,10 @@ def account_token(request: HttpRequest) -> HttpResponse:
             messages.success(request, gettext("Your API tokens are revoked: the programs that used them are "
                                               "signed out."))
         return redirect("account")
-    form = PasswordConfirmForm(request.POST, request=request, prefix="token")
+    form = ApiTokenForm(request.POST, request=request, prefix="token")
     if not form.is_valid():
         return account_page(request, token_form=form, status=400)
-    request.session[NEW_TOKEN] = services.api_token_new(request.user)[1]
+    request.session[NEW_TOKEN] = services.api_token_new(request.user, form.cleaned_data["name"])[1]
     return redirect("account")
 
 

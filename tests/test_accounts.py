@@ -846,13 +846,15 @@ def test_the_account_page_makes_with_the_password_shows_once_and_revokes_the_api
     assert refused.status_code == 400 and "That is not your password." in refused.content.decode()
     assert ApiToken.objects.filter(user=user).count() == 1  # a session alone does not make a token
 
-    made = client.post("/accounts/token/", {"token-password": "kue-lapis-2026"})
+    made = client.post("/accounts/token/", {"token-name": "<b>laptop</b>",
+                                            "token-password": "kue-lapis-2026"})
     shown = client.get(made.url).content.decode()
     reloaded = client.get(made.url).content.decode()  # (a reload repeats the GET, not the form)
 
     new = shown.split('<code class="token" id="new-token">')[1].split("</code>")[0]
     assert made.status_code == 302 and new != old and works(new) and works(old)  # (the old one kept)
     assert new not in reloaded and f"<code>{new[:8]}…</code>" in reloaded  # shown once only
+    assert "<strong>&lt;b&gt;laptop&lt;/b&gt;</strong>" in reloaded  # (what it is for, as typed)
     # One revoked by its button: its program stops working, the other goes on.
     one = client.post("/accounts/token/", {"revoke": ApiToken.objects.get(token_key=old[:15]).digest},
                       follow=True).content.decode()

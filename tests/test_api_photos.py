@@ -72,6 +72,17 @@ def test_a_token_header_that_is_no_utf_8_is_a_401_not_a_500(user):
     assert response.status_code == 401 and response.json()["error"]["code"] == "authentication_failed"
 
 
+def test_a_program_names_its_token_and_a_name_too_long_is_refused(user):
+    asked = {"username": "ayu", "password": "kue-lapis-2026"}
+
+    named = APIClient().post("/api/auth/token/", {**asked, "name": "kasir-toko"})
+    too_long = APIClient().post("/api/auth/token/", {**asked, "name": "x" * 51})
+
+    assert named.status_code == 200 and ApiToken.objects.get(user=user).name == "kasir-toko"
+    assert too_long.status_code == 400 and "name" in error_of(too_long)["fields"]
+    assert ApiToken.objects.filter(user=user).count() == 1
+
+
 def test_a_wrong_password_gets_no_token(user):
     response = APIClient().post("/api/auth/token/", {"username": "ayu", "password": "nope"})
 

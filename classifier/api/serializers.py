@@ -14,7 +14,7 @@ from classifier import selectors
 from classifier.api.authentication import NO_SECOND_FACTOR
 from classifier.api.permissions import staff_with
 from classifier.forms import EMAIL_MAX_LENGTH, one_time_code
-from classifier.models import Feedback, ModelVersion, Photo, Prediction, TrainingRun
+from classifier.models import TOKEN_NAME_MAX_LENGTH, Feedback, ModelVersion, Photo, Prediction, TrainingRun
 
 
 # A model as the API answers it, never as it is sent: every field is read-only, so the schema says
@@ -379,6 +379,9 @@ class TokenCredentialsSerializer(AuthTokenSerializer):
         label="Code", write_only=True, required=False, max_length=16,
         help_text="staff accounts, where the site asks for two-factor sign-in: a code of their authenticator "
                   "app, or a backup code")
+    name = serializers.CharField(
+        label="Name", write_only=True, required=False, allow_blank=True, max_length=TOKEN_NAME_MAX_LENGTH,
+        help_text="what the token is for (a program, a computer): the account page lists it")
 
     def validate(self, attrs):
         attrs = super().validate(attrs)

@@ -266,7 +266,7 @@ class TokenView(OpenToAnyone, APIView):
                 ) from None
             raise
         user = credentials.validated_data["user"]
-        token, key = services.api_token_new(user)
+        token, key = services.api_token_new(user, credentials.validated_data.get("name", ""))
         return Response({"token": key, "expires": selectors.token_expires(token, user)})
 
 

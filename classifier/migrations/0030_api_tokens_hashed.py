@@ -75,6 +75,7 @@ class Migration(migrations.Migration):
                 ('created', models.DateTimeField(auto_now_add=True)),
                 ('expiry', models.DateTimeField(blank=True, null=True)),
                 ('last_used', models.DateTimeField(blank=True, help_text='when a request last sent it (to the minute)', null=True)),
+                ('name', models.CharField(blank=True, help_text='what its owner said it is for (a program, a computer)', max_length=50)),
                 ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='auth_token_set', to=settings.AUTH_USER_MODEL)),
             ],
             options={
