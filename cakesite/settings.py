@@ -166,8 +166,9 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 STAFF_TWO_FACTOR = envbool("STAFF_TWO_FACTOR", not DEBUG)
 STAFF_TOKEN_DAYS = envint("STAFF_TOKEN_DAYS", 30)  # a staff API token's life (0: for ever); others' have none
 # API tokens (django-rest-knox): the database keeps a hash of each, so a copy of it (a backup, a
-# leak) signs nobody in. An account has one a program (POST /api/auth/token/ makes another), at
-# most API_TOKENS_PER_ACCOUNT: making one more revokes the one used least recently.
+# leak) signs nobody in. An account has one for each program (POST /api/auth/token/ makes another),
+# at most API_TOKENS_PER_ACCOUNT: making one more revokes the one used least recently. Any token
+# stops working once API_TOKEN_IDLE_DAYS go by without a request that sends it.
 KNOX_TOKEN_MODEL = "classifier.ApiToken"
 MIGRATION_MODULES = {"knox": None}  # its migrations make a table for its own model, which ours replaces
 REST_KNOX = {"TOKEN_TTL": None, "TOKEN_PREFIX": "kue_", "AUTH_HEADER_PREFIX": "Token"}

@@ -488,8 +488,9 @@ def api_token_new(user, name: str = "") -> tuple[ApiToken, str]:
     """A new API token for `user`, for one program: the account's other tokens keep working. Its row
     and the token itself, known only here (the database keeps its hash). Made when the account has
     API_TOKENS_PER_ACCOUNT already, it revokes the one used least recently (a token never used counts
-    from when it was made); a staff token past STAFF_TOKEN_DAYS goes too. The account locked: two
-    made at once (two programs, a double click) each see the other. `name`: what it is for."""
+    from when it was made); so do those that no longer work (a staff token past STAFF_TOKEN_DAYS, any
+    unused for API_TOKEN_IDLE_DAYS). The account locked: two made at once (two programs, a double
+    click) each see the other. `name`: what it is for."""
     with transaction.atomic():
         lock_live_account(user.pk)
         live = sorted((token for token in ApiToken.objects.filter(user=user)
