@@ -164,7 +164,7 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # its password, and sets one up the first time; until then its session opens nothing else, and its
 # API token works only once one is set up (classifier.middleware, classifier.api.authentication).
 STAFF_TWO_FACTOR = envbool("STAFF_TWO_FACTOR", not DEBUG)
-STAFF_TOKEN_DAYS = envint("STAFF_TOKEN_DAYS", 30)  # a staff API token's life (0: for ever); others' have none
+STAFF_TOKEN_DAYS = max(0, envint("STAFF_TOKEN_DAYS", 30))  # a staff API token's life (0: for ever)
 # API tokens (django-rest-knox): the database keeps a hash of each, so a copy of it (a backup, a
 # leak) signs nobody in. An account has one for each program (POST /api/auth/token/ makes another),
 # at most API_TOKENS_PER_ACCOUNT: making one more revokes the one used least recently. Any token
@@ -173,7 +173,7 @@ KNOX_TOKEN_MODEL = "classifier.ApiToken"
 MIGRATION_MODULES = {"knox": None}  # its migrations make a table for its own model, which ours replaces
 REST_KNOX = {"TOKEN_TTL": None, "TOKEN_PREFIX": "kue_", "AUTH_HEADER_PREFIX": "Token"}
 API_TOKENS_PER_ACCOUNT = max(1, envint("API_TOKENS_PER_ACCOUNT", 25))
-API_TOKEN_IDLE_DAYS = envint("API_TOKEN_IDLE_DAYS", 365)  # a token unused this long stops working (0: never)
+API_TOKEN_IDLE_DAYS = max(0, envint("API_TOKEN_IDLE_DAYS", 365))  # unused this long, a token ends (0: never)
 OTP_TOTP_ISSUER = os.environ.get("OTP_ISSUER", "cakesite")  # the name the authenticator app shows
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the admin deletes a lost device; shows no secret or backup code
 LOGIN_URL = "login"

@@ -473,15 +473,16 @@ def password_changed(user) -> None:
     PendingEmail.objects.filter(user=user).delete()
 
 
-def password_change(user, new_password: str, *, new_token: bool) -> str | None:
+def password_change(user, new_password: str, *, new_token: bool, token_name: str = "") -> str | None:
     """Set `user`'s new password (checked by the caller: the old one, the rules). What a new password
     ends follows (classifier.accounts: the sessions, the tokens, an address change waiting); with
-    `new_token`, a new token for the program that asked, made once the old ones are gone."""
+    `new_token`, a new token for the program that asked (named as its old one, `token_name`), made
+    once the old ones are gone."""
     with transaction.atomic():
         lock_live_account(user.pk)
         user.set_password(new_password)
         user.save(update_fields=["password"])
-        return api_token_new(user)[1] if new_token else None
+        return api_token_new(user, token_name)[1] if new_token else None
 
 
 def api_token_new(user, name: str = "") -> tuple[ApiToken, str]:

@@ -1105,6 +1105,25 @@ def test_the_api_changes_the_password_with_the_old_one_and_answers_with_a_new_to
     assert asked.status_code == 200
 
 
+def test_a_program_that_changes_the_password_keeps_its_tokens_name(user):
+    """The token the answer gives replaces the program's own: the account page lists it under the
+    name the program gave its old one."""
+    from rest_framework.test import APIClient
+
+    from classifier.models import ApiToken
+
+    old = APIClient().post("/api/auth/token/", {"username": "ayu", "password": "kue-lapis-2026",
+                                                "name": "kasir-toko"}).json()["token"]
+    api = APIClient(HTTP_AUTHORIZATION=f"Token {old}")
+
+    changed = api.post("/api/account/password/", {"password": "kue-lapis-2026",
+                                                  "new_password": "bika-ambon-77"})
+
+    new = changed.json()["token"]
+    assert changed.status_code == 200 and ApiToken.objects.get(user=user).token_key == new[:15]
+    assert ApiToken.objects.get(user=user).name == "kasir-toko"
+
+
 def test_a_session_that_changes_the_password_through_the_api_stays_signed_in_without_a_token(client, user):
     from classifier.models import ApiToken
 

@@ -23,6 +23,8 @@ class TokenAuthentication(auth.TokenAuthentication):
             key.decode("utf-8")
         except UnicodeDecodeError:  # (knox's decodes it unguarded: a 500, where DRF's said 401)
             raise exceptions.AuthenticationFailed() from None
+        if b"\x00" in key:  # (PostgreSQL refuses it in a query: a 500; gunicorn refuses it before us)
+            raise exceptions.AuthenticationFailed()
         user, token = super().authenticate_credentials(key)
         if selectors.second_factor_required(user) and not selectors.has_second_factor(user):
             raise exceptions.AuthenticationFailed(NO_SECOND_FACTOR)

@@ -355,7 +355,8 @@ def account_password(request):
     data = serializers.PasswordChangeSerializer(data=request.data, context={"request": request})
     data.is_valid(raise_exception=True)
     token = services.password_change(request.user, data.validated_data["new_password"],
-                                     new_token=isinstance(request.auth, ApiToken))
+                                     new_token=isinstance(request.auth, ApiToken),
+                                     token_name=getattr(request.auth, "name", ""))
     if isinstance(request.successful_authenticator, SessionAuthentication):
         update_session_auth_hash(request, request.user)  # as the website's form does
     return Response({"token": token})
