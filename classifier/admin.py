@@ -336,6 +336,7 @@ class ApiTokenAdmin(WithoutBulkDelete):
     list_filter = ["created", "last_used"]
     search_fields = ["user__username", "name"]
     list_select_related = ["user"]
+    ordering = ["-created"]
     fields = readonly_fields = ["start", "name", "user", "created", "last_used"]
     show_full_result_count = False
 

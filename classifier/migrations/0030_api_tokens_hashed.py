@@ -80,7 +80,6 @@ class Migration(migrations.Migration):
             ],
             options={
                 'verbose_name': 'API token',
-                'ordering': ['-created'],
             },
         ),
         migrations.RunPython(keep_only_hashes, old_table_back),
