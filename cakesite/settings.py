@@ -66,6 +66,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",  # (request.user.is_verified(): signed in with a second factor)
+    "classifier.middleware.AccountLanguageMiddleware",  # signed in: the account's language, if it chose
     "classifier.middleware.SignedInNeverCachedMiddleware",
     "classifier.middleware.BrowserTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",

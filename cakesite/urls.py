@@ -44,11 +44,12 @@ urlpatterns = [
     path("accounts/", include(accounts)),
     path("api/", include("classifier.api.urls")),
     path("admin/", admin.site.urls),
-    # The language chosen at the foot of each page (Django's set_language), and the scripts' own
-    # translations (gettext() in static/js; locale/ only, not the admin's), in the page's language:
-    # kept by the browser for an hour (a new release's new text is English until then), asked for
-    # again when the language changes (Vary: Accept-Language, and Cookie, which holds the one chosen).
-    path("i18n/", include("django.conf.urls.i18n")),
+    # The language chosen at the foot of each page (Django's set_language, which the account keeps
+    # too), and the scripts' own translations (gettext() in static/js; locale/ only, not the
+    # admin's), in the page's language: kept by the browser for an hour (a new release's new text is
+    # English until then), asked for again when the language changes (Vary: Accept-Language, and
+    # Cookie, which holds the one chosen, and the session, which holds the account's).
+    path("i18n/setlang/", views.language_set, name="set_language"),
     path("jsi18n/", catalog, name="javascript-catalog"),
     # Browsers ask for it on pages that name no icon (the admin's): the site's own, not a 404. (Its
     # URL is looked up when asked: in production it is the collected file's hashed name.)

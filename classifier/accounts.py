@@ -8,15 +8,16 @@ import math
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.signals import user_logged_out, user_login_failed
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db.models.signals import post_init, post_save
 from django.dispatch import receiver
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, gettext_noop, ngettext
 from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle, UserRateThrottle
 
-from classifier import services
+from classifier import selectors, services
 
 # django.contrib.auth's own words on the sign-up, sign-in and password pages, translated again in
 # locale/ (which comes before Django's catalogues): Django's Indonesian says "sandi" and "anda"
@@ -244,6 +245,27 @@ def client_ip(request) -> str:
     if address.version == 4:
         return ident
     return str(ipaddress.ip_network(f"{address}/64", strict=False).network_address)
+
+
+# The session's copy of its account's language (selectors.account_language), read by
+# middleware.AccountLanguageMiddleware at each request: put there at sign-in, and by the language
+# switch while signed in. Another session of the account takes a new choice at its next sign-in.
+ACCOUNT_LANGUAGE = "account_language"
+
+
+@receiver(user_logged_in)
+def take_account_language(sender, request, user, **_kwargs) -> None:
+    """A session signed in shows the website in the language its account chose, if it chose one;
+    from this request on (what it says after signing in, too)."""
+    if request is None or not hasattr(request, "session"):
+        return
+    language = selectors.account_language(user)
+    if language is None:
+        request.session.pop(ACCOUNT_LANGUAGE, None)
+        return
+    request.session[ACCOUNT_LANGUAGE] = language
+    translation.activate(language)
+    request.LANGUAGE_CODE = language
 
 
 @receiver(user_logged_out)

@@ -115,6 +115,7 @@ def account_archive(request: HttpRequest, lock: str, zone) -> Iterator[bytes]:
         when = DateTimeField().to_representation  # as photos.json writes its times (UTC, with Z)
         archive.writestr(entry("account.json", now, zone), json.dumps({
             "username": user.get_username(), "email": user.email,
+            "language": selectors.account_language(user),
             "date_joined": when(user.date_joined), "exported": when(now),
             "photos": count}, indent=2, ensure_ascii=False))
     yield pending.take()

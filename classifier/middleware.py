@@ -18,12 +18,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from classifier.accounts import SignInFailureThrottle
+from classifier.accounts import ACCOUNT_LANGUAGE, SignInFailureThrottle
 from classifier.api.errors import error_body
 
 log = logging.getLogger(__name__)
@@ -230,6 +230,23 @@ class BrowserTimeZoneMiddleware:
             return self.get_response(request)
         finally:
             timezone.deactivate()
+
+
+class AccountLanguageMiddleware:
+    """A signed-in session shows the website, the admin and the API's answers to its pages in the
+    language its account chose (accounts.ACCOUNT_LANGUAGE), over LocaleMiddleware's choice from the
+    device's cookie or the browser's Accept-Language, which stands for everyone else: a program
+    with a token (no session) gets the language it asks for."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        language = request.session.get(ACCOUNT_LANGUAGE)
+        if language in dict(settings.LANGUAGES) and request.user.is_authenticated:
+            translation.activate(language)  # (LocaleMiddleware's response says it: Content-Language)
+            request.LANGUAGE_CODE = language
+        return self.get_response(request)
 
 
 class SignedInNeverCachedMiddleware:

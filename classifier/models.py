@@ -340,6 +340,21 @@ class PendingEmail(models.Model):
         return f"{self.email} (not confirmed)"
 
 
+class AccountSettings(models.Model):
+    """What an account chose for itself: the website's language, applied to every session it signs
+    in (the language cookie is the device's own choice, for anyone at it)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,
+                                related_name="account_settings")
+    language = models.CharField(max_length=16, help_text="the language code chosen (LANGUAGES)")
+
+    class Meta:
+        verbose_name = verbose_name_plural = "account settings"
+
+    def __str__(self) -> str:
+        return f"{self.user}'s settings"
+
+
 TOKEN_NAME_MAX_LENGTH = 50
 
 

@@ -26,7 +26,16 @@ from django.utils.translation import gettext as _
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from classifier.models import ApiToken, Feedback, ModelVersion, PendingEmail, Photo, Prediction, TrainingRun
+from classifier.models import (
+    AccountSettings,
+    ApiToken,
+    Feedback,
+    ModelVersion,
+    PendingEmail,
+    Photo,
+    Prediction,
+    TrainingRun,
+)
 from training.runtime import CONFIG_FILE, LABELS_FILE
 
 
@@ -633,6 +642,13 @@ def backup_codes_left(user) -> int:
 
 
 EMAIL_CONFIRM_SALT = "cakesite.email-confirm"
+
+
+def account_language(user) -> str | None:
+    """The language `user` chose for the website (services.account_language_set), if it still has
+    it (LANGUAGES); None if none."""
+    language = AccountSettings.objects.filter(user_id=user.pk).values_list("language", flat=True).first()
+    return language if language in dict(settings.LANGUAGES) else None
 
 
 def pending_email(user) -> PendingEmail | None:

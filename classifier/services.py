@@ -35,6 +35,7 @@ from PIL import Image
 
 from classifier import images, metadata, selectors, storage
 from classifier.models import (
+    AccountSettings,
     ApiToken,
     Feedback,
     ModelVersion,
@@ -613,6 +614,16 @@ def account_create(form, *, site: str):
         raise ValidationError({"username": gettext("A user with that username already exists.")},
                               code="unique") from exc
     return user
+
+
+def account_language_set(user, language: str) -> None:
+    """Keep `language` (a code in LANGUAGES) as the account's: each session it signs in to shows
+    the website in it, on any device (the API follows each request's Accept-Language)."""
+    if language not in dict(settings.LANGUAGES):
+        raise ValidationError(gettext("This website is not written in that language."), code="invalid")
+    with transaction.atomic():
+        lock_live_account(user.pk)
+        AccountSettings.objects.update_or_create(user_id=user.pk, defaults={"language": language})
 
 
 def account_email_set(user, email: str, *, site: str) -> PendingEmail | None:

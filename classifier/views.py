@@ -26,7 +26,7 @@ from django.utils.formats import number_format
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext, ngettext
-from django.views import defaults
+from django.views import defaults, i18n
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import requires_csrf_token
 from django.views.decorators.debug import sensitive_post_parameters
@@ -34,6 +34,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from classifier import exports, files, images, plots, selectors, services
 from classifier.accounts import (
+    ACCOUNT_LANGUAGE,
     PasswordResetRateThrottle,
     PerAddressThrottle,
     SignUpAttemptThrottle,
@@ -105,6 +106,17 @@ def refused_over_rate(request: HttpRequest, throttle: PerAddressThrottle, page) 
     return response
 
 
+def language_set(request: HttpRequest) -> HttpResponse:
+    """Django's set_language (the device's language cookie, then back to the page it came from); a
+    signed-in account keeps the language chosen too, for its sessions on other devices."""
+    response = i18n.set_language(request)
+    language = request.POST.get(i18n.LANGUAGE_QUERY_PARAMETER)
+    if request.method == "POST" and request.user.is_authenticated and language in dict(settings.LANGUAGES):
+        services.account_language_set(request.user, language)
+        request.session[ACCOUNT_LANGUAGE] = language
+    return response
+
+
 def signup(request: HttpRequest) -> HttpResponse:
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and (refused := refused_over_rate(
@@ -123,6 +135,8 @@ def signup(request: HttpRequest) -> HttpResponse:
         except ValidationError as exc:  # the name taken a moment ago
             form.add_error(None, exc)
             return render(request, "registration/signup.html", {"form": form})
+        if (chosen := request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME)) in dict(settings.LANGUAGES):
+            services.account_language_set(user, chosen)  # (chosen on this device before signing up)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         pending = selectors.pending_email(user)
         if pending:
@@ -171,6 +185,7 @@ def account_page(request: HttpRequest, *, status: int = 200, **forms) -> HttpRes
     context = {
         "email_form": EmailForm(request=request, initial={"email": user.email}),
         "pending_email": selectors.pending_email(user),
+        "account_language": selectors.account_language(user),
         "token_form": ApiTokenForm(request=request, prefix="token"),
         "delete_form": PasswordConfirmForm(request=request, prefix="delete"),
         "codes_form": PasswordConfirmForm(request=request, prefix="codes"),

@@ -523,13 +523,16 @@ def test_staff_revoke_an_accounts_api_token_in_the_admin_which_shows_none(admin_
     assert APIClient(HTTP_AUTHORIZATION=f"Token {other}").get("/api/account/").status_code == 200
 
 
-def test_staff_who_may_delete_accounts_delete_one_with_api_tokens_without_token_permissions(
+def test_staff_who_may_delete_accounts_delete_one_with_api_tokens_and_settings_without_their_permissions(
         client, django_user_model, user):
-    """Its tokens go with it, as when its owner deletes it: the staff who deleted accounts before the
-    tokens had a model of their own (whose permissions no group has yet) still do."""
+    """Its tokens and settings go with it, as when its owner deletes it: the staff who deleted
+    accounts before these had models of their own (whose permissions no group has yet) still do."""
     from django.contrib.auth.models import Permission
 
+    from classifier import services
+
     api_token(user)
+    services.account_language_set(user, "id")
     support = django_user_model.objects.create_user("support", password="risoles-2026", is_staff=True)
     support.user_permissions.add(*Permission.objects.filter(codename__in=["view_user", "delete_user"]))
     client.force_login(support)

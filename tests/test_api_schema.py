@@ -91,7 +91,8 @@ def test_the_schema_is_valid_openapi_and_says_what_every_answer_holds(client):
     for name, component in components.items():
         if "properties" in component and not name.endswith("Request"):  # answers, not what is sent
             assert set(component["required"]) == set(component["properties"]), name
-    assert set(components["AccountEmailRequest"]["required"]) == {"email", "password"}  # the PATCH
+    change = components["AccountChangeRequest"]  # the PATCH: the address (with the password), the language
+    assert set(change["properties"]) == {"email", "password", "language"} and "required" not in change
 
     for path, operations in document["paths"].items():
         for method, operation in operations.items():

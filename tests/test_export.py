@@ -37,6 +37,7 @@ def photos(user, other_user, enqueued):
 
 def test_a_user_downloads_their_photos_and_answers_as_one_zip(client, user, photos):
     lapis, phone, theirs = photos
+    services.account_language_set(user, "id")
     client.force_login(user)
 
     assert 'href="/accounts/export/"' in client.get("/accounts/").content.decode()
@@ -58,7 +59,7 @@ def test_a_user_downloads_their_photos_and_answers_as_one_zip(client, user, phot
     shown = client.get(f"/photos/{phone.pk}/image/")  # one photo on its own, saved from the browser
     assert shown["Content-Disposition"] == 'inline; filename="IMG_0042.jpg"'
     account = json.loads(archive.read("account.json"))
-    assert account["username"] == "ayu" and account["photos"] == 2
+    assert account["username"] == "ayu" and account["photos"] == 2 and account["language"] == "id"
     for written in (account["date_joined"], account["exported"], described[0]["created"]):
         assert written.endswith("Z")  # one way of writing a time, in both files
     assert sorted(archive.namelist()) == sorted([*(entry["file"] for entry in described),

@@ -11,12 +11,14 @@ from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
+from django.test import Client
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext_noop
 from rest_framework.test import APIClient
 
-from classifier import services, tasks
+from classifier import selectors, services, tasks
+from classifier.models import AccountSettings
 from tests.conftest import api_token, make_photo, services_required
 
 pytestmark = pytest.mark.django_db
@@ -87,6 +89,110 @@ def test_a_staff_member_still_to_give_the_second_factor_can_choose_the_language(
 
     assert chosen.status_code == 302 and chosen.url == reverse("two-factor")
     assert catalog.status_code == 200 and catalog["Content-Type"].startswith("text/javascript")
+
+
+def sign_in(browser_language: str) -> Client:
+    """A browser that never chose a language, its own asking for `browser_language`, signed in as ayu
+    through the sign-in page."""
+    device = Client(HTTP_ACCEPT_LANGUAGE=browser_language)
+    signed_in = device.post("/accounts/login/", {"username": "ayu", "password": "kue-lapis-2026"})
+    assert signed_in.status_code == 302
+    return device
+
+
+def test_a_language_chosen_while_signed_in_follows_the_account_to_another_device(client, user):
+    client.force_login(user)
+    before = client.get("/accounts/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    client.post(reverse("set_language"), {"language": "id", "next": "/photos/"})
+
+    laptop = sign_in("en-GB,en;q=0.9")
+    photos = laptop.get("/photos/")
+    account = laptop.get("/accounts/").content.decode()
+    laptop.post(reverse("logout"))
+    signed_out = laptop.get("/accounts/login/")
+
+    assert "A language chosen at the foot of a page while signed in is kept with your account" in before
+    assert '<html lang="id">' in photos.content.decode() and "Foto saya" in photos.content.decode()
+    assert photos["Content-Language"] == "id"
+    assert "Situs ini berbahasa Indonesia di mana pun Anda masuk ke akun ini." in account
+    assert '<html lang="en">' in signed_out.content.decode()  # the device's own language again
+
+
+def test_the_account_keeps_the_last_language_chosen_and_other_accounts_keep_theirs(client, user, other_user):
+    client.force_login(user)
+    client.post(reverse("set_language"), {"language": "id", "next": "/"})
+    client.post(reverse("set_language"), {"language": "en", "next": "/"})
+    other = Client()
+    other.force_login(other_user)
+    other.post(reverse("set_language"), {"language": "id", "next": "/"})
+
+    assert '<html lang="en">' in sign_in("id").get("/photos/").content.decode()
+    assert selectors.account_language(user) == "en" and selectors.account_language(other_user) == "id"
+
+
+def test_a_language_chosen_signed_out_is_the_devices_alone(client, user):
+    client.post(reverse("set_language"), {"language": "id", "next": "/"})
+    client.post(reverse("set_language"), {"language": "fr", "next": "/"})  # not offered: changes nothing
+
+    assert AccountSettings.objects.count() == 0
+    assert '<html lang="en">' in sign_in("en").get("/photos/").content.decode()
+
+
+def test_a_language_chosen_before_signing_up_is_the_new_accounts(client):
+    client.post(reverse("set_language"), {"language": "id", "next": "/signup/"})
+    signed_up = client.post("/signup/", {"username": "citra", "password1": "Serabi-solo-2026",
+                                         "password2": "Serabi-solo-2026"})
+    elsewhere = Client(HTTP_ACCEPT_LANGUAGE="en")
+    elsewhere.post("/accounts/login/", {"username": "citra", "password": "Serabi-solo-2026"})
+
+    assert signed_up.status_code == 302
+    assert '<html lang="id">' in elsewhere.get("/photos/").content.decode()
+
+
+def test_a_language_the_site_no_longer_offers_is_ignored(user):
+    AccountSettings.objects.create(user=user, language="fr")  # (kept when a release drops a language)
+
+    assert '<html lang="en">' in sign_in("en").get("/photos/").content.decode()
+    api = APIClient(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
+    assert api.get("/api/account/").json()["language"] is None
+
+
+def test_a_program_sets_the_accounts_language_and_still_gets_answers_in_the_language_it_asks_for(user):
+    api = APIClient(HTTP_AUTHORIZATION=f"Token {api_token(user)}", HTTP_ACCEPT_LANGUAGE="en")
+    assert api.get("/api/account/").json()["language"] is None
+
+    changed = api.patch("/api/account/", {"language": "id"}, format="json")
+    read = api.get("/api/account/")
+
+    assert changed.status_code == 200 and changed.json()["language"] == "id"
+    assert read.json()["language"] == "id" and read["Content-Language"] == "en"
+    assert "Set-Cookie" not in changed  # (no session for a program)
+    assert '<html lang="id">' in sign_in("en").get("/photos/").content.decode()
+
+
+@pytest.mark.parametrize(("sent", "field"), [
+    ({"language": "fr"}, "language"),
+    ({}, "non_field_errors"),
+    ({"email": "ayu@example.com"}, "password"),  # (the address still needs the password)
+    ({"language": "id", "email": "ayu@example.com", "password": "wrong"}, "password"),
+])
+def test_an_account_change_the_api_refuses_changes_nothing(user, sent, field):
+    api = APIClient(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
+
+    refused = api.patch("/api/account/", sent, format="json")
+
+    assert refused.status_code == 400 and field in refused.json()["error"]["fields"]
+    assert selectors.account_language(user) is None and selectors.pending_email(user) is None
+
+
+def test_the_website_calls_the_api_in_the_accounts_language(client, user):
+    """upload.js shows the API's messages on the page: in the page's language, not the browser's."""
+    services.account_language_set(user, "id")
+    client.force_login(user)
+
+    answer = client.get("/api/photos/999999/", HTTP_ACCEPT_LANGUAGE="en")
+
+    assert answer.status_code == 404 and answer["Content-Language"] == "id"
 
 
 def test_a_page_drawn_without_its_request_offers_no_chooser_that_would_be_refused(rf):

@@ -279,9 +279,15 @@ class AccountSerializer(serializers.Serializer):
     photos = serializers.IntegerField(source="photos.count", read_only=True)
     photo_limit = serializers.SerializerMethodField(
         help_text="the most photos an account may keep (uploads beyond it are refused); null if no limit")
+    language = serializers.SerializerMethodField(help_text=(
+        "the website's language for this account, on any device it signs in to (LANGUAGES: `en`, `id`); "
+        "null if it chose none, and each browser's own holds"))
 
     def get_photo_limit(self, user) -> int | None:
         return settings.MAX_PHOTOS_PER_ACCOUNT or None
+
+    def get_language(self, user) -> str | None:
+        return selectors.account_language(user)
 
 
 class PasswordConfirmSerializer(serializers.Serializer):
@@ -323,10 +329,27 @@ class NewTokenSerializer(serializers.Serializer):
         "with a token); null when asked in a browser's session (POST /api/auth/token/ makes one)"))
 
 
-class AccountEmailSerializer(PasswordConfirmSerializer):
-    email = serializers.EmailField(allow_blank=True, max_length=EMAIL_MAX_LENGTH, help_text=(
+class AccountChangeSerializer(PasswordConfirmSerializer):
+    """What PATCH /api/account/ changes: the e-mail address (the password again allows it), the
+    language (nothing more needed), or both."""
+
+    password = serializers.CharField(
+        required=False, write_only=True, trim_whitespace=False, style={"input_type": "password"},
+        help_text="your password, again, to change `email`: a token alone is not enough for that")
+    email = serializers.EmailField(required=False, allow_blank=True, max_length=EMAIL_MAX_LENGTH, help_text=(
         "the new address, used once its owner opens the link e-mailed to it (asking again sends a new "
         "link); the confirmed address withdraws a change asked for; empty removes the address"))
+    language = serializers.ChoiceField(required=False, choices=settings.LANGUAGES, help_text=(
+        "the website's language for this account, on any device it signs in to"))
+
+    def validate(self, attrs: dict) -> dict:
+        if "email" in attrs and "password" not in attrs:
+            raise serializers.ValidationError({"password": [gettext("Give your password again to change the "
+                                                                    "e-mail address.")]}, code="required")
+        if "email" not in attrs and "language" not in attrs:
+            raise serializers.ValidationError(gettext("Send what to change: `email` (with `password`), "
+                                                      "`language`, or both."), code="required")
+        return attrs
 
 
 class AccountCreateSerializer(serializers.Serializer):

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth import update_session_auth_hash
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import Http404
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
@@ -49,6 +50,7 @@ from rest_framework.views import APIView
 
 from classifier import exports, files, images, selectors, services
 from classifier.accounts import (
+    ACCOUNT_LANGUAGE,
     PasswordResetRateThrottle,
     SignUpAttemptThrottle,
     SignUpRateThrottle,
@@ -295,13 +297,13 @@ ACCOUNT_ERRORS = {401: ERROR, 403: ERROR, 429: ERROR}  # 403: a staff account, o
     get=extend_schema(summary="Your account", responses={200: serializers.AccountSerializer, 401: ERROR,
                                                           429: ERROR}),
     patch=extend_schema(summary="Change your e-mail address (your password allows it, the link e-mailed to "
-                                "the new address confirms it)",
-                        request=serializers.AccountEmailSerializer,
+                                "the new address confirms it), your language, or both",
+                        request=serializers.AccountChangeSerializer,
                         responses={200: serializers.AccountSerializer, 400: ERROR, 415: ERROR,
                                    **ACCOUNT_ERRORS}),
 )
 class AccountView(OpenToAnyone, APIView):
-    """Your account: sign up (no account needed), read it, change its e-mail address."""
+    """Your account: sign up (no account needed), read it, change its e-mail address or language."""
 
     @staticmethod
     def open_to_anyone(method: str) -> bool:
@@ -321,9 +323,15 @@ class AccountView(OpenToAnyone, APIView):
         return Response(serializers.AccountSerializer(request.user).data)
 
     def patch(self, request):
-        data = serializers.AccountEmailSerializer(data=request.data, context={"request": request})
+        data = serializers.AccountChangeSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
-        services.account_email_set(request.user, data.validated_data["email"], site=site_of(request))
+        with transaction.atomic():  # (both or neither)
+            if "language" in data.validated_data:
+                services.account_language_set(request.user, data.validated_data["language"])
+                if isinstance(request.successful_authenticator, SessionAuthentication):
+                    request.session[ACCOUNT_LANGUAGE] = data.validated_data["language"]  # (its pages too)
+            if "email" in data.validated_data:
+                services.account_email_set(request.user, data.validated_data["email"], site=site_of(request))
         return Response(serializers.AccountSerializer(request.user).data)
 
 
