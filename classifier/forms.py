@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy
 
 from classifier.images import formats_taken
 from classifier.models import TOKEN_NAME_MAX_LENGTH, Photo
+from classifier.selectors import PHOTOS_DELETED_AT_ONCE
 
 
 def too_many_files_message() -> str:
@@ -92,6 +93,29 @@ class GalleryFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["label"].choices = [("", _("any cake"))] + [(item["slug"], item["name"])
                                                                for item in labels]
+
+
+class PhotoIdsField(forms.TypedMultipleChoiceField):
+    """Photos' ids, any (which exist, and whose they are, is for selectors.photos_to_delete)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(coerce=int, **kwargs)
+
+    def valid_value(self, value) -> bool:
+        return isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18
+
+
+class PhotoChoiceForm(forms.Form):
+    """The photos ticked on the page that deletes several."""
+
+    photo = PhotoIdsField(error_messages={"required": gettext_lazy("Tick the photos to delete first.")})
+
+    def clean_photo(self) -> set[int]:
+        ids = set(self.cleaned_data["photo"])
+        if len(ids) > PHOTOS_DELETED_AT_ONCE:
+            raise forms.ValidationError(_("At most %(most)d photos are deleted at once."),
+                                  params={"most": PHOTOS_DELETED_AT_ONCE}, code="too_many")
+        return ids
 
 
 EMAIL_MAX_LENGTH = 254  # the columns' (User.email, PendingEmail.email)

@@ -133,13 +133,27 @@ def photo_for_user(user, pk: int, action: str = "view") -> Photo:
         raise
 
 
-def refuse_if_visible(user, pk: int, action: str) -> None:
-    """A 403 for a photo `user` may see but not `action` (staff allowed to view others' photos only):
-    a 404 would deny what they can see."""
-    if action != "view" and photos_for_user(user).filter(pk=pk).exists():
+def refuse_if_visible(user, pk: int | set[int], action: str) -> None:
+    """A 403 for a photo (or any of several) `user` may see but not `action` (staff allowed to view
+    others' photos only): a 404 would deny what they can see."""
+    matching = Q(pk=pk) if isinstance(pk, int) else Q(pk__in=pk)  # (pk= takes ids past the column's range)
+    if action != "view" and photos_for_user(user).filter(matching).exists():
         raise PermissionDenied(
             _("You may see other users' photos, but not delete them.") if action == "delete"
             else _("You may see other users' photos, but not answer or retry them."))
+
+
+PHOTOS_DELETED_AT_ONCE = 100  # the most photos one request deletes (the website's page shows 24)
+
+
+def photos_to_delete(user, ids: set[int]) -> list[Photo]:
+    """The photos among `ids` that `user` may delete. An id of no such photo is left out: gone
+    (deleted in another tab, say) or another user's, which are no different (as photo_for_user's
+    404); but one of a photo `user` may see and not delete (staff) is refused (refuse_if_visible)."""
+    photos = list(photos_for_user(user, action="delete").filter(pk__in=ids))
+    if missing := ids - {photo.pk for photo in photos}:
+        refuse_if_visible(user, missing, "delete")
+    return photos
 
 
 POLL_STEP_S = 0.02  # without notifications: how often a waiting request reads the photo's status

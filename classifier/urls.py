@@ -10,6 +10,7 @@ urlpatterns = [
     path("upload/", views.upload, name="upload"),
     path("photos/", views.gallery, name="gallery"),
     path("photos/status/", views.photo_status, name="photo-status"),
+    path("photos/delete/", views.photos_delete, name="photos-delete"),
     path("photos/<int:pk>/", views.photo_detail, name="photo-detail"),
     path("photos/<int:pk>/image/", views.photo_image, {"kind": "image"}, name="photo-image"),
     path("photos/<int:pk>/display/", views.photo_image, {"kind": "display"}, name="photo-display"),

@@ -6,6 +6,7 @@ import base64
 import functools
 import math
 import sys
+from urllib.parse import urlencode
 
 import django_otp
 import segno
@@ -16,6 +17,7 @@ from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import TooManyFilesSent, ValidationError
+from django.core.paginator import Page
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware import csrf
 from django.shortcuts import get_object_or_404, redirect, render
@@ -52,6 +54,7 @@ from classifier.forms import (
     PasswordChangeForm,
     PasswordConfirmForm,
     PasswordResetForm,
+    PhotoChoiceForm,
     SecondFactorForm,
     SignUpForm,
     UploadForm,
@@ -480,25 +483,61 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 @login_required
 def gallery(request: HttpRequest) -> HttpResponse:
-    filters = GalleryFilterForm(request.GET or None, labels=selectors.known_labels())
-    label = status = None
-    if filters.is_valid():
-        label = filters.cleaned_data["label"] or None
-        status = filters.cleaned_data["status"] or None
-    photos = selectors.photos_for_user(request.user, label=label, status=status)
-    page, shown = selectors.photo_page(photos, request.GET.get("page"), PAGE_SIZE)
-    query = request.GET.copy()
-    query.pop("page", None)
+    filters, filtered, page, shown = gallery_page(request, "view")
+    query = gallery_query(request, page=False)
     cards = [card(photo) for photo in shown]
-    filtered = bool(label or status)
     return render(request, "classifier/gallery.html", {
-        "page": page, "cards": cards, "filters": filters, "query": query.urlencode(), "filtered": filtered,
+        "page": page, "cards": cards, "filters": filters, "query": query, "filtered": filtered,
         "pending": any(c["pending"] for c in cards),
         # The first page, unfiltered, shows photos uploaded elsewhere (another tab, the phone, the
         # API) as they come: newer than the newest one shown (see photo_status's `after`).
         "newer_than": max((c["photo"].pk for c in cards), default=0)
         if page.number == 1 and not filtered else None,
     })
+
+
+def gallery_page(request: HttpRequest, action: str) -> tuple[GalleryFilterForm, bool, Page, list[Photo]]:
+    """The gallery's filters (from the query string), whether they filter, and the page asked for
+    of the photos that `request.user` may `action` which they let through, with its photos."""
+    filters = GalleryFilterForm(request.GET or None, labels=selectors.known_labels())
+    label = status = None
+    if filters.is_valid():
+        label = filters.cleaned_data["label"] or None
+        status = filters.cleaned_data["status"] or None
+    photos = selectors.photos_for_user(request.user, label=label, status=status, action=action)
+    return (filters, bool(label or status), *selectors.photo_page(photos, request.GET.get("page"), PAGE_SIZE))
+
+
+def gallery_query(request: HttpRequest, *, page: bool) -> str:
+    """The gallery's filters in the query string (and its page number, if `page`), to link to the
+    same photos from another page."""
+    keys = ("label", "status", "page") if page else ("label", "status")
+    return urlencode([(key, request.GET[key]) for key in keys if request.GET.get(key)])
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def photos_delete(request: HttpRequest) -> HttpResponse:
+    """Delete several photos at once. GET: the gallery's page (its filters and page number), of the
+    photos the user may delete, with a box to tick for each (`all=1`: all ticked); POST: delete those
+    ticked, together, and go back to that page of the gallery."""
+    form = PhotoChoiceForm(request.POST if request.method == "POST" else None)  # (none ticked: an empty POST)
+    if form.is_valid():
+        ids = form.cleaned_data["photo"]
+        deleted = services.photos_delete(selectors.photos_to_delete(request.user, ids))
+        said = ngettext("%(count)d photo is deleted.", "%(count)d photos are deleted.", len(deleted)) % {
+            "count": len(deleted)}
+        if gone := len(ids) - len(deleted):  # (in another tab, say)
+            said += " " + ngettext("%(count)d was deleted already.", "%(count)d were deleted already.",
+                                   gone) % {"count": gone}
+        messages.success(request, said)
+        return redirect(f"{reverse('gallery')}?{gallery_query(request, page=True)}".removesuffix("?"))
+    _, filtered, page, shown = gallery_page(request, "delete")
+    return render(request, "classifier/photos_delete.html", {
+        "form": form, "page": page, "cards": [card(photo) for photo in shown], "filtered": filtered,
+        "all": request.GET.get("all") == "1",
+        "query": gallery_query(request, page=False), "here": gallery_query(request, page=True),
+    }, status=400 if form.errors else 200)
 
 
 @login_required

@@ -86,7 +86,8 @@ def test_every_page_a_user_sees_has_sound_references_images_and_a_skip_link(clie
     client.force_login(user)
     urls = [reverse("home"), reverse("upload"), reverse("gallery"), reverse("review"),
             done.get_absolute_url(), pending.get_absolute_url(), failed.get_absolute_url(),
-            unsure.get_absolute_url(), reverse("photo-delete", args=[done.pk]), reverse("account"),
+            unsure.get_absolute_url(), reverse("photo-delete", args=[done.pk]), reverse("photos-delete"),
+            reverse("photos-delete") + "?all=1", reverse("account"),
             reverse("password_reset"), reverse("password_reset_done"), reverse("password_reset_complete"),
             reverse("password_reset_confirm", args=["MQ", "set-password"]),  # (a link that no longer works)
             reverse("email-confirm", args=[email_confirmation_token(waiting)])]

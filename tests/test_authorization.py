@@ -41,6 +41,9 @@ WEBSITE = [
     ("post", "/photos/{photo}/feedback/", [302, 302, 404, 403, 302]),
     ("get", "/photos/{photo}/delete/", [302, 200, 404, 403, 200]),  # asks to confirm
     ("post", "/photos/{photo}/delete/", [302, 302, 404, 403, 302]),
+    ("get", "/photos/delete/", [302, 200, 200, 200, 200]),  # a page of the photos each may delete
+    # (another's photo among those ticked is left as one gone: said so; staff who see it, a 403)
+    ("post", "/photos/delete/", [302, 302, 302, 403, 302]),
     ("get", "/review/", [302, 200, 200, 200, 200]),
     # staff pages: the model permissions too, as the API and the admin ask for the same data
     ("get", "/staff/models/", [302, 302, 302, 403, 200]),
@@ -74,6 +77,7 @@ API = [
     ("put", "/api/photos/{photo}/feedback/", [401, 200, 404, 403, 200]),  # staff may see it, not answer
     ("post", "/api/photos/{photo}/retry/", [401, 400, 404, 403, 400]),  # a done photo: not retried
     ("delete", "/api/photos/{photo}/", [401, 204, 404, 403, 204]),
+    ("post", "/api/photos/delete/", [401, 200, 200, 403, 200]),  # another's photo: in `not_found`
     ("get", "/api/model-versions/", [401, 200, 200, 200, 200]),
     ("get", "/api/model-versions/{version}/", [401, 200, 200, 200, 200]),
     ("post", "/api/model-versions/{version}/activate/", [401, 403, 403, 403, 200]),
@@ -102,8 +106,10 @@ def people(django_user_model, user, other_user, staff):
     return {"owner": user, "other": other_user, "staff": staff, "admin": admin}
 
 
-def send(client, method: str, path: str, api: bool):
+def send(client, method: str, path: str, api: bool, photo: int):
     body = {"label": "kue_lapis"} if "feedback" in path else {}
+    if path.endswith("/photos/delete/") and method == "post":
+        body = {"ids": [photo]} if api else {"photo": [photo]}
     if path.endswith("/token/"):
         body = {"username": "ayu", "password": "not-the-password"}
     if api:
@@ -129,7 +135,7 @@ def test_each_url_answers_each_kind_of_visitor_as_intended(client, people, monke
         client.force_login(people[role])
 
     url = path.format(photo=photo.pk, version=version.pk, run=run.pk, split="test")
-    response = send(client, method, url, api)
+    response = send(client, method, url, api, photo.pk)
 
     assert response.status_code == expected[ROLES.index(role)]
 

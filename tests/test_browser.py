@@ -781,6 +781,14 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
     me.page.wait_for_selector("text=Nothing to review")
     me.shoot("8-review-done")
 
+    me.page.get_by_role("link", name="My photos").click()
+    me.page.get_by_role("link", name="Delete several…").click()
+    me.page.get_by_label("11.jpg").check()  # the klepon, named by its file
+    me.shoot("8-delete-several")
+    me.page.get_by_role("button", name="Delete the ticked photos").click()
+    me.page.wait_for_selector("text=1 photo is deleted.")
+    assert list(Photo.objects.filter(owner__username="sari")) == [lapis]
+
     me.page.get_by_role("link", name="Account").click()
     assert me.page.locator("p", has_text="sari@example.org is used once you open the link").is_visible()
     me.page.fill("#id_token-password", "lapis-legit-9x")
@@ -794,7 +802,7 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
     me.shoot("9-account")
     me.page.fill("#id_delete-password", "lapis-legit-9x")
     me.page.get_by_role("button", name="Delete my account").click()
-    me.page.wait_for_selector("text=Your account is deleted, with its 2 photos and your answers.")
+    me.page.wait_for_selector("text=Your account is deleted, with its 1 photo and your answers.")
     assert not Photo.objects.filter(owner__username="sari").exists()
 
     assert me.errors == []
@@ -897,7 +905,8 @@ def test_every_page_reflows_at_320_pixels_with_wider_text_spacing(browser, live_
     me.page.wait_for_function(f"() => document.documentElement.lang === '{language}'")
     me.page.set_viewport_size({"width": 320, "height": 640})
     wide = {}
-    for path in ("/upload/", "/photos/", f"/photos/{photo.pk}/", "/review/", "/accounts/", "/staff/models/"):
+    for path in ("/upload/", "/photos/", f"/photos/{photo.pk}/", "/photos/delete/", "/review/", "/accounts/",
+                 "/staff/models/"):
         me.go(path)
         me.page.add_style_tag(content=TEXT_SPACING)
         over = me.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")

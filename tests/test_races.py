@@ -223,3 +223,34 @@ def test_two_uploads_at_once_for_an_accounts_last_room_store_one_photo(user, set
     assert isinstance(first, Photo), first
     assert isinstance(second, ValidationError) and "the most one account may keep" in second.messages[0]
     assert Photo.objects.filter(owner=user).count() == 2
+
+
+@TOGETHER
+def test_two_tabs_deleting_overlapping_photos_at_once_delete_each_once(user, monkeypatch):
+    """Each request locks its photos in one order (by id), so two that share some wait for each
+    other instead of deadlocking; the second finds the shared ones gone and says so."""
+    from rest_framework.test import APIClient
+
+    from tests.conftest import api_token
+
+    needs_postgresql()
+    one, two, three, four = (make_photo(user).pk for _ in range(4))
+    announce = services.announce_settled
+
+    def announce_slowly(photo_id):  # holding the locks taken: the other request's turn to ask
+        time.sleep(0.1)
+        announce(photo_id)
+
+    monkeypatch.setattr(services, "announce_settled", announce_slowly)
+    token = api_token(user)
+
+    def tab(ids):
+        return lambda: APIClient(HTTP_AUTHORIZATION=f"Token {token}").post(
+            "/api/photos/delete/", {"ids": ids}, format="json").json()
+
+    first, second = at_once(tab([one, two, three]), tab([four, three, two]))
+
+    assert sorted(first["deleted"] + second["deleted"]) == [one, two, three, four]
+    assert sorted(first["deleted"] + first["not_found"]) == [one, two, three]
+    assert sorted(second["deleted"] + second["not_found"]) == [two, three, four]
+    assert not Photo.objects.exists()

@@ -174,6 +174,33 @@ class UploadResponseSerializer(serializers.Serializer):
     results = UploadResultSerializer(many=True)
 
 
+class FlatListField(serializers.ListField):
+    """A ListField whose items' errors are one list of messages (each once), as every field's are in
+    the error body's `fields`; not DRF's dict of them by item."""
+
+    def run_child_validation(self, data):
+        try:
+            return super().run_child_validation(data)
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError(list(dict.fromkeys(
+                message for messages in exc.detail.values() for message in messages))) from exc
+
+
+class PhotoIdsSerializer(serializers.Serializer):
+    ids = FlatListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), min_length=1,
+        max_length=selectors.PHOTOS_DELETED_AT_ONCE, help_text=(
+            f"the photos to delete, at most {selectors.PHOTOS_DELETED_AT_ONCE}: your own, or, as staff "
+            "with the delete permission, anyone's"))
+
+
+class PhotosDeletedSerializer(serializers.Serializer):
+    deleted = serializers.ListField(child=serializers.IntegerField(), help_text="the photos deleted (ids)")
+    not_found = serializers.ListField(child=serializers.IntegerField(), help_text=(
+        "the ids of no photo of yours: deleted already (sending the request again finds them so), or "
+        "never yours"))
+
+
 class LabelSerializer(serializers.Serializer):
     slug = serializers.CharField(help_text="what predictions, answers and filters call the cake")
     name = serializers.CharField(help_text="what people call it")

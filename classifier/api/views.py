@@ -615,6 +615,21 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
         services.feedback_record(photo=photo, user=request.user, label=data.validated_data["label"])
         return Response(self.get_serializer(self.read_again(photo)).data)
 
+    @extend_schema(summary="Delete several photos at once: all or none", operation_id="photos_delete_many",
+                   description="Each as `DELETE /api/photos/{id}/` deletes one, in one transaction. An id of "
+                               "no photo of yours is listed in `not_found` (sent again, a request whose "
+                               "answer was lost finds all its ids there); one of another user's photo that "
+                               "staff may see but not delete is a 403, and nothing is deleted.",
+                   request=serializers.PhotoIdsSerializer, responses={
+                       200: serializers.PhotosDeletedSerializer, 400: ERROR, 415: ERROR, **WRITE_ERRORS})
+    @action(detail=False, methods=["post"], url_path="delete", filter_backends=[])
+    def delete_many(self, request):
+        data = serializers.PhotoIdsSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        ids = set(data.validated_data["ids"])
+        deleted = services.photos_delete(selectors.photos_to_delete(request.user, ids))
+        return Response({"deleted": deleted, "not_found": sorted(ids - set(deleted))})
+
     @extend_schema(summary="Queue a failed photo again", request=None, operation_id="photos_retry",
                    responses={202: serializers.PhotoSerializer, 400: ERROR, **WRITE_ERRORS})
     @action(detail=True, methods=["post"])

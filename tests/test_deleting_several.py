@@ -1,0 +1,188 @@
+"""Deleting several photos at once: on the website (a page of the gallery with a box to tick for each)
+and through the API (POST /api/photos/delete/)."""
+
+from pathlib import Path
+
+import pytest
+from django.contrib.messages import get_messages
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from classifier.models import Feedback, Photo, Prediction
+from classifier.selectors import PHOTOS_DELETED_AT_ONCE
+from tests.conftest import api_token, make_photo
+
+pytestmark = pytest.mark.django_db
+
+
+def files_of(photo: Photo) -> list[Path]:
+    return [Path(photo.image.path), Path(photo.thumbnail.path),
+            *(Path(p.heatmap.path) for p in photo.predictions.all() if p.heatmap)]
+
+
+def said(response) -> list[str]:
+    return [str(message) for message in get_messages(response.wsgi_request)]
+
+
+def test_a_user_ticks_photos_on_a_page_of_their_gallery_and_deletes_them_with_their_files(
+        client, user, other_user, django_capture_on_commit_callbacks):
+    from classifier import services
+
+    lapis, klepon, kept = (make_photo(user, "done", cake)
+                           for cake in ("kue_lapis", "kue_klepon", "kue_serabi"))
+    services.feedback_record(photo=klepon, user=user, label="kue_klepon")
+    theirs = make_photo(other_user, "done", "kue_lapis")
+    files = files_of(lapis) + files_of(klepon)
+    client.force_login(user)
+
+    gallery = client.get(reverse("gallery")).content.decode()
+    page = client.get(reverse("photos-delete") + "?page=1")
+    html = page.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        deleted = client.post(reverse("photos-delete") + "?page=1", {"photo": [lapis.pk, klepon.pk]})
+
+    assert f'href="{reverse("photos-delete")}?page=1"' in gallery
+    assert page.status_code == 200
+    assert [card["photo"].pk for card in page.context["cards"]] == [kept.pk, klepon.pk, lapis.pk]
+    for photo in (lapis, klepon, kept):  # each box named by its own label (its photo, its name)
+        assert f'<input type="checkbox" name="photo" value="{photo.pk}" id="pick-{photo.pk}">' in html
+        assert f'<label for="pick-{photo.pk}">' in html
+    assert f'value="{theirs.pk}"' not in html
+    assert "Kue Serabi · uploaded" in " ".join(html.split())  # what each is, to choose by
+    assert deleted.status_code == 302 and deleted.url == reverse("gallery") + "?page=1"
+    assert said(deleted) == ["2 photos are deleted."]
+    assert list(Photo.objects.order_by("pk")) == [kept, theirs]
+    assert not Prediction.objects.filter(photo_id__in=[lapis.pk, klepon.pk]).exists()
+    assert not Feedback.objects.exists()
+    assert files and not any(path.exists() for path in files)
+    assert all(path.exists() for path in files_of(kept) + files_of(theirs))
+
+
+def test_the_page_keeps_the_gallerys_filters_and_can_tick_them_all(client, user):
+    failed = [make_photo(user, "failed") for _ in range(2)]
+    done = make_photo(user, "done", "kue_lapis")
+    client.force_login(user)
+
+    gallery = client.get(reverse("gallery") + "?status=failed").content.decode()
+    everything = client.get(reverse("photos-delete") + "?status=failed&page=1&all=1")
+    deleted = client.post(reverse("photos-delete") + "?status=failed&page=1",
+                          {"photo": [photo.pk for photo in failed]})
+
+    assert f'href="{reverse("photos-delete")}?status=failed&page=1"' in gallery
+    assert [card["photo"].pk for card in everything.context["cards"]] == [failed[1].pk, failed[0].pk]
+    assert everything.content.decode().count(" checked>") == 2
+    assert deleted.url == reverse("gallery") + "?status=failed&page=1"
+    assert list(Photo.objects.all()) == [done]
+
+
+@pytest.mark.parametrize("ticked", [[], ["x"], ["-1"], ["١٢"]])
+def test_nothing_ticked_or_a_tampered_box_says_so_and_deletes_nothing(client, user, ticked):
+    photo = make_photo(user)
+    client.force_login(user)
+
+    refused = client.post(reverse("photos-delete"), {"photo": ticked})
+
+    assert refused.status_code == 400 and Photo.objects.filter(pk=photo.pk).exists()
+    assert 'role="alert"' in refused.content.decode()
+    if not ticked:
+        assert "Tick the photos to delete first." in refused.content.decode()
+
+
+def test_more_photos_than_one_request_deletes_are_refused_all_of_them(client, user):
+    photos = [make_photo(user) for _ in range(PHOTOS_DELETED_AT_ONCE + 1)]
+    client.force_login(user)
+
+    refused = client.post(reverse("photos-delete"), {"photo": [photo.pk for photo in photos]})
+
+    assert refused.status_code == 400 and Photo.objects.count() == len(photos)
+    assert f"At most {PHOTOS_DELETED_AT_ONCE} photos are deleted at once." in refused.content.decode()
+
+
+def test_another_users_photo_ticked_by_a_tampered_form_is_left_as_one_already_gone(client, user, other_user):
+    mine, theirs = make_photo(user), make_photo(other_user)
+    client.force_login(user)
+
+    deleted = client.post(reverse("photos-delete"), {"photo": [mine.pk, theirs.pk, 999999]})
+
+    assert said(deleted) == ["1 photo is deleted. 2 were deleted already."]
+    assert list(Photo.objects.all()) == [theirs]
+
+
+def test_staff_who_may_see_but_not_delete_others_photos_delete_none_of_a_choice_with_one(client, staff, user):
+    own, others = make_photo(staff), make_photo(user)
+    client.force_login(staff)
+
+    page = client.get(reverse("photos-delete"))
+    refused = client.post(reverse("photos-delete"), {"photo": [own.pk, others.pk]})
+
+    assert [card["photo"].pk for card in page.context["cards"]] == [own.pk]  # their own only
+    assert refused.status_code == 403 and Photo.objects.count() == 2
+
+
+def test_a_signed_out_visitor_is_sent_to_sign_in(client, user):
+    photo = make_photo(user)
+
+    assert client.get(reverse("photos-delete")).url.startswith(reverse("login"))
+    assert client.post(reverse("photos-delete"), {"photo": [photo.pk]}).url.startswith(reverse("login"))
+    assert Photo.objects.filter(pk=photo.pk).exists()
+
+
+@pytest.fixture
+def api(user):
+    return APIClient(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
+
+
+def test_a_program_deletes_several_photos_and_sending_it_again_finds_them_gone(
+        api, user, other_user, django_capture_on_commit_callbacks):
+    first, second, kept = make_photo(user), make_photo(user), make_photo(user)
+    theirs = make_photo(other_user)
+    files = files_of(first) + files_of(second)
+    sent = {"ids": [second.pk, first.pk, theirs.pk, 999999, first.pk]}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        deleted = api.post("/api/photos/delete/", sent, format="json")
+    again = api.post("/api/photos/delete/", sent, format="json")
+
+    assert deleted.status_code == 200
+    assert deleted.json() == {"deleted": [first.pk, second.pk], "not_found": [theirs.pk, 999999]}
+    assert again.json() == {"deleted": [], "not_found": sorted([first.pk, second.pk, theirs.pk, 999999])}
+    assert list(Photo.objects.order_by("pk")) == [kept, theirs]
+    assert not any(path.exists() for path in files)
+
+
+@pytest.mark.parametrize("sent", [
+    {}, {"ids": []}, {"ids": "1"}, {"ids": ["x"]}, {"ids": [0]}, {"ids": [2**63]},
+    {"ids": list(range(1, PHOTOS_DELETED_AT_ONCE + 2))},
+])
+def test_a_bad_list_of_ids_is_a_400_and_deletes_nothing(api, user, sent):
+    photo = make_photo(user)
+
+    refused = api.post("/api/photos/delete/", sent, format="json")
+
+    assert refused.status_code == 400
+    assert all(isinstance(message, str) for message in refused.json()["error"]["fields"]["ids"])
+    assert Photo.objects.filter(pk=photo.pk).exists()
+
+
+def test_staff_who_may_not_delete_others_photos_get_a_403_and_nothing_is_deleted(staff, user):
+    own, others = make_photo(staff), make_photo(user)
+    api = APIClient(HTTP_AUTHORIZATION=f"Token {api_token(staff)}")
+
+    refused = api.post("/api/photos/delete/", {"ids": [own.pk, others.pk]}, format="json")
+
+    assert refused.status_code == 403
+    assert refused.json()["error"]["message"] == "You may see other users' photos, but not delete them."
+    assert Photo.objects.count() == 2
+
+
+def test_staff_with_the_delete_permission_delete_anyones(django_user_model, user, other_user):
+    from django.contrib.auth.models import Permission
+
+    moderator = django_user_model.objects.create_user("moderator", password="x-kue-2026-x", is_staff=True)
+    moderator.user_permissions.add(*Permission.objects.filter(codename__in=["view_photo", "delete_photo"]))
+    photos = [make_photo(user), make_photo(other_user)]
+    api = APIClient(HTTP_AUTHORIZATION=f"Token {api_token(moderator)}")
+
+    deleted = api.post("/api/photos/delete/", {"ids": [photo.pk for photo in photos]}, format="json")
+
+    assert deleted.json()["deleted"] == sorted(photo.pk for photo in photos) and not Photo.objects.exists()
