@@ -7,6 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.shortcuts import redirect
 from django.templatetags.static import static
 from django.urls import include, path
+from django.utils import translation
 from django.views.decorators.cache import cache_control
 from django.views.decorators.vary import vary_on_cookie
 from django.views.i18n import JavaScriptCatalog
@@ -37,7 +38,20 @@ accounts = [
     path("reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
 ]
 
-catalog = cache_control(max_age=3600)(vary_on_cookie(JavaScriptCatalog.as_view(packages=["classifier"])))
+_catalog = JavaScriptCatalog.as_view(packages=["classifier"])
+
+
+@cache_control(max_age=3600)
+@vary_on_cookie
+def catalog(request):
+    """The scripts' translations in the language the page names in the script's URL (base.html): a
+    browser keeps one copy of each, never the other language's under the same URL and cookies (the
+    account's language, in the session, changes with no cookie changing)."""
+    language = request.GET.get("language")
+    if language not in dict(settings.LANGUAGES):
+        return _catalog(request)
+    with translation.override(language):
+        return _catalog(request)
 
 urlpatterns = [
     path("", include("classifier.urls")),

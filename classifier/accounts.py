@@ -272,7 +272,9 @@ def take_account_language(sender, request, user, **_kwargs) -> None:
 def say_signed_out(sender, request, user, **_kwargs) -> None:
     """Logging out lands on the home page: it says so (the messages outlive the ended session)."""
     if request is not None and user is not None:
-        messages.info(request, _("You are signed out."), fail_silently=True)  # (a test client has none)
+        # In the language of the page that shows it: the device's, no longer the account's.
+        with translation.override(translation.get_language_from_request(request)):
+            messages.info(request, _("You are signed out."), fail_silently=True)  # (a test client has none)
 
 
 def site_of(request) -> str:

@@ -165,7 +165,7 @@ class StaffSecondFactorMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         try:
-            held = settings.STAFF_TWO_FACTOR and request.user.is_staff and not request.user.is_verified()
+            held = second_factor_pending(request)
         except DatabaseError:  # (the view's query fails too: ServiceUnavailableMiddleware's 503)
             held = False
         if not held or request.path in second_factor_paths():
@@ -174,6 +174,12 @@ class StaffSecondFactorMiddleware:
             return JsonResponse(error_body(403, "second_factor_needed", str(SECOND_FACTOR_NEEDED)),
                                 status=403)
         return redirect_to_login(request.get_full_path(), reverse("two-factor"))
+
+
+def second_factor_pending(request: HttpRequest) -> bool:
+    """Whether the session is a staff account's that signed in with its password and not yet with
+    its second factor (STAFF_TWO_FACTOR)."""
+    return bool(settings.STAFF_TWO_FACTOR and request.user.is_staff and not request.user.is_verified())
 
 
 @functools.cache
@@ -242,8 +248,12 @@ class AccountLanguageMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        language = request.session.get(ACCOUNT_LANGUAGE)
-        if language in dict(settings.LANGUAGES) and request.user.is_authenticated:
+        try:
+            language = request.session.get(ACCOUNT_LANGUAGE)
+            chosen = language in dict(settings.LANGUAGES) and request.user.is_authenticated
+        except DatabaseError:  # (the view's query fails too: ServiceUnavailableMiddleware's 503)
+            chosen = False
+        if chosen:
             translation.activate(language)  # (LocaleMiddleware's response says it: Content-Language)
             request.LANGUAGE_CODE = language
         return self.get_response(request)

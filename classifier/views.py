@@ -60,7 +60,7 @@ from classifier.forms import (
     UploadForm,
     too_many_files_message,
 )
-from classifier.middleware import full_disk_refusal, refusal
+from classifier.middleware import full_disk_refusal, refusal, second_factor_pending
 from classifier.models import Feedback, ModelVersion, Photo, TrainingRun
 
 PAGE_SIZE = 24
@@ -115,7 +115,8 @@ def language_set(request: HttpRequest) -> HttpResponse:
     response = i18n.set_language(request)
     language = request.POST.get(i18n.LANGUAGE_QUERY_PARAMETER)
     if request.method == "POST" and request.user.is_authenticated and language in dict(settings.LANGUAGES):
-        services.account_language_set(request.user, language)
+        if not second_factor_pending(request):  # (a password alone: this session's, not the account's)
+            services.account_language_set(request.user, language)
         request.session[ACCOUNT_LANGUAGE] = language
     return response
 

@@ -195,6 +195,100 @@ def test_the_website_calls_the_api_in_the_accounts_language(client, user):
     assert answer.status_code == 404 and answer["Content-Language"] == "id"
 
 
+def sign_in_on(device: Client) -> Client:
+    """`device` (its cookies as they are) signed in as ayu through the sign-in page."""
+    signed_in = device.post("/accounts/login/", {"username": "ayu", "password": "kue-lapis-2026"})
+    assert signed_in.status_code == 302
+    return device
+
+
+def test_a_signed_in_request_while_the_database_is_down_is_still_the_503(client, user, monkeypatch):
+    """AccountLanguageMiddleware reads the session (a database row) outside
+    ServiceUnavailableMiddleware, whose process_exception only sees the view's errors: unguarded,
+    a 500."""
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.db import OperationalError
+
+    client.force_login(user)
+
+    def down(self):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(SessionStore, "_get_session_from_db", down)
+    client.raise_request_exception = False
+    page = client.get("/photos/")
+    api = client.get("/api/photos/")
+
+    assert page.status_code == 503 and "briefly unavailable" in page.content.decode()
+    assert api.status_code == 503 and api["Retry-After"] == "5"
+
+
+def scripts_key(device: Client, page: str) -> tuple[str, str]:
+    """What a browser's cache keys /jsi18n/ on: the script's URL in the page, and the Cookie header
+    it sends (Vary: Cookie; Accept-Language is the same throughout)."""
+    import re
+
+    html = device.get(page).content.decode()
+    src = re.search(r'<script src="([^"]*jsi18n[^"]*)"', html).group(1)
+    cookies = "; ".join(f"{k}={m.value}" for k, m in sorted(device.cookies.items()))
+    return src, cookies
+
+
+def test_the_scripts_translations_a_browser_keeps_are_never_of_another_language(user):
+    """A device that chose Indonesian signed out; the account chose English elsewhere. Signed in,
+    the page and its scripts are English; choosing Indonesian again at the foot changes the page,
+    but not one cookie (the device's was already `id`), so a browser answers /jsi18n/ from its
+    cache: unless the script's URL names the language, the scripts stay English for up to an hour."""
+    services.account_language_set(user, "en")
+    device = Client(HTTP_ACCEPT_LANGUAGE="en")
+    device.post(reverse("set_language"), {"language": "id", "next": "/"})
+    sign_in_on(device)
+
+    before = scripts_key(device, "/photos/")
+    english = device.get(before[0]).content.decode()
+    device.post(reverse("set_language"), {"language": "id", "next": "/photos/"})
+    after = scripts_key(device, "/photos/")
+    indonesian = device.get(after[0]).content.decode()
+
+    assert '"Open": "Buka"' not in english and '"Open": "Buka"' in indonesian
+    assert after != before  # else the browser's copy (English) is used
+
+
+def test_the_api_changed_over_a_session_keeps_its_pages_in_step_with_the_account(user, settings):
+    """PATCH {"language", "email"} whose address is refused changes neither, the session's copy
+    (which the website's pages follow) included."""
+    settings.EMAIL_LINKS_PER_ACCOUNT = 0
+    browser = APIClient(HTTP_ACCEPT_LANGUAGE="en")
+    browser.force_login(user)
+
+    refused = browser.patch("/api/account/", {"language": "id", "email": "ayu@example.com",
+                                              "password": "kue-lapis-2026"}, format="json")
+
+    assert refused.status_code == 400 and selectors.account_language(user) is None
+    assert '<html lang="en">' in browser.get("/photos/").content.decode()
+
+
+def test_a_staff_session_still_to_give_its_second_factor_changes_only_its_own_device(
+        client, staff, settings):
+    """The password alone opens the language chooser (the second-factor step's page offers it), not
+    a setting every later session of the account takes."""
+    settings.STAFF_TWO_FACTOR = True
+    client.force_login(staff)
+
+    client.post(reverse("set_language"), {"language": "id", "next": reverse("two-factor")})
+
+    assert selectors.account_language(staff) is None
+
+
+def test_signing_out_says_so_in_the_language_of_the_page_that_shows_it(user):
+    services.account_language_set(user, "id")
+    device = sign_in_on(Client(HTTP_ACCEPT_LANGUAGE="en"))
+
+    home = device.post(reverse("logout"), follow=True).content.decode()
+
+    assert '<html lang="en">' in home and "You are signed out." in home
+
+
 def test_a_page_drawn_without_its_request_offers_no_chooser_that_would_be_refused(rf):
     """The 503 page (the database down) is drawn with no request, so with no CSRF token: its chooser's
     form was refused (403) whenever it was used."""

@@ -254,3 +254,16 @@ def test_two_tabs_deleting_overlapping_photos_at_once_delete_each_once(user, mon
     assert sorted(first["deleted"] + first["not_found"]) == [one, two, three]
     assert sorted(second["deleted"] + second["not_found"]) == [two, three, four]
     assert not Photo.objects.exists()
+
+
+@TOGETHER
+def test_two_first_choices_at_once_keep_one_row_and_raise_nothing(user):
+    """Two tabs (or a tab and a program) choosing the account's first language together, on
+    PostgreSQL: the account's row lock orders them, the later one wins."""
+    from classifier.models import AccountSettings
+
+    needs_postgresql()
+    outcomes = at_once(*(lambda language=language: services.account_language_set(user, language)
+                         for language in ("id", "en") * 4))
+
+    assert outcomes == [None] * 8 and AccountSettings.objects.filter(user=user).count() == 1

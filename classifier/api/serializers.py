@@ -313,6 +313,7 @@ class AccountSerializer(serializers.Serializer):
     def get_photo_limit(self, user) -> int | None:
         return settings.MAX_PHOTOS_PER_ACCOUNT or None
 
+    @extend_schema_field(serializers.ChoiceField(choices=settings.LANGUAGES, allow_null=True))
     def get_language(self, user) -> str | None:
         return selectors.account_language(user)
 

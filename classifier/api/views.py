@@ -328,10 +328,11 @@ class AccountView(OpenToAnyone, APIView):
         with transaction.atomic():  # (both or neither)
             if "language" in data.validated_data:
                 services.account_language_set(request.user, data.validated_data["language"])
-                if isinstance(request.successful_authenticator, SessionAuthentication):
-                    request.session[ACCOUNT_LANGUAGE] = data.validated_data["language"]  # (its pages too)
             if "email" in data.validated_data:
                 services.account_email_set(request.user, data.validated_data["email"], site=site_of(request))
+        if "language" in data.validated_data and isinstance(request.successful_authenticator,
+                                                            SessionAuthentication):
+            request.session[ACCOUNT_LANGUAGE] = data.validated_data["language"]  # (its pages too, once kept)
         return Response(serializers.AccountSerializer(request.user).data)
 
 
