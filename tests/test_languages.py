@@ -449,6 +449,17 @@ def test_a_photo_held_in_english_is_sent_again_when_indonesian_is_asked_for(api,
     assert "Accept-Language" in indonesian["Vary"]
 
 
+def test_the_frameworks_own_api_errors_are_in_indonesian_too(api):
+    """DRF's Indonesian lacks most of its messages, and django-rest-knox has none: locale/ has them."""
+    wrong_token = APIClient(HTTP_AUTHORIZATION="Token kue_not-a-token", HTTP_ACCEPT_LANGUAGE="id")
+
+    assert wrong_token.get("/api/photos/").json()["error"]["message"] == "Token tidak valid."
+    not_a_list = api.post("/api/photos/delete/", {"ids": 7}, format="json", HTTP_ACCEPT_LANGUAGE="id").json()
+    assert not_a_list["error"]["fields"]["ids"] == ['Isi bidang ini harus berupa daftar (list), bukan "int".']
+    wrong_method = api.put("/api/account/", {}, format="json", HTTP_ACCEPT_LANGUAGE="id").json()
+    assert wrong_method["error"]["message"] == 'Metode "PUT" tidak diizinkan.'
+
+
 def test_the_api_schema_is_the_same_document_whatever_the_language(client):
     """README: the API's messages change with Accept-Language, its schema does not (its choices'
     labels and the upload's limits, "15.0 MB", were Indonesian, "15,0 MB", for such a request)."""
