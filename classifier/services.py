@@ -505,9 +505,15 @@ def api_token_new(user, name: str = "") -> tuple[ApiToken, str]:
     API_TOKENS_PER_ACCOUNT already, it revokes the one used least recently (a token never used counts
     from when it was made); so do those that no longer work (a staff token past STAFF_TOKEN_DAYS, any
     unused for API_TOKEN_IDLE_DAYS). The account locked: two made at once (two programs, a double
-    click) each see the other. `name`: what it is for."""
+    click) each see the other. `name`: what it is for. Refused (PermissionDenied) if the password
+    checked for it (`user`'s, as read then) has changed since: a token asked for with the old
+    password must not outlive the change, which revoked the others."""
     with transaction.atomic():
         lock_live_account(user.pk)
+        password = get_user_model().objects.filter(pk=user.pk).values_list("password", flat=True).get()
+        if password != user.password:
+            raise PermissionDenied(gettext("The password was changed a moment ago: ask again with the new "
+                                           "one."))
         live = sorted((token for token in ApiToken.objects.filter(user=user)
                        if not selectors.token_expired(token, user)),
                       key=lambda token: token.last_used or token.created)

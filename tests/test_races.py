@@ -267,3 +267,36 @@ def test_two_first_choices_at_once_keep_one_row_and_raise_nothing(user):
                          for language in ("id", "en") * 4))
 
     assert outcomes == [None] * 8 and AccountSettings.objects.filter(user=user).count() == 1
+
+
+@TOGETHER
+def test_a_token_asked_for_with_the_password_just_changed_is_refused(user, monkeypatch):
+    """The password is checked, then the token made: a change committed in between (its owner
+    changing a stolen password, say) revokes the account's tokens, and must not miss the one made
+    just after it with the old password."""
+    from rest_framework.test import APIClient
+
+    needs_postgresql()
+    token_new = services.api_token_new
+
+    def token_new_slowly(*args, **kwargs):  # the window between checking the password and the token
+        time.sleep(0.4)
+        return token_new(*args, **kwargs)
+
+    monkeypatch.setattr(services, "api_token_new", token_new_slowly)
+
+    def ask():
+        answer = APIClient().post("/api/auth/token/", {"username": "ayu", "password": "kue-lapis-2026"},
+                                  format="json")
+        return answer.status_code, answer.json()
+
+    def change():
+        time.sleep(0.2)
+        owner = type(user).objects.get(pk=user.pk)
+        owner.set_password("Kue-lapis-baru-2027")
+        owner.save()
+
+    (status, body), _ = at_once(ask, change)
+
+    assert status == 403 and "password was changed a moment ago" in body["error"]["message"]
+    assert not ApiToken.objects.filter(user=user).exists()
