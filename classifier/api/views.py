@@ -230,7 +230,8 @@ class OpenToAnyone:
                                    "the one used least recently. The token is shown only in this answer "
                                    "(the site keeps its hash).",
                        request=serializers.TokenCredentialsSerializer,
-                       responses={200: serializers.IssuedTokenSerializer, 400: ERROR, 415: ERROR,
+                       # 403: the password was changed between its check and the token
+                       responses={200: serializers.IssuedTokenSerializer, 400: ERROR, 403: ERROR, 415: ERROR,
                                   429: ERROR}),
     delete=extend_schema(summary="Revoke the token this request sends (sign this program out)",
                          description="Signed in by the website's session instead, it revokes all of the "
