@@ -102,7 +102,8 @@ class PhotoIdsField(forms.TypedMultipleChoiceField):
         super().__init__(coerce=int, **kwargs)
 
     def valid_value(self, value) -> bool:
-        return isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18
+        return (isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18
+                and int(value) > 0)  # (as the API's: no photo has id 0)
 
 
 class PhotoChoiceForm(forms.Form):

@@ -150,7 +150,8 @@ def photos_to_delete(user, ids: set[int]) -> list[Photo]:
     """The photos among `ids` that `user` may delete. An id of no such photo is left out: gone
     (deleted in another tab, say) or another user's, which are no different (as photo_for_user's
     404); but one of a photo `user` may see and not delete (staff) is refused (refuse_if_visible)."""
-    photos = list(photos_for_user(user, action="delete").filter(pk__in=ids))
+    photos = list(photos_for_user(user, action="delete").filter(pk__in=ids)  # (their ids: photos_delete
+                  .select_related(None).prefetch_related(None).only("pk"))   # reads them, locked)
     if missing := ids - {photo.pk for photo in photos}:
         refuse_if_visible(user, missing, "delete")
     return photos

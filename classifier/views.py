@@ -487,8 +487,13 @@ def gallery(request: HttpRequest) -> HttpResponse:
     filters, filtered, page, shown = gallery_page(request, "view")
     query = gallery_query(request, page=False)
     cards = [card(photo) for photo in shown]
+    # 'Delete several…' opens this page of the gallery where it lists the same photos: not for staff
+    # who see others' photos they may not delete (or delete those they do not see), whose pages differ.
+    same = (selectors.may_act_on_others_photos(request.user, "view")
+            == selectors.may_act_on_others_photos(request.user, "delete"))
     return render(request, "classifier/gallery.html", {
         "page": page, "cards": cards, "filters": filters, "query": query, "filtered": filtered,
+        "delete_query": "&".join(part for part in (query, same and f"page={page.number}") if part),
         "pending": any(c["pending"] for c in cards),
         # The first page, unfiltered, shows photos uploaded elsewhere (another tab, the phone, the
         # API) as they come: newer than the newest one shown (see photo_status's `after`).
@@ -537,6 +542,8 @@ def photos_delete(request: HttpRequest) -> HttpResponse:
     return render(request, "classifier/photos_delete.html", {
         "form": form, "page": page, "cards": [card(photo) for photo in shown], "filtered": filtered,
         "all": request.GET.get("all") == "1",
+        "ticked": {int(value) for value in request.POST.getlist("photo")  # (a refused choice, as it was)
+                   if form.fields["photo"].valid_value(value)},
         "query": gallery_query(request, page=False), "here": gallery_query(request, page=True),
     }, status=400 if form.errors else 200)
 

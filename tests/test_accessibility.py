@@ -67,13 +67,16 @@ def test_forms_with_errors_point_their_fields_at_the_error_and_the_help(client, 
     upload = page(client, reverse("upload"), "post", status=400)  # no files
     email = page(client, reverse("account"), "post", status=400, email="x", password="wrong")
     delete = page(client, reverse("account-delete"), "post", status=400, **{"delete-password": "wrong"})
+    make_photo(user)
+    several = page(client, reverse("photos-delete"), "post", status=400)  # none ticked
 
-    for html in (signup, password, upload, email, delete):
+    for html in (signup, password, upload, email, delete, several):
         parsed = Page(html)
         assert parsed.problems() == []
         assert 'aria-invalid="true"' in html
     assert 'id="id_password2_error"' in signup and 'id="id_password1_helptext"' in signup
     assert 'id="id_photos_error"' in upload and 'id="id_photos_helptext"' in upload
+    assert 'aria-describedby="id_photo_error"' in several and 'id="id_photo_error"' in several
 
 
 def test_every_page_a_user_sees_has_sound_references_images_and_a_skip_link(client, user, admin_user):

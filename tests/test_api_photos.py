@@ -314,11 +314,11 @@ def test_a_wait_ends_only_on_its_own_photos_news(api, user):
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-@pytest.mark.parametrize("where", ["the website", "the API"])
+@pytest.mark.parametrize("where", ["the website", "the API", "several at once"])
 def test_a_long_poll_for_a_photo_deleted_meanwhile_answers_404_without_waiting_out_its_wait(api, user, where):
     """The owner deletes the photo on one device while another waits for its result."""
     needs_postgresql()
-    photo = make_photo(user)
+    photo, also = make_photo(user), make_photo(user)
 
     def owner_deletes_it():
         time.sleep(1.0)
@@ -326,6 +326,8 @@ def test_a_long_poll_for_a_photo_deleted_meanwhile_answers_404_without_waiting_o
             other_device = APIClient()
             other_device.force_authenticate(user)
             assert other_device.delete(f"/api/photos/{photo.pk}/").status_code == 204
+        elif where == "several at once":
+            assert services.photos_delete([also, photo]) == sorted([also.pk, photo.pk])
         else:
             services.photo_delete(photo)  # what the website's delete calls
         connection.close()

@@ -1,6 +1,7 @@
 """Deleting several photos at once: on the website (a page of the gallery with a box to tick for each)
 and through the API (POST /api/photos/delete/)."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,7 @@ def test_the_page_keeps_the_gallerys_filters_and_can_tick_them_all(client, user)
     deleted = client.post(reverse("photos-delete") + "?status=failed&page=1",
                           {"photo": [photo.pk for photo in failed]})
 
-    assert f'href="{reverse("photos-delete")}?status=failed&page=1"' in gallery
+    assert f'href="{reverse("photos-delete")}?status=failed&amp;page=1"' in gallery
     assert [card["photo"].pk for card in everything.context["cards"]] == [failed[1].pk, failed[0].pk]
     assert everything.content.decode().count(" checked>") == 2
     assert deleted.url == reverse("gallery") + "?status=failed&page=1"
@@ -186,3 +187,82 @@ def test_staff_with_the_delete_permission_delete_anyones(django_user_model, user
     deleted = api.post("/api/photos/delete/", {"ids": [photo.pk for photo in photos]}, format="json")
 
     assert deleted.json()["deleted"] == sorted(photo.pk for photo in photos) and not Photo.objects.exists()
+
+
+def test_deleting_a_hundred_photos_takes_a_few_queries_not_some_for_each(
+        api, user, django_assert_max_num_queries, django_capture_on_commit_callbacks):
+    photos = [make_photo(user, "done", "kue_lapis") for _ in range(PHOTOS_DELETED_AT_ONCE)]
+    for photo in photos[::2]:
+        Feedback.objects.create(photo=photo, user=user, label="kue_lapis", is_correction=False)
+    files = [path for photo in photos for path in files_of(photo)]
+
+    with django_assert_max_num_queries(15), django_capture_on_commit_callbacks(execute=True):
+        deleted = api.post("/api/photos/delete/", {"ids": [photo.pk for photo in photos]}, format="json")
+
+    assert deleted.json()["deleted"] == sorted(photo.pk for photo in photos)
+    assert not Photo.objects.exists() and not Prediction.objects.exists() and not Feedback.objects.exists()
+    assert not any(path.exists() for path in files)
+
+
+def test_a_failure_part_way_deletes_none_of_them_and_keeps_every_file(
+        client, user, django_capture_on_commit_callbacks):
+    from django.db.models.signals import post_delete
+
+    photos = [make_photo(user, "done", "kue_lapis") for _ in range(3)]
+    files = [path for photo in photos for path in files_of(photo)]
+
+    def fail_on_the_second(sender, instance, **_kwargs):
+        if instance.pk == photos[1].pk:
+            raise RuntimeError("the disk, the database: anything")
+
+    post_delete.connect(fail_on_the_second, sender=Photo)
+    client.force_login(user)
+    client.raise_request_exception = True
+    try:
+        with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(RuntimeError):
+            client.post(reverse("photos-delete"), {"photo": [photo.pk for photo in photos]})
+    finally:
+        post_delete.disconnect(fail_on_the_second, sender=Photo)
+
+    assert callbacks == [] and Photo.objects.count() == 3 and Prediction.objects.count() == 3
+    assert all(path.exists() for path in files)
+
+
+def test_no_photo_has_id_0_on_the_website_either(client, user):
+    photo = make_photo(user)
+    client.force_login(user)
+
+    refused = client.post(reverse("photos-delete"), {"photo": ["0", str(photo.pk)]})
+
+    assert refused.status_code == 400 and Photo.objects.filter(pk=photo.pk).exists()
+    html = refused.content.decode()
+    assert f'value="{photo.pk}" id="pick-{photo.pk}" checked aria-invalid="true"' in html  # ticked as sent
+
+
+def test_staff_who_see_more_photos_than_they_may_delete_are_not_sent_to_a_page_of_other_photos(
+        client, staff, user):
+    [make_photo(staff) for _ in range(2)]
+    [make_photo(user) for _ in range(30)]  # the gallery's second page shows some of these
+    client.force_login(staff)
+
+    gallery = client.get(reverse("gallery") + "?page=2").content.decode()
+
+    assert f'href="{reverse("photos-delete")}" class="more"' in gallery  # its own photos, from the first
+
+
+def test_the_photos_are_locked_in_one_statement_in_id_order(user):
+    """What keeps two requests (or one and an account's deletion) from deadlocking: every lock on
+    several photos is taken by one statement, in id order (the race test cannot tell the order)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from classifier import services
+
+    photos = [make_photo(user) for _ in range(3)]
+    with CaptureQueriesContext(connection) as queries:
+        services.photos_delete(photos[::-1])
+
+    locks = [q["sql"] for q in queries.captured_queries if "FOR UPDATE" in q["sql"]]
+    if connection.vendor == "postgresql":  # (SQLite takes no row locks)
+        assert len(locks) == 1
+        assert re.search(r'ORDER BY (1|"classifier_photo"."id") ASC FOR UPDATE$', locks[0])

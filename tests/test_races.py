@@ -237,9 +237,9 @@ def test_two_tabs_deleting_overlapping_photos_at_once_delete_each_once(user, mon
     one, two, three, four = (make_photo(user).pk for _ in range(4))
     announce = services.announce_settled
 
-    def announce_slowly(photo_id):  # holding the locks taken: the other request's turn to ask
-        time.sleep(0.1)
-        announce(photo_id)
+    def announce_slowly(*photo_ids):  # holding the locks taken: the other request's turn to ask
+        time.sleep(0.3)
+        announce(*photo_ids)
 
     monkeypatch.setattr(services, "announce_settled", announce_slowly)
     token = api_token(user)
