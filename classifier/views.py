@@ -525,24 +525,38 @@ def gallery_query(request: HttpRequest, *, page: bool) -> str:
 @require_http_methods(["GET", "POST"])
 def photos_delete(request: HttpRequest) -> HttpResponse:
     """Delete several photos at once. GET: the gallery's page (its filters and page number), of the
-    photos the user may delete, with a box to tick for each (`all=1`: all ticked); POST: delete those
-    ticked, together, and go back to that page of the gallery."""
+    photos the user may delete, with a box to tick for each (`all=1`: all ticked). POST: the ticked
+    ones to confirm, as one photo's deletion asks first; `back`: the list again, them ticked;
+    `confirm`: delete them, together, and go back to that page of the gallery."""
     form = PhotoChoiceForm(request.POST if request.method == "POST" else None)  # (none ticked: an empty POST)
-    if form.is_valid():
+    back_to_gallery = f"{reverse('gallery')}?{gallery_query(request, page=True)}".removesuffix("?")
+    if form.is_valid() and "back" not in request.POST:
         ids = form.cleaned_data["photo"]
+        if "confirm" not in request.POST:
+            chosen = selectors.photos_to_delete(request.user, ids)  # (a 403 for one staff may only see)
+            if not chosen:
+                messages.info(request, gettext("Those photos were deleted already."))
+                return redirect(back_to_gallery)
+            photos = selectors.photos_for_user(request.user, action="delete").filter(
+                pk__in=[photo.pk for photo in chosen])
+            return render(request, "classifier/photos_delete_confirm.html", {
+                "cards": [card(photo) for photo in photos], "here": gallery_query(request, page=True)})
         deleted = services.photos_delete(selectors.photos_to_delete(request.user, ids))
+        if not deleted:
+            messages.info(request, gettext("Those photos were deleted already."))
+            return redirect(back_to_gallery)
         said = ngettext("%(count)d photo is deleted.", "%(count)d photos are deleted.", len(deleted)) % {
             "count": len(deleted)}
         if gone := len(ids) - len(deleted):  # (in another tab, say)
             said += " " + ngettext("%(count)d was deleted already.", "%(count)d were deleted already.",
                                    gone) % {"count": gone}
         messages.success(request, said)
-        return redirect(f"{reverse('gallery')}?{gallery_query(request, page=True)}".removesuffix("?"))
+        return redirect(back_to_gallery)
     _, filtered, page, shown = gallery_page(request, "delete")
     return render(request, "classifier/photos_delete.html", {
         "form": form, "page": page, "cards": [card(photo) for photo in shown], "filtered": filtered,
         "all": request.GET.get("all") == "1",
-        "ticked": {int(value) for value in request.POST.getlist("photo")  # (a refused choice, as it was)
+        "ticked": {int(value) for value in request.POST.getlist("photo")  # (a refused or changed choice)
                    if form.fields["photo"].valid_value(value)},
         "query": gallery_query(request, page=False), "here": gallery_query(request, page=True),
     }, status=400 if form.errors else 200)

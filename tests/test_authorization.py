@@ -109,7 +109,7 @@ def people(django_user_model, user, other_user, staff):
 def send(client, method: str, path: str, api: bool, photo: int):
     body = {"label": "kue_lapis"} if "feedback" in path else {}
     if path.endswith("/photos/delete/") and method == "post":
-        body = {"ids": [photo]} if api else {"photo": [photo]}
+        body = {"ids": [photo]} if api else {"photo": [photo], "confirm": "1"}
     if path.endswith("/token/"):
         body = {"username": "ayu", "password": "not-the-password"}
     if api:

@@ -785,7 +785,10 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
     me.page.get_by_role("link", name="Delete several…").click()
     me.page.get_by_label("11.jpg").check()  # the klepon, named by its file
     me.shoot("8-delete-several")
-    me.page.get_by_role("button", name="Delete the ticked photos").click()
+    me.page.get_by_role("button", name="Delete the ticked photos…").click()
+    me.page.wait_for_selector("text=Delete this photo?")
+    me.shoot("8-delete-several-confirm")
+    me.page.get_by_role("button", name="Delete the photo").click()
     me.page.wait_for_selector("text=1 photo is deleted.")
     assert list(Photo.objects.filter(owner__username="sari")) == [lapis]
 

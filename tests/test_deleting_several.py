@@ -39,8 +39,11 @@ def test_a_user_ticks_photos_on_a_page_of_their_gallery_and_deletes_them_with_th
     gallery = client.get(reverse("gallery")).content.decode()
     page = client.get(reverse("photos-delete") + "?page=1")
     html = page.content.decode()
+    asked = client.post(reverse("photos-delete") + "?page=1", {"photo": [lapis.pk, klepon.pk]})
+    kept_until_confirmed = Photo.objects.count()
     with django_capture_on_commit_callbacks(execute=True):
-        deleted = client.post(reverse("photos-delete") + "?page=1", {"photo": [lapis.pk, klepon.pk]})
+        deleted = client.post(reverse("photos-delete") + "?page=1", {"photo": [lapis.pk, klepon.pk],
+                                                                      "confirm": "1"})
 
     assert f'href="{reverse("photos-delete")}?page=1"' in gallery
     assert page.status_code == 200
@@ -50,6 +53,10 @@ def test_a_user_ticks_photos_on_a_page_of_their_gallery_and_deletes_them_with_th
         assert f'<label for="pick-{photo.pk}">' in html
     assert f'value="{theirs.pk}"' not in html
     assert "Kue Serabi · uploaded" in " ".join(html.split())  # what each is, to choose by
+    confirm = " ".join(asked.content.decode().split())  # (as one photo's deletion, it asks first)
+    assert asked.status_code == 200 and kept_until_confirmed == 4
+    assert "<h1>Delete these 2 photos?</h1>" in confirm and ">Delete 2 photos</button>" in confirm
+    assert [card["photo"].pk for card in asked.context["cards"]] == [klepon.pk, lapis.pk]
     assert deleted.status_code == 302 and deleted.url == reverse("gallery") + "?page=1"
     assert said(deleted) == ["2 photos are deleted."]
     assert list(Photo.objects.order_by("pk")) == [kept, theirs]
@@ -67,7 +74,7 @@ def test_the_page_keeps_the_gallerys_filters_and_can_tick_them_all(client, user)
     gallery = client.get(reverse("gallery") + "?status=failed").content.decode()
     everything = client.get(reverse("photos-delete") + "?status=failed&page=1&all=1")
     deleted = client.post(reverse("photos-delete") + "?status=failed&page=1",
-                          {"photo": [photo.pk for photo in failed]})
+                          {"photo": [photo.pk for photo in failed], "confirm": "1"})
 
     assert f'href="{reverse("photos-delete")}?status=failed&amp;page=1"' in gallery
     assert [card["photo"].pk for card in everything.context["cards"]] == [failed[1].pk, failed[0].pk]
@@ -99,12 +106,41 @@ def test_more_photos_than_one_request_deletes_are_refused_all_of_them(client, us
     assert f"At most {PHOTOS_DELETED_AT_ONCE} photos are deleted at once." in refused.content.decode()
 
 
+def test_changing_the_choice_goes_back_to_the_list_with_the_photos_still_ticked(client, user):
+    first, second, third = (make_photo(user) for _ in range(3))
+    client.force_login(user)
+
+    back = client.post(reverse("photos-delete") + "?page=1", {"photo": [first.pk, third.pk], "back": "1"})
+
+    html = back.content.decode()
+    assert back.status_code == 200 and Photo.objects.count() == 3
+    assert f'value="{first.pk}" id="pick-{first.pk}" checked>' in html
+    assert f'value="{third.pk}" id="pick-{third.pk}" checked>' in html
+    assert f'value="{second.pk}" id="pick-{second.pk}">' in html
+
+
+def test_photos_deleted_elsewhere_before_the_choice_is_confirmed_are_said_to_be_gone(client, user):
+    photo = make_photo(user)
+    client.force_login(user)
+    asked = client.post(reverse("photos-delete"), {"photo": [photo.pk]})
+    Photo.objects.filter(pk=photo.pk).delete()  # (another tab)
+
+    confirmed = client.post(reverse("photos-delete"), {"photo": [photo.pk], "confirm": "1"}, follow=True)
+    asked_again = client.post(reverse("photos-delete"), {"photo": [photo.pk]})
+
+    assert asked.status_code == 200
+    assert "Those photos were deleted already." in confirmed.content.decode()
+    assert asked_again.status_code == 302 and said(asked_again) == ["Those photos were deleted already."]
+
+
 def test_another_users_photo_ticked_by_a_tampered_form_is_left_as_one_already_gone(client, user, other_user):
     mine, theirs = make_photo(user), make_photo(other_user)
     client.force_login(user)
 
-    deleted = client.post(reverse("photos-delete"), {"photo": [mine.pk, theirs.pk, 999999]})
+    asked = client.post(reverse("photos-delete"), {"photo": [mine.pk, theirs.pk, 999999]})
+    deleted = client.post(reverse("photos-delete"), {"photo": [mine.pk, theirs.pk, 999999], "confirm": "1"})
 
+    assert [card["photo"].pk for card in asked.context["cards"]] == [mine.pk]
     assert said(deleted) == ["1 photo is deleted. 2 were deleted already."]
     assert list(Photo.objects.all()) == [theirs]
 
@@ -220,7 +256,7 @@ def test_a_failure_part_way_deletes_none_of_them_and_keeps_every_file(
     client.raise_request_exception = True
     try:
         with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(RuntimeError):
-            client.post(reverse("photos-delete"), {"photo": [photo.pk for photo in photos]})
+            client.post(reverse("photos-delete"), {"photo": [photo.pk for photo in photos], "confirm": "1"})
     finally:
         post_delete.disconnect(fail_on_the_second, sender=Photo)
 
