@@ -210,7 +210,8 @@ def test_a_browser_in_indonesian_gets_the_pages_and_their_scripts_in_indonesian_
     me.shoot("upload")
     me.page.select_option("#language", "en")
     me.page.get_by_role("button", name="Ganti").click()
-    me.page.wait_for_function("() => document.documentElement.lang === 'en'")
+    # (the scripts' catalogue is asked for by a URL that names the language: a new one to load)
+    me.page.wait_for_function("() => document.documentElement.lang === 'en' && typeof gettext === 'function'")
 
     assert me.page.url.endswith("/upload/")
     assert me.page.get_by_role("button", name="Sign out").is_visible()

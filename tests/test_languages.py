@@ -111,10 +111,12 @@ def test_a_language_chosen_while_signed_in_follows_the_account_to_another_device
     laptop.post(reverse("logout"))
     signed_out = laptop.get("/accounts/login/")
 
-    assert "A language chosen at the foot of a page while signed in is kept with your account" in before
+    assert "Kept with your account, for wherever you sign in" in before
+    assert '<select id="account-language" name="language"' in before
     assert '<html lang="id">' in photos.content.decode() and "Foto saya" in photos.content.decode()
     assert photos["Content-Language"] == "id"
     assert "Situs ini berbahasa Indonesia di mana pun Anda masuk ke akun ini." in account
+    assert '<option value="id" lang="id" selected>' in account.split('id="account-language"')[1]
     assert '<html lang="en">' in signed_out.content.decode()  # the device's own language again
 
 
