@@ -96,6 +96,14 @@ def test_nothing_ticked_or_a_tampered_box_says_so_and_deletes_nothing(client, us
         assert "Tick the photos to delete first." in refused.content.decode()
 
 
+def test_a_choice_sent_from_a_page_whose_photos_are_all_gone_still_says_what_is_wrong(client, user):
+    client.force_login(user)  # (no photos left: deleted in another tab)
+
+    refused = client.post(reverse("photos-delete"), {})
+
+    assert refused.status_code == 400 and "Tick the photos to delete first." in refused.content.decode()
+
+
 def test_more_photos_than_one_request_deletes_are_refused_all_of_them(client, user):
     photos = [make_photo(user) for _ in range(PHOTOS_DELETED_AT_ONCE + 1)]
     client.force_login(user)
