@@ -310,3 +310,19 @@ def test_the_photos_are_locked_in_one_statement_in_id_order(user):
     if connection.vendor == "postgresql":  # (SQLite takes no row locks)
         assert len(locks) == 1
         assert re.search(r'ORDER BY (1|"classifier_photo"."id") ASC FOR UPDATE$', locks[0])
+
+
+def test_a_page_of_another_site_cannot_delete_photos_through_the_browsers_session(user):
+    """The website's session reaches the API too: without the page's CSRF token, a cross-site form
+    (or script) that the browser sends with the session's cookie is refused, and nothing goes."""
+    from django.test import Client
+
+    photo = make_photo(user)
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user)
+
+    forged_api = browser.post("/api/photos/delete/", {"ids": [photo.pk]}, content_type="application/json")
+    forged_page = browser.post(reverse("photos-delete"), {"photo": [photo.pk], "confirm": "1"})
+
+    assert forged_api.status_code == 403 and forged_page.status_code == 403
+    assert Photo.objects.filter(pk=photo.pk).exists()
