@@ -115,7 +115,7 @@ class PhotoChoiceForm(forms.Form):
         ids = set(self.cleaned_data["photo"])
         if len(ids) > PHOTOS_DELETED_AT_ONCE:
             raise forms.ValidationError(_("At most %(most)d photos are deleted at once."),
-                                  params={"most": PHOTOS_DELETED_AT_ONCE}, code="too_many")
+                                        params={"most": PHOTOS_DELETED_AT_ONCE}, code="too_many")
         return ids
 
 
