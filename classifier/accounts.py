@@ -102,11 +102,19 @@ def password_confirmed(request, password: str) -> bool:
     not be enough for. It counts as a sign-in attempt: guesses lock out as on the login page, and the
     right password starts the count again, as a login does (AXES_RESET_ON_SUCCESS)."""
     from axes.handlers.proxy import AxesProxyHandler
-    from django.contrib.auth import authenticate
+    from django.contrib.auth import HASH_SESSION_KEY, authenticate, update_session_auth_hash
 
     username = request.user.get_username()
-    if authenticate(request, username=username, password=password) is None:
+    checked = authenticate(request, username=username, password=password)
+    if checked is None:
         return False
+    if checked.password != request.user.password:
+        # Rehashed by its check (a hasher's work factor raised by a Django upgrade), on the row
+        # authenticate read, not on request.user: the hash checked is the one a step compares
+        # (api_token_new), and the session, tied to the hash, stays signed in (as login() keeps it).
+        request.user.password = checked.password
+        if request.session.get(HASH_SESSION_KEY):
+            update_session_auth_hash(request, request.user)
     AxesProxyHandler.update_request(request)  # (done already by authenticate; the client's address)
     AxesProxyHandler.reset_attempts(ip_address=request.axes_ip_address, username=username)  # any handler
     return True

@@ -11,7 +11,9 @@ import pytest
 from django.apps import apps as django_apps
 from django.core import signing
 from django.urls import reverse
+from rest_framework.test import APIClient
 
+from classifier.models import ApiToken
 from tests.conftest import api_token, make_photo, migrated_back
 
 pytestmark = pytest.mark.django_db
@@ -1549,3 +1551,34 @@ def test_a_form_shown_again_with_its_errors_focuses_the_field_in_error(client, u
     assert focused(sign_in) == ["password"]
     tied = re.search(r'<input type="password" name="password"[^>]*>', sign_in.content.decode()).group(0)
     assert 'aria-describedby="form-errors"' in tied and '<div id="form-errors">' in sign_in.content.decode()
+
+
+def outdated(user):
+    """Give `user` a hash that its next successful check replaces (a rehash, not a new password)."""
+    from django.contrib.auth.hashers import make_password
+
+    # MD5PasswordHasher.must_update: a salt of too little entropy; a real site meets the same on a
+    # Django upgrade that raises PBKDF2's iterations (every major release does).
+    user.password = make_password("kue-lapis-2026", salt="a", hasher="md5")
+    user.save(update_fields=["password"])
+
+
+def test_a_token_from_the_api_with_a_password_rehashed_on_its_check(user):
+    """A password rehashed on a successful check (a Django upgrade raises the hasher's work factor)
+    is no password change: the token is made."""
+    outdated(user)
+    answer = APIClient().post("/api/auth/token/", {"username": "ayu", "password": "kue-lapis-2026"},
+                              format="json")
+    assert answer.status_code == 200, answer.content
+
+
+def test_a_token_from_the_account_page_with_a_password_rehashed_on_its_check(client, user):
+    """The account page checks the password on a copy of the account: its rehash is the account's
+    too, and the session, tied to the hash, stays signed in."""
+    outdated(user)
+    client.force_login(user)  # (a session from before the upgrade: the hash not checked since)
+    made = client.post("/accounts/token/", {"token-name": "laptop", "token-password": "kue-lapis-2026"})
+    assert made.status_code == 302, made.content[:300]
+    assert ApiToken.objects.filter(user=user).count() == 1
+    assert client.get("/accounts/").status_code == 200  # still signed in after the rehash
+    assert "laptop" in client.get("/accounts/").content.decode()

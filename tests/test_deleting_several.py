@@ -55,7 +55,10 @@ def test_a_user_ticks_photos_on_a_page_of_their_gallery_and_deletes_them_with_th
     assert "Kue Serabi · uploaded" in " ".join(html.split())  # what each is, to choose by
     confirm = " ".join(asked.content.decode().split())  # (as one photo's deletion, it asks first)
     assert asked.status_code == 200 and kept_until_confirmed == 4
-    assert "<h1>Delete these 2 photos?</h1>" in confirm and ">Delete 2 photos</button>" in confirm
+    assert '<h1 id="confirm-heading">Delete these 2 photos?</h1>' in confirm
+    assert ">Delete 2 photos</button>" in confirm
+    # the list scrolls past a few photos: focusable, named, as axe-core's scrollable-region-focusable asks
+    assert '<ul class="picked" tabindex="0" aria-labelledby="confirm-heading">' in confirm
     assert [card["photo"].pk for card in asked.context["cards"]] == [klepon.pk, lapis.pk]
     assert deleted.status_code == 302 and deleted.url == reverse("gallery") + "?page=1"
     assert said(deleted) == ["2 photos are deleted."]

@@ -509,3 +509,15 @@ def test_every_text_the_site_shows_is_translated_and_compiled(domain, tmp_path, 
     assert {key: (entry.msgstr, entry.msgstr_plural) for key, entry in committed.items()} == {
         key: (entry.msgstr, entry.msgstr_plural) for key, entry in compiled.items() if key[1]
     }, "the .mo is out of date: run `make messages`"
+
+
+def test_the_throttles_wait_is_in_indonesian_whatever_the_number_of_seconds():
+    """DRF formats "Expected available in {wait} second(s)." (gettext of each) before its ngettext:
+    a plural entry in locale/ gave Indonesian for 1 second only, English for any other wait."""
+    from django.utils import translation
+    from rest_framework.exceptions import Throttled
+
+    with translation.override("id"):
+        for wait in (1, 30, 3600):
+            said = str(Throttled(wait=wait).detail)
+            assert said == f"Permintaan ini telah dibatasi. Tersedia lagi dalam {wait} detik."

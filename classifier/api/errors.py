@@ -2,7 +2,7 @@
 
 from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.utils.translation import gettext, gettext_lazy, gettext_noop, ngettext_lazy
+from django.utils.translation import gettext, gettext_lazy, gettext_noop
 from rest_framework import exceptions, status
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -18,7 +18,10 @@ API_LIBRARY_WORDING = (
     gettext_noop("Ensure this field has at least {min_length} elements."),
     gettext_noop("Ensure this field has no more than {max_length} elements."),
     gettext_noop('Expected a list of items but got type "{input_type}".'),
-    ngettext_lazy("Expected available in {wait} second.", "Expected available in {wait} seconds."),
+    # Two messages, not a plural: DRF formats each (gettext) before it calls ngettext on the results
+    # (exceptions.Throttled), so a plural entry would only ever give its singular, for "1 second".
+    gettext_noop("Expected available in {wait} second."),
+    gettext_noop("Expected available in {wait} seconds."),
     gettext_noop("Integer value too large to convert to float"),
     gettext_noop("Invalid data. Expected a dictionary, but got {datatype}."),
     gettext_noop('Invalid datetime for the timezone "{timezone}".'),
