@@ -23,7 +23,7 @@ from django.middleware import csrf
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.formats import number_format
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
@@ -117,6 +117,9 @@ def language_set(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and request.user.is_authenticated and language in dict(settings.LANGUAGES):
         if not second_factor_pending(request):  # (a password alone: this session's, not the account's)
             services.account_language_set(request.user, language)
+            with translation.override(language):  # (the page that says it is in it)
+                messages.success(request, gettext("The website's language is saved with your account, "
+                                                  "for wherever you sign in."))
         request.session[ACCOUNT_LANGUAGE] = language
     return response
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.messages import get_messages
+from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -231,8 +232,13 @@ def test_staff_with_the_delete_permission_delete_anyones(django_user_model, user
     photos = [make_photo(user), make_photo(other_user)]
     api = APIClient(HTTP_AUTHORIZATION=f"Token {api_token(moderator)}")
 
+    browser = Client()
+    browser.force_login(moderator)
+    asked = " ".join(browser.post(reverse("photos-delete"), {"photo": [photo.pk for photo in photos]})
+                     .content.decode().split())
     deleted = api.post("/api/photos/delete/", {"ids": [photo.pk for photo in photos]}, format="json")
 
+    assert "ayu's photo" in asked and "budi's photo" in asked  # whose each is, before it goes
     assert deleted.json()["deleted"] == sorted(photo.pk for photo in photos) and not Photo.objects.exists()
 
 
@@ -318,8 +324,6 @@ def test_the_photos_are_locked_in_one_statement_in_id_order(user):
 def test_a_page_of_another_site_cannot_delete_photos_through_the_browsers_session(user):
     """The website's session reaches the API too: without the page's CSRF token, a cross-site form
     (or script) that the browser sends with the session's cookie is refused, and nothing goes."""
-    from django.test import Client
-
     photo = make_photo(user)
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(user)

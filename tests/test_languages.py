@@ -103,7 +103,7 @@ def sign_in(browser_language: str) -> Client:
 def test_a_language_chosen_while_signed_in_follows_the_account_to_another_device(client, user):
     client.force_login(user)
     before = client.get("/accounts/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
-    client.post(reverse("set_language"), {"language": "id", "next": "/photos/"})
+    chosen = client.post(reverse("set_language"), {"language": "id", "next": "/photos/"}, follow=True)
 
     laptop = sign_in("en-GB,en;q=0.9")
     photos = laptop.get("/photos/")
@@ -112,6 +112,7 @@ def test_a_language_chosen_while_signed_in_follows_the_account_to_another_device
     signed_out = laptop.get("/accounts/login/")
 
     assert "Kept with your account, for wherever you sign in" in before
+    assert "Bahasa situs disimpan bersama akun Anda" in chosen.content.decode()  # (said in it)
     assert '<select id="account-language" name="language"' in before
     assert '<html lang="id">' in photos.content.decode() and "Foto saya" in photos.content.decode()
     assert photos["Content-Language"] == "id"
@@ -133,10 +134,10 @@ def test_the_account_keeps_the_last_language_chosen_and_other_accounts_keep_thei
 
 
 def test_a_language_chosen_signed_out_is_the_devices_alone(client, user):
-    client.post(reverse("set_language"), {"language": "id", "next": "/"})
+    chosen = client.post(reverse("set_language"), {"language": "id", "next": "/"}, follow=True)
     client.post(reverse("set_language"), {"language": "fr", "next": "/"})  # not offered: changes nothing
 
-    assert AccountSettings.objects.count() == 0
+    assert AccountSettings.objects.count() == 0 and "disimpan bersama akun" not in chosen.content.decode()
     assert '<html lang="en">' in sign_in("en").get("/photos/").content.decode()
 
 
