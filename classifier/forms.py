@@ -79,9 +79,10 @@ class UploadForm(forms.Form):
         super().__init__(*args, **kwargs)
         from django.template.defaultfilters import filesizeformat
 
-        self.fields["photos"].help_text = _("%(formats)s; up to %(n)s at once, %(size)s each.") % {
-            "formats": formats_taken(), "n": settings.MAX_FILES_PER_UPLOAD,
-            "size": filesizeformat(settings.MAX_UPLOAD_BYTES)}
+        # (as many at once as wanted: the page's script sends them one a request; without it the form
+        # sends them together, at most MAX_FILES_PER_UPLOAD, which the page says then: upload.html)
+        self.fields["photos"].help_text = _("%(formats)s, %(size)s each.") % {
+            "formats": formats_taken(), "size": filesizeformat(settings.MAX_UPLOAD_BYTES)}
 
 
 class GalleryFilterForm(forms.Form):

@@ -447,6 +447,7 @@ def upload_page(request: HttpRequest, context: dict, status: int) -> HttpRespons
     a file over the size limit as the server would, before sending it."""
     return render(request, "classifier/upload.html", {
         **context, "unsure_below": settings.UNSURE_BELOW, "max_bytes": settings.MAX_UPLOAD_BYTES,
+        "max_files": settings.MAX_FILES_PER_UPLOAD,
         "too_large": images.file_too_large_message(),
         "account_full": services.account_full_message() if selectors.account_full(request.user) else ""},
         status=status)
