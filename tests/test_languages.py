@@ -229,8 +229,6 @@ def test_a_signed_in_request_while_the_database_is_down_is_still_the_503(client,
 def scripts_key(device: Client, page: str) -> tuple[str, str]:
     """What a browser's cache keys /jsi18n/ on: the script's URL in the page, and the Cookie header
     it sends (Vary: Cookie; Accept-Language is the same throughout)."""
-    import re
-
     html = device.get(page).content.decode()
     src = re.search(r'<script src="([^"]*jsi18n[^"]*)"', html).group(1)
     cookies = "; ".join(f"{k}={m.value}" for k, m in sorted(device.cookies.items()))

@@ -227,8 +227,9 @@ def test_two_uploads_at_once_for_an_accounts_last_room_store_one_photo(user, set
 
 @TOGETHER
 def test_two_tabs_deleting_overlapping_photos_at_once_delete_each_once(user, monkeypatch):
-    """Each request locks its photos in one order (by id), so two that share some wait for each
-    other instead of deadlocking; the second finds the shared ones gone and says so."""
+    """Each request locks its photos: two that share some take turns, and the second finds the
+    shared ones gone and says so (unlocked, both said they deleted them). The order of the locks is
+    test_the_photos_are_locked_in_one_statement_in_id_order's."""
     from rest_framework.test import APIClient
 
     from tests.conftest import api_token
