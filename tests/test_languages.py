@@ -125,6 +125,7 @@ def test_the_account_keeps_the_last_language_chosen_and_other_accounts_keep_thei
     client.force_login(user)
     client.post(reverse("set_language"), {"language": "id", "next": "/"})
     client.post(reverse("set_language"), {"language": "en", "next": "/"})
+    client.post(reverse("set_language"), {"language": "fr", "next": "/"})  # not offered: not kept
     other = Client()
     other.force_login(other_user)
     other.post(reverse("set_language"), {"language": "id", "next": "/"})
