@@ -267,6 +267,7 @@ def test_the_worker_draws_the_heat_map_once_and_serves_it_to_the_owner_only(phot
     client.force_login(other_user)
 
     assert prediction.heatmap.name.startswith("heatmaps/") and "Show where the model looked" in page
+    assert f'aria-describedby="heat-key-{photo.pk}"' in page and "the model hardly looked" in page  # its key
     assert heat["Content-Type"] == "image/png" and image.mode == "RGBA"
     assert image.width == 64 and abs(image.height / image.width - photo.height / photo.width) < 0.05
     assert client.get(f"/photos/{photo.pk}/heatmap/").status_code == 404
