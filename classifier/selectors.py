@@ -146,15 +146,15 @@ def refuse_if_visible(user, pk: int | set[int], action: str) -> None:
 PHOTOS_DELETED_AT_ONCE = 100  # the most photos one request deletes (the website's page shows 24)
 
 
-def photos_to_delete(user, ids: set[int]) -> list[Photo]:
-    """The photos among `ids` that `user` may delete. An id of no such photo is left out: gone
+def photos_to_delete(user, ids: set[int]) -> set[int]:
+    """The ids among `ids` of photos that `user` may delete. An id of no such photo is left out: gone
     (deleted in another tab, say) or another user's, which are no different (as photo_for_user's
     404); but one of a photo `user` may see and not delete (staff) is refused (refuse_if_visible)."""
-    photos = list(photos_for_user(user, action="delete").filter(pk__in=ids)  # (their ids: photos_delete
-                  .select_related(None).prefetch_related(None).only("pk"))   # reads them, locked)
-    if missing := ids - {photo.pk for photo in photos}:
+    allowed = set(photos_for_user(user, action="delete").filter(pk__in=ids).prefetch_related(None)
+                  .values_list("pk", flat=True))
+    if missing := ids - allowed:
         refuse_if_visible(user, missing, "delete")
-    return photos
+    return allowed
 
 
 POLL_STEP_S = 0.02  # without notifications: how often a waiting request reads the photo's status

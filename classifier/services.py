@@ -390,13 +390,13 @@ def photo_delete(photo: Photo) -> None:
         locked.delete()
 
 
-def photos_delete(photos: list[Photo]) -> list[int]:
-    """Delete `photos` together, each as photo_delete deletes one, in one transaction: all or none.
-    The ids deleted: one deleted meanwhile (in another tab, say) is left out."""
+def photos_delete(ids: set[int]) -> list[int]:
+    """Delete the photos with these `ids` together, each as photo_delete deletes one, in one
+    transaction: all or none. The ids deleted: one deleted meanwhile (another tab) is left out."""
     with transaction.atomic():
         # (one order for every request: two never wait for each other)
-        deleted = list(Photo.objects.select_for_update().filter(pk__in=[photo.pk for photo in photos])
-                       .order_by("pk").values_list("pk", flat=True))
+        deleted = list(Photo.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+                       .values_list("pk", flat=True))
         announce_settled(*deleted)
         # One collector for them all: a few statements, not five a photo. It reads the rows again
         # under the locks (as photo_delete does: a display copy made since is deleted with them) and

@@ -541,8 +541,7 @@ def photos_delete(request: HttpRequest) -> HttpResponse:
             if not chosen:
                 messages.info(request, gettext("Those photos were deleted already."))
                 return redirect(back_to_gallery)
-            photos = selectors.photos_for_user(request.user, action="delete").filter(
-                pk__in=[photo.pk for photo in chosen])
+            photos = selectors.photos_for_user(request.user, action="delete").filter(pk__in=chosen)
             return render(request, "classifier/photos_delete_confirm.html", {
                 "cards": [card(photo) for photo in photos], "here": gallery_query(request, page=True)})
         deleted = services.photos_delete(selectors.photos_to_delete(request.user, ids))

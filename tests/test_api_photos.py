@@ -327,7 +327,7 @@ def test_a_long_poll_for_a_photo_deleted_meanwhile_answers_404_without_waiting_o
             other_device.force_authenticate(user)
             assert other_device.delete(f"/api/photos/{photo.pk}/").status_code == 204
         elif where == "several at once":
-            assert services.photos_delete([also, photo]) == sorted([also.pk, photo.pk])
+            assert services.photos_delete({also.pk, photo.pk}) == sorted([also.pk, photo.pk])
         else:
             services.photo_delete(photo)  # what the website's delete calls
         connection.close()
