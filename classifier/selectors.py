@@ -334,6 +334,24 @@ def review_queue_for_user(user) -> QuerySet[Photo]:
     return unanswered_photos.order_by("margin", "-created", "-id")
 
 
+def answer_just_given(user, photo_id: str | None) -> Feedback | None:
+    """`user`'s own answer to photo `photo_id` (the review queue's "answered" parameter), if it
+    stands and they may still change it: what the queue offers to undo."""
+    if not (photo_id and photo_id.isascii() and photo_id.isdigit() and len(photo_id) < 19):
+        return None
+    return (Feedback.objects.filter(photo__in=photos_for_user(user, action="change"), photo_id=int(photo_id),
+                                    user=user)
+            .select_related("photo", "model_version").first())
+
+
+def queue_place(photos: list[Photo], photo: Photo) -> int:
+    """Where `photo` stood among a page of the review queue's `photos` (its order: margin, newest,
+    highest id): the index of the first photo that comes after it."""
+    def key(p: Photo) -> tuple:
+        return (p.margin if p.margin is not None else math.inf, -p.created.timestamp(), -p.pk)
+    return next((i for i, other in enumerate(photos) if key(other) > key(photo)), len(photos))
+
+
 def feedback_stats(user) -> dict:
     """Counters of the photos `user` may see, and the accuracy users measured per model version."""
     photos = photos_for_user(user)

@@ -474,6 +474,29 @@ def feedback_record(*, photo: Photo, user, label: str) -> Feedback:
     return feedback
 
 
+def feedback_withdraw(*, photo: Photo, label: str | None = None) -> bool:
+    """Take back a photo's answer (an undo): the photo goes back to the review queue and the next
+    retraining does not learn from it. Whether there was an answer to take back.
+
+    With `label`, only if the answer is still that one: a page shown before someone changed it
+    must not withdraw the answer it never showed. A photo deleted meanwhile is a 404.
+    """
+    with transaction.atomic():
+        if lock_photo(photo) is None:
+            raise Http404(gettext("The photo no longer exists."))
+        feedback = Feedback.objects.filter(photo=photo).select_related("model_version").first()
+        if feedback is None:
+            return False
+        if label is not None and feedback.label != label:
+            raise ValidationError(
+                gettext("The answer changed since this page showed it: it is now %(answer)s. It was not "
+                        "withdrawn.") % {"answer": feedback.answer_name(feedback.model_version)},
+                code="answer_changed")
+        feedback.delete()
+        Photo.objects.filter(pk=photo.pk).update(updated=timezone.now())
+    return True
+
+
 def api_token_revoke(user, digest: str | None = None) -> int:
     """Sign `user`'s API programs out: every token of the account stops working, or the one whose
     hash is `digest`. How many were revoked."""

@@ -19,6 +19,7 @@ urlpatterns = [
     path("photos/<int:pk>/retry/", views.photo_retry, name="photo-retry"),
     path("photos/<int:pk>/delete/", views.photo_delete, name="photo-delete"),
     path("photos/<int:pk>/feedback/", views.photo_feedback, name="photo-feedback"),
+    path("photos/<int:pk>/feedback/withdraw/", views.photo_feedback_withdraw, name="photo-feedback-withdraw"),
     path("review/", views.review_queue, name="review"),
     path("staff/models/", views.model_versions, name="model-versions"),
     path("staff/models/<int:pk>/activate/", views.model_version_activate, name="model-version-activate"),

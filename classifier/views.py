@@ -6,7 +6,7 @@ import base64
 import functools
 import math
 import sys
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import django_otp
 import segno
@@ -641,13 +641,19 @@ def review_queue(request: HttpRequest) -> HttpResponse:
     page, photos = selectors.photo_page(queue, request.GET.get("page"), PAGE_SIZE)
     # An answer comes back to the photo after the one answered (it takes that one's place), not to
     # the top of the queue past the photos skipped.
-    here = request.get_full_path()
+    here = with_query(request.get_full_path(), answered=None)
     then = [f"{here}#review-{after.pk}" for after in photos[1:]] + [here]
+    # Just answered here: thanked in the photo's place, with an Undo that brings it back there.
+    answered = selectors.answer_just_given(request.user, request.GET.get("answered"))
     return render(request, "classifier/review.html", {
         "page": page,
         "cards": [card(photo) | {"can_review": selectors.may_review(request.user, photo), "then": back}
                   for photo, back in zip(photos, then)],
         "stats": selectors.feedback_stats(request.user), "labels": selectors.known_labels(),
+        "answered": answered,
+        "answered_at": selectors.queue_place(photos, answered.photo) if answered else None,
+        "answered_name": answered.answer_name(answered.model_version) if answered else "",
+        "undo_next": f"{here}#review-{answered.photo_id}" if answered else "",
     })
 
 
@@ -659,17 +665,53 @@ def photo_feedback(request: HttpRequest, pk: int) -> HttpResponse:
     photo = selectors.photo_for_user(request.user, pk, action="change")
     # "Yes, it is ..." sends `label`; the list of cakes, with its Save button, `correction`.
     label = request.POST.get("label") or request.POST.get("correction", "")
+    next_url = back_to(request, photo)
     try:
         services.feedback_record(photo=photo, user=request.user, label=label)
-        messages.success(request, gettext("Thank you: noted as none of our cakes, so the next model version "
-                                          "does not learn from this photo.") if label == Feedback.NONE
-                         else gettext("Thank you: your answer will teach the next model version."))
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
+        return redirect(next_url)
+    if request.POST.get("in_queue"):  # the queue thanks in the photo's place, with an Undo
+        return redirect(with_query(next_url, answered=photo.pk))
+    messages.success(request, gettext("Thank you: noted as none of our cakes, so the next model version "
+                                      "does not learn from this photo.") if label == Feedback.NONE
+                     else gettext("Thank you: your answer will teach the next model version."))
+    return redirect(next_url)
+
+
+@login_required
+@post_only("photo-detail")
+def photo_feedback_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
+    """Take back a photo's answer (the review queue's Undo, the photo page's Withdraw): only the
+    answer the page showed (`label`); back to where the form was."""
+    photo = selectors.photo_for_user(request.user, pk, action="change")
+    try:
+        if services.feedback_withdraw(photo=photo, label=request.POST.get("label")):
+            messages.success(request, gettext("Answer withdrawn: photo %(pk)s is back in the review queue.")
+                             % {"pk": photo.pk})
+        else:
+            messages.info(request, gettext("Photo %(pk)s has no answer to withdraw.") % {"pk": photo.pk})
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect(back_to(request, photo))
+
+
+def back_to(request: HttpRequest, photo: Photo) -> str:
+    """Where a photo's form came from (its `next`, on this site), else the photo's page."""
     next_url = request.POST.get("next", "")
     if url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
-        return redirect(next_url)
-    return redirect(photo)
+        return next_url
+    return photo.get_absolute_url()
+
+
+def with_query(url: str, **params) -> str:
+    """`url` with `params` set in its query (replacing any of the same name; None: removed), its
+    fragment kept."""
+    parts = urlsplit(url)
+    query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True)
+             if key not in params]
+    query += [(key, value) for key, value in params.items() if value is not None]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 @staff_with(*SEE_RUNS)

@@ -39,6 +39,7 @@ WEBSITE = [
     ("get", "/photos/{photo}/heatmap/", [302, 200, 404, 200, 200]),
     ("post", "/photos/{photo}/retry/", [302, 302, 404, 403, 302]),  # staff may see it, not retry it
     ("post", "/photos/{photo}/feedback/", [302, 302, 404, 403, 302]),
+    ("post", "/photos/{photo}/feedback/withdraw/", [302, 302, 404, 403, 302]),
     ("get", "/photos/{photo}/delete/", [302, 200, 404, 403, 200]),  # asks to confirm
     ("post", "/photos/{photo}/delete/", [302, 302, 404, 403, 302]),
     ("get", "/photos/delete/", [302, 200, 200, 200, 200]),  # a page of the photos each may delete
@@ -75,6 +76,7 @@ API = [
     ("get", "/api/photos/review-queue/", [401, 200, 200, 200, 200]),
     ("get", "/api/stats/", [401, 200, 200, 200, 200]),
     ("put", "/api/photos/{photo}/feedback/", [401, 200, 404, 403, 200]),  # staff may see it, not answer
+    ("delete", "/api/photos/{photo}/feedback/", [401, 200, 404, 403, 200]),  # (withdraws it)
     ("post", "/api/photos/{photo}/retry/", [401, 400, 404, 403, 400]),  # a done photo: not retried
     ("delete", "/api/photos/{photo}/", [401, 204, 404, 403, 204]),
     ("post", "/api/photos/delete/", [401, 200, 200, 403, 200]),  # another's photo: in `not_found`

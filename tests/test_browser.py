@@ -625,6 +625,17 @@ def test_an_answer_in_the_review_queue_carries_on_from_the_photo_after_it(browse
     shown = me.page.eval_on_selector_all(".review-item", "items => items.map(item => item.id)")
     assert shown == [f"review-{skipped.pk}", f"review-{after.pk}"]  # the answered one gone, the skipped kept
     assert helped == ["review-keys", None, None]  # the keys' help read once, with the first photo
+    # Thanked in its place, in view above the photo after it, and said to screen readers.
+    thanks = me.page.locator("#answered")
+    assert thanks.is_visible() and thanks.evaluate("e => e.getBoundingClientRect().top >= 0")
+    me.page.wait_for_function("() => document.getElementById('announce').textContent.includes('will teach')")
+
+    me.page.keyboard.press("u")  # undo it
+    me.page.wait_for_url(re.compile(f"/review/#review-{answered.pk}$"))
+    me.page.wait_for_selector(f"#review-{answered.pk}.current:focus")  # back where it was, to answer again
+    assert not Feedback.objects.filter(photo=answered).exists()
+    assert me.page.locator(".messages").inner_text() == (
+        f"Answer withdrawn: photo {answered.pk} is back in the review queue.")
     assert me.errors == []
 
 
@@ -780,6 +791,7 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
     me.page.locator(".review-item").first.focus()
     me.page.keyboard.press("y")  # confirm the highlighted photo from the keyboard
     me.page.wait_for_selector("text=Nothing to review")
+    me.page.wait_for_selector("#answered button:focus")  # its Undo, the one thing left to do here
     me.shoot("8-review-done")
 
     me.page.get_by_role("link", name="My photos").click()

@@ -518,7 +518,8 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
 
     @property
     def permission(self) -> str:
-        return {"destroy": "delete", "retry": "change", "feedback": "change"}.get(self.action, "view")
+        return {"destroy": "delete", "retry": "change", "feedback": "change",
+                "feedback_withdraw": "change"}.get(self.action, "view")
 
     def get_object(self):
         try:
@@ -615,6 +616,26 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
         data = serializers.FeedbackInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.feedback_record(photo=photo, user=request.user, label=data.validated_data["label"])
+        return Response(self.get_serializer(self.read_again(photo)).data)
+
+    @extend_schema(
+        summary="Withdraw the answer: the photo goes back to the review queue",
+        operation_id="photos_feedback_withdraw",
+        description="The answer (confirmation, correction or none of these) is taken back, whoever gave "
+                    "it, and the next retraining does not learn from it. A photo with no answer is "
+                    "answered the same (sent again, a request whose answer was lost changes nothing).",
+        parameters=[OpenApiParameter(
+            "label", str, description="Withdraw only if the answer is still this label: if someone "
+                                      "changed it since you read it, a 409 says what it is now and "
+                                      "nothing is withdrawn.")],
+        request=None, responses={200: serializers.PhotoSerializer, 409: ERROR, **WRITE_ERRORS})
+    @feedback.mapping.delete
+    def feedback_withdraw(self, request, pk=None):
+        photo = self.get_object()  # the owner's, or any with the change permission
+        try:
+            services.feedback_withdraw(photo=photo, label=request.query_params.get("label"))
+        except ValidationError as exc:
+            raise Conflict(exc.messages[0]) from exc
         return Response(self.get_serializer(self.read_again(photo)).data)
 
     @extend_schema(summary="Delete several photos at once: all or none", operation_id="photos_delete_many",

@@ -2,11 +2,31 @@
 // picks that cake, N says none of these, J and K move. The keys act only while the focus is in the
 // queue (Tab to it, or click a photo), never on the page's links and buttons nor on a page just
 // opened, where a stray key would answer the least certain photo unseen; the page does not move the
-// focus by itself on load. Answering reloads the queue with the answered photo gone, and the focus
-// comes back to the photo that came after it.
+// focus by itself on load. Answering reloads the queue with the answered photo gone, thanked in its
+// place with an Undo (U), and the focus comes back to the photo that came after it.
 (function () {
+  const answered = document.getElementById("answered");
+  const cameBack = sessionStorage.getItem("review-focus");
+  sessionStorage.removeItem("review-focus");
+  const undo = () => {
+    sessionStorage.setItem("review-focus", "1");
+    answered.querySelector("form").requestSubmit();
+  };
+  if (answered) {
+    // Its thanks are there as the page loads: said a moment after, as the site's messages are.
+    const announcer = document.getElementById("announce");
+    setTimeout(() => {
+      if (announcer && !announcer.textContent) {
+        announcer.textContent = answered.querySelector("p").textContent.trim().replace(/\s+/g, " ");
+      }
+    }, 500);
+  }
   const queue = document.querySelector("[data-review]");
-  if (!queue) return;
+  if (!queue) {
+    // The last photo answered from the keyboard: the Undo is all that is left to act on.
+    if (answered && cameBack) answered.querySelector("button").focus();
+    return;
+  }
   const slugs = queue.dataset.labels.split(",");
   const items = Array.from(queue.querySelectorAll(".review-item"));
   let current = 0;
@@ -41,6 +61,7 @@
     else if (key === "y" || (key === "enter" && event.target === items[current])) {
       answer(items[current].dataset.prediction);
     } else if (key === "n") answer("none");
+    else if (key === "u" && answered) undo();
     else if (/^[1-9]$/.test(key) && Number(key) <= slugs.length) answer(slugs[Number(key) - 1]);
     else return;
     event.preventDefault();
@@ -50,8 +71,6 @@
     const item = event.target.closest(".review-item");
     if (item) highlight(items.indexOf(item), false);
   });
-  const cameBack = sessionStorage.getItem("review-focus");
-  sessionStorage.removeItem("review-focus");
   // The keys' help is read with the first photo that has the focus, not again with each next one,
   // nor after an answer from the keyboard (the queue reloads: it was heard already).
   const quiet = () => items.forEach((item) => item.removeAttribute("aria-describedby"));
