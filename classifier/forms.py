@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from classifier.images import formats_taken
-from classifier.models import TOKEN_NAME_MAX_LENGTH, Photo
+from classifier.models import TOKEN_NAME_MAX_LENGTH, Feedback, Photo
 from classifier.selectors import PHOTOS_DELETED_AT_ONCE
 
 
@@ -89,11 +89,14 @@ class GalleryFilterForm(forms.Form):
     label = forms.ChoiceField(required=False)
     status = forms.ChoiceField(required=False, choices=[("", gettext_lazy("any status")),
                                                                      *Photo.Status.choices])
+    answer = forms.ChoiceField(required=False, choices=[  # (selectors.photos_for_user's `answer`)
+        ("", gettext_lazy("answered or not")), ("unanswered", gettext_lazy("not answered yet")),
+        ("confirmed", gettext_lazy("confirmed")), ("corrected", gettext_lazy("corrected"))])
 
     def __init__(self, *args, labels: list[dict], **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["label"].choices = [("", _("any cake"))] + [(item["slug"], item["name"])
-                                                               for item in labels]
+        cakes = [(item["slug"], item["name"]) for item in labels]
+        self.fields["label"].choices = [("", _("any cake")), *cakes, (Feedback.NONE, _("none of these"))]
 
 
 class PhotoIdsField(forms.TypedMultipleChoiceField):

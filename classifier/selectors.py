@@ -58,7 +58,7 @@ def shows_label(label: str) -> Q:
     return Q(pk__in=answered) | (Q(predicted_label=label) & unanswered())
 
 
-def photos_for_user(user, *, label: str | None = None, status: str | None = None,
+def photos_for_user(user, *, label: str | None = None, status: str | None = None, answer: str | None = None,
                     action: str = "view") -> QuerySet[Photo]:
     """The photos `user` may `action` ("view", "change" or "delete"), newest first, each with its
     predictions (latest first).
@@ -67,7 +67,8 @@ def photos_for_user(user, *, label: str | None = None, status: str | None = None
     permission (`classifier.view_photo` and so on, given through groups, implied for superusers).
     Checking staff status first spares ordinary users' requests the two permission queries.
     `label` filters on the cake the user sees: the answer given, where there is one (a photo
-    answered "none of these" is no cake), else the latest prediction's label.
+    answered "none of these" is no cake), else the latest prediction's label; `answer` on the
+    answer: "unanswered" (none yet), "confirmed" or "corrected" (to another cake or to none).
     """
     if may_act_on_others_photos(user, action):
         photos = Photo.objects.all()
@@ -77,6 +78,9 @@ def photos_for_user(user, *, label: str | None = None, status: str | None = None
         photos = photos.filter(shows_label(label))
     if status:
         photos = photos.filter(status=status)
+    if answer:
+        photos = photos.filter(unanswered() if answer == "unanswered"
+                               else Q(feedback__is_correction=answer == "corrected"))
     return with_results(photos)
 
 

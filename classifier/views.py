@@ -510,18 +510,17 @@ def gallery_page(request: HttpRequest, action: str) -> tuple[GalleryFilterForm, 
     """The gallery's filters (from the query string), whether they filter, and the page asked for
     of the photos that `request.user` may `action` which they let through, with its photos."""
     filters = GalleryFilterForm(request.GET or None, labels=selectors.known_labels())
-    label = status = None
+    chosen = {"label": None, "status": None, "answer": None}
     if filters.is_valid():
-        label = filters.cleaned_data["label"] or None
-        status = filters.cleaned_data["status"] or None
-    photos = selectors.photos_for_user(request.user, label=label, status=status, action=action)
-    return (filters, bool(label or status), *selectors.photo_page(photos, request.GET.get("page"), PAGE_SIZE))
+        chosen = {name: filters.cleaned_data[name] or None for name in chosen}
+    photos = selectors.photos_for_user(request.user, **chosen, action=action)
+    return (filters, any(chosen.values()), *selectors.photo_page(photos, request.GET.get("page"), PAGE_SIZE))
 
 
 def gallery_query(request: HttpRequest, *, page: bool) -> str:
     """The gallery's filters in the query string (and its page number, if `page`), to link to the
     same photos from another page."""
-    keys = ("label", "status", "page") if page else ("label", "status")
+    keys = ("label", "status", "answer", "page") if page else ("label", "status", "answer")
     return urlencode([(key, request.GET[key]) for key in keys if request.GET.get(key)])
 
 

@@ -1,5 +1,6 @@
 """Confirming and correcting labels on the website, the review queue and the feedback counters."""
 
+import re
 import threading
 
 import pytest
@@ -293,6 +294,22 @@ def test_the_gallery_shows_and_filters_on_the_answer_once_there_is_one(client, u
     assert "Kue Putri Salju ·" not in page and "Kue Klepon ·" not in page  # (the filter lists them)
     assert f'data-photo="{corrected.pk}"' in serabi and f'data-photo="{unanswered.pk}"' in serabi
     assert f'data-photo="{nothing.pk}"' not in klepon  # answered: none of these cakes
+
+    def shown(**filters) -> set[int]:
+        page = client.get("/photos/", filters).content.decode()
+        return {int(pk) for pk in re.findall(r'data-photo="(\d+)"', page)}
+
+    assert shown(answer="unanswered") == {unanswered.pk}
+    assert shown(answer="confirmed") == {confirmed.pk}
+    assert shown(answer="corrected") == {corrected.pk, nothing.pk}  # to another cake, or to none
+    assert shown(label="none") == {nothing.pk}
+    assert shown(label="kue_serabi", answer="corrected") == {corrected.pk}
+    assert shown(answer="maybe") == {corrected.pk, nothing.pk, unanswered.pk, confirmed.pk}  # (no such filter)
+    filtered = client.get("/photos/", {"answer": "unanswered"}).content.decode()
+    assert '<option value="unanswered" selected>not answered yet</option>' in filtered
+    assert 'href="/photos/delete/?answer=unanswered&amp;page=1"' in filtered  # the same photos to delete
+    to_delete = client.get("/photos/delete/?answer=unanswered").content.decode()
+    assert re.findall(r'name="photo" value="(\d+)"', to_delete) == [str(unanswered.pk)]
 
 
 def test_an_answer_by_staff_is_not_called_the_owners(client, user, django_user_model):
