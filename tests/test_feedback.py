@@ -304,7 +304,7 @@ def test_the_gallery_shows_and_filters_on_the_answer_once_there_is_one(client, u
     assert shown(answer="corrected") == {corrected.pk, nothing.pk}  # to another cake, or to none
     assert shown(label="none") == {nothing.pk}
     assert shown(label="kue_serabi", answer="corrected") == {corrected.pk}
-    assert shown(answer="maybe") == {corrected.pk, nothing.pk, unanswered.pk, confirmed.pk}  # (no such filter)
+    assert shown(answer="maybe") == {corrected.pk, nothing.pk, unanswered.pk, confirmed.pk}  # (no such one)
     filtered = client.get("/photos/", {"answer": "unanswered"}).content.decode()
     assert '<option value="unanswered" selected>not answered yet</option>' in filtered
     assert 'href="/photos/delete/?answer=unanswered&amp;page=1"' in filtered  # the same photos to delete
