@@ -777,7 +777,9 @@ def test_the_counters_are_the_review_pages(api, user, other_user):
 
     assert api.get("/api/stats/").json() == {
         "photos": 3, "reviewed": 2, "corrected": 1,
-        "per_version": [{"version": "kue-mobilenetv2", "reviewed": 2, "confirmed": 1, "accuracy": 0.5}],
+        "per_version": [{"version": "kue-mobilenetv2", "reviewed": 2, "confirmed": 1, "accuracy": 0.5,
+                         "accuracy_low": pytest.approx(0.0945, abs=1e-4),
+                         "accuracy_high": pytest.approx(0.9055, abs=1e-4)}],
     }
 
 

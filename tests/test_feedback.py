@@ -192,7 +192,33 @@ def test_the_counters_measure_the_active_models_accuracy_by_feedback(user):
 
     assert (stats["photos"], stats["reviewed"], stats["corrected"]) == (5, 3, 1)
     assert stats["per_version"] == [{"version": "kue-mobilenetv2", "reviewed": 3, "confirmed": 2,
-                                     "accuracy": pytest.approx(2 / 3)}]
+                                     "accuracy": pytest.approx(2 / 3),
+                                     "accuracy_low": pytest.approx(0.208, abs=1e-3),
+                                     "accuracy_high": pytest.approx(0.939, abs=1e-3)}]
+
+
+@pytest.mark.parametrize(("confirmed", "reviewed"), [(0, 1), (1, 2), (2, 2), (2, 3), (93, 100), (0, 50)])
+def test_the_accuracys_interval_is_scipys_wilson_interval(confirmed, reviewed):
+    from scipy.stats import binomtest
+
+    expected = binomtest(confirmed, reviewed).proportion_ci(confidence_level=0.95, method="wilson")
+
+    assert selectors.accuracy_interval(confirmed, reviewed) == {
+        "accuracy_low": pytest.approx(expected.low, abs=1e-9),
+        "accuracy_high": pytest.approx(expected.high, abs=1e-9)}
+
+
+def test_the_review_page_says_how_far_a_few_answers_are_from_telling_the_accuracy(client, user):
+    """"50% (1 of 2)" after two answers reads as a verdict on the model; its interval says it is not."""
+    right, wrong = (make_photo(user, status="done", label="kue_lapis") for _ in range(2))
+    services.feedback_record(photo=right, user=user, label="kue_lapis")
+    services.feedback_record(photo=wrong, user=user, label="kue_lumpur")
+    client.force_login(user)
+
+    page = client.get(reverse("review")).content.decode()
+
+    assert "50% (1 of 2; 95% interval 9 to 91%)" in page
+    assert "on the photos no one answered it does better than these figures say" in page
 
 
 def test_a_photo_without_a_result_cannot_be_confirmed_or_corrected(client, user):

@@ -246,6 +246,10 @@ class VersionAccuracySerializer(serializers.Serializer):
     reviewed = serializers.IntegerField()
     confirmed = serializers.IntegerField()
     accuracy = serializers.FloatField(help_text="confirmed / reviewed")
+    accuracy_low = serializers.FloatField(help_text="the 95% (Wilson score) interval of the accuracy: its "
+                                                    "low end")
+    accuracy_high = serializers.FloatField(help_text="its high end (answers come mostly from the least "
+                                                     "certain photos: the accuracy on all photos is higher)")
 
 
 class StatsSerializer(serializers.Serializer):
