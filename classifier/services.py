@@ -474,12 +474,13 @@ def feedback_record(*, photo: Photo, user, label: str) -> Feedback:
     return feedback
 
 
-def feedback_withdraw(*, photo: Photo, label: str | None = None) -> bool:
+def feedback_withdraw(*, photo: Photo, label: str | None = None, by=None) -> bool:
     """Take back a photo's answer (an undo): the photo goes back to the review queue and the next
     retraining does not learn from it. Whether there was an answer to take back.
 
-    With `label`, only if the answer is still that one: a page shown before someone changed it
-    must not withdraw the answer it never showed. A photo deleted meanwhile is a 404.
+    With `label`, only if the answer is still that one, and with `by`, only if that user gave it:
+    a page shown before someone changed it (or gave it again) must not withdraw an answer it never
+    showed. A photo deleted meanwhile is a 404.
     """
     with transaction.atomic():
         if lock_photo(photo) is None:
@@ -487,11 +488,13 @@ def feedback_withdraw(*, photo: Photo, label: str | None = None) -> bool:
         feedback = Feedback.objects.filter(photo=photo).select_related("model_version").first()
         if feedback is None:
             return False
+        answer = feedback.answer_name(feedback.model_version)
         if label is not None and feedback.label != label:
-            raise ValidationError(
-                gettext("The answer changed since this page showed it: it is now %(answer)s. It was not "
-                        "withdrawn.") % {"answer": feedback.answer_name(feedback.model_version)},
-                code="answer_changed")
+            raise ValidationError(gettext("The answer has changed: it is now %(answer)s. Nothing was "
+                                          "withdrawn.") % {"answer": answer}, code="answer_changed")
+        if by is not None and feedback.user_id != by.pk:
+            raise ValidationError(gettext("Someone else has given the answer since (%(answer)s): theirs was "
+                                          "not withdrawn.") % {"answer": answer}, code="answer_changed")
         feedback.delete()
         Photo.objects.filter(pk=photo.pk).update(updated=timezone.now())
     return True

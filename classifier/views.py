@@ -682,10 +682,11 @@ def photo_feedback(request: HttpRequest, pk: int) -> HttpResponse:
 @post_only("photo-detail")
 def photo_feedback_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
     """Take back a photo's answer (the review queue's Undo, the photo page's Withdraw): only the
-    answer the page showed (`label`); back to where the form was."""
+    answer the page showed (`label`; `own`: the user's own); back to where the form was."""
     photo = selectors.photo_for_user(request.user, pk, action="change")
     try:
-        if services.feedback_withdraw(photo=photo, label=request.POST.get("label")):
+        if services.feedback_withdraw(photo=photo, label=request.POST.get("label"),
+                                      by=request.user if request.POST.get("own") else None):
             messages.success(request, gettext("Answer withdrawn: photo %(pk)s is back in the review queue.")
                              % {"pk": photo.pk})
         else:

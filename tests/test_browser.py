@@ -639,6 +639,23 @@ def test_an_answer_in_the_review_queue_carries_on_from_the_photo_after_it(browse
     assert me.errors == []
 
 
+def test_an_answer_to_the_last_photo_of_a_page_carries_on_from_the_one_the_next_page_brings(
+        browser, live_server, django_user_model):
+    """The page's last photo has no photo after it on the page (its form's address names none): the
+    reloaded page's focus goes to the photo after the thanks, not back to the top of the page."""
+    from classifier.views import PAGE_SIZE
+
+    owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    photos = [make_photo(owner, "done", "kue_lapis", confidence=0.3 + i * 0.01) for i in range(PAGE_SIZE + 1)]
+    me = Visitor(browser, live_server.url, "queue-last")
+    me.log_in("ayu", "kue-lapis-2026", then="/review/")
+    me.page.locator(f"#review-{photos[PAGE_SIZE - 1].pk}").focus()
+    me.page.keyboard.press("y")
+
+    me.page.wait_for_selector(f"#answered + #review-{photos[PAGE_SIZE].pk}.current:focus")
+    assert me.errors == []
+
+
 def test_on_a_phone_the_review_queue_shows_each_photo_across_the_screen_and_no_keyboard_help(
         browser, live_server, django_user_model):
 

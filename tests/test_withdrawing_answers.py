@@ -76,6 +76,36 @@ def test_the_thanks_stand_where_the_photo_stood_first_or_last_and_when_the_queue
     assert f'action="/photos/{first.pk}/feedback/withdraw/"' in empty
 
 
+def test_the_thanks_stand_in_the_photos_place_on_a_later_page_among_ties_and_photos_without_a_margin(
+        client, user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from classifier.models import Photo
+    from classifier.views import PAGE_SIZE
+
+    photos = [make_photo(user, status="done", label="kue_lapis") for _ in range(PAGE_SIZE + 4)]  # one margin
+    long_ago = timezone.now() - timedelta(days=1)  # the oldest of the margin: page 2, a tie: -id
+    Photo.objects.filter(pk__in=[p.pk for p in photos[-4:-2]]).update(created=long_ago)
+    Photo.objects.filter(pk__in=[p.pk for p in photos[-2:]]).update(margin=None)  # (last, as in PostgreSQL)
+    client.force_login(user)
+    page_two = queue_order(client.get("/review/?page=2").content.decode())
+    assert page_two == [f"review-{p.pk}" for p in (photos[-3], photos[-4], photos[-1], photos[-2])]
+
+    for place, entry in enumerate(page_two):
+        photo = int(entry.removeprefix("review-"))
+        response = client.post(reverse("photo-feedback", args=[photo]),
+                               {"label": "kue_lapis", "next": "/review/?page=2", "in_queue": "1"})
+        assert response["Location"] == f"/review/?page=2&answered={photo}"
+        page = client.get(response["Location"]).content.decode()
+        assert queue_order(page) == page_two[:place] + ["answered"] + page_two[place + 1:]
+        assert f'name="next" value="/review/?page=2#review-{photo}"' in page  # the Undo: back there
+        queue = page[page.index('<ol class="queue"'):page.index("</ol>")]
+        assert "answered=" not in queue  # no answer nor Undo carries it on
+        services.feedback_withdraw(photo=Photo.objects.get(pk=photo))
+
+
 def test_the_queue_offers_to_undo_only_your_own_answer_still_standing(client, user, other_user,
                                                                       django_user_model):
     """The address can be shared, reloaded or made up: it shows no one else's answer, and no Undo
@@ -108,7 +138,24 @@ def test_an_undo_from_a_page_shown_before_the_answer_changed_leaves_the_new_answ
     assert 'id="answered"' in stale.content.decode()
     assert Feedback.objects.get(photo=photo).label == "kue_lumpur"
     assert messages_of(response) == [
-        "The answer changed since this page showed it: it is now Kue Lumpur. It was not withdrawn."]
+        "The answer has changed: it is now Kue Lumpur. Nothing was withdrawn."]
+
+
+def test_an_undo_leaves_the_same_answer_given_again_since_by_someone_else(client, user, django_user_model):
+    photo = make_photo(user, status="done", label="kue_lapis")
+    services.feedback_record(photo=photo, user=user, label="kue_lapis")
+    client.force_login(user)
+    page = client.get(f"/review/?answered={photo.pk}").content.decode()
+    chef = django_user_model.objects.create_superuser("chef", password="bika-ambon-77")
+    services.feedback_record(photo=photo, user=chef, label="kue_lapis")  # the same cake, theirs now
+    undo = re.search(r'class="answered".*?</form>', page, re.S).group(0)
+    sent = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', undo))
+
+    response = client.post(f"/photos/{photo.pk}/feedback/withdraw/", sent, follow=True)
+
+    assert Feedback.objects.get(photo=photo).user == chef
+    assert messages_of(response) == [
+        "Someone else has given the answer since (Kue Lapis): theirs was not withdrawn."]
 
 
 def test_the_photo_page_withdraws_the_answer_it_shows(client, user):
@@ -166,7 +213,8 @@ def test_the_api_withdraws_an_answer_and_the_photo_is_back_in_the_queue(client, 
 
     assert changed.status_code == 409
     assert changed.json()["error"]["message"] == (
-        "The answer changed since this page showed it: it is now Kue Lumpur. It was not withdrawn.")
+        "The answer has changed: it is now Kue Lumpur. Nothing was withdrawn.")
+    assert changed.json()["error"]["code"] == "answer_changed"
     assert withdrawn.status_code == 200 and withdrawn.json()["feedback"] is None
     assert again.status_code == 200 and again.json()["feedback"] is None
     assert not Feedback.objects.filter(photo=photo).exists()

@@ -626,8 +626,8 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
                     "answered the same (sent again, a request whose answer was lost changes nothing).",
         parameters=[OpenApiParameter(
             "label", str, description="Withdraw only if the answer is still this label: if someone "
-                                      "changed it since you read it, a 409 says what it is now and "
-                                      "nothing is withdrawn.")],
+                                      "changed it since you read it, a 409 (code `answer_changed`) says "
+                                      "what it is now and nothing is withdrawn.")],
         request=None, responses={200: serializers.PhotoSerializer, 409: ERROR, **WRITE_ERRORS})
     @feedback.mapping.delete
     def feedback_withdraw(self, request, pk=None):
@@ -635,7 +635,7 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
         try:
             services.feedback_withdraw(photo=photo, label=request.query_params.get("label"))
         except ValidationError as exc:
-            raise Conflict(exc.messages[0]) from exc
+            raise Conflict(exc.messages[0], code=exc.code) from exc
         return Response(self.get_serializer(self.read_again(photo)).data)
 
     @extend_schema(summary="Delete several photos at once: all or none", operation_id="photos_delete_many",

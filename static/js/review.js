@@ -43,7 +43,7 @@
     if (!form) return;
     sessionStorage.setItem("review-focus", "1");
     if (slug === items[current].dataset.prediction) {
-      form.querySelector("button[name=label]").click();
+      form.querySelector(".feedback-answer button[name=label]").click(); // (not an answer's Withdraw)
       return;
     }
     const select = form.querySelector("select[name=correction]");
@@ -78,6 +78,12 @@
   else queue.addEventListener("focusout", quiet, { once: true });
   // After an answer the address names the photo that came after it: carry on from there (with the
   // focus, if the answer came from the keyboard).
-  const after = items.findIndex((item) => `#${item.id}` === window.location.hash);
+  let after = items.findIndex((item) => `#${item.id}` === window.location.hash);
+  if (after < 0 && answered && queue.contains(answered)) {
+    // The page's last photo answered (its address names none after it): the one now after the
+    // thanks came from the next page; with none, the one before them.
+    const next = answered.nextElementSibling;
+    after = next ? items.indexOf(next) : items.length - 1;
+  }
   highlight(Math.max(after, 0), Boolean(cameBack));
 })();
