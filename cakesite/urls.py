@@ -12,7 +12,7 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.vary import vary_on_cookie
 from django.views.i18n import JavaScriptCatalog
 
-from classifier import views
+from classifier import selectors, views
 from classifier.forms import SetPasswordForm, SignInForm
 
 # django.contrib.auth's views (the old password checked as a sign-in attempt, the reset e-mails
@@ -48,7 +48,7 @@ def catalog(request):
     browser keeps one copy of each, never the other language's under the same URL and cookies (the
     account's language, in the session, changes with no cookie changing)."""
     language = request.GET.get("language")
-    if language not in dict(settings.LANGUAGES):
+    if not selectors.language_offered(language):
         return _catalog(request)
     with translation.override(language):
         return _catalog(request)

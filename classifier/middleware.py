@@ -23,6 +23,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from classifier import selectors
 from classifier.accounts import ACCOUNT_LANGUAGE, SignInFailureThrottle
 from classifier.api.errors import error_body
 
@@ -250,7 +251,7 @@ class AccountLanguageMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         try:
             language = request.session.get(ACCOUNT_LANGUAGE)
-            chosen = language in dict(settings.LANGUAGES) and request.user.is_authenticated
+            chosen = selectors.language_offered(language) and request.user.is_authenticated
         except DatabaseError:  # (the view's query fails too: ServiceUnavailableMiddleware's 503)
             chosen = False
         if chosen:

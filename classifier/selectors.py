@@ -694,11 +694,16 @@ def backup_codes_left(user) -> int:
 EMAIL_CONFIRM_SALT = "cakesite.email-confirm"
 
 
+def language_offered(language: str | None) -> bool:
+    """Whether the website is written in `language` (a code of LANGUAGES)."""
+    return language in dict(settings.LANGUAGES)
+
+
 def account_language(user) -> str | None:
     """The language `user` chose for the website (services.account_language_set), if it still has
     it (LANGUAGES); None if none."""
     language = AccountSettings.objects.filter(user_id=user.pk).values_list("language", flat=True).first()
-    return language if language in dict(settings.LANGUAGES) else None
+    return language if language_offered(language) else None
 
 
 def pending_email(user) -> PendingEmail | None:

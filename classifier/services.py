@@ -668,7 +668,7 @@ def account_create(form, *, site: str):
 def account_language_set(user, language: str) -> None:
     """Keep `language` (a code in LANGUAGES) as the account's: each session it signs in to shows
     the website in it, on any device (the API follows each request's Accept-Language)."""
-    if language not in dict(settings.LANGUAGES):
+    if not selectors.language_offered(language):
         raise ValidationError(gettext("This website is not written in that language."), code="invalid")
     with transaction.atomic():
         lock_live_account(user.pk)

@@ -114,7 +114,7 @@ def language_set(request: HttpRequest) -> HttpResponse:
     signed-in account keeps the language chosen too, for its sessions on other devices."""
     response = i18n.set_language(request)
     language = request.POST.get(i18n.LANGUAGE_QUERY_PARAMETER)
-    if request.method == "POST" and request.user.is_authenticated and language in dict(settings.LANGUAGES):
+    if request.method == "POST" and request.user.is_authenticated and selectors.language_offered(language):
         if not second_factor_pending(request):  # (a password alone: this session's, not the account's)
             services.account_language_set(request.user, language)
             with translation.override(language):  # (the page that says it is in it)
@@ -142,7 +142,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         except ValidationError as exc:  # the name taken a moment ago
             form.add_error(None, exc)
             return render(request, "registration/signup.html", {"form": form})
-        if (chosen := request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME)) in dict(settings.LANGUAGES):
+        if selectors.language_offered(chosen := request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME)):
             services.account_language_set(user, chosen)  # (chosen on this device before signing up)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         pending = selectors.pending_email(user)
