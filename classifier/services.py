@@ -27,8 +27,10 @@ from django.db.models.functions import Concat, Now
 from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.crypto import salted_hmac
 from django.utils.formats import number_format
 from django.utils.translation import gettext, gettext_lazy
+from django_otp import devices_for_user
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from PIL import Image
@@ -560,6 +562,31 @@ def api_token_used(token: ApiToken) -> None:
 
 
 BACKUP_CODES = 10
+BACKUP_CODE_SALT = "cakesite.backup-code"  # (migration 0032 has it too)
+
+
+def backup_code_digest(code: str, secret: str | None = None) -> str:
+    """What the database keeps of a backup code: its HMAC under the site's SECRET_KEY (or `secret`),
+    16 hex digits (django-otp's column), so that a copy of the database alone signs no one in."""
+    return salted_hmac(BACKUP_CODE_SALT, code, secret=secret, algorithm="sha256").hexdigest()[:16]
+
+
+def second_factor_match(user, code: str):
+    """The device of `user` that takes `code` (an authenticator's code, or a backup code, compared by
+    its digest under SECRET_KEY or one of SECRET_KEY_FALLBACKS), or None: as django-otp's
+    match_token, a code once, and a growing wait after wrong ones on each device."""
+    with transaction.atomic():
+        for device in devices_for_user(user, for_verify=True):  # (locked)
+            if isinstance(device, StaticDevice):
+                digests = [backup_code_digest(code, key)
+                           for key in (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS)]
+                kept = device.token_set.filter(token__in=digests).values_list("token", flat=True).first()
+                taken = device.verify_token(kept or digests[0])  # (its wait, its count of wrong codes)
+            else:
+                taken = device.verify_token(code)
+            if taken:
+                return device
+    return None
 
 
 def second_factor_device(user, pk: int | None = None) -> TOTPDevice:
@@ -598,12 +625,13 @@ def second_factor_confirm(device: TOTPDevice, code: str, *, site: str) -> list[s
 
 def backup_codes_renew(user) -> list[str]:
     """New backup codes for `user` (each signs in once, in place of an authenticator's code); the
-    earlier ones stop working."""
+    earlier ones stop working. The database keeps their digests: the codes are shown once."""
     with transaction.atomic():
         StaticDevice.objects.filter(user=user).delete()
         device = StaticDevice.objects.create(user=user, name="backup codes", confirmed=True)
         codes = [StaticToken.random_token() for _ in range(BACKUP_CODES)]
-        StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
+        StaticToken.objects.bulk_create(StaticToken(device=device, token=backup_code_digest(code))
+                                        for code in codes)
     return codes
 
 

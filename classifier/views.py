@@ -351,7 +351,7 @@ def two_factor(request: HttpRequest) -> HttpResponse:
     form = SecondFactorForm(request.POST if request.method == "POST" else None)
     if selectors.has_second_factor(user):
         if form.is_valid():
-            if device := django_otp.match_token(user, form.cleaned_data["code"]):
+            if device := services.second_factor_match(user, form.cleaned_data["code"]):
                 django_otp.login(request, device)
                 return redirect(onwards)
             form.add_error("code", wrong_code(selectors.authenticator(user)))

@@ -114,6 +114,57 @@ def test_later_sign_ins_ask_for_a_code_of_the_app_or_a_backup_code_each_good_onc
     assert "9 backup codes left" in with_backup.get("/accounts/").content.decode()
 
 
+def test_backup_codes_are_kept_as_digests_a_copy_of_the_database_cannot_use(staff):
+    from django_otp.plugins.otp_static.models import StaticToken
+
+    from classifier.services import backup_code_digest
+
+    codes = set_up(signed_in_with_password("admin"), staff)
+    kept = set(StaticToken.objects.filter(device__user=staff).values_list("token", flat=True))
+
+    assert len(codes) == len(kept) == 10 and not kept & set(codes)
+    browser = signed_in_with_password("admin")
+    assert browser.post("/accounts/two-factor/", {"code": codes[0]}).status_code == 302
+    assert APIClient().post("/api/auth/token/", {"username": "admin", "password": PASSWORD,
+                                                 "otp": codes[1]}).status_code == 200
+    copied = backup_code_digest(codes[2])  # the password, and the database's copy of an unused code
+    assert copied in kept
+    assert signed_in_with_password("admin").post("/accounts/two-factor/", {"code": copied}).status_code == 400
+    assert APIClient().post("/api/auth/token/", {"username": "admin", "password": PASSWORD,
+                                                 "otp": copied}).status_code == 400
+    assert StaticToken.objects.filter(device__user=staff).count() == 8
+
+
+def test_backup_codes_outlive_a_new_secret_key_while_the_old_one_is_a_fallback(staff, settings):
+    codes = set_up(signed_in_with_password("admin"), staff)
+    old = settings.SECRET_KEY
+
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "a-new-key-" + "x" * 50, [old]
+    taken = signed_in_with_password("admin").post("/accounts/two-factor/", {"code": codes[0]})
+    settings.SECRET_KEY_FALLBACKS = []
+    refused = signed_in_with_password("admin").post("/accounts/two-factor/", {"code": codes[1]})
+
+    assert (taken.status_code, refused.status_code) == (302, 400)
+
+
+def test_backup_codes_kept_in_plain_text_before_the_upgrade_still_sign_in_once(staff):
+    from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+
+    from tests.conftest import migrated_back
+
+    set_up(signed_in_with_password("admin"), staff)
+    StaticDevice.objects.filter(user=staff).delete()
+    with migrated_back("0031_account_settings"):  # django-otp's way: the codes as they are
+        device = StaticDevice.objects.create(user=staff, name="backup codes", confirmed=True)
+        StaticToken.objects.create(device=device, token="abcd2345")
+
+    assert StaticToken.objects.get(device=device).token != "abcd2345"
+    browser = signed_in_with_password("admin")
+    assert browser.post("/accounts/two-factor/", {"code": "ABCD 2345"}).status_code == 302
+    again = signed_in_with_password("admin")
+    assert again.post("/accounts/two-factor/", {"code": "abcd2345"}).status_code == 400  # once
+
+
 def test_the_page_of_backup_codes_goes_on_to_the_gallery_when_next_is_another_site(staff):
     browser = signed_in_with_password("admin")
     browser.get("/accounts/two-factor/")

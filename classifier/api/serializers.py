@@ -1,6 +1,5 @@
 """API representations. Reading only: writes go through classifier.services."""
 
-import django_otp
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
@@ -10,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 
-from classifier import selectors
+from classifier import selectors, services
 from classifier.api.authentication import NO_SECOND_FACTOR
 from classifier.api.permissions import staff_with
 from classifier.forms import EMAIL_MAX_LENGTH, one_time_code
@@ -445,7 +444,7 @@ class TokenCredentialsSerializer(AuthTokenSerializer):
             if not selectors.has_second_factor(user):
                 raise serializers.ValidationError(NO_SECOND_FACTOR, code="second_factor")
             code = one_time_code(attrs.get("otp", ""))
-            if not code or not django_otp.match_token(user, code):
+            if not code or not services.second_factor_match(user, code):
                 raise serializers.ValidationError(gettext(
                     "This is a staff account: send `otp` too, the code your authenticator app shows now "
                     "(or a backup code)."), code="second_factor")
