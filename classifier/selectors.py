@@ -390,7 +390,12 @@ def accuracy_interval(confirmed: int, reviewed: int, z: float = NormalDist().inv
     p, n = confirmed / reviewed, reviewed
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return {"accuracy_low": max(0.0, centre - half), "accuracy_high": min(1.0, centre + half)}
+    # At 0 of n (n of n) the low (high) end is exactly 0 (1), which centre - half (centre + half)
+    # misses by a rounding error for many n: 2.8e-17 at 0 of 5, 0.9999999999999999 at 13 of 13,
+    # which the percent filter shows as "1" and "99" (never 0 above 0, nor 100 short of 1).
+    low = 0.0 if confirmed == 0 else max(0.0, centre - half)
+    high = 1.0 if confirmed == reviewed else min(1.0, centre + half)
+    return {"accuracy_low": low, "accuracy_high": high}
 
 
 def feedback_accuracy_by_day() -> list[dict]:

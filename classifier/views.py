@@ -510,9 +510,11 @@ def gallery_page(request: HttpRequest, action: str) -> tuple[GalleryFilterForm, 
     """The gallery's filters (from the query string), whether they filter, and the page asked for
     of the photos that `request.user` may `action` which they let through, with its photos."""
     filters = GalleryFilterForm(request.GET or None, labels=selectors.known_labels())
-    chosen = {"label": None, "status": None, "answer": None}
-    if filters.is_valid():
-        chosen = {name: filters.cleaned_data[name] or None for name in chosen}
+    # Each filter on its own: an unknown value (an old link's cake, a mistyped answer) is left out,
+    # not the other filters with it (while their selects still showed them chosen).
+    filters.is_valid()  # (cleaned_data keeps the valid fields' values; an unbound form has none)
+    valid = getattr(filters, "cleaned_data", {})
+    chosen = {name: valid.get(name) or None for name in ("label", "status", "answer")}
     photos = selectors.photos_for_user(request.user, **chosen, action=action)
     return (filters, any(chosen.values()), *selectors.photo_page(photos, request.GET.get("page"), PAGE_SIZE))
 

@@ -208,6 +208,24 @@ def test_the_accuracys_interval_is_scipys_wilson_interval(confirmed, reviewed):
         "accuracy_high": pytest.approx(expected.high, abs=1e-9)}
 
 
+@pytest.mark.parametrize("reviewed", [5, 10, 13, 17, 10**9])
+def test_the_accuracys_interval_reaches_0_and_1_exactly_at_none_and_all_confirmed(reviewed):
+    """Not a rounding error short of them, which the percent filter would show as 1 and 99."""
+    assert selectors.accuracy_interval(0, reviewed)["accuracy_low"] == 0.0
+    assert selectors.accuracy_interval(reviewed, reviewed)["accuracy_high"] == 1.0
+
+
+def test_the_review_page_s_interval_holds_the_accuracy_when_every_answer_confirmed(client, user):
+    for _ in range(13):
+        photo = make_photo(user, status="done", label="kue_lapis")
+        services.feedback_record(photo=photo, user=user, label="kue_lapis")
+    client.force_login(user)
+
+    page = client.get(reverse("review")).content.decode()
+
+    assert "100% (13 of 13; 95% confidence interval 77 to 100%)" in page
+
+
 def test_the_review_page_says_how_far_a_few_answers_are_from_telling_the_accuracy(client, user):
     """"50% (1 of 2)" after two answers reads as a verdict on the model; its interval says it is not."""
     right, wrong = (make_photo(user, status="done", label="kue_lapis") for _ in range(2))
@@ -217,8 +235,8 @@ def test_the_review_page_says_how_far_a_few_answers_are_from_telling_the_accurac
 
     page = client.get(reverse("review")).content.decode()
 
-    assert "50% (1 of 2; 95% interval 9 to 91%)" in page
-    assert "on the photos no one answered it does better than these figures say" in page
+    assert "50% (1 of 2; 95% confidence interval 9 to 91%)" in page
+    assert "on the photos no one answered it probably does better than these figures say" in page
 
 
 def test_a_photo_without_a_result_cannot_be_confirmed_or_corrected(client, user):
@@ -331,6 +349,7 @@ def test_the_gallery_shows_and_filters_on_the_answer_once_there_is_one(client, u
     assert shown(label="none") == {nothing.pk}
     assert shown(label="kue_serabi", answer="corrected") == {corrected.pk}
     assert shown(answer="maybe") == {corrected.pk, nothing.pk, unanswered.pk, confirmed.pk}  # (no such one)
+    assert shown(label="kue_serabi", answer="maybe") == {corrected.pk, unanswered.pk}  # (the cake filters)
     filtered = client.get("/photos/", {"answer": "unanswered"}).content.decode()
     assert '<option value="unanswered" selected>not answered yet</option>' in filtered
     assert 'href="/photos/delete/?answer=unanswered&amp;page=1"' in filtered  # the same photos to delete

@@ -119,7 +119,8 @@ def test_the_review_queue_is_paginated_least_certain_first(client, user):
 
 
 @pytest.mark.parametrize("url, params", [
-    ("gallery", {}), ("gallery", {"label": "kue_klepon"}), ("review", {}),
+    ("gallery", {}), ("gallery", {"label": "kue_klepon"}), ("gallery", {"answer": "unanswered"}),
+    ("gallery", {"label": "kue_klepon", "answer": "unanswered"}), ("review", {}),
     ("api:photo-list", {}), ("api:photo-list", {"label": "kue_klepon"}),
 ])
 def test_a_page_of_photos_costs_the_same_queries_for_2_or_20_photos(client, user, url, params):
@@ -257,6 +258,7 @@ def test_only_the_gallery_s_first_unfiltered_page_waits_for_new_photos(client, u
         return "data-after=" in client.get(reverse("gallery"), params).content.decode()
 
     assert waits() and not waits(page=2) and not waits(label="kue_lapis") and not waits(status="done")
+    assert not waits(answer="confirmed") and not waits(label="none")
 
 
 def test_an_empty_gallery_waits_for_the_first_photo(client, user):

@@ -248,7 +248,8 @@ class VersionAccuracySerializer(serializers.Serializer):
     accuracy_low = serializers.FloatField(help_text="the 95% (Wilson score) interval of the accuracy: its "
                                                     "low end")
     accuracy_high = serializers.FloatField(help_text="its high end (answers come mostly from the least "
-                                                     "certain photos: the accuracy on all photos is higher)")
+                                                     "certain photos: the accuracy on all photos is "
+                                                     "probably higher)")
 
 
 class StatsSerializer(serializers.Serializer):
