@@ -8,7 +8,8 @@ from datetime import timedelta
 
 
 def feedback_accuracy_png(rows: list[dict]) -> bytes:
-    """Accuracy by users' answers (confirmed / reviewed) per day, one line per model version."""
+    """Accuracy by users' answers (confirmed / reviewed) per day, one line per model version, with
+    its 95% confidence interval as a bar (a day of few answers says little)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,8 +21,11 @@ def feedback_accuracy_png(rows: list[dict]) -> bytes:
     for row in rows:
         by_version[row["version"]].append(row)
     for version, points in by_version.items():
-        ax.plot([p["day"] for p in points], [p["confirmed"] / p["reviewed"] for p in points],
-                marker="o", label=f"{version} ({sum(p['reviewed'] for p in points)} answers)")
+        accuracy = [p["accuracy"] for p in points]
+        below = [a - p["accuracy_low"] for a, p in zip(accuracy, points)]
+        above = [p["accuracy_high"] - a for a, p in zip(accuracy, points)]
+        ax.errorbar([p["day"] for p in points], accuracy, yerr=[below, above], marker="o", capsize=3,
+                    label=f"{version} ({sum(p['reviewed'] for p in points)} answers)")
     if not rows:
         ax.text(0.5, 0.5, "No answers yet", ha="center", va="center", transform=ax.transAxes)
     days = sorted({row["day"] for row in rows})
@@ -30,10 +34,11 @@ def feedback_accuracy_png(rows: list[dict]) -> bytes:
     ax.xaxis.set_major_formatter(dates.DateFormatter("%d %b"))
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("confirmed / reviewed")
-    ax.set_title("Accuracy of each model version by users' answers, per day (UTC)")
+    ax.set_title("Accuracy of each model version by users' answers, per day (UTC)\n"
+                 "bars: 95% confidence interval", fontsize=10)
     ax.grid(alpha=0.3)
     if by_version:
-        ax.legend(loc="lower left", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
     buffer = io.BytesIO()

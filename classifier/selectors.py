@@ -400,7 +400,8 @@ def accuracy_interval(confirmed: int, reviewed: int, z: float = NormalDist().inv
 
 def feedback_accuracy_by_day() -> list[dict]:
     """Per model version and day (UTC, as the API's times) of the answer: how many photos users
-    reviewed and confirmed. (Not the visitor's zone: the database may not know its name.)"""
+    reviewed and confirmed, the accuracy and its 95% confidence interval. (Not the visitor's zone:
+    the database may not know its name.)"""
     from datetime import UTC
 
     from django.db.models.functions import TruncDate
@@ -410,7 +411,8 @@ def feedback_accuracy_by_day() -> list[dict]:
             .annotate(reviewed=Count("pk"), confirmed=Count("pk", filter=Q(is_correction=False)))
             .order_by("day", "model_version__name"))
     return [{"version": r["model_version__name"], "day": r["day"], "reviewed": r["reviewed"],
-             "confirmed": r["confirmed"], "accuracy": r["confirmed"] / r["reviewed"]} for r in rows]
+             "confirmed": r["confirmed"], "accuracy": r["confirmed"] / r["reviewed"],
+             **accuracy_interval(r["confirmed"], r["reviewed"])} for r in rows]
 
 
 def split_order(name: str) -> tuple[int, str]:

@@ -283,4 +283,5 @@ def test_an_answer_counts_on_the_day_it_was_last_changed(user, admin_user):
     rows = api.get("/api/model-versions/accuracy-by-day/").json()
 
     assert rows == [{"version": "kue-mobilenetv2", "day": timezone.localdate().isoformat(),
-                     "reviewed": 1, "confirmed": 0}]
+                     "reviewed": 1, "confirmed": 0, "accuracy": 0.0, "accuracy_low": 0.0,
+                     "accuracy_high": pytest.approx(0.7935, abs=1e-4)}]

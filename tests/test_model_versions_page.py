@@ -258,7 +258,22 @@ def test_the_dashboard_draws_accuracy_by_answers_over_time_and_the_training_curv
     assert plot["Content-Type"] == "image/png" and Image.open(io.BytesIO(plot.content)).width == 700
     assert curves.status_code == 200 and curves["Content-Type"] == "image/png"
     # the chart's figures as a table too: 3 reviewed today, 2 confirmed
-    assert "<td>kue-mobilenetv2</td><td>3</td><td>2</td><td>67%</td>" in page
+    assert "<td>kue-mobilenetv2</td><td>3</td><td>2</td><td>67%</td><td>21 to 94%</td>" in page
+
+
+def test_the_accuracy_chart_draws_how_sure_each_days_figure_is():
+    """A day of two answers says little: its point is drawn with its interval, not alone."""
+    from datetime import date
+
+    from classifier import plots
+
+    def chart(low: float, high: float) -> bytes:
+        return plots.feedback_accuracy_png([{"version": "v", "day": date(2026, 12, 7), "reviewed": 2,
+                                             "confirmed": 1, "accuracy": 0.5, "accuracy_low": low,
+                                             "accuracy_high": high}])
+
+    assert chart(0.09, 0.91) != chart(0.5, 0.5)
+    assert chart(0.09, 0.91) == chart(0.09, 0.91)  # (drawn the same each time: the bars make it differ)
 
 
 def test_the_accuracy_table_rounds_as_every_other_page(client, root, user):
@@ -272,7 +287,7 @@ def test_the_accuracy_table_rounds_as_every_other_page(client, root, user):
 
     page = client.get(reverse("model-versions")).content.decode()
 
-    assert "<td>kue-mobilenetv2</td><td>8</td><td>1</td><td>13%</td>" in page
+    assert "<td>kue-mobilenetv2</td><td>8</td><td>1</td><td>13%</td><td>2 to 47%</td>" in page
 
 
 def test_the_confusion_matrix_is_also_a_table_for_who_cannot_see_the_picture(client, root):

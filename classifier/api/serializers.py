@@ -259,11 +259,8 @@ class StatsSerializer(serializers.Serializer):
     per_version = VersionAccuracySerializer(many=True, help_text="by the version whose label was judged")
 
 
-class AccuracyDaySerializer(serializers.Serializer):
-    version = serializers.CharField()
+class AccuracyDaySerializer(VersionAccuracySerializer):
     day = serializers.DateField(help_text="the day the answers were given, from midnight to midnight UTC")
-    reviewed = serializers.IntegerField()
-    confirmed = serializers.IntegerField()
 
 
 class TrainingRunSerializer(Representation):
