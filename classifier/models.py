@@ -45,18 +45,23 @@ version_name = RegexValidator(r"\A[A-Za-z0-9][A-Za-z0-9._+-]*\Z",
 class ModelVersion(models.Model):
     """A trained model folder the worker can serve; exactly one is active."""
 
-    name = models.CharField(max_length=100, unique=True, validators=[version_name])
-    path = models.CharField(max_length=500, help_text="model folder, relative to MODELS_DIR or absolute")
-    labels = models.JSONField(help_text='[{"slug": ..., "name": ...}] in the model\'s output order')
-    metrics = models.JSONField(default=dict, blank=True)
+    name = models.CharField(_("name"), max_length=100, unique=True, validators=[version_name])
+    path = models.CharField(_("path"), max_length=500,
+                            help_text=_("model folder, relative to MODELS_DIR or absolute"))
+    labels = models.JSONField(_("labels"),
+                              help_text=_('[{"slug": ..., "name": ...}] in the model\'s output order'))
+    metrics = models.JSONField(_("metrics"), default=dict, blank=True)
     fingerprint = models.CharField(
+        _("fingerprint"),
         max_length=64, blank=True, default="", db_default="",  # (a worker of a release before it: empty)
-        help_text="SHA-256 of its files when registered (training.runtime.fingerprint): files changed "
-                  "afterwards are neither activated nor served; empty: not checked")
-    is_active = models.BooleanField(default=False)
-    created = models.DateTimeField(auto_now_add=True)
+        help_text=_("SHA-256 of its files when registered (training.runtime.fingerprint): files changed "
+                    "afterwards are neither activated nor served; empty: not checked"))
+    is_active = models.BooleanField(_("active"), default=False)
+    created = models.DateTimeField(_("registered"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("model version")
+        verbose_name_plural = _("model versions")
         ordering = ["-created", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["is_active"], condition=Q(is_active=True),
@@ -83,44 +88,51 @@ class Photo(models.Model):
 
     PENDING = (Status.QUEUED, Status.PROCESSING)  # not classified yet: waiting for or in the worker
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="photos")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("owner"), on_delete=models.CASCADE,
+                              related_name="photos")
     # (no width_field/height_field: width and height are the photo upright, set at upload, where Django
     # would read them from the file as stored, turned or not)
-    image = models.ImageField(upload_to=photo_upload_to)
-    thumbnail = models.ImageField(upload_to=thumbnail_upload_to, blank=True)
+    image = models.ImageField(_("image"), upload_to=photo_upload_to)
+    thumbnail = models.ImageField(_("thumbnail"), upload_to=thumbnail_upload_to, blank=True)
     # What the photo's page shows of a photo larger than images.DISPLAY_SIZE (none: the photo itself)
-    display = models.ImageField(upload_to=display_upload_to, blank=True, db_default="", default="")
-    image_format = models.CharField(max_length=8)
-    original_name = models.CharField(max_length=255, blank=True)
-    sha256 = models.CharField(max_length=64)  # (nothing looks photos up by it: no index)
-    width = models.PositiveIntegerField(default=0)
-    height = models.PositiveIntegerField(default=0)
-    status = models.CharField(max_length=12, choices=Status, default=Status.QUEUED, db_index=True)
-    error = models.TextField(blank=True)
-    starts = models.PositiveSmallIntegerField(default=0, help_text="times a worker started classifying it")
+    display = models.ImageField(_("display copy"), upload_to=display_upload_to, blank=True, db_default="",
+                                default="")
+    image_format = models.CharField(_("image format"), max_length=8)
+    original_name = models.CharField(_("file name"), max_length=255, blank=True)
+    sha256 = models.CharField(_("SHA-256"), max_length=64)  # (nothing looks photos up by it: no index)
+    width = models.PositiveIntegerField(_("width"), default=0)
+    height = models.PositiveIntegerField(_("height"), default=0)
+    status = models.CharField(_("status"), max_length=12, choices=Status, default=Status.QUEUED,
+                              db_index=True)
+    error = models.TextField(_("error"), blank=True)
+    starts = models.PositiveSmallIntegerField(_("starts"), default=0,
+                                              help_text=_("times a worker started classifying it"))
     # Failed for want of a model that loads: queued again when a version is activated (and at worker
     # start), services.photos_awaiting_model_requeue; the owner need not retry it.
-    awaits_model = models.BooleanField("awaits a model that loads", default=False, db_default=False)
-    created = models.DateTimeField(auto_now_add=True, db_index=True)
-    updated = models.DateTimeField(auto_now=True)
+    awaits_model = models.BooleanField(_("awaits a model that loads"), default=False, db_default=False)
+    created = models.DateTimeField(_("uploaded"), auto_now_add=True, db_index=True)
+    updated = models.DateTimeField(_("updated"), auto_now=True)
     # Since when it waits for the classifier: set by the database when the photo is stored (by a web
     # process of any release) and when it is queued again after failing; not by the sweep's resend of
     # a photo still waiting. Read only while it waits (its page's "late", the backlog's oldest), against
     # the web process's clock (the database's host's in Compose); empty for photos settled before it
     # was kept.
-    waiting_since = models.DateTimeField(null=True, blank=True, db_default=Now())
+    waiting_since = models.DateTimeField(_("waiting since"), null=True, blank=True, db_default=Now())
     # Its prediction's label, confidence and margin, copied by services.prediction_record in the
     # transaction that records it (empty until then): the API's list filters and orders on them with
     # an index instead of a subquery per photo. (A worker of the release before them, still running
     # while this one is deployed, leaves them empty: the sweep fills them, services.copies_fill.)
-    predicted_label = models.CharField(max_length=100, blank=True, default="", db_default="")
-    confidence = models.FloatField(null=True, blank=True)
-    margin = models.FloatField(null=True, blank=True)
+    predicted_label = models.CharField(_("predicted label"), max_length=100, blank=True, default="",
+                                       db_default="")
+    confidence = models.FloatField(_("confidence"), null=True, blank=True)
+    margin = models.FloatField(_("margin"), null=True, blank=True)
     # The Idempotency-Key of the API request that stored it and the file's place in that request:
     # the same request sent again (its answer was lost on the way) gets this photo, not a copy.
-    client_key = models.CharField(max_length=80, blank=True, default="", db_default="")
+    client_key = models.CharField(_("idempotency key"), max_length=80, blank=True, default="", db_default="")
 
     class Meta:
+        verbose_name = _("photo")
+        verbose_name_plural = _("photos")
         ordering = ["-created", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["owner", "client_key"], condition=~models.Q(client_key=""),
@@ -154,17 +166,19 @@ class Photo(models.Model):
 
 
 class Prediction(models.Model):
-    photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="predictions")
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
-    label = models.CharField(max_length=100, db_index=True)
-    confidence = models.FloatField()
-    probabilities = models.JSONField(help_text="{slug: probability} for every class")
-    margin = models.FloatField(default=1.0,  # (the review queue orders by the photo's copy of it)
-                               help_text="top probability minus the second: small means unsure")
-    inference_ms = models.FloatField()
-    heatmap = models.ImageField(upload_to=heatmap_upload_to, blank=True,
-                                help_text="where the model looked (Grad-CAM), a transparent overlay")
-    created = models.DateTimeField(auto_now_add=True)
+    photo = models.ForeignKey(Photo, verbose_name=_("photo"), on_delete=models.CASCADE,
+                              related_name="predictions")
+    model_version = models.ForeignKey(ModelVersion, verbose_name=_("model version"),
+                                      on_delete=models.PROTECT, related_name="predictions")
+    label = models.CharField(_("label"), max_length=100, db_index=True)
+    confidence = models.FloatField(_("confidence"))
+    probabilities = models.JSONField(_("probabilities"), help_text=_("{slug: probability} for every class"))
+    margin = models.FloatField(_("margin"), default=1.0,  # (the review queue orders by the photo's copy)
+                               help_text=_("top probability minus the second: small means unsure"))
+    inference_ms = models.FloatField(_("inference (ms)"))
+    heatmap = models.ImageField(_("heat map"), upload_to=heatmap_upload_to, blank=True,
+                                help_text=_("where the model looked (Grad-CAM), a transparent overlay"))
+    created = models.DateTimeField(_("made"), auto_now_add=True)
 
     @property
     def label_name(self) -> str:
@@ -172,6 +186,8 @@ class Prediction(models.Model):
         return self.model_version.display_name(self.label)
 
     class Meta:
+        verbose_name = _("prediction")
+        verbose_name_plural = _("predictions")
         ordering = ["-created", "-id"]
         indexes = [
             # a photo's latest prediction (the subqueries and the prefetch) without a sort
@@ -192,20 +208,23 @@ class Feedback(models.Model):
 
     NONE = "none"  # the photo shows none of the classes the model knows
 
-    photo = models.OneToOneField(Photo, on_delete=models.CASCADE, related_name="feedback")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,
-                             related_name="feedback_given")
-    label = models.CharField(max_length=100, help_text='the right class slug, or "none"')
-    predicted_label = models.CharField(max_length=100, blank=True,
-                                       help_text="what the model said when the feedback was given")
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.SET_NULL, null=True, blank=True,
-                                      related_name="feedback", help_text="whose prediction was judged")
-    is_correction = models.BooleanField(help_text="the label differs from the prediction")
-    created = models.DateTimeField(auto_now_add=True)
-    updated = models.DateTimeField(auto_now=True, db_index=True)
+    photo = models.OneToOneField(Photo, verbose_name=_("photo"), on_delete=models.CASCADE,
+                                 related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("given by"), on_delete=models.SET_NULL,
+                             null=True, related_name="feedback_given")
+    label = models.CharField(_("answer"), max_length=100, help_text=_('the right class slug, or "none"'))
+    predicted_label = models.CharField(_("predicted label"), max_length=100, blank=True,
+                                       help_text=_("what the model said when the feedback was given"))
+    model_version = models.ForeignKey(ModelVersion, verbose_name=_("model version"),
+                                      on_delete=models.SET_NULL, null=True, blank=True,
+                                      related_name="feedback", help_text=_("whose prediction was judged"))
+    is_correction = models.BooleanField(_("correction"), help_text=_("the label differs from the prediction"))
+    created = models.DateTimeField(_("first given"), auto_now_add=True)
+    updated = models.DateTimeField(_("given"), auto_now=True, db_index=True)
 
     class Meta:  # (what the site calls it: the user's answer about the photo's cake)
-        verbose_name = "answer"
+        verbose_name = _("answer")
+        verbose_name_plural = _("answers")
 
     def answer_name(self, version: ModelVersion | None) -> str:
         """The answer in words: "none of these", or the cake's name as `version` gives it."""
@@ -234,36 +253,46 @@ class TrainingRun(models.Model):
 
     LIVE = (Status.QUEUED, Status.RUNNING)
 
-    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,
-                                   related_name="training_runs")
-    mode = models.CharField(max_length=10, choices=Mode, default=Mode.FAST)
-    status = models.CharField(max_length=12, choices=Status, default=Status.QUEUED, db_index=True)
-    base_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="runs_based_on")
-    result_version = models.OneToOneField(ModelVersion, on_delete=models.SET_NULL, null=True, blank=True,
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("started by"),
+                                   on_delete=models.SET_NULL, null=True, related_name="training_runs")
+    mode = models.CharField(_("mode"), max_length=10, choices=Mode, default=Mode.FAST)
+    status = models.CharField(_("status"), max_length=12, choices=Status, default=Status.QUEUED,
+                              db_index=True)
+    base_version = models.ForeignKey(ModelVersion, verbose_name=_("base version"), on_delete=models.PROTECT,
+                                     related_name="runs_based_on")
+    result_version = models.OneToOneField(ModelVersion, verbose_name=_("new version"),
+                                          on_delete=models.SET_NULL, null=True, blank=True,
                                           related_name="training_run")
-    stage = models.CharField(max_length=100, blank=True, help_text="what the run is doing now")
-    progress = models.PositiveSmallIntegerField(default=0, help_text="percent done")
-    data = models.JSONField(default=dict, blank=True, help_text="photos used, per class and source")
-    metrics = models.JSONField(default=dict, blank=True, help_text="new and base version, side by side")
-    photos_used = models.JSONField(default=dict, db_default={}, blank=True, help_text=(
+    stage = models.CharField(_("stage"), max_length=100, blank=True, help_text=_("what the run is doing now"))
+    progress = models.PositiveSmallIntegerField(_("progress"), default=0, help_text=_("percent done"))
+    data = models.JSONField(_("data"), default=dict, blank=True,
+                            help_text=_("photos used, per class and source"))
+    metrics = models.JSONField(_("metrics"), default=dict, blank=True,
+                               help_text=_("new and base version, side by side"))
+    photos_used = models.JSONField(_("photos used"), default=dict, db_default={}, blank=True, help_text=_(
         '{"trained": [[photo id, label], ...], "held_out": [...]}: the users\' answers it learnt from and '
         "those it measured on ({} for runs before it was recorded)"))
-    auto_activate = models.BooleanField(default=False)
-    decision = models.TextField(blank=True, help_text="whether the new version was activated, and why")
-    log = models.TextField(blank=True)
-    error = models.TextField(blank=True)
-    created = models.DateTimeField(auto_now_add=True)
-    sent = models.DateTimeField(default=timezone.now, help_text="when its task was last sent to the workers")
-    task_id = models.CharField(max_length=50, blank=True, help_text="the Celery task that runs it")
-    folder = models.CharField(max_length=500, blank=True,
-                              help_text="the model folder it writes (under MODELS_DIR), once it is named")
-    started = models.DateTimeField(null=True, blank=True)
-    stepped = models.DateTimeField(null=True, blank=True, help_text=(
+    auto_activate = models.BooleanField(_("activate automatically"), default=False)
+    decision = models.TextField(_("decision"), blank=True,
+                                help_text=_("whether the new version was activated, and why"))
+    log = models.TextField(_("log"), blank=True)
+    error = models.TextField(_("error"), blank=True)
+    created = models.DateTimeField(_("queued"), auto_now_add=True)
+    sent = models.DateTimeField(_("sent"), default=timezone.now,
+                                help_text=_("when its task was last sent to the workers"))
+    task_id = models.CharField(_("task id"), max_length=50, blank=True,
+                               help_text=_("the Celery task that runs it"))
+    folder = models.CharField(_("folder"), max_length=500, blank=True,
+                              help_text=_("the model folder it writes (under MODELS_DIR), once it is named"))
+    started = models.DateTimeField(_("started"), null=True, blank=True)
+    stepped = models.DateTimeField(_("last step"), null=True, blank=True, help_text=_(
         "when it last began a step (its worker was alive then): one killed leaves it running until "
         "the sweep gives up on it"))
-    finished = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(_("finished"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("training run")
+        verbose_name_plural = _("training runs")
         ordering = ["-created", "-id"]
 
     def __str__(self) -> str:
@@ -363,13 +392,14 @@ class ApiToken(AbstractAuthToken):
     the token's hash (`digest`) and its first characters (`token_key`, to find the row): the token
     itself is shown once, when it is made."""
 
-    last_used = models.DateTimeField(null=True, blank=True, help_text="when a request last sent it (to the "
-                                                                      "minute)")
-    name = models.CharField(max_length=TOKEN_NAME_MAX_LENGTH, blank=True,
-                            help_text="what its owner said it is for (a program, a computer)")
+    last_used = models.DateTimeField(_("last used"), null=True, blank=True,
+                                     help_text=_("when a request last sent it (to the minute)"))
+    name = models.CharField(_("name"), max_length=TOKEN_NAME_MAX_LENGTH, blank=True,
+                            help_text=_("what its owner said it is for (a program, a computer)"))
 
     class Meta:
-        verbose_name = "API token"  # (no default ordering: knox finds a token's row at every request)
+        verbose_name = _("API token")  # (no default ordering: knox finds a token's row at every request)
+        verbose_name_plural = _("API tokens")
 
     def __str__(self) -> str:
         return f"{self.start} ({self.user}{', ' + self.name if self.name else ''})"

@@ -475,6 +475,32 @@ def test_the_api_schema_is_the_same_document_whatever_the_language(client):
     assert client.get("/api/schema/").content == english
 
 
+def test_the_admin_names_our_models_and_their_fields_in_indonesian(client, user, django_user_model):
+    """Django's admin is translated; the names of our models and fields it shows were English."""
+    from classifier.models import TrainingRun
+
+    photo = make_photo(user, status="done", label="kue_lapis")
+    services.feedback_record(photo=photo, user=user, label="kue_lapis")
+    chef = django_user_model.objects.create_superuser("chef", password="bika-ambon-77")
+    run = TrainingRun.objects.create(started_by=chef, base_version=photo.predictions.get().model_version)
+    client.force_login(chef)
+
+    def page(path: str) -> str:
+        return client.get(path, HTTP_ACCEPT_LANGUAGE="id").content.decode()
+
+    index, photos = page("/admin/"), page("/admin/classifier/photo/")
+    answers = page("/admin/classifier/feedback/")
+    run_page = page(f"/admin/classifier/trainingrun/{run.pk}/change/")
+
+    assert all(name in index for name in ("Versi model", "Foto", "Prediksi", "Jawaban", "Proses pelatihan",
+                                          "Token API"))
+    assert "Model versions" not in index and "Training runs" not in index
+    assert all(f">{name}</a>" in photos for name in ("Pemilik", "Lebar", "Tinggi", "Diunggah"))
+    assert ">Diberikan oleh</a>" in answers and ">Koreksi</a>" in answers
+    assert "Dimulai oleh" in run_page and "apa yang sedang dikerjakan proses" in run_page
+    assert "Started by" in client.get(f"/admin/classifier/trainingrun/{run.pk}/change/").content.decode()
+
+
 def entries(po: polib.POFile) -> dict[tuple[str, str], polib.POEntry]:
     return {(entry.msgctxt or "", entry.msgid): entry for entry in po if not entry.obsolete}
 
