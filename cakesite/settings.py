@@ -30,6 +30,9 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
     SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production-0123456789"
+# Earlier keys, while a new SECRET_KEY is rolled out: their signatures (sessions, reset links) and the
+# backup codes made under them (services.backup_code_digest) still work.
+SECRET_KEY_FALLBACKS = envlist("SECRET_KEY_FALLBACKS")
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 if not ALLOWED_HOSTS and not DEBUG:  # it would start, then answer every request with a 400
     raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is off (e.g. cakes.example.org)")

@@ -14,6 +14,10 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext, pgettext
+from django_otp.plugins.otp_static.admin import StaticDeviceAdmin
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from classifier import selectors, services
 from classifier.models import ApiToken, Feedback, ModelVersion, Photo, Prediction, TrainingRun
@@ -482,3 +486,29 @@ class AccountAdmin(QueryChecked, UserAdmin):
     def delete_queryset(self, request, queryset):
         for account in queryset:
             services.account_remove(account)
+
+
+admin.site.unregister(StaticDevice)
+
+
+@admin.register(StaticDevice)
+class BackupCodesAdmin(StaticDeviceAdmin):
+    """django-otp's, without its list of codes: the database keeps their digests (a code typed in
+    there would be kept as it is, and never work); new codes are made on the account page."""
+
+    inlines = []
+
+
+admin.site.unregister(TOTPDevice)
+
+
+@admin.register(TOTPDevice)
+class AuthenticatorAdmin(TOTPDeviceAdmin):
+    """django-otp's, refusing filters on the secret: `?key__startswith=4a` would let staff who may
+    view authenticators read a colleague's secret a character at a time (OTP_ADMIN_HIDE_SENSITIVE_DATA
+    only hides the field)."""
+
+    def lookup_allowed(self, lookup, value, request=None):
+        if lookup.split("__")[0] == "key":
+            return False
+        return super().lookup_allowed(lookup, value, request)

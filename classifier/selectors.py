@@ -24,7 +24,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.translation import gettext as _
-from django_otp.plugins.otp_static.models import StaticToken
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from classifier.models import (
@@ -679,19 +679,21 @@ def has_second_factor(user) -> bool:
     return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
 
 
-def authenticator(user) -> TOTPDevice | None:
-    """`user`'s authenticator app: the one set up, else the one being set up."""
-    return TOTPDevice.objects.filter(user=user).order_by("-confirmed").first()
+def second_factor_devices(user) -> list:
+    """What takes `user`'s codes at sign-in: the authenticator set up and the backup codes."""
+    return [*TOTPDevice.objects.filter(user=user, confirmed=True),
+            *StaticDevice.objects.filter(user=user, confirmed=True)]
 
 
-def second_factor_wait_s(device: TOTPDevice | None) -> int:
-    """Seconds before `device` takes a code again after wrong ones in a row (django-otp doubles the
-    wait at each); 0 if it takes one now."""
-    if device is None:
-        return 0
-    allowed, info = device.verify_is_allowed()
-    until = None if allowed else (info or {}).get("locked_until")
-    return 0 if until is None else max(1, math.ceil((until - timezone.now()).total_seconds()))
+def second_factor_wait_s(*devices) -> int:
+    """Seconds before the last of `devices` takes a code again after wrong ones in a row (django-otp
+    doubles the wait at each); 0 if each takes one now."""
+    waits = [0]
+    for device in devices:
+        allowed, info = device.verify_is_allowed()
+        if until := None if allowed else (info or {}).get("locked_until"):
+            waits.append(max(1, math.ceil((until - timezone.now()).total_seconds())))
+    return max(waits)
 
 
 def backup_codes_left(user) -> int:

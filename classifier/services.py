@@ -574,7 +574,8 @@ def backup_code_digest(code: str, secret: str | None = None) -> str:
 def second_factor_match(user, code: str):
     """The device of `user` that takes `code` (an authenticator's code, or a backup code, compared by
     its digest under SECRET_KEY or one of SECRET_KEY_FALLBACKS), or None: as django-otp's
-    match_token, a code once, and a growing wait after wrong ones on each device."""
+    match_token, a code once, and a growing wait after wrong ones on each device (an authenticator
+    is asked only for a code of its own shape: a backup code does not count against it)."""
     with transaction.atomic():
         for device in devices_for_user(user, for_verify=True):  # (locked)
             if isinstance(device, StaticDevice):
@@ -582,8 +583,10 @@ def second_factor_match(user, code: str):
                            for key in (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS)]
                 kept = device.token_set.filter(token__in=digests).values_list("token", flat=True).first()
                 taken = device.verify_token(kept or digests[0])  # (its wait, its count of wrong codes)
-            else:
+            elif code.isascii() and code.isdigit() and len(code) == device.digits:
                 taken = device.verify_token(code)
+            else:  # a backup code: not counted as a wrong code of the authenticator (its growing wait)
+                taken = False
             if taken:
                 return device
     return None

@@ -324,8 +324,8 @@ def account_token(request: HttpRequest) -> HttpResponse:
 SETTING_UP = "second_factor_setting_up"  # in the session: the id of the authenticator it sets up
 
 
-def wrong_code(device) -> str:
-    wait = selectors.second_factor_wait_s(device)
+def wrong_code(*devices) -> str:
+    wait = selectors.second_factor_wait_s(*devices)
     if wait > 1:
         return gettext("That code is not right (or no longer): type the one your app shows now, or a backup "
                        "code. After several wrong ones, wait %(wait)s s before the next.") % {"wait": wait}
@@ -354,7 +354,7 @@ def two_factor(request: HttpRequest) -> HttpResponse:
             if device := services.second_factor_match(user, form.cleaned_data["code"]):
                 django_otp.login(request, device)
                 return redirect(onwards)
-            form.add_error("code", wrong_code(selectors.authenticator(user)))
+            form.add_error("code", wrong_code(*selectors.second_factor_devices(user)))
         return render(request, "registration/two_factor.html", {"form": form, "next": onwards},
                       status=400 if form.errors else 200)
     device = services.second_factor_device(user, request.session.get(SETTING_UP))

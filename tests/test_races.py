@@ -301,3 +301,29 @@ def test_a_token_asked_for_with_the_password_just_changed_is_refused(user, monke
 
     assert status == 403 and "password was changed a moment ago" in body["error"]["message"]
     assert not ApiToken.objects.filter(user=user).exists()
+
+
+@TOGETHER
+def test_one_backup_code_sent_twice_at_once_signs_in_once(staff, monkeypatch, settings):
+    """services.second_factor_match looks the code's digest up, then django-otp takes it: unlocked,
+    both requests found it before either deleted it, and both signed in."""
+    from django_otp.plugins.otp_static.models import StaticDevice
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from tests.test_two_factor import set_up, signed_in_with_password
+
+    needs_postgresql()
+    settings.STAFF_TWO_FACTOR = True
+    codes = set_up(signed_in_with_password("admin"), staff)
+    TOTPDevice.objects.filter(user=staff).delete()  # (its count of wrong codes would serialize the two)
+    verify = StaticDevice.verify_token
+
+    def verify_slowly(device, token):  # the window between the look-up and the deletion
+        time.sleep(0.3)
+        return verify(device, token)
+
+    monkeypatch.setattr(StaticDevice, "verify_token", verify_slowly)
+
+    outcomes = at_once(*[lambda: services.second_factor_match(staff, codes[0])] * 2)
+
+    assert sorted(isinstance(outcome, StaticDevice) for outcome in outcomes) == [False, True], outcomes

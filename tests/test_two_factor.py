@@ -147,6 +147,7 @@ def test_backup_codes_outlive_a_new_secret_key_while_the_old_one_is_a_fallback(s
     assert (taken.status_code, refused.status_code) == (302, 400)
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # (migrating back: SQLite too)
 def test_backup_codes_kept_in_plain_text_before_the_upgrade_still_sign_in_once(staff):
     from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 
@@ -163,6 +164,27 @@ def test_backup_codes_kept_in_plain_text_before_the_upgrade_still_sign_in_once(s
     assert browser.post("/accounts/two-factor/", {"code": "ABCD 2345"}).status_code == 302
     again = signed_in_with_password("admin")
     assert again.post("/accounts/two-factor/", {"code": "abcd2345"}).status_code == 400  # once
+
+
+def test_a_wrong_backup_code_counts_once_and_a_waiting_device_refuses_a_right_one_and_keeps_it(
+        staff, settings):
+    from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+
+    from classifier.services import second_factor_match
+
+    codes = set_up(signed_in_with_password("admin"), staff)
+    settings.SECRET_KEY_FALLBACKS = ["an-older-key-" + "y" * 50]  # (two digests looked up: still once)
+
+    assert second_factor_match(staff, "zzzzzzzz") is None
+    assert StaticDevice.objects.get(user=staff).throttling_failure_count == 1
+    assert second_factor_match(staff, codes[0]) is None  # the wait after a wrong code: refused
+    assert StaticDevice.objects.get(user=staff).throttling_failure_count == 1
+    assert StaticToken.objects.filter(device__user=staff).count() == 10
+    time.sleep(1.1)
+    assert isinstance(second_factor_match(staff, codes[0]), StaticDevice)
+    assert StaticDevice.objects.get(user=staff).throttling_failure_count == 0
+    # backup codes, right or wrong, are not wrong codes of the authenticator: its wait does not grow
+    assert TOTPDevice.objects.get(user=staff, confirmed=True).throttling_failure_count == 0
 
 
 def test_the_page_of_backup_codes_goes_on_to_the_gallery_when_next_is_another_site(staff):
@@ -297,6 +319,24 @@ def test_the_admin_removes_a_colleagues_authenticator_without_showing_its_secret
     assert "qrcode" not in pages[1].content.decode()
     superuser.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"})
     assert not TOTPDevice.objects.filter(pk=device.pk).exists()
+
+
+def test_the_admin_neither_takes_backup_codes_nor_filters_on_an_authenticators_secret(
+        staff, django_user_model):
+    """A code typed in the admin would be kept as it is, and never work (the database keeps digests);
+    `?key__startswith=` would read a secret a character at a time."""
+    set_up(signed_in_with_password("admin"), staff)
+    chief = django_user_model.objects.create_superuser("chief", password="lapis-legit-2026")
+    superuser = Client(raise_request_exception=False)
+    superuser.force_login(chief)
+    session = superuser.session
+    session[DEVICE_ID_SESSION_KEY] = TOTPDevice.objects.create(user=chief, name="app").persistent_id
+    session.save()
+    key = TOTPDevice.objects.get(user=staff, confirmed=True).key
+
+    assert "token_set-" not in superuser.get("/admin/otp_static/staticdevice/add/").content.decode()
+    assert superuser.get(f"/admin/otp_totp/totpdevice/?key__startswith={key[:2]}").status_code == 400
+    assert superuser.get("/admin/otp_totp/totpdevice/?confirmed__exact=1").status_code == 200
 
 
 def test_the_accounts_address_is_told_when_two_factor_sign_in_is_set_up(
