@@ -128,7 +128,20 @@ EMAIL_HELP = gettext_lazy("Optional: only to send you a link if you forget your 
                           "the address by the link we send to it. Nobody else sees it.")
 
 
-class SignUpForm(FocusOnError, UserCreationForm):
+class RulesWithMismatch:
+    """Django checks a new password against its rules (too short, too common...) on the second field,
+    which a mismatch takes out: the rules were said only once the two matched, a second round for
+    a password too short anyway. On a mismatch they are checked on the first field, at once."""
+
+    first, second = "password1", "password2"
+
+    def _post_clean(self):
+        super()._post_clean()
+        if self.has_error(self.second, "password_mismatch"):
+            self.validate_password_for_user(getattr(self, "user", None) or self.instance, self.first)
+
+
+class SignUpForm(FocusOnError, RulesWithMismatch, UserCreationForm):
     class Meta(UserCreationForm.Meta):
         fields = ("username", "email")
         help_texts = {"email": EMAIL_HELP}
@@ -210,9 +223,11 @@ class ResetEmails(auth_forms.PasswordResetForm):
         return self.sent
 
 
-class PasswordChangeForm(FocusOnError, auth_forms.PasswordChangeForm):
+class PasswordChangeForm(FocusOnError, RulesWithMismatch, auth_forms.PasswordChangeForm):
     """Django's, with the old password checked as a sign-in attempt: a session left open is not a
     way to guess it."""
+
+    first, second = "new_password1", "new_password2"
 
     def __init__(self, user, *args, request, **kwargs):
         super().__init__(user, *args, **kwargs)
@@ -226,8 +241,10 @@ class SignInForm(FocusOnError, auth_forms.AuthenticationForm):
     """Django's sign-in form (FocusOnError)."""
 
 
-class SetPasswordForm(FocusOnError, auth_forms.SetPasswordForm):
+class SetPasswordForm(FocusOnError, RulesWithMismatch, auth_forms.SetPasswordForm):
     """Django's form for the new password a reset link sets (FocusOnError)."""
+
+    first, second = "new_password1", "new_password2"
 
 
 class PasswordConfirmForm(FocusOnError, forms.Form):

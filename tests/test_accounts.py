@@ -29,6 +29,27 @@ def test_signing_up_logs_the_new_user_in_and_shows_their_name(client, django_use
     assert "Signed in as <strong>citra</strong>" in response.content.decode()
 
 
+def test_a_password_too_short_and_not_typed_again_the_same_is_told_both_at_once(client, user):
+    """Django said the rules only once the two fields matched: a second round for a password that was
+    too short anyway."""
+    def errors(response, *fields) -> list[str]:
+        form = response.context["form"]
+        return [message for field in fields for message in form.errors.get(field, [])]
+
+    signup = client.post(reverse("signup"), {"username": "sari", "password1": "kue", "password2": "kuee"})
+    client.force_login(user)
+    change = client.post(reverse("password_change"), {"old_password": "kue-lapis-2026",
+                                                      "new_password1": "ayu", "new_password2": "ayuu"})
+    fine = client.post(reverse("password_change"), {"old_password": "kue-lapis-2026",
+                                                    "new_password1": "bika-ambon-77", "new_password2": "x"})
+
+    assert any("too short" in m for m in errors(signup, "password1"))
+    assert any("didn’t match" in m for m in errors(signup, "password2"))
+    assert any("too short" in m for m in errors(change, "new_password1"))
+    assert any("didn’t match" in m for m in errors(change, "new_password2"))
+    assert errors(fine, "new_password1") == []  # a good password: only the mismatch is said
+
+
 def test_the_address_is_called_the_same_on_sign_up_reset_and_account_pages(client, user):
     label = '>E-mail address</label>'
     assert label in client.get(reverse("signup")).content.decode()
