@@ -10,6 +10,7 @@ from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import path, reverse
+from django.utils.formats import number_format
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext as _
@@ -21,6 +22,9 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from classifier import selectors, services
 from classifier.models import ApiToken, Feedback, ModelVersion, Photo, Prediction, TrainingRun
+
+admin.site.site_header = gettext_lazy("Cakesite administration")  # (Django's: "Django administration")
+admin.site.site_title = gettext_lazy("Cakesite admin")
 
 
 class ModelVersionAddForm(forms.ModelForm):
@@ -113,12 +117,12 @@ class ModelVersionAdmin(WithoutBulkDelete):
     @admin.display(description=gettext_lazy("test top-1"))
     def test_top1(self, obj: ModelVersion) -> str:
         value = selectors.benchmark_figure(obj, "top1")
-        return "-" if value is None else f"{value:.1%}"
+        return "-" if value is None else f"{number_format(100 * value, 1)}%"  # (93,8% in Indonesian)
 
     @admin.display(description=gettext_lazy("test macro F1"))
     def test_macro_f1(self, obj: ModelVersion) -> str:
         value = selectors.benchmark_figure(obj, "macro_f1")
-        return "-" if value is None else f"{value:.3f}"
+        return "-" if value is None else number_format(value, 3)
 
     @admin.display(description=gettext_lazy("classes"))
     def classes(self, obj: ModelVersion) -> int:
@@ -167,7 +171,7 @@ class Figures:
 
     @admin.display(description=gettext_lazy("inference"), ordering="inference_ms")
     def inference_shown(self, obj: Prediction) -> str:
-        return f"{obj.inference_ms:.1f} ms"
+        return f"{number_format(obj.inference_ms, 1)} ms"
 
 
 class PredictionInline(Figures, admin.TabularInline):
@@ -194,9 +198,10 @@ class PhotoAdmin(Figures, QueryChecked, admin.ModelAdmin):
     show_full_result_count = False
     readonly_fields = ["preview", "owner", "status", "error", "starts", "sha256_shown", "width", "height",
                        "image_format", "created", "waiting_since", "updated", "predicted", "confidence_shown",
-                       "margin_shown", "answer", "client_key"]
-    # private files (the preview shows the photo), and the figures shown as the site shows them
-    exclude = ["image", "thumbnail", "display", "confidence", "margin", "sha256"]
+                       "margin_shown", "answer", "client_key", "awaits_model"]
+    # private files (the preview shows the photo), and the figures shown as the site shows them (the
+    # prediction's copies: edited, the gallery's filters would disagree with the prediction)
+    exclude = ["image", "thumbnail", "display", "confidence", "margin", "sha256", "predicted_label"]
     inlines = [PredictionInline]
     actions = ["retry_failed"]
 

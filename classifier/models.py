@@ -69,7 +69,7 @@ class ModelVersion(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.name + (" (active)" if self.is_active else "")
+        return gettext("%(name)s (active)") % {"name": self.name} if self.is_active else self.name
 
     @property
     def folder(self) -> Path:
@@ -105,7 +105,7 @@ class Photo(models.Model):
     status = models.CharField(_("status"), max_length=12, choices=Status, default=Status.QUEUED,
                               db_index=True)
     error = models.TextField(_("error"), blank=True)
-    starts = models.PositiveSmallIntegerField(_("starts"), default=0,
+    starts = models.PositiveSmallIntegerField(_("tries"), default=0,
                                               help_text=_("times a worker started classifying it"))
     # Failed for want of a model that loads: queued again when a version is activated (and at worker
     # start), services.photos_awaiting_model_requeue; the owner need not retry it.
@@ -153,7 +153,7 @@ class Photo(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"photo {self.pk} of {self.owner}"
+        return gettext("photo %(id)s of %(owner)s") % {"id": self.pk, "owner": self.owner}
 
     def get_absolute_url(self) -> str:
         return reverse("photo-detail", args=[self.pk])
@@ -200,7 +200,8 @@ class Prediction(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.label} ({self.confidence:.0%}) for photo {self.photo_id}"
+        return gettext("%(label)s (%(percent)s%%) for photo %(id)s") % {
+            "label": self.label, "percent": round(100 * self.confidence), "id": self.photo_id}
 
 
 class Feedback(models.Model):
@@ -233,8 +234,9 @@ class Feedback(models.Model):
         return version.display_name(self.label) if version else self.label
 
     def __str__(self) -> str:
-        verdict = "corrected to" if self.is_correction else "confirmed"
-        return f"photo {self.photo_id} {verdict} {self.label}"
+        if self.is_correction:
+            return gettext("photo %(id)s corrected to %(label)s") % {"id": self.photo_id, "label": self.label}
+        return gettext("photo %(id)s confirmed as %(label)s") % {"id": self.photo_id, "label": self.label}
 
 
 class TrainingRun(models.Model):
@@ -296,7 +298,8 @@ class TrainingRun(models.Model):
         ordering = ["-created", "-id"]
 
     def __str__(self) -> str:
-        return f"training run {self.pk} ({self.mode}, {self.status})"
+        return gettext("training run %(id)s (%(mode)s, %(status)s)") % {
+            "id": self.pk, "mode": self.mode, "status": self.get_status_display()}
 
     @property
     def seconds(self) -> float | None:

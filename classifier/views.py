@@ -549,7 +549,7 @@ def photos_delete(request: HttpRequest) -> HttpResponse:
         if not deleted:
             messages.info(request, gettext("Those photos were deleted already."))
             return redirect(back_to_gallery)
-        said = ngettext("%(count)d photo is deleted.", "%(count)d photos are deleted.", len(deleted)) % {
+        said = ngettext("%(count)d photo deleted.", "%(count)d photos deleted.", len(deleted)) % {
             "count": len(deleted)}
         if gone := len(ids) - len(deleted):  # (in another tab, say)
             said += " " + ngettext("%(count)d was deleted already.", "%(count)d were deleted already.",

@@ -432,6 +432,24 @@ def test_saving_a_photo_in_the_admin_keeps_what_the_worker_changed_meanwhile(adm
     assert (photo.status, photo.original_name) == ("done", "lapis.jpg")
 
 
+def test_the_admin_edits_a_photos_file_name_alone_not_what_the_worker_wrote(admin_client, user):
+    """The predicted label is the prediction's copy (the gallery filters on it), and whether a photo
+    awaits a model is the worker's to say: both were text and a box to edit."""
+    photo = make_photo(user, status="done", label="kue_lapis")
+    url = reverse("admin:classifier_photo_change", args=[photo.pk])
+
+    page = admin_client.get(url).content.decode()
+    admin_client.post(url, {"original_name": "lapis.jpg", "predicted_label": "kue_lumpur",
+                            "awaits_model": "on", "predictions-TOTAL_FORMS": "0",
+                            "predictions-INITIAL_FORMS": "0"})
+
+    assert 'name="original_name"' in page
+    assert 'name="predicted_label"' not in page and 'name="awaits_model"' not in page
+    photo.refresh_from_db()
+    assert (photo.original_name, photo.predicted_label, photo.awaits_model) == (
+        "lapis.jpg", "kue_lapis", False)
+
+
 def test_retrying_photos_one_of_which_was_deleted_meanwhile_queues_the_others(
         admin_client, user, enqueued, django_capture_on_commit_callbacks, monkeypatch):
     from classifier import services

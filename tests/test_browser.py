@@ -155,7 +155,7 @@ def test_many_photos_dropped_at_once_leave_the_browser_connections_for_other_pag
     assert me.page.evaluate(leaving) is False  # all stored: leave freely
 
     assert Photo.objects.filter(status="done").count() == 12
-    assert me.page.locator(".upload-summary").inner_text() == "12 photos: 12 classified."
+    assert me.page.locator(".upload-summary").inner_text() == "12 files: 12 classified."
     assert 2 <= me.page.evaluate("window.most") <= 4
     statuses = me.page.locator(".upload.done.unsure .upload-status").all_text_contents()
     assert len(statuses) == 12 and all(": Not sure: " in s and "? · " in s for s in statuses), statuses
@@ -182,7 +182,7 @@ def test_a_file_over_the_limit_is_refused_before_it_is_sent_and_a_non_picture_ge
     assert f"{big.name}: The file is larger than 19.5\xa0KB." in shown  # (as the server says it)
     assert "notes.jpg: The file is not an image we can read." in shown
     assert len(sent) == 1  # only the small one went
-    assert me.page.locator(".upload-summary").inner_text() == "2 photos: 2 failed."
+    assert me.page.locator(".upload-summary").inner_text() == "2 files: 2 not uploaded."
     me.page.wait_for_selector(f".upload:has-text('{big.name}') img.preview")  # (previews go in turn)
     assert me.page.locator(".upload:has-text('notes.jpg') span.preview").count() == 1  # a blank square
     assert me.page.locator(".upload:has-text('notes.jpg') img").count() == 0
@@ -775,12 +775,14 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
     me.go(f"/photos/{lapis.pk}/")
     heights = me.page.locator(".bars .bar").evaluate_all("bars => bars.map(b => b.offsetHeight)")
     assert heights == [13] * 3  # .8rem: none of the page header's padding and border (a shared class)
+    key = me.page.locator(f"#heat-key-{lapis.pk}")
+    assert key.is_hidden()  # the colours' key comes with the map
     me.page.get_by_label("Show where the model looked").check()
     me.page.wait_for_function("() => document.querySelector('.photo .heat').naturalWidth > 0")
-    assert me.page.locator(".photo .heat").is_visible()
+    assert me.page.locator(".photo .heat").is_visible() and key.is_visible()
     me.shoot("5-photo-heatmap")
     me.page.get_by_label("Show where the model looked").uncheck()
-    assert me.page.locator(".photo .heat").is_hidden()  # and off again
+    assert me.page.locator(".photo .heat").is_hidden() and key.is_hidden()  # and off again
 
     me.page.focus(f"#label-{lapis.pk}")
     me.page.keyboard.press("ArrowDown")  # looking through the cakes with the keyboard saves nothing
@@ -819,7 +821,7 @@ def test_a_new_user_signs_up_uploads_sees_results_live_corrects_and_reviews(brow
     me.page.wait_for_selector("text=Delete this photo?")
     me.shoot("8-delete-several-confirm")
     me.page.get_by_role("button", name="Delete the photo").click()
-    me.page.wait_for_selector("text=1 photo is deleted.")
+    me.page.wait_for_selector("text=1 photo deleted.")
     assert list(Photo.objects.filter(owner__username="sari")) == [lapis]
 
     me.page.get_by_role("link", name="Account").click()

@@ -62,7 +62,7 @@ def test_a_user_ticks_photos_on_a_page_of_their_gallery_and_deletes_them_with_th
     assert '<ul class="picked" tabindex="0" aria-labelledby="confirm-heading">' in confirm
     assert [card["photo"].pk for card in asked.context["cards"]] == [klepon.pk, lapis.pk]
     assert deleted.status_code == 302 and deleted.url == reverse("gallery") + "?page=1"
-    assert said(deleted) == ["2 photos are deleted."]
+    assert said(deleted) == ["2 photos deleted."]
     assert list(Photo.objects.order_by("pk")) == [kept, theirs]
     assert not Prediction.objects.filter(photo_id__in=[lapis.pk, klepon.pk]).exists()
     assert not Feedback.objects.exists()
@@ -153,7 +153,7 @@ def test_another_users_photo_ticked_by_a_tampered_form_is_left_as_one_already_go
     deleted = client.post(reverse("photos-delete"), {"photo": [mine.pk, theirs.pk, 999999], "confirm": "1"})
 
     assert [card["photo"].pk for card in asked.context["cards"]] == [mine.pk]
-    assert said(deleted) == ["1 photo is deleted. 2 were deleted already."]
+    assert said(deleted) == ["1 photo deleted. 2 were deleted already."]
     assert list(Photo.objects.all()) == [theirs]
 
 

@@ -155,6 +155,25 @@ def test_the_review_queue_puts_the_least_certain_photos_first(client, user, othe
     assert '<p class="verdict"><span class="name">Kue Lapis?</span>' in response.content.decode()
 
 
+def test_the_queue_shows_each_photos_second_guess_it_is_ordered_by(client, user):
+    """Ordered by the gap between the two most likely cakes, the queue looked unsorted by the one
+    figure it showed (85% before 84%): each card gives the second guess too."""
+    from classifier.models import Prediction
+
+    torn = make_photo(user, status="done", label="kue_lapis", confidence=0.85)
+    Prediction.objects.filter(photo=torn).update(probabilities={"kue_lapis": 0.85, "kue_lumpur": 0.14,
+                                                                "kue_klepon": 0.01})
+    Photo.objects.filter(pk=torn.pk).update(margin=0.71)
+    sure = make_photo(user, status="done", label="kue_serabi", confidence=0.84)  # 0.84 vs 0.01: margin .83
+    client.force_login(user)
+
+    page = client.get(reverse("review")).content.decode()
+
+    assert [c["photo"].pk for c in client.get(reverse("review")).context["cards"]] == [torn.pk, sure.pk]
+    assert '<span class="runner-up">or Kue Lumpur, 14%</span>' in page
+    assert "its second guess comes closest to its first" in page
+
+
 def test_an_answer_in_the_queue_comes_back_to_the_photo_after_it_not_to_the_top(client, user):
     """Photos skipped at the top of the queue stay there: scrolling past them after every answer
     would wear out anyone reviewing on a phone."""

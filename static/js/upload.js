@@ -36,7 +36,9 @@
   // (crypto.randomUUID needs https or localhost)
   const newKey = () => (window.crypto && crypto.randomUUID ? crypto.randomUUID()
     : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`);
-  const states = new Map(); // each upload's view: "sending", "classifying", "classified" or "failed"
+  // each upload's view: "sending", "classifying", "classified", "failed" (its classification) or
+  // "refused" (not uploaded: too large, not a picture, signed out...)
+  const states = new Map();
 
   // Where a batch stands, in one line above the list (from two photos on). Not a live region: each
   // photo's own line says what happens to it, and this would say it all again at every step.
@@ -48,10 +50,11 @@
       classifying: (n) => ngettext("%(n)s being classified", "%(n)s being classified", n),
       sending: (n) => ngettext("%(n)s to send", "%(n)s to send", n),
       failed: (n) => ngettext("%(n)s failed", "%(n)s failed", n),
+      refused: (n) => ngettext("%(n)s not uploaded", "%(n)s not uploaded", n),
     };
-    const parts = ["classified", "classifying", "sending", "failed"].filter((which) => count(which))
+    const parts = ["classified", "classifying", "sending", "failed", "refused"].filter((which) => count(which))
       .map((which) => interpolate(words[which](count(which)), { n: count(which) }, true));
-    summary.textContent = interpolate(gettext("%(count)s photos: %(parts)s."),
+    summary.textContent = interpolate(gettext("%(count)s files: %(parts)s."),
       { count: states.size, parts: parts.join(", ") }, true);
     summary.hidden = states.size < 2;
   }
@@ -251,8 +254,8 @@
     return status === 401 || (status === 403 && body.error && body.error.code === "not_authenticated");
   }
 
-  function fail(view, reason) {
-    track(view, "failed");
+  function fail(view, reason, state = "refused") { // (a stored photo's classification: "failed")
+    track(view, state);
     view.li.classList.add("failed");
     view.bar.remove();
     view.status.setAttribute("role", "alert");
@@ -311,9 +314,10 @@
         const body = await response.json().catch(() => ({}));
         return fail(view, signedOut(response.status, body) ? gettext("You are signed out: sign in again to see the result.")
           : (body.error && body.error.message)
-            || interpolate(gettext("The result cannot be shown (%(status)s)."), { status: response.status }, true));
+            || interpolate(gettext("The result cannot be shown (%(status)s)."), { status: response.status }, true),
+          "failed");
       }
-      if (response.status === 404) return fail(view, gettext("This photo was deleted."));
+      if (response.status === 404) return fail(view, gettext("This photo was deleted."), "failed");
       if (!response.ok) { // the server is busy or down for a moment
         await sleep(2000);
         continue;
@@ -329,7 +333,7 @@
         track(view, "classified");
         return;
       }
-      if (body.status === "failed") return fail(view, body.error || gettext("Classification failed."));
+      if (body.status === "failed") return fail(view, body.error || gettext("Classification failed."), "failed");
     }
     show(view, gettext("Still waiting; the gallery will show the result."), true);
   }
