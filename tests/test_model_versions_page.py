@@ -276,6 +276,18 @@ def test_the_accuracy_chart_draws_how_sure_each_days_figure_is():
     assert chart(0.09, 0.91) == chart(0.09, 0.91)  # (drawn the same each time: the bars make it differ)
 
 
+def test_the_accuracy_chart_speaks_the_pages_language(client, root):
+    """Its words and months are drawn in the picture: English ones on an Indonesian page before."""
+    client.force_login(root)
+
+    english = client.get(reverse("feedback-accuracy-plot"), HTTP_ACCEPT_LANGUAGE="en")
+    indonesian = client.get(reverse("feedback-accuracy-plot"), HTTP_ACCEPT_LANGUAGE="id")
+
+    assert english.content != indonesian.content
+    assert english.content == client.get(reverse("feedback-accuracy-plot"), HTTP_ACCEPT_LANGUAGE="en").content
+    assert "Accept-Language" in indonesian["Vary"]  # (a cache keeps one picture per language)
+
+
 def test_the_accuracy_table_rounds_as_every_other_page(client, root, user):
     """1 of 8 confirmed is 13%, as the review page says it (half up), not 12% (half to even)."""
     from classifier import services
