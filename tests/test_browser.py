@@ -206,7 +206,7 @@ def test_a_browser_in_indonesian_gets_the_pages_and_their_scripts_in_indonesian_
     assert me.page.locator("html").get_attribute("lang") == "id"
     assert "catatan.jpg: Berkas ini bukan gambar yang dapat kami baca." in (
         me.page.locator(".upload-status").all_text_contents())
-    assert me.page.locator(".upload-summary").inner_text().startswith("2 foto: ")
+    assert me.page.locator(".upload-summary").inner_text().startswith("2 berkas: ")
     me.shoot("upload")
     me.page.select_option("#language", "en")
     me.page.get_by_role("button", name="Ganti").click()
