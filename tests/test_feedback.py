@@ -33,6 +33,9 @@ def test_the_owner_confirms_a_prediction_from_the_photo_page(client, user):
     feedback = Feedback.objects.get(photo=photo)
     assert (feedback.label, feedback.is_correction, feedback.user) == ("kue_klepon", False, user)
     assert "Your answer: <strong>Kue Klepon</strong>" in response.content.decode()
+    # said once: no "Yes" again, which looked as if the answer had not been saved; it can be changed
+    assert "Yes, it is Kue Klepon" not in response.content.decode()
+    assert f'<label for="label-{photo.pk}">Change it to</label>' in response.content.decode()
 
 
 def test_an_answer_from_a_page_opened_before_signing_in_again_is_refused_with_what_to_do(user):
@@ -352,8 +355,8 @@ def test_the_gallery_shows_and_filters_on_the_answer_once_there_is_one(client, u
     serabi = client.get("/photos/", {"label": "kue_serabi"}).content.decode()
     klepon = client.get("/photos/", {"label": "kue_klepon"}).content.decode()
 
-    assert "Kue Serabi · answered" in page and "None of these · answered" in page
-    assert "Kue Lapis · answered" in page and "Not sure: Kue Lapis?" not in page  # confirmed
+    assert "Kue Serabi · corrected" in page and "None of these · corrected" in page  # as the filter says
+    assert "Kue Lapis · confirmed" in page and "Not sure: Kue Lapis?" not in page
     assert "Kue Putri Salju ·" not in page and "Kue Klepon ·" not in page  # (the filter lists them)
     assert f'data-photo="{corrected.pk}"' in serabi and f'data-photo="{unanswered.pk}"' in serabi
     assert f'data-photo="{nothing.pk}"' not in klepon  # answered: none of these cakes
