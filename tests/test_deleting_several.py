@@ -96,6 +96,9 @@ def test_nothing_ticked_or_a_tampered_box_says_so_and_deletes_nothing(client, us
 
     assert refused.status_code == 400 and Photo.objects.filter(pk=photo.pk).exists()
     assert 'role="alert"' in refused.content.decode()
+    # the focus goes to the boxes the error is about (it stayed on the page's body)
+    box = f'id="pick-{photo.pk}" aria-invalid="true" aria-describedby="id_photo_error" autofocus>'
+    assert box in refused.content.decode()
     if not ticked:
         assert "Tick the photos to delete first." in refused.content.decode()
 
