@@ -690,6 +690,9 @@ def test_on_a_phone_the_upload_button_is_large_enough_to_tap_and_a_batch_is_list
     phone.log_in("ayu", "kue-lapis-2026", then="/upload/")
     phone.page.set_viewport_size({"width": 390, "height": 664})
     assert phone.page.locator("input[type=file]").bounding_box()["height"] >= 44
+    # named for a touch screen, with nothing to drop photos from (the other label hidden, so not read)
+    assert phone.page.locator("label", has_text="Cake photos: choose them").is_visible()
+    assert phone.page.locator("label", has_text="drop them here").is_hidden()
     # Nothing is stored: the server is "full" (a long Retry-After: the page offers Send again at once).
     phone.page.route("**/api/photos/", lambda route: route.fulfill(
         status=503, headers={"Retry-After": "300"}, content_type="application/json",
