@@ -258,7 +258,8 @@ def test_the_review_page_says_how_far_a_few_answers_are_from_telling_the_accurac
     page = client.get(reverse("review")).content.decode()
 
     assert "50% (1 of 2; 95% confidence interval 9 to 91%)" in page
-    assert "Most answers are for the photos it was least sure of: on the others it probably does better." in page
+    assert ("Most answers are for the photos it was least sure of: on the others it probably does "
+            "better.") in page
 
 
 def test_a_photo_without_a_result_cannot_be_confirmed_or_corrected(client, user):
