@@ -53,7 +53,7 @@ def test_the_photo_page_shows_the_cake_in_words_with_the_top_three(client, user)
     assert page.count('class="bar-label"') == 3
     assert "kue-mobilenetv2" in page
     assert "Show where the model looked for Kue Putri Salju</label>" in page  # (its top guess only)
-    assert "it knows 8 cakes, and\n       gives a photo of anything else one of them too" in page
+    assert "It knows 8 cakes only: a photo of anything else gets one of their names too." in page
     assert "data-pending" not in page
     heading = re.search(r"<h1>(.*?)</h1>", page)[1]
     assert re.sub(r"<[^>]+>", "", heading) == f"Photo {photo.pk}: Prediction"  # (what a screen reader says)
