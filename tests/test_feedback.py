@@ -393,10 +393,10 @@ def test_an_answer_by_staff_is_not_called_the_owners(client, user, django_user_m
 
     assert "Answer by staff: <strong>Kue Lumpur</strong>" in page and "Your answer:" not in page
     assert "chef" not in page  # staff's user names are theirs to give
-    assert "by the answers on your photos" in review
+    assert "on your answered photos" in review
     assert as_api(user).get(f"/api/photos/{photo.pk}/").json()["feedback"]["user"] is None
     client.force_login(chef)
-    assert "by the answers on everyone's photos" in client.get("/review/").content.decode()
+    assert "on everyone's answered photos" in client.get("/review/").content.decode()
     other = django_user_model.objects.create_superuser("pak-budi", password="bika-ambon-77")
     client.force_login(other)
     seen = client.get(photo.get_absolute_url()).content.decode()
