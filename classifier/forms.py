@@ -52,7 +52,8 @@ def focus_first_error(form: forms.BaseForm) -> None:
     which is what is typed again, with the error tied to it."""
     if not (form.is_bound and form.errors):
         return
-    name = next((name for name in form.errors if name in form.fields), None)
+    # (the form's order, not the errors': a mismatch is said before the rules of the first field)
+    name = next((name for name in form.fields if name in form.errors), None)
     if name is None:
         name = next((name for name in form.fields if "password" in name), next(iter(form.fields)))
         field = form[name]  # (its help, which Django would point at, still pointed at)

@@ -48,6 +48,10 @@ def test_a_password_too_short_and_not_typed_again_the_same_is_told_both_at_once(
     assert any("too short" in m for m in errors(change, "new_password1"))
     assert any("didn’t match" in m for m in errors(change, "new_password2"))
     assert errors(fine, "new_password1") == []  # a good password: only the mismatch is said
+    # the focus on the first of them, the field to type again first (not the mismatch's, said first)
+    assert 'autofocus required aria-invalid="true" aria-describedby="id_password1_helptext' in (
+        signup.content.decode())
+    assert 'name="new_password1" autocomplete="new-password" autofocus' in change.content.decode()
 
 
 def test_the_address_is_called_the_same_on_sign_up_reset_and_account_pages(client, user):

@@ -288,6 +288,32 @@ def test_the_accuracy_chart_speaks_the_pages_language(client, root):
     assert "Accept-Language" in indonesian["Vary"]  # (a cache keeps one picture per language)
 
 
+def test_the_accuracy_charts_days_are_named_in_the_pages_language_by_utc(monkeypatch):
+    """The test above draws no day (no answers): its pictures differ by "No answers yet" alone."""
+    from datetime import date
+
+    from django.utils import timezone, translation
+    from matplotlib import pyplot
+
+    from classifier import plots
+
+    drawn, close = [], pyplot.close
+    monkeypatch.setattr(pyplot, "close", drawn.append)
+    rows = [{"version": "v", "day": date(2026, 12, 7), "reviewed": 1, "confirmed": 1, "accuracy": 1.0,
+             "accuracy_low": 0.21, "accuracy_high": 1.0}]
+
+    def days(language: str) -> list[str]:
+        with translation.override(language), timezone.override("America/Los_Angeles"):
+            plots.feedback_accuracy_png(rows)
+            figure = drawn.pop()
+            figure.canvas.draw()
+            shown = [label.get_text() for label in figure.axes[0].get_xticklabels()]  # (formatted again)
+        close(figure)
+        return shown
+
+    assert "7 Des" in days("id") and "7 Dec" in days("en")  # (the day in UTC, not the zone's 6th)
+
+
 def test_the_accuracy_table_rounds_as_every_other_page(client, root, user):
     """1 of 8 confirmed is 13%, as the review page says it (half up), not 12% (half to even)."""
     from classifier import services
