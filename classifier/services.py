@@ -567,7 +567,7 @@ BACKUP_CODE_SALT = "cakesite.backup-code"  # (migration 0032 has it too)
 
 def backup_code_digest(code: str, secret: str | None = None) -> str:
     """What the database keeps of a backup code: its HMAC under the site's SECRET_KEY (or `secret`),
-    16 hex digits (django-otp's column), so that a copy of the database alone signs no one in."""
+    16 hex digits (django-otp's column), so that a copy of the database holds no backup code."""
     return salted_hmac(BACKUP_CODE_SALT, code, secret=secret, algorithm="sha256").hexdigest()[:16]
 
 
