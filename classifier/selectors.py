@@ -602,9 +602,10 @@ def model_versions_compared() -> list[dict]:
             "splits": [
                 {"name": split, "top1": m["top1"], "top1_percent": round(100 * m["top1"], 1),
                  "macro_f1": m["macro_f1"], "n": m["n"],
-                 # by the cakes' names, as the confusion matrix (a class the labels lack: its slug)
-                 "per_class": [(version.display_name(slug), figures)
-                               for slug, figures in m["per_class"].items()],
+                 # by the cakes' names, as the confusion matrix (a class the labels lack: its slug);
+                 # sorted here: PostgreSQL's jsonb keeps the keys shortest first (Lapis before Dadar)
+                 "per_class": sorted(((version.display_name(slug), figures)
+                                      for slug, figures in m["per_class"].items()), key=lambda row: row[0]),
                  "classes": names,
                  # the matrix in words too (rows: the true cake), for who cannot see the picture
                  "confusion": (list(zip(names, m["confusion_matrix"]))

@@ -1,5 +1,7 @@
 """The staff page of model versions: side by side, confusion matrices, activation and rollback."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -342,6 +344,19 @@ def test_the_confusion_matrix_is_also_a_table_for_who_cannot_see_the_picture(cli
     assert cells == matrix[serabi] and sum(cells) == 20
     assert page.index("test (162 photos)") < page.index("validation (")  # the benchmark first, on any DB
     assert "<caption>Rows: the cake it was; columns: the cake the model said</caption>" in page
+
+
+def test_the_cakes_figures_are_listed_a_to_z_as_the_confusion_matrix_on_any_database(client, root):
+    """PostgreSQL's jsonb gives a version's per-class figures shortest key first (Lapis, Klepon,
+    Lumpur, Serabi, ... Dadar Gulung): the table followed that order, the matrix beside it A to Z."""
+    client.force_login(root)
+    shipped = ModelVersion.objects.get(is_active=True)
+
+    page = client.get(reverse("model-versions")).content.decode()
+
+    table = page.split('aria-label="Figures per cake of kue-mobilenetv2 on test"')[1].split("</table>")[0]
+    listed = re.findall(r"<tr><td>([^<]+)</td>", table)
+    assert listed == sorted(item["name"] for item in shipped.labels)
 
 
 def test_the_newest_version_comes_first(client, root):
