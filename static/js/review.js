@@ -42,8 +42,9 @@
     const form = items[current].querySelector("form.feedback");
     if (!form) return;
     sessionStorage.setItem("review-focus", "1");
-    if (slug === items[current].dataset.prediction) {
-      form.querySelector(".feedback-answer button[name=label]").click(); // (not an answer's Withdraw)
+    const yes = form.querySelector(".feedback-answer button[name=label]"); // (not an answer's Withdraw)
+    if (slug === items[current].dataset.prediction && yes) {
+      yes.click();
       return;
     }
     const select = form.querySelector("select[name=correction]");
