@@ -200,8 +200,10 @@ class Prediction(models.Model):
         ]
 
     def __str__(self) -> str:
+        from classifier.templatetags.percents import percent  # (as the pages round it: never 100 short of 1)
+
         return gettext("%(label)s (%(percent)s%%) for photo %(id)s") % {
-            "label": self.label, "percent": round(100 * self.confidence), "id": self.photo_id}
+            "label": self.label, "percent": percent(self.confidence), "id": self.photo_id}
 
 
 class Feedback(models.Model):
