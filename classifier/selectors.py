@@ -24,7 +24,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.translation import gettext as _
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from classifier.models import (
@@ -678,12 +678,6 @@ def has_second_factor(user) -> bool:
     """Whether `user` has set up an authenticator app (backup codes alone do not count: an
     authenticator deleted in the admin is set up again)."""
     return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
-
-
-def second_factor_devices(user) -> list:
-    """What takes `user`'s codes at sign-in: the authenticator set up and the backup codes."""
-    return [*TOTPDevice.objects.filter(user=user, confirmed=True),
-            *StaticDevice.objects.filter(user=user, confirmed=True)]
 
 
 def second_factor_wait_s(*devices) -> int:

@@ -354,7 +354,7 @@ def two_factor(request: HttpRequest) -> HttpResponse:
             if device := services.second_factor_match(user, form.cleaned_data["code"]):
                 django_otp.login(request, device)
                 return redirect(onwards)
-            form.add_error("code", wrong_code(*selectors.second_factor_devices(user)))
+            form.add_error("code", wrong_code(*django_otp.devices_for_user(user)))  # (its app, its codes)
         return render(request, "registration/two_factor.html", {"form": form, "next": onwards},
                       status=400 if form.errors else 200)
     device = services.second_factor_device(user, request.session.get(SETTING_UP))
