@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy
 
 from classifier.images import formats_taken
 from classifier.models import TOKEN_NAME_MAX_LENGTH, Feedback, Photo
-from classifier.selectors import PHOTOS_DELETED_AT_ONCE
+from classifier.selectors import PHOTOS_DELETED_AT_ONCE, id_text
 
 
 def too_many_files_message() -> str:
@@ -107,8 +107,7 @@ class PhotoIdsField(forms.TypedMultipleChoiceField):
         super().__init__(coerce=int, **kwargs)
 
     def valid_value(self, value) -> bool:
-        return (isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18
-                and int(value) > 0)  # (as the API's: no photo has id 0)
+        return id_text(value) and int(value) > 0  # (as the API's: no photo has id 0)
 
 
 class PhotoChoiceForm(forms.Form):

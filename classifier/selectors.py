@@ -100,6 +100,12 @@ def photo_page(photos: QuerySet[Photo], number, size: int) -> tuple[Page, list[P
     return page, in_order(photos, list(page))
 
 
+def id_text(text) -> bool:
+    """Whether `text` (from a request) is an id: ASCII digits (str.isdigit also takes other
+    scripts') that fit a 64-bit id column."""
+    return isinstance(text, str) and text.isascii() and text.isdigit() and len(text) < 19
+
+
 def in_order(queryset: QuerySet, ids: list[int]) -> list:
     """The rows of `queryset` with these ids, in the ids' order (a page's, read first: the site's
     pages and the API's lists); one deleted meanwhile is left out."""
@@ -342,7 +348,7 @@ def review_queue_for_user(user) -> QuerySet[Photo]:
 def answer_just_given(user, photo_id: str | None) -> Feedback | None:
     """`user`'s own answer to photo `photo_id` (the review queue's "answered" parameter), if it
     stands and they may still change it: what the queue offers to undo."""
-    if not (photo_id and photo_id.isascii() and photo_id.isdigit() and len(photo_id) < 19):
+    if not id_text(photo_id):
         return None
     return (Feedback.objects.filter(photo__in=photos_for_user(user, action="change"), photo_id=int(photo_id),
                                     user=user)

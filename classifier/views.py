@@ -589,14 +589,11 @@ def photo_status(request: HttpRequest) -> JsonResponse:
     `after` (a photo id, or 0), also as `new` the gallery's cards of the newest photos (at most a
     page) after it. The gallery asks with the newest it showed when it was opened, every time: a
     photo whose id came before another's but whose upload was committed after it still turns up."""
-    def number(text: str) -> bool:  # ASCII digits that fit a 64-bit id
-        return text.isascii() and text.isdigit() and len(text) < 19
-
     ids = [i for i in request.GET.get("ids", "").split(",") if i][:100]
     after = request.GET.get("after")
-    if not all(number(i) and int(i) > 0 for i in ids):
+    if not all(selectors.id_text(i) and int(i) > 0 for i in ids):
         return JsonResponse({"error": gettext("ids must be comma-separated photo ids")}, status=400)
-    if after is not None and not number(after):
+    if after is not None and not selectors.id_text(after):
         return JsonResponse({"error": gettext("after must be a photo id, or 0")}, status=400)
     template = "classifier/_card.html" if request.GET.get("view") == "card" else "classifier/_result.html"
 
