@@ -514,7 +514,7 @@ def gallery_page(request: HttpRequest, action: str) -> tuple[GalleryFilterForm, 
     # not the other filters with it (while their selects still showed them chosen).
     filters.is_valid()  # (cleaned_data keeps the valid fields' values; an unbound form has none)
     valid = getattr(filters, "cleaned_data", {})
-    chosen = {name: valid.get(name) or None for name in ("label", "status", "answer")}
+    chosen = {name: valid.get(name) or None for name in GalleryFilterForm.base_fields}
     photos = selectors.photos_for_user(request.user, **chosen, action=action)
     return (filters, any(chosen.values()), *selectors.photo_page(photos, request.GET.get("page"), PAGE_SIZE))
 
@@ -522,7 +522,7 @@ def gallery_page(request: HttpRequest, action: str) -> tuple[GalleryFilterForm, 
 def gallery_query(request: HttpRequest, *, page: bool) -> str:
     """The gallery's filters in the query string (and its page number, if `page`), to link to the
     same photos from another page."""
-    keys = ("label", "status", "answer", "page") if page else ("label", "status", "answer")
+    keys = [*GalleryFilterForm.base_fields, "page"] if page else GalleryFilterForm.base_fields
     return urlencode([(key, request.GET[key]) for key in keys if request.GET.get(key)])
 
 
