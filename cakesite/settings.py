@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "django_otp",  # staff's second factor: an authenticator app's codes, and backup codes
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    "django_otp.plugins.otp_email",  # the code e-mailed before an authenticator is set up (no sign-in factor)
     "classifier",
 ]
 
@@ -179,6 +180,10 @@ REST_KNOX = {"TOKEN_TTL": None, "TOKEN_PREFIX": "kue_", "AUTH_HEADER_PREFIX": "T
 API_TOKENS_PER_ACCOUNT = max(1, envint("API_TOKENS_PER_ACCOUNT", 25))
 API_TOKEN_IDLE_DAYS = max(0, envint("API_TOKEN_IDLE_DAYS", 365))  # unused this long, a token ends (0: never)
 OTP_TOTP_ISSUER = os.environ.get("OTP_ISSUER", "cakesite")  # the name the authenticator app shows
+# Setting an authenticator up on an account with an address first takes a code e-mailed to it (so the
+# password alone does not let someone else set it up first): it works this long, and another is sent
+# at most once a minute, EMAILS_PER_ADDRESS an hour.
+OTP_EMAIL_TOKEN_VALIDITY = envint("OTP_EMAIL_TOKEN_VALIDITY", 600)
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the admin deletes a lost device; shows no secret or backup code
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "gallery"
@@ -375,7 +380,8 @@ CELERY_TASK_ROUTES = {"classifier.tasks.train_model": {"queue": TRAINING_QUEUE},
                       "classifier.tasks.send_password_reset": {"queue": EMAIL_QUEUE},
                       "classifier.tasks.send_email_confirmation": {"queue": EMAIL_QUEUE},
                       "classifier.tasks.send_email_changed_notice": {"queue": EMAIL_QUEUE},
-                      "classifier.tasks.send_second_factor_notice": {"queue": EMAIL_QUEUE}}
+                      "classifier.tasks.send_second_factor_notice": {"queue": EMAIL_QUEUE},
+                      "classifier.tasks.send_second_factor_code": {"queue": EMAIL_QUEUE}}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"  # what prints (the console e-mail backend's) is no warning
 # A broker connection lost mid-task lets the task go on (its message is redelivered only after the

@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext, pgettext
+from django_otp.plugins.otp_email.models import EmailDevice
 from django_otp.plugins.otp_static.admin import StaticDeviceAdmin
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
@@ -518,3 +519,9 @@ class AuthenticatorAdmin(TOTPDeviceAdmin):
         if lookup.split("__")[0] == "key":
             return False
         return super().lookup_allowed(lookup, value, request)
+
+
+# The account's e-mailed code before it sets up an authenticator (services.second_factor_address_code)
+# is no sign-in factor here: marked confirmed in the admin, it would become one, and its list would
+# offer filters on the code while it works.
+admin.site.unregister(EmailDevice)

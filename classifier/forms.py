@@ -290,6 +290,15 @@ class SecondFactorForm(FocusOnError, forms.Form):
         return one_time_code(self.cleaned_data["code"])
 
 
+class AddressCodeForm(SecondFactorForm):
+    """The code e-mailed to the account's address before an authenticator is set up."""
+
+    code = forms.CharField(label=gettext_lazy("Code from the e-mail"), max_length=16, help_text=gettext_lazy(
+        "The 6 digits in the e-mail just sent to the account's address."),
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric",
+                                      "spellcheck": "false"}))
+
+
 def one_time_code(typed: str) -> str:
     """A code as typed ("123 456", a backup code in capitals), as django-otp compares it."""
     return "".join(typed.split()).lower()

@@ -24,6 +24,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.translation import gettext as _
+from django_otp.plugins.otp_email.models import EmailDevice
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -695,6 +696,25 @@ def second_factor_wait_s(*devices) -> int:
         if until := None if allowed else (info or {}).get("locked_until"):
             waits.append(max(1, math.ceil((until - timezone.now()).total_seconds())))
     return max(waits)
+
+
+def address_check_needed(user, checked: str | None) -> bool:
+    """Whether a session must type a code e-mailed to `user`'s address before it sets up an
+    authenticator: the account has an address, and `checked` (the address whose code the session
+    typed, if any) is not it."""
+    return bool(user.email) and (checked or "").casefold() != user.email.casefold()
+
+
+def address_code_wait_s(user) -> int:
+    """Seconds before the account's e-mailed code is taken again after wrong ones (0: now)."""
+    return second_factor_wait_s(*EmailDevice.objects.filter(user=user, confirmed=False))
+
+
+def address_hint(email: str) -> str:
+    """`email` as a page shows it to a session not yet past the second factor: its first letter
+    and its domain ("a…@example.org")."""
+    name, _, domain = email.rpartition("@")
+    return f"{name[:1]}…@{domain}"
 
 
 def backup_codes_left(user) -> int:

@@ -31,6 +31,7 @@ from django.utils.crypto import salted_hmac
 from django.utils.formats import number_format
 from django.utils.translation import gettext, gettext_lazy
 from django_otp import devices_for_user
+from django_otp.plugins.otp_email.models import EmailDevice
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from PIL import Image
@@ -601,6 +602,61 @@ def second_factor_device(user, pk: int | None = None) -> TOTPDevice:
             or TOTPDevice.objects.create(user=user, name="authenticator app", confirmed=False))
 
 
+def second_factor_address_code(user, *, site: str, again: bool = False) -> str:
+    """E-mail `user`'s address a code that a session types to show it reads that address, before it
+    sets up an authenticator (second_factor_address_check): "sent". Unless `again`, none if the last
+    one sent still works ("waiting"); none within a minute of the last ("too soon"), nor beyond
+    EMAILS_PER_ADDRESS an hour ("limit"). A new code replaces the one before. The worker sends it
+    (`site`: where it was asked), in the request's language; "not sent" if the broker cannot be
+    reached (no code then waits)."""
+    from classifier import tasks
+
+    with transaction.atomic():
+        lock_live_account(user.pk)  # (one code at a time: two tabs asking at once send one)
+        device = (EmailDevice.objects.filter(user=user, confirmed=False).first()
+                  or EmailDevice.objects.create(user=user, name="address check", confirmed=False))
+        if not again and device.token and device.email == user.email and device.valid_until > timezone.now():
+            return "waiting"
+        if not device.generate_is_allowed()[0]:  # (django-otp's cooldown: OTP_EMAIL_COOLDOWN_DURATION)
+            return "too soon"
+        if not one_more(emails_to(user.email, "second-factor"), settings.EMAILS_PER_ADDRESS):
+            return "limit"
+        device.email = user.email  # (the address it proves: the account's may change meanwhile)
+        device.cooldown_set(commit=False)
+        device.generate_token(valid_secs=settings.OTP_EMAIL_TOKEN_VALIDITY)
+        language = request_language()
+        queued = []  # (a request commits at once: whether the broker took it is known before returning)
+        transaction.on_commit(lambda: queued.append(
+            tasks.enqueue(tasks.send_second_factor_code, user.pk, site, language=language)), robust=True)
+    if queued == [False]:  # the broker down: no code waits, and another may be asked at once
+        EmailDevice.objects.filter(pk=device.pk).update(token=None, last_generated_timestamp=None)
+        return "not sent"
+    return "sent"
+
+
+def second_factor_code_send(user_id: int, site: str) -> bool:
+    """E-mail the code second_factor_address_code made, if it still works (a code is never in the
+    broker's messages); whether it was sent."""
+    device = EmailDevice.objects.select_related("user").filter(user_id=user_id, confirmed=False).first()
+    if device is None or not device.token or not device.email or device.valid_until <= timezone.now():
+        return False
+    context = {"user": device.user, "code": device.token, "site": urlsplit(site).netloc,
+               "minutes": settings.OTP_EMAIL_TOKEN_VALIDITY // 60,
+               "link": site + reverse("password_reset")}
+    email_from_templates("second_factor_code", context, device.email)
+    return True
+
+
+def second_factor_address_check(user, code: str) -> str | None:
+    """The address that `code`, e-mailed by second_factor_address_code, was sent to, if it is right
+    (each code once; django-otp's growing wait after wrong ones), else None."""
+    with transaction.atomic():
+        device = EmailDevice.objects.select_for_update().filter(user=user, confirmed=False).first()
+        if device is None or not device.email or not device.verify_token(code):
+            return None
+        return device.email
+
+
 def second_factor_confirm(device: TOTPDevice, code: str, *, site: str) -> list[str] | None:
     """Confirm the authenticator `device` with a code it shows: `device` replaces the ones other
     sessions were setting up, the API tokens made before it stop working (made without it),
@@ -645,6 +701,7 @@ def second_factor_reset(user) -> bool:
         had = selectors.has_second_factor(user) or selectors.backup_codes_left(user) > 0
         TOTPDevice.objects.filter(user=user).delete()
         StaticDevice.objects.filter(user=user).delete()
+        EmailDevice.objects.filter(user=user).delete()
         api_token_revoke(user)
     return had
 
@@ -665,7 +722,7 @@ def one_more(key: str, limit: int) -> bool:
 
 
 def emails_to(email: str, kind: str) -> str:
-    """The key that counts the e-mails of `kind` ("reset" or "confirm") to `email`: at most
+    """The key that counts the e-mails of `kind` ("reset", "confirm", "second-factor") to `email`: at most
     EMAILS_PER_ADDRESS an hour of each, whoever asks (anyone may type anyone's address), and the one
     kind cannot use up the other's."""
     return f"emails-to:{kind}:" + hashlib.sha256(email.casefold().encode()).hexdigest()

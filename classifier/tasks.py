@@ -290,6 +290,13 @@ def send_second_factor_notice(task, user_id: int, site: str) -> str:
         return "sent" if services.second_factor_notice_send(user_id, site) else "not sent"
 
 
+@shared_task(bind=True)
+def send_second_factor_code(task, user_id: int, site: str) -> str:
+    """E-mail an account's address the code that sets up two-factor sign-in (read from the database)."""
+    with translation.override(language_of(task)):
+        return "sent" if services.second_factor_code_send(user_id, site) else "not sent"
+
+
 @shared_task(bind=True, acks_late=True, time_limit=settings.TRAINING_TIME_LIMIT_S,
              soft_time_limit=settings.TRAINING_TIME_LIMIT_S - 300)
 def train_model(self, run_id: int) -> str:

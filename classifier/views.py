@@ -48,6 +48,7 @@ from classifier.cakes import catalogue
 from classifier.forms import (
     RESET_NOT_QUEUED,
     RESET_RETRY_AFTER_S,
+    AddressCodeForm,
     ApiTokenForm,
     EmailForm,
     GalleryFilterForm,
@@ -322,6 +323,7 @@ def account_token(request: HttpRequest) -> HttpResponse:
 
 
 SETTING_UP = "second_factor_setting_up"  # in the session: the id of the authenticator it sets up
+ADDRESS_CHECKED = "second_factor_address_checked"  # in the session: the address whose e-mailed code it typed
 
 
 def wrong_code(*devices) -> str:
@@ -331,6 +333,15 @@ def wrong_code(*devices) -> str:
                        "code. After several wrong ones, wait %(wait)s s before the next.") % {"wait": wait}
     return gettext("That code is not right (or no longer): type the one your app shows now, or a backup "
                    "code.")
+
+
+def wrong_address_code(user) -> str:
+    wait = selectors.address_code_wait_s(user)
+    if wait > 1:
+        return gettext("That code is not right (or no longer works): type the last one e-mailed, or send "
+                       "another. After several wrong ones, wait %(wait)s s before the next.") % {"wait": wait}
+    return gettext("That code is not right (or no longer works): type the last one e-mailed, or send "
+                   "another.")
 
 
 @sensitive_post_parameters("code")
@@ -357,12 +368,15 @@ def two_factor(request: HttpRequest) -> HttpResponse:
             form.add_error("code", wrong_code(*django_otp.devices_for_user(user)))  # (its app, its codes)
         return render(request, "registration/two_factor.html", {"form": form, "next": onwards},
                       status=400 if form.errors else 200)
+    if selectors.address_check_needed(user, request.session.get(ADDRESS_CHECKED)):
+        return address_check(request, onwards)
     device = services.second_factor_device(user, request.session.get(SETTING_UP))
     request.session[SETTING_UP] = device.pk  # (this session's secret: no other session is shown it)
     if form.is_valid():
         codes = services.second_factor_confirm(device, form.cleaned_data["code"], site=site_of(request))
         if codes is not None:
             request.session.pop(SETTING_UP, None)
+            request.session.pop(ADDRESS_CHECKED, None)
             django_otp.login(request, device)
             return render(request, "registration/two_factor_backup_codes.html",
                           {"codes": codes, "next": onwards})
@@ -375,6 +389,30 @@ def two_factor(request: HttpRequest) -> HttpResponse:
             # (a viewBox: the CSS sizes it)
             omitsize=True, title=gettext("QR code of the secret"), svgclass="qr")),
     }, status=400 if form.errors else 200)
+
+
+def address_check(request: HttpRequest, onwards: str) -> HttpResponse:
+    """Setting up an authenticator on an account with an address, the step before: a code e-mailed
+    to that address (sent on arriving, or again on asking), so that someone who knows the password
+    alone cannot set one up before the account's owner (and sign in as them for ever after)."""
+    user = request.user
+    resend = request.method == "POST" and "resend" in request.POST
+    form = AddressCodeForm(request.POST if request.method == "POST" and not resend else None)
+    if form.is_valid():
+        if checked := services.second_factor_address_check(user, form.cleaned_data["code"]):
+            request.session[ADDRESS_CHECKED] = checked
+            return redirect(with_query(reverse("two-factor"), next=onwards))
+        form.add_error("code", wrong_address_code(user))
+        sent = None
+    else:
+        sent = services.second_factor_address_code(user, site=site_of(request), again=resend)
+    response = render(request, "registration/two_factor.html", {
+        "form": form, "next": onwards, "checking_address": True, "sent": sent, "not_queued": RESET_NOT_QUEUED,
+        "address": selectors.address_hint(user.email), "minutes": settings.OTP_EMAIL_TOKEN_VALIDITY // 60,
+    }, status=503 if sent == "not sent" else 400 if form.errors or sent in ("too soon", "limit") else 200)
+    if sent == "not sent":
+        response["Retry-After"] = str(RESET_RETRY_AFTER_S)
+    return response
 
 
 @sensitive_post_parameters("codes-password")

@@ -184,3 +184,19 @@ def migrated_back(migration: str) -> Iterator:
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes("classifier"))
+
+
+@pytest.fixture
+def task_apply():
+    """Celery's `apply` (which reads a message's headers as a worker does) sends task_prerun and
+    task_postrun, whose receiver closes a connection outside autocommit: the one the test's
+    transaction holds (Django's test client likewise stops request_finished's)."""
+    from celery.signals import task_postrun, task_prerun
+
+    from classifier import tasks
+
+    for signal in (task_prerun, task_postrun):
+        signal.disconnect(tasks.database_as_for_a_request)
+    yield
+    for signal in (task_prerun, task_postrun):
+        signal.connect(tasks.database_as_for_a_request)

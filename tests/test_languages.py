@@ -7,7 +7,6 @@ from pathlib import Path
 
 import polib
 import pytest
-from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
@@ -311,18 +310,6 @@ def test_the_scripts_speak_the_pages_language(client):
 
     assert '"Open": "Buka"' in indonesian
     assert '"Open"' not in english
-
-
-@pytest.fixture
-def task_apply():
-    """Celery's `apply` (which reads a message's headers as a worker does) sends task_prerun and
-    task_postrun, whose receiver closes a connection outside autocommit: the one the test's
-    transaction holds (Django's test client likewise stops request_finished's)."""
-    for signal in (task_prerun, task_postrun):
-        signal.disconnect(tasks.database_as_for_a_request)
-    yield
-    for signal in (task_prerun, task_postrun):
-        signal.connect(tasks.database_as_for_a_request)
 
 
 def test_a_password_reset_asked_for_in_indonesian_is_e_mailed_in_indonesian(
