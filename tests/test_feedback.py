@@ -80,6 +80,22 @@ def test_a_correction_replaces_the_earlier_answer(client, user):
     assert '<option value="kue_lumpur" selected>' in page.content.decode()  # the answer shown, to change
 
 
+def test_a_corrected_photos_page_leads_with_the_answer_and_gives_the_models_guess_second(client, user):
+    photo = make_photo(user, status="done", label="kue_serabi", confidence=0.8)
+    client.force_login(user)
+    before = client.get(photo.get_absolute_url()).content.decode()
+
+    page = client.post(reverse("photo-feedback", args=[photo.pk]), {"correction": "kue_lumpur",
+                       "next": photo.get_absolute_url()}, follow=True).content.decode()
+
+    assert f"<title>Photo {photo.pk}: Kue Serabi · Cakesite</title>" in before
+    assert ">Prediction</h1>" in before
+    assert f"<title>Photo {photo.pk}: Kue Lumpur · Cakesite</title>" in page and ">Answer</h1>" in page
+    result = page.split('id="result"')[1]
+    assert result.index("Kue Lumpur") < result.index("The model said Kue Serabi, 80% sure:")
+    assert "80% sure</span>" not in result  # (the guess is no longer the headline)
+
+
 def test_none_of_these_is_thanked_for_what_it_does(client, user):
     """Such photos are left out of training: the answer must not say it teaches the next version."""
     photo = make_photo(user, status="done", label="kue_serabi")
