@@ -18,7 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.core.paginator import Page, Paginator
 from django.db import connection
-from django.db.models import Count, Exists, FileField, Max, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, FileField, Max, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -343,7 +343,8 @@ def review_queue_for_user(user) -> QuerySet[Photo]:
     """
     # the photo's copy of its prediction's margin: the planner walks its index and stops at the page
     unanswered_photos = photos_for_user(user, status=Photo.Status.DONE).filter(unanswered())
-    return unanswered_photos.order_by("margin", "-created", "-id")
+    # (nulls last on SQLite too, as PostgreSQL's index gives them and queue_place counts them)
+    return unanswered_photos.order_by(F("margin").asc(nulls_last=True), "-created", "-id")
 
 
 def answer_just_given(user, photo_id: str | None) -> Feedback | None:
