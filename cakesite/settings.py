@@ -183,7 +183,7 @@ OTP_TOTP_ISSUER = os.environ.get("OTP_ISSUER", "cakesite")  # the name the authe
 # Setting an authenticator up on an account with an address first takes a code e-mailed to it (so the
 # password alone does not let someone else set it up first): it works this long, and another is sent
 # at most once a minute, EMAILS_PER_ADDRESS an hour.
-OTP_EMAIL_TOKEN_VALIDITY = envint("OTP_EMAIL_TOKEN_VALIDITY", 600)
+OTP_EMAIL_TOKEN_VALIDITY = max(60, envint("OTP_EMAIL_TOKEN_VALIDITY", 600))  # seconds
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the admin deletes a lost device; shows no secret or backup code
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "gallery"

@@ -699,11 +699,18 @@ def second_factor_wait_s(*devices) -> int:
     return max(waits)
 
 
-def address_check_needed(user, checked: str | None) -> bool:
+ADDRESS_CHECK_LASTS_S = 3600  # a session that typed the e-mailed code has this long to set the app up
+
+
+def address_check_needed(user, checked) -> bool:
     """Whether a session must type a code e-mailed to `user`'s address before it sets up an
-    authenticator: the account has an address, and `checked` (the address whose code the session
-    typed, if any) is not it."""
-    return bool(user.email) and (checked or "").casefold() != user.email.casefold()
+    authenticator: the account has an address, and `checked` (the session's record of the code it
+    typed: its address, when) is not of that address, or is over ADDRESS_CHECK_LASTS_S old."""
+    if not user.email:
+        return False
+    checked = checked if isinstance(checked, dict) else {}
+    return not (time.time() - checked.get("at", 0) < ADDRESS_CHECK_LASTS_S
+                and str(checked.get("address", "")).casefold() == user.email.casefold())
 
 
 def address_code_wait_s(user) -> int:

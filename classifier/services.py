@@ -514,10 +514,17 @@ def api_token_revoke(user, digest: str | None = None) -> int:
 
 def password_changed(user) -> None:
     """What a new or disabled password ends besides the sessions (which Django ties to the password):
-    the API tokens, and an address change waiting for its link to be opened. Whoever knew the old
-    password may have asked for both; a confirmed address of theirs would get the reset links."""
+    the API tokens, an address change waiting for its link to be opened, and the e-mailed code that
+    sets up an authenticator. Whoever knew the old password may have asked for them; a confirmed
+    address of theirs would get the reset links."""
     api_token_revoke(user)
     PendingEmail.objects.filter(user=user).delete()
+    # The e-mailed code before an authenticator is set up (a new one may be sent at once), and the
+    # growing wait that wrong codes made: whoever sent them with the old password could otherwise
+    # hold its owner off for days.
+    EmailDevice.objects.filter(user=user).update(
+        token=None, last_generated_timestamp=None,
+        throttling_failure_count=0, throttling_failure_timestamp=None)
 
 
 def password_change(user, new_password: str, *, new_token: bool, token_name: str = "") -> str | None:
@@ -584,10 +591,11 @@ def second_factor_match(user, code: str):
                            for key in (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS)]
                 kept = device.token_set.filter(token__in=digests).values_list("token", flat=True).first()
                 taken = device.verify_token(kept or digests[0])  # (its wait, its count of wrong codes)
-            elif code.isascii() and code.isdigit() and len(code) == device.digits:
+            elif (isinstance(device, TOTPDevice)
+                  and code.isascii() and code.isdigit() and len(code) == device.digits):
                 taken = device.verify_token(code)
             else:  # a backup code: not counted as a wrong code of the authenticator (its growing wait)
-                taken = False
+                taken = False  # (nor any other kind of device: none signs in here)
             if taken:
                 return device
     return None
@@ -613,7 +621,8 @@ def second_factor_address_code(user, *, site: str, again: bool = False) -> str:
 
     with transaction.atomic():
         lock_live_account(user.pk)  # (one code at a time: two tabs asking at once send one)
-        device = (EmailDevice.objects.filter(user=user, confirmed=False).first()
+        # (locked: saved whole below, it would otherwise undo a wrong code counted meanwhile)
+        device = (EmailDevice.objects.select_for_update().filter(user=user, confirmed=False).first()
                   or EmailDevice.objects.create(user=user, name="address check", confirmed=False))
         if not again and device.token and device.email == user.email and device.valid_until > timezone.now():
             return "waiting"

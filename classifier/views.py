@@ -6,6 +6,8 @@ import base64
 import functools
 import math
 import sys
+import time
+from datetime import timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import django_otp
@@ -323,7 +325,7 @@ def account_token(request: HttpRequest) -> HttpResponse:
 
 
 SETTING_UP = "second_factor_setting_up"  # in the session: the id of the authenticator it sets up
-ADDRESS_CHECKED = "second_factor_address_checked"  # in the session: the address whose e-mailed code it typed
+ADDRESS_CHECKED = "second_factor_address_checked"  # in the session: whose e-mailed code it typed, when
 
 
 def wrong_code(*devices) -> str:
@@ -338,10 +340,23 @@ def wrong_code(*devices) -> str:
 def wrong_address_code(user) -> str:
     wait = selectors.address_code_wait_s(user)
     if wait > 1:
-        return gettext("That code is not right (or no longer works): type the last one e-mailed, or send "
-                       "another. After several wrong ones, wait %(wait)s s before the next.") % {"wait": wait}
+        return gettext(
+            "That code is not right (or no longer works): type the last one e-mailed, or send another. After "
+            "several wrong ones, wait %(wait)s before the next, or sign out and choose a new password "
+            "(Forgot your password? on the sign-in page): that ends the wait."
+        ) % {"wait": wait_in_words(wait)}
     return gettext("That code is not right (or no longer works): type the last one e-mailed, or send "
                    "another.")
+
+
+def wait_in_words(seconds: int) -> str:
+    """A wait in words: "45 seconds", else as Django's timeuntil gives it ("2 days, 3 hours")."""
+    from django.utils.timesince import timeuntil
+
+    if seconds < 120:
+        return ngettext("%(n)s second", "%(n)s seconds", seconds) % {"n": seconds}
+    now = timezone.now()
+    return timeuntil(now + timedelta(seconds=seconds), now)
 
 
 @sensitive_post_parameters("code")
@@ -400,7 +415,7 @@ def address_check(request: HttpRequest, onwards: str) -> HttpResponse:
     form = AddressCodeForm(request.POST if request.method == "POST" and not resend else None)
     if form.is_valid():
         if checked := services.second_factor_address_check(user, form.cleaned_data["code"]):
-            request.session[ADDRESS_CHECKED] = checked
+            request.session[ADDRESS_CHECKED] = {"address": checked, "at": time.time()}
             return redirect(with_query(reverse("two-factor"), next=onwards))
         form.add_error("code", wrong_address_code(user))
         sent = None
@@ -409,9 +424,9 @@ def address_check(request: HttpRequest, onwards: str) -> HttpResponse:
     response = render(request, "registration/two_factor.html", {
         "form": form, "next": onwards, "checking_address": True, "sent": sent, "not_queued": RESET_NOT_QUEUED,
         "address": selectors.address_hint(user.email), "minutes": settings.OTP_EMAIL_TOKEN_VALIDITY // 60,
-    }, status=503 if sent == "not sent" else 400 if form.errors or sent in ("too soon", "limit") else 200)
-    if sent == "not sent":
-        response["Retry-After"] = str(RESET_RETRY_AFTER_S)
+    }, status={"not sent": 503, "limit": 429, "too soon": 400}.get(sent, 400 if form.errors else 200))
+    if sent in ("not sent", "limit"):
+        response["Retry-After"] = str(RESET_RETRY_AFTER_S if sent == "not sent" else 3600)
     return response
 
 

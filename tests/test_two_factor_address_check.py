@@ -113,6 +113,35 @@ def test_a_code_typed_in_one_session_does_not_let_another_set_up_an_authenticato
     assert "QR code of the secret" in owner.get(PAGE).content.decode()
 
 
+def test_a_typed_code_lets_its_session_set_the_app_up_for_an_hour_then_another_is_asked(
+        staff_with_address, mailoutbox, mail_worker):
+    browser = signed_in_with_password("admin")
+    mail_worker(lambda: browser.get(PAGE))
+    assert browser.post(PAGE, {"code": code_in(mailoutbox[0])}).status_code == 302
+    assert "QR code of the secret" in browser.get(PAGE).content.decode()
+
+    session = browser.session
+    session["second_factor_address_checked"]["at"] -= 3600
+    session.save()
+    later = mail_worker(lambda: browser.get(PAGE)).content.decode()
+
+    assert "Code from the e-mail" in later and "QR code of the secret" not in later and len(mailoutbox) == 2
+
+
+def test_an_operators_reset_forgets_the_code_and_its_wait(staff_with_address, mailoutbox, mail_worker):
+    from django.core.management import call_command
+
+    mail_worker(lambda: signed_in_with_password("admin").get(PAGE))
+    EmailDevice.objects.filter(user=staff_with_address).update(
+        throttling_failure_count=10, throttling_failure_timestamp=timezone.now())
+
+    call_command("second_factor_reset", "admin")
+    browser = signed_in_with_password("admin")
+    mail_worker(lambda: browser.get(PAGE))
+
+    assert len(mailoutbox) == 2 and browser.post(PAGE, {"code": code_in(mailoutbox[1])}).status_code == 302
+
+
 def test_another_code_is_sent_on_asking_after_a_minute_and_replaces_the_one_before(
         staff_with_address, mailoutbox, mail_worker):
     browser = signed_in_with_password("admin")
@@ -151,6 +180,28 @@ def test_a_code_no_longer_works_after_its_minutes_and_the_page_then_sends_a_new_
     assert browser.post(PAGE, {"code": code_in(mailoutbox[1])}).status_code == 302
 
 
+def test_wrong_codes_make_a_wait_a_new_code_does_not_end_and_a_new_password_does(
+        staff_with_address, mailoutbox, mail_worker):
+    """Someone with the password guessing codes for days would otherwise hold its owner off as long."""
+    browser = signed_in_with_password("admin")
+    mail_worker(lambda: browser.get(PAGE))
+    EmailDevice.objects.filter(user=staff_with_address).update(  # 17 wrong codes in a row: 2**16 s
+        throttling_failure_count=17, throttling_failure_timestamp=timezone.now(),
+        last_generated_timestamp=timezone.now() - timedelta(seconds=61))
+    mail_worker(lambda: browser.post(PAGE, {"resend": "1"}))
+
+    waiting = browser.post(PAGE, {"code": code_in(mailoutbox[1])})  # right, but within the wait
+
+    assert waiting.status_code == 400
+    assert "wait 18\xa0hours, 12\xa0minutes before the next, or sign out" in waiting.content.decode()
+    staff_with_address.set_password("a-new-one-2026")  # (by the reset link e-mailed to its owner)
+    staff_with_address.save()
+    browser = signed_in_with_password("admin", "a-new-one-2026")
+    page = mail_worker(lambda: browser.get(PAGE))
+    assert "A code was sent just now" in page.content.decode() and len(mailoutbox) == 3
+    assert browser.post(PAGE, {"code": code_in(mailoutbox[2])}).status_code == 302
+
+
 def test_no_more_than_emails_per_address_codes_go_to_an_address_in_an_hour(
         staff_with_address, mailoutbox, mail_worker, settings):
     """Whoever knows the password cannot flood the owner's mailbox by signing in again and again."""
@@ -160,7 +211,7 @@ def test_no_more_than_emails_per_address_codes_go_to_an_address_in_an_hour(
         last = mail_worker(lambda: signed_in_with_password("admin").get(PAGE))
 
     assert len(mailoutbox) == 2
-    assert last.status_code == 400
+    assert last.status_code == 429 and last["Retry-After"] == "3600"
     assert "No more codes are sent to a…@example.org this hour" in last.content.decode()
 
 
