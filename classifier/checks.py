@@ -34,8 +34,9 @@ def time_limits(app_configs, **kwargs) -> list[Error]:
 def email_is_sent(app_configs, **kwargs) -> list[Warning]:
     if settings.EMAIL_HOST:
         return []
-    return [Warning("EMAIL_HOST is not set: password reset and address confirmation links are written "
-                    "to the log, not sent.",
+    return [Warning("EMAIL_HOST is not set: password reset and address confirmation links, and the codes "
+                    "staff with an address type before setting up two-factor sign-in, are written to the "
+                    "log, not sent.",
                     hint="Set EMAIL_HOST, and EMAIL_HOST_USER, EMAIL_HOST_PASSWORD and DEFAULT_FROM_EMAIL "
                          "as the mail server needs.", id="classifier.W001")]
 
