@@ -189,6 +189,34 @@ def test_a_file_over_the_limit_is_refused_before_it_is_sent_and_a_non_picture_ge
     assert me.errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"]
 
 
+def test_photos_whose_results_cannot_be_shown_once_signed_out_are_counted_as_uploaded_not_failed(
+        browser, live_server, django_user_model):
+    """Signed out elsewhere while they wait: they were stored, and are classified all the same."""
+    from django.contrib.sessions.models import Session
+
+    from classifier.models import Photo
+
+    django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    me = Visitor(browser, live_server.url, "unseen")
+    # No worker classifies them: each wait for a result lasts a second, not 20 (the server's few
+    # waiting slots are for the tests after this one).
+    me.page.route(re.compile(r"/api/photos/\d+/\?wait="),
+                  lambda route: route.continue_(url=route.request.url.replace("wait=20", "wait=1")))
+    me.log_in("ayu", "kue-lapis-2026", then="/upload/")
+    me.page.set_input_files("input[type=file]", [str(p) for p in sorted(PHOTOS.glob("*/*.jpg"))[:2]])
+    me.page.wait_for_function("() => [...document.querySelectorAll('.upload-status')].filter("
+                              "(s) => s.textContent.includes('Stored; classifying')).length === 2")
+
+    Session.objects.all().delete()  # (signed out in another tab)
+    me.page.wait_for_function("() => document.querySelectorAll('.upload.unseen').length === 2")
+
+    assert Photo.objects.count() == 2 and me.page.locator(".upload.failed").count() == 0
+    assert me.page.locator(".upload-summary").inner_text() == "2 files: 2 uploaded, their results not shown."
+    statuses = me.page.locator(".upload-status").all_text_contents()
+    assert all(s.endswith(": You are signed out: sign in again to see the result.") for s in statuses)
+    assert all(error.startswith("Failed to load resource") for error in me.errors), me.errors  # (the 401s)
+
+
 def test_a_browser_in_indonesian_gets_the_pages_and_their_scripts_in_indonesian_until_english_is_chosen(
         browser, live_server, django_user_model, tmp_path):
     django_user_model.objects.create_user("ayu", password="kue-lapis-2026")

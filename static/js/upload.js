@@ -36,7 +36,8 @@
   // (crypto.randomUUID needs https or localhost)
   const newKey = () => (window.crypto && crypto.randomUUID ? crypto.randomUUID()
     : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`);
-  // each upload's view: "sending", "classifying", "classified", "failed" (its classification) or
+  // each upload's view: "sending", "classifying", "classified", "failed" (its classification),
+  // "unseen" (stored, but its result cannot be shown here: signed out meanwhile, deleted) or
   // "refused" (not uploaded: too large, not a picture, signed out...)
   const states = new Map();
 
@@ -50,9 +51,10 @@
       classifying: (n) => ngettext("%(n)s being classified", "%(n)s being classified", n),
       sending: (n) => ngettext("%(n)s to send", "%(n)s to send", n),
       failed: (n) => ngettext("%(n)s failed", "%(n)s failed", n),
+      unseen: (n) => ngettext("%(n)s uploaded, its result not shown", "%(n)s uploaded, their results not shown", n),
       refused: (n) => ngettext("%(n)s not uploaded", "%(n)s not uploaded", n),
     };
-    const parts = ["classified", "classifying", "sending", "failed", "refused"].filter((which) => count(which))
+    const parts = ["classified", "classifying", "sending", "failed", "unseen", "refused"].filter((which) => count(which))
       .map((which) => interpolate(words[which](count(which)), { n: count(which) }, true));
     summary.textContent = interpolate(gettext("%(count)s files: %(parts)s."),
       { count: states.size, parts: parts.join(", ") }, true);
@@ -254,9 +256,9 @@
     return status === 401 || (status === 403 && body.error && body.error.code === "not_authenticated");
   }
 
-  function fail(view, reason, state = "refused") { // (a stored photo's classification: "failed")
+  function fail(view, reason, state = "refused") { // (a stored photo's: "failed", or "unseen")
     track(view, state);
-    view.li.classList.add("failed");
+    view.li.classList.add(state === "unseen" ? "unseen" : "failed");
     view.bar.remove();
     view.status.setAttribute("role", "alert");
     view.status.removeAttribute("aria-live"); // (polite would override the alert's assertive)
@@ -315,9 +317,9 @@
         return fail(view, signedOut(response.status, body) ? gettext("You are signed out: sign in again to see the result.")
           : (body.error && body.error.message)
             || interpolate(gettext("The result cannot be shown (%(status)s)."), { status: response.status }, true),
-          "failed");
+          "unseen"); // (stored all the same, and classified in turn: not a failure)
       }
-      if (response.status === 404) return fail(view, gettext("This photo was deleted."), "failed");
+      if (response.status === 404) return fail(view, gettext("This photo was deleted."), "unseen");
       if (!response.ok) { // the server is busy or down for a moment
         await sleep(2000);
         continue;
