@@ -214,6 +214,7 @@ def test_photos_whose_results_cannot_be_shown_once_signed_out_are_counted_as_upl
     assert me.page.locator(".upload-summary").inner_text() == "2 files: 2 uploaded, their results not shown."
     statuses = me.page.locator(".upload-status").all_text_contents()
     assert all(s.endswith(": You are signed out: sign in again to see the result.") for s in statuses)
+    me.shoot("signed-out")
     assert all(error.startswith("Failed to load resource") for error in me.errors), me.errors  # (the 401s)
 
 

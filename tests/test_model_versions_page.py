@@ -188,13 +188,18 @@ def test_starting_a_run_from_the_page(client, root, monkeypatch, settings,
     sent = []
     monkeypatch.setattr(tasks.train_model, "apply_async", lambda args, **_: sent.append(args[0]))
     client.force_login(root)
+    form = client.get(reverse("model-versions")).content.decode()
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("training-run-start"), {"auto_activate": "on", "mode": "fast"},
+        response = client.post(reverse("training-run-start"), {"auto_activate": "on", "mode": "full"},
                                follow=True)
 
+    # The modes as radios (a select clipped their words on a phone), the quick one ticked.
+    assert '<legend>Mode</legend>' in form
+    assert '<input type="radio" name="mode" value="fast" checked> fast: refit the head' in form
+    assert '<input type="radio" name="mode" value="full"> full: fine-tune the top blocks' in form
     run = TrainingRun.objects.get()
-    assert run.auto_activate and sent == [run.pk]
+    assert run.auto_activate and run.mode == "full" and sent == [run.pk]
     page = response.content.decode()
     assert f"Training run {run.pk} is queued" in page
     assert "better on the held-out user photos (at least 30 of them)" in page  # the rule it will follow
