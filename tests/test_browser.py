@@ -214,6 +214,10 @@ def test_photos_whose_results_cannot_be_shown_once_signed_out_are_counted_as_upl
     assert me.page.locator(".upload-summary").inner_text() == "2 files: 2 uploaded, their results not shown."
     statuses = me.page.locator(".upload-status").all_text_contents()
     assert all(s.endswith(": You are signed out: sign in again to see the result.") for s in statuses)
+    me.page.set_viewport_size(WIDTHS["phone"])  # the header in two lines: the name and the account's menu,
+    middles = me.page.evaluate("""() => ['.brand', '.account-menu a', '.main-menu a'].map((s) => {
+        const box = document.querySelector(s).getBoundingClientRect(); return box.top + box.height / 2; })""")
+    assert abs(middles[0] - middles[1]) < 4 and middles[2] > middles[1] + 16, middles  # then the main one
     me.shoot("signed-out")
     assert all(error.startswith("Failed to load resource") for error in me.errors), me.errors  # (the 401s)
 
