@@ -222,6 +222,31 @@ def test_photos_whose_results_cannot_be_shown_once_signed_out_are_counted_as_upl
     assert all(error.startswith("Failed to load resource") for error in me.errors), me.errors  # (the 401s)
 
 
+def test_tick_them_all_ticks_the_pages_boxes_in_place_and_untick_them_all_clears_them(
+        browser, live_server, django_user_model):
+    ayu = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    for _ in range(3):
+        make_photo(ayu, status="done", label="kue_lapis")
+    me = Visitor(browser, live_server.url, "pick")
+    me.log_in("ayu", "kue-lapis-2026", then="/photos/delete/")
+    loads = []
+    me.page.on("load", lambda _page: loads.append(me.page.url))
+    boxes = me.page.locator("input[name=photo]")
+    boxes.nth(1).check()
+
+    me.page.get_by_role("link", name="Tick them all", exact=True).click()
+    ticked = [boxes.nth(i).is_checked() for i in range(3)]
+    me.page.get_by_role("link", name="Untick them all").click()
+
+    assert ticked == [True, True, True] and not any(boxes.nth(i).is_checked() for i in range(3))
+    assert loads == [] and me.page.url.endswith("/photos/delete/")  # (no reload)
+    me.page.get_by_role("link", name="Tick them all", exact=True).click()
+    me.page.get_by_role("button", name="Delete the ticked photos…").click()
+    me.page.wait_for_url(re.compile("/photos/delete/$"))
+    assert "Delete these 3 photos?" in me.page.inner_text("main")
+    assert me.errors == []
+
+
 def test_a_browser_in_indonesian_gets_the_pages_and_their_scripts_in_indonesian_until_english_is_chosen(
         browser, live_server, django_user_model, tmp_path):
     django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
