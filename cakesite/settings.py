@@ -115,6 +115,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "classifier.context_processors.photo_scope",
+                "classifier.context_processors.second_factor",
             ],
         },
     },

@@ -16,3 +16,11 @@ def photo_scope(request) -> dict:
     sees_all = functools.cache(lambda: selectors.may_act_on_others_photos(request.user))
     return {"sees_all_photos": sees_all,
             "gallery_name": lambda: gettext("All photos") if sees_all() else gettext("My photos")}
+
+
+def second_factor(request) -> dict:
+    """`second_factor_pending`: whether the session is a staff account's still to give its second
+    factor (its menus would lead only back to that step)."""
+    from classifier.middleware import second_factor_pending
+
+    return {"second_factor_pending": lambda: hasattr(request, "user") and second_factor_pending(request)}

@@ -294,7 +294,7 @@ class AddressCodeForm(SecondFactorForm):
     """The code e-mailed to the account's address before an authenticator is set up."""
 
     code = forms.CharField(label=gettext_lazy("Code from the e-mail"), max_length=16, help_text=gettext_lazy(
-        "The 6 digits in the e-mail just sent to the account's address."),
+        "The 6 digits in the e-mail sent to the account's address."),
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric",
                                       "spellcheck": "false"}))
 

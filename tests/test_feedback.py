@@ -92,8 +92,10 @@ def test_a_corrected_photos_page_leads_with_the_answer_and_gives_the_models_gues
     assert ">Prediction</h1>" in before
     assert f"<title>Photo {photo.pk}: Kue Lumpur · Cakesite</title>" in page and ">Answer</h1>" in page
     result = page.split('id="result"')[1]
-    assert result.index("Kue Lumpur") < result.index("The model said Kue Serabi, 80% sure:")
+    assert (result.index("Kue Lumpur") < result.index("What the model said:")
+            < result.index('<span class="bar-label">Kue Serabi</span>'))
     assert "80% sure</span>" not in result  # (the guess is no longer the headline)
+    assert ">Change the answer</h2>" in result and "Is it right?" not in result
 
 
 def test_none_of_these_is_thanked_for_what_it_does(client, user):

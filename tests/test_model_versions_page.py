@@ -195,7 +195,7 @@ def test_starting_a_run_from_the_page(client, root, monkeypatch, settings,
                                follow=True)
 
     # The modes as radios (a select clipped their words on a phone), the quick one ticked.
-    assert '<legend>Mode</legend>' in form
+    assert '<legend>How to train</legend>' in form
     assert '<input type="radio" name="mode" value="fast" checked> fast: refit the head' in form
     assert '<input type="radio" name="mode" value="full"> full: fine-tune the top blocks' in form
     run = TrainingRun.objects.get()

@@ -71,6 +71,9 @@ def test_a_staff_member_signed_in_with_the_password_alone_is_sent_to_set_up_an_a
     secret = re.search(r'id="secret">([A-Z2-7 ]+)<', page).group(1)
     assert secret.replace(" ", "") == base64.b32encode(device.bin_key).decode()
     assert "<svg" in page and "QR code of the secret" in page
+    # Its header offers signing out, not pages that would only lead back here.
+    assert 'href="/upload/"' not in page and 'href="/admin/"' not in page and "Signed in as" not in page
+    assert '<button type="submit" class="link">Sign out</button>' in page
     assert f'href="otpauth://totp/cakesite%3Aadmin?secret={secret.replace(" ", "")}' in page
 
     wrong_code = "000000" if code_of(device) != "000000" else "111111"
@@ -87,7 +90,8 @@ def test_a_staff_member_signed_in_with_the_password_alone_is_sent_to_set_up_an_a
     assert browser.get("/admin/").status_code == 200
     assert browser.get(f"/photos/{photo.pk}/").status_code == 200  # (staff see everyone's photos)
     assert browser.get("/api/photos/").status_code == 200
-    assert "10 backup codes left" in browser.get("/accounts/").content.decode()
+    account = browser.get("/accounts/").content.decode()
+    assert "10 backup codes left" in account and 'href="/upload/"' in account and 'href="/admin/"' in account
 
 
 def test_later_sign_ins_ask_for_a_code_of_the_app_or_a_backup_code_each_good_once(staff):
