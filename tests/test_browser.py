@@ -213,12 +213,23 @@ def test_photos_whose_results_cannot_be_shown_once_signed_out_are_counted_as_upl
     assert Photo.objects.count() == 2 and me.page.locator(".upload.failed").count() == 0
     assert me.page.locator(".upload-summary").inner_text() == "2 files: 2 uploaded, their results not shown."
     statuses = me.page.locator(".upload-status").all_text_contents()
-    assert all(s.endswith(": You are signed out: sign in again to see the result.") for s in statuses)
+    assert all(s.endswith(": Stored; its result shows once you sign in again.") for s in statuses)
+    # Said once, not for each photo, with the way back to them.
+    said = "You are signed out: sign in again to see the results."  # (as the gallery says it)
+    assert me.page.locator("[role=alert]").all_text_contents() == [said]
+    link = me.page.get_by_role("link", name="sign in again")
+    assert link.get_attribute("href") == "/accounts/login/?next=/photos/"
     me.page.set_viewport_size(WIDTHS["phone"])  # the header in two lines: the name and the account's menu,
     middles = me.page.evaluate("""() => ['.brand', '.account-menu a', '.main-menu a'].map((s) => {
         const box = document.querySelector(s).getBoundingClientRect(); return box.top + box.height / 2; })""")
     assert abs(middles[0] - middles[1]) < 4 and middles[2] > middles[1] + 16, middles  # then the main one
     me.shoot("signed-out")
+    link.click()
+    me.page.fill("#id_username", "ayu")
+    me.page.fill("#id_password", "kue-lapis-2026")
+    me.page.get_by_role("button", name="Sign in").click()
+    me.page.wait_for_url(re.compile("/photos/$"))
+    assert me.page.locator(".tile").count() == 2  # (their results show there as they come)
     assert all(error.startswith("Failed to load resource") for error in me.errors), me.errors  # (the 401s)
 
 

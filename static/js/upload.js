@@ -260,9 +260,28 @@
     track(view, state);
     view.li.classList.add(state === "unseen" ? "unseen" : "failed");
     view.bar.remove();
-    view.status.setAttribute("role", "alert");
-    view.status.removeAttribute("aria-live"); // (polite would override the alert's assertive)
+    if (state !== "unseen") { // (an unseen photo is said once for all, by signedOutNote)
+      view.status.setAttribute("role", "alert");
+      view.status.removeAttribute("aria-live"); // (polite would override the alert's assertive)
+    }
     show(view, reason);
+  }
+
+  // Signed out while photos wait for their results (in another tab, or the session ended): said
+  // once, under the summary, with the way back to them.
+  let signedOutSaid = false;
+  function signedOutNote() {
+    if (signedOutSaid) return;
+    signedOutSaid = true;
+    const note = document.createElement("p"); // (as the gallery's poll.js says it)
+    note.className = "error";
+    note.setAttribute("role", "alert");
+    const link = document.createElement("a");
+    link.href = form.dataset.signIn; // (to the photos, where their results are)
+    link.textContent = gettext("sign in again");
+    const [before, after = ""] = gettext("You are signed out: %(link)s to see the results.").split("%(link)s");
+    note.append(before, link, after);
+    summary.after(note);
   }
 
   // A failure that sending again may mend: a button sends the same file, under the same key.
@@ -314,10 +333,13 @@
       answered++;
       if (response.status === 401 || response.status === 403) {
         const body = await response.json().catch(() => ({}));
-        return fail(view, signedOut(response.status, body) ? gettext("You are signed out: sign in again to see the result.")
-          : (body.error && body.error.message)
-            || interpolate(gettext("The result cannot be shown (%(status)s)."), { status: response.status }, true),
-          "unseen"); // (stored all the same, and classified in turn: not a failure)
+        if (signedOut(response.status, body)) {
+          signedOutNote();
+          return fail(view, gettext("Stored; its result shows once you sign in again."), "unseen");
+        }
+        return fail(view, (body.error && body.error.message) // (stored all the same: not a failure)
+          || interpolate(gettext("The result cannot be shown (%(status)s)."), { status: response.status }, true),
+        "unseen");
       }
       if (response.status === 404) return fail(view, gettext("This photo was deleted."), "unseen");
       if (!response.ok) { // the server is busy or down for a moment
