@@ -1011,12 +1011,13 @@ def test_every_page_reflows_at_320_pixels_with_wider_text_spacing(browser, live_
     spacing a reader may set, no page needs scrolling sideways (the runs and metrics tables scroll
     inside their own region); in Indonesian too, whose words are longer."""
 
-    root = django_user_model.objects.create_superuser("chef", password="kue-bika-ambon-7")
+    long_name = "kepala_dapur_kue_bika_ambon_medan_2026"  # (the account page names it whole)
+    root = django_user_model.objects.create_superuser(long_name, password="kue-bika-ambon-7")
     photo = make_photo(root, status="done", label="kue_lapis", confidence=0.55)
     for _program in range(2):  # (the account page lists them)
         api_token(root)
     me = Visitor(browser, live_server.url, f"reflow-{language}")
-    me.log_in("chef", "kue-bika-ambon-7", then="/upload/")
+    me.log_in(long_name, "kue-bika-ambon-7", then="/upload/")
     me.page.select_option("#language", language)
     me.page.get_by_role("button", name="Change").click()
     me.page.wait_for_function(f"() => document.documentElement.lang === '{language}'")
