@@ -735,6 +735,24 @@ def test_an_answer_to_the_last_photo_of_a_page_carries_on_from_the_one_the_next_
     assert me.errors == []
 
 
+def test_u_undoes_the_answer_to_the_queues_last_photo_too(browser, live_server, django_user_model):
+    """The queue emptied by the answer: its thanks and Undo are all the page has, and U still works."""
+    owner = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    photo = make_photo(owner, "done", "kue_lapis", confidence=0.4)
+    me = Visitor(browser, live_server.url, "queue-emptied")
+    me.log_in("ayu", "kue-lapis-2026", then="/review/")
+    me.page.locator(f"#review-{photo.pk}").focus()
+    me.page.keyboard.press("y")
+    me.page.wait_for_selector("#answered button:focus")
+    assert Feedback.objects.filter(photo=photo).exists()
+
+    me.page.keyboard.press("u")
+
+    me.page.wait_for_selector(f"#review-{photo.pk}")
+    assert not Feedback.objects.filter(photo=photo).exists()
+    assert me.errors == []
+
+
 def test_on_a_phone_the_review_queue_shows_each_photo_across_the_screen_and_no_keyboard_help(
         browser, live_server, django_user_model):
 

@@ -23,8 +23,15 @@
   }
   const queue = document.querySelector("[data-review]");
   if (!queue) {
-    // The last photo answered from the keyboard: the Undo is all that is left to act on.
+    // The last photo answered from the keyboard: the Undo is all that is left to act on (U too).
     if (answered && cameBack) answered.querySelector("button").focus();
+    if (answered) {
+      answered.addEventListener("keydown", (event) => {
+        if (event.altKey || event.ctrlKey || event.metaKey || event.key.toLowerCase() !== "u") return;
+        event.preventDefault();
+        undo();
+      });
+    }
     return;
   }
   const slugs = queue.dataset.labels.split(",");
