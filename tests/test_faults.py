@@ -364,6 +364,7 @@ def test_an_error_on_the_server_side_is_a_page_on_the_site_and_the_api_error_sha
     assert api.status_code == 500 and api.json()["error"]["code"] == "server_error"
     assert "it has been logged" in api.json()["error"]["message"]
     assert page.status_code == 500 and "Something went wrong" in page.content.decode()
+    assert 'href="/accounts/login/"' not in page.content.decode()  # (drawn without the user: no Sign in)
     assert Photo.objects.count() == 0 and files_under(settings.MEDIA_ROOT) == []
 
 
