@@ -332,7 +332,8 @@ def wrong_code(*devices) -> str:
     wait = selectors.second_factor_wait_s(*devices)
     if wait > 1:
         return gettext("That code is not right (or no longer): type the one your app shows now, or a backup "
-                       "code. After several wrong ones, wait %(wait)s s before the next.") % {"wait": wait}
+                       "code. After several wrong ones, wait %(wait)s before the next.") % {
+            "wait": wait_in_words(wait)}
     return gettext("That code is not right (or no longer): type the one your app shows now, or a backup "
                    "code.")
 

@@ -267,7 +267,7 @@ def test_wrong_codes_in_a_row_are_answered_with_the_growing_wait(staff):
     second = browser.post("/accounts/two-factor/", {"code": "12345x"}).content.decode()
 
     assert "That code is not right" in first and "wait" not in first
-    assert "After several wrong ones, wait 2 s before the next." in second
+    assert "After several wrong ones, wait 2 seconds before the next." in second
 
 
 def test_the_steps_pages_are_sound_for_assistive_technology(staff):
