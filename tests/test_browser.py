@@ -120,6 +120,14 @@ class Visitor:
         self.page.set_viewport_size(WIDTHS["desktop"])
 
 
+def header_middles(page) -> list[float]:
+    """Where the site's name, the account's menu and the main menu sit, up the page (their middles)."""
+    return page.evaluate("""() => ['.brand', '.account-menu a', '.main-menu a'].map((s) => {
+        const box = document.querySelector(s).getBoundingClientRect();
+        return box.top + box.height / 2;
+    })""")
+
+
 def test_many_photos_dropped_at_once_leave_the_browser_connections_for_other_pages(
         browser, site, django_user_model, settings):
     """A browser keeps six connections to a site; the upload page takes at most four of them. (And
@@ -220,8 +228,7 @@ def test_photos_whose_results_cannot_be_shown_once_signed_out_are_counted_as_upl
     link = me.page.get_by_role("link", name="sign in again")
     assert link.get_attribute("href") == "/accounts/login/?next=/photos/"
     me.page.set_viewport_size(WIDTHS["phone"])  # the header in two lines: the name and the account's menu,
-    middles = me.page.evaluate("""() => ['.brand', '.account-menu a', '.main-menu a'].map((s) => {
-        const box = document.querySelector(s).getBoundingClientRect(); return box.top + box.height / 2; })""")
+    middles = header_middles(me.page)
     assert abs(middles[0] - middles[1]) < 4 and middles[2] > middles[1] + 16, middles  # then the main one
     me.shoot("signed-out")
     link.click()
@@ -328,6 +335,12 @@ def test_a_staff_member_sets_up_two_factor_sign_in_from_the_page_and_then_reache
     me.page.get_by_role("link", name="Go on").click()
     me.page.wait_for_url(re.compile("/admin/$"))
     assert me.page.get_by_role("link", name="Model versions").count() >= 1
+    # A staff member's longer menu: under the name and the account's menu up to 1000 px, one line above.
+    me.go("/upload/")
+    for width, one_line in ((800, False), (1280, True)):
+        me.page.set_viewport_size({"width": width, "height": 800})
+        brand, account, main = header_middles(me.page)
+        assert abs(brand - account) < 4 and (abs(main - brand) < 4 if one_line else main > brand + 16), width
     assert me.errors == []
 
 

@@ -27,7 +27,8 @@
     if (answered && cameBack) answered.querySelector("button").focus();
     if (answered) {
       answered.addEventListener("keydown", (event) => {
-        if (event.altKey || event.ctrlKey || event.metaKey || event.key.toLowerCase() !== "u") return;
+        if (event.altKey || event.ctrlKey || event.metaKey || event.repeat) return; // (a key held: once)
+        if ((event.key || "").toLowerCase() !== "u") return;
         event.preventDefault();
         undo();
       });
@@ -63,7 +64,11 @@
     if (event.altKey || event.ctrlKey || event.metaKey) return;
     if (!queue.contains(event.target)) return; // the page just opened, a link, a field elsewhere
     if (event.target.closest("select, input, textarea")) return; // typing in a field
-    const key = event.key.toLowerCase();
+    const key = (event.key || "").toLowerCase();
+    if (event.repeat && !["j", "k"].includes(key)) { // a key held answers once (J and K may scroll on)
+      event.preventDefault();
+      return;
+    }
     if (key === "j") highlight(current + 1, true);
     else if (key === "k") highlight(current - 1, true);
     else if (key === "y" || (key === "enter" && event.target === items[current])) {

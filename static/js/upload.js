@@ -256,11 +256,12 @@
     return status === 401 || (status === 403 && body.error && body.error.code === "not_authenticated");
   }
 
-  function fail(view, reason, state = "refused") { // (a stored photo's: "failed", or "unseen")
+  // `alert`: false where signedOutNote says it once for all.
+  function fail(view, reason, state = "refused", alert = true) { // (a stored photo's: "failed", or "unseen")
     track(view, state);
     view.li.classList.add(state === "unseen" ? "unseen" : "failed");
     view.bar.remove();
-    if (state !== "unseen") { // (an unseen photo is said once for all, by signedOutNote)
+    if (alert) {
       view.status.setAttribute("role", "alert");
       view.status.removeAttribute("aria-live"); // (polite would override the alert's assertive)
     }
@@ -335,7 +336,7 @@
         const body = await response.json().catch(() => ({}));
         if (signedOut(response.status, body)) {
           signedOutNote();
-          return fail(view, gettext("Stored; its result shows once you sign in again."), "unseen");
+          return fail(view, gettext("Stored; its result shows once you sign in again."), "unseen", false);
         }
         return fail(view, (body.error && body.error.message) // (stored all the same: not a failure)
           || interpolate(gettext("The result cannot be shown (%(status)s)."), { status: response.status }, true),
