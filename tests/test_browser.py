@@ -265,6 +265,37 @@ def test_tick_them_all_ticks_the_pages_boxes_in_place_and_untick_them_all_clears
     assert me.errors == []
 
 
+def test_photos_ticked_on_one_page_of_delete_several_stay_ticked_and_go_with_the_next_pages(
+        browser, live_server, django_user_model):
+    from classifier.views import PAGE_SIZE
+
+    ayu = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    photos = [make_photo(ayu, status="done", label="kue_lapis") for _ in range(PAGE_SIZE + 2)]
+    newest, oldest = photos[-1], photos[0]  # (page 1 starts with the newest, page 2 ends with the oldest)
+    me = Visitor(browser, live_server.url, "pick-pages")
+    me.log_in("ayu", "kue-lapis-2026", then="/photos/delete/")
+    me.page.locator(f"#pick-{newest.pk}").check()
+    me.page.get_by_role("link", name="Older").click()
+    me.page.wait_for_url(re.compile(r"page=2$"))
+
+    assert me.page.locator("[data-picked-elsewhere]").inner_text() == "And 1 photo ticked on another page."
+    me.page.locator(f"#pick-{oldest.pk}").check()
+    me.page.get_by_role("link", name="Newer").click()
+    me.page.wait_for_url(re.compile(r"page=1$"))
+    assert me.page.locator(f"#pick-{newest.pk}").is_checked()  # (kept when coming back)
+    me.page.get_by_role("button", name="Delete the ticked photos…").click()
+    me.page.wait_for_selector("text=Delete these 2 photos?")
+    me.page.get_by_role("button", name="Delete 2 photos").click()
+    me.page.wait_for_url(re.compile(r"/photos/(\?page=1)?$"))
+
+    assert not Photo.objects.filter(pk__in=[newest.pk, oldest.pk]).exists()
+    assert Photo.objects.count() == PAGE_SIZE
+    me.go("/photos/delete/")  # the ticks went with the deletion
+    assert me.page.locator("input[name=photo]:checked").count() == 0
+    assert me.page.locator("[data-picked-elsewhere]").is_hidden()
+    assert me.errors == []
+
+
 def test_a_browser_in_indonesian_gets_the_pages_and_their_scripts_in_indonesian_until_english_is_chosen(
         browser, live_server, django_user_model, tmp_path):
     django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
