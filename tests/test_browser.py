@@ -270,7 +270,7 @@ def test_photos_ticked_on_one_page_of_delete_several_stay_ticked_and_go_with_the
     from classifier.views import PAGE_SIZE
 
     ayu = django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
-    photos = [make_photo(ayu, status="done", label="kue_lapis") for _ in range(PAGE_SIZE + 2)]
+    photos = [make_photo(ayu, status="done", label="kue_lapis") for _ in range(PAGE_SIZE + 3)]
     newest, oldest = photos[-1], photos[0]  # (page 1 starts with the newest, page 2 ends with the oldest)
     me = Visitor(browser, live_server.url, "pick-pages")
     me.log_in("ayu", "kue-lapis-2026", then="/photos/delete/")
@@ -280,20 +280,31 @@ def test_photos_ticked_on_one_page_of_delete_several_stay_ticked_and_go_with_the
 
     assert me.page.locator("[data-picked-elsewhere]").inner_text() == "And 1 photo ticked on another page."
     me.page.locator(f"#pick-{oldest.pk}").check()
-    me.page.get_by_role("link", name="Newer").click()
-    me.page.wait_for_url(re.compile(r"page=1$"))
-    assert me.page.locator(f"#pick-{newest.pk}").is_checked()  # (kept when coming back)
+    me.page.go_back()  # (Back, as well as the page's links, finds the ticks as the other page left them)
+    me.page.wait_for_url(re.compile(r"/photos/delete/$"))
+    assert me.page.locator(f"#pick-{newest.pk}").is_checked()
+    assert me.page.locator("[data-picked-elsewhere]").inner_text() == "And 1 photo ticked on another page."
     me.page.get_by_role("button", name="Delete the ticked photos…").click()
     me.page.wait_for_selector("text=Delete these 2 photos?")
     me.page.get_by_role("button", name="Delete 2 photos").click()
     me.page.wait_for_url(re.compile(r"/photos/(\?page=1)?$"))
 
     assert not Photo.objects.filter(pk__in=[newest.pk, oldest.pk]).exists()
-    assert Photo.objects.count() == PAGE_SIZE
-    me.go("/photos/delete/")  # the ticks went with the deletion
-    assert me.page.locator("input[name=photo]:checked").count() == 0
+    assert Photo.objects.count() == PAGE_SIZE + 1
+    me.page.get_by_role("link", name="Delete several…").click()  # another visit: none ticked
+    me.page.wait_for_url(re.compile(r"/photos/delete/"))
+    me.page.locator("input[name=photo]").first.check()
+    me.page.get_by_role("link", name="Older").click()
+    me.page.wait_for_url(re.compile(r"page=2$"))
+    assert me.page.locator("[data-picked-elsewhere]").inner_text() == "And 1 photo ticked on another page."
+    me.page.get_by_role("link", name="Untick them all").click()  # every page's
     assert me.page.locator("[data-picked-elsewhere]").is_hidden()
-    assert me.errors == []
+    me.page.locator("input[name=photo]").first.check()
+    me.page.get_by_role("link", name="Keep them").click()  # left: the next visit starts with none
+    me.page.get_by_role("link", name="Delete several…").click()
+    me.page.wait_for_url(re.compile(r"/photos/delete/"))
+    assert me.page.locator("input[name=photo]:checked").count() == 0
+    assert me.page.locator("[data-picked-elsewhere]").is_hidden() and me.errors == []
 
 
 def test_a_browser_in_indonesian_gets_the_pages_and_their_scripts_in_indonesian_until_english_is_chosen(
