@@ -880,10 +880,15 @@ def email_confirmations_unsent() -> list[int]:
 
 def email_confirm_period() -> str:
     """How long a confirmation link works, in words ("3 days")."""
+    return duration_in_words(settings.EMAIL_CONFIRM_TIMEOUT)
+
+
+def duration_in_words(seconds: int) -> str:
+    """`seconds` as Django's timesince words them, to the minute ("3 days", "18 hours, 12 minutes")."""
     from django.utils.timesince import timesince
 
     now = timezone.now()
-    return timesince(now - timedelta(seconds=settings.EMAIL_CONFIRM_TIMEOUT), now)
+    return timesince(now - timedelta(seconds=seconds), now)
 
 
 # An address asked for and never confirmed is forgotten this long after its link stopped working.

@@ -7,7 +7,6 @@ import functools
 import math
 import sys
 import time
-from datetime import timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import django_otp
@@ -351,13 +350,10 @@ def wrong_address_code(user) -> str:
 
 
 def wait_in_words(seconds: int) -> str:
-    """A wait in words: "45 seconds", else as Django's timeuntil gives it ("2 days, 3 hours")."""
-    from django.utils.timesince import timeuntil
-
+    """A wait in words: "45 seconds", else to the minute ("2 days, 3 hours")."""
     if seconds < 120:
         return ngettext("%(n)s second", "%(n)s seconds", seconds) % {"n": seconds}
-    now = timezone.now()
-    return timeuntil(now + timedelta(seconds=seconds), now)
+    return services.duration_in_words(seconds)
 
 
 @sensitive_post_parameters("code")
