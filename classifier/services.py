@@ -624,7 +624,7 @@ def second_factor_address_code(user, *, site: str, again: bool = False) -> str:
         # (locked: saved whole below, it would otherwise undo a wrong code counted meanwhile)
         device = (EmailDevice.objects.select_for_update().filter(user=user, confirmed=False).first()
                   or EmailDevice.objects.create(user=user, name="address check", confirmed=False))
-        if not again and device.token and device.email == user.email and device.valid_until > timezone.now():
+        if not again and address_code_works(device) and device.email == user.email:
             return "waiting"
         if not device.generate_is_allowed()[0]:  # (django-otp's cooldown: OTP_EMAIL_COOLDOWN_DURATION)
             return "too soon"
@@ -647,13 +647,19 @@ def second_factor_code_send(user_id: int, site: str) -> bool:
     """E-mail the code second_factor_address_code made, if it still works (a code is never in the
     broker's messages); whether it was sent."""
     device = EmailDevice.objects.select_related("user").filter(user_id=user_id, confirmed=False).first()
-    if device is None or not device.token or not device.email or device.valid_until <= timezone.now():
+    if device is None or not address_code_works(device):
         return False
     context = {"user": device.user, "code": device.token, "site": urlsplit(site).netloc,
                "minutes": settings.OTP_EMAIL_TOKEN_VALIDITY // 60,
                "link": site + reverse("password_reset")}
     email_from_templates("second_factor_code", context, device.email)
     return True
+
+
+def address_code_works(device: EmailDevice) -> bool:
+    """Whether the code second_factor_address_code last made is still to be typed: sent to an
+    address, not used, not expired."""
+    return bool(device.token and device.email) and device.valid_until > timezone.now()
 
 
 def second_factor_address_check(user, code: str) -> str | None:
