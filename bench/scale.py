@@ -68,6 +68,7 @@ def make_site(users: int, now) -> dict:
     model versions (the shipped one first, the newest active) with the runs that made them."""
     from django.conf import settings
     from django.contrib.auth.models import User
+    from django_otp.plugins.otp_totp.models import TOTPDevice
 
     from classifier.models import ModelVersion, TrainingRun
     from classifier.services import api_token_new
@@ -75,6 +76,8 @@ def make_site(users: int, now) -> dict:
     people = User.objects.bulk_create([User(username=f"user{i:05d}", password="!") for i in range(users - 2)])
     heavy = User.objects.create(username="heavy", password="!")
     staff = User.objects.create(username="staff", password="!", is_staff=True, is_superuser=True)
+    # its authenticator app, set up before its token (with STAFF_TWO_FACTOR, one made before would not work)
+    TOTPDevice.objects.create(user=staff, name="app")
     shipped = ModelVersion.objects.filter(name=settings.SHIPPED_MODEL).first()
     if shipped is None:
         raise SystemExit(f"the shipped model {settings.SHIPPED_MODEL} was not registered (no labels.json?)")
@@ -176,11 +179,16 @@ def pages(site: dict) -> dict[str, tuple[object, str]]:
     size loaded)."""
     from django.test import Client
     from django.urls import reverse
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
 
     web = {}
     for who in ("heavy", "staff"):
         web[who] = Client()
         web[who].force_login(site[who])
+    session = web["staff"].session  # signed in with the app's code too (STAFF_TWO_FACTOR)
+    session[DEVICE_ID_SESSION_KEY] = TOTPDevice.objects.get(user=site["staff"]).persistent_id
+    session.save()
     api = {who: Client(HTTP_AUTHORIZATION=f"Token {site['tokens'][site[who]]}") for who in ("heavy", "staff")}
     photos = reverse("api:photo-list")
     return {
