@@ -1,5 +1,6 @@
 """What users store and see: photos, predictions, and the model versions that made them."""
 
+import copy
 import uuid
 from datetime import timedelta
 from pathlib import Path, PurePath
@@ -16,6 +17,20 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from knox.models import AbstractAuthToken
+
+
+class EmptyLastIndex(models.Index):
+    """An index whose descending fields keep empty values (NULL) last, as the API's lists read them.
+    PostgreSQL puts them first in a descending index unless told otherwise; SQLite puts them last
+    already (and cannot say NULLS LAST in an index)."""
+
+    def create_sql(self, model, schema_editor, using="", **kwargs):
+        index = self
+        if schema_editor.connection.vendor == "postgresql":
+            index = copy.copy(self)
+            index.fields_orders = [(name, f"{order} NULLS LAST" if order else order)
+                                   for name, order in self.fields_orders]
+        return super(EmptyLastIndex, index).create_sql(model, schema_editor, using=using, **kwargs)
 
 
 def photo_upload_to(instance: "Photo", filename: str) -> str:
@@ -142,11 +157,16 @@ class Photo(models.Model):
             # "My photos" and everyone's (staff, admin), newest first: read in index order, no sort
             models.Index(fields=["owner", "-created", "-id"], name="photo_owner_newest"),
             models.Index(fields=["-created", "-id"], name="photo_newest"),
-            # the API's list ordered by confidence or margin (either way: an index reads backwards)
+            # the API's list ordered by confidence or margin, photos without one last either way: an
+            # index for each direction (read backwards, one would put them first descending)
             models.Index(fields=["owner", "confidence"], name="photo_owner_confidence"),
+            EmptyLastIndex(fields=["owner", "-confidence"], name="photo_owner_confidence_down"),
             models.Index(fields=["confidence"], name="photo_confidence"),
+            EmptyLastIndex(fields=["-confidence"], name="photo_confidence_down"),
             models.Index(fields=["owner", "margin"], name="photo_owner_margin"),
+            EmptyLastIndex(fields=["owner", "-margin"], name="photo_owner_margin_down"),
             models.Index(fields=["margin"], name="photo_margin"),
+            EmptyLastIndex(fields=["-margin"], name="photo_margin_down"),
             # the sweep's look for photos done without their copies (nearly always none)
             models.Index(fields=["id"], condition=models.Q(status="done", confidence__isnull=True),
                          name="photo_done_without_copies"),

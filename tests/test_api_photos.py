@@ -387,6 +387,22 @@ def test_pages_ordered_by_a_value_many_photos_share_show_each_photo_once(api, us
     assert [pk for number in range(1, 7) for pk in page(number)] == [p.pk for p in by]
 
 
+@pytest.mark.parametrize("ordering", ["confidence", "-confidence", "margin", "-margin"])
+def test_photos_not_classified_yet_come_last_in_either_direction(api, user, ordering):
+    """On PostgreSQL and SQLite alike (each puts a missing value first in one of the directions)."""
+    sure, unsure = (make_photo(user, status="done", label="kue_lapis", confidence=c) for c in (0.9, 0.5))
+    waiting = [make_photo(user) for _ in range(3)]
+
+    def page(number: int) -> list[int]:
+        return [p["id"] for p in api.get("/api/photos/", {"ordering": ordering, "page": number,
+                                                          "page_size": 2}).json()["results"]]
+
+    classified = [unsure.pk, sure.pk] if ordering in ("confidence", "margin") else [sure.pk, unsure.pk]
+    later_first = ordering.startswith("-")  # then by id, in the direction asked for
+    assert page(1) == classified
+    assert page(2) + page(3) == sorted((p.pk for p in waiting), reverse=later_first)
+
+
 def test_the_photo_keeps_a_copy_of_its_predictions_label_confidence_and_margin(user):
     """What the list filters and orders on without reading the predictions: copied when the prediction
     is recorded, in the same transaction."""
@@ -459,7 +475,8 @@ def test_filters_by_status_label_feedback_confidence_and_date(api, user):
     assert ids(ordering="-confidence, created", status="done") == [lapis.pk, serabi.pk]
     unknown = api.get("/api/photos/", {"ordering": "size"}).json()["error"]["fields"]["ordering"]
     assert unknown == ["Order by created, confidence, margin; a leading - reverses a field; several, "
-                       "comma-separated, order by the first, then the next."]
+                       "comma-separated, order by the first, then the next. Those without a confidence "
+                       "or margin come last either way."]
 
 
 def test_dates_with_any_legal_offset_are_compared_in_utc(api, user):

@@ -1,5 +1,7 @@
 """Page-number pagination with a bounded, client-chosen page size."""
 
+from django.core.exceptions import FieldDoesNotExist
+from django.db.models import F
 from rest_framework import filters, pagination
 from rest_framework.exceptions import ValidationError
 
@@ -45,8 +47,30 @@ class PageNumberPagination(pagination.PageNumberPagination):
 
 class StableOrderingFilter(filters.OrderingFilter):
     """DRF's ?ordering=, with the id last (in the direction of the last field): photos with the
-    same confidence keep one order from page to page, so no page repeats or skips one. A field it
+    same confidence keep one order from page to page, so no page repeats or skips one. Rows without
+    a value (a photo not classified yet has no confidence) come last either way, on every database
+    (PostgreSQL puts them first in a descending order, SQLite first in an ascending one). A field it
     cannot order by is a 400 (DRF leaves it out silently), and the schema says which it can."""
+
+    def filter_queryset(self, request, queryset, view):
+        ordering = self.get_ordering(request, queryset, view)
+        if not ordering:
+            return queryset
+        return queryset.order_by(*(self.empty_last(queryset.model, field) for field in ordering))
+
+    @classmethod
+    def empty_last(cls, model, field: str):
+        name = field.lstrip("-")
+        if not cls.nullable(model, name):
+            return field
+        return F(name).desc(nulls_last=True) if field.startswith("-") else F(name).asc(nulls_last=True)
+
+    @staticmethod
+    def nullable(model, name: str) -> bool:
+        try:
+            return model._meta.get_field(name).null
+        except FieldDoesNotExist:  # "pk"
+            return False
 
     def remove_invalid_fields(self, queryset, fields, view, request):
         valid = super().remove_invalid_fields(queryset, fields, view, request)
@@ -54,10 +78,13 @@ class StableOrderingFilter(filters.OrderingFilter):
             raise ValidationError({self.ordering_param: [self.explained(view)]})
         return valid
 
-    @staticmethod
-    def explained(view) -> str:
+    @classmethod
+    def explained(cls, view) -> str:
+        model = view.get_queryset().model
+        empty = [name for name in view.ordering_fields if cls.nullable(model, name)]
         return (f"Order by {', '.join(view.ordering_fields)}; a leading - reverses a field; several, "
-                "comma-separated, order by the first, then the next.")
+                "comma-separated, order by the first, then the next."
+                + (f" Those without a {' or '.join(empty)} come last either way." if empty else ""))
 
     def get_schema_operation_parameters(self, view):
         fields = "|".join(view.ordering_fields)
