@@ -629,6 +629,31 @@ def test_a_photos_page_left_open_while_it_waits_long_says_so_and_still_shows_the
     assert me.errors == []
 
 
+def test_an_upload_deleted_elsewhere_while_it_waits_is_counted_as_deleted(
+        browser, live_server, django_user_model):
+    from classifier.models import Photo
+
+    django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    me = Visitor(browser, live_server.url, "deleted")
+    # No worker classifies them: each wait for a result lasts a second, not 20 (as above).
+    me.page.route(re.compile(r"/api/photos/\d+/\?wait="),
+                  lambda route: route.continue_(url=route.request.url.replace("wait=20", "wait=1")))
+    me.log_in("ayu", "kue-lapis-2026", then="/upload/")
+    me.page.set_input_files("input[type=file]", [str(p) for p in sorted(PHOTOS.glob("*/*.jpg"))[:2]])
+    me.page.wait_for_function("() => [...document.querySelectorAll('.upload-status')].filter("
+                              "(s) => s.textContent.includes('Stored; classifying')).length === 2")
+
+    deleted = Photo.objects.earliest("pk")
+    deleted.delete()  # in the gallery's other tab, say
+    me.page.wait_for_function("() => document.querySelectorAll('.upload.unseen').length === 1")
+
+    summary = me.page.locator(".upload-summary").inner_text()
+    assert summary == "2 files: 1 being classified, 1 deleted meanwhile."
+    said = me.page.locator("[role=alert]").all_text_contents()
+    assert said == [f"{deleted.original_name}: This photo was deleted."]
+    assert me.errors == ["Failed to load resource: the server responded with a status of 404 (Not Found)"]
+
+
 def test_a_gallery_stops_asking_about_a_photo_deleted_elsewhere_and_shows_one_uploaded_elsewhere(
         browser, live_server, django_user_model):
     from urllib.parse import parse_qs, urlsplit

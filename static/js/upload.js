@@ -37,8 +37,8 @@
   const newKey = () => (window.crypto && crypto.randomUUID ? crypto.randomUUID()
     : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`);
   // each upload's view: "sending", "classifying", "classified", "failed" (its classification),
-  // "unseen" (stored, but its result cannot be shown here: signed out meanwhile, deleted) or
-  // "refused" (not uploaded: too large, not a picture, signed out...)
+  // "unseen" (stored, but its result cannot be shown here: signed out meanwhile), "deleted" (since,
+  // elsewhere) or "refused" (not uploaded: too large, not a picture, signed out...)
   const states = new Map();
 
   // Where a batch stands, in one line above the list (from two photos on). Not a live region: each
@@ -52,9 +52,10 @@
       sending: (n) => ngettext("%(n)s to send", "%(n)s to send", n),
       failed: (n) => ngettext("%(n)s failed", "%(n)s failed", n),
       unseen: (n) => ngettext("%(n)s uploaded, its result not shown", "%(n)s uploaded, their results not shown", n),
+      deleted: (n) => ngettext("%(n)s deleted meanwhile", "%(n)s deleted meanwhile", n),
       refused: (n) => ngettext("%(n)s not uploaded", "%(n)s not uploaded", n),
     };
-    const parts = ["classified", "classifying", "sending", "failed", "unseen", "refused"].filter((which) => count(which))
+    const parts = Object.keys(words).filter((which) => count(which))
       .map((which) => interpolate(words[which](count(which)), { n: count(which) }, true));
     summary.textContent = interpolate(gettext("%(count)s files: %(parts)s."),
       { count: states.size, parts: parts.join(", ") }, true);
@@ -257,9 +258,9 @@
   }
 
   // `alert`: false where signedOutNote says it once for all.
-  function fail(view, reason, state = "refused", alert = true) { // (a stored photo's: "failed", or "unseen")
+  function fail(view, reason, state = "refused", alert = true) { // (a stored photo's: "failed", "unseen", "deleted")
     track(view, state);
-    view.li.classList.add(state === "unseen" ? "unseen" : "failed");
+    view.li.classList.add(["unseen", "deleted"].includes(state) ? "unseen" : "failed");
     view.bar.remove();
     if (alert) {
       view.status.setAttribute("role", "alert");
@@ -342,7 +343,7 @@
           || interpolate(gettext("The result cannot be shown (%(status)s)."), { status: response.status }, true),
         "unseen");
       }
-      if (response.status === 404) return fail(view, gettext("This photo was deleted."), "unseen");
+      if (response.status === 404) return fail(view, gettext("This photo was deleted."), "deleted");
       if (!response.ok) { // the server is busy or down for a moment
         await sleep(2000);
         continue;
