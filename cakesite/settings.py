@@ -263,7 +263,7 @@ CACHES = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "classifier.api.authentication.TokenAuthentication",  # knox's, and a staff account's second factor
-        "rest_framework.authentication.SessionAuthentication",
+        "classifier.api.authentication.SessionAuthentication",  # DRF's, with its own code for a CSRF refusal
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON only, errors included, whatever the client accepts (the browsable API answered a browser's

@@ -629,6 +629,31 @@ def test_a_photos_page_left_open_while_it_waits_long_says_so_and_still_shows_the
     assert me.errors == []
 
 
+def test_an_upload_from_a_page_opened_before_signing_in_again_elsewhere_says_to_reload(
+        browser, live_server, django_user_model):
+    """Signing in again (another tab) gives the browser a new CSRF secret: the page's token is out of date."""
+    from classifier.models import Photo
+
+    django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    me = Visitor(browser, live_server.url, "stale")
+    me.log_in("ayu", "kue-lapis-2026", then="/upload/")
+    # Another tab of the same browser (its cookies): the login page, then the form sent.
+    login = me.page.request.get(f"{live_server.url}/accounts/login/").text()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login)[1]
+    signed_in = me.page.request.post(f"{live_server.url}/accounts/login/", form={
+        "csrfmiddlewaretoken": token, "username": "ayu", "password": "kue-lapis-2026"},
+        headers={"Referer": f"{live_server.url}/accounts/login/"}, max_redirects=0)
+    assert signed_in.status == 302
+
+    me.page.set_input_files("input[type=file]", [str(sorted(PHOTOS.glob("*/*.jpg"))[0])])
+    me.page.wait_for_selector(".upload.failed")
+
+    assert me.page.locator(".upload-status").inner_text().endswith(
+        "Not uploaded: this page is out of date. Reload it, then upload again.")
+    assert not Photo.objects.exists()
+    assert me.errors == ["Failed to load resource: the server responded with a status of 403 (Forbidden)"]
+
+
 def test_an_upload_deleted_elsewhere_while_it_waits_is_counted_as_deleted(
         browser, live_server, django_user_model):
     from classifier.models import Photo

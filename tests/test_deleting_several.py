@@ -335,4 +335,5 @@ def test_a_page_of_another_site_cannot_delete_photos_through_the_browsers_sessio
     forged_page = browser.post(reverse("photos-delete"), {"photo": [photo.pk], "confirm": "1"})
 
     assert forged_api.status_code == 403 and forged_page.status_code == 403
+    assert forged_api.json()["error"]["code"] == "csrf_failed"  # (what the upload page's script looks for)
     assert Photo.objects.filter(pk=photo.pk).exists()

@@ -6,10 +6,11 @@ a code (the token endpoint) or in a session that signed in with one (the account
 
 from django.conf import settings
 from django.utils.translation import gettext, gettext_lazy
+from drf_spectacular.authentication import SessionScheme as SpectacularSessionScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from knox import auth
-from rest_framework import exceptions
+from rest_framework import authentication, exceptions
 
 from classifier import selectors, services
 
@@ -47,6 +48,17 @@ class TokenAuthentication(auth.TokenAuthentication):
         return False
 
 
+class SessionAuthentication(authentication.SessionAuthentication):
+    """DRF's (the website's session), whose CSRF refusal has its own code, `csrf_failed`: a client
+    (the upload page's script) tells it from the other 403s without reading the words."""
+
+    def enforce_csrf(self, request):
+        try:
+            super().enforce_csrf(request)
+        except exceptions.PermissionDenied as refused:
+            raise exceptions.PermissionDenied(str(refused.detail), code="csrf_failed") from None
+
+
 class TokenScheme(OpenApiAuthenticationExtension):
     """The scheme in the OpenAPI schema (drf-spectacular's own for knox matches knox's class only)."""
 
@@ -55,3 +67,9 @@ class TokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return build_bearer_security_scheme_object(header_name="Authorization", token_prefix="Token")
+
+
+class SessionScheme(SpectacularSessionScheme):
+    """drf-spectacular's for DRF's session authentication, for ours (it matches DRF's class only)."""
+
+    target_class = SessionAuthentication

@@ -16,7 +16,8 @@ WITH_A_BODY = {"413": "the request body is larger than the most taken at once"}
 SCHEMES = {
     "tokenAuth": "`Authorization: Token <key>`, the key from POST /api/auth/token/ or sign-up.",
     "cookieAuth": "The website's session cookie. Writes (POST, PUT, PATCH, DELETE) also need the "
-                  "`X-CSRFToken` header with the value of the `csrftoken` cookie, else a 403.",
+                  "`X-CSRFToken` header with the value of the `csrftoken` cookie, else a 403 with the code "
+                  "`csrf_failed`.",
 }
 
 

@@ -242,7 +242,7 @@
       follow(result.photo, view);
     } else if (signedOut(request.status, body)) {
       fail(view, gettext("Not uploaded: you are signed out. Sign in again, then upload it."));
-    } else if (body.error && /^CSRF/.test(body.error.message)) { // signed in again in another tab
+    } else if (body.error && body.error.code === "csrf_failed") { // signed in again in another tab
       fail(view, gettext("Not uploaded: this page is out of date. Reload it, then upload again."));
     } else {
       const reason = (result && result.errors.join(" ")) || (body.error && body.error.message)
