@@ -629,6 +629,30 @@ def test_a_photos_page_left_open_while_it_waits_long_says_so_and_still_shows_the
     assert me.errors == []
 
 
+def test_photos_sent_after_signing_out_elsewhere_are_refused_with_one_alert_for_all(
+        browser, live_server, django_user_model):
+    from django.contrib.sessions.models import Session
+
+    from classifier.models import Photo
+
+    django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    me = Visitor(browser, live_server.url, "unsent")
+    me.log_in("ayu", "kue-lapis-2026", then="/upload/")
+    Session.objects.all().delete()  # (signed out in another tab)
+
+    me.page.set_input_files("input[type=file]", [str(p) for p in sorted(PHOTOS.glob("*/*.jpg"))[:3]])
+    me.page.wait_for_function("() => document.querySelectorAll('.upload.failed').length === 3")
+
+    assert not Photo.objects.exists()
+    assert me.page.locator(".upload-summary").inner_text() == "3 files: 3 not uploaded."
+    statuses = me.page.locator(".upload-status").all_text_contents()
+    assert len(statuses) == 3 and all(s.endswith(": Not uploaded: you are signed out.") for s in statuses)
+    said = "You are signed out: sign in again, then upload again the photos not uploaded."
+    assert me.page.locator("[role=alert]").all_text_contents() == [said]  # once, not for each photo
+    link = me.page.get_by_role("link", name="sign in again")
+    assert link.get_attribute("href") == "/accounts/login/?next=/upload/"
+
+
 def test_an_upload_from_a_page_opened_before_signing_in_again_elsewhere_says_to_reload(
         browser, live_server, django_user_model):
     """Signing in again (another tab) gives the browser a new CSRF secret: the page's token is out of date."""

@@ -241,7 +241,8 @@
       track(view, "classifying");
       follow(result.photo, view);
     } else if (signedOut(request.status, body)) {
-      fail(view, gettext("Not uploaded: you are signed out. Sign in again, then upload it."));
+      signedOutNote("unsent");
+      fail(view, gettext("Not uploaded: you are signed out."), "refused", false);
     } else if (body.error && body.error.code === "csrf_failed") { // signed in again in another tab
       fail(view, gettext("Not uploaded: this page is out of date. Reload it, then upload again."));
     } else {
@@ -269,19 +270,22 @@
     show(view, reason);
   }
 
-  // Signed out while photos wait for their results (in another tab, or the session ended): said
-  // once, under the summary, with the way back to them.
-  let signedOutSaid = false;
-  function signedOutNote() {
-    if (signedOutSaid) return;
-    signedOutSaid = true;
-    const note = document.createElement("p"); // (as the gallery's poll.js says it)
+  // Signed out (in another tab, or the session ended): said once for the photos stored, whose
+  // results wait, and once for those it could not send, under the summary, each with the way back.
+  const signedOutSaid = new Set();
+  function signedOutNote(which) { // "stored" or "unsent"
+    if (signedOutSaid.has(which)) return;
+    signedOutSaid.add(which);
+    const note = document.createElement("p"); // (the stored photos' as the gallery's poll.js says it)
     note.className = "error";
     note.setAttribute("role", "alert");
     const link = document.createElement("a");
-    link.href = form.dataset.signIn; // (to the photos, where their results are)
+    // to the photos, where their results are; or back here, to upload the others again
+    link.href = which === "stored" ? form.dataset.signIn : form.dataset.signInToUpload;
     link.textContent = gettext("sign in again");
-    const [before, after = ""] = gettext("You are signed out: %(link)s to see the results.").split("%(link)s");
+    const words = which === "stored" ? gettext("You are signed out: %(link)s to see the results.")
+      : gettext("You are signed out: %(link)s, then upload again the photos not uploaded.");
+    const [before, after = ""] = words.split("%(link)s");
     note.append(before, link, after);
     summary.after(note);
   }
@@ -336,7 +340,7 @@
       if (response.status === 401 || response.status === 403) {
         const body = await response.json().catch(() => ({}));
         if (signedOut(response.status, body)) {
-          signedOutNote();
+          signedOutNote("stored");
           return fail(view, gettext("Stored; its result shows once you sign in again."), "unseen", false);
         }
         return fail(view, (body.error && body.error.message) // (stored all the same: not a failure)
