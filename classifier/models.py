@@ -384,6 +384,10 @@ class PendingEmail(models.Model):
     asked = models.DateTimeField(default=timezone.now, help_text="when its link was last asked for (or the "
                                                                  "sweep sent it again)")
     sent = models.DateTimeField(null=True, blank=True, help_text="when its link was last e-mailed")
+    # A worker's claim while it e-mails the link, so that a second delivery of the task sends nothing;
+    # one older than the task's time limit was a worker that died sending, and the sweep's task retakes it.
+    sending = models.DateTimeField(null=True, blank=True, help_text="when a worker began e-mailing its link "
+                                                                    "(empty once sent, or not)")
     # (kept, not only given to the task: the sweep sends the link again with no request to ask; a
     # row a web process of a release before it writes: English)
     language = models.CharField(max_length=16, default=settings.LANGUAGE_CODE,

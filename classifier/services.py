@@ -848,8 +848,9 @@ def account_email_resend(user, *, site: str) -> PendingEmail | None:
         if pending is not None:
             email_links_reserve(user, pending.email, pending)
             now = timezone.now()
+            # (a send under way for the link before no longer marks this one sent)
             PendingEmail.objects.filter(pk=pending.pk).update(site=site, created=now, asked=now, sent=None,
-                                                              language=request_language())
+                                                              sending=None, language=request_language())
             email_confirmation_queue(pending)
     return pending
 
@@ -927,12 +928,17 @@ def email_confirmation_send(pending_id: int) -> bool:
     """E-mail a link to the address waiting, once (a second delivery of its task sends nothing),
     within EMAILS_PER_ADDRESS; whether it was sent."""
     # Claimed first, so that two deliveries of one task send one e-mail; released if none was sent.
-    if not PendingEmail.objects.filter(pk=pending_id, sent=None).update(sent=timezone.now()):
-        return False  # confirmed, replaced or deleted meanwhile, or already sent
+    # A claim older than the task's time limit is a worker that died while sending: taken over (a
+    # worker that died after the mail server took the message sends it twice, rather than never).
+    now = timezone.now()
+    dead = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    if not PendingEmail.objects.filter(Q(sending=None) | Q(sending__lt=dead), pk=pending_id,
+                                       sent=None).update(sending=now):
+        return False  # confirmed, replaced or deleted meanwhile, already sent, or being sent
     pending = PendingEmail.objects.select_related("user").filter(pk=pending_id).first()
-    unclaim = PendingEmail.objects.filter(pk=pending_id).update
+    claimed = PendingEmail.objects.filter(pk=pending_id, sending=now)  # (not a later claim's)
     if pending is None or not one_more(emails_to(pending.email, "confirm"), settings.EMAILS_PER_ADDRESS):
-        unclaim(sent=None)
+        claimed.update(sending=None)
         return False
     link = pending.site + reverse("email-confirm", args=[selectors.email_confirmation_token(pending)])
     try:
@@ -943,8 +949,9 @@ def email_confirmation_send(pending_id: int) -> bool:
     except Exception:
         # The sweep tries again, within the limit: a try counts, as a server that took the message
         # and then timed out has sent it all the same.
-        unclaim(sent=None)
+        claimed.update(sending=None)
         raise
+    claimed.update(sending=None, sent=timezone.now())
     return True
 
 

@@ -276,14 +276,22 @@ def send_email_confirmation(pending_id: int) -> str:
     return "sent" if services.email_confirmation_send(pending_id) else "not sent"
 
 
-@shared_task(bind=True)
+# A security notice the mail server did not take (down, refusing, a timeout: smtplib's errors are
+# OSErrors) is tried again a minute later, then after twice as long each time, up to an hour, six
+# times: no row keeps it for the sweep (a confirmation link's does; a reset link's owner asks again).
+# A server that took it and then timed out gets it twice.
+NOTICE_RETRIES = {"autoretry_for": (OSError,), "retry_backoff": 60, "retry_backoff_max": 3600,
+                  "max_retries": 6}
+
+
+@shared_task(bind=True, **NOTICE_RETRIES)
 def send_email_changed_notice(task, user_id: int, old: str, site: str) -> str:
     """Tell an account's former address that the account has another one now."""
     with translation.override(language_of(task)):
         return "sent" if services.email_changed_notice_send(user_id, old, site) else "not sent"
 
 
-@shared_task(bind=True)
+@shared_task(bind=True, **NOTICE_RETRIES)
 def send_second_factor_notice(task, user_id: int, site: str) -> str:
     """Tell an account's address that two-factor sign-in was set up for it."""
     with translation.override(language_of(task)):

@@ -511,6 +511,39 @@ def test_a_confirmation_link_is_e_mailed_once_however_often_its_task_is_delivere
     assert sent == [True, False, False] and len(mailoutbox) == 1
 
 
+def test_a_confirmation_link_whose_worker_died_while_sending_it_is_sent_by_the_sweep(
+        user, settings, mailoutbox, django_capture_on_commit_callbacks, monkeypatch):
+    """A worker killed while the mail server had the message (out of memory, the host restarted):
+    its claim must not stand for a link sent."""
+    from django.utils import timezone
+
+    from classifier import services, tasks
+    from classifier.models import PendingEmail
+
+    with django_capture_on_commit_callbacks():
+        pending = services.account_email_set(user, "ayu@example.org", site="http://t")
+
+    def killed(*_args, **_kwargs):
+        raise SystemExit("killed")  # (not an Exception: nothing of the task's own runs after it)
+
+    monkeypatch.setattr(services, "email_from_templates", killed)
+    with pytest.raises(SystemExit):
+        services.email_confirmation_send(pending.pk)
+    monkeypatch.undo()
+    assert not services.email_confirmation_send(pending.pk)  # the task delivered again: being sent
+    assert PendingEmail.objects.get(pk=pending.pk).sent is None  # not said to be sent
+    long_ago = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + settings.REQUEUE_AFTER_S)
+    PendingEmail.objects.filter(pk=pending.pk).update(asked=long_ago, sending=long_ago)
+
+    swept = []
+    monkeypatch.setattr(tasks.send_email_confirmation, "apply_async", lambda args, **_: swept.append(args[0]))
+    tasks.requeue_stuck()
+
+    assert swept == [pending.pk]
+    assert services.email_confirmation_send(pending.pk) and len(mailoutbox) == 1
+    assert PendingEmail.objects.get(pk=pending.pk).sent is not None
+
+
 def test_confirmation_links_to_one_address_are_capped_and_leave_its_reset_links_alone(
         user, other_user, django_user_model, mailoutbox, settings, django_capture_on_commit_callbacks):
     """Anyone may type anyone's address: asking for it again and again must neither flood its inbox

@@ -366,15 +366,49 @@ def test_the_notice_to_a_former_address_is_written_in_the_language_of_the_confir
             tasks.send_email_changed_notice.apply(args, headers=headers, throw=True)
 
     monkeypatch.setattr(tasks.send_email_changed_notice, "apply_async", worker)
+    change_address_in_indonesian(user, monkeypatch, django_capture_on_commit_callbacks)
+
+    [mail] = mailoutbox
+    assert mail.to == ["old@example.org"]
+    assert mail.subject == "Alamat email akun Anda di testserver telah diubah"
+
+
+def change_address_in_indonesian(user, monkeypatch, capture) -> None:
+    """`user`'s address from old@ to new@example.org, the link opened in Indonesian (and the
+    notice to the old address queued, after the commit)."""
     monkeypatch.setattr(tasks.send_email_confirmation, "apply_async", lambda args, **_: None)
     user.email = "old@example.org"
     user.save()
     pending = services.account_email_set(user, "new@example.org", site="http://testserver")
-    with translation.override("id"), django_capture_on_commit_callbacks(execute=True):
+    with translation.override("id"), capture(execute=True):
         assert services.account_email_confirm(pending)
 
+
+def test_a_notice_the_mail_server_did_not_take_is_sent_again_in_its_language(
+        user, mailoutbox, monkeypatch, django_capture_on_commit_callbacks):
+    """No row keeps a notice for the sweep: its task tries again (here at once, as eager tasks do)."""
+    import smtplib
+
+    from django.core.mail.backends.locmem import EmailBackend
+
+    send, tries = EmailBackend.send_messages, []
+
+    def down_once(backend, messages):
+        tries.append(len(messages))
+        if len(tries) == 1:
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        return send(backend, messages)
+
+    def worker(args, headers=None, **_kwargs):  # the broker, and a worker at once, in its own language
+        with translation.override(settings.LANGUAGE_CODE):  # (its retry applied at once, by apply)
+            assert tasks.send_email_changed_notice.apply(args, headers=headers).get() == "sent"
+
+    monkeypatch.setattr(EmailBackend, "send_messages", down_once)
+    monkeypatch.setattr(tasks.send_email_changed_notice, "apply_async", worker)
+    change_address_in_indonesian(user, monkeypatch, django_capture_on_commit_callbacks)
+
     [mail] = mailoutbox
-    assert mail.to == ["old@example.org"]
+    assert tries == [1, 1] and mail.to == ["old@example.org"]
     assert mail.subject == "Alamat email akun Anda di testserver telah diubah"
 
 
