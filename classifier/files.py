@@ -9,6 +9,7 @@ import re
 from pathlib import PurePath
 
 from django.http import FileResponse, Http404
+from django.utils.translation import gettext
 
 from classifier import images, selectors, services
 from classifier.models import Photo
@@ -24,7 +25,7 @@ def photo_file_response(photo: Photo, kind: str) -> FileResponse:
     if kind == "heatmap":
         prediction = selectors.latest_prediction(photo)
         if prediction is None or not prediction.heatmap:
-            raise Http404("This photo has no heat map.")
+            raise Http404(gettext("This photo has no heat map."))
         field, content_type = prediction.heatmap, "image/png"
     elif kind == "thumbnail" and photo.thumbnail:
         field, content_type = photo.thumbnail, "image/jpeg"
@@ -37,7 +38,7 @@ def photo_file_response(photo: Photo, kind: str) -> FileResponse:
     except FileNotFoundError:  # deleted between reading its row and opening it, or lost from the disk
         if selectors.photo_state(photo.pk) is not None:  # still there: its file is lost (a restore?)
             log.error("photo %s: its %s file %s is missing", photo.pk, kind, field.name)
-        raise Http404("This photo is gone.") from None
+        raise Http404(gettext("This photo is gone.")) from None
     response = FileResponse(opened, content_type=content_type, filename=name)
     response["Cache-Control"] = "private, max-age=86400"
     response["X-Content-Type-Options"] = "nosniff"

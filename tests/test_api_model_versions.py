@@ -87,7 +87,8 @@ def test_a_version_is_retrieved_by_id_and_a_wrong_id_is_a_404(user, other_versio
     client = as_user(user)
 
     assert client.get(f"/api/model-versions/{other_version.pk}/").json()["name"] == "kue-v2"
-    assert client.get("/api/model-versions/99999/").status_code == 404
+    missing = client.get("/api/model-versions/99999/")
+    assert missing.status_code == 404 and missing.json()["error"]["message"] == "Model version not found."
     # The list's filters and ordering are the list's: one version's URL answers whatever they say.
     for query in ("is_active=true", "is_active=maybe", "ordering=bogus"):
         assert client.get(f"/api/model-versions/{other_version.pk}/?{query}").json()["name"] == "kue-v2"

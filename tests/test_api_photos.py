@@ -539,6 +539,7 @@ def test_another_users_photo_is_a_404_for_every_operation(api, other_user, metho
     response = getattr(api, method)(f"/api/photos/{photo.pk}/{suffix}", {"label": "kue_lapis"})
 
     assert response.status_code == 404 and error_of(response)["code"] == "not_found"
+    assert error_of(response)["message"] == "Photo not found."  # (the same as for no photo at all)
     assert Photo.objects.filter(pk=photo.pk, status="failed").exists()
     assert not Feedback.objects.exists()
 

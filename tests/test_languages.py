@@ -423,6 +423,16 @@ def upload(api, language: str, files):
     return api.post("/api/photos/", {"files": files}, format="multipart", HTTP_ACCEPT_LANGUAGE=language)
 
 
+def test_a_photo_not_found_is_said_in_the_language_asked_for(api, other_user):
+    for photo_id in (99999, make_photo(other_user).pk):  # none, or another's: the same words
+        for wait in ("0", "5"):  # (a poll, and a long poll: each looks the photo up its own way)
+            answers = {language: api.get(f"/api/photos/{photo_id}/", {"wait": wait},
+                                         HTTP_ACCEPT_LANGUAGE=language) for language in ("en", "id")}
+
+            assert answers["en"].json()["error"]["message"] == "Photo not found."
+            assert answers["id"].json()["error"]["message"] == "Foto tidak ditemukan."
+
+
 def test_a_refused_upload_is_explained_in_indonesian_with_the_same_code(api, enqueued):
     not_an_image = lambda: SimpleUploadedFile("letter.jpg", b"%PDF-1.4 not a photo at all", "image/jpeg")  # noqa: E731
 

@@ -1,7 +1,11 @@
 """One error shape for every API error: {"error": {"status", "code", "message", "fields"}}."""
 
+import re
+
 from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from django.utils.text import capfirst
 from django.utils.translation import gettext, gettext_lazy, gettext_noop
 from rest_framework import exceptions, status
 from rest_framework.serializers import as_serializer_error
@@ -63,6 +67,19 @@ def error_body(status: int, code: str, message: str, fields: dict | None = None)
     return {"error": {"status": status, "code": code, "message": message, "fields": fields or {}}}
 
 
+DJANGO_NOT_FOUND = re.compile(r"No \w+ matches the given query\.")  # get_object_or_404's
+
+
+def not_found(view) -> exceptions.NotFound:
+    """A 404 says what was not found in the request's language ("Photo not found."), not Django's
+    "No Photo matches the given query." (English, naming the class)."""
+    queryset = view.get_queryset() if hasattr(view, "get_queryset") else None
+    if queryset is None:
+        return exceptions.NotFound()  # ("Not found.")
+    return exceptions.NotFound(gettext("%(thing)s not found.") % {
+        "thing": capfirst(queryset.model._meta.verbose_name)})
+
+
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):  # raised by services
         exc = exceptions.ValidationError(detail=as_serializer_error(exc))
@@ -70,6 +87,8 @@ def exception_handler(exc, context):
         exc = exceptions.ValidationError(detail={"files": [too_many_files_message()]})
     elif isinstance(exc, RequestDataTooBig):  # Django's own limit on the non-file fields
         exc = PayloadTooLarge()
+    elif isinstance(exc, Http404) and (not exc.args or DJANGO_NOT_FOUND.fullmatch(str(exc.args[0]))):
+        exc = not_found(context.get("view"))  # (one with words of ours keeps them)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # a bug: Django's 500 handling logs it

@@ -543,7 +543,7 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
         else:  # a poll without a wait: what its ETag needs, in one query
             row = selectors.photo_tag(pk, self.get_queryset())
             if row is None:
-                raise NotFound(f"No {Photo._meta.object_name} matches the given query.")  # (get_object's)
+                raise Http404  # (as get_object's: errors.not_found words it)
             etag = photo_etag(pk, *row)
         sent = {tag.removeprefix("W/") for tag in parse_etags(request.headers.get("If-None-Match", ""))}
         if etag in sent or "*" in sent:  # (a weak comparison, as Django's: a proxy may weaken the tag)
