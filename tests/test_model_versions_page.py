@@ -64,6 +64,24 @@ def test_people_who_are_not_staff_are_sent_to_the_admin_login(client, user):
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
+def test_the_points_between_two_versions_are_those_between_the_figures_shown(client, root):
+    """87.7% against 86.4% is 1.3 points, as a reader subtracts them (unrounded, 1.23)."""
+    shipped = ModelVersion.objects.get(is_active=True)
+    assert shipped.metrics["test"]["top1"] == pytest.approx(140 / 162)
+    better = {**shipped.metrics, "test": {**shipped.metrics["test"], "top1": 142 / 162}}
+    newer = ModelVersion.objects.create(name="kue-v2", path=shipped.path, labels=shipped.labels,
+                                        metrics=better)
+    client.force_login(root)
+
+    assert "top-1 87.7% (+1.3 points against the active version)" in client.get(
+        reverse("model-versions")).content.decode()
+    client.post(reverse("model-version-activate", args=[newer.pk]))
+    page = client.get(reverse("model-versions")).content.decode()
+    assert "top-1 86.4% (-1.3 points against the active version)" in page
+    assert ("It is 1.3 points below the active version on the benchmark split (top-1 86.4% against 87.7%)."
+            in page)
+
+
 def test_activating_and_rolling_back_from_the_page(client, root):
     shipped = ModelVersion.objects.get(is_active=True)
     make_photo(root, status="done", label="kue_lapis")  # classified by the shipped version
