@@ -213,7 +213,7 @@ def test_photos_whose_results_cannot_be_shown_once_signed_out_are_counted_as_upl
     me.log_in("ayu", "kue-lapis-2026", then="/upload/")
     me.page.set_input_files("input[type=file]", [str(p) for p in sorted(PHOTOS.glob("*/*.jpg"))[:2]])
     me.page.wait_for_function("() => [...document.querySelectorAll('.upload-status')].filter("
-                              "(s) => s.textContent.includes('Stored; classifying')).length === 2")
+                              "(s) => s.textContent.includes('Stored; waiting')).length === 2")
 
     Session.objects.all().delete()  # (signed out in another tab)
     me.page.wait_for_function("() => document.querySelectorAll('.upload.unseen').length === 2")
@@ -390,8 +390,8 @@ def test_a_large_photo_gets_a_small_upright_preview_and_one_the_browser_cannot_s
         browser, live_server, django_user_model, tmp_path):
     """A preview costs memory by its size on screen (64 px), not by the photo's (a phone's 35
     megapixels, decoded whole for each photo picked, can cost a tab its life); turned as the photo's
-    EXIF says. A HEIC, which Chromium cannot decode, is shown as a blank square and stored all the
-    same."""
+    EXIF says. A HEIC, which Chromium cannot decode, is shown as a blank square until it is stored,
+    then as the server's thumbnail."""
     from PIL import Image
 
     from tests.test_upload import heic
@@ -417,7 +417,7 @@ def test_a_large_photo_gets_a_small_upright_preview_and_one_the_browser_cannot_s
     me.page.set_input_files("input[type=file]", [phone])
     me.page.wait_for_function("() => document.querySelectorAll('.upload-status').length === 2 && "
                               "[...document.querySelectorAll('.upload-status')].every("
-                              "(s) => s.textContent.includes('Stored; classifying'))")
+                              "(s) => s.textContent.includes('Stored; waiting to be classified'))")
 
     shown = preview.evaluate("""(img) => {
         const canvas = document.createElement("canvas");
@@ -431,8 +431,13 @@ def test_a_large_photo_gets_a_small_upright_preview_and_one_the_browser_cannot_s
     assert shown == {"size": [64, 64], "topBlue": True, "leftBlue": False}  # (the middle of it, upright)
     assert preview.get_attribute("alt") == "Preview of large.jpg"
     assert me.page.locator(".upload-name").all_text_contents() == ["IMG_0042.HEIC", "large.jpg"]
-    assert me.page.locator(".upload:has-text('IMG_0042.HEIC') span.preview").count() == 1
-    assert me.page.locator(".upload:has-text('IMG_0042.HEIC') img").count() == 0
+    # The HEIC, which Chromium could not show: the server's thumbnail, once stored.
+    from_server = me.page.locator(".upload:has-text('IMG_0042.HEIC') img.preview")
+    from_server.wait_for()
+    heic_photo = Photo.objects.get(original_name="IMG_0042.HEIC")
+    assert from_server.get_attribute("src") == f"/photos/{heic_photo.pk}/thumbnail/"
+    assert from_server.evaluate("(img) => img.naturalWidth") > 0
+    assert from_server.get_attribute("alt") == "Preview of IMG_0042.HEIC"
     assert sorted(p.original_name for p in Photo.objects.all()) == ["IMG_0042.HEIC", "large.jpg"]
     assert me.errors == []
 
@@ -463,13 +468,13 @@ def test_an_upload_whose_answer_was_lost_or_that_found_no_connection_is_sent_aga
         };
     }""")
     me.page.set_input_files("input[type=file]", [str(lapis)])
-    me.page.wait_for_selector(f".upload:has-text('{lapis.name}: Stored; classifying')")
+    me.page.wait_for_selector(f".upload:has-text('{lapis.name}: Stored; waiting to be classified')")
     assert len(sent) == 2  # stored by the first, its answer lost: sent again
     me.page.context.set_offline(True)
     me.page.set_input_files("input[type=file]", [str(klepon)])
     me.page.wait_for_selector(f".upload:has-text('{klepon.name}: No connection; it is sent again when')")
     me.page.context.set_offline(False)
-    me.page.wait_for_selector(f".upload:has-text('{klepon.name}: Stored; classifying')")
+    me.page.wait_for_selector(f".upload:has-text('{klepon.name}: Stored; waiting to be classified')")
     # A server that asks for more than a minute (a full disk): the page offers to send the photo
     # again at once, saying what the server said.
     full = "The server has no room to store more just now; nothing you sent was stored. Try again later."
@@ -485,7 +490,7 @@ def test_an_upload_whose_answer_was_lost_or_that_found_no_connection_is_sent_aga
     again.focus()
     me.page.keyboard.press("Enter")
     assert me.page.evaluate("() => document.activeElement.className") == "upload-status"  # not lost
-    me.page.wait_for_selector(f".upload:has-text('{lumpur.name}: Stored; classifying')")
+    me.page.wait_for_selector(f".upload:has-text('{lumpur.name}: Stored; waiting to be classified')")
     # A proxy's 503 (no word of ours, no Retry-After): sent again after 2, 4, 8 and 16 s, then offered.
     serabi = sorted((PHOTOS / "kue_serabi").glob("*.jpg"))[0]
     me.page.clock.install()
@@ -533,7 +538,7 @@ def test_an_upload_whose_connection_stalls_without_a_word_is_given_up_on_and_sen
     me.page.clock.run_for(2_000)
     me.page.wait_for_selector(f".upload:has-text('{lapis.name}: No answer from the server; sending it')")
     me.page.clock.run_for(2_000)
-    me.page.wait_for_selector(f".upload:has-text('{lapis.name}: Stored; classifying')")
+    me.page.wait_for_selector(f".upload:has-text('{lapis.name}: Stored; waiting to be classified')")
     # Another is sent whole, and stored, but its answer never comes: after 2 minutes it is sent again.
     me.page.evaluate("""() => {
         const openOf = XMLHttpRequest.prototype.open;
@@ -554,7 +559,7 @@ def test_an_upload_whose_connection_stalls_without_a_word_is_given_up_on_and_sen
     me.page.clock.run_for(2_000)
     me.page.wait_for_selector(f".upload:has-text('{klepon.name}: No answer from the server; sending it')")
     me.page.clock.run_for(2_000)
-    me.page.wait_for_selector(f".upload:has-text('{klepon.name}: Stored; classifying')")
+    me.page.wait_for_selector(f".upload:has-text('{klepon.name}: Stored; waiting to be classified')")
 
     assert sorted(p.original_name for p in Photo.objects.all()) == sorted([lapis.name, klepon.name])
     assert me.errors == []
@@ -690,11 +695,14 @@ def test_an_upload_deleted_elsewhere_while_it_waits_is_counted_as_deleted(
     me.log_in("ayu", "kue-lapis-2026", then="/upload/")
     me.page.set_input_files("input[type=file]", [str(p) for p in sorted(PHOTOS.glob("*/*.jpg"))[:2]])
     me.page.wait_for_function("() => [...document.querySelectorAll('.upload-status')].filter("
-                              "(s) => s.textContent.includes('Stored; classifying')).length === 2")
+                              "(s) => s.textContent.includes('Stored; waiting')).length === 2")
 
-    deleted = Photo.objects.earliest("pk")
+    assert me.page.locator(".upload-summary").inner_text() == "2 files: 2 waiting to be classified."
+    deleted, taken = Photo.objects.order_by("pk")
     deleted.delete()  # in the gallery's other tab, say
+    Photo.objects.filter(pk=taken.pk).update(status="processing")  # a worker took the other
     me.page.wait_for_function("() => document.querySelectorAll('.upload.unseen').length === 1")
+    me.page.wait_for_selector(f".upload:has-text('{taken.original_name}: Stored; classifying…')")
 
     summary = me.page.locator(".upload-summary").inner_text()
     assert summary == "2 files: 1 being classified, 1 deleted meanwhile."

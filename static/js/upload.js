@@ -36,7 +36,8 @@
   // (crypto.randomUUID needs https or localhost)
   const newKey = () => (window.crypto && crypto.randomUUID ? crypto.randomUUID()
     : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`);
-  // each upload's view: "sending", "classifying", "classified", "failed" (its classification),
+  // each upload's view: "sending", "waiting" (stored, in the queue), "classifying", "classified",
+  // "failed" (its classification),
   // "unseen" (stored, but its result cannot be shown here: signed out meanwhile), "deleted" (since,
   // elsewhere) or "refused" (not uploaded: too large, not a picture, signed out...)
   const states = new Map();
@@ -49,6 +50,7 @@
     const words = {
       classified: (n) => ngettext("%(n)s classified", "%(n)s classified", n),
       classifying: (n) => ngettext("%(n)s being classified", "%(n)s being classified", n),
+      waiting: (n) => ngettext("%(n)s waiting to be classified", "%(n)s waiting to be classified", n),
       sending: (n) => ngettext("%(n)s to send", "%(n)s to send", n),
       failed: (n) => ngettext("%(n)s failed", "%(n)s failed", n),
       unseen: (n) => ngettext("%(n)s uploaded, its result not shown", "%(n)s uploaded, their results not shown", n),
@@ -70,6 +72,7 @@
     // anything else (no broken image).
     const square = blank();
     if (file.type.startsWith("image/")) previewing(() => preview(file, square));
+    else square.dataset.unshown = "1";
     const name = document.createElement("span");
     name.className = "upload-name";
     name.textContent = file.name;
@@ -81,7 +84,7 @@
     status.className = "upload-status";
     li.append(square, name, bar, status);
     list.insertBefore(li, before);
-    const view = { li, bar, status, name: file.name };
+    const view = { li, bar, status, square, name: file.name };
     show(view, gettext("Waiting…"));
     track(view, "sending");
     return view;
@@ -111,10 +114,25 @@
         square.replaceWith(img);
         resolve();
       }, { once: true });
-      img.addEventListener("error", resolve, { once: true }); // not a picture: the square stays
+      img.addEventListener("error", () => { // not a picture it can show: the square stays
+        square.dataset.unshown = "1";
+        fromServer(square);
+        resolve();
+      }, { once: true });
       img.src = url;
     });
     URL.revokeObjectURL(url);
+  }
+
+  // A photo the browser cannot show (a HEIC, say): the server's thumbnail in its square, once it is
+  // stored (follow gives the square its address) and the browser has failed to (whichever is last).
+  function fromServer(square) {
+    if (!square.dataset.unshown || !square.dataset.thumbnail) return;
+    const img = document.createElement("img");
+    img.className = "preview";
+    img.alt = square.dataset.alt;
+    img.addEventListener("load", () => square.replaceWith(img), { once: true });
+    img.src = square.dataset.thumbnail;
   }
 
   async function small(file) {
@@ -237,8 +255,7 @@
     const result = body.results && body.results[0];
     if (request.status === 201 && result && result.photo) {
       view.bar.value = 100;
-      show(view, gettext("Stored; classifying…"));
-      track(view, "classifying");
+      pending(view, result.photo.status);
       follow(result.photo, view);
     } else if (signedOut(request.status, body)) {
       signedOutNote("unsent");
@@ -318,7 +335,17 @@
     view.li.append(button);
   }
 
+  // Stored, and in the queue or in the worker: said as the gallery says it.
+  function pending(view, status) {
+    const waits = status === "queued";
+    show(view, waits ? gettext("Stored; waiting to be classified…") : gettext("Stored; classifying…"));
+    track(view, waits ? "waiting" : "classifying");
+  }
+
   async function follow(photo, view) {
+    view.square.dataset.thumbnail = `/photos/${photo.id}/thumbnail/`;
+    view.square.dataset.alt = interpolate(gettext("Preview of %(name)s"), { name: view.name }, true);
+    fromServer(view.square);
     const link = document.createElement("a");
     link.href = `/photos/${photo.id}/`;
     link.textContent = gettext("Open");
@@ -364,6 +391,7 @@
         return;
       }
       if (body.status === "failed") return fail(view, body.error || gettext("Classification failed."), "failed");
+      if (states.get(view) !== (body.status === "queued" ? "waiting" : "classifying")) pending(view, body.status);
     }
     show(view, gettext("Still waiting; the gallery will show the result."), true);
   }
