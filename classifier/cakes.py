@@ -1,6 +1,7 @@
 """What the site says about each cake it knows: a line for people, and an example photo."""
 
 from django.contrib.staticfiles import finders
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 DESCRIPTIONS = {
@@ -25,3 +26,9 @@ def catalogue(labels: list[dict]) -> list[dict]:
         cakes.append({**label, "description": DESCRIPTIONS.get(label["slug"], ""),
                       "image": image if finders.find(image) else ""})
     return cakes
+
+
+def unknown(label: str, known, none: str) -> str:
+    """What a request naming a cake the model does not know is told: the slugs it may use."""
+    return gettext("Unknown cake “%(label)s”; choose one of %(known)s, or %(none)s.") % {
+        "label": label, "known": ", ".join(sorted(known)), "none": none}

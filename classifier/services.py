@@ -36,7 +36,7 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from PIL import Image
 
-from classifier import images, metadata, selectors, storage
+from classifier import cakes, images, metadata, selectors, storage
 from classifier.models import (
     AccountSettings,
     ApiToken,
@@ -463,11 +463,7 @@ def feedback_record(*, photo: Photo, user, label: str) -> Feedback:
                                   code="not_classified")
         known = {item["slug"] for item in prediction.model_version.labels}
         if label != Feedback.NONE and label not in known:
-            raise ValidationError(
-                {"label": gettext("Unknown cake %(label)s; choose one of %(known)s or %(none)s.") % {
-                    "label": repr(label), "known": sorted(known), "none": repr(Feedback.NONE)}},
-                code="unknown_label",
-            )
+            raise ValidationError({"label": cakes.unknown(label, known, Feedback.NONE)}, code="unknown_label")
         feedback, _ = Feedback.objects.update_or_create(
             photo=photo,
             defaults={"user": user, "label": label, "predicted_label": prediction.label,

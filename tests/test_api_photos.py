@@ -459,6 +459,9 @@ def test_filters_by_status_label_feedback_confidence_and_date(api, user):
     assert ids(label="kue_lumpur") == [serabi.pk]  # the answer, as the website's filter
     assert ids(label="kue_serabi") == [] and ids(predicted_label="kue_serabi") == [serabi.pk]
     assert ids(label="kue_lapis") == ids(predicted_label="kue_lapis") == [lapis.pk]
+    brownie = api.get("/api/photos/", {"label": "brownie"})  # refused, as an unknown status is
+    assert brownie.status_code == 400 and error_of(brownie)["fields"]["label"][0].startswith(
+        "Unknown cake “brownie”; choose one of kue_dadar_gulung,")
     assert ids(corrected="true") == [serabi.pk]
     assert ids(corrected="false") == [lapis.pk]
     assert ids(reviewed="false") == [queued.pk]
@@ -573,7 +576,9 @@ def test_none_of_these_is_a_valid_verdict_and_an_unknown_cake_is_not(api, user):
     response = api.put(f"/api/photos/{photo.pk}/feedback/", {"label": "brownie"})
 
     assert response.status_code == 400
-    assert "Unknown cake 'brownie'" in error_of(response)["fields"]["label"][0]
+    assert error_of(response)["fields"]["label"] == [
+        "Unknown cake “brownie”; choose one of kue_dadar_gulung, kue_kastengel, kue_klepon, kue_lapis, "
+        "kue_lumpur, kue_putri_salju, kue_risoles, kue_serabi, or none."]
     assert Feedback.objects.get(photo=photo).label == "none"
 
 

@@ -48,7 +48,7 @@ from rest_framework.serializers import CharField, Serializer
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from classifier import exports, files, images, selectors, services
+from classifier import cakes, exports, files, images, selectors, services
 from classifier.accounts import (
     ACCOUNT_LANGUAGE,
     PasswordResetRateThrottle,
@@ -61,7 +61,7 @@ from classifier.api import serializers
 from classifier.api.errors import Conflict, error_body
 from classifier.api.permissions import StaffModelPermissions, staff_with
 from classifier.forms import RESET_NOT_QUEUED, RESET_RETRY_AFTER_S, PasswordResetForm, too_many_files_message
-from classifier.models import ApiToken, ModelVersion, Photo
+from classifier.models import ApiToken, Feedback, ModelVersion, Photo
 
 ERROR = serializers.ErrorSerializer
 MAX_WAIT_S = 30  # a long poll; below common proxy timeouts
@@ -142,11 +142,19 @@ class ModelVersionFilter(django_filters.FilterSet):
         fields = ["is_active"]
 
 
+def known_cake(label: str) -> None:
+    """A cake the active model knows, or `none` (as the website's filter offers), else a 400."""
+    known = {item["slug"] for item in selectors.known_labels()}
+    if label != Feedback.NONE and label not in known:
+        raise ValidationError(cakes.unknown(label, known, Feedback.NONE), code="unknown_label")
+
+
 class PhotoFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Photo.Status.choices)
     label = django_filters.CharFilter(
-        method="filter_label", help_text="the cake the photo shows, as the website's filter: the answer "
-        "given where there is one (`none`: none of the cakes), else the predicted class slug")
+        method="filter_label", validators=[known_cake], help_text="the cake the photo shows, as the "
+        "website's filter: the answer given where there is one (`none`: none of the cakes), else the "
+        "predicted class slug (another is a 400)")
     predicted_label = django_filters.CharFilter(field_name="predicted_label",
                                                 help_text="predicted class slug")
     corrected = StrictBooleanFilter(field_name="feedback__is_correction", help_text=(
