@@ -147,9 +147,8 @@ class ModelVersionAdmin(WithoutBulkDelete):
         self.message_user(request, _("The active version is now %(name)s.") % {"name": version.name},
                           messages.SUCCESS)
 
-    @admin.action(description=gettext_lazy("Activate the selected version, even with a warning (lower on the "
-                                           "benchmark, not measured on it or on another one, or a repeat of "
-                                           "its training)"),
+    # (short: the list's action menu is as wide as its longest; the first action's refusal says why)
+    @admin.action(description=gettext_lazy("Activate the selected version despite its warning"),
                   permissions=["change"])
     def activate_confirmed(self, request, queryset):
         self.activate(request, queryset, confirmed=True)
