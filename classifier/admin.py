@@ -388,12 +388,12 @@ class TrainingRunAdmin(QueryChecked, admin.ModelAdmin):
             shown = ", ".join(str(pk) for pk, _label in pairs[:50])
             if len(pairs) > 50:
                 return _("%(shown)s, and %(more)s more") % {"shown": shown, "more": len(pairs) - 50}
-            return shown or pgettext("photo ids", "none")
+            return shown
 
         # (the record's keys, in words)
         parts = {"trained": pgettext("answers used", "trained"),
                  "held_out": pgettext("answers used", "held out")}
-        return " ".join(_("%(part)s: %(count)s (photo ids %(ids)s).")
+        return " ".join((_("%(part)s: %(count)s (photo ids %(ids)s).") if pairs else _("%(part)s: none."))
                         % {"part": parts.get(part, part.replace("_", " ")), "count": len(pairs),
                            "ids": ids(pairs)}
                         for part, pairs in obj.photos_used.items())

@@ -379,7 +379,7 @@ def test_a_runs_page_in_the_admin_names_the_answers_it_used_by_photo(admin_clien
 
     page = admin_client.get(reverse("admin:classifier_trainingrun_change", args=[run.pk])).content.decode()
 
-    assert "trained: 2 (photo ids 5, 7). held out: 0 (photo ids none)." in page
+    assert "trained: 2 (photo ids 5, 7). held out: none." in page
     assert "[[5, " not in page  # (not the record itself)
 
 

@@ -359,7 +359,7 @@ def account_export(request):
     return exports.account_archive_response(request)
 
 
-@extend_schema(summary="Change your password (the current one, `password`, allows it)",
+@extend_schema(summary="Change your password (send the current one too)",
                operation_id="account_password_change",
                description="As on the website, the new password signs out your sessions elsewhere, revokes "
                            "your API tokens and withdraws an e-mail address change waiting for its link; "
@@ -574,7 +574,7 @@ class PhotoViewSet(FiltersOnLists, mixins.ListModelMixin, mixins.RetrieveModelMi
         services.photo_delete(instance)
 
     @extend_schema(
-        summary="Upload one or several photos (multipart, field `files`)",
+        summary="Upload one or several photos (multipart, in the field files)",
         description=lazy(upload_description, str)(),  # (the settings when the schema is made)
         parameters=[OpenApiParameter(
             "Idempotency-Key", str, OpenApiParameter.HEADER, pattern=IDEMPOTENCY_KEY.pattern,
