@@ -37,9 +37,9 @@
   const newKey = () => (window.crypto && crypto.randomUUID ? crypto.randomUUID()
     : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`);
   // each upload's view: "sending", "waiting" (stored, in the queue), "classifying", "classified",
-  // "failed" (its classification),
-  // "unseen" (stored, but its result cannot be shown here: signed out meanwhile), "deleted" (since,
-  // elsewhere) or "refused" (not uploaded: too large, not a picture, signed out...)
+  // "failed" (its classification), "unseen" (stored, but its result cannot be shown here: signed
+  // out meanwhile), "deleted" (since, elsewhere) or "refused" (not uploaded: too large, not a
+  // picture, signed out...)
   const states = new Map();
 
   // Where a batch stands, in one line above the list (from two photos on). Not a live region: each
