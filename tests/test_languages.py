@@ -385,7 +385,7 @@ def change_address_in_indonesian(user, monkeypatch, capture) -> None:
 
 
 def test_a_notice_the_mail_server_did_not_take_is_sent_again_in_its_language(
-        user, mailoutbox, monkeypatch, django_capture_on_commit_callbacks):
+        user, mailoutbox, monkeypatch, django_capture_on_commit_callbacks, task_apply):
     """No row keeps a notice for the sweep: its task tries again (here at once, as eager tasks do)."""
     import smtplib
 
