@@ -25,8 +25,9 @@
   }
 
   // What the reloaded page says: how the newest run stands, if the runs changed (a version
-  // activated elsewhere is seen on the page itself); kept for this reload only (a few seconds), not
-  // for a visit later in the tab after a reload that led elsewhere (the sign-in page).
+  // activated elsewhere is seen on the page itself); kept for this reload only (half a minute: a busy
+  // server may take seconds to draw the page), not for a visit later in the tab after a reload that
+  // led elsewhere (the sign-in page).
   function reload(fresh) {
     const current = document.querySelector("#runs");
     const inTable = Boolean(current && current.contains(document.activeElement));
@@ -42,7 +43,7 @@
     kept = JSON.parse(sessionStorage.getItem(KEPT));
     sessionStorage.removeItem(KEPT);
   } catch (err) { /* none */ }
-  if (kept && Date.now() - kept.at < 10000) {
+  if (kept && Date.now() - kept.at < 30000) {
     const table = document.querySelector("#runs .scroll");
     if (kept.inTable && table) table.focus();
     // (a moment after load: a live region filled as the page loads is often not read)
