@@ -459,9 +459,10 @@ def test_filters_by_status_label_feedback_confidence_and_date(api, user):
     assert ids(label="kue_lumpur") == [serabi.pk]  # the answer, as the website's filter
     assert ids(label="kue_serabi") == [] and ids(predicted_label="kue_serabi") == [serabi.pk]
     assert ids(label="kue_lapis") == ids(predicted_label="kue_lapis") == [lapis.pk]
-    brownie = api.get("/api/photos/", {"label": "brownie"})  # refused, as an unknown status is
-    assert brownie.status_code == 400 and error_of(brownie)["fields"]["label"][0].startswith(
-        "Unknown cake “brownie”; choose one of kue_dadar_gulung,")
+    for odd in ("brownie", "100%", "%(x)s"):  # refused, as an unknown status is (a "%" as it is)
+        refused = api.get("/api/photos/", {"label": odd})
+        assert refused.status_code == 400 and error_of(refused)["fields"]["label"][0].startswith(
+            f"Unknown cake “{odd}”; choose one of kue_dadar_gulung,")
     assert ids(corrected="true") == [serabi.pk]
     assert ids(corrected="false") == [lapis.pk]
     assert ids(reviewed="false") == [queued.pk]

@@ -146,7 +146,10 @@ def known_cake(label: str) -> None:
     """A cake the active model knows, or `none` (as the website's filter offers), else a 400."""
     known = {item["slug"] for item in selectors.known_labels()}
     if label != Feedback.NONE and label not in known:
-        raise ValidationError(cakes.unknown(label, known, Feedback.NONE), code="unknown_label")
+        # (the words as a parameter: django-filter formats the message with its parameters, and the
+        # label is the client's, "%" and all)
+        raise ValidationError("%(unknown)s", code="unknown_label",
+                              params={"unknown": cakes.unknown(label, known, Feedback.NONE)})
 
 
 class PhotoFilter(django_filters.FilterSet):
