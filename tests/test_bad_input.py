@@ -663,11 +663,13 @@ def test_malformed_or_wrong_feedback_is_a_4xx_and_changes_nothing(api, user, bod
     assert not hasattr(Photo.objects.get(pk=photo.pk), "feedback")
 
 
-@pytest.mark.parametrize("pk", ["999999", "0", "abc", "1" * 30])
+@pytest.mark.parametrize("pk", ["999999", "0", "abc", "1" * 30, "%0A", "1%0A"])
 def test_ids_that_do_not_exist_are_a_404(api, client, user, pk):
     client.force_login(user)
 
-    assert api.get(f"/api/photos/{pk}/").status_code == 404
+    missing = api.get(f"/api/photos/{pk}/")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"  # (a newline too)
+    assert api.get(f"/api/photos/{pk}/image/").json()["error"]["code"] == "not_found"
     assert api.put(f"/api/photos/{pk}/feedback/", {"label": "kue_lapis"}, format="json").status_code == 404
     assert client.get(f"/photos/{pk}/").status_code == 404
 

@@ -29,5 +29,5 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema", authentication_classes=[],
                                                        http_method_names=["get", "head"]), name="docs"),
     path("", include(router.urls)),
-    re_path(r"^.*$", views.not_found),  # anything else under /api/: a JSON 404, never an HTML page
+    re_path(r"^[\s\S]*$", views.not_found),  # anything else under /api/, a newline too: a JSON 404, not HTML
 ]
