@@ -433,6 +433,16 @@ def test_a_photo_not_found_is_said_in_the_language_asked_for(api, other_user):
             assert answers["id"].json()["error"]["message"] == "Foto tidak ditemukan."
 
 
+def test_an_ordering_the_list_cannot_give_is_explained_in_the_language_asked_for(api):
+    refused = api.get("/api/photos/", {"ordering": "name"}, HTTP_ACCEPT_LANGUAGE="id")
+
+    assert refused.status_code == 400
+    assert refused.json()["error"]["fields"]["ordering"] == [
+        "Urutkan menurut created, confidence, margin; tanda - di depan membalik urutan sebuah isian; "
+        "beberapa, dipisahkan koma, diurutkan menurut yang pertama, lalu yang berikutnya. Yang tanpa "
+        "confidence atau margin selalu di akhir, ke arah mana pun."]
+
+
 def test_a_refused_upload_is_explained_in_indonesian_with_the_same_code(api, enqueued):
     not_an_image = lambda: SimpleUploadedFile("letter.jpg", b"%PDF-1.4 not a photo at all", "image/jpeg")  # noqa: E731
 

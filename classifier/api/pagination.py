@@ -2,6 +2,7 @@
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db.models import F
+from django.utils.translation import gettext
 from rest_framework import filters, pagination
 from rest_framework.exceptions import ValidationError
 
@@ -82,9 +83,13 @@ class StableOrderingFilter(filters.OrderingFilter):
     def explained(cls, view) -> str:
         model = view.get_queryset().model
         empty = [name for name in view.ordering_fields if cls.nullable(model, name)]
-        return (f"Order by {', '.join(view.ordering_fields)}; a leading - reverses a field; several, "
-                "comma-separated, order by the first, then the next."
-                + (f" Those without a {' or '.join(empty)} come last either way." if empty else ""))
+        explained = gettext("Order by %(fields)s; a leading - reverses a field; several, comma-separated, "
+                            "order by the first, then the next.") % {
+            "fields": ", ".join(view.ordering_fields)}
+        if empty:
+            explained += " " + gettext("Those without a %(fields)s come last either way.") % {
+                "fields": gettext(" or ").join(empty)}
+        return explained
 
     def get_schema_operation_parameters(self, view):
         fields = "|".join(view.ordering_fields)
