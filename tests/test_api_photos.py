@@ -107,6 +107,9 @@ def test_the_api_answers_a_browser_in_json_and_a_client_that_takes_only_html_wit
     assert browser.status_code == 200 and browser["Content-Type"] == "application/json"
     assert html_only.status_code == 406 and html_only["Content-Type"] == "application/json"
     assert html_only.json()["error"]["code"] == "not_acceptable"
+    schema = api.get("/api/schema/", HTTP_ACCEPT="text/html")  # (its own renderers: YAML and JSON)
+    assert schema.status_code == 406 and schema["Content-Type"] == "application/json"
+    assert schema.json()["error"]["code"] == "not_acceptable"
 
 
 def test_uploading_two_photos_in_one_request_queues_both(api, user, enqueued,

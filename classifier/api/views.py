@@ -43,6 +43,7 @@ from rest_framework.decorators import (
 from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.serializers import CharField, Serializer
 from rest_framework.throttling import ScopedRateThrottle
@@ -203,6 +204,13 @@ class SchemaView(SpectacularAPIView):
     def get(self, request, *args, **kwargs):
         with override(settings.LANGUAGE_CODE):  # (the schema's lazy texts are made strings inside)
             return super().get(request, *args, **kwargs)
+
+    def perform_content_negotiation(self, request, force=False):
+        """An error's answer (a 406 for a client that takes neither YAML nor JSON) in JSON, as the
+        API's others; DRF would draw it with the first renderer, YAML."""
+        if force:
+            return JSONRenderer(), JSONRenderer.media_type
+        return super().perform_content_negotiation(request, force)
 
 
 class FiltersOnLists:
