@@ -281,7 +281,7 @@ def send_email_confirmation(pending_id: int) -> str:
 # times: no row keeps it for the sweep (a confirmation link's does; a reset link's owner asks again).
 # A server that took it and then timed out gets it twice.
 NOTICE_RETRIES = {"autoretry_for": (OSError,), "retry_backoff": 60, "retry_backoff_max": 3600,
-                  "max_retries": 6}
+                  "retry_jitter": False, "max_retries": 6}  # (with Celery's jitter: any wait up to those)
 
 
 @shared_task(bind=True, **NOTICE_RETRIES)
