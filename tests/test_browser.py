@@ -197,6 +197,20 @@ def test_a_file_over_the_limit_is_refused_before_it_is_sent_and_a_non_picture_ge
     assert me.errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"]
 
 
+def two_uploads_waiting(me: Visitor, django_user_model) -> Visitor:
+    """ayu signed in on the upload page, two photos uploaded and stored, waiting for their results.
+    No worker classifies them: each wait for a result lasts a second, not 20 (the server's few
+    waiting slots are for the tests after this one)."""
+    django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
+    me.page.route(re.compile(r"/api/photos/\d+/\?wait="),
+                  lambda route: route.continue_(url=route.request.url.replace("wait=20", "wait=1")))
+    me.log_in("ayu", "kue-lapis-2026", then="/upload/")
+    me.page.set_input_files("input[type=file]", [str(p) for p in sorted(PHOTOS.glob("*/*.jpg"))[:2]])
+    me.page.wait_for_function("() => [...document.querySelectorAll('.upload-status')].filter("
+                              "(s) => s.textContent.includes('Stored; waiting')).length === 2")
+    return me
+
+
 def test_photos_whose_results_cannot_be_shown_once_signed_out_are_counted_as_uploaded_not_failed(
         browser, live_server, django_user_model):
     """Signed out elsewhere while they wait: they were stored, and are classified all the same."""
@@ -204,16 +218,7 @@ def test_photos_whose_results_cannot_be_shown_once_signed_out_are_counted_as_upl
 
     from classifier.models import Photo
 
-    django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
-    me = Visitor(browser, live_server.url, "unseen")
-    # No worker classifies them: each wait for a result lasts a second, not 20 (the server's few
-    # waiting slots are for the tests after this one).
-    me.page.route(re.compile(r"/api/photos/\d+/\?wait="),
-                  lambda route: route.continue_(url=route.request.url.replace("wait=20", "wait=1")))
-    me.log_in("ayu", "kue-lapis-2026", then="/upload/")
-    me.page.set_input_files("input[type=file]", [str(p) for p in sorted(PHOTOS.glob("*/*.jpg"))[:2]])
-    me.page.wait_for_function("() => [...document.querySelectorAll('.upload-status')].filter("
-                              "(s) => s.textContent.includes('Stored; waiting')).length === 2")
+    me = two_uploads_waiting(Visitor(browser, live_server.url, "unseen"), django_user_model)
 
     Session.objects.all().delete()  # (signed out in another tab)
     me.page.wait_for_function("() => document.querySelectorAll('.upload.unseen').length === 2")
@@ -687,15 +692,7 @@ def test_an_upload_deleted_elsewhere_while_it_waits_is_counted_as_deleted(
         browser, live_server, django_user_model):
     from classifier.models import Photo
 
-    django_user_model.objects.create_user("ayu", password="kue-lapis-2026")
-    me = Visitor(browser, live_server.url, "deleted")
-    # No worker classifies them: each wait for a result lasts a second, not 20 (as above).
-    me.page.route(re.compile(r"/api/photos/\d+/\?wait="),
-                  lambda route: route.continue_(url=route.request.url.replace("wait=20", "wait=1")))
-    me.log_in("ayu", "kue-lapis-2026", then="/upload/")
-    me.page.set_input_files("input[type=file]", [str(p) for p in sorted(PHOTOS.glob("*/*.jpg"))[:2]])
-    me.page.wait_for_function("() => [...document.querySelectorAll('.upload-status')].filter("
-                              "(s) => s.textContent.includes('Stored; waiting')).length === 2")
+    me = two_uploads_waiting(Visitor(browser, live_server.url, "deleted"), django_user_model)
 
     assert me.page.locator(".upload-summary").inner_text() == "2 files: 2 waiting to be classified."
     deleted, taken = Photo.objects.order_by("pk")
